@@ -1,0 +1,118 @@
+// referrald.toml: loaded and validated strictly. Every problem is reported as
+// FILE:LINE: key: message, all of them at once (ConfigError).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "routing/business_hours.hpp"
+#include "routing/routing.hpp"
+#include "rules/rules.hpp"
+#include "util/config_error.hpp"
+#include "util/duration.hpp"
+
+namespace referrald {
+
+struct ListenEndpoint {
+  std::string host;  // literal IPv4 or IPv6 address (no brackets) or "localhost"
+  std::uint16_t port = 0;
+  std::string to_string() const;  // "127.0.0.1:8080", "[::1]:8080"
+};
+
+using Sha256 = std::array<unsigned char, 32>;
+
+struct HttpConfig {
+  std::vector<ListenEndpoint> listen;
+  std::filesystem::path tls_certificate;  // both set: HTTPS only
+  std::filesystem::path tls_private_key;
+  std::vector<Sha256> api_keys;           // SHA-256 of each bearer token
+  std::size_t max_body_bytes = 65536;
+  std::size_t max_header_bytes = 8192;
+  std::size_t max_connections = 1024;
+  unsigned threads = 2;                    // I/O threads
+  Duration read_timeout{std::chrono::seconds(10)};
+  Duration write_timeout{std::chrono::seconds(10)};
+  Duration idle_timeout{std::chrono::seconds(30)};
+  unsigned rate_limit_per_minute = 600;   // per client address; 0 disables
+  unsigned rate_limit_burst = 120;
+
+  bool tls_enabled() const { return !tls_certificate.empty(); }
+};
+
+struct StorageConfig {
+  std::filesystem::path database;
+  std::size_t max_batch = 1024;     // writes per group commit
+  std::size_t queue_limit = 16384;  // pending writes before back-pressure (503)
+};
+
+struct DeliveryConfig {
+  int max_attempts = 10;
+  Duration initial_backoff{std::chrono::seconds(30)};
+  Duration max_backoff{std::chrono::minutes(30)};
+  Duration give_up_after{std::chrono::hours(48)};
+  Duration lease{std::chrono::minutes(5)};  // a 'sending' row is due again after this
+};
+
+// The referral office, as referring clinicians and pages name it.
+struct OfficeConfig {
+  std::string name = "Physician/Patient Referral Office";
+  std::string phone;
+  std::string fax;
+  std::string pager;  // 24-hour line
+  BusinessHours hours;
+};
+
+using SettingValue = std::variant<std::string, std::int64_t, bool, Duration, std::vector<std::string>>;
+
+// One [[target]] table. Type-specific keys are validated against the key
+// table of its type (config/target_keys.hpp); paths are already resolved
+// relative to the configuration file.
+struct TargetConfig {
+  std::string name;
+  std::string type;
+  int line = 0;
+  unsigned concurrency = 4;
+  Duration timeout{std::chrono::seconds(60)};
+  std::map<std::string, SettingValue> settings;
+
+  const std::string* get_string(const std::string& key) const;
+  std::optional<std::int64_t> get_integer(const std::string& key) const;
+  std::optional<bool> get_bool(const std::string& key) const;
+  std::optional<Duration> get_duration(const std::string& key) const;
+  const std::vector<std::string>* get_list(const std::string& key) const;
+};
+
+struct Config {
+  std::filesystem::path file;          // the configuration file itself
+  HttpConfig http;
+  StorageConfig storage;
+  std::filesystem::path rules_file;
+  std::filesystem::path schema_dir;    // [paths] schemas
+  std::filesystem::path web_dir;       // [paths] web
+  DeliveryConfig delivery;
+  OfficeConfig office;
+  std::vector<TargetConfig> targets;
+  std::vector<Route> routes;
+  std::string log_level = "info";      // trace|debug|info|warn|error
+};
+
+struct Configuration {
+  Config config;
+  RuleSet rules;
+};
+
+// Loads the configuration and the rules file it names; throws ConfigError
+// with every problem of both. Start-up and --check-config both call this.
+Configuration load_configuration(const std::filesystem::path& file);
+
+// Parses configuration text (for tests); file_name appears in messages and
+// relative paths resolve against its directory. Does not load rules.
+Config parse_config(std::string_view toml_text, const std::filesystem::path& file_name);
+
+}  // namespace referrald

@@ -1,0 +1,50 @@
+// Turns a submission (JSON text, or already-parsed fields from the web form)
+// into a validated Referral, or into errors that each name a field.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "model/referral.hpp"
+
+namespace referrald {
+
+// The body is not JSON we can read at all (HTTP 400).
+struct MalformedInput {
+  std::string message;  // e.g. "invalid JSON at byte 17: unexpected '}'"
+};
+
+// The body is JSON but not a valid referral (HTTP 422).
+struct InvalidReferral {
+  std::vector<FieldError> errors;  // sorted by path, one or more
+};
+
+using ValidationResult = std::variant<Referral, MalformedInput, InvalidReferral>;
+
+struct ValidationLimits {
+  std::size_t max_depth = 16;  // deeper nesting is MalformedInput
+};
+
+class ReferralValidator {
+ public:
+  // Loads schemas/referral.v1.schema.json; throws std::runtime_error naming
+  // the file if it cannot be read or is not a valid schema.
+  explicit ReferralValidator(const std::filesystem::path& schema_file,
+                             ValidationLimits limits = {});
+  ~ReferralValidator();
+  ReferralValidator(const ReferralValidator&) = delete;
+  ReferralValidator& operator=(const ReferralValidator&) = delete;
+
+  // Thread-safe; `today` bounds birth and diagnosis dates.
+  ValidationResult validate(std::string_view json_text, Date today) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace referrald

@@ -1,0 +1,87 @@
+// A thin RAII layer over one SQLite connection: prepared statements with
+// typed binds, and errors as exceptions that keep SQLite's code.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace referrald::store {
+
+class DatabaseError : public std::runtime_error {
+ public:
+  DatabaseError(int code, const std::string& what) : std::runtime_error(what), code_(code) {}
+  int code() const noexcept { return code_; }  // extended SQLite result code
+  // Disk full, I/O error, read-only, locked/busy, cannot open: the store is
+  // unavailable (503) rather than the write being bad.
+  bool is_unavailable() const noexcept;
+  bool is_constraint() const noexcept;
+
+ private:
+  int code_;
+};
+
+class Statement {
+ public:
+  Statement(sqlite3* db, std::string_view sql);
+  ~Statement();
+  Statement(Statement&& other) noexcept;
+  Statement& operator=(Statement&&) = delete;
+  Statement(const Statement&) = delete;
+
+  Statement& bind(int index, std::int64_t v);
+  Statement& bind(int index, std::string_view v);  // TEXT, copied
+  Statement& bind_blob(int index, std::string_view v);
+  Statement& bind_null(int index);
+  Statement& bind(int index, const std::optional<std::string>& v);
+
+  bool step();   // true while a row is available; throws DatabaseError
+  void run();    // step to completion, then reset
+  void reset();  // reset and clear bindings
+
+  std::int64_t column_int(int i) const;
+  std::string column_text(int i) const;
+  std::optional<std::string> column_optional_text(int i) const;
+  bool column_is_null(int i) const;
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_;
+};
+
+enum class OpenMode { read_write_create, read_write, read_only };
+
+class Database {
+ public:
+  // Opens with WAL, synchronous=FULL, foreign keys on and a busy timeout;
+  // creates the file 0600. Throws DatabaseError.
+  Database(const std::filesystem::path& file, OpenMode mode);
+  ~Database();
+  Database(const Database&) = delete;
+  Database& operator=(const Database&) = delete;
+
+  void exec(std::string_view sql);
+  Statement prepare(std::string_view sql);
+  // A statement prepared once and cached by its SQL text.
+  Statement& cached(std::string_view sql);
+  std::int64_t last_insert_rowid() const;
+  int changes() const;
+  std::int64_t data_version();  // PRAGMA data_version: changes by other connections
+  sqlite3* handle() const noexcept { return db_; }
+  const std::filesystem::path& file() const noexcept { return file_; }
+
+ private:
+  struct Cache;
+  std::filesystem::path file_;
+  sqlite3* db_ = nullptr;
+  std::unique_ptr<Cache> cache_;
+};
+
+}  // namespace referrald::store

@@ -1,0 +1,128 @@
+// The referral store: schema, migrations and every query referrald and
+// referralctl run. Plain C++ types in, plain C++ types out.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "model/referral.hpp"
+#include "store/database.hpp"
+
+namespace referrald::store {
+
+using TimePoint = std::chrono::system_clock::time_point;
+
+enum class DeliveryState { pending, sending, delivered, retry, dead, cancelled, held };
+std::string_view to_string(DeliveryState s) noexcept;
+std::optional<DeliveryState> parse_delivery_state(std::string_view s) noexcept;
+bool is_final(DeliveryState s) noexcept;  // delivered, dead, cancelled
+
+inline constexpr int schema_version = 1;
+
+// Brings a database to schema_version inside one transaction. Throws
+// DatabaseError, or IncompatibleSchema for a database newer than this build.
+void migrate(Database& db);
+int current_schema_version(Database& db);  // 0 for an empty database
+
+class IncompatibleSchema : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Everything written when a referral is accepted for processing.
+struct NewReferral {
+  std::string id;
+  TimePoint received_at;
+  Decision decision = Decision::review;
+  Urgency urgency = Urgency::routine;
+  std::vector<Reason> reasons;
+  std::optional<std::string> disease;
+  std::string channel;                        // "api" | "form"
+  std::string client;                         // who submitted: API key fingerprint, or form client
+  std::optional<std::string> idempotency_key;
+  std::string request_hash;                   // hex SHA-256 of the body, for Idempotency-Key
+  std::string document;                       // referral JSON
+  std::string response;                       // the exact 202 body, replayed for a repeated key
+  std::vector<std::string> targets;           // one delivery row each, due now
+};
+
+enum class InsertStatus { inserted, replayed, conflict };
+struct InsertResult {
+  InsertStatus status;
+  std::string id;        // the stored referral's id (the earlier one for replay)
+  std::string response;  // the stored response (for replay)
+};
+
+// Inserts referral, deliveries and an audit row; with an idempotency key
+// already used by the same client, returns replayed (same hash) or conflict.
+// Must run inside a transaction (the writer's).
+InsertResult insert_referral(Database& db, const NewReferral& r);
+
+struct DeliveryRow {
+  std::int64_t id = 0;
+  std::string referral_id;
+  std::string target;
+  DeliveryState state = DeliveryState::pending;
+  int attempts = 0;
+  TimePoint created_at;
+  TimePoint next_attempt_at;
+  std::optional<TimePoint> lease_until;
+  std::optional<std::string> last_error;
+  std::optional<std::string> external_id;
+  TimePoint updated_at;
+};
+
+struct ReferralRow {
+  std::string id;
+  TimePoint received_at;
+  Decision decision = Decision::review;
+  Urgency urgency = Urgency::routine;
+  std::vector<Reason> reasons;
+  std::optional<std::string> disease;
+  std::string channel;
+  std::string document;
+};
+
+std::optional<ReferralRow> find_referral(Database& db, const std::string& id);
+std::vector<DeliveryRow> deliveries_of(Database& db, const std::string& referral_id);
+
+// Claims up to `limit` due deliveries (pending/retry due now, or sending with
+// an expired lease), moving them to 'sending' with lease_until = now + lease,
+// attempts + 1, in one statement. Ordered by next attempt time.
+std::vector<DeliveryRow> claim_due(Database& db, TimePoint now, std::chrono::milliseconds lease,
+                                   int limit, const std::vector<std::string>& targets = {});
+// The earliest time something becomes due (next attempt or lease expiry), if any.
+std::optional<TimePoint> next_due(Database& db);
+
+enum class AttemptOutcome { delivered, transient, permanent, misconfigured };
+std::string_view to_string(AttemptOutcome o) noexcept;
+
+struct AttemptRecord {
+  std::int64_t delivery_id = 0;
+  int attempt = 0;
+  TimePoint started_at;
+  TimePoint finished_at;
+  AttemptOutcome outcome = AttemptOutcome::transient;
+  std::optional<std::string> code;     // protocol code, e.g. "451"
+  std::string message;                 // no PHI
+  std::optional<std::string> external_id;
+  // Where the delivery goes next: delivered, retry (with next_attempt_at) or dead.
+  DeliveryState next_state = DeliveryState::delivered;
+  std::optional<TimePoint> next_attempt_at;
+};
+
+// Records an attempt and moves the delivery, only if it is still 'sending'
+// (an operator may have cancelled or held it meanwhile). Returns false then.
+bool finish_attempt(Database& db, const AttemptRecord& a);
+
+void audit(Database& db, TimePoint at, const std::optional<std::string>& referral_id,
+           std::optional<std::int64_t> delivery_id, const std::string& actor,
+           const std::string& action, const std::string& detail);
+
+std::int64_t to_millis(TimePoint t) noexcept;
+TimePoint from_millis(std::int64_t ms) noexcept;
+
+}  // namespace referrald::store

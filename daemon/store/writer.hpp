@@ -1,0 +1,91 @@
+// Group commit. One thread owns the write connection; callers hand it jobs
+// and are completed only after the transaction holding their job has
+// committed with synchronous=FULL. Many concurrent jobs share one commit.
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "store/database.hpp"
+
+namespace referrald::store {
+
+enum class JobStatus {
+  committed,    // the job ran and its transaction is durable
+  failed,       // the job itself threw (e.g. a constraint); its changes were rolled back, neighbours unaffected
+  unavailable,  // the database could not commit (disk full, read-only, I/O error): nothing of it is stored
+  overloaded,   // the queue was full; the job never ran
+  stopped,      // the writer is shutting down; the job never ran
+};
+
+struct JobResult {
+  JobStatus status = JobStatus::committed;
+  std::string error;  // for failed/unavailable: a message without PHI
+};
+
+struct WriterOptions {
+  std::size_t max_batch = 1024;
+  std::size_t queue_limit = 16384;
+};
+
+class Writer {
+ public:
+  // A job runs on the writer thread inside the batch's transaction (within a
+  // savepoint of its own). It may throw to fail itself alone.
+  using Job = std::function<void(Database&)>;
+  // Called on the writer thread once the outcome is final; must not block.
+  using Completion = std::function<void(JobResult)>;
+
+  // Opens (creating 0600) and migrates the database; throws DatabaseError or
+  // IncompatibleSchema if it cannot.
+  Writer(const std::filesystem::path& file, WriterOptions options);
+  ~Writer();  // stop()s
+  Writer(const Writer&) = delete;
+  Writer& operator=(const Writer&) = delete;
+
+  // Never blocks. Completes immediately with overloaded or stopped when the
+  // job cannot be queued.
+  void submit(Job job, Completion done);
+
+  // Called on the writer thread after each successful commit (e.g. to wake
+  // the dispatcher). Set before the first submit.
+  void on_commit(std::function<void()> hook);
+
+  // Runs the queued jobs, then stops the thread. Idempotent.
+  void stop();
+
+  // Figures for /metrics and STATUS=.
+  std::size_t queue_depth() const;
+  std::uint64_t commits() const;
+  std::uint64_t jobs_committed() const;
+  bool healthy() const;  // false while the last commit attempt failed
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Read-only queries off the I/O threads: a few threads, each with its own
+// connection. Completion runs on a reader thread.
+class ReaderPool {
+ public:
+  using Query = std::function<void(Database&)>;
+  ReaderPool(const std::filesystem::path& file, unsigned threads);
+  ~ReaderPool();
+  ReaderPool(const ReaderPool&) = delete;
+  ReaderPool& operator=(const ReaderPool&) = delete;
+
+  // The query runs on a reader thread; `failed` is called instead with a
+  // message if the database cannot be read.
+  void submit(Query query, std::function<void(std::string)> failed);
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace referrald::store

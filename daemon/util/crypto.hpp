@@ -1,0 +1,24 @@
+// Small wrappers over OpenSSL for what referrald needs: hashes, constant-time
+// comparison and random bytes.
+#pragma once
+
+#include <array>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace referrald {
+
+std::array<unsigned char, 32> sha256(std::string_view data);
+std::string sha256_hex(std::string_view data);
+std::string to_hex(const unsigned char* data, std::size_t size);
+// nullopt-free: returns false if `hex` is not exactly 2*N hex digits.
+bool from_hex(std::string_view hex, unsigned char* out, std::size_t size);
+
+// Compares without an early exit, so timing does not reveal a prefix.
+bool constant_time_equal(const unsigned char* a, const unsigned char* b, std::size_t size) noexcept;
+
+// Cryptographically secure random bytes (OpenSSL RAND_bytes); throws on failure.
+std::vector<unsigned char> random_bytes(std::size_t n);
+
+}  // namespace referrald

@@ -1,0 +1,93 @@
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "util/config_error.hpp"
+#include "util/crypto.hpp"
+#include "util/dates.hpp"
+#include "util/duration.hpp"
+#include "util/ids.hpp"
+
+namespace referrald {
+namespace {
+
+using namespace std::chrono;
+
+TEST(Duration, ParsesOperatorForms) {
+  EXPECT_EQ(parse_duration("30s"), Duration{30000});
+  EXPECT_EQ(parse_duration("30m"), Duration{30 * 60000});
+  EXPECT_EQ(parse_duration("48h"), Duration{48 * 3600000LL});
+  EXPECT_EQ(parse_duration("1h30m"), Duration{90 * 60000});
+  EXPECT_EQ(parse_duration("365d"), Duration{365LL * 86400000});
+  EXPECT_EQ(parse_duration("250ms"), Duration{250});
+}
+
+TEST(Duration, RefusesWhatIsNotADuration) {
+  for (const char* bad : {"", "30", "s", "-5s", "5 s", "5x", "1.5h", "99999999999999999999d"}) {
+    EXPECT_FALSE(parse_duration(bad).has_value()) << bad;
+  }
+}
+
+TEST(Duration, FormatsRoundTrip) {
+  EXPECT_EQ(format_duration(Duration{90 * 60000}), "1h30m");
+  EXPECT_EQ(format_duration(Duration{0}), "0s");
+  EXPECT_EQ(parse_duration(format_duration(Duration{123456789})), Duration{123456789});
+}
+
+TEST(Dates, ParsesOnlyRealCalendarDates) {
+  EXPECT_EQ(parse_iso_date("2014-03-09"), (year{2014} / March / 9));
+  EXPECT_EQ(parse_iso_date("2024-02-29"), (year{2024} / February / 29));
+  for (const char* bad : {"2023-02-29", "2014-13-01", "2014-00-10", "2014-3-9", "20140309",
+                          "2014-03-09T00:00", "abcd-ef-gh", "2014-04-31"}) {
+    EXPECT_FALSE(parse_iso_date(bad).has_value()) << bad;
+  }
+}
+
+TEST(Dates, AgeInCompletedYears) {
+  const Date birth = year{2005} / June / 15;
+  EXPECT_EQ(age_in_years(birth, year{2026} / June / 14), 20);
+  EXPECT_EQ(age_in_years(birth, year{2026} / June / 15), 21);
+  EXPECT_EQ(age_in_years(year{2008} / February / 29, year{2026} / February / 28), 17);
+  EXPECT_EQ(age_in_years(year{2008} / February / 29, year{2026} / March / 1), 18);
+}
+
+TEST(Dates, FormatsUtcTimestamps) {
+  const auto t = sys_days{year{2026} / November / 28} + hours{7} + minutes{5} + seconds{9} +
+                 milliseconds{42};
+  EXPECT_EQ(format_utc_timestamp(t), "2026-11-28T07:05:09.042Z");
+}
+
+TEST(Ids, ReferralIdsAreReadableAndDistinct) {
+  const auto now = sys_days{year{2026} / November / 28} + hours{7};
+  std::set<std::string> seen;
+  for (int i = 0; i < 1000; ++i) {
+    const auto id = new_referral_id(now);
+    EXPECT_TRUE(id.starts_with("R-20261128-")) << id;
+    EXPECT_TRUE(looks_like_referral_id(id)) << id;
+    EXPECT_EQ(id.find_first_of("ILOU"), std::string::npos) << id;
+    seen.insert(id);
+  }
+  EXPECT_EQ(seen.size(), 1000U);
+  EXPECT_FALSE(looks_like_referral_id("R-20261128-ABCDE-FGHIU"));
+  EXPECT_FALSE(looks_like_referral_id("../../etc/passwd"));
+}
+
+TEST(Crypto, Sha256AndConstantTimeCompare) {
+  EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  std::array<unsigned char, 32> h{};
+  ASSERT_TRUE(from_hex(sha256_hex("token"), h.data(), h.size()));
+  const auto direct = sha256("token");
+  EXPECT_TRUE(constant_time_equal(h.data(), direct.data(), 32));
+  h[31] ^= 1;
+  EXPECT_FALSE(constant_time_equal(h.data(), direct.data(), 32));
+  EXPECT_FALSE(from_hex("zz", h.data(), 1));
+}
+
+TEST(ConfigProblem, FormatsAsFileLineKeyMessage) {
+  EXPECT_EQ((ConfigProblem{"referrald.toml", 42, "target[2].port", "expected 1..65535"}).to_string(),
+            "referrald.toml:42: target[2].port: expected 1..65535");
+  EXPECT_EQ((ConfigProblem{"r.toml", 0, "", "cannot open file"}).to_string(), "r.toml: cannot open file");
+}
+
+}  // namespace
+}  // namespace referrald
