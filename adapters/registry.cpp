@@ -1,1 +1,23 @@
-// placeholder
+#include "adapters/registry.hpp"
+
+#include <stdexcept>
+
+#include "adapters/spool/spool_adapter.hpp"
+#include "config/target_keys.hpp"
+
+namespace referrald {
+
+std::shared_ptr<Adapter> make_adapter(const TargetConfig& target, const AdapterContext& context) {
+  if (target.type == "spool") return std::make_shared<SpoolAdapter>(target, context.blocking_executor);
+  std::string known;
+  for (const auto& t : known_target_types()) known += (known.empty() ? "" : ", ") + t;
+  const bool listed = std::find(known_target_types().begin(), known_target_types().end(), target.type) !=
+                      known_target_types().end();
+  if (listed) {
+    throw std::runtime_error("target \"" + target.name + "\": type \"" + target.type +
+                             "\" is not available in this build yet (available: spool)");
+  }
+  throw std::runtime_error("target \"" + target.name + "\": unknown type \"" + target.type + "\" (known: " + known + ")");
+}
+
+}  // namespace referrald

@@ -1,1 +1,103 @@
-// placeholder
+#include "adapters/spool/spool_adapter.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <cerrno>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "util/dates.hpp"
+
+namespace referrald {
+
+namespace asio = boost::asio;
+
+namespace {
+
+// Writes all of data to fd; false with errno set on failure.
+bool write_all(int fd, const std::string& data) {
+  std::size_t done = 0;
+  while (done < data.size()) {
+    const auto n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+Outcome io_failure(const char* step, int error) {
+  // A full or read-only spool directory clears up on its own or by an
+  // operator: retry. Anything else is a misconfigured directory.
+  std::string message = std::string(step) + ": " + std::strerror(error);
+  if (error == ENOSPC || error == EDQUOT || error == EIO || error == EROFS || error == EINTR) {
+    return Outcome::transient(std::move(message), std::to_string(error));
+  }
+  return Outcome::misconfigured(std::move(message), std::to_string(error));
+}
+
+}  // namespace
+
+SpoolAdapter::SpoolAdapter(const TargetConfig& target, asio::any_io_executor blocking)
+    : blocking_(std::move(blocking)) {
+  const auto* dir = target.get_string("directory");
+  directory_ = dir != nullptr ? std::filesystem::path(*dir) : std::filesystem::path("spool");
+  std::error_code ec;
+  std::filesystem::create_directories(directory_, ec);
+  if (!ec) std::filesystem::permissions(directory_, std::filesystem::perms::owner_all, ec);
+}
+
+Outcome SpoolAdapter::write(const Delivery& delivery) const {
+  nlohmann::ordered_json doc;
+  doc["delivery"] = delivery.identity;
+  doc["referral_id"] = delivery.referral_id;
+  doc["target"] = delivery.target;
+  doc["attempt"] = delivery.attempt;
+  doc["received_at"] = format_utc_timestamp(delivery.received_at);
+  doc["decision"] = std::string(to_string(delivery.decision));
+  doc["urgency"] = std::string(to_string(delivery.urgency));
+  doc["reasons"] = nlohmann::ordered_json::array();
+  for (const auto& r : delivery.reasons) doc["reasons"].push_back({{"code", r.code}, {"message", r.message}});
+  doc["referral"] = nlohmann::ordered_json::parse(delivery.document);
+  const std::string text = doc.dump(2) + "\n";
+
+  const auto final_path = directory_ / (delivery.identity + ".json");
+  const auto temp_path = directory_ / ("." + delivery.identity + ".tmp");
+  const int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return io_failure("open", errno);
+  if (!write_all(fd, text) || ::fsync(fd) != 0) {
+    const int error = errno;
+    ::close(fd);
+    ::unlink(temp_path.c_str());
+    return io_failure("write", error);
+  }
+  ::close(fd);
+  if (::rename(temp_path.c_str(), final_path.c_str()) != 0) {
+    const int error = errno;
+    ::unlink(temp_path.c_str());
+    return io_failure("rename", error);
+  }
+  // The rename is durable only once the directory is synced.
+  const int dir_fd = ::open(directory_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd >= 0) {
+    ::fsync(dir_fd);
+    ::close(dir_fd);
+  }
+  return Outcome::delivered("written to " + final_path.string());
+}
+
+asio::awaitable<Outcome> SpoolAdapter::send(const Delivery& delivery) {
+  // File I/O and fsync happen on the blocking pool, never on an I/O thread;
+  // the caller resumes on its own executor.
+  co_return co_await asio::co_spawn(
+      blocking_, [this, &delivery]() -> asio::awaitable<Outcome> { co_return write(delivery); },
+      asio::use_awaitable);
+}
+
+}  // namespace referrald

@@ -1,1 +1,289 @@
-// placeholder
+#include "dispatch/dispatcher.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <mutex>
+#include <optional>
+#include <random>
+
+#include "store/async.hpp"
+#include "store/store.hpp"
+#include "util/dates.hpp"
+#include "util/ids.hpp"
+
+namespace referrald {
+
+namespace asio = boost::asio;
+using namespace boost::asio::experimental::awaitable_operators;
+using std::chrono::system_clock;
+
+struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
+  Impl(asio::any_io_executor ex, store::Writer& w, const Clock& c, DispatcherOptions o)
+      : strand(asio::make_strand(ex)), writer(w), clock(c), options(std::move(o)), wakeup(strand),
+        rng(std::random_device{}()) {}
+
+  struct TargetState {
+    DispatchTarget target;
+    unsigned in_flight = 0;
+  };
+
+  // Everything below is touched only on `strand`.
+  asio::strand<asio::any_io_executor> strand;
+  store::Writer& writer;
+  const Clock& clock;
+  DispatcherOptions options;
+  std::map<std::string, TargetState> targets;
+  asio::steady_timer wakeup;
+  bool wake_pending = true;
+  bool running = false;
+  bool stopping = false;
+  unsigned in_flight = 0;
+  std::mt19937_64 rng;
+  std::optional<asio::steady_timer> drained;  // signalled when in_flight reaches 0 while stopping
+
+  std::atomic<std::uint64_t> delivered{0}, transient{0}, permanent{0}, misconfigured{0};
+  std::atomic<std::uint64_t> in_flight_count{0};
+
+  struct Claimed {
+    std::vector<Delivery> deliveries;
+    std::optional<system_clock::time_point> next_due;
+  };
+
+  asio::awaitable<Claimed> claim() {
+    struct Want {
+      std::string target;
+      int limit;
+    };
+    std::vector<Want> wants;
+    for (auto& [name, state] : targets) {
+      if (state.in_flight < state.target.concurrency) {
+        wants.push_back({name, static_cast<int>(state.target.concurrency - state.in_flight)});
+      }
+    }
+    auto result = std::make_shared<Claimed>();
+    const auto now = clock.now();
+    const auto lease = options.lease;
+    const auto job_result = co_await store::async_write(writer, [wants, result, now, lease](store::Database& db) {
+      for (const auto& want : wants) {
+        for (auto& row : store::claim_due(db, now, lease, want.limit, {want.target})) {
+          auto referral = store::find_referral(db, row.referral_id);
+          if (!referral) continue;  // purged meanwhile; the cascade removed the delivery too
+          Delivery d;
+          d.id = row.id;
+          d.identity = delivery_identity(row.referral_id, row.target);
+          d.referral_id = row.referral_id;
+          d.target = row.target;
+          d.attempt = row.attempts;
+          d.received_at = referral->received_at;
+          d.decision = referral->decision;
+          d.urgency = referral->urgency;
+          d.reasons = referral->reasons;
+          d.document = std::move(referral->document);
+          result->deliveries.push_back(std::move(d));
+        }
+      }
+      result->next_due = store::next_due(db);
+    });
+    if (job_result.status != store::JobStatus::committed) {
+      spdlog::warn("dispatch.claim_failed status={} error=\"{}\"", static_cast<int>(job_result.status),
+                   job_result.error);
+      result->deliveries.clear();
+      result->next_due.reset();
+    }
+    co_return std::move(*result);
+  }
+
+  asio::awaitable<void> run() {
+    auto self = shared_from_this();
+    while (!stopping) {
+      wake_pending = false;
+      Claimed claimed;
+      try {
+        claimed = co_await claim();
+      } catch (const std::exception& e) {
+        spdlog::error("dispatch.claim_error error=\"{}\"", e.what());
+      }
+      for (auto& d : claimed.deliveries) launch(std::move(d));
+      if (stopping) break;
+      if (wake_pending) continue;
+      auto delay = std::chrono::duration_cast<std::chrono::steady_clock::duration>(options.poll_interval);
+      if (claimed.next_due) {
+        const auto until = *claimed.next_due - clock.now();
+        if (until < delay) delay = std::max(std::chrono::steady_clock::duration::zero(),
+                                            std::chrono::duration_cast<std::chrono::steady_clock::duration>(until));
+      }
+      wakeup.expires_after(delay);
+      co_await wakeup.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+  }
+
+  void launch(Delivery d) {
+    auto it = targets.find(d.target);
+    if (it == targets.end()) return;  // cannot happen: we claim only configured targets
+    ++it->second.in_flight;
+    ++in_flight;
+    ++in_flight_count;
+    asio::co_spawn(strand, deliver(std::move(d), it->second.target), asio::detached);
+  }
+
+  asio::awaitable<void> deliver(Delivery d, DispatchTarget target) {
+    auto self = shared_from_this();
+    const auto started = clock.now();
+    Outcome outcome;
+    try {
+      asio::steady_timer deadline(strand);
+      deadline.expires_after(target.timeout);
+      auto raced = co_await (target.adapter->send(d) ||
+                             deadline.async_wait(asio::as_tuple(asio::use_awaitable)));
+      if (raced.index() == 0) {
+        outcome = std::get<0>(std::move(raced));
+      } else {
+        outcome = Outcome::transient("timed out after " + format_duration(target.timeout));
+      }
+    } catch (const std::exception& e) {
+      outcome = Outcome::transient(std::string("adapter error: ") + e.what());
+    }
+    co_await record(d, target, started, std::move(outcome));
+    auto it = targets.find(d.target);
+    if (it != targets.end() && it->second.in_flight > 0) --it->second.in_flight;
+    --in_flight;
+    --in_flight_count;
+    if (stopping && in_flight == 0 && drained) drained->cancel();
+    wake_pending = true;
+    wakeup.cancel();
+  }
+
+  asio::awaitable<void> stop(Duration grace) {
+    auto self = shared_from_this();
+    stopping = true;
+    wakeup.cancel();
+    if (in_flight == 0) co_return;
+    drained.emplace(strand);
+    drained->expires_after(grace);
+    co_await drained->async_wait(asio::as_tuple(asio::use_awaitable));
+    if (in_flight > 0) {
+      spdlog::warn("dispatch.stop_timeout in_flight={} (they stay leased and resume after restart)", in_flight);
+    }
+  }
+
+  asio::awaitable<void> record(const Delivery& d, const DispatchTarget&, system_clock::time_point started,
+                               Outcome outcome) {
+    const auto now = clock.now();
+    store::AttemptRecord a;
+    a.delivery_id = d.id;
+    a.attempt = d.attempt;
+    a.started_at = started;
+    a.finished_at = now;
+    a.outcome = outcome.kind;
+    a.code = outcome.code;
+    a.message = outcome.message;
+    a.external_id = outcome.external_id;
+    std::optional<system_clock::time_point> retry_at;
+    switch (outcome.kind) {
+      case OutcomeClass::delivered:
+        a.next_state = store::DeliveryState::delivered;
+        ++delivered;
+        break;
+      case OutcomeClass::transient: {
+        ++transient;
+        std::uniform_real_distribution<double> jitter(0.0, 1.0);
+        // The delivery's creation is the referral's arrival: give_up_after counts from there.
+        retry_at = next_retry(options.retry, d.attempt, d.received_at, now, jitter(rng));
+        a.next_state = retry_at ? store::DeliveryState::retry : store::DeliveryState::dead;
+        a.next_attempt_at = retry_at;
+        break;
+      }
+      case OutcomeClass::permanent:
+        ++permanent;
+        a.next_state = store::DeliveryState::dead;
+        break;
+      case OutcomeClass::misconfigured:
+        ++misconfigured;
+        a.next_state = store::DeliveryState::dead;
+        break;
+    }
+    const auto code = outcome.code.value_or("-");
+    if (outcome.kind == OutcomeClass::delivered) {
+      spdlog::info("delivery.sent id={} target={} attempt={}", d.referral_id, d.target, d.attempt);
+    } else if (outcome.kind == OutcomeClass::misconfigured) {
+      spdlog::error("delivery.failed id={} target={} attempt={} class=misconfigured code={} error=\"{}\" "
+                    "next=dead (fix the target's configuration, then: referralctl retry {})",
+                    d.referral_id, d.target, d.attempt, code, outcome.message, d.referral_id);
+    } else {
+      spdlog::warn("delivery.failed id={} target={} attempt={} class={} code={} error=\"{}\" next={}",
+                   d.referral_id, d.target, d.attempt, store::to_string(outcome.kind), code,
+                   outcome.message, retry_at ? format_utc_timestamp(*retry_at) : std::string("dead"));
+    }
+    const auto result = co_await store::async_write(writer, [a](store::Database& db) {
+      store::finish_attempt(db, a);
+    });
+    if (result.status != store::JobStatus::committed) {
+      // The row stays 'sending' under its lease and is tried again when the
+      // lease expires: at-least-once, never lost.
+      spdlog::error("delivery.record_failed id={} target={} attempt={} error=\"{}\"", d.referral_id,
+                    d.target, d.attempt, result.error);
+    }
+  }
+};
+
+Dispatcher::Dispatcher(asio::any_io_executor executor, store::Writer& writer, const Clock& clock,
+                       DispatcherOptions options)
+    : impl_(std::make_shared<Impl>(std::move(executor), writer, clock, std::move(options))) {}
+
+Dispatcher::~Dispatcher() = default;
+
+void Dispatcher::set_targets(std::vector<DispatchTarget> targets, DispatcherOptions options) {
+  asio::post(impl_->strand, [impl = impl_, targets = std::move(targets), options = std::move(options)]() mutable {
+    std::map<std::string, Impl::TargetState> next;
+    for (auto& t : targets) {
+      const auto name = t.name;
+      const auto old = impl->targets.find(name);
+      next[name] = Impl::TargetState{std::move(t), old == impl->targets.end() ? 0U : old->second.in_flight};
+    }
+    impl->targets = std::move(next);
+    impl->options = std::move(options);
+    impl->wake_pending = true;
+    impl->wakeup.cancel();
+  });
+}
+
+void Dispatcher::start() {
+  asio::post(impl_->strand, [impl = impl_] {
+    if (impl->running) return;
+    impl->running = true;
+    asio::co_spawn(impl->strand, impl->run(), [](std::exception_ptr e) {
+      if (!e) return;
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        spdlog::critical("dispatch.loop_died error=\"{}\"", ex.what());
+      }
+    });
+  });
+}
+
+void Dispatcher::wake() {
+  asio::post(impl_->strand, [impl = impl_] {
+    impl->wake_pending = true;
+    impl->wakeup.cancel();
+  });
+}
+
+asio::awaitable<void> Dispatcher::stop(Duration grace) {
+  co_await asio::co_spawn(impl_->strand, impl_->stop(grace), asio::use_awaitable);
+}
+
+DispatcherStats Dispatcher::stats() const {
+  return {impl_->delivered.load(), impl_->transient.load(), impl_->permanent.load(),
+          impl_->misconfigured.load(), impl_->in_flight_count.load()};
+}
+
+}  // namespace referrald

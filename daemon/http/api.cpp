@@ -1,1 +1,247 @@
-// placeholder
+#include "http/api.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "store/async.hpp"
+#include "store/store.hpp"
+#include "util/crypto.hpp"
+#include "util/dates.hpp"
+#include "util/ids.hpp"
+
+namespace referrald::http {
+
+namespace asio = boost::asio;
+using json = nlohmann::ordered_json;
+
+namespace {
+
+constexpr std::string_view kReferralsPath = "/api/v1/referrals";
+constexpr std::size_t kMaxIdempotencyKey = 200;
+
+bool is_json_content_type(const std::string* value) {
+  if (value == nullptr) return false;
+  std::string media = value->substr(0, value->find(';'));
+  while (!media.empty() && media.back() == ' ') media.pop_back();
+  for (auto& c : media) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return media == "application/json";
+}
+
+Response method_not_allowed(std::string_view allow) {
+  auto r = Response::error(405, "method not allowed");
+  r.headers.emplace_back("Allow", std::string(allow));
+  return r;
+}
+
+Response unauthorized() {
+  auto r = Response::error(401, "missing or invalid API key (Authorization: Bearer <key>)");
+  r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"referrald\"");
+  return r;
+}
+
+// Resumes the coroutine on its own executor with the intake's outcome.
+asio::awaitable<SubmissionOutcome> async_submit(IntakeService& intake, SubmissionRequest request) {
+  return asio::async_initiate<decltype(asio::use_awaitable), void(SubmissionOutcome)>(
+      [&intake, request = std::move(request)](auto handler) mutable {
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        intake.submit(std::move(request), [shared](SubmissionOutcome outcome) {
+          auto ex = asio::get_associated_executor(*shared);
+          asio::post(ex, [shared, outcome = std::move(outcome)]() mutable { (*shared)(std::move(outcome)); });
+        });
+      },
+      asio::use_awaitable);
+}
+
+}  // namespace
+
+Api::Api(IntakeService& intake, store::Writer& writer, store::ReaderPool& readers, std::vector<Sha256> api_keys)
+    : intake_(intake), writer_(writer), readers_(readers), api_keys_(std::move(api_keys)) {}
+
+void Api::set_api_keys(std::vector<Sha256> keys) {
+  std::lock_guard lock(keys_mutex_);
+  api_keys_ = std::move(keys);
+}
+
+void Api::add_metrics_source(MetricsSource source) { metrics_sources_.push_back(std::move(source)); }
+
+std::string Api::authenticate(const Request& request) const {
+  const auto* auth = request.header("authorization");
+  if (auth == nullptr) return {};
+  constexpr std::string_view scheme = "Bearer ";
+  if (auth->size() <= scheme.size() || !std::equal(scheme.begin(), scheme.end(), auth->begin(), [](char a, char b) {
+        return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+      })) {
+    return {};
+  }
+  const auto presented = sha256(std::string_view(*auth).substr(scheme.size()));
+  std::lock_guard lock(keys_mutex_);
+  // Compare against every key without stopping early: timing reveals nothing.
+  bool match = false;
+  for (const auto& key : api_keys_) {
+    match |= constant_time_equal(presented.data(), key.data(), key.size());
+  }
+  if (!match) return {};
+  return "key:" + to_hex(presented.data(), 4);
+}
+
+asio::awaitable<Response> Api::handle(const Request& request) {
+  if (request.path == kReferralsPath) {
+    if (request.method != "POST") co_return method_not_allowed("POST");
+    const auto client = authenticate(request);
+    if (client.empty()) co_return unauthorized();
+    co_return co_await submit(request, client);
+  }
+  if (request.path.starts_with(std::string(kReferralsPath) + "/")) {
+    if (request.method != "GET" && request.method != "HEAD") co_return method_not_allowed("GET");
+    const auto client = authenticate(request);
+    if (client.empty()) co_return unauthorized();
+    const auto id = request.path.substr(kReferralsPath.size() + 1);
+    if (!looks_like_referral_id(id)) co_return Response::error(404, "no such referral");
+    co_return co_await get_referral(id, client);
+  }
+  if (request.path == "/healthz") {
+    if (request.method != "GET" && request.method != "HEAD") co_return method_not_allowed("GET");
+    co_return health();
+  }
+  if (request.path == "/metrics") {
+    if (request.method != "GET") co_return method_not_allowed("GET");
+    co_return metrics();
+  }
+  if (fallback_ != nullptr) co_return co_await fallback_->handle(request);
+  co_return Response::error(404, "not found");
+}
+
+asio::awaitable<Response> Api::submit(const Request& request, const std::string& client) {
+  if (!is_json_content_type(request.header("content-type"))) {
+    co_return Response::error(415, "Content-Type must be application/json");
+  }
+  SubmissionRequest submission;
+  submission.body = request.body;
+  submission.channel = "api";
+  submission.client = client;
+  if (const auto* key = request.header("idempotency-key")) {
+    if (key->empty() || key->size() > kMaxIdempotencyKey) {
+      co_return Response::error(400, "Idempotency-Key must be 1 to 200 characters");
+    }
+    submission.idempotency_key = *key;
+  }
+  auto outcome = co_await async_submit(intake_, std::move(submission));
+  using Kind = SubmissionOutcome::Kind;
+  Response response;
+  switch (outcome.kind) {
+    case Kind::accepted:
+    case Kind::replayed: {
+      response = Response::json(202, outcome.response);
+      response.headers.emplace_back("Location", std::string(kReferralsPath) + "/" + outcome.id);
+      if (outcome.kind == Kind::replayed) response.headers.emplace_back("Idempotent-Replayed", "true");
+      response.log_note = "id=" + outcome.id + (outcome.kind == Kind::replayed ? " replayed=true" : "");
+      if (outcome.eligibility) {
+        response.log_note += " decision=" + std::string(to_string(outcome.eligibility->decision));
+        std::lock_guard lock(counts_mutex_);
+        ++decisions_[std::string(to_string(outcome.eligibility->decision))];
+      }
+      break;
+    }
+    case Kind::malformed:
+      response = Response::error(400, outcome.message);
+      break;
+    case Kind::invalid: {
+      json body;
+      body["errors"] = json::array();
+      for (const auto& e : outcome.errors) body["errors"].push_back({{"path", e.path}, {"message", e.message}});
+      response = Response::json(422, body.dump());
+      response.log_note = "errors=" + std::to_string(outcome.errors.size());
+      break;
+    }
+    case Kind::conflict:
+      response = Response::error(409, outcome.message);
+      response.log_note = "id=" + outcome.id;
+      break;
+    case Kind::unavailable:
+    case Kind::overloaded:
+      response = Response::error(503, outcome.message);
+      response.headers.emplace_back("Retry-After", "5");
+      break;
+  }
+  co_return response;
+}
+
+asio::awaitable<Response> Api::get_referral(const std::string& id, const std::string& client) {
+  auto found = std::make_shared<std::optional<store::ReferralRow>>();
+  auto deliveries = std::make_shared<std::vector<store::DeliveryRow>>();
+  const auto error = co_await store::async_read(readers_, [id, found, deliveries](store::Database& db) {
+    *found = store::find_referral(db, id);
+    if (*found) *deliveries = store::deliveries_of(db, id);
+  });
+  if (!error.empty()) {
+    auto r = Response::error(503, "the referral store cannot be read right now");
+    r.headers.emplace_back("Retry-After", "5");
+    co_return r;
+  }
+  // A client sees only the referrals it submitted.
+  if (!*found || (*found)->client != client) co_return Response::error(404, "no such referral");
+  const auto& row = **found;
+  json body;
+  body["id"] = row.id;
+  body["received_at"] = format_utc_timestamp(row.received_at);
+  body["decision"] = std::string(to_string(row.decision));
+  body["urgency"] = std::string(to_string(row.urgency));
+  body["reasons"] = json::array();
+  for (const auto& r : row.reasons) body["reasons"].push_back({{"code", r.code}, {"message", r.message}});
+  body["deliveries"] = json::array();
+  for (const auto& d : *deliveries) {
+    json item{{"target", d.target}, {"state", std::string(store::to_string(d.state))}, {"attempts", d.attempts}};
+    if (!store::is_final(d.state)) item["next_attempt_at"] = format_utc_timestamp(d.next_attempt_at);
+    if (d.last_error) item["last_error"] = *d.last_error;
+    body["deliveries"].push_back(std::move(item));
+  }
+  body["referral"] = json::parse(row.document);
+  auto response = Response::json(200, body.dump());
+  response.log_note = "id=" + row.id;
+  co_return response;
+}
+
+Response Api::health() const {
+  if (!writer_.healthy()) {
+    return Response::json(503, R"({"status":"unavailable","reason":"storage: the last commit failed"})");
+  }
+  return Response::json(200, R"({"status":"ok"})");
+}
+
+Response Api::metrics() const {
+  std::string out;
+  out += "# HELP referrald_intake_total Referrals accepted for processing, by decision.\n";
+  out += "# TYPE referrald_intake_total counter\n";
+  {
+    std::lock_guard lock(counts_mutex_);
+    for (const char* d : {"accepted", "review", "declined"}) {
+      const auto it = decisions_.find(d);
+      out += "referrald_intake_total{decision=\"" + std::string(d) + "\"} " +
+             std::to_string(it == decisions_.end() ? 0 : it->second) + "\n";
+    }
+  }
+  out += "# HELP referrald_store_commits_total Group commits of the store writer.\n";
+  out += "# TYPE referrald_store_commits_total counter\n";
+  out += "referrald_store_commits_total " + std::to_string(writer_.commits()) + "\n";
+  out += "# HELP referrald_store_jobs_total Writes committed by the store writer.\n";
+  out += "# TYPE referrald_store_jobs_total counter\n";
+  out += "referrald_store_jobs_total " + std::to_string(writer_.jobs_committed()) + "\n";
+  out += "# HELP referrald_store_queue_depth Writes waiting for the next commit.\n";
+  out += "# TYPE referrald_store_queue_depth gauge\n";
+  out += "referrald_store_queue_depth " + std::to_string(writer_.queue_depth()) + "\n";
+  out += "# HELP referrald_store_healthy 1 when the last commit succeeded.\n";
+  out += "# TYPE referrald_store_healthy gauge\n";
+  out += std::string("referrald_store_healthy ") + (writer_.healthy() ? "1" : "0") + "\n";
+  for (const auto& source : metrics_sources_) out += source();
+  Response r;
+  r.status = 200;
+  r.content_type = "text/plain; version=0.0.4";
+  r.body = std::move(out);
+  return r;
+}
+
+}  // namespace referrald::http

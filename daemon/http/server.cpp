@@ -1,1 +1,434 @@
-// placeholder
+#include "http/server.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <atomic>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <chrono>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <unordered_map>
+
+#include "http/rate_limit.hpp"
+#include "http/tls.hpp"
+
+namespace referrald::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+using steady = std::chrono::steady_clock;
+
+const std::string* Request::header(std::string_view name) const {
+  for (const auto& [k, v] : headers) {
+    if (k == name) return &v;
+  }
+  return nullptr;
+}
+
+namespace {
+
+std::string json_escape(std::string_view text) {
+  std::string out;
+  for (char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      default:
+        if (c < 0x20) {
+          static constexpr char hex[] = "0123456789abcdef";
+          out += "\\u00";
+          out += hex[c >> 4];
+          out += hex[c & 15];
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out;
+}
+
+constexpr auto kTlsHandshakeTimeout = std::chrono::seconds(10);
+
+}  // namespace
+
+Response Response::json(unsigned status, std::string body) {
+  Response r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+Response Response::error(unsigned status, std::string_view message) {
+  // Our own fixed sentences only (never request content), so escaping is all
+  // a JSON library would add here.
+  return json(status, "{\"errors\":[{\"path\":\"\",\"message\":\"" + json_escape(message) + "\"}]}");
+}
+
+struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
+  Impl(asio::any_io_executor ex, const HttpConfig& cfg, Handler& h)
+      : executor(std::move(ex)), config(cfg), handler(h),
+        limiter(cfg.rate_limit_per_minute, cfg.rate_limit_burst) {
+    if (config.tls_enabled()) {
+      tls.emplace(make_server_tls_context(config.tls_certificate, config.tls_private_key));
+    }
+    for (const auto& endpoint : config.listen) {
+      boost::system::error_code ec;
+      auto address = endpoint.host == "localhost" ? asio::ip::make_address("127.0.0.1")
+                                                  : asio::ip::make_address(endpoint.host, ec);
+      if (ec) throw std::system_error(ec, "listen address " + endpoint.to_string());
+      tcp::endpoint ep(address, endpoint.port);
+      tcp::acceptor acceptor(executor);
+      acceptor.open(ep.protocol());
+      acceptor.set_option(asio::socket_base::reuse_address(true));
+      if (ep.protocol() == tcp::v6()) acceptor.set_option(asio::ip::v6_only(true));
+      acceptor.bind(ep, ec);
+      if (ec) throw std::system_error(ec, "cannot listen on " + endpoint.to_string());
+      acceptor.listen(asio::socket_base::max_listen_connections);
+      acceptors.push_back(std::move(acceptor));
+    }
+  }
+
+  asio::any_io_executor executor;
+  HttpConfig config;
+  Handler& handler;
+  std::optional<asio::ssl::context> tls;
+  std::vector<tcp::acceptor> acceptors;
+  RateLimiter limiter;
+
+  std::atomic<bool> stopping{false};
+  std::atomic<std::uint64_t> open{0}, refused{0}, requests{0}, busy{0};
+  std::mutex status_mutex;
+  std::map<unsigned, std::uint64_t> statuses;
+
+  // Sockets of connections waiting for their next request, closed on stop.
+  std::mutex idle_mutex;
+  std::set<std::shared_ptr<std::function<void()>>> closers;
+
+  void count_status(unsigned status) {
+    std::lock_guard lock(status_mutex);
+    ++statuses[status];
+  }
+
+  asio::awaitable<void> accept_loop(tcp::acceptor& acceptor) {
+    auto self = shared_from_this();
+    while (!stopping) {
+      auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(executor),
+                                                          asio::as_tuple(asio::use_awaitable));
+      if (ec) {
+        if (stopping || ec == asio::error::operation_aborted) break;
+        spdlog::warn("http.accept_failed error=\"{}\"", ec.message());
+        // EMFILE and friends: back off briefly rather than spin.
+        asio::steady_timer pause(executor, std::chrono::milliseconds(50));
+        co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+        continue;
+      }
+      if (open.load() >= config.max_connections) {
+        ++refused;
+        asio::co_spawn(socket.get_executor(), refuse(std::move(socket)), asio::detached);
+        continue;
+      }
+      ++open;
+      auto ex = socket.get_executor();
+      asio::co_spawn(ex, serve(std::move(socket)), [self](std::exception_ptr e) {
+        --self->open;
+        if (!e) return;
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex2) {
+          spdlog::error("http.connection_error error=\"{}\"", ex2.what());
+        }
+      });
+    }
+  }
+
+  // Over the connection limit: a short 503 and close, never a silent hang.
+  asio::awaitable<void> refuse(tcp::socket socket) {
+    static constexpr std::string_view reply =
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+        "Connection: close\r\nContent-Length: 66\r\n\r\n"
+        "{\"errors\":[{\"path\":\"\",\"message\":\"too many open connections\"}]}\n";
+    beast::tcp_stream stream(std::move(socket));
+    stream.expires_after(std::chrono::seconds(2));
+    co_await asio::async_write(stream, asio::buffer(reply), asio::as_tuple(asio::use_awaitable));
+    boost::system::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  }
+
+  asio::awaitable<void> serve(tcp::socket socket) {
+    boost::system::error_code ec;
+    const auto remote_ep = socket.remote_endpoint(ec);
+    const std::string remote = ec ? std::string("unknown") : remote_ep.address().to_string();
+    socket.set_option(tcp::no_delay(true), ec);
+    if (tls) {
+      beast::ssl_stream<beast::tcp_stream> stream(std::move(socket), *tls);
+      beast::get_lowest_layer(stream).expires_after(kTlsHandshakeTimeout);
+      auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server,
+                                                   asio::as_tuple(asio::use_awaitable));
+      if (hec) {
+        spdlog::debug("http.tls_handshake_failed remote={} error=\"{}\"", remote, hec.message());
+        co_return;
+      }
+      co_await session(stream, remote, true);
+      beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
+      co_await stream.async_shutdown(asio::as_tuple(asio::use_awaitable));
+    } else {
+      beast::tcp_stream stream(std::move(socket));
+      co_await session(stream, remote, false);
+      stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    }
+  }
+
+  template <class Stream>
+  asio::awaitable<bool> write(Stream& stream, Response response, bool keep_alive, bool secure) {
+    bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(response.status), 11};
+    res.set(bhttp::field::server, "referrald");
+    res.set(bhttp::field::content_type, response.content_type);
+    res.set(bhttp::field::cache_control, "no-store");
+    res.set("X-Content-Type-Options", "nosniff");
+    if (secure) res.set(bhttp::field::strict_transport_security, "max-age=31536000");
+    for (auto& [name, value] : response.headers) res.set(name, value);
+    res.body() = std::move(response.body);
+    res.keep_alive(keep_alive);
+    res.prepare_payload();
+    beast::get_lowest_layer(stream).expires_after(config.write_timeout);
+    auto [ec, n] = co_await bhttp::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
+    (void)n;
+    co_return !ec;
+  }
+
+  template <class Stream>
+  asio::awaitable<void> session(Stream& stream, const std::string& remote, bool secure) {
+    beast::flat_buffer buffer;
+    bool first = true;
+    while (!stopping) {
+      bhttp::request_parser<bhttp::string_body> parser;
+      parser.header_limit(static_cast<std::uint32_t>(config.max_header_bytes));
+      parser.body_limit(config.max_body_bytes);
+
+      // A waiting keep-alive connection can be closed by stop().
+      // The flag and the cancel both run on this connection's strand, so the
+      // cancel only touches the stream while this coroutine waits for it.
+      auto waiting = std::make_shared<bool>(true);
+      auto closer = std::make_shared<std::function<void()>>([&stream, waiting] {
+        asio::post(stream.get_executor(), [&stream, waiting] {
+          if (*waiting) beast::get_lowest_layer(stream).cancel();
+        });
+      });
+      {
+        std::lock_guard lock(idle_mutex);
+        closers.insert(closer);
+      }
+      beast::get_lowest_layer(stream).expires_after(first ? config.read_timeout : config.idle_timeout);
+      auto [hec, hn] = co_await bhttp::async_read_header(stream, buffer, parser,
+                                                         asio::as_tuple(asio::use_awaitable));
+      (void)hn;
+      *waiting = false;
+      {
+        std::lock_guard lock(idle_mutex);
+        closers.erase(closer);
+      }
+      first = false;
+      const auto started = steady::now();
+      if (hec) {
+        if (hec == bhttp::error::header_limit) {
+          co_await finish(stream, remote, secure, "-", "-", started,
+                          Response::error(431, "request headers are too large"), false);
+        } else if (hec != bhttp::error::end_of_stream && hec != beast::error::timeout &&
+                   hec != asio::error::operation_aborted && hec != asio::error::connection_reset &&
+                   hec != asio::error::eof && hec != asio::ssl::error::stream_truncated) {
+          co_await finish(stream, remote, secure, "-", "-", started,
+                          Response::error(400, "malformed HTTP request"), false);
+        }
+        co_return;
+      }
+      ++busy;
+      struct BusyGuard {
+        std::atomic<std::uint64_t>& n;
+        ~BusyGuard() { --n; }
+      } guard{busy};
+
+      auto& header = parser.get();
+      const std::string method(header.method_string());
+      std::string target(header.target());
+      std::string path = target, query;
+      if (auto q = target.find('?'); q != std::string::npos) {
+        path = target.substr(0, q);
+        query = target.substr(q + 1);
+      }
+      const bool keep_alive = header.keep_alive();
+
+      if (parser.content_length() && *parser.content_length() > config.max_body_bytes) {
+        co_await finish(stream, remote, secure, method, path, started,
+                        Response::error(413, "request body is larger than " +
+                                                 std::to_string(config.max_body_bytes) + " bytes"),
+                        false);
+        co_return;
+      }
+      if (auto expect = header[bhttp::field::expect]; beast::iequals(expect, "100-continue")) {
+        bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, 11};
+        beast::get_lowest_layer(stream).expires_after(config.write_timeout);
+        auto [cec, cn] = co_await bhttp::async_write(stream, cont, asio::as_tuple(asio::use_awaitable));
+        (void)cn;
+        if (cec) co_return;
+      }
+      beast::get_lowest_layer(stream).expires_after(config.read_timeout);
+      auto [bec, bn] = co_await bhttp::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+      (void)bn;
+      if (bec) {
+        if (bec == bhttp::error::body_limit) {
+          co_await finish(stream, remote, secure, method, path, started,
+                          Response::error(413, "request body is larger than " +
+                                                   std::to_string(config.max_body_bytes) + " bytes"),
+                          false);
+        } else if (bec != beast::error::timeout && bec != bhttp::error::end_of_stream &&
+                   bec != asio::error::eof && bec != asio::error::connection_reset) {
+          co_await finish(stream, remote, secure, method, path, started,
+                          Response::error(400, "malformed HTTP request"), false);
+        }
+        co_return;
+      }
+
+      Request request;
+      request.method = method;
+      request.path = std::move(path);
+      request.query = std::move(query);
+      request.remote = remote;
+      request.secure = secure;
+      auto message = parser.release();
+      for (const auto& field : message) {
+        std::string name(field.name_string());
+        for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        request.headers.emplace_back(std::move(name), std::string(field.value()));
+      }
+      request.body = std::move(message.body());
+
+      Response response;
+      const bool exempt = request.path == "/healthz" || request.path == "/metrics";
+      if (!exempt) {
+        if (auto wait = limiter.acquire(remote, steady::now())) {
+          response = Response::error(429, "too many requests from this address; slow down");
+          response.headers.emplace_back("Retry-After", std::to_string(std::max<long long>(1, *wait)));
+        }
+      }
+      if (response.status != 429) {
+        try {
+          response = co_await handler.handle(request);
+        } catch (const std::exception& e) {
+          spdlog::error("http.handler_error method={} path={} error=\"{}\"", request.method, request.path,
+                        e.what());
+          response = Response::error(500, "internal error");
+        }
+      }
+      const bool again = keep_alive && !stopping;
+      if (!co_await finish(stream, remote, secure, request.method, request.path, started, std::move(response),
+                           again)) {
+        co_return;
+      }
+      if (!again) co_return;
+    }
+  }
+
+  template <class Stream>
+  asio::awaitable<bool> finish(Stream& stream, const std::string& remote, bool secure, std::string_view method,
+                               std::string_view path, steady::time_point started, Response response,
+                               bool keep_alive) {
+    ++requests;
+    const unsigned status = response.status;
+    count_status(status);
+    const std::string note = std::move(response.log_note);
+    const bool ok = co_await write(stream, std::move(response), keep_alive, secure);
+    const double ms = std::chrono::duration<double, std::milli>(steady::now() - started).count();
+    // One line per request: no query string, no body, no header values.
+    spdlog::info("http.request method={} path={} status={} ms={:.2f} remote={}{}{}", method,
+                 path.size() > 128 ? path.substr(0, 128) : path, status, ms, remote, note.empty() ? "" : " ",
+                 note);
+    co_return ok;
+  }
+};
+
+Server::Server(asio::any_io_executor executor, const HttpConfig& config, Handler& handler)
+    : impl_(std::make_shared<Impl>(std::move(executor), config, handler)) {}
+
+Server::~Server() {
+  for (auto& a : impl_->acceptors) {
+    boost::system::error_code ec;
+    a.close(ec);
+  }
+}
+
+void Server::start() {
+  for (auto& acceptor : impl_->acceptors) {
+    asio::co_spawn(impl_->executor, impl_->accept_loop(acceptor), [](std::exception_ptr e) {
+      if (!e) return;
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        spdlog::critical("http.accept_loop_died error=\"{}\"", ex.what());
+      }
+    });
+  }
+}
+
+asio::awaitable<void> Server::stop(std::chrono::milliseconds grace) {
+  auto impl = impl_;
+  impl->stopping = true;
+  for (auto& a : impl->acceptors) {
+    boost::system::error_code ec;
+    a.close(ec);
+  }
+  // Requests in progress finish (their handlers wait for their commits).
+  const auto deadline = steady::now() + grace;
+  asio::steady_timer tick(impl->executor);
+  while (impl->busy.load() > 0 && steady::now() < deadline) {
+    tick.expires_after(std::chrono::milliseconds(10));
+    co_await tick.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  std::vector<std::shared_ptr<std::function<void()>>> idle;
+  {
+    std::lock_guard lock(impl->idle_mutex);
+    idle.assign(impl->closers.begin(), impl->closers.end());
+  }
+  for (auto& close : idle) (*close)();
+}
+
+std::vector<std::string> Server::local_endpoints() const {
+  std::vector<std::string> out;
+  for (const auto& a : impl_->acceptors) {
+    boost::system::error_code ec;
+    const auto ep = a.local_endpoint(ec);
+    if (ec) continue;
+    if (ep.address().is_v6()) {
+      out.push_back("[" + ep.address().to_string() + "]:" + std::to_string(ep.port()));
+    } else {
+      out.push_back(ep.address().to_string() + ":" + std::to_string(ep.port()));
+    }
+  }
+  return out;
+}
+
+ServerStats Server::stats() const {
+  return {impl_->open.load(), impl_->refused.load(), impl_->requests.load()};
+}
+
+std::vector<std::pair<unsigned, std::uint64_t>> Server::status_counts() const {
+  std::lock_guard lock(impl_->status_mutex);
+  return {impl_->statuses.begin(), impl_->statuses.end()};
+}
+
+}  // namespace referrald::http

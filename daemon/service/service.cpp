@@ -1,1 +1,253 @@
-// placeholder
+#include "service/service.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <iostream>
+#include <thread>
+
+#include "adapters/registry.hpp"
+#include "config/config.hpp"
+#include "dispatch/dispatcher.hpp"
+#include "http/api.hpp"
+#include "http/server.hpp"
+#include "intake/submission.hpp"
+#include "intake/validator.hpp"
+#include "store/store.hpp"
+#include "store/writer.hpp"
+#include "util/logging.hpp"
+
+namespace referrald {
+
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr auto kShutdownGrace = std::chrono::seconds(10);
+
+std::shared_ptr<const IntakePolicy> make_policy(const Configuration& c) {
+  auto p = std::make_shared<IntakePolicy>();
+  p->rules = c.rules;
+  p->routes = c.config.routes;
+  p->hours = c.config.office.hours;
+  return p;
+}
+
+store::WriterOptions writer_options(const Config& c) {
+  store::WriterOptions o;
+  o.max_batch = c.storage.max_batch;
+  o.queue_limit = c.storage.queue_limit;
+  return o;
+}
+
+DispatcherOptions dispatcher_options(const Config& c) {
+  DispatcherOptions o;
+  o.retry = {c.delivery.max_attempts, c.delivery.initial_backoff, c.delivery.max_backoff,
+             c.delivery.give_up_after};
+  o.lease = c.delivery.lease;
+  return o;
+}
+
+std::vector<DispatchTarget> make_targets(const Config& c, const AdapterContext& context) {
+  std::vector<DispatchTarget> out;
+  for (const auto& t : c.targets) {
+    out.push_back({t.name, make_adapter(t, context), t.concurrency, t.timeout});
+  }
+  return out;
+}
+
+void log_problems(const ConfigError& e, const char* event) {
+  for (const auto& p : e.problems()) spdlog::error("{} problem=\"{}\"", event, p.to_string());
+}
+
+// Settings that only a restart applies; a reload that changes them says so.
+void warn_restart_only(const Config& old_config, const Config& next) {
+  auto listen = [](const Config& c) {
+    std::string s;
+    for (const auto& l : c.http.listen) s += l.to_string() + " ";
+    return s;
+  };
+  if (listen(old_config) != listen(next) || old_config.http.tls_certificate != next.http.tls_certificate ||
+      old_config.http.tls_private_key != next.http.tls_private_key ||
+      old_config.storage.database != next.storage.database || old_config.http.threads != next.http.threads) {
+    spdlog::warn("config.reload_partial note=\"listen addresses, TLS files, threads and the database "
+                 "take effect only after a restart\"");
+  }
+}
+
+class Daemon {
+ public:
+  explicit Daemon(Configuration configuration)
+      : configuration_(std::move(configuration)),
+        validator_(configuration_.config.schema_dir / "referral.v1.schema.json"),
+        writer_(configuration_.config.storage.database, writer_options(configuration_.config)),
+        readers_(configuration_.config.storage.database, 2),
+        intake_(validator_, writer_, clock_, make_policy(configuration_)),
+        api_(intake_, writer_, readers_, configuration_.config.http.api_keys),
+        server_(ioc_.get_executor(), configuration_.config.http, api_),
+        dispatcher_(std::make_shared<Dispatcher>(ioc_.get_executor(), writer_, clock_,
+                                                 dispatcher_options(configuration_.config))),
+        signals_(ioc_, SIGTERM, SIGINT, SIGHUP) {
+    adapter_context_.executor = ioc_.get_executor();
+    adapter_context_.blocking_executor = blocking_.get_executor();
+    adapter_context_.office = &configuration_.config.office;
+    dispatcher_->set_targets(make_targets(configuration_.config, adapter_context_),
+                             dispatcher_options(configuration_.config));
+    writer_.on_commit([d = dispatcher_] { d->wake(); });
+    api_.add_metrics_source([this] { return dispatch_metrics(); });
+  }
+
+  int run() {
+    server_.start();
+    dispatcher_->start();
+    wait_for_signal();
+    std::string endpoints;
+    for (const auto& e : server_.local_endpoints()) endpoints += (endpoints.empty() ? "" : ",") + e;
+    spdlog::info("referrald.started listen={} tls={} database={} targets={} routes={}", endpoints,
+                 configuration_.config.http.tls_enabled() ? "on" : "off",
+                 configuration_.config.storage.database.string(), configuration_.config.targets.size(),
+                 configuration_.config.routes.size());
+    const unsigned threads = std::max(1U, configuration_.config.http.threads);
+    std::vector<std::thread> pool;
+    for (unsigned i = 1; i < threads; ++i) pool.emplace_back([this] { ioc_.run(); });
+    ioc_.run();
+    for (auto& t : pool) t.join();
+    blocking_.join();
+    readers_.stop();
+    writer_.stop();
+    spdlog::info("referrald.stopped");
+    return 0;
+  }
+
+ private:
+  void wait_for_signal() {
+    signals_.async_wait([this](const boost::system::error_code& ec, int signo) {
+      if (ec) return;
+      if (signo == SIGHUP) {
+        reload();
+        wait_for_signal();
+        return;
+      }
+      spdlog::info("referrald.stopping signal={}", signo == SIGTERM ? "TERM" : "INT");
+      asio::co_spawn(ioc_, shutdown(), asio::detached);
+    });
+  }
+
+  asio::awaitable<void> shutdown() {
+    // Stop taking requests and let those in flight reach their commits; then
+    // stop claiming deliveries and give sends in progress a bounded time.
+    co_await server_.stop(kShutdownGrace);
+    co_await dispatcher_->stop(kShutdownGrace);
+    signals_.cancel();
+    // Everything has drained or timed out; what is left are idle timers.
+    ioc_.stop();
+  }
+
+  void reload() {
+    const auto& file = configuration_.config.file;
+    spdlog::info("config.reload_started file={}", file.string());
+    try {
+      auto next = load_configuration(file);
+      auto targets = make_targets(next.config, adapter_context_);
+      warn_restart_only(configuration_.config, next.config);
+      intake_.set_policy(make_policy(next));
+      api_.set_api_keys(next.config.http.api_keys);
+      dispatcher_->set_targets(std::move(targets), dispatcher_options(next.config));
+      configuration_.rules = std::move(next.rules);
+      configuration_.config.routes = next.config.routes;
+      configuration_.config.targets = next.config.targets;
+      spdlog::info("config.reloaded targets={} routes={} diseases={}", configuration_.config.targets.size(),
+                   configuration_.config.routes.size(), configuration_.rules.diseases.size());
+    } catch (const ConfigError& e) {
+      log_problems(e, "config.reload_refused");
+      spdlog::error("config.reload_refused note=\"the previous configuration keeps running\"");
+    } catch (const std::exception& e) {
+      spdlog::error("config.reload_refused error=\"{}\" note=\"the previous configuration keeps running\"",
+                    e.what());
+    }
+  }
+
+  std::string dispatch_metrics() const {
+    const auto s = dispatcher_->stats();
+    std::string out;
+    out += "# HELP referrald_delivery_attempts_total Delivery attempts by outcome.\n";
+    out += "# TYPE referrald_delivery_attempts_total counter\n";
+    out += "referrald_delivery_attempts_total{outcome=\"delivered\"} " + std::to_string(s.delivered) + "\n";
+    out += "referrald_delivery_attempts_total{outcome=\"transient\"} " + std::to_string(s.transient) + "\n";
+    out += "referrald_delivery_attempts_total{outcome=\"permanent\"} " + std::to_string(s.permanent) + "\n";
+    out += "referrald_delivery_attempts_total{outcome=\"misconfigured\"} " + std::to_string(s.misconfigured) + "\n";
+    out += "# HELP referrald_deliveries_in_flight Deliveries being sent now.\n";
+    out += "# TYPE referrald_deliveries_in_flight gauge\n";
+    out += "referrald_deliveries_in_flight " + std::to_string(s.in_flight) + "\n";
+    out += "# HELP referrald_http_responses_total HTTP responses by status code.\n";
+    out += "# TYPE referrald_http_responses_total counter\n";
+    for (const auto& [status, count] : server_.status_counts()) {
+      out += "referrald_http_responses_total{code=\"" + std::to_string(status) + "\"} " + std::to_string(count) + "\n";
+    }
+    return out;
+  }
+
+  Configuration configuration_;
+  SystemClock clock_;
+  asio::io_context ioc_;
+  asio::thread_pool blocking_{2};
+  ReferralValidator validator_;
+  store::Writer writer_;
+  store::ReaderPool readers_;
+  IntakeService intake_;
+  http::Api api_;
+  http::Server server_;
+  std::shared_ptr<Dispatcher> dispatcher_;
+  AdapterContext adapter_context_;
+  asio::signal_set signals_;
+};
+
+}  // namespace
+
+int check_config(const std::filesystem::path& config_file, std::ostream& out, std::ostream& err) {
+  try {
+    const auto c = load_configuration(config_file);
+    // The adapters validate what only they understand (and nothing connects).
+    for (const auto& t : c.config.targets) {
+      asio::io_context probe;
+      AdapterContext context{probe.get_executor(), probe.get_executor(), &c.config.office};
+      make_adapter(t, context);
+    }
+    out << config_file.string() << ": configuration OK (" << c.config.targets.size() << " targets, "
+        << c.config.routes.size() << " routes, " << c.rules.diseases.size() << " diseases)\n";
+    return 0;
+  } catch (const ConfigError& e) {
+    for (const auto& p : e.problems()) err << p.to_string() << "\n";
+  } catch (const std::exception& e) {
+    err << config_file.string() << ": " << e.what() << "\n";
+  }
+  return 1;
+}
+
+int run_daemon(const std::filesystem::path& config_file) {
+  setup_logging("info", detect_log_target());
+  std::optional<Configuration> configuration;
+  try {
+    configuration = load_configuration(config_file);
+  } catch (const ConfigError& e) {
+    log_problems(e, "config.invalid");
+    spdlog::critical("referrald.start_failed reason=\"invalid configuration\" file={}", config_file.string());
+    return 1;
+  }
+  setup_logging(configuration->config.log_level, detect_log_target());
+  try {
+    Daemon daemon(std::move(*configuration));
+    return daemon.run();
+  } catch (const std::exception& e) {
+    spdlog::critical("referrald.start_failed error=\"{}\"", e.what());
+    return 1;
+  }
+}
+
+}  // namespace referrald

@@ -1,0 +1,23 @@
+// Builds the adapter a [[target]] names, by its type. Every type is
+// registered here, explicitly: no static self-registration, no plug-ins.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <memory>
+
+#include "config/config.hpp"
+#include "dispatch/adapter.hpp"
+
+namespace referrald {
+
+struct AdapterContext {
+  boost::asio::any_io_executor executor;          // where adapters run their I/O
+  boost::asio::any_io_executor blocking_executor; // a thread pool for blocking work (files, libcurl easy)
+  const OfficeConfig* office = nullptr;
+};
+
+// Throws std::runtime_error for a type this build cannot send to, e.g.
+// target "office-fax": unknown type "fax2" (known: smtp, hylafax, http-fax, snpp, wctp, spool)
+std::shared_ptr<Adapter> make_adapter(const TargetConfig& target, const AdapterContext& context);
+
+}  // namespace referrald

@@ -1,0 +1,330 @@
+// The real referrald binary on a free loopback port, driven by a real HTTP
+// client: every status of the API contract, idempotency, HTTPS, durability
+// across restarts, and concurrent submissions.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <set>
+#include <thread>
+
+#include "support/harness.hpp"
+
+namespace referrald::test {
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+// Counts rows with the sqlite3 C API directly: the test checks the file, not our store code.
+long long count_rows(const fs::path& db, const std::string& sql) {
+  sqlite3* handle = nullptr;
+  if (sqlite3_open_v2(db.c_str(), &handle, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    sqlite3_close(handle);
+    return -1;
+  }
+  sqlite3_busy_timeout(handle, 5000);
+  sqlite3_stmt* stmt = nullptr;
+  long long n = -1;
+  if (sqlite3_prepare_v2(handle, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW) {
+    n = sqlite3_column_int64(stmt, 0);
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(handle);
+  return n;
+}
+
+class Api : public ::testing::Test {
+ protected:
+  void SetUp() override { daemon.start(); }
+  Daemon daemon{Daemon::Options{}};
+};
+
+TEST_F(Api, AcceptsTheSampleReferralAndShowsItsDeliveries) {
+  const auto r = daemon.post_referral(sample("asps-routine.json"));
+  ASSERT_EQ(r.status, 202) << r.body;
+  const auto body = json::parse(r.body);
+  const std::string id = body["id"];
+  EXPECT_EQ(body["decision"], "review");
+  ASSERT_EQ(body["reasons"].size(), 1U);
+  EXPECT_EQ(body["reasons"][0]["code"], "NO_OPEN_TRIAL");
+  EXPECT_EQ(r.headers.at("location"), "/api/v1/referrals/" + id);
+
+  // The 202 means committed: another connection sees the referral at once.
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals WHERE id='" + id + "'"), 1);
+
+  const auto got = daemon.get("/api/v1/referrals/" + id);
+  ASSERT_EQ(got.status, 200) << got.body;
+  const auto view = json::parse(got.body);
+  EXPECT_EQ(view["decision"], "review");
+  EXPECT_EQ(view["referral"]["patient"]["given_name"], "Ava");
+  ASSERT_EQ(view["deliveries"].size(), 1U);  // routine: email only, no pager
+  EXPECT_EQ(view["deliveries"][0]["target"], "office-email");
+
+  // The spool target writes the delivery as a 0600 file.
+  const auto file = daemon.spool("office-email") / (id + ".office-email.json");
+  for (int i = 0; i < 200 && !fs::exists(file); ++i) std::this_thread::sleep_for(25ms);
+  ASSERT_TRUE(fs::exists(file));
+  struct stat st {};
+  ASSERT_EQ(::stat(file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600U);
+  EXPECT_EQ(json::parse(read_file(file))["referral_id"], id);
+  for (int i = 0; i < 200; ++i) {
+    if (json::parse(daemon.get("/api/v1/referrals/" + id).body)["deliveries"][0]["state"] == "delivered") break;
+    std::this_thread::sleep_for(25ms);
+  }
+  EXPECT_EQ(json::parse(daemon.get("/api/v1/referrals/" + id).body)["deliveries"][0]["state"], "delivered");
+}
+
+TEST_F(Api, UrgentReferralAlsoPagesTheOffice) {
+  const auto r = daemon.post_referral(sample("asps-urgent.json"));
+  ASSERT_EQ(r.status, 202) << r.body;
+  const std::string id = json::parse(r.body)["id"];
+  const auto view = json::parse(daemon.get("/api/v1/referrals/" + id).body);
+  std::set<std::string> targets;
+  for (const auto& d : view["deliveries"]) targets.insert(d["target"].get<std::string>());
+  EXPECT_EQ(targets, (std::set<std::string>{"office-email", "office-pager"}));
+}
+
+TEST_F(Api, InvalidReferralIs422NamingTheField) {
+  const auto r = daemon.post_referral(sample("invalid-npi.json"));
+  ASSERT_EQ(r.status, 422) << r.body;
+  const auto errors = json::parse(r.body)["errors"];
+  ASSERT_EQ(errors.size(), 1U) << r.body;
+  EXPECT_EQ(errors[0]["path"], "/referrer/npi");
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 0);
+}
+
+TEST_F(Api, MalformedJsonIs400AndNothingIsStored) {
+  for (const std::string body : {"{\"patient\": ", "not json", "{\"a\":1}}", std::string("{\"x\":\"\xff\xfe\"}")}) {
+    const auto r = daemon.post_referral(body);
+    EXPECT_EQ(r.status, 400) << body << " -> " << r.body;
+    EXPECT_FALSE(json::parse(r.body)["errors"][0]["message"].get<std::string>().empty());
+  }
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 0);
+}
+
+TEST_F(Api, WrongShapesAreRefusedWithTheirPaths) {
+  EXPECT_EQ(daemon.post_referral("[1,2]").status, 422);
+  EXPECT_EQ(daemon.post_referral("\"a referral\"").status, 422);
+  std::string deep = std::string(100, '[') + std::string(100, ']');
+  EXPECT_EQ(daemon.post_referral(deep).status, 400);
+  auto doc = json::parse(sample("asps-routine.json"));
+  doc["patient"]["shoe_size"] = 5;
+  doc["urgency"] = 3;
+  const auto r = daemon.post_referral(doc.dump());
+  ASSERT_EQ(r.status, 422);
+  std::set<std::string> paths;
+  for (const auto& e : json::parse(r.body)["errors"]) paths.insert(e["path"].get<std::string>());
+  EXPECT_TRUE(paths.count("/patient/shoe_size")) << r.body;
+  EXPECT_TRUE(paths.count("/urgency")) << r.body;
+  // Duplicate keys are ambiguous: refused, not silently resolved.
+  const auto dup = daemon.post_referral(R"({"urgency":"routine","urgency":"emergent"})");
+  EXPECT_EQ(dup.status, 422) << dup.body;
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 0);
+}
+
+TEST_F(Api, AuthenticationIsRequired) {
+  HttpRequest r;
+  r.method = "POST";
+  r.url = daemon.base_url() + "/api/v1/referrals";
+  r.headers = {"Content-Type: application/json"};
+  r.body = sample("asps-routine.json");
+  auto res = http(r);
+  EXPECT_EQ(res.status, 401);
+  EXPECT_EQ(res.headers["www-authenticate"], "Bearer realm=\"referrald\"");
+  r.headers.push_back("Authorization: Bearer wrong-token");
+  EXPECT_EQ(http(r).status, 401);
+  EXPECT_EQ(daemon.get("/api/v1/referrals/R-20261128-ABCDE-FGHJK", false).status, 401);
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 0);
+}
+
+TEST_F(Api, ContentTypeMustBeJson) {
+  const auto r = daemon.post_referral(sample("asps-routine.json"), {"Content-Type: text/plain"});
+  EXPECT_EQ(r.status, 415);
+  const auto ok = daemon.post_referral(sample("asps-routine.json"), {"Content-Type: application/json; charset=utf-8"});
+  EXPECT_EQ(ok.status, 202) << ok.body;
+}
+
+TEST_F(Api, BodyOverTheLimitIs413) {
+  const std::string big(70000, ' ');
+  const auto r = daemon.post_referral("{\"notes\":\"" + big + "\"}");
+  EXPECT_EQ(r.status, 413);
+  EXPECT_TRUE(daemon.running());
+}
+
+TEST_F(Api, UnknownReferralIs404AndOddPathsAreHarmless) {
+  EXPECT_EQ(daemon.get("/api/v1/referrals/R-20261128-ABCDE-FGHJK").status, 404);
+  EXPECT_EQ(daemon.get("/api/v1/referrals/../../etc/passwd").status, 404);
+  EXPECT_EQ(daemon.get("/api/v1/referrals/%2e%2e%2fetc%2fpasswd").status, 404);
+  EXPECT_EQ(daemon.get("/nope").status, 404);
+  HttpRequest del;
+  del.method = "DELETE";
+  del.url = daemon.base_url() + "/api/v1/referrals";
+  EXPECT_EQ(http(del).status, 405);
+}
+
+TEST_F(Api, IdempotencyKeyReplaysOrConflicts) {
+  const auto body = sample("asps-routine.json");
+  const auto first = daemon.post_referral(body, {"Idempotency-Key: ehr-4711"});
+  ASSERT_EQ(first.status, 202) << first.body;
+  const auto again = daemon.post_referral(body, {"Idempotency-Key: ehr-4711"});
+  ASSERT_EQ(again.status, 202) << again.body;
+  EXPECT_EQ(again.body, first.body);
+  EXPECT_EQ(again.headers["idempotent-replayed"], "true");
+  auto changed = json::parse(body);
+  changed["urgency"] = "urgent";
+  EXPECT_EQ(daemon.post_referral(changed.dump(), {"Idempotency-Key: ehr-4711"}).status, 409);
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 1);
+  // Without a key, the same body is a new referral.
+  EXPECT_EQ(daemon.post_referral(body).status, 202);
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 2);
+}
+
+TEST_F(Api, NamesAreStoredAndReturnedVerbatim) {
+  auto doc = json::parse(sample("asps-routine.json"));
+  const std::string sql = "Robert'); DROP TABLE referrals;--";
+  const std::string emoji = "Zoë 🌟 Nguyễn";
+  doc["patient"]["given_name"] = emoji;
+  doc["patient"]["family_name"] = sql;
+  const auto r = daemon.post_referral(doc.dump());
+  ASSERT_EQ(r.status, 202) << r.body;
+  const auto view = json::parse(daemon.get("/api/v1/referrals/" + json::parse(r.body)["id"].get<std::string>()).body);
+  EXPECT_EQ(view["referral"]["patient"]["given_name"], emoji);
+  EXPECT_EQ(view["referral"]["patient"]["family_name"], sql);
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 1);
+}
+
+TEST_F(Api, HealthAndMetricsAnswer) {
+  const auto h = daemon.get("/healthz", false);
+  EXPECT_EQ(h.status, 200);
+  EXPECT_EQ(json::parse(h.body)["status"], "ok");
+  ASSERT_EQ(daemon.post_referral(sample("asps-routine.json")).status, 202);
+  const auto m = daemon.get("/metrics", false);
+  EXPECT_EQ(m.status, 200);
+  EXPECT_NE(m.body.find("referrald_intake_total{decision=\"review\"} 1"), std::string::npos) << m.body;
+}
+
+TEST_F(Api, LogsNameReferralsByIdNeverByPatient) {
+  auto doc = json::parse(sample("asps-routine.json"));
+  doc["patient"]["given_name"] = "Quintessa";
+  doc["patient"]["family_name"] = "Vanderbilt-Oyelaran";
+  doc["patient"]["birth_date"] = "2013-05-17";
+  const auto r = daemon.post_referral(doc.dump());
+  ASSERT_EQ(r.status, 202);
+  const std::string id = json::parse(r.body)["id"];
+  daemon.post_referral(doc.dump().substr(0, 80));  // a malformed body must not be echoed either
+  doc["referrer"]["npi"] = "1234567890";
+  daemon.post_referral(doc.dump());
+  daemon.stop();
+  const auto log = daemon.log();
+  EXPECT_NE(log.find(id), std::string::npos);
+  for (const char* phi : {"Quintessa", "Vanderbilt", "Oyelaran", "2013-05-17", "Linh", "thigh"}) {
+    EXPECT_EQ(log.find(phi), std::string::npos) << phi << " appears in the log:\n" << log;
+  }
+}
+
+TEST(ApiLimits, RateLimitAnswers429WithRetryAfter) {
+  Daemon daemon{Daemon::Options{.extra_http = "rate_limit_per_minute = 60\nrate_limit_burst = 3\n"}};
+  daemon.start();
+  int limited = 0;
+  std::string retry_after;
+  for (int i = 0; i < 6; ++i) {
+    const auto r = daemon.post_referral(sample("asps-routine.json"));
+    if (r.status == 429) {
+      ++limited;
+      retry_after = r.headers["retry-after"];
+    }
+  }
+  EXPECT_GE(limited, 2);
+  EXPECT_FALSE(retry_after.empty());
+  EXPECT_EQ(daemon.get("/healthz", false).status, 200);  // health checks are not rate limited
+}
+
+TEST(ApiDurability, EveryAcknowledgedReferralSurvivesKillNine) {
+  Daemon daemon{Daemon::Options{}};
+  daemon.start();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 20; ++i) {
+    const auto r = daemon.post_referral(sample("asps-routine.json"));
+    ASSERT_EQ(r.status, 202);
+    ids.push_back(json::parse(r.body)["id"]);
+  }
+  daemon.kill9();
+  daemon.start();
+  for (const auto& id : ids) {
+    EXPECT_EQ(daemon.get("/api/v1/referrals/" + id).status, 200) << id;
+  }
+  EXPECT_EQ(daemon.stop(), 0);
+}
+
+TEST(ApiConcurrency, ConcurrentSubmissionsAreAllCommitted) {
+  Daemon daemon{Daemon::Options{.extra_http = "rate_limit_per_minute = 0\n"}};
+  daemon.start();
+  constexpr int threads = 16, per_thread = 25;
+  std::atomic<int> accepted{0};
+  std::mutex ids_mutex;
+  std::set<std::string> ids;
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&] {
+      for (int i = 0; i < per_thread; ++i) {
+        const auto r = daemon.post_referral(sample("asps-urgent.json"));
+        if (r.status == 202) {
+          ++accepted;
+          std::lock_guard lock(ids_mutex);
+          ids.insert(json::parse(r.body)["id"].get<std::string>());
+        }
+      }
+    });
+  }
+  for (auto& t : pool) t.join();
+  EXPECT_EQ(accepted.load(), threads * per_thread);
+  EXPECT_EQ(ids.size(), static_cast<std::size_t>(threads * per_thread));
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), threads * per_thread);
+  // Two deliveries each (email + pager), planned in the same transaction.
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM deliveries"), 2 * threads * per_thread);
+  EXPECT_EQ(daemon.stop(), 0);
+}
+
+TEST(ApiTls, ServesHttpsWithTheConfiguredCertificate) {
+  Daemon daemon{Daemon::Options{.tls = true}};
+  daemon.start();
+  const auto r = daemon.post_referral(sample("asps-routine.json"));
+  ASSERT_EQ(r.status, 202) << r.error << r.body;
+  EXPECT_EQ(r.headers["strict-transport-security"], "max-age=31536000");
+  // Plain HTTP on the TLS port gets no referral in.
+  HttpRequest plain;
+  plain.method = "POST";
+  plain.url = "http://127.0.0.1:" + std::to_string(daemon.port()) + "/api/v1/referrals";
+  plain.body = sample("asps-routine.json");
+  plain.headers = {"Authorization: Bearer " + std::string(Daemon::api_token), "Content-Type: application/json"};
+  plain.timeout = 3s;
+  EXPECT_NE(http(plain).status, 202);
+  // TLS 1.1 and older are refused.
+  EXPECT_NE(shell("echo | openssl s_client -connect 127.0.0.1:" + std::to_string(daemon.port()) +
+                  " -tls1_1 >/dev/null 2>&1"),
+            0);
+  EXPECT_EQ(shell("echo | openssl s_client -connect 127.0.0.1:" + std::to_string(daemon.port()) +
+                  " -tls1_2 -CAfile " + daemon.ca_file().string() + " -verify_return_error >/dev/null 2>&1"),
+            0);
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 1);
+}
+
+TEST(ApiStorage, DatabaseFileIsPrivate) {
+  Daemon daemon{Daemon::Options{}};
+  daemon.start();
+  ASSERT_EQ(daemon.post_referral(sample("asps-routine.json")).status, 202);
+  for (const char* suffix : {"", "-wal"}) {
+    struct stat st {};
+    const auto f = daemon.database().string() + suffix;
+    ASSERT_EQ(::stat(f.c_str(), &st), 0) << f;
+    EXPECT_EQ(st.st_mode & 0777, 0600U) << f;
+  }
+}
+
+}  // namespace
+}  // namespace referrald::test

@@ -1,0 +1,344 @@
+#include "support/harness.hpp"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace referrald::test {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+TempDir::TempDir() {
+  std::string pattern = (fs::temp_directory_path() / "referrald-test-XXXXXX").string();
+  if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  path_ = pattern;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+void write_file(const fs::path& file, const std::string& text) {
+  fs::create_directories(file.parent_path());
+  std::ofstream out(file, std::ios::binary | std::ios::trunc);
+  out << text;
+  if (!out) throw std::runtime_error("cannot write " + file.string());
+}
+
+std::string read_file(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+unsigned short free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    throw std::runtime_error("cannot bind a free port");
+  }
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+bool wait_for_port(unsigned short port, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(port);
+    const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(fd);
+    if (ok) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return false;
+}
+
+fs::path source_dir() { return REFERRALD_SOURCE_DIR; }
+fs::path binary_dir() { return REFERRALD_BINARY_DIR; }
+fs::path referrald_binary() { return binary_dir() / "daemon" / "referrald"; }
+
+Process::Process(std::vector<std::string> argv, fs::path log_file, std::map<std::string, std::string> extra_env)
+    : log_file_(std::move(log_file)) {
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    ::setpgid(0, 0);
+    const int fd = ::open(log_file_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (fd >= 0) {
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      ::close(fd);
+    }
+    const int null_fd = ::open("/dev/null", O_RDONLY);
+    if (null_fd >= 0) ::dup2(null_fd, 0);
+    for (const auto& [k, v] : extra_env) ::setenv(k.c_str(), v.c_str(), 1);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  ::setpgid(pid, pid);
+  pid_ = pid;
+}
+
+Process::~Process() {
+  if (running()) kill9();
+}
+
+bool Process::running() {
+  if (status_) return false;
+  int status = 0;
+  const pid_t r = ::waitpid(pid_, &status, WNOHANG);
+  if (r == pid_) {
+    status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return false;
+  }
+  return true;
+}
+
+void Process::signal(int signo) {
+  if (!status_) ::kill(pid_, signo);
+}
+
+std::optional<int> Process::wait(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (running()) {
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(10ms);
+  }
+  return status_;
+}
+
+int Process::stop(std::chrono::milliseconds timeout) {
+  signal(SIGTERM);
+  if (auto status = wait(timeout)) return *status;
+  kill9();
+  return status_.value_or(-1);
+}
+
+void Process::kill9() {
+  if (status_) return;
+  ::kill(-pid_, SIGKILL);
+  ::kill(pid_, SIGKILL);
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string Process::log() const { return read_file(log_file_); }
+
+namespace {
+
+size_t collect(char* data, size_t size, size_t n, void* out) {
+  static_cast<std::string*>(out)->append(data, size * n);
+  return size * n;
+}
+
+size_t collect_header(char* data, size_t size, size_t n, void* out) {
+  std::string line(data, size * n);
+  const auto colon = line.find(':');
+  if (colon != std::string::npos) {
+    std::string name = line.substr(0, colon);
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::string value = line.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ')) value.erase(0, 1);
+    while (!value.empty() && (value.back() == '\r' || value.back() == '\n')) value.pop_back();
+    (*static_cast<std::map<std::string, std::string>*>(out))[name] = value;
+  }
+  return size * n;
+}
+
+struct CurlGlobal {
+  CurlGlobal() { curl_global_init(CURL_GLOBAL_DEFAULT); }
+  ~CurlGlobal() { curl_global_cleanup(); }
+};
+
+}  // namespace
+
+HttpResult http(const HttpRequest& request) {
+  static CurlGlobal global;
+  HttpResult result;
+  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), curl_easy_cleanup);
+  curl_easy_setopt(curl.get(), CURLOPT_URL, request.url.c_str());
+  curl_easy_setopt(curl.get(), CURLOPT_CUSTOMREQUEST, request.method.c_str());
+  curl_easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout.count()));
+  curl_easy_setopt(curl.get(), CURLOPT_WRITEFUNCTION, collect);
+  curl_easy_setopt(curl.get(), CURLOPT_WRITEDATA, &result.body);
+  curl_easy_setopt(curl.get(), CURLOPT_HEADERFUNCTION, collect_header);
+  curl_easy_setopt(curl.get(), CURLOPT_HEADERDATA, &result.headers);
+  if (request.method == "HEAD") curl_easy_setopt(curl.get(), CURLOPT_NOBODY, 1L);
+  if (request.body) {
+    curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDS, request.body->data());
+    curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body->size()));
+  }
+  if (!request.ca_file.empty()) curl_easy_setopt(curl.get(), CURLOPT_CAINFO, request.ca_file.c_str());
+  curl_slist* headers = nullptr;
+  for (const auto& h : request.headers) headers = curl_slist_append(headers, h.c_str());
+  curl_easy_setopt(curl.get(), CURLOPT_HTTPHEADER, headers);
+  const CURLcode rc = curl_easy_perform(curl.get());
+  curl_slist_free_all(headers);
+  if (rc != CURLE_OK) {
+    result.error = curl_easy_strerror(rc);
+    return result;
+  }
+  curl_easy_getinfo(curl.get(), CURLINFO_RESPONSE_CODE, &result.status);
+  return result;
+}
+
+Daemon::Daemon(Options options) : options_(std::move(options)), port_(free_port()) {
+  database_ = options_.database.empty() ? dir_ / "var" / "referrald.db" : options_.database;
+  fs::create_directories(database_.parent_path());
+  if (options_.tls) {
+    fs::create_directories(dir_ / "tls");
+    const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -keyout " + (dir_ / "tls" / "key.pem").string() +
+                            " -out " + ca_file().string() +
+                            " -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1"
+                            " >/dev/null 2>&1";
+    if (shell(cmd) != 0) throw std::runtime_error("openssl could not make a test certificate");
+  }
+  const std::string token_hash = [] {
+    // sha256 of the token, computed by the openssl CLI to stay independent of our code.
+    TempDir tmp;
+    shell("printf %s " + std::string(api_token) + " | openssl dgst -sha256 -r | cut -d' ' -f1 > " +
+          (tmp / "h").string());
+    auto h = read_file(tmp / "h");
+    while (!h.empty() && (h.back() == '\n' || h.back() == ' ')) h.pop_back();
+    return h;
+  }();
+  std::string config;
+  config += "[http]\nlisten = \"127.0.0.1:" + std::to_string(port_) + "\"\n";
+  config += "api_keys = [\"sha256:" + token_hash + "\"]\n";
+  if (options_.tls) {
+    config += "tls_certificate = \"tls/cert.pem\"\ntls_private_key = \"tls/key.pem\"\n";
+  }
+  config += options_.extra_http;
+  config += "\n[storage]\ndatabase = \"" + database_.string() + "\"\n";
+  config += "\n[rules]\nfile = \"" + (source_dir() / "config" / "rules.toml").string() + "\"\n";
+  config += "\n[paths]\nschemas = \"" + (source_dir() / "schemas").string() + "\"\nweb = \"" +
+            (source_dir() / "web").string() + "\"\n";
+  config += "\n[office]\nphone = \"1-888-226-4343\"\nfax = \"901-595-4011\"\npager = \"1-800-349-4334\"\n";
+  if (options_.with_default_targets) {
+    config += R"(
+[[target]]
+name = "office-email"
+type = "spool"
+directory = "spool/office-email"
+
+[[target]]
+name = "office-pager"
+type = "spool"
+directory = "spool/office-pager"
+
+[[route]]
+notify = ["office-email"]
+
+[[route]]
+when = { urgency = ["urgent", "emergent"] }
+notify = ["office-pager"]
+)";
+  }
+  config += options_.extra_config;
+  write_file(config_file(), config);
+}
+
+Daemon::~Daemon() {
+  if (process_) process_->kill9();
+}
+
+std::string Daemon::base_url() const {
+  return std::string(options_.tls ? "https" : "http") + "://127.0.0.1:" + std::to_string(port_);
+}
+
+void Daemon::start() {
+  if (process_ && process_->running()) throw std::runtime_error("daemon already running");
+  ++generation_;
+  process_ = std::make_unique<Process>(
+      std::vector<std::string>{referrald_binary().string(), "--config", config_file().string()},
+      dir_ / ("daemon-" + std::to_string(generation_) + ".log"));
+  const auto deadline = std::chrono::steady_clock::now() + 15s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (!process_->running()) {
+      throw std::runtime_error("referrald exited during start-up:\n" + process_->log());
+    }
+    HttpRequest r;
+    r.url = base_url() + "/healthz";
+    r.ca_file = options_.tls ? ca_file().string() : "";
+    r.timeout = 1s;
+    if (http(r).status == 200) return;
+    std::this_thread::sleep_for(20ms);
+  }
+  throw std::runtime_error("referrald did not become healthy within 15 s:\n" + process_->log());
+}
+
+int Daemon::stop() { return process_ ? process_->stop() : -1; }
+
+void Daemon::kill9() {
+  if (process_) process_->kill9();
+}
+
+HttpResult Daemon::post_referral(const std::string& body, std::vector<std::string> extra_headers) {
+  HttpRequest r;
+  r.method = "POST";
+  r.url = base_url() + "/api/v1/referrals";
+  r.headers = {"Authorization: Bearer " + std::string(api_token), "Content-Type: application/json"};
+  for (auto& h : extra_headers) r.headers.push_back(std::move(h));
+  r.body = body;
+  r.ca_file = options_.tls ? ca_file().string() : "";
+  return http(r);
+}
+
+HttpResult Daemon::get(const std::string& path, bool authorized) {
+  HttpRequest r;
+  r.url = base_url() + path;
+  if (authorized) r.headers = {"Authorization: Bearer " + std::string(api_token)};
+  r.ca_file = options_.tls ? ca_file().string() : "";
+  return http(r);
+}
+
+std::string sample(const std::string& name) { return read_file(source_dir() / "tests" / "data" / name); }
+
+std::string referral_json(const std::string& given_name, const std::string& birth_date,
+                          const std::string& diagnosis, const std::string& urgency) {
+  return R"({"patient":{"given_name":")" + given_name + R"(","family_name":"Testpatient","birth_date":")" +
+         birth_date + R"(","sex":"female","postal_code":"72401"},"diagnosis":{"name":")" + diagnosis +
+         R"("},"referrer":{"name":"Dana Whitfield","credential":"MD","npi":"1234567893",)"
+         R"("organization":"Delta Pediatrics","phone":"+1 870 555 0100","email":"dwhitfield@example.org"},)"
+         R"("urgency":")" + urgency + R"("})";
+}
+
+int shell(const std::string& command) {
+  const int status = std::system(command.c_str());
+  if (status == -1) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+}  // namespace referrald::test

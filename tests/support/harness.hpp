@@ -1,0 +1,143 @@
+// Integration-test support: temporary directories, free loopback ports, the
+// real referrald binary as a child process, and a real HTTP client (libcurl).
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace referrald::test {
+
+// A fresh directory under /tmp, removed (with everything in it) on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+void write_file(const std::filesystem::path& file, const std::string& text);
+std::string read_file(const std::filesystem::path& file);
+
+// A TCP port on 127.0.0.1 that was free a moment ago.
+unsigned short free_port();
+
+// Waits until something accepts TCP connections on 127.0.0.1:port.
+bool wait_for_port(unsigned short port, std::chrono::milliseconds timeout);
+
+std::filesystem::path source_dir();
+std::filesystem::path binary_dir();
+std::filesystem::path referrald_binary();
+
+// A child process whose stdout+stderr go to a log file; killed (whole
+// process group) on destruction, so a failing test never leaves it running.
+class Process {
+ public:
+  Process(std::vector<std::string> argv, std::filesystem::path log_file,
+          std::map<std::string, std::string> extra_env = {});
+  ~Process();
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+
+  pid_t pid() const { return pid_; }
+  bool running();
+  void signal(int signo);
+  // Waits for exit; returns the exit status (or 128+signal), nullopt on timeout.
+  std::optional<int> wait(std::chrono::milliseconds timeout);
+  // SIGTERM, wait up to `timeout`, then SIGKILL. Returns the exit status.
+  int stop(std::chrono::milliseconds timeout = std::chrono::seconds(15));
+  void kill9();
+  std::string log() const;
+
+ private:
+  pid_t pid_ = -1;
+  std::optional<int> status_;
+  std::filesystem::path log_file_;
+};
+
+struct HttpResult {
+  long status = 0;  // 0 when no response arrived
+  std::string body;
+  std::map<std::string, std::string> headers;  // names lower-cased
+  std::string error;                           // libcurl's message when status is 0
+};
+
+struct HttpRequest {
+  std::string method = "GET";
+  std::string url;
+  std::vector<std::string> headers;  // "Name: value"
+  std::optional<std::string> body;
+  std::string ca_file;  // verify the server against this CA (HTTPS)
+  std::chrono::milliseconds timeout{10000};
+};
+
+HttpResult http(const HttpRequest& request);
+
+// The daemon under test, on a configuration written into its own directory.
+class Daemon {
+ public:
+  static constexpr const char* api_token = "integration-test-token";
+
+  struct Options {
+    std::string extra_http;        // more lines for [http]
+    std::string extra_config;      // more tables appended at the end
+    bool tls = false;
+    std::filesystem::path database;  // default: <dir>/var/referrald.db
+    bool with_default_targets = true;
+  };
+
+  explicit Daemon(Options options);
+  ~Daemon();
+
+  // Starts referrald and waits until /healthz answers; fails the test (via
+  // an exception) if it does not within 15 s.
+  void start();
+  int stop();  // SIGTERM; returns the exit status
+  void kill9();
+  bool running() { return process_ && process_->running(); }
+
+  std::string base_url() const;
+  const std::filesystem::path& dir() const { return dir_.path(); }
+  std::filesystem::path config_file() const { return dir_ / "referrald.toml"; }
+  std::filesystem::path database() const { return database_; }
+  std::filesystem::path spool(const std::string& target) const { return dir_ / "spool" / target; }
+  std::filesystem::path ca_file() const { return dir_ / "tls" / "cert.pem"; }
+  std::string log() const { return process_ ? process_->log() : std::string(); }
+  unsigned short port() const { return port_; }
+  Process* process() { return process_.get(); }
+
+  HttpResult post_referral(const std::string& body, std::vector<std::string> extra_headers = {});
+  HttpResult get(const std::string& path, bool authorized = true);
+
+ private:
+  Options options_;
+  TempDir dir_;
+  unsigned short port_;
+  std::filesystem::path database_;
+  std::unique_ptr<Process> process_;
+  int generation_ = 0;
+};
+
+// Reads a sample referral from tests/data.
+std::string sample(const std::string& name);
+
+// A valid referral with the given birth date and diagnosis (for rule tests).
+std::string referral_json(const std::string& given_name, const std::string& birth_date,
+                          const std::string& diagnosis = "Alveolar soft part sarcoma",
+                          const std::string& urgency = "routine");
+
+// Runs a shell command, returns its exit status.
+int shell(const std::string& command);
+
+}  // namespace referrald::test
