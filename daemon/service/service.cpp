@@ -7,6 +7,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <iostream>
@@ -22,6 +23,7 @@
 #include "store/store.hpp"
 #include "store/writer.hpp"
 #include "util/logging.hpp"
+#include "util/sd_notify.hpp"
 
 namespace referrald {
 
@@ -107,12 +109,16 @@ class Daemon {
     server_.start();
     dispatcher_->start();
     wait_for_signal();
+    start_watchdog();
+    start_status_updates();
     std::string endpoints;
     for (const auto& e : server_.local_endpoints()) endpoints += (endpoints.empty() ? "" : ",") + e;
     spdlog::info("referrald.started listen={} tls={} database={} targets={} routes={}", endpoints,
                  configuration_.config.http.tls_enabled() ? "on" : "off",
                  configuration_.config.storage.database.string(), configuration_.config.targets.size(),
                  configuration_.config.routes.size());
+    // Listeners are bound and the store is open: connections queue from here on.
+    notifier_.ready(status_line());
     const unsigned threads = std::max(1U, configuration_.config.http.threads);
     std::vector<std::thread> pool;
     for (unsigned i = 1; i < threads; ++i) pool.emplace_back([this] { ioc_.run(); });
@@ -135,8 +141,40 @@ class Daemon {
         return;
       }
       spdlog::info("referrald.stopping signal={}", signo == SIGTERM ? "TERM" : "INT");
+      notifier_.stopping();
       asio::co_spawn(ioc_, shutdown(), asio::detached);
     });
+  }
+
+  // WATCHDOG=1 comes from the event loop itself: a stuck loop stops pinging
+  // and systemd restarts the service.
+  void start_watchdog() {
+    const auto interval = notifier_.watchdog_interval();
+    if (!interval) return;
+    watchdog_timer_.expires_after(*interval);
+    watchdog_timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      notifier_.watchdog();
+      start_watchdog();
+    });
+  }
+
+  void start_status_updates() {
+    if (!notifier_.enabled()) return;
+    status_timer_.expires_after(std::chrono::seconds(5));
+    status_timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      notifier_.status(status_line());
+      start_status_updates();
+    });
+  }
+
+  std::string status_line() const {
+    const auto d = dispatcher_->stats();
+    return "accepting referrals; store " + std::string(writer_.healthy() ? "ok" : "FAILING") +
+           ", write queue " + std::to_string(writer_.queue_depth()) + "; deliveries in flight " +
+           std::to_string(d.in_flight) + ", delivered " + std::to_string(d.delivered) + ", failed attempts " +
+           std::to_string(d.transient + d.permanent + d.misconfigured);
   }
 
   asio::awaitable<void> shutdown() {
@@ -145,6 +183,8 @@ class Daemon {
     co_await server_.stop(kShutdownGrace);
     co_await dispatcher_->stop(kShutdownGrace);
     signals_.cancel();
+    watchdog_timer_.cancel();
+    status_timer_.cancel();
     // Everything has drained or timed out; what is left are idle timers.
     ioc_.stop();
   }
@@ -152,6 +192,12 @@ class Daemon {
   void reload() {
     const auto& file = configuration_.config.file;
     spdlog::info("config.reload_started file={}", file.string());
+    notifier_.reloading();
+    struct ReadyAgain {
+      const SystemdNotifier& n;
+      std::function<std::string()> status;
+      ~ReadyAgain() { n.ready(status()); }
+    } ready_again{notifier_, [this] { return status_line(); }};
     try {
       auto next = load_configuration(file);
       auto targets = make_targets(next.config, adapter_context_);
@@ -206,6 +252,9 @@ class Daemon {
   std::shared_ptr<Dispatcher> dispatcher_;
   AdapterContext adapter_context_;
   asio::signal_set signals_;
+  SystemdNotifier notifier_;
+  asio::steady_timer watchdog_timer_{ioc_};
+  asio::steady_timer status_timer_{ioc_};
 };
 
 }  // namespace
