@@ -1,1 +1,1118 @@
-// placeholder
+#include "config/config.hpp"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <fstream>
+#include <initializer_list>
+#include <iterator>
+#include <set>
+#include <sstream>
+#include <system_error>
+#include <tuple>
+
+#include <toml++/toml.h>
+
+#include "config/target_keys.hpp"
+#include "util/crypto.hpp"
+#include "util/dates.hpp"
+
+namespace referrald {
+
+namespace fs = std::filesystem;
+
+std::string ListenEndpoint::to_string() const {
+  // Only an IPv6 literal contains a colon; it needs brackets to keep the port apart.
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
+
+namespace {
+
+template <class T>
+const T* find_setting(const std::map<std::string, SettingValue>& settings, const std::string& key) {
+  const auto it = settings.find(key);
+  return it == settings.end() ? nullptr : std::get_if<T>(&it->second);
+}
+
+}  // namespace
+
+const std::string* TargetConfig::get_string(const std::string& key) const {
+  return find_setting<std::string>(settings, key);
+}
+
+std::optional<std::int64_t> TargetConfig::get_integer(const std::string& key) const {
+  const auto* v = find_setting<std::int64_t>(settings, key);
+  return v ? std::optional{*v} : std::nullopt;
+}
+
+std::optional<bool> TargetConfig::get_bool(const std::string& key) const {
+  const auto* v = find_setting<bool>(settings, key);
+  return v ? std::optional{*v} : std::nullopt;
+}
+
+std::optional<Duration> TargetConfig::get_duration(const std::string& key) const {
+  const auto* v = find_setting<Duration>(settings, key);
+  return v ? std::optional{*v} : std::nullopt;
+}
+
+const std::vector<std::string>* TargetConfig::get_list(const std::string& key) const {
+  return find_setting<std::vector<std::string>>(settings, key);
+}
+
+namespace {
+
+constexpr std::string_view duration_hint = R"(expected a duration like "30s", "5m", "48h")";
+
+std::string type_name(const toml::node& node) {
+  switch (node.type()) {
+    case toml::node_type::string: return "string";
+    case toml::node_type::integer: return "integer";
+    case toml::node_type::floating_point: return "float";
+    case toml::node_type::boolean: return "boolean";
+    case toml::node_type::date: return "date";
+    case toml::node_type::time: return "time";
+    case toml::node_type::date_time: return "date-time";
+    case toml::node_type::array: return "array";
+    case toml::node_type::table: return "table";
+    case toml::node_type::none: break;
+  }
+  return "nothing";
+}
+
+int line_of(const toml::source_region& source) { return static_cast<int>(source.begin.line); }
+int line_of(const toml::node& node) { return line_of(node.source()); }
+
+// Where a problem is: the line goes into the message; the column only keeps
+// several problems on one line (an inline table) in reading order.
+struct Where {
+  Where(int line_number = 0, int column_number = 0) : line(line_number), column(column_number) {}
+  int line;
+  int column;
+};
+
+Where where(const toml::source_region& source) {
+  return {line_of(source), static_cast<int>(source.begin.column)};
+}
+Where where(const toml::node& node) { return where(node.source()); }
+
+// Values are echoed in messages; escape what would garble a terminal line.
+std::string quote(std::string_view text) {
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out = "\"";
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (byte < 0x20 || byte == 0x7f) {
+      out += "\\x";
+      out += hex[byte >> 4];
+      out += hex[byte & 0xf];
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+std::string join(std::span<const std::string_view> items, std::string_view separator = ", ") {
+  std::string out;
+  for (const auto item : items) {
+    if (!out.empty()) out += separator;
+    out += item;
+  }
+  return out;
+}
+
+std::string join_key(std::string_view prefix, std::string_view key) {
+  if (prefix.empty()) return std::string(key);
+  return std::string(prefix) + "." + std::string(key);
+}
+
+std::string indexed(std::string_view key, std::size_t index) {
+  return std::string(key) + "[" + std::to_string(index) + "]";
+}
+
+bool contains(std::span<const std::string_view> items, std::string_view item) {
+  return std::find(items.begin(), items.end(), item) != items.end();
+}
+
+bool is_ipv4(const std::string& host) {
+  in_addr addr{};
+  return inet_pton(AF_INET, host.c_str(), &addr) == 1;
+}
+
+bool is_ipv6(const std::string& host) {
+  in6_addr addr{};
+  return inet_pton(AF_INET6, host.c_str(), &addr) == 1;
+}
+
+bool is_host_name(std::string_view host) {
+  if (host.empty() || host.size() > 253 || host.front() == '-' || host.front() == '.') return false;
+  return std::all_of(host.begin(), host.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.';
+  });
+}
+
+enum class HostRule {
+  ip_or_localhost,  // what the daemon binds: no name resolution at start-up
+  any,              // a peer: a host name is fine
+};
+
+struct HostPort {
+  std::string host;  // without brackets
+  std::uint16_t port = 0;
+};
+
+// Either the parsed address or the message explaining what is wrong with it.
+std::variant<HostPort, std::string> parse_host_port(std::string_view text, HostRule rule) {
+  const std::string shape_error =
+      R"(expected "host:port" with a port in 1..65535, got )" + quote(text);
+  std::string host;
+  std::string_view port_text;
+  bool bracketed = false;
+  if (!text.empty() && text.front() == '[') {
+    const auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return shape_error;
+    }
+    host = std::string(text.substr(1, close - 1));
+    port_text = text.substr(close + 2);
+    bracketed = true;
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos || colon == 0) return shape_error;
+    host = std::string(text.substr(0, colon));
+    port_text = text.substr(colon + 1);
+    if (host.find(':') != std::string::npos) {
+      return R"(expected an IPv6 address in brackets, e.g. "[::1]:8080", got )" + quote(text);
+    }
+  }
+  if (port_text.empty() || port_text.size() > 5 ||
+      !std::all_of(port_text.begin(), port_text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return shape_error;
+  }
+  unsigned long port = 0;
+  for (const char c : port_text) port = port * 10 + static_cast<unsigned long>(c - '0');
+  if (port < 1 || port > 65535) return shape_error;
+
+  if (bracketed) {
+    if (!is_ipv6(host)) return "expected an IPv6 address inside the brackets, got " + quote(text);
+  } else if (rule == HostRule::ip_or_localhost) {
+    if (host != "localhost" && !is_ipv4(host)) {
+      return R"(expected the host to be an IP address or "localhost", got )" + quote(text);
+    }
+  } else if (!is_host_name(host)) {
+    return "expected the host to be a host name or an IP address, got " + quote(text);
+  }
+  return HostPort{std::move(host), static_cast<std::uint16_t>(port)};
+}
+
+// "HH:MM" as minutes since midnight; "24:00" only where the caller allows
+// it (an office that closes at midnight).
+std::optional<std::chrono::minutes> parse_time_of_day(std::string_view text, bool allow_midnight_end) {
+  if (text.size() != 5 || text[2] != ':') return std::nullopt;
+  for (const std::size_t i : {0u, 1u, 3u, 4u}) {
+    if (text[i] < '0' || text[i] > '9') return std::nullopt;
+  }
+  const int hh = (text[0] - '0') * 10 + (text[1] - '0');
+  const int mm = (text[3] - '0') * 10 + (text[4] - '0');
+  if (mm > 59) return std::nullopt;
+  if (hh > 23 && !(allow_midnight_end && hh == 24 && mm == 0)) return std::nullopt;
+  return std::chrono::minutes{hh * 60 + mm};
+}
+
+std::string format_time_of_day(std::chrono::minutes m) {
+  const auto count = m.count();
+  const auto two = [](long long v) { return (v < 10 ? "0" : "") + std::to_string(v); };
+  return two(count / 60) + ":" + two(count % 60);
+}
+
+constexpr std::array<std::string_view, 7> day_names{"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
+constexpr std::array<std::string_view, 3> decision_names{"accepted", "review", "declined"};
+constexpr std::array<std::string_view, 3> urgency_names{"routine", "urgent", "emergent"};
+constexpr std::array<std::string_view, 5> log_levels{"trace", "debug", "info", "warn", "error"};
+
+// What a path setting must point at.
+enum class PathCheck {
+  file,              // an existing regular file (certificates, secrets, rules)
+  directory,         // an existing directory (schemas, web)
+  creatable_dir,     // a directory the daemon creates if missing (a spool)
+  creatable_parent,  // a file whose directory the daemon creates if missing (the database)
+};
+
+// A table being read, with the dotted prefix its keys report under and the
+// line of its header (0 when the file does not have it).
+struct Scope {
+  const toml::table* table = nullptr;
+  std::string prefix;
+  int line = 0;
+  // A section of the wrong type has already been reported; what it would
+  // have held is not reported missing on top.
+  bool reported = false;
+
+  const toml::node* get(std::string_view key) const { return table ? table->get(key) : nullptr; }
+  std::string key(std::string_view name) const { return join_key(prefix, name); }
+};
+
+class Loader {
+ public:
+  explicit Loader(const fs::path& file_name) : file_(file_name.string()) {
+    std::error_code ec;
+    const fs::path absolute = fs::absolute(file_name, ec);
+    file_path_ = (ec ? file_name : absolute).lexically_normal();
+    base_dir_ = file_path_.parent_path();
+  }
+
+
+  void add(Where at, std::string key, std::string message) {
+    problems_.push_back({file_, at.line, std::move(key), std::move(message)});
+    columns_.push_back(at.column);
+  }
+
+  // Problems in the order the operator reads the file; those without a
+  // line (a missing setting) last.
+  std::vector<ConfigProblem> sorted_problems() {
+    std::vector<std::size_t> order(problems_.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    const auto rank = [&](std::size_t i) {
+      return std::tuple{problems_[i].line == 0, problems_[i].line, columns_[i]};
+    };
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::size_t a, std::size_t b) { return rank(a) < rank(b); });
+    std::vector<ConfigProblem> out;
+    out.reserve(order.size());
+    for (const std::size_t i : order) out.push_back(problems_[i]);
+    return out;
+  }
+
+  Config load(std::string_view text);
+
+ private:
+  void check_keys(const Scope& scope, std::initializer_list<std::string_view> allowed);
+  Scope section(const toml::table& root, std::string_view name);
+
+  const toml::node* required(const Scope& scope, std::string_view name,
+                             std::string_view message = "required");
+
+  std::optional<std::string> string_value(const toml::node& node, const std::string& key);
+  std::optional<std::string> get_string(const Scope& scope, std::string_view name, bool is_required = false);
+  std::optional<std::string> get_enum(const Scope& scope, std::string_view name, std::string_view what,
+                                      std::span<const std::string_view> known);
+  std::optional<std::int64_t> get_integer(const Scope& scope, std::string_view name, std::int64_t min,
+                                          std::int64_t max);
+  template <class T>
+  void read_integer(const Scope& scope, std::string_view name, std::int64_t min, std::int64_t max, T& out) {
+    if (const auto v = get_integer(scope, name, min, max)) out = static_cast<T>(*v);
+  }
+  std::optional<bool> get_bool(const Scope& scope, std::string_view name);
+  std::optional<Duration> duration_value(const toml::node& node, const std::string& key);
+  void read_duration(const Scope& scope, std::string_view name, Duration& out);
+  std::optional<std::vector<std::pair<std::string, const toml::node*>>> string_list(
+      const toml::node& node, const std::string& key, bool allow_single);
+  fs::path resolve(std::string_view text) const;
+  std::optional<fs::path> check_path(const fs::path& path, PathCheck check, Where at,
+                                     const std::string& key);
+  std::optional<fs::path> get_path(const Scope& scope, std::string_view name, PathCheck check,
+                                   bool is_required = false);
+
+  void read_http(const toml::table& root, HttpConfig& http);
+  void read_listen(const toml::node& node, const std::string& key, std::vector<ListenEndpoint>& out);
+  void read_storage(const toml::table& root, StorageConfig& storage);
+  void read_rules(const toml::table& root, Config& config);
+  void read_paths(const toml::table& root, Config& config);
+  void read_delivery(const toml::table& root, DeliveryConfig& delivery);
+  void read_log(const toml::table& root, std::string& level);
+  void read_office(const toml::table& root, OfficeConfig& office);
+  void read_targets(const toml::table& root, std::vector<TargetConfig>& targets);
+  void read_target(const Scope& scope, TargetConfig& target);
+  void read_target_setting(const Scope& scope, const KeySpec& spec, const std::string& type,
+                           TargetConfig& target);
+  void read_routes(const toml::table& root, const std::vector<TargetConfig>& targets,
+                   std::vector<Route>& routes);
+  const toml::array* array_of_tables(const toml::table& root, std::string_view name);
+
+  std::string file_;     // as given, for messages
+  fs::path file_path_;   // absolute
+  fs::path base_dir_;    // relative paths resolve here
+  std::vector<ConfigProblem> problems_;
+  std::vector<int> columns_;  // parallel to problems_
+};
+
+void Loader::check_keys(const Scope& scope, std::initializer_list<std::string_view> allowed) {
+  if (!scope.table) return;
+  for (const auto& [key, value] : *scope.table) {
+    if (std::find(allowed.begin(), allowed.end(), key.str()) == allowed.end()) {
+      add(where(key.source()), scope.key(key.str()), "unknown key");
+    }
+  }
+}
+
+Scope Loader::section(const toml::table& root, std::string_view name) {
+  Scope scope{nullptr, std::string(name), 0, false};
+  if (const toml::node* node = root.get(name)) {
+    scope.line = line_of(*node);
+    if (const auto* table = node->as_table()) {
+      scope.table = table;
+    } else {
+      add(scope.line, scope.prefix, "expected a table, got " + type_name(*node));
+      scope.reported = true;
+    }
+  }
+  return scope;
+}
+
+const toml::node* Loader::required(const Scope& scope, std::string_view name, std::string_view message) {
+  const toml::node* node = scope.get(name);
+  if (!node && !scope.reported) add(scope.line, scope.key(name), std::string(message));
+  return node;
+}
+
+std::optional<std::string> Loader::string_value(const toml::node& node, const std::string& key) {
+  const auto* s = node.as_string();
+  if (!s) {
+    add(where(node), key, "expected a string, got " + type_name(node));
+    return std::nullopt;
+  }
+  if (s->get().empty()) {
+    add(where(node), key, "must not be empty");
+    return std::nullopt;
+  }
+  return s->get();
+}
+
+std::optional<std::string> Loader::get_string(const Scope& scope, std::string_view name, bool is_required) {
+  const toml::node* node = is_required ? required(scope, name) : scope.get(name);
+  if (!node) return std::nullopt;
+  return string_value(*node, scope.key(name));
+}
+
+std::optional<std::string> Loader::get_enum(const Scope& scope, std::string_view name, std::string_view what,
+                                            std::span<const std::string_view> known) {
+  const toml::node* node = scope.get(name);
+  if (!node) return std::nullopt;
+  auto value = string_value(*node, scope.key(name));
+  if (value && !contains(known, *value)) {
+    add(where(*node), scope.key(name),
+        "unknown " + std::string(what) + " " + quote(*value) + " (known: " + join(known) + ")");
+    return std::nullopt;
+  }
+  return value;
+}
+
+std::optional<std::int64_t> Loader::get_integer(const Scope& scope, std::string_view name, std::int64_t min,
+                                                std::int64_t max) {
+  const toml::node* node = scope.get(name);
+  if (!node) return std::nullopt;
+  const auto* integer = node->as_integer();
+  if (!integer) {
+    add(where(*node), scope.key(name), "expected an integer, got " + type_name(*node));
+    return std::nullopt;
+  }
+  const std::int64_t value = integer->get();
+  if (value < min || value > max) {
+    add(where(*node), scope.key(name),
+        "expected " + std::to_string(min) + ".." + std::to_string(max) + ", got " + std::to_string(value));
+    return std::nullopt;
+  }
+  return value;
+}
+
+std::optional<bool> Loader::get_bool(const Scope& scope, std::string_view name) {
+  const toml::node* node = scope.get(name);
+  if (!node) return std::nullopt;
+  if (const auto* b = node->as_boolean()) return b->get();
+  add(where(*node), scope.key(name), "expected a boolean, got " + type_name(*node));
+  return std::nullopt;
+}
+
+std::optional<Duration> Loader::duration_value(const toml::node& node, const std::string& key) {
+  const auto* s = node.as_string();
+  if (!s) {
+    add(where(node), key, std::string(duration_hint) + ", got " + type_name(node));
+    return std::nullopt;
+  }
+  const auto duration = parse_duration(s->get());
+  if (!duration) {
+    add(where(node), key, std::string(duration_hint) + ", got " + quote(s->get()));
+    return std::nullopt;
+  }
+  // Every duration here is a timeout, a backoff or an interval: zero would
+  // mean "immediately" or "never", never what an operator meant.
+  if (duration->count() == 0) {
+    add(where(node), key, "expected a duration greater than 0, got " + quote(s->get()));
+    return std::nullopt;
+  }
+  return duration;
+}
+
+void Loader::read_duration(const Scope& scope, std::string_view name, Duration& out) {
+  if (const toml::node* node = scope.get(name)) {
+    if (const auto d = duration_value(*node, scope.key(name))) out = *d;
+  }
+}
+
+// A string or (when allow_single) an array of non-empty strings, each with
+// its node so callers can point at the element's line.
+std::optional<std::vector<std::pair<std::string, const toml::node*>>> Loader::string_list(
+    const toml::node& node, const std::string& key, bool allow_single) {
+  std::vector<std::pair<std::string, const toml::node*>> out;
+  if (allow_single && node.is_string()) {
+    auto value = string_value(node, key);
+    if (!value) return std::nullopt;
+    out.emplace_back(std::move(*value), &node);
+    return out;
+  }
+  const auto* array = node.as_array();
+  if (!array) {
+    add(where(node), key,
+        std::string(allow_single ? "expected a string or an array of strings"
+                                 : "expected an array of strings") +
+            ", got " + type_name(node));
+    return std::nullopt;
+  }
+  bool ok = true;
+  for (std::size_t i = 0; i < array->size(); ++i) {
+    const toml::node& element = *array->get(i);
+    auto value = string_value(element, indexed(key, i));
+    if (value) {
+      out.emplace_back(std::move(*value), &element);
+    } else {
+      ok = false;
+    }
+  }
+  if (!ok) return std::nullopt;
+  return out;
+}
+
+fs::path Loader::resolve(std::string_view text) const {
+  fs::path path{text};
+  if (path.is_relative()) path = base_dir_ / path;
+  return path.lexically_normal();
+}
+
+std::optional<fs::path> Loader::check_path(const fs::path& path, PathCheck check, Where at,
+                                           const std::string& key) {
+  std::error_code ec;
+  const auto status = fs::status(path, ec);
+  const bool exists = fs::exists(status);
+  switch (check) {
+    case PathCheck::file:
+      if (!exists) {
+        add(at, key, "file not found: " + path.string());
+        return std::nullopt;
+      }
+      if (!fs::is_regular_file(status)) {
+        add(at, key, "not a regular file: " + path.string());
+        return std::nullopt;
+      }
+      return path;
+    case PathCheck::directory:
+      if (!exists) {
+        add(at, key, "directory not found: " + path.string());
+        return std::nullopt;
+      }
+      if (!fs::is_directory(status)) {
+        add(at, key, "not a directory: " + path.string());
+        return std::nullopt;
+      }
+      return path;
+    case PathCheck::creatable_dir:
+    case PathCheck::creatable_parent: {
+      if (exists) {
+        if (check == PathCheck::creatable_dir && !fs::is_directory(status)) {
+          add(at, key, "not a directory: " + path.string());
+          return std::nullopt;
+        }
+        if (check == PathCheck::creatable_parent && fs::is_directory(status)) {
+          add(at, key, "is a directory: " + path.string());
+          return std::nullopt;
+        }
+        return path;
+      }
+      // Nothing is created here (--check-config must not change the
+      // system); it is enough that the nearest existing ancestor is a
+      // directory the daemon could create the rest in.
+      fs::path ancestor = path.parent_path();
+      while (!ancestor.empty() && !fs::exists(ancestor, ec) && ancestor != ancestor.root_path()) {
+        ancestor = ancestor.parent_path();
+      }
+      if (!ancestor.empty() && fs::exists(ancestor, ec) && !fs::is_directory(ancestor, ec)) {
+        add(at, key, "cannot be created: " + ancestor.string() + " is not a directory");
+        return std::nullopt;
+      }
+      return path;
+    }
+  }
+  return path;
+}
+
+std::optional<fs::path> Loader::get_path(const Scope& scope, std::string_view name, PathCheck check,
+                                         bool is_required) {
+  const toml::node* node = is_required ? required(scope, name) : scope.get(name);
+  if (!node) return std::nullopt;
+  const auto text = string_value(*node, scope.key(name));
+  if (!text) return std::nullopt;
+  return check_path(resolve(*text), check, where(*node), scope.key(name));
+}
+
+const toml::array* Loader::array_of_tables(const toml::table& root, std::string_view name) {
+  const toml::node* node = root.get(name);
+  if (!node) return nullptr;
+  const auto* array = node->as_array();
+  if (!array || !array->is_array_of_tables()) {
+    add(where(*node), std::string(name),
+        "expected an array of tables ([[" + std::string(name) + "]]), got " +
+            (array ? std::string("an array of values") : type_name(*node)));
+    return nullptr;
+  }
+  return array;
+}
+
+void Loader::read_listen(const toml::node& node, const std::string& key, std::vector<ListenEndpoint>& out) {
+  const auto list = string_list(node, key, true);
+  if (!list) return;
+  if (list->empty()) {
+    add(where(node), key, "expected at least one address");
+    return;
+  }
+  for (const auto& [text, element] : *list) {
+    auto parsed = parse_host_port(text, HostRule::ip_or_localhost);
+    if (auto* message = std::get_if<std::string>(&parsed)) {
+      add(where(*element), key, std::move(*message));
+    } else {
+      auto& hp = std::get<HostPort>(parsed);
+      out.push_back({std::move(hp.host), hp.port});
+    }
+  }
+}
+
+void Loader::read_http(const toml::table& root, HttpConfig& http) {
+  const Scope scope = section(root, "http");
+  check_keys(scope, {"listen", "tls_certificate", "tls_private_key", "api_keys", "max_body_bytes",
+                     "max_header_bytes", "max_connections", "threads", "read_timeout", "write_timeout",
+                     "idle_timeout", "rate_limit_per_minute", "rate_limit_burst"});
+
+  if (const toml::node* listen = scope.get("listen")) {
+    read_listen(*listen, scope.key("listen"), http.listen);
+  } else {
+    http.listen.push_back({"127.0.0.1", 8080});  // loopback only unless asked otherwise
+  }
+
+  // An empty string leaves TLS off, as the documented template has it.
+  const auto tls_file = [&](std::string_view name, fs::path& out) -> const toml::node* {
+    const toml::node* node = scope.get(name);
+    if (!node) return nullptr;
+    if (const auto* s = node->as_string(); s && s->get().empty()) return nullptr;
+    if (auto path = get_path(scope, name, PathCheck::file)) out = std::move(*path);
+    return node;
+  };
+  const toml::node* certificate = tls_file("tls_certificate", http.tls_certificate);
+  const toml::node* private_key = tls_file("tls_private_key", http.tls_private_key);
+  if (certificate && !private_key) {
+    add(where(*certificate), scope.key("tls_private_key"), "required when http.tls_certificate is set");
+  } else if (private_key && !certificate) {
+    add(where(*private_key), scope.key("tls_certificate"), "required when http.tls_private_key is set");
+  }
+
+  if (const toml::node* node = scope.get("api_keys")) {
+    const std::string key = scope.key("api_keys");
+    if (const auto* array = node->as_array()) {
+      for (std::size_t i = 0; i < array->size(); ++i) {
+        const toml::node& element = *array->get(i);
+        const auto* s = element.as_string();
+        constexpr std::string_view prefix = "sha256:";
+        Sha256 digest{};
+        if (!s || !s->get().starts_with(prefix) ||
+            !from_hex(std::string_view(s->get()).substr(prefix.size()), digest.data(), digest.size())) {
+          // The value is not echoed: a mistake here is often the token itself.
+          add(where(element), indexed(key, i),
+              R"(expected "sha256:" followed by the 64 hex digits of the token's SHA-256)");
+          continue;
+        }
+        http.api_keys.push_back(digest);
+      }
+    } else {
+      add(where(*node), key, "expected an array of strings, got " + type_name(*node));
+    }
+  }
+
+  read_integer(scope, "max_body_bytes", 1024, 16 * 1024 * 1024, http.max_body_bytes);
+  read_integer(scope, "max_header_bytes", 1024, 1024 * 1024, http.max_header_bytes);
+  read_integer(scope, "max_connections", 1, 100000, http.max_connections);
+  read_integer(scope, "threads", 1, 256, http.threads);
+  read_duration(scope, "read_timeout", http.read_timeout);
+  read_duration(scope, "write_timeout", http.write_timeout);
+  read_duration(scope, "idle_timeout", http.idle_timeout);
+  read_integer(scope, "rate_limit_per_minute", 0, 1000000, http.rate_limit_per_minute);
+  read_integer(scope, "rate_limit_burst", 1, 1000000, http.rate_limit_burst);
+}
+
+void Loader::read_storage(const toml::table& root, StorageConfig& storage) {
+  const Scope scope = section(root, "storage");
+  check_keys(scope, {"database", "max_batch", "queue_limit"});
+  if (auto path = get_path(scope, "database", PathCheck::creatable_parent, true)) {
+    storage.database = std::move(*path);
+  }
+  read_integer(scope, "max_batch", 1, 100000, storage.max_batch);
+  read_integer(scope, "queue_limit", 1, 10000000, storage.queue_limit);
+}
+
+void Loader::read_rules(const toml::table& root, Config& config) {
+  const Scope scope = section(root, "rules");
+  check_keys(scope, {"file"});
+  if (auto path = get_path(scope, "file", PathCheck::file, true)) config.rules_file = std::move(*path);
+}
+
+void Loader::read_paths(const toml::table& root, Config& config) {
+  const Scope scope = section(root, "paths");
+  check_keys(scope, {"schemas", "web"});
+  // The defaults fit the source tree: config/ next to schemas/ and web/.
+  const auto read = [&](std::string_view name, std::string_view fallback, fs::path& out) {
+    if (scope.get(name)) {
+      if (auto path = get_path(scope, name, PathCheck::directory)) out = std::move(*path);
+    } else if (auto path = check_path(resolve(fallback), PathCheck::directory, 0, scope.key(name))) {
+      out = std::move(*path);
+    }
+  };
+  read("schemas", "../schemas", config.schema_dir);
+  read("web", "../web", config.web_dir);
+}
+
+void Loader::read_delivery(const toml::table& root, DeliveryConfig& delivery) {
+  const Scope scope = section(root, "delivery");
+  check_keys(scope, {"max_attempts", "initial_backoff", "max_backoff", "give_up_after", "lease"});
+  read_integer(scope, "max_attempts", 1, 1000, delivery.max_attempts);
+  read_duration(scope, "initial_backoff", delivery.initial_backoff);
+  read_duration(scope, "max_backoff", delivery.max_backoff);
+  read_duration(scope, "give_up_after", delivery.give_up_after);
+  read_duration(scope, "lease", delivery.lease);
+  if (delivery.max_backoff < delivery.initial_backoff) {
+    // Point at whichever of the two the operator wrote; max_backoff if both.
+    if (const toml::node* node = scope.get("max_backoff")) {
+      add(where(*node), scope.key("max_backoff"),
+          "must not be less than delivery.initial_backoff (" + format_duration(delivery.initial_backoff) +
+              "), got " + quote(format_duration(delivery.max_backoff)));
+    } else if (const toml::node* initial = scope.get("initial_backoff")) {
+      add(where(*initial), scope.key("initial_backoff"),
+          "must not exceed delivery.max_backoff (" + format_duration(delivery.max_backoff) + "), got " +
+              quote(format_duration(delivery.initial_backoff)));
+    }
+  }
+}
+
+void Loader::read_log(const toml::table& root, std::string& level) {
+  const Scope scope = section(root, "log");
+  check_keys(scope, {"level"});
+  if (auto value = get_enum(scope, "level", "level", log_levels)) level = std::move(*value);
+}
+
+void Loader::read_office(const toml::table& root, OfficeConfig& office) {
+  const Scope scope = section(root, "office");
+  check_keys(scope,
+             {"name", "phone", "fax", "pager", "time_zone", "open_days", "opens", "closes", "holidays"});
+  if (auto v = get_string(scope, "name")) office.name = std::move(*v);
+  if (auto v = get_string(scope, "phone")) office.phone = std::move(*v);
+  if (auto v = get_string(scope, "fax")) office.fax = std::move(*v);
+  if (auto v = get_string(scope, "pager")) office.pager = std::move(*v);
+
+  BusinessHours& hours = office.hours;
+  if (const toml::node* node = scope.get("time_zone")) {
+    if (auto zone = string_value(*node, scope.key("time_zone"))) {
+      if (time_zone_exists(*zone)) {
+        hours.time_zone = std::move(*zone);
+      } else {
+        add(where(*node), scope.key("time_zone"), "unknown time zone " + quote(*zone));
+      }
+    }
+  }
+
+  if (const toml::node* node = scope.get("open_days")) {
+    const std::string key = scope.key("open_days");
+    if (const auto list = string_list(*node, key, false)) {
+      std::array<bool, 7> days{};
+      bool ok = true;
+      for (const auto& [name, element] : *list) {
+        const auto it = std::find(day_names.begin(), day_names.end(), name);
+        if (it == day_names.end()) {
+          add(where(*element), key, "unknown day " + quote(name) + " (known: " + join(day_names) + ")");
+          ok = false;
+          continue;
+        }
+        // day_names starts on Monday; BusinessHours counts from Sunday.
+        const auto monday_based = static_cast<std::size_t>(std::distance(day_names.begin(), it));
+        days[(monday_based + 1) % 7] = true;
+      }
+      if (ok) hours.open_days = days;
+    }
+  }
+
+  // True when the setting is absent (the default stands) or valid.
+  const auto read_time = [&](std::string_view name, bool allow_midnight_end, std::chrono::minutes& out) {
+    const toml::node* node = scope.get(name);
+    if (!node) return true;
+    const auto text = string_value(*node, scope.key(name));
+    if (!text) return false;
+    const auto time = parse_time_of_day(*text, allow_midnight_end);
+    if (!time) {
+      add(where(*node), scope.key(name), R"(expected a time "HH:MM", got )" + quote(*text));
+      return false;
+    }
+    out = *time;
+    return true;
+  };
+  std::chrono::minutes opens = hours.opens;
+  std::chrono::minutes closes = hours.closes;
+  const bool opens_ok = read_time("opens", false, opens);
+  const bool closes_ok = read_time("closes", true, closes);
+  if (opens_ok && closes_ok) {
+    if (closes <= opens) {
+      const toml::node* node = scope.get("closes") ? scope.get("closes") : scope.get("opens");
+      add(node ? where(*node) : Where{scope.line}, scope.key("closes"),
+          "must be after office.opens (" + format_time_of_day(opens) + "), got " +
+              quote(format_time_of_day(closes)));
+    } else {
+      hours.opens = opens;
+      hours.closes = closes;
+    }
+  }
+
+  if (const toml::node* node = scope.get("holidays")) {
+    const std::string key = scope.key("holidays");
+    if (const auto* array = node->as_array()) {
+      for (std::size_t i = 0; i < array->size(); ++i) {
+        const toml::node& element = *array->get(i);
+        // A bare TOML date (2026-12-25) is as clear as a quoted one.
+        if (const auto* date = element.as_date()) {
+          const toml::date d = date->get();
+          const Date day{std::chrono::year{d.year}, std::chrono::month{d.month}, std::chrono::day{d.day}};
+          hours.holidays.push_back(day);
+        } else if (const auto* s = element.as_string()) {
+          if (const auto day = parse_iso_date(s->get())) {
+            hours.holidays.push_back(*day);
+          } else {
+            add(where(element), key, R"(expected a date "YYYY-MM-DD", got )" + quote(s->get()));
+          }
+        } else {
+          add(where(element), indexed(key, i), R"(expected a date "YYYY-MM-DD", got )" + type_name(element));
+        }
+      }
+    } else {
+      add(where(*node), key, "expected an array of dates, got " + type_name(*node));
+    }
+  }
+}
+
+void Loader::read_target_setting(const Scope& scope, const KeySpec& spec, const std::string& type,
+                                 TargetConfig& target) {
+  const toml::node* node =
+      spec.required ? required(scope, spec.name, "required for type " + quote(type)) : scope.get(spec.name);
+  if (!node) return;
+  const std::string key = scope.key(spec.name);
+  const std::string name{spec.name};
+  const Where at = where(*node);
+  switch (spec.kind) {
+    case KeyKind::string: {
+      auto value = string_value(*node, key);
+      if (!value) return;
+      if (!spec.allowed.empty() && !contains(spec.allowed, *value)) {
+        add(at, key, "unknown value " + quote(*value) + " (known: " + join(spec.allowed) + ")");
+        return;
+      }
+      target.settings[name] = std::move(*value);
+      return;
+    }
+    case KeyKind::path:
+    case KeyKind::directory: {
+      const auto text = string_value(*node, key);
+      if (!text) return;
+      const auto check = spec.kind == KeyKind::path ? PathCheck::file : PathCheck::creatable_dir;
+      if (auto path = check_path(resolve(*text), check, at, key)) target.settings[name] = path->string();
+      return;
+    }
+    case KeyKind::integer: {
+      if (const auto value = get_integer(scope, spec.name, 0, 1000000)) target.settings[name] = *value;
+      return;
+    }
+    case KeyKind::boolean: {
+      if (const auto value = get_bool(scope, spec.name)) target.settings[name] = *value;
+      return;
+    }
+    case KeyKind::duration: {
+      if (const auto value = duration_value(*node, key)) target.settings[name] = *value;
+      return;
+    }
+    case KeyKind::string_list: {
+      const auto list = string_list(*node, key, false);
+      if (!list) return;
+      if (list->empty()) {
+        add(at, key, "expected at least one value");
+        return;
+      }
+      std::vector<std::string> values;
+      for (const auto& [value, element] : *list) values.push_back(value);
+      target.settings[name] = std::move(values);
+      return;
+    }
+    case KeyKind::host_port: {
+      auto text = string_value(*node, key);
+      if (!text) return;
+      auto parsed = parse_host_port(*text, HostRule::any);
+      if (auto* message = std::get_if<std::string>(&parsed)) {
+        add(at, key, std::move(*message));
+        return;
+      }
+      target.settings[name] = std::move(*text);
+      return;
+    }
+    case KeyKind::url: {
+      auto text = string_value(*node, key);
+      if (!text) return;
+      const auto separator = text->find("://");
+      const std::string scheme = separator == std::string::npos ? "" : text->substr(0, separator);
+      const std::string rest = separator == std::string::npos ? *text : text->substr(separator + 3);
+      const std::string authority = rest.substr(0, rest.find('/'));
+      // Secrets live in files, never in the configuration; and the URL is
+      // not echoed, since it would print the password.
+      if (authority.find('@') != std::string::npos) {
+        add(at, key, "must not contain a user name or password (use username and password_file)");
+        return;
+      }
+      const bool scheme_ok = separator != std::string::npos &&
+                             (spec.allowed.empty() || contains(spec.allowed, scheme));
+      if (!scheme_ok || authority.empty()) {
+        std::vector<std::string> forms;
+        for (const auto s : spec.allowed) forms.push_back(std::string(s) + "://");
+        std::vector<std::string_view> views(forms.begin(), forms.end());
+        add(at, key, "expected a URL starting with " + join(views, " or ") + ", got " + quote(*text));
+        return;
+      }
+      target.settings[name] = std::move(*text);
+      return;
+    }
+  }
+}
+
+bool is_target_name(std::string_view name) {
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.';
+  });
+}
+
+void Loader::read_target(const Scope& scope, TargetConfig& target) {
+  target.line = scope.line;
+  if (const toml::node* node = required(scope, "name")) {
+    if (auto name = string_value(*node, scope.key("name"))) {
+      // Names end up in log fields, Message-IDs and HylaFAX job tags.
+      if (is_target_name(*name)) {
+        target.name = std::move(*name);
+      } else {
+        add(where(*node), scope.key("name"),
+            R"(expected letters, digits, ".", "_" or "-" only, got )" + quote(*name));
+      }
+    }
+  }
+
+  std::optional<std::string> type;
+  if (const toml::node* node = required(scope, "type")) {
+    type = string_value(*node, scope.key("type"));
+    const auto& known = known_target_types();
+    if (type && std::find(known.begin(), known.end(), *type) == known.end()) {
+      std::string list;
+      for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+      add(where(*node), scope.key("type"), "unknown type " + quote(*type) + " (known: " + list + ")");
+      type.reset();
+    }
+  }
+  read_integer(scope, "concurrency", 1, 64, target.concurrency);
+  read_duration(scope, "timeout", target.timeout);
+  // Without a known type the other keys cannot be judged; the type is the problem.
+  if (!type) return;
+  target.type = *type;
+
+  const auto specs = target_keys(*type);
+  for (const auto& [key, value] : *scope.table) {
+    const auto k = key.str();
+    if (k == "name" || k == "type" || k == "concurrency" || k == "timeout") continue;
+    const bool known = std::any_of(specs.begin(), specs.end(), [&](const KeySpec& s) { return s.name == k; });
+    if (!known) add(where(key.source()), scope.key(k), "unknown key for type " + quote(*type));
+  }
+  for (const auto& spec : specs) read_target_setting(scope, spec, *type, target);
+
+  // Mail carries patient data: plain text only when the operator says so.
+  if (*type == "smtp") {
+    const auto* url = target.get_string("url");
+    const auto* starttls = target.get_string("starttls");
+    if (url && url->starts_with("smtp://") && starttls && *starttls == "none" &&
+        target.get_bool("allow_plaintext") != true) {
+      add(where(*scope.get("starttls")), scope.key("starttls"),
+          R"("none" with an smtp:// URL sends mail unencrypted; set allow_plaintext = true to allow it)");
+    }
+  }
+}
+
+void Loader::read_targets(const toml::table& root, std::vector<TargetConfig>& targets) {
+  const toml::array* array = array_of_tables(root, "target");
+  if (!array) return;
+  std::map<std::string, int> first_line;
+  for (std::size_t i = 0; i < array->size(); ++i) {
+    const auto* table = array->get(i)->as_table();
+    const Scope scope{table, indexed("target", i), line_of(*table), false};
+    TargetConfig target;
+    read_target(scope, target);
+    if (!target.name.empty()) {
+      const auto [it, inserted] = first_line.emplace(target.name, target.line);
+      if (!inserted) {
+        add(where(*scope.get("name")), scope.key("name"),
+            "duplicate target name " + quote(target.name) + " (first defined at line " +
+                std::to_string(it->second) + ")");
+        continue;
+      }
+    }
+    targets.push_back(std::move(target));
+  }
+}
+
+void Loader::read_routes(const toml::table& root, const std::vector<TargetConfig>& targets,
+                         std::vector<Route>& routes) {
+  const toml::array* array = array_of_tables(root, "route");
+  if (!array) return;
+  // A target whose other settings are wrong is still a name a route may use;
+  // reporting it unknown as well would only add noise.
+  std::set<std::string, std::less<>> names;
+  for (const auto& t : targets) names.insert(t.name);
+  if (const toml::array* target_tables = root.get("target") ? root.get("target")->as_array() : nullptr) {
+    for (const auto& element : *target_tables) {
+      if (const auto* table = element.as_table()) {
+        if (const auto name = table->get_as<std::string>("name")) names.insert(name->get());
+      }
+    }
+  }
+
+  for (std::size_t i = 0; i < array->size(); ++i) {
+    const auto* table = array->get(i)->as_table();
+    const Scope scope{table, indexed("route", i), line_of(*table), false};
+    check_keys(scope, {"when", "notify"});
+    Route route;
+
+    if (const toml::node* when_node = scope.get("when")) {
+      if (const auto* when_table = when_node->as_table()) {
+        const Scope when{when_table, scope.key("when"), line_of(*when_node), false};
+        check_keys(when, {"decision", "urgency", "after_hours"});
+        const auto read_values = [&](std::string_view name, std::string_view what,
+                                     std::span<const std::string_view> known, auto parse, auto& out) {
+          const toml::node* node = when.get(name);
+          if (!node) return;
+          const std::string key = when.key(name);
+          const auto list = string_list(*node, key, true);
+          if (!list) return;
+          if (list->empty()) {
+            add(where(*node), key, "expected at least one " + std::string(what));
+            return;
+          }
+          for (const auto& [text, element] : *list) {
+            if (const auto value = parse(text)) {
+              out.push_back(*value);
+            } else {
+              add(where(*element), key,
+                  "unknown " + std::string(what) + " " + quote(text) + " (known: " + join(known) + ")");
+            }
+          }
+        };
+        read_values("decision", "decision", decision_names, parse_decision, route.decisions);
+        read_values("urgency", "urgency", urgency_names, parse_urgency, route.urgencies);
+        route.after_hours = get_bool(when, "after_hours");
+      } else {
+        add(where(*when_node), scope.key("when"), "expected a table, got " + type_name(*when_node));
+      }
+    }
+
+    if (const toml::node* notify = required(scope, "notify")) {
+      const std::string key = scope.key("notify");
+      if (const auto list = string_list(*notify, key, true)) {
+        if (list->empty()) add(where(*notify), key, "expected at least one target name");
+        for (const auto& [name, element] : *list) {
+          if (names.count(name) == 0) {
+            add(where(*element), key, "unknown target " + quote(name));
+          } else {
+            route.notify.push_back(name);
+          }
+        }
+      }
+    }
+    routes.push_back(std::move(route));
+  }
+}
+
+Config Loader::load(std::string_view text) {
+  Config config;
+  config.file = file_path_;
+  toml::table root;
+  try {
+    root = toml::parse(text, file_);
+  } catch (const toml::parse_error& e) {
+    add(where(e.source()), "", std::string(e.description()));
+    return config;
+  }
+
+  check_keys(Scope{&root, "", 0, false},
+             {"http", "storage", "rules", "paths", "delivery", "log", "office", "target", "route"});
+  read_http(root, config.http);
+  read_storage(root, config.storage);
+  read_rules(root, config);
+  read_paths(root, config);
+  read_delivery(root, config.delivery);
+  read_log(root, config.log_level);
+  read_office(root, config.office);
+  read_targets(root, config.targets);
+  read_routes(root, config.targets, config.routes);
+  return config;
+}
+
+}  // namespace
+
+Config parse_config(std::string_view toml_text, const fs::path& file_name) {
+  Loader loader(file_name);
+  Config config = loader.load(toml_text);
+  if (auto problems = loader.sorted_problems(); !problems.empty()) throw ConfigError(std::move(problems));
+  return config;
+}
+
+Configuration load_configuration(const fs::path& file) {
+  const auto unreadable = [&](std::string message) {
+    return ConfigError({ConfigProblem{file.string(), 0, "", std::move(message)}});
+  };
+  std::error_code ec;
+  if (!fs::is_regular_file(file, ec)) {
+    throw unreadable(fs::exists(file, ec) ? "not a regular file" : "file not found");
+  }
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw unreadable("cannot be read: " + std::generic_category().message(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+
+  Loader loader(file);
+  Configuration result;
+  result.config = loader.load(text.str());
+  std::vector<ConfigProblem> problems = loader.sorted_problems();
+
+  // rules_file is set only when the file exists; otherwise that is already a problem.
+  if (!result.config.rules_file.empty()) {
+    try {
+      result.rules = load_rules(result.config.rules_file);
+    } catch (const ConfigError& e) {
+      problems.insert(problems.end(), e.problems().begin(), e.problems().end());
+    } catch (const std::exception& e) {
+      // --check-config must report, not crash, whatever the rules loader throws.
+      problems.push_back({result.config.rules_file.string(), 0, "", e.what()});
+    }
+  }
+  if (!problems.empty()) throw ConfigError(std::move(problems));
+  return result;
+}
+
+}  // namespace referrald

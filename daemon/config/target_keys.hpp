@@ -25,6 +25,8 @@ struct KeySpec {
   std::string_view name;
   KeyKind kind;
   bool required;
+  // string: the only values accepted (empty: any); url: the schemes accepted.
+  std::span<const std::string_view> allowed{};
 };
 
 // Known types, in the order shown in messages: smtp, hylafax, http-fax, snpp, wctp, spool.
