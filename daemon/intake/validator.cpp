@@ -1,1 +1,652 @@
-// placeholder
+#include "intake/validator.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <stdexcept>
+#include <utility>
+#include <valijson/adapters/nlohmann_json_adapter.hpp>
+#include <valijson/schema.hpp>
+#include <valijson/schema_parser.hpp>
+#include <valijson/validation_results.hpp>
+#include <valijson/validator.hpp>
+
+#include "intake/npi.hpp"
+#include "util/dates.hpp"
+
+namespace referrald {
+namespace {
+
+using nlohmann::json;
+
+// ---------------------------------------------------------------------------
+// JSON Pointer (RFC 6901)
+
+std::string escape_pointer_token(std::string_view token) {
+  std::string out;
+  out.reserve(token.size());
+  for (char c : token) {
+    if (c == '~') {
+      out += "~0";
+    } else if (c == '/') {
+      out += "~1";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string pointer(const std::vector<std::string>& tokens) {
+  std::string out;
+  for (const auto& t : tokens) out += '/' + escape_pointer_token(t);
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// UTF-8. The parser has already rejected ill-formed UTF-8, so decoding here
+// can trust the lead bytes.
+
+std::vector<char32_t> code_points(std::string_view s) {
+  std::vector<char32_t> out;
+  out.reserve(s.size());
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto lead = static_cast<unsigned char>(s[i]);
+    std::size_t extra = 0;
+    char32_t cp = lead;
+    if (lead >= 0xF0) {
+      extra = 3;
+      cp = lead & 0x07u;
+    } else if (lead >= 0xE0) {
+      extra = 2;
+      cp = lead & 0x0Fu;
+    } else if (lead >= 0xC0) {
+      extra = 1;
+      cp = lead & 0x1Fu;
+    }
+    ++i;
+    for (std::size_t k = 0; k < extra && i < s.size(); ++k, ++i) {
+      cp = (cp << 6) | (static_cast<unsigned char>(s[i]) & 0x3Fu);
+    }
+    out.push_back(cp);
+  }
+  return out;
+}
+
+bool is_control(char32_t cp) noexcept { return cp <= 0x1F || (cp >= 0x7F && cp <= 0x9F); }
+
+// Unicode White_Space plus the zero-width characters a pasted name may carry.
+bool is_space(char32_t cp) noexcept {
+  return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+         (cp >= 0x2000 && cp <= 0x200B) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
+         cp == 0x3000 || cp == 0xFEFF;
+}
+
+// ---------------------------------------------------------------------------
+// Parsing: nlohmann's SAX interface, so that duplicate keys and nesting depth
+// are seen while parsing (its DOM parser silently keeps the last duplicate).
+
+class DocumentBuilder final : public nlohmann::json_sax<json> {
+ public:
+  explicit DocumentBuilder(std::size_t max_depth) : max_depth_(max_depth) {}
+
+  bool null() override { return add(json(nullptr)); }
+  bool boolean(bool v) override { return add(json(v)); }
+  bool number_integer(number_integer_t v) override { return add(json(v)); }
+  bool number_unsigned(number_unsigned_t v) override { return add(json(v)); }
+  bool number_float(number_float_t v, const string_t& /*text*/) override { return add(json(v)); }
+  bool string(string_t& v) override { return add(json(std::move(v))); }
+  bool binary(binary_t& v) override { return add(json::binary(std::move(v))); }
+
+  bool start_object(std::size_t /*elements*/) override { return open(json::object()); }
+  bool end_object() override { return close(); }
+  bool start_array(std::size_t /*elements*/) override { return open(json::array()); }
+  bool end_array() override { return close(); }
+
+  bool key(string_t& k) override {
+    Frame& top = stack_.back();
+    top.discard = top.container->contains(k);
+    top.key = std::move(k);
+    // Inside a value that is itself dropped, a repeat is not worth a message.
+    if (top.discard && !top.in_discarded) duplicates_.push_back(current_pointer());
+    return true;
+  }
+
+  bool parse_error(std::size_t position, const std::string& /*last_token*/,
+                   const nlohmann::detail::exception& ex) override {
+    error_ = describe(position, ex);
+    return false;
+  }
+
+  json& root() { return root_; }
+  const std::optional<std::string>& error() const { return error_; }
+  bool too_deep() const { return too_deep_; }
+  const std::vector<std::string>& duplicates() const { return duplicates_; }
+
+ private:
+  struct Frame {
+    json* container;
+    std::string key;            // the member being parsed (objects only)
+    bool discard = false;       // that member repeats an earlier key: parse it, keep the first
+    bool in_discarded = false;  // this container is part of such a member
+  };
+
+  json* place(json&& v) {
+    if (stack_.empty()) {
+      root_ = std::move(v);
+      return &root_;
+    }
+    Frame& top = stack_.back();
+    if (top.container->is_array()) {
+      // Safe to hold: nothing is appended to this array while the element is open.
+      top.container->push_back(std::move(v));
+      return &top.container->back();
+    }
+    if (top.discard) {
+      discarded_.push_back(std::make_unique<json>(std::move(v)));
+      return discarded_.back().get();
+    }
+    json& slot = (*top.container)[top.key];
+    slot = std::move(v);
+    return &slot;
+  }
+
+  bool add(json&& v) {
+    place(std::move(v));
+    return true;
+  }
+
+  bool open(json&& container) {
+    if (stack_.size() >= max_depth_) {
+      too_deep_ = true;
+      return false;  // stops the parser
+    }
+    const bool in_discarded =
+        !stack_.empty() &&
+        (stack_.back().in_discarded || (stack_.back().discard && stack_.back().container->is_object()));
+    json* p = place(std::move(container));
+    stack_.push_back(Frame{p, {}, false, in_discarded});
+    return true;
+  }
+
+  bool close() {
+    stack_.pop_back();
+    return true;
+  }
+
+  // Pointer to the member whose key was just read.
+  std::string current_pointer() const {
+    std::vector<std::string> tokens;
+    for (const auto& f : stack_) {
+      if (f.container->is_array()) {
+        tokens.push_back(std::to_string(f.container->size() - 1));
+      } else {
+        tokens.push_back(f.key);
+      }
+    }
+    return pointer(tokens);
+  }
+
+  // Never echoes the input: nlohmann's lexer messages end with
+  // "; last read: '<the offending text>'", which may be a patient's name.
+  static std::string describe(std::size_t position, const nlohmann::detail::exception& ex) {
+    const std::size_t offset = position > 0 ? position - 1 : 0;  // position counts bytes read
+    const std::string what = ex.what();
+    std::string detail;
+    if (const auto dash = what.find(" - "); ex.id == 101 && dash != std::string::npos) {
+      detail = what.substr(dash + 3);
+      if (const auto last = detail.find("; last read: "); last != std::string::npos) {
+        detail.resize(last);
+      }
+    } else if (ex.id == 406) {
+      detail = "number out of range";
+    }
+    if (detail.find("UTF-8") != std::string::npos) {
+      return "invalid UTF-8 at byte " + std::to_string(offset);
+    }
+    std::string out = "invalid JSON at byte " + std::to_string(offset);
+    if (!detail.empty()) out += ": " + detail;
+    return out;
+  }
+
+  std::size_t max_depth_;
+  json root_;
+  std::vector<Frame> stack_;
+  std::vector<std::unique_ptr<json>> discarded_;
+  std::vector<std::string> duplicates_;
+  std::optional<std::string> error_;
+  bool too_deep_ = false;
+};
+
+// ---------------------------------------------------------------------------
+// Turning valijson's results into FieldErrors.
+
+// Lower rank wins when several problems are found at one path.
+enum class Rank { duplicate, structure, pattern, enumeration, min_length, max_length, semantic, other };
+
+struct Problem {
+  Rank rank;
+  std::string message;
+};
+
+class ErrorSet {
+ public:
+  void add(const std::string& path, Rank rank, std::string message) {
+    auto [it, inserted] = by_path_.try_emplace(path, Problem{rank, message});
+    if (!inserted && rank < it->second.rank) it->second = Problem{rank, std::move(message)};
+  }
+
+  bool has(const std::string& path) const { return by_path_.count(path) != 0; }
+  bool empty() const { return by_path_.empty(); }
+
+  // Sorted by path (std::map order); a vague problem is dropped when a more
+  // precise one was found at or below the same place.
+  std::vector<FieldError> finish() const {
+    std::vector<FieldError> out;
+    for (const auto& [path, problem] : by_path_) {
+      if (problem.rank == Rank::other && has_descendant(path)) continue;
+      out.push_back(FieldError{path, problem.message});
+    }
+    return out;
+  }
+
+ private:
+  bool has_descendant(const std::string& path) const {
+    const std::string prefix = path + '/';
+    auto it = by_path_.lower_bound(prefix);
+    return it != by_path_.end() && it->first.compare(0, prefix.size(), prefix) == 0;
+  }
+
+  std::map<std::string, Problem> by_path_;
+};
+
+bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
+
+// The schema node that describes the value at tokens (nullptr if none does).
+const json* schema_node(const json& schema, const std::vector<std::string>& tokens) {
+  const json* node = &schema;
+  for (const auto& t : tokens) {
+    const auto props = node->find("properties");
+    if (props == node->end()) return nullptr;
+    const auto child = props->find(t);
+    if (child == props->end()) return nullptr;
+    node = &*child;
+  }
+  return node;
+}
+
+const json* value_node(const json& doc, const std::vector<std::string>& tokens) {
+  const json* node = &doc;
+  for (const auto& t : tokens) {
+    if (!node->is_object()) return nullptr;
+    const auto child = node->find(t);
+    if (child == node->end()) return nullptr;
+    node = &*child;
+  }
+  return node;
+}
+
+std::string type_message(const json* node) {
+  const std::string type = node != nullptr ? node->value("type", "") : "";
+  if (type == "string") return "must be a string";
+  if (type == "object") return "must be an object";
+  if (type == "boolean") return "must be true or false";
+  if (type == "integer") return "must be a whole number";
+  if (type == "number") return "must be a number";
+  if (type == "array") return "must be an array";
+  return "has the wrong type";
+}
+
+std::string enum_message(const json* node) {
+  if (node == nullptr || !node->contains("enum")) return "is not one of the allowed values";
+  std::string out = "must be one of: ";
+  bool first = true;
+  for (const auto& v : node->at("enum")) {
+    if (!first) out += ", ";
+    out += v.is_string() ? v.get<std::string>() : v.dump();
+    first = false;
+  }
+  return out;
+}
+
+std::string pattern_message(const json* node) {
+  const std::string pattern = node != nullptr ? node->value("pattern", "") : "";
+  if (pattern == "^[0-9]{4}-[0-9]{2}-[0-9]{2}$") return "must be a date in the form YYYY-MM-DD";
+  if (pattern == "^[0-9]{10}$") return "must be exactly 10 digits";
+  if (pattern == "^[0-9]{5}(-[0-9]{4})?$") return "must be a US ZIP code: 5 digits or ZIP+4 (12345-6789)";
+  if (pattern == "^[^@\\s]+@[^@\\s]+$") return "must be an email address";
+  return "is not in the expected format";
+}
+
+std::size_t schema_length(const json* node, const char* keyword) {
+  if (node == nullptr) return 0;
+  const auto it = node->find(keyword);
+  return it != node->end() && it->is_number_unsigned() ? it->get<std::size_t>() : 0;
+}
+
+std::string max_length_message(const json* node) {
+  return "must be at most " + std::to_string(schema_length(node, "maxLength")) + " characters";
+}
+
+std::string min_length_message(const json* node) {
+  const std::size_t min = schema_length(node, "minLength");
+  if (min <= 1) return "must not be empty";
+  return "must be at least " + std::to_string(min) + " characters";
+}
+
+std::vector<std::string> context_tokens(const std::vector<std::string>& context) {
+  // valijson's context is "<root>" followed by "[name]" or "[index]" per level.
+  std::vector<std::string> tokens;
+  for (std::size_t i = 1; i < context.size(); ++i) {
+    const std::string& c = context[i];
+    tokens.push_back(c.size() >= 2 && c.front() == '[' && c.back() == ']' ? c.substr(1, c.size() - 2) : c);
+  }
+  return tokens;
+}
+
+std::string child_pointer(std::vector<std::string> tokens, const std::string& name) {
+  tokens.push_back(name);
+  return pointer(tokens);
+}
+
+void collect_schema_errors(const json& schema, const json& doc, const valijson::ValidationResults& results,
+                           ErrorSet& errors) {
+  for (const auto& error : results) {
+    const auto tokens = context_tokens(error.context);
+    const std::string path = pointer(tokens);
+    const json* node = schema_node(schema, tokens);
+    const std::string& d = error.description;
+
+    if (starts_with(d, "Missing required property")) {
+      // Reported against the parent; name each missing member instead.
+      const json* value = value_node(doc, tokens);
+      if (node == nullptr || value == nullptr || !value->is_object()) continue;
+      for (const auto& name : node->value("required", json::array())) {
+        const std::string member = name.get<std::string>();
+        if (!value->contains(member)) {
+          errors.add(child_pointer(tokens, member), Rank::structure, "is required");
+        }
+      }
+    } else if (starts_with(d, "Object contains a property that could not be validated")) {
+      // valijson names only the first stray member; report every one.
+      const json* value = value_node(doc, tokens);
+      if (node == nullptr || value == nullptr || !value->is_object()) continue;
+      const json properties = node->value("properties", json::object());
+      for (const auto& member : value->items()) {
+        if (!properties.contains(member.key())) {
+          errors.add(child_pointer(tokens, member.key()), Rank::structure, "unknown field");
+        }
+      }
+    } else if (starts_with(d, "Value type not permitted")) {
+      errors.add(path, Rank::structure, type_message(node));
+    } else if (starts_with(d, "Failed to match regex")) {
+      errors.add(path, Rank::pattern, pattern_message(node));
+    } else if (starts_with(d, "Failed to match against any enum values")) {
+      errors.add(path, Rank::enumeration, enum_message(node));
+    } else if (starts_with(d, "String should be no fewer than")) {
+      errors.add(path, Rank::min_length, min_length_message(node));
+    } else if (starts_with(d, "String should be no more than")) {
+      errors.add(path, Rank::max_length, max_length_message(node));
+    } else if (starts_with(d, "Failed to validate against schema associated with property")) {
+      // Context: repeats that a member below failed, which is reported itself.
+    } else {
+      errors.add(path, Rank::other, "is not valid");
+    }
+  }
+}
+
+// valijson counts code points only up to the first U+0000, so a string that
+// contains one could slip past maxLength; count those again ourselves.
+void check_lengths_past_nul(const json& schema, const json& value, std::vector<std::string>& tokens,
+                            ErrorSet& errors) {
+  if (value.is_object()) {
+    for (const auto& member : value.items()) {
+      tokens.push_back(member.key());
+      check_lengths_past_nul(schema, member.value(), tokens, errors);
+      tokens.pop_back();
+    }
+    return;
+  }
+  if (!value.is_string()) return;
+  const auto& s = value.get_ref<const std::string&>();
+  if (s.find('\0') == std::string::npos) return;
+  const json* node = schema_node(schema, tokens);
+  const std::size_t max = schema_length(node, "maxLength");
+  const std::string path = pointer(tokens);
+  if (max > 0 && code_points(s).size() > max && !errors.has(path)) {
+    errors.add(path, Rank::max_length, max_length_message(node));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Checks a schema cannot express. Each runs only on a field that is present,
+// has the right type and had no schema error.
+
+class SemanticChecks {
+ public:
+  SemanticChecks(const json& doc, ErrorSet& errors, Date today) : doc_(doc), errors_(errors), today_(today) {}
+
+  void run() {
+    // Names: the fields a person reads aloud or prints on a fax cover.
+    for (const auto& field : {"/patient/given_name", "/patient/family_name", "/patient/guardian/name",
+                              "/referrer/name", "/referrer/organization"}) {
+      check_text(field, /*required=*/true);
+    }
+    // Other single-line text: a control character there can only be an
+    // injection attempt or a broken client (it would end up in mail headers,
+    // fax cover pages and pager text).
+    for (const auto& field : {"/patient/guardian/phone", "/patient/guardian/relationship", "/diagnosis/name",
+                              "/diagnosis/code/value", "/referrer/phone"}) {
+      check_text(field, /*required=*/true);
+    }
+    check_text("/referrer/fax", /*required=*/false);
+    check_text("/referrer/email", /*required=*/false);
+
+    const auto birth = check_birth_date();
+    check_diagnosed_on(birth);
+    check_npi();
+  }
+
+ private:
+  // The string at path (a pointer without escapes), if it passed the schema.
+  const std::string* clean_string(const std::string& path) const {
+    if (errors_.has(path)) return nullptr;
+    std::vector<std::string> tokens;
+    for (std::size_t start = 1; start <= path.size();) {
+      const std::size_t end = std::min(path.find('/', start), path.size());
+      tokens.push_back(path.substr(start, end - start));
+      start = end + 1;
+    }
+    const json* v = value_node(doc_, tokens);
+    return v != nullptr && v->is_string() ? &v->get_ref<const std::string&>() : nullptr;
+  }
+
+  void check_text(const std::string& path, bool required) {
+    const std::string* s = clean_string(path);
+    if (s == nullptr) return;
+    const auto cps = code_points(*s);
+    if (std::any_of(cps.begin(), cps.end(), is_control)) {
+      errors_.add(path, Rank::semantic, "must not contain control characters");
+    } else if (required && std::all_of(cps.begin(), cps.end(), is_space)) {
+      errors_.add(path, Rank::semantic, "must not be blank");
+    }
+  }
+
+  std::optional<Date> check_date(const std::string& path) {
+    const std::string* s = clean_string(path);
+    if (s == nullptr) return std::nullopt;
+    const auto date = parse_iso_date(*s);
+    if (!date) {
+      errors_.add(path, Rank::semantic, "is not a real calendar date");
+    } else if (*date > today_) {
+      errors_.add(path, Rank::semantic, "must not be in the future");
+      return std::nullopt;
+    }
+    return date;
+  }
+
+  std::optional<Date> check_birth_date() {
+    const std::string path = "/patient/birth_date";
+    const auto birth = check_date(path);
+    if (!birth) return std::nullopt;
+    // Compared field by field, so that 29 February needs no special case.
+    const Date oldest{today_.year() - std::chrono::years{120}, today_.month(), today_.day()};
+    if (*birth < oldest) {
+      errors_.add(path, Rank::semantic, "must not be more than 120 years ago");
+      return std::nullopt;
+    }
+    return birth;
+  }
+
+  void check_diagnosed_on(std::optional<Date> birth) {
+    const std::string path = "/diagnosis/diagnosed_on";
+    const auto diagnosed = check_date(path);
+    if (diagnosed && birth && *diagnosed < *birth) {
+      errors_.add(path, Rank::semantic, "must not be before the birth date");
+    }
+  }
+
+  void check_npi() {
+    const std::string path = "/referrer/npi";
+    const std::string* s = clean_string(path);
+    if (s != nullptr && !npi_is_valid(*s)) {
+      errors_.add(path, Rank::semantic, "is not a valid NPI: check digit does not match");
+    }
+  }
+
+  const json& doc_;
+  ErrorSet& errors_;
+  Date today_;
+};
+
+// ---------------------------------------------------------------------------
+// Building the Referral once everything has passed.
+
+std::string text(const json& obj, const char* key) { return obj.at(key).get<std::string>(); }
+
+std::optional<std::string> optional_text(const json& obj, const char* key) {
+  const auto it = obj.find(key);
+  if (it == obj.end()) return std::nullopt;
+  return it->get<std::string>();
+}
+
+Referral to_referral(const json& doc) {
+  Referral r;
+  const json& p = doc.at("patient");
+  r.patient.given_name = text(p, "given_name");
+  r.patient.family_name = text(p, "family_name");
+  r.patient.birth_date = *parse_iso_date(text(p, "birth_date"));
+  r.patient.sex = text(p, "sex");
+  r.patient.postal_code = optional_text(p, "postal_code");
+  if (const auto g = p.find("guardian"); g != p.end()) {
+    r.patient.guardian = Guardian{text(*g, "name"), text(*g, "phone"), text(*g, "relationship")};
+  }
+
+  const json& d = doc.at("diagnosis");
+  r.diagnosis.name = text(d, "name");
+  if (const auto c = d.find("code"); c != d.end()) {
+    r.diagnosis.code = DiagnosisCode{text(*c, "system"), text(*c, "value")};
+  }
+  if (const auto on = optional_text(d, "diagnosed_on")) r.diagnosis.diagnosed_on = parse_iso_date(*on);
+  if (const auto pc = d.find("pathology_confirmed"); pc != d.end()) {
+    r.diagnosis.pathology_confirmed = pc->get<bool>();
+  }
+
+  const json& f = doc.at("referrer");
+  r.referrer.name = text(f, "name");
+  r.referrer.credential = text(f, "credential");
+  r.referrer.npi = text(f, "npi");
+  r.referrer.organization = text(f, "organization");
+  r.referrer.phone = text(f, "phone");
+  r.referrer.fax = optional_text(f, "fax");
+  r.referrer.email = text(f, "email");
+
+  r.urgency = parse_urgency(text(doc, "urgency")).value_or(Urgency::routine);
+  r.notes = optional_text(doc, "notes");
+  r.document = doc.dump();
+  return r;
+}
+
+std::string read_file(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    throw std::runtime_error("cannot read schema file " + file.string() + ": " + std::strerror(errno));
+  }
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+}  // namespace
+
+struct ReferralValidator::Impl {
+  json schema_document;  // for turning errors into messages (limits, enums)
+  valijson::Schema schema;
+  ValidationLimits limits;
+};
+
+ReferralValidator::ReferralValidator(const std::filesystem::path& schema_file, ValidationLimits limits)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->limits = limits;
+  try {
+    impl_->schema_document = json::parse(read_file(schema_file));
+  } catch (const json::exception& e) {
+    throw std::runtime_error("schema file " + schema_file.string() + " is not valid JSON: " + e.what());
+  }
+  try {
+    valijson::SchemaParser parser(valijson::SchemaParser::kDraft7);
+    const valijson::adapters::NlohmannJsonAdapter adapter(impl_->schema_document);
+    parser.populateSchema(adapter, impl_->schema);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("schema file " + schema_file.string() +
+                             " is not a valid JSON Schema: " + e.what());
+  }
+}
+
+ReferralValidator::~ReferralValidator() = default;
+
+ValidationResult ReferralValidator::validate(std::string_view json_text, Date today) const {
+  DocumentBuilder builder(impl_->limits.max_depth);
+  bool parsed = false;
+  try {
+    parsed = json::sax_parse(json_text.begin(), json_text.end(), &builder, json::input_format_t::json,
+                             /*strict=*/true, /*ignore_comments=*/false);
+  } catch (const json::exception&) {
+    return MalformedInput{"invalid JSON"};
+  }
+  if (builder.too_deep()) {
+    return MalformedInput{"nesting deeper than " + std::to_string(impl_->limits.max_depth) + " levels"};
+  }
+  if (!parsed || builder.error()) {
+    return MalformedInput{builder.error().value_or("invalid JSON")};
+  }
+
+  const json& doc = builder.root();
+  if (!doc.is_object()) return InvalidReferral{{FieldError{"", "expected a JSON object"}}};
+
+  ErrorSet errors;
+  for (const auto& path : builder.duplicates()) errors.add(path, Rank::duplicate, "duplicate key");
+
+  // A Validator holds a regex cache, so each call has its own; the parsed
+  // Schema is only read.
+  valijson::Validator validator(valijson::Validator::kStrongTypes);
+  valijson::ValidationResults results;
+  const valijson::adapters::NlohmannJsonAdapter target(doc);
+  validator.validate(impl_->schema, target, &results);
+  collect_schema_errors(impl_->schema_document, doc, results, errors);
+  std::vector<std::string> tokens;
+  check_lengths_past_nul(impl_->schema_document, doc, tokens, errors);
+
+  SemanticChecks(doc, errors, today).run();
+
+  if (!errors.empty()) return InvalidReferral{errors.finish()};
+  return to_referral(doc);
+}
+
+}  // namespace referrald
