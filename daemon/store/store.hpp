@@ -83,6 +83,7 @@ struct ReferralRow {
   std::vector<Reason> reasons;
   std::optional<std::string> disease;
   std::string channel;
+  std::string client;  // who submitted it (the API only shows a referral to its submitter)
   std::string document;
 };
 

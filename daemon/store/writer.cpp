@@ -1,1 +1,406 @@
-// placeholder
+#include "store/writer.hpp"
+
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "store/store.hpp"
+
+namespace referrald::store {
+
+namespace {
+
+// The writer waits less than readers for a lock (held only by a short
+// referralctl transaction): better a prompt 503 than every queued request
+// stalling behind it.
+constexpr int writer_busy_timeout_ms = 2000;
+
+// Each reader thread may have this many queries waiting for it.
+constexpr std::size_t reader_queue_per_thread = 256;
+
+void complete(const Writer::Completion& done, JobResult result) noexcept {
+  if (!done) return;
+  try {
+    done(std::move(result));
+  } catch (...) {
+    // A completion that throws must not take the writer thread down; the
+    // contract asks completions not to throw.
+  }
+}
+
+// Resets every statement on the connection that is still mid-step (a job or
+// query that threw while iterating): pending statements can make ROLLBACK TO
+// fail and would keep a read snapshot pinned.
+void reset_busy_statements(Database& db) {
+  for (sqlite3_stmt* st = sqlite3_next_stmt(db.handle(), nullptr); st != nullptr;
+       st = sqlite3_next_stmt(db.handle(), st)) {
+    if (sqlite3_stmt_busy(st) != 0) sqlite3_reset(st);
+  }
+}
+
+bool in_transaction(Database& db) { return sqlite3_get_autocommit(db.handle()) == 0; }
+
+// After these the connection itself is fine and the next batch can simply
+// try again; after anything else (I/O error, file moved or replaced, cannot
+// open) it is reopened.
+bool connection_survives(const DatabaseError& e) {
+  const int primary = e.code() & 0xff;
+  return primary == SQLITE_FULL || primary == SQLITE_BUSY || primary == SQLITE_LOCKED;
+}
+
+struct Pending {
+  Writer::Job job;
+  Writer::Completion done;
+};
+
+}  // namespace
+
+// ---- Writer ----
+
+struct Writer::Impl {
+  Impl(std::filesystem::path f, WriterOptions o) : file(std::move(f)), options(std::move(o)) {
+    options.max_batch = std::max<std::size_t>(options.max_batch, 1);
+  }
+
+  const std::filesystem::path file;
+  WriterOptions options;
+
+  // Owned by the writer thread once it runs.
+  std::unique_ptr<Database> db;
+
+  mutable std::mutex mutex;  // guards queue, stopping, commit_hook
+  std::condition_variable wake;
+  std::deque<Pending> queue;
+  bool stopping = false;
+  std::function<void()> commit_hook;
+
+  std::mutex join_mutex;  // two threads calling stop() must not both join
+  std::thread thread;
+  std::thread::id thread_id;
+
+  // Which file the connection has open. In WAL mode SQLite keeps writing to
+  // an open database that was deleted or replaced on disk; commits there
+  // would be acknowledged and then lost, so every batch checks before it
+  // commits.
+  dev_t file_device = 0;
+  ino_t file_inode = 0;
+
+  std::atomic<std::uint64_t> commits{0};
+  std::atomic<std::uint64_t> jobs_committed{0};
+  std::atomic<bool> healthy{true};
+
+  void open(OpenMode mode) {
+    auto fresh = std::make_unique<Database>(file, mode);
+    sqlite3_busy_timeout(fresh->handle(), writer_busy_timeout_ms);
+    migrate(*fresh);
+    if (options.on_open) options.on_open(*fresh);
+    struct stat st {};
+    if (::stat(file.c_str(), &st) != 0) {
+      throw DatabaseError(SQLITE_CANTOPEN, "writer: database file " + file.string() + " vanished while opening");
+    }
+    file_device = st.st_dev;
+    file_inode = st.st_ino;
+    db = std::move(fresh);
+  }
+
+  void check_file_unmoved() const {
+    struct stat st {};
+    if (::stat(file.c_str(), &st) != 0 || st.st_dev != file_device || st.st_ino != file_inode) {
+      throw DatabaseError(SQLITE_READONLY_DBMOVED,
+                          "writer: database file " + file.string() + " was moved, replaced or deleted while open");
+    }
+  }
+
+  void run() {
+    for (;;) {
+      std::vector<Pending> batch;
+      std::function<void()> hook;
+      {
+        std::unique_lock lock(mutex);
+        wake.wait(lock, [this] { return stopping || !queue.empty(); });
+        if (queue.empty()) break;  // stopping, and everything queued has run
+        const std::size_t n = std::min(queue.size(), options.max_batch);
+        batch.reserve(n);
+        for (std::size_t i = 0; i < n; ++i) {
+          batch.push_back(std::move(queue.front()));
+          queue.pop_front();
+        }
+        hook = commit_hook;
+      }
+
+      std::vector<JobResult> results(batch.size());
+      const bool committed = run_batch(batch, results);
+      if (committed && hook) {
+        try {
+          hook();
+        } catch (...) {
+          // The hook only wakes others; its failure must not stop the writer.
+        }
+      }
+      // Completions run after COMMIT returned and outside the queue mutex,
+      // so they may submit again or read queue_depth().
+      for (std::size_t i = 0; i < batch.size(); ++i) complete(batch[i].done, std::move(results[i]));
+    }
+    db.reset();  // closed on the thread that used it
+  }
+
+  // Runs the batch as one transaction. Returns true if it committed.
+  bool run_batch(std::vector<Pending>& batch, std::vector<JobResult>& results) {
+    try {
+      if (!db) open(OpenMode::read_write);  // reopen after a broken connection; never recreate
+      db->cached("BEGIN IMMEDIATE").run();
+      std::uint64_t ok = 0;
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        results[i] = run_job(*db, batch[i].job);
+        if (results[i].status == JobStatus::committed) ++ok;
+      }
+      check_file_unmoved();  // as late as possible: right before the commit
+      db->cached("COMMIT").run();
+      commits.fetch_add(1, std::memory_order_relaxed);
+      jobs_committed.fetch_add(ok, std::memory_order_relaxed);
+      healthy.store(true, std::memory_order_relaxed);
+      return true;
+    } catch (const DatabaseError& e) {
+      abandon(results, e.what(), connection_survives(e));
+    } catch (const std::exception& e) {
+      // E.g. IncompatibleSchema on reopen: the database was replaced.
+      abandon(results, e.what(), false);
+    } catch (...) {
+      abandon(results, "writer: unknown error", false);
+    }
+    return false;
+  }
+
+  // One job inside its own savepoint, so a job that throws is undone alone.
+  // Throws (failing the batch) if the store itself is unavailable.
+  JobResult run_job(Database& conn, const Job& job) {
+    conn.cached("SAVEPOINT j").run();
+    JobResult result{JobStatus::failed, {}};
+    try {
+      job(conn);
+      conn.cached("RELEASE j").run();
+      return JobResult{JobStatus::committed, {}};
+    } catch (const DatabaseError& e) {
+      if (e.is_unavailable()) throw;
+      result.error = e.what();
+    } catch (const std::exception& e) {
+      result.error = e.what();
+    } catch (...) {
+      result.error = "job failed with an unknown exception";
+    }
+    reset_busy_statements(conn);
+    if (!in_transaction(conn)) {
+      // SQLite rolled back the whole transaction (or the job ended it):
+      // the jobs before this one are gone too.
+      throw DatabaseError(SQLITE_ABORT, "writer: transaction ended while a job failed (" + result.error + ")");
+    }
+    conn.cached("ROLLBACK TO j").run();
+    conn.cached("RELEASE j").run();
+    return result;
+  }
+
+  void abandon(std::vector<JobResult>& results, const std::string& why, bool connection_ok) {
+    healthy.store(false, std::memory_order_relaxed);
+    if (db) {
+      try {
+        reset_busy_statements(*db);
+        if (in_transaction(*db)) db->cached("ROLLBACK").run();
+      } catch (...) {
+        connection_ok = false;
+      }
+      if (!connection_ok) db.reset();  // the next batch reopens it
+    }
+    for (JobResult& r : results) r = JobResult{JobStatus::unavailable, why};
+  }
+};
+
+Writer::Writer(const std::filesystem::path& file, WriterOptions options)
+    : impl_(std::make_unique<Impl>(file, std::move(options))) {
+  impl_->open(OpenMode::read_write_create);
+  impl_->thread = std::thread([impl = impl_.get()] { impl->run(); });
+  impl_->thread_id = impl_->thread.get_id();
+}
+
+Writer::~Writer() { stop(); }
+
+void Writer::submit(Job job, Completion done) {
+  std::optional<JobResult> refused;
+  {
+    std::lock_guard lock(impl_->mutex);
+    if (impl_->stopping) {
+      refused = JobResult{JobStatus::stopped, "writer is stopping"};
+    } else if (impl_->queue.size() >= impl_->options.queue_limit) {
+      refused = JobResult{JobStatus::overloaded, "writer queue is full"};
+    } else {
+      impl_->queue.push_back(Pending{std::move(job), std::move(done)});
+    }
+  }
+  if (refused) {
+    complete(done, std::move(*refused));
+    return;
+  }
+  impl_->wake.notify_one();
+}
+
+void Writer::on_commit(std::function<void()> hook) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->commit_hook = std::move(hook);
+}
+
+void Writer::stop() {
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->stopping = true;
+  }
+  impl_->wake.notify_all();
+  // Called from a completion: the thread drains and ends by itself.
+  if (std::this_thread::get_id() == impl_->thread_id) return;
+  std::lock_guard join_lock(impl_->join_mutex);
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+std::size_t Writer::queue_depth() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->queue.size();
+}
+
+std::uint64_t Writer::commits() const { return impl_->commits.load(std::memory_order_relaxed); }
+
+std::uint64_t Writer::jobs_committed() const { return impl_->jobs_committed.load(std::memory_order_relaxed); }
+
+bool Writer::healthy() const { return impl_->healthy.load(std::memory_order_relaxed); }
+
+// ---- ReaderPool ----
+
+struct ReaderPool::Impl {
+  struct Item {
+    Query query;
+    std::function<void(std::string)> failed;
+  };
+
+  Impl(std::filesystem::path f, std::size_t limit) : file(std::move(f)), queue_limit(limit) {}
+
+  const std::filesystem::path file;
+  const std::size_t queue_limit;
+
+  std::mutex mutex;  // guards queue, stopping
+  std::condition_variable wake;
+  std::deque<Item> queue;
+  bool stopping = false;
+
+  std::mutex join_mutex;
+  std::vector<std::thread> threads;
+  std::vector<std::thread::id> thread_ids;
+
+  static void fail(const std::function<void(std::string)>& failed, std::string message) noexcept {
+    if (!failed) return;
+    try {
+      failed(std::move(message));
+    } catch (...) {
+      // Same contract as a writer completion: must not throw.
+    }
+  }
+
+  void run() {
+    // Opened lazily, and again after an error that may have broken it, so a
+    // pool started before the database exists recovers once it does.
+    std::unique_ptr<Database> db;
+    for (;;) {
+      Item item;
+      {
+        std::unique_lock lock(mutex);
+        wake.wait(lock, [this] { return stopping || !queue.empty(); });
+        if (queue.empty()) break;
+        item = std::move(queue.front());
+        queue.pop_front();
+      }
+      std::optional<std::string> error;
+      bool reopen = false;
+      try {
+        if (!db) {
+          auto fresh = std::make_unique<Database>(file, OpenMode::read_write);
+          fresh->exec("PRAGMA query_only=ON");  // readers only read, enforced by SQLite
+          db = std::move(fresh);
+        }
+        item.query(*db);
+      } catch (const DatabaseError& e) {
+        error = e.what();
+        reopen = e.is_unavailable();
+      } catch (const std::exception& e) {
+        error = e.what();
+      } catch (...) {
+        error = "query failed with an unknown exception";
+      }
+      if (db) {
+        // Whatever the query left open must not pin a snapshot until the next one.
+        try {
+          reset_busy_statements(*db);
+          if (in_transaction(*db)) db->exec("ROLLBACK");
+        } catch (...) {
+          reopen = true;
+        }
+        if (reopen) db.reset();
+      }
+      if (error) fail(item.failed, std::move(*error));
+    }
+  }
+};
+
+ReaderPool::ReaderPool(const std::filesystem::path& file, unsigned threads)
+    : impl_(std::make_unique<Impl>(file, reader_queue_per_thread * std::max(threads, 1u))) {
+  const unsigned n = std::max(threads, 1u);
+  for (unsigned i = 0; i < n; ++i) {
+    impl_->threads.emplace_back([impl = impl_.get()] { impl->run(); });
+    impl_->thread_ids.push_back(impl_->threads.back().get_id());
+  }
+}
+
+ReaderPool::~ReaderPool() { stop(); }
+
+void ReaderPool::submit(Query query, std::function<void(std::string)> failed) {
+  std::optional<std::string> refused;
+  {
+    std::lock_guard lock(impl_->mutex);
+    if (impl_->stopping) {
+      refused = "reader pool is stopping";
+    } else if (impl_->queue.size() >= impl_->queue_limit) {
+      refused = "reader queue is full";
+    } else {
+      impl_->queue.push_back(Impl::Item{std::move(query), std::move(failed)});
+    }
+  }
+  if (refused) {
+    Impl::fail(failed, std::move(*refused));
+    return;
+  }
+  impl_->wake.notify_one();
+}
+
+void ReaderPool::stop() {
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->stopping = true;
+  }
+  impl_->wake.notify_all();
+  // From a query on a reader thread: the threads end by themselves (joining
+  // here could deadlock with another thread's stop()).
+  const auto self = std::this_thread::get_id();
+  for (const std::thread::id id : impl_->thread_ids) {
+    if (id == self) return;
+  }
+  std::lock_guard join_lock(impl_->join_mutex);
+  for (std::thread& t : impl_->threads) {
+    if (t.joinable()) t.join();
+  }
+}
+
+}  // namespace referrald::store

@@ -29,6 +29,10 @@ struct JobResult {
 struct WriterOptions {
   std::size_t max_batch = 1024;
   std::size_t queue_limit = 16384;
+  // Called with the write connection after every (re)open and migration,
+  // before any job runs on it; mainly for tests (e.g. to inject a disk-full
+  // fault with PRAGMA max_page_count). Runs on the thread that opens it.
+  std::function<void(Database&)> on_open;
 };
 
 class Writer {

@@ -1,1 +1,662 @@
-// placeholder
+// The store against real SQLite files in a temporary directory.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <regex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "store/database.hpp"
+#include "store/store.hpp"
+
+using namespace referrald;
+using namespace referrald::store;
+using namespace std::chrono_literals;
+
+namespace {
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "referrald-store-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+const TimePoint t0 = from_millis(1'795'000'000'000);  // late 2026
+
+NewReferral sample(const std::string& id, TimePoint received,
+                   std::vector<std::string> targets = {"office-email", "office-fax"}) {
+  NewReferral r;
+  r.id = id;
+  r.received_at = received;
+  r.decision = Decision::review;
+  r.urgency = Urgency::urgent;
+  r.reasons = {{"NO_OPEN_TRIAL", "There is no open clinical trial for \"ASPS\" at this time."}};
+  r.disease = "asps";
+  r.channel = "api";
+  r.client = "sha256:client-a";
+  r.request_hash = "hash-" + id;
+  r.document = R"({"patient":{"given_name":"Ava"}})";
+  r.response = R"({"id":")" + id + R"(","decision":"review"})";
+  r.targets = std::move(targets);
+  return r;
+}
+
+std::int64_t scalar(Database& db, const std::string& sql) {
+  Statement st = db.prepare(sql);
+  if (!st.step()) throw std::runtime_error("no row: " + sql);
+  return st.column_int(0);
+}
+
+mode_t mode_of(const std::filesystem::path& p) {
+  struct stat st {};
+  if (::stat(p.c_str(), &st) != 0) return 0;
+  return st.st_mode & 07777;
+}
+
+std::filesystem::path sidecar(const std::filesystem::path& db, const char* suffix) {
+  return db.string() + suffix;
+}
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db = std::make_unique<Database>(file(), OpenMode::read_write_create);
+    migrate(*db);
+  }
+  std::filesystem::path file() const { return dir.path() / "referrald.db"; }
+
+  InsertResult insert(const NewReferral& r) {
+    db->exec("BEGIN IMMEDIATE");
+    InsertResult result = insert_referral(*db, r);
+    db->exec("COMMIT");
+    return result;
+  }
+
+  TempDir dir;
+  std::unique_ptr<Database> db;
+};
+
+// ---- Database ----
+
+TEST(DatabaseError, ClassifiesUnavailableByPrimaryCode) {
+  for (int code : {SQLITE_FULL, SQLITE_IOERR, SQLITE_IOERR_WRITE, SQLITE_IOERR_FSYNC, SQLITE_READONLY,
+                   SQLITE_READONLY_DBMOVED, SQLITE_BUSY, SQLITE_BUSY_SNAPSHOT, SQLITE_LOCKED,
+                   SQLITE_CANTOPEN, SQLITE_CORRUPT, SQLITE_NOTADB, SQLITE_PERM}) {
+    EXPECT_TRUE(DatabaseError(code, "x").is_unavailable()) << code;
+    EXPECT_FALSE(DatabaseError(code, "x").is_constraint()) << code;
+  }
+  for (int code : {SQLITE_CONSTRAINT, SQLITE_CONSTRAINT_UNIQUE, SQLITE_CONSTRAINT_CHECK, SQLITE_ERROR,
+                   SQLITE_MISUSE, SQLITE_RANGE}) {
+    EXPECT_FALSE(DatabaseError(code, "x").is_unavailable()) << code;
+  }
+  EXPECT_TRUE(DatabaseError(SQLITE_CONSTRAINT_FOREIGNKEY, "x").is_constraint());
+}
+
+TEST(Database, CreatesDatabaseAndLogFilesPrivateWhateverTheUmask) {
+  for (mode_t mask : {mode_t{0}, mode_t{022}, mode_t{0277}}) {
+    TempDir dir;
+    const auto file = dir.path() / "referrald.db";
+    const mode_t old = ::umask(mask);
+    {
+      Database db(file, OpenMode::read_write_create);
+      migrate(db);  // writes, so -wal and -shm certainly exist
+      ::umask(old);
+      EXPECT_EQ(mode_of(file), 0600u) << "umask " << mask;
+      EXPECT_EQ(mode_of(sidecar(file, "-wal")), 0600u) << "umask " << mask;
+      EXPECT_EQ(mode_of(sidecar(file, "-shm")), 0600u) << "umask " << mask;
+    }
+  }
+}
+
+TEST(Database, UsesWalFullSyncAndForeignKeys) {
+  TempDir dir;
+  Database db(dir.path() / "referrald.db", OpenMode::read_write_create);
+  Statement journal = db.prepare("PRAGMA journal_mode");
+  ASSERT_TRUE(journal.step());
+  EXPECT_EQ(journal.column_text(0), "wal");
+  EXPECT_EQ(scalar(db, "PRAGMA synchronous"), 2);  // FULL
+  EXPECT_EQ(scalar(db, "PRAGMA foreign_keys"), 1);
+}
+
+TEST(Database, OpeningAMissingFileWithoutCreateFailsClearlyAndCreatesNothing) {
+  TempDir dir;
+  const auto file = dir.path() / "missing.db";
+  for (OpenMode mode : {OpenMode::read_only, OpenMode::read_write}) {
+    try {
+      Database db(file, mode);
+      FAIL() << "opened a missing database";
+    } catch (const DatabaseError& e) {
+      EXPECT_EQ(std::string(e.what()), "database file " + file.string() +
+                                           " does not exist (start referrald once to create it)");
+      EXPECT_TRUE(e.is_unavailable());
+    }
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
+}
+
+TEST(Database, AFileThatIsNotADatabaseFailsAtOpenWithItsName) {
+  TempDir dir;
+  const auto file = dir.path() / "notes.txt";
+  std::FILE* f = std::fopen(file.c_str(), "wb");
+  ASSERT_NE(f, nullptr);
+  const std::string text(8192, 'n');
+  std::fwrite(text.data(), 1, text.size(), f);
+  std::fclose(f);
+  for (OpenMode mode : {OpenMode::read_only, OpenMode::read_write, OpenMode::read_write_create}) {
+    try {
+      Database db(file, mode);
+      FAIL() << "opened a text file as a database";
+    } catch (const DatabaseError& e) {
+      EXPECT_EQ(e.code(), SQLITE_NOTADB);
+      EXPECT_EQ(std::string(e.what()), "sqlite open " + file.string() + ": file is not a database");
+    }
+  }
+}
+
+TEST_F(StoreTest, ReadOnlyConnectionReadsButCannotWrite) {
+  insert(sample("R-1", t0));
+  Database reader(file(), OpenMode::read_only);
+  EXPECT_TRUE(find_referral(reader, "R-1").has_value());
+  try {
+    reader.exec("DELETE FROM audit");
+    FAIL() << "a read-only connection wrote";
+  } catch (const DatabaseError& e) {
+    EXPECT_EQ(e.code() & 0xff, SQLITE_READONLY) << e.what();
+  }
+}
+
+TEST_F(StoreTest, ErrorsNameTheStatementButNeverTheBoundValues) {
+  NewReferral r = sample("R-SECRET-ID-1", t0);
+  r.document = R"({"patient":{"given_name":"Persephone-Unique-Name"}})";
+  insert(r);
+  try {
+    Statement st = db->prepare("INSERT INTO referrals (id, received_ms, decision, urgency, channel, client, "
+                               "request_hash, document, response) VALUES (?1, 0, 'review', 'routine', 'api', "
+                               "'c', 'h', ?2, '')");
+    st.bind(1, std::string_view("R-SECRET-ID-1")).bind_blob(2, r.document);
+    st.run();
+    FAIL() << "duplicate id inserted";
+  } catch (const DatabaseError& e) {
+    const std::string what = e.what();
+    EXPECT_TRUE(e.is_constraint());
+    EXPECT_FALSE(e.is_unavailable());
+    EXPECT_NE(what.find("UNIQUE constraint failed: referrals.id"), std::string::npos) << what;
+    EXPECT_NE(what.find("INSERT INTO referrals"), std::string::npos) << what;
+    EXPECT_EQ(what.find("R-SECRET-ID-1"), std::string::npos) << what;
+    EXPECT_EQ(what.find("Persephone"), std::string::npos) << what;
+  }
+}
+
+TEST_F(StoreTest, DataVersionMovesWhenAnotherConnectionWrites) {
+  Database other(file(), OpenMode::read_write);
+  const std::int64_t before = db->data_version();
+  EXPECT_EQ(db->data_version(), before);
+  other.exec("BEGIN IMMEDIATE");
+  insert_referral(other, sample("R-1", t0));
+  other.exec("COMMIT");
+  EXPECT_NE(db->data_version(), before);
+}
+
+// ---- Migrations ----
+
+TEST(Migrations, MigrateAFreshDatabaseThenReopen) {
+  TempDir dir;
+  const auto file = dir.path() / "referrald.db";
+  {
+    Database db(file, OpenMode::read_write_create);
+    EXPECT_EQ(current_schema_version(db), 0);
+    migrate(db);
+    EXPECT_EQ(current_schema_version(db), schema_version);
+    std::set<std::string> tables;
+    Statement st = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'");
+    while (st.step()) tables.insert(st.column_text(0));
+    for (const char* t : {"schema_version", "referrals", "referral_reasons", "deliveries", "attempts", "audit"}) {
+      EXPECT_TRUE(tables.count(t)) << t;
+    }
+  }
+  {
+    Database db(file, OpenMode::read_write);
+    EXPECT_EQ(current_schema_version(db), schema_version);
+    migrate(db);  // nothing to do
+    EXPECT_EQ(scalar(db, "SELECT count(*) FROM schema_version"), schema_version);
+  }
+}
+
+TEST(Migrations, ADatabaseNewerThanThisBuildIsRefused) {
+  TempDir dir;
+  const auto file = dir.path() / "referrald.db";
+  {
+    Database db(file, OpenMode::read_write_create);
+    migrate(db);
+    db.exec("INSERT INTO schema_version (version, applied_ms) VALUES (2, 0)");
+  }
+  Database db(file, OpenMode::read_write);
+  try {
+    migrate(db);
+    FAIL() << "migrated a newer database";
+  } catch (const IncompatibleSchema& e) {
+    EXPECT_STREQ(e.what(), "database schema version 2 is newer than this referrald (1)");
+  }
+  EXPECT_EQ(current_schema_version(db), 2);
+}
+
+TEST(Migrations, AForeignDatabaseIsRefused) {
+  TempDir dir;
+  const auto file = dir.path() / "other.db";
+  Database db(file, OpenMode::read_write_create);
+  db.exec("CREATE TABLE inventory (sku TEXT)");
+  try {
+    migrate(db);
+    FAIL() << "migrated a foreign database";
+  } catch (const IncompatibleSchema& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "database " + file.string() + " has tables but no schema_version: not a referrald database");
+  }
+}
+
+TEST_F(StoreTest, ConstraintsRefuseUnknownStates) {
+  insert(sample("R-1", t0));
+  EXPECT_THROW(db->exec("UPDATE deliveries SET state = 'lost'"), DatabaseError);
+  EXPECT_THROW(db->exec("UPDATE referrals SET decision = 'maybe'"), DatabaseError);
+  // A 'sending' row must carry a lease, or no claim would ever pick it up again.
+  EXPECT_THROW(db->exec("UPDATE deliveries SET state = 'sending', lease_until_ms = NULL"), DatabaseError);
+  // Deleting a referral takes its deliveries and reasons with it, not its audit trail.
+  db->exec("DELETE FROM referrals");
+  EXPECT_EQ(scalar(*db, "SELECT count(*) FROM deliveries"), 0);
+  EXPECT_EQ(scalar(*db, "SELECT count(*) FROM referral_reasons"), 0);
+  EXPECT_EQ(scalar(*db, "SELECT count(*) FROM audit"), 1);
+}
+
+// ---- Referrals ----
+
+TEST_F(StoreTest, InsertFindAndDeliveriesRoundTripVerbatim) {
+  NewReferral r = sample("R-20261128-7K3M9-TZQXA", t0 + 123ms);
+  r.document = "{\"patient\":{\"given_name\":\"Zoë 🦄\",\"family_name\":\"O'Brien\"},"
+               "\"notes\":\"'); DROP TABLE referrals;--\\n\\u0000\"}";
+  r.document += std::string("\0 raw nul", 9);
+  r.reasons = {{"NO_OPEN_TRIAL", "No open trial; a person must decide."},
+               {"DIAGNOSIS_UNRECOGNIZED", "Line one\nline \"two\" '); DROP TABLE audit;--"}};
+  const InsertResult result = insert(r);
+  EXPECT_EQ(result.status, InsertStatus::inserted);
+  EXPECT_EQ(result.id, r.id);
+  EXPECT_EQ(result.response, r.response);
+
+  const auto found = find_referral(*db, r.id);
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->id, r.id);
+  EXPECT_EQ(found->received_at, r.received_at);
+  EXPECT_EQ(found->decision, Decision::review);
+  EXPECT_EQ(found->urgency, Urgency::urgent);
+  EXPECT_EQ(found->reasons, r.reasons);
+  EXPECT_EQ(found->disease, std::optional<std::string>("asps"));
+  EXPECT_EQ(found->channel, "api");
+  EXPECT_EQ(found->client, "sha256:client-a");
+  EXPECT_EQ(found->document, r.document);
+  EXPECT_EQ(scalar(*db, "SELECT count(*) FROM sqlite_master WHERE name = 'referrals'"), 1);
+
+  const auto deliveries = deliveries_of(*db, r.id);
+  ASSERT_EQ(deliveries.size(), 2u);
+  for (std::size_t i = 0; i < deliveries.size(); ++i) {
+    const DeliveryRow& d = deliveries[i];
+    EXPECT_EQ(d.referral_id, r.id);
+    EXPECT_EQ(d.target, r.targets[i]);
+    EXPECT_EQ(d.state, DeliveryState::pending);
+    EXPECT_EQ(d.attempts, 0);
+    EXPECT_EQ(d.created_at, r.received_at);
+    EXPECT_EQ(d.next_attempt_at, r.received_at);
+    EXPECT_EQ(d.updated_at, r.received_at);
+    EXPECT_FALSE(d.lease_until.has_value());
+    EXPECT_FALSE(d.last_error.has_value());
+    EXPECT_FALSE(d.external_id.has_value());
+  }
+
+  Statement audit_rows = db->prepare("SELECT at_ms, referral_id, delivery_id, actor, action, detail FROM audit");
+  ASSERT_TRUE(audit_rows.step());
+  EXPECT_EQ(audit_rows.column_int(0), to_millis(r.received_at));
+  EXPECT_EQ(audit_rows.column_text(1), r.id);
+  EXPECT_TRUE(audit_rows.column_is_null(2));
+  EXPECT_EQ(audit_rows.column_text(3), "referrald");
+  EXPECT_EQ(audit_rows.column_text(4), "received");
+  EXPECT_EQ(audit_rows.column_text(5), "decision=review targets=2");
+  EXPECT_FALSE(audit_rows.step());
+
+  EXPECT_FALSE(find_referral(*db, "R-20261128-NOPE0-NOPE0").has_value());
+  EXPECT_TRUE(deliveries_of(*db, "R-20261128-NOPE0-NOPE0").empty());
+}
+
+TEST_F(StoreTest, ARepeatedTargetGetsOneDelivery) {
+  insert(sample("R-1", t0, {"office-email", "pager", "office-email"}));
+  const auto deliveries = deliveries_of(*db, "R-1");
+  ASSERT_EQ(deliveries.size(), 2u);
+  EXPECT_EQ(deliveries[0].target, "office-email");
+  EXPECT_EQ(deliveries[1].target, "pager");
+}
+
+TEST_F(StoreTest, InsertReferralIsAtomicOnItsOwn) {
+  // The audit row is written last; make it fail, outside any transaction.
+  db->exec("CREATE TEMP TRIGGER refuse_audit BEFORE INSERT ON main.audit "
+           "BEGIN SELECT RAISE(ABORT, 'injected'); END");
+  EXPECT_THROW(insert_referral(*db, sample("R-1", t0)), DatabaseError);
+  EXPECT_EQ(scalar(*db, "SELECT count(*) FROM referrals"), 0);
+  EXPECT_EQ(scalar(*db, "SELECT count(*) FROM deliveries"), 0);
+  EXPECT_EQ(scalar(*db, "SELECT count(*) FROM referral_reasons"), 0);
+  db->exec("DROP TRIGGER refuse_audit");
+  EXPECT_EQ(insert_referral(*db, sample("R-2", t0)).status, InsertStatus::inserted);
+  EXPECT_EQ(scalar(*db, "SELECT count(*) FROM deliveries"), 2);
+}
+
+TEST_F(StoreTest, IdempotencyKeyReplaysTheSameRequestAndRefusesADifferentOne) {
+  NewReferral first = sample("R-1", t0);
+  first.idempotency_key = "key-1";
+  ASSERT_EQ(insert(first).status, InsertStatus::inserted);
+
+  NewReferral again = sample("R-2", t0 + 5s);  // a new id would be drawn for the repeat
+  again.idempotency_key = "key-1";
+  again.request_hash = first.request_hash;
+  const InsertResult replay = insert(again);
+  EXPECT_EQ(replay.status, InsertStatus::replayed);
+  EXPECT_EQ(replay.id, "R-1");
+  EXPECT_EQ(replay.response, first.response);
+
+  NewReferral different = sample("R-3", t0 + 6s);
+  different.idempotency_key = "key-1";
+  EXPECT_EQ(insert(different).status, InsertStatus::conflict);
+
+  EXPECT_EQ(scalar(*db, "SELECT count(*) FROM referrals"), 1);
+  EXPECT_EQ(scalar(*db, "SELECT count(*) FROM deliveries"), 2);
+  EXPECT_EQ(scalar(*db, "SELECT count(*) FROM audit"), 1);
+
+  // Keys are per client, and referrals without a key never collide.
+  NewReferral other_client = sample("R-4", t0);
+  other_client.client = "sha256:client-b";
+  other_client.idempotency_key = "key-1";
+  EXPECT_EQ(insert(other_client).status, InsertStatus::inserted);
+  EXPECT_EQ(insert(sample("R-5", t0)).status, InsertStatus::inserted);
+  EXPECT_EQ(insert(sample("R-6", t0)).status, InsertStatus::inserted);
+  EXPECT_EQ(scalar(*db, "SELECT count(*) FROM referrals"), 4);
+}
+
+// ---- Claiming and finishing deliveries ----
+
+std::vector<std::string> ids_of(const std::vector<DeliveryRow>& rows) {
+  std::vector<std::string> ids;
+  for (const DeliveryRow& r : rows) ids.push_back(r.referral_id + "/" + r.target);
+  return ids;
+}
+
+TEST_F(StoreTest, ClaimDueTakesTheOldestDueFirstAndLeasesThem) {
+  insert(sample("R-late", t0 + 3s, {"fax"}));
+  insert(sample("R-first", t0 + 1s, {"fax"}));
+  insert(sample("R-second", t0 + 2s, {"fax"}));
+
+  const TimePoint now = t0 + 2500ms;
+  auto claimed = claim_due(*db, now, 30s, 10);
+  EXPECT_EQ(ids_of(claimed), (std::vector<std::string>{"R-first/fax", "R-second/fax"}));
+  for (const DeliveryRow& d : claimed) {
+    EXPECT_EQ(d.state, DeliveryState::sending);
+    EXPECT_EQ(d.attempts, 1);
+    EXPECT_EQ(d.lease_until, std::optional<TimePoint>(now + 30s));
+    EXPECT_EQ(d.updated_at, now);
+  }
+  EXPECT_EQ(deliveries_of(*db, "R-first")[0].state, DeliveryState::sending);
+
+  // Leased rows are not handed out twice; the future one is not due yet.
+  EXPECT_TRUE(claim_due(*db, now, 30s, 10).empty());
+  EXPECT_EQ(next_due(*db), std::optional<TimePoint>(t0 + 3s));
+
+  // The limit takes the oldest.
+  EXPECT_EQ(ids_of(claim_due(*db, t0 + 3s, 30s, 1)), (std::vector<std::string>{"R-late/fax"}));
+  EXPECT_EQ(next_due(*db), std::optional<TimePoint>(now + 30s));
+
+  // An expired lease (a worker that crashed) makes the row claimable again.
+  EXPECT_TRUE(claim_due(*db, now + 30s - 1ms, 30s, 10).empty());
+  claimed = claim_due(*db, now + 30s, 30s, 10);
+  EXPECT_EQ(ids_of(claimed), (std::vector<std::string>{"R-first/fax", "R-second/fax"}));
+  for (const DeliveryRow& d : claimed) EXPECT_EQ(d.attempts, 2);
+  EXPECT_TRUE(claim_due(*db, now, 30s, 0).empty());
+}
+
+TEST_F(StoreTest, ClaimDueFiltersByTarget) {
+  insert(sample("R-1", t0, {"office-email", "office-fax", "pager"}));
+  EXPECT_EQ(ids_of(claim_due(*db, t0, 30s, 10, {"office-fax"})), (std::vector<std::string>{"R-1/office-fax"}));
+  EXPECT_EQ(ids_of(claim_due(*db, t0, 30s, 10, {"pager", "office-email", "nowhere"})),
+            (std::vector<std::string>{"R-1/office-email", "R-1/pager"}));
+  EXPECT_TRUE(claim_due(*db, t0, 30s, 10).empty());
+}
+
+TEST_F(StoreTest, NextDueIgnoresHeldAndFinishedDeliveries) {
+  EXPECT_EQ(next_due(*db), std::nullopt);
+  insert(sample("R-1", t0, {"fax"}));
+  insert(sample("R-2", t0 + 1s, {"fax"}));
+  EXPECT_EQ(next_due(*db), std::optional<TimePoint>(t0));
+  db->exec("UPDATE deliveries SET state = 'held' WHERE referral_id = 'R-1'");
+  EXPECT_EQ(next_due(*db), std::optional<TimePoint>(t0 + 1s));
+  EXPECT_TRUE(claim_due(*db, t0 + 500ms, 30s, 10).empty());
+  db->exec("UPDATE deliveries SET state = 'cancelled'");
+  EXPECT_EQ(next_due(*db), std::nullopt);
+}
+
+AttemptRecord attempt_for(const DeliveryRow& d, AttemptOutcome outcome, DeliveryState next) {
+  AttemptRecord a;
+  a.delivery_id = d.id;
+  a.attempt = d.attempts;
+  a.started_at = d.updated_at;
+  a.finished_at = d.updated_at + 2s;
+  a.outcome = outcome;
+  a.next_state = next;
+  a.message = outcome == AttemptOutcome::delivered ? "250 queued" : "Try again later";
+  return a;
+}
+
+TEST_F(StoreTest, FinishAttemptMovesTheDeliveryAndRecordsIt) {
+  insert(sample("R-1", t0, {"email", "fax", "pager"}));
+  auto claimed = claim_due(*db, t0, 30s, 10);
+  ASSERT_EQ(claimed.size(), 3u);
+
+  AttemptRecord delivered = attempt_for(claimed[0], AttemptOutcome::delivered, DeliveryState::delivered);
+  delivered.external_id = "<R-1.email@referrald>";
+  EXPECT_TRUE(finish_attempt(*db, delivered));
+
+  AttemptRecord retry = attempt_for(claimed[1], AttemptOutcome::transient, DeliveryState::retry);
+  retry.code = "451";
+  retry.next_attempt_at = t0 + 60s;
+  EXPECT_TRUE(finish_attempt(*db, retry));
+
+  AttemptRecord dead = attempt_for(claimed[2], AttemptOutcome::permanent, DeliveryState::dead);
+  dead.code = "550";
+  dead.message = "Pager unknown";
+  EXPECT_TRUE(finish_attempt(*db, dead));
+
+  const auto rows = deliveries_of(*db, "R-1");
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].state, DeliveryState::delivered);
+  EXPECT_EQ(rows[0].external_id, std::optional<std::string>("<R-1.email@referrald>"));
+  EXPECT_FALSE(rows[0].last_error.has_value());
+  EXPECT_FALSE(rows[0].lease_until.has_value());
+  EXPECT_EQ(rows[0].updated_at, delivered.finished_at);
+  EXPECT_EQ(rows[1].state, DeliveryState::retry);
+  EXPECT_EQ(rows[1].next_attempt_at, t0 + 60s);
+  EXPECT_EQ(rows[1].last_error, std::optional<std::string>("451 Try again later"));
+  EXPECT_FALSE(rows[1].lease_until.has_value());
+  EXPECT_EQ(rows[2].state, DeliveryState::dead);
+  EXPECT_EQ(rows[2].last_error, std::optional<std::string>("550 Pager unknown"));
+  EXPECT_TRUE(is_final(rows[0].state) && is_final(rows[2].state) && !is_final(rows[1].state));
+
+  // The retry comes back when it is due, and only then.
+  EXPECT_EQ(next_due(*db), std::optional<TimePoint>(t0 + 60s));
+  EXPECT_TRUE(claim_due(*db, t0 + 59s, 30s, 10).empty());
+  const auto again = claim_due(*db, t0 + 60s, 30s, 10);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].target, "fax");
+  EXPECT_EQ(again[0].attempts, 2);
+
+  Statement attempts = db->prepare(
+      "SELECT delivery_id, attempt, outcome, code, message, external_id FROM attempts ORDER BY id");
+  ASSERT_TRUE(attempts.step());
+  EXPECT_EQ(attempts.column_int(0), claimed[0].id);
+  EXPECT_EQ(attempts.column_int(1), 1);
+  EXPECT_EQ(attempts.column_text(2), "delivered");
+  EXPECT_TRUE(attempts.column_is_null(3));
+  EXPECT_EQ(attempts.column_text(4), "250 queued");
+  EXPECT_EQ(attempts.column_optional_text(5), std::optional<std::string>("<R-1.email@referrald>"));
+  ASSERT_TRUE(attempts.step());
+  EXPECT_EQ(attempts.column_text(2), "transient");
+  EXPECT_EQ(attempts.column_text(3), "451");
+  ASSERT_TRUE(attempts.step());
+  EXPECT_EQ(attempts.column_text(2), "permanent");
+  EXPECT_FALSE(attempts.step());
+
+  Statement audit_rows = db->prepare(
+      "SELECT referral_id, delivery_id, action, detail FROM audit WHERE delivery_id IS NOT NULL ORDER BY id");
+  std::vector<std::string> audit_lines;
+  while (audit_rows.step()) {
+    EXPECT_EQ(audit_rows.column_text(0), "R-1");
+    audit_lines.push_back(audit_rows.column_text(2) + ": " + audit_rows.column_text(3));
+  }
+  EXPECT_EQ(audit_lines, (std::vector<std::string>{
+                             "delivered: target=email attempt=1 outcome=delivered",
+                             "retry: target=fax attempt=1 outcome=transient code=451",
+                             "dead: target=pager attempt=1 outcome=permanent code=550",
+                         }));
+}
+
+TEST_F(StoreTest, FinishAttemptLeavesACancelledDeliveryAlone) {
+  insert(sample("R-1", t0, {"fax"}));
+  const auto claimed = claim_due(*db, t0, 30s, 10);
+  ASSERT_EQ(claimed.size(), 1u);
+  // An operator cancels while the fax is being sent.
+  db->exec("UPDATE deliveries SET state = 'cancelled', lease_until_ms = NULL");
+
+  EXPECT_FALSE(finish_attempt(*db, attempt_for(claimed[0], AttemptOutcome::delivered, DeliveryState::delivered)));
+  const auto rows = deliveries_of(*db, "R-1");
+  EXPECT_EQ(rows[0].state, DeliveryState::cancelled);
+  // The attempt still happened, and the trail says it was not applied.
+  EXPECT_EQ(scalar(*db, "SELECT count(*) FROM attempts"), 1);
+  Statement st = db->prepare("SELECT action, detail FROM audit WHERE delivery_id IS NOT NULL");
+  ASSERT_TRUE(st.step());
+  EXPECT_EQ(st.column_text(0), "attempt-not-applied");
+  EXPECT_EQ(st.column_text(1), "target=fax attempt=1 outcome=delivered state=cancelled");
+}
+
+TEST_F(StoreTest, FinishAttemptFromAnExpiredLeaseDoesNotOverwriteTheNewClaim) {
+  insert(sample("R-1", t0, {"fax"}));
+  const auto first = claim_due(*db, t0, 30s, 10);
+  const auto second = claim_due(*db, t0 + 30s, 30s, 10);  // the first worker hung past its lease
+  ASSERT_EQ(first.size(), 1u);
+  ASSERT_EQ(second.size(), 1u);
+  ASSERT_EQ(second[0].attempts, 2);
+
+  AttemptRecord stale = attempt_for(first[0], AttemptOutcome::transient, DeliveryState::retry);
+  stale.next_attempt_at = t0 + 90s;
+  EXPECT_FALSE(finish_attempt(*db, stale));
+  EXPECT_EQ(deliveries_of(*db, "R-1")[0].state, DeliveryState::sending);
+  EXPECT_TRUE(finish_attempt(*db, attempt_for(second[0], AttemptOutcome::delivered, DeliveryState::delivered)));
+  EXPECT_EQ(deliveries_of(*db, "R-1")[0].state, DeliveryState::delivered);
+  EXPECT_EQ(scalar(*db, "SELECT count(*) FROM attempts"), 2);
+}
+
+TEST_F(StoreTest, FinishAttemptRefusesANonsensicalNextState) {
+  insert(sample("R-1", t0, {"fax"}));
+  const auto claimed = claim_due(*db, t0, 30s, 10);
+  EXPECT_THROW(finish_attempt(*db, attempt_for(claimed[0], AttemptOutcome::transient, DeliveryState::pending)),
+               std::invalid_argument);
+  // retry without a time
+  EXPECT_THROW(finish_attempt(*db, attempt_for(claimed[0], AttemptOutcome::transient, DeliveryState::retry)),
+               std::invalid_argument);
+  EXPECT_EQ(deliveries_of(*db, "R-1")[0].state, DeliveryState::sending);
+}
+
+TEST(DeliveryState, RoundTripsThroughText) {
+  for (DeliveryState s : {DeliveryState::pending, DeliveryState::sending, DeliveryState::delivered,
+                          DeliveryState::retry, DeliveryState::dead, DeliveryState::cancelled,
+                          DeliveryState::held}) {
+    EXPECT_EQ(parse_delivery_state(to_string(s)), s);
+  }
+  EXPECT_EQ(parse_delivery_state("Pending"), std::nullopt);
+  EXPECT_EQ(from_millis(to_millis(t0 + 1500ms)), t0 + 1500ms);
+}
+
+// ---- Every per-request and per-delivery query uses an index ----
+
+// Records the SQL of every statement the store runs (never values: sqlite3_sql
+// is the unexpanded text), so the test checks the real queries.
+int record_sql(unsigned /*type*/, void* context, void* statement, void* /*text*/) {
+  auto* seen = static_cast<std::set<std::string>*>(context);
+  const char* sql = sqlite3_sql(static_cast<sqlite3_stmt*>(statement));
+  if (sql != nullptr) seen->insert(sql);
+  return 0;
+}
+
+std::vector<std::string> query_plan(Database& db, const std::string& sql) {
+  Statement st = db.prepare("EXPLAIN QUERY PLAN " + sql);
+  std::vector<std::string> lines;
+  while (st.step()) lines.push_back(st.column_text(3));
+  return lines;
+}
+
+TEST_F(StoreTest, EveryQueryUsesAnIndex) {
+  std::set<std::string> seen;
+  sqlite3_trace_v2(db->handle(), SQLITE_TRACE_STMT, record_sql, &seen);
+
+  NewReferral r = sample("R-1", t0);
+  r.idempotency_key = "k";
+  insert(r);
+  insert(r);  // replay
+  find_referral(*db, "R-1");
+  deliveries_of(*db, "R-1");
+  next_due(*db);
+  auto claimed = claim_due(*db, t0, 30s, 1);
+  claimed.push_back(claim_due(*db, t0, 30s, 1, {"office-fax", "office-email"}).at(0));
+  AttemptRecord a = attempt_for(claimed[0], AttemptOutcome::delivered, DeliveryState::delivered);
+  finish_attempt(*db, a);
+  finish_attempt(*db, a);  // refused: reads the row by id
+  sqlite3_trace_v2(db->handle(), 0, nullptr, nullptr);
+
+  const std::regex full_scan(R"(^SCAN (referrals|deliveries|attempts|audit|referral_reasons)( |$))");
+  const std::regex control(R"(^(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE|PRAGMA))");
+  std::string claim_plan, next_due_plan, idempotency_plan;
+  int checked = 0;
+  for (const std::string& sql : seen) {
+    if (std::regex_search(sql, control)) continue;
+    ++checked;
+    std::string plan;
+    for (const std::string& line : query_plan(*db, sql)) {
+      plan += line + "\n";
+      // "SCAN t USING INDEX" of a partial index would be bounded, but none is
+      // expected; a bare "SCAN t" is a full table scan.
+      EXPECT_FALSE(std::regex_search(line, full_scan)) << sql << "\n  plan line: " << line;
+    }
+    if (sql.rfind("UPDATE deliveries SET state = 'sending'", 0) == 0) claim_plan += plan;
+    if (sql.find("min(next_attempt_ms)") != std::string::npos) next_due_plan += plan;
+    if (sql.find("idempotency_key = ?2") != std::string::npos) idempotency_plan += plan;
+    RecordProperty("plan" + std::to_string(checked), sql + "\n" + plan);
+  }
+  EXPECT_GE(checked, 10);
+  EXPECT_NE(claim_plan.find("USING INDEX deliveries_due"), std::string::npos) << claim_plan;
+  EXPECT_NE(claim_plan.find("USING INDEX deliveries_lease"), std::string::npos) << claim_plan;
+  EXPECT_NE(claim_plan.find("INTEGER PRIMARY KEY"), std::string::npos) << claim_plan;
+  EXPECT_NE(next_due_plan.find("deliveries_due"), std::string::npos) << next_due_plan;
+  EXPECT_NE(next_due_plan.find("deliveries_lease"), std::string::npos) << next_due_plan;
+  EXPECT_NE(idempotency_plan.find("referrals_idempotency"), std::string::npos) << idempotency_plan;
+}
+
+}  // namespace

@@ -1,1 +1,622 @@
-// placeholder
+// Group commit and the reader pool against real SQLite files. Every wait has
+// a deadline, so a bug fails a test instead of hanging it.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "store/store.hpp"
+#include "store/writer.hpp"
+
+using namespace referrald;
+using namespace referrald::store;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr auto deadline = 60s;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "referrald-writer-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+const TimePoint t0 = from_millis(1'795'000'000'000);
+
+NewReferral sample(const std::string& id, std::size_t document_bytes = 2048) {
+  NewReferral r;
+  r.id = id;
+  r.received_at = t0;
+  r.decision = Decision::accepted;
+  r.urgency = Urgency::routine;
+  r.reasons = {{"OPEN_TRIAL_AVAILABLE", "An open trial is available."}};
+  r.channel = "form";
+  r.client = "form";
+  r.request_hash = "hash-" + id;
+  r.document = std::string(document_bytes, 'x');
+  r.response = "{}";
+  r.targets = {"office-email", "office-fax"};
+  return r;
+}
+
+Writer::Job insert_job(NewReferral r) {
+  return [r = std::move(r)](Database& db) { insert_referral(db, r); };
+}
+
+// Collects job results from whichever thread completes them.
+class Results {
+ public:
+  Writer::Completion slot(std::size_t index) {
+    return [this, index](JobResult r) {
+      std::lock_guard lock(mutex_);
+      by_index_[index] = std::move(r);
+      ++count_;
+      changed_.notify_all();
+    };
+  }
+  explicit Results(std::size_t n) : by_index_(n) {}
+  [[nodiscard]] bool wait_all() {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, deadline, [this] { return count_ == by_index_.size(); });
+  }
+  JobResult at(std::size_t i) {
+    std::lock_guard lock(mutex_);
+    return by_index_.at(i);
+  }
+  std::size_t count_of(JobStatus s) {
+    std::lock_guard lock(mutex_);
+    std::size_t n = 0;
+    for (const JobResult& r : by_index_) n += r.status == s ? 1 : 0;
+    return n;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<JobResult> by_index_;
+  std::size_t count_ = 0;
+};
+
+// A job that holds the writer thread (inside its transaction) until
+// released, so the test can line up the next batch behind it.
+class Gate {
+ public:
+  Writer::Job job() {
+    return [this](Database&) {
+      entered_.set_value();
+      if (released_future_.wait_for(deadline) != std::future_status::ready) throw std::runtime_error("gate timeout");
+    };
+  }
+  [[nodiscard]] bool wait_entered() { return entered_future_.wait_for(deadline) == std::future_status::ready; }
+  void release() { released_.set_value(); }
+
+ private:
+  std::promise<void> entered_;
+  std::future<void> entered_future_ = entered_.get_future();
+  std::promise<void> released_;
+  std::future<void> released_future_ = released_.get_future();
+};
+
+std::int64_t count_rows(const std::filesystem::path& file, const std::string& table) {
+  Database db(file, OpenMode::read_only);
+  Statement st = db.prepare("SELECT count(*) FROM " + table);
+  st.step();
+  return st.column_int(0);
+}
+
+class WriterTest : public ::testing::Test {
+ protected:
+  std::filesystem::path file() const { return dir.path() / "referrald.db"; }
+  TempDir dir;
+};
+
+TEST_F(WriterTest, ThousandJobsFromEightThreadsShareFewCommits) {
+  Writer writer(file(), WriterOptions{});
+  std::atomic<int> hooks{0};
+  writer.on_commit([&] { hooks.fetch_add(1); });
+
+  constexpr std::size_t threads = 8;
+  constexpr std::size_t per_thread = 125;
+  constexpr std::size_t jobs = threads * per_thread;
+  Results results(jobs);
+  const auto started = std::chrono::steady_clock::now();
+  std::vector<std::thread> submitters;
+  for (std::size_t t = 0; t < threads; ++t) {
+    submitters.emplace_back([&, t] {
+      for (std::size_t i = 0; i < per_thread; ++i) {
+        const std::size_t n = t * per_thread + i;
+        writer.submit(insert_job(sample("R-" + std::to_string(n))), results.slot(n));
+      }
+    });
+  }
+  for (std::thread& t : submitters) t.join();
+  ASSERT_TRUE(results.wait_all());
+  const auto elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+
+  EXPECT_EQ(results.count_of(JobStatus::committed), jobs);
+  EXPECT_EQ(writer.jobs_committed(), jobs);
+  EXPECT_LT(writer.commits(), jobs);  // group commit really happened
+  EXPECT_GE(writer.commits(), 1u);
+  EXPECT_EQ(static_cast<std::uint64_t>(hooks.load()), writer.commits());
+  EXPECT_TRUE(writer.healthy());
+  EXPECT_EQ(writer.queue_depth(), 0u);
+  std::printf("[ figures  ] %zu jobs in %llu commits (%.1f jobs/commit), %.0f jobs/s\n", jobs,
+              static_cast<unsigned long long>(writer.commits()),
+              static_cast<double>(jobs) / static_cast<double>(writer.commits()), static_cast<double>(jobs) / elapsed);
+  RecordProperty("commits", static_cast<int>(writer.commits()));
+
+  writer.stop();
+  EXPECT_EQ(count_rows(file(), "referrals"), static_cast<std::int64_t>(jobs));
+  EXPECT_EQ(count_rows(file(), "deliveries"), static_cast<std::int64_t>(2 * jobs));
+}
+
+// Like the HTTP path: eight clients that each wait for their answer before
+// sending the next referral. At most eight jobs can share a commit, and
+// while one commit is being fsynced the others queue up behind it.
+TEST_F(WriterTest, EightWaitingClientsShareCommits) {
+  Writer writer(file(), WriterOptions{});
+  constexpr std::size_t clients = 8;
+  constexpr std::size_t per_client = 125;
+  constexpr std::size_t jobs = clients * per_client;
+  std::atomic<std::size_t> committed{0};
+  const auto started = std::chrono::steady_clock::now();
+  std::vector<std::thread> threads;
+  for (std::size_t c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      for (std::size_t i = 0; i < per_client; ++i) {
+        std::promise<JobResult> answer;
+        auto future = answer.get_future();
+        writer.submit(insert_job(sample("R-" + std::to_string(c) + "-" + std::to_string(i))),
+                      [&answer](JobResult r) { answer.set_value(std::move(r)); });
+        if (future.wait_for(deadline) != std::future_status::ready) return;
+        if (future.get().status == JobStatus::committed) committed.fetch_add(1);
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  const auto elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  EXPECT_EQ(committed.load(), jobs);
+  EXPECT_EQ(writer.jobs_committed(), jobs);
+  EXPECT_LT(writer.commits(), jobs);
+  std::printf("[ figures  ] %zu jobs from %zu waiting clients in %llu commits (%.1f jobs/commit), %.0f jobs/s\n",
+              jobs, clients, static_cast<unsigned long long>(writer.commits()),
+              static_cast<double>(jobs) / static_cast<double>(writer.commits()), static_cast<double>(jobs) / elapsed);
+  RecordProperty("commits", static_cast<int>(writer.commits()));
+}
+
+TEST_F(WriterTest, AJobThatThrowsFailsAloneWhileItsNeighboursCommit) {
+  Writer writer(file(), WriterOptions{});
+  Gate gate;
+  Results results(5);
+  writer.submit(gate.job(), results.slot(0));
+  ASSERT_TRUE(gate.wait_entered());
+  // These four queue up behind the gate and form the next batch.
+  writer.submit(insert_job(sample("R-A")), results.slot(1));
+  writer.submit(
+      [](Database& db) {
+        insert_referral(db, sample("R-B"));
+        throw std::runtime_error("rendering failed");
+      },
+      results.slot(2));
+  writer.submit(insert_job(sample("R-A")), results.slot(3));  // same id again: a constraint
+  writer.submit(insert_job(sample("R-D")), results.slot(4));
+  EXPECT_EQ(writer.queue_depth(), 4u);
+  gate.release();
+  ASSERT_TRUE(results.wait_all());
+
+  EXPECT_EQ(results.at(0).status, JobStatus::committed);
+  EXPECT_EQ(results.at(1).status, JobStatus::committed);
+  EXPECT_EQ(results.at(2).status, JobStatus::failed);
+  EXPECT_EQ(results.at(2).error, "rendering failed");
+  EXPECT_EQ(results.at(3).status, JobStatus::failed);
+  EXPECT_NE(results.at(3).error.find("UNIQUE constraint failed: referrals.id"), std::string::npos)
+      << results.at(3).error;
+  EXPECT_EQ(results.at(4).status, JobStatus::committed);
+  EXPECT_EQ(writer.commits(), 2u);
+  EXPECT_EQ(writer.jobs_committed(), 3u);
+  EXPECT_TRUE(writer.healthy());
+  writer.stop();
+
+  Database db(file(), OpenMode::read_only);
+  EXPECT_TRUE(find_referral(db, "R-A").has_value());
+  EXPECT_FALSE(find_referral(db, "R-B").has_value());  // its own writes were rolled back
+  EXPECT_TRUE(find_referral(db, "R-D").has_value());
+  EXPECT_EQ(count_rows(file(), "deliveries"), 4);
+  EXPECT_EQ(count_rows(file(), "audit"), 2);
+}
+
+TEST_F(WriterTest, ACompletionRunsOnlyOnceTheRowIsVisibleToOtherConnections) {
+  Writer writer(file(), WriterOptions{});
+  // Used only inside completions, which all run on the writer thread.
+  Database observer(file(), OpenMode::read_only);
+  constexpr std::size_t jobs = 100;
+  std::atomic<std::size_t> visible{0};
+  Results results(jobs);
+  std::vector<std::thread> submitters;
+  for (std::size_t t = 0; t < 4; ++t) {
+    submitters.emplace_back([&, t] {
+      for (std::size_t i = 0; i < jobs / 4; ++i) {
+        const std::size_t n = t * (jobs / 4) + i;
+        const std::string id = "R-" + std::to_string(n);
+        auto done = results.slot(n);
+        writer.submit(insert_job(sample(id)), [&, id, done](JobResult r) {
+          if (r.status == JobStatus::committed && find_referral(observer, id).has_value()) visible.fetch_add(1);
+          done(std::move(r));
+        });
+      }
+    });
+  }
+  for (std::thread& t : submitters) t.join();
+  ASSERT_TRUE(results.wait_all());
+  EXPECT_EQ(results.count_of(JobStatus::committed), jobs);
+  EXPECT_EQ(visible.load(), jobs);
+}
+
+TEST_F(WriterTest, ACompletionMaySubmitAgain) {
+  Writer writer(file(), WriterOptions{});
+  Results results(2);
+  writer.submit(insert_job(sample("R-1")), [&](JobResult r) {
+    // Would deadlock if completions ran under the queue mutex.
+    (void)writer.queue_depth();
+    writer.submit(insert_job(sample("R-2")), results.slot(1));
+    results.slot(0)(std::move(r));
+  });
+  ASSERT_TRUE(results.wait_all());
+  EXPECT_EQ(results.at(0).status, JobStatus::committed);
+  EXPECT_EQ(results.at(1).status, JobStatus::committed);
+}
+
+TEST_F(WriterTest, AFullQueueRefusesAtOnceOnTheCallersThread) {
+  WriterOptions options;
+  options.queue_limit = 2;
+  Writer writer(file(), options);
+  Gate gate;
+  Results results(4);
+  writer.submit(gate.job(), results.slot(0));
+  ASSERT_TRUE(gate.wait_entered());  // the gate left the queue: two places free
+  writer.submit(insert_job(sample("R-1")), results.slot(1));
+  writer.submit(insert_job(sample("R-2")), results.slot(2));
+
+  bool completed_inline = false;
+  std::thread::id completed_on;
+  writer.submit(insert_job(sample("R-3")), [&](JobResult r) {
+    completed_inline = true;
+    completed_on = std::this_thread::get_id();
+    results.slot(3)(std::move(r));
+  });
+  EXPECT_TRUE(completed_inline);
+  EXPECT_EQ(completed_on, std::this_thread::get_id());
+  EXPECT_EQ(results.at(3).status, JobStatus::overloaded);
+
+  gate.release();
+  ASSERT_TRUE(results.wait_all());
+  EXPECT_EQ(results.at(1).status, JobStatus::committed);
+  EXPECT_EQ(results.at(2).status, JobStatus::committed);
+  writer.stop();
+  EXPECT_EQ(count_rows(file(), "referrals"), 2);
+}
+
+TEST_F(WriterTest, StopRunsWhatIsQueuedThenRefuses) {
+  Writer writer(file(), WriterOptions{});
+  Gate gate;
+  constexpr std::size_t queued = 5;
+  Results results(queued + 1);
+  writer.submit(gate.job(), results.slot(0));
+  ASSERT_TRUE(gate.wait_entered());
+  for (std::size_t i = 1; i <= queued; ++i) writer.submit(insert_job(sample("R-" + std::to_string(i))), results.slot(i));
+  std::thread stopper([&] { writer.stop(); });
+  gate.release();
+  stopper.join();
+  ASSERT_TRUE(results.wait_all());
+  EXPECT_EQ(results.count_of(JobStatus::committed), queued + 1);
+
+  JobResult late;
+  late.status = JobStatus::committed;
+  writer.submit(insert_job(sample("R-late")), [&](JobResult r) { late = std::move(r); });
+  EXPECT_EQ(late.status, JobStatus::stopped);
+  writer.stop();  // idempotent
+  EXPECT_EQ(count_rows(file(), "referrals"), static_cast<std::int64_t>(queued));
+}
+
+// Disk full, injected: the write connection may not grow the file beyond the
+// pages it has when it opens. A small job still fits in existing pages; a
+// referral with a large document does not.
+TEST_F(WriterTest, DiskFullFailsTheWholeBatchAndTheWriterRecoversWhenItClears) {
+  std::atomic<int> opens{0};
+  WriterOptions options;
+  options.on_open = [&](Database& db) {
+    opens.fetch_add(1);
+    Statement pages = db.prepare("PRAGMA page_count");
+    pages.step();
+    db.exec("PRAGMA max_page_count = " + std::to_string(pages.column_int(0)));
+  };
+  Writer writer(file(), options);
+  std::atomic<int> hooks{0};
+  writer.on_commit([&] { hooks.fetch_add(1); });
+
+  auto small_job = [](Database& db) { audit(db, t0, std::nullopt, std::nullopt, "test", "note", "small"); };
+  Gate gate;
+  Results batch(4);
+  writer.submit(gate.job(), batch.slot(0));
+  ASSERT_TRUE(gate.wait_entered());
+  writer.submit(small_job, batch.slot(1));
+  writer.submit(insert_job(sample("R-big", 256 * 1024)), batch.slot(2));
+  writer.submit(small_job, batch.slot(3));
+  gate.release();
+  ASSERT_TRUE(batch.wait_all());
+  EXPECT_EQ(batch.at(0).status, JobStatus::committed);  // the gate ran alone, in a batch of its own
+  // The small jobs would fit, but share the batch with the one that does not.
+  for (std::size_t i = 1; i < 4; ++i) {
+    EXPECT_EQ(batch.at(i).status, JobStatus::unavailable) << i;
+    EXPECT_NE(batch.at(i).error.find("database or disk is full"), std::string::npos) << batch.at(i).error;
+  }
+  EXPECT_FALSE(writer.healthy());
+  EXPECT_EQ(writer.commits(), 1u);
+  EXPECT_EQ(hooks.load(), 1);
+  EXPECT_EQ(count_rows(file(), "audit"), 0);  // nothing of the batch was stored
+  EXPECT_EQ(count_rows(file(), "referrals"), 0);
+
+  // Still full: the same write fails again, alone.
+  Results retry(1);
+  writer.submit(insert_job(sample("R-big", 256 * 1024)), retry.slot(0));
+  ASSERT_TRUE(retry.wait_all());
+  EXPECT_EQ(retry.at(0).status, JobStatus::unavailable);
+
+  // The fault clears (space freed); the same Writer commits again.
+  Results after(2);
+  writer.submit([](Database& db) { db.exec("PRAGMA max_page_count = 1073741823"); }, after.slot(0));
+  writer.submit(insert_job(sample("R-big", 256 * 1024)), after.slot(1));
+  ASSERT_TRUE(after.wait_all());
+  EXPECT_EQ(after.at(0).status, JobStatus::committed);
+  EXPECT_EQ(after.at(1).status, JobStatus::committed);
+  EXPECT_TRUE(writer.healthy());
+  EXPECT_EQ(opens.load(), 1);  // disk full does not need a new connection
+  writer.stop();
+  EXPECT_EQ(count_rows(file(), "referrals"), 1);
+}
+
+// The real thing where the machine allows it: the database on a tiny tmpfs
+// that a ballast file fills up, then deleting the ballast.
+TEST_F(WriterTest, RealDiskFullOnATinyFilesystemRecoversWithoutRestart) {
+  const auto mount_point = dir.path() / "fs";
+  std::filesystem::create_directory(mount_point);
+  if (::mount("tmpfs", mount_point.c_str(), "tmpfs", 0, "size=2m,mode=0700") != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs here (" << std::strerror(errno) << ")";
+  }
+  struct Unmount {
+    std::filesystem::path p;
+    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
+  } unmount{mount_point};
+  const auto db_file = mount_point / "referrald.db";
+  const auto ballast = mount_point / "ballast";
+
+  Writer writer(db_file, WriterOptions{});
+  Results warm(1);
+  writer.submit(insert_job(sample("R-1")), warm.slot(0));
+  ASSERT_TRUE(warm.wait_all());
+  ASSERT_EQ(warm.at(0).status, JobStatus::committed);
+
+  {
+    std::FILE* f = std::fopen(ballast.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    const std::string chunk(4096, 'b');
+    while (std::fwrite(chunk.data(), 1, chunk.size(), f) == chunk.size() && std::fflush(f) == 0) {
+    }
+    std::fclose(f);
+  }
+  Results full(1);
+  writer.submit(insert_job(sample("R-2", 512 * 1024)), full.slot(0));
+  ASSERT_TRUE(full.wait_all());
+  EXPECT_EQ(full.at(0).status, JobStatus::unavailable) << full.at(0).error;
+  EXPECT_FALSE(writer.healthy());
+
+  std::filesystem::remove(ballast);
+  Results recovered(1);
+  writer.submit(insert_job(sample("R-2", 512 * 1024)), recovered.slot(0));
+  ASSERT_TRUE(recovered.wait_all());
+  EXPECT_EQ(recovered.at(0).status, JobStatus::committed) << recovered.at(0).error;
+  EXPECT_TRUE(writer.healthy());
+  writer.stop();
+  EXPECT_EQ(count_rows(db_file, "referrals"), 2);
+}
+
+// A database file moved or deleted under a running writer: in WAL mode
+// SQLite would keep committing into the open (possibly unlinked) file, so
+// the writer refuses, reopens by name on the next batch, and never
+// recreates a missing file empty.
+// A read-only filesystem. (Linux refuses to remount a filesystem read-only
+// while a file on it is open for writing, so this cannot happen under a
+// running writer; it can at start or at a reopen.) SQLite would quietly open
+// the database read-only; the open fails instead, saying why.
+TEST_F(WriterTest, ADatabaseOnAReadOnlyFilesystemIsRefusedAtOpen) {
+  const auto mount_point = dir.path() / "fs";
+  std::filesystem::create_directory(mount_point);
+  if (::mount("tmpfs", mount_point.c_str(), "tmpfs", 0, "size=4m,mode=0700") != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs here (" << std::strerror(errno) << ")";
+  }
+  struct Unmount {
+    std::filesystem::path p;
+    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
+  } unmount{mount_point};
+  const auto remount = [&](bool read_only) {
+    return ::mount("tmpfs", mount_point.c_str(), "tmpfs", MS_REMOUNT | (read_only ? MS_RDONLY : 0), nullptr) == 0;
+  };
+  const auto db_file = mount_point / "referrald.db";
+  {
+    Writer writer(db_file, WriterOptions{});
+    Results r(1);
+    writer.submit(insert_job(sample("R-1")), r.slot(0));
+    ASSERT_TRUE(r.wait_all());
+    ASSERT_EQ(r.at(0).status, JobStatus::committed);
+  }
+  ASSERT_TRUE(remount(true)) << std::strerror(errno);
+  try {
+    Writer writer(db_file, WriterOptions{});
+    ADD_FAILURE() << "a writer started on a read-only filesystem";
+  } catch (const DatabaseError& e) {
+    EXPECT_TRUE(e.is_unavailable());
+    EXPECT_EQ(std::string(e.what()), "sqlite open " + db_file.string() +
+                                         ": the database is read-only (file permissions or a read-only filesystem)");
+  }
+  ASSERT_TRUE(remount(false)) << std::strerror(errno);
+  Writer writer(db_file, WriterOptions{});
+  Results r(1);
+  writer.submit(insert_job(sample("R-2")), r.slot(0));
+  ASSERT_TRUE(r.wait_all());
+  EXPECT_EQ(r.at(0).status, JobStatus::committed) << r.at(0).error;
+}
+
+TEST_F(WriterTest, AMovedDatabaseIsReopenedAndNeverRecreated) {
+  std::atomic<int> opens{0};
+  WriterOptions options;
+  options.on_open = [&](Database&) { opens.fetch_add(1); };
+  Writer writer(file(), options);
+  const auto submit_one = [&](const std::string& id) {
+    Results r(1);
+    writer.submit(insert_job(sample(id)), r.slot(0));
+    EXPECT_TRUE(r.wait_all());
+    return r.at(0);
+  };
+  ASSERT_EQ(submit_one("R-1").status, JobStatus::committed);
+
+  const auto moved = dir.path() / "moved.db";
+  std::filesystem::rename(file(), moved);
+  const JobResult while_moved = submit_one("R-2");
+  EXPECT_EQ(while_moved.status, JobStatus::unavailable);
+  EXPECT_EQ(while_moved.error, "writer: database file " + file().string() +
+                                   " was moved, replaced or deleted while open");
+  EXPECT_FALSE(writer.healthy());
+
+  // Gone for good: still unavailable, and no empty database appears.
+  const JobResult while_missing = submit_one("R-3");
+  EXPECT_EQ(while_missing.status, JobStatus::unavailable);
+  EXPECT_NE(while_missing.error.find("does not exist"), std::string::npos) << while_missing.error;
+  EXPECT_FALSE(std::filesystem::exists(file()));
+
+  std::filesystem::rename(moved, file());
+  EXPECT_EQ(submit_one("R-4").status, JobStatus::committed);
+  EXPECT_TRUE(writer.healthy());
+  EXPECT_EQ(opens.load(), 2);
+  writer.stop();
+  Database db(file(), OpenMode::read_only);
+  EXPECT_TRUE(find_referral(db, "R-1").has_value());
+  EXPECT_FALSE(find_referral(db, "R-2").has_value());
+  EXPECT_TRUE(find_referral(db, "R-4").has_value());
+}
+
+TEST_F(WriterTest, ADeletedDatabaseIsNotWrittenToAnyMore) {
+  Writer writer(file(), WriterOptions{});
+  Results first(1);
+  writer.submit(insert_job(sample("R-1")), first.slot(0));
+  ASSERT_TRUE(first.wait_all());
+  ASSERT_EQ(first.at(0).status, JobStatus::committed);
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(file().string() + suffix);
+  Results second(1);
+  writer.submit(insert_job(sample("R-2")), second.slot(0));
+  ASSERT_TRUE(second.wait_all());
+  EXPECT_EQ(second.at(0).status, JobStatus::unavailable);  // never acknowledged into a ghost file
+  EXPECT_FALSE(std::filesystem::exists(file()));
+}
+
+TEST_F(WriterTest, RefusesADatabaseNewerThanItself) {
+  {
+    Database db(file(), OpenMode::read_write_create);
+    migrate(db);
+    db.exec("INSERT INTO schema_version (version, applied_ms) VALUES (7, 0)");
+  }
+  try {
+    Writer writer(file(), WriterOptions{});
+    FAIL() << "writer started on a newer database";
+  } catch (const IncompatibleSchema& e) {
+    EXPECT_STREQ(e.what(), "database schema version 7 is newer than this referrald (1)");
+  }
+}
+
+TEST_F(WriterTest, CreatesTheDatabasePrivate) {
+  Writer writer(file(), WriterOptions{});
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    const std::filesystem::path p = file().string() + suffix;
+    EXPECT_EQ(std::filesystem::status(p).permissions(),
+              std::filesystem::perms::owner_read | std::filesystem::perms::owner_write)
+        << p;
+  }
+}
+
+// ---- ReaderPool ----
+
+TEST_F(WriterTest, ReaderPoolRunsQueriesAndReportsFailures) {
+  {
+    Writer writer(file(), WriterOptions{});
+    Results results(1);
+    writer.submit(insert_job(sample("R-1")), results.slot(0));
+    ASSERT_TRUE(results.wait_all());
+  }
+  ReaderPool pool(file(), 2);
+
+  std::promise<std::optional<ReferralRow>> found;
+  pool.submit([&](Database& db) { found.set_value(find_referral(db, "R-1")); },
+              [&](std::string message) { ADD_FAILURE() << message; });
+  auto found_future = found.get_future();
+  ASSERT_EQ(found_future.wait_for(deadline), std::future_status::ready);
+  EXPECT_TRUE(found_future.get().has_value());
+
+  std::promise<std::string> thrown;
+  pool.submit([](Database&) { throw std::runtime_error("query exploded"); },
+              [&](std::string message) { thrown.set_value(std::move(message)); });
+  auto thrown_future = thrown.get_future();
+  ASSERT_EQ(thrown_future.wait_for(deadline), std::future_status::ready);
+  EXPECT_EQ(thrown_future.get(), "query exploded");
+
+  std::promise<std::string> write;
+  pool.submit([](Database& db) { db.exec("DELETE FROM referrals"); },
+              [&](std::string message) { write.set_value(std::move(message)); });
+  auto write_future = write.get_future();
+  ASSERT_EQ(write_future.wait_for(deadline), std::future_status::ready);
+  EXPECT_NE(write_future.get().find("readonly"), std::string::npos);
+  pool.stop();
+  EXPECT_EQ(count_rows(file(), "referrals"), 1);
+
+  std::string after_stop;
+  pool.submit([](Database&) {}, [&](std::string message) { after_stop = std::move(message); });
+  EXPECT_EQ(after_stop, "reader pool is stopping");
+}
+
+TEST_F(WriterTest, ReaderPoolOnAMissingDatabaseFailsEachQuery) {
+  ReaderPool pool(file(), 1);
+  std::promise<std::string> failed;
+  pool.submit([](Database&) {}, [&](std::string message) { failed.set_value(std::move(message)); });
+  auto future = failed.get_future();
+  ASSERT_EQ(future.wait_for(deadline), std::future_status::ready);
+  EXPECT_NE(future.get().find("does not exist"), std::string::npos);
+  pool.stop();
+  EXPECT_FALSE(std::filesystem::exists(file()));
+}
+
+}  // namespace
