@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <fstream>
 #include <initializer_list>
 #include <iterator>
@@ -244,6 +245,20 @@ enum class PathCheck {
   creatable_parent,  // a file whose directory the daemon creates if missing (the database)
 };
 
+// Whether a path setting may name a systemd credential ("credential:NAME").
+enum class Secret { no, may_be_credential };
+
+constexpr std::string_view credential_prefix = "credential:";
+
+// What LoadCredential= accepts as an ID and what is safe to join to a directory.
+bool is_credential_name(std::string_view name) {
+  return !name.empty() && name.size() <= 255 && name != "." && name != ".." &&
+         std::all_of(name.begin(), name.end(), [](char c) {
+           return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                  c == '_' || c == '.' || c == '@' || c == ':';
+         });
+}
+
 // A table being read, with the dotted prefix its keys report under and the
 // line of its header (0 when the file does not have it).
 struct Scope {
@@ -314,10 +329,12 @@ class Loader {
   std::optional<std::vector<std::pair<std::string, const toml::node*>>> string_list(
       const toml::node& node, const std::string& key, bool allow_single);
   fs::path resolve(std::string_view text) const;
+  std::optional<fs::path> path_setting(std::string_view text, PathCheck check, Secret secret, Where at,
+                                       const std::string& key);
   std::optional<fs::path> check_path(const fs::path& path, PathCheck check, Where at,
                                      const std::string& key);
   std::optional<fs::path> get_path(const Scope& scope, std::string_view name, PathCheck check,
-                                   bool is_required = false);
+                                   bool is_required = false, Secret secret = Secret::no);
 
   void read_http(const toml::table& root, HttpConfig& http);
   void read_listen(const toml::node& node, const std::string& key, std::vector<ListenEndpoint>& out);
@@ -551,12 +568,50 @@ std::optional<fs::path> Loader::check_path(const fs::path& path, PathCheck check
 }
 
 std::optional<fs::path> Loader::get_path(const Scope& scope, std::string_view name, PathCheck check,
-                                         bool is_required) {
+                                         bool is_required, Secret secret) {
   const toml::node* node = is_required ? required(scope, name) : scope.get(name);
   if (!node) return std::nullopt;
   const auto text = string_value(*node, scope.key(name));
   if (!text) return std::nullopt;
-  return check_path(resolve(*text), check, where(*node), scope.key(name));
+  return path_setting(*text, check, secret, where(*node), scope.key(name));
+}
+
+// A path relative to the configuration file, or where secrets live,
+// "credential:NAME": the file systemd's LoadCredential= put in
+// $CREDENTIALS_DIRECTORY (readable by this service only, never on a disk it
+// could be copied from by accident).
+std::optional<fs::path> Loader::path_setting(std::string_view text, PathCheck check, Secret secret, Where at,
+                                             const std::string& key) {
+  if (!text.starts_with(credential_prefix)) return check_path(resolve(text), check, at, key);
+  if (secret != Secret::may_be_credential) {
+    add(at, key,
+        "a credential can stand only for a secret file (password_file, security_code_file, ca_file, "
+        "http.tls_certificate, http.tls_private_key), got " + quote(text));
+    return std::nullopt;
+  }
+  const std::string_view name = text.substr(credential_prefix.size());
+  if (!is_credential_name(name)) {
+    add(at, key,
+        R"(expected a credential name after "credential:" (letters, digits, ".", "_", "-", "@", ":"), got )" +
+            quote(text));
+    return std::nullopt;
+  }
+  const char* directory = std::getenv("CREDENTIALS_DIRECTORY");
+  if (directory == nullptr || directory[0] == '\0') {
+    add(at, key,
+        "credential " + quote(name) +
+            " requested but $CREDENTIALS_DIRECTORY is not set (run under systemd with LoadCredential=" +
+            std::string(name) + ")");
+    return std::nullopt;
+  }
+  const fs::path path = (fs::path(directory) / fs::path(name)).lexically_normal();
+  std::error_code ec;
+  const auto status = fs::status(path, ec);
+  if (!fs::exists(status)) {
+    add(at, key, "credential not found: " + path.string());
+    return std::nullopt;
+  }
+  return check_path(path, check, at, key);
 }
 
 const toml::array* Loader::array_of_tables(const toml::table& root, std::string_view name) {
@@ -607,7 +662,9 @@ void Loader::read_http(const toml::table& root, HttpConfig& http) {
     const toml::node* node = scope.get(name);
     if (!node) return nullptr;
     if (const auto* s = node->as_string(); s && s->get().empty()) return nullptr;
-    if (auto path = get_path(scope, name, PathCheck::file)) out = std::move(*path);
+    if (auto path = get_path(scope, name, PathCheck::file, false, Secret::may_be_credential)) {
+      out = std::move(*path);
+    }
     return node;
   };
   const toml::node* certificate = tls_file("tls_certificate", http.tls_certificate);
@@ -829,8 +886,12 @@ void Loader::read_target_setting(const Scope& scope, const KeySpec& spec, const 
     case KeyKind::directory: {
       const auto text = string_value(*node, key);
       if (!text) return;
-      const auto check = spec.kind == KeyKind::path ? PathCheck::file : PathCheck::creatable_dir;
-      if (auto path = check_path(resolve(*text), check, at, key)) target.settings[name] = path->string();
+      const bool file = spec.kind == KeyKind::path;
+      // Files a target names are its secrets and CA bundles: a credential fits them.
+      if (auto path = path_setting(*text, file ? PathCheck::file : PathCheck::creatable_dir,
+                                   file ? Secret::may_be_credential : Secret::no, at, key)) {
+        target.settings[name] = path->string();
+      }
       return;
     }
     case KeyKind::integer: {

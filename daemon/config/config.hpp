@@ -29,7 +29,9 @@ using Sha256 = std::array<unsigned char, 32>;
 
 struct HttpConfig {
   std::vector<ListenEndpoint> listen;
-  std::filesystem::path tls_certificate;  // both set: HTTPS only
+  // Both set: HTTPS only. Either may be "credential:NAME" in the file,
+  // resolved here to $CREDENTIALS_DIRECTORY/NAME.
+  std::filesystem::path tls_certificate;
   std::filesystem::path tls_private_key;
   std::vector<Sha256> api_keys;           // SHA-256 of each bearer token
   std::size_t max_body_bytes = 65536;
@@ -72,7 +74,8 @@ using SettingValue = std::variant<std::string, std::int64_t, bool, Duration, std
 
 // One [[target]] table. Type-specific keys are validated against the key
 // table of its type (config/target_keys.hpp); paths are already resolved
-// relative to the configuration file.
+// relative to the configuration file, and "credential:NAME" to the systemd
+// credential's file in $CREDENTIALS_DIRECTORY.
 struct TargetConfig {
   std::string name;
   std::string type;

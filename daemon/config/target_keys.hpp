@@ -11,7 +11,8 @@ namespace referrald {
 
 enum class KeyKind {
   string,       // any non-empty string
-  path,         // a file that must exist; resolved relative to the config file
+  path,         // a file that must exist; resolved relative to the config file, or
+                // "credential:NAME" for $CREDENTIALS_DIRECTORY/NAME (systemd LoadCredential=)
   directory,    // a directory (created at start if missing); resolved likewise
   integer,      // a non-negative integer
   boolean,

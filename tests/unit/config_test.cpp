@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <set>
 
 #include "config/config.hpp"
@@ -454,6 +455,143 @@ directory = "../var/spool/x"
   EXPECT_EQ(pager.get_bool("login"), std::nullopt);
 
   EXPECT_EQ(*c.targets[3].get_string("directory"), abs("var/spool/x"));
+}
+
+// ---- systemd credentials ("credential:NAME") -----------------------------------
+
+// Sets $CREDENTIALS_DIRECTORY (or unsets it) for one test and restores it after.
+class CredentialsDirectory {
+ public:
+  explicit CredentialsDirectory(const std::optional<fs::path>& dir) {
+    if (const char* old = std::getenv("CREDENTIALS_DIRECTORY")) old_ = old;
+    if (dir) {
+      ::setenv("CREDENTIALS_DIRECTORY", dir->c_str(), 1);
+    } else {
+      ::unsetenv("CREDENTIALS_DIRECTORY");
+    }
+  }
+  ~CredentialsDirectory() {
+    if (old_) {
+      ::setenv("CREDENTIALS_DIRECTORY", old_->c_str(), 1);
+    } else {
+      ::unsetenv("CREDENTIALS_DIRECTORY");
+    }
+  }
+  CredentialsDirectory(const CredentialsDirectory&) = delete;
+  CredentialsDirectory& operator=(const CredentialsDirectory&) = delete;
+
+ private:
+  std::optional<std::string> old_;
+};
+
+constexpr std::string_view credential_targets = R"(
+[http]
+tls_certificate = "credential:tls-cert"
+tls_private_key = "credential:tls-key"
+
+[[target]]
+name = "office-email"
+type = "smtp"
+url = "smtp://mail.example.org:587"
+ca_file = "ca.pem"
+password_file = "credential:smtp-password"
+from = "referrald@example.org"
+to = ["referrals@example.org"]
+
+[[target]]
+name = "office-pager-wctp"
+type = "wctp"
+url = "https://wctp.example.org/wctp"
+sender_id = "referrald"
+security_code_file = "credential:wctp-security-code"
+recipient_id = "8003494334"
+)";
+
+TEST_F(ConfigTest, CredentialsResolveInCredentialsDirectory) {
+  const fs::path credentials = root_ / "run" / "credentials" / "referrald.service";
+  fs::create_directories(credentials);
+  for (const char* name : {"tls-cert", "tls-key", "smtp-password", "wctp-security-code"}) {
+    std::ofstream(credentials / name) << "secret\n";
+  }
+  const CredentialsDirectory env(credentials);
+  const Config c = parse(with_required(credential_targets));
+  EXPECT_TRUE(c.http.tls_enabled());
+  EXPECT_EQ(c.http.tls_certificate, credentials / "tls-cert");
+  EXPECT_EQ(c.http.tls_private_key, credentials / "tls-key");
+  ASSERT_EQ(c.targets.size(), 2u);
+  EXPECT_EQ(*c.targets[0].get_string("password_file"), (credentials / "smtp-password").string());
+  EXPECT_EQ(*c.targets[0].get_string("ca_file"), abs("etc/ca.pem"));  // a plain path beside a credential
+  EXPECT_EQ(*c.targets[1].get_string("security_code_file"), (credentials / "wctp-security-code").string());
+}
+
+TEST_F(ConfigTest, CredentialWithoutCredentialsDirectory) {
+  const CredentialsDirectory env(std::nullopt);
+  const auto expected = [&](int line, std::string_view key, std::string_view name) {
+    return at(line, std::string(key) + ": credential \"" + std::string(name) +
+                        "\" requested but $CREDENTIALS_DIRECTORY is not set (run under systemd with "
+                        "LoadCredential=" + std::string(name) + ")");
+  };
+  EXPECT_THAT(problems(with_required(credential_targets)),
+              ElementsAre(expected(6, "http.tls_certificate", "tls-cert"),
+                          expected(7, "http.tls_private_key", "tls-key"),
+                          expected(14, "target[0].password_file", "smtp-password"),
+                          expected(23, "target[1].security_code_file", "wctp-security-code")));
+  // An empty variable is no directory either.
+  const CredentialsDirectory empty(fs::path{});
+  EXPECT_EQ(problems(with_required(credential_targets)).size(), 4u);
+}
+
+TEST_F(ConfigTest, CredentialThatSystemdDidNotProvide) {
+  const fs::path credentials = root_ / "credentials";
+  fs::create_directories(credentials / "tls-key");  // a directory is not a key
+  std::ofstream(credentials / "tls-cert") << "x\n";
+  std::ofstream(credentials / "wctp-security-code") << "x\n";
+  const CredentialsDirectory env(credentials);
+  EXPECT_THAT(problems(with_required(credential_targets)),
+              ElementsAre(at(7, "http.tls_private_key: not a regular file: " + (credentials / "tls-key").string()),
+                          at(14, "target[0].password_file: credential not found: " +
+                                     (credentials / "smtp-password").string())));
+}
+
+TEST_F(ConfigTest, CredentialNamesAndPlacesAreChecked) {
+  const CredentialsDirectory env(root_ / "etc");
+  EXPECT_THAT(problems(with_required(R"(
+[[target]]
+name = "office-fax"
+type = "hylafax"
+host = "fax.example.org:4559"
+user = "referrald"
+dial = "9015954011"
+password_file = "credential:../secrets/smtp"
+
+[[target]]
+name = "spool"
+type = "spool"
+directory = "credential:spool"
+
+[[target]]
+name = "office-pager"
+type = "snpp"
+host = "snpp.example.org:444"
+pager_id = "1234567"
+password_file = "credential:"
+)")),
+              ElementsAre(at(11, "target[0].password_file: expected a credential name after \"credential:\" "
+                                 "(letters, digits, \".\", \"_\", \"-\", \"@\", \":\"), got "
+                                 "\"credential:../secrets/smtp\""),
+                          at(16, "target[1].directory: a credential can stand only for a secret file "
+                                 "(password_file, security_code_file, ca_file, http.tls_certificate, "
+                                 "http.tls_private_key), got \"credential:spool\""),
+                          at(23, "target[2].password_file: expected a credential name after \"credential:\" "
+                                 "(letters, digits, \".\", \"_\", \"-\", \"@\", \":\"), got \"credential:\"")));
+  // Only secrets come from credentials: the rules file and the database do not.
+  EXPECT_THAT(problems("[storage]\ndatabase = \"credential:db\"\n[rules]\nfile = \"credential:rules.toml\"\n"),
+              ElementsAre(at(2, "storage.database: a credential can stand only for a secret file (password_file, "
+                                "security_code_file, ca_file, http.tls_certificate, http.tls_private_key), got "
+                                "\"credential:db\""),
+                          at(4, "rules.file: a credential can stand only for a secret file (password_file, "
+                                "security_code_file, ca_file, http.tls_certificate, http.tls_private_key), got "
+                                "\"credential:rules.toml\"")));
 }
 
 TEST_F(ConfigTest, UnknownTargetType) {
