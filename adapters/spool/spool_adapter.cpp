@@ -95,9 +95,8 @@ Outcome SpoolAdapter::write(const Delivery& delivery) const {
 asio::awaitable<Outcome> SpoolAdapter::send(const Delivery& delivery) {
   // File I/O and fsync happen on the blocking pool, never on an I/O thread;
   // the caller resumes on its own executor.
-  co_return co_await asio::co_spawn(
-      blocking_, [this, &delivery]() -> asio::awaitable<Outcome> { co_return write(delivery); },
-      asio::use_awaitable);
+  auto work = [this, &delivery]() -> asio::awaitable<Outcome> { co_return write(delivery); };
+  co_return co_await asio::co_spawn(blocking_, std::move(work), asio::use_awaitable);
 }
 
 }  // namespace referrald

@@ -25,6 +25,16 @@ namespace asio = boost::asio;
 using namespace boost::asio::experimental::awaitable_operators;
 using std::chrono::system_clock;
 
+namespace {
+
+// How many due deliveries to claim for one target.
+struct ClaimWant {
+  std::string target;
+  int limit;
+};
+
+}  // namespace
+
 struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
   Impl(asio::any_io_executor ex, store::Writer& w, const Clock& c, DispatcherOptions o)
       : strand(asio::make_strand(ex)), writer(w), clock(c), options(std::move(o)), wakeup(strand),
@@ -58,20 +68,17 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
   };
 
   asio::awaitable<Claimed> claim() {
-    struct Want {
-      std::string target;
-      int limit;
-    };
-    std::vector<Want> wants;
+    std::vector<ClaimWant> wants;
     for (auto& [name, state] : targets) {
       if (state.in_flight < state.target.concurrency) {
         wants.push_back({name, static_cast<int>(state.target.concurrency - state.in_flight)});
       }
     }
     auto result = std::make_shared<Claimed>();
-    const auto now = clock.now();
-    const auto lease = options.lease;
-    const auto job_result = co_await store::async_write(writer, [wants, result, now, lease](store::Database& db) {
+    // Named, not a temporary inside co_await: GCC 12 mishandles the lifetime
+    // of temporaries in co_await expressions.
+    store::Writer::Job job = [wants = std::move(wants), result, now = clock.now(),
+                              lease = options.lease](store::Database& db) {
       for (const auto& want : wants) {
         for (auto& row : store::claim_due(db, now, lease, want.limit, {want.target})) {
           auto referral = store::find_referral(db, row.referral_id);
@@ -91,7 +98,8 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
         }
       }
       result->next_due = store::next_due(db);
-    });
+    };
+    const auto job_result = co_await store::async_write(writer, std::move(job));
     if (job_result.status != store::JobStatus::committed) {
       spdlog::warn("dispatch.claim_failed status={} error=\"{}\"", static_cast<int>(job_result.status),
                    job_result.error);
@@ -222,9 +230,8 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
                    d.referral_id, d.target, d.attempt, store::to_string(outcome.kind), code,
                    outcome.message, retry_at ? format_utc_timestamp(*retry_at) : std::string("dead"));
     }
-    const auto result = co_await store::async_write(writer, [a](store::Database& db) {
-      store::finish_attempt(db, a);
-    });
+    store::Writer::Job job = [a](store::Database& db) { store::finish_attempt(db, a); };
+    const auto result = co_await store::async_write(writer, std::move(job));
     if (result.status != store::JobStatus::committed) {
       // The row stays 'sending' under its lease and is tried again when the
       // lease expires: at-least-once, never lost.

@@ -173,10 +173,11 @@ asio::awaitable<Response> Api::submit(const Request& request, const std::string&
 asio::awaitable<Response> Api::get_referral(const std::string& id, const std::string& client) {
   auto found = std::make_shared<std::optional<store::ReferralRow>>();
   auto deliveries = std::make_shared<std::vector<store::DeliveryRow>>();
-  const auto error = co_await store::async_read(readers_, [id, found, deliveries](store::Database& db) {
+  store::ReaderPool::Query query = [id, found, deliveries](store::Database& db) {
     *found = store::find_referral(db, id);
     if (*found) *deliveries = store::deliveries_of(db, id);
-  });
+  };
+  const auto error = co_await store::async_read(readers_, std::move(query));
   if (!error.empty()) {
     auto r = Response::error(503, "the referral store cannot be read right now");
     r.headers.emplace_back("Retry-After", "5");

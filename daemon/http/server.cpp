@@ -249,6 +249,12 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         if (hec == bhttp::error::header_limit) {
           co_await finish(stream, remote, secure, "-", "-", started,
                           Response::error(431, "request headers are too large"), false);
+        } else if (hec == bhttp::error::body_limit) {
+          // Beast checks Content-Length against the body limit with the header.
+          co_await finish(stream, remote, secure, "-", "-", started,
+                          Response::error(413, "request body is larger than " +
+                                                   std::to_string(config.max_body_bytes) + " bytes"),
+                          false);
         } else if (hec != bhttp::error::end_of_stream && hec != beast::error::timeout &&
                    hec != asio::error::operation_aborted && hec != asio::error::connection_reset &&
                    hec != asio::error::eof && hec != asio::ssl::error::stream_truncated) {

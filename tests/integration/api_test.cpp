@@ -37,20 +37,40 @@ long long count_rows(const fs::path& db, const std::string& sql) {
   return n;
 }
 
+Daemon::Options with_http(std::string lines) {
+  Daemon::Options o;
+  o.extra_http = std::move(lines);
+  return o;
+}
+
 class Api : public ::testing::Test {
  protected:
   void SetUp() override { daemon.start(); }
   Daemon daemon{Daemon::Options{}};
 };
 
+// ASPS has no open trial today: from outside the service area a person
+// reviews it; from inside (~180 miles of Memphis) it is accepted.
+TEST_F(Api, AspsFromOutsideTheServiceAreaGoesToReview) {
+  auto doc = json::parse(sample("asps-routine.json"));
+  doc["patient"]["postal_code"] = "77030";  // Houston, TX
+  const auto r = daemon.post_referral(doc.dump());
+  ASSERT_EQ(r.status, 202) << r.body;
+  const auto body = json::parse(r.body);
+  EXPECT_EQ(body["decision"], "review");
+  ASSERT_EQ(body["reasons"].size(), 1U);
+  EXPECT_EQ(body["reasons"][0]["code"], "NO_OPEN_TRIAL");
+}
+
 TEST_F(Api, AcceptsTheSampleReferralAndShowsItsDeliveries) {
+  // asps-routine.json comes from Jonesboro, AR (72401), about 70 miles from Memphis.
   const auto r = daemon.post_referral(sample("asps-routine.json"));
   ASSERT_EQ(r.status, 202) << r.body;
   const auto body = json::parse(r.body);
   const std::string id = body["id"];
-  EXPECT_EQ(body["decision"], "review");
+  EXPECT_EQ(body["decision"], "accepted");
   ASSERT_EQ(body["reasons"].size(), 1U);
-  EXPECT_EQ(body["reasons"][0]["code"], "NO_OPEN_TRIAL");
+  EXPECT_EQ(body["reasons"][0]["code"], "WITHIN_SERVICE_AREA");
   EXPECT_EQ(r.headers.at("location"), "/api/v1/referrals/" + id);
 
   // The 202 means committed: another connection sees the referral at once.
@@ -59,7 +79,7 @@ TEST_F(Api, AcceptsTheSampleReferralAndShowsItsDeliveries) {
   const auto got = daemon.get("/api/v1/referrals/" + id);
   ASSERT_EQ(got.status, 200) << got.body;
   const auto view = json::parse(got.body);
-  EXPECT_EQ(view["decision"], "review");
+  EXPECT_EQ(view["decision"], "accepted");
   EXPECT_EQ(view["referral"]["patient"]["given_name"], "Ava");
   ASSERT_EQ(view["deliveries"].size(), 1U);  // routine: email only, no pager
   EXPECT_EQ(view["deliveries"][0]["target"], "office-email");
@@ -99,7 +119,7 @@ TEST_F(Api, InvalidReferralIs422NamingTheField) {
 }
 
 TEST_F(Api, MalformedJsonIs400AndNothingIsStored) {
-  for (const std::string body : {"{\"patient\": ", "not json", "{\"a\":1}}", std::string("{\"x\":\"\xff\xfe\"}")}) {
+  for (const std::string& body : std::vector<std::string>{"{\"patient\": ", "not json", "{\"a\":1}}", "{\"x\":\"\xff\xfe\"}"}) {
     const auto r = daemon.post_referral(body);
     EXPECT_EQ(r.status, 400) << body << " -> " << r.body;
     EXPECT_FALSE(json::parse(r.body)["errors"][0]["message"].get<std::string>().empty());
@@ -118,7 +138,8 @@ TEST_F(Api, WrongShapesAreRefusedWithTheirPaths) {
   const auto r = daemon.post_referral(doc.dump());
   ASSERT_EQ(r.status, 422);
   std::set<std::string> paths;
-  for (const auto& e : json::parse(r.body)["errors"]) paths.insert(e["path"].get<std::string>());
+  const auto errors = json::parse(r.body);
+  for (const auto& e : errors["errors"]) paths.insert(e["path"].get<std::string>());
   EXPECT_TRUE(paths.count("/patient/shoe_size")) << r.body;
   EXPECT_TRUE(paths.count("/urgency")) << r.body;
   // Duplicate keys are ambiguous: refused, not silently resolved.
@@ -171,7 +192,7 @@ TEST_F(Api, IdempotencyKeyReplaysOrConflicts) {
   const auto body = sample("asps-routine.json");
   const auto first = daemon.post_referral(body, {"Idempotency-Key: ehr-4711"});
   ASSERT_EQ(first.status, 202) << first.body;
-  const auto again = daemon.post_referral(body, {"Idempotency-Key: ehr-4711"});
+  auto again = daemon.post_referral(body, {"Idempotency-Key: ehr-4711"});
   ASSERT_EQ(again.status, 202) << again.body;
   EXPECT_EQ(again.body, first.body);
   EXPECT_EQ(again.headers["idempotent-replayed"], "true");
@@ -205,7 +226,7 @@ TEST_F(Api, HealthAndMetricsAnswer) {
   ASSERT_EQ(daemon.post_referral(sample("asps-routine.json")).status, 202);
   const auto m = daemon.get("/metrics", false);
   EXPECT_EQ(m.status, 200);
-  EXPECT_NE(m.body.find("referrald_intake_total{decision=\"review\"} 1"), std::string::npos) << m.body;
+  EXPECT_NE(m.body.find("referrald_intake_total{decision=\"accepted\"} 1"), std::string::npos) << m.body;
 }
 
 TEST_F(Api, LogsNameReferralsByIdNeverByPatient) {
@@ -228,12 +249,12 @@ TEST_F(Api, LogsNameReferralsByIdNeverByPatient) {
 }
 
 TEST(ApiLimits, RateLimitAnswers429WithRetryAfter) {
-  Daemon daemon{Daemon::Options{.extra_http = "rate_limit_per_minute = 60\nrate_limit_burst = 3\n"}};
+  Daemon daemon{with_http("rate_limit_per_minute = 60\nrate_limit_burst = 3\n")};
   daemon.start();
   int limited = 0;
   std::string retry_after;
   for (int i = 0; i < 6; ++i) {
-    const auto r = daemon.post_referral(sample("asps-routine.json"));
+    auto r = daemon.post_referral(sample("asps-routine.json"));
     if (r.status == 429) {
       ++limited;
       retry_after = r.headers["retry-after"];
@@ -262,7 +283,7 @@ TEST(ApiDurability, EveryAcknowledgedReferralSurvivesKillNine) {
 }
 
 TEST(ApiConcurrency, ConcurrentSubmissionsAreAllCommitted) {
-  Daemon daemon{Daemon::Options{.extra_http = "rate_limit_per_minute = 0\n"}};
+  Daemon daemon{with_http("rate_limit_per_minute = 0\n")};
   daemon.start();
   constexpr int threads = 16, per_thread = 25;
   std::atomic<int> accepted{0};
@@ -291,9 +312,11 @@ TEST(ApiConcurrency, ConcurrentSubmissionsAreAllCommitted) {
 }
 
 TEST(ApiTls, ServesHttpsWithTheConfiguredCertificate) {
-  Daemon daemon{Daemon::Options{.tls = true}};
+  Daemon::Options tls;
+  tls.tls = true;
+  Daemon daemon{tls};
   daemon.start();
-  const auto r = daemon.post_referral(sample("asps-routine.json"));
+  auto r = daemon.post_referral(sample("asps-routine.json"));
   ASSERT_EQ(r.status, 202) << r.error << r.body;
   EXPECT_EQ(r.headers["strict-transport-security"], "max-age=31536000");
   // Plain HTTP on the TLS port gets no referral in.

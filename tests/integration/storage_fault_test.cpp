@@ -1,5 +1,5 @@
 // Storage faults with a real filesystem: the database on a small tmpfs that
-// fills up or turns read-only. Never a 202 then; recovery without a restart
+// fills up, or database files that turn read-only. Never a 202 then; recovery without a restart
 // once the fault clears. Needs mount(2) (root); skipped elsewhere.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -43,7 +43,9 @@ class StorageFault : public ::testing::Test {
   void SetUp() override {
     disk = std::make_unique<SmallDisk>(scratch.path() / "disk");
     if (!disk->mounted()) GTEST_SKIP() << "cannot mount a tmpfs here (needs root)";
-    daemon = std::make_unique<Daemon>(Daemon::Options{.database = scratch.path() / "disk" / "referrald.db"});
+    Daemon::Options options;
+    options.database = scratch.path() / "disk" / "referrald.db";
+    daemon = std::make_unique<Daemon>(options);
     daemon->start();
   }
   void TearDown() override {
@@ -84,17 +86,33 @@ TEST_F(StorageFault, DiskFullIs503ThenRecoversWithoutRestart) {
   EXPECT_EQ(daemon->get("/healthz", false).status, 200);
 }
 
-TEST_F(StorageFault, ReadOnlyDatabaseIs503ThenRecoversWithoutRestart) {
-  ASSERT_EQ(daemon->post_referral(sample("asps-routine.json")).status, 202);
-  ASSERT_TRUE(disk->remount(true));
+// Linux refuses to remount a filesystem read-only while a file on it is open
+// for writing, so the database files are made immutable instead (chattr +i):
+// every write through the daemon's open descriptors then fails with EPERM,
+// as on a read-only medium.
+TEST(StorageReadOnly, ReadOnlyDatabaseIs503ThenRecoversWithoutRestart) {
+  Daemon daemon{Daemon::Options{}};
+  daemon.start();
+  ASSERT_EQ(daemon.post_referral(sample("asps-routine.json")).status, 202);
+  const auto db = daemon.database().string();
+  const std::string files = db + " " + db + "-wal";
+  if (shell("chattr +i " + files + " 2>/dev/null") != 0) {
+    GTEST_SKIP() << "chattr +i is not supported here";
+  }
+  struct Undo {
+    std::string files;
+    ~Undo() { shell("chattr -i " + files + " 2>/dev/null"); }
+  } undo{files};
   for (int i = 0; i < 5; ++i) {
-    const auto r = daemon->post_referral(sample("asps-routine.json"));
+    const auto r = daemon.post_referral(sample("asps-routine.json"));
     EXPECT_EQ(r.status, 503) << r.body;
   }
-  ASSERT_TRUE(disk->remount(false));
-  const auto r = daemon->post_referral(sample("asps-routine.json"));
+  EXPECT_EQ(daemon.get("/healthz", false).status, 503);
+  ASSERT_EQ(shell("chattr -i " + files), 0);
+  const auto r = daemon.post_referral(sample("asps-routine.json"));
   ASSERT_EQ(r.status, 202) << r.body;
-  EXPECT_EQ(daemon->get("/api/v1/referrals/" + json::parse(r.body)["id"].get<std::string>()).status, 200);
+  EXPECT_EQ(daemon.get("/api/v1/referrals/" + json::parse(r.body)["id"].get<std::string>()).status, 200);
+  EXPECT_EQ(daemon.get("/healthz", false).status, 200);
 }
 
 }  // namespace

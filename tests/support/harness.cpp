@@ -309,8 +309,13 @@ HttpResult Daemon::post_referral(const std::string& body, std::vector<std::strin
   HttpRequest r;
   r.method = "POST";
   r.url = base_url() + "/api/v1/referrals";
-  r.headers = {"Authorization: Bearer " + std::string(api_token), "Content-Type: application/json"};
-  for (auto& h : extra_headers) r.headers.push_back(std::move(h));
+  r.headers = {"Authorization: Bearer " + std::string(api_token)};
+  bool content_type = false;
+  for (auto& h : extra_headers) {
+    if (h.rfind("Content-Type:", 0) == 0) content_type = true;
+    r.headers.push_back(std::move(h));
+  }
+  if (!content_type) r.headers.push_back("Content-Type: application/json");
   r.body = body;
   r.ca_file = options_.tls ? ca_file().string() : "";
   return http(r);

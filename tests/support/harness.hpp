@@ -117,6 +117,8 @@ class Daemon {
   unsigned short port() const { return port_; }
   Process* process() { return process_.get(); }
 
+  // POSTs to the JSON API with the test key; a Content-Type among the extra
+  // headers replaces the default application/json.
   HttpResult post_referral(const std::string& body, std::vector<std::string> extra_headers = {});
   HttpResult get(const std::string& path, bool authorized = true);
 
