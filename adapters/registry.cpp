@@ -8,7 +8,15 @@
 namespace referrald {
 
 std::shared_ptr<Adapter> make_adapter(const TargetConfig& target, const AdapterContext& context) {
+  // One line per type; each adapter validates what only it understands and
+  // throws std::runtime_error naming the target.
   if (target.type == "spool") return std::make_shared<SpoolAdapter>(target, context.blocking_executor);
+  // smtp:
+
+  // hylafax, snpp:
+
+  // wctp, http-fax:
+
   std::string known;
   for (const auto& t : known_target_types()) known += (known.empty() ? "" : ", ") + t;
   const bool listed = std::find(known_target_types().begin(), known_target_types().end(), target.type) !=

@@ -10,10 +10,13 @@
 
 namespace referrald {
 
+class CurlPool;
+
 struct AdapterContext {
   boost::asio::any_io_executor executor;          // where adapters run their I/O
-  boost::asio::any_io_executor blocking_executor; // a thread pool for blocking work (files, libcurl easy)
-  const OfficeConfig* office = nullptr;
+  boost::asio::any_io_executor blocking_executor; // a thread pool for blocking work (files)
+  CurlPool* curl = nullptr;                       // libcurl transfers (smtp, http-fax, wctp)
+  const OfficeConfig* office = nullptr;           // contacts for cover sheets and pages
 };
 
 // Throws std::runtime_error for a type this build cannot send to, e.g.

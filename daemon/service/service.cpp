@@ -13,6 +13,7 @@
 #include <iostream>
 #include <thread>
 
+#include "adapters/curl/curl_pool.hpp"
 #include "adapters/registry.hpp"
 #include "config/config.hpp"
 #include "dispatch/dispatcher.hpp"
@@ -98,6 +99,7 @@ class Daemon {
         signals_(ioc_, SIGTERM, SIGINT, SIGHUP) {
     adapter_context_.executor = ioc_.get_executor();
     adapter_context_.blocking_executor = blocking_.get_executor();
+    adapter_context_.curl = &curl_;
     adapter_context_.office = &configuration_.config.office;
     dispatcher_->set_targets(make_targets(configuration_.config, adapter_context_),
                              dispatcher_options(configuration_.config));
@@ -243,6 +245,7 @@ class Daemon {
   SystemClock clock_;
   asio::io_context ioc_;
   asio::thread_pool blocking_{2};
+  CurlPool curl_{8};
   ReferralValidator validator_;
   store::Writer writer_;
   store::ReaderPool readers_;
@@ -265,7 +268,8 @@ int check_config(const std::filesystem::path& config_file, std::ostream& out, st
     // The adapters validate what only they understand (and nothing connects).
     for (const auto& t : c.config.targets) {
       asio::io_context probe;
-      AdapterContext context{probe.get_executor(), probe.get_executor(), &c.config.office};
+      CurlPool curl(1);
+      AdapterContext context{probe.get_executor(), probe.get_executor(), &curl, &c.config.office};
       make_adapter(t, context);
     }
     out << config_file.string() << ": configuration OK (" << c.config.targets.size() << " targets, "
