@@ -937,15 +937,26 @@ TEST(ShippedConfig, DevelopmentConfigLoadsWithItsTargetsAndRoutes) {
 TEST(ShippedConfig, ProductionExampleHasOnlyMissingFileProblems) {
   // The example names files under /etc/referrald and /usr/share/referrald
   // that a build machine does not have; anything else would be a mistake in it.
+  // Its secrets are credentials, which systemd would provide: here a directory does.
+  std::string pattern = (fs::temp_directory_path() / "referrald-credentials-XXXXXX").string();
+  ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+  const fs::path credentials = pattern;
+  for (const char* name : {"tls-key", "smtp-password", "hylafax-password", "snpp-password"}) {
+    std::ofstream(credentials / name) << "secret\n";
+  }
   const fs::path file = source_dir / "config" / "referrald.example.toml";
   const std::string text = read_text(file);
   ASSERT_FALSE(text.empty());
   std::vector<ConfigProblem> problems;
-  try {
-    parse_config(text, file);
-  } catch (const ConfigError& e) {
-    problems = e.problems();
+  {
+    const CredentialsDirectory env(credentials);
+    try {
+      parse_config(text, file);
+    } catch (const ConfigError& e) {
+      problems = e.problems();
+    }
   }
+  fs::remove_all(credentials);
   std::set<std::string> keys;
   for (const auto& p : problems) {
     EXPECT_TRUE(p.message.starts_with("file not found: /") || p.message.starts_with("directory not found: /"))
@@ -954,10 +965,39 @@ TEST(ShippedConfig, ProductionExampleHasOnlyMissingFileProblems) {
   }
   // On a machine without a referrald installation, exactly these are missing.
   if (!fs::exists("/etc/referrald") && !fs::exists("/usr/share/referrald")) {
-    EXPECT_EQ(keys, (std::set<std::string>{"http.tls_certificate", "http.tls_private_key", "rules.file",
-                                           "paths.schemas", "paths.web", "target[0].password_file",
-                                           "target[1].password_file", "target[2].password_file"}));
+    EXPECT_EQ(keys, (std::set<std::string>{"http.tls_certificate", "rules.file", "paths.schemas", "paths.web"}));
   }
+}
+
+TEST(ShippedConfig, InstalledConfigurationListensOnLoopbackAndSpoolsUnderVarLib) {
+  // config/referrald.production.toml is installed as /etc/referrald/referrald.toml
+  // beside rules.toml; here it sits beside config/rules.toml the same way.
+  const fs::path file = source_dir / "config" / "referrald.production.toml";
+  const std::string text = read_text(file);
+  ASSERT_FALSE(text.empty());
+  Config c;
+  std::vector<ConfigProblem> problems;
+  try {
+    c = parse_config(text, file);
+  } catch (const ConfigError& e) {
+    problems = e.problems();
+  }
+  if (!fs::exists("/usr/share/referrald")) {
+    // Only what the installation brings is missing.
+    ASSERT_EQ(problems.size(), 2u);
+    EXPECT_EQ(problems[0].key + ": " + problems[0].message,
+              "paths.schemas: directory not found: /usr/share/referrald/schemas");
+    EXPECT_EQ(problems[1].key + ": " + problems[1].message, "paths.web: directory not found: /usr/share/referrald/web");
+    return;
+  }
+  ASSERT_TRUE(problems.empty());
+  ASSERT_EQ(c.http.listen.size(), 1u);
+  EXPECT_EQ(c.http.listen[0].to_string(), "127.0.0.1:8080");
+  EXPECT_FALSE(c.http.tls_enabled());
+  EXPECT_EQ(c.storage.database, fs::path("/var/lib/referrald/referrald.db"));
+  EXPECT_EQ(c.rules_file, (source_dir / "config" / "rules.toml").lexically_normal());
+  ASSERT_EQ(c.targets.size(), 1u);
+  EXPECT_EQ(*c.targets[0].get_string("directory"), "/var/lib/referrald/spool");
 }
 
 }  // namespace
