@@ -16,9 +16,15 @@ std::string summary(const std::vector<ConfigProblem>& problems) {
 
 std::string ConfigProblem::to_string() const {
   std::string out = file;
-  if (line > 0) out += ":" + std::to_string(line);
+  if (line > 0) {
+    out += ':';
+    out += std::to_string(line);
+  }
   out += ": ";
-  if (!key.empty()) out += key + ": ";
+  if (!key.empty()) {
+    out += key;
+    out += ": ";
+  }
   out += message;
   return out;
 }
