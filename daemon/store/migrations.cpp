@@ -114,6 +114,13 @@ CREATE TABLE audit (
 ) STRICT;
 CREATE INDEX audit_referral ON audit (referral_id);
 )sql"},
+    // Version 2, for referralctl: `list --state` reads referrals newest first
+    // through their deliveries (created_ms is the referral's received_ms),
+    // and `stats` counts the attempts of the last hour and day per target.
+    {2, R"sql(
+CREATE INDEX deliveries_state_created ON deliveries (state, created_ms);
+CREATE INDEX attempts_finished ON attempts (finished_ms);
+)sql"},
 };
 
 static_assert(sizeof(migrations) / sizeof(migrations[0]) == schema_version,

@@ -247,16 +247,17 @@ TEST(Migrations, ADatabaseNewerThanThisBuildIsRefused) {
   {
     Database db(file, OpenMode::read_write_create);
     migrate(db);
-    db.exec("INSERT INTO schema_version (version, applied_ms) VALUES (2, 0)");
+    db.exec("INSERT INTO schema_version (version, applied_ms) VALUES (" + std::to_string(schema_version + 1) + ", 0)");
   }
   Database db(file, OpenMode::read_write);
   try {
     migrate(db);
     FAIL() << "migrated a newer database";
   } catch (const IncompatibleSchema& e) {
-    EXPECT_STREQ(e.what(), "database schema version 2 is newer than this referrald (1)");
+    EXPECT_EQ(std::string(e.what()), "database schema version " + std::to_string(schema_version + 1) +
+                                         " is newer than this referrald (" + std::to_string(schema_version) + ")");
   }
-  EXPECT_EQ(current_schema_version(db), 2);
+  EXPECT_EQ(current_schema_version(db), schema_version + 1);
 }
 
 TEST(Migrations, AForeignDatabaseIsRefused) {
