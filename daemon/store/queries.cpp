@@ -400,12 +400,12 @@ DeliveryState action_result(Action a) noexcept {
 std::string action_refusal(Action a, DeliveryState from) {
   using S = DeliveryState;
   switch (from) {
-    case S::delivered: return "already delivered";
-    case S::cancelled: return "cancelled";
+    case S::delivered:
+    case S::cancelled: return "final";
     case S::sending: return "being sent right now";
-    case S::held: return a == Action::hold ? "already held" : "held (release it first)";
-    case S::pending: return a == Action::release ? "not held" : "already waiting to be sent";
-    case S::dead: return a == Action::release ? "not held" : "dead (retry it first)";
+    case S::held: return a == Action::hold ? "already held" : "release it instead";
+    case S::pending: return a == Action::release ? "not held" : "already due";
+    case S::dead: return a == Action::release ? "not held" : "final; retry it first";
     case S::retry: return "not held";
   }
   return "not applicable";

@@ -153,7 +153,7 @@ std::string_view to_string(Action a) noexcept;
 //   release: held             -> pending, next attempt now
 bool action_accepts(Action a, DeliveryState from) noexcept;
 DeliveryState action_result(Action a) noexcept;
-// Why a delivery in `from` is skipped, e.g. "already delivered".
+// Why a delivery in `from` is skipped, e.g. "final", "being sent right now".
 std::string action_refusal(Action a, DeliveryState from);
 
 // An operator's name for deliveries: a delivery number ("42"), a referral id

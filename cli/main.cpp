@@ -1,0 +1,274 @@
+// referralctl: operators see and steer referrald's queue, like Postfix's
+// postqueue and postsuper. Parses the command line; cli/commands.cpp does
+// the work over the same store library as the daemon.
+#include <CLI/CLI.hpp>
+
+#include <ctime>
+#include <iostream>
+
+#include "cli/commands.hpp"
+#include "util/duration.hpp"
+
+namespace {
+
+using namespace referrald;
+using namespace referrald::cli;
+
+constexpr const char* overview =
+    "referralctl - see and steer referrald's referrals and delivery queue\n"
+    "\n"
+    "Works while referrald runs and while it is stopped (SQLite WAL). Reading\n"
+    "commands open the database read-only; actions take the write lock for one\n"
+    "short transaction, record who did what in the audit trail, and take effect\n"
+    "in the running daemon within seconds, without a restart.";
+
+constexpr const char* footer =
+    "IDs:\n"
+    "  A referral id (R-20261128-7K3M9-TZQXA, any case) stands for all of its deliveries;\n"
+    "  a delivery number (the ID column of `queue`, `#12` in `show`) or a delivery\n"
+    "  identity (R-20261128-7K3M9-TZQXA.office-fax) for one.\n"
+    "\n"
+    "Delivery states: pending (due), sending (claimed, under a lease), retry (failed,\n"
+    "  due again later), held (by an operator), and the final ones: delivered, dead\n"
+    "  (gave up, or the target is misconfigured), cancelled (by an operator).\n"
+    "\n"
+    "Output: aligned tables in local time (TZ is honoured), coloured only on a\n"
+    "  terminal; --json prints the documented stable shape (docs/referralctl.md)\n"
+    "  with RFC 3339 UTC times.\n"
+    "\n"
+    "Exit status:\n"
+    "  0  done\n"
+    "  1  no such referral, delivery or file\n"
+    "  2  usage error\n"
+    "  3  store unavailable: no database, locked beyond --wait, unreadable, not\n"
+    "     writable for an action, or of another schema version (after an upgrade,\n"
+    "     start the new referrald once); or the configuration cannot be read\n"
+    "  4  check: the referral is not valid\n"
+    "\n"
+    "Environment:\n"
+    "  NO_COLOR   when set and not empty, never colour (as --color never)\n"
+    "  TZ         the time zone of human output\n"
+    "  SUDO_USER  run through sudo, actions are recorded as \"root (sudo by USER)\"\n"
+    "\n"
+    "Files:\n"
+    "  /etc/referrald/referrald.toml   default configuration ([storage] database,\n"
+    "                                  [rules] file and [paths] schemas are read)\n"
+    "\n"
+    "Examples:\n"
+    "  referralctl queue                          what is waiting, like postqueue -p\n"
+    "  referralctl list --state dead --since 7d   referrals with a dead delivery\n"
+    "  referralctl show R-20261128-7K3M9-TZQXA    everything about one referral\n"
+    "  referralctl retry ALL --target office-fax  after fixing the fax target\n"
+    "  referralctl check referral.json            the decision, storing nothing\n"
+    "\n"
+    "See also: referrald(8); docs/referralctl.md for the --json shapes.";
+
+// Usage errors are exit 2 whatever CLI11 would return.
+int parse_failure(CLI::App& app, const CLI::ParseError& e) {
+  if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+  std::cerr << "referralctl: " << e.what() << "\nRun with --help for more information.\n";
+  return exit_usage;
+}
+
+template <typename T>
+std::optional<T> parse_enum(const std::string& text, std::optional<T> (*parse)(std::string_view) noexcept) {
+  if (text.empty()) return std::nullopt;
+  return parse(text);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ::tzset();
+  CLI::App app{overview, "referralctl"};
+  app.footer(footer);
+  app.get_formatter()->column_width(34);
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "referralctl " REFERRALD_VERSION);
+
+  GlobalOptions global;
+  std::string config_file, database, lock_wait = "5s";
+  auto* config_option = app.add_option("-c,--config", config_file,
+                                       "referrald's configuration: where the database, rules and schema are "
+                                       "(default /etc/referrald/referrald.toml)");
+  config_option->type_name("FILE");
+  app.add_option("--db", database, "the database file itself; commands other than check then need no configuration")
+      ->type_name("FILE");
+  app.add_option("--wait", lock_wait, "how long an action waits for the database's write lock (default 5s)")
+      ->type_name("DURATION");
+  app.add_option("--color", global.colour, "colour human output: auto (on a terminal, unless NO_COLOR), always, never")
+      ->check(CLI::IsMember({"auto", "always", "never"}))
+      ->type_name("WHEN");
+
+  bool json = false;
+  const auto add_json = [&json](CLI::App* sub) {
+    sub->add_flag("--json", json, "print JSON (shape in docs/referralctl.md) instead of a table");
+  };
+
+  // list
+  std::string decision, state, urgency, since, before;
+  int limit = 50;
+  auto* list = app.add_subcommand("list", "referrals, newest first, with their deliveries' states");
+  list->add_option("--decision", decision, "only this decision")
+      ->check(CLI::IsMember({"accepted", "review", "declined"}))->type_name("accepted|review|declined");
+  list->add_option("--state", state, "only referrals with a delivery in this state")
+      ->check(CLI::IsMember({"pending", "sending", "retry", "held", "delivered", "dead", "cancelled"}))
+      ->type_name("STATE");
+  list->add_option("--urgency", urgency, "only this urgency")
+      ->check(CLI::IsMember({"routine", "urgent", "emergent"}))->type_name("routine|urgent|emergent");
+  list->add_option("--since", since,
+                   "received since: a duration ago (24h, 7d) or a local date/time (2026-11-01, 2026-11-01T08:00; "
+                   "a trailing Z means UTC)")
+      ->type_name("WHEN");
+  list->add_option("--limit", limit, "at most this many referrals per page (default 50)")
+      ->check(CLI::Range(1, 100000))->type_name("N");
+  list->add_option("--before", before,
+                   "the next page: referrals listed after this one (the id printed after \"more:\", or "
+                   "next_before in JSON)")
+      ->type_name("ID");
+  list->footer("Paging is by key, not by offset: a page costs the same however deep it is, and referrals\n"
+               "arriving meanwhile do not shift it.");
+  add_json(list);
+
+  // show
+  std::string show_id;
+  auto* show = app.add_subcommand("show", "one referral: its decision and reasons, the referral itself, each delivery "
+                                          "with every attempt, and the audit trail");
+  show->add_option("ID", show_id, "the referral id")->required();
+  add_json(show);
+
+  // queue
+  std::string queue_target, queue_state;
+  int queue_limit = 0;
+  auto* queue = app.add_subcommand("queue", "deliveries not yet final (pending, sending, retry, held), soonest first, "
+                                            "like postqueue -p");
+  queue->add_option("--target", queue_target, "only this target")->type_name("NAME");
+  queue->add_option("--state", queue_state, "only this state")
+      ->check(CLI::IsMember({"pending", "sending", "retry", "held"}))->type_name("pending|sending|retry|held");
+  queue->add_option("--limit", queue_limit, "at most this many (default: all)")->check(CLI::Range(1, 10000000))
+      ->type_name("N");
+  add_json(queue);
+
+  // stats
+  auto* stats = app.add_subcommand("stats", "counts by decision and delivery state, the oldest due delivery, "
+                                            "attempts per target over the last hour and day");
+  add_json(stats);
+
+  // actions
+  std::vector<std::string> ids;
+  std::string action_target;
+  const auto add_action = [&](const char* name, const char* description, const char* states) {
+    auto* sub = app.add_subcommand(name, description);
+    sub->add_option("ID", ids, "referral ids, delivery numbers or REFERRAL.TARGET identities")->required();
+    sub->add_option("--target", action_target, "only the deliveries to this target")->type_name("NAME");
+    sub->footer(states);
+    add_json(sub);
+    return sub;
+  };
+  auto* retry = add_action(
+      "retry", "send dead and retrying deliveries again, now (ID... or ALL)",
+      "retry moves dead and retry deliveries to pending, due now; the running daemon sends them within\n"
+      "seconds. Others are skipped (delivered, cancelled, sending, pending; held: use release).\n"
+      "ALL, in capitals as with postsuper, means every dead and retry delivery (with --target, of one\n"
+      "target). The attempt count goes on: a delivery that had used up max_attempts or give_up_after\n"
+      "gets one more attempt, and is dead again if that one fails.");
+  auto* cancel = add_action(
+      "cancel", "stop delivering: the deliveries become cancelled (final)",
+      "cancel moves pending, retry, held, sending and dead deliveries to cancelled; delivered and\n"
+      "cancelled ones are skipped. A delivery being sent right now may still go out; its outcome is\n"
+      "recorded but does not change the state. Cancelled deliveries are left out of retry ALL.");
+  auto* hold = add_action("hold", "keep deliveries from being sent until released",
+                          "hold moves pending and retry deliveries to held; others are skipped (one being sent\n"
+                          "right now cannot be held: try again in a moment).");
+  auto* release = add_action("release", "send held deliveries again, now",
+                             "release moves held deliveries to pending, due now; others are skipped.");
+
+  // check
+  std::string check_file;
+  auto* check = app.add_subcommand("check", "validate a referral and show the decision with its reasons (and the "
+                                            "targets it would notify now), storing nothing");
+  check->add_option("FILE", check_file, "the referral JSON, as posted to /api/v1/referrals")->required()
+      ->type_name("FILE.json");
+  check->footer("Runs referrald's own validation and eligibility rules (the configuration's rules file and\n"
+                "schema). Exit 0 for a valid referral, 4 with each problem for an invalid one, 1 if the\n"
+                "file cannot be read. Needs --config (or the default configuration), not the database.");
+  add_json(check);
+
+  // purge
+  std::string older_than;
+  bool dry_run = false;
+  auto* purge = app.add_subcommand("purge", "delete old referrals whose deliveries are all final");
+  purge->add_option("--older-than", older_than, "received longer ago than this (e.g. 365d)")->required()
+      ->type_name("DURATION");
+  purge->add_flag("--dry-run", dry_run, "count what would be purged; change nothing");
+  purge->footer("Deletes each referral with its reasons, deliveries and attempts, in batches of 500 so the\n"
+                "running daemon is never kept waiting; referrals with a delivery not yet final are kept.\n"
+                "The audit trail keeps a \"purged\" entry per referral (it holds no patient data).");
+  add_json(purge);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return parse_failure(app, e);
+  }
+
+  if (!config_file.empty()) global.config_file = config_file;
+  if (!database.empty()) global.database = database;
+  if (!config_file.empty() && !database.empty() && !check->parsed()) {
+    std::cerr << "referralctl: give --config or --db, not both\nRun with --help for more information.\n";
+    return exit_usage;
+  }
+  const auto wait = parse_duration(lock_wait);
+  if (!wait) {
+    std::cerr << "referralctl: --wait: expected a duration like 5s or 1m, got \"" << lock_wait << "\"\n";
+    return exit_usage;
+  }
+  global.lock_wait = *wait;
+
+  Context c{global, {}, detect_style(global.colour), json, std::cout, std::cerr};
+
+  if (list->parsed()) {
+    store::ListFilter filter;
+    filter.decision = parse_enum<Decision>(decision, parse_decision);
+    filter.urgency = parse_enum<Urgency>(urgency, parse_urgency);
+    filter.delivery_state = parse_enum<store::DeliveryState>(state, store::parse_delivery_state);
+    if (!since.empty()) {
+      filter.since = parse_since(since, c.now);
+      if (!filter.since) {
+        std::cerr << "referralctl: --since: expected a duration (24h, 7d) or a date/time (2026-11-01, "
+                     "2026-11-01T08:00), got \""
+                  << since << "\"\n";
+        return exit_usage;
+      }
+    }
+    if (!before.empty()) filter.before = before;
+    filter.limit = limit;
+    return run_command(c, false, [&] { return list_command(c, filter); });
+  }
+  if (show->parsed()) return run_command(c, false, [&] { return show_command(c, show_id); });
+  if (queue->parsed()) {
+    store::QueueFilter filter;
+    if (!queue_target.empty()) filter.target = queue_target;
+    filter.state = parse_enum<store::DeliveryState>(queue_state, store::parse_delivery_state);
+    filter.limit = queue_limit;
+    return run_command(c, false, [&] { return queue_command(c, filter); });
+  }
+  if (stats->parsed()) return run_command(c, false, [&] { return stats_command(c); });
+  for (auto [sub, action] : {std::pair{retry, store::Action::retry}, std::pair{cancel, store::Action::cancel},
+                             std::pair{hold, store::Action::hold}, std::pair{release, store::Action::release}}) {
+    if (!sub->parsed()) continue;
+    std::optional<std::string> target;
+    if (!action_target.empty()) target = action_target;
+    return run_command(c, false, [&, action = action] { return action_command(c, action, ids, target); });
+  }
+  if (check->parsed()) return run_command(c, true, [&] { return check_command(c, check_file); });
+  if (purge->parsed()) {
+    const auto d = parse_duration(older_than);
+    if (!d) {
+      std::cerr << "referralctl: --older-than: expected a duration like 365d, got \"" << older_than << "\"\n";
+      return exit_usage;
+    }
+    return run_command(c, false, [&] { return purge_command(c, *d, dry_run); });
+  }
+  return exit_usage;
+}

@@ -1,0 +1,40 @@
+// Where referralctl finds the store and, for `check`, the rules and schema.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+
+namespace referrald::cli {
+
+inline constexpr const char* default_config_file = "/etc/referrald/referrald.toml";
+
+// The configuration cannot tell where the store is (referralctl exits 3).
+class SettingsError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct Settings {
+  std::filesystem::path config_file;  // empty with --db and no --config
+  std::filesystem::path database;
+  std::filesystem::path rules_file;   // empty unless a configuration was read
+  std::filesystem::path schema_dir;
+  // The whole configuration when it validates as referrald's start-up
+  // validates it; outside systemd a "credential:NAME" secret cannot resolve,
+  // so referralctl then reads only the paths it needs (`problems` says why).
+  std::optional<Configuration> configuration;
+  std::vector<std::string> problems;
+};
+
+// --db wins for the database; the configuration (given, or the default) is
+// read when there is no --db, or when `need_rules` (check). Throws
+// SettingsError.
+Settings locate(const std::optional<std::filesystem::path>& config_file,
+                const std::optional<std::filesystem::path>& database, bool need_rules);
+
+}  // namespace referrald::cli
