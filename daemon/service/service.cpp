@@ -18,6 +18,7 @@
 #include "config/config.hpp"
 #include "dispatch/dispatcher.hpp"
 #include "http/api.hpp"
+#include "http/form.hpp"
 #include "http/server.hpp"
 #include "intake/submission.hpp"
 #include "intake/validator.hpp"
@@ -93,6 +94,7 @@ class Daemon {
         readers_(configuration_.config.storage.database, 2),
         intake_(validator_, writer_, clock_, make_policy(configuration_)),
         api_(intake_, writer_, readers_, configuration_.config.http.api_keys),
+        form_(configuration_.config.web_dir, configuration_.config.office, intake_, readers_),
         server_(ioc_.get_executor(), configuration_.config.http, api_),
         dispatcher_(std::make_shared<Dispatcher>(ioc_.get_executor(), writer_, clock_,
                                                  dispatcher_options(configuration_.config))),
@@ -105,6 +107,8 @@ class Daemon {
                              dispatcher_options(configuration_.config));
     writer_.on_commit([d = dispatcher_] { d->wake(); });
     api_.add_metrics_source([this] { return dispatch_metrics(); });
+    api_.set_fallback(&form_);
+    api_.add_metrics_source([this] { return form_.metrics(); });
   }
 
   int run() {
@@ -251,6 +255,7 @@ class Daemon {
   store::ReaderPool readers_;
   IntakeService intake_;
   http::Api api_;
+  http::Form form_;  // the web form: the API hands it every path it does not serve
   http::Server server_;
   std::shared_ptr<Dispatcher> dispatcher_;
   AdapterContext adapter_context_;

@@ -1,0 +1,986 @@
+#include "http/form.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+#include "store/async.hpp"
+#include "store/store.hpp"
+#include "util/crypto.hpp"
+#include "util/ids.hpp"
+
+namespace referrald::http {
+
+namespace asio = boost::asio;
+using json = nlohmann::ordered_json;
+
+// ---------------------------------------------------------------------------
+// Decoding and escaping
+
+bool is_valid_utf8(std::string_view text) noexcept {
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t extra = 0;
+    char32_t cp = 0;
+    char32_t min = 0;
+    if ((c & 0xE0) == 0xC0) {
+      extra = 1;
+      cp = c & 0x1Fu;
+      min = 0x80;
+    } else if ((c & 0xF0) == 0xE0) {
+      extra = 2;
+      cp = c & 0x0Fu;
+      min = 0x800;
+    } else if ((c & 0xF8) == 0xF0) {
+      extra = 3;
+      cp = c & 0x07u;
+      min = 0x10000;
+    } else {
+      return false;  // a continuation byte without a lead, or 0xF8..0xFF
+    }
+    if (text.size() - i <= extra) return false;
+    for (std::size_t k = 1; k <= extra; ++k) {
+      const auto cc = static_cast<unsigned char>(text[i + k]);
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3Fu);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += extra + 1;
+  }
+  return true;
+}
+
+namespace {
+
+int hex_value(char c) noexcept {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::optional<std::string> decode_component(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (c == '+') {
+      out += ' ';
+    } else if (c == '%') {
+      if (s.size() - i < 3) return std::nullopt;  // needs two hex digits after it
+      const int hi = hex_value(s[i + 1]);
+      const int lo = hex_value(s[i + 2]);
+      if (hi < 0 || lo < 0) return std::nullopt;
+      out += static_cast<char>((hi << 4) | lo);
+      i += 2;
+    } else {
+      out += c;
+    }
+  }
+  if (!is_valid_utf8(out)) return std::nullopt;
+  return out;
+}
+
+}  // namespace
+
+std::optional<FormData> decode_form(std::string_view body) {
+  FormData out;
+  std::size_t start = 0;
+  while (start < body.size()) {
+    std::size_t end = body.find('&', start);
+    if (end == std::string_view::npos) end = body.size();
+    const auto pair = body.substr(start, end - start);
+    start = end + 1;
+    if (pair.empty()) continue;
+    const auto eq = pair.find('=');
+    auto name = decode_component(pair.substr(0, eq));
+    auto value = eq == std::string_view::npos ? std::optional<std::string>(std::string())
+                                              : decode_component(pair.substr(eq + 1));
+    if (!name || !value) return std::nullopt;
+    out.emplace_back(std::move(*name), std::move(*value));
+  }
+  return out;
+}
+
+std::string html_escape(std::string_view text) {
+  std::string out;
+  out.reserve(text.size() + text.size() / 8);
+  for (char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      case '\t':
+      case '\n':
+      case '\r': out += ch; break;
+      default:
+        if (c < 0x20 || c == 0x7F) {
+          out += "\xEF\xBF\xBD";  // U+FFFD
+        } else {
+          out += ch;
+        }
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Templates
+
+Template::Template(std::string_view text, std::string name) : name_(std::move(name)), text_(text) {
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    const auto open = text.find("{{", pos);
+    if (open == std::string_view::npos) {
+      parts_.push_back({false, std::string(text.substr(pos))});
+      break;
+    }
+    if (open > pos) parts_.push_back({false, std::string(text.substr(pos, open - pos))});
+    const auto close = text.find("}}", open + 2);
+    if (close == std::string_view::npos) {
+      throw std::runtime_error(name_ + ": unterminated \"{{\" at byte " + std::to_string(open));
+    }
+    parts_.push_back({true, std::string(text.substr(open + 2, close - open - 2))});
+    pos = close + 2;
+  }
+}
+
+std::string Template::render(const Resolver& resolve) const {
+  std::string out;
+  out.reserve(text_.size() + 1024);
+  for (const auto& part : parts_) {
+    if (!part.placeholder) {
+      out += part.text;
+      continue;
+    }
+    auto value = resolve(part.text);
+    if (!value) throw std::runtime_error(name_ + ": unknown placeholder {{" + part.text + "}}");
+    out += *value;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// The form's fields
+
+namespace {
+
+enum class FieldKind {
+  line,      // single-line text, date, select, radio: surrounding white space trimmed
+  checkbox,  // present → "yes"
+  text,      // the notes: line breaks kept (CR LF → LF)
+};
+
+struct FieldSpec {
+  std::string_view name;    // the form field: the JSON path with dots
+  std::string_view label;   // starts the sentence of an error message
+  std::string_view anchor;  // the element an error summary link focuses
+  FieldKind kind = FieldKind::line;
+};
+
+constexpr std::array kFields{
+    FieldSpec{"patient.given_name", "Patient's given name", "patient-given_name"},
+    FieldSpec{"patient.family_name", "Patient's family name", "patient-family_name"},
+    FieldSpec{"patient.birth_date", "Patient's date of birth", "patient-birth_date"},
+    FieldSpec{"patient.sex", "Patient's sex", "patient-sex-female"},
+    FieldSpec{"patient.postal_code", "Home ZIP code", "patient-postal_code"},
+    FieldSpec{"patient.guardian.name", "Parent or guardian's name", "patient-guardian-name"},
+    FieldSpec{"patient.guardian.phone", "Parent or guardian's phone number", "patient-guardian-phone"},
+    FieldSpec{"patient.guardian.relationship", "Parent or guardian's relationship to the patient",
+              "patient-guardian-relationship"},
+    FieldSpec{"diagnosis.name", "Diagnosis", "diagnosis-name"},
+    FieldSpec{"diagnosis.code.system", "Diagnosis code system", "diagnosis-code-system"},
+    FieldSpec{"diagnosis.code.value", "Diagnosis code", "diagnosis-code-value"},
+    FieldSpec{"diagnosis.diagnosed_on", "Date of diagnosis", "diagnosis-diagnosed_on"},
+    FieldSpec{"diagnosis.pathology_confirmed", "Confirmed by pathology", "diagnosis-pathology_confirmed",
+              FieldKind::checkbox},
+    FieldSpec{"referrer.name", "Referring clinician's name", "referrer-name"},
+    FieldSpec{"referrer.credential", "Referring clinician's credential", "referrer-credential"},
+    FieldSpec{"referrer.npi", "NPI", "referrer-npi"},
+    FieldSpec{"referrer.organization", "Practice or hospital", "referrer-organization"},
+    FieldSpec{"referrer.phone", "Referring clinician's phone number", "referrer-phone"},
+    FieldSpec{"referrer.fax", "Fax number", "referrer-fax"},
+    FieldSpec{"referrer.email", "Email address", "referrer-email"},
+    FieldSpec{"urgency", "Urgency", "urgency-routine"},
+    FieldSpec{"notes", "Notes", "notes", FieldKind::text},
+};
+
+constexpr std::string_view kCsrfField = "csrf_token";
+constexpr std::string_view kSubmissionField = "submission_token";
+
+const FieldSpec* find_field(std::string_view name) {
+  for (const auto& f : kFields) {
+    if (f.name == name) return &f;
+  }
+  return nullptr;
+}
+
+// The element id of a field: dots become hyphens ("patient-given_name").
+std::string field_id(std::string_view name) {
+  std::string id(name);
+  std::replace(id.begin(), id.end(), '.', '-');
+  return id;
+}
+
+bool is_space(char c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f'; }
+
+std::string trim(std::string_view s) {
+  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
+  return std::string(s);
+}
+
+std::string normalize(const FieldSpec& spec, std::string_view value) {
+  switch (spec.kind) {
+    case FieldKind::line: return trim(value);
+    case FieldKind::checkbox: return "yes";
+    case FieldKind::text: {
+      std::string out;
+      out.reserve(value.size());
+      for (std::size_t i = 0; i < value.size(); ++i) {
+        if (value[i] == '\r') {
+          out += '\n';
+          if (i + 1 < value.size() && value[i + 1] == '\n') ++i;
+        } else {
+          out += value[i];
+        }
+      }
+      return std::all_of(out.begin(), out.end(), is_space) ? std::string() : out;
+    }
+  }
+  return std::string(value);
+}
+
+}  // namespace
+
+std::string form_to_json(const std::map<std::string, std::string>& fields) {
+  auto put = [&fields](json& object, const char* key, const char* field) {
+    const auto it = fields.find(field);
+    if (it != fields.end() && !it->second.empty()) object[key] = it->second;
+  };
+  json patient = json::object();
+  put(patient, "given_name", "patient.given_name");
+  put(patient, "family_name", "patient.family_name");
+  put(patient, "birth_date", "patient.birth_date");
+  put(patient, "sex", "patient.sex");
+  put(patient, "postal_code", "patient.postal_code");
+  json guardian = json::object();
+  put(guardian, "name", "patient.guardian.name");
+  put(guardian, "phone", "patient.guardian.phone");
+  put(guardian, "relationship", "patient.guardian.relationship");
+  if (!guardian.empty()) patient["guardian"] = std::move(guardian);
+
+  json diagnosis = json::object();
+  put(diagnosis, "name", "diagnosis.name");
+  json code = json::object();
+  put(code, "system", "diagnosis.code.system");
+  put(code, "value", "diagnosis.code.value");
+  if (!code.empty()) diagnosis["code"] = std::move(code);
+  put(diagnosis, "diagnosed_on", "diagnosis.diagnosed_on");
+  // Unticked means "not confirmed, or not known": left out rather than false.
+  if (const auto it = fields.find("diagnosis.pathology_confirmed"); it != fields.end() && !it->second.empty()) {
+    diagnosis["pathology_confirmed"] = true;
+  }
+
+  json referrer = json::object();
+  put(referrer, "name", "referrer.name");
+  put(referrer, "credential", "referrer.credential");
+  put(referrer, "npi", "referrer.npi");
+  put(referrer, "organization", "referrer.organization");
+  put(referrer, "phone", "referrer.phone");
+  put(referrer, "fax", "referrer.fax");
+  put(referrer, "email", "referrer.email");
+
+  json doc = json::object();
+  doc["patient"] = std::move(patient);
+  doc["diagnosis"] = std::move(diagnosis);
+  doc["referrer"] = std::move(referrer);
+  put(doc, "urgency", "urgency");
+  put(doc, "notes", "notes");
+  return doc.dump();
+}
+
+std::string field_for_pointer(std::string_view pointer) {
+  std::string out;
+  std::size_t i = 0;
+  while (i < pointer.size()) {
+    if (pointer[i] == '/') {
+      if (!out.empty()) out += '.';
+      ++i;
+      continue;
+    }
+    if (pointer[i] == '~' && i + 1 < pointer.size()) {
+      out += pointer[i + 1] == '1' ? '/' : '~';
+      i += 2;
+      continue;
+    }
+    out += pointer[i++];
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// The handler
+
+namespace {
+
+constexpr std::string_view kContentSecurityPolicy =
+    "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'";
+
+constexpr std::size_t kTokenBytes = 32;             // 256 bits
+constexpr std::size_t kTokenChars = 2 * kTokenBytes;  // hex
+
+struct StaticFile {
+  std::string_view name;
+  std::string_view content_type;
+};
+
+// Everything /static/ serves; any other name is a 404, so no request can
+// reach a file outside this list (no path is ever built from the request).
+constexpr std::array kStaticFiles{
+    StaticFile{"style.css", "text/css; charset=utf-8"},
+    StaticFile{"form.js", "text/javascript; charset=utf-8"},
+    StaticFile{"favicon.svg", "image/svg+xml"},
+};
+
+std::string read_web_file(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read web file " + file.string() + ": " + std::strerror(errno));
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string new_token() {
+  const auto bytes = random_bytes(kTokenBytes);
+  return to_hex(bytes.data(), bytes.size());
+}
+
+bool is_token(std::string_view s) noexcept {
+  return s.size() == kTokenChars &&
+         std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+bool tokens_equal(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  return constant_time_equal(reinterpret_cast<const unsigned char*>(a.data()),
+                             reinterpret_cast<const unsigned char*>(b.data()), a.size());
+}
+
+// Which browser sent a form: ties the idempotency key and the confirmation
+// page to the CSRF cookie without storing the cookie itself.
+std::string client_of(std::string_view csrf) { return "form:" + sha256_hex(csrf).substr(0, 16); }
+
+std::string cookie_name(bool secure) { return secure ? "__Host-csrf" : "csrf"; }
+
+// Every value of the named cookie in the Cookie header.
+std::vector<std::string> cookie_values(const Request& request, std::string_view name) {
+  std::vector<std::string> out;
+  for (const auto& [header, value] : request.headers) {
+    if (header != "cookie") continue;
+    std::string_view rest = value;
+    while (!rest.empty()) {
+      const auto semi = rest.find(';');
+      auto item = rest.substr(0, semi);
+      rest = semi == std::string_view::npos ? std::string_view() : rest.substr(semi + 1);
+      while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+      while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+      const auto eq = item.find('=');
+      if (eq != std::string_view::npos && item.substr(0, eq) == name) out.emplace_back(item.substr(eq + 1));
+    }
+  }
+  return out;
+}
+
+// The browser's CSRF token: exactly one well-formed cookie, or nothing.
+std::optional<std::string> csrf_cookie(const Request& request) {
+  auto values = cookie_values(request, cookie_name(request.secure));
+  if (values.size() != 1 || !is_token(values.front())) return std::nullopt;
+  return std::move(values.front());
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// Browsers say where a request comes from; anything but this origin is refused
+// before the token is even compared (defence in depth for old cookies).
+bool from_this_origin(const Request& request) {
+  if (const auto* site = request.header("sec-fetch-site")) {
+    const auto s = lower(*site);
+    if (s != "same-origin" && s != "none") return false;
+  }
+  const auto* origin = request.header("origin");
+  if (origin == nullptr || *origin == "null") return true;
+  const auto* host = request.header("host");
+  if (host == nullptr) return false;
+  return lower(*origin) == std::string(request.secure ? "https://" : "http://") + lower(*host);
+}
+
+bool is_form_content_type(const std::string* value) {
+  if (value == nullptr) return false;
+  auto media = lower(value->substr(0, value->find(';')));
+  while (!media.empty() && media.back() == ' ') media.pop_back();
+  return media == "application/x-www-form-urlencoded";
+}
+
+// "1-888-226-4343" → "18882264343", for tel: links.
+std::string tel_uri(std::string_view phone) {
+  std::string out;
+  for (char c : phone) {
+    if ((c >= '0' && c <= '9') || (c == '+' && out.empty())) out += c;
+  }
+  return out;
+}
+
+// The error message a person reads: the field's label, then the API's words.
+std::string sentence(std::string_view label, std::string_view message) {
+  std::string out(label);
+  out += ' ';
+  out += message;
+  if (out.back() != '.') out += '.';
+  return out;
+}
+
+asio::awaitable<SubmissionOutcome> async_submit(IntakeService& intake, SubmissionRequest request) {
+  return asio::async_initiate<decltype(asio::use_awaitable), void(SubmissionOutcome)>(
+      [&intake, request = std::move(request)](auto handler) mutable {
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        intake.submit(std::move(request), [shared](SubmissionOutcome outcome) {
+          auto ex = asio::get_associated_executor(*shared);
+          asio::post(ex, [shared, outcome = std::move(outcome)]() mutable { (*shared)(std::move(outcome)); });
+        });
+      },
+      asio::use_awaitable);
+}
+
+void add_security_headers(Response& r) {
+  r.headers.emplace_back("Content-Security-Policy", std::string(kContentSecurityPolicy));
+  r.headers.emplace_back("X-Content-Type-Options", "nosniff");
+  r.headers.emplace_back("X-Frame-Options", "DENY");
+  // same-origin, not no-referrer: the latter would make the form's POST carry "Origin: null".
+  r.headers.emplace_back("Referrer-Policy", "same-origin");
+  r.headers.emplace_back("Cross-Origin-Opener-Policy", "same-origin");
+  r.headers.emplace_back("Cross-Origin-Resource-Policy", "same-origin");
+}
+
+Response html_response(unsigned status, std::string body) {
+  Response r;
+  r.status = status;
+  r.content_type = "text/html; charset=utf-8";
+  r.body = std::move(body);
+  add_security_headers(r);
+  return r;
+}
+
+// What the form shows: the values as submitted (normalised), the errors by
+// field and the tokens that go back into the hidden fields.
+struct FormState {
+  std::map<std::string, std::string> values;
+  std::map<std::string, std::string> errors;                 // field → sentence
+  std::vector<std::pair<std::string, std::string>> summary;  // anchor (may be empty) → sentence
+  std::string csrf;
+  std::string submission;
+  std::string notice;  // safe HTML above the form
+};
+
+}  // namespace
+
+struct Form::Impl {
+  OfficeConfig office;
+  IntakeService& intake;
+  store::ReaderPool& readers;
+  Template form_page;
+  Template confirmation_page;
+  Template message_page;
+  std::set<std::string> hinted;  // fields whose hint (id="<id>-hint") the form has
+  struct Asset {
+    std::string body;
+    std::string content_type;
+    std::string etag;
+  };
+  std::map<std::string, Asset, std::less<>> assets;
+
+  mutable std::atomic<std::uint64_t> stored{0}, replayed{0}, invalid{0}, refused{0}, conflicts{0}, unavailable{0},
+      rejected{0};
+
+  Impl(const std::filesystem::path& web_dir, OfficeConfig o, IntakeService& i, store::ReaderPool& r)
+      : office(std::move(o)), intake(i), readers(r) {
+    form_page = Template(read_web_file(web_dir / "form.html"), (web_dir / "form.html").string());
+    confirmation_page =
+        Template(read_web_file(web_dir / "confirmation.html"), (web_dir / "confirmation.html").string());
+    message_page = Template(read_web_file(web_dir / "message.html"), (web_dir / "message.html").string());
+    for (const auto& f : kFields) {
+      if (form_page.text().find("id=\"" + field_id(f.name) + "-hint\"") != std::string::npos) {
+        hinted.insert(std::string(f.name));
+      }
+    }
+    for (const auto& s : kStaticFiles) {
+      auto body = read_web_file(web_dir / s.name);
+      auto etag = "\"" + sha256_hex(body).substr(0, 32) + "\"";
+      assets.emplace(std::string(s.name), Asset{std::move(body), std::string(s.content_type), std::move(etag)});
+    }
+    check_templates(web_dir);
+  }
+
+  // A template that names a field the code does not know, or misses one,
+  // fails at start rather than silently dropping a value.
+  void check_templates(const std::filesystem::path& web_dir) const {
+    const auto file = (web_dir / "form.html").string();
+    const std::string& text = form_page.text();
+    for (const auto& f : kFields) {
+      if (text.find("name=\"" + std::string(f.name) + "\"") == std::string::npos) {
+        throw std::runtime_error(file + ": no input named \"" + std::string(f.name) + "\"");
+      }
+      if (text.find("id=\"" + std::string(f.anchor) + "\"") == std::string::npos) {
+        throw std::runtime_error(file + ": no element with id \"" + std::string(f.anchor) + "\"");
+      }
+    }
+    for (std::size_t pos = text.find("name=\""); pos != std::string::npos; pos = text.find("name=\"", pos + 1)) {
+      const auto end = text.find('"', pos + 6);
+      const auto name = text.substr(pos + 6, end - pos - 6);
+      if (find_field(name) == nullptr && name != kCsrfField && name != kSubmissionField && name != "viewport") {
+        throw std::runtime_error(file + ": input \"" + name + "\" is not a field of the referral");
+      }
+    }
+    // Every placeholder must resolve, in every state a page can be in.
+    FormState state;
+    state.csrf = state.submission = std::string(kTokenChars, '0');
+    for (const auto& f : kFields) state.errors[std::string(f.name)] = "x";
+    (void)render_form(state);
+    (void)render_form(FormState{});
+    (void)render_confirmation("R-20260101-00000-00000", Decision::declined, Urgency::emergent, {});
+    (void)render_message("t", "<p>b</p>");
+  }
+
+  // ---- rendering
+
+  std::optional<std::string> office_value(std::string_view key) const {
+    if (key == "office.name") return html_escape(office.name);
+    if (key == "office.phone") return html_escape(office.phone);
+    if (key == "office.fax") return html_escape(office.fax);
+    if (key == "office.pager") return html_escape(office.pager);
+    if (key == "tel:office.phone") return html_escape(tel_uri(office.phone));
+    if (key == "tel:office.pager") return html_escape(tel_uri(office.pager));
+    return std::nullopt;
+  }
+
+  std::string describedby(const FormState& s, const std::string& name, bool with_invalid) const {
+    const auto id = field_id(name);
+    const bool error = s.errors.count(name) != 0;
+    std::string ids;
+    if (hinted.count(name) != 0) ids = id + "-hint";
+    if (error) ids += (ids.empty() ? "" : " ") + id + "-error";
+    std::string out;
+    if (error && with_invalid) out += " aria-invalid=\"true\"";
+    if (!ids.empty()) out += " aria-describedby=\"" + ids + "\"";
+    return out;
+  }
+
+  std::string summary_html(const FormState& s) const {
+    if (s.summary.empty()) return {};
+    const auto n = s.summary.size();
+    std::string out =
+        "<div class=\"error-summary\" role=\"alert\" tabindex=\"-1\" aria-labelledby=\"error-summary-title\">\n"
+        "<h2 id=\"error-summary-title\">The referral has not been sent: ";
+    out += n == 1 ? "1 field needs" : std::to_string(n) + " fields need";
+    out += " your attention</h2>\n<ul>\n";
+    for (const auto& [anchor, text] : s.summary) {
+      if (anchor.empty()) {
+        out += "<li>" + html_escape(text) + "</li>\n";
+      } else {
+        out += "<li><a href=\"#" + html_escape(anchor) + "\">" + html_escape(text) + "</a></li>\n";
+      }
+    }
+    out += "</ul>\n</div>";
+    return out;
+  }
+
+  std::string render_form(const FormState& s) const {
+    auto value = [&s](const std::string& name) -> std::string {
+      const auto it = s.values.find(name);
+      return it == s.values.end() ? std::string() : it->second;
+    };
+    return form_page.render([&](std::string_view key) -> std::optional<std::string> {
+      if (auto v = office_value(key)) return v;
+      if (key == "title_prefix") return s.errors.empty() ? "" : "Error: ";
+      if (key == "summary") return summary_html(s);
+      if (key == "notice") return s.notice;
+      if (key == "csrf") return html_escape(s.csrf);
+      if (key == "submission") return html_escape(s.submission);
+      const auto colon = key.find(':');
+      if (colon == std::string_view::npos) return std::nullopt;
+      const auto kind = key.substr(0, colon);
+      auto arg = key.substr(colon + 1);
+      if (kind == "checked" || kind == "selected") {
+        const auto eq = arg.find('=');
+        if (eq == std::string_view::npos || find_field(arg.substr(0, eq)) == nullptr) return std::nullopt;
+        const bool on = value(std::string(arg.substr(0, eq))) == arg.substr(eq + 1);
+        return on ? (kind == "checked" ? " checked" : " selected") : "";
+      }
+      if (find_field(arg) == nullptr) return std::nullopt;
+      const std::string name(arg);
+      const auto error = s.errors.find(name);
+      if (kind == "v") return html_escape(value(name));
+      if (kind == "errclass") return error == s.errors.end() ? "" : " has-error";
+      if (kind == "aria") return describedby(s, name, true);
+      if (kind == "desc") return describedby(s, name, false);
+      if (kind == "err") {
+        if (error == s.errors.end()) return "";
+        return "<p class=\"field-message\" id=\"" + field_id(name) +
+               "-error\"><span class=\"visually-hidden\">Error: </span>" + html_escape(error->second) + "</p>";
+      }
+      return std::nullopt;
+    });
+  }
+
+  std::string decision_html(Decision decision, const std::vector<Reason>& reasons) const {
+    std::string out;
+    switch (decision) {
+      case Decision::accepted:
+        out += "<p class=\"decision decision-accepted\">The hospital can accept this referral.</p>\n"
+               "<p>The referral office will contact you.</p>\n";
+        break;
+      case Decision::review:
+        out += "<p class=\"decision decision-review\">The referral office will review this referral.</p>\n"
+               "<p>A member of the referral office will review it and call you.</p>\n";
+        break;
+      case Decision::declined:
+        out += "<p class=\"decision decision-declined\">The hospital cannot accept this referral.</p>\n";
+        break;
+    }
+    if (!reasons.empty()) {
+      out += "<ul class=\"reasons\">\n";
+      for (const auto& r : reasons) out += "<li>" + html_escape(r.message) + "</li>\n";
+      out += "</ul>\n";
+    }
+    if (decision == Decision::declined) {
+      out += "<p>If you have questions about this decision, call the referral office at <a href=\"tel:" +
+             html_escape(tel_uri(office.phone)) + "\">" + html_escape(office.phone) + "</a>.</p>\n";
+    }
+    return out;
+  }
+
+  std::string emergent_html() const {
+    return "<div class=\"notice\" role=\"alert\">\n<h2>Emergent: call the 24-hour line now</h2>\n"
+           "<p>The referral is stored. Because the patient needs care now, also call the 24-hour line "
+           "and give the reference number:</p>\n<p class=\"call\"><a href=\"tel:" +
+           html_escape(tel_uri(office.pager)) + "\">" + html_escape(office.pager) + "</a></p>\n</div>";
+  }
+
+  std::string render_confirmation(const std::string& id, Decision decision, Urgency urgency,
+                                  const std::vector<Reason>& reasons) const {
+    return confirmation_page.render([&](std::string_view key) -> std::optional<std::string> {
+      if (auto v = office_value(key)) return v;
+      if (key == "reference") return html_escape(id);
+      if (key == "decision") return decision_html(decision, reasons);
+      if (key == "emergent") return urgency == Urgency::emergent ? emergent_html() : "";
+      return std::nullopt;
+    });
+  }
+
+  // body is safe HTML (built here from fixed text and escaped values).
+  std::string render_message(std::string_view title, const std::string& body) const {
+    return message_page.render([&](std::string_view key) -> std::optional<std::string> {
+      if (auto v = office_value(key)) return v;
+      if (key == "title") return html_escape(title);
+      if (key == "body") return body;
+      return std::nullopt;
+    });
+  }
+
+  Response message(unsigned status, std::string_view title, const std::string& body) const {
+    return html_response(status, render_message(title, body));
+  }
+
+  std::string call_office() const {
+    return "call the referral office at <a href=\"tel:" + html_escape(tel_uri(office.phone)) + "\">" +
+           html_escape(office.phone) + "</a>";
+  }
+
+  Response not_found() const {
+    return message(404, "Page not found",
+                   "<p>There is no page at this address.</p>\n<p><a href=\"/\">Refer a patient</a></p>");
+  }
+
+  Response method_not_allowed(std::string_view allow) const {
+    auto r = message(405, "Not allowed", "<p>This page cannot be used that way.</p>\n<p><a href=\"/\">Refer a patient</a></p>");
+    r.headers.emplace_back("Allow", std::string(allow));
+    return r;
+  }
+
+  Response bad_request(std::string_view why) const {
+    ++rejected;
+    auto r = message(400, "The form could not be read",
+                     "<p>Nothing was stored. " + html_escape(why) +
+                         "</p>\n<p><a href=\"/\">Open a new form</a>. If this keeps happening, " + call_office() +
+                         ".</p>");
+    r.log_note = "form=bad_request";
+    return r;
+  }
+
+  // ---- requests
+
+  Response form(const Request& request) const {
+    FormState state;
+    auto cookie = csrf_cookie(request);
+    const bool fresh = !cookie;
+    state.csrf = fresh ? new_token() : std::move(*cookie);
+    state.submission = new_token();
+    auto r = html_response(200, render_form(state));
+    // The blank form holds no patient data; letting the browser keep it means
+    // the back button returns to the same page, with the same submission
+    // token, rather than a new one that would store a second referral.
+    r.headers.emplace_back("Cache-Control", "private, no-cache");
+    if (fresh) {
+      std::string cookie_header = cookie_name(request.secure) + "=" + state.csrf + "; Path=/; HttpOnly; SameSite=Strict";
+      if (request.secure) cookie_header += "; Secure";
+      r.headers.emplace_back("Set-Cookie", std::move(cookie_header));
+    }
+    return r;
+  }
+
+  Response asset(const Request& request, std::string_view name) const {
+    const auto it = assets.find(name);
+    if (it == assets.end()) return not_found();
+    Response r;
+    if (const auto* match = request.header("if-none-match"); match != nullptr && *match == it->second.etag) {
+      r.status = 304;
+    } else {
+      r.status = 200;
+      r.body = it->second.body;
+    }
+    r.content_type = it->second.content_type;
+    add_security_headers(r);
+    r.headers.emplace_back("Cache-Control", "no-cache");
+    r.headers.emplace_back("ETag", it->second.etag);
+    return r;
+  }
+
+  Response csrf_refused(std::string note) const {
+    ++refused;
+    auto r = message(403, "The referral was not sent",
+                     "<p>Nothing was stored. The form's security check failed: the form was not sent from "
+                     "this site, or your browser does not keep this site's cookies (for example after a "
+                     "restart, or in a private window that was closed).</p>\n"
+                     "<p><a href=\"/\">Open a new form</a> and send it again. If this keeps happening, " +
+                         call_office() + ".</p>");
+    r.log_note = "form=csrf_refused reason=" + std::move(note);
+    return r;
+  }
+
+  asio::awaitable<Response> submit(const Request& request) {
+    if (!is_form_content_type(request.header("content-type"))) {
+      ++rejected;
+      auto r = message(415, "The form could not be read",
+                       "<p>Nothing was stored. The form was not sent as a web form.</p>\n"
+                       "<p><a href=\"/\">Open a new form</a>.</p>");
+      r.log_note = "form=unsupported_media_type";
+      co_return r;
+    }
+    auto data = decode_form(request.body);
+    if (!data) co_return bad_request("The form's text was damaged on the way (it was not valid UTF-8).");
+
+    // CSRF first: nothing about the fields is looked at for a refused request.
+    if (!from_this_origin(request)) co_return csrf_refused("cross_origin");
+    const auto cookie = csrf_cookie(request);
+    if (!cookie) co_return csrf_refused("no_cookie");
+    const std::string* token = nullptr;
+    for (const auto& [name, value] : *data) {
+      if (name == kCsrfField) {
+        if (token != nullptr) co_return csrf_refused("repeated_field");
+        token = &value;
+      }
+    }
+    if (token == nullptr) co_return csrf_refused("no_field");
+    if (!tokens_equal(*cookie, *token)) co_return csrf_refused("mismatch");
+
+    FormState state;
+    state.csrf = *cookie;
+    std::set<std::string> seen;
+    for (const auto& [name, value] : *data) {
+      if (name == kCsrfField) continue;
+      if (!seen.insert(name).second) co_return bad_request("The form was sent with a field twice.");
+      if (name == kSubmissionField) {
+        state.submission = value;
+        continue;
+      }
+      const auto* spec = find_field(name);
+      if (spec == nullptr) co_return bad_request("The form was sent with a field it does not have.");
+      state.values[name] = normalize(*spec, value);
+    }
+    if (!is_token(state.submission)) co_return bad_request("The form was incomplete.");
+
+    SubmissionRequest submission;
+    submission.body = form_to_json(state.values);
+    submission.channel = "form";
+    submission.client = client_of(*cookie);
+    // One key per rendered form: a double click, a reload or the back button
+    // and a second press send it again, and the store answers with the first.
+    submission.idempotency_key = state.submission;
+    auto outcome = co_await async_submit(intake, std::move(submission));
+
+    using Kind = SubmissionOutcome::Kind;
+    switch (outcome.kind) {
+      case Kind::accepted:
+      case Kind::replayed: {
+        (outcome.kind == Kind::accepted ? stored : replayed)++;
+        const auto location = "/referrals/" + outcome.id;
+        auto r = html_response(303, "<!doctype html><title>Referral sent</title><p>The referral is stored: <a href=\"" +
+                                        html_escape(location) + "\">see the confirmation</a>.</p>");
+        r.headers.emplace_back("Location", location);
+        r.log_note = "form=stored id=" + outcome.id;
+        if (outcome.kind == Kind::replayed) r.log_note = "form=replayed id=" + outcome.id;
+        if (outcome.eligibility) r.log_note += " decision=" + std::string(to_string(outcome.eligibility->decision));
+        co_return r;
+      }
+      case Kind::invalid: {
+        ++invalid;
+        for (const auto& e : outcome.errors) {
+          const auto field = field_for_pointer(e.path);
+          const auto* spec = find_field(field);
+          if (spec == nullptr) {
+            state.summary.emplace_back("", sentence(e.path.empty() ? "The referral" : field, e.message));
+            continue;
+          }
+          auto text = sentence(spec->label, e.message);
+          state.summary.emplace_back(std::string(spec->anchor), text);
+          state.errors.try_emplace(field, std::move(text));
+        }
+        auto r = html_response(422, render_form(state));
+        r.log_note = "form=invalid errors=" + std::to_string(outcome.errors.size());
+        co_return r;
+      }
+      case Kind::conflict: {
+        ++conflicts;
+        const auto id = html_escape(outcome.id);
+        auto r = message(409, "This form was already sent",
+                         "<p>It was stored as referral <strong class=\"reference-inline\">" + id +
+                             "</strong>. The changes made after it was sent were not stored.</p>\n"
+                             "<p>To correct or add to referral " + id + ", " + call_office() +
+                             ".</p>\n<p><a href=\"/referrals/" + id +
+                             "\">See the confirmation</a> · <a href=\"/\">Refer another patient</a></p>");
+        r.log_note = "form=conflict id=" + outcome.id;
+        co_return r;
+      }
+      case Kind::malformed:
+        co_return bad_request("The form could not be turned into a referral.");
+      case Kind::unavailable:
+      case Kind::overloaded: {
+        ++unavailable;
+        state.notice = "<div class=\"notice\" role=\"alert\">\n<h2>The referral was not sent</h2>\n"
+                       "<p>It could not be stored just now, and nothing was saved. Your entries are kept below: "
+                       "please press “Send referral” again in a minute, or " +
+                       call_office() + ".</p>\n</div>";
+        auto r = html_response(503, render_form(state));
+        r.headers.emplace_back("Retry-After", "30");
+        r.log_note = "form=unavailable";
+        co_return r;
+      }
+    }
+    co_return bad_request("The form could not be processed.");
+  }
+
+  asio::awaitable<Response> confirmation(const Request& request, std::string id) {
+    const auto not_shown = [this] {
+      return message(404, "Confirmation not available",
+                     "<p>A confirmation is shown only in the browser that sent the referral, until the "
+                     "browser is closed.</p>\n<p>If you need the reference number or the decision, " +
+                         call_office() + ".</p>\n<p><a href=\"/\">Refer a patient</a></p>");
+    };
+    const auto cookie = csrf_cookie(request);
+    if (!looks_like_referral_id(id) || !cookie) co_return not_shown();
+    auto found = std::make_shared<std::optional<store::ReferralRow>>();
+    // A named query, not a temporary inside co_await (GCC 12 destroys those twice).
+    store::ReaderPool::Query query = [id, found](store::Database& db) { *found = store::find_referral(db, id); };
+    const auto error = co_await store::async_read(readers, std::move(query));
+    if (!error.empty()) {
+      auto r = message(503, "The confirmation cannot be shown just now",
+                       "<p>Please reload this page in a minute, or " + call_office() + ".</p>");
+      r.headers.emplace_back("Retry-After", "30");
+      co_return r;
+    }
+    // A browser sees only the referrals it sent.
+    if (!*found || (*found)->channel != "form" || (*found)->client != client_of(*cookie)) co_return not_shown();
+    const auto& row = **found;
+    auto r = html_response(200, render_confirmation(row.id, row.decision, row.urgency, row.reasons));
+    r.log_note = "id=" + row.id;
+    co_return r;
+  }
+};
+
+Form::Form(const std::filesystem::path& web_dir, OfficeConfig office, IntakeService& intake,
+           store::ReaderPool& readers)
+    : impl_(std::make_unique<Impl>(web_dir, std::move(office), intake, readers)) {}
+
+Form::~Form() = default;
+
+asio::awaitable<Response> Form::handle(const Request& request) {
+  const std::string& path = request.path;
+  const bool get = request.method == "GET" || request.method == "HEAD";
+  if (path == "/") {
+    if (!get) co_return impl_->method_not_allowed("GET");
+    co_return impl_->form(request);
+  }
+  if (path == "/referrals") {
+    if (request.method == "POST") co_return co_await impl_->submit(request);
+    if (get) {
+      // Someone reloading the address of a submitted form: back to a new one.
+      auto r = html_response(303, "<!doctype html><title>Refer a patient</title><p><a href=\"/\">Refer a patient</a></p>");
+      r.headers.emplace_back("Location", "/");
+      co_return r;
+    }
+    co_return impl_->method_not_allowed("GET, POST");
+  }
+  if (path.starts_with("/referrals/")) {
+    if (!get) co_return impl_->method_not_allowed("GET");
+    std::string id = path.substr(std::string_view("/referrals/").size());
+    co_return co_await impl_->confirmation(request, std::move(id));
+  }
+  if (path.starts_with("/static/")) {
+    if (!get) co_return impl_->method_not_allowed("GET");
+    co_return impl_->asset(request, std::string_view(path).substr(std::string_view("/static/").size()));
+  }
+  if (path.starts_with("/api/")) co_return Response::error(404, "not found");
+  co_return impl_->not_found();
+}
+
+std::string Form::metrics() const {
+  std::string out;
+  out += "# HELP referrald_form_submissions_total Web form submissions by outcome.\n";
+  out += "# TYPE referrald_form_submissions_total counter\n";
+  const std::pair<const char*, const std::atomic<std::uint64_t>*> counts[] = {
+      {"stored", &impl_->stored},         {"replayed", &impl_->replayed},   {"invalid", &impl_->invalid},
+      {"csrf_refused", &impl_->refused},  {"conflict", &impl_->conflicts},  {"unavailable", &impl_->unavailable},
+      {"bad_request", &impl_->rejected},
+  };
+  for (const auto& [name, value] : counts) {
+    out += "referrald_form_submissions_total{outcome=\"" + std::string(name) + "\"} " +
+           std::to_string(value->load()) + "\n";
+  }
+  return out;
+}
+
+}  // namespace referrald::http

@@ -1,0 +1,742 @@
+// The web form: its decoder, escaping and field mapping as plain functions,
+// then the real referrald binary driven by a real HTTP client (libcurl) the
+// way a browser would: CSRF, the 422 page, escaping of what comes back,
+// security headers, static files, double submits and the rate limit.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <sqlite3.h>
+
+#include <regex>
+#include <set>
+#include <thread>
+
+#include "http/form.hpp"
+#include "intake/submission.hpp"
+#include "intake/validator.hpp"
+#include "store/writer.hpp"
+#include "support/harness.hpp"
+#include "util/clock.hpp"
+
+namespace referrald::test {
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+using http::decode_form;
+using http::FormData;
+
+// ---------------------------------------------------------------------------
+// Plain functions
+
+TEST(FormDecoding, DecodesPlusPercentAndUtf8) {
+  const auto d = decode_form("a=1&b=two+words&c=%E2%9C%93%20ok&d=&e&f=%2B%26%3D");
+  ASSERT_TRUE(d);
+  const FormData expected{{"a", "1"}, {"b", "two words"}, {"c", "\u2713 ok"}, {"d", ""}, {"e", ""}, {"f", "+&="}};
+  EXPECT_EQ(*d, expected);
+}
+
+TEST(FormDecoding, KeepsOrderAndRepeatsAndSkipsEmptyPairs) {
+  const auto d = decode_form("&x=1&&x=2&");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(*d, (FormData{{"x", "1"}, {"x", "2"}}));
+  EXPECT_EQ(*decode_form(""), FormData{});
+}
+
+TEST(FormDecoding, DecodesNamesToo) {
+  const auto d = decode_form("patient%2Egiven_name=Ava&na%6De=x+y");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(*d, (FormData{{"patient.given_name", "Ava"}, {"name", "x y"}}));
+}
+
+TEST(FormDecoding, KeepsAnyUnicodeLetter) {
+  const auto d = decode_form("n=%C5%81ucja+%E7%8E%8B+%F0%9F%98%80");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->at(0).second, "\u0141ucja \u738b \U0001F600");
+}
+
+TEST(FormDecoding, RefusesBrokenPercentEscapes) {
+  for (const char* body : {"a=%", "a=%4", "a=%zz", "a=%4g", "%=1", "a=1%"}) {
+    EXPECT_FALSE(decode_form(body)) << body;
+  }
+}
+
+TEST(FormDecoding, RefusesInvalidUtf8) {
+  for (const char* body : {
+           "a=%C3%28",           // bad continuation
+           "a=%80",              // continuation without a lead
+           "a=%C0%AF",           // overlong '/'
+           "a=%E0%80%AF",        // overlong, three bytes
+           "a=%ED%A0%80",        // UTF-16 surrogate
+           "a=%F4%90%80%80",     // above U+10FFFF
+           "a=%F8%88%80%80%80",  // five-byte form
+           "a=%E2%9C",           // truncated
+           "%FF=1",              // in a name
+       }) {
+    EXPECT_FALSE(decode_form(body)) << body;
+  }
+  EXPECT_TRUE(http::is_valid_utf8("\xF4\x8F\xBF\xBF"));  // U+10FFFF
+  EXPECT_FALSE(http::is_valid_utf8("\xF4\x90\x80\x80"));
+}
+
+TEST(HtmlEscape, EscapesMarkupQuotesAndControls) {
+  EXPECT_EQ(http::html_escape(R"(<script>alert("x" & 'y')</script>)"),
+            "&lt;script&gt;alert(&quot;x&quot; &amp; &#39;y&#39;)&lt;/script&gt;");
+  EXPECT_EQ(http::html_escape(std::string("a\0b\x01\x7f\tc\nd", 9)), "a\uFFFDb\uFFFD\uFFFD\tc\nd");
+  EXPECT_EQ(http::html_escape("Łucja 王"), "Łucja 王");
+}
+
+TEST(FormToJson, MapsDottedNamesAndLeavesOutEmptyOptionalFields) {
+  const std::map<std::string, std::string> fields{
+      {"patient.given_name", "Ava"},   {"patient.family_name", "Nguyen"}, {"patient.birth_date", "2014-03-09"},
+      {"patient.sex", "female"},       {"patient.postal_code", ""},       {"patient.guardian.name", ""},
+      {"diagnosis.name", "ASPS"},      {"diagnosis.code.system", ""},     {"diagnosis.code.value", ""},
+      {"referrer.name", "Dana"},       {"referrer.fax", ""},              {"urgency", "routine"},
+      {"notes", ""},
+  };
+  const auto doc = json::parse(http::form_to_json(fields));
+  EXPECT_EQ(doc, json::parse(R"({"patient":{"given_name":"Ava","family_name":"Nguyen","birth_date":"2014-03-09",
+    "sex":"female"},"diagnosis":{"name":"ASPS"},"referrer":{"name":"Dana"},"urgency":"routine"})"));
+}
+
+TEST(FormToJson, GuardianAndCodeOnlyWhenOneOfTheirFieldsIsFilled) {
+  const auto doc = json::parse(http::form_to_json({{"patient.guardian.phone", "+1 901 555 0142"},
+                                                   {"diagnosis.code.value", "9581/3"},
+                                                   {"diagnosis.pathology_confirmed", "yes"}}));
+  EXPECT_EQ(doc["patient"]["guardian"], json::parse(R"({"phone":"+1 901 555 0142"})"));
+  EXPECT_EQ(doc["diagnosis"]["code"], json::parse(R"({"value":"9581/3"})"));
+  EXPECT_EQ(doc["diagnosis"]["pathology_confirmed"], true);
+  // Unticked is "not known", not false.
+  EXPECT_FALSE(json::parse(http::form_to_json({}))["diagnosis"].contains("pathology_confirmed"));
+}
+
+TEST(FormToJson, FieldForPointerIsTheInverse) {
+  EXPECT_EQ(http::field_for_pointer("/patient/birth_date"), "patient.birth_date");
+  EXPECT_EQ(http::field_for_pointer("/patient/guardian/phone"), "patient.guardian.phone");
+  EXPECT_EQ(http::field_for_pointer("/urgency"), "urgency");
+  EXPECT_EQ(http::field_for_pointer(""), "");
+}
+
+TEST(Template, SubstitutesPlaceholdersAndRefusesUnknownOnes) {
+  const http::Template t("<p>{{a}} and {{b}}</p>", "t.html");
+  auto resolve = [](std::string_view key) -> std::optional<std::string> {
+    if (key == "a") return "A";
+    if (key == "b") return "&lt;B&gt;";
+    return std::nullopt;
+  };
+  EXPECT_EQ(t.render(resolve), "<p>A and &lt;B&gt;</p>");
+  const http::Template unknown("{{a}} {{nope}}", "u.html");
+  try {
+    (void)unknown.render(resolve);
+    FAIL() << "expected an exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "u.html: unknown placeholder {{nope}}");
+  }
+  EXPECT_THROW(http::Template("a {{b", "x.html"), std::runtime_error);
+}
+
+// A web directory whose form template names a placeholder the code does not
+// know fails at start, naming the file, rather than rendering a hole.
+TEST(FormTemplates, ABrokenTemplateFailsAtStart) {
+  TempDir dir;
+  fs::copy(source_dir() / "web", dir / "web");
+  auto page = read_file(dir / "web" / "form.html");
+  page.replace(page.find("{{v:referrer.npi}}"), 18, "{{v:referrer.nip}}");
+  write_file(dir / "web" / "form.html", page);
+
+  ReferralValidator validator(source_dir() / "schemas" / "referral.v1.schema.json");
+  store::Writer writer(dir / "db.sqlite", {});
+  store::ReaderPool readers(dir / "db.sqlite", 1);
+  SystemClock clock;
+  IntakeService intake(validator, writer, clock, std::make_shared<IntakePolicy>());
+  try {
+    http::Form form(dir / "web", OfficeConfig{}, intake, readers);
+    FAIL() << "expected an exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()), (dir / "web" / "form.html").string() + ": unknown placeholder {{v:referrer.nip}}");
+  }
+  readers.stop();
+  writer.stop();
+}
+
+// ---------------------------------------------------------------------------
+// The real daemon
+
+long long count_rows(const fs::path& db, const std::string& sql) {
+  sqlite3* handle = nullptr;
+  if (sqlite3_open_v2(db.c_str(), &handle, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    sqlite3_close(handle);
+    return -1;
+  }
+  sqlite3_busy_timeout(handle, 5000);
+  sqlite3_stmt* stmt = nullptr;
+  long long n = -1;
+  if (sqlite3_prepare_v2(handle, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW) {
+    n = sqlite3_column_int64(stmt, 0);
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(handle);
+  return n;
+}
+
+std::string url_encode(std::string_view s) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  std::string out;
+  for (char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += ch;
+    } else if (c == ' ') {
+      out += '+';
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+using Fields = std::vector<std::pair<std::string, std::string>>;
+
+std::string encode(const Fields& fields) {
+  std::string out;
+  for (const auto& [k, v] : fields) out += (out.empty() ? "" : "&") + url_encode(k) + "=" + url_encode(v);
+  return out;
+}
+
+// A complete referral as a coordinator would type it (ASPS, from Jonesboro, AR).
+Fields valid_fields() {
+  return {
+      {"patient.given_name", "Ava"},
+      {"patient.family_name", "Nguyen"},
+      {"patient.birth_date", "2014-03-09"},
+      {"patient.sex", "female"},
+      {"patient.postal_code", "72401"},
+      {"patient.guardian.name", "Linh Nguyen"},
+      {"patient.guardian.phone", "+1 901 555 0142"},
+      {"patient.guardian.relationship", "mother"},
+      {"diagnosis.name", "Alveolar soft part sarcoma"},
+      {"diagnosis.code.system", "icd-o-3"},
+      {"diagnosis.code.value", "9581/3"},
+      {"diagnosis.diagnosed_on", "2024-10-02"},
+      {"diagnosis.pathology_confirmed", "yes"},
+      {"referrer.name", "Dana Whitfield"},
+      {"referrer.credential", "MD"},
+      {"referrer.npi", "1234567893"},
+      {"referrer.organization", "Delta Pediatrics"},
+      {"referrer.phone", "+1 901 555 0100"},
+      {"referrer.fax", ""},
+      {"referrer.email", "dwhitfield@example.org"},
+      {"urgency", "routine"},
+      {"notes", "MRI and pathology report available on request."},
+  };
+}
+
+void set(Fields& fields, const std::string& name, const std::string& value) {
+  for (auto& [k, v] : fields) {
+    if (k == name) {
+      v = value;
+      return;
+    }
+  }
+  fields.emplace_back(name, value);
+}
+
+std::string hidden_value(const std::string& page, const std::string& name) {
+  const std::string marker = "name=\"" + name + "\" value=\"";
+  const auto at = page.find(marker);
+  if (at == std::string::npos) return {};
+  const auto start = at + marker.size();
+  return page.substr(start, page.find('"', start) - start);
+}
+
+// One browser: its cookie jar (the CSRF cookie) and the form it last loaded.
+struct Browser {
+  explicit Browser(Daemon& d) : daemon(d) {}
+
+  Daemon& daemon;
+  std::string cookie;  // "csrf=…"
+  std::string csrf;
+  std::string submission;
+  HttpResult page;
+
+  std::string ca() const { return fs::exists(daemon.ca_file()) ? daemon.ca_file().string() : std::string(); }
+
+  HttpResult open_form() {
+    HttpRequest r;
+    r.url = daemon.base_url() + "/";
+    r.ca_file = ca();
+    if (!cookie.empty()) r.headers.push_back("Cookie: " + cookie);
+    page = http(r);
+    if (const auto it = page.headers.find("set-cookie"); it != page.headers.end()) {
+      cookie = it->second.substr(0, it->second.find(';'));
+    }
+    csrf = hidden_value(page.body, "csrf_token");
+    submission = hidden_value(page.body, "submission_token");
+    return page;
+  }
+
+  HttpResult post(const Fields& fields, std::vector<std::string> headers = {}, bool with_tokens = true) {
+    Fields all;
+    if (with_tokens) {
+      all.emplace_back("csrf_token", csrf);
+      all.emplace_back("submission_token", submission);
+    }
+    all.insert(all.end(), fields.begin(), fields.end());
+    return post_raw(encode(all), std::move(headers));
+  }
+
+  HttpResult post_raw(const std::string& body, std::vector<std::string> headers = {},
+                      const std::string& content_type = "application/x-www-form-urlencoded") {
+    HttpRequest r;
+    r.method = "POST";
+    r.url = daemon.base_url() + "/referrals";
+    r.ca_file = ca();
+    r.headers = std::move(headers);
+    r.headers.push_back("Content-Type: " + content_type);
+    if (!cookie.empty()) r.headers.push_back("Cookie: " + cookie);
+    r.body = body;
+    return http(r);
+  }
+
+  HttpResult get(const std::string& path) {
+    HttpRequest r;
+    r.url = daemon.base_url() + path;
+    r.ca_file = ca();
+    if (!cookie.empty()) r.headers.push_back("Cookie: " + cookie);
+    return http(r);
+  }
+};
+
+class Form : public ::testing::Test {
+ protected:
+  void SetUp() override { daemon.start(); }
+  long long referrals() { return count_rows(daemon.database(), "SELECT count(*) FROM referrals"); }
+  Daemon daemon{Daemon::Options{}};
+};
+
+constexpr const char* kCsp =
+    "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'";
+
+TEST_F(Form, ServesTheFormWithSecurityHeadersAndACsrfCookie) {
+  Browser b{daemon};
+  const auto r = b.open_form();
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.headers.at("content-type"), "text/html; charset=utf-8");
+  EXPECT_EQ(r.headers.at("content-security-policy"), kCsp);
+  EXPECT_EQ(r.headers.at("x-content-type-options"), "nosniff");
+  EXPECT_EQ(r.headers.at("x-frame-options"), "DENY");
+  EXPECT_EQ(r.headers.at("referrer-policy"), "same-origin");
+  // Plain HTTP: no __Host- prefix and no Secure (the browser would drop it).
+  const std::regex cookie_re("csrf=[0-9a-f]{64}; Path=/; HttpOnly; SameSite=Strict");
+  EXPECT_TRUE(std::regex_match(r.headers.at("set-cookie"), cookie_re)) << r.headers.at("set-cookie");
+  EXPECT_EQ(b.cookie, "csrf=" + b.csrf);
+  EXPECT_EQ(b.submission.size(), 64U);
+  // No inline script or style: the CSP would block it.
+  EXPECT_EQ(r.body.find("<script>"), std::string::npos);
+  EXPECT_EQ(r.body.find("style="), std::string::npos);
+  EXPECT_EQ(r.body.find("http://"), std::string::npos);
+  EXPECT_EQ(r.body.find("https://"), std::string::npos);
+  // The office's contacts from the configuration.
+  EXPECT_NE(r.body.find("1-888-226-4343"), std::string::npos);
+  EXPECT_NE(r.body.find("901-595-4011"), std::string::npos);
+  EXPECT_NE(r.body.find("1-800-349-4334"), std::string::npos);
+
+  // The same browser keeps its token (two tabs must both work); each render
+  // has a submission token of its own.
+  const auto first_submission = b.submission;
+  const auto again = b.open_form();
+  EXPECT_EQ(again.headers.count("set-cookie"), 0U);
+  EXPECT_EQ(hidden_value(again.body, "csrf_token"), b.cookie.substr(5));
+  EXPECT_NE(b.submission, first_submission);
+}
+
+TEST_F(Form, EveryInputHasALabelAndFieldNamesMirrorTheJsonPaths) {
+  Browser b{daemon};
+  const auto page = b.open_form().body;
+  const std::regex input_re(R"re(<(input|select|textarea) id="([^"]+)" (?:type="([^"]+)" )?name="([^"]+)")re");
+  std::set<std::string> names;
+  int inputs = 0;
+  for (auto it = std::sregex_iterator(page.begin(), page.end(), input_re); it != std::sregex_iterator(); ++it) {
+    ++inputs;
+    const std::string id = (*it)[2];
+    const std::string type = (*it)[3];
+    names.insert((*it)[4]);
+    if (type == "radio") {
+      // Radios are wrapped in their label or labelled by for=.
+      EXPECT_TRUE(page.find("<label><input id=\"" + id + "\"") != std::string::npos ||
+                  page.find("<label for=\"" + id + "\"") != std::string::npos)
+          << id;
+    } else {
+      EXPECT_NE(page.find("<label for=\"" + id + "\""), std::string::npos) << id;
+    }
+  }
+  EXPECT_GE(inputs, 22);
+  for (const char* n : {"patient.given_name", "patient.birth_date", "patient.guardian.phone", "diagnosis.name",
+                        "diagnosis.code.system", "diagnosis.pathology_confirmed", "referrer.npi", "referrer.email",
+                        "urgency", "notes"}) {
+    EXPECT_EQ(names.count(n), 1U) << n;
+  }
+  EXPECT_NE(page.find(R"(id="patient-birth_date" name="patient.birth_date" type="date")"), std::string::npos);
+  EXPECT_NE(page.find(R"(name="referrer.email" type="email" autocomplete="work email")"), std::string::npos);
+  EXPECT_NE(page.find(R"(name="referrer.phone" type="tel" autocomplete="work tel")"), std::string::npos);
+}
+
+TEST_F(Form, AValidReferralRedirectsToItsConfirmationAndIsStored) {
+  Browser b{daemon};
+  b.open_form();
+  const auto r = b.post(valid_fields(), {"Origin: " + daemon.base_url(), "Sec-Fetch-Site: same-origin"});
+  ASSERT_EQ(r.status, 303) << r.body;
+  const std::string location = r.headers.at("location");
+  const std::regex location_re("/referrals/R-[0-9]{8}-[0-9A-Z]{5}-[0-9A-Z]{5}");
+  ASSERT_TRUE(std::regex_match(location, location_re)) << location;
+  const std::string id = location.substr(11);
+
+  // Committed before the answer: another connection sees it at once.
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals WHERE id='" + id + "' AND channel='form'"),
+            1);
+  EXPECT_EQ(count_rows(daemon.database(),
+                       "SELECT count(*) FROM referrals WHERE id='" + id +
+                           "' AND json_extract(document,'$.patient.guardian.relationship')='mother'"
+                           " AND json_extract(document,'$.diagnosis.pathology_confirmed')=1"
+                           " AND json_extract(document,'$.referrer.fax') IS NULL"),
+            1);
+
+  const auto page = b.get(location);
+  ASSERT_EQ(page.status, 200) << page.body;
+  EXPECT_EQ(page.headers.at("content-security-policy"), kCsp);
+  EXPECT_NE(page.body.find(id), std::string::npos);
+  // Jonesboro is within the service area: accepted.
+  EXPECT_NE(page.body.find("The referral office will contact you."), std::string::npos);
+  EXPECT_NE(page.body.find("1-888-226-4343"), std::string::npos);
+  EXPECT_NE(page.body.find("901-595-4011"), std::string::npos);
+  EXPECT_NE(page.body.find("1-800-349-4334"), std::string::npos);
+  EXPECT_EQ(page.body.find("Call the 24-hour line now"), std::string::npos);
+  // No patient data on the confirmation.
+  for (const char* phi : {"Ava", "Nguyen", "2014-03-09", "Linh", "72401"}) {
+    EXPECT_EQ(page.body.find(phi), std::string::npos) << phi;
+  }
+}
+
+TEST_F(Form, APostWithoutAValidCsrfTokenIsRefused) {
+  Browser b{daemon};
+  b.open_form();
+
+  Browser stranger{daemon};  // no cookie at all, but the page's field
+  stranger.csrf = b.csrf;
+  stranger.submission = b.submission;
+  auto r = stranger.post(valid_fields());
+  EXPECT_EQ(r.status, 403);
+  EXPECT_EQ(r.headers.at("content-security-policy"), kCsp);
+  EXPECT_NE(r.body.find("Nothing was stored"), std::string::npos);
+
+  // Cookie but no field.
+  r = b.post_raw(encode(valid_fields()) + "&submission_token=" + b.submission);
+  EXPECT_EQ(r.status, 403);
+
+  // Cookie and a different field.
+  Browser other{daemon};
+  other.open_form();
+  auto swapped = b;
+  swapped.csrf = other.csrf;
+  EXPECT_EQ(swapped.post(valid_fields()).status, 403);
+
+  // The right token, but the browser says the request came from another site.
+  EXPECT_EQ(b.post(valid_fields(), {"Sec-Fetch-Site: cross-site"}).status, 403);
+  EXPECT_EQ(b.post(valid_fields(), {"Origin: http://evil.example"}).status, 403);
+
+  // Two csrf cookies (one tossed in from elsewhere) are refused too.
+  auto tossed = b;
+  tossed.cookie += "; csrf=" + other.csrf;
+  EXPECT_EQ(tossed.post(valid_fields()).status, 403);
+
+  EXPECT_EQ(referrals(), 0);
+  // And the genuine one still works.
+  EXPECT_EQ(b.post(valid_fields()).status, 303);
+  EXPECT_EQ(referrals(), 1);
+}
+
+TEST_F(Form, InvalidInputShowsTheFormAgainWithEveryValueKeptAndEscaped) {
+  Browser b{daemon};
+  b.open_form();
+  auto fields = valid_fields();
+  set(fields, "patient.given_name", "<script>alert(1)</script>");
+  set(fields, "patient.family_name", "O'Brien \"Jr\" & Łucja");
+  set(fields, "referrer.npi", "1234567890");     // bad check digit
+  set(fields, "patient.birth_date", "2999-01-01");  // in the future
+  set(fields, "referrer.email", "");             // required
+  set(fields, "notes", "\nline one\r\nline </textarea> two");
+  const auto r = b.post(fields);
+  ASSERT_EQ(r.status, 422) << r.body;
+  const auto& page = r.body;
+  EXPECT_EQ(r.headers.at("content-security-policy"), kCsp);
+  EXPECT_NE(page.find("<title>Error: "), std::string::npos);
+
+  // Escaped, never executed.
+  EXPECT_EQ(page.find("<script>alert(1)"), std::string::npos);
+  EXPECT_NE(page.find(R"(value="&lt;script&gt;alert(1)&lt;/script&gt;")"), std::string::npos);
+  EXPECT_NE(page.find(R"(value="O&#39;Brien &quot;Jr&quot; &amp; Łucja")"), std::string::npos);
+  EXPECT_EQ(page.find("line </textarea> two"), std::string::npos);
+  EXPECT_NE(page.find("\n\nline one\nline &lt;/textarea&gt; two</textarea>"), std::string::npos);
+
+  // The API's messages, with the field's name, in the summary and by the field.
+  const auto api = daemon.post_referral(http::form_to_json([&] {
+    std::map<std::string, std::string> m(fields.begin(), fields.end());
+    return m;
+  }()));
+  ASSERT_EQ(api.status, 422) << api.body;
+  const auto errors = json::parse(api.body)["errors"];
+  ASSERT_EQ(errors.size(), 3U) << api.body;
+  for (const auto& e : errors) {
+    const std::string message = e["message"];
+    EXPECT_NE(page.find(message), std::string::npos) << message;
+  }
+  EXPECT_NE(page.find(R"(<a href="#referrer-npi">NPI is not a valid NPI: check digit does not match.</a>)"),
+            std::string::npos);
+  EXPECT_NE(page.find(R"(<a href="#patient-birth_date">Patient&#39;s date of birth must not be in the future.</a>)"),
+            std::string::npos);
+  EXPECT_NE(page.find(R"(<a href="#referrer-email">Email address is required.</a>)"), std::string::npos);
+  EXPECT_NE(page.find(R"(<p class="field-message" id="referrer-npi-error"><span class="visually-hidden">Error: </span>NPI is not a valid NPI: check digit does not match.</p>)"),
+            std::string::npos);
+  EXPECT_NE(page.find(R"(id="referrer-npi" name="referrer.npi" type="text" class="w-npi" inputmode="numeric" autocomplete="off" spellcheck="false" required value="1234567890" aria-invalid="true" aria-describedby="referrer-npi-hint referrer-npi-error")"),
+            std::string::npos);
+
+  // Every other value is kept: text, radios, selects, the checkbox.
+  for (const char* kept : {R"(value="Delta Pediatrics")", R"(value="2999-01-01")", R"(value="Linh Nguyen")",
+                           R"(value="female" required checked)", R"(value="routine" required checked)",
+                           R"(value="icd-o-3" selected)", R"(value="MD" selected)", R"(value="yes" checked)",
+                           R"(value="9581/3")", R"(value="72401")"}) {
+    EXPECT_NE(page.find(kept), std::string::npos) << kept;
+  }
+  // The same tokens go back, so fixing and sending is still one referral.
+  EXPECT_EQ(hidden_value(page, "csrf_token"), b.csrf);
+  EXPECT_EQ(hidden_value(page, "submission_token"), b.submission);
+  EXPECT_EQ(referrals(), 0);
+
+  set(fields, "referrer.npi", "1234567893");
+  set(fields, "patient.birth_date", "2014-03-09");
+  set(fields, "referrer.email", "dwhitfield@example.org");
+  EXPECT_EQ(b.post(fields).status, 303);
+  EXPECT_EQ(referrals(), 1);
+  EXPECT_EQ(count_rows(daemon.database(),
+                       "SELECT count(*) FROM referrals WHERE json_extract(document,'$.patient.given_name')="
+                       "'<script>alert(1)</script>'"),
+            1);
+}
+
+TEST_F(Form, TheSameFormSentTwiceStoresOneReferral) {
+  Browser b{daemon};
+  b.open_form();
+  // A double click: both requests at once.
+  HttpResult first, second;
+  std::thread t1([&] { first = Browser(b).post(valid_fields()); });
+  std::thread t2([&] { second = Browser(b).post(valid_fields()); });
+  t1.join();
+  t2.join();
+  ASSERT_EQ(first.status, 303) << first.body;
+  ASSERT_EQ(second.status, 303) << second.body;
+  EXPECT_EQ(first.headers.at("location"), second.headers.at("location"));
+  // A reload of the POST, or back and send again.
+  const auto third = b.post(valid_fields());
+  EXPECT_EQ(third.headers.at("location"), first.headers.at("location"));
+  EXPECT_EQ(referrals(), 1);
+  EXPECT_EQ(b.get(first.headers.at("location")).status, 200);
+
+  // A new form is a new referral.
+  b.open_form();
+  EXPECT_NE(b.post(valid_fields()).headers.at("location"), first.headers.at("location"));
+  EXPECT_EQ(referrals(), 2);
+}
+
+TEST_F(Form, ChangingASentFormAndSendingItAgainStoresNothingNew) {
+  Browser b{daemon};
+  b.open_form();
+  const auto first = b.post(valid_fields());
+  ASSERT_EQ(first.status, 303);
+  const std::string id = first.headers.at("location").substr(11);
+  auto changed = valid_fields();
+  set(changed, "notes", "Also: MRI from last week.");
+  const auto r = b.post(changed);
+  EXPECT_EQ(r.status, 409);
+  EXPECT_NE(r.body.find("This form was already sent"), std::string::npos);
+  EXPECT_NE(r.body.find(id), std::string::npos);
+  EXPECT_NE(r.body.find("1-888-226-4343"), std::string::npos);
+  EXPECT_EQ(referrals(), 1);
+}
+
+TEST_F(Form, AConfirmationIsShownOnlyToTheBrowserThatSentIt) {
+  Browser b{daemon};
+  b.open_form();
+  const std::string location = b.post(valid_fields()).headers.at("location");
+  ASSERT_EQ(b.get(location).status, 200);
+
+  Browser other{daemon};
+  other.open_form();
+  const auto r = other.get(location);
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(r.body.find(location.substr(11)), std::string::npos);
+  EXPECT_EQ(Browser{daemon}.get(location).status, 404);                          // no cookie
+  EXPECT_EQ(b.get("/referrals/R-20260101-AAAAA-AAAAA").status, 404);           // no such referral
+  EXPECT_EQ(b.get("/referrals/..%2F..%2Freferrald.toml").status, 404);         // not an id
+
+  // A referral sent through the API is not a form's to show.
+  const auto api = daemon.post_referral(sample("asps-routine.json"));
+  ASSERT_EQ(api.status, 202);
+  EXPECT_EQ(b.get("/referrals/" + json::parse(api.body)["id"].get<std::string>()).status, 404);
+}
+
+TEST_F(Form, AnEmergentReferralsConfirmationSaysToCallTheTwentyFourHourLineNow) {
+  Browser b{daemon};
+  b.open_form();
+  auto fields = valid_fields();
+  set(fields, "urgency", "emergent");
+  const auto page = b.get(b.post(fields).headers.at("location"));
+  ASSERT_EQ(page.status, 200);
+  EXPECT_NE(page.body.find("Emergent: call the 24-hour line now"), std::string::npos);
+  EXPECT_NE(page.body.find(R"(<a href="tel:18003494334">1-800-349-4334</a>)"), std::string::npos);
+}
+
+TEST_F(Form, ADeclinedReferralsConfirmationSaysWhyAndWhomToCall) {
+  Browser b{daemon};
+  b.open_form();
+  auto fields = valid_fields();
+  set(fields, "referrer.credential", "RN");  // not a qualified referrer in rules.toml
+  const auto page = b.get(b.post(fields).headers.at("location"));
+  ASSERT_EQ(page.status, 200);
+  EXPECT_NE(page.body.find("The hospital cannot accept this referral."), std::string::npos);
+  EXPECT_NE(page.body.find("The referrer&#39;s credential (RN) is not one of those"), std::string::npos);
+  EXPECT_NE(page.body.find("call the referral office at <a href=\"tel:18882264343\">1-888-226-4343</a>"),
+            std::string::npos);
+  EXPECT_EQ(page.body.find("Emergent"), std::string::npos);
+}
+
+TEST_F(Form, AReviewReferralsConfirmationSaysAPersonWillCall) {
+  Browser b{daemon};
+  b.open_form();
+  auto fields = valid_fields();
+  set(fields, "patient.postal_code", "77030");  // Houston: outside the service area, ASPS has no trial
+  const auto page = b.get(b.post(fields).headers.at("location"));
+  ASSERT_EQ(page.status, 200);
+  EXPECT_NE(page.body.find("A member of the referral office will review it and call you."), std::string::npos);
+  EXPECT_NE(page.body.find("no open clinical trials at this time"), std::string::npos);
+}
+
+TEST_F(Form, StaticFilesComeFromAFixedList) {
+  Browser b{daemon};
+  auto css = b.get("/static/style.css");
+  ASSERT_EQ(css.status, 200);
+  EXPECT_EQ(css.headers.at("content-type"), "text/css; charset=utf-8");
+  EXPECT_EQ(css.headers.at("x-content-type-options"), "nosniff");
+  EXPECT_EQ(css.body, read_file(source_dir() / "web" / "style.css"));
+  const auto js = b.get("/static/form.js");
+  ASSERT_EQ(js.status, 200);
+  EXPECT_EQ(js.headers.at("content-type"), "text/javascript; charset=utf-8");
+  EXPECT_EQ(b.get("/static/favicon.svg").headers.at("content-type"), "image/svg+xml");
+
+  // Revalidation by ETag.
+  HttpRequest again;
+  again.url = daemon.base_url() + "/static/style.css";
+  again.headers = {"If-None-Match: " + css.headers.at("etag")};
+  EXPECT_EQ(http(again).status, 304);
+
+  for (const char* path : {"/static/../referrald.toml", "/static/%2e%2e/referrald.toml", "/static/..%2Freferrald.toml",
+                           "/static/", "/static/README.md", "/static/form.html", "/static/style.css/",
+                           "/static//etc/passwd", "/web/style.css", "/referrald.toml", "/form.html"}) {
+    const auto r = b.get(path);
+    EXPECT_EQ(r.status, 404) << path;
+    EXPECT_EQ(r.body.find("[http]"), std::string::npos) << path;
+  }
+  // Paths under /api/ the API does not serve stay JSON.
+  const auto api = b.get("/api/v1/nothing");
+  EXPECT_EQ(api.status, 404);
+  EXPECT_EQ(api.headers.at("content-type"), "application/json");
+}
+
+TEST_F(Form, ABodyThatIsNotAFormIsRefused) {
+  Browser b{daemon};
+  b.open_form();
+  const std::string tokens = "csrf_token=" + b.csrf + "&submission_token=" + b.submission;
+  auto r = b.post_raw(tokens + "&patient.given_name=%C3%28");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("Nothing was stored"), std::string::npos);
+  EXPECT_EQ(b.post_raw(tokens + "&patient.given_name=%zz").status, 400);
+  EXPECT_EQ(b.post_raw(tokens + "&patient.evil=1").status, 400);                       // not a field
+  EXPECT_EQ(b.post_raw(tokens + "&urgency=routine&urgency=emergent").status, 400);    // twice
+  EXPECT_EQ(b.post_raw("csrf_token=" + b.csrf + "&" + encode(valid_fields())).status, 400);  // no submission token
+  EXPECT_EQ(b.post_raw(tokens, {}, "application/json").status, 415);
+  EXPECT_EQ(referrals(), 0);
+}
+
+TEST_F(Form, OtherMethodsAndPagesAreAnsweredPlainly) {
+  Browser b{daemon};
+  HttpRequest put;
+  put.method = "PUT";
+  put.url = daemon.base_url() + "/";
+  const auto r = http(put);
+  EXPECT_EQ(r.status, 405);
+  EXPECT_EQ(r.headers.at("allow"), "GET");
+  const auto get_referrals = b.get("/referrals");
+  EXPECT_EQ(get_referrals.status, 303);
+  EXPECT_EQ(get_referrals.headers.at("location"), "/");
+  const auto missing = b.get("/no-such-page");
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_EQ(missing.headers.at("content-type"), "text/html; charset=utf-8");
+}
+
+TEST_F(Form, MetricsCountFormOutcomes) {
+  Browser b{daemon};
+  b.open_form();
+  b.post(valid_fields());
+  b.post(valid_fields());
+  Browser{daemon}.post(valid_fields());
+  const auto m = b.get("/metrics").body;
+  EXPECT_NE(m.find("referrald_form_submissions_total{outcome=\"stored\"} 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("referrald_form_submissions_total{outcome=\"replayed\"} 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("referrald_form_submissions_total{outcome=\"csrf_refused\"} 1"), std::string::npos) << m;
+}
+
+// The server's per-address rate limit covers the form like everything else.
+TEST(FormRateLimit, PostsBeyondTheAddresssLimitAreRefused) {
+  Daemon::Options o;
+  o.extra_http = "rate_limit_per_minute = 1\nrate_limit_burst = 4\n";
+  Daemon daemon(o);
+  daemon.start();
+  Browser b{daemon};
+  b.open_form();  // 1
+  std::vector<long> statuses;
+  for (int i = 0; i < 5; ++i) {
+    b.submission = std::string(63, 'a') + static_cast<char>('0' + i);
+    statuses.push_back(b.post(valid_fields()).status);
+  }
+  // The burst of 4 is spent by the form and three posts; the rest wait.
+  EXPECT_EQ(statuses[0], 303);
+  EXPECT_EQ(statuses[2], 303);
+  EXPECT_EQ(statuses[3], 429);
+  EXPECT_EQ(statuses[4], 429);
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 3);
+}
+
+TEST(FormTls, OverHttpsTheCookieIsHostPrefixedAndSecure) {
+  Daemon::Options o;
+  o.tls = true;
+  Daemon daemon(o);
+  daemon.start();
+  Browser b{daemon};
+  const auto r = b.open_form();
+  ASSERT_EQ(r.status, 200) << r.error;
+  const std::regex cookie_re("__Host-csrf=[0-9a-f]{64}; Path=/; HttpOnly; SameSite=Strict; Secure");
+  EXPECT_TRUE(std::regex_match(r.headers.at("set-cookie"), cookie_re)) << r.headers.at("set-cookie");
+  EXPECT_EQ(r.headers.at("strict-transport-security"), "max-age=31536000");
+  EXPECT_EQ(b.post(valid_fields()).status, 303);
+  // A plain "csrf" cookie means nothing over HTTPS.
+  Browser plain{daemon};
+  plain.cookie = "csrf=" + b.csrf;
+  plain.csrf = b.csrf;
+  plain.submission = b.submission;
+  EXPECT_EQ(plain.post(valid_fields()).status, 403);
+}
+
+}  // namespace
+}  // namespace referrald::test
