@@ -8,6 +8,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "store/async.hpp"
+#include "store/figures.hpp"
 #include "store/store.hpp"
 #include "util/crypto.hpp"
 #include "util/dates.hpp"
@@ -109,7 +110,7 @@ asio::awaitable<Response> Api::handle(const Request& request) {
   }
   if (request.path == "/metrics") {
     if (request.method != "GET") co_return method_not_allowed("GET");
-    co_return metrics();
+    co_return co_await metrics();
   }
   if (fallback_ != nullptr) co_return co_await fallback_->handle(request);
   co_return Response::error(404, "not found");
@@ -213,7 +214,18 @@ Response Api::health() const {
   return Response::json(200, R"({"status":"ok"})");
 }
 
-Response Api::metrics() const {
+asio::awaitable<Response> Api::metrics() const {
+  // Queue figures come from the store (on a reader thread, off the I/O
+  // threads); a store that cannot be read shows as referrald_store_readable 0.
+  auto counts = std::make_shared<std::vector<store::StateCount>>();
+  auto oldest = std::make_shared<std::optional<store::TimePoint>>();
+  const auto now = std::chrono::system_clock::now();
+  store::ReaderPool::Query query = [counts, oldest, now](store::Database& db) {
+    *counts = store::open_delivery_counts(db);
+    *oldest = store::oldest_due(db, now);
+  };
+  const auto read_error = co_await store::async_read(readers_, std::move(query));
+
   std::string out;
   out += "# HELP referrald_intake_total Referrals accepted for processing, by decision.\n";
   out += "# TYPE referrald_intake_total counter\n";
@@ -237,12 +249,25 @@ Response Api::metrics() const {
   out += "# HELP referrald_store_healthy 1 when the last commit succeeded.\n";
   out += "# TYPE referrald_store_healthy gauge\n";
   out += std::string("referrald_store_healthy ") + (writer_.healthy() ? "1" : "0") + "\n";
+  out += "# HELP referrald_store_readable 1 when the queue figures below could be read.\n";
+  out += "# TYPE referrald_store_readable gauge\n";
+  out += std::string("referrald_store_readable ") + (read_error.empty() ? "1" : "0") + "\n";
+  out += "# HELP referrald_deliveries Deliveries that are not yet delivered or cancelled, by target and state.\n";
+  out += "# TYPE referrald_deliveries gauge\n";
+  for (const auto& c : *counts) {
+    out += "referrald_deliveries{target=\"" + c.target + "\",state=\"" + std::string(store::to_string(c.state)) +
+           "\"} " + std::to_string(c.count) + "\n";
+  }
+  out += "# HELP referrald_oldest_due_delivery_age_seconds How long the longest-waiting due delivery has waited.\n";
+  out += "# TYPE referrald_oldest_due_delivery_age_seconds gauge\n";
+  const double age = *oldest ? std::chrono::duration<double>(now - **oldest).count() : 0.0;
+  out += "referrald_oldest_due_delivery_age_seconds " + std::to_string(std::max(0.0, age)) + "\n";
   for (const auto& source : metrics_sources_) out += source();
   Response r;
   r.status = 200;
   r.content_type = "text/plain; version=0.0.4";
   r.body = std::move(out);
-  return r;
+  co_return r;
 }
 
 }  // namespace referrald::http

@@ -34,7 +34,7 @@ class Api final : public Handler {
   boost::asio::awaitable<Response> submit(const Request& request, const std::string& client);
   boost::asio::awaitable<Response> get_referral(const std::string& id, const std::string& client);
   Response health() const;
-  Response metrics() const;
+  boost::asio::awaitable<Response> metrics() const;
   // The caller's key fingerprint ("key:1a2b3c4d"), or empty when unauthorised.
   std::string authenticate(const Request& request) const;
 

@@ -227,6 +227,9 @@ TEST_F(Api, HealthAndMetricsAnswer) {
   const auto m = daemon.get("/metrics", false);
   EXPECT_EQ(m.status, 200);
   EXPECT_NE(m.body.find("referrald_intake_total{decision=\"accepted\"} 1"), std::string::npos) << m.body;
+  EXPECT_NE(m.body.find("referrald_store_readable 1"), std::string::npos) << m.body;
+  EXPECT_NE(m.body.find("referrald_oldest_due_delivery_age_seconds "), std::string::npos) << m.body;
+  EXPECT_NE(m.body.find("referrald_http_responses_total{code=\"202\"} 1"), std::string::npos) << m.body;
 }
 
 TEST_F(Api, LogsNameReferralsByIdNeverByPatient) {
