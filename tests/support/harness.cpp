@@ -278,12 +278,22 @@ std::string Daemon::base_url() const {
   return std::string(options_.tls ? "https" : "http") + "://127.0.0.1:" + std::to_string(port_);
 }
 
-void Daemon::start() {
+std::filesystem::path Daemon::log_file() const {
+  const int generation = process_ && process_->running() ? generation_ : generation_ + 1;
+  return dir_ / ("daemon-" + std::to_string(generation) + ".log");
+}
+
+void Daemon::launch() {
   if (process_ && process_->running()) throw std::runtime_error("daemon already running");
+  const auto log = log_file();
   ++generation_;
   process_ = std::make_unique<Process>(
-      std::vector<std::string>{referrald_binary().string(), "--config", config_file().string()},
-      dir_ / ("daemon-" + std::to_string(generation_) + ".log"));
+      std::vector<std::string>{referrald_binary().string(), "--config", config_file().string()}, log,
+      options_.env);
+}
+
+void Daemon::start() {
+  launch();
   const auto deadline = std::chrono::steady_clock::now() + 15s;
   while (std::chrono::steady_clock::now() < deadline) {
     if (!process_->running()) {

@@ -95,6 +95,8 @@ class Daemon {
     bool tls = false;
     std::filesystem::path database;  // default: <dir>/var/referrald.db
     bool with_default_targets = true;
+    // More environment for the daemon: NOTIFY_SOCKET, WATCHDOG_USEC, JOURNAL_STREAM ...
+    std::map<std::string, std::string> env;
   };
 
   explicit Daemon(Options options);
@@ -103,6 +105,12 @@ class Daemon {
   // Starts referrald and waits until /healthz answers; fails the test (via
   // an exception) if it does not within 15 s.
   void start();
+  // Starts referrald and returns at once (for tests of start-up itself).
+  void launch();
+  // Environment for the next start.
+  void set_env(const std::string& name, const std::string& value) { options_.env[name] = value; }
+  // Where the next start's stdout and stderr go (the current one's, while running).
+  std::filesystem::path log_file() const;
   int stop();  // SIGTERM; returns the exit status
   void kill9();
   bool running() { return process_ && process_->running(); }

@@ -1,0 +1,158 @@
+// The dispatcher's start and stop against a real store: a stop waits for a
+// claim the writer still holds (its rows are 'sending' once it commits), and
+// a start sends at once what a previous run left leased.
+#include <gtest/gtest.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <atomic>
+#include <future>
+#include <thread>
+
+#include "dispatch/dispatcher.hpp"
+#include "store/store.hpp"
+#include "store/writer.hpp"
+
+namespace referrald {
+namespace {
+
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+// Delivers after a short wait, as a real channel would take a moment.
+class SlowAdapter final : public Adapter {
+ public:
+  asio::awaitable<Outcome> send(const Delivery& delivery) override {
+    asio::steady_timer t(co_await asio::this_coro::executor, 50ms);
+    co_await t.async_wait(asio::use_awaitable);
+    attempts.push_back(delivery.attempt);
+    co_return Outcome::delivered("ok");
+  }
+  std::vector<int> attempts;  // touched only on the dispatcher's strand
+};
+
+class DispatcherTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (fs::temp_directory_path() / "referrald-dispatch-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+    writer_ = std::make_unique<store::Writer>(dir_ / "referrald.db", store::WriterOptions{});
+  }
+  void TearDown() override {
+    if (io_thread_.joinable()) {
+      ioc_.stop();
+      io_thread_.join();
+    }
+    dispatcher_.reset();
+    writer_.reset();
+    fs::remove_all(dir_);
+  }
+
+  store::Writer::Job insert_referral(const std::string& id) {
+    return [id, now = clock_.now()](store::Database& db) {
+      store::NewReferral r;
+      r.id = id;
+      r.received_at = now;
+      r.channel = "api";
+      r.client = "test";
+      r.document = "{}";
+      r.response = "{}";
+      r.targets = {"office-email"};
+      store::insert_referral(db, r);
+    };
+  }
+
+  void write(store::Writer::Job job) {
+    std::promise<store::JobResult> done;
+    writer_->submit(std::move(job), [&](store::JobResult r) { done.set_value(std::move(r)); });
+    ASSERT_EQ(done.get_future().get().status, store::JobStatus::committed);
+  }
+
+  std::string state_of(const std::string& id) {
+    std::string state;
+    write([&](store::Database& db) { state = std::string(store::to_string(store::deliveries_of(db, id).at(0).state)); });
+    return state;
+  }
+
+  void start_dispatcher() {
+    DispatcherOptions options;
+    options.poll_interval = 20ms;
+    dispatcher_ = std::make_shared<Dispatcher>(ioc_.get_executor(), *writer_, clock_, options);
+    dispatcher_->set_targets({{"office-email", adapter_, 4, 10s}}, options);
+    dispatcher_->start();
+    io_thread_ = std::thread([this] {
+      auto guard = asio::make_work_guard(ioc_);
+      ioc_.run();
+    });
+  }
+
+  fs::path dir_;
+  SystemClock clock_;
+  asio::io_context ioc_;
+  std::unique_ptr<store::Writer> writer_;
+  std::shared_ptr<SlowAdapter> adapter_ = std::make_shared<SlowAdapter>();
+  std::shared_ptr<Dispatcher> dispatcher_;
+  std::thread io_thread_;
+};
+
+TEST_F(DispatcherTest, StopWaitsForAClaimTheWriterStillHolds) {
+  start_dispatcher();
+  std::this_thread::sleep_for(100ms);  // idle: nothing is due
+
+  // Hold the writer, queue a referral behind it, and let the dispatcher's
+  // next poll queue its claim behind that.
+  std::promise<void> entered, release;
+  auto released = release.get_future().share();
+  writer_->submit([&entered, released](store::Database&) {
+    entered.set_value();
+    released.wait();
+  }, [](store::JobResult) {});
+  entered.get_future().wait();
+  writer_->submit(insert_referral("R-1"), [](store::JobResult) {});
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (writer_->queue_depth() < 2 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
+  ASSERT_EQ(writer_->queue_depth(), 2U) << "the dispatcher did not poll";
+
+  // SIGTERM arrives now: stop must not return while that claim is pending.
+  std::atomic<bool> stopped{false};
+  asio::co_spawn(ioc_, [&]() -> asio::awaitable<void> {
+    co_await dispatcher_->stop(std::chrono::seconds(5));
+    stopped = true;
+  }, asio::detached);
+  std::this_thread::sleep_for(200ms);
+  EXPECT_FALSE(stopped) << "stop returned while a claim was in the writer's hands";
+
+  release.set_value();
+  for (int i = 0; i < 500 && !stopped; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(stopped);
+  // The claimed delivery was sent before stop returned: nothing is left 'sending'.
+  EXPECT_EQ(state_of("R-1"), "delivered");
+}
+
+TEST_F(DispatcherTest, StartSendsWhatAPreviousRunLeftLeased) {
+  write(insert_referral("R-2"));
+  // As a crash mid-send leaves it: claimed (attempt 1 counted), leased for an hour.
+  write([in_an_hour = store::to_millis(clock_.now() + 1h)](store::Database& db) {
+    auto st = db.prepare("UPDATE deliveries SET state = 'sending', attempts = 1, lease_until_ms = ?1");
+    st.bind(1, in_an_hour).run();
+  });
+  start_dispatcher();
+  std::string state;
+  for (int i = 0; i < 300 && state != "delivered"; ++i) {
+    std::this_thread::sleep_for(10ms);
+    state = state_of("R-2");
+  }
+  EXPECT_EQ(state, "delivered");
+  ioc_.stop();  // adapter_->attempts is read once the loop's thread is gone
+  io_thread_.join();
+  EXPECT_EQ(adapter_->attempts, std::vector<int>{2});
+}
+
+}  // namespace
+}  // namespace referrald
