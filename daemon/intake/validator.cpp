@@ -633,9 +633,11 @@ ValidationResult ReferralValidator::validate(std::string_view json_text, Date to
   ErrorSet errors;
   for (const auto& path : builder.duplicates()) errors.add(path, Rank::duplicate, "duplicate key");
 
-  // A Validator holds a regex cache, so each call has its own; the parsed
-  // Schema is only read.
-  valijson::Validator validator(valijson::Validator::kStrongTypes);
+  // A Validator holds the compiled-regex cache for "pattern" constraints;
+  // compiling them anew per request cost more than everything else here, so
+  // each thread keeps one (the cache is keyed by pattern text, so sharing it
+  // between schemas is safe). The parsed Schema is only read.
+  thread_local valijson::Validator validator(valijson::Validator::kStrongTypes);
   valijson::ValidationResults results;
   const valijson::adapters::NlohmannJsonAdapter target(doc);
   validator.validate(impl_->schema, target, &results);
