@@ -2,6 +2,7 @@
 
 #include <stdexcept>
 
+#include "adapters/smtp/smtp_adapter.hpp"
 #include "adapters/spool/spool_adapter.hpp"
 #include "config/target_keys.hpp"
 
@@ -12,6 +13,7 @@ std::shared_ptr<Adapter> make_adapter(const TargetConfig& target, const AdapterC
   // throws std::runtime_error naming the target.
   if (target.type == "spool") return std::make_shared<SpoolAdapter>(target, context.blocking_executor);
   // smtp:
+  if (target.type == "smtp") return std::make_shared<SmtpAdapter>(target, *context.curl, *context.office);
 
   // hylafax, snpp:
 

@@ -23,7 +23,9 @@ class CurlPool {
  public:
   // Sets up the transfer on the worker's (reset) easy handle. Everything it
   // points libcurl at (slists, mime, buffers) must stay alive until the
-  // awaitable completes: keep it in the caller's frame.
+  // awaitable completes: keep it in the caller's frame. It runs on the
+  // worker thread, so it may also do the CPU work of preparing the body; if
+  // it throws, no transfer happens and perform() rethrows the exception.
   using Setup = std::function<void(CURL*)>;
 
   explicit CurlPool(unsigned threads);

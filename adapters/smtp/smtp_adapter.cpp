@@ -1,0 +1,238 @@
+#include "adapters/smtp/smtp_adapter.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "adapters/document/referral_pdf.hpp"
+#include "adapters/document/referral_text.hpp"
+
+namespace referrald {
+
+namespace asio = boost::asio;
+
+namespace {
+
+// The body handed to libcurl's read callback.
+struct Upload {
+  std::string data;
+  std::size_t offset = 0;
+};
+
+size_t read_upload(char* buffer, size_t size, size_t count, void* user) {
+  auto* upload = static_cast<Upload*>(user);
+  const std::size_t room = size * count;
+  const std::size_t n = std::min(room, upload->data.size() - upload->offset);
+  std::memcpy(buffer, upload->data.data() + upload->offset, n);
+  upload->offset += n;
+  return n;
+}
+
+struct SlistDeleter {
+  void operator()(curl_slist* list) const { curl_slist_free_all(list); }
+};
+using Slist = std::unique_ptr<curl_slist, SlistDeleter>;
+
+std::runtime_error target_error(const std::string& target, const std::string& message) {
+  return std::runtime_error("target \"" + target + "\": " + message);
+}
+
+// smtp://host:port[/helo]: the URL path is the EHLO name; `helo` replaces it.
+std::string with_helo(const std::string& url, const std::string& helo) {
+  const auto scheme_end = url.find("://");
+  const auto path = url.find('/', scheme_end == std::string::npos ? 0 : scheme_end + 3);
+  return (path == std::string::npos ? url : url.substr(0, path)) + "/" + helo;
+}
+
+bool is_hostname(const std::string& s) {
+  if (s.empty() || s.size() > 253) return false;
+  for (char c : s) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                    c == '.' || c == '[' || c == ']' || c == ':';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::optional<std::string> read_secret_file(const std::string& path, std::string* problem) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    if (problem != nullptr) *problem = "cannot read password_file " + path + ": " + std::strerror(errno);
+    return std::nullopt;
+  }
+  std::ostringstream s;
+  s << in.rdbuf();
+  std::string secret = s.str();
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  if (secret.empty()) {
+    if (problem != nullptr) *problem = "password_file " + path + " is empty";
+    return std::nullopt;
+  }
+  if (secret.find_first_of("\r\n") != std::string::npos) {
+    if (problem != nullptr) *problem = "password_file " + path + " holds more than one line";
+    return std::nullopt;
+  }
+  return secret;
+}
+
+SmtpAdapter::SmtpAdapter(const TargetConfig& target, CurlPool& curl, OfficeConfig office)
+    : target_name_(target.name), curl_(curl), office_(std::move(office)) {
+  const std::string* url = target.get_string("url");
+  if (url == nullptr) throw target_error(target.name, "url is required");
+  const bool implicit_tls = url->starts_with("smtps://");
+  if (!implicit_tls && !url->starts_with("smtp://")) {
+    throw target_error(target.name, "url must start with smtp:// or smtps://, got \"" + *url + "\"");
+  }
+  const std::string* starttls = target.get_string("starttls");
+  const bool plaintext = !implicit_tls && starttls != nullptr && *starttls == "none";
+  if (plaintext && target.get_bool("allow_plaintext") != true) {
+    // The loader refuses this too; checked again where it matters.
+    throw target_error(target.name, "starttls = \"none\" sends mail unencrypted; set allow_plaintext = true to allow it");
+  }
+  require_tls_ = !plaintext;
+  url_ = *url;
+  if (const std::string* helo = target.get_string("helo")) {
+    if (!is_hostname(*helo)) throw target_error(target.name, "helo must be a host name, got \"" + *helo + "\"");
+    url_ = with_helo(url_, *helo);
+  }
+  if (const std::string* ca = target.get_string("ca_file")) ca_file_ = *ca;
+
+  std::string problem;
+  const std::string* from = target.get_string("from");
+  if (from == nullptr) throw target_error(target.name, "from is required");
+  auto parsed_from = parse_mailbox(*from, &problem);
+  if (!parsed_from) throw target_error(target.name, "from: " + problem);
+  from_ = std::move(*parsed_from);
+  const auto* to = target.get_list("to");
+  if (to == nullptr || to->empty()) throw target_error(target.name, "to needs at least one address");
+  for (const auto& address : *to) {
+    auto parsed = parse_mailbox(address, &problem);
+    if (!parsed) throw target_error(target.name, "to: \"" + address + "\": " + problem);
+    to_.push_back(std::move(*parsed));
+  }
+
+  const std::string* username = target.get_string("username");
+  const std::string* password_file = target.get_string("password_file");
+  if ((username == nullptr) != (password_file == nullptr)) {
+    throw target_error(target.name, "username and password_file go together (set both, or neither)");
+  }
+  if (username != nullptr) {
+    username_ = *username;
+    if (auto secret = read_secret_file(*password_file, &problem)) {
+      password_ = std::move(*secret);
+    } else {
+      problem_ = problem;
+      // Loud now, and on every delivery until the file is fixed and the
+      // configuration reloaded (SIGHUP).
+      spdlog::error("smtp.misconfigured target={} error=\"{}\"", target.name, problem);
+    }
+  }
+  timeout_ms_ = static_cast<long>(std::max<std::int64_t>(1000, target.timeout.count()));
+  if (!default_document_fonts().unicode_font) {
+    spdlog::warn("smtp.font_missing target={} font=\"{}\" note=\"names outside Windows-1252 will show as ? in the "
+                 "PDF; install fonts-dejavu-core\"",
+                 target.name, unicode_font_hint);
+  }
+}
+
+std::string SmtpAdapter::build_message(const Delivery& delivery, std::chrono::system_clock::time_point now) const {
+  MailMessage m;
+  m.from = from_;
+  m.to = to_;
+  m.subject = render_email_subject(delivery);
+  m.message_id = delivery.identity + "@referrald";
+  m.date = now;
+  m.text = render_email_text(delivery, office_);
+  m.attachments.push_back(
+      {referral_pdf_filename(delivery), "application/pdf", render_referral_pdf(delivery, office_, now)});
+  return render_mail(m);
+}
+
+asio::awaitable<Outcome> SmtpAdapter::send(const Delivery& delivery) {
+  if (problem_) co_return Outcome::misconfigured(*problem_);
+
+  // Everything libcurl points at lives in this frame until perform() returns.
+  Upload upload;
+  Slist recipients;
+  CurlPool::Setup setup = [&](CURL* curl) {
+    // Rendering (the PDF above all) is CPU work: it runs here, on the
+    // worker, not on the dispatcher's I/O thread. If it throws, CurlPool
+    // performs no transfer and perform() rethrows.
+    upload.data = build_message(delivery, std::chrono::system_clock::now());
+    curl_slist* list = nullptr;
+    for (const auto& m : to_) list = curl_slist_append(list, ("<" + m.address + ">").c_str());
+    recipients.reset(list);
+
+    curl_easy_setopt(curl, CURLOPT_URL, url_.c_str());
+    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+    curl_easy_setopt(curl, CURLOPT_USE_SSL, static_cast<long>(require_tls_ ? CURLUSESSL_ALL : CURLUSESSL_NONE));
+    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (!ca_file_.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, ca_file_.c_str());
+    if (username_) {
+      curl_easy_setopt(curl, CURLOPT_USERNAME, username_->c_str());
+      curl_easy_setopt(curl, CURLOPT_PASSWORD, password_.c_str());
+    }
+    curl_easy_setopt(curl, CURLOPT_MAIL_FROM, ("<" + from_.address + ">").c_str());
+    curl_easy_setopt(curl, CURLOPT_MAIL_RCPT, recipients.get());
+    curl_easy_setopt(curl, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(curl, CURLOPT_READFUNCTION, read_upload);
+    curl_easy_setopt(curl, CURLOPT_READDATA, &upload);
+    curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(upload.data.size()));
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms_);
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, std::min(timeout_ms_, 30000L));
+  };
+  std::optional<std::string> render_problem;
+  CurlResult result;
+  try {
+    result = co_await curl_.perform(std::move(setup));
+  } catch (const DocumentError& e) {
+    render_problem = e.what();
+  }
+  // The same referral renders the same way next time: no retry would help.
+  if (render_problem) co_return Outcome::permanent("could not render the referral document: " + *render_problem);
+  co_return classify_smtp_result(result);
+}
+
+Outcome classify_smtp_result(const CurlResult& r) {
+  const long reply = r.response_code;
+  const std::optional<std::string> code = reply > 0 ? std::optional<std::string>(std::to_string(reply)) : std::nullopt;
+  if (r.code == CURLE_OK) return Outcome::delivered("accepted for delivery (" + std::to_string(reply) + ")");
+  const std::string message = "smtp: " + r.error + (reply > 0 ? " (reply " + std::to_string(reply) + ")" : "");
+  switch (r.code) {
+    case CURLE_LOGIN_DENIED:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_USE_SSL_FAILED:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_URL_MALFORMAT:
+    case CURLE_NOT_BUILT_IN:
+    case CURLE_AUTH_ERROR:
+      return Outcome::misconfigured(message, code);
+    default:
+      break;
+  }
+  if (reply == 530 || reply == 535) return Outcome::misconfigured(message, code);
+  if (reply >= 400 && reply < 500) return Outcome::transient(message, code);
+  if (reply >= 500 && reply < 600) return Outcome::permanent(message, code);
+  // No reply code: the connection failed, timed out or broke. Try again later.
+  return Outcome::transient(message, code);
+}
+
+}  // namespace referrald

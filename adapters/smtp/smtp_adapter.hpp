@@ -1,0 +1,70 @@
+// Email to the referral office over SMTP with libcurl (on CurlPool's
+// workers, which keep one connection per worker open between messages).
+//
+// TLS is the rule: smtps:// is implicit TLS; smtp:// requires STARTTLS
+// (CURLUSESSL_ALL) unless the target says starttls = "none" and
+// allow_plaintext = true. Certificates are verified (ca_file for a private
+// CA). The message is a text part without patient data and the referral as a
+// PDF attachment; its Message-ID is <delivery identity@referrald>, the same
+// on every attempt, so a repeat after a crash can be recognised.
+//
+// Every recipient must be accepted (no CURLOPT_MAIL_RCPT_ALLOWFAILS): one
+// refused address fails the whole delivery before DATA, so nobody gets a
+// message that others did not, and a retry never doubles a message.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "adapters/curl/curl_pool.hpp"
+#include "adapters/smtp/mail_message.hpp"
+#include "config/config.hpp"
+#include "dispatch/adapter.hpp"
+
+namespace referrald {
+
+class SmtpAdapter final : public Adapter {
+ public:
+  // Throws std::runtime_error naming the target for settings that can never
+  // work (a From or To that is not an address, "none" without
+  // allow_plaintext). A password file that cannot be read is not thrown: the
+  // daemon keeps taking referrals and every send reports misconfigured.
+  SmtpAdapter(const TargetConfig& target, CurlPool& curl, OfficeConfig office);
+
+  boost::asio::awaitable<Outcome> send(const Delivery& delivery) override;
+
+  // The message for one attempt (CRLF, ready for DATA); for tests and send().
+  // Throws DocumentError when the referral cannot be rendered.
+  std::string build_message(const Delivery& delivery, std::chrono::system_clock::time_point now) const;
+
+  // Set when the target cannot send at all (e.g. its password file is missing).
+  const std::optional<std::string>& problem() const { return problem_; }
+
+ private:
+  std::string target_name_;
+  std::string url_;
+  bool require_tls_ = true;
+  std::string ca_file_;
+  std::optional<std::string> username_;
+  std::string password_;
+  Mailbox from_;
+  std::vector<Mailbox> to_;
+  long timeout_ms_ = 60000;
+  CurlPool& curl_;
+  OfficeConfig office_;
+  std::optional<std::string> problem_;
+};
+
+// The outcome of one SMTP transfer, as PROTOCOLS.md §5 classifies it:
+// OK → delivered; authentication, certificate, STARTTLS and TLS handshake
+// failures → misconfigured; a 4xx reply → transient; a 5xx reply →
+// permanent (530/535, authentication required or refused, → misconfigured);
+// no reply code with connect, timeout or receive errors → transient.
+Outcome classify_smtp_result(const CurlResult& result);
+
+// The password file's first line (trailing CR/LF removed); nullopt with the
+// reason in *problem when it cannot be read or is empty.
+std::optional<std::string> read_secret_file(const std::string& path, std::string* problem);
+
+}  // namespace referrald

@@ -1,0 +1,345 @@
+// The smtp target against a real mail server: Debian's aiosmtpd with required
+// STARTTLS and AUTH (tests/peers/smtp_server.py), a fresh self-signed
+// certificate per test, the real referrald. What a person would check: the
+// mail in the Maildir, decoded by Python's email module, its PDF read back
+// with pdftotext; and the delivery's state through the API.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <sqlite3.h>
+
+#include <thread>
+
+#include "support/harness.hpp"
+
+namespace referrald::test {
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+constexpr const char* python = "/usr/bin/python3";  // Debian's, with aiosmtpd
+
+std::string run(const std::string& command) {
+  std::string out;
+  FILE* p = ::popen(command.c_str(), "r");
+  if (p == nullptr) return out;
+  char buf[4096];
+  size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  ::pclose(p);
+  return out;
+}
+
+// One value from the database file, read with the sqlite3 C API directly.
+std::string query(const fs::path& db, const std::string& sql) {
+  sqlite3* handle = nullptr;
+  std::string value;
+  if (sqlite3_open_v2(db.c_str(), &handle, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_busy_timeout(handle, 5000);
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(handle, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW &&
+        sqlite3_column_text(stmt, 0) != nullptr) {
+      value = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+    }
+    sqlite3_finalize(stmt);
+  }
+  sqlite3_close(handle);
+  return value;
+}
+
+// A self-signed certificate for localhost / 127.0.0.1, made by the openssl CLI.
+void make_certificate(const fs::path& dir) {
+  fs::create_directories(dir);
+  const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -keyout " + (dir / "key.pem").string() +
+                          " -out " + (dir / "cert.pem").string() +
+                          " -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1"
+                          " >/dev/null 2>&1";
+  if (shell(cmd) != 0) throw std::runtime_error("openssl could not make a test certificate");
+}
+
+// tests/peers/smtp_server.py on a free loopback port, in its own process
+// group (killed with it in the destructor, also when a test fails).
+class MailServer {
+ public:
+  struct Options {
+    bool tls = true;  // required STARTTLS + AUTH; false: neither
+    int tempfail = 1;
+  };
+
+  explicit MailServer(Options options) : port_(free_port()) {
+    if (options.tls) make_certificate(dir_.path());
+    std::vector<std::string> argv{python, (source_dir() / "tests" / "peers" / "smtp_server.py").string(),
+                                  "--port", std::to_string(port_), "--maildir", maildir().string(),
+                                  "--user", "referrald", "--password", "s3cret",
+                                  "--tempfail", std::to_string(options.tempfail)};
+    if (options.tls) {
+      argv.insert(argv.end(), {"--cert", (dir_ / "cert.pem").string(), "--key", (dir_ / "key.pem").string()});
+    }
+    process_ = std::make_unique<Process>(argv, dir_ / "server.log");
+    const auto deadline = std::chrono::steady_clock::now() + 15s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (!process_->running()) throw std::runtime_error("smtp_server.py exited:\n" + process_->log());
+      if (process_->log().find("READY") != std::string::npos) return;
+      std::this_thread::sleep_for(20ms);
+    }
+    throw std::runtime_error("smtp_server.py did not become ready within 15 s:\n" + process_->log());
+  }
+  ~MailServer() { process_->kill9(); }
+
+  unsigned short port() const { return port_; }
+  fs::path ca_file() const { return dir_ / "cert.pem"; }
+  fs::path maildir() const { return dir_ / "Maildir"; }
+  std::string log() const { return process_->log(); }
+
+  std::vector<fs::path> messages() const {
+    std::vector<fs::path> out;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(maildir() / "new", ec)) out.push_back(e.path());
+    return out;
+  }
+
+ private:
+  TempDir dir_;
+  unsigned short port_;
+  std::unique_ptr<Process> process_;
+};
+
+struct SmtpTarget {
+  std::vector<std::string> to{"referrals@hospital.example"};
+  std::string password = "s3cret\n";
+  fs::path ca_file;  // default: the server's own certificate
+};
+
+Daemon::Options daemon_options(const MailServer& server, const SmtpTarget& t, const fs::path& secrets) {
+  fs::create_directories(secrets);
+  write_file(secrets / "smtp-password", t.password);
+  std::string to;
+  for (const auto& a : t.to) to += (to.empty() ? "\"" : ", \"") + a + "\"";
+  Daemon::Options o;
+  o.with_default_targets = false;
+  o.extra_config = "\n[delivery]\ninitial_backoff = \"200ms\"\nmax_backoff = \"1s\"\n"
+                   "\n[[target]]\nname = \"office-email\"\ntype = \"smtp\"\n"
+                   "url = \"smtp://127.0.0.1:" + std::to_string(server.port()) + "\"\n"
+                   "ca_file = \"" + (t.ca_file.empty() ? server.ca_file() : t.ca_file).string() + "\"\n"
+                   "username = \"referrald\"\n"
+                   "password_file = \"" + (secrets / "smtp-password").string() + "\"\n"
+                   "from = \"Referral Office <referrald@hospital.example>\"\n"
+                   "to = [" + to + "]\n"
+                   "timeout = \"10s\"\n"
+                   "\n[[route]]\nnotify = [\"office-email\"]\n";
+  return o;
+}
+
+// Polls the API until the referral's delivery reaches a final state.
+json wait_for_final(Daemon& daemon, const std::string& id, std::chrono::seconds timeout = 20s) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  json delivery;
+  while (std::chrono::steady_clock::now() < deadline) {
+    const auto r = daemon.get("/api/v1/referrals/" + id);
+    if (r.status == 200) {
+      const auto body = json::parse(r.body);
+      if (!body["deliveries"].empty()) {
+        delivery = body["deliveries"][0];
+        const std::string state = delivery["state"];
+        if (state == "delivered" || state == "dead" || state == "cancelled") return delivery;
+      }
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  ADD_FAILURE() << "delivery of " << id << " not final within " << timeout.count() << " s: " << delivery.dump();
+  return delivery;
+}
+
+std::string post(Daemon& daemon, const std::string& body = sample("asps-routine.json")) {
+  const auto r = daemon.post_referral(body);
+  if (r.status != 202) throw std::runtime_error("POST answered " + std::to_string(r.status) + ": " + r.body);
+  return json::parse(r.body)["id"];
+}
+
+// The mail as Python's email module reads it; the PDF attachment decoded to
+// pdf_file.
+json parse_mail(const fs::path& file, const fs::path& pdf_file) {
+  const std::string script = R"PY(
+import email, email.policy, json, sys
+msg = email.message_from_binary_file(open(sys.argv[1], 'rb'), policy=email.policy.default)
+out = {'subject': str(msg['subject']), 'message_id': str(msg['message-id']), 'from': str(msg['from']),
+       'to': str(msg['to']), 'date': str(msg['date']), 'content_type': msg.get_content_type(),
+       'defects': len(msg.defects), 'parts': []}
+for part in msg.walk():
+    if part.is_multipart():
+        continue
+    info = {'type': part.get_content_type(), 'filename': part.get_filename()}
+    if part.get_content_type() == 'text/plain':
+        info['text'] = part.get_content()
+    if part.get_content_type() == 'application/pdf':
+        open(sys.argv[2], 'wb').write(part.get_content())
+    out['parts'].append(info)
+print(json.dumps(out))
+)PY";
+  write_file(pdf_file.parent_path() / "parse.py", script);
+  const std::string out = run(std::string(python) + " " + (pdf_file.parent_path() / "parse.py").string() + " " +
+                              file.string() + " " + pdf_file.string());
+  return json::parse(out);
+}
+
+std::string pdf_text(const fs::path& pdf) { return run("pdftotext -enc UTF-8 " + pdf.string() + " - 2>/dev/null"); }
+
+TEST(Smtp, DeliversTheReferralAsPdfOverStarttlsWithAuth) {
+  MailServer server({});
+  TempDir work;
+  Daemon daemon(daemon_options(server, {}, work / "secrets"));
+  daemon.start();
+  const auto r = daemon.post_referral(sample("asps-routine.json"));
+  ASSERT_EQ(r.status, 202) << r.body;
+  const std::string id = json::parse(r.body)["id"];
+  const std::string decision = json::parse(r.body)["decision"];
+
+  const auto delivery = wait_for_final(daemon, id);
+  EXPECT_EQ(delivery["state"], "delivered") << delivery.dump() << "\n" << daemon.log();
+  EXPECT_EQ(delivery["attempts"], 1);
+  const auto mails = server.messages();
+  ASSERT_EQ(mails.size(), 1U) << server.log();
+
+  const auto mail = parse_mail(mails[0], work / "referral.pdf");
+  EXPECT_EQ(mail["defects"], 0);
+  EXPECT_EQ(mail["subject"], "Referral " + id + " (routine) — " + decision);
+  EXPECT_EQ(mail["message_id"], "<" + id + ".office-email@referrald>");
+  EXPECT_EQ(mail["from"], "Referral Office <referrald@hospital.example>");
+  EXPECT_EQ(mail["to"], "referrals@hospital.example");
+  EXPECT_FALSE(std::string(mail["date"]).empty());
+  EXPECT_EQ(mail["content_type"], "multipart/mixed");
+  ASSERT_EQ(mail["parts"].size(), 2U) << mail.dump();
+  EXPECT_EQ(mail["parts"][0]["type"], "text/plain");
+  const std::string text = mail["parts"][0]["text"];
+  EXPECT_NE(text.find("Referred by: Dana Whitfield, MD, Delta Pediatrics"), std::string::npos) << text;
+  EXPECT_NE(text.find("The referral is attached as PDF"), std::string::npos) << text;
+  EXPECT_EQ(text.find("Nguyen"), std::string::npos) << "patient data in the text part";
+  EXPECT_EQ(mail["parts"][1]["type"], "application/pdf");
+  EXPECT_EQ(mail["parts"][1]["filename"], "referral-" + id + ".pdf");
+
+  const std::string pdf = pdf_text(work / "referral.pdf");
+  EXPECT_NE(pdf.find(id), std::string::npos) << pdf;
+  EXPECT_NE(pdf.find("901-595-4011"), std::string::npos);
+  EXPECT_NE(pdf.find("Ava Nguyen"), std::string::npos);
+  EXPECT_NE(pdf.find("CONFIDENTIALITY NOTICE"), std::string::npos);
+
+  // Logs name the referral, never the patient.
+  EXPECT_NE(daemon.log().find("delivery.sent id=" + id + " target=office-email attempt=1"), std::string::npos);
+  EXPECT_EQ(daemon.log().find("Nguyen"), std::string::npos);
+}
+
+TEST(Smtp, ATemporaryRefusalIsRetriedAndEveryRecipientGetsOneMail) {
+  MailServer server({.tls = true, .tempfail = 1});
+  TempDir work;
+  SmtpTarget target;
+  target.to = {"referrals@hospital.example", "Night Desk <tempfail@hospital.example>"};
+  Daemon daemon(daemon_options(server, target, work / "secrets"));
+  daemon.start();
+  const std::string id = post(daemon);
+
+  const auto delivery = wait_for_final(daemon, id);
+  EXPECT_EQ(delivery["state"], "delivered") << delivery.dump();
+  EXPECT_EQ(delivery["attempts"], 2);
+  // The first attempt stopped at the 451 before DATA: nobody got a copy then.
+  const auto mails = server.messages();
+  ASSERT_EQ(mails.size(), 1U);
+  const auto mail = parse_mail(mails[0], work / "referral.pdf");
+  EXPECT_EQ(mail["to"], "referrals@hospital.example, Night Desk <tempfail@hospital.example>");
+  EXPECT_EQ(query(daemon.database(), "SELECT group_concat(outcome || ':' || coalesce(code, ''), ',') FROM "
+                                     "(SELECT outcome, code FROM attempts ORDER BY attempt)"),
+            "transient:451,delivered:");
+  EXPECT_NE(daemon.log().find("class=transient code=451"), std::string::npos) << daemon.log();
+}
+
+TEST(Smtp, APermanentRefusalIsDeadAfterOneAttempt) {
+  MailServer server({});
+  TempDir work;
+  SmtpTarget target;
+  target.to = {"reject@hospital.example"};
+  Daemon daemon(daemon_options(server, target, work / "secrets"));
+  daemon.start();
+  const std::string id = post(daemon);
+
+  const auto delivery = wait_for_final(daemon, id);
+  EXPECT_EQ(delivery["state"], "dead") << delivery.dump();
+  EXPECT_EQ(delivery["attempts"], 1);
+  EXPECT_NE(std::string(delivery.value("last_error", "")).find("550"), std::string::npos) << delivery.dump();
+  EXPECT_EQ(query(daemon.database(), "SELECT outcome || ':' || code FROM attempts"), "permanent:550");
+  EXPECT_TRUE(server.messages().empty());
+}
+
+TEST(Smtp, AWrongPasswordIsMisconfiguredAndLoud) {
+  MailServer server({});
+  TempDir work;
+  SmtpTarget target;
+  target.password = "wrong\n";
+  Daemon daemon(daemon_options(server, target, work / "secrets"));
+  daemon.start();
+  const std::string id = post(daemon);
+
+  const auto delivery = wait_for_final(daemon, id);
+  EXPECT_EQ(delivery["state"], "dead") << delivery.dump();
+  EXPECT_EQ(delivery["attempts"], 1);
+  EXPECT_EQ(query(daemon.database(), "SELECT outcome FROM attempts"), "misconfigured");
+  const std::string log = daemon.log();
+  EXPECT_NE(log.find(" error delivery.failed id=" + id + " target=office-email attempt=1 class=misconfigured code=535"),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(log.find("wrong"), std::string::npos) << "the password reached the log";
+  EXPECT_TRUE(server.messages().empty());
+}
+
+// The loader refuses to start without the file at all; a file that is there
+// but unusable is found by the adapter, which keeps intake running.
+TEST(Smtp, AnUnusablePasswordFileIsMisconfiguredButReferralsAreStillTaken) {
+  MailServer server({});
+  TempDir work;
+  SmtpTarget target;
+  target.password = "\n";
+  Daemon daemon(daemon_options(server, target, work / "secrets"));
+  daemon.start();
+  EXPECT_NE(daemon.log().find(" error smtp.misconfigured target=office-email error=\"password_file "),
+            std::string::npos)
+      << daemon.log();
+  const std::string id = post(daemon);
+  const auto delivery = wait_for_final(daemon, id);
+  EXPECT_EQ(delivery["state"], "dead");
+  EXPECT_EQ(query(daemon.database(), "SELECT outcome FROM attempts"), "misconfigured");
+}
+
+TEST(Smtp, AServerWithoutStarttlsIsRefusedAndNothingGoesInClear) {
+  MailServer server({.tls = false});
+  TempDir work;
+  make_certificate(work / "ca");  // some CA: the server never gets as far as showing a certificate
+  SmtpTarget target;
+  target.ca_file = work / "ca" / "cert.pem";
+  Daemon daemon(daemon_options(server, target, work / "secrets"));
+  daemon.start();
+  const std::string id = post(daemon);
+
+  const auto delivery = wait_for_final(daemon, id);
+  EXPECT_EQ(delivery["state"], "dead") << delivery.dump();
+  EXPECT_EQ(delivery["attempts"], 1);
+  EXPECT_EQ(query(daemon.database(), "SELECT outcome FROM attempts"), "misconfigured");
+  EXPECT_TRUE(server.messages().empty()) << "a message went out without TLS";
+}
+
+TEST(Smtp, ACertificateTheCaFileDoesNotVouchForIsRefused) {
+  MailServer server({});
+  TempDir work;
+  make_certificate(work / "other-ca");
+  SmtpTarget target;
+  target.ca_file = work / "other-ca" / "cert.pem";  // an unrelated certificate
+  Daemon daemon(daemon_options(server, target, work / "secrets"));
+  daemon.start();
+  const std::string id = post(daemon);
+
+  const auto delivery = wait_for_final(daemon, id);
+  EXPECT_EQ(delivery["state"], "dead") << delivery.dump();
+  EXPECT_EQ(query(daemon.database(), "SELECT outcome FROM attempts"), "misconfigured");
+  EXPECT_TRUE(server.messages().empty());
+}
+
+}  // namespace
+}  // namespace referrald::test

@@ -1,0 +1,94 @@
+#!/usr/bin/python3
+"""A production-like mail server for referrald's SMTP tests (Debian's aiosmtpd).
+
+STARTTLS is required and AUTH (after TLS) is required when --cert is given;
+without --cert the server offers neither (a server that would take mail in
+clear). Each accepted message is stored in the Maildir given by --maildir.
+
+Fault injection by recipient address:
+  an address containing "reject"   -> 550 on RCPT, always
+  an address containing "tempfail" -> 451 on RCPT for the first --tempfail N
+                                      times (per address), then 250
+
+Prints "READY <port>" on stdout once it accepts connections. Listens on
+127.0.0.1 only. Run it with /usr/bin/python3 (Debian's, which has aiosmtpd).
+"""
+
+import argparse
+import mailbox
+import signal
+import ssl
+import sys
+import threading
+from collections import Counter
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+
+class Handler:
+    def __init__(self, maildir, tempfail):
+        self.maildir = mailbox.Maildir(maildir, create=True)
+        self.tempfail = tempfail
+        self.seen = Counter()
+        self.lock = threading.Lock()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if "reject" in address:
+            return "550 5.1.1 <%s>: mailbox unavailable" % address
+        if "tempfail" in address:
+            with self.lock:
+                self.seen[address] += 1
+                count = self.seen[address]
+            if count <= self.tempfail:
+                return "451 4.3.0 try again later (%d of %d)" % (count, self.tempfail)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            # Maildir writes to tmp/ and renames into new/.
+            self.maildir.add(envelope.original_content)
+        return "250 2.0.0 Ok: queued"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--maildir", required=True)
+    parser.add_argument("--cert", help="PEM certificate; enables required STARTTLS and AUTH")
+    parser.add_argument("--key", help="PEM private key for --cert")
+    parser.add_argument("--user", default="referrald")
+    parser.add_argument("--password", default="secret")
+    parser.add_argument("--tempfail", type=int, default=1)
+    args = parser.parse_args()
+
+    handler = Handler(args.maildir, args.tempfail)
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        ok = (isinstance(auth_data, LoginPassword)
+              and auth_data.login == args.user.encode()
+              and auth_data.password == args.password.encode())
+        return AuthResult(success=ok, handled=False)
+
+    kwargs = {}
+    if args.cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.cert, args.key)
+        kwargs = dict(tls_context=context, require_starttls=True, authenticator=authenticator,
+                      auth_required=True, auth_require_tls=True)
+    controller = Controller(handler, hostname="127.0.0.1", port=args.port,
+                            ready_timeout=10, **kwargs)
+    controller.start()
+    print("READY %d" % args.port, flush=True)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    controller.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
