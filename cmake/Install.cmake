@@ -1,6 +1,6 @@
 # `cmake --install`: the service as Debian 12 runs it under systemd.
 #
-#   /usr/sbin/referrald, /usr/bin/referralctl     (daemon/, cli/)
+#   /usr/sbin/referrald, /usr/bin/referralctl     (daemon/, cli/: the completion too)
 #   /etc/referrald/{referrald.toml,rules.toml}    an operator's edited file is never overwritten
 #   /usr/share/referrald/{schemas,web}            what [paths] names in the production configuration
 #   /usr/lib/systemd/system/referrald.service     the hardened unit
@@ -10,9 +10,8 @@
 # The unit and the production configuration name /usr and /etc: install with
 # the prefix /usr (the default here). DESTDIR stages the tree for a package.
 
-if(TARGET referralctl)
-  install(TARGETS referralctl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
-endif()
+# The binaries install themselves (daemon/ and cli/, with referralctl's bash
+# completion); the rest of the layout is here.
 
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/schemas/ DESTINATION ${CMAKE_INSTALL_DATADIR}/referrald/schemas
         FILES_MATCHING PATTERN "*.json")
