@@ -3,6 +3,9 @@
 #include <stdexcept>
 
 #include "adapters/smtp/smtp_adapter.hpp"
+#include "adapters/document/referral_pdf.hpp"
+#include "adapters/hylafax/hylafax_adapter.hpp"
+#include "adapters/snpp/snpp_adapter.hpp"
 #include "adapters/spool/spool_adapter.hpp"
 #include "config/target_keys.hpp"
 
@@ -16,6 +19,15 @@ std::shared_ptr<Adapter> make_adapter(const TargetConfig& target, const AdapterC
   if (target.type == "smtp") return std::make_shared<SmtpAdapter>(target, *context.curl, *context.office);
 
   // hylafax, snpp:
+  if (target.type == "hylafax") {
+    // The fax is the referral document (cover sheet + referral), dated when it is sent.
+    FaxDocumentRenderer render = [office = *context.office](const Delivery& d) {
+      return render_referral_pdf(d, office, std::chrono::system_clock::now());
+    };
+    return std::make_shared<HylafaxAdapter>(hylafax_settings(target), std::move(render), context.blocking_executor);
+  }
+  if (target.type == "snpp") return std::make_shared<SnppAdapter>(snpp_settings(target, *context.office));
+
 
   // wctp, http-fax:
 

@@ -1,0 +1,387 @@
+// The hylafax and snpp adapters against a real HylaFAX server: a private
+// spool (tests/peers/hylafax-spool.sh prepare), faxq and hfaxd on fresh
+// loopback ports, and the real referrald. With no modem, jobs stay in the
+// server's queue, and the tests read them there as an operator would: the
+// fax job's qfile and its PDF, the page's qfile and its text.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <nlohmann/json.hpp>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "support/harness.hpp"
+
+namespace referrald::test {
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+// One job file (sendq/qN or doneq/qN) as "key:value" lines.
+struct QueuedJob {
+  fs::path file;
+  std::multimap<std::string, std::string> fields;
+  std::string get(const std::string& key) const {
+    const auto it = fields.find(key);
+    return it == fields.end() ? std::string() : it->second;
+  }
+};
+
+// faxq and hfaxd on a private copy of the spool; both process groups are
+// killed when the fixture goes away, also when a test fails.
+class HylafaxServer {
+ public:
+  HylafaxServer() : spool_(dir_ / "spool") {
+    // faxq and hfaxd run as uucp: they must reach the spool inside our 0700 temp dir.
+    fs::permissions(dir_.path(), fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+    const auto script = source_dir() / "tests" / "peers" / "hylafax-spool.sh";
+    if (shell(script.string() + " prepare " + spool_.string() + " >" + (dir_ / "prepare.log").string() + " 2>&1") !=
+        0) {
+      throw std::runtime_error("hylafax-spool.sh prepare failed:\n" + read_file(dir_ / "prepare.log"));
+    }
+    fax_port_ = free_port();
+    do snpp_port_ = free_port();
+    while (snpp_port_ == fax_port_);
+  }
+
+  void start() {
+    faxq_ = std::make_unique<Process>(std::vector<std::string>{"/usr/sbin/faxq", "-D", "-q", spool_.string()},
+                                      dir_ / "faxq.log");
+    for (int i = 0; i < 500 && !is_fifo(spool_ / "FIFO"); ++i) std::this_thread::sleep_for(10ms);
+    if (!is_fifo(spool_ / "FIFO")) throw std::runtime_error("faxq did not create its FIFO");
+    // hfaxd binds its SNPP socket without SO_REUSEADDR: a fresh port for every start.
+    hfaxd_ = std::make_unique<Process>(
+        std::vector<std::string>{"/usr/sbin/hfaxd", "-d", "-q", spool_.string(), "-l", "127.0.0.1", "-i",
+                                 std::to_string(fax_port_), "-s", std::to_string(snpp_port_)},
+        dir_ / "hfaxd.log");
+    if (!wait_for_port(fax_port_, 10s) || !wait_for_port(snpp_port_, 10s)) {
+      throw std::runtime_error("hfaxd is not listening on " + std::to_string(fax_port_) + " and " +
+                               std::to_string(snpp_port_));
+    }
+  }
+
+  unsigned short fax_port() const { return fax_port_; }
+  unsigned short snpp_port() const { return snpp_port_; }
+  const fs::path& spool() const { return spool_; }
+
+  // Every job in sendq and doneq.
+  std::vector<QueuedJob> jobs() const {
+    std::vector<QueuedJob> out;
+    for (const char* queue : {"sendq", "doneq"}) {
+      std::error_code ec;
+      for (const auto& entry : fs::directory_iterator(spool_ / queue, ec)) {
+        const auto name = entry.path().filename().string();
+        if (name.size() < 2 || name[0] != 'q' || name.find_first_not_of("0123456789", 1) != std::string::npos) {
+          continue;
+        }
+        QueuedJob job;
+        job.file = entry.path();
+        std::istringstream in(read_file(entry.path()));
+        for (std::string line; std::getline(in, line);) {
+          const auto colon = line.find(':');
+          if (colon != std::string::npos) job.fields.emplace(line.substr(0, colon), line.substr(colon + 1));
+        }
+        out.push_back(std::move(job));
+      }
+    }
+    return out;
+  }
+
+  std::vector<QueuedJob> jobs_where(const std::string& key, const std::string& value) const {
+    std::vector<QueuedJob> out;
+    for (auto& job : jobs()) {
+      if (job.get(key) == value) out.push_back(std::move(job));
+    }
+    return out;
+  }
+
+ private:
+  static bool is_fifo(const fs::path& p) {
+    struct stat st {};
+    return ::stat(p.c_str(), &st) == 0 && S_ISFIFO(st.st_mode);
+  }
+
+  TempDir dir_;
+  fs::path spool_;
+  unsigned short fax_port_ = 0;
+  unsigned short snpp_port_ = 0;
+  std::unique_ptr<Process> faxq_;
+  std::unique_ptr<Process> hfaxd_;
+};
+
+std::optional<std::string> query_text(const fs::path& db, const std::string& sql) {
+  sqlite3* handle = nullptr;
+  std::optional<std::string> out;
+  if (sqlite3_open_v2(db.c_str(), &handle, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_busy_timeout(handle, 5000);
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(handle, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW &&
+        sqlite3_column_type(stmt, 0) != SQLITE_NULL) {
+      out = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+    }
+    sqlite3_finalize(stmt);
+  }
+  sqlite3_close(handle);
+  return out;
+}
+
+struct Targets {
+  std::string password = "secret";
+  std::string pager_id = "5551234";
+  std::string fax_extra;       // more keys for the fax target
+  std::string delivery = "[delivery]\ninitial_backoff = \"1s\"\nmax_backoff = \"2s\"\n";
+};
+
+// A referrald that faxes every referral and pages urgent ones, through the server.
+Daemon::Options options_for(const HylafaxServer& server, const Targets& t) {
+  Daemon::Options o;
+  o.with_default_targets = false;
+  o.extra_config = "\n" + t.delivery + R"(
+[[target]]
+name = "office-fax"
+type = "hylafax"
+host = "127.0.0.1:)" + std::to_string(server.fax_port()) +
+                   R"("
+user = "secure"
+password_file = "secrets/hylafax-password"
+dial = "9015954011"
+timeout = "20s"
+)" + t.fax_extra + R"(
+[[target]]
+name = "office-pager"
+type = "snpp"
+host = "127.0.0.1:)" + std::to_string(server.snpp_port()) +
+                   R"("
+login = "secure"
+password_file = "secrets/hylafax-password"
+pager_id = ")" + t.pager_id + R"("
+hylafax = true
+timeout = "20s"
+
+[[route]]
+notify = ["office-fax"]
+
+[[route]]
+when = { urgency = ["urgent", "emergent"] }
+notify = ["office-pager"]
+)";
+  return o;
+}
+
+void write_password(const Daemon& daemon, const std::string& password) {
+  write_file(daemon.dir() / "secrets" / "hylafax-password", password + "\n");
+}
+
+// Polls the API until every delivery of the referral is final (delivered,
+// dead) or the time is up; returns target -> delivery view.
+std::map<std::string, json> wait_until_final(Daemon& daemon, const std::string& id,
+                                             std::chrono::milliseconds limit = 30s) {
+  std::map<std::string, json> out;
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (true) {
+    out.clear();
+    bool final = true;
+    const auto got = daemon.get("/api/v1/referrals/" + id);
+    if (got.status == 200) {
+      const auto view = json::parse(got.body);  // named: a range-for over a temporary's member dangles
+      for (const auto& d : view.at("deliveries")) {
+        out[d["target"].get<std::string>()] = d;
+        const auto state = d["state"].get<std::string>();
+        if (state != "delivered" && state != "dead") final = false;
+      }
+    } else {
+      final = false;
+    }
+    if (final || std::chrono::steady_clock::now() >= deadline) return out;
+    std::this_thread::sleep_for(100ms);
+  }
+}
+
+std::string post(Daemon& daemon, const std::string& body) {
+  const auto r = daemon.post_referral(body);
+  if (r.status != 202) throw std::runtime_error("POST failed: " + std::to_string(r.status) + " " + r.body);
+  return json::parse(r.body)["id"].get<std::string>();
+}
+
+TEST(Hylafax, UrgentReferralIsFaxedAndPaged) {
+  HylafaxServer server;
+  server.start();
+  Daemon daemon(options_for(server, {}));
+  write_password(daemon, "secret");
+  daemon.start();
+
+  const std::string id = post(daemon, sample("asps-urgent.json"));
+  const auto deliveries = wait_until_final(daemon, id);
+  ASSERT_EQ(deliveries.size(), 2U) << daemon.log();
+  EXPECT_EQ(deliveries.at("office-fax")["state"], "delivered") << deliveries.at("office-fax").dump() << daemon.log();
+  EXPECT_EQ(deliveries.at("office-pager")["state"], "delivered") << deliveries.at("office-pager").dump();
+  EXPECT_EQ(deliveries.at("office-fax")["attempts"], 1);
+
+  // The fax: one job tagged with the delivery's identity, dialling the
+  // configured number, with the referral PDF in docq.
+  const auto faxes = server.jobs_where("jobtag", id + ".office-fax");
+  ASSERT_EQ(faxes.size(), 1U);
+  const auto& fax = faxes[0];
+  EXPECT_EQ(fax.get("jobtype"), "facsimile");
+  EXPECT_EQ(fax.get("number"), "9015954011");
+  EXPECT_EQ(fax.get("owner"), "secure");
+  EXPECT_EQ(fax.get("notify"), "none");
+  const std::string document = fax.get("pdf");  // "0::docq/doc7.pdf.7"
+  ASSERT_EQ(document.rfind("0::docq/", 0), 0U) << document;
+  const auto pdf = read_file(server.spool() / document.substr(3));
+  EXPECT_EQ(pdf.rfind("%PDF-", 0), 0U) << "the document is a PDF";
+  EXPECT_GT(pdf.size(), 500U);
+  // The job id is recorded with the delivery.
+  const auto external_id = query_text(daemon.database(), "SELECT external_id FROM deliveries WHERE referral_id='" +
+                                                             id + "' AND target='office-fax'");
+  ASSERT_TRUE(external_id);
+  EXPECT_EQ(*external_id, fax.get("jobid"));
+  EXPECT_EQ(fax.file.filename().string(), "q" + *external_id);
+
+  // The page: one pager job for the PIN, sent by the delivery's identity,
+  // whose text names the referral and nothing about the patient.
+  const auto pages = server.jobs_where("sender", id + ".office-pager");
+  ASSERT_EQ(pages.size(), 1U);
+  const auto& page = pages[0];
+  EXPECT_EQ(page.get("jobtype"), "pager");
+  EXPECT_EQ(page.get("page"), "0::5551234");
+  const std::string data = page.get("data");  // "0::docq/doc8.page.8"
+  ASSERT_EQ(data.rfind("0::docq/", 0), 0U) << data;
+  const auto text = read_file(server.spool() / data.substr(3));
+  EXPECT_NE(text.find(id), std::string::npos) << text;
+  EXPECT_NE(text.find("URGENT"), std::string::npos) << text;
+  EXPECT_NE(text.find("1-888-226-4343"), std::string::npos) << text;
+  for (const char* phi : {"Mateo", "Ortiz", "2011-07-21", "2011", "ASPS", "Priya"}) {
+    EXPECT_EQ(text.find(phi), std::string::npos) << phi << " in the page: " << text;
+  }
+  EXPECT_LE(text.size(), 128U);
+  const auto page_job = query_text(daemon.database(), "SELECT external_id FROM deliveries WHERE referral_id='" + id +
+                                                          "' AND target='office-pager'");
+  ASSERT_TRUE(page_job);
+  EXPECT_EQ(*page_job, page.get("jobid"));
+
+  // A routine referral is faxed but not paged.
+  const std::string routine = post(daemon, sample("asps-routine.json"));
+  const auto routine_deliveries = wait_until_final(daemon, routine);
+  ASSERT_EQ(routine_deliveries.size(), 1U);
+  EXPECT_EQ(routine_deliveries.at("office-fax")["state"], "delivered");
+  EXPECT_EQ(server.jobs_where("jobtag", routine + ".office-fax").size(), 1U);
+  EXPECT_TRUE(server.jobs_where("sender", routine + ".office-pager").empty());
+}
+
+TEST(Hylafax, RejectedPagerIdIsDeadAfterOneAttempt) {
+  HylafaxServer server;
+  server.start();
+  Targets t;
+  t.pager_id = "REJECTME";
+  Daemon daemon(options_for(server, t));
+  write_password(daemon, "secret");
+  daemon.start();
+
+  const std::string id = post(daemon, sample("asps-urgent.json"));
+  const auto deliveries = wait_until_final(daemon, id);
+  const auto& pager = deliveries.at("office-pager");
+  EXPECT_EQ(pager["state"], "dead") << pager.dump();
+  EXPECT_EQ(pager["attempts"], 1);
+  EXPECT_NE(pager.value("last_error", "").find("550"), std::string::npos) << pager.dump();
+  EXPECT_EQ(deliveries.at("office-fax")["state"], "delivered");
+  for (const auto& job : server.jobs()) EXPECT_NE(job.get("jobtype"), "pager");
+}
+
+TEST(Hylafax, WrongPasswordIsMisconfiguredAndDead) {
+  HylafaxServer server;
+  server.start();
+  Daemon daemon(options_for(server, {}));
+  write_password(daemon, "not-the-secret");
+  daemon.start();
+
+  const std::string id = post(daemon, sample("asps-urgent.json"));
+  const auto deliveries = wait_until_final(daemon, id);
+  const auto& fax = deliveries.at("office-fax");
+  EXPECT_EQ(fax["state"], "dead") << fax.dump();
+  EXPECT_EQ(fax["attempts"], 1);
+  EXPECT_NE(fax.value("last_error", "").find("530"), std::string::npos) << fax.dump();
+  const auto& pager = deliveries.at("office-pager");
+  EXPECT_EQ(pager["state"], "dead") << pager.dump();
+  EXPECT_EQ(pager["attempts"], 1);
+  EXPECT_NE(pager.value("last_error", "").find("LOGI"), std::string::npos) << pager.dump();
+  EXPECT_TRUE(server.jobs().empty());
+  // Loud: the log says what to fix.
+  EXPECT_NE(daemon.log().find("class=misconfigured"), std::string::npos);
+  EXPECT_EQ(daemon.log().find("not-the-secret"), std::string::npos) << "the password is never logged";
+}
+
+TEST(Hylafax, ServerDownAtFirstThenEveryDeliveryGoesOutOnce) {
+  HylafaxServer server;  // prepared, not started: nothing listens on its ports
+  Daemon daemon(options_for(server, {}));
+  write_password(daemon, "secret");
+  daemon.start();
+
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(post(daemon, sample("asps-urgent.json")));
+
+  // The deliveries wait and back off: tried, failed transiently, due again.
+  const auto waiting_deadline = std::chrono::steady_clock::now() + 20s;
+  bool all_retried = false;
+  while (!all_retried && std::chrono::steady_clock::now() < waiting_deadline) {
+    all_retried = true;
+    for (const auto& id : ids) {
+      const auto view = json::parse(daemon.get("/api/v1/referrals/" + id).body);
+      for (const auto& d : view.at("deliveries")) {
+        if (d["attempts"].get<int>() < 2 || d["state"] == "delivered" || d["state"] == "dead") all_retried = false;
+      }
+    }
+    if (!all_retried) std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(all_retried) << daemon.log();
+  EXPECT_NE(daemon.log().find("class=transient"), std::string::npos);
+
+  server.start();
+  for (const auto& id : ids) {
+    const auto deliveries = wait_until_final(daemon, id, 40s);
+    EXPECT_EQ(deliveries.at("office-fax")["state"], "delivered") << deliveries.at("office-fax").dump();
+    EXPECT_EQ(deliveries.at("office-pager")["state"], "delivered") << deliveries.at("office-pager").dump();
+    // None lost, none twice.
+    EXPECT_EQ(server.jobs_where("jobtag", id + ".office-fax").size(), 1U) << id;
+    EXPECT_EQ(server.jobs_where("sender", id + ".office-pager").size(), 1U) << id;
+  }
+  EXPECT_EQ(server.jobs().size(), 6U);
+}
+
+// done_when = "done": the job cannot finish without a modem, so each attempt
+// ends transient before the target's timeout ("still ..."), and every later
+// attempt finds the first job by its tag instead of faxing again.
+TEST(Hylafax, WaitingForTheJobResumesTheSameJobOnEveryAttempt) {
+  HylafaxServer server;
+  server.start();
+  Targets t;
+  t.fax_extra = "done_when = \"done\"\npoll_interval = \"1s\"\n";
+  Daemon daemon(options_for(server, t));
+  // A short timeout for the fax target: each attempt waits about 3.6 s.
+  auto config = read_file(daemon.config_file());
+  config.replace(config.find("timeout = \"20s\""), 15, "timeout = \"4s\"");
+  write_file(daemon.config_file(), config);
+  write_password(daemon, "secret");
+  daemon.start();
+
+  const std::string id = post(daemon, sample("asps-routine.json"));
+  const auto deadline = std::chrono::steady_clock::now() + 40s;
+  json fax;
+  while (std::chrono::steady_clock::now() < deadline) {
+    fax = json::parse(daemon.get("/api/v1/referrals/" + id).body)["deliveries"][0];
+    if (fax["attempts"].get<int>() >= 3 && fax["state"] == "retry") break;
+    std::this_thread::sleep_for(200ms);
+  }
+  ASSERT_GE(fax["attempts"].get<int>(), 3) << fax.dump() << daemon.log();
+  EXPECT_EQ(fax["state"], "retry") << fax.dump();
+  EXPECT_NE(fax.value("last_error", "").find("still"), std::string::npos) << fax.dump();
+  EXPECT_EQ(server.jobs_where("jobtag", id + ".office-fax").size(), 1U);
+  EXPECT_NE(daemon.log().find("hylafax.repeat_recognised"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace referrald::test
