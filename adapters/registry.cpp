@@ -28,7 +28,6 @@ std::shared_ptr<Adapter> make_adapter(const TargetConfig& target, const AdapterC
   }
   if (target.type == "snpp") return std::make_shared<SnppAdapter>(snpp_settings(target, *context.office));
 
-
   // wctp, http-fax:
 
   std::string known;
