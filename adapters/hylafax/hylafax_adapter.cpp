@@ -58,11 +58,12 @@ Outcome refused(std::string_view step, const Reply& r, OutcomeClass on_5xx = Out
 // deadline; a failed step returns the outcome to report.
 class FaxSession {
  public:
-  FaxSession(asio::any_io_executor executor, const HylafaxSettings& settings, const Delivery& delivery)
+  FaxSession(asio::any_io_executor executor, const HylafaxSettings& settings, const Delivery& delivery,
+             Clock::time_point deadline)
       : executor_(executor),
         settings_(settings),
         delivery_(delivery),
-        deadline_(Clock::now() + settings.budget),
+        deadline_(deadline),
         control_(executor, protocol::Dialect::ftp),
         tag_(hylafax::job_tag(delivery.identity)) {}
 
@@ -338,6 +339,7 @@ HylafaxAdapter::HylafaxAdapter(HylafaxSettings settings, FaxDocumentRenderer ren
     : settings_(std::move(settings)), render_(std::move(render)), blocking_(std::move(blocking)) {}
 
 asio::awaitable<Outcome> HylafaxAdapter::send(const Delivery& delivery) {
+  const auto deadline = Clock::now() + settings_.budget;  // rendering counts too
   // The PDF is CPU work (libharu): render it on the blocking pool.
   std::string pdf;
   try {
@@ -348,7 +350,7 @@ asio::awaitable<Outcome> HylafaxAdapter::send(const Delivery& delivery) {
   }
   if (pdf.empty()) co_return Outcome::permanent("fax document: empty");
 
-  FaxSession session(co_await asio::this_coro::executor, settings_, delivery);
+  FaxSession session(co_await asio::this_coro::executor, settings_, delivery, deadline);
   Outcome outcome = co_await session.run(pdf);
   co_await session.quit();
   co_return outcome;
