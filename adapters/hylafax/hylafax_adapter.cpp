@@ -174,23 +174,41 @@ class FaxSession {
     co_return std::nullopt;
   }
 
+  // Looks through sendq and doneq for a job with this delivery's tag that
+  // has not failed. A server that refuses the listing (PublicJobQ false, an
+  // old hfaxd) cannot be checked: the attempt goes on and faxes, as
+  // at-least-once delivery allows. Only a broken connection is an outcome.
   asio::awaitable<std::optional<Outcome>> find_tagged_job(std::optional<hylafax::ListedJob>& found) {
-    std::optional<Outcome> failed;
+    const auto skip = [this](const std::string& why) {
+      spdlog::warn("hylafax.repeat_check_skipped id={} target={} reason=\"{}\"", delivery_.referral_id,
+                   delivery_.target, why);
+    };
     const std::string format = "JOBFMT \"" + std::string(hylafax::job_listing_format) + "\"";
-    if (!co_await exchange(format, [](const Reply& r) { return r.reply_class() == 2; }, failed)) co_return failed;
+    auto formatted = co_await control_.command(format, step_timeout());
+    if (!formatted) co_return io_failure(control_);
+    if (formatted->reply_class() != 2) {
+      skip("JOBFMT: " + reply_summary(*formatted));
+      co_return std::nullopt;
+    }
     static constexpr std::array<const char*, 2> queues{"sendq", "doneq"};
     for (const char* queue : queues) {
       Connection data(executor_, protocol::Dialect::ftp);
       if (auto data_failed = co_await open_data(data)) co_return data_failed;
       const std::string list = std::string("LIST ") + queue;
-      if (!co_await exchange(list, [](const Reply& r) { return r.code == 150 || r.code == 125; }, failed)) {
-        co_return failed;
+      auto opened = co_await control_.command(list, step_timeout());
+      if (!opened) co_return io_failure(control_);
+      if (opened->code != 150 && opened->code != 125) {
+        skip(list + ": " + reply_summary(*opened));
+        co_return std::nullopt;
       }
       auto listing = co_await data.read_to_end(max_listing_bytes, step_timeout());
       if (!listing) co_return io_failure(data);
       auto done = co_await control_.read_reply(step_timeout());
       if (!done) co_return io_failure(control_);
-      if (done->code != 226) co_return refused(list, *done);
+      if (done->code != 226) {
+        skip(list + ": " + reply_summary(*done));
+        co_return std::nullopt;
+      }
       for (auto& job : hylafax::parse_job_listing(*listing)) {
         if (job.tag != tag_ || job.state == hylafax::JobState::failed) continue;
         found = std::move(job);
@@ -321,7 +339,9 @@ HylafaxSettings hylafax_settings(const TargetConfig& target) {
   s.from_user = text("from_user", "referrald");
   if (target.get_string("notify_address") != nullptr) s.notify_address = text("notify_address", "");
   s.password = protocol::read_secret(target, "password_file");
-  if (s.password && !hylafax::quotable(*s.password)) {
+  if (s.password && std::any_of(s.password->begin(), s.password->end(), [](char c) {
+        return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+      })) {
     throw target_error(target, "password_file: the password must not hold control characters");
   }
   const std::string* done_when = target.get_string("done_when");

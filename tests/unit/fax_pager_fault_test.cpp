@@ -268,6 +268,17 @@ TEST(HylafaxFaults, ARepeatWhosePreviousJobFailedFaxesAgain) {
   EXPECT_EQ(outcome.external_id, "41");
 }
 
+TEST(HylafaxFaults, ARepeatOnAServerThatHidesItsQueueFaxesAgain) {
+  asio::io_context ioc;
+  ScriptedServer server(ioc);
+  server.answers["LIST"] = {"550 Permission denied: no access to sendq.\r\n"};
+  auto adapter = fax_adapter(ioc, fax_settings(server.port()));
+  const auto [outcome, took] = run(ioc, adapter, sample_delivery(3));
+  EXPECT_EQ(outcome.kind, OutcomeClass::delivered) << outcome.message;
+  EXPECT_EQ(outcome.external_id, "41");
+  EXPECT_EQ(server.uploaded, "%PDF-1.4 test document");
+}
+
 TEST(HylafaxFaults, SilenceTimesOutWithinTheBudget) {
   asio::io_context ioc;
   ScriptedServer server(ioc);
