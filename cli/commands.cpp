@@ -300,6 +300,15 @@ std::string operator_name() {
   return name;
 }
 
+namespace {
+// system_clock counts nanoseconds in 64 bits: it ends in the year 2262.
+std::optional<TimePoint> representable(std::time_t t) {
+  const std::time_t last = std::chrono::system_clock::to_time_t(std::chrono::system_clock::time_point::max()) - 1;
+  if (t == -1 || t > last || t < -last) return std::nullopt;
+  return std::chrono::system_clock::from_time_t(t);
+}
+}  // namespace
+
 std::optional<TimePoint> parse_since(const std::string& text, TimePoint now) {
   if (auto d = parse_duration(text)) return now - *d;
   if (auto date = parse_iso_date(text)) {
@@ -308,9 +317,7 @@ std::optional<TimePoint> parse_since(const std::string& text, TimePoint now) {
     tm.tm_mon = static_cast<int>(static_cast<unsigned>(date->month())) - 1;
     tm.tm_mday = static_cast<int>(static_cast<unsigned>(date->day()));
     tm.tm_isdst = -1;
-    const std::time_t t = std::mktime(&tm);
-    if (t == -1) return std::nullopt;
-    return std::chrono::system_clock::from_time_t(t);
+    return representable(std::mktime(&tm));
   }
   // "YYYY-MM-DDTHH:MM[:SS][Z]" or with a space.
   std::string s = text;
@@ -322,9 +329,7 @@ std::optional<TimePoint> parse_since(const std::string& text, TimePoint now) {
     const char* end = ::strptime(s.c_str(), format, &tm);
     if (end == nullptr || *end != '\0') continue;
     tm.tm_isdst = -1;
-    const std::time_t t = utc ? ::timegm(&tm) : std::mktime(&tm);
-    if (t == -1) return std::nullopt;
-    return std::chrono::system_clock::from_time_t(t);
+    return representable(utc ? ::timegm(&tm) : std::mktime(&tm));
   }
   return std::nullopt;
 }

@@ -1,0 +1,749 @@
+// The real referralctl binary against databases filled by the real daemon:
+// every command's output and exit code, the --json shapes, retry making a
+// dead delivery go out to a real peer (a spool directory), check agreeing
+// with the daemon's decisions, and commands running while the daemon is
+// under load.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <fcntl.h>
+#include <functional>
+#include <set>
+#include <thread>
+
+#include "support/harness.hpp"
+
+namespace referrald::test {
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+fs::path referralctl_binary() { return binary_dir() / "cli" / "referralctl"; }
+
+struct CtlRun {
+  int status = -1;
+  std::string out;
+  std::string err;
+  json parsed() const { return json::parse(out); }
+};
+
+// Runs referralctl with stdout and stderr captured (not a terminal), a
+// clean colour environment plus `env`, and a watchdog.
+CtlRun ctl(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {}) {
+  TempDir io;
+  const fs::path out = io / "out", err = io / "err";
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    const int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ::dup2(o, 1);
+    ::dup2(e, 2);
+    const int null_fd = ::open("/dev/null", O_RDONLY);
+    ::dup2(null_fd, 0);
+    ::unsetenv("NO_COLOR");
+    ::unsetenv("SUDO_USER");
+    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+    std::vector<std::string> argv{referralctl_binary().string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<char*> raw;
+    for (auto& a : argv) raw.push_back(a.data());
+    raw.push_back(nullptr);
+    ::execv(raw[0], raw.data());
+    ::_exit(127);
+  }
+  CtlRun r;
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  int status = 0;
+  while (::waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      ADD_FAILURE() << "referralctl did not finish within 60 s";
+      break;
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = read_file(out);
+  r.err = read_file(err);
+  return r;
+}
+
+std::string describe(const CtlRun& r) { return "exit " + std::to_string(r.status) + "\nstdout:\n" + r.out + "stderr:\n" + r.err; }
+
+bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return done();
+}
+
+// Direct SQLite access: the test checks the file, not referralctl's reading of it.
+long long scalar(const fs::path& db, const std::string& sql) {
+  sqlite3* handle = nullptr;
+  if (sqlite3_open_v2(db.c_str(), &handle, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+    sqlite3_close(handle);
+    return -1;
+  }
+  sqlite3_busy_timeout(handle, 5000);
+  sqlite3_stmt* stmt = nullptr;
+  long long n = -1;
+  if (sqlite3_prepare_v2(handle, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK) {
+    const int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) n = sqlite3_column_int64(stmt, 0);
+    if (rc == SQLITE_DONE) n = sqlite3_changes(handle);
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(handle);
+  return n;
+}
+
+std::set<std::string> keys(const json& object) {
+  std::set<std::string> out;
+  for (const auto& [k, v] : object.items()) out.insert(k);
+  return out;
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override { daemon.start(); }
+
+  std::string db() const { return daemon.database().string(); }
+
+  std::string post(const std::string& body) {
+    const auto r = daemon.post_referral(body);
+    EXPECT_EQ(r.status, 202) << r.body;
+    return json::parse(r.body)["id"];
+  }
+
+  json show(const std::string& id) {
+    const auto r = ctl({"--db", db(), "show", "--json", id});
+    EXPECT_EQ(r.status, 0) << describe(r);
+    return r.parsed();
+  }
+
+  std::string state_of(const std::string& id, const std::string& target) {
+    const auto shown = show(id);
+    for (const auto& d : shown["deliveries"]) {
+      if (d["target"] == target) return d["state"];
+    }
+    return "(none)";
+  }
+
+  // Every delivery of the referral has reached a final state.
+  void wait_final(const std::string& id) {
+    ASSERT_TRUE(wait_until(
+        [&] {
+          const auto shown = show(id);
+          for (const auto& d : shown["deliveries"]) {
+            const std::string s = d["state"];
+            if (s != "delivered" && s != "dead" && s != "cancelled") return false;
+          }
+          return true;
+        },
+        15s))
+        << show(id).dump(2);
+  }
+
+  // The pager's spool directory becomes a regular file: the spool adapter
+  // cannot write there and reports the target misconfigured (dead at once).
+  void break_pager() {
+    fs::remove_all(daemon.spool("office-pager"));
+    write_file(daemon.spool("office-pager"), "not a directory");
+  }
+  void fix_pager() {
+    fs::remove(daemon.spool("office-pager"));
+    fs::create_directories(daemon.spool("office-pager"));
+  }
+  fs::path pager_file(const std::string& id) { return daemon.spool("office-pager") / (id + ".office-pager.json"); }
+
+  std::string urgent(const std::string& name = "Mateo") {
+    return referral_json(name, "2012-05-01", "Alveolar soft part sarcoma", "urgent");
+  }
+
+  // No rate limit: the load test posts as fast as it can.
+  Daemon daemon{[] {
+    Daemon::Options o;
+    o.extra_http = "rate_limit_per_minute = 0\n";
+    return o;
+  }()};
+};
+
+TEST_F(Cli, ListShowsReferralsNewestFirstWithFiltersAndPaging) {
+  const std::string first = post(sample("asps-routine.json"));  // accepted, routine
+  std::this_thread::sleep_for(5ms);
+  auto outside = json::parse(sample("asps-routine.json"));
+  outside["patient"]["postal_code"] = "77030";
+  const std::string second = post(outside.dump());  // review
+  std::this_thread::sleep_for(5ms);
+  const std::string third = post(sample("asps-urgent.json"));  // review, urgent
+  wait_final(third);
+
+  const auto human = ctl({"--db", db(), "list"});
+  ASSERT_EQ(human.status, 0) << describe(human);
+  EXPECT_EQ(human.out.rfind("RECEIVED             ID                      DECISION  URGENCY  DISEASE  DELIVERIES\n", 0), 0U)
+      << human.out;
+  EXPECT_LT(human.out.find(third), human.out.find(second));
+  EXPECT_LT(human.out.find(second), human.out.find(first));
+  EXPECT_EQ(human.out.find("\x1b["), std::string::npos) << "no colour when stdout is not a terminal";
+  EXPECT_NE(human.out.find("office-email delivered, office-pager delivered"), std::string::npos) << human.out;
+
+  const auto all = ctl({"--db", db(), "list", "--json"});
+  ASSERT_EQ(all.status, 0) << describe(all);
+  const auto page = all.parsed();
+  EXPECT_EQ(keys(page), (std::set<std::string>{"referrals", "next_before"}));
+  EXPECT_TRUE(page["next_before"].is_null());
+  ASSERT_EQ(page["referrals"].size(), 3U);
+  const auto& row = page["referrals"][0];
+  EXPECT_EQ(keys(row), (std::set<std::string>{"id", "received_at", "decision", "urgency", "disease", "channel",
+                                              "deliveries"}));
+  EXPECT_EQ(row["id"], third);
+  EXPECT_EQ(row["decision"], "review");
+  EXPECT_EQ(row["urgency"], "urgent");
+  EXPECT_EQ(row["disease"], "asps");
+  EXPECT_EQ(row["channel"], "api");
+  EXPECT_EQ(row["received_at"].get<std::string>().back(), 'Z');
+  ASSERT_EQ(row["deliveries"].size(), 2U);
+  EXPECT_EQ(keys(row["deliveries"][0]), (std::set<std::string>{"id", "target", "state"}));
+
+  const auto ids = [](const CtlRun& r) {
+    std::vector<std::string> out;
+    const auto listed = r.parsed();
+    for (const auto& x : listed["referrals"]) out.push_back(x["id"]);
+    return out;
+  };
+  EXPECT_EQ(ids(ctl({"--db", db(), "list", "--json", "--decision", "accepted"})), std::vector<std::string>{first});
+  EXPECT_EQ(ids(ctl({"--db", db(), "list", "--json", "--urgency", "urgent"})), std::vector<std::string>{third});
+  EXPECT_EQ(ids(ctl({"--db", db(), "list", "--json", "--decision", "review", "--state", "delivered"})),
+            (std::vector<std::string>{third, second}));
+  EXPECT_TRUE(ids(ctl({"--db", db(), "list", "--json", "--state", "dead"})).empty());
+  EXPECT_EQ(ids(ctl({"--db", db(), "list", "--json", "--since", "1h"})).size(), 3U);
+  EXPECT_TRUE(ids(ctl({"--db", db(), "list", "--json", "--since", "2200-01-01"})).empty());
+  EXPECT_EQ(ctl({"--db", db(), "list", "--since", "2999-01-01"}).status, 2);  // past what the clock can count
+
+  // Keyset paging: --limit 2, then --before the id it names.
+  const auto p1 = ctl({"--db", db(), "list", "--json", "--limit", "2"});
+  EXPECT_EQ(ids(p1), (std::vector<std::string>{third, second}));
+  EXPECT_EQ(p1.parsed()["next_before"], second);
+  const auto p2 = ctl({"--db", db(), "list", "--json", "--limit", "2", "--before", second});
+  EXPECT_EQ(ids(p2), std::vector<std::string>{first});
+  EXPECT_TRUE(p2.parsed()["next_before"].is_null());
+  const auto human_page = ctl({"--db", db(), "list", "--limit", "2"});
+  EXPECT_NE(human_page.out.find("more: referralctl list --before " + second), std::string::npos) << human_page.out;
+
+  const auto nothing = ctl({"--db", db(), "list", "--decision", "declined"});
+  EXPECT_EQ(nothing.status, 0);
+  EXPECT_EQ(nothing.out, "no referrals match\n");
+  EXPECT_EQ(ctl({"--db", db(), "list", "--before", "R-20200101-AAAAA-AAAAA"}).status, 1);
+
+  // The same through the configuration file instead of --db.
+  const auto via_config = ctl({"--config", daemon.config_file().string(), "list", "--json"});
+  ASSERT_EQ(via_config.status, 0) << describe(via_config);
+  EXPECT_EQ(via_config.parsed()["referrals"].size(), 3U);
+}
+
+TEST_F(Cli, ShowPrintsTheReferralItsDeliveriesAttemptsAndAuditTrail) {
+  const std::string id = post(sample("asps-urgent.json"));
+  wait_final(id);
+
+  const auto human = ctl({"--db", db(), "show", id});
+  ASSERT_EQ(human.status, 0) << describe(human);
+  for (const std::string& expected :
+       {"Referral " + id, std::string("  decision   review"), std::string("NO_OPEN_TRIAL: "),
+        std::string("  urgency    urgent"), std::string("Mateo Ortiz"), std::string("Deliveries"),
+        std::string("office-email  delivered  1 attempt"), std::string("office-pager  delivered  1 attempt"),
+        std::string("Audit trail"), std::string("referrald  received"), std::string("decision=review targets=2")}) {
+    EXPECT_NE(human.out.find(expected), std::string::npos) << expected << "\n" << human.out;
+  }
+  // Lower case works too (ids are read over the phone).
+  std::string lower = id;
+  for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  EXPECT_EQ(ctl({"--db", db(), "show", lower}).status, 0);
+
+  const auto j = show(id);
+  EXPECT_EQ(keys(j), (std::set<std::string>{"referral", "deliveries", "audit"}));
+  EXPECT_EQ(keys(j["referral"]), (std::set<std::string>{"id", "received_at", "decision", "reasons", "disease",
+                                                        "urgency", "channel", "client", "document"}));
+  EXPECT_EQ(j["referral"]["reasons"][0]["code"], "NO_OPEN_TRIAL");
+  EXPECT_EQ(j["referral"]["document"]["patient"]["given_name"], "Mateo");
+  ASSERT_EQ(j["deliveries"].size(), 2U);
+  const auto& d = j["deliveries"][0];
+  EXPECT_EQ(keys(d), (std::set<std::string>{"id", "referral_id", "target", "identity", "state", "attempts",
+                                            "created_at", "next_attempt_at", "lease_until", "last_error",
+                                            "external_id", "updated_at", "attempt_log"}));
+  EXPECT_EQ(d["identity"], id + "." + d["target"].get<std::string>());
+  ASSERT_EQ(d["attempt_log"].size(), 1U);
+  EXPECT_EQ(keys(d["attempt_log"][0]), (std::set<std::string>{"attempt", "started_at", "finished_at", "outcome",
+                                                              "code", "message", "external_id"}));
+  EXPECT_EQ(d["attempt_log"][0]["outcome"], "delivered");
+  ASSERT_GE(j["audit"].size(), 3U);
+  EXPECT_EQ(keys(j["audit"][0]), (std::set<std::string>{"at", "actor", "action", "delivery_id", "detail"}));
+  EXPECT_EQ(j["audit"][0]["action"], "received");
+
+  const auto missing = ctl({"--db", db(), "show", "R-20200101-AAAAA-AAAAA"});
+  EXPECT_EQ(missing.status, 1);
+  EXPECT_EQ(missing.err, "referralctl: no referral R-20200101-AAAAA-AAAAA\n");
+}
+
+TEST_F(Cli, RetrySendsADeadDeliveryToTheRealPeerWithinSeconds) {
+  break_pager();
+  const std::string id = post(urgent());
+  wait_final(id);
+  ASSERT_EQ(state_of(id, "office-pager"), "dead");
+  ASSERT_EQ(state_of(id, "office-email"), "delivered");
+
+  // Dead is final: not in the queue, but counted, and found by list --state dead.
+  const auto queue = ctl({"--db", db(), "queue"});
+  ASSERT_EQ(queue.status, 0) << describe(queue);
+  EXPECT_EQ(queue.out, "the queue is empty; 1 dead delivery (referralctl list --state dead)\n");
+  const auto dead = ctl({"--db", db(), "list", "--json", "--state", "dead"}).parsed();
+  ASSERT_EQ(dead["referrals"].size(), 1U);
+  EXPECT_EQ(dead["referrals"][0]["id"], id);
+  const auto shown = show(id);
+  std::int64_t pager_id = 0;
+  for (const auto& d : shown["deliveries"]) {
+    if (d["target"] == "office-pager") {
+      pager_id = d["id"];
+      EXPECT_EQ(d["attempt_log"][0]["outcome"], "misconfigured");
+      EXPECT_NE(d["last_error"].get<std::string>().find("Not a directory"), std::string::npos) << d;
+    }
+  }
+
+  fix_pager();
+  const auto retry = ctl({"--db", db(), "retry", id}, {{"SUDO_USER", "alice"}});
+  ASSERT_EQ(retry.status, 0) << describe(retry);
+  // The referral's delivered email is skipped, the dead pager retried.
+  EXPECT_NE(retry.out.find("office-pager  dead -> pending"), std::string::npos) << retry.out;
+  EXPECT_NE(retry.out.find("office-email  delivered, skipped: final"), std::string::npos) << retry.out;
+  EXPECT_NE(retry.out.find("1 delivery retried"), std::string::npos) << retry.out;
+
+  // The running daemon sends it within seconds, without a restart.
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(wait_until([&] { return fs::exists(pager_file(id)); }, 5s)) << daemon.log();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  EXPECT_EQ(json::parse(read_file(pager_file(id)))["attempt"], 2);
+  ASSERT_TRUE(wait_until([&] { return state_of(id, "office-pager") == "delivered"; }, 5s));
+
+  // The audit trail names the operator.
+  std::string expected_actor = ::geteuid() == 0 ? "root (sudo by alice)" : "";
+  bool found = false;
+  const auto trail = show(id);
+  for (const auto& a : trail["audit"]) {
+    if (a["action"] != "retry") continue;
+    found = true;
+    EXPECT_EQ(a["delivery_id"], pager_id);
+    EXPECT_EQ(a["detail"], "target=office-pager from=dead to=pending");
+    if (!expected_actor.empty()) {
+      EXPECT_EQ(a["actor"], expected_actor);
+    }
+  }
+  EXPECT_TRUE(found);
+
+  // Nothing left to retry.
+  const auto again = ctl({"--db", db(), "retry", "ALL", "--json"});
+  ASSERT_EQ(again.status, 0) << describe(again);
+  EXPECT_EQ(again.parsed()["changed"].size(), 0U);
+}
+
+TEST_F(Cli, RetryAllWithATargetRetriesEveryDeadDeliveryOfIt) {
+  break_pager();
+  const std::string a = post(urgent("Ana"));
+  const std::string b = post(urgent("Ben"));
+  wait_final(a);
+  wait_final(b);
+  fix_pager();
+  const auto r = ctl({"--db", db(), "retry", "ALL", "--target", "office-pager", "--json"});
+  ASSERT_EQ(r.status, 0) << describe(r);
+  const auto j = r.parsed();
+  EXPECT_EQ(keys(j), (std::set<std::string>{"action", "actor", "changed", "skipped"}));
+  EXPECT_EQ(j["action"], "retry");
+  ASSERT_EQ(j["changed"].size(), 2U);
+  EXPECT_EQ(keys(j["changed"][0]), (std::set<std::string>{"id", "referral_id", "target", "from", "to"}));
+  EXPECT_EQ(j["changed"][0]["from"], "dead");
+  EXPECT_EQ(j["changed"][0]["to"], "pending");
+  EXPECT_TRUE(wait_until([&] { return fs::exists(pager_file(a)) && fs::exists(pager_file(b)); }, 5s));
+}
+
+TEST_F(Cli, HoldKeepsADeliveryFromTheRunningDaemonUntilReleased) {
+  break_pager();
+  const std::string id = post(urgent());
+  wait_final(id);
+  const std::string pager = id + ".office-pager";
+
+  // Stopped daemon: the actions work on the file alone.
+  ASSERT_EQ(daemon.stop(), 0);
+  fix_pager();
+  auto r = ctl({"--db", db(), "retry", pager});
+  ASSERT_EQ(r.status, 0) << describe(r);
+  r = ctl({"--db", db(), "hold", pager});
+  ASSERT_EQ(r.status, 0) << describe(r);
+  EXPECT_NE(r.out.find("pending -> held"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("1 delivery held"), std::string::npos) << r.out;
+
+  const auto queue = ctl({"--db", db(), "queue", "--json"});
+  ASSERT_EQ(queue.status, 0) << describe(queue);
+  const auto q = queue.parsed();
+  EXPECT_EQ(keys(q), (std::set<std::string>{"deliveries", "dead"}));
+  ASSERT_EQ(q["deliveries"].size(), 1U);
+  EXPECT_EQ(keys(q["deliveries"][0]),
+            (std::set<std::string>{"id", "referral_id", "target", "identity", "state", "attempts", "created_at",
+                                   "next_attempt_at", "lease_until", "last_error", "external_id", "updated_at",
+                                   "urgency"}));
+  EXPECT_EQ(q["deliveries"][0]["state"], "held");
+  EXPECT_EQ(q["deliveries"][0]["urgency"], "urgent");
+  const auto human = ctl({"--db", db(), "queue"});
+  EXPECT_NE(human.out.find("ID  REFERRAL                TARGET        STATE  ATTEMPTS  URGENCY  NEXT ATTEMPT  LAST ERROR"),
+            std::string::npos)
+      << human.out;
+  EXPECT_NE(human.out.find("-- 1 delivery waiting (1 held)"), std::string::npos) << human.out;
+
+  // Running again, the daemon leaves the held delivery alone...
+  daemon.start();
+  std::this_thread::sleep_for(2500ms);
+  EXPECT_FALSE(fs::exists(pager_file(id)));
+  EXPECT_EQ(state_of(id, "office-pager"), "held");
+  // ...until it is released: then it goes out within seconds.
+  r = ctl({"--db", db(), "release", pager});
+  ASSERT_EQ(r.status, 0) << describe(r);
+  EXPECT_NE(r.out.find("held -> pending"), std::string::npos) << r.out;
+  EXPECT_TRUE(wait_until([&] { return fs::exists(pager_file(id)); }, 5s)) << daemon.log();
+
+  // Refusals are reported, not errors.
+  r = ctl({"--db", db(), "hold", pager});
+  EXPECT_EQ(r.status, 0) << describe(r);
+  EXPECT_NE(r.out.find("0 deliveries held, 1 skipped"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, CancelStopsADeliveryAndClearsItsLease) {
+  break_pager();
+  const std::string id = post(urgent());
+  wait_final(id);
+  ASSERT_EQ(daemon.stop(), 0);
+  // A delivery caught mid-send by a crash: 'sending' under a lease.
+  ASSERT_EQ(scalar(daemon.database(),
+                   "UPDATE deliveries SET state = 'sending', lease_until_ms = 4102444800000 "
+                   "WHERE referral_id = '" + id + "' AND target = 'office-pager'"),
+            1);
+  const auto r = ctl({"--db", db(), "cancel", id, "--json"});
+  ASSERT_EQ(r.status, 0) << describe(r);
+  const auto j = r.parsed();
+  ASSERT_EQ(j["changed"].size(), 1U);
+  EXPECT_EQ(j["changed"][0]["from"], "sending");
+  EXPECT_EQ(j["changed"][0]["to"], "cancelled");
+  ASSERT_EQ(j["skipped"].size(), 1U);
+  EXPECT_EQ(j["skipped"][0]["reason"], "final");
+  EXPECT_EQ(scalar(daemon.database(), "SELECT count(*) FROM deliveries WHERE referral_id = '" + id +
+                                          "' AND state = 'cancelled' AND lease_until_ms IS NULL"),
+            1);
+  // Cancelled is final: retry ALL leaves it alone, and the daemon does not send it.
+  fix_pager();
+  EXPECT_EQ(ctl({"--db", db(), "retry", "ALL", "--json"}).parsed()["changed"].size(), 0U);
+  daemon.start();
+  std::this_thread::sleep_for(2s);
+  EXPECT_FALSE(fs::exists(pager_file(id)));
+  EXPECT_EQ(state_of(id, "office-pager"), "cancelled");
+}
+
+TEST_F(Cli, StatsCountsDecisionsStatesAndPerTargetAttempts) {
+  break_pager();
+  const std::string a = post(sample("asps-routine.json"));
+  const std::string b = post(urgent());
+  wait_final(a);
+  wait_final(b);
+
+  const auto human = ctl({"--db", db(), "stats"});
+  ASSERT_EQ(human.status, 0) << describe(human);
+  EXPECT_NE(human.out.find("referrals   2      accepted 2  review 0  declined 0"), std::string::npos) << human.out;
+  EXPECT_NE(human.out.find("TARGET        WAITING  HOUR SENT  HOUR FAILED  DAY SENT  DAY FAILED"), std::string::npos)
+      << human.out;
+  EXPECT_NE(human.out.find("office-pager  0        0          1            0         1"), std::string::npos)
+      << human.out;
+
+  const auto r = ctl({"--db", db(), "stats", "--json"});
+  ASSERT_EQ(r.status, 0) << describe(r);
+  const auto j = r.parsed();
+  EXPECT_EQ(keys(j), (std::set<std::string>{"generated_at", "referrals", "deliveries", "oldest_due", "next_due_at",
+                                            "targets"}));
+  EXPECT_EQ(j["referrals"]["total"], 2);
+  EXPECT_EQ(keys(j["referrals"]["by_decision"]), (std::set<std::string>{"accepted", "review", "declined"}));
+  EXPECT_EQ(j["referrals"]["by_decision"]["accepted"], 2);
+  EXPECT_EQ(j["deliveries"]["total"], 3);
+  EXPECT_EQ(keys(j["deliveries"]["by_state"]), (std::set<std::string>{"pending", "sending", "retry", "held",
+                                                                      "delivered", "dead", "cancelled"}));
+  EXPECT_EQ(j["deliveries"]["by_state"]["delivered"], 2);
+  EXPECT_EQ(j["deliveries"]["by_state"]["dead"], 1);
+  EXPECT_TRUE(j["oldest_due"].is_null());
+  ASSERT_EQ(j["targets"].size(), 2U);
+  const auto& pager = j["targets"][1];
+  EXPECT_EQ(keys(pager), (std::set<std::string>{"target", "waiting", "attempts_last_hour", "attempts_last_day"}));
+  EXPECT_EQ(pager["target"], "office-pager");
+  EXPECT_EQ(pager["attempts_last_day"]["misconfigured"], 1);
+  EXPECT_EQ(j["targets"][0]["attempts_last_hour"]["delivered"], 2);
+
+  // A held-then-released delivery with the daemon stopped is due: the oldest due.
+  ASSERT_EQ(daemon.stop(), 0);
+  ASSERT_EQ(ctl({"--db", db(), "retry", b}).status, 0);
+  const auto due = ctl({"--db", db(), "stats", "--json"}).parsed();
+  ASSERT_FALSE(due["oldest_due"].is_null());
+  EXPECT_EQ(due["oldest_due"]["referral_id"], b);
+  EXPECT_EQ(due["targets"][1]["waiting"], 1);
+}
+
+// The same bodies through the daemon and through check: the same decision
+// and reasons, and check stores nothing.
+TEST_F(Cli, CheckAgreesWithTheDaemonsDecisions) {
+  auto outside = json::parse(sample("asps-routine.json"));
+  outside["patient"]["postal_code"] = "77030";
+  auto nurse = json::parse(sample("asps-routine.json"));
+  nurse["referrer"]["credential"] = "other";
+  const std::vector<std::string> bodies{
+      sample("asps-routine.json"),
+      sample("asps-urgent.json"),
+      outside.dump(),
+      nurse.dump(),
+      referral_json("Olga", "1990-01-01"),                             // over the age limit
+      referral_json("Iris", "2015-01-01", "Mystery illness of the ear"),  // not in the catalogue
+      referral_json("Leo", "2016-02-02", "Acute lymphoblastic leukemia"),
+  };
+  TempDir dir;
+  std::set<std::string> decisions;
+  for (std::size_t i = 0; i < bodies.size(); ++i) {
+    const auto file = dir / ("r" + std::to_string(i) + ".json");
+    write_file(file, bodies[i]);
+    const auto before = scalar(daemon.database(), "SELECT count(*) FROM referrals");
+    const auto checked = ctl({"--config", daemon.config_file().string(), "check", "--json", file.string()});
+    ASSERT_EQ(checked.status, 0) << describe(checked);
+    EXPECT_EQ(scalar(daemon.database(), "SELECT count(*) FROM referrals"), before) << "check stored something";
+    const auto c = checked.parsed();
+    EXPECT_EQ(keys(c), (std::set<std::string>{"valid", "decision", "reasons", "disease", "urgency", "targets",
+                                              "after_hours"}));
+    const auto posted = daemon.post_referral(bodies[i]);
+    ASSERT_EQ(posted.status, 202) << posted.body;
+    const auto d = json::parse(posted.body);
+    EXPECT_EQ(c["decision"], d["decision"]) << bodies[i];
+    EXPECT_EQ(c["reasons"], d["reasons"]) << bodies[i];
+    decisions.insert(d["decision"]);
+    // The targets it would notify are the deliveries the daemon planned.
+    std::set<std::string> planned, predicted;
+    const auto stored = show(d["id"]);
+    for (const auto& x : stored["deliveries"]) planned.insert(x["target"]);
+    for (const auto& x : c["targets"]) predicted.insert(x);
+    EXPECT_EQ(predicted, planned) << bodies[i];
+  }
+  EXPECT_EQ(decisions, (std::set<std::string>{"accepted", "review", "declined"}));
+
+  const auto human = ctl({"--config", daemon.config_file().string(), "check", (dir / "r1.json").string()});
+  ASSERT_EQ(human.status, 0) << describe(human);
+  EXPECT_NE(human.out.find("valid referral (nothing stored)"), std::string::npos) << human.out;
+  EXPECT_NE(human.out.find("  decision      review"), std::string::npos) << human.out;
+  EXPECT_NE(human.out.find("  would notify  office-email, office-pager"), std::string::npos) << human.out;
+
+  // Invalid: exit 4 with each problem; malformed JSON likewise; no file: exit 1.
+  const auto invalid_file = source_dir() / "tests" / "data" / "invalid-npi.json";
+  const auto invalid = ctl({"--config", daemon.config_file().string(), "check", invalid_file.string()});
+  EXPECT_EQ(invalid.status, 4) << describe(invalid);
+  EXPECT_NE(invalid.out.find("/referrer/npi  is not a valid NPI"), std::string::npos) << invalid.out;
+  const auto invalid_json = ctl({"--config", daemon.config_file().string(), "check", "--json", invalid_file.string()});
+  EXPECT_EQ(invalid_json.status, 4);
+  EXPECT_EQ(invalid_json.parsed()["valid"], false);
+  EXPECT_EQ(invalid_json.parsed()["errors"][0]["path"], "/referrer/npi");
+  write_file(dir / "bad.json", "{\"patient\": ");
+  EXPECT_EQ(ctl({"--config", daemon.config_file().string(), "check", (dir / "bad.json").string()}).status, 4);
+  EXPECT_EQ(ctl({"--config", daemon.config_file().string(), "check", (dir / "none.json").string()}).status, 1);
+}
+
+TEST_F(Cli, PurgeDeletesOldFinishedReferralsAndKeepsTheTrail) {
+  break_pager();
+  const std::string done = post(sample("asps-routine.json"));
+  const std::string waiting = post(urgent());
+  const std::string recent = post(sample("asps-routine.json"));
+  wait_final(done);
+  wait_final(waiting);
+  wait_final(recent);
+  ASSERT_EQ(daemon.stop(), 0);
+  ASSERT_EQ(ctl({"--db", db(), "retry", waiting}).status, 0);
+  ASSERT_EQ(ctl({"--db", db(), "hold", waiting}).status, 0);  // not final: must survive
+  // Age two of them by 400 days (the file is the daemon's; the test writes it directly).
+  ASSERT_EQ(scalar(daemon.database(), "UPDATE referrals SET received_ms = received_ms - 34560000000 "
+                                      "WHERE id IN ('" + done + "', '" + waiting + "')"),
+            2);
+
+  const auto dry = ctl({"--db", db(), "purge", "--older-than", "365d", "--dry-run", "--json"});
+  ASSERT_EQ(dry.status, 0) << describe(dry);
+  EXPECT_EQ(keys(dry.parsed()), (std::set<std::string>{"older_than", "cutoff", "dry_run", "purged", "kept_unfinished"}));
+  EXPECT_EQ(dry.parsed()["purged"], 1);
+  EXPECT_EQ(scalar(daemon.database(), "SELECT count(*) FROM referrals"), 3);
+
+  const auto r = ctl({"--db", db(), "purge", "--older-than", "365d"});
+  ASSERT_EQ(r.status, 0) << describe(r);
+  EXPECT_NE(r.out.find("purged 1 referral received before"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("kept 1 with deliveries not yet final"), std::string::npos) << r.out;
+  EXPECT_EQ(scalar(daemon.database(), "SELECT count(*) FROM referrals WHERE id = '" + done + "'"), 0);
+  EXPECT_EQ(scalar(daemon.database(), "SELECT count(*) FROM deliveries WHERE referral_id = '" + done + "'"), 0);
+  EXPECT_EQ(scalar(daemon.database(), "SELECT count(*) FROM referrals"), 2);
+  EXPECT_EQ(scalar(daemon.database(), "SELECT count(*) FROM audit WHERE referral_id = '" + done +
+                                          "' AND action = 'purged'"),
+            1);
+  const auto gone = ctl({"--db", db(), "show", done});
+  EXPECT_EQ(gone.status, 1);
+  EXPECT_NE(gone.err.find("(purged "), std::string::npos) << gone.err;
+  EXPECT_EQ(ctl({"--db", db(), "purge"}).status, 2);  // --older-than is required
+  EXPECT_EQ(ctl({"--db", db(), "purge", "--older-than", "a year"}).status, 2);
+}
+
+TEST_F(Cli, UsageNotFoundAndHelpExitCodes) {
+  const std::string id = post(sample("asps-routine.json"));
+  const auto help = ctl({"--help"});
+  EXPECT_EQ(help.status, 0);
+  EXPECT_NE(help.out.find("Exit status:"), std::string::npos);
+  EXPECT_NE(ctl({"retry", "--help"}).out.find("ALL, in capitals"), std::string::npos);
+  EXPECT_EQ(ctl({}).status, 2);
+  EXPECT_EQ(ctl({"--db", db(), "frobnicate"}).status, 2);
+  EXPECT_EQ(ctl({"--db", db(), "list", "--state", "lost"}).status, 2);
+  EXPECT_EQ(ctl({"--db", db(), "list", "--since", "yesterday"}).status, 2);
+  EXPECT_EQ(ctl({"--db", db(), "--config", daemon.config_file().string(), "list"}).status, 2);
+  const auto lower_all = ctl({"--db", db(), "retry", "all"});
+  EXPECT_EQ(lower_all.status, 2);
+  EXPECT_NE(lower_all.err.find("write ALL in capitals"), std::string::npos) << lower_all.err;
+  EXPECT_EQ(ctl({"--db", db(), "cancel", "ALL"}).status, 2);
+  EXPECT_EQ(ctl({"--db", db(), "retry", "ALL", id}).status, 2);
+  EXPECT_EQ(ctl({"--db", db(), "show"}).status, 2);
+  // Not found: an unknown id changes nothing else named with it.
+  const auto unknown = ctl({"--db", db(), "cancel", id, "R-20200101-AAAAA-AAAAA"});
+  EXPECT_EQ(unknown.status, 1);
+  EXPECT_EQ(unknown.err, "referralctl: no referral R-20200101-AAAAA-AAAAA\n");
+  EXPECT_EQ(scalar(daemon.database(), "SELECT count(*) FROM deliveries WHERE state = 'cancelled'"), 0);
+  EXPECT_EQ(ctl({"--db", db(), "retry", "999999"}).status, 1);
+  EXPECT_EQ(ctl({"--db", db(), "hold", "nonsense"}).status, 1);
+}
+
+TEST_F(Cli, StoreProblemsAreExit3WithAClearMessage) {
+  const std::string id = post(sample("asps-routine.json"));
+  wait_final(id);
+
+  const auto missing = ctl({"--db", (daemon.dir() / "nowhere.db").string(), "list"});
+  EXPECT_EQ(missing.status, 3);
+  EXPECT_EQ(missing.err, "referralctl: no database at " + (daemon.dir() / "nowhere.db").string() +
+                             " (start referrald once to create it)\n");
+  const auto no_config = ctl({"--config", (daemon.dir() / "nowhere.toml").string(), "list"});
+  EXPECT_EQ(no_config.status, 3);
+  EXPECT_EQ(no_config.err, "referralctl: no configuration at " + (daemon.dir() / "nowhere.toml").string() + "\n");
+  const auto not_a_db = ctl({"--db", daemon.config_file().string(), "queue"});
+  EXPECT_EQ(not_a_db.status, 3);
+  EXPECT_NE(not_a_db.err.find("not a database"), std::string::npos) << not_a_db.err;
+
+  // Locked: another process holds the write lock. Readers still read (WAL);
+  // an action gives up after --wait with exit 3.
+  sqlite3* holder = nullptr;
+  ASSERT_EQ(sqlite3_open(db().c_str(), &holder), SQLITE_OK);
+  sqlite3_busy_timeout(holder, 5000);  // the daemon's own claims take the lock briefly too
+  ASSERT_EQ(sqlite3_exec(holder, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  const auto read = ctl({"--db", db(), "list", "--json"});
+  EXPECT_EQ(read.status, 0) << describe(read);
+  const auto start = std::chrono::steady_clock::now();
+  const auto locked = ctl({"--db", db(), "--wait", "300ms", "cancel", id});
+  EXPECT_EQ(locked.status, 3) << describe(locked);
+  EXPECT_NE(locked.err.find("is locked: another process held it for more than 300ms"), std::string::npos)
+      << locked.err;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  sqlite3_exec(holder, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(holder);
+
+  // A database from a newer referrald.
+  ASSERT_EQ(daemon.stop(), 0);
+  ASSERT_EQ(scalar(daemon.database(), "INSERT INTO schema_version (version, applied_ms) VALUES (99, 0)"), 1);
+  const auto newer = ctl({"--db", db(), "stats"});
+  EXPECT_EQ(newer.status, 3);
+  EXPECT_NE(newer.err.find("database schema version 99 is newer than this referralctl"), std::string::npos)
+      << newer.err;
+}
+
+TEST_F(Cli, ReadingNeedsOnlyReadAccessAndActionsSayWhenTheyCannotWrite) {
+  const std::string id = post(sample("asps-routine.json"));
+  wait_final(id);
+  ASSERT_EQ(daemon.stop(), 0);
+  // An immutable file cannot be opened for writing, even by root.
+  if (shell("chattr +i " + db() + " 2>/dev/null") != 0) GTEST_SKIP() << "chattr +i is not supported here";
+  const auto list = ctl({"--db", db(), "list", "--json"});
+  const auto stats = ctl({"--db", db(), "stats"});
+  const auto write = ctl({"--db", db(), "cancel", id});
+  shell("chattr -i " + db());
+  EXPECT_EQ(list.status, 0) << describe(list);
+  EXPECT_EQ(list.parsed()["referrals"].size(), 1U);
+  EXPECT_EQ(stats.status, 0) << describe(stats);
+  EXPECT_EQ(write.status, 3) << describe(write);
+  EXPECT_NE(write.err.find("cannot change " + db() + ": no write access"), std::string::npos) << write.err;
+}
+
+TEST_F(Cli, ColourOnlyWhenAskedOrOnATerminalAndTimesInLocalTime) {
+  const std::string id = post(sample("asps-routine.json"));
+  wait_final(id);
+  const auto always = ctl({"--db", db(), "--color", "always", "list"});
+  EXPECT_NE(always.out.find("\x1b[32mdelivered\x1b[0m"), std::string::npos) << always.out;
+  EXPECT_EQ(ctl({"--db", db(), "--color", "always", "list", "--json"}).out.find("\x1b["), std::string::npos);
+  EXPECT_EQ(ctl({"--db", db(), "list"}, {{"NO_COLOR", "1"}}).out.find("\x1b["), std::string::npos);
+
+  // Human output follows TZ; JSON is UTC.
+  const std::string received = ctl({"--db", db(), "list", "--json"}).parsed()["referrals"][0]["received_at"];
+  const auto utc = ctl({"--db", db(), "list"}, {{"TZ", "UTC"}}).out;
+  const auto tokyo = ctl({"--db", db(), "list"}, {{"TZ", "Asia/Tokyo"}}).out;
+  // received_at is 2026-11-28T07:00:25.123Z: the UTC table shows "2026-11-28 07:00:25".
+  const std::string utc_text = received.substr(0, 10) + " " + received.substr(11, 8);
+  EXPECT_NE(utc.find(utc_text), std::string::npos) << utc;
+  EXPECT_EQ(tokyo.find(utc_text), std::string::npos) << tokyo;
+}
+
+// list, queue and stats answer while four clients keep posting; actions
+// take the write lock briefly and never make the daemon refuse a referral.
+TEST_F(Cli, CommandsRunWhileTheDaemonIsUnderLoad) {
+  std::atomic<bool> stop{false};
+  std::atomic<int> accepted{0}, refused{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 4; ++t) {
+    clients.emplace_back([&, t] {
+      int n = 0;
+      while (!stop) {
+        ++n;
+        const auto body = referral_json("Load" + std::to_string(t) + "x" + std::to_string(n), "2012-05-01",
+                                        "Alveolar soft part sarcoma", n % 3 == 0 ? "urgent" : "routine");
+        const auto r = daemon.post_referral(body);
+        (r.status == 202 ? accepted : refused)++;
+      }
+    });
+  }
+  std::this_thread::sleep_for(300ms);
+  int rounds = 0;
+  const auto until = std::chrono::steady_clock::now() + 4s;
+  while (std::chrono::steady_clock::now() < until) {
+    for (const char* command : {"list", "queue", "stats"}) {
+      const auto r = ctl({"--db", db(), command, "--json"});
+      EXPECT_EQ(r.status, 0) << command << "\n" << describe(r);
+      EXPECT_NO_THROW(r.parsed()) << r.out;
+    }
+    const auto human = ctl({"--db", db(), "queue"});
+    EXPECT_EQ(human.status, 0) << describe(human);
+    const auto retry = ctl({"--db", db(), "retry", "ALL"});
+    EXPECT_EQ(retry.status, 0) << describe(retry);
+    ++rounds;
+  }
+  stop = true;
+  for (auto& c : clients) c.join();
+  EXPECT_GT(rounds, 2);
+  EXPECT_GT(accepted.load(), 20);
+  EXPECT_EQ(refused.load(), 0) << "the daemon refused referrals while referralctl ran";
+  const auto page = ctl({"--db", db(), "list", "--json", "--limit", "100000"}).parsed();
+  EXPECT_EQ(static_cast<int>(page["referrals"].size()), accepted.load());
+}
+
+}  // namespace
+}  // namespace referrald::test
