@@ -234,6 +234,14 @@ const FieldSpec* find_field(std::string_view name) {
   return nullptr;
 }
 
+// Where a field is on the form; unknown names sort last.
+std::size_t field_position(std::string_view name) {
+  for (std::size_t i = 0; i < kFields.size(); ++i) {
+    if (kFields[i].name == name) return i;
+  }
+  return kFields.size();
+}
+
 // The element id of a field: dots become hyphens ("patient-given_name").
 std::string field_id(std::string_view name) {
   std::string id(name);
@@ -858,6 +866,10 @@ struct Form::Impl {
       }
       case Kind::invalid: {
         ++invalid;
+        // The summary lists problems in the order of the form, not of the JSON paths.
+        std::stable_sort(outcome.errors.begin(), outcome.errors.end(), [](const FieldError& a, const FieldError& b) {
+          return field_position(field_for_pointer(a.path)) < field_position(field_for_pointer(b.path));
+        });
         for (const auto& e : outcome.errors) {
           const auto field = field_for_pointer(e.path);
           const auto* spec = find_field(field);

@@ -498,6 +498,9 @@ TEST_F(Form, InvalidInputShowsTheFormAgainWithEveryValueKeptAndEscaped) {
   EXPECT_NE(page.find(R"(<a href="#patient-birth_date">Patient&#39;s date of birth must not be in the future.</a>)"),
             std::string::npos);
   EXPECT_NE(page.find(R"(<a href="#referrer-email">Email address is required.</a>)"), std::string::npos);
+  // In the order of the form (the API sorts by path: email before npi).
+  EXPECT_LT(page.find(R"(<a href="#patient-birth_date">)"), page.find(R"(<a href="#referrer-npi">)"));
+  EXPECT_LT(page.find(R"(<a href="#referrer-npi">)"), page.find(R"(<a href="#referrer-email">)"));
   EXPECT_NE(page.find(R"(<p class="field-message" id="referrer-npi-error"><span class="visually-hidden">Error: </span>NPI is not a valid NPI: check digit does not match.</p>)"),
             std::string::npos);
   EXPECT_NE(page.find(R"(id="referrer-npi" name="referrer.npi" type="text" class="w-npi" inputmode="numeric" autocomplete="off" spellcheck="false" required value="1234567890" aria-invalid="true" aria-describedby="referrer-npi-hint referrer-npi-error")"),
