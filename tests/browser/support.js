@@ -1,0 +1,245 @@
+// The real referrald binary on a free loopback port with a configuration of
+// its own, Debian's Chromium driven by playwright-core, and the store read
+// with the sqlite3 command-line tool (the test checks the file, not our code).
+'use strict';
+
+const { spawn, execFileSync } = require('node:child_process');
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const http = require('node:http');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+let chromium;
+try {
+  ({ chromium } = require('playwright-core'));
+} catch {
+  throw new Error('playwright-core is missing: run `npm install --no-audit --no-fund` in tests/browser (scripts/test does)');
+}
+
+const sourceDir = process.env.REFERRALD_SOURCE_DIR || path.resolve(__dirname, '..', '..');
+const binary = process.env.REFERRALD_BINARY || path.join(sourceDir, 'build', 'debug', 'daemon', 'referrald');
+const artifactsDir =
+  process.env.REFERRALD_ARTIFACTS || path.join(path.dirname(path.dirname(binary)), 'test-artifacts');
+const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
+
+const API_TOKEN = 'browser-test-token';
+const OFFICE = { phone: '1-888-226-4343', fax: '901-595-4011', pager: '1-800-349-4334' };
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// The status of a GET, or 0 when nothing answers. No keep-alive: an idle
+// pooled socket would hold the test process open after the last test.
+function status(url) {
+  return new Promise((resolve) => {
+    const req = http.get(url, { agent: false, timeout: 1000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(0));
+  });
+}
+
+class Daemon {
+  constructor() {
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'referrald-browser-'));
+    this.database = path.join(this.dir, 'var', 'referrald.db');
+    this.child = null;
+  }
+
+  async start() {
+    this.port = await freePort();
+    this.baseUrl = `http://127.0.0.1:${this.port}`;
+    fs.mkdirSync(path.dirname(this.database), { recursive: true });
+    const keyHash = crypto.createHash('sha256').update(API_TOKEN).digest('hex');
+    const config = `
+[http]
+listen = "127.0.0.1:${this.port}"
+api_keys = ["sha256:${keyHash}"]
+
+[storage]
+database = "${this.database}"
+
+[rules]
+file = "${path.join(sourceDir, 'config', 'rules.toml')}"
+
+[paths]
+schemas = "${path.join(sourceDir, 'schemas')}"
+web = "${path.join(sourceDir, 'web')}"
+
+[office]
+phone = "${OFFICE.phone}"
+fax = "${OFFICE.fax}"
+pager = "${OFFICE.pager}"
+
+[[target]]
+name = "office-email"
+type = "spool"
+directory = "spool/office-email"
+
+[[route]]
+notify = ["office-email"]
+`;
+    const configFile = path.join(this.dir, 'referrald.toml');
+    fs.writeFileSync(configFile, config);
+    this.logFile = path.join(this.dir, 'daemon.log');
+    const log = fs.openSync(this.logFile, 'a');
+    // Its own process group, so that stop() reaches everything it started.
+    this.child = spawn(binary, ['--config', configFile], { detached: true, stdio: ['ignore', log, log] });
+    fs.closeSync(log);
+    this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })));
+    const deadline = Date.now() + 15000;
+    while (Date.now() < deadline) {
+      if (this.child.exitCode !== null) throw new Error(`referrald exited during start-up:\n${this.log()}`);
+      if ((await status(`${this.baseUrl}/healthz`)) === 200) return;
+      await sleep(25);
+    }
+    throw new Error(`referrald did not become healthy within 15 s:\n${this.log()}`);
+  }
+
+  log() {
+    try {
+      return fs.readFileSync(this.logFile, 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  // SIGTERM, then SIGKILL after 10 s; resolves to how it exited ({code, signal}).
+  async stop() {
+    if (!this.child) return null;
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      try {
+        process.kill(-this.child.pid, 'SIGTERM');
+      } catch {
+        // already gone
+      }
+    }
+    let timer;
+    const timeout = new Promise((resolve) => {
+      timer = setTimeout(() => resolve(null), 10000);
+    });
+    const done = await Promise.race([this.exited, timeout]);
+    clearTimeout(timer); // else the pending timer holds the test process open
+    if (done !== null) return done;
+    try {
+      process.kill(-this.child.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+    return this.exited;
+  }
+
+  // Synchronous last resort for process exit: never leave a daemon behind.
+  kill() {
+    if (this.child && this.child.exitCode === null && this.child.signalCode === null) {
+      try {
+        process.kill(-this.child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+
+  removeDir() {
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  // Rows from the store, read by the sqlite3 CLI (read-only).
+  query(sql) {
+    const out = execFileSync('sqlite3', ['-readonly', '-json', this.database, sql], { encoding: 'utf8' });
+    return out.trim() === '' ? [] : JSON.parse(out);
+  }
+
+  referralsWhere(condition) {
+    return this.query(
+      `SELECT id, channel, decision, urgency, document FROM referrals WHERE ${condition} ORDER BY received_ms`,
+    ).map((row) => ({ ...row, document: JSON.parse(row.document) }));
+  }
+}
+
+async function launchBrowser() {
+  return chromium.launch({
+    executablePath: chromiumPath,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
+  });
+}
+
+// A page that records every request and every console error, so a test can
+// check that nothing is loaded from elsewhere and nothing breaks the CSP.
+async function newPage(browser, baseUrl, options = {}) {
+  const context = await browser.newContext({ locale: 'en-US', viewport: { width: 1280, height: 900 }, ...options });
+  const page = await context.newPage();
+  page.requests = [];
+  page.problems = [];
+  page.on('request', (r) => page.requests.push(r.url()));
+  page.on('console', (m) => {
+    // A page answered with 403 or 422 is logged as a failed load; the tests check those statuses themselves.
+    if (m.type() === 'error' && !/^Failed to load resource: .* status of (403|409|422) /.test(m.text())) {
+      page.problems.push(`console: ${m.text()}`);
+    }
+  });
+  page.on('pageerror', (e) => page.problems.push(`page error: ${e.message}`));
+  page.on('dialog', (d) => {
+    page.problems.push(`dialog: ${d.message()}`);
+    d.dismiss().catch(() => {});
+  });
+  page.foreignRequests = () => page.requests.filter((u) => !u.startsWith(`${baseUrl}/`));
+  return page;
+}
+
+async function screenshot(page, name) {
+  fs.mkdirSync(artifactsDir, { recursive: true });
+  const file = path.join(artifactsDir, name);
+  await page.screenshot({ path: file, fullPage: true });
+  return file;
+}
+
+// A server on another site ("localhost" is not the same site as 127.0.0.1)
+// whose page posts a referral to referrald: a cross-site request forgery.
+async function startForgerySite(targetUrl, fields) {
+  const port = await freePort();
+  const inputs = Object.entries(fields)
+    .map(([k, v]) => `<input type="hidden" name="${k}" value="${v}">`)
+    .join('\n');
+  const page = `<!doctype html><title>Win a prize</title>
+<form method="post" action="${targetUrl}">${inputs}<button type="submit">Claim</button></form>`;
+  const server = http.createServer((req, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+    res.end(page);
+  });
+  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+  return { url: `http://localhost:${port}/`, close: () => new Promise((resolve) => server.close(resolve)) };
+}
+
+module.exports = {
+  API_TOKEN,
+  OFFICE,
+  Daemon,
+  artifactsDir,
+  launchBrowser,
+  newPage,
+  screenshot,
+  sleep,
+  startForgerySite,
+};
