@@ -15,6 +15,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/asio/write.hpp>
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -44,7 +45,8 @@ struct Answer {
 // a bogus host; STOT reads the upload from it; LIST sends `listing`.
 class ScriptedServer {
  public:
-  explicit ScriptedServer(asio::io_context& ioc) : ioc_(ioc), acceptor_(ioc, tcp::endpoint(tcp::v4(), 0)) {
+  explicit ScriptedServer(asio::io_context& ioc, const asio::ip::address& address = asio::ip::address_v4::loopback())
+      : ioc_(ioc), acceptor_(ioc, tcp::endpoint(address, 0)) {
     asio::co_spawn(ioc_, serve(), asio::detached);
   }
   std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
@@ -94,6 +96,10 @@ class ScriptedServer {
         // A host that is not ours: the client must connect to the control peer.
         answer.reply = "227 Entering passive mode (10,255,255,1," + std::to_string(p / 256) + "," +
                        std::to_string(p % 256) + ")\r\n";
+      } else if (word == "EPSV") {
+        data_listener = std::make_unique<tcp::acceptor>(ioc_, tcp::endpoint(acceptor_.local_endpoint().address(), 0));
+        answer.reply = "229 Entering Extended Passive Mode (|||" +
+                       std::to_string(data_listener->local_endpoint().port()) + "|)\r\n";
       } else if ((word == "STOT" || word == "LIST") && data_listener) {
         auto [aec, data] = co_await data_listener->async_accept(as_result);
         if (aec) co_return;
@@ -206,6 +212,18 @@ TEST(HylafaxFaults, SubmitsAndUploadsToTheControlPeer) {
                                           "JSUBM",
                                           "QUIT"};
   EXPECT_EQ(server.received, expected);
+}
+
+TEST(HylafaxFaults, OverIPv6ThePortComesFromEpsv) {
+  asio::io_context ioc;
+  ScriptedServer server(ioc, asio::ip::address_v6::loopback());
+  auto s = fax_settings(server.port());
+  s.host = "::1";
+  auto adapter = fax_adapter(ioc, s);
+  const auto [outcome, took] = run(ioc, adapter, sample_delivery());
+  EXPECT_EQ(outcome.kind, OutcomeClass::delivered) << outcome.message;
+  EXPECT_EQ(server.uploaded, "%PDF-1.4 test document");
+  EXPECT_NE(std::find(server.received.begin(), server.received.end(), "EPSV"), server.received.end());
 }
 
 TEST(HylafaxFaults, SchedulerRefusalIsTransientOther5xxPermanent) {
