@@ -34,6 +34,7 @@ namespace asio = boost::asio;
 namespace {
 
 constexpr auto kShutdownGrace = std::chrono::seconds(10);
+constexpr int kExitInvalidConfiguration = 78;  // EX_CONFIG (sysexits.h)
 
 std::shared_ptr<const IntakePolicy> make_policy(const Configuration& c) {
   auto p = std::make_shared<IntakePolicy>();
@@ -296,7 +297,9 @@ int run_daemon(const std::filesystem::path& config_file) {
   } catch (const ConfigError& e) {
     log_problems(e, "config.invalid");
     spdlog::critical("referrald.start_failed reason=\"invalid configuration\" file={}", config_file.string());
-    return 1;
+    // EX_CONFIG: the unit's RestartPreventExitStatus= keeps systemd from
+    // restarting what only an edit can fix.
+    return kExitInvalidConfiguration;
   }
   setup_logging(configuration->config.log_level, detect_log_target());
   try {

@@ -7,7 +7,8 @@
 
 namespace referrald {
 
-// Runs the daemon; returns the process exit code.
+// Runs the daemon; returns the process exit code: 0 after SIGTERM, 78
+// (EX_CONFIG) for an invalid configuration, 1 when it cannot start otherwise.
 int run_daemon(const std::filesystem::path& config_file);
 
 // Validates the configuration and rules exactly as start-up does. Prints

@@ -266,6 +266,7 @@ TEST(Unit, RunsTheDaemonTheWayItExpects) {
            "ExecStart=/usr/sbin/referrald --config /etc/referrald/referrald.toml",
            "ExecReload=/bin/kill -HUP $MAINPID",
            "Restart=on-failure",
+           "RestartPreventExitStatus=78",
            "User=referrald",
            "StateDirectory=referrald",
            "ConfigurationDirectory=referrald",

@@ -308,6 +308,18 @@ TEST_F(Service, NoReadyWhenTheListenerCannotBind) {
   EXPECT_NE(daemon.log().find("referrald.start_failed"), std::string::npos) << daemon.log();
 }
 
+TEST_F(Service, AnInvalidConfigurationExitsWithExConfigAndNoReady) {
+  write_file(daemon.config_file(), read_file(daemon.config_file()) + "\n[[route]]\nnotify = [\"nowhere\"]\n");
+  daemon.launch();
+  const auto status = daemon.process()->wait(15s);
+  ASSERT_TRUE(status) << "referrald kept running on an invalid configuration";
+  // 78 (EX_CONFIG): the unit's RestartPreventExitStatus=78 stops systemd from retrying.
+  EXPECT_EQ(*status, 78) << daemon.log();
+  EXPECT_FALSE(notify.wait_for("READY=1", 100ms)) << notify.dump();
+  EXPECT_NE(daemon.log().find("config.invalid problem=\"" + daemon.config_file().string()), std::string::npos)
+      << daemon.log();
+}
+
 // ---- WATCHDOG ---------------------------------------------------------------
 
 TEST_F(Service, WatchdogPingsAtAThirdOfTheTimeout) {
