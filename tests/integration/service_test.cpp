@@ -593,7 +593,7 @@ TEST(ServiceLogs, UnderJournaldLinesCarryPriorityAndNoTimestamp) {
 
   std::istringstream in(log);
   int lines = 0;
-  const std::regex journal_line(R"(^<[0-7]>[a-z_]+\.[a-z_]+( .*)?$)");
+  const std::regex journal_line(R"(^<[0-7]>[a-z0-9_]+\.[a-z0-9_.]+( .*)?$)");
   const std::regex timestamp(R"(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2})");
   for (std::string line; std::getline(in, line);) {
     ++lines;
@@ -614,7 +614,7 @@ TEST(ServiceLogs, OnATerminalLinesCarryTimestampsAndNoPriority) {
   d.set_env("JOURNAL_STREAM", "1:1");
   const std::string log = exercise_logging(d);
   std::istringstream in(log);
-  const std::regex console_line(R"(^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}[+-]\d{2}:\d{2} [a-z]+ [a-z_]+\.[a-z_]+.*$)");
+  const std::regex console_line(R"(^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}[+-]\d{2}:\d{2} [a-z]+ [a-z0-9_]+\.[a-z0-9_.]+.*$)");
   int lines = 0;
   for (std::string line; std::getline(in, line);) {
     ++lines;
