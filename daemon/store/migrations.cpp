@@ -121,6 +121,48 @@ CREATE INDEX audit_referral ON audit (referral_id);
 CREATE INDEX deliveries_state_created ON deliveries (state, created_ms);
 CREATE INDEX attempts_finished ON attempts (finished_ms);
 )sql"},
+    // Version 3, for `referralctl stats`: referrals per decision and
+    // deliveries per state, kept by triggers in the same transactions that
+    // change them, so the counts cost ten rows to read instead of a scan of
+    // every referral and delivery (~0.5 s with a million referrals). Foreign
+    // key cascades (purge) fire the delete triggers too.
+    {3, R"sql(
+CREATE TABLE tallies (
+  kind   TEXT NOT NULL CHECK (kind IN ('decision', 'state')),
+  value  TEXT NOT NULL,
+  n      INTEGER NOT NULL,
+  PRIMARY KEY (kind, value)
+) STRICT, WITHOUT ROWID;
+INSERT INTO tallies (kind, value, n) VALUES
+  ('decision', 'accepted', 0), ('decision', 'review', 0), ('decision', 'declined', 0),
+  ('state', 'pending', 0), ('state', 'sending', 0), ('state', 'delivered', 0), ('state', 'retry', 0),
+  ('state', 'dead', 0), ('state', 'cancelled', 0), ('state', 'held', 0);
+UPDATE tallies SET n = (SELECT count(*) FROM referrals WHERE decision = tallies.value) WHERE kind = 'decision';
+UPDATE tallies SET n = (SELECT count(*) FROM deliveries WHERE state = tallies.value) WHERE kind = 'state';
+
+CREATE TRIGGER referrals_tally_insert AFTER INSERT ON referrals BEGIN
+  UPDATE tallies SET n = n + 1 WHERE kind = 'decision' AND value = NEW.decision;
+END;
+CREATE TRIGGER referrals_tally_delete AFTER DELETE ON referrals BEGIN
+  UPDATE tallies SET n = n - 1 WHERE kind = 'decision' AND value = OLD.decision;
+END;
+CREATE TRIGGER referrals_tally_update AFTER UPDATE OF decision ON referrals
+  WHEN OLD.decision <> NEW.decision BEGIN
+  UPDATE tallies SET n = n - 1 WHERE kind = 'decision' AND value = OLD.decision;
+  UPDATE tallies SET n = n + 1 WHERE kind = 'decision' AND value = NEW.decision;
+END;
+CREATE TRIGGER deliveries_tally_insert AFTER INSERT ON deliveries BEGIN
+  UPDATE tallies SET n = n + 1 WHERE kind = 'state' AND value = NEW.state;
+END;
+CREATE TRIGGER deliveries_tally_delete AFTER DELETE ON deliveries BEGIN
+  UPDATE tallies SET n = n - 1 WHERE kind = 'state' AND value = OLD.state;
+END;
+CREATE TRIGGER deliveries_tally_update AFTER UPDATE OF state ON deliveries
+  WHEN OLD.state <> NEW.state BEGIN
+  UPDATE tallies SET n = n - 1 WHERE kind = 'state' AND value = OLD.state;
+  UPDATE tallies SET n = n + 1 WHERE kind = 'state' AND value = NEW.state;
+END;
+)sql"},
 };
 
 static_assert(sizeof(migrations) / sizeof(migrations[0]) == schema_version,

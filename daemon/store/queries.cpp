@@ -286,24 +286,24 @@ Stats collect_stats(Database& db, TimePoint now) {
   Stats s;
   const std::int64_t now_ms = to_millis(now);
 
-  // Whole-table counts walk the smallest index's pages without decoding
-  // rows; the per-value counts are covering-index scans.
+  // Kept by triggers (schema version 3): ten rows, however many referrals.
   {
-    Statement st = db.prepare("SELECT decision, count(*) FROM referrals INDEXED BY referrals_decision "
-                              "GROUP BY decision");
+    Statement st = db.prepare("SELECT kind, value, n FROM tallies");
     while (st.step()) {
-      const auto n = st.column_int(1);
-      s.by_decision[index_of(decision_at(st, 0))] = n;
-      s.referrals += n;
-    }
-  }
-  {
-    Statement st = db.prepare("SELECT state, count(*) FROM deliveries INDEXED BY deliveries_state_target "
-                              "GROUP BY state");
-    while (st.step()) {
-      const auto n = st.column_int(1);
-      s.by_state[index_of(state_at(st, 0))] = n;
-      s.deliveries += n;
+      const std::string kind = st.column_text(0);
+      const std::string value = st.column_text(1);
+      const std::int64_t n = st.column_int(2);
+      if (kind == "decision") {
+        const auto d = parse_decision(value);
+        if (!d) unexpected_value("tallies.value");
+        s.by_decision[index_of(*d)] = n;
+        s.referrals += n;
+      } else {
+        const auto state = parse_delivery_state(value);
+        if (!state) unexpected_value("tallies.value");
+        s.by_state[index_of(*state)] = n;
+        s.deliveries += n;
+      }
     }
   }
 

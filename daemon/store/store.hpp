@@ -20,7 +20,7 @@ std::string_view to_string(DeliveryState s) noexcept;
 std::optional<DeliveryState> parse_delivery_state(std::string_view s) noexcept;
 bool is_final(DeliveryState s) noexcept;  // delivered, dead, cancelled
 
-inline constexpr int schema_version = 2;
+inline constexpr int schema_version = 3;
 
 // Brings a database to schema_version inside one transaction. Throws
 // DatabaseError, or IncompatibleSchema for a database newer than this build.

@@ -594,6 +594,11 @@ TEST_F(Cli, PurgeDeletesOldFinishedReferralsAndKeepsTheTrail) {
   EXPECT_EQ(scalar(daemon.database(), "SELECT count(*) FROM audit WHERE referral_id = '" + done +
                                           "' AND action = 'purged'"),
             1);
+  // The stats tallies follow the purge's cascades.
+  const auto stats = ctl({"--db", db(), "stats", "--json"}).parsed();
+  EXPECT_EQ(stats["referrals"]["total"], scalar(daemon.database(), "SELECT count(*) FROM referrals"));
+  EXPECT_EQ(stats["deliveries"]["total"], scalar(daemon.database(), "SELECT count(*) FROM deliveries"));
+  EXPECT_EQ(stats["deliveries"]["by_state"]["held"], 1);
   const auto gone = ctl({"--db", db(), "show", done});
   EXPECT_EQ(gone.status, 1);
   EXPECT_NE(gone.err.find("(purged "), std::string::npos) << gone.err;
