@@ -294,7 +294,7 @@ std::string operator_name() {
     name = found->pw_name;
   }
   const char* sudo_user = std::getenv("SUDO_USER");
-  if (uid == 0 && sudo_user != nullptr && sudo_user[0] != '\0' && name != sudo_user) {
+  if (sudo_user != nullptr && sudo_user[0] != '\0' && name != sudo_user) {
     name += " (sudo by " + std::string(sudo_user) + ")";
   }
   return name;

@@ -63,7 +63,7 @@ int check_command(Context& c, const std::filesystem::path& file);
 int purge_command(Context& c, Duration older_than, bool dry_run);
 
 // The operator for the audit trail: the effective user's name, and
-// "root (sudo by alice)" when run through sudo.
+// "root (sudo by alice)" or "referrald (sudo by alice)" when run through sudo.
 std::string operator_name();
 
 // Parses "24h", "7d" (that long ago), "2026-11-01" (local midnight) or

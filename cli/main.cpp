@@ -49,6 +49,7 @@ constexpr const char* footer =
     "  NO_COLOR   when set and not empty, never colour (as --color never)\n"
     "  TZ         the time zone of human output\n"
     "  SUDO_USER  run through sudo, actions are recorded as \"root (sudo by USER)\"\n"
+    "             (or \"referrald (sudo by USER)\" with sudo -u referrald)\n"
     "\n"
     "Files:\n"
     "  /etc/referrald/referrald.toml   default configuration ([storage] database,\n"
