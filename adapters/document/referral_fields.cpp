@@ -104,8 +104,9 @@ std::string format_office_time(const OfficeConfig& office, std::chrono::system_c
   }
 }
 
-ReferrerSummary referrer_summary(const Delivery& delivery) {
-  const json doc = parse_document(delivery);
+namespace {
+
+ReferrerSummary read_referrer(const json& doc) {
   Reader r(doc);
   ReferrerSummary s;
   s.name = join_nonempty({r.str("/referrer/name"), r.str("/referrer/credential")}, ", ");
@@ -116,8 +117,7 @@ ReferrerSummary referrer_summary(const Delivery& delivery) {
   return s;
 }
 
-std::vector<DocumentSection> referral_sections(const Delivery& delivery, const OfficeConfig& office) {
-  const json doc = parse_document(delivery);
+std::vector<DocumentSection> read_sections(const json& doc, const Delivery& delivery, const OfficeConfig& office) {
   Reader r(doc);
   std::vector<DocumentSection> out;
 
@@ -178,5 +178,18 @@ std::vector<DocumentSection> referral_sections(const Delivery& delivery, const O
   if (!other.fields.empty()) out.push_back(std::move(other));
   return out;
 }
+
+}  // namespace
+
+ReferralDocument read_referral_document(const Delivery& delivery, const OfficeConfig& office) {
+  const json doc = parse_document(delivery);
+  return {read_sections(doc, delivery, office), read_referrer(doc)};
+}
+
+std::vector<DocumentSection> referral_sections(const Delivery& delivery, const OfficeConfig& office) {
+  return read_sections(parse_document(delivery), delivery, office);
+}
+
+ReferrerSummary referrer_summary(const Delivery& delivery) { return read_referrer(parse_document(delivery)); }
 
 }  // namespace referrald

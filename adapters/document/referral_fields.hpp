@@ -32,7 +32,14 @@ struct ReferrerSummary {
   std::string email;
 };
 
-// Throws DocumentError (referral_pdf.hpp) unless delivery.document is a JSON object.
+// The delivery's document read once, for everything rendered from it.
+struct ReferralDocument {
+  std::vector<DocumentSection> sections;
+  ReferrerSummary referrer;
+};
+
+// Throw DocumentError (referral_pdf.hpp) unless delivery.document is a JSON object.
+ReferralDocument read_referral_document(const Delivery& delivery, const OfficeConfig& office);
 std::vector<DocumentSection> referral_sections(const Delivery& delivery, const OfficeConfig& office);
 ReferrerSummary referrer_summary(const Delivery& delivery);
 

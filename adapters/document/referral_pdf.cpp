@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -146,6 +147,33 @@ constexpr float page_height = 792;
 constexpr float margin = 54;
 constexpr float text_width = page_width - 2 * margin;
 
+// Advance widths (1/1000 em) of the 256 WinAnsi codes in Helvetica and
+// Helvetica-Bold, read from libharu once per process: measuring text then
+// costs a table look-up per byte instead of a call into libharu per line
+// tried while wrapping.
+struct Base14Widths {
+  std::array<float, 256> regular{};
+  std::array<float, 256> bold{};
+};
+
+const Base14Widths& base14_widths() {
+  static const Base14Widths widths = [] {
+    Base14Widths w;
+    HaruError error;
+    DocHandle doc(HPDF_New(on_haru_error, &error), HPDF_Free);
+    if (!doc) return w;
+    HPDF_Font regular = HPDF_GetFont(doc.get(), "Helvetica", "WinAnsiEncoding");
+    HPDF_Font bold = HPDF_GetFont(doc.get(), "Helvetica-Bold", "WinAnsiEncoding");
+    for (unsigned code = 1; code < 256; ++code) {
+      const HPDF_BYTE byte = static_cast<HPDF_BYTE>(code);
+      if (regular != nullptr) w.regular[code] = static_cast<float>(HPDF_Font_TextWidth(regular, &byte, 1).width);
+      if (bold != nullptr) w.bold[code] = static_cast<float>(HPDF_Font_TextWidth(bold, &byte, 1).width);
+    }
+    return w;
+  }();
+  return widths;
+}
+
 // The document's two faces and how text reaches them.
 class Typeface {
  public:
@@ -179,8 +207,14 @@ class Typeface {
     return to_windows_1252(utf8, &replaced_);
   }
 
-  float width(const std::string& encoded, Style style, float size) const {
+  float width(std::string_view encoded, Style style, float size) const {
     if (encoded.empty()) return 0;
+    if (!unicode_) {
+      const auto& table = style == Style::bold ? base14_widths().bold : base14_widths().regular;
+      float sum = 0;
+      for (char c : encoded) sum += table[static_cast<unsigned char>(c)];
+      return sum * size / 1000.0F;
+    }
     const HPDF_TextWidth w = HPDF_Font_TextWidth(font(style), reinterpret_cast<const HPDF_BYTE*>(encoded.data()),
                                                  static_cast<HPDF_UINT>(encoded.size()));
     return static_cast<float>(w.width) * size / 1000.0F + (style == Style::bold && unicode_ ? 0.3F : 0.0F);
@@ -215,7 +249,7 @@ struct PageLayout {
 };
 
 // The start of the next UTF-8 code point after position i.
-std::size_t next_boundary(const std::string& s, std::size_t i, bool utf8) {
+std::size_t next_boundary(std::string_view s, std::size_t i, bool utf8) {
   if (!utf8) return i + 1;
   ++i;
   while (i < s.size() && (static_cast<unsigned char>(s[i]) & 0xC0) == 0x80) ++i;
@@ -224,27 +258,33 @@ std::size_t next_boundary(const std::string& s, std::size_t i, bool utf8) {
 
 // Greedy word wrap of encoded text into lines no wider than `max`; a word
 // longer than a line is broken between characters. Line breaks are kept.
+// Each word is measured once: a line's width is the sum of its words' and
+// spaces' (neither font kerns here).
 std::vector<std::string> wrap(const Typeface& face, const std::string& encoded, Style style, float size, float max) {
   std::vector<std::string> lines;
+  const float space = face.width(" ", style, size);
   std::size_t start = 0;
   while (start <= encoded.size()) {
     const std::size_t nl = encoded.find('\n', start);
-    const std::string paragraph =
-        encoded.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
+    const std::string_view paragraph = std::string_view(encoded).substr(
+        start, nl == std::string::npos ? std::string::npos : nl - start);
     std::string line;
+    float line_width = 0;
     std::size_t i = 0;
     while (i < paragraph.size()) {
       std::size_t end = paragraph.find(' ', i);
-      if (end == std::string::npos) end = paragraph.size();
-      std::string word = paragraph.substr(i, end - i);
-      const std::string candidate = line.empty() ? word : line + " " + word;
-      if (face.width(candidate, style, size) <= max) {
-        line = candidate;
+      if (end == std::string_view::npos) end = paragraph.size();
+      std::string_view word = paragraph.substr(i, end - i);
+      float word_width = face.width(word, style, size);
+      if (line.empty() ? word_width <= max : line_width + space + word_width <= max) {
+        line_width = line.empty() ? word_width : line_width + space + word_width;
+        if (!line.empty()) line += ' ';
+        line += word;
       } else {
         if (!line.empty()) lines.push_back(std::move(line));
         line.clear();
         // Break an overlong word between characters.
-        while (face.width(word, style, size) > max) {
+        while (word_width > max) {
           std::size_t cut = 0;
           std::size_t next = next_boundary(word, 0, face.unicode());
           while (next < word.size() && face.width(word.substr(0, next), style, size) <= max) {
@@ -252,10 +292,12 @@ std::vector<std::string> wrap(const Typeface& face, const std::string& encoded, 
             next = next_boundary(word, next, face.unicode());
           }
           if (cut == 0) cut = next_boundary(word, 0, face.unicode());
-          lines.push_back(word.substr(0, cut));
-          word.erase(0, cut);
+          lines.emplace_back(word.substr(0, cut));
+          word.remove_prefix(cut);
+          word_width = face.width(word, style, size);
         }
-        line = std::move(word);
+        line = std::string(word);
+        line_width = word_width;
       }
       i = end + 1;
     }
@@ -385,8 +427,14 @@ std::string render_referral_pdf(const Delivery& delivery, const OfficeConfig& of
 
 std::string render_referral_pdf(const Delivery& delivery, const OfficeConfig& office,
                                 std::chrono::system_clock::time_point now, const DocumentFonts& fonts) {
-  const auto sections = referral_sections(delivery, office);
-  const auto referrer = referrer_summary(delivery);
+  return render_referral_pdf(delivery, read_referral_document(delivery, office), office, now, fonts);
+}
+
+std::string render_referral_pdf(const Delivery& delivery, const ReferralDocument& document,
+                                const OfficeConfig& office, std::chrono::system_clock::time_point now,
+                                const DocumentFonts& fonts) {
+  const auto& sections = document.sections;
+  const auto& referrer = document.referrer;
 
   HaruError error;
   DocHandle doc(HPDF_New(on_haru_error, &error), HPDF_Free);
@@ -486,10 +534,16 @@ std::string render_referral_pdf(const Delivery& delivery, const OfficeConfig& of
     }
     HPDF_Page_SetLineWidth(page, 0.3F);
     HPDF_Page_BeginText(page);
+    // Text state changes only when it must: every libharu operator costs
+    // (it clears a 512-byte buffer a byte at a time).
+    std::optional<std::pair<Style, float>> current;
     for (const auto& t : layout.texts) {
-      HPDF_Page_SetFontAndSize(page, face.font(t.style), t.size);
-      if (face.unicode()) {
-        HPDF_Page_SetTextRenderingMode(page, t.style == Style::bold ? HPDF_FILL_THEN_STROKE : HPDF_FILL);
+      if (!current || current->first != t.style || current->second != t.size) {
+        HPDF_Page_SetFontAndSize(page, face.font(t.style), t.size);
+        if (face.unicode() && (!current || current->first != t.style)) {
+          HPDF_Page_SetTextRenderingMode(page, t.style == Style::bold ? HPDF_FILL_THEN_STROKE : HPDF_FILL);
+        }
+        current.emplace(t.style, t.size);
       }
       HPDF_Page_TextOut(page, t.x, t.y, t.text.c_str());
     }

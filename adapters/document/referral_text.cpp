@@ -55,7 +55,10 @@ std::string render_email_subject(const Delivery& delivery) {
 std::string referral_pdf_filename(const Delivery& delivery) { return "referral-" + delivery.referral_id + ".pdf"; }
 
 std::string render_email_text(const Delivery& delivery, const OfficeConfig& office) {
-  const auto referrer = referrer_summary(delivery);
+  return render_email_text(delivery, referrer_summary(delivery), office);
+}
+
+std::string render_email_text(const Delivery& delivery, const ReferrerSummary& referrer, const OfficeConfig& office) {
   const std::string urgency(to_string(delivery.urgency));
   const std::string decision(to_string(delivery.decision));
   std::string out;

@@ -8,6 +8,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "adapters/document/referral_fields.hpp"
 #include "adapters/document/referral_pdf.hpp"
 #include "adapters/document/referral_text.hpp"
 
@@ -148,9 +149,10 @@ std::string SmtpAdapter::build_message(const Delivery& delivery, std::chrono::sy
   m.subject = render_email_subject(delivery);
   m.message_id = delivery.identity + "@referrald";
   m.date = now;
-  m.text = render_email_text(delivery, office_);
+  const ReferralDocument document = read_referral_document(delivery, office_);
+  m.text = render_email_text(delivery, document.referrer, office_);
   m.attachments.push_back(
-      {referral_pdf_filename(delivery), "application/pdf", render_referral_pdf(delivery, office_, now)});
+      {referral_pdf_filename(delivery), "application/pdf", render_referral_pdf(delivery, document, office_, now)});
   return render_mail(m);
 }
 
