@@ -156,7 +156,9 @@ Template::Template(std::string_view text, std::string name) : name_(std::move(na
     }
     if (open > pos) parts_.push_back({false, std::string(text.substr(pos, open - pos))});
     const auto close = text.find("}}", open + 2);
-    if (close == std::string_view::npos) {
+    // A placeholder is one short name: "{{a" ... "}}" across lines is a typo.
+    if (close == std::string_view::npos || text.substr(open + 2, close - open - 2).find_first_of("{}\n") !=
+                                               std::string_view::npos) {
       throw std::runtime_error(name_ + ": unterminated \"{{\" at byte " + std::to_string(open));
     }
     parts_.push_back({true, std::string(text.substr(open + 2, close - open - 2))});
@@ -566,11 +568,15 @@ struct Form::Impl {
         throw std::runtime_error(file + ": no element with id \"" + std::string(f.anchor) + "\"");
       }
     }
-    for (std::size_t pos = text.find("name=\""); pos != std::string::npos; pos = text.find("name=\"", pos + 1)) {
-      const auto end = text.find('"', pos + 6);
-      const auto name = text.substr(pos + 6, end - pos - 6);
-      if (find_field(name) == nullptr && name != kCsrfField && name != kSubmissionField && name != "viewport") {
-        throw std::runtime_error(file + ": input \"" + name + "\" is not a field of the referral");
+    // And every control the form sends is a field of the referral or a token.
+    for (std::size_t pos = text.find(" name=\""); pos != std::string::npos; pos = text.find(" name=\"", pos + 1)) {
+      const auto tag_start = text.rfind('<', pos);
+      const auto tag = text.substr(tag_start + 1, text.find_first_of(" >", tag_start) - tag_start - 1);
+      if (tag != "input" && tag != "select" && tag != "textarea" && tag != "button") continue;
+      const auto end = text.find('"', pos + 7);
+      const auto name = text.substr(pos + 7, end - pos - 7);
+      if (find_field(name) == nullptr && name != kCsrfField && name != kSubmissionField) {
+        throw std::runtime_error(file + ": <" + tag + " name=\"" + name + "\"> is not a field of the referral");
       }
     }
     // Every placeholder must resolve, in every state a page can be in.
