@@ -7,6 +7,8 @@
 #include "adapters/hylafax/hylafax_adapter.hpp"
 #include "adapters/snpp/snpp_adapter.hpp"
 #include "adapters/spool/spool_adapter.hpp"
+#include "adapters/http_fax/http_fax_adapter.hpp"
+#include "adapters/wctp/wctp_adapter.hpp"
 #include "config/target_keys.hpp"
 
 namespace referrald {
@@ -29,6 +31,11 @@ std::shared_ptr<Adapter> make_adapter(const TargetConfig& target, const AdapterC
   if (target.type == "snpp") return std::make_shared<SnppAdapter>(snpp_settings(target, *context.office));
 
   // wctp, http-fax:
+  if (target.type == "wctp") return std::make_shared<WctpAdapter>(wctp_settings(target, *context.office), *context.curl);
+  if (target.type == "http-fax") {
+    return std::make_shared<HttpFaxAdapter>(http_fax_settings(target), referral_fax_renderer(*context.office),
+                                            *context.curl);
+  }
 
   std::string known;
   for (const auto& t : known_target_types()) known += (known.empty() ? "" : ", ") + t;

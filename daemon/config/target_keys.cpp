@@ -52,6 +52,12 @@ constexpr KeySpec http_fax_keys[] = {
     {"status_path", KeyKind::string, false},
     {"poll_interval", KeyKind::duration, false},
     {"ca_file", KeyKind::path, false},
+    // The generic contract's success test and status value map (PROTOCOLS.md §4).
+    {"success_path", KeyKind::string, false},
+    {"status_delivered", KeyKind::string_list, false},
+    {"status_pending", KeyKind::string_list, false},
+    {"status_retry", KeyKind::string_list, false},
+    {"status_failed", KeyKind::string_list, false},
 };
 
 constexpr KeySpec snpp_keys[] = {
@@ -69,6 +75,7 @@ constexpr KeySpec wctp_keys[] = {
     {"security_code_file", KeyKind::path, false},
     {"recipient_id", KeyKind::string, true},
     {"ca_file", KeyKind::path, false},
+    {"max_message_length", KeyKind::integer, false},
 };
 
 constexpr KeySpec spool_keys[] = {
