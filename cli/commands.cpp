@@ -38,8 +38,22 @@ std::unique_ptr<store::Database> open_store(Context& c, bool write) {
                                "no database at " + file.string() + " (start referrald once to create it)");
   }
   // Reading needs read access only: the connection is opened read-only.
-  auto db = std::make_unique<store::Database>(file, write ? store::OpenMode::read_write
-                                                          : store::OpenMode::read_only);
+  std::unique_ptr<store::Database> db;
+  try {
+    db = std::make_unique<store::Database>(file, write ? store::OpenMode::read_write : store::OpenMode::read_only);
+  } catch (const store::DatabaseError& e) {
+    const int primary = e.code() & 0xff;
+    const fs::path shm = file.string() + "-shm";
+    if (!write && (primary == SQLITE_READONLY || primary == SQLITE_CANTOPEN) && !fs::exists(shm, ec)) {
+      // WAL readers share an index in DATABASE-shm; with the daemon stopped
+      // it is gone and only someone who may write the directory can make it.
+      throw std::runtime_error("cannot read " + file.string() + " while referrald is stopped: SQLite must create " +
+                                               shm.string() + ", which needs write access to " +
+                                               file.parent_path().string() +
+                                               " (run as the referrald user or root, or start referrald)");
+    }
+    throw;
+  }
   sqlite3_busy_timeout(db->handle(), static_cast<int>(c.global.lock_wait.count()));
   store::require_current_schema(*db);
   return db;

@@ -690,6 +690,48 @@ TEST_F(Cli, ReadingNeedsOnlyReadAccessAndActionsSayWhenTheyCannotWrite) {
   EXPECT_NE(write.err.find("cannot change " + db() + ": no write access"), std::string::npos) << write.err;
 }
 
+// An operator who may read the database but not write its directory.
+TEST_F(Cli, AReaderWithoutWriteAccessReadsWhileTheDaemonRunsAndIsToldWhyNotWhenStopped) {
+  if (::geteuid() != 0 || shell("command -v setpriv > /dev/null") != 0) GTEST_SKIP() << "needs root and setpriv";
+  const std::string id = post(sample("asps-routine.json"));
+  wait_final(id);
+  TempDir shared;
+  fs::permissions(shared.path(), fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                     fs::perms::others_read | fs::perms::others_exec);
+  const auto as_nobody = [&](const std::string& args) {
+    return shell("cd / && setpriv --reuid=65534 --regid=65534 --clear-groups " + referralctl_binary().string() +
+                 " --db " + (shared / "referrald.db").string() + " " + args + " > " + (shared / "out").string() +
+                 " 2>&1");
+  };
+  if (shell("setpriv --reuid=65534 --regid=65534 --clear-groups test -x " + referralctl_binary().string()) != 0) {
+    GTEST_SKIP() << "the build directory is not reachable for an unprivileged user";
+  }
+  // While the daemon runs, its -wal and -shm exist: read access is enough.
+  const auto readable = [&](const std::string& suffix) {
+    fs::copy_file(daemon.database().string() + suffix, (shared / "referrald.db").string() + suffix);
+    fs::permissions((shared / "referrald.db").string() + suffix,
+                    fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read | fs::perms::others_read);
+  };
+  sqlite3* keeper = nullptr;  // holds the copy open in WAL mode, as the daemon would
+  ASSERT_EQ(daemon.stop(), 0);
+  readable("");
+  ASSERT_EQ(sqlite3_open((shared / "referrald.db").c_str(), &keeper), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(keeper, "SELECT count(*) FROM referrals", nullptr, nullptr, nullptr), SQLITE_OK);
+  for (const char* suffix : {"-wal", "-shm"}) {
+    fs::permissions((shared / "referrald.db").string() + suffix,
+                    fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read | fs::perms::others_read);
+  }
+  EXPECT_EQ(as_nobody("list --json"), 0) << read_file(shared / "out");
+  EXPECT_NE(read_file(shared / "out").find(id), std::string::npos);
+  EXPECT_EQ(as_nobody("cancel " + id), 3);
+  EXPECT_NE(read_file(shared / "out").find("no write access"), std::string::npos) << read_file(shared / "out");
+  sqlite3_close(keeper);  // the last connection removes -wal and -shm: "stopped"
+  ASSERT_FALSE(fs::exists((shared / "referrald.db").string() + "-shm"));
+  EXPECT_EQ(as_nobody("queue"), 3);
+  EXPECT_NE(read_file(shared / "out").find("while referrald is stopped: SQLite must create"), std::string::npos)
+      << read_file(shared / "out");
+}
+
 TEST_F(Cli, ColourOnlyWhenAskedOrOnATerminalAndTimesInLocalTime) {
   const std::string id = post(sample("asps-routine.json"));
   wait_final(id);
