@@ -224,6 +224,13 @@ HttpFaxSettings http_fax_settings(const TargetConfig& target) {
   }
   if (const std::string* ca = target.get_string("ca_file")) s.ca_file = *ca;
   s.budget = protocol::send_budget(target.timeout);
+  if (!s.status_url.empty() && s.poll_interval * 2 > s.budget) {
+    // Otherwise an attempt would end before it asks twice, and every
+    // attempt would come back "not final" until the delivery dies.
+    throw target_error(target, "poll_interval (" + format_duration(s.poll_interval) +
+                                   ") must be at most half of what the target's timeout leaves for a send (" +
+                                   format_duration(s.budget) + "); raise timeout or lower poll_interval");
+  }
   return s;
 }
 

@@ -16,7 +16,7 @@
 //   success_path            optional: a JSON value that must be true
 //                           (Phaxio: "success")
 //   status_url, status_path optional polling: GET status_url (its "{id}"
-//                           replaced) every poll_interval (default 30s), the
+//                           replaced) every poll_interval (default 10s), the
 //                           value at status_path looked up in
 //   status_delivered        (default ["success"])
 //   status_pending          (default ["queued", "pendingbatch", "inprogress"])
@@ -30,7 +30,9 @@
 // attempt must fax again, so it sends "<identity>.after-<n>" instead (n: the
 // attempt that saw the failure).
 //
-// Polling keeps to a budget shorter than the target's timeout. A fax still
+// Polling keeps to a budget shorter than the target's timeout (by a tenth,
+// 1 s to 10 s), and poll_interval must fit into it twice: with polling, give
+// the target a timeout of several minutes. A fax still
 // pending when it runs out is a transient outcome; the adapter remembers its
 // id (in memory, per delivery identity), and the next attempt resumes polling
 // instead of submitting again. After a restart that memory is gone and the
@@ -102,7 +104,7 @@ struct HttpFaxSettings {
   std::vector<std::string> status_pending{"queued", "pendingbatch", "inprogress"};
   std::vector<std::string> status_retry{"failure"};
   std::vector<std::string> status_failed{"partialsuccess"};
-  Duration poll_interval{std::chrono::seconds(30)};
+  Duration poll_interval{std::chrono::seconds(10)};
   std::string ca_file;
   Duration budget{std::chrono::seconds(54)};
 };

@@ -109,6 +109,18 @@ TEST(HttpFaxSettings, RefusesWhatCanNeverWork) {
   EXPECT_EQ(settings_error(t), "target \"office-fax\": id_path: a dotted JSON path like \"data.id\", got \"data..id\"");
 
   t = fax_target();
+  t.settings["status_url"] = std::string("https://api.example.com/v2/faxes/{id}");
+  t.settings["status_path"] = std::string("data.status");
+  t.timeout = std::chrono::seconds(60);  // 54s for a send
+  EXPECT_EQ(settings_error(t), "");      // the default poll_interval, 10s
+  t.settings["poll_interval"] = Duration(30000);
+  EXPECT_EQ(settings_error(t),
+            "target \"office-fax\": poll_interval (30s) must be at most half of what the target's timeout leaves for "
+            "a send (54s); raise timeout or lower poll_interval");
+  t.settings["poll_interval"] = Duration(27000);
+  EXPECT_EQ(settings_error(t), "");
+
+  t = fax_target();
   t.settings["poll_interval"] = Duration(10);
   EXPECT_EQ(settings_error(t), "target \"office-fax\": poll_interval: must be at least 100ms");
 }
