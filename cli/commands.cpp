@@ -186,7 +186,10 @@ std::string next_attempt_text(const store::DeliveryRow& d, TimePoint now) {
   }
 }
 
-void print_json(Context& c, const json& j) { c.out << j.dump(2) << '\n'; }
+// Invalid UTF-8 (from a peer's error text, say) is replaced, never a throw.
+void print_json(Context& c, const json& j) {
+  c.out << j.dump(2, ' ', false, json::error_handler_t::replace) << '\n';
+}
 
 // A JSON Pointer lookup that yields "" for anything missing or not a string.
 std::string text_at(const nlohmann::json& doc, const char* pointer) {
@@ -395,7 +398,7 @@ int list_command(Context& c, const store::ListFilter& filter) {
            {std::string(to_string(r.decision)), colour_of(r.decision)},
            {std::string(to_string(r.urgency)), colour_of(r.urgency)},
            {r.disease.value_or("-")},
-           {deliveries}});
+           {deliveries, Colour::none, true}});
   }
   t.print(c.out, c.style);
   if (page.next_before) {
@@ -497,7 +500,7 @@ int show_command(Context& c, const std::string& id_text) {
       line += "  next: " + next_attempt_text(d, c.now);
     }
     c.out << line << '\n';
-    if (d.last_error && !is_final(d.state)) c.out << "    last error: " << *d.last_error << '\n';
+    if (d.last_error && !is_final(d.state)) c.out << "    last error: " << printable(*d.last_error) << '\n';
     const auto& log = attempts[d.id];
     if (!log.empty()) {
       Table t({"ATTEMPT", "FINISHED", "OUTCOME", "CODE", "MESSAGE"}, "    ");
@@ -629,13 +632,13 @@ int stats_command(Context& c) {
     join_into(decisions, s.paint(std::string(to_string(store::all_decisions[i])), colour_of(store::all_decisions[i])) +
                              " " + grouped(st.by_decision[i]), "  ");
   }
-  totals.add({{"referrals"}, {grouped(st.referrals)}, {decisions}});
+  totals.add({{"referrals"}, {grouped(st.referrals)}, {decisions, Colour::none, true}});
   std::string states;
   for (std::size_t i = 0; i < store::all_delivery_states.size(); ++i) {
     const auto state = store::all_delivery_states[i];
     join_into(states, s.paint(str(state), colour_of(state)) + " " + grouped(st.by_state[i]), "  ");
   }
-  totals.add({{"deliveries"}, {grouped(st.deliveries)}, {states}});
+  totals.add({{"deliveries"}, {grouped(st.deliveries)}, {states, Colour::none, true}});
   totals.print(c.out, s);
 
   c.out << '\n';
@@ -739,7 +742,7 @@ int action_command(Context& c, store::Action action, const std::vector<std::stri
       const std::string change =
           ch.applied ? str(ch.delivery.state) + " -> " + c.style.paint(str(ch.to), colour_of(ch.to))
                      : str(ch.delivery.state) + ", skipped: " + ch.refusal;
-      t.add({{std::to_string(ch.delivery.id)}, {ch.delivery.referral_id}, {ch.delivery.target}, {change}});
+      t.add({{std::to_string(ch.delivery.id)}, {ch.delivery.referral_id}, {ch.delivery.target}, {change, Colour::none, true}});
     }
     t.print(c.out, c.style);
   }

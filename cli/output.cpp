@@ -83,7 +83,30 @@ std::size_t display_width(std::string_view text) {
 Table::Table(std::vector<std::string> headers, std::string indent)
     : headers_(std::move(headers)), indent_(std::move(indent)) {}
 
+std::string printable(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c == '\n' || c == '\r' || c == '\t') {
+      out += ' ';
+    } else if (c < 0x20 || c == 0x7f) {
+      out += '?';
+    } else if (c == 0xc2 && i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) >= 0x80 &&
+               static_cast<unsigned char>(text[i + 1]) <= 0x9f) {
+      out += '?';  // a C1 control character (U+0080..U+009F), e.g. CSI
+      ++i;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
 void Table::add(std::vector<Cell> row) {
+  for (auto& cell : row) {
+    if (!cell.painted) cell.text = printable(cell.text);
+  }
   row.resize(headers_.size());
   rows_.push_back(std::move(row));
 }

@@ -38,7 +38,14 @@ std::string grouped(std::int64_t n);
 struct Cell {
   std::string text;
   Colour colour = Colour::none;
+  // Already painted by the caller (its escape sequences are kept); every
+  // other cell is passed through printable().
+  bool painted = false;
 };
+
+// Text from a referral or a peer made safe for a terminal: line breaks and
+// tabs become spaces, other control characters (ESC above all) "?".
+std::string printable(std::string_view text);
 
 // Columns padded to their widest cell (in code points, escape sequences
 // not counted), two spaces apart; the last column is not padded.

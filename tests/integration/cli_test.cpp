@@ -290,6 +290,18 @@ TEST_F(Cli, ShowPrintsTheReferralItsDeliveriesAttemptsAndAuditTrail) {
   EXPECT_EQ(keys(j["audit"][0]), (std::set<std::string>{"at", "actor", "action", "delivery_id", "detail"}));
   EXPECT_EQ(j["audit"][0]["action"], "received");
 
+  // Free text from a referral cannot drive the operator's terminal.
+  auto hostile = json::parse(sample("asps-routine.json"));
+  hostile["notes"] = "\x1b]0;owned\x07 line one\nline two \x1b[2J";
+  const auto posted = daemon.post_referral(hostile.dump());
+  if (posted.status == 202) {
+    const auto shown = ctl({"--db", db(), "show", json::parse(posted.body)["id"].get<std::string>()});
+    ASSERT_EQ(shown.status, 0) << describe(shown);
+    EXPECT_EQ(shown.out.find('\x1b'), std::string::npos) << shown.out;
+    EXPECT_EQ(shown.out.find('\x07'), std::string::npos) << shown.out;
+    EXPECT_NE(shown.out.find("?]0;owned? line one line two ?[2J"), std::string::npos) << shown.out;
+  }
+
   const auto missing = ctl({"--db", db(), "show", "R-20200101-AAAAA-AAAAA"});
   EXPECT_EQ(missing.status, 1);
   EXPECT_EQ(missing.err, "referralctl: no referral R-20200101-AAAAA-AAAAA\n");
