@@ -518,10 +518,11 @@ struct FormState {
 
 }  // namespace
 
-struct Form::Impl {
+namespace {
+
+// The pages and static files from the web directory, checked once at start.
+struct Pages {
   OfficeConfig office;
-  IntakeService& intake;
-  store::ReaderPool& readers;
   Template form_page;
   Template confirmation_page;
   Template message_page;
@@ -533,11 +534,7 @@ struct Form::Impl {
   };
   std::map<std::string, Asset, std::less<>> assets;
 
-  mutable std::atomic<std::uint64_t> stored{0}, replayed{0}, invalid{0}, refused{0}, conflicts{0}, unavailable{0},
-      rejected{0};
-
-  Impl(const std::filesystem::path& web_dir, OfficeConfig o, IntakeService& i, store::ReaderPool& r)
-      : office(std::move(o)), intake(i), readers(r) {
+  Pages(const std::filesystem::path& web_dir, OfficeConfig o) : office(std::move(o)) {
     form_page = Template(read_web_file(web_dir / "form.html"), (web_dir / "form.html").string());
     confirmation_page =
         Template(read_web_file(web_dir / "confirmation.html"), (web_dir / "confirmation.html").string());
@@ -740,17 +737,32 @@ struct Form::Impl {
   }
 
   Response method_not_allowed(std::string_view allow) const {
-    auto r = message(405, "Not allowed", "<p>This page cannot be used that way.</p>\n<p><a href=\"/\">Refer a patient</a></p>");
+    auto r = message(405, "Not allowed",
+                     "<p>This page cannot be used that way.</p>\n<p><a href=\"/\">Refer a patient</a></p>");
     r.headers.emplace_back("Allow", std::string(allow));
     return r;
   }
 
+};
+
+}  // namespace
+
+struct Form::Impl {
+  Pages pages;
+  IntakeService& intake;
+  store::ReaderPool& readers;
+  mutable std::atomic<std::uint64_t> stored{0}, replayed{0}, invalid{0}, refused{0}, conflicts{0}, unavailable{0},
+      rejected{0};
+
+  Impl(const std::filesystem::path& web_dir, OfficeConfig office, IntakeService& i, store::ReaderPool& r)
+      : pages(web_dir, std::move(office)), intake(i), readers(r) {}
+
   Response bad_request(std::string_view why) const {
     ++rejected;
-    auto r = message(400, "The form could not be read",
-                     "<p>Nothing was stored. " + html_escape(why) +
-                         "</p>\n<p><a href=\"/\">Open a new form</a>. If this keeps happening, " + call_office() +
-                         ".</p>");
+    auto r = pages.message(400, "The form could not be read",
+                           "<p>Nothing was stored. " + html_escape(why) +
+                               "</p>\n<p><a href=\"/\">Open a new form</a>. If this keeps happening, " +
+                               pages.call_office() + ".</p>");
     r.log_note = "form=bad_request";
     return r;
   }
@@ -763,13 +775,14 @@ struct Form::Impl {
     const bool fresh = !cookie;
     state.csrf = fresh ? new_token() : std::move(*cookie);
     state.submission = new_token();
-    auto r = html_response(200, render_form(state));
+    auto r = html_response(200, pages.render_form(state));
     // The blank form holds no patient data; letting the browser keep it means
     // the back button returns to the same page, with the same submission
     // token, rather than a new one that would store a second referral.
     r.headers.emplace_back("Cache-Control", "private, no-cache");
     if (fresh) {
-      std::string cookie_header = cookie_name(request.secure) + "=" + state.csrf + "; Path=/; HttpOnly; SameSite=Strict";
+      std::string cookie_header =
+          cookie_name(request.secure) + "=" + state.csrf + "; Path=/; HttpOnly; SameSite=Strict";
       if (request.secure) cookie_header += "; Secure";
       r.headers.emplace_back("Set-Cookie", std::move(cookie_header));
     }
@@ -777,8 +790,8 @@ struct Form::Impl {
   }
 
   Response asset(const Request& request, std::string_view name) const {
-    const auto it = assets.find(name);
-    if (it == assets.end()) return not_found();
+    const auto it = pages.assets.find(name);
+    if (it == pages.assets.end()) return pages.not_found();
     Response r;
     if (const auto* match = request.header("if-none-match"); match != nullptr && *match == it->second.etag) {
       r.status = 304;
@@ -795,12 +808,12 @@ struct Form::Impl {
 
   Response csrf_refused(std::string note) const {
     ++refused;
-    auto r = message(403, "The referral was not sent",
-                     "<p>Nothing was stored. The form's security check failed: the form was not sent from "
-                     "this site, or your browser does not keep this site's cookies (for example after a "
-                     "restart, or in a private window that was closed).</p>\n"
-                     "<p><a href=\"/\">Open a new form</a> and send it again. If this keeps happening, " +
-                         call_office() + ".</p>");
+    auto r = pages.message(403, "The referral was not sent",
+                           "<p>Nothing was stored. The form's security check failed: the form was not sent from "
+                           "this site, or your browser does not keep this site's cookies (for example after a "
+                           "restart, or in a private window that was closed).</p>\n"
+                           "<p><a href=\"/\">Open a new form</a> and send it again. If this keeps happening, " +
+                               pages.call_office() + ".</p>");
     r.log_note = "form=csrf_refused reason=" + std::move(note);
     return r;
   }
@@ -808,9 +821,9 @@ struct Form::Impl {
   asio::awaitable<Response> submit(const Request& request) {
     if (!is_form_content_type(request.header("content-type"))) {
       ++rejected;
-      auto r = message(415, "The form could not be read",
-                       "<p>Nothing was stored. The form was not sent as a web form.</p>\n"
-                       "<p><a href=\"/\">Open a new form</a>.</p>");
+      auto r = pages.message(415, "The form could not be read",
+                             "<p>Nothing was stored. The form was not sent as a web form.</p>\n"
+                             "<p><a href=\"/\">Open a new form</a>.</p>");
       r.log_note = "form=unsupported_media_type";
       co_return r;
     }
@@ -887,19 +900,19 @@ struct Form::Impl {
           state.summary.emplace_back(std::string(spec->anchor), text);
           state.errors.try_emplace(field, std::move(text));
         }
-        auto r = html_response(422, render_form(state));
+        auto r = html_response(422, pages.render_form(state));
         r.log_note = "form=invalid errors=" + std::to_string(outcome.errors.size());
         co_return r;
       }
       case Kind::conflict: {
         ++conflicts;
         const auto id = html_escape(outcome.id);
-        auto r = message(409, "This form was already sent",
-                         "<p>It was stored as referral <strong class=\"reference-inline\">" + id +
-                             "</strong>. The changes made after it was sent were not stored.</p>\n"
-                             "<p>To correct or add to referral " + id + ", " + call_office() +
-                             ".</p>\n<p><a href=\"/referrals/" + id +
-                             "\">See the confirmation</a> · <a href=\"/\">Refer another patient</a></p>");
+        auto r = pages.message(409, "This form was already sent",
+                               "<p>It was stored as referral <strong class=\"reference-inline\">" + id +
+                                   "</strong>. The changes made after it was sent were not stored.</p>\n"
+                                   "<p>To correct or add to referral " + id + ", " + pages.call_office() +
+                                   ".</p>\n<p><a href=\"/referrals/" + id +
+                                   "\">See the confirmation</a> · <a href=\"/\">Refer another patient</a></p>");
         r.log_note = "form=conflict id=" + outcome.id;
         co_return r;
       }
@@ -911,8 +924,8 @@ struct Form::Impl {
         state.notice = "<div class=\"notice\" role=\"alert\">\n<h2>The referral was not sent</h2>\n"
                        "<p>It could not be stored just now, and nothing was saved. Your entries are kept below: "
                        "please press “Send referral” again in a minute, or " +
-                       call_office() + ".</p>\n</div>";
-        auto r = html_response(503, render_form(state));
+                       pages.call_office() + ".</p>\n</div>";
+        auto r = html_response(503, pages.render_form(state));
         r.headers.emplace_back("Retry-After", "30");
         r.log_note = "form=unavailable";
         co_return r;
@@ -923,10 +936,10 @@ struct Form::Impl {
 
   asio::awaitable<Response> confirmation(const Request& request, std::string id) {
     const auto not_shown = [this] {
-      return message(404, "Confirmation not available",
-                     "<p>A confirmation is shown only in the browser that sent the referral, until the "
-                     "browser is closed.</p>\n<p>If you need the reference number or the decision, " +
-                         call_office() + ".</p>\n<p><a href=\"/\">Refer a patient</a></p>");
+      return pages.message(404, "Confirmation not available",
+                           "<p>A confirmation is shown only in the browser that sent the referral, until the "
+                           "browser is closed.</p>\n<p>If you need the reference number or the decision, " +
+                               pages.call_office() + ".</p>\n<p><a href=\"/\">Refer a patient</a></p>");
     };
     const auto cookie = csrf_cookie(request);
     if (!looks_like_referral_id(id) || !cookie) co_return not_shown();
@@ -935,15 +948,15 @@ struct Form::Impl {
     store::ReaderPool::Query query = [id, found](store::Database& db) { *found = store::find_referral(db, id); };
     const auto error = co_await store::async_read(readers, std::move(query));
     if (!error.empty()) {
-      auto r = message(503, "The confirmation cannot be shown just now",
-                       "<p>Please reload this page in a minute, or " + call_office() + ".</p>");
+      auto r = pages.message(503, "The confirmation cannot be shown just now",
+                             "<p>Please reload this page in a minute, or " + pages.call_office() + ".</p>");
       r.headers.emplace_back("Retry-After", "30");
       co_return r;
     }
     // A browser sees only the referrals it sent.
     if (!*found || (*found)->channel != "form" || (*found)->client != client_of(*cookie)) co_return not_shown();
     const auto& row = **found;
-    auto r = html_response(200, render_confirmation(row.id, row.decision, row.urgency, row.reasons));
+    auto r = html_response(200, pages.render_confirmation(row.id, row.decision, row.urgency, row.reasons));
     r.log_note = "id=" + row.id;
     co_return r;
   }
@@ -955,34 +968,37 @@ Form::Form(const std::filesystem::path& web_dir, OfficeConfig office, IntakeServ
 
 Form::~Form() = default;
 
+void check_web_dir(const std::filesystem::path& web_dir) { Pages pages(web_dir, OfficeConfig{}); }
+
 asio::awaitable<Response> Form::handle(const Request& request) {
   const std::string& path = request.path;
   const bool get = request.method == "GET" || request.method == "HEAD";
   if (path == "/") {
-    if (!get) co_return impl_->method_not_allowed("GET");
+    if (!get) co_return impl_->pages.method_not_allowed("GET");
     co_return impl_->form(request);
   }
   if (path == "/referrals") {
     if (request.method == "POST") co_return co_await impl_->submit(request);
     if (get) {
       // Someone reloading the address of a submitted form: back to a new one.
-      auto r = html_response(303, "<!doctype html><title>Refer a patient</title><p><a href=\"/\">Refer a patient</a></p>");
+      auto r = html_response(
+          303, "<!doctype html><title>Refer a patient</title><p><a href=\"/\">Refer a patient</a></p>");
       r.headers.emplace_back("Location", "/");
       co_return r;
     }
-    co_return impl_->method_not_allowed("GET, POST");
+    co_return impl_->pages.method_not_allowed("GET, POST");
   }
   if (path.starts_with("/referrals/")) {
-    if (!get) co_return impl_->method_not_allowed("GET");
+    if (!get) co_return impl_->pages.method_not_allowed("GET");
     std::string id = path.substr(std::string_view("/referrals/").size());
     co_return co_await impl_->confirmation(request, std::move(id));
   }
   if (path.starts_with("/static/")) {
-    if (!get) co_return impl_->method_not_allowed("GET");
+    if (!get) co_return impl_->pages.method_not_allowed("GET");
     co_return impl_->asset(request, std::string_view(path).substr(std::string_view("/static/").size()));
   }
   if (path.starts_with("/api/")) co_return Response::error(404, "not found");
-  co_return impl_->not_found();
+  co_return impl_->pages.not_found();
 }
 
 std::string Form::metrics() const {

@@ -8,7 +8,6 @@
 // Pages are templates from the web directory, read once at start.
 #pragma once
 
-#include <atomic>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -78,6 +77,11 @@ std::string form_to_json(const std::map<std::string, std::string>& fields);
 
 // The form field a JSON Pointer names: "/patient/birth_date" → "patient.birth_date".
 std::string field_for_pointer(std::string_view pointer);
+
+// Reads and checks the web directory's pages and files exactly as the Form
+// does at start (for --check-config); throws std::runtime_error naming the
+// file and the problem.
+void check_web_dir(const std::filesystem::path& web_dir);
 
 class Form final : public Handler {
  public:

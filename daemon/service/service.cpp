@@ -278,6 +278,8 @@ int check_config(const std::filesystem::path& config_file, std::ostream& out, st
       AdapterContext context{probe.get_executor(), probe.get_executor(), &curl, &c.config.office};
       make_adapter(t, context);
     }
+    // The web form's pages, checked as the form checks them at start.
+    http::check_web_dir(c.config.web_dir);
     out << config_file.string() << ": configuration OK (" << c.config.targets.size() << " targets, "
         << c.config.routes.size() << " routes, " << c.rules.diseases.size() << " diseases)\n";
     return 0;

@@ -188,6 +188,27 @@ TEST(FormTemplates, ATemplateThatDoesNotFitTheCodeFailsAtStart) {
 // ---------------------------------------------------------------------------
 // The real daemon
 
+// --check-config runs the same check of the web pages as start-up.
+TEST(FormTemplates, CheckConfigReportsABrokenPage) {
+  Daemon daemon(Daemon::Options{});
+  const auto web = daemon.dir() / "web";
+  fs::copy(source_dir() / "web", web);
+  auto page = read_file(web / "form.html");
+  page.replace(page.find("{{summary}}"), 11, "{{sumary}}");
+  write_file(web / "form.html", page);
+  auto config = read_file(daemon.config_file());
+  const auto source_web = "web = \"" + (source_dir() / "web").string() + "\"";
+  ASSERT_NE(config.find(source_web), std::string::npos);
+  config.replace(config.find(source_web), source_web.size(), "web = \"" + web.string() + "\"");
+  write_file(daemon.config_file(), config);
+  const auto out = daemon.dir() / "check.out";
+  const auto check = "'" + referrald_binary().string() + "' --check-config --config '" +
+                     daemon.config_file().string() + "' > '" + out.string() + "' 2>&1";
+  EXPECT_EQ(shell(check), 1);
+  EXPECT_EQ(read_file(out), daemon.config_file().string() + ": " + (web / "form.html").string() +
+                                ": unknown placeholder {{sumary}}\n");
+}
+
 long long count_rows(const fs::path& db, const std::string& sql) {
   sqlite3* handle = nullptr;
   if (sqlite3_open_v2(db.c_str(), &handle, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
