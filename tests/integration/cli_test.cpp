@@ -341,8 +341,9 @@ TEST_F(Cli, RetrySendsADeadDeliveryToTheRealPeerWithinSeconds) {
 
   // The running daemon sends it within seconds, without a restart.
   const auto start = std::chrono::steady_clock::now();
-  ASSERT_TRUE(wait_until([&] { return fs::exists(pager_file(id)); }, 5s)) << daemon.log();
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  // (The dispatcher polls every second; 10 s leaves room for a loaded CI machine.)
+  ASSERT_TRUE(wait_until([&] { return fs::exists(pager_file(id)); }, 10s)) << daemon.log();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
   EXPECT_EQ(json::parse(read_file(pager_file(id)))["attempt"], 2);
   ASSERT_TRUE(wait_until([&] { return state_of(id, "office-pager") == "delivered"; }, 5s));
 
@@ -383,7 +384,7 @@ TEST_F(Cli, RetryAllWithATargetRetriesEveryDeadDeliveryOfIt) {
   EXPECT_EQ(keys(j["changed"][0]), (std::set<std::string>{"id", "referral_id", "target", "from", "to"}));
   EXPECT_EQ(j["changed"][0]["from"], "dead");
   EXPECT_EQ(j["changed"][0]["to"], "pending");
-  EXPECT_TRUE(wait_until([&] { return fs::exists(pager_file(a)) && fs::exists(pager_file(b)); }, 5s));
+  EXPECT_TRUE(wait_until([&] { return fs::exists(pager_file(a)) && fs::exists(pager_file(b)); }, 10s));
 }
 
 TEST_F(Cli, HoldKeepsADeliveryFromTheRunningDaemonUntilReleased) {
@@ -428,7 +429,7 @@ TEST_F(Cli, HoldKeepsADeliveryFromTheRunningDaemonUntilReleased) {
   r = ctl({"--db", db(), "release", pager});
   ASSERT_EQ(r.status, 0) << describe(r);
   EXPECT_NE(r.out.find("held -> pending"), std::string::npos) << r.out;
-  EXPECT_TRUE(wait_until([&] { return fs::exists(pager_file(id)); }, 5s)) << daemon.log();
+  EXPECT_TRUE(wait_until([&] { return fs::exists(pager_file(id)); }, 10s)) << daemon.log();
 
   // Refusals are reported, not errors.
   r = ctl({"--db", db(), "hold", pager});
