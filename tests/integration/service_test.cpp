@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstddef>
 #include <cstring>
 #include <mutex>
 #include <regex>
@@ -59,16 +60,21 @@ class NotifyListener {
     }
   };
 
-  explicit NotifyListener(fs::path path) : path_(std::move(path)) {
+  // A file system path, or "@name" for the abstract namespace (as systemd
+  // passes it inside some containers).
+  explicit NotifyListener(std::string address) : address_(std::move(address)) {
     fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd_ < 0) throw std::runtime_error("socket(AF_UNIX) failed");
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
-    const auto s = path_.string();
-    if (s.size() >= sizeof addr.sun_path) throw std::runtime_error("socket path too long: " + s);
-    std::memcpy(addr.sun_path, s.c_str(), s.size() + 1);
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      throw std::runtime_error("bind " + s + ": " + std::strerror(errno));
+    std::string name = address_;
+    if (name.size() >= sizeof addr.sun_path) throw std::runtime_error("socket address too long: " + name);
+    if (name[0] == '@') name[0] = '\0';
+    std::memcpy(addr.sun_path, name.data(), name.size());
+    // The exact length: an abstract name has no terminating NUL.
+    const auto length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name.size());
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), length) != 0) {
+      throw std::runtime_error("bind " + address_ + ": " + std::strerror(errno));
     }
     const int on = 1;
     ::setsockopt(fd_, SOL_SOCKET, SO_PASSCRED, &on, sizeof on);
@@ -83,7 +89,7 @@ class NotifyListener {
   NotifyListener(const NotifyListener&) = delete;
   NotifyListener& operator=(const NotifyListener&) = delete;
 
-  const fs::path& path() const { return path_; }
+  const std::string& address() const { return address_; }
 
   // The index of the first message at or after `from` that has `line`
   // (e.g. "READY=1"), waiting up to `timeout` for it.
@@ -154,7 +160,7 @@ class NotifyListener {
     }
   }
 
-  fs::path path_;
+  std::string address_;
   int fd_ = -1;
   std::atomic<bool> stop_{false};
   mutable std::mutex mutex_;
@@ -224,7 +230,7 @@ Daemon::Options unlimited() {
 
 class Service : public ::testing::Test {
  protected:
-  Service() { daemon.set_env("NOTIFY_SOCKET", notify.path().string()); }
+  Service() { daemon.set_env("NOTIFY_SOCKET", notify.address()); }
 
   // Launches the daemon and waits for READY=1; returns its index.
   std::size_t start_and_wait_ready() {
@@ -267,7 +273,7 @@ class Service : public ::testing::Test {
   }
 
   Daemon daemon{unlimited()};
-  NotifyListener notify{daemon.dir() / "notify.sock"};
+  NotifyListener notify{(daemon.dir() / "notify.sock").string()};
 };
 
 // ---- READY ------------------------------------------------------------------
@@ -288,6 +294,14 @@ TEST_F(Service, ReadyComesFromTheMainProcessOnceThePortAnswers) {
   EXPECT_NE(m.value("STATUS")->find("deliveries in flight"), std::string::npos) << m.text;
   // Nothing claims readiness twice without a reload in between.
   EXPECT_FALSE(notify.wait_for("READY=1", 300ms, ready + 1)) << notify.dump();
+}
+
+TEST(ServiceNotify, ReadyReachesAnAbstractNotifySocket) {
+  Daemon d{Daemon::Options{}};
+  NotifyListener abstract("@referrald-test-" + std::to_string(::getpid()) + "-" + d.dir().filename().string());
+  d.set_env("NOTIFY_SOCKET", abstract.address());
+  d.launch();
+  EXPECT_TRUE(abstract.wait_for("READY=1", 20s)) << abstract.dump() << d.log();
 }
 
 TEST_F(Service, NoReadyWhenTheListenerCannotBind) {
