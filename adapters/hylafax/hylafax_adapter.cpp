@@ -292,7 +292,7 @@ class FaxSession {
         std::string why;
         auto status = co_await control_.command("JPARM STATUS", step_timeout());
         if (status && status->code == 213) why = ": " + printable(status->text, 160);
-        co_return Outcome::permanent("HylaFAX job " + job_id + " failed" + why, "FAILED");
+        co_return Outcome::permanent("HylaFAX job " + job_id + " failed" + why);
       }
       const auto next = Clock::now() + settings_.poll_interval;
       if (next + std::chrono::seconds(1) >= deadline_) {

@@ -383,5 +383,44 @@ TEST(Hylafax, WaitingForTheJobResumesTheSameJobOnEveryAttempt) {
   EXPECT_NE(daemon.log().find("hylafax.repeat_recognised"), std::string::npos);
 }
 
+// done_when = "done" and the job fails at HylaFAX (here: removed with faxrm,
+// which leaves it FAILED in doneq, "Job aborted by request"): the delivery
+// is dead after one attempt, with HylaFAX's reason.
+TEST(Hylafax, WaitingForTheJobReportsItsFailure) {
+  HylafaxServer server;
+  server.start();
+  Targets t;
+  t.fax_extra = "done_when = \"done\"\npoll_interval = \"1s\"\n";
+  Daemon daemon(options_for(server, t));
+  // A user the server trusts by address (no password), so faxrm run as the
+  // same user may remove the job.
+  auto config = read_file(daemon.config_file());
+  const std::string password_login = "user = \"secure\"\npassword_file = \"secrets/hylafax-password\"\n";
+  config.replace(config.find(password_login), password_login.size(), "user = \"referrald\"\n");
+  write_file(daemon.config_file(), config);
+  write_password(daemon, "secret");
+  daemon.start();
+
+  const std::string id = post(daemon, sample("asps-routine.json"));
+  std::vector<QueuedJob> jobs;
+  for (int i = 0; i < 200 && jobs.empty(); ++i) {
+    jobs = server.jobs_where("jobtag", id + ".office-fax");
+    if (jobs.empty()) std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_EQ(jobs.size(), 1U) << daemon.log();
+  const std::string job = jobs[0].get("jobid");
+  ASSERT_EQ(shell("FAXUSER=referrald faxrm -h 127.0.0.1:" + std::to_string(server.fax_port()) + " " + job +
+                  " >/dev/null 2>&1"),
+            0);
+
+  const auto deliveries = wait_until_final(daemon, id, 20s);
+  const auto& fax = deliveries.at("office-fax");
+  EXPECT_EQ(fax["state"], "dead") << fax.dump();
+  EXPECT_EQ(fax["attempts"], 1) << fax.dump();
+  EXPECT_NE(fax.value("last_error", "").find("HylaFAX job " + job + " failed: Job aborted by request"),
+            std::string::npos)
+      << fax.dump();
+}
+
 }  // namespace
 }  // namespace referrald::test
