@@ -235,6 +235,13 @@ TEST(Hylafax, UrgentReferralIsFaxedAndPaged) {
   const auto pdf = read_file(server.spool() / document.substr(3));
   EXPECT_EQ(pdf.rfind("%PDF-", 0), 0U) << "the document is a PDF";
   EXPECT_GT(pdf.size(), 500U);
+  // It is the referral document: its text names the referral (pdftotext, from poppler-utils).
+  const auto text_file = daemon.dir() / "fax.txt";
+  ASSERT_EQ(shell("pdftotext -layout " + (server.spool() / document.substr(3)).string() + " " + text_file.string()),
+            0);
+  const auto fax_text = read_file(text_file);
+  EXPECT_NE(fax_text.find(id), std::string::npos) << fax_text;
+  EXPECT_NE(fax_text.find("Ortiz"), std::string::npos) << "the fax carries the referral itself";
   // The job id is recorded with the delivery.
   const auto external_id = query_text(daemon.database(), "SELECT external_id FROM deliveries WHERE referral_id='" +
                                                              id + "' AND target='office-fax'");
