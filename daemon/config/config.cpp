@@ -345,6 +345,7 @@ class Loader {
   void read_log(const toml::table& root, std::string& level);
   void read_office(const toml::table& root, OfficeConfig& office);
   void read_targets(const toml::table& root, std::vector<TargetConfig>& targets);
+  Duration lease_{std::chrono::minutes(5)};  // [delivery] lease, read before the targets
   void read_target(const Scope& scope, TargetConfig& target);
   void read_target_setting(const Scope& scope, const KeySpec& spec, const std::string& type,
                            TargetConfig& target);
@@ -1025,6 +1026,14 @@ void Loader::read_targets(const toml::table& root, std::vector<TargetConfig>& ta
     const Scope scope{table, indexed("target", i), line_of(*table), false};
     TargetConfig target;
     read_target(scope, target);
+    // A send that outlives its lease would let the dispatcher claim the same
+    // delivery again while the first send is still running.
+    if (target.timeout >= lease_) {
+      const toml::node* node = scope.get("timeout");
+      add(node != nullptr ? where(*node) : Where(scope.line), scope.key("timeout"),
+          "must be shorter than delivery.lease (" + format_duration(lease_) + "), got " +
+              quote(format_duration(target.timeout)));
+    }
     if (!target.name.empty()) {
       const auto [it, inserted] = first_line.emplace(target.name, target.line);
       if (!inserted) {
@@ -1129,6 +1138,7 @@ Config Loader::load(std::string_view text) {
   read_delivery(root, config.delivery);
   read_log(root, config.log_level);
   read_office(root, config.office);
+  lease_ = config.delivery.lease;
   read_targets(root, config.targets);
   read_routes(root, config.targets, config.routes);
   return config;

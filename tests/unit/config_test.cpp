@@ -1002,3 +1002,38 @@ TEST(ShippedConfig, InstalledConfigurationListensOnLoopbackAndSpoolsUnderVarLib)
 
 }  // namespace
 }  // namespace referrald
+
+namespace referrald {
+namespace {
+
+TEST(ConfigLease, TargetTimeoutMustBeShorterThanTheLease) {
+  const std::string text = R"([storage]
+database = "var/referrald.db"
+[rules]
+file = "rules.toml"
+[delivery]
+lease = "2m"
+[[target]]
+name = "slow-fax"
+type = "spool"
+directory = "spool"
+timeout = "3m"
+)";
+  try {
+    parse_config(text, "/nonexistent-dir/referrald.toml");
+    FAIL() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    bool found = false;
+    for (const auto& p : e.problems()) {
+      if (p.key == "target[0].timeout") {
+        found = true;
+        EXPECT_EQ(p.to_string(),
+                  "/nonexistent-dir/referrald.toml:11: target[0].timeout: must be shorter than delivery.lease (2m), got \"3m\"");
+      }
+    }
+    EXPECT_TRUE(found) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace referrald
