@@ -60,7 +60,6 @@ class Reader {
     }
     if (used_.count(at) == 0) out.push_back({at, text_of(node)});
   }
-  const json& doc() const { return doc_; }
 
  private:
   const json& doc_;

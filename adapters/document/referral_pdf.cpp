@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <system_error>
@@ -174,14 +175,35 @@ const Base14Widths& base14_widths() {
   return widths;
 }
 
+// True when the file starts like a TrueType font with a table directory
+// that fits in it. libharu crashes on a file that is not a font, so nothing
+// else reaches it (a package's font file passes; a truncated or wrong file,
+// e.g. a misnamed path, does not).
+bool looks_like_truetype(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  unsigned char head[12] = {};
+  if (!in.read(reinterpret_cast<char*>(head), sizeof head)) return false;
+  const bool version = (head[0] == 0 && head[1] == 1 && head[2] == 0 && head[3] == 0) ||
+                       (head[0] == 't' && head[1] == 'r' && head[2] == 'u' && head[3] == 'e');
+  const unsigned tables = (static_cast<unsigned>(head[4]) << 8) | head[5];
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(file, ec);
+  return version && tables > 0 && !ec && size >= 12 + 16ULL * tables;
+}
+
 // The document's two faces and how text reaches them.
 class Typeface {
  public:
-  Typeface(HPDF_Doc doc, const DocumentFonts& fonts, bool need_unicode) {
-    if (need_unicode && fonts.unicode_font) {
+  Typeface(HPDF_Doc doc, HaruError& error, const DocumentFonts& fonts, bool need_unicode) {
+    if (need_unicode && fonts.unicode_font && looks_like_truetype(*fonts.unicode_font)) {
       HPDF_UseUTFEncodings(doc);
       const char* name = HPDF_LoadTTFontFromFile(doc, fonts.unicode_font->c_str(), HPDF_TRUE);
-      if (name != nullptr) {
+      if (name == nullptr) {
+        // A font libharu refuses: carry on with the base-14 font (and the
+        // "?" note) rather than fail the referral.
+        error = {};
+        HPDF_ResetError(doc);
+      } else {
         regular_ = HPDF_GetFont(doc, name, "UTF-8");
         // One embedded face keeps the document small; bold is drawn by
         // stroking the glyph outlines as well as filling them.
@@ -199,12 +221,11 @@ class Typeface {
   bool unicode() const { return unicode_; }
   // True when characters had to be replaced (no Unicode font available).
   bool lossy() const { return lossy_; }
-  std::size_t replaced() const { return replaced_; }
 
   // Text in the bytes the font's encoding expects.
   std::string encode(std::string_view utf8) {
     if (unicode_) return clean_utf8(utf8);
-    return to_windows_1252(utf8, &replaced_);
+    return to_windows_1252(utf8);
   }
 
   float width(std::string_view encoded, Style style, float size) const {
@@ -227,7 +248,6 @@ class Typeface {
   HPDF_Font bold_ = nullptr;
   bool unicode_ = false;
   bool lossy_ = false;
-  std::size_t replaced_ = 0;
 };
 
 // One piece of text at a place on a page (already encoded for the font).
@@ -410,7 +430,7 @@ const DocumentFonts& default_document_fonts() {
     for (const char* candidate : {"/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
                                   "/usr/share/fonts/dejavu/DejaVuSans.ttf"}) {
       std::error_code ec;
-      if (std::filesystem::is_regular_file(candidate, ec)) {
+      if (std::filesystem::is_regular_file(candidate, ec) && looks_like_truetype(candidate)) {
         f.unicode_font = candidate;
         break;
       }
@@ -443,7 +463,7 @@ std::string render_referral_pdf(const Delivery& delivery, const ReferralDocument
   // An embedded font is large: compress it (set before it is loaded). Text
   // alone is small, and compressing it would cost more time than it saves.
   if (needs_unicode && fonts.unicode_font) HPDF_SetCompressionMode(doc.get(), HPDF_COMP_ALL);
-  Typeface face(doc.get(), fonts, needs_unicode);
+  Typeface face(doc.get(), error, fonts, needs_unicode);
   HPDF_SetInfoAttr(doc.get(), HPDF_INFO_CREATOR, "referrald");
   const std::string title = "Referral " + delivery.referral_id;
   HPDF_SetInfoAttr(doc.get(), HPDF_INFO_TITLE, title.c_str());  // the id is ASCII

@@ -170,6 +170,17 @@ TEST_F(Pdf, WithoutTheUnicodeFontCharactersAreReplacedAndTheCoverSaysSo) {
   EXPECT_NE(text.find("R-20261128-7K3M9-TZQXA"), std::string::npos);
 }
 
+TEST_F(Pdf, AFontFileThatIsNoFontFallsBackInsteadOfFailing) {
+  std::ofstream(dir_ / "broken.ttf") << "not a font";
+  auto doc = sample();
+  doc["patient"]["family_name"] = "Nguyễn";
+  const std::string pdf =
+      render_referral_pdf(delivery_for(doc), office(), sent, DocumentFonts{dir_ / "broken.ttf"});
+  const std::string text = text_of(pdf);
+  EXPECT_NE(text.find("Ava Nguy?n"), std::string::npos) << text;
+  EXPECT_NE(text.find("cannot be shown"), std::string::npos);
+}
+
 TEST_F(Pdf, PropertiesALaterSchemaAddsAreListedToo) {
   auto doc = sample();
   doc["insurance"] = {{"payer", "Acme Health"}};
