@@ -12,6 +12,7 @@
 #include <ostream>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "intake/validator.hpp"
 #include "routing/business_hours.hpp"
@@ -852,29 +853,40 @@ int purge_command(Context& c, Duration older_than, bool dry_run) {
   const std::string actor = operator_name();
   const std::string detail_base = "older_than=" + format_duration(older_than);
 
-  // Batches of a few hundred referrals, each its own short transaction, so
-  // the daemon's writer (which waits 2 s for the lock) never waits long.
-  constexpr int batch = 500;
+  // The daemon's writer waits 2 s for the write lock, and SQLite's busy
+  // handler retries at most 100 ms apart. So each transaction deletes
+  // batches of 50 for at most ~100 ms, and the lock is then left free for
+  // 100 ms: the daemon always gets its turn, and a year of referrals is
+  // purged in minutes while intake goes on.
+  constexpr int batch = 50;
+  constexpr auto hold_at_most = std::chrono::milliseconds(100);
+  constexpr auto pause = std::chrono::milliseconds(100);
   std::int64_t purged = 0;
   std::optional<store::PurgeCandidate> after;
-  for (;;) {
-    std::vector<store::PurgeCandidate> candidates;
+  for (bool more = true; more;) {
+    const auto started = std::chrono::steady_clock::now();
+    std::optional<ReadTransaction> read;
+    std::optional<WriteTransaction> write;
     if (dry_run) {
-      ReadTransaction read(*db);
-      candidates = store::purge_candidates(*db, cutoff, after, batch);
+      read.emplace(*db);
     } else {
-      WriteTransaction write(*db);
-      candidates = store::purge_candidates(*db, cutoff, after, batch);
-      for (const auto& r : candidates) {
-        store::purge_referral(*db, r, actor, c.now,
-                              detail_base + " received=" + rfc3339(r.received_at) +
-                                  " decision=" + std::string(to_string(r.decision)));
-      }
-      write.commit();
+      write.emplace(*db);
     }
-    purged += static_cast<std::int64_t>(candidates.size());
-    if (static_cast<int>(candidates.size()) < batch) break;
-    after = candidates.back();
+    do {
+      const auto candidates = store::purge_candidates(*db, cutoff, after, batch);
+      if (!dry_run) {
+        for (const auto& r : candidates) {
+          store::purge_referral(*db, r, actor, c.now,
+                                detail_base + " received=" + rfc3339(r.received_at) +
+                                    " decision=" + std::string(to_string(r.decision)));
+        }
+      }
+      purged += static_cast<std::int64_t>(candidates.size());
+      more = static_cast<int>(candidates.size()) == batch;
+      if (more) after = candidates.back();
+    } while (more && (dry_run || std::chrono::steady_clock::now() - started < hold_at_most));
+    if (write) write->commit();
+    if (more && !dry_run) std::this_thread::sleep_for(pause);
   }
   std::int64_t kept = 0;
   {

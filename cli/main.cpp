@@ -202,8 +202,9 @@ int main(int argc, char** argv) {
   purge->add_option("--older-than", older_than, "received longer ago than this (e.g. 365d)")->required()
       ->type_name("DURATION");
   purge->add_flag("--dry-run", dry_run, "count what would be purged; change nothing");
-  purge->footer("Deletes each referral with its reasons, deliveries and attempts, in batches of 500 so the\n"
-                "running daemon is never kept waiting; referrals with a delivery not yet final are kept.\n"
+  purge->footer("Deletes each referral with its reasons, deliveries and attempts, holding the write lock\n"
+                "~100 ms at a time so the running daemon keeps taking referrals; referrals with a delivery\n"
+                "not yet final are kept.\n"
                 "The audit trail keeps a \"purged\" entry per referral (it holds no patient data).");
   add_json(purge);
 

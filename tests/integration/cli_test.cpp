@@ -619,6 +619,22 @@ TEST_F(Cli, PurgeDeletesOldFinishedReferralsAndKeepsTheTrail) {
   EXPECT_EQ(ctl({"--db", db(), "purge", "--older-than", "a year"}).status, 2);
 }
 
+TEST_F(Cli, PurgeGoesThroughManyBatchesAndSkipsTheUnfinishedInTheMiddle) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 130; ++i) ids.push_back(post(referral_json("P" + std::to_string(i), "2012-05-01")));
+  wait_final(ids.back());
+  ASSERT_EQ(daemon.stop(), 0);
+  ASSERT_EQ(scalar(daemon.database(), "UPDATE deliveries SET state = 'held' WHERE referral_id = '" + ids[77] + "'"), 1);
+  ASSERT_EQ(scalar(daemon.database(), "UPDATE referrals SET received_ms = received_ms - 34560000000"), 130);
+  const auto r = ctl({"--db", db(), "purge", "--older-than", "365d", "--json"});
+  ASSERT_EQ(r.status, 0) << describe(r);
+  EXPECT_EQ(r.parsed()["purged"], 129);
+  EXPECT_EQ(r.parsed()["kept_unfinished"], 1);
+  EXPECT_EQ(scalar(daemon.database(), "SELECT count(*) FROM referrals"), 1);
+  EXPECT_EQ(scalar(daemon.database(), "SELECT count(*) FROM referrals WHERE id = '" + ids[77] + "'"), 1);
+  EXPECT_EQ(scalar(daemon.database(), "SELECT count(*) FROM audit WHERE action = 'purged'"), 129);
+}
+
 TEST_F(Cli, UsageNotFoundAndHelpExitCodes) {
   const std::string id = post(sample("asps-routine.json"));
   const auto help = ctl({"--help"});
