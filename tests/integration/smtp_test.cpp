@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <sqlite3.h>
 
+#include <map>
+#include <set>
 #include <thread>
 
 #include "support/harness.hpp"
@@ -339,6 +341,67 @@ TEST(Smtp, ACertificateTheCaFileDoesNotVouchForIsRefused) {
   EXPECT_EQ(delivery["state"], "dead") << delivery.dump();
   EXPECT_EQ(query(daemon.database(), "SELECT outcome FROM attempts"), "misconfigured");
   EXPECT_TRUE(server.messages().empty());
+}
+
+}  // namespace
+}  // namespace referrald::test
+
+namespace referrald::test {
+namespace {
+
+// The Message-ID header of a stored mail.
+std::string message_id_of(const fs::path& mail) {
+  const std::string text = read_file(mail);
+  const auto at = text.find("\nMessage-ID: <");
+  if (at == std::string::npos) return {};
+  const auto start = at + std::string("\nMessage-ID: <").size();
+  return text.substr(start, text.find('>', start) - start);
+}
+
+// kill -9 while mails are going out: after the restart every delivery
+// completes; a repeat can only be a send that was in flight at the kill, and
+// carries the same Message-ID, so the office can recognise it.
+TEST(SmtpCrash, KillNineWhileSendingLosesNoDelivery) {
+  MailServer server({});
+  TempDir work;
+  Daemon daemon(daemon_options(server, {}, work / "secrets"));
+  daemon.start();
+  constexpr int referrals = 40;
+  std::set<std::string> ids;
+  for (int i = 0; i < referrals; ++i) ids.insert(post(daemon));
+  // Kill as soon as the first mails have arrived, with the rest in flight or queued.
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (server.messages().empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);
+  }
+  daemon.kill9();
+  const auto delivered_at_kill = server.messages().size();
+  EXPECT_LT(delivered_at_kill, static_cast<std::size_t>(referrals)) << "the kill came too late to prove anything";
+
+  daemon.start();
+  const auto until = std::chrono::steady_clock::now() + 60s;
+  while (std::chrono::steady_clock::now() < until &&
+         query(daemon.database(), "SELECT count(*) FROM deliveries WHERE state = 'delivered'") !=
+             std::to_string(referrals)) {
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(query(daemon.database(), "SELECT count(*) FROM deliveries WHERE state = 'delivered'"),
+            std::to_string(referrals))
+      << daemon.log();
+
+  std::map<std::string, int> copies;
+  for (const auto& mail : server.messages()) ++copies[message_id_of(mail)];
+  int repeats = 0;
+  for (const auto& id : ids) {
+    const auto it = copies.find(id + ".office-email@referrald");
+    ASSERT_NE(it, copies.end()) << "no mail for " << id;
+    repeats += it->second - 1;
+  }
+  EXPECT_EQ(copies.size(), ids.size());  // nothing but these referrals' mails
+  // Only sends in flight at the kill may repeat: at most the target's concurrency.
+  EXPECT_LE(repeats, 4) << repeats << " repeated mails";
+  RecordProperty("repeated_mails", repeats);
+  EXPECT_EQ(daemon.stop(), 0);
 }
 
 }  // namespace
