@@ -87,13 +87,14 @@ void IntakeService::submit(SubmissionRequest request, Completion done) {
   writer_.submit(
       [row, inserted](store::Database& db) { *inserted = store::insert_referral(db, *row); },
       [row, inserted, eligibility = std::move(eligibility), urgency = referral.urgency,
-       done = std::move(done)](store::JobResult job) mutable {
+       planned = deliveries_planned_, done = std::move(done)](store::JobResult job) mutable {
         SubmissionOutcome out;
         switch (job.status) {
           case store::JobStatus::committed:
             out.id = inserted->id;
             switch (inserted->status) {
               case store::InsertStatus::inserted:
+                if (planned && !row->targets.empty()) planned();
                 out.kind = Kind::accepted;
                 out.response = row->response;
                 out.eligibility = std::move(eligibility);

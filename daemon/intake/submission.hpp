@@ -68,6 +68,10 @@ class IntakeService {
   // The decision alone, storing nothing (referralctl check).
   std::variant<Eligibility, MalformedInput, InvalidReferral> check(std::string_view body) const;
 
+  // Called (on the writer thread, after the commit) when a newly stored
+  // referral planned deliveries: the dispatcher has work. Set before use.
+  void on_deliveries_planned(std::function<void()> hook) { deliveries_planned_ = std::move(hook); }
+
   void set_policy(std::shared_ptr<const IntakePolicy> policy);
   std::shared_ptr<const IntakePolicy> policy() const;
 
@@ -77,6 +81,7 @@ class IntakeService {
   const Clock& clock_;
   mutable std::mutex policy_mutex_;
   std::shared_ptr<const IntakePolicy> policy_;
+  std::function<void()> deliveries_planned_;
 };
 
 // The 202 body: {"id", "decision", "reasons":[{"code","message"}], "status_url"}.

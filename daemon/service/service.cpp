@@ -106,7 +106,10 @@ class Daemon {
     adapter_context_.office = &configuration_.config.office;
     dispatcher_->set_targets(make_targets(configuration_.config, adapter_context_),
                              dispatcher_options(configuration_.config));
-    writer_.on_commit([d = dispatcher_] { d->wake(); });
+    // Wake the dispatcher for new deliveries only: waking on every commit
+    // would wake it for its own claims' commits, a loop that never idles.
+    // Changes made by referralctl are picked up by its poll.
+    intake_.on_deliveries_planned([d = dispatcher_] { d->wake(); });
     api_.add_metrics_source([this] { return dispatch_metrics(); });
     api_.set_fallback(&form_);
     api_.add_metrics_source([this] { return form_.metrics(); });
