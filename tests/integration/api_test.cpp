@@ -354,3 +354,29 @@ TEST(ApiStorage, DatabaseFileIsPrivate) {
 
 }  // namespace
 }  // namespace referrald::test
+
+namespace referrald::test {
+namespace {
+
+// An idle daemon stays idle: the dispatcher's poll is its only store work
+// (about one commit a second), never a wake-up loop on its own commits.
+TEST(ApiIdle, AnIdleDaemonCommitsAboutOncePerSecond) {
+  Daemon daemon{Daemon::Options{}};
+  daemon.start();
+  ASSERT_EQ(daemon.post_referral(sample("asps-routine.json")).status, 202);
+  auto commits = [&] {
+    const auto m = daemon.get("/metrics", false).body;
+    const std::string key = "\nreferrald_store_commits_total ";
+    const auto at = m.find(key);
+    return at == std::string::npos ? -1LL : std::stoll(m.substr(at + key.size()));
+  };
+  std::this_thread::sleep_for(500ms);  // the referral's delivery goes out
+  const auto before = commits();
+  std::this_thread::sleep_for(2s);
+  const auto after = commits();
+  ASSERT_GE(before, 0);
+  EXPECT_LE(after - before, 10) << "commits while idle: " << (after - before);
+}
+
+}  // namespace
+}  // namespace referrald::test
