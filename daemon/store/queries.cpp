@@ -7,28 +7,16 @@
 #include <map>
 #include <unordered_set>
 
+#include "store/rows.hpp"
 #include "util/ids.hpp"
 
 namespace referrald::store {
 
 namespace {
 
-// Resets a cached statement when the guard leaves scope, even on a throw,
-// so none keeps a read snapshot pinned.
-class ResetOnExit {
- public:
-  explicit ResetOnExit(Statement& st) : st_(st) {}
-  ~ResetOnExit() { st_.reset(); }
-  ResetOnExit(const ResetOnExit&) = delete;
-  ResetOnExit& operator=(const ResetOnExit&) = delete;
-
- private:
-  Statement& st_;
-};
-
-[[noreturn]] void unexpected_value(const char* column) {
-  throw DatabaseError(SQLITE_CORRUPT, std::string("sqlite read: unexpected value in ") + column);
-}
+using detail::read_delivery;
+using detail::ResetOnExit;
+using detail::unexpected_value;
 
 // The delivery columns of store.cpp, qualified with the table alias `d`.
 constexpr const char* delivery_columns =
@@ -40,22 +28,6 @@ DeliveryState state_at(const Statement& st, int column) {
   const auto state = parse_delivery_state(st.column_text(column));
   if (!state) unexpected_value("deliveries.state");
   return *state;
-}
-
-DeliveryRow read_delivery(const Statement& st) {
-  DeliveryRow row;
-  row.id = st.column_int(0);
-  row.referral_id = st.column_text(1);
-  row.target = st.column_text(2);
-  row.state = state_at(st, 3);
-  row.attempts = static_cast<int>(st.column_int(4));
-  row.created_at = from_millis(st.column_int(5));
-  row.next_attempt_at = from_millis(st.column_int(6));
-  if (!st.column_is_null(7)) row.lease_until = from_millis(st.column_int(7));
-  row.last_error = st.column_optional_text(8);
-  row.external_id = st.column_optional_text(9);
-  row.updated_at = from_millis(st.column_int(10));
-  return row;
 }
 
 Decision decision_at(const Statement& st, int column) {

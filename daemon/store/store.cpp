@@ -1,4 +1,5 @@
 #include "store/store.hpp"
+#include "store/rows.hpp"
 
 #include <sqlite3.h>
 
@@ -10,18 +11,9 @@ namespace referrald::store {
 
 namespace {
 
-// Cached statements are reset when the guard leaves scope, even on a throw,
-// so none keeps a read snapshot (and the WAL) pinned between calls.
-class ResetOnExit {
- public:
-  explicit ResetOnExit(Statement& st) : st_(st) {}
-  ~ResetOnExit() { st_.reset(); }
-  ResetOnExit(const ResetOnExit&) = delete;
-  ResetOnExit& operator=(const ResetOnExit&) = delete;
-
- private:
-  Statement& st_;
-};
+using detail::read_delivery;
+using detail::ResetOnExit;
+using detail::unexpected_value;
 
 // Makes a multi-statement write atomic on its own: nested in the writer's
 // transaction it is a savepoint; alone it is a transaction of its own.
@@ -54,33 +46,9 @@ class Savepoint {
   bool released_ = false;
 };
 
-[[noreturn]] void unexpected_value(const char* column) {
-  // CHECK constraints make this unreachable unless the file was edited by
-  // hand; the value itself is not repeated here.
-  throw DatabaseError(SQLITE_CORRUPT, std::string("sqlite read: unexpected value in ") + column);
-}
-
 constexpr const char* delivery_columns =
     "id, referral_id, target, state, attempts, created_ms, next_attempt_ms, lease_until_ms, "
     "last_error, external_id, updated_ms";
-
-DeliveryRow read_delivery(const Statement& st) {
-  DeliveryRow row;
-  row.id = st.column_int(0);
-  row.referral_id = st.column_text(1);
-  row.target = st.column_text(2);
-  const auto state = parse_delivery_state(st.column_text(3));
-  if (!state) unexpected_value("deliveries.state");
-  row.state = *state;
-  row.attempts = static_cast<int>(st.column_int(4));
-  row.created_at = from_millis(st.column_int(5));
-  row.next_attempt_at = from_millis(st.column_int(6));
-  if (!st.column_is_null(7)) row.lease_until = from_millis(st.column_int(7));
-  row.last_error = st.column_optional_text(8);
-  row.external_id = st.column_optional_text(9);
-  row.updated_at = from_millis(st.column_int(10));
-  return row;
-}
 
 std::string claim_sql(std::size_t target_count) {
   // Targets are bound as ?4, ?5, ...; the statement is cached per count.
