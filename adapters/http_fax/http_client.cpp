@@ -1,4 +1,5 @@
 #include "adapters/http_fax/http_client.hpp"
+#include "util/secret_file.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -154,24 +155,7 @@ bool is_loopback_url(std::string_view url) {
 }
 
 std::optional<std::string> read_secret_line(const std::string& path, std::string* problem) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    if (problem != nullptr) *problem = "cannot read " + path + ": " + std::strerror(errno);
-    return std::nullopt;
-  }
-  std::ostringstream s;
-  s << in.rdbuf();
-  std::string secret = s.str();
-  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
-  if (secret.empty()) {
-    if (problem != nullptr) *problem = path + " is empty";
-    return std::nullopt;
-  }
-  if (secret.find_first_of("\r\n") != std::string::npos) {
-    if (problem != nullptr) *problem = path + " holds more than one line";
-    return std::nullopt;
-  }
-  return secret;
+  return referrald::read_secret_file(path, "", problem);
 }
 
 std::string json_pointer_from_path(std::string_view dotted) {

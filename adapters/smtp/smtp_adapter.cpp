@@ -1,4 +1,5 @@
 #include "adapters/smtp/smtp_adapter.hpp"
+#include "util/secret_file.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -62,24 +63,7 @@ bool is_hostname(const std::string& s) {
 }  // namespace
 
 std::optional<std::string> read_secret_file(const std::string& path, std::string* problem) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    if (problem != nullptr) *problem = "cannot read password_file " + path + ": " + std::strerror(errno);
-    return std::nullopt;
-  }
-  std::ostringstream s;
-  s << in.rdbuf();
-  std::string secret = s.str();
-  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
-  if (secret.empty()) {
-    if (problem != nullptr) *problem = "password_file " + path + " is empty";
-    return std::nullopt;
-  }
-  if (secret.find_first_of("\r\n") != std::string::npos) {
-    if (problem != nullptr) *problem = "password_file " + path + " holds more than one line";
-    return std::nullopt;
-  }
-  return secret;
+  return referrald::read_secret_file(path, "password_file ", problem);
 }
 
 SmtpAdapter::SmtpAdapter(const TargetConfig& target, CurlPool& curl, OfficeConfig office)

@@ -27,21 +27,6 @@ using std::chrono::system_clock;
 
 namespace {
 
-// Deliveries a previous run left 'sending' (it crashed, or its stop grace ran
-// out mid-send) are made due now instead of when their lease runs out: one
-// daemon owns the database, so nothing else is sending them. The attempt
-// they were on stays counted; at-least-once, as after any crash.
-// (Belongs in store/ as store::release_leases; kept here while that part is
-// being reworked.)
-int release_leases(store::Database& db, system_clock::time_point now) {
-  const std::int64_t now_ms = store::to_millis(now);
-  auto st = db.prepare(
-      "UPDATE deliveries SET lease_until_ms = ?1, updated_ms = ?1 "
-      "WHERE state = 'sending' AND lease_until_ms > ?1");
-  st.bind(1, now_ms).run();
-  return db.changes();
-}
-
 // How many due deliveries to claim for one target.
 struct ClaimWant {
   std::string target;
@@ -127,7 +112,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
 
   asio::awaitable<void> release_leases_left_behind() {
     auto count = std::make_shared<int>(0);
-    store::Writer::Job job = [count, now = clock.now()](store::Database& db) { *count = release_leases(db, now); };
+    store::Writer::Job job = [count, now = clock.now()](store::Database& db) { *count = store::release_leases(db, now); };
     const auto result = co_await store::async_write(writer, std::move(job));
     if (result.status != store::JobStatus::committed) {
       spdlog::warn("dispatch.leases_release_failed error=\"{}\" (they are retried when their leases run out)",

@@ -1,4 +1,5 @@
 #include "http/form.hpp"
+#include "http/async_intake.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -474,17 +475,6 @@ std::string sentence(std::string_view label, std::string_view message) {
   return out;
 }
 
-asio::awaitable<SubmissionOutcome> async_submit(IntakeService& intake, SubmissionRequest request) {
-  return asio::async_initiate<decltype(asio::use_awaitable), void(SubmissionOutcome)>(
-      [&intake, request = std::move(request)](auto handler) mutable {
-        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        intake.submit(std::move(request), [shared](SubmissionOutcome outcome) {
-          auto ex = asio::get_associated_executor(*shared);
-          asio::post(ex, [shared, outcome = std::move(outcome)]() mutable { (*shared)(std::move(outcome)); });
-        });
-      },
-      asio::use_awaitable);
-}
 
 void add_security_headers(Response& r) {
   r.headers.emplace_back("Content-Security-Policy", std::string(kContentSecurityPolicy));

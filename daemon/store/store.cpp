@@ -269,6 +269,15 @@ std::vector<DeliveryRow> claim_due(Database& db, TimePoint now, std::chrono::mil
   return rows;
 }
 
+int release_leases(Database& db, TimePoint now) {
+  auto& st = db.cached(
+      "UPDATE deliveries SET lease_until_ms = ?1, updated_ms = ?1 "
+      "WHERE state = 'sending' AND lease_until_ms > ?1");
+  ResetOnExit reset(st);
+  st.bind(1, to_millis(now)).run();
+  return db.changes();
+}
+
 std::optional<TimePoint> next_due(Database& db) {
   Statement& st = db.cached(
       "SELECT min(due) FROM ("

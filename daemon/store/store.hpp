@@ -95,6 +95,11 @@ std::vector<DeliveryRow> deliveries_of(Database& db, const std::string& referral
 // attempts + 1, in one statement. Ordered by next attempt time.
 std::vector<DeliveryRow> claim_due(Database& db, TimePoint now, std::chrono::milliseconds lease,
                                    int limit, const std::vector<std::string>& targets = {});
+// Deliveries a previous run left 'sending' (it crashed, or its stop grace ran
+// out mid-send) become due at `now` instead of when their lease runs out: one
+// daemon owns the database, so nothing else is sending them. The attempt they
+// were on stays counted (at-least-once). Returns how many were released.
+int release_leases(Database& db, TimePoint now);
 // The earliest time something becomes due (next attempt or lease expiry), if any.
 std::optional<TimePoint> next_due(Database& db);
 

@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "util/config_error.hpp"
@@ -7,6 +10,7 @@
 #include "util/dates.hpp"
 #include "util/duration.hpp"
 #include "util/ids.hpp"
+#include "util/secret_file.hpp"
 
 namespace referrald {
 namespace {
@@ -87,6 +91,25 @@ TEST(ConfigProblem, FormatsAsFileLineKeyMessage) {
   EXPECT_EQ((ConfigProblem{"referrald.toml", 42, "target[2].port", "expected 1..65535"}).to_string(),
             "referrald.toml:42: target[2].port: expected 1..65535");
   EXPECT_EQ((ConfigProblem{"r.toml", 0, "", "cannot open file"}).to_string(), "r.toml: cannot open file");
+}
+
+TEST(SecretFile, ReadsOneLineAndNamesTheFileNotTheSecret) {
+  const auto dir = std::filesystem::temp_directory_path() / ("referrald-secret-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto file = [&](const char* name, const char* text) {
+    std::ofstream(dir / name) << text;
+    return (dir / name).string();
+  };
+  std::string problem;
+  EXPECT_EQ(read_secret_file(file("ok", "s3cret\r\n"), "password_file ", &problem), "s3cret");
+  EXPECT_FALSE(read_secret_file(file("empty", "\n"), "password_file ", &problem));
+  EXPECT_EQ(problem, "password_file " + (dir / "empty").string() + " is empty");
+  EXPECT_FALSE(read_secret_file(file("two", "s3cret\nmore\n"), "", &problem));
+  EXPECT_EQ(problem, (dir / "two").string() + " holds more than one line");
+  EXPECT_EQ(problem.find("s3cret"), std::string::npos);
+  EXPECT_FALSE(read_secret_file((dir / "missing").string(), "", &problem));
+  EXPECT_EQ(problem.rfind("cannot read " + (dir / "missing").string() + ": ", 0), 0U) << problem;
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
