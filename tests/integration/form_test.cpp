@@ -209,23 +209,6 @@ TEST(FormTemplates, CheckConfigReportsABrokenPage) {
                                 ": unknown placeholder {{sumary}}\n");
 }
 
-long long count_rows(const fs::path& db, const std::string& sql) {
-  sqlite3* handle = nullptr;
-  if (sqlite3_open_v2(db.c_str(), &handle, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-    sqlite3_close(handle);
-    return -1;
-  }
-  sqlite3_busy_timeout(handle, 5000);
-  sqlite3_stmt* stmt = nullptr;
-  long long n = -1;
-  if (sqlite3_prepare_v2(handle, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW) {
-    n = sqlite3_column_int64(stmt, 0);
-  }
-  sqlite3_finalize(stmt);
-  sqlite3_close(handle);
-  return n;
-}
-
 std::string url_encode(std::string_view s) {
   static constexpr char hex[] = "0123456789ABCDEF";
   std::string out;

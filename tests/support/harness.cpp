@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <sqlite3.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -348,6 +349,23 @@ std::string referral_json(const std::string& given_name, const std::string& birt
          R"("},"referrer":{"name":"Dana Whitfield","credential":"MD","npi":"1234567893",)"
          R"("organization":"Delta Pediatrics","phone":"+1 870 555 0100","email":"dwhitfield@example.org"},)"
          R"("urgency":")" + urgency + R"("})";
+}
+
+long long count_rows(const fs::path& db, const std::string& sql) {
+  sqlite3* handle = nullptr;
+  if (sqlite3_open_v2(db.c_str(), &handle, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    sqlite3_close(handle);
+    return -1;
+  }
+  sqlite3_busy_timeout(handle, 5000);
+  sqlite3_stmt* stmt = nullptr;
+  long long n = -1;
+  if (sqlite3_prepare_v2(handle, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW) {
+    n = sqlite3_column_int64(stmt, 0);
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(handle);
+  return n;
 }
 
 int shell(const std::string& command) {

@@ -147,6 +147,11 @@ std::string referral_json(const std::string& given_name, const std::string& birt
                           const std::string& diagnosis = "Alveolar soft part sarcoma",
                           const std::string& urgency = "routine");
 
+// The first column of the first row of `sql` as an integer, read with the
+// sqlite3 C API directly (the test checks the file, not referrald's store
+// code); -1 when the database cannot be read.
+long long count_rows(const std::filesystem::path& db, const std::string& sql);
+
 // Runs a shell command, returns its exit status.
 int shell(const std::string& command);
 
