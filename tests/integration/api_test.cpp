@@ -362,3 +362,21 @@ TEST(ApiIdle, AnIdleDaemonCommitsAboutOncePerSecond) {
 
 }  // namespace
 }  // namespace referrald::test
+
+namespace referrald::test {
+namespace {
+
+// Headers over http.max_header_bytes (8 KiB by default) are refused with 431
+// before any body is read, and the daemon keeps serving.
+TEST(ApiLimits, OversizedHeadersAre431) {
+  Daemon daemon{Daemon::Options{}};
+  daemon.start();
+  HttpRequest r;
+  r.url = daemon.base_url() + "/healthz";
+  r.headers = {"X-Padding: " + std::string(10000, 'a')};
+  EXPECT_EQ(http(r).status, 431);
+  EXPECT_EQ(daemon.get("/healthz", false).status, 200);
+}
+
+}  // namespace
+}  // namespace referrald::test
