@@ -354,7 +354,18 @@ for (const javaScriptEnabled of [true, false]) {
     await page.goto(`${daemon.baseUrl}/`);
     const family = `Double-${javaScriptEnabled ? 'Js' : 'NoJs'}`;
     await fillReferral(page, { familyName: family });
-    await Promise.all([page.waitForURL(/\/referrals\/R-/), fields(page).send.dblclick()]);
+    // Without JavaScript the second click sends a second POST, and Chromium
+    // aborts the first navigation for it: wait for the one that lands.
+    await fields(page).send.dblclick();
+    for (let attempt = 0; ; ++attempt) {
+      try {
+        await page.waitForURL(/\/referrals\/R-/);
+        break;
+      } catch (e) {
+        if (attempt >= 2 || !String(e.message).includes('ERR_ABORTED')) throw e;
+      }
+    }
+    await page.waitForLoadState('load');
     const reference = (await page.locator('#reference').textContent()).trim();
     await sleep(300); // let a second request, if any, reach the store
     const posts = page.requests.filter((u) => u.endsWith('/referrals')).length;
