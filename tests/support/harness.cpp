@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -156,6 +157,20 @@ void Process::kill9() {
 
 std::string Process::log() const { return read_file(log_file_); }
 
+std::optional<std::string> sanitizer_report(const std::string& log) {
+  // The banners of ThreadSanitizer, AddressSanitizer/LeakSanitizer and
+  // UndefinedBehaviorSanitizer (which prints "runtime error:" per finding).
+  for (const char* banner : {"WARNING: ThreadSanitizer:", "ERROR: AddressSanitizer:", "ERROR: LeakSanitizer:",
+                             ": runtime error: "}) {
+    const auto at = log.find(banner);
+    if (at == std::string::npos) continue;
+    const auto from = log.rfind('\n', at);
+    const auto start = from == std::string::npos ? 0 : from + 1;
+    return log.substr(start, 16000);
+  }
+  return std::nullopt;
+}
+
 namespace {
 
 size_t collect(char* data, size_t size, size_t n, void* out) {
@@ -273,6 +288,15 @@ notify = ["office-pager"]
 
 Daemon::~Daemon() {
   if (process_) process_->kill9();
+  // A sanitizer build of referrald reports a data race, a memory error or
+  // undefined behaviour on its stderr and may carry on: the report, not the
+  // exit status, is what fails the test.
+  for (int generation = 1; generation <= generation_; ++generation) {
+    const auto file = dir_ / ("daemon-" + std::to_string(generation) + ".log");
+    if (auto report = sanitizer_report(read_file(file))) {
+      ADD_FAILURE() << file.filename().string() << " holds a sanitizer report:\n" << *report;
+    }
+  }
 }
 
 std::string Daemon::base_url() const {

@@ -85,6 +85,10 @@ struct HttpRequest {
 HttpResult http(const HttpRequest& request);
 
 // The daemon under test, on a configuration written into its own directory.
+// The first sanitizer report (ASan, LSan, UBSan, TSan) in a process's log,
+// from its first line on; nullopt when the log holds none.
+std::optional<std::string> sanitizer_report(const std::string& log);
+
 class Daemon {
  public:
   static constexpr const char* api_token = "integration-test-token";
