@@ -316,9 +316,16 @@ TEST(ApiTls, ServesHttpsWithTheConfiguredCertificate) {
   EXPECT_NE(shell("echo | openssl s_client -connect 127.0.0.1:" + std::to_string(daemon.port()) +
                   " -tls1_1 >/dev/null 2>&1"),
             0);
-  EXPECT_EQ(shell("echo | openssl s_client -connect 127.0.0.1:" + std::to_string(daemon.port()) +
-                  " -tls1_2 -CAfile " + daemon.ca_file().string() + " -verify_return_error >/dev/null 2>&1"),
-            0);
+  const auto tls12_with = [&](const std::string& suites) {
+    return shell("echo | openssl s_client -connect 127.0.0.1:" + std::to_string(daemon.port()) +
+                 " -tls1_2 -cipher '" + suites + "' -CAfile " + daemon.ca_file().string() +
+                 " -verify_return_error >/dev/null 2>&1");
+  };
+  EXPECT_EQ(tls12_with("ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256"), 0);
+  // TLS 1.2 offers nothing but forward-secret AEAD suites: CBC, static RSA
+  // key exchange and SHA-1 MACs are refused even when the client asks only for them.
+  EXPECT_NE(tls12_with("ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES256-SHA384"), 0);
+  EXPECT_NE(tls12_with("AES128-GCM-SHA256:AES256-GCM-SHA384:AES128-SHA"), 0);
   EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 1);
 }
 
