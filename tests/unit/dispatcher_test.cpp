@@ -80,9 +80,9 @@ class DispatcherTest : public ::testing::Test {
     return state;
   }
 
-  void start_dispatcher() {
+  void start_dispatcher(std::chrono::milliseconds poll_interval = 20ms) {
     DispatcherOptions options;
-    options.poll_interval = 20ms;
+    options.poll_interval = poll_interval;
     dispatcher_ = std::make_shared<Dispatcher>(ioc_.get_executor(), *writer_, clock_, options);
     dispatcher_->set_targets({{"office-email", adapter_, 4, 10s}}, options);
     dispatcher_->start();
@@ -102,11 +102,14 @@ class DispatcherTest : public ::testing::Test {
 };
 
 TEST_F(DispatcherTest, StopWaitsForAClaimTheWriterStillHolds) {
-  start_dispatcher();
-  std::this_thread::sleep_for(100ms);  // idle: nothing is due
+  // No polling of its own: a claim the dispatcher had already handed the
+  // writer could share a group commit with the job that holds the writer
+  // below, and then the dispatcher would (rightly) never poll again.
+  start_dispatcher(std::chrono::hours(1));
+  std::this_thread::sleep_for(100ms);  // its first claim is done: nothing is due
 
-  // Hold the writer, queue a referral behind it, and let the dispatcher's
-  // next poll queue its claim behind that.
+  // Hold the writer, queue a referral behind it, and wake the dispatcher so
+  // its claim queues behind that.
   std::promise<void> entered, release;
   auto released = release.get_future().share();
   writer_->submit([&entered, released](store::Database&) {
@@ -115,6 +118,7 @@ TEST_F(DispatcherTest, StopWaitsForAClaimTheWriterStillHolds) {
   }, [](store::JobResult) {});
   entered.get_future().wait();
   writer_->submit(insert_referral("R-1"), [](store::JobResult) {});
+  asio::post(ioc_, [this] { dispatcher_->wake(); });
   const auto deadline = std::chrono::steady_clock::now() + 5s;
   while (writer_->queue_depth() < 2 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
   ASSERT_EQ(writer_->queue_depth(), 2U) << "the dispatcher did not poll";
