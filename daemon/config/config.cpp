@@ -649,8 +649,8 @@ void Loader::read_listen(const toml::node& node, const std::string& key, std::ve
 void Loader::read_http(const toml::table& root, HttpConfig& http) {
   const Scope scope = section(root, "http");
   check_keys(scope, {"listen", "tls_certificate", "tls_private_key", "api_keys", "max_body_bytes",
-                     "max_header_bytes", "max_connections", "threads", "read_timeout", "write_timeout",
-                     "idle_timeout", "rate_limit_per_minute", "rate_limit_burst"});
+                     "max_header_bytes", "max_connections", "max_connections_per_client", "threads",
+                     "read_timeout", "write_timeout", "idle_timeout", "rate_limit_per_minute", "rate_limit_burst"});
 
   if (const toml::node* listen = scope.get("listen")) {
     read_listen(*listen, scope.key("listen"), http.listen);
@@ -701,6 +701,7 @@ void Loader::read_http(const toml::table& root, HttpConfig& http) {
   read_integer(scope, "max_body_bytes", 1024, 16 * 1024 * 1024, http.max_body_bytes);
   read_integer(scope, "max_header_bytes", 1024, 1024 * 1024, http.max_header_bytes);
   read_integer(scope, "max_connections", 1, 100000, http.max_connections);
+  read_integer(scope, "max_connections_per_client", 1, 100000, http.max_connections_per_client);
   read_integer(scope, "threads", 1, 256, http.threads);
   read_duration(scope, "read_timeout", http.read_timeout);
   read_duration(scope, "write_timeout", http.write_timeout);

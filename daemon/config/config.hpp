@@ -37,6 +37,7 @@ struct HttpConfig {
   std::size_t max_body_bytes = 65536;
   std::size_t max_header_bytes = 8192;
   std::size_t max_connections = 1024;
+  std::size_t max_connections_per_client = 128;  // per client address
   unsigned threads = 2;                    // I/O threads
   Duration read_timeout{std::chrono::seconds(10)};
   Duration write_timeout{std::chrono::seconds(10)};

@@ -113,6 +113,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
 
   std::atomic<bool> stopping{false};
   std::atomic<std::uint64_t> open{0}, refused{0}, requests{0}, busy{0};
+  std::mutex clients_mutex;
+  std::unordered_map<std::string, std::size_t> per_client;  // open connections by address
   std::mutex status_mutex;
   std::map<unsigned, std::uint64_t> statuses;
 
@@ -138,14 +140,25 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
         continue;
       }
+      boost::system::error_code rec;
+      const auto remote_ep = socket.remote_endpoint(rec);
+      std::string remote = rec ? std::string("unknown") : remote_ep.address().to_string();
       if (open.load() >= config.max_connections) {
         ++refused;
-        asio::co_spawn(socket.get_executor(), refuse(std::move(socket)), asio::detached);
+        asio::co_spawn(socket.get_executor(), refuse(std::move(socket), "too many open connections"),
+                       asio::detached);
+        continue;
+      }
+      if (!claim_slot(remote)) {
+        ++refused;
+        asio::co_spawn(socket.get_executor(),
+                       refuse(std::move(socket), "too many open connections from this address"), asio::detached);
         continue;
       }
       ++open;
       auto ex = socket.get_executor();
-      asio::co_spawn(ex, serve(std::move(socket)), [self](std::exception_ptr e) {
+      asio::co_spawn(ex, serve(std::move(socket), remote), [self, remote](std::exception_ptr e) {
+        self->release_slot(remote);
         --self->open;
         if (!e) return;
         try {
@@ -157,12 +170,32 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     }
   }
 
-  // Over the connection limit: a short 503 and close, never a silent hang.
-  asio::awaitable<void> refuse(tcp::socket socket) {
-    static constexpr std::string_view reply =
+  // One address may hold at most max_connections_per_client connections, so
+  // one slow or flooding client cannot take every slot from the others.
+  bool claim_slot(const std::string& remote) {
+    std::lock_guard lock(clients_mutex);
+    auto& n = per_client[remote];
+    if (n >= config.max_connections_per_client) {
+      if (n == 0) per_client.erase(remote);
+      return false;
+    }
+    ++n;
+    return true;
+  }
+
+  void release_slot(const std::string& remote) {
+    std::lock_guard lock(clients_mutex);
+    const auto it = per_client.find(remote);
+    if (it != per_client.end() && --it->second == 0) per_client.erase(it);
+  }
+
+  // Over a connection limit: a short 503 and close, never a silent hang.
+  // `why` is one of our fixed sentences.
+  asio::awaitable<void> refuse(tcp::socket socket, const char* why) {
+    const std::string body = Response::error(503, why).body + "\n";
+    const std::string reply =
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
-        "Connection: close\r\nContent-Length: 66\r\n\r\n"
-        "{\"errors\":[{\"path\":\"\",\"message\":\"too many open connections\"}]}\n";
+        "Connection: close\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
     beast::tcp_stream stream(std::move(socket));
     stream.expires_after(std::chrono::seconds(2));
     co_await asio::async_write(stream, asio::buffer(reply), asio::as_tuple(asio::use_awaitable));
@@ -170,10 +203,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
   }
 
-  asio::awaitable<void> serve(tcp::socket socket) {
+  asio::awaitable<void> serve(tcp::socket socket, std::string remote) {
     boost::system::error_code ec;
-    const auto remote_ep = socket.remote_endpoint(ec);
-    const std::string remote = ec ? std::string("unknown") : remote_ep.address().to_string();
     socket.set_option(tcp::no_delay(true), ec);
     if (tls) {
       beast::ssl_stream<beast::tcp_stream> stream(std::move(socket), *tls);
@@ -234,10 +265,23 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         std::lock_guard lock(idle_mutex);
         closers.insert(closer);
       }
-      beast::get_lowest_layer(stream).expires_after(first ? config.read_timeout : config.idle_timeout);
-      auto [hec, hn] = co_await bhttp::async_read_header(stream, buffer, parser,
-                                                         asio::as_tuple(asio::use_awaitable));
-      (void)hn;
+      // A kept-alive connection may wait idle_timeout for its next request;
+      // from that request's first byte on, its head has read_timeout like
+      // the first one's (else a slow head could hold a slot for the longer
+      // idle deadline).
+      boost::system::error_code hec;
+      if (!first && buffer.size() == 0) {
+        beast::get_lowest_layer(stream).expires_after(config.idle_timeout);
+        auto [iec, in] = co_await stream.async_read_some(buffer.prepare(4096), asio::as_tuple(asio::use_awaitable));
+        buffer.commit(in);
+        hec = iec;
+      }
+      if (!hec) {
+        beast::get_lowest_layer(stream).expires_after(config.read_timeout);
+        auto [rec, rn] = co_await bhttp::async_read_header(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+        (void)rn;
+        hec = rec;
+      }
       *waiting = false;
       {
         std::lock_guard lock(idle_mutex);

@@ -6,12 +6,15 @@
 #include <sqlite3.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
@@ -217,6 +220,9 @@ HttpResult http(const HttpRequest& request) {
     curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body->size()));
   }
   if (!request.ca_file.empty()) curl_easy_setopt(curl.get(), CURLOPT_CAINFO, request.ca_file.c_str());
+  if (!request.source_address.empty()) {
+    curl_easy_setopt(curl.get(), CURLOPT_INTERFACE, ("host!" + request.source_address).c_str());
+  }
   curl_slist* headers = nullptr;
   for (const auto& h : request.headers) headers = curl_slist_append(headers, h.c_str());
   curl_easy_setopt(curl.get(), CURLOPT_HTTPHEADER, headers);
@@ -228,6 +234,100 @@ HttpResult http(const HttpRequest& request) {
   }
   curl_easy_getinfo(curl.get(), CURLINFO_RESPONSE_CODE, &result.status);
   return result;
+}
+
+RawClient::RawClient(unsigned short port, const std::string& source, int receive_buffer) {
+  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+  // Set before connect: the window is negotiated in the handshake.
+  if (receive_buffer > 0) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
+  if (!source.empty()) {
+    sockaddr_in local{};
+    local.sin_family = AF_INET;
+    if (::inet_pton(AF_INET, source.c_str(), &local.sin_addr) != 1 ||
+        ::bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) {
+      const int err = errno;
+      ::close(fd_);
+      throw std::runtime_error("cannot bind to " + source + ": " + std::strerror(err));
+    }
+  }
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    const int err = errno;
+    ::close(fd_);
+    throw std::runtime_error("cannot connect to port " + std::to_string(port) + ": " + std::strerror(err));
+  }
+}
+
+RawClient::~RawClient() { ::close(fd_); }
+
+bool RawClient::send(std::string_view bytes) {
+  if (closed_) return false;
+  const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) closed_ = true;
+  return !closed_;
+}
+
+bool RawClient::peer_closed() {
+  char buf[16384];
+  while (!closed_) {
+    const ssize_t n = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) {
+      received_.append(buf, static_cast<std::size_t>(n));
+    } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+      closed_ = true;
+    } else {
+      break;
+    }
+  }
+  return closed_;
+}
+
+bool RawClient::wait_closed(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!peer_closed()) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd_, POLLIN | POLLRDHUP, 0};
+    ::poll(&p, 1, static_cast<int>(left.count()));
+  }
+  return true;
+}
+
+int status_of(std::string_view response) {
+  // "HTTP/1.1 404 ..."
+  if (response.size() < 12 || !response.starts_with("HTTP/1.")) return 0;
+  const auto code = response.substr(9, 3);
+  if (!std::all_of(code.begin(), code.end(), [](char c) { return c >= '0' && c <= '9'; })) return 0;
+  return std::stoi(std::string(code));
+}
+
+std::string raw_request(unsigned short port, const std::string& request, std::chrono::milliseconds timeout) {
+  RawClient client(port);
+  client.send(request);
+  client.wait_closed(timeout);
+  return client.received();
+}
+
+std::size_t open_fds(pid_t pid) {
+  std::size_t n = 0;
+  std::error_code ec;
+  for (fs::directory_iterator it("/proc/" + std::to_string(pid) + "/fd", ec), end; !ec && it != end;
+       it.increment(ec)) {
+    ++n;
+  }
+  return n;
+}
+
+long vm_rss_kb(pid_t pid) {
+  std::istringstream in(read_file("/proc/" + std::to_string(pid) + "/status"));
+  for (std::string line; std::getline(in, line);) {
+    if (line.starts_with("VmRSS:")) return std::stol(line.substr(6));
+  }
+  return -1;
 }
 
 Daemon::Daemon(Options options) : options_(std::move(options)), port_(free_port()) {
@@ -260,7 +360,7 @@ Daemon::Daemon(Options options) : options_(std::move(options)), port_(free_port(
   config += "\n[storage]\ndatabase = \"" + database_.string() + "\"\n";
   config += "\n[rules]\nfile = \"" + (source_dir() / "config" / "rules.toml").string() + "\"\n";
   config += "\n[paths]\nschemas = \"" + (source_dir() / "schemas").string() + "\"\nweb = \"" +
-            (source_dir() / "web").string() + "\"\n";
+            (options_.web.empty() ? source_dir() / "web" : options_.web).string() + "\"\n";
   config += "\n[office]\nphone = \"1-888-226-4343\"\nfax = \"901-595-4011\"\npager = \"1-800-349-4334\"\n";
   if (options_.with_default_targets) {
     config += R"(

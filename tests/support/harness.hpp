@@ -80,9 +80,51 @@ struct HttpRequest {
   std::optional<std::string> body;
   std::string ca_file;  // verify the server against this CA (HTTPS)
   std::chrono::milliseconds timeout{10000};
+  // The client's own address, e.g. "127.0.0.2": Linux routes all of
+  // 127.0.0.0/8 to loopback, so one machine can be several clients.
+  std::string source_address;
 };
 
 HttpResult http(const HttpRequest& request);
+
+// A raw TCP client on 127.0.0.1 for what libcurl will not do: a request head
+// one byte at a time, targets it would normalise, pipelined requests whose
+// answers it never reads. Closed on destruction.
+class RawClient {
+ public:
+  // Connects (blocking) from `source` (empty: any) with, when non-zero, a
+  // receive buffer of `receive_buffer` bytes; throws when it cannot.
+  explicit RawClient(unsigned short port, const std::string& source = "", int receive_buffer = 0);
+  ~RawClient();
+  RawClient(const RawClient&) = delete;
+  RawClient& operator=(const RawClient&) = delete;
+
+  // Sends what the socket takes without waiting; false once the peer has
+  // closed or reset the connection.
+  bool send(std::string_view bytes);
+  // Reads what has arrived without waiting; true once the peer has closed
+  // (EOF or reset). What arrived is kept in received().
+  bool peer_closed();
+  // Reads until the peer closes or `timeout` passes; returns peer_closed().
+  bool wait_closed(std::chrono::milliseconds timeout);
+  const std::string& received() const { return received_; }
+
+ private:
+  int fd_ = -1;
+  bool closed_ = false;
+  std::string received_;
+};
+
+// The status code in a raw response ("HTTP/1.1 404 Not Found..."), 0 if none.
+int status_of(std::string_view response);
+
+// A request sent on its own connection exactly as given; the raw response.
+std::string raw_request(unsigned short port, const std::string& request,
+                        std::chrono::milliseconds timeout = std::chrono::seconds(5));
+
+// A process's open file descriptors and resident memory, from /proc.
+std::size_t open_fds(pid_t pid);
+long vm_rss_kb(pid_t pid);
 
 // The daemon under test, on a configuration written into its own directory.
 // The first sanitizer report (ASan, LSan, UBSan, TSan) in a process's log,
@@ -101,6 +143,7 @@ class Daemon {
     bool with_default_targets = true;
     // More environment for the daemon: NOTIFY_SOCKET, WATCHDOG_USEC, JOURNAL_STREAM ...
     std::map<std::string, std::string> env;
+    std::filesystem::path web;  // the form's pages; default: the source tree's web/
   };
 
   explicit Daemon(Options options);
