@@ -41,6 +41,19 @@ Daemon::Options limits(const std::string& more) {
 
 double seconds(steady::duration d) { return std::chrono::duration<double>(d).count(); }
 
+// The daemon's open descriptors once its connections from earlier requests
+// have wound down (the count is the same for 300 ms).
+std::size_t settled_fds(pid_t pid) {
+  auto last = open_fds(pid);
+  for (int same = 0; same < 15;) {
+    std::this_thread::sleep_for(20ms);
+    const auto now = open_fds(pid);
+    same = now == last ? same + 1 : 0;
+    last = now;
+  }
+  return last;
+}
+
 // An honest client from another address, asking for the form every `every`
 // while an attack runs; each answer's status and latency are kept.
 class HonestClient {
@@ -181,6 +194,273 @@ TEST(Slowloris, ASecondHeadOnAKeptAliveConnectionHasTheReadDeadline) {
   ASSERT_TRUE(slow[0].closed_after) << "still open after 12 s";
   // The idle deadline (10 s) would have let it live five times as long.
   EXPECT_LE(*slow[0].closed_after, kReadTimeout + kSlack) << seconds(*slow[0].closed_after) << " s";
+}
+
+// A complete head announcing a body that then comes one byte every 200 ms:
+// cut at the read deadline after the head, nothing stored, honest clients
+// served meanwhile.
+TEST(Slowloris, SlowBodiesAreCutAtTheReadDeadline) {
+  Daemon daemon{limits("")};
+  daemon.start();
+  const std::string head = "POST /api/v1/referrals HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " +
+                           std::string(Daemon::api_token) +
+                           "\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n";
+  HonestClient honest(daemon, 300ms);
+  std::vector<Dribbler> slow(20);
+  for (auto& d : slow) {
+    d.client = std::make_unique<RawClient>(daemon.port());
+    ASSERT_TRUE(d.client->send(head));
+    d.opened = steady::now();
+  }
+  dribble(slow, sample("asps-routine.json"), 200ms, kReadTimeout + 3 * kSlack);
+  const auto answers = honest.finish();
+  for (const auto& d : slow) {
+    ASSERT_TRUE(d.closed_after) << "a slow body was still being read";
+    EXPECT_GE(*d.closed_after, kReadTimeout - 100ms);
+    EXPECT_LE(*d.closed_after, kReadTimeout + kSlack) << seconds(*d.closed_after) << " s";
+  }
+  expect_prompt_answers(answers);
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 0);
+}
+
+// A client that asks for the form a thousand times on one connection and
+// never reads: once the socket buffers are full the daemon's write waits,
+// and the write deadline closes the connection (its descriptor is freed).
+TEST(Slowloris, AClientThatNeverReadsIsCutAtTheWriteDeadline) {
+  Daemon daemon{limits("rate_limit_per_minute = 0\n")};
+  daemon.start();
+  const pid_t pid = daemon.process()->pid();
+  const auto baseline = settled_fds(pid);
+  std::string requests;
+  for (int i = 0; i < 1000; ++i) requests += "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";  // ~13 MB of answers
+  RawClient reader(daemon.port(), "", 4096);
+  const auto started = steady::now();
+  reader.send(requests);
+  // Its connection is open while the daemon writes.
+  std::this_thread::sleep_for(200ms);
+  EXPECT_GT(open_fds(pid), baseline);
+  EXPECT_EQ(daemon.get("/healthz", false).status, 200);  // others are served meanwhile
+  while (open_fds(pid) > baseline && steady::now() - started < kWriteTimeout + 3 * kSlack) {
+    std::this_thread::sleep_for(20ms);
+  }
+  const auto closed_after = steady::now() - started;
+  EXPECT_EQ(open_fds(pid), baseline) << "the connection of a client that never reads is still open";
+  EXPECT_GE(closed_after, kWriteTimeout - 100ms);
+  EXPECT_LE(closed_after, kWriteTimeout + kSlack) << seconds(closed_after) << " s";
+  EXPECT_TRUE(daemon.running());
+}
+
+// ---------------------------------------------------------------------------
+// Connection flood
+
+// 600 connections at once against a bound of 50: the daemon stays up, each
+// connection over the bound gets a 503 at once, an honest client is answered
+// (after retries once the held connections reach their deadline), and
+// afterwards the open descriptors are back to where they were.
+TEST(ConnectionFlood, FarMoreConnectionsThanTheBoundLeaveNoTrace) {
+  // The flood needs its 600 descriptors here; the daemon inherits the limit.
+  rlimit limit{};
+  ::getrlimit(RLIMIT_NOFILE, &limit);
+  if (limit.rlim_cur < 2048 && limit.rlim_max >= 2048) {
+    limit.rlim_cur = 2048;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+  }
+  Daemon daemon{limits("max_connections = 50\nmax_connections_per_client = 50\n")};
+  daemon.start();
+  const pid_t pid = daemon.process()->pid();
+  ASSERT_EQ(daemon.get("/healthz", false).status, 200);
+  const auto fds_before = settled_fds(pid);
+  const long rss_before = vm_rss_kb(pid);
+
+  std::vector<std::unique_ptr<RawClient>> flood;
+  for (int i = 0; i < 600; ++i) flood.push_back(std::make_unique<RawClient>(daemon.port()));
+
+  // An honest client from another address: a 503 while the bound is full is
+  // an answer; it retries until it is served.
+  const auto started = steady::now();
+  long status = 0;
+  int attempts = 0;
+  while (status != 200 && steady::now() - started < kReadTimeout + 3 * kSlack) {
+    HttpRequest r;
+    r.url = daemon.base_url() + "/healthz";
+    r.source_address = kHonestAddress;
+    r.timeout = 2s;
+    const auto res = http(r);
+    ++attempts;
+    status = res.status;
+    EXPECT_TRUE(status == 200 || status == 503) << status << " " << res.error;
+    if (status == 503) {
+      EXPECT_EQ(res.headers.at("retry-after"), "1");
+      std::this_thread::sleep_for(200ms);
+    }
+  }
+  const auto served_after = steady::now() - started;
+  EXPECT_EQ(status, 200);
+  EXPECT_LE(served_after, kReadTimeout + kSlack) << seconds(served_after) << " s, " << attempts << " attempts";
+
+  int refused = 0, cut = 0;
+  for (auto& c : flood) {
+    ASSERT_TRUE(c->wait_closed(kSlack)) << "a flood connection outlived the read deadline";
+    if (status_of(c->received()) == 503) {
+      ++refused;
+    } else {
+      EXPECT_EQ(c->received(), "");
+      ++cut;
+    }
+  }
+  EXPECT_EQ(cut, 50);
+  EXPECT_EQ(refused, 550);
+  flood.clear();
+
+  const auto until = steady::now() + 3s;
+  while (open_fds(pid) > fds_before && steady::now() < until) std::this_thread::sleep_for(20ms);
+  EXPECT_LE(open_fds(pid), fds_before) << "descriptors leaked";
+  const long rss_after = vm_rss_kb(pid);
+  std::cout << "[ flood ] VmRSS before " << rss_before << " kB, after 600 connections " << rss_after << " kB; "
+            << "honest client served after " << seconds(served_after) << " s (" << attempts << " attempts)\n";
+  RecordProperty("vmrss_before_kb", std::to_string(rss_before));
+  RecordProperty("vmrss_after_kb", std::to_string(rss_after));
+  EXPECT_LT(rss_after - rss_before, 16 * 1024) << "memory grew by more than 16 MB";
+  EXPECT_TRUE(daemon.running());
+  EXPECT_EQ(daemon.get("/healthz", false).status, 200);
+  EXPECT_EQ(daemon.stop(), 0);
+}
+
+// ---------------------------------------------------------------------------
+// Path traversal
+
+// Request targets that try to leave web/ (or the API's id space) every way
+// we know: dot segments plain, percent-encoded, double-encoded and overlong,
+// backslashes, NUL, absolute URLs, very long paths. On GET and POST, none
+// reaches a file outside web/, none is a 500; each is a 400 or 404 (or a
+// 405 for a POST to a read-only page, or 431 for a head over the limit).
+TEST(PathTraversal, NoTargetReachesAFileOutsideTheWebDirectory) {
+  TempDir site;
+  fs::copy(source_dir() / "web", site / "web");
+  const std::string secret = "SECRET-OUTSIDE-WEB-7f3a";
+  write_file(site / "secret.txt", secret);
+  write_file(site / "web" / "secret.txt", secret);  // beside the served files, not in the allow-list
+  Daemon::Options options = limits("rate_limit_per_minute = 0\n");
+  options.web = site / "web";
+  Daemon daemon{options};
+  daemon.start();
+
+  const std::string dots_up = [] {
+    std::string s;
+    for (int i = 0; i < 1000; ++i) s += "../";
+    return s;
+  }();
+  const std::vector<std::string> targets{
+      "/../secret.txt",
+      "/static/../secret.txt",
+      "/static/../../secret.txt",
+      "/static/secret.txt",
+      "/static/./secret.txt",
+      "/%2e%2e/secret.txt",
+      "/static/%2e%2e/secret.txt",
+      "/static/%2E%2E%2Fsecret.txt",
+      "/static/..%2fsecret.txt",
+      "/static/..%2F..%2Fsecret.txt",
+      "/static/%252e%252e%252fsecret.txt",
+      "/static/%c0%ae%c0%ae/secret.txt",
+      "/static/..\\secret.txt",
+      "/static/..%5csecret.txt",
+      "/static/style.css%00",
+      "/static/style.css%00/../secret.txt",
+      "/static/../../../../../../etc/passwd",
+      "/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+      "//etc/passwd",
+      "/static//etc/passwd",
+      "/" + dots_up + "etc/passwd",
+      "/static/" + std::string(4000, 'a'),
+      "http://127.0.0.1/static/../secret.txt",
+      "http://attacker.example/../../etc/passwd",
+      "/referrals/../secret.txt",
+      "/referrals/%2e%2e%2fsecret.txt",
+      "/api/v1/referrals/../../../etc/passwd",
+      "/api/v1/referrals/%2e%2e%2f%2e%2e%2fsecret.txt",
+      "/api/v1/referrals/..%5c..%5csecret.txt",
+      "/api/v1/referrals/R-20261128-ABCDE-FGHJK%00",
+      "/api/v1/referrals/R-20261128-ABCDE-FGHJK/../../secret.txt",
+      "/api/v1/referrals/" + std::string(4000, 'R'),
+  };
+  const std::string passwd = read_file("/etc/passwd").substr(0, 20);
+  const std::string auth = "Authorization: Bearer " + std::string(Daemon::api_token) + "\r\n";
+  for (const auto& target : targets) {
+    for (const std::string method : {"GET", "POST"}) {
+      std::string request = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth +
+                            "Connection: close\r\n";
+      if (method == "POST") request += "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+      else request += "\r\n";
+      const auto response = raw_request(daemon.port(), request);
+      const int status = status_of(response);
+      const bool allowed = status == 400 || status == 404 || (method == "POST" && status == 405);
+      EXPECT_TRUE(allowed) << method << " " << target.substr(0, 80) << " -> " << response.substr(0, 200);
+      EXPECT_EQ(response.find(secret), std::string::npos) << method << " " << target.substr(0, 80);
+      EXPECT_EQ(response.find(passwd), std::string::npos) << method << " " << target.substr(0, 80);
+    }
+  }
+  // Bytes no URL may hold, raw in the target: NUL, backslash, a space.
+  for (const std::string& target : {std::string("/static/style.css\0/../../secret.txt", 35),
+                                   std::string("/static/..\\..\\secret.txt"), std::string("/static/../ secret.txt")}) {
+    const auto response =
+        raw_request(daemon.port(), "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    const int status = status_of(response);
+    EXPECT_TRUE(status == 400 || status == 404) << response.substr(0, 200);
+    EXPECT_EQ(response.find(secret), std::string::npos);
+  }
+  // A path longer than the head limit: 431, and the log line stays short.
+  const auto huge = raw_request(daemon.port(), "GET /static/" + std::string(20000, 'a') +
+                                                   " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(status_of(huge), 431) << huge.substr(0, 200);
+  // The files themselves are still served, so the 404s above are not an accident.
+  EXPECT_EQ(status_of(raw_request(daemon.port(), "GET /static/style.css HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")),
+            200);
+  EXPECT_TRUE(daemon.running());
+  EXPECT_EQ(daemon.log().find(" error "), std::string::npos) << daemon.log();
+  std::istringstream lines(daemon.log());
+  for (std::string line; std::getline(lines, line);) EXPECT_LT(line.size(), 400U) << line.substr(0, 200);
+}
+
+// ---------------------------------------------------------------------------
+// Rate limits
+
+// One address over its budget gets 429 with Retry-After and nothing stored;
+// a second address is not affected.
+TEST(RateLimit, OneClientOverItsBudgetDoesNotSlowAnother) {
+  Daemon daemon{limits("rate_limit_per_minute = 60\nrate_limit_burst = 3\n")};
+  daemon.start();
+  auto post_from = [&](const std::string& source) {
+    HttpRequest r;
+    r.method = "POST";
+    r.url = daemon.base_url() + "/api/v1/referrals";
+    r.headers = {"Authorization: Bearer " + std::string(Daemon::api_token), "Content-Type: application/json"};
+    r.body = sample("asps-routine.json");
+    r.source_address = source;
+    return http(r);
+  };
+  int accepted = 0, limited = 0;
+  for (int i = 0; i < 8; ++i) {
+    const auto r = post_from("127.0.0.1");
+    if (r.status == 202) {
+      ++accepted;
+    } else {
+      EXPECT_EQ(r.status, 429) << r.body;
+      ++limited;
+      const int retry_after = std::stoi(r.headers.at("retry-after"));
+      EXPECT_GE(retry_after, 1);
+      EXPECT_LE(retry_after, 60);
+    }
+  }
+  EXPECT_GE(accepted, 3);  // the burst; the refill (one a second) may add one
+  EXPECT_LE(accepted, 4);
+  EXPECT_GE(limited, 4);
+  for (int i = 0; i < 3; ++i) {
+    const auto r = post_from(kHonestAddress);
+    EXPECT_EQ(r.status, 202) << "the second client was limited for the first one's requests: " << r.body;
+  }
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), accepted + 3);
+  EXPECT_NE(daemon.log().find("status=429 "), std::string::npos);
 }
 
 }  // namespace
