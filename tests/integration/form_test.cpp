@@ -209,32 +209,6 @@ TEST(FormTemplates, CheckConfigReportsABrokenPage) {
                                 ": unknown placeholder {{sumary}}\n");
 }
 
-std::string url_encode(std::string_view s) {
-  static constexpr char hex[] = "0123456789ABCDEF";
-  std::string out;
-  for (char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += ch;
-    } else if (c == ' ') {
-      out += '+';
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
-
-using Fields = std::vector<std::pair<std::string, std::string>>;
-
-std::string encode(const Fields& fields) {
-  std::string out;
-  for (const auto& [k, v] : fields) out += (out.empty() ? "" : "&") + url_encode(k) + "=" + url_encode(v);
-  return out;
-}
-
 // A complete referral as a coordinator would type it (ASPS, from Jonesboro, AR).
 Fields valid_fields() {
   return {
@@ -262,82 +236,6 @@ Fields valid_fields() {
       {"notes", "MRI and pathology report available on request."},
   };
 }
-
-void set(Fields& fields, const std::string& name, const std::string& value) {
-  for (auto& [k, v] : fields) {
-    if (k == name) {
-      v = value;
-      return;
-    }
-  }
-  fields.emplace_back(name, value);
-}
-
-std::string hidden_value(const std::string& page, const std::string& name) {
-  const std::string marker = "name=\"" + name + "\" value=\"";
-  const auto at = page.find(marker);
-  if (at == std::string::npos) return {};
-  const auto start = at + marker.size();
-  return page.substr(start, page.find('"', start) - start);
-}
-
-// One browser: its cookie jar (the CSRF cookie) and the form it last loaded.
-struct Browser {
-  explicit Browser(Daemon& d) : daemon(d) {}
-
-  Daemon& daemon;
-  std::string cookie;  // "csrf=…"
-  std::string csrf;
-  std::string submission;
-  HttpResult page;
-
-  std::string ca() const { return fs::exists(daemon.ca_file()) ? daemon.ca_file().string() : std::string(); }
-
-  HttpResult open_form() {
-    HttpRequest r;
-    r.url = daemon.base_url() + "/";
-    r.ca_file = ca();
-    if (!cookie.empty()) r.headers.push_back("Cookie: " + cookie);
-    page = http(r);
-    if (const auto it = page.headers.find("set-cookie"); it != page.headers.end()) {
-      cookie = it->second.substr(0, it->second.find(';'));
-    }
-    csrf = hidden_value(page.body, "csrf_token");
-    submission = hidden_value(page.body, "submission_token");
-    return page;
-  }
-
-  HttpResult post(const Fields& fields, std::vector<std::string> headers = {}, bool with_tokens = true) {
-    Fields all;
-    if (with_tokens) {
-      all.emplace_back("csrf_token", csrf);
-      all.emplace_back("submission_token", submission);
-    }
-    all.insert(all.end(), fields.begin(), fields.end());
-    return post_raw(encode(all), std::move(headers));
-  }
-
-  HttpResult post_raw(const std::string& body, std::vector<std::string> headers = {},
-                      const std::string& content_type = "application/x-www-form-urlencoded") {
-    HttpRequest r;
-    r.method = "POST";
-    r.url = daemon.base_url() + "/referrals";
-    r.ca_file = ca();
-    r.headers = std::move(headers);
-    r.headers.push_back("Content-Type: " + content_type);
-    if (!cookie.empty()) r.headers.push_back("Cookie: " + cookie);
-    r.body = body;
-    return http(r);
-  }
-
-  HttpResult get(const std::string& path) {
-    HttpRequest r;
-    r.url = daemon.base_url() + path;
-    r.ca_file = ca();
-    if (!cookie.empty()) r.headers.push_back("Cookie: " + cookie);
-    return http(r);
-  }
-};
 
 class Form : public ::testing::Test {
  protected:
@@ -492,12 +390,12 @@ TEST_F(Form, InvalidInputShowsTheFormAgainWithEveryValueKeptAndEscaped) {
   Browser b{daemon};
   b.open_form();
   auto fields = valid_fields();
-  set(fields, "patient.given_name", "<script>alert(1)</script>");
-  set(fields, "patient.family_name", "O'Brien \"Jr\" & Łucja");
-  set(fields, "referrer.npi", "1234567890");     // bad check digit
-  set(fields, "patient.birth_date", "2999-01-01");  // in the future
-  set(fields, "referrer.email", "");             // required
-  set(fields, "notes", "\nline one\r\nline </textarea> two");
+  set_field(fields, "patient.given_name", "<script>alert(1)</script>");
+  set_field(fields, "patient.family_name", "O'Brien \"Jr\" & Łucja");
+  set_field(fields, "referrer.npi", "1234567890");     // bad check digit
+  set_field(fields, "patient.birth_date", "2999-01-01");  // in the future
+  set_field(fields, "referrer.email", "");             // required
+  set_field(fields, "notes", "\nline one\r\nline </textarea> two");
   const auto r = b.post(fields);
   ASSERT_EQ(r.status, 422) << r.body;
   const auto& page = r.body;
@@ -548,9 +446,9 @@ TEST_F(Form, InvalidInputShowsTheFormAgainWithEveryValueKeptAndEscaped) {
   EXPECT_EQ(hidden_value(page, "submission_token"), b.submission);
   EXPECT_EQ(referrals(), 0);
 
-  set(fields, "referrer.npi", "1234567893");
-  set(fields, "patient.birth_date", "2014-03-09");
-  set(fields, "referrer.email", "dwhitfield@example.org");
+  set_field(fields, "referrer.npi", "1234567893");
+  set_field(fields, "patient.birth_date", "2014-03-09");
+  set_field(fields, "referrer.email", "dwhitfield@example.org");
   EXPECT_EQ(b.post(fields).status, 303);
   EXPECT_EQ(referrals(), 1);
   EXPECT_EQ(count_rows(daemon.database(),
@@ -590,7 +488,7 @@ TEST_F(Form, ChangingASentFormAndSendingItAgainStoresNothingNew) {
   ASSERT_EQ(first.status, 303);
   const std::string id = first.headers.at("location").substr(11);
   auto changed = valid_fields();
-  set(changed, "notes", "Also: MRI from last week.");
+  set_field(changed, "notes", "Also: MRI from last week.");
   const auto r = b.post(changed);
   EXPECT_EQ(r.status, 409);
   EXPECT_NE(r.body.find("This form was already sent"), std::string::npos);
@@ -624,7 +522,7 @@ TEST_F(Form, AnEmergentReferralsConfirmationSaysToCallTheTwentyFourHourLineNow) 
   Browser b{daemon};
   b.open_form();
   auto fields = valid_fields();
-  set(fields, "urgency", "emergent");
+  set_field(fields, "urgency", "emergent");
   const auto page = b.get(b.post(fields).headers.at("location"));
   ASSERT_EQ(page.status, 200);
   EXPECT_NE(page.body.find("Emergent: call the 24-hour line now"), std::string::npos);
@@ -635,7 +533,7 @@ TEST_F(Form, ADeclinedReferralsConfirmationSaysWhyAndWhomToCall) {
   Browser b{daemon};
   b.open_form();
   auto fields = valid_fields();
-  set(fields, "referrer.credential", "RN");  // not a qualified referrer in rules.toml
+  set_field(fields, "referrer.credential", "RN");  // not a qualified referrer in rules.toml
   const auto page = b.get(b.post(fields).headers.at("location"));
   ASSERT_EQ(page.status, 200);
   EXPECT_NE(page.body.find("The hospital cannot accept this referral."), std::string::npos);
@@ -649,7 +547,7 @@ TEST_F(Form, AReviewReferralsConfirmationSaysAPersonWillCall) {
   Browser b{daemon};
   b.open_form();
   auto fields = valid_fields();
-  set(fields, "patient.postal_code", "77030");  // Houston: outside the service area, ASPS has no trial
+  set_field(fields, "patient.postal_code", "77030");  // Houston: outside the service area, ASPS has no trial
   const auto page = b.get(b.post(fields).headers.at("location"));
   ASSERT_EQ(page.status, 200);
   EXPECT_NE(page.body.find("A member of the referral office will review it and call you."), std::string::npos);

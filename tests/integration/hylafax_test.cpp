@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "support/harness.hpp"
+#include "support/peers.hpp"
 
 namespace referrald::test {
 namespace {
@@ -20,98 +21,6 @@ namespace {
 using json = nlohmann::json;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
-
-// One job file (sendq/qN or doneq/qN) as "key:value" lines.
-struct QueuedJob {
-  fs::path file;
-  std::multimap<std::string, std::string> fields;
-  std::string get(const std::string& key) const {
-    const auto it = fields.find(key);
-    return it == fields.end() ? std::string() : it->second;
-  }
-};
-
-// faxq and hfaxd on a private copy of the spool; both process groups are
-// killed when the fixture goes away, also when a test fails.
-class HylafaxServer {
- public:
-  HylafaxServer() : spool_(dir_ / "spool") {
-    // faxq and hfaxd run as uucp: they must reach the spool inside our 0700 temp dir.
-    fs::permissions(dir_.path(), fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
-    const auto script = source_dir() / "tests" / "peers" / "hylafax-spool.sh";
-    if (shell(script.string() + " prepare " + spool_.string() + " >" + (dir_ / "prepare.log").string() + " 2>&1") !=
-        0) {
-      throw std::runtime_error("hylafax-spool.sh prepare failed:\n" + read_file(dir_ / "prepare.log"));
-    }
-    fax_port_ = free_port();
-    do snpp_port_ = free_port();
-    while (snpp_port_ == fax_port_);
-  }
-
-  void start() {
-    faxq_ = std::make_unique<Process>(std::vector<std::string>{"/usr/sbin/faxq", "-D", "-q", spool_.string()},
-                                      dir_ / "faxq.log");
-    for (int i = 0; i < 500 && !is_fifo(spool_ / "FIFO"); ++i) std::this_thread::sleep_for(10ms);
-    if (!is_fifo(spool_ / "FIFO")) throw std::runtime_error("faxq did not create its FIFO");
-    // hfaxd binds its SNPP socket without SO_REUSEADDR: a fresh port for every start.
-    hfaxd_ = std::make_unique<Process>(
-        std::vector<std::string>{"/usr/sbin/hfaxd", "-d", "-q", spool_.string(), "-l", "127.0.0.1", "-i",
-                                 std::to_string(fax_port_), "-s", std::to_string(snpp_port_)},
-        dir_ / "hfaxd.log");
-    if (!wait_for_port(fax_port_, 10s) || !wait_for_port(snpp_port_, 10s)) {
-      throw std::runtime_error("hfaxd is not listening on " + std::to_string(fax_port_) + " and " +
-                               std::to_string(snpp_port_));
-    }
-  }
-
-  unsigned short fax_port() const { return fax_port_; }
-  unsigned short snpp_port() const { return snpp_port_; }
-  const fs::path& spool() const { return spool_; }
-
-  // Every job in sendq and doneq.
-  std::vector<QueuedJob> jobs() const {
-    std::vector<QueuedJob> out;
-    for (const char* queue : {"sendq", "doneq"}) {
-      std::error_code ec;
-      for (const auto& entry : fs::directory_iterator(spool_ / queue, ec)) {
-        const auto name = entry.path().filename().string();
-        if (name.size() < 2 || name[0] != 'q' || name.find_first_not_of("0123456789", 1) != std::string::npos) {
-          continue;
-        }
-        QueuedJob job;
-        job.file = entry.path();
-        std::istringstream in(read_file(entry.path()));
-        for (std::string line; std::getline(in, line);) {
-          const auto colon = line.find(':');
-          if (colon != std::string::npos) job.fields.emplace(line.substr(0, colon), line.substr(colon + 1));
-        }
-        out.push_back(std::move(job));
-      }
-    }
-    return out;
-  }
-
-  std::vector<QueuedJob> jobs_where(const std::string& key, const std::string& value) const {
-    std::vector<QueuedJob> out;
-    for (auto& job : jobs()) {
-      if (job.get(key) == value) out.push_back(std::move(job));
-    }
-    return out;
-  }
-
- private:
-  static bool is_fifo(const fs::path& p) {
-    struct stat st {};
-    return ::stat(p.c_str(), &st) == 0 && S_ISFIFO(st.st_mode);
-  }
-
-  TempDir dir_;
-  fs::path spool_;
-  unsigned short fax_port_ = 0;
-  unsigned short snpp_port_ = 0;
-  std::unique_ptr<Process> faxq_;
-  std::unique_ptr<Process> hfaxd_;
-};
 
 std::optional<std::string> query_text(const fs::path& db, const std::string& sql) {
   sqlite3* handle = nullptr;

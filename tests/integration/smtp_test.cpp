@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "support/harness.hpp"
+#include "support/peers.hpp"
 
 namespace referrald::test {
 namespace {
@@ -19,19 +20,6 @@ namespace {
 using json = nlohmann::json;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
-
-constexpr const char* python = "/usr/bin/python3";  // Debian's, with aiosmtpd
-
-std::string run(const std::string& command) {
-  std::string out;
-  FILE* p = ::popen(command.c_str(), "r");
-  if (p == nullptr) return out;
-  char buf[4096];
-  size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  ::pclose(p);
-  return out;
-}
 
 // One value from the database file, read with the sqlite3 C API directly.
 std::string query(const fs::path& db, const std::string& sql) {
@@ -49,63 +37,6 @@ std::string query(const fs::path& db, const std::string& sql) {
   sqlite3_close(handle);
   return value;
 }
-
-// A self-signed certificate for localhost / 127.0.0.1, made by the openssl CLI.
-void make_certificate(const fs::path& dir) {
-  fs::create_directories(dir);
-  const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -keyout " + (dir / "key.pem").string() +
-                          " -out " + (dir / "cert.pem").string() +
-                          " -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1"
-                          " >/dev/null 2>&1";
-  if (shell(cmd) != 0) throw std::runtime_error("openssl could not make a test certificate");
-}
-
-// tests/peers/smtp_server.py on a free loopback port, in its own process
-// group (killed with it in the destructor, also when a test fails).
-class MailServer {
- public:
-  struct Options {
-    bool tls = true;  // required STARTTLS + AUTH; false: neither
-    int tempfail = 1;
-  };
-
-  explicit MailServer(Options options) : port_(free_port()) {
-    if (options.tls) make_certificate(dir_.path());
-    std::vector<std::string> argv{python, (source_dir() / "tests" / "peers" / "smtp_server.py").string(),
-                                  "--port", std::to_string(port_), "--maildir", maildir().string(),
-                                  "--user", "referrald", "--password", "s3cret",
-                                  "--tempfail", std::to_string(options.tempfail)};
-    if (options.tls) {
-      argv.insert(argv.end(), {"--cert", (dir_ / "cert.pem").string(), "--key", (dir_ / "key.pem").string()});
-    }
-    process_ = std::make_unique<Process>(argv, dir_ / "server.log");
-    const auto deadline = std::chrono::steady_clock::now() + 15s;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (!process_->running()) throw std::runtime_error("smtp_server.py exited:\n" + process_->log());
-      if (process_->log().find("READY") != std::string::npos) return;
-      std::this_thread::sleep_for(20ms);
-    }
-    throw std::runtime_error("smtp_server.py did not become ready within 15 s:\n" + process_->log());
-  }
-  ~MailServer() { process_->kill9(); }
-
-  unsigned short port() const { return port_; }
-  fs::path ca_file() const { return dir_ / "cert.pem"; }
-  fs::path maildir() const { return dir_ / "Maildir"; }
-  std::string log() const { return process_->log(); }
-
-  std::vector<fs::path> messages() const {
-    std::vector<fs::path> out;
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(maildir() / "new", ec)) out.push_back(e.path());
-    return out;
-  }
-
- private:
-  TempDir dir_;
-  unsigned short port_;
-  std::unique_ptr<Process> process_;
-};
 
 struct SmtpTarget {
   std::vector<std::string> to{"referrals@hospital.example"};
@@ -180,12 +111,12 @@ for part in msg.walk():
 print(json.dumps(out))
 )PY";
   write_file(pdf_file.parent_path() / "parse.py", script);
-  const std::string out = run(std::string(python) + " " + (pdf_file.parent_path() / "parse.py").string() + " " +
+  const std::string out = output_of(std::string(kPython) + " " + (pdf_file.parent_path() / "parse.py").string() + " " +
                               file.string() + " " + pdf_file.string());
   return json::parse(out);
 }
 
-std::string pdf_text(const fs::path& pdf) { return run("pdftotext -enc UTF-8 " + pdf.string() + " - 2>/dev/null"); }
+std::string pdf_text(const fs::path& pdf) { return output_of("pdftotext -enc UTF-8 " + pdf.string() + " - 2>/dev/null"); }
 
 TEST(Smtp, DeliversTheReferralAsPdfOverStarttlsWithAuth) {
   MailServer server({});

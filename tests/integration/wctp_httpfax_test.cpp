@@ -28,6 +28,7 @@
 #include <utility>
 
 #include "support/harness.hpp"
+#include "support/peers.hpp"
 
 namespace referrald::test {
 namespace {
@@ -36,27 +37,16 @@ using json = nlohmann::json;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-constexpr const char* python = "/usr/bin/python3";
 constexpr auto wait_limit = 30s;
 
 // ---------------------------------------------------------------- peers --
-
-// A self-signed certificate for 127.0.0.1 (its own CA), as cert.pem/key.pem in dir.
-void make_certificate(const fs::path& dir) {
-  fs::create_directories(dir);
-  const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -keyout " + (dir / "key.pem").string() + " -out " +
-                          (dir / "cert.pem").string() +
-                          " -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1"
-                          " >/dev/null 2>&1";
-  if (shell(cmd) != 0) throw std::runtime_error("openssl could not make a test certificate");
-}
 
 // One peer server process; killed (its whole process group) when destroyed.
 class Peer {
  public:
   Peer(const std::string& script, unsigned short port, std::vector<std::string> args, const fs::path& log)
       : port_(port) {
-    std::vector<std::string> argv{python, (source_dir() / "tests" / "peers" / script).string(), "--port",
+    std::vector<std::string> argv{kPython, (source_dir() / "tests" / "peers" / script).string(), "--port",
                                   std::to_string(port)};
     argv.insert(argv.end(), args.begin(), args.end());
     process_ = std::make_unique<Process>(std::move(argv), log);

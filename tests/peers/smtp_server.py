@@ -3,7 +3,9 @@
 
 STARTTLS is required and AUTH (after TLS) is required when --cert is given;
 without --cert the server offers neither (a server that would take mail in
-clear). Each accepted message is stored in the Maildir given by --maildir.
+clear). Each accepted message is stored in the Maildir given by --maildir, and, with
+--envelopes FILE, its SMTP envelope (MAIL FROM, RCPT TOs, the Message-ID) as
+one JSON line in FILE: the recipients a message's headers cannot tell.
 
 Fault injection by recipient address:
   an address containing "reject"   -> 550 on RCPT, always
@@ -15,6 +17,9 @@ Prints "READY <port>" on stdout once it accepts connections. Listens on
 """
 
 import argparse
+import email.parser
+import email.policy
+import json
 import mailbox
 import signal
 import ssl
@@ -27,8 +32,9 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class Handler:
-    def __init__(self, maildir, tempfail):
+    def __init__(self, maildir, tempfail, envelopes):
         self.maildir = mailbox.Maildir(maildir, create=True)
+        self.envelopes = envelopes
         self.tempfail = tempfail
         self.seen = Counter()
         self.lock = threading.Lock()
@@ -49,6 +55,12 @@ class Handler:
         with self.lock:
             # Maildir writes to tmp/ and renames into new/.
             self.maildir.add(envelope.original_content)
+            if self.envelopes:
+                headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(
+                    envelope.original_content)
+                with open(self.envelopes, "a") as f:
+                    f.write(json.dumps({"mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos,
+                                        "message_id": headers.get("Message-ID", "")}) + "\n")
         return "250 2.0.0 Ok: queued"
 
 
@@ -61,9 +73,10 @@ def main():
     parser.add_argument("--user", default="referrald")
     parser.add_argument("--password", default="secret")
     parser.add_argument("--tempfail", type=int, default=1)
+    parser.add_argument("--envelopes", help="append each message's envelope to this file (JSON lines)")
     args = parser.parse_args()
 
-    handler = Handler(args.maildir, args.tempfail)
+    handler = Handler(args.maildir, args.tempfail, args.envelopes)
 
     def authenticator(server, session, envelope, mechanism, auth_data):
         ok = (isinstance(auth_data, LoginPassword)

@@ -464,6 +464,95 @@ HttpResult Daemon::get(const std::string& path, bool authorized) {
   return http(r);
 }
 
+std::string url_encode(std::string_view s) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  std::string out;
+  for (char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += ch;
+    } else if (c == ' ') {
+      out += '+';
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+std::string encode(const Fields& fields) {
+  std::string out;
+  for (const auto& [k, v] : fields) out += (out.empty() ? "" : "&") + url_encode(k) + "=" + url_encode(v);
+  return out;
+}
+
+void set_field(Fields& fields, const std::string& name, const std::string& value) {
+  for (auto& [k, v] : fields) {
+    if (k == name) {
+      v = value;
+      return;
+    }
+  }
+  fields.emplace_back(name, value);
+}
+
+std::string hidden_value(const std::string& page, const std::string& name) {
+  const std::string marker = "name=\"" + name + "\" value=\"";
+  const auto at = page.find(marker);
+  if (at == std::string::npos) return {};
+  const auto start = at + marker.size();
+  return page.substr(start, page.find('"', start) - start);
+}
+
+std::string Browser::ca() const { return fs::exists(daemon.ca_file()) ? daemon.ca_file().string() : std::string(); }
+
+HttpResult Browser::open_form() {
+  HttpRequest r;
+  r.url = daemon.base_url() + "/";
+  r.ca_file = ca();
+  if (!cookie.empty()) r.headers.push_back("Cookie: " + cookie);
+  page = http(r);
+  if (const auto it = page.headers.find("set-cookie"); it != page.headers.end()) {
+    cookie = it->second.substr(0, it->second.find(';'));
+  }
+  csrf = hidden_value(page.body, "csrf_token");
+  submission = hidden_value(page.body, "submission_token");
+  return page;
+}
+
+HttpResult Browser::post(const Fields& fields, std::vector<std::string> headers, bool with_tokens) {
+  Fields all;
+  if (with_tokens) {
+    all.emplace_back("csrf_token", csrf);
+    all.emplace_back("submission_token", submission);
+  }
+  all.insert(all.end(), fields.begin(), fields.end());
+  return post_raw(encode(all), std::move(headers));
+}
+
+HttpResult Browser::post_raw(const std::string& body, std::vector<std::string> headers,
+                             const std::string& content_type) {
+  HttpRequest r;
+  r.method = "POST";
+  r.url = daemon.base_url() + "/referrals";
+  r.ca_file = ca();
+  r.headers = std::move(headers);
+  r.headers.push_back("Content-Type: " + content_type);
+  if (!cookie.empty()) r.headers.push_back("Cookie: " + cookie);
+  r.body = body;
+  return http(r);
+}
+
+HttpResult Browser::get(const std::string& path) {
+  HttpRequest r;
+  r.url = daemon.base_url() + path;
+  r.ca_file = ca();
+  if (!cookie.empty()) r.headers.push_back("Cookie: " + cookie);
+  return http(r);
+}
+
 std::string sample(const std::string& name) { return read_file(source_dir() / "tests" / "data" / name); }
 
 std::string referral_json(const std::string& given_name, const std::string& birth_date,

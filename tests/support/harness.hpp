@@ -9,6 +9,8 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace referrald::test {
@@ -184,6 +186,36 @@ class Daemon {
   std::filesystem::path database_;
   std::unique_ptr<Process> process_;
   int generation_ = 0;
+};
+
+// The web form as a browser sends it (application/x-www-form-urlencoded).
+using Fields = std::vector<std::pair<std::string, std::string>>;
+std::string url_encode(std::string_view s);
+std::string encode(const Fields& fields);
+// Replaces the named field's value, or adds the field.
+void set_field(Fields& fields, const std::string& name, const std::string& value);
+// The value of the hidden input `name` in a page ("" when there is none).
+std::string hidden_value(const std::string& page, const std::string& name);
+
+// One browser as libcurl plays it: its cookie jar (the CSRF cookie) and the
+// tokens of the form it last loaded.
+struct Browser {
+  explicit Browser(Daemon& d) : daemon(d) {}
+
+  Daemon& daemon;
+  std::string cookie;  // "csrf=…"
+  std::string csrf;
+  std::string submission;
+  HttpResult page;
+
+  std::string ca() const;
+  // GET /: keeps the cookie and the tokens.
+  HttpResult open_form();
+  // POST /referrals with the tokens (unless with_tokens is false) and the fields.
+  HttpResult post(const Fields& fields, std::vector<std::string> headers = {}, bool with_tokens = true);
+  HttpResult post_raw(const std::string& body, std::vector<std::string> headers = {},
+                      const std::string& content_type = "application/x-www-form-urlencoded");
+  HttpResult get(const std::string& path);
 };
 
 // Reads a sample referral from tests/data.

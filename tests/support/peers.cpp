@@ -1,0 +1,132 @@
+#include "support/peers.hpp"
+
+#include <cstdio>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace referrald::test {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+void make_certificate(const fs::path& dir) {
+  fs::create_directories(dir);
+  const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -keyout " + (dir / "key.pem").string() +
+                          " -out " + (dir / "cert.pem").string() +
+                          " -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1"
+                          " >/dev/null 2>&1";
+  if (shell(cmd) != 0) throw std::runtime_error("openssl could not make a test certificate");
+}
+
+std::string output_of(const std::string& command) {
+  std::string out;
+  FILE* p = ::popen(command.c_str(), "r");
+  if (p == nullptr) return out;
+  char buf[4096];
+  size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  ::pclose(p);
+  return out;
+}
+
+// ---------------------------------------------------------------- SMTP --
+
+MailServer::MailServer(Options options) : port_(free_port()) {
+  if (options.tls) make_certificate(dir_.path());
+  std::vector<std::string> argv{kPython, (source_dir() / "tests" / "peers" / "smtp_server.py").string(),
+                                "--port", std::to_string(port_), "--maildir", maildir().string(),
+                                "--envelopes", envelopes().string(),
+                                "--user", "referrald", "--password", "s3cret",
+                                "--tempfail", std::to_string(options.tempfail)};
+  if (options.tls) {
+    argv.insert(argv.end(), {"--cert", (dir_ / "cert.pem").string(), "--key", (dir_ / "key.pem").string()});
+  }
+  process_ = std::make_unique<Process>(argv, dir_ / "server.log");
+  const auto deadline = std::chrono::steady_clock::now() + 15s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (!process_->running()) throw std::runtime_error("smtp_server.py exited:\n" + process_->log());
+    if (process_->log().find("READY") != std::string::npos) return;
+    std::this_thread::sleep_for(20ms);
+  }
+  throw std::runtime_error("smtp_server.py did not become ready within 15 s:\n" + process_->log());
+}
+
+MailServer::~MailServer() { process_->kill9(); }
+
+std::string MailServer::log() const { return process_->log(); }
+
+std::vector<fs::path> MailServer::messages() const {
+  std::vector<fs::path> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(maildir() / "new", ec)) out.push_back(e.path());
+  return out;
+}
+
+// ------------------------------------------------------------- HylaFAX --
+
+std::string QueuedJob::get(const std::string& key) const {
+  const auto it = fields.find(key);
+  return it == fields.end() ? std::string() : it->second;
+}
+
+HylafaxServer::HylafaxServer() : spool_(dir_ / "spool") {
+  // faxq and hfaxd run as uucp: they must reach the spool inside our 0700 temp dir.
+  fs::permissions(dir_.path(), fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+  const auto script = source_dir() / "tests" / "peers" / "hylafax-spool.sh";
+  if (shell(script.string() + " prepare " + spool_.string() + " >" + (dir_ / "prepare.log").string() + " 2>&1") !=
+      0) {
+    throw std::runtime_error("hylafax-spool.sh prepare failed:\n" + read_file(dir_ / "prepare.log"));
+  }
+  fax_port_ = free_port();
+  do snpp_port_ = free_port();
+  while (snpp_port_ == fax_port_);
+}
+
+void HylafaxServer::start() {
+  faxq_ = std::make_unique<Process>(std::vector<std::string>{"/usr/sbin/faxq", "-D", "-q", spool_.string()},
+                                    dir_ / "faxq.log");
+  for (int i = 0; i < 500 && !fs::is_fifo(spool_ / "FIFO"); ++i) std::this_thread::sleep_for(10ms);
+  if (!fs::is_fifo(spool_ / "FIFO")) throw std::runtime_error("faxq did not create its FIFO");
+  // hfaxd binds its SNPP socket without SO_REUSEADDR: a fresh port for every start.
+  hfaxd_ = std::make_unique<Process>(
+      std::vector<std::string>{"/usr/sbin/hfaxd", "-d", "-q", spool_.string(), "-l", "127.0.0.1", "-i",
+                               std::to_string(fax_port_), "-s", std::to_string(snpp_port_)},
+      dir_ / "hfaxd.log");
+  if (!wait_for_port(fax_port_, 10s) || !wait_for_port(snpp_port_, 10s)) {
+    throw std::runtime_error("hfaxd is not listening on " + std::to_string(fax_port_) + " and " +
+                             std::to_string(snpp_port_));
+  }
+}
+
+std::vector<QueuedJob> HylafaxServer::jobs() const {
+  std::vector<QueuedJob> out;
+  for (const char* queue : {"sendq", "doneq"}) {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(spool_ / queue, ec)) {
+      const auto name = entry.path().filename().string();
+      if (name.size() < 2 || name[0] != 'q' || name.find_first_not_of("0123456789", 1) != std::string::npos) {
+        continue;
+      }
+      QueuedJob job;
+      job.file = entry.path();
+      std::istringstream in(read_file(entry.path()));
+      for (std::string line; std::getline(in, line);) {
+        const auto colon = line.find(':');
+        if (colon != std::string::npos) job.fields.emplace(line.substr(0, colon), line.substr(colon + 1));
+      }
+      out.push_back(std::move(job));
+    }
+  }
+  return out;
+}
+
+std::vector<QueuedJob> HylafaxServer::jobs_where(const std::string& key, const std::string& value) const {
+  std::vector<QueuedJob> out;
+  for (auto& job : jobs()) {
+    if (job.get(key) == value) out.push_back(std::move(job));
+  }
+  return out;
+}
+
+}  // namespace referrald::test

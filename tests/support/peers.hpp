@@ -1,0 +1,87 @@
+// Real peers for integration tests (see shared PEERS.md): Debian's aiosmtpd
+// behind tests/peers/smtp_server.py and a private HylaFAX server (fax and
+// SNPP pager gateway), each on free loopback ports and killed, with its whole
+// process group, when the object goes away (also when a test fails).
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "support/harness.hpp"
+
+namespace referrald::test {
+
+// Debian's interpreter, the one with aiosmtpd (another python3 may come first on PATH).
+constexpr const char* kPython = "/usr/bin/python3";
+
+// A self-signed certificate for localhost / 127.0.0.1 (its own CA), as
+// cert.pem and key.pem in dir, made by the openssl CLI.
+void make_certificate(const std::filesystem::path& dir);
+
+// What a shell command prints on stdout.
+std::string output_of(const std::string& command);
+
+// tests/peers/smtp_server.py: required STARTTLS and AUTH (user "referrald",
+// password "s3cret") unless tls is false; each message in a Maildir and its
+// SMTP envelope in envelopes.jsonl.
+class MailServer {
+ public:
+  struct Options {
+    bool tls = true;  // required STARTTLS + AUTH; false: neither
+    int tempfail = 1;
+  };
+
+  explicit MailServer(Options options);
+  ~MailServer();
+  MailServer(const MailServer&) = delete;
+  MailServer& operator=(const MailServer&) = delete;
+
+  unsigned short port() const { return port_; }
+  std::filesystem::path ca_file() const { return dir_ / "cert.pem"; }
+  std::filesystem::path maildir() const { return dir_ / "Maildir"; }
+  // One JSON object per accepted message: {"mail_from", "rcpt_tos", "message_id"}.
+  std::filesystem::path envelopes() const { return dir_ / "envelopes.jsonl"; }
+  std::string log() const;
+  std::vector<std::filesystem::path> messages() const;
+
+ private:
+  TempDir dir_;
+  unsigned short port_;
+  std::unique_ptr<Process> process_;
+};
+
+// One job file (sendq/qN or doneq/qN) as "key:value" lines.
+struct QueuedJob {
+  std::filesystem::path file;
+  std::multimap<std::string, std::string> fields;
+  std::string get(const std::string& key) const;
+};
+
+// faxq and hfaxd on a private copy of the spool (tests/peers/hylafax-spool.sh
+// prepare). With no modem, jobs stay queued, where a test reads them.
+class HylafaxServer {
+ public:
+  HylafaxServer();
+  void start();
+
+  unsigned short fax_port() const { return fax_port_; }
+  unsigned short snpp_port() const { return snpp_port_; }
+  const std::filesystem::path& spool() const { return spool_; }
+
+  // Every job in sendq and doneq.
+  std::vector<QueuedJob> jobs() const;
+  std::vector<QueuedJob> jobs_where(const std::string& key, const std::string& value) const;
+
+ private:
+  TempDir dir_;
+  std::filesystem::path spool_;
+  unsigned short fax_port_ = 0;
+  unsigned short snpp_port_ = 0;
+  std::unique_ptr<Process> faxq_;
+  std::unique_ptr<Process> hfaxd_;
+};
+
+}  // namespace referrald::test
