@@ -32,6 +32,21 @@ bool write_all(int fd, const std::string& data) {
   return true;
 }
 
+// Creates dir and every missing parent 0700. The spool holds PHI, and its
+// file names say which referrals went where and when: a parent made under
+// the process's umask (often 0755) would let anyone on the machine list them.
+// Directories that already exist are left as the operator made them.
+void create_private_directories(const std::filesystem::path& dir) {
+  std::filesystem::path prefix;
+  for (const auto& part : dir) {
+    prefix /= part;
+    if (::mkdir(prefix.c_str(), S_IRWXU) == 0) {
+      ::chmod(prefix.c_str(), S_IRWXU);  // a umask may have taken bits from the owner too
+    }
+    // EEXIST (or an error) here: the write names the real problem later.
+  }
+}
+
 Outcome io_failure(const char* step, int error) {
   // A full or read-only spool directory clears up on its own or by an
   // operator: retry. Anything else is a misconfigured directory.
@@ -48,9 +63,9 @@ SpoolAdapter::SpoolAdapter(const TargetConfig& target, asio::any_io_executor blo
     : blocking_(std::move(blocking)) {
   const auto* dir = target.get_string("directory");
   directory_ = dir != nullptr ? std::filesystem::path(*dir) : std::filesystem::path("spool");
+  create_private_directories(directory_);
   std::error_code ec;
-  std::filesystem::create_directories(directory_, ec);
-  if (!ec) std::filesystem::permissions(directory_, std::filesystem::perms::owner_all, ec);
+  std::filesystem::permissions(directory_, std::filesystem::perms::owner_all, ec);
 }
 
 Outcome SpoolAdapter::write(const Delivery& delivery) const {
