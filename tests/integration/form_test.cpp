@@ -16,6 +16,7 @@
 #include "intake/validator.hpp"
 #include "store/writer.hpp"
 #include "support/harness.hpp"
+#include "support/peers.hpp"
 #include "util/clock.hpp"
 
 namespace referrald::test {
@@ -629,6 +630,116 @@ TEST_F(Form, MetricsCountFormOutcomes) {
 }
 
 // The server's per-address rate limit covers the form like everything else.
+// The elements of an HTML page as Python's html.parser reads it (as a
+// browser tokenises): tag, attributes (entities decoded), and the text of
+// each textarea.
+json elements_of(const std::string& page) {
+  TempDir dir;
+  write_file(dir / "page.html", page);
+  write_file(dir / "dom.py", R"PY(
+import html.parser, json, sys
+class P(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.out = []
+        self.textarea = None
+    def handle_starttag(self, tag, attrs):
+        self.out.append({'tag': tag, 'attrs': {k: (v if v is not None else '') for k, v in attrs}})
+        if tag == 'textarea':
+            self.textarea = self.out[-1]
+            self.textarea['text'] = ''
+    def handle_endtag(self, tag):
+        if tag == 'textarea' and self.textarea is not None:
+            # As browsers do (HTML spec): a line break right after <textarea> is dropped.
+            if self.textarea['text'].startswith('\n'):
+                self.textarea['text'] = self.textarea['text'][1:]
+            self.textarea = None
+    def handle_data(self, data):
+        if self.textarea is not None:
+            self.textarea['text'] += data
+p = P()
+p.feed(open(sys.argv[1], encoding='utf-8').read())
+print(json.dumps(p.out))
+)PY");
+  return json::parse(output_of(std::string(kPython) + " " + (dir / "dom.py").string() + " " +
+                               (dir / "page.html").string()));
+}
+
+// Markup in every text field, through the web form: the 422 page keeps each
+// value exactly (as the attribute's or textarea's text), adds no element and
+// no attribute, expands no placeholder; the confirmation shows none of it.
+TEST_F(Form, MarkupInEveryFieldStaysText) {
+  const std::map<std::string, std::string> hostile{
+      {"patient.given_name", "<script>alert(1)</script>"},
+      {"patient.family_name", "\"><img src=x onerror=alert(1)>"},
+      {"patient.guardian.name", "'><svg onload=alert(1)>"},
+      {"patient.guardian.relationship", "\" autofocus onfocus=\"alert(5)"},
+      {"diagnosis.name", "<a href=\"javascript:alert(3)\">Alveolar soft part sarcoma</a>"},
+      {"referrer.name", "{{csrf}} {{v:referrer.npi}}"},
+      {"referrer.organization", "</textarea><script>alert(2)</script>"},
+      {"notes", "</textarea><img src=x onerror=alert(4)>{{summary}} &lt;b&gt; &amp;"},
+  };
+  Browser b{daemon};
+  const auto blank = elements_of(b.open_form().body);
+  auto fields = valid_fields();
+  for (const auto& [name, value] : hostile) set_field(fields, name, value);
+  set_field(fields, "referrer.npi", "1234567890");  // bad check digit: the form comes back
+  const auto r = b.post(fields);
+  ASSERT_EQ(r.status, 422) << r.body;
+  const auto page = elements_of(r.body);
+
+  std::multiset<std::string> blank_tags, tags;
+  for (const auto& e : blank) blank_tags.insert(e["tag"].get<std::string>());
+  std::map<std::string, std::string> shown;  // field → value as the browser sees it
+  for (const auto& e : page) {
+    const std::string tag = e["tag"];
+    tags.insert(tag);
+    for (const auto& [attr, value] : e["attrs"].items()) {
+      EXPECT_FALSE(attr.starts_with("on")) << e.dump();
+      EXPECT_NE(attr, "autofocus") << e.dump();
+      EXPECT_FALSE(value.get<std::string>().starts_with("javascript:")) << e.dump();
+    }
+    if (!e["attrs"].contains("name")) continue;
+    const std::string name = e["attrs"]["name"];
+    if (tag == "textarea") shown[name] = e["text"];
+    else if (tag == "input" && e["attrs"].value("type", "text") != "radio") shown[name] = e["attrs"].value("value", "");
+  }
+  // The 422 page adds its summary and the field message, nothing else.
+  for (const char* tag : {"script", "img", "svg", "a", "textarea", "input", "select", "form"}) {
+    const auto extra = std::string(tag) == "a" ? 1U : 0U;  // the summary's one link (one error)
+    EXPECT_EQ(tags.count(tag), blank_tags.count(tag) + extra) << tag;
+  }
+  for (const auto& [name, value] : hostile) EXPECT_EQ(shown[name], value) << name;
+  EXPECT_EQ(hidden_value(r.body, "csrf_token"), b.csrf);  // {{csrf}} in a value did not become the token
+
+  set_field(fields, "referrer.npi", "1234567893");
+  const auto sent = b.post(fields);
+  ASSERT_EQ(sent.status, 303) << sent.body;
+  const auto confirmation = b.get(sent.headers.at("location"));
+  ASSERT_EQ(confirmation.status, 200);
+  for (const auto& [name, value] : hostile) {
+    EXPECT_EQ(confirmation.body.find(value), std::string::npos) << name;
+    EXPECT_EQ(confirmation.body.find(http::html_escape(value)), std::string::npos) << name << ": no patient data";
+  }
+  for (const auto& e : elements_of(confirmation.body)) {
+    EXPECT_NE(e["tag"], "img");
+    EXPECT_NE(e["tag"], "svg");
+    for (const auto& [attr, value] : e["attrs"].items()) EXPECT_FALSE(attr.starts_with("on")) << e.dump();
+  }
+  const auto id = sent.headers.at("location").substr(std::string("/referrals/").size());
+  for (const auto& [name, value] : hostile) {
+    std::string path = "$." + name;
+    EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals WHERE id='" + id +
+                                                "' AND json_extract(document,'" + path + "')=" + [&] {
+                                                  std::string q = "'";
+                                                  for (char c : value) q += c == '\'' ? std::string("''") : std::string(1, c);
+                                                  return q + "'";
+                                                }()),
+              1)
+        << name << " was not stored exactly";
+  }
+}
+
 TEST(FormRateLimit, PostsBeyondTheAddresssLimitAreRefused) {
   Daemon::Options o;
   o.extra_http = "rate_limit_per_minute = 1\nrate_limit_burst = 4\n";
