@@ -242,6 +242,46 @@ test('invalid input: 422, a summary linking to each field, each message by its f
   await page.context().close();
 });
 
+test('markup typed into every text field stays text: no dialog, no injected element', TEST_TIMEOUT, async () => {
+  const page = await newPage(browser, daemon.baseUrl);
+  await page.goto(`${daemon.baseUrl}/`);
+  const injected = '[onerror], [onload], [onfocus], [autofocus], a[href^="javascript:"]';
+  const count = (selector) => page.locator(selector).count();
+  const blank = { script: await count('script'), img: await count('img'), svg: await count('svg') };
+  const hostile = {
+    givenName: '<script>alert(1)</script>',
+    familyName: '"><img src=x onerror=alert(1)>Markup-Browser',
+    guardianName: "'><svg onload=alert(1)>",
+    guardianRelationship: '" autofocus onfocus="alert(5)',
+    referrerName: '{{csrf}} {{v:referrer.npi}}',
+    organization: '</textarea><script>alert(2)</script>',
+    notes: '</textarea><img src=x onerror=alert(4)>{{summary}}',
+  };
+  await fillReferral(page, { ...hostile, npi: '1234567890' });
+  const response = await submit(page);
+  assert.equal(response.status(), 422);
+  await page.getByRole('alert').waitFor();
+  assert.deepEqual(
+    { script: await count('script'), img: await count('img'), svg: await count('svg') },
+    blank,
+    'no element came from a value',
+  );
+  assert.equal(await count(injected), 0, 'no handler or autofocus came from a value');
+  const f = fields(page);
+  for (const [key, value] of Object.entries(hostile)) assert.equal(await f[key].inputValue(), value, key);
+  await f.npi.fill('1234567893');
+  const reference = await submitToConfirmation(page);
+  assert.equal(await count(injected), 0);
+  assert.equal(await count('img'), 0);
+  const text = await page.locator('main').innerText();
+  assert.ok(!text.includes('Markup-Browser') && !text.includes('alert('), 'no patient data on the confirmation');
+  const rows = daemon.referralsWhere(`id = '${reference}'`);
+  assert.equal(rows[0].document.patient.family_name, hostile.familyName);
+  assert.equal(rows[0].document.notes, hostile.notes);
+  assertClean(page);  // no dialog, console error or CSP violation
+  await page.context().close();
+});
+
 test('a post without the CSRF token is refused', TEST_TIMEOUT, async () => {
   const page = await newPage(browser, daemon.baseUrl);
   await page.goto(`${daemon.baseUrl}/`);
