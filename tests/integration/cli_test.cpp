@@ -79,15 +79,6 @@ CtlRun ctl(const std::vector<std::string>& args, const std::map<std::string, std
 
 std::string describe(const CtlRun& r) { return "exit " + std::to_string(r.status) + "\nstdout:\n" + r.out + "stderr:\n" + r.err; }
 
-bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return done();
-}
-
 // Direct SQLite access: the test checks the file, not referralctl's reading of it.
 long long scalar(const fs::path& db, const std::string& sql) {
   sqlite3* handle = nullptr;

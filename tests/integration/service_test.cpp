@@ -213,15 +213,6 @@ void execute(const fs::path& db, const std::string& sql) {
   ASSERT_EQ(rc, SQLITE_OK) << sql << ": " << message;
 }
 
-bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
-  const auto deadline = steady::now() + timeout;
-  while (steady::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return done();
-}
-
 Daemon::Options unlimited() {
   Daemon::Options o;
   o.extra_http = "rate_limit_per_minute = 0\n";  // load tests come from one address

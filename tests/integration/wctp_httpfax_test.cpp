@@ -37,7 +37,6 @@ using json = nlohmann::json;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-constexpr auto wait_limit = 30s;
 
 // ---------------------------------------------------------------- peers --
 
@@ -82,15 +81,6 @@ std::optional<DeliveryView> delivery_of(Daemon& daemon, const std::string& id, c
     return v;
   }
   return std::nullopt;
-}
-
-bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds limit = wait_limit) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return done();
 }
 
 // Waits until the delivery reaches a final state (delivered, dead) and returns it.

@@ -581,6 +581,15 @@ long long count_rows(const fs::path& db, const std::string& sql) {
   return n;
 }
 
+bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return done();
+}
+
 int shell(const std::string& command) {
   const int status = std::system(command.c_str());
   if (status == -1) return -1;

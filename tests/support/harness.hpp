@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -230,6 +231,9 @@ std::string referral_json(const std::string& given_name, const std::string& birt
 // sqlite3 C API directly (the test checks the file, not referrald's store
 // code); -1 when the database cannot be read.
 long long count_rows(const std::filesystem::path& db, const std::string& sql);
+
+// Polls `done` every 20 ms until it is true or `limit` has passed; its last answer.
+bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds limit = std::chrono::seconds(30));
 
 // Runs a shell command, returns its exit status.
 int shell(const std::string& command);
