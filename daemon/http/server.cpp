@@ -174,11 +174,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   // one slow or flooding client cannot take every slot from the others.
   bool claim_slot(const std::string& remote) {
     std::lock_guard lock(clients_mutex);
-    auto& n = per_client[remote];
-    if (n >= config.max_connections_per_client) {
-      if (n == 0) per_client.erase(remote);
-      return false;
-    }
+    auto& n = per_client[remote];  // at least 1 when over the limit (which is at least 1)
+    if (n >= config.max_connections_per_client) return false;
     ++n;
     return true;
   }
