@@ -51,25 +51,30 @@ CurlPool::~CurlPool() { impl_->pool.join(); }
 
 asio::awaitable<CurlResult> CurlPool::perform(Setup setup) {
   auto work = [setup = std::move(setup)]() -> asio::awaitable<CurlResult> {
-    CurlResult result;
     CURL* curl = thread_handle();
     if (curl == nullptr) {
+      CurlResult result;
       result.code = CURLE_FAILED_INIT;
       result.error = "curl_easy_init failed";
       co_return result;
     }
-    char error[CURL_ERROR_SIZE] = {};
-    setup(curl);
-    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    result.code = curl_easy_perform(curl);
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &result.response_code);
-    result.error = error[0] != '\0' ? std::string(error) : std::string(curl_easy_strerror(result.code));
-    // Nothing of the caller's may be referenced after this transfer.
-    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, nullptr);
-    co_return result;
+    co_return perform_transfer(curl, setup);
   };
   co_return co_await asio::co_spawn(impl_->pool.get_executor(), std::move(work), asio::use_awaitable);
+}
+
+CurlResult perform_transfer(CURL* curl, const CurlPool::Setup& setup) {
+  CurlResult result;
+  char error[CURL_ERROR_SIZE] = {};
+  setup(curl);
+  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  result.code = curl_easy_perform(curl);
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &result.response_code);
+  result.error = error[0] != '\0' ? std::string(error) : std::string(curl_easy_strerror(result.code));
+  // Nothing of the caller's may be referenced after this transfer.
+  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, nullptr);
+  return result;
 }
 
 }  // namespace referrald

@@ -45,4 +45,10 @@ class CurlPool {
   std::unique_ptr<Impl> impl_;
 };
 
+// One transfer on `curl` in the calling thread, exactly as a worker runs it:
+// setup, then perform, then the result. `curl` is a fresh or reset handle.
+// Exposed so that the SMTP fuzz target (fuzz/smtp_reply.cpp) drives the
+// adapter's transfer without a thread pool.
+CurlResult perform_transfer(CURL* curl, const CurlPool::Setup& setup);
+
 }  // namespace referrald

@@ -19,25 +19,15 @@ namespace asio = boost::asio;
 
 namespace {
 
-// The body handed to libcurl's read callback.
-struct Upload {
-  std::string data;
-  std::size_t offset = 0;
-};
-
+// libcurl's read callback: the next piece of the message.
 size_t read_upload(char* buffer, size_t size, size_t count, void* user) {
-  auto* upload = static_cast<Upload*>(user);
+  auto* upload = static_cast<SmtpTransfer*>(user);
   const std::size_t room = size * count;
-  const std::size_t n = std::min(room, upload->data.size() - upload->offset);
-  std::memcpy(buffer, upload->data.data() + upload->offset, n);
+  const std::size_t n = std::min(room, upload->message.size() - upload->offset);
+  std::memcpy(buffer, upload->message.data() + upload->offset, n);
   upload->offset += n;
   return n;
 }
-
-struct SlistDeleter {
-  void operator()(curl_slist* list) const { curl_slist_free_all(list); }
-};
-using Slist = std::unique_ptr<curl_slist, SlistDeleter>;
 
 std::runtime_error target_error(const std::string& target, const std::string& message) {
   return std::runtime_error("target \"" + target + "\": " + message);
@@ -144,35 +134,13 @@ asio::awaitable<Outcome> SmtpAdapter::send(const Delivery& delivery) {
   if (problem_) co_return Outcome::misconfigured(*problem_);
 
   // Everything libcurl points at lives in this frame until perform() returns.
-  Upload upload;
-  Slist recipients;
+  SmtpTransfer transfer;
   CurlPool::Setup setup = [&](CURL* curl) {
     // Rendering (the PDF above all) is CPU work: it runs here, on the
     // worker, not on the dispatcher's I/O thread. If it throws, CurlPool
     // performs no transfer and perform() rethrows.
-    upload.data = build_message(delivery, std::chrono::system_clock::now());
-    curl_slist* list = nullptr;
-    for (const auto& m : to_) list = curl_slist_append(list, ("<" + m.address + ">").c_str());
-    recipients.reset(list);
-
-    curl_easy_setopt(curl, CURLOPT_URL, url_.c_str());
-    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-    curl_easy_setopt(curl, CURLOPT_USE_SSL, static_cast<long>(require_tls_ ? CURLUSESSL_ALL : CURLUSESSL_NONE));
-    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
-    if (!ca_file_.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, ca_file_.c_str());
-    if (username_) {
-      curl_easy_setopt(curl, CURLOPT_USERNAME, username_->c_str());
-      curl_easy_setopt(curl, CURLOPT_PASSWORD, password_.c_str());
-    }
-    curl_easy_setopt(curl, CURLOPT_MAIL_FROM, ("<" + from_.address + ">").c_str());
-    curl_easy_setopt(curl, CURLOPT_MAIL_RCPT, recipients.get());
-    curl_easy_setopt(curl, CURLOPT_UPLOAD, 1L);
-    curl_easy_setopt(curl, CURLOPT_READFUNCTION, read_upload);
-    curl_easy_setopt(curl, CURLOPT_READDATA, &upload);
-    curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(upload.data.size()));
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms_);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, std::min(timeout_ms_, 30000L));
+    transfer.message = build_message(delivery, std::chrono::system_clock::now());
+    configure(curl, transfer);
   };
   std::optional<std::string> render_problem;
   CurlResult result;
@@ -184,6 +152,32 @@ asio::awaitable<Outcome> SmtpAdapter::send(const Delivery& delivery) {
   // The same referral renders the same way next time: no retry would help.
   if (render_problem) co_return Outcome::permanent("could not render the referral document: " + *render_problem);
   co_return classify_smtp_result(result);
+}
+
+void SmtpAdapter::configure(CURL* curl, SmtpTransfer& transfer) const {
+  curl_slist* list = nullptr;
+  for (const auto& m : to_) list = curl_slist_append(list, ("<" + m.address + ">").c_str());
+  transfer.recipients.reset(list);
+  transfer.offset = 0;
+
+  curl_easy_setopt(curl, CURLOPT_URL, url_.c_str());
+  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+  curl_easy_setopt(curl, CURLOPT_USE_SSL, static_cast<long>(require_tls_ ? CURLUSESSL_ALL : CURLUSESSL_NONE));
+  curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+  if (!ca_file_.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, ca_file_.c_str());
+  if (username_) {
+    curl_easy_setopt(curl, CURLOPT_USERNAME, username_->c_str());
+    curl_easy_setopt(curl, CURLOPT_PASSWORD, password_.c_str());
+  }
+  curl_easy_setopt(curl, CURLOPT_MAIL_FROM, ("<" + from_.address + ">").c_str());
+  curl_easy_setopt(curl, CURLOPT_MAIL_RCPT, transfer.recipients.get());
+  curl_easy_setopt(curl, CURLOPT_UPLOAD, 1L);
+  curl_easy_setopt(curl, CURLOPT_READFUNCTION, read_upload);
+  curl_easy_setopt(curl, CURLOPT_READDATA, &transfer);
+  curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(transfer.message.size()));
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms_);
+  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, std::min(timeout_ms_, 30000L));
 }
 
 Outcome classify_smtp_result(const CurlResult& r) {

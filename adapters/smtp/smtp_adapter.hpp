@@ -13,6 +13,7 @@
 // message that others did not, and a retry never doubles a message.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,6 +24,17 @@
 #include "dispatch/adapter.hpp"
 
 namespace referrald {
+
+// What libcurl reads during one SMTP transfer: the message and the envelope's
+// recipients. Kept in the caller's frame until the transfer has ended.
+struct SmtpTransfer {
+  struct SlistDeleter {
+    void operator()(curl_slist* list) const { curl_slist_free_all(list); }
+  };
+  std::string message;      // CRLF, ready for DATA
+  std::size_t offset = 0;   // how much of it libcurl has read
+  std::unique_ptr<curl_slist, SlistDeleter> recipients;
+};
 
 class SmtpAdapter final : public Adapter {
  public:
@@ -37,6 +49,11 @@ class SmtpAdapter final : public Adapter {
   // The message for one attempt (CRLF, ready for DATA); for tests and send().
   // Throws DocumentError when the referral cannot be rendered.
   std::string build_message(const Delivery& delivery, std::chrono::system_clock::time_point now) const;
+
+  // Points `curl` at this target for one transfer of transfer.message (URL,
+  // TLS, login, envelope, timeouts): the transfer send() performs. Also for
+  // the SMTP fuzz target, which adds its own socket (fuzz/smtp_reply.cpp).
+  void configure(CURL* curl, SmtpTransfer& transfer) const;
 
   // Set when the target cannot send at all (e.g. its password file is missing).
   const std::optional<std::string>& problem() const { return problem_; }

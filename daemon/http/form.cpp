@@ -1,8 +1,6 @@
 #include "http/form.hpp"
 #include "http/async_intake.hpp"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -24,125 +22,6 @@
 namespace referrald::http {
 
 namespace asio = boost::asio;
-using json = nlohmann::ordered_json;
-
-// ---------------------------------------------------------------------------
-// Decoding and escaping
-
-bool is_valid_utf8(std::string_view text) noexcept {
-  std::size_t i = 0;
-  while (i < text.size()) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t extra = 0;
-    char32_t cp = 0;
-    char32_t min = 0;
-    if ((c & 0xE0) == 0xC0) {
-      extra = 1;
-      cp = c & 0x1Fu;
-      min = 0x80;
-    } else if ((c & 0xF0) == 0xE0) {
-      extra = 2;
-      cp = c & 0x0Fu;
-      min = 0x800;
-    } else if ((c & 0xF8) == 0xF0) {
-      extra = 3;
-      cp = c & 0x07u;
-      min = 0x10000;
-    } else {
-      return false;  // a continuation byte without a lead, or 0xF8..0xFF
-    }
-    if (text.size() - i <= extra) return false;
-    for (std::size_t k = 1; k <= extra; ++k) {
-      const auto cc = static_cast<unsigned char>(text[i + k]);
-      if ((cc & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3Fu);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-    i += extra + 1;
-  }
-  return true;
-}
-
-namespace {
-
-int hex_value(char c) noexcept {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-std::optional<std::string> decode_component(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (c == '+') {
-      out += ' ';
-    } else if (c == '%') {
-      if (s.size() - i < 3) return std::nullopt;  // needs two hex digits after it
-      const int hi = hex_value(s[i + 1]);
-      const int lo = hex_value(s[i + 2]);
-      if (hi < 0 || lo < 0) return std::nullopt;
-      out += static_cast<char>((hi << 4) | lo);
-      i += 2;
-    } else {
-      out += c;
-    }
-  }
-  if (!is_valid_utf8(out)) return std::nullopt;
-  return out;
-}
-
-}  // namespace
-
-std::optional<FormData> decode_form(std::string_view body) {
-  FormData out;
-  std::size_t start = 0;
-  while (start < body.size()) {
-    std::size_t end = body.find('&', start);
-    if (end == std::string_view::npos) end = body.size();
-    const auto pair = body.substr(start, end - start);
-    start = end + 1;
-    if (pair.empty()) continue;
-    const auto eq = pair.find('=');
-    auto name = decode_component(pair.substr(0, eq));
-    auto value = eq == std::string_view::npos ? std::optional<std::string>(std::string())
-                                              : decode_component(pair.substr(eq + 1));
-    if (!name || !value) return std::nullopt;
-    out.emplace_back(std::move(*name), std::move(*value));
-  }
-  return out;
-}
-
-std::string html_escape(std::string_view text) {
-  std::string out;
-  out.reserve(text.size() + text.size() / 8);
-  for (char ch : text) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      case '\t':
-      case '\n':
-      case '\r': out += ch; break;
-      default:
-        if (c < 0x20 || c == 0x7F) {
-          out += "\xEF\xBF\xBD";  // U+FFFD
-        } else {
-          out += ch;
-        }
-    }
-  }
-  return out;
-}
 
 // ---------------------------------------------------------------------------
 // Templates
@@ -178,173 +57,6 @@ std::string Template::render(const Resolver& resolve) const {
     auto value = resolve(part.text);
     if (!value) throw std::runtime_error(name_ + ": unknown placeholder {{" + part.text + "}}");
     out += *value;
-  }
-  return out;
-}
-
-// ---------------------------------------------------------------------------
-// The form's fields
-
-namespace {
-
-enum class FieldKind {
-  line,      // single-line text, date, select, radio: surrounding white space trimmed
-  checkbox,  // present → "yes"
-  text,      // the notes: line breaks kept (CR LF → LF)
-};
-
-struct FieldSpec {
-  std::string_view name;    // the form field: the JSON path with dots
-  std::string_view label;   // starts the sentence of an error message
-  std::string_view anchor;  // the element an error summary link focuses
-  FieldKind kind = FieldKind::line;
-};
-
-constexpr std::array kFields{
-    FieldSpec{"patient.given_name", "Patient's given name", "patient-given_name"},
-    FieldSpec{"patient.family_name", "Patient's family name", "patient-family_name"},
-    FieldSpec{"patient.birth_date", "Patient's date of birth", "patient-birth_date"},
-    FieldSpec{"patient.sex", "Patient's sex", "patient-sex-female"},
-    FieldSpec{"patient.postal_code", "Home ZIP code", "patient-postal_code"},
-    FieldSpec{"patient.guardian.name", "Parent or guardian's name", "patient-guardian-name"},
-    FieldSpec{"patient.guardian.phone", "Parent or guardian's phone number", "patient-guardian-phone"},
-    FieldSpec{"patient.guardian.relationship", "Parent or guardian's relationship to the patient",
-              "patient-guardian-relationship"},
-    FieldSpec{"diagnosis.name", "Diagnosis", "diagnosis-name"},
-    FieldSpec{"diagnosis.code.system", "Diagnosis code system", "diagnosis-code-system"},
-    FieldSpec{"diagnosis.code.value", "Diagnosis code", "diagnosis-code-value"},
-    FieldSpec{"diagnosis.diagnosed_on", "Date of diagnosis", "diagnosis-diagnosed_on"},
-    FieldSpec{"diagnosis.pathology_confirmed", "Confirmed by pathology", "diagnosis-pathology_confirmed",
-              FieldKind::checkbox},
-    FieldSpec{"referrer.name", "Referring clinician's name", "referrer-name"},
-    FieldSpec{"referrer.credential", "Referring clinician's credential", "referrer-credential"},
-    FieldSpec{"referrer.npi", "NPI", "referrer-npi"},
-    FieldSpec{"referrer.organization", "Practice or hospital", "referrer-organization"},
-    FieldSpec{"referrer.phone", "Referring clinician's phone number", "referrer-phone"},
-    FieldSpec{"referrer.fax", "Fax number", "referrer-fax"},
-    FieldSpec{"referrer.email", "Email address", "referrer-email"},
-    FieldSpec{"urgency", "Urgency", "urgency-routine"},
-    FieldSpec{"notes", "Notes", "notes", FieldKind::text},
-};
-
-constexpr std::string_view kCsrfField = "csrf_token";
-constexpr std::string_view kSubmissionField = "submission_token";
-
-const FieldSpec* find_field(std::string_view name) {
-  for (const auto& f : kFields) {
-    if (f.name == name) return &f;
-  }
-  return nullptr;
-}
-
-// Where a field is on the form; unknown names sort last.
-std::size_t field_position(std::string_view name) {
-  for (std::size_t i = 0; i < kFields.size(); ++i) {
-    if (kFields[i].name == name) return i;
-  }
-  return kFields.size();
-}
-
-// The element id of a field: dots become hyphens ("patient-given_name").
-std::string field_id(std::string_view name) {
-  std::string id(name);
-  std::replace(id.begin(), id.end(), '.', '-');
-  return id;
-}
-
-bool is_space(char c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f'; }
-
-std::string trim(std::string_view s) {
-  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
-  return std::string(s);
-}
-
-std::string normalize(const FieldSpec& spec, std::string_view value) {
-  switch (spec.kind) {
-    case FieldKind::line: return trim(value);
-    case FieldKind::checkbox: return "yes";
-    case FieldKind::text: {
-      std::string out;
-      out.reserve(value.size());
-      for (std::size_t i = 0; i < value.size(); ++i) {
-        if (value[i] == '\r') {
-          out += '\n';
-          if (i + 1 < value.size() && value[i + 1] == '\n') ++i;
-        } else {
-          out += value[i];
-        }
-      }
-      return std::all_of(out.begin(), out.end(), is_space) ? std::string() : out;
-    }
-  }
-  return std::string(value);
-}
-
-}  // namespace
-
-std::string form_to_json(const std::map<std::string, std::string>& fields) {
-  auto put = [&fields](json& object, const char* key, const char* field) {
-    const auto it = fields.find(field);
-    if (it != fields.end() && !it->second.empty()) object[key] = it->second;
-  };
-  json patient = json::object();
-  put(patient, "given_name", "patient.given_name");
-  put(patient, "family_name", "patient.family_name");
-  put(patient, "birth_date", "patient.birth_date");
-  put(patient, "sex", "patient.sex");
-  put(patient, "postal_code", "patient.postal_code");
-  json guardian = json::object();
-  put(guardian, "name", "patient.guardian.name");
-  put(guardian, "phone", "patient.guardian.phone");
-  put(guardian, "relationship", "patient.guardian.relationship");
-  if (!guardian.empty()) patient["guardian"] = std::move(guardian);
-
-  json diagnosis = json::object();
-  put(diagnosis, "name", "diagnosis.name");
-  json code = json::object();
-  put(code, "system", "diagnosis.code.system");
-  put(code, "value", "diagnosis.code.value");
-  if (!code.empty()) diagnosis["code"] = std::move(code);
-  put(diagnosis, "diagnosed_on", "diagnosis.diagnosed_on");
-  // Unticked means "not confirmed, or not known": left out rather than false.
-  if (const auto it = fields.find("diagnosis.pathology_confirmed"); it != fields.end() && !it->second.empty()) {
-    diagnosis["pathology_confirmed"] = true;
-  }
-
-  json referrer = json::object();
-  put(referrer, "name", "referrer.name");
-  put(referrer, "credential", "referrer.credential");
-  put(referrer, "npi", "referrer.npi");
-  put(referrer, "organization", "referrer.organization");
-  put(referrer, "phone", "referrer.phone");
-  put(referrer, "fax", "referrer.fax");
-  put(referrer, "email", "referrer.email");
-
-  json doc = json::object();
-  doc["patient"] = std::move(patient);
-  doc["diagnosis"] = std::move(diagnosis);
-  doc["referrer"] = std::move(referrer);
-  put(doc, "urgency", "urgency");
-  put(doc, "notes", "notes");
-  return doc.dump();
-}
-
-std::string field_for_pointer(std::string_view pointer) {
-  std::string out;
-  std::size_t i = 0;
-  while (i < pointer.size()) {
-    if (pointer[i] == '/') {
-      if (!out.empty()) out += '.';
-      ++i;
-      continue;
-    }
-    if (pointer[i] == '~' && i + 1 < pointer.size()) {
-      out += pointer[i + 1] == '1' ? '/' : '~';
-      i += 2;
-      continue;
-    }
-    out += pointer[i++];
   }
   return out;
 }
@@ -834,20 +546,13 @@ struct Form::Impl {
     if (token == nullptr) co_return csrf_refused("no_field");
     if (!tokens_equal(*cookie, *token)) co_return csrf_refused("mismatch");
 
+    auto read = read_form_fields(*data);
+    if (const auto* why = std::get_if<std::string>(&read)) co_return bad_request(*why);
+    auto& fields = std::get<FormFields>(read);
     FormState state;
     state.csrf = *cookie;
-    std::set<std::string> seen;
-    for (const auto& [name, value] : *data) {
-      if (name == kCsrfField) continue;
-      if (!seen.insert(name).second) co_return bad_request("The form was sent with a field twice.");
-      if (name == kSubmissionField) {
-        state.submission = value;
-        continue;
-      }
-      const auto* spec = find_field(name);
-      if (spec == nullptr) co_return bad_request("The form was sent with a field it does not have.");
-      state.values[name] = normalize(*spec, value);
-    }
+    state.values = std::move(fields.values);
+    state.submission = std::move(fields.submission_token);
     if (!is_token(state.submission)) co_return bad_request("The form was incomplete.");
 
     SubmissionRequest submission;

@@ -10,15 +10,14 @@
 
 #include <filesystem>
 #include <functional>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <utility>
 #include <vector>
 
 #include "config/config.hpp"
+#include "http/form_fields.hpp"
 #include "http/message.hpp"
 #include "intake/submission.hpp"
 
@@ -27,23 +26,6 @@ class ReaderPool;
 }
 
 namespace referrald::http {
-
-// Name/value pairs in the order they arrived.
-using FormData = std::vector<std::pair<std::string, std::string>>;
-
-// Decodes an application/x-www-form-urlencoded body: pairs split at '&', name
-// and value at the first '=', '+' is a space and %XX a byte. Returns nullopt
-// when a percent escape is broken or a name or value is not valid UTF-8.
-std::optional<FormData> decode_form(std::string_view body);
-
-// True for well-formed UTF-8 (no overlong forms, surrogates or code points
-// above U+10FFFF).
-bool is_valid_utf8(std::string_view text) noexcept;
-
-// Escapes text for HTML content and quoted attribute values: & < > " ' become
-// character references; NUL and other control characters except tab and line
-// breaks become U+FFFD.
-std::string html_escape(std::string_view text);
 
 // A page with {{placeholders}}. Not a template engine: a placeholder is
 // replaced by what the resolver returns, which is already safe HTML.
@@ -69,14 +51,6 @@ class Template {
   std::string name_;
   std::string text_;
 };
-
-// The referral JSON for the form's fields (dotted names as in the form): an
-// empty field is left out, the guardian and the diagnosis code only appear
-// when one of their fields is filled, the pathology checkbox becomes true.
-std::string form_to_json(const std::map<std::string, std::string>& fields);
-
-// The form field a JSON Pointer names: "/patient/birth_date" → "patient.birth_date".
-std::string field_for_pointer(std::string_view pointer);
 
 // Reads and checks the web directory's pages and files exactly as the Form
 // does at start (for --check-config); throws std::runtime_error naming the

@@ -36,13 +36,17 @@ std::shared_ptr<const IntakePolicy> IntakeService::policy() const {
   return policy_;
 }
 
-std::variant<Eligibility, MalformedInput, InvalidReferral> IntakeService::check(std::string_view body) const {
-  const auto now = clock_.now();
-  auto result = validator_.validate(body, utc_date(now));
+std::variant<Eligibility, MalformedInput, InvalidReferral> check_submission(const ReferralValidator& validator,
+                                                                            const RuleSet& rules,
+                                                                            std::string_view body, Date today) {
+  auto result = validator.validate(body, today);
   if (auto* malformed = std::get_if<MalformedInput>(&result)) return std::move(*malformed);
   if (auto* invalid = std::get_if<InvalidReferral>(&result)) return std::move(*invalid);
-  const auto p = policy();
-  return decide(p->rules, std::get<Referral>(result), utc_date(now));
+  return decide(rules, std::get<Referral>(result), today);
+}
+
+std::variant<Eligibility, MalformedInput, InvalidReferral> IntakeService::check(std::string_view body) const {
+  return check_submission(validator_, policy()->rules, body, utc_date(clock_.now()));
 }
 
 void IntakeService::submit(SubmissionRequest request, Completion done) {

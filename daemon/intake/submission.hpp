@@ -84,6 +84,13 @@ class IntakeService {
   std::function<void()> deliveries_planned_;
 };
 
+// Validation, then the decision on valid ones; nothing is stored. What
+// IntakeService::check runs with the current policy (and the JSON intake
+// fuzz target, fuzz/intake_json.cpp, which has no writer).
+std::variant<Eligibility, MalformedInput, InvalidReferral> check_submission(const ReferralValidator& validator,
+                                                                            const RuleSet& rules,
+                                                                            std::string_view body, Date today);
+
 // The 202 body: {"id", "decision", "reasons":[{"code","message"}], "status_url"}.
 std::string accepted_response(const std::string& id, const Eligibility& eligibility);
 
