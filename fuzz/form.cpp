@@ -22,24 +22,12 @@
 #include <string_view>
 
 #include "check.hpp"
+#include "intake.hpp"
 #include "http/form_fields.hpp"
 #include "intake/submission.hpp"
 
 namespace referrald::fuzz {
 namespace {
-
-using std::chrono::November;
-constexpr Date kToday{std::chrono::year{2026}, November, std::chrono::day{28}};
-
-struct Intake {
-  ReferralValidator validator{source_path("schemas/referral.v1.schema.json")};
-  RuleSet rules = load_rules(source_path("config/rules.example.toml"));
-};
-
-const Intake& intake() {
-  static const Intake instance;
-  return instance;
-}
 
 // nlohmann refuses to serialise a string that is not well-formed UTF-8.
 bool nlohmann_accepts_utf8(const std::string& text) {

@@ -2,12 +2,12 @@
 // check_submission() is what IntakeService::check runs: JSON parsing (SAX,
 // duplicate keys and depth seen while parsing), the JSON Schema (valijson),
 // the semantic checks (dates, NPI check digit) and the eligibility decision
-// against config/rules.toml. The store is left out: nothing here writes.
+// (rules and day: intake.hpp). The store is left out: nothing here writes.
 //
 // Besides "never crashes, never leaks, no UB", it checks what a client and
 // the office rely on:
-//   - a 400 message is short printable ASCII from fixed words and a byte
-//     offset, never the body's text (no PHI);
+//   - a 400 message is one short line of printable ASCII (fixed words and a
+//     byte offset: the body may hold a patient's name);
 //   - a 422 lists each problem once, sorted by JSON Pointer, with a sentence;
 //   - a decision carries reasons with the contract's codes, and a disease
 //     only from the catalogue;
@@ -19,26 +19,12 @@
 #include <string_view>
 
 #include "check.hpp"
+#include "intake.hpp"
 #include "intake/submission.hpp"
 #include "rules/eligibility.hpp"
 
 namespace referrald::fuzz {
 namespace {
-
-using std::chrono::November;
-
-// A fixed day, so that an input decides the same way on every run.
-constexpr Date kToday{std::chrono::year{2026}, November, std::chrono::day{28}};
-
-struct Intake {
-  ReferralValidator validator{source_path("schemas/referral.v1.schema.json")};
-  RuleSet rules = load_rules(source_path("config/rules.example.toml"));
-};
-
-const Intake& intake() {
-  static const Intake instance;
-  return instance;
-}
 
 bool known_reason(const std::string& code) {
   for (const char* known : {reason::open_trial_available, reason::within_service_area, reason::no_open_trial,

@@ -119,6 +119,32 @@ TEST(FormToJson, FieldForPointerIsTheInverse) {
   EXPECT_EQ(http::field_for_pointer(""), "");
 }
 
+TEST(FormFields, NormalisesTheValuesAndTakesTheSubmissionTokenButNotTheCsrfToken) {
+  const auto read = http::read_form_fields({{"csrf_token", "c"},
+                                            {"patient.given_name", "  Ava \t"},
+                                            {"notes", "line one\r\nline two\rthree"},
+                                            {"diagnosis.pathology_confirmed", "on"},
+                                            {"referrer.fax", " "},
+                                            {"submission_token", "s"}});
+  ASSERT_TRUE(std::holds_alternative<http::FormFields>(read));
+  const auto& fields = std::get<http::FormFields>(read);
+  EXPECT_EQ(fields.submission_token, "s");
+  const std::map<std::string, std::string> expected{{"patient.given_name", "Ava"},
+                                                    {"notes", "line one\nline two\nthree"},
+                                                    {"diagnosis.pathology_confirmed", "yes"},
+                                                    {"referrer.fax", ""}};
+  EXPECT_EQ(fields.values, expected);
+}
+
+TEST(FormFields, AFieldSentTwiceOrOneTheFormDoesNotHaveIsABadRequest) {
+  const auto twice = http::read_form_fields({{"urgency", "routine"}, {"urgency", "emergent"}});
+  ASSERT_TRUE(std::holds_alternative<std::string>(twice));
+  EXPECT_EQ(std::get<std::string>(twice), "The form was sent with a field twice.");
+  const auto unknown = http::read_form_fields({{"patient.age", "9"}});
+  ASSERT_TRUE(std::holds_alternative<std::string>(unknown));
+  EXPECT_EQ(std::get<std::string>(unknown), "The form was sent with a field it does not have.");
+}
+
 TEST(Template, SubstitutesPlaceholdersAndRefusesUnknownOnes) {
   const http::Template t("<p>{{a}} and {{b}}</p>", "t.html");
   auto resolve = [](std::string_view key) -> std::optional<std::string> {
