@@ -3,6 +3,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -186,11 +187,31 @@ asio::awaitable<Outcome> SmtpAdapter::send(const Delivery& delivery) {
   co_return classify_smtp_result(result);
 }
 
+namespace {
+
+// CURLE_SSL_CONNECT_ERROR stands for two different things: a handshake the
+// server refused (no common protocol version or cipher, a TLS alert), which
+// is configuration, and a connection that broke during the handshake (reset,
+// closed: the network or a restarting server), which is not. OpenSSL reports
+// the second as SSL_ERROR_SYSCALL or an unexpected EOF, and curl's message
+// carries it; the code alone does not tell them apart.
+bool handshake_broke(const std::string& error) {
+  std::string e = error;
+  for (auto& c : e) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* sign : {"ssl_error_syscall", "unexpected eof", "connection reset", "broken pipe"}) {
+    if (e.find(sign) != std::string::npos) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 Outcome classify_smtp_result(const CurlResult& r) {
   const long reply = r.response_code;
   const std::optional<std::string> code = reply > 0 ? std::optional<std::string>(std::to_string(reply)) : std::nullopt;
   if (r.code == CURLE_OK) return Outcome::delivered("accepted for delivery (" + std::to_string(reply) + ")");
   const std::string message = "smtp: " + r.error + (reply > 0 ? " (reply " + std::to_string(reply) + ")" : "");
+  if (r.code == CURLE_SSL_CONNECT_ERROR && handshake_broke(r.error)) return Outcome::transient(message, code);
   switch (r.code) {
     case CURLE_LOGIN_DENIED:
     case CURLE_PEER_FAILED_VERIFICATION:
