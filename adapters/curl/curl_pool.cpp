@@ -1,9 +1,9 @@
 #include "adapters/curl/curl_pool.hpp"
 
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/thread_pool.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <mutex>
+
+#include "dispatch/offload.hpp"
 
 namespace referrald {
 
@@ -69,7 +69,7 @@ asio::awaitable<CurlResult> CurlPool::perform(Setup setup) {
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, nullptr);
     co_return result;
   };
-  co_return co_await asio::co_spawn(impl_->pool.get_executor(), std::move(work), asio::use_awaitable);
+  co_return co_await offload(impl_->pool.get_executor(), std::move(work));
 }
 
 }  // namespace referrald

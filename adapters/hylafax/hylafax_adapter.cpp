@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <array>
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -14,6 +13,7 @@
 #include "adapters/hylafax/hylafax_protocol.hpp"
 #include "adapters/protocol/connection.hpp"
 #include "adapters/protocol/settings.hpp"
+#include "dispatch/offload.hpp"
 #include "util/duration.hpp"
 
 namespace referrald {
@@ -364,7 +364,7 @@ asio::awaitable<Outcome> HylafaxAdapter::send(const Delivery& delivery) {
   std::string pdf;
   try {
     auto work = [this, &delivery]() -> asio::awaitable<std::string> { co_return render_(delivery); };
-    pdf = co_await asio::co_spawn(blocking_, std::move(work), asio::use_awaitable);
+    pdf = co_await offload(blocking_, std::move(work));
   } catch (const std::exception& e) {
     co_return Outcome::permanent(std::string("fax document: ") + e.what());
   }
