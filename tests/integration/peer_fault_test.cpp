@@ -16,8 +16,6 @@
 #include <nlohmann/json.hpp>
 #include <algorithm>
 #include <cstdlib>
-#include <functional>
-#include <map>
 #include <sstream>
 #include <thread>
 
@@ -192,6 +190,7 @@ struct Figures {
   double max_in_flight = 0;
   long long attempts = 0;  // attempts of the target, all of them
   double max_gap_s = 0;    // longest wait between two attempts of one delivery
+  double max_attempt_s = 0;  // longest single attempt
   double drain_s = 0;      // fault cleared -> every delivery delivered
   int repeats = 0;
 };
@@ -292,9 +291,10 @@ void PeerFaults::run(Peer& peer, Fault fault) {
   }
   const auto cleared = Clock::now();
   // A delivery that failed just before may wait out max_backoff, and a hung
-  // session its timeout; then the backlog goes out at the target's pace.
+  // session its timeout; then the backlog goes out at the target's pace
+  // (HylaFAX, the slowest, takes about 3 faxes a second here).
   const auto drain_limit =
-      std::chrono::seconds(30) + max_backoff + target_timeout + std::chrono::seconds(f.submitted / 4);
+      std::chrono::seconds(30) + max_backoff + target_timeout + std::chrono::seconds(f.submitted / 2);
   EXPECT_TRUE(wait_all_delivered(std::chrono::duration_cast<std::chrono::seconds>(drain_limit)))
       << count("state <> 'delivered'") << " deliveries not delivered\n" << daemon.log();
   f.drain_s = std::chrono::duration<double>(Clock::now() - cleared).count();
@@ -302,14 +302,20 @@ void PeerFaults::run(Peer& peer, Fault fault) {
   // Nothing lost: every referral stored once, every one at the peer.
   EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), static_cast<long long>(ids.size()));
   EXPECT_EQ(count("state IN ('sending', 'retry', 'pending', 'dead')"), 0);
-  std::map<int, int> copies_seen;
   for (const auto& id : ids) {
     const int copies = peer.copies(id);
-    ++copies_seen[copies];
     EXPECT_GE(copies, 1) << "no notification at the peer for " << id;
     f.repeats += std::max(0, copies - 1);
   }
-  if (fault != Fault::drop || peer.after_drop() != Peer::AfterDrop::repeated) {
+  const std::string of_target = "FROM attempts a JOIN deliveries d ON d.id = a.delivery_id WHERE d.target = '" +
+                                target + "'";
+  if (peer.after_drop() == Peer::AfterDrop::repeated) {
+    // A repeat only where an attempt broke off after the peer had the work
+    // (SNPP: the reply to SEND never came), by the drop or, on a loaded
+    // machine, by a reply slower than the timeout.
+    EXPECT_LE(f.repeats, count_rows(daemon.database(), "SELECT count(*) " + of_target +
+                                                           " AND a.message LIKE '%reply to SEND%'"));
+  } else {
     // Nothing reached the peer during the fault, or the retry found it there.
     EXPECT_EQ(f.repeats, 0);
   }
@@ -328,8 +334,6 @@ void PeerFaults::run(Peer& peer, Fault fault) {
     // Hung sessions hold every slot until the timeout: due deliveries queue up.
     EXPECT_GT(f.max_due_age, 0.5);
   }
-  const std::string of_target = "FROM attempts a JOIN deliveries d ON d.id = a.delivery_id WHERE d.target = '" +
-                                target + "'";
   f.attempts = count_rows(daemon.database(), "SELECT count(*) " + of_target);
   // Longest wait from the end of one attempt to the start of the next.
   f.max_gap_s = static_cast<double>(count_rows(daemon.database(),
@@ -338,9 +342,21 @@ void PeerFaults::run(Peer& peer, Fault fault) {
                                                "a.attempt + 1 JOIN deliveries d ON d.id = a.delivery_id "
                                                "WHERE d.target = '" + target + "'")) /
                 1000.0;
+  f.max_attempt_s = static_cast<double>(count_rows(daemon.database(),
+                                                   "SELECT coalesce(max(a.finished_ms - a.started_ms), 0) " +
+                                                       of_target)) /
+                    1000.0;
+  // No attempt outlived the target's timeout (a hang ends there).
+  EXPECT_LE(f.max_attempt_s, std::chrono::duration<double>(target_timeout).count() + 1.0);
   // Backed off (no hot loop), and never longer than max_backoff (+ claim latency).
   EXPECT_GE(f.max_gap_s, 0.4 * std::chrono::duration<double>(initial_backoff).count());
-  EXPECT_LE(f.max_gap_s, std::chrono::duration<double>(max_backoff).count() + 2.0);
+  if (f.max_due_age < 1) {
+    // Every retry ran when it was due, so no wait exceeds max_backoff. With
+    // a backlog the target cannot work through in time (a hung peer holds
+    // every slot; minutes of faults pile up hundreds), deliveries also wait
+    // for a slot after their backoff: the report shows those waits.
+    EXPECT_LE(f.max_gap_s, std::chrono::duration<double>(max_backoff).count() + 2.0);
+  }
 
   // Hangs ended by the timeout: nothing in flight any more.
   const auto after = metrics();
@@ -362,7 +378,7 @@ void PeerFaults::run(Peer& peer, Fault fault) {
        << " fault_s=" << fault_for.count() << " referrals=" << f.submitted << " intake_ms_before p50=" << p50_base
        << " p99=" << p99_base << " during p50=" << p50_fault << " p99=" << p99_fault << " attempts=" << f.attempts
        << " transient_during=" << f.transient << " max_retry=" << f.max_retry
-       << " max_gap_s=" << f.max_gap_s << " max_unsent_age_s=" << f.max_unsent_age
+       << " max_gap_s=" << f.max_gap_s << " max_attempt_s=" << f.max_attempt_s << " max_unsent_age_s=" << f.max_unsent_age
        << " max_due_age_s=" << f.max_due_age << " max_in_flight=" << f.max_in_flight << " drain_s=" << f.drain_s
        << " repeats=" << f.repeats;
   std::cout << line.str() << std::endl;
