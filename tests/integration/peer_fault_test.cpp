@@ -314,7 +314,10 @@ void PeerFaults::run(Peer& peer, Fault fault) {
     // (SNPP: the reply to SEND never came), by the drop or, on a loaded
     // machine, by a reply slower than the timeout.
     EXPECT_LE(f.repeats, count_rows(daemon.database(), "SELECT count(*) " + of_target +
-                                                           " AND a.message LIKE '%reply to SEND%'"));
+                                                           " AND a.message LIKE '%reply to SEND%'"))
+        << query_text(daemon.database(), "SELECT group_concat(m, ' | ') FROM (SELECT DISTINCT a.message AS m " +
+                                             of_target + ")")
+               .value_or("");
   } else {
     // Nothing reached the peer during the fault, or the retry found it there.
     EXPECT_EQ(f.repeats, 0);
