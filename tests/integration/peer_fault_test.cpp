@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <algorithm>
 #include <cstdlib>
+#include <iostream>
 #include <map>
 #include <sstream>
 #include <thread>
@@ -29,7 +30,6 @@ namespace {
 using json = nlohmann::json;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-namespace fs = std::filesystem;
 
 constexpr auto submit_every = 200ms;
 constexpr auto baseline_for = 2s;
