@@ -13,6 +13,7 @@
 #include "adapters/document/referral_fields.hpp"
 #include "adapters/document/referral_pdf.hpp"
 #include "adapters/document/referral_text.hpp"
+#include "adapters/protocol/settings.hpp"
 
 namespace referrald {
 
@@ -119,7 +120,7 @@ SmtpAdapter::SmtpAdapter(const TargetConfig& target, CurlPool& curl, OfficeConfi
       spdlog::error("smtp.misconfigured target={} error=\"{}\"", target.name, problem);
     }
   }
-  timeout_ms_ = static_cast<long>(std::max<std::int64_t>(1000, target.timeout.count()));
+  budget_ = protocol::send_budget(target.timeout);
   if (!default_document_fonts().unicode_font) {
     spdlog::warn("smtp.font_missing target={} font=\"{}\" note=\"names outside Windows-1252 will show as ? in the "
                  "PDF; install fonts-dejavu-core\"",
@@ -144,6 +145,10 @@ std::string SmtpAdapter::build_message(const Delivery& delivery, std::chrono::sy
 asio::awaitable<Outcome> SmtpAdapter::send(const Delivery& delivery) {
   if (problem_) co_return Outcome::misconfigured(*problem_);
 
+  // The transfer must end before the dispatcher's timeout abandons the send:
+  // an abandoned transfer would go on in the background while the retry
+  // sends again. Rendering comes out of the same budget.
+  const auto deadline = std::chrono::steady_clock::now() + budget_;
   // Everything libcurl points at lives in this frame until perform() returns.
   Upload upload;
   Slist recipients;
@@ -172,8 +177,10 @@ asio::awaitable<Outcome> SmtpAdapter::send(const Delivery& delivery) {
     curl_easy_setopt(curl, CURLOPT_READFUNCTION, read_upload);
     curl_easy_setopt(curl, CURLOPT_READDATA, &upload);
     curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(upload.data.size()));
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms_);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, std::min(timeout_ms_, 30000L));
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const long timeout_ms = static_cast<long>(std::max<std::int64_t>(1, left.count()));
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, std::min(timeout_ms, 30000L));
   };
   std::optional<std::string> render_problem;
   CurlResult result;

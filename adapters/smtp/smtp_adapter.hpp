@@ -50,7 +50,7 @@ class SmtpAdapter final : public Adapter {
   std::string password_;
   Mailbox from_;
   std::vector<Mailbox> to_;
-  long timeout_ms_ = 60000;
+  Duration budget_{std::chrono::seconds(54)};  // send_budget(target timeout)
   CurlPool& curl_;
   OfficeConfig office_;
   std::optional<std::string> problem_;
