@@ -1,9 +1,9 @@
 #include "adapters/curl/curl_pool.hpp"
 
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/thread_pool.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <mutex>
+
+#include "dispatch/offload.hpp"
 
 namespace referrald {
 
@@ -60,7 +60,7 @@ asio::awaitable<CurlResult> CurlPool::perform(Setup setup) {
     }
     co_return perform_transfer(curl, setup);
   };
-  co_return co_await asio::co_spawn(impl_->pool.get_executor(), std::move(work), asio::use_awaitable);
+  co_return co_await offload(impl_->pool.get_executor(), std::move(work));
 }
 
 CurlResult perform_transfer(CURL* curl, const CurlPool::Setup& setup) {

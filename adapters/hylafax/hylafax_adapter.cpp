@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <array>
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -14,6 +13,7 @@
 #include "adapters/hylafax/hylafax_protocol.hpp"
 #include "adapters/protocol/connection.hpp"
 #include "adapters/protocol/settings.hpp"
+#include "dispatch/offload.hpp"
 #include "util/duration.hpp"
 
 namespace referrald {
@@ -266,8 +266,17 @@ class FaxSession {
     auto submitted = co_await control_.command("JSUBM", step_timeout());
     if (!submitted) co_return io_failure(control_);
     if (submitted->code != 200) {
-      // 450/460: the scheduler could not take it now.
-      co_return refused("JSUBM (job " + job_id + ")", *submitted);
+      // 450/460: the scheduler could not take it now. hfaxd 6.0.7 also
+      // answers, now and then, "504 Cannot submit job N; null or missing
+      // DIALSTRING parameter." although this session set DIALSTRING and was
+      // answered 2xx (seen right after an outage, with several sessions
+      // submitting at once): the server lost a value it had taken, and the
+      // next attempt, with a new job, goes through. A job never submitted
+      // leaves no file in sendq, so the repeat check cannot mistake it.
+      const bool lost_a_value_we_set =
+          submitted->code == 504 && submitted->text.find("DIALSTRING") != std::string::npos;
+      co_return refused("JSUBM (job " + job_id + ")", *submitted,
+                        lost_a_value_we_set ? OutcomeClass::transient : OutcomeClass::permanent);
     }
     spdlog::info("hylafax.submitted id={} target={} job={} attempt={}", delivery_.referral_id, delivery_.target,
                  job_id, delivery_.attempt);
@@ -364,7 +373,7 @@ asio::awaitable<Outcome> HylafaxAdapter::send(const Delivery& delivery) {
   std::string pdf;
   try {
     auto work = [this, &delivery]() -> asio::awaitable<std::string> { co_return render_(delivery); };
-    pdf = co_await asio::co_spawn(blocking_, std::move(work), asio::use_awaitable);
+    pdf = co_await offload(blocking_, std::move(work));
   } catch (const std::exception& e) {
     co_return Outcome::permanent(std::string("fax document: ") + e.what());
   }

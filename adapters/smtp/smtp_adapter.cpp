@@ -3,7 +3,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -12,6 +15,7 @@
 #include "adapters/document/referral_fields.hpp"
 #include "adapters/document/referral_pdf.hpp"
 #include "adapters/document/referral_text.hpp"
+#include "adapters/protocol/settings.hpp"
 
 namespace referrald {
 
@@ -108,7 +112,7 @@ SmtpAdapter::SmtpAdapter(const TargetConfig& target, CurlPool& curl, OfficeConfi
       spdlog::error("smtp.misconfigured target={} error=\"{}\"", target.name, problem);
     }
   }
-  timeout_ms_ = static_cast<long>(std::max<std::int64_t>(1000, target.timeout.count()));
+  budget_ = protocol::send_budget(target.timeout);
   if (!default_document_fonts().unicode_font) {
     spdlog::warn("smtp.font_missing target={} font=\"{}\" note=\"names outside Windows-1252 will show as ? in the "
                  "PDF; install fonts-dejavu-core\"",
@@ -133,6 +137,10 @@ std::string SmtpAdapter::build_message(const Delivery& delivery, std::chrono::sy
 asio::awaitable<Outcome> SmtpAdapter::send(const Delivery& delivery) {
   if (problem_) co_return Outcome::misconfigured(*problem_);
 
+  // The transfer must end before the dispatcher's timeout abandons the send:
+  // an abandoned transfer would go on in the background while the retry
+  // sends again. Rendering comes out of the same budget.
+  const auto deadline = std::chrono::steady_clock::now() + budget_;
   // Everything libcurl points at lives in this frame until perform() returns.
   SmtpTransfer transfer;
   CurlPool::Setup setup = [&](CURL* curl) {
@@ -140,6 +148,7 @@ asio::awaitable<Outcome> SmtpAdapter::send(const Delivery& delivery) {
     // worker, not on the dispatcher's I/O thread. If it throws, CurlPool
     // performs no transfer and perform() rethrows.
     transfer.message = build_message(delivery, std::chrono::system_clock::now());
+    transfer.deadline = deadline;
     configure(curl, transfer);
   };
   std::optional<std::string> render_problem;
@@ -176,15 +185,39 @@ void SmtpAdapter::configure(CURL* curl, SmtpTransfer& transfer) const {
   curl_easy_setopt(curl, CURLOPT_READFUNCTION, read_upload);
   curl_easy_setopt(curl, CURLOPT_READDATA, &transfer);
   curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(transfer.message.size()));
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms_);
-  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, std::min(timeout_ms_, 30000L));
+  // What is left of the send budget (see send()); rendering already spent some.
+  const auto now = std::chrono::steady_clock::now();
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(transfer.deadline.value_or(now + budget_) - now);
+  const long timeout_ms = static_cast<long>(std::max<std::int64_t>(1, left.count()));
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
+  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, std::min(timeout_ms, 30000L));
 }
+
+namespace {
+
+// CURLE_SSL_CONNECT_ERROR stands for two different things: a handshake the
+// server refused (no common protocol version or cipher, a TLS alert), which
+// is configuration, and a connection that broke during the handshake (reset,
+// closed: the network or a restarting server), which is not. OpenSSL reports
+// the second as SSL_ERROR_SYSCALL or an unexpected EOF, and curl's message
+// carries it; the code alone does not tell them apart.
+bool handshake_broke(const std::string& error) {
+  std::string e = error;
+  for (auto& c : e) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* sign : {"ssl_error_syscall", "unexpected eof", "connection reset", "broken pipe"}) {
+    if (e.find(sign) != std::string::npos) return true;
+  }
+  return false;
+}
+
+}  // namespace
 
 Outcome classify_smtp_result(const CurlResult& r) {
   const long reply = r.response_code;
   const std::optional<std::string> code = reply > 0 ? std::optional<std::string>(std::to_string(reply)) : std::nullopt;
   if (r.code == CURLE_OK) return Outcome::delivered("accepted for delivery (" + std::to_string(reply) + ")");
   const std::string message = "smtp: " + r.error + (reply > 0 ? " (reply " + std::to_string(reply) + ")" : "");
+  if (r.code == CURLE_SSL_CONNECT_ERROR && handshake_broke(r.error)) return Outcome::transient(message, code);
   switch (r.code) {
     case CURLE_LOGIN_DENIED:
     case CURLE_PEER_FAILED_VERIFICATION:

@@ -13,6 +13,7 @@
 // message that others did not, and a retry never doubles a message.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -34,6 +35,8 @@ struct SmtpTransfer {
   std::string message;      // CRLF, ready for DATA
   std::size_t offset = 0;   // how much of it libcurl has read
   std::unique_ptr<curl_slist, SlistDeleter> recipients;
+  // When the transfer must be over; unset: the adapter's whole send budget from now.
+  std::optional<std::chrono::steady_clock::time_point> deadline;
 };
 
 class SmtpAdapter final : public Adapter {
@@ -67,7 +70,7 @@ class SmtpAdapter final : public Adapter {
   std::string password_;
   Mailbox from_;
   std::vector<Mailbox> to_;
-  long timeout_ms_ = 60000;
+  Duration budget_{std::chrono::seconds(54)};  // send_budget(target timeout)
   CurlPool& curl_;
   OfficeConfig office_;
   std::optional<std::string> problem_;

@@ -4,12 +4,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "dispatch/offload.hpp"
 #include "util/dates.hpp"
 
 namespace referrald {
@@ -111,7 +110,7 @@ asio::awaitable<Outcome> SpoolAdapter::send(const Delivery& delivery) {
   // File I/O and fsync happen on the blocking pool, never on an I/O thread;
   // the caller resumes on its own executor.
   auto work = [this, &delivery]() -> asio::awaitable<Outcome> { co_return write(delivery); };
-  co_return co_await asio::co_spawn(blocking_, std::move(work), asio::use_awaitable);
+  co_return co_await offload(blocking_, std::move(work));
 }
 
 }  // namespace referrald

@@ -208,10 +208,12 @@ asio::awaitable<Response> Api::metrics() const {
   // threads); a store that cannot be read shows as referrald_store_readable 0.
   auto counts = std::make_shared<std::vector<store::StateCount>>();
   auto oldest = std::make_shared<std::optional<store::TimePoint>>();
+  auto oldest_unsent = std::make_shared<std::optional<store::TimePoint>>();
   const auto now = std::chrono::system_clock::now();
-  store::ReaderPool::Query query = [counts, oldest, now](store::Database& db) {
+  store::ReaderPool::Query query = [counts, oldest, oldest_unsent, now](store::Database& db) {
     *counts = store::open_delivery_counts(db);
     *oldest = store::oldest_due(db, now);
+    *oldest_unsent = store::oldest_unsent(db);
   };
   const auto read_error = co_await store::async_read(readers_, std::move(query));
 
@@ -249,8 +251,16 @@ asio::awaitable<Response> Api::metrics() const {
   }
   out += "# HELP referrald_oldest_due_delivery_age_seconds How long the longest-waiting due delivery has waited.\n";
   out += "# TYPE referrald_oldest_due_delivery_age_seconds gauge\n";
-  const double age = *oldest ? std::chrono::duration<double>(now - **oldest).count() : 0.0;
-  out += "referrald_oldest_due_delivery_age_seconds " + std::to_string(std::max(0.0, age)) + "\n";
+  const auto age = [now](const std::optional<store::TimePoint>& since) {
+    return std::to_string(since ? std::max(0.0, std::chrono::duration<double>(now - *since).count()) : 0.0);
+  };
+  out += "referrald_oldest_due_delivery_age_seconds " + age(*oldest) + "\n";
+  // oldest_due drops to 0 while every waiting delivery sits out a backoff;
+  // this one keeps counting from the referral's arrival until it is sent.
+  out += "# HELP referrald_oldest_unsent_delivery_age_seconds How long the oldest delivery not yet sent "
+         "(pending, sending, retry) has existed.\n";
+  out += "# TYPE referrald_oldest_unsent_delivery_age_seconds gauge\n";
+  out += "referrald_oldest_unsent_delivery_age_seconds " + age(*oldest_unsent) + "\n";
   for (const auto& source : metrics_sources_) out += source();
   Response r;
   r.status = 200;

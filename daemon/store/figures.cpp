@@ -30,4 +30,15 @@ std::optional<TimePoint> oldest_due(Database& db, TimePoint now) {
   return out;
 }
 
+std::optional<TimePoint> oldest_unsent(Database& db) {
+  // Three ranges of the (state, target) index: only the open rows are read.
+  auto& stmt = db.cached(
+      "SELECT min(created_ms) FROM deliveries INDEXED BY deliveries_state_target "
+      "WHERE state IN ('pending','sending','retry')");
+  std::optional<TimePoint> out;
+  if (stmt.step() && !stmt.column_is_null(0)) out = from_millis(stmt.column_int(0));
+  stmt.reset();
+  return out;
+}
+
 }  // namespace referrald::store

@@ -26,4 +26,10 @@ std::vector<StateCount> open_delivery_counts(Database& db);
 // retry, due at or before now), if any.
 std::optional<TimePoint> oldest_due(Database& db, TimePoint now);
 
+// The creation time of the oldest delivery still to be sent (pending,
+// sending or retry; not held, which waits for an operator). Unlike
+// oldest_due it keeps growing while a delivery sits out its backoff, so it
+// shows how long a peer has been failing.
+std::optional<TimePoint> oldest_unsent(Database& db);
+
 }  // namespace referrald::store

@@ -4,7 +4,6 @@
 // server's queue, and the tests read them there as an operator would: the
 // fax job's qfile and its PDF, the page's qfile and its text.
 #include <gtest/gtest.h>
-#include <sqlite3.h>
 #include <sys/stat.h>
 
 #include <nlohmann/json.hpp>
@@ -21,22 +20,6 @@ namespace {
 using json = nlohmann::json;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
-
-std::optional<std::string> query_text(const fs::path& db, const std::string& sql) {
-  sqlite3* handle = nullptr;
-  std::optional<std::string> out;
-  if (sqlite3_open_v2(db.c_str(), &handle, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-    sqlite3_busy_timeout(handle, 5000);
-    sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v2(handle, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW &&
-        sqlite3_column_type(stmt, 0) != SQLITE_NULL) {
-      out = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
-    }
-    sqlite3_finalize(stmt);
-  }
-  sqlite3_close(handle);
-  return out;
-}
 
 struct Targets {
   std::string password = "secret";

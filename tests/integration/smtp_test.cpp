@@ -5,7 +5,6 @@
 // with pdftotext; and the delivery's state through the API.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
-#include <sqlite3.h>
 
 #include <map>
 #include <set>
@@ -21,22 +20,8 @@ using json = nlohmann::json;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-// One value from the database file, read with the sqlite3 C API directly.
-std::string query(const fs::path& db, const std::string& sql) {
-  sqlite3* handle = nullptr;
-  std::string value;
-  if (sqlite3_open_v2(db.c_str(), &handle, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-    sqlite3_busy_timeout(handle, 5000);
-    sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v2(handle, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW &&
-        sqlite3_column_text(stmt, 0) != nullptr) {
-      value = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
-    }
-    sqlite3_finalize(stmt);
-  }
-  sqlite3_close(handle);
-  return value;
-}
+// One value from the database file ("" for none).
+std::string query(const fs::path& db, const std::string& sql) { return query_text(db, sql).value_or(""); }
 
 struct SmtpTarget {
   std::vector<std::string> to{"referrals@hospital.example"};
@@ -279,15 +264,6 @@ TEST(Smtp, ACertificateTheCaFileDoesNotVouchForIsRefused) {
 
 namespace referrald::test {
 namespace {
-
-// The Message-ID header of a stored mail.
-std::string message_id_of(const fs::path& mail) {
-  const std::string text = read_file(mail);
-  const auto at = text.find("\nMessage-ID: <");
-  if (at == std::string::npos) return {};
-  const auto start = at + std::string("\nMessage-ID: <").size();
-  return text.substr(start, text.find('>', start) - start);
-}
 
 // kill -9 while mails are going out: after the restart every delivery
 // completes; a repeat can only be a send that was in flight at the kill, and

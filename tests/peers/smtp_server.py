@@ -11,6 +11,10 @@ Fault injection by recipient address:
   an address containing "reject"   -> 550 on RCPT, always
   an address containing "tempfail" -> 451 on RCPT for the first --tempfail N
                                       times (per address), then 250
+  any address while the file given by --tempfail-while exists
+                                   -> 451 on RCPT (a mail server that cannot
+                                      take mail for a while: disk full,
+                                      queue frozen), switched from outside
 
 Prints "READY <port>" on stdout once it accepts connections. Listens on
 127.0.0.1 only. Run it with /usr/bin/python3 (Debian's, which has aiosmtpd).
@@ -21,6 +25,7 @@ import email.parser
 import email.policy
 import json
 import mailbox
+import os
 import signal
 import ssl
 import sys
@@ -32,16 +37,19 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class Handler:
-    def __init__(self, maildir, tempfail, envelopes):
+    def __init__(self, maildir, tempfail, envelopes, tempfail_while):
         self.maildir = mailbox.Maildir(maildir, create=True)
         self.envelopes = envelopes
         self.tempfail = tempfail
+        self.tempfail_while = tempfail_while
         self.seen = Counter()
         self.lock = threading.Lock()
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if "reject" in address:
             return "550 5.1.1 <%s>: mailbox unavailable" % address
+        if self.tempfail_while and os.path.exists(self.tempfail_while):
+            return "451 4.3.1 insufficient system storage, try again later"
         if "tempfail" in address:
             with self.lock:
                 self.seen[address] += 1
@@ -74,9 +82,10 @@ def main():
     parser.add_argument("--password", default="secret")
     parser.add_argument("--tempfail", type=int, default=1)
     parser.add_argument("--envelopes", help="append each message's envelope to this file (JSON lines)")
+    parser.add_argument("--tempfail-while", help="answer 451 to every RCPT while this file exists")
     args = parser.parse_args()
 
-    handler = Handler(args.maildir, args.tempfail, args.envelopes)
+    handler = Handler(args.maildir, args.tempfail, args.envelopes, args.tempfail_while)
 
     def authenticator(server, session, envelope, mechanism, auth_data):
         ok = (isinstance(auth_data, LoginPassword)

@@ -232,6 +232,10 @@ std::string referral_json(const std::string& given_name, const std::string& birt
 // code); -1 when the database cannot be read.
 long long count_rows(const std::filesystem::path& db, const std::string& sql);
 
+// The first column of the first row of `sql` as text, read the same way;
+// nullopt for no row, NULL, or a database that cannot be read.
+std::optional<std::string> query_text(const std::filesystem::path& db, const std::string& sql);
+
 // Polls `done` every 20 ms until it is true or `limit` has passed; its last answer.
 bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds limit = std::chrono::seconds(30));
 

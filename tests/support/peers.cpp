@@ -1,6 +1,12 @@
 #include "support/peers.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cstdio>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -38,7 +44,8 @@ MailServer::MailServer(Options options) : port_(free_port()) {
                                 "--port", std::to_string(port_), "--maildir", maildir().string(),
                                 "--envelopes", envelopes().string(),
                                 "--user", "referrald", "--password", "s3cret",
-                                "--tempfail", std::to_string(options.tempfail)};
+                                "--tempfail", std::to_string(options.tempfail),
+                                "--tempfail-while", (dir_ / "tempfail-all").string()};
   if (options.tls) {
     argv.insert(argv.end(), {"--cert", (dir_ / "cert.pem").string(), "--key", (dir_ / "key.pem").string()});
   }
@@ -64,6 +71,22 @@ std::vector<fs::path> MailServer::messages() const {
 }
 
 // ------------------------------------------------------------- HylaFAX --
+
+void MailServer::refuse_temporarily(bool on) {
+  if (on) {
+    write_file(dir_ / "tempfail-all", "");
+  } else {
+    fs::remove(dir_ / "tempfail-all");
+  }
+}
+
+std::string message_id_of(const fs::path& mail) {
+  const std::string text = read_file(mail);
+  const auto at = text.find("\nMessage-ID: <");
+  if (at == std::string::npos) return {};
+  const auto start = at + std::string("\nMessage-ID: <").size();
+  return text.substr(start, text.find('>', start) - start);
+}
 
 std::string QueuedJob::get(const std::string& key) const {
   const auto it = fields.find(key);
@@ -101,6 +124,9 @@ void HylafaxServer::start() {
 
 std::vector<QueuedJob> HylafaxServer::jobs() const {
   std::vector<QueuedJob> out;
+  // faxq moves a finished job from sendq to doneq: one that moves between
+  // the two listings is seen in both and counted once.
+  std::set<std::string> seen;
   for (const char* queue : {"sendq", "doneq"}) {
     std::error_code ec;
     for (const auto& entry : fs::directory_iterator(spool_ / queue, ec)) {
@@ -115,6 +141,7 @@ std::vector<QueuedJob> HylafaxServer::jobs() const {
         const auto colon = line.find(':');
         if (colon != std::string::npos) job.fields.emplace(line.substr(0, colon), line.substr(colon + 1));
       }
+      if (!seen.insert(job.get("jobid")).second) continue;
       out.push_back(std::move(job));
     }
   }
@@ -127,6 +154,61 @@ std::vector<QueuedJob> HylafaxServer::jobs_where(const std::string& key, const s
     if (job.get(key) == value) out.push_back(std::move(job));
   }
   return out;
+}
+
+void HylafaxServer::shut_down(bool on) {
+  const auto file = spool_ / "etc" / "shutdown";
+  if (!on) {
+    fs::remove(file);
+    return;
+  }
+  // A shutdown time long past, deny and disconnect at once (HHMM 0000).
+  write_file(file, "2020 01 01 00 00 0000 0000\nreferral office test: server shut down\n");
+  fs::permissions(file, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                            fs::perms::others_read);  // hfaxd runs as uucp
+}
+
+FaultProxy::FaultProxy(unsigned short upstream) : port_(free_port()) {
+  do control_port_ = free_port();
+  while (control_port_ == port_);
+  process_ = std::make_unique<Process>(
+      std::vector<std::string>{kPython, (source_dir() / "tests" / "peers" / "fault_proxy.py").string(), "--port",
+                               std::to_string(port_), "--upstream", std::to_string(upstream), "--control",
+                               std::to_string(control_port_)},
+      dir_ / "proxy.log");
+  const auto deadline = std::chrono::steady_clock::now() + 15s;
+  while (process_->log().find("READY") == std::string::npos) {
+    if (!process_->running() || std::chrono::steady_clock::now() > deadline) {
+      throw std::runtime_error("fault_proxy.py did not become ready:\n" + process_->log());
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+}
+
+FaultProxy::~FaultProxy() { process_->kill9(); }
+
+std::string FaultProxy::command(const std::string& line) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) throw std::runtime_error("socket failed");
+  timeval tv{5, 0};  // the proxy answers at once; a hang here is a broken proxy
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(control_port_);
+  std::string answer;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    const std::string out = line + "\n";
+    if (::write(fd, out.data(), out.size()) == static_cast<ssize_t>(out.size())) {
+      char c = 0;
+      while (::read(fd, &c, 1) == 1 && c != '\n') answer += c;
+    }
+  }
+  ::close(fd);
+  if (answer.empty() || answer.rfind("error", 0) == 0) {
+    throw std::runtime_error("fault_proxy.py refused \"" + line + "\": " + answer + "\n" + process_->log());
+  }
+  return answer;
 }
 
 }  // namespace referrald::test

@@ -46,12 +46,18 @@ class MailServer {
   std::filesystem::path envelopes() const { return dir_ / "envelopes.jsonl"; }
   std::string log() const;
   std::vector<std::filesystem::path> messages() const;
+  // While on, the server answers every RCPT with 451 (its own temporary
+  // failure, not a mock): the switch is a file the server looks for.
+  void refuse_temporarily(bool on);
 
  private:
   TempDir dir_;
   unsigned short port_;
   std::unique_ptr<Process> process_;
 };
+
+// The Message-ID of a stored mail, without the angle brackets.
+std::string message_id_of(const std::filesystem::path& mail);
 
 // One job file (sendq/qN or doneq/qN) as "key:value" lines.
 struct QueuedJob {
@@ -75,6 +81,11 @@ class HylafaxServer {
   std::vector<QueuedJob> jobs() const;
   std::vector<QueuedJob> jobs_where(const std::string& key, const std::string& value) const;
 
+  // HylaFAX's own shutdown file (hylafax-shutdown(5)): while it is there,
+  // hfaxd answers SNPP clients "421 SNPP server unavailable; try again later"
+  // and takes fax-protocol logins only from administrators.
+  void shut_down(bool on);
+
  private:
   TempDir dir_;
   std::filesystem::path spool_;
@@ -82,6 +93,29 @@ class HylafaxServer {
   unsigned short snpp_port_ = 0;
   std::unique_ptr<Process> faxq_;
   std::unique_ptr<Process> hfaxd_;
+};
+
+// tests/peers/fault_proxy.py in front of a real peer on 127.0.0.1:upstream.
+// Faults are switched while it runs; see the script for what each does.
+class FaultProxy {
+ public:
+  explicit FaultProxy(unsigned short upstream);
+  ~FaultProxy();
+  FaultProxy(const FaultProxy&) = delete;
+  FaultProxy& operator=(const FaultProxy&) = delete;
+
+  unsigned short port() const { return port_; }
+  // Sends one control command ("pass", "down", "hang", "drop 8",
+  // "drop-at JSUBM", "reply 421 ...", "stats"); returns the answer line.
+  // Throws when the proxy does not take it.
+  std::string command(const std::string& line);
+  std::string log() const { return process_->log(); }
+
+ private:
+  TempDir dir_;
+  unsigned short port_;
+  unsigned short control_port_;
+  std::unique_ptr<Process> process_;
 };
 
 }  // namespace referrald::test

@@ -1,6 +1,7 @@
 // The dispatcher's start and stop against a real store: a stop waits for a
 // claim the writer still holds (its rows are 'sending' once it commits), and
-// a start sends at once what a previous run left leased.
+// a start sends at once what a previous run left leased; a send that
+// outlasts the target's timeout is given up, and the process survives it.
 #include <gtest/gtest.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -8,12 +9,14 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <atomic>
 #include <future>
 #include <thread>
 
 #include "dispatch/dispatcher.hpp"
+#include "dispatch/offload.hpp"
 #include "store/store.hpp"
 #include "store/writer.hpp"
 
@@ -34,6 +37,22 @@ class SlowAdapter final : public Adapter {
     co_return Outcome::delivered("ok");
   }
   std::vector<int> attempts;  // touched only on the dispatcher's strand
+};
+
+// A channel whose work blocks a pool thread for longer than the target's
+// timeout, as a libcurl transfer to a server that accepted and went silent.
+class BlockingAdapter final : public Adapter {
+ public:
+  asio::awaitable<Outcome> send(const Delivery&) override {
+    auto work = []() -> asio::awaitable<Outcome> {
+      std::this_thread::sleep_for(300ms);
+      co_return Outcome::delivered("too late");
+    };
+    co_return co_await offload(pool.get_executor(), std::move(work));
+  }
+  // Two threads: Boost delivers the cancellation on the pool's executor, so
+  // with one (busy) thread it would arrive only after the work.
+  asio::thread_pool pool{2};
 };
 
 class DispatcherTest : public ::testing::Test {
@@ -80,11 +99,12 @@ class DispatcherTest : public ::testing::Test {
     return state;
   }
 
-  void start_dispatcher(std::chrono::milliseconds poll_interval = 20ms) {
+  void start_dispatcher(std::chrono::milliseconds poll_interval = 20ms, std::shared_ptr<Adapter> adapter = nullptr,
+                        Duration timeout = 10s) {
     DispatcherOptions options;
     options.poll_interval = poll_interval;
     dispatcher_ = std::make_shared<Dispatcher>(ioc_.get_executor(), *writer_, clock_, options);
-    dispatcher_->set_targets({{"office-email", adapter_, 4, 10s}}, options);
+    dispatcher_->set_targets({{"office-email", adapter ? adapter : adapter_, 4, timeout}}, options);
     dispatcher_->start();
     io_thread_ = std::thread([this] {
       auto guard = asio::make_work_guard(ioc_);
@@ -156,6 +176,27 @@ TEST_F(DispatcherTest, StartSendsWhatAPreviousRunLeftLeased) {
   ioc_.stop();  // adapter_->attempts is read once the loop's thread is gone
   io_thread_.join();
   EXPECT_EQ(adapter_->attempts, std::vector<int>{2});
+}
+
+// The timeout cancels the send while its blocking work still runs. Before
+// offload() shielded that work, Boost's co_spawn threw "Operation canceled"
+// on the pool thread when the work ended, and the process terminated.
+TEST_F(DispatcherTest, ASendPastTheTimeoutIsRetriedAndTheProcessSurvivesIt) {
+  write(insert_referral("R-3"));
+  auto adapter = std::make_shared<BlockingAdapter>();
+  start_dispatcher(20ms, adapter, 50ms);
+  std::string state;
+  for (int i = 0; i < 300 && state != "retry"; ++i) {
+    std::this_thread::sleep_for(10ms);
+    state = state_of("R-3");
+  }
+  EXPECT_EQ(state, "retry");
+  std::this_thread::sleep_for(500ms);  // the blocking work ends meanwhile
+  std::string error;
+  write([&](store::Database& db) { error = store::deliveries_of(db, "R-3").at(0).last_error.value_or(""); });
+  EXPECT_NE(error.find("timed out"), std::string::npos) << error;
+  EXPECT_EQ(dispatcher_->stats().in_flight, 0U);
+  EXPECT_EQ(dispatcher_->stats().transient, 1U);
 }
 
 }  // namespace

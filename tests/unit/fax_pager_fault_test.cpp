@@ -238,6 +238,12 @@ TEST(HylafaxFaults, SchedulerRefusalIsTransientOther5xxPermanent) {
   std::tie(outcome, took) = run(ioc, adapter, sample_delivery());
   EXPECT_EQ(outcome.kind, OutcomeClass::permanent) << outcome.message;
   EXPECT_EQ(outcome.message, "JSUBM (job 41): 504 Job 41 not submitted: missing MODEM.");
+  // The dial string was set and accepted in this session: the server lost it
+  // (hfaxd under concurrent submissions); a new job next time goes through.
+  server.answers["JSUBM"] = {"504 Cannot submit job 41; null or missing DIALSTRING parameter.\r\n"};
+  std::tie(outcome, took) = run(ioc, adapter, sample_delivery());
+  EXPECT_EQ(outcome.kind, OutcomeClass::transient) << outcome.message;
+  EXPECT_EQ(outcome.code, "504");
   server.answers.erase("JSUBM");
   server.answers["JPARM DIALSTRING \"9015954011\""] = {"503 Permission denied.\r\n"};
   std::tie(outcome, took) = run(ioc, adapter, sample_delivery());

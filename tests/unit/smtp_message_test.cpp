@@ -240,6 +240,18 @@ TEST(SmtpOutcome, ClassesAsProtocolsSection5) {
   }
   EXPECT_EQ(classify_smtp_result(result(CURLE_LOGIN_DENIED, 535)).code, "535");
   EXPECT_EQ(classify_smtp_result(result(CURLE_SEND_ERROR, 530)).kind, OutcomeClass::misconfigured);
+  // A handshake that broke off (the connection reset or closed under it)
+  // is the network, not the configuration: curl says so only in its message.
+  for (const char* broke : {"OpenSSL SSL_connect: SSL_ERROR_SYSCALL in connection to 127.0.0.1:2525 ",
+                            "OpenSSL SSL_connect: Connection reset by peer in connection to 127.0.0.1:2525 ",
+                            "error:0A000126:SSL routines::unexpected eof while reading"}) {
+    EXPECT_EQ(classify_smtp_result(result(CURLE_SSL_CONNECT_ERROR, 0, broke)).kind, OutcomeClass::transient)
+        << broke;
+  }
+  EXPECT_EQ(classify_smtp_result(result(CURLE_SSL_CONNECT_ERROR, 0,
+                                        "error:0A000410:SSL routines::sslv3 alert handshake failure"))
+                .kind,
+            OutcomeClass::misconfigured);
   // No reply code: the network. Try again.
   for (CURLcode c : {CURLE_COULDNT_CONNECT, CURLE_OPERATION_TIMEDOUT, CURLE_RECV_ERROR, CURLE_SEND_ERROR,
                      CURLE_GOT_NOTHING, CURLE_COULDNT_RESOLVE_HOST}) {
