@@ -5,7 +5,6 @@
 // with pdftotext; and the delivery's state through the API.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
-#include <sqlite3.h>
 
 #include <map>
 #include <set>
@@ -21,46 +20,17 @@ using json = nlohmann::json;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-// One value from the database file, read with the sqlite3 C API directly.
+// The first value `sql` reads from the database file; "" when it reads no row.
 std::string query(const fs::path& db, const std::string& sql) {
-  sqlite3* handle = nullptr;
-  std::string value;
-  if (sqlite3_open_v2(db.c_str(), &handle, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-    sqlite3_busy_timeout(handle, 5000);
-    sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v2(handle, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW &&
-        sqlite3_column_text(stmt, 0) != nullptr) {
-      value = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
-    }
-    sqlite3_finalize(stmt);
-  }
-  sqlite3_close(handle);
-  return value;
+  const auto values = query_column(db, sql);
+  return values.empty() ? std::string() : values.front();
 }
 
-struct SmtpTarget {
-  std::vector<std::string> to{"referrals@hospital.example"};
-  std::string password = "s3cret\n";
-  fs::path ca_file;  // default: the server's own certificate
-};
-
 Daemon::Options daemon_options(const MailServer& server, const SmtpTarget& t, const fs::path& secrets) {
-  fs::create_directories(secrets);
-  write_file(secrets / "smtp-password", t.password);
-  std::string to;
-  for (const auto& a : t.to) to += (to.empty() ? "\"" : ", \"") + a + "\"";
   Daemon::Options o;
   o.with_default_targets = false;
-  o.extra_config = "\n[delivery]\ninitial_backoff = \"200ms\"\nmax_backoff = \"1s\"\n"
-                   "\n[[target]]\nname = \"office-email\"\ntype = \"smtp\"\n"
-                   "url = \"smtp://127.0.0.1:" + std::to_string(server.port()) + "\"\n"
-                   "ca_file = \"" + (t.ca_file.empty() ? server.ca_file() : t.ca_file).string() + "\"\n"
-                   "username = \"referrald\"\n"
-                   "password_file = \"" + (secrets / "smtp-password").string() + "\"\n"
-                   "from = \"Referral Office <referrald@hospital.example>\"\n"
-                   "to = [" + to + "]\n"
-                   "timeout = \"10s\"\n"
-                   "\n[[route]]\nnotify = [\"office-email\"]\n";
+  o.extra_config = "\n[delivery]\ninitial_backoff = \"200ms\"\nmax_backoff = \"1s\"\n" +
+                   smtp_target(server, secrets, t) + "\n[[route]]\nnotify = [\"office-email\"]\n";
   return o;
 }
 
@@ -280,15 +250,6 @@ TEST(Smtp, ACertificateTheCaFileDoesNotVouchForIsRefused) {
 namespace referrald::test {
 namespace {
 
-// The Message-ID header of a stored mail.
-std::string message_id_of(const fs::path& mail) {
-  const std::string text = read_file(mail);
-  const auto at = text.find("\nMessage-ID: <");
-  if (at == std::string::npos) return {};
-  const auto start = at + std::string("\nMessage-ID: <").size();
-  return text.substr(start, text.find('>', start) - start);
-}
-
 // kill -9 while mails are going out: after the restart every delivery
 // completes; a repeat can only be a send that was in flight at the kill, and
 // carries the same Message-ID, so the office can recognise it.
@@ -320,8 +281,7 @@ TEST(SmtpCrash, KillNineWhileSendingLosesNoDelivery) {
             std::to_string(referrals))
       << daemon.log();
 
-  std::map<std::string, int> copies;
-  for (const auto& mail : server.messages()) ++copies[message_id_of(mail)];
+  const auto copies = server.message_ids();
   int repeats = 0;
   for (const auto& id : ids) {
     const auto it = copies.find(id + ".office-email@referrald");

@@ -46,12 +46,26 @@ class MailServer {
   std::filesystem::path envelopes() const { return dir_ / "envelopes.jsonl"; }
   std::string log() const;
   std::vector<std::filesystem::path> messages() const;
+  // How many stored mails carry each Message-ID (without the angle brackets).
+  std::map<std::string, int> message_ids() const;
 
  private:
   TempDir dir_;
   unsigned short port_;
   std::unique_ptr<Process> process_;
 };
+
+// An smtp [[target]] table that sends to a MailServer with STARTTLS,
+// verifying its certificate, and AUTH as the user it expects.
+struct SmtpTarget {
+  std::string name = "office-email";
+  std::vector<std::string> to{"referrals@hospital.example"};
+  std::string password = "s3cret\n";  // what the password file holds
+  std::filesystem::path ca_file;      // default: the server's own certificate
+};
+// The table as TOML; writes its password file, secrets/smtp-password.
+std::string smtp_target(const MailServer& server, const std::filesystem::path& secrets,
+                        const SmtpTarget& target = {});
 
 // One job file (sendq/qN or doneq/qN) as "key:value" lines.
 struct QueuedJob {
