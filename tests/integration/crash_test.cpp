@@ -25,16 +25,20 @@
 // bench/run-crash runs the full run (10,000 referrals, 20 kills).
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <signal.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <random>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "support/harness.hpp"
@@ -108,6 +112,60 @@ WalTail inspect_wal(const fs::path& wal) {
   return tail;
 }
 
+// Which of SQLite's WAL locks a process holds: POSIX locks on bytes of the
+// -shm file (sqlite.org/walformat.html: byte 120 is the write lock, held for
+// a whole write transaction; 121 the checkpoint lock), read from /proc/locks.
+struct WalLocks {
+  bool writing = false;
+  bool checkpointing = false;
+};
+
+WalLocks wal_locks_of(pid_t pid, const fs::path& shm) {
+  constexpr long write_lock = 120, checkpoint_lock = 121;
+  struct stat st {};
+  WalLocks held;
+  if (::stat(shm.c_str(), &st) != 0) return held;
+  std::ifstream locks("/proc/locks");
+  std::string line;
+  while (std::getline(locks, line)) {
+    // "1: POSIX  ADVISORY  WRITE 18000 fe:00:10955126 120 120"; "->" marks a waiter.
+    std::istringstream in(line);
+    std::string number, kind, advisory, mode, device_inode;
+    long owner = 0, start = 0;
+    std::string end;
+    if (!(in >> number >> kind) || kind == "->") continue;
+    if (!(in >> advisory >> mode >> owner >> device_inode >> start >> end)) continue;
+    const auto colon = device_inode.rfind(':');
+    if (owner != pid || mode != "WRITE" || colon == std::string::npos ||
+        std::stoull(device_inode.substr(colon + 1)) != st.st_ino) {
+      continue;
+    }
+    const long last = end == "EOF" ? std::numeric_limits<long>::max() : std::stol(end);
+    held.writing |= start <= write_lock && write_lock <= last;
+    held.checkpointing |= start <= checkpoint_lock && checkpoint_lock <= last;
+  }
+  return held;
+}
+
+// Waits until every thread of `pid` has stopped (SIGSTOP is delivered
+// asynchronously); bounded.
+void wait_stopped(pid_t pid) {
+  const auto deadline = steady::now() + 2s;
+  const fs::path tasks = "/proc/" + std::to_string(pid) + "/task";
+  while (steady::now() < deadline) {
+    bool all = true;
+    std::error_code ec;
+    for (const auto& task : fs::directory_iterator(tasks, ec)) {
+      const std::string stat = read_file(task.path() / "stat");
+      const auto paren = stat.rfind(')');
+      const char state = paren != std::string::npos && paren + 2 < stat.size() ? stat[paren + 2] : '?';
+      all &= state == 'T' || state == 't';
+    }
+    if (all && !ec) return;
+    std::this_thread::sleep_for(100us);
+  }
+}
+
 // A distinct, valid referral per index: the name spells the index in letters.
 std::string referral_body(int index) {
   std::string name = "Crash";
@@ -145,8 +203,31 @@ struct KillRecord {
   std::set<std::string> in_flight;  // deliveries 'sending' in the file
   std::string integrity;
   WalTail wal;
+  WalLocks locks;      // what the daemon held when it died
+  bool aimed = false;  // this kill waited for a moment inside a write transaction
   double ready_ms = 0;  // restart until /healthz answered 200
 };
+
+// SIGKILL, at the moment of a SIGSTOP (so what the daemon held can be read
+// first). Aimed: only at a moment when the writer is inside a write
+// transaction (a group commit, a claim or an outcome being recorded),
+// looking again every few milliseconds for up to 3 s.
+WalLocks kill_daemon(Daemon& daemon, const fs::path& shm, bool aim, std::mt19937_64& rng) {
+  Process& process = *daemon.process();
+  std::uniform_int_distribution<int> pause_us(0, 3000);
+  const auto give_up = steady::now() + 3s;
+  WalLocks locks;
+  for (;;) {
+    process.signal(SIGSTOP);
+    wait_stopped(process.pid());
+    locks = wal_locks_of(process.pid(), shm);
+    if (!aim || locks.writing || steady::now() > give_up) break;
+    process.signal(SIGCONT);
+    std::this_thread::sleep_for(std::chrono::microseconds(pause_us(rng)));
+  }
+  daemon.kill9();
+  return locks;
+}
 
 std::string join(const std::vector<std::string>& items, std::size_t limit = 10) {
   std::string out;
@@ -215,6 +296,7 @@ TEST(Crash, KillNineAtRandomMomentsLosesNoReferralAndNoDelivery) {
   daemon.start();
   const auto db = daemon.database();
   const fs::path wal = db.string() + "-wal";
+  const fs::path shm = db.string() + "-shm";
 
   Ledger ledger;
   const auto started = steady::now();
@@ -232,7 +314,11 @@ TEST(Crash, KillNineAtRandomMomentsLosesNoReferralAndNoDelivery) {
     std::this_thread::sleep_for(std::chrono::milliseconds(gap(rng)));
     KillRecord record;
     record.at_ms = ms_since(started);
-    daemon.kill9();
+    // Every other kill waits for a write transaction: a kill -9 in the middle
+    // of a group commit is the case durability hinges on, and purely random
+    // moments may miss it in a short run.
+    record.aimed = k % 2 == 0;
+    record.locks = kill_daemon(daemon, shm, record.aimed, rng);
     // The daemon is dead: what the files hold now is what a restart finds.
     const auto acknowledged = ledger.ids();
     record.acknowledged = acknowledged.size();
@@ -250,7 +336,9 @@ TEST(Crash, KillNineAtRandomMomentsLosesNoReferralAndNoDelivery) {
     std::cout << "crash.kill n=" << k + 1 << " at_ms=" << static_cast<long>(record.at_ms)
               << " acknowledged=" << record.acknowledged << " missing=" << record.missing
               << " in_flight=" << record.in_flight.size() << " wal_frames=" << record.wal.frames
-              << " wal_uncommitted_frames=" << record.wal.uncommitted << " integrity=" << record.integrity
+              << " wal_uncommitted_frames=" << record.wal.uncommitted << " aimed=" << record.aimed
+              << " in_write_transaction=" << record.locks.writing << " checkpointing=" << record.locks.checkpointing
+              << " integrity=" << record.integrity
               << " ready_ms=" << static_cast<long>(record.ready_ms) << std::endl;
     kills.push_back(std::move(record));
   }
@@ -275,13 +363,18 @@ TEST(Crash, KillNineAtRandomMomentsLosesNoReferralAndNoDelivery) {
   EXPECT_EQ(acknowledged.size(), static_cast<std::size_t>(settings.referrals));
 
   std::set<std::string> in_flight_ever;
-  std::size_t in_flight_total = 0, kills_mid_commit = 0;
+  std::size_t in_flight_total = 0, kills_mid_commit = 0, kills_in_transaction = 0, kills_in_checkpoint = 0;
   for (const auto& k : kills) {
     EXPECT_EQ(k.missing, 0U) << "a 202'd referral was not in the file after the kill at " << k.at_ms << " ms";
     EXPECT_EQ(k.integrity, "ok") << "after the kill at " << k.at_ms << " ms";
     in_flight_total += k.in_flight.size();
     in_flight_ever.insert(k.in_flight.begin(), k.in_flight.end());
     kills_mid_commit += k.wal.uncommitted > 0 ? 1U : 0U;
+    kills_in_transaction += k.locks.writing ? 1U : 0U;
+    kills_in_checkpoint += k.locks.checkpointing ? 1U : 0U;
+  }
+  if (!kills.empty()) {
+    EXPECT_GE(kills_in_transaction, 1U) << "no kill landed inside a write transaction: the run proves less";
   }
   EXPECT_EQ(query_column(db, "PRAGMA integrity_check").at(0), "ok");
 
@@ -332,7 +425,9 @@ TEST(Crash, KillNineAtRandomMomentsLosesNoReferralAndNoDelivery) {
             << " acknowledged=" << acknowledged.size() << " answers_202=" << ledger.answers_202
             << " replayed_202=" << ledger.replayed << " retried_submissions=" << ledger.retried
             << " in_flight_at_kills=" << in_flight_total << " repeated_mails=" << repeats
-            << " repeated_messages=" << repeated_messages << " kills_mid_commit=" << kills_mid_commit
+            << " repeated_messages=" << repeated_messages << " kills_in_write_transaction=" << kills_in_transaction
+            << " kills_in_checkpoint=" << kills_in_checkpoint
+            << " kills_with_uncommitted_wal_frames=" << kills_mid_commit
             << " submit_ms=" << static_cast<long>(submitted_ms) << " drain_ms=" << static_cast<long>(drain_ms)
             << " ready_ms_min=" << static_cast<long>(ready_at(0)) << " ready_ms_median="
             << static_cast<long>(ready_at(0.5)) << " ready_ms_max=" << static_cast<long>(ready_at(1))
