@@ -8,6 +8,7 @@
 #include <sqlite3.h>
 #include <sys/mount.h>
 
+#include <cstdio>
 #include <thread>
 
 #include "support/harness.hpp"
@@ -182,8 +183,11 @@ TEST(StorageLocked, ALockShorterThanTheBusyTimeoutDelaysButDoesNotRefuse) {
   const auto post = timed_post(daemon);
   releaser.join();
   EXPECT_EQ(post.result.status, 202) << post.result.body;
-  // It really waited for the lock (else this proves nothing) ...
+  // It really waited for the lock (else this proves nothing).
   EXPECT_GE(post.took, held / 2);
+  std::printf("[ figures  ] lock held %lld ms: %ld answered after %lld ms\n",
+              static_cast<long long>(std::chrono::milliseconds(held).count()), post.result.status,
+              static_cast<long long>(post.took.count()));
   EXPECT_EQ(daemon.get("/healthz", false).status, 200);
   EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 2);
 }
@@ -203,6 +207,8 @@ TEST(StorageLocked, ALockHeldPastTheBusyTimeoutIs503ThenRecoversWhenReleased) {
     EXPECT_EQ(post.result.headers.at("retry-after"), "5");
     // At worst behind one dispatcher claim that waits out the lock, then its own batch.
     EXPECT_LT(post.took, 2 * writer_busy_timeout + 2s) << "the answer waited past the writer's deadline";
+    std::printf("[ figures  ] locked: %ld answered after %lld ms\n", post.result.status,
+                static_cast<long long>(post.took.count()));
   }
   const auto health = daemon.get("/healthz", false);
   EXPECT_EQ(health.status, 503);
