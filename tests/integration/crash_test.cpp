@@ -171,6 +171,12 @@ struct Ledger {
   std::vector<std::string> key_conflicts;        // a key whose replay named another id
   std::vector<std::string> unexpected;           // answers other than 202, 503 or no answer
   std::atomic<int> answers_202{0}, replayed{0}, retried{0}, gave_up{0};
+  double submitted_ms = 0;  // when the last submitter finished, since the run started
+
+  void submitter_done(double at_ms) {
+    std::lock_guard lock(mutex);
+    submitted_ms = std::max(submitted_ms, at_ms);
+  }
 
   void acknowledged(const std::string& key, const std::string& id, bool was_replayed) {
     ++answers_202;
@@ -228,7 +234,7 @@ std::string join(const std::vector<std::string>& items, std::size_t limit = 10) 
 }
 
 void submit_all(Daemon& daemon, const CrashSettings& settings, int first, Ledger& ledger,
-                steady::time_point deadline) {
+                steady::time_point started, steady::time_point deadline) {
   HttpClient client;  // keep-alive, reconnecting after each kill
   for (int i = first; i < settings.referrals; i += settings.submitters) {
     const std::string key = "crash-" + std::to_string(settings.seed) + "-" + std::to_string(i);
@@ -261,6 +267,7 @@ void submit_all(Daemon& daemon, const CrashSettings& settings, int first, Ledger
       std::this_thread::sleep_for(20ms);
     }
   }
+  ledger.submitter_done(ms_since(started));
 }
 
 std::string smtp_and_spool_config(const MailServer& server, const fs::path& secrets) {
@@ -294,7 +301,7 @@ TEST(Crash, KillNineAtRandomMomentsLosesNoReferralAndNoDelivery) {
   const auto run_deadline = started + settings.drain_timeout + std::chrono::seconds(settings.referrals / 20);
   std::vector<std::thread> submitters;
   for (int s = 0; s < settings.submitters; ++s) {
-    submitters.emplace_back([&, s] { submit_all(daemon, settings, s, ledger, run_deadline); });
+    submitters.emplace_back([&, s] { submit_all(daemon, settings, s, ledger, started, run_deadline); });
   }
 
   // Where the kills fall: sorted random points of the run's work, N 202s
@@ -357,7 +364,6 @@ TEST(Crash, KillNineAtRandomMomentsLosesNoReferralAndNoDelivery) {
     kills.push_back(std::move(record));
   }
   for (auto& t : submitters) t.join();
-  const double submitted_ms = ms_since(started);
 
   // Drain: every planned delivery delivered, within a bound.
   const auto drain_started = steady::now();
@@ -366,7 +372,8 @@ TEST(Crash, KillNineAtRandomMomentsLosesNoReferralAndNoDelivery) {
          count_rows(db, "SELECT count(*) FROM deliveries WHERE state = 'delivered'") < expected_deliveries) {
     std::this_thread::sleep_for(100ms);
   }
-  const double drain_ms = ms_since(drain_started);
+  const double drain_ms = ms_since(drain_started);  // after the last kill and the last 202
+  const double total_ms = ms_since(started);
   EXPECT_EQ(daemon.stop(), 0) << "a graceful stop after the run";
 
   // ---- What a user would check ----
@@ -442,7 +449,8 @@ TEST(Crash, KillNineAtRandomMomentsLosesNoReferralAndNoDelivery) {
             << " repeated_messages=" << repeated_messages << " kills_in_write_transaction=" << kills_in_transaction
             << " kills_in_checkpoint=" << kills_in_checkpoint
             << " kills_with_uncommitted_wal_frames=" << kills_mid_commit
-            << " submit_ms=" << static_cast<long>(submitted_ms) << " drain_ms=" << static_cast<long>(drain_ms)
+            << " submit_ms=" << static_cast<long>(ledger.submitted_ms) << " drain_ms=" << static_cast<long>(drain_ms)
+            << " total_ms=" << static_cast<long>(total_ms)
             << " ready_ms_min=" << static_cast<long>(ready_at(0)) << " ready_ms_median="
             << static_cast<long>(ready_at(0.5)) << " ready_ms_max=" << static_cast<long>(ready_at(1))
             << " seed=" << settings.seed << std::endl;
