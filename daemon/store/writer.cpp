@@ -212,10 +212,11 @@ struct Writer::Impl {
 
   void abandon(std::vector<JobResult>& results, const std::string& why, const char* reason, bool connection_ok) {
     {
+      // Both under the mutex, so a reader that sees the failure sees its reason.
       std::lock_guard lock(reason_mutex);
       unhealthy_reason = reason;
+      healthy.store(false, std::memory_order_relaxed);
     }
-    healthy.store(false, std::memory_order_relaxed);
     if (db) {
       try {
         reset_busy_statements(*db);
@@ -286,9 +287,8 @@ std::uint64_t Writer::jobs_committed() const { return impl_->jobs_committed.load
 bool Writer::healthy() const { return impl_->healthy.load(std::memory_order_relaxed); }
 
 std::string Writer::unhealthy_reason() const {
-  if (healthy()) return {};
   std::lock_guard lock(impl_->reason_mutex);
-  return impl_->unhealthy_reason;
+  return healthy() ? std::string() : impl_->unhealthy_reason;
 }
 
 // ---- ReaderPool ----
