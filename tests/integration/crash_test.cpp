@@ -368,10 +368,10 @@ TEST(Crash, KillNineAtRandomMomentsLosesNoReferralAndNoDelivery) {
   // Drain: every planned delivery delivered, within a bound.
   const auto drain_started = steady::now();
   const long long expected_deliveries = 2LL * settings.referrals;
-  while (steady::now() < drain_started + settings.drain_timeout &&
-         count_rows(db, "SELECT count(*) FROM deliveries WHERE state = 'delivered'") < expected_deliveries) {
-    std::this_thread::sleep_for(100ms);
-  }
+  const auto drained = [&] {
+    return count_rows(db, "SELECT count(*) FROM deliveries WHERE state = 'delivered'") >= expected_deliveries;
+  };
+  wait_until(drained, settings.drain_timeout);
   const double drain_ms = ms_since(drain_started);  // after the last kill and the last 202
   const double total_ms = ms_since(started);
   EXPECT_EQ(daemon.stop(), 0) << "a graceful stop after the run";

@@ -216,13 +216,8 @@ TEST(StorageLocked, ALockHeldPastTheBusyTimeoutIs503ThenRecoversWhenReleased) {
       << health.body;
 
   lock.reset();
-  const auto deadline = std::chrono::steady_clock::now() + 2 * writer_busy_timeout + 2s;
-  long health_status = 0;
-  while (std::chrono::steady_clock::now() < deadline &&
-         (health_status = daemon.get("/healthz", false).status) != 200) {
-    std::this_thread::sleep_for(50ms);
-  }
-  EXPECT_EQ(health_status, 200) << "still unhealthy after the lock was released";
+  EXPECT_TRUE(wait_until([&] { return daemon.get("/healthz", false).status == 200; }, 2 * writer_busy_timeout + 2s))
+      << "still unhealthy after the lock was released";
   const auto post = timed_post(daemon);
   ASSERT_EQ(post.result.status, 202) << post.result.body;
   EXPECT_LT(post.took, writer_busy_timeout);
