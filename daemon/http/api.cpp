@@ -197,8 +197,10 @@ asio::awaitable<Response> Api::get_referral(const std::string& id, const std::st
 }
 
 Response Api::health() const {
-  if (!writer_.healthy()) {
-    return Response::json(503, R"({"status":"unavailable","reason":"storage: the last commit failed"})");
+  const auto reason = writer_.unhealthy_reason();
+  if (!reason.empty()) {
+    const json body{{"status", "unavailable"}, {"reason", "storage: " + reason}};
+    return Response::json(503, body.dump());
   }
   return Response::json(200, R"({"status":"ok"})");
 }

@@ -181,7 +181,8 @@ class Daemon {
 
   std::string status_line() const {
     const auto d = dispatcher_->stats();
-    return "accepting referrals; store " + std::string(writer_.healthy() ? "ok" : "FAILING") +
+    const auto failure = writer_.unhealthy_reason();
+    return "accepting referrals; store " + (failure.empty() ? std::string("ok") : "FAILING (" + failure + ")") +
            ", write queue " + std::to_string(writer_.queue_depth()) + "; deliveries in flight " +
            std::to_string(d.in_flight) + ", delivered " + std::to_string(d.delivered) + ", failed attempts " +
            std::to_string(d.transient + d.permanent + d.misconfigured);

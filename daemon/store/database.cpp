@@ -130,6 +130,33 @@ bool DatabaseError::is_unavailable() const noexcept {
   }
 }
 
+const char* DatabaseError::unavailable_reason() const noexcept {
+  if (code_ == SQLITE_READONLY_DBMOVED) return "the database file was moved, replaced or deleted";
+  switch (code_ & 0xff) {
+    case SQLITE_FULL:
+      return "the disk is full";
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      // Another process (referralctl, a backup, an sqlite3 shell) holds the
+      // write lock for longer than the writer's busy timeout.
+      return "the database is locked by another connection";
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+      return "the database is read-only";
+    case SQLITE_IOERR:
+      return "an I/O error on the database";
+    case SQLITE_CANTOPEN:
+      return "the database cannot be opened";
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return "the database file is damaged";
+    case SQLITE_NOMEM:
+      return "out of memory";
+    default:
+      return "the last commit failed";
+  }
+}
+
 bool DatabaseError::is_constraint() const noexcept { return (code_ & 0xff) == SQLITE_CONSTRAINT; }
 
 // ---- Statement ----

@@ -23,6 +23,10 @@ class DatabaseError : public std::runtime_error {
   // unavailable (503) rather than the write being bad.
   bool is_unavailable() const noexcept;
   bool is_constraint() const noexcept;
+  // Why the store is unavailable, for /healthz and operators: a short phrase
+  // ("the disk is full", "the database is locked by another connection" ...)
+  // that names neither a statement nor data.
+  const char* unavailable_reason() const noexcept;
 
  private:
   int code_;

@@ -97,6 +97,8 @@ struct Writer::Impl {
   std::atomic<std::uint64_t> commits{0};
   std::atomic<std::uint64_t> jobs_committed{0};
   std::atomic<bool> healthy{true};
+  mutable std::mutex reason_mutex;  // guards unhealthy_reason
+  std::string unhealthy_reason;
 
   void open(OpenMode mode) {
     auto fresh = std::make_unique<Database>(file, mode);
@@ -170,12 +172,12 @@ struct Writer::Impl {
       healthy.store(true, std::memory_order_relaxed);
       return true;
     } catch (const DatabaseError& e) {
-      abandon(results, e.what(), connection_survives(e));
+      abandon(results, e.what(), e.unavailable_reason(), connection_survives(e));
     } catch (const std::exception& e) {
       // E.g. IncompatibleSchema on reopen: the database was replaced.
-      abandon(results, e.what(), false);
+      abandon(results, e.what(), "the database cannot be used", false);
     } catch (...) {
-      abandon(results, "writer: unknown error", false);
+      abandon(results, "writer: unknown error", "the last commit failed", false);
     }
     return false;
   }
@@ -208,8 +210,13 @@ struct Writer::Impl {
     return result;
   }
 
-  void abandon(std::vector<JobResult>& results, const std::string& why, bool connection_ok) {
-    healthy.store(false, std::memory_order_relaxed);
+  void abandon(std::vector<JobResult>& results, const std::string& why, const char* reason, bool connection_ok) {
+    {
+      // Both under the mutex, so a reader that sees the failure sees its reason.
+      std::lock_guard lock(reason_mutex);
+      unhealthy_reason = reason;
+      healthy.store(false, std::memory_order_relaxed);
+    }
     if (db) {
       try {
         reset_busy_statements(*db);
@@ -278,6 +285,11 @@ std::uint64_t Writer::commits() const { return impl_->commits.load(std::memory_o
 std::uint64_t Writer::jobs_committed() const { return impl_->jobs_committed.load(std::memory_order_relaxed); }
 
 bool Writer::healthy() const { return impl_->healthy.load(std::memory_order_relaxed); }
+
+std::string Writer::unhealthy_reason() const {
+  std::lock_guard lock(impl_->reason_mutex);
+  return healthy() ? std::string() : impl_->unhealthy_reason;
+}
 
 // ---- ReaderPool ----
 

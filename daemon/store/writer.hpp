@@ -66,6 +66,8 @@ class Writer {
   std::uint64_t commits() const;
   std::uint64_t jobs_committed() const;
   bool healthy() const;  // false while the last commit attempt failed
+  // While unhealthy, why (DatabaseError::unavailable_reason); empty otherwise.
+  std::string unhealthy_reason() const;
 
  private:
   struct Impl;

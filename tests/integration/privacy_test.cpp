@@ -37,18 +37,6 @@ std::string lower(std::string s) {
   return s;
 }
 
-// An smtp target to `server` for the given recipients (STARTTLS, AUTH).
-std::string smtp_target(const std::string& name, const MailServer& server, const fs::path& secrets,
-                        const std::vector<std::string>& to) {
-  write_file(secrets / "smtp-password", "s3cret\n");
-  std::string list;
-  for (const auto& a : to) list += (list.empty() ? "\"" : ", \"") + a + "\"";
-  return "\n[[target]]\nname = \"" + name + "\"\ntype = \"smtp\"\nurl = \"smtp://127.0.0.1:" +
-         std::to_string(server.port()) + "\"\nca_file = \"" + server.ca_file().string() +
-         "\"\nusername = \"referrald\"\npassword_file = \"" + (secrets / "smtp-password").string() +
-         "\"\nfrom = \"Referral Office <referrald@hospital.example>\"\nto = [" + list + "]\ntimeout = \"10s\"\n";
-}
-
 // ---------------------------------------------------------------------------
 // CR/LF injection into mail headers
 
@@ -99,11 +87,12 @@ TEST(MailInjection, ControlCharactersInNamesAre422NamingTheField) {
 TEST(MailInjection, AcceptedHostileNamesAddNoHeaderNoRecipientNoPart) {
   MailServer server({});
   TempDir work;
-  const std::vector<std::string> to{"referrals@hospital.example", "Night Desk <night@hospital.example>"};
+  SmtpTarget office;
+  office.to = {"referrals@hospital.example", "Night Desk <night@hospital.example>"};
   Daemon::Options options;
   options.with_default_targets = false;
   options.extra_config = "\n[delivery]\ninitial_backoff = \"200ms\"\nmax_backoff = \"1s\"\n" +
-                         smtp_target("office-email", server, work / "secrets", to) +
+                         smtp_target(server, work / "secrets", office) +
                          "\n[[route]]\nnotify = [\"office-email\"]\n";
   Daemon daemon{options};
   daemon.start();
@@ -277,7 +266,7 @@ TEST(Privacy, NoPatientDataInAnyLogLineAndEveryFileIsPrivate) {
       "\n[log]\nlevel = \"trace\"\n"
       // The backup target must still be retrying after the restart, however slow the machine.
       "\n[delivery]\nmax_attempts = 1000\ninitial_backoff = \"200ms\"\nmax_backoff = \"500ms\"\n" +
-      smtp_target("office-email", mail, outside / "smtp", {"referrals@hospital.example"}) +
+      smtp_target(mail, outside / "smtp") +
       "\n[[target]]\nname = \"office-backup\"\ntype = \"smtp\"\nurl = \"smtp://127.0.0.1:" + std::to_string(dead_port) +
       "\"\nca_file = \"" + mail.ca_file().string() + "\"\nusername = \"referrald\"\npassword_file = \"" +
       (outside / "smtp" / "smtp-password").string() +

@@ -20,32 +20,17 @@ using json = nlohmann::json;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-// One value from the database file ("" for none).
-std::string query(const fs::path& db, const std::string& sql) { return query_text(db, sql).value_or(""); }
-
-struct SmtpTarget {
-  std::vector<std::string> to{"referrals@hospital.example"};
-  std::string password = "s3cret\n";
-  fs::path ca_file;  // default: the server's own certificate
-};
+// The first value `sql` reads from the database file; "" when it reads no row.
+std::string query(const fs::path& db, const std::string& sql) {
+  const auto values = query_column(db, sql);
+  return values.empty() ? std::string() : values.front();
+}
 
 Daemon::Options daemon_options(const MailServer& server, const SmtpTarget& t, const fs::path& secrets) {
-  fs::create_directories(secrets);
-  write_file(secrets / "smtp-password", t.password);
-  std::string to;
-  for (const auto& a : t.to) to += (to.empty() ? "\"" : ", \"") + a + "\"";
   Daemon::Options o;
   o.with_default_targets = false;
-  o.extra_config = "\n[delivery]\ninitial_backoff = \"200ms\"\nmax_backoff = \"1s\"\n"
-                   "\n[[target]]\nname = \"office-email\"\ntype = \"smtp\"\n"
-                   "url = \"smtp://127.0.0.1:" + std::to_string(server.port()) + "\"\n"
-                   "ca_file = \"" + (t.ca_file.empty() ? server.ca_file() : t.ca_file).string() + "\"\n"
-                   "username = \"referrald\"\n"
-                   "password_file = \"" + (secrets / "smtp-password").string() + "\"\n"
-                   "from = \"Referral Office <referrald@hospital.example>\"\n"
-                   "to = [" + to + "]\n"
-                   "timeout = \"10s\"\n"
-                   "\n[[route]]\nnotify = [\"office-email\"]\n";
+  o.extra_config = "\n[delivery]\ninitial_backoff = \"200ms\"\nmax_backoff = \"1s\"\n" +
+                   smtp_target(server, secrets, t) + "\n[[route]]\nnotify = [\"office-email\"]\n";
   return o;
 }
 
@@ -296,8 +281,7 @@ TEST(SmtpCrash, KillNineWhileSendingLosesNoDelivery) {
             std::to_string(referrals))
       << daemon.log();
 
-  std::map<std::string, int> copies;
-  for (const auto& mail : server.messages()) ++copies[message_id_of(mail)];
+  const auto copies = server.message_ids();
   int repeats = 0;
   for (const auto& id : ids) {
     const auto it = copies.find(id + ".office-email@referrald");

@@ -1,10 +1,14 @@
-// Storage faults with a real filesystem: the database on a small tmpfs that
-// fills up, or database files that turn read-only. Never a 202 then; recovery without a restart
-// once the fault clears. Needs mount(2) (root); skipped elsewhere.
+// Storage faults with a real filesystem and a real second SQLite connection:
+// the database on a small tmpfs that fills up, database files that turn
+// read-only, another process holding the write lock. Never a 202 then, and
+// /healthz says why; recovery without a restart once the fault clears. The
+// disk-full case needs mount(2) (root) and is skipped elsewhere.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <sqlite3.h>
 #include <sys/mount.h>
 
+#include <cstdio>
 #include <thread>
 
 #include "support/harness.hpp"
@@ -77,7 +81,9 @@ TEST_F(StorageFault, DiskFullIs503ThenRecoversWithoutRestart) {
   const auto refused = daemon->post_referral(sample("asps-routine.json"));
   EXPECT_EQ(refused.status, 503) << refused.body;
   EXPECT_EQ(refused.headers.at("retry-after"), "5");
-  EXPECT_EQ(daemon->get("/healthz", false).status, 503);
+  const auto health = daemon->get("/healthz", false);
+  EXPECT_EQ(health.status, 503);
+  EXPECT_EQ(json::parse(health.body)["reason"], "storage: the disk is full") << health.body;
 
   disk->drain();
   const auto r = daemon->post_referral(sample("asps-routine.json"));
@@ -107,12 +113,119 @@ TEST(StorageReadOnly, ReadOnlyDatabaseIs503ThenRecoversWithoutRestart) {
     const auto r = daemon.post_referral(sample("asps-routine.json"));
     EXPECT_EQ(r.status, 503) << r.body;
   }
-  EXPECT_EQ(daemon.get("/healthz", false).status, 503);
+  const auto health = daemon.get("/healthz", false);
+  EXPECT_EQ(health.status, 503);
+  EXPECT_EQ(json::parse(health.body)["reason"], "storage: the database is read-only") << health.body;
   ASSERT_EQ(shell("chattr -i " + files), 0);
   const auto r = daemon.post_referral(sample("asps-routine.json"));
   ASSERT_EQ(r.status, 202) << r.body;
   EXPECT_EQ(daemon.get("/api/v1/referrals/" + json::parse(r.body)["id"].get<std::string>()).status, 200);
   EXPECT_EQ(daemon.get("/healthz", false).status, 200);
+}
+
+// The writer waits this long for another connection's write lock before it
+// gives up on a batch (writer_busy_timeout_ms in daemon/store/writer.cpp).
+constexpr auto writer_busy_timeout = 2s;
+
+// Another process holding the database's write lock, as an sqlite3 shell
+// with BEGIN EXCLUSIVE open, a backup tool or a stuck script would: a
+// connection of this test process (not the daemon's), opened with the
+// sqlite3 C API.
+class WriteLock {
+ public:
+  explicit WriteLock(const fs::path& db) {
+    if (sqlite3_open_v2(db.c_str(), &handle_, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+      throw std::runtime_error("cannot open " + db.string());
+    }
+    sqlite3_busy_timeout(handle_, 10000);  // the daemon's own commits come and go
+    if (sqlite3_exec(handle_, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      throw std::runtime_error(std::string("BEGIN EXCLUSIVE: ") + sqlite3_errmsg(handle_));
+    }
+  }
+  ~WriteLock() {
+    release();
+    sqlite3_close(handle_);
+  }
+  WriteLock(const WriteLock&) = delete;
+  WriteLock& operator=(const WriteLock&) = delete;
+  void release() {
+    if (sqlite3_get_autocommit(handle_) == 0) sqlite3_exec(handle_, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+
+ private:
+  sqlite3* handle_ = nullptr;
+};
+
+struct Timed {
+  HttpResult result;
+  std::chrono::milliseconds took;
+};
+
+Timed timed_post(Daemon& daemon) {
+  const auto start = std::chrono::steady_clock::now();
+  auto result = daemon.post_referral(sample("asps-routine.json"));
+  return {std::move(result),
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start)};
+}
+
+// A lock shorter than the writer's busy timeout (a referralctl action, a
+// quick script) is waited out: the submission is late, not refused.
+TEST(StorageLocked, ALockShorterThanTheBusyTimeoutDelaysButDoesNotRefuse) {
+  Daemon daemon{Daemon::Options{}};
+  daemon.start();
+  ASSERT_EQ(daemon.post_referral(sample("asps-routine.json")).status, 202);
+  constexpr auto held = writer_busy_timeout / 2;
+  WriteLock lock(daemon.database());
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(held);
+    lock.release();
+  });
+  const auto post = timed_post(daemon);
+  releaser.join();
+  EXPECT_EQ(post.result.status, 202) << post.result.body;
+  // It really waited for the lock (else this proves nothing).
+  EXPECT_GE(post.took, held / 2);
+  std::printf("[ figures  ] lock held %lld ms: %ld answered after %lld ms\n",
+              static_cast<long long>(std::chrono::milliseconds(held).count()), post.result.status,
+              static_cast<long long>(post.took.count()));
+  EXPECT_EQ(daemon.get("/healthz", false).status, 200);
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 2);
+}
+
+// A lock held past the busy timeout: 503 with Retry-After, promptly, never a
+// 202; /healthz says the database is locked. Released, the daemon is
+// healthy again by itself (the dispatcher's next claim commits) and takes
+// referrals without a restart.
+TEST(StorageLocked, ALockHeldPastTheBusyTimeoutIs503ThenRecoversWhenReleased) {
+  Daemon daemon{Daemon::Options{}};
+  daemon.start();
+  ASSERT_EQ(daemon.post_referral(sample("asps-routine.json")).status, 202);
+  auto lock = std::make_unique<WriteLock>(daemon.database());
+  for (int i = 0; i < 2; ++i) {
+    const auto post = timed_post(daemon);
+    EXPECT_EQ(post.result.status, 503) << post.result.body;
+    EXPECT_EQ(post.result.headers.at("retry-after"), "5");
+    // At worst behind one dispatcher claim that waits out the lock, then its own batch.
+    EXPECT_LT(post.took, 2 * writer_busy_timeout + 2s) << "the answer waited past the writer's deadline";
+    std::printf("[ figures  ] locked: %ld answered after %lld ms\n", post.result.status,
+                static_cast<long long>(post.took.count()));
+  }
+  const auto health = daemon.get("/healthz", false);
+  EXPECT_EQ(health.status, 503);
+  EXPECT_EQ(json::parse(health.body)["reason"], "storage: the database is locked by another connection")
+      << health.body;
+
+  lock.reset();
+  EXPECT_TRUE(wait_until([&] { return daemon.get("/healthz", false).status == 200; }, 2 * writer_busy_timeout + 2s))
+      << "still unhealthy after the lock was released";
+  const auto post = timed_post(daemon);
+  ASSERT_EQ(post.result.status, 202) << post.result.body;
+  EXPECT_LT(post.took, writer_busy_timeout);
+  const std::string id = json::parse(post.result.body)["id"];
+  EXPECT_EQ(daemon.get("/api/v1/referrals/" + id).status, 200);
+  // The refused submissions left nothing behind.
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 2);
+  EXPECT_EQ(daemon.stop(), 0);
 }
 
 }  // namespace

@@ -87,7 +87,10 @@ bool wait_for_port(unsigned short port, std::chrono::milliseconds timeout) {
 
 fs::path source_dir() { return REFERRALD_SOURCE_DIR; }
 fs::path binary_dir() { return REFERRALD_BINARY_DIR; }
-fs::path referrald_binary() { return binary_dir() / "daemon" / "referrald"; }
+fs::path referrald_binary() {
+  if (const char* chosen = std::getenv("REFERRALD_BINARY"); chosen != nullptr && *chosen != '\0') return chosen;
+  return binary_dir() / "daemon" / "referrald";
+}
 
 Process::Process(std::vector<std::string> argv, fs::path log_file, std::map<std::string, std::string> extra_env)
     : log_file_(std::move(log_file)) {
@@ -202,39 +205,50 @@ struct CurlGlobal {
 
 }  // namespace
 
-HttpResult http(const HttpRequest& request) {
+HttpClient::HttpClient() {
   static CurlGlobal global;
+  curl_ = curl_easy_init();
+  if (curl_ == nullptr) throw std::runtime_error("curl_easy_init failed");
+}
+
+HttpClient::~HttpClient() { curl_easy_cleanup(static_cast<CURL*>(curl_)); }
+
+HttpResult HttpClient::send(const HttpRequest& request) {
+  auto* curl = static_cast<CURL*>(curl_);
+  // Options from the previous request go; the connection cache stays.
+  curl_easy_reset(curl);
   HttpResult result;
-  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), curl_easy_cleanup);
-  curl_easy_setopt(curl.get(), CURLOPT_URL, request.url.c_str());
-  curl_easy_setopt(curl.get(), CURLOPT_CUSTOMREQUEST, request.method.c_str());
-  curl_easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout.count()));
-  curl_easy_setopt(curl.get(), CURLOPT_WRITEFUNCTION, collect);
-  curl_easy_setopt(curl.get(), CURLOPT_WRITEDATA, &result.body);
-  curl_easy_setopt(curl.get(), CURLOPT_HEADERFUNCTION, collect_header);
-  curl_easy_setopt(curl.get(), CURLOPT_HEADERDATA, &result.headers);
-  if (request.method == "HEAD") curl_easy_setopt(curl.get(), CURLOPT_NOBODY, 1L);
+  curl_easy_setopt(curl, CURLOPT_URL, request.url.c_str());
+  curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, request.method.c_str());
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout.count()));
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &result.body);
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, collect_header);
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &result.headers);
+  if (request.method == "HEAD") curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
   if (request.body) {
-    curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDS, request.body->data());
-    curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body->size()));
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request.body->data());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body->size()));
   }
-  if (!request.ca_file.empty()) curl_easy_setopt(curl.get(), CURLOPT_CAINFO, request.ca_file.c_str());
+  if (!request.ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, request.ca_file.c_str());
   if (!request.source_address.empty()) {
-    curl_easy_setopt(curl.get(), CURLOPT_INTERFACE, ("host!" + request.source_address).c_str());
+    curl_easy_setopt(curl, CURLOPT_INTERFACE, ("host!" + request.source_address).c_str());
   }
   curl_slist* headers = nullptr;
   for (const auto& h : request.headers) headers = curl_slist_append(headers, h.c_str());
-  curl_easy_setopt(curl.get(), CURLOPT_HTTPHEADER, headers);
-  const CURLcode rc = curl_easy_perform(curl.get());
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  const CURLcode rc = curl_easy_perform(curl);
   curl_slist_free_all(headers);
   if (rc != CURLE_OK) {
     result.error = curl_easy_strerror(rc);
     return result;
   }
-  curl_easy_getinfo(curl.get(), CURLINFO_RESPONSE_CODE, &result.status);
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &result.status);
   return result;
 }
+
+HttpResult http(const HttpRequest& request) { return HttpClient().send(request); }
 
 RawClient::RawClient(unsigned short port, const std::string& source, int receive_buffer) {
   fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -590,20 +604,40 @@ bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds lim
   return done();
 }
 
-std::optional<std::string> query_text(const fs::path& db, const std::string& sql) {
+std::vector<std::string> query_column(const fs::path& db, const std::string& sql) {
   sqlite3* handle = nullptr;
-  std::optional<std::string> out;
+  std::vector<std::string> values;
+  std::string error;
   if (sqlite3_open_v2(db.c_str(), &handle, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
     sqlite3_busy_timeout(handle, 5000);
     sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v2(handle, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW &&
-        sqlite3_column_type(stmt, 0) != SQLITE_NULL) {
-      out = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+    if (sqlite3_prepare_v2(handle, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK) {
+      int rc = SQLITE_ROW;
+      while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const auto* text = sqlite3_column_text(stmt, 0);
+        values.emplace_back(text != nullptr ? reinterpret_cast<const char*>(text) : "");
+      }
+      if (rc != SQLITE_DONE) error = sqlite3_errmsg(handle);
+    } else {
+      error = sqlite3_errmsg(handle);
     }
     sqlite3_finalize(stmt);
+  } else {
+    error = "cannot open";
   }
   sqlite3_close(handle);
-  return out;
+  if (!error.empty()) throw std::runtime_error(db.string() + ": " + sql + ": " + error);
+  return values;
+}
+
+std::optional<std::string> query_text(const fs::path& db, const std::string& sql) {
+  try {
+    auto values = query_column(db, sql);
+    if (!values.empty()) return std::move(values.front());
+  } catch (const std::runtime_error&) {
+    // an unreadable database reads as no value
+  }
+  return std::nullopt;
 }
 
 int shell(const std::string& command) {

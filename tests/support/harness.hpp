@@ -41,6 +41,8 @@ bool wait_for_port(unsigned short port, std::chrono::milliseconds timeout);
 
 std::filesystem::path source_dir();
 std::filesystem::path binary_dir();
+// This build's referrald, or the one $REFERRALD_BINARY names (e.g. a Release
+// build for a long run of an integration test built in Debug).
 std::filesystem::path referrald_binary();
 
 // A child process whose stdout+stderr go to a log file; killed (whole
@@ -89,6 +91,20 @@ struct HttpRequest {
 };
 
 HttpResult http(const HttpRequest& request);
+
+// A client that keeps its connection open between requests (HTTP/1.1
+// keep-alive), as an EHR's integration engine does. One per thread.
+class HttpClient {
+ public:
+  HttpClient();
+  ~HttpClient();
+  HttpClient(const HttpClient&) = delete;
+  HttpClient& operator=(const HttpClient&) = delete;
+  HttpResult send(const HttpRequest& request);
+
+ private:
+  void* curl_;  // CURL*, kept out of this header
+};
 
 // A raw TCP client on 127.0.0.1 for what libcurl will not do: a request head
 // one byte at a time, targets it would normalise, pipelined requests whose
@@ -232,9 +248,12 @@ std::string referral_json(const std::string& given_name, const std::string& birt
 // code); -1 when the database cannot be read.
 long long count_rows(const std::filesystem::path& db, const std::string& sql);
 
-// The first column of the first row of `sql` as text, read the same way;
-// nullopt for no row, NULL, or a database that cannot be read.
+// The first column of the first row of `sql` as text (NULL as ""), read the
+// same way; nullopt for no row or a database that cannot be read.
 std::optional<std::string> query_text(const std::filesystem::path& db, const std::string& sql);
+// The first column of every row of `sql`, as text (NULL as ""), read like
+// count_rows; throws std::runtime_error when the database cannot be read.
+std::vector<std::string> query_column(const std::filesystem::path& db, const std::string& sql);
 
 // Polls `done` every 20 ms until it is true or `limit` has passed; its last answer.
 bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds limit = std::chrono::seconds(30));

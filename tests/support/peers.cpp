@@ -6,9 +6,11 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
 #include <set>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
 
 namespace referrald::test {
@@ -68,6 +70,27 @@ std::vector<fs::path> MailServer::messages() const {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(maildir() / "new", ec)) out.push_back(e.path());
   return out;
+}
+
+std::map<std::string, int> MailServer::message_ids() const {
+  std::map<std::string, int> copies;
+  for (const auto& mail : messages()) ++copies[message_id_of(mail)];
+  return copies;
+}
+
+std::string smtp_target(const MailServer& server, const fs::path& secrets, const SmtpTarget& target) {
+  fs::create_directories(secrets);
+  write_file(secrets / "smtp-password", target.password);
+  std::string to;
+  for (const auto& a : target.to) to += (to.empty() ? "\"" : ", \"") + a + "\"";
+  return "\n[[target]]\nname = \"" + target.name + "\"\ntype = \"smtp\"\n"
+         "url = \"smtp://127.0.0.1:" + std::to_string(server.port()) + "\"\n"
+         "ca_file = \"" + (target.ca_file.empty() ? server.ca_file() : target.ca_file).string() + "\"\n"
+         "username = \"referrald\"\n"
+         "password_file = \"" + (secrets / "smtp-password").string() + "\"\n"
+         "from = \"Referral Office <referrald@hospital.example>\"\n"
+         "to = [" + to + "]\n"
+         "timeout = \"10s\"\n";
 }
 
 // ------------------------------------------------------------- HylaFAX --

@@ -49,6 +49,8 @@ class MailServer {
   // While on, the server answers every RCPT with 451 (its own temporary
   // failure, not a mock): the switch is a file the server looks for.
   void refuse_temporarily(bool on);
+  // How many stored mails carry each Message-ID (without the angle brackets).
+  std::map<std::string, int> message_ids() const;
 
  private:
   TempDir dir_;
@@ -58,6 +60,17 @@ class MailServer {
 
 // The Message-ID of a stored mail, without the angle brackets.
 std::string message_id_of(const std::filesystem::path& mail);
+// An smtp [[target]] table that sends to a MailServer with STARTTLS,
+// verifying its certificate, and AUTH as the user it expects.
+struct SmtpTarget {
+  std::string name = "office-email";
+  std::vector<std::string> to{"referrals@hospital.example"};
+  std::string password = "s3cret\n";  // what the password file holds
+  std::filesystem::path ca_file;      // default: the server's own certificate
+};
+// The table as TOML; writes its password file, secrets/smtp-password.
+std::string smtp_target(const MailServer& server, const std::filesystem::path& secrets,
+                        const SmtpTarget& target = {});
 
 // One job file (sendq/qN or doneq/qN) as "key:value" lines.
 struct QueuedJob {

@@ -378,6 +378,7 @@ TEST_F(WriterTest, DiskFullFailsTheWholeBatchAndTheWriterRecoversWhenItClears) {
     EXPECT_NE(batch.at(i).error.find("database or disk is full"), std::string::npos) << batch.at(i).error;
   }
   EXPECT_FALSE(writer.healthy());
+  EXPECT_EQ(writer.unhealthy_reason(), "the disk is full");
   EXPECT_EQ(writer.commits(), 1u);
   EXPECT_EQ(hooks.load(), 1);
   EXPECT_EQ(count_rows(file(), "audit"), 0);  // nothing of the batch was stored
@@ -397,9 +398,38 @@ TEST_F(WriterTest, DiskFullFailsTheWholeBatchAndTheWriterRecoversWhenItClears) {
   EXPECT_EQ(after.at(0).status, JobStatus::committed);
   EXPECT_EQ(after.at(1).status, JobStatus::committed);
   EXPECT_TRUE(writer.healthy());
+  EXPECT_EQ(writer.unhealthy_reason(), "");
   EXPECT_EQ(opens.load(), 1);  // disk full does not need a new connection
   writer.stop();
   EXPECT_EQ(count_rows(file(), "referrals"), 1);
+}
+
+// Another connection holding the write lock longer than the writer's busy
+// timeout: the batch is unavailable (the store, not the job, is at fault),
+// the connection is kept, and the next batch after the release commits.
+TEST_F(WriterTest, AWriteLockHeldElsewhereIsUnavailableUntilReleased) {
+  std::atomic<int> opens{0};
+  WriterOptions options;
+  options.on_open = [&](Database&) { opens.fetch_add(1); };
+  Writer writer(file(), options);
+  Database other(file(), OpenMode::read_write);
+  other.exec("BEGIN EXCLUSIVE");
+  Results locked(1);
+  const auto started = std::chrono::steady_clock::now();
+  writer.submit(insert_job(sample("R-1")), locked.slot(0));
+  ASSERT_TRUE(locked.wait_all());
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 1s);  // it waited for the lock first
+  EXPECT_EQ(locked.at(0).status, JobStatus::unavailable);
+  EXPECT_NE(locked.at(0).error.find("database is locked"), std::string::npos) << locked.at(0).error;
+  EXPECT_EQ(writer.unhealthy_reason(), "the database is locked by another connection");
+
+  other.exec("ROLLBACK");
+  Results released(1);
+  writer.submit(insert_job(sample("R-1")), released.slot(0));
+  ASSERT_TRUE(released.wait_all());
+  EXPECT_EQ(released.at(0).status, JobStatus::committed) << released.at(0).error;
+  EXPECT_TRUE(writer.healthy());
+  EXPECT_EQ(opens.load(), 1);
 }
 
 // The real thing where the machine allows it: the database on a tiny tmpfs
@@ -513,12 +543,14 @@ TEST_F(WriterTest, AMovedDatabaseIsReopenedAndNeverRecreated) {
   EXPECT_EQ(while_moved.error, "writer: database file " + file().string() +
                                    " was moved, replaced or deleted while open");
   EXPECT_FALSE(writer.healthy());
+  EXPECT_EQ(writer.unhealthy_reason(), "the database file was moved, replaced or deleted");
 
   // Gone for good: still unavailable, and no empty database appears.
   const JobResult while_missing = submit_one("R-3");
   EXPECT_EQ(while_missing.status, JobStatus::unavailable);
   EXPECT_NE(while_missing.error.find("does not exist"), std::string::npos) << while_missing.error;
   EXPECT_FALSE(std::filesystem::exists(file()));
+  EXPECT_EQ(writer.unhealthy_reason(), "the database cannot be opened");
 
   std::filesystem::rename(moved, file());
   EXPECT_EQ(submit_one("R-4").status, JobStatus::committed);
