@@ -38,6 +38,17 @@ void read_paths_leniently(Settings& s) {
 
 }  // namespace
 
+std::string Settings::why_no_payload_keys() const {
+  if (configuration) return configuration->config.storage.keys ? "" : "the configuration sets no storage.encryption_keys";
+  if (config_file.empty()) {
+    return "with --db referralctl reads no configuration; name the configuration with --config instead, so "
+           "it can read storage.encryption_keys";
+  }
+  std::string out = "the configuration " + config_file.string() + " did not load";
+  for (const auto& p : problems) out += "\n  " + p;
+  return out;
+}
+
 Settings locate(const std::optional<fs::path>& config_file, const std::optional<fs::path>& database,
                 bool need_rules) {
   Settings s;
@@ -51,7 +62,7 @@ Settings locate(const std::optional<fs::path>& config_file, const std::optional<
                         (config_file ? std::string() : " (name it with --config FILE, or the database with --db FILE)"));
   }
   try {
-    s.configuration = load_configuration(s.config_file);
+    s.configuration = load_configuration(s.config_file, LoadOptions{service_credentials_directory});
     if (s.database.empty()) s.database = s.configuration->config.storage.database;
     s.rules_file = s.configuration->config.rules_file;
     s.schema_dir = s.configuration->config.schema_dir;
