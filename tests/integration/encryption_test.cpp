@@ -134,7 +134,7 @@ TEST(Encryption, RekeyEncryptsDocumentsStoredBeforeEncryptionWasEnabled) {
   daemon.start();
   const std::string id = posted_id(daemon, sample("asps-routine.json"));
   EXPECT_NE(daemon.log().find("storage.unencrypted"), std::string::npos) << daemon.log();
-  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals WHERE substr(document, 1, 1) = '{'"), 1);
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals WHERE substr(document, 1, 1) = x'7b'"), 1);
   EXPECT_EQ(daemon.stop(), 0);
 
   // Encryption is switched on for the same database; the old row still reads.
