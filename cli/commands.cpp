@@ -58,7 +58,7 @@ std::unique_ptr<store::Database> open_store(Context& c, bool write) {
   }
   sqlite3_busy_timeout(db->handle(), static_cast<int>(c.global.lock_wait.count()));
   store::require_current_schema(*db);
-  db->set_payload_keys(c.settings.payload_keys());
+  db->set_payload_keys(c.settings.payload_keys);
   return db;
 }
 
@@ -428,7 +428,7 @@ int show_command(Context& c, const std::string& id_text) {
     try {
       referral = store::find_referral(*db, id);
     } catch (const store::PayloadError& e) {
-      if (c.settings.payload_keys()) throw;
+      if (c.settings.payload_keys) throw;
       throw store::PayloadError(std::string(e.what()) + "\n  (" + c.settings.why_no_payload_keys() + ")");
     }
     audit = store::audit_of(*db, id);
@@ -922,7 +922,7 @@ int purge_command(Context& c, Duration older_than, bool dry_run) {
 }
 
 int rekey_command(Context& c) {
-  const auto keys = c.settings.payload_keys();
+  const auto keys = c.settings.payload_keys;
   if (!keys) throw SettingsError("rekey needs the encryption keys: " + c.settings.why_no_payload_keys());
   auto db = open_store(c, true);
   // The bytes a document is rewritten over are zeroed, not left in free

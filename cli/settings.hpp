@@ -34,12 +34,11 @@ struct Settings {
   std::optional<Configuration> configuration;
   std::vector<std::string> problems;
 
-  // storage.encryption_keys when the configuration loaded; null otherwise.
-  std::shared_ptr<const KeyRing> payload_keys() const {
-    return configuration ? configuration->config.storage.keys : nullptr;
-  }
-  // Why payload_keys() is null, for a message: "" when the configuration
-  // loaded without encryption_keys.
+  // storage.encryption_keys: read with the configuration, or alone when
+  // another part of it does not load; null without the setting, with --db
+  // alone, or when the key file has problems (then among `problems`).
+  std::shared_ptr<const KeyRing> payload_keys;
+  // Why payload_keys is null, for a message.
   std::string why_no_payload_keys() const;
 };
 

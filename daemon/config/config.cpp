@@ -306,6 +306,7 @@ class Loader {
   }
 
   Config load(std::string_view text);
+  std::shared_ptr<const KeyRing> load_encryption_keys(std::string_view text);
 
  private:
   void check_keys(const Scope& scope, std::initializer_list<std::string_view> allowed);
@@ -1170,16 +1171,20 @@ Config Loader::load(std::string_view text) {
   return config;
 }
 
-}  // namespace
-
-Config parse_config(std::string_view toml_text, const fs::path& file_name, const LoadOptions& options) {
-  Loader loader(file_name, options);
-  Config config = loader.load(toml_text);
-  if (auto problems = loader.sorted_problems(); !problems.empty()) throw ConfigError(std::move(problems));
-  return config;
+std::shared_ptr<const KeyRing> Loader::load_encryption_keys(std::string_view text) {
+  toml::table root;
+  try {
+    root = toml::parse(text, file_);
+  } catch (const toml::parse_error& e) {
+    add(where(e.source()), "", std::string(e.description()));
+    return nullptr;
+  }
+  StorageConfig storage;
+  read_encryption_keys(section(root, "storage"), storage);
+  return storage.keys;
 }
 
-Configuration load_configuration(const fs::path& file, const LoadOptions& options) {
+std::string read_config_text(const fs::path& file) {
   const auto unreadable = [&](std::string message) {
     return ConfigError({ConfigProblem{file.string(), 0, "", std::move(message)}});
   };
@@ -1191,10 +1196,23 @@ Configuration load_configuration(const fs::path& file, const LoadOptions& option
   if (!in) throw unreadable("cannot be read: " + std::generic_category().message(errno));
   std::ostringstream text;
   text << in.rdbuf();
+  return text.str();
+}
 
+}  // namespace
+
+Config parse_config(std::string_view toml_text, const fs::path& file_name, const LoadOptions& options) {
+  Loader loader(file_name, options);
+  Config config = loader.load(toml_text);
+  if (auto problems = loader.sorted_problems(); !problems.empty()) throw ConfigError(std::move(problems));
+  return config;
+}
+
+Configuration load_configuration(const fs::path& file, const LoadOptions& options) {
+  const std::string text = read_config_text(file);
   Loader loader(file, options);
   Configuration result;
-  result.config = loader.load(text.str());
+  result.config = loader.load(text);
   std::vector<ConfigProblem> problems = loader.sorted_problems();
 
   // rules_file is set only when the file exists; otherwise that is already a problem.
@@ -1210,6 +1228,20 @@ Configuration load_configuration(const fs::path& file, const LoadOptions& option
   }
   if (!problems.empty()) throw ConfigError(std::move(problems));
   return result;
+}
+
+std::shared_ptr<const KeyRing> load_encryption_keys(const fs::path& file, const LoadOptions& options,
+                                                    std::vector<ConfigProblem>& problems) {
+  try {
+    Loader loader(file, options);
+    auto keys = loader.load_encryption_keys(read_config_text(file));
+    auto found = loader.sorted_problems();
+    problems.insert(problems.end(), found.begin(), found.end());
+    return found.empty() ? keys : nullptr;
+  } catch (const ConfigError& e) {
+    problems.insert(problems.end(), e.problems().begin(), e.problems().end());
+    return nullptr;
+  }
 }
 
 }  // namespace referrald

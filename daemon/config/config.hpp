@@ -129,6 +129,14 @@ struct LoadOptions {
 // with every problem of both. Start-up and --check-config both call this.
 Configuration load_configuration(const std::filesystem::path& file, const LoadOptions& options = {});
 
+// storage.encryption_keys alone, read and judged exactly as
+// load_configuration reads it: for referralctl, which still needs the keys
+// when another part of the configuration does not load (a target's
+// credential it cannot read). Null when the setting is absent or has
+// problems (added to `problems`).
+std::shared_ptr<const KeyRing> load_encryption_keys(const std::filesystem::path& file, const LoadOptions& options,
+                                                    std::vector<ConfigProblem>& problems);
+
 // Parses configuration text (for tests); file_name appears in messages and
 // relative paths resolve against its directory. Does not load rules.
 Config parse_config(std::string_view toml_text, const std::filesystem::path& file_name,

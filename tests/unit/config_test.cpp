@@ -643,6 +643,24 @@ TEST_F(ConfigTest, EncryptionKeyFileProblemsNameTheFileAndLine) {
               ElementsAre(at(3, "storage.encryption_keys: expected a string, got integer")));
 }
 
+TEST_F(ConfigTest, EncryptionKeysLoadAloneWhenAnotherPartOfTheFileDoesNot) {
+  // referralctl still reads referrals when, say, a target's directory is gone.
+  write_private(root_ / "etc" / "keys", "k1 " + key_hex + "\n");
+  std::ofstream(file_) << with_keys("\"keys\"") << "[[target]]\nname = \"x\"\ntype = \"fax2\"\n";
+  std::vector<ConfigProblem> problems;
+  const auto keys = load_encryption_keys(file_, {}, problems);
+  ASSERT_NE(keys, nullptr);
+  EXPECT_EQ(keys->current().id, "k1");
+  EXPECT_TRUE(problems.empty());
+
+  // The key file's own problems come out as load_configuration reports them.
+  write_private(root_ / "etc" / "keys", "k1 " + key_hex.substr(1) + "\n");
+  EXPECT_EQ(load_encryption_keys(file_, {}, problems), nullptr);
+  ASSERT_EQ(problems.size(), 1U);
+  EXPECT_EQ(problems[0].to_string(), at(3, "storage.encryption_keys: " + abs("etc/keys") +
+                                               R"(:1: key "k1": expected 64 hex digits (openssl rand -hex 32), got 63 characters)"));
+}
+
 TEST_F(ConfigTest, EncryptionKeysAsACredentialNeedNoOwnerOnlyMode) {
   const fs::path credentials = root_ / "credentials";
   fs::create_directories(credentials);
