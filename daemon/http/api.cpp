@@ -180,7 +180,7 @@ asio::awaitable<Response> Api::get_referral(const std::string& id, const std::st
     // Not the store being down (a retry will not help): a key is missing
     // from storage.encryption_keys, or the row was altered.
     spdlog::error("api.referral_unreadable id={} error=\"{}\"", id, *unreadable);
-    co_return Response::error(500, "the stored referral cannot be decrypted; the referral office must restore its key");
+    co_return Response::error(500, "the stored referral cannot be decrypted");
   }
   if (!error.empty()) {
     auto r = Response::error(503, "the referral store cannot be read right now");

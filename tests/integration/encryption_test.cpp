@@ -92,6 +92,14 @@ TEST(Encryption, KeyRotationEndToEnd) {
   daemon.start();
   const std::string first = posted_id(daemon, sample("asps-routine.json"));
 
+  // A key file with a mistake is refused on reload; the keys in use stay.
+  write_key_file(daemon.key_file(), "test-2 0123\n" + key_a);
+  daemon.process()->signal(SIGHUP);
+  ASSERT_TRUE(wait_for([&] { return daemon.log().find("config.reload_refused") != std::string::npos; }, 10s))
+      << daemon.log();
+  EXPECT_NE(daemon.log().find(R"(key "test-2": expected 64 hex digits)"), std::string::npos) << daemon.log();
+  EXPECT_EQ(daemon.log().find("encryption_key=test-2"), std::string::npos);
+
   // A new key goes first; the old one stays to read what it encrypted.
   const std::string key_b = new_key_line("test-2");
   write_key_file(daemon.key_file(), "# rotated\n" + key_b + key_a);
@@ -192,6 +200,8 @@ TEST(Encryption, AMissingKeyIsAClearErrorAndRestoringItRecovers) {
 
   const auto api = daemon.get("/api/v1/referrals/" + id);
   EXPECT_EQ(api.status, 500) << api.body;
+  EXPECT_NE(daemon.log().find("api.referral_unreadable id=" + id + " error=\"" + expected + "\""), std::string::npos)
+      << daemon.log();
   EXPECT_EQ(daemon.log().find(R"("Nguyen")"), std::string::npos);
   const std::string config = daemon.config_file().string();
   const auto shown = ctl({"--config", config, "show", id});
