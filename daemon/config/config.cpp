@@ -309,6 +309,7 @@ class Loader {
   std::shared_ptr<const KeyRing> load_encryption_keys(std::string_view text);
 
  private:
+  std::optional<toml::table> parse_toml(std::string_view text);  // nullopt: the syntax error is a problem
   void check_keys(const Scope& scope, std::initializer_list<std::string_view> allowed);
   Scope section(const toml::table& root, std::string_view name);
 
@@ -1145,16 +1146,21 @@ void Loader::read_routes(const toml::table& root, const std::vector<TargetConfig
   }
 }
 
+std::optional<toml::table> Loader::parse_toml(std::string_view text) {
+  try {
+    return toml::parse(text, file_);
+  } catch (const toml::parse_error& e) {
+    add(where(e.source()), "", std::string(e.description()));
+    return std::nullopt;
+  }
+}
+
 Config Loader::load(std::string_view text) {
   Config config;
   config.file = file_path_;
-  toml::table root;
-  try {
-    root = toml::parse(text, file_);
-  } catch (const toml::parse_error& e) {
-    add(where(e.source()), "", std::string(e.description()));
-    return config;
-  }
+  const auto parsed = parse_toml(text);
+  if (!parsed) return config;
+  const toml::table& root = *parsed;
 
   check_keys(Scope{&root, "", 0, false},
              {"http", "storage", "rules", "paths", "delivery", "log", "office", "target", "route"});
@@ -1172,15 +1178,10 @@ Config Loader::load(std::string_view text) {
 }
 
 std::shared_ptr<const KeyRing> Loader::load_encryption_keys(std::string_view text) {
-  toml::table root;
-  try {
-    root = toml::parse(text, file_);
-  } catch (const toml::parse_error& e) {
-    add(where(e.source()), "", std::string(e.description()));
-    return nullptr;
-  }
+  const auto root = parse_toml(text);
+  if (!root) return nullptr;
   StorageConfig storage;
-  read_encryption_keys(section(root, "storage"), storage);
+  read_encryption_keys(section(*root, "storage"), storage);
   return storage.keys;
 }
 
