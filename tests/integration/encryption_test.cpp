@@ -95,7 +95,7 @@ TEST(Encryption, KeyRotationEndToEnd) {
   // A key file with a mistake is refused on reload; the keys in use stay.
   write_key_file(daemon.key_file(), "test-2 0123\n" + key_a);
   daemon.process()->signal(SIGHUP);
-  ASSERT_TRUE(wait_for([&] { return daemon.log().find("config.reload_refused") != std::string::npos; }, 10s))
+  ASSERT_TRUE(wait_until([&] { return daemon.log().find("config.reload_refused") != std::string::npos; }, 10s))
       << daemon.log();
   EXPECT_NE(daemon.log().find(R"(key "test-2": expected 64 hex digits)"), std::string::npos) << daemon.log();
   EXPECT_EQ(daemon.log().find("encryption_key=test-2"), std::string::npos);
