@@ -17,6 +17,7 @@
 #include "intake/validator.hpp"
 #include "routing/business_hours.hpp"
 #include "routing/routing.hpp"
+#include "store/payload.hpp"
 #include "rules/eligibility.hpp"
 #include "rules/rules.hpp"
 #include "util/dates.hpp"
@@ -57,6 +58,7 @@ std::unique_ptr<store::Database> open_store(Context& c, bool write) {
   }
   sqlite3_busy_timeout(db->handle(), static_cast<int>(c.global.lock_wait.count()));
   store::require_current_schema(*db);
+  db->set_payload_keys(c.settings.payload_keys);
   return db;
 }
 
@@ -286,6 +288,9 @@ int report_failure(Context& c, const std::exception_ptr& failure) {
   } catch (const store::IncompatibleSchema& e) {
     c.err << "referralctl: " << e.what() << '\n';
     return exit_unavailable;
+  } catch (const store::PayloadError& e) {
+    c.err << "referralctl: " << e.what() << '\n';
+    return exit_undecryptable;
   } catch (const store::DatabaseError& e) {
     c.err << "referralctl: " << database_message(e, c) << '\n';
     return exit_unavailable;
@@ -420,7 +425,12 @@ int show_command(Context& c, const std::string& id_text) {
   std::vector<store::AuditRow> audit;
   {
     ReadTransaction read(*db);
-    referral = store::find_referral(*db, id);
+    try {
+      referral = store::find_referral(*db, id);
+    } catch (const store::PayloadError& e) {
+      if (c.settings.payload_keys) throw;
+      throw store::PayloadError(std::string(e.what()) + "\n  (" + c.settings.why_no_payload_keys() + ")");
+    }
     audit = store::audit_of(*db, id);
     if (referral) {
       deliveries = store::deliveries_of(*db, id);
@@ -908,6 +918,59 @@ int purge_command(Context& c, Duration older_than, bool dry_run) {
   }
   if (!dry_run && purged > 0) c.out << "; recorded as " << actor;
   c.out << '\n';
+  return exit_ok;
+}
+
+int rekey_command(Context& c) {
+  const auto keys = c.settings.payload_keys;
+  if (!keys) throw SettingsError("rekey needs the encryption keys: " + c.settings.why_no_payload_keys());
+  auto db = open_store(c, true);
+  // The bytes a document is rewritten over are zeroed, not left in free
+  // space: after rekeying rows stored in the clear, no plain copy stays in
+  // the file (backups and old WAL frames already copied elsewhere aside).
+  db->exec("PRAGMA secure_delete = ON");
+  const std::string actor = operator_name();
+
+  // Batches like purge's: each transaction holds the write lock ~100 ms
+  // and then leaves it free for 100 ms, so the running daemon keeps
+  // storing referrals while a million documents are re-encrypted.
+  constexpr int batch = 100;
+  constexpr auto hold_at_most = std::chrono::milliseconds(100);
+  constexpr auto pause = std::chrono::milliseconds(100);
+  std::int64_t examined = 0, rekeyed = 0;
+  std::vector<std::string> unreadable;
+  std::optional<std::string> after;
+  for (bool more = true; more;) {
+    const auto started = std::chrono::steady_clock::now();
+    WriteTransaction write(*db);
+    do {
+      auto b = store::rekey_referrals(*db, after, batch, actor, c.now);
+      examined += b.examined;
+      rekeyed += b.rekeyed;
+      unreadable.insert(unreadable.end(), b.unreadable.begin(), b.unreadable.end());
+      more = b.examined == batch;
+      if (b.last_id) after = b.last_id;
+    } while (more && std::chrono::steady_clock::now() - started < hold_at_most);
+    write.commit();
+    if (more) std::this_thread::sleep_for(pause);
+  }
+
+  const std::string& key = keys->current().id;
+  if (c.json) {
+    print_json(c, json{{"key", key}, {"examined", examined}, {"rekeyed", rekeyed}, {"unreadable", unreadable}});
+  } else {
+    c.out << "rekeyed " << plural(rekeyed, "referral", "referrals") << " to key \"" << key << "\"";
+    c.out << " (" << grouped(examined - rekeyed - static_cast<std::int64_t>(unreadable.size()))
+          << " already under it)";
+    if (rekeyed > 0) c.out << "; recorded as " << actor;
+    c.out << '\n';
+  }
+  for (const auto& message : unreadable) c.err << "referralctl: " << message << '\n';
+  if (!unreadable.empty()) {
+    c.err << "referralctl: " << plural(static_cast<std::int64_t>(unreadable.size()), "document", "documents")
+          << " left as they were: put their keys back into storage.encryption_keys and run rekey again\n";
+    return exit_undecryptable;
+  }
   return exit_ok;
 }
 

@@ -23,6 +23,7 @@ enum ExitCode : int {
   exit_usage = 2,        // the command line is wrong
   exit_unavailable = 3,  // the store is missing, locked, unreadable or of another schema version
   exit_invalid = 4,      // check: the referral is not valid
+  exit_undecryptable = 5,  // a referral's document cannot be decrypted (key not in the key file, or altered)
 };
 
 // A command line that parses but asks for something impossible.
@@ -61,6 +62,7 @@ int action_command(Context& c, store::Action action, const std::vector<std::stri
                    const std::optional<std::string>& target);
 int check_command(Context& c, const std::filesystem::path& file);
 int purge_command(Context& c, Duration older_than, bool dry_run);
+int rekey_command(Context& c);
 
 // The operator for the audit trail: the effective user's name, and
 // "root (sudo by alice)" or "referrald (sudo by alice)" when run through sudo.

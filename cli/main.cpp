@@ -44,6 +44,8 @@ constexpr const char* footer =
     "     writable for an action, or of another schema version (after an upgrade,\n"
     "     start the new referrald once); or the configuration cannot be read\n"
     "  4  check: the referral is not valid\n"
+    "  5  a referral's document cannot be decrypted: its key is not in the\n"
+    "     configuration's storage.encryption_keys (or the row was altered)\n"
     "\n"
     "Environment:\n"
     "  NO_COLOR   when set and not empty, never colour (as --color never)\n"
@@ -52,8 +54,13 @@ constexpr const char* footer =
     "             (or \"referrald (sudo by USER)\" with sudo -u referrald)\n"
     "\n"
     "Files:\n"
-    "  /etc/referrald/referrald.toml   default configuration ([storage] database,\n"
-    "                                  [rules] file and [paths] schemas are read)\n"
+    "  /etc/referrald/referrald.toml   default configuration ([storage] database and\n"
+    "                                  encryption_keys, [rules] file and [paths]\n"
+    "                                  schemas are read)\n"
+    "  /run/credentials/referrald.service/\n"
+    "                                  the running service's credentials: where\n"
+    "                                  \"credential:NAME\" settings are read when\n"
+    "                                  $CREDENTIALS_DIRECTORY is not set (as root)\n"
     "\n"
     "Examples:\n"
     "  referralctl queue                          what is waiting, like postqueue -p\n"
@@ -208,6 +215,17 @@ int main(int argc, char** argv) {
                 "The audit trail keeps a \"purged\" entry per referral (it holds no patient data).");
   add_json(purge);
 
+  // rekey
+  auto* rekey = app.add_subcommand("rekey", "encrypt every stored referral under the first key of "
+                                            "storage.encryption_keys (after adding a new key)");
+  rekey->footer("Re-encrypts, in short transactions while referrald runs, each referral whose document is\n"
+                "not under the first key of the key file yet (rows stored before encryption was enabled\n"
+                "included), and records each in the audit trail. Run it after putting a new key first and\n"
+                "reloading referrald; once it reports nothing left, the old key's line can be removed.\n"
+                "Needs the configuration (not --db). Exit 5 names each document it could not decrypt.\n"
+                "Step by step: docs/encryption.md.");
+  add_json(rekey);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -264,6 +282,7 @@ int main(int argc, char** argv) {
     return run_command(c, false, [&, action = action] { return action_command(c, action, ids, target); });
   }
   if (check->parsed()) return run_command(c, true, [&] { return check_command(c, check_file); });
+  if (rekey->parsed()) return run_command(c, false, [&] { return rekey_command(c); });
   if (purge->parsed()) {
     const auto d = parse_duration(older_than);
     if (!d) {

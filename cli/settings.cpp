@@ -38,6 +38,17 @@ void read_paths_leniently(Settings& s) {
 
 }  // namespace
 
+std::string Settings::why_no_payload_keys() const {
+  if (config_file.empty()) {
+    return "with --db referralctl reads no configuration; name the configuration with --config instead, so "
+           "it can read storage.encryption_keys";
+  }
+  if (problems.empty()) return config_file.string() + " sets no storage.encryption_keys";
+  std::string out = "the configuration " + config_file.string() + " did not load";
+  for (const auto& p : problems) out += "\n  " + p;
+  return out;
+}
+
 Settings locate(const std::optional<fs::path>& config_file, const std::optional<fs::path>& database,
                 bool need_rules) {
   Settings s;
@@ -45,13 +56,15 @@ Settings locate(const std::optional<fs::path>& config_file, const std::optional<
   if (database && !config_file && !need_rules) return s;
   s.config_file = config_file ? *config_file : fs::path(default_config_file);
 
+  const LoadOptions credentials{service_credentials_directory};
   std::error_code ec;
   if (!fs::exists(s.config_file, ec)) {
     throw SettingsError("no configuration at " + s.config_file.string() +
                         (config_file ? std::string() : " (name it with --config FILE, or the database with --db FILE)"));
   }
   try {
-    s.configuration = load_configuration(s.config_file);
+    s.configuration = load_configuration(s.config_file, credentials);
+    s.payload_keys = s.configuration->config.storage.keys;
     if (s.database.empty()) s.database = s.configuration->config.storage.database;
     s.rules_file = s.configuration->config.rules_file;
     s.schema_dir = s.configuration->config.schema_dir;
@@ -60,6 +73,9 @@ Settings locate(const std::optional<fs::path>& config_file, const std::optional<
     for (const auto& p : e.problems()) s.problems.push_back(p.to_string());
   }
   read_paths_leniently(s);
+  // Its problems, if any, are among those above already.
+  std::vector<ConfigProblem> key_problems;
+  s.payload_keys = load_encryption_keys(s.config_file, credentials, key_problems);
   return s;
 }
 

@@ -12,6 +12,10 @@
 namespace referrald::cli {
 
 inline constexpr const char* default_config_file = "/etc/referrald/referrald.toml";
+// Where systemd keeps the running service's credentials (LoadCredential=):
+// "credential:NAME" settings resolve there when $CREDENTIALS_DIRECTORY is
+// not set, so root can run referralctl against the running service's keys.
+inline constexpr const char* service_credentials_directory = "/run/credentials/referrald.service";
 
 // The configuration cannot tell where the store is (referralctl exits 3).
 class SettingsError : public std::runtime_error {
@@ -29,6 +33,13 @@ struct Settings {
   // so referralctl then reads only the paths it needs (`problems` says why).
   std::optional<Configuration> configuration;
   std::vector<std::string> problems;
+
+  // storage.encryption_keys: read with the configuration, or alone when
+  // another part of it does not load; null without the setting, with --db
+  // alone, or when the key file has problems (then among `problems`).
+  std::shared_ptr<const KeyRing> payload_keys;
+  // Why payload_keys is null, for a message.
+  std::string why_no_payload_keys() const;
 };
 
 // --db wins for the database; the configuration (given, or the default) is

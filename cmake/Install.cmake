@@ -23,7 +23,7 @@ install(FILES ${PROJECT_SOURCE_DIR}/systemd/referrald.service DESTINATION lib/sy
 install(FILES ${PROJECT_SOURCE_DIR}/systemd/referrald.sysusers DESTINATION lib/sysusers.d RENAME referrald.conf)
 
 install(FILES ${PROJECT_SOURCE_DIR}/README.md ${PROJECT_SOURCE_DIR}/config/referrald.example.toml
-              ${PROJECT_SOURCE_DIR}/config/rules.example.toml
+              ${PROJECT_SOURCE_DIR}/config/rules.example.toml ${PROJECT_SOURCE_DIR}/docs/encryption.md
         DESTINATION ${CMAKE_INSTALL_DOCDIR})
 
 # Configuration files (Debian's conffiles, by hand): copied only where none

@@ -275,7 +275,8 @@ struct Scope {
 
 class Loader {
  public:
-  explicit Loader(const fs::path& file_name) : file_(file_name.string()) {
+  Loader(const fs::path& file_name, const LoadOptions& options)
+      : file_(file_name.string()), options_(options) {
     std::error_code ec;
     const fs::path absolute = fs::absolute(file_name, ec);
     file_path_ = (ec ? file_name : absolute).lexically_normal();
@@ -305,8 +306,10 @@ class Loader {
   }
 
   Config load(std::string_view text);
+  std::shared_ptr<const KeyRing> load_encryption_keys(std::string_view text);
 
  private:
+  std::optional<toml::table> parse_toml(std::string_view text);  // nullopt: the syntax error is a problem
   void check_keys(const Scope& scope, std::initializer_list<std::string_view> allowed);
   Scope section(const toml::table& root, std::string_view name);
 
@@ -339,6 +342,7 @@ class Loader {
   void read_http(const toml::table& root, HttpConfig& http);
   void read_listen(const toml::node& node, const std::string& key, std::vector<ListenEndpoint>& out);
   void read_storage(const toml::table& root, StorageConfig& storage);
+  void read_encryption_keys(const Scope& scope, StorageConfig& storage);
   void read_rules(const toml::table& root, Config& config);
   void read_paths(const toml::table& root, Config& config);
   void read_delivery(const toml::table& root, DeliveryConfig& delivery);
@@ -354,6 +358,7 @@ class Loader {
   const toml::array* array_of_tables(const toml::table& root, std::string_view name);
 
   std::string file_;     // as given, for messages
+  LoadOptions options_;
   fs::path file_path_;   // absolute
   fs::path base_dir_;    // relative paths resolve here
   std::vector<ConfigProblem> problems_;
@@ -587,7 +592,7 @@ std::optional<fs::path> Loader::path_setting(std::string_view text, PathCheck ch
   if (secret != Secret::may_be_credential) {
     add(at, key,
         "a credential can stand only for a secret file (password_file, security_code_file, ca_file, "
-        "http.tls_certificate, http.tls_private_key), got " + quote(text));
+        "http.tls_certificate, http.tls_private_key, storage.encryption_keys), got " + quote(text));
     return std::nullopt;
   }
   const std::string_view name = text.substr(credential_prefix.size());
@@ -597,15 +602,17 @@ std::optional<fs::path> Loader::path_setting(std::string_view text, PathCheck ch
             quote(text));
     return std::nullopt;
   }
-  const char* directory = std::getenv("CREDENTIALS_DIRECTORY");
-  if (directory == nullptr || directory[0] == '\0') {
+  const char* variable = std::getenv("CREDENTIALS_DIRECTORY");
+  const fs::path directory = variable != nullptr && variable[0] != '\0' ? fs::path(variable)
+                                                                        : options_.credentials_fallback;
+  if (directory.empty()) {
     add(at, key,
         "credential " + quote(name) +
             " requested but $CREDENTIALS_DIRECTORY is not set (run under systemd with LoadCredential=" +
             std::string(name) + ")");
     return std::nullopt;
   }
-  const fs::path path = (fs::path(directory) / fs::path(name)).lexically_normal();
+  const fs::path path = (directory / fs::path(name)).lexically_normal();
   std::error_code ec;
   const auto status = fs::status(path, ec);
   if (!fs::exists(status)) {
@@ -712,12 +719,32 @@ void Loader::read_http(const toml::table& root, HttpConfig& http) {
 
 void Loader::read_storage(const toml::table& root, StorageConfig& storage) {
   const Scope scope = section(root, "storage");
-  check_keys(scope, {"database", "max_batch", "queue_limit"});
+  check_keys(scope, {"database", "max_batch", "queue_limit", "encryption_keys"});
   if (auto path = get_path(scope, "database", PathCheck::creatable_parent, true)) {
     storage.database = std::move(*path);
   }
+  read_encryption_keys(scope, storage);
   read_integer(scope, "max_batch", 1, 100000, storage.max_batch);
   read_integer(scope, "queue_limit", 1, 10000000, storage.queue_limit);
+}
+
+// The key file is read here, so --check-config and a reload judge it as
+// start-up does, and a reload that brings a new key file brings its keys.
+void Loader::read_encryption_keys(const Scope& scope, StorageConfig& storage) {
+  const toml::node* node = scope.get("encryption_keys");
+  if (!node) return;
+  const std::string key = scope.key("encryption_keys");
+  const auto text = string_value(*node, key);
+  if (!text) return;
+  const auto path = path_setting(*text, PathCheck::file, Secret::may_be_credential, where(*node), key);
+  if (!path) return;
+  const auto privacy = text->starts_with(credential_prefix) ? KeyFilePrivacy::trusted : KeyFilePrivacy::owner_only;
+  std::vector<KeyFileProblem> problems;
+  storage.keys = read_key_file(*path, privacy, problems);
+  for (const auto& problem : problems) {
+    add(where(*node), key, path->string() + (problem.line > 0 ? ":" : ": ") + problem.to_string());
+  }
+  if (storage.keys) storage.encryption_keys = *path;
 }
 
 void Loader::read_rules(const toml::table& root, Config& config) {
@@ -1119,16 +1146,21 @@ void Loader::read_routes(const toml::table& root, const std::vector<TargetConfig
   }
 }
 
+std::optional<toml::table> Loader::parse_toml(std::string_view text) {
+  try {
+    return toml::parse(text, file_);
+  } catch (const toml::parse_error& e) {
+    add(where(e.source()), "", std::string(e.description()));
+    return std::nullopt;
+  }
+}
+
 Config Loader::load(std::string_view text) {
   Config config;
   config.file = file_path_;
-  toml::table root;
-  try {
-    root = toml::parse(text, file_);
-  } catch (const toml::parse_error& e) {
-    add(where(e.source()), "", std::string(e.description()));
-    return config;
-  }
+  const auto parsed = parse_toml(text);
+  if (!parsed) return config;
+  const toml::table& root = *parsed;
 
   check_keys(Scope{&root, "", 0, false},
              {"http", "storage", "rules", "paths", "delivery", "log", "office", "target", "route"});
@@ -1145,16 +1177,15 @@ Config Loader::load(std::string_view text) {
   return config;
 }
 
-}  // namespace
-
-Config parse_config(std::string_view toml_text, const fs::path& file_name) {
-  Loader loader(file_name);
-  Config config = loader.load(toml_text);
-  if (auto problems = loader.sorted_problems(); !problems.empty()) throw ConfigError(std::move(problems));
-  return config;
+std::shared_ptr<const KeyRing> Loader::load_encryption_keys(std::string_view text) {
+  const auto root = parse_toml(text);
+  if (!root) return nullptr;
+  StorageConfig storage;
+  read_encryption_keys(section(*root, "storage"), storage);
+  return storage.keys;
 }
 
-Configuration load_configuration(const fs::path& file) {
+std::string read_config_text(const fs::path& file) {
   const auto unreadable = [&](std::string message) {
     return ConfigError({ConfigProblem{file.string(), 0, "", std::move(message)}});
   };
@@ -1166,10 +1197,23 @@ Configuration load_configuration(const fs::path& file) {
   if (!in) throw unreadable("cannot be read: " + std::generic_category().message(errno));
   std::ostringstream text;
   text << in.rdbuf();
+  return text.str();
+}
 
-  Loader loader(file);
+}  // namespace
+
+Config parse_config(std::string_view toml_text, const fs::path& file_name, const LoadOptions& options) {
+  Loader loader(file_name, options);
+  Config config = loader.load(toml_text);
+  if (auto problems = loader.sorted_problems(); !problems.empty()) throw ConfigError(std::move(problems));
+  return config;
+}
+
+Configuration load_configuration(const fs::path& file, const LoadOptions& options) {
+  const std::string text = read_config_text(file);
+  Loader loader(file, options);
   Configuration result;
-  result.config = loader.load(text.str());
+  result.config = loader.load(text);
   std::vector<ConfigProblem> problems = loader.sorted_problems();
 
   // rules_file is set only when the file exists; otherwise that is already a problem.
@@ -1185,6 +1229,20 @@ Configuration load_configuration(const fs::path& file) {
   }
   if (!problems.empty()) throw ConfigError(std::move(problems));
   return result;
+}
+
+std::shared_ptr<const KeyRing> load_encryption_keys(const fs::path& file, const LoadOptions& options,
+                                                    std::vector<ConfigProblem>& problems) {
+  try {
+    Loader loader(file, options);
+    auto keys = loader.load_encryption_keys(read_config_text(file));
+    auto found = loader.sorted_problems();
+    problems.insert(problems.end(), found.begin(), found.end());
+    return found.empty() ? keys : nullptr;
+  } catch (const ConfigError& e) {
+    problems.insert(problems.end(), e.problems().begin(), e.problems().end());
+    return nullptr;
+  }
 }
 
 }  // namespace referrald

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <variant>
@@ -16,6 +17,7 @@
 #include "rules/rules.hpp"
 #include "util/config_error.hpp"
 #include "util/duration.hpp"
+#include "util/key_ring.hpp"
 
 namespace referrald {
 
@@ -50,6 +52,11 @@ struct HttpConfig {
 
 struct StorageConfig {
   std::filesystem::path database;
+  // storage.encryption_keys, resolved ("credential:NAME" too) and read:
+  // referral documents are encrypted with keys->current(). Null when the
+  // setting is absent: documents are stored in the clear.
+  std::filesystem::path encryption_keys;
+  std::shared_ptr<const KeyRing> keys;
   std::size_t max_batch = 1024;     // writes per group commit
   std::size_t queue_limit = 16384;  // pending writes before back-pressure (503)
 };
@@ -111,12 +118,28 @@ struct Configuration {
   RuleSet rules;
 };
 
+struct LoadOptions {
+  // Where "credential:NAME" is looked for when $CREDENTIALS_DIRECTORY is not
+  // set; empty: nowhere (a problem). referralctl, which systemd does not
+  // start, passes the running service's directory (cli/settings.hpp).
+  std::filesystem::path credentials_fallback;
+};
+
 // Loads the configuration and the rules file it names; throws ConfigError
 // with every problem of both. Start-up and --check-config both call this.
-Configuration load_configuration(const std::filesystem::path& file);
+Configuration load_configuration(const std::filesystem::path& file, const LoadOptions& options = {});
+
+// storage.encryption_keys alone, read and judged exactly as
+// load_configuration reads it: for referralctl, which still needs the keys
+// when another part of the configuration does not load (a target's
+// credential it cannot read). Null when the setting is absent or has
+// problems (added to `problems`).
+std::shared_ptr<const KeyRing> load_encryption_keys(const std::filesystem::path& file, const LoadOptions& options,
+                                                    std::vector<ConfigProblem>& problems);
 
 // Parses configuration text (for tests); file_name appears in messages and
 // relative paths resolve against its directory. Does not load rules.
-Config parse_config(std::string_view toml_text, const std::filesystem::path& file_name);
+Config parse_config(std::string_view toml_text, const std::filesystem::path& file_name,
+                    const LoadOptions& options = {});
 
 }  // namespace referrald

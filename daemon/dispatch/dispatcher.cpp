@@ -15,6 +15,7 @@
 #include <random>
 
 #include "store/async.hpp"
+#include "store/payload.hpp"
 #include "store/store.hpp"
 #include "util/dates.hpp"
 #include "util/ids.hpp"
@@ -63,8 +64,17 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
   std::atomic<std::uint64_t> delivered{0}, transient{0}, permanent{0}, misconfigured{0};
   std::atomic<std::uint64_t> in_flight_count{0};
 
+  // A claimed delivery whose referral document could not be decrypted.
+  struct Unreadable {
+    std::string referral_id;
+    std::string target;
+    int attempt = 0;
+    std::string error;
+  };
+
   struct Claimed {
     std::vector<Delivery> deliveries;
+    std::vector<Unreadable> unreadable;  // already recorded dead
     std::optional<system_clock::time_point> next_due;
   };
 
@@ -82,7 +92,26 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
                               lease = options.lease](store::Database& db) {
       for (const auto& want : wants) {
         for (auto& row : store::claim_due(db, now, lease, want.limit, {want.target})) {
-          auto referral = store::find_referral(db, row.referral_id);
+          std::optional<store::ReferralRow> referral;
+          try {
+            referral = store::find_referral(db, row.referral_id);
+          } catch (const store::PayloadError& e) {
+            // Nothing can be sent without the document (its key is no longer
+            // in storage.encryption_keys, or the row was altered). Left due,
+            // it would be claimed again at once, forever: it is dead and
+            // loud, like a misconfigured target; once the key is back,
+            // `referralctl retry` sends it.
+            store::AttemptRecord a;
+            a.delivery_id = row.id;
+            a.attempt = row.attempts;
+            a.started_at = a.finished_at = now;
+            a.outcome = store::AttemptOutcome::misconfigured;
+            a.message = e.what();
+            a.next_state = store::DeliveryState::dead;
+            store::finish_attempt(db, a);
+            result->unreadable.push_back({row.referral_id, row.target, row.attempts, e.what()});
+            continue;
+          }
           if (!referral) continue;  // purged meanwhile; the cascade removed the delivery too
           Delivery d;
           d.id = row.id;
@@ -105,7 +134,14 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
       spdlog::warn("dispatch.claim_failed status={} error=\"{}\"", static_cast<int>(job_result.status),
                    job_result.error);
       result->deliveries.clear();
+      result->unreadable.clear();
       result->next_due.reset();
+    }
+    for (const auto& u : result->unreadable) {
+      ++misconfigured;
+      spdlog::error("delivery.failed id={} target={} attempt={} class=misconfigured error=\"{}\" next=dead "
+                    "(restore the key to storage.encryption_keys and reload, then: referralctl retry {})",
+                    u.referral_id, u.target, u.attempt, u.error, u.referral_id);
     }
     co_return std::move(*result);
   }

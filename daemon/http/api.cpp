@@ -2,6 +2,7 @@
 #include "http/async_intake.hpp"
 
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
@@ -10,6 +11,7 @@
 
 #include "store/async.hpp"
 #include "store/figures.hpp"
+#include "store/payload.hpp"
 #include "store/store.hpp"
 #include "util/crypto.hpp"
 #include "util/dates.hpp"
@@ -163,11 +165,23 @@ asio::awaitable<Response> Api::submit(const Request& request, const std::string&
 asio::awaitable<Response> Api::get_referral(const std::string& id, const std::string& client) {
   auto found = std::make_shared<std::optional<store::ReferralRow>>();
   auto deliveries = std::make_shared<std::vector<store::DeliveryRow>>();
-  store::ReaderPool::Query query = [id, found, deliveries](store::Database& db) {
-    *found = store::find_referral(db, id);
+  auto unreadable = std::make_shared<std::string>();
+  store::ReaderPool::Query query = [id, found, deliveries, unreadable](store::Database& db) {
+    try {
+      *found = store::find_referral(db, id);
+    } catch (const store::PayloadError& e) {
+      *unreadable = e.what();
+      return;
+    }
     if (*found) *deliveries = store::deliveries_of(db, id);
   };
   const auto error = co_await store::async_read(readers_, std::move(query));
+  if (!unreadable->empty()) {
+    // Not the store being down (a retry will not help): a key is missing
+    // from storage.encryption_keys, or the row was altered.
+    spdlog::error("api.referral_unreadable id={} error=\"{}\"", id, *unreadable);
+    co_return Response::error(500, "the stored referral cannot be decrypted");
+  }
   if (!error.empty()) {
     auto r = Response::error(503, "the referral store cannot be read right now");
     r.headers.emplace_back("Retry-After", "5");

@@ -100,6 +100,7 @@ class Daemon {
         dispatcher_(std::make_shared<Dispatcher>(ioc_.get_executor(), writer_, clock_,
                                                  dispatcher_options(configuration_.config))),
         signals_(ioc_, SIGTERM, SIGINT, SIGHUP) {
+    set_payload_keys(configuration_.config.storage.keys);
     adapter_context_.executor = ioc_.get_executor();
     adapter_context_.blocking_executor = blocking_.get_executor();
     adapter_context_.curl = &curl_;
@@ -123,10 +124,14 @@ class Daemon {
     start_status_updates();
     std::string endpoints;
     for (const auto& e : server_.local_endpoints()) endpoints += (endpoints.empty() ? "" : ",") + e;
-    spdlog::info("referrald.started listen={} tls={} database={} targets={} routes={}", endpoints,
+    spdlog::info("referrald.started listen={} tls={} database={} encryption_key={} targets={} routes={}", endpoints,
                  configuration_.config.http.tls_enabled() ? "on" : "off",
-                 configuration_.config.storage.database.string(), configuration_.config.targets.size(),
-                 configuration_.config.routes.size());
+                 configuration_.config.storage.database.string(), encryption_key(configuration_.config),
+                 configuration_.config.targets.size(), configuration_.config.routes.size());
+    if (!configuration_.config.storage.keys) {
+      spdlog::warn("storage.unencrypted note=\"storage.encryption_keys is not set: new referrals are stored in the "
+                   "clear (docs/encryption.md)\"");
+    }
     // Listeners are bound and the store is open: connections queue from here on.
     notifier_.ready(status_line());
     const unsigned threads = std::max(1U, configuration_.config.http.threads);
@@ -216,11 +221,15 @@ class Daemon {
       intake_.set_policy(make_policy(next));
       api_.set_api_keys(next.config.http.api_keys);
       dispatcher_->set_targets(std::move(targets), dispatcher_options(next.config));
+      set_payload_keys(next.config.storage.keys);
       configuration_.rules = std::move(next.rules);
       configuration_.config.routes = next.config.routes;
       configuration_.config.targets = next.config.targets;
-      spdlog::info("config.reloaded targets={} routes={} diseases={}", configuration_.config.targets.size(),
-                   configuration_.config.routes.size(), configuration_.rules.diseases.size());
+      configuration_.config.storage.encryption_keys = next.config.storage.encryption_keys;
+      configuration_.config.storage.keys = next.config.storage.keys;
+      spdlog::info("config.reloaded targets={} routes={} diseases={} encryption_key={}",
+                   configuration_.config.targets.size(), configuration_.config.routes.size(),
+                   configuration_.rules.diseases.size(), encryption_key(configuration_.config));
     } catch (const ConfigError& e) {
       log_problems(e, "config.reload_refused");
       spdlog::error("config.reload_refused note=\"the previous configuration keeps running\"");
@@ -228,6 +237,16 @@ class Daemon {
       spdlog::error("config.reload_refused error=\"{}\" note=\"the previous configuration keeps running\"",
                     e.what());
     }
+  }
+
+  // Every connection seals and opens documents with these from its next job on.
+  void set_payload_keys(const std::shared_ptr<const KeyRing>& keys) {
+    writer_.set_payload_keys(keys);
+    readers_.set_payload_keys(keys);
+  }
+
+  static std::string encryption_key(const Config& c) {
+    return c.storage.keys ? c.storage.keys->current().id : std::string("none");
   }
 
   std::string dispatch_metrics() const {

@@ -245,6 +245,13 @@ void Statement::reset() {
 
 std::int64_t Statement::column_int(int i) const { return sqlite3_column_int64(stmt_, i); }
 
+std::string Statement::column_blob(int i) const {
+  const void* data = sqlite3_column_blob(stmt_, i);
+  const int bytes = sqlite3_column_bytes(stmt_, i);
+  if (data == nullptr) return {};
+  return std::string(static_cast<const char*>(data), static_cast<std::size_t>(bytes));
+}
+
 std::string Statement::column_text(int i) const {
   // column_text before column_bytes, as SQLite documents, so the length is
   // that of the returned representation.

@@ -10,6 +10,8 @@
 #include <string>
 #include <string_view>
 
+#include "util/key_ring.hpp"
+
 struct sqlite3;
 struct sqlite3_stmt;
 
@@ -52,6 +54,7 @@ class Statement {
 
   std::int64_t column_int(int i) const;
   std::string column_text(int i) const;
+  std::string column_blob(int i) const;  // the bytes as stored, NULs and all
   std::optional<std::string> column_optional_text(int i) const;
   bool column_is_null(int i) const;
 
@@ -81,9 +84,17 @@ class Database {
   sqlite3* handle() const noexcept { return db_; }
   const std::filesystem::path& file() const noexcept { return file_; }
 
+  // The keys referral documents are sealed and opened with on this
+  // connection (store/payload.hpp); none: new documents are stored in the
+  // clear. The writer and the readers set them before each job, so a reload
+  // reaches every connection.
+  void set_payload_keys(std::shared_ptr<const KeyRing> keys) noexcept { payload_keys_ = std::move(keys); }
+  const KeyRing* payload_keys() const noexcept { return payload_keys_.get(); }
+
  private:
   struct Cache;
   std::filesystem::path file_;
+  std::shared_ptr<const KeyRing> payload_keys_;
   sqlite3* db_ = nullptr;
   std::unique_ptr<Cache> cache_;
 };

@@ -7,6 +7,7 @@
 #include <map>
 #include <unordered_set>
 
+#include "store/payload.hpp"
 #include "store/rows.hpp"
 #include "util/ids.hpp"
 
@@ -509,6 +510,51 @@ std::int64_t count_received_before(Database& db, TimePoint cutoff) {
   st.bind(1, to_millis(cutoff));
   st.step();
   return st.column_int(0);
+}
+
+// ---- rekey ----
+
+RekeyBatch rekey_referrals(Database& db, const std::optional<std::string>& after, int limit,
+                           const std::string& actor, TimePoint now) {
+  const KeyRing* keys = db.payload_keys();
+  if (keys == nullptr) throw std::logic_error("rekey needs storage.encryption_keys");
+  const std::string& current = keys->current().id;
+  // Along the primary key, so each batch costs `limit` rows however many
+  // referrals there are, and rows the daemon adds meanwhile cannot make a
+  // batch skip or repeat one.
+  Statement& select = db.cached(
+      "SELECT id, document FROM referrals WHERE id > ?1 ORDER BY id LIMIT ?2");
+  Statement& update = db.cached("UPDATE referrals SET document = ?2 WHERE id = ?1");
+  struct Stored {
+    std::string id;
+    std::string document;
+  };
+  std::vector<Stored> rows;
+  {
+    ResetOnExit reset(select);
+    select.bind(1, std::string_view(after.value_or(""))).bind(2, std::int64_t{limit});
+    while (select.step()) rows.push_back({select.column_text(0), select.column_blob(1)});
+  }
+  RekeyBatch batch;
+  for (const Stored& row : rows) {
+    ++batch.examined;
+    batch.last_id = row.id;
+    try {
+      const auto from = payload_key_id(row.document, row.id);
+      if (from == current) continue;
+      const std::string sealed = seal_payload(keys, open_payload(keys, row.document, row.id), row.id);
+      {
+        ResetOnExit reset(update);
+        update.bind(1, std::string_view(row.id)).bind_blob(2, sealed);
+        update.run();
+      }
+      audit(db, now, row.id, std::nullopt, actor, "rekeyed", "from=" + from.value_or("plaintext") + " to=" + current);
+      ++batch.rekeyed;
+    } catch (const PayloadError& e) {
+      batch.unreadable.push_back(e.what());
+    }
+  }
+  return batch;
 }
 
 }  // namespace referrald::store

@@ -195,4 +195,22 @@ void purge_referral(Database& db, const PurgeCandidate& referral, const std::str
 // Referrals received before `cutoff` (those left after a purge are unfinished).
 std::int64_t count_received_before(Database& db, TimePoint cutoff);
 
+// ---- rekey ----
+
+struct RekeyBatch {
+  std::optional<std::string> last_id;  // where the next batch starts; nullopt: none was examined
+  std::int64_t examined = 0;
+  std::int64_t rekeyed = 0;
+  std::vector<std::string> unreadable;  // PayloadError messages of documents left as they were
+};
+
+// Encrypts again, under db.payload_keys()->current(), the documents of the
+// next `limit` referrals after `after` (in id order) that are not under it
+// already (plain JSON rows written before encryption was enabled
+// included), with one audit row each by `actor`. A document that cannot be
+// opened is left as it is and reported. Must run inside the caller's
+// (IMMEDIATE) transaction; throws std::logic_error without payload keys.
+RekeyBatch rekey_referrals(Database& db, const std::optional<std::string>& after, int limit,
+                           const std::string& actor, TimePoint now);
+
 }  // namespace referrald::store

@@ -1,4 +1,5 @@
 #include "store/store.hpp"
+#include "store/payload.hpp"
 #include "store/rows.hpp"
 
 #include <sqlite3.h>
@@ -153,6 +154,7 @@ InsertResult insert_referral(Database& db, const NewReferral& r) {
 
   Savepoint savepoint(db, "insert_referral");
   const std::int64_t received_ms = to_millis(r.received_at);
+  const std::string document = seal_payload(db.payload_keys(), r.document, r.id);
 
   {
     Statement& st = db.cached(
@@ -169,7 +171,7 @@ InsertResult insert_referral(Database& db, const NewReferral& r) {
         .bind(7, std::string_view(r.client))
         .bind(8, r.idempotency_key)
         .bind(9, std::string_view(r.request_hash))
-        .bind_blob(10, r.document)
+        .bind_blob(10, document)
         .bind(11, std::string_view(r.response));
     st.run();
   }
@@ -231,7 +233,7 @@ std::optional<ReferralRow> find_referral(Database& db, const std::string& id) {
     row.disease = st.column_optional_text(4);
     row.channel = st.column_text(5);
     row.client = st.column_text(6);
-    row.document = st.column_text(7);
+    row.document = open_payload(db.payload_keys(), st.column_blob(7), row.id);
   }
   Statement& st = db.cached(
       "SELECT code, message FROM referral_reasons WHERE referral_id = ?1 ORDER BY position");

@@ -77,11 +77,12 @@ struct Writer::Impl {
   // Owned by the writer thread once it runs.
   std::unique_ptr<Database> db;
 
-  mutable std::mutex mutex;  // guards queue, stopping, commit_hook
+  mutable std::mutex mutex;  // guards queue, stopping, commit_hook, payload_keys
   std::condition_variable wake;
   std::deque<Pending> queue;
   bool stopping = false;
   std::function<void()> commit_hook;
+  std::shared_ptr<const KeyRing> payload_keys;
 
   std::mutex join_mutex;  // two threads calling stop() must not both join
   std::thread thread;
@@ -126,6 +127,7 @@ struct Writer::Impl {
     for (;;) {
       std::vector<Pending> batch;
       std::function<void()> hook;
+      std::shared_ptr<const KeyRing> keys;
       {
         std::unique_lock lock(mutex);
         wake.wait(lock, [this] { return stopping || !queue.empty(); });
@@ -137,10 +139,11 @@ struct Writer::Impl {
           queue.pop_front();
         }
         hook = commit_hook;
+        keys = payload_keys;
       }
 
       std::vector<JobResult> results(batch.size());
-      const bool committed = run_batch(batch, results);
+      const bool committed = run_batch(batch, results, std::move(keys));
       if (committed && hook) {
         try {
           hook();
@@ -156,9 +159,10 @@ struct Writer::Impl {
   }
 
   // Runs the batch as one transaction. Returns true if it committed.
-  bool run_batch(std::vector<Pending>& batch, std::vector<JobResult>& results) {
+  bool run_batch(std::vector<Pending>& batch, std::vector<JobResult>& results, std::shared_ptr<const KeyRing> keys) {
     try {
       if (!db) open(OpenMode::read_write);  // reopen after a broken connection; never recreate
+      db->set_payload_keys(std::move(keys));
       db->cached("BEGIN IMMEDIATE").run();
       std::uint64_t ok = 0;
       for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -263,6 +267,11 @@ void Writer::on_commit(std::function<void()> hook) {
   impl_->commit_hook = std::move(hook);
 }
 
+void Writer::set_payload_keys(std::shared_ptr<const KeyRing> keys) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->payload_keys = std::move(keys);
+}
+
 void Writer::stop() {
   {
     std::lock_guard lock(impl_->mutex);
@@ -304,10 +313,11 @@ struct ReaderPool::Impl {
   const std::filesystem::path file;
   const std::size_t queue_limit;
 
-  std::mutex mutex;  // guards queue, stopping
+  std::mutex mutex;  // guards queue, stopping, payload_keys
   std::condition_variable wake;
   std::deque<Item> queue;
   bool stopping = false;
+  std::shared_ptr<const KeyRing> payload_keys;
 
   std::mutex join_mutex;
   std::vector<std::thread> threads;
@@ -328,12 +338,14 @@ struct ReaderPool::Impl {
     std::unique_ptr<Database> db;
     for (;;) {
       Item item;
+      std::shared_ptr<const KeyRing> keys;
       {
         std::unique_lock lock(mutex);
         wake.wait(lock, [this] { return stopping || !queue.empty(); });
         if (queue.empty()) break;
         item = std::move(queue.front());
         queue.pop_front();
+        keys = payload_keys;
       }
       std::optional<std::string> error;
       bool reopen = false;
@@ -343,6 +355,7 @@ struct ReaderPool::Impl {
           fresh->exec("PRAGMA query_only=ON");  // readers only read, enforced by SQLite
           db = std::move(fresh);
         }
+        db->set_payload_keys(std::move(keys));
         item.query(*db);
       } catch (const DatabaseError& e) {
         error = e.what();
@@ -395,6 +408,11 @@ void ReaderPool::submit(Query query, std::function<void(std::string)> failed) {
     return;
   }
   impl_->wake.notify_one();
+}
+
+void ReaderPool::set_payload_keys(std::shared_ptr<const KeyRing> keys) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->payload_keys = std::move(keys);
 }
 
 void ReaderPool::stop() {

@@ -58,6 +58,11 @@ class Writer {
   // the dispatcher). Set before the first submit.
   void on_commit(std::function<void()> hook);
 
+  // The keys referral documents are sealed and opened with (null: stored
+  // in the clear), from the next batch on: a reload takes effect for every
+  // job not yet started.
+  void set_payload_keys(std::shared_ptr<const KeyRing> keys);
+
   // Runs the queued jobs, then stops the thread. Idempotent.
   void stop();
 
@@ -87,6 +92,8 @@ class ReaderPool {
   // The query runs on a reader thread; `failed` is called instead with a
   // message if the database cannot be read.
   void submit(Query query, std::function<void(std::string)> failed);
+  // As Writer::set_payload_keys, for queries not yet started.
+  void set_payload_keys(std::shared_ptr<const KeyRing> keys);
   void stop();
 
  private:

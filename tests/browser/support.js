@@ -1,6 +1,7 @@
 // The real referrald binary on a free loopback port with a configuration of
 // its own, Debian's Chromium driven by playwright-core, and the store read
-// with the sqlite3 command-line tool (the test checks the file, not our code).
+// with the sqlite3 command-line tool (the test checks the file, not our code)
+// and, for the documents referrald encrypts at rest, with referralctl.
 'use strict';
 
 const { spawn, execFileSync } = require('node:child_process');
@@ -19,6 +20,7 @@ try {
 
 const sourceDir = process.env.REFERRALD_SOURCE_DIR || path.resolve(__dirname, '..', '..');
 const binary = process.env.REFERRALD_BINARY || path.join(sourceDir, 'build', 'debug', 'daemon', 'referrald');
+const referralctl = process.env.REFERRALCTL_BINARY || path.join(path.dirname(path.dirname(binary)), 'cli', 'referralctl');
 const artifactsDir =
   process.env.REFERRALD_ARTIFACTS || path.join(path.dirname(path.dirname(binary)), 'test-artifacts');
 const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -64,6 +66,9 @@ class Daemon {
     this.baseUrl = `http://127.0.0.1:${this.port}`;
     fs.mkdirSync(path.dirname(this.database), { recursive: true });
     const keyHash = crypto.createHash('sha256').update(API_TOKEN).digest('hex');
+    // Referral documents are encrypted at rest, as in production.
+    const keyFile = path.join(this.dir, 'encryption-keys');
+    fs.writeFileSync(keyFile, `browser-1 ${crypto.randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
     const config = `
 [http]
 listen = "127.0.0.1:${this.port}"
@@ -71,6 +76,7 @@ api_keys = ["sha256:${keyHash}"]
 
 [storage]
 database = "${this.database}"
+encryption_keys = "${keyFile}"
 
 [rules]
 file = "${path.join(sourceDir, 'config', 'rules.toml')}"
@@ -92,12 +98,12 @@ directory = "spool/office-email"
 [[route]]
 notify = ["office-email"]
 `;
-    const configFile = path.join(this.dir, 'referrald.toml');
-    fs.writeFileSync(configFile, config);
+    this.configFile = path.join(this.dir, 'referrald.toml');
+    fs.writeFileSync(this.configFile, config);
     this.logFile = path.join(this.dir, 'daemon.log');
     const log = fs.openSync(this.logFile, 'a');
     // Its own process group, so that stop() reaches everything it started.
-    this.child = spawn(binary, ['--config', configFile], { detached: true, stdio: ['ignore', log, log] });
+    this.child = spawn(binary, ['--config', this.configFile], { detached: true, stdio: ['ignore', log, log] });
     fs.closeSync(log);
     this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })));
     const deadline = Date.now() + 15000;
@@ -163,10 +169,20 @@ notify = ["office-email"]
     return out.trim() === '' ? [] : JSON.parse(out);
   }
 
+  // Referrals matching `condition` (SQL over the plain columns) with their
+  // documents, which referrald stores encrypted: referralctl reads them back.
   referralsWhere(condition) {
-    return this.query(
-      `SELECT id, channel, decision, urgency, document FROM referrals WHERE ${condition} ORDER BY received_ms`,
-    ).map((row) => ({ ...row, document: JSON.parse(row.document) }));
+    return this.query(`SELECT id, channel, decision, urgency FROM referrals WHERE ${condition} ORDER BY received_ms`).map(
+      (row) => {
+        const args = ['--config', this.configFile, 'show', '--json', row.id];
+        const shown = execFileSync(referralctl, args, { encoding: 'utf8' });
+        return { ...row, document: JSON.parse(shown).referral.document };
+      },
+    );
+  }
+
+  referralsOfFamily(familyName) {
+    return this.referralsWhere('1').filter((row) => row.document.patient.family_name === familyName);
   }
 }
 

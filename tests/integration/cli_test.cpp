@@ -25,60 +25,6 @@ using json = nlohmann::json;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-fs::path referralctl_binary() { return binary_dir() / "cli" / "referralctl"; }
-
-struct CtlRun {
-  int status = -1;
-  std::string out;
-  std::string err;
-  json parsed() const { return json::parse(out); }
-};
-
-// Runs referralctl with stdout and stderr captured (not a terminal), a
-// clean colour environment plus `env`, and a watchdog.
-CtlRun ctl(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {}) {
-  TempDir io;
-  const fs::path out = io / "out", err = io / "err";
-  const pid_t pid = ::fork();
-  if (pid < 0) throw std::runtime_error("fork failed");
-  if (pid == 0) {
-    const int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    ::dup2(o, 1);
-    ::dup2(e, 2);
-    const int null_fd = ::open("/dev/null", O_RDONLY);
-    ::dup2(null_fd, 0);
-    ::unsetenv("NO_COLOR");
-    ::unsetenv("SUDO_USER");
-    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
-    std::vector<std::string> argv{referralctl_binary().string()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<char*> raw;
-    for (auto& a : argv) raw.push_back(a.data());
-    raw.push_back(nullptr);
-    ::execv(raw[0], raw.data());
-    ::_exit(127);
-  }
-  CtlRun r;
-  const auto deadline = std::chrono::steady_clock::now() + 60s;
-  int status = 0;
-  while (::waitpid(pid, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      ADD_FAILURE() << "referralctl did not finish within 60 s";
-      break;
-    }
-    std::this_thread::sleep_for(5ms);
-  }
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = read_file(out);
-  r.err = read_file(err);
-  return r;
-}
-
-std::string describe(const CtlRun& r) { return "exit " + std::to_string(r.status) + "\nstdout:\n" + r.out + "stderr:\n" + r.err; }
-
 // Direct SQLite access: the test checks the file, not referralctl's reading of it.
 long long scalar(const fs::path& db, const std::string& sql) {
   sqlite3* handle = nullptr;
@@ -110,6 +56,8 @@ class Cli : public ::testing::Test {
   void SetUp() override { daemon.start(); }
 
   std::string db() const { return daemon.database().string(); }
+  // show reads the encryption key from the configuration (with --db it has none).
+  std::string config() const { return daemon.config_file().string(); }
 
   std::string post(const std::string& body) {
     const auto r = daemon.post_referral(body);
@@ -118,7 +66,7 @@ class Cli : public ::testing::Test {
   }
 
   json show(const std::string& id) {
-    const auto r = ctl({"--db", db(), "show", "--json", id});
+    const auto r = ctl({"--config", config(), "show", "--json", id});
     EXPECT_EQ(r.status, 0) << describe(r);
     return r.parsed();
   }
@@ -247,7 +195,7 @@ TEST_F(Cli, ShowPrintsTheReferralItsDeliveriesAttemptsAndAuditTrail) {
   const std::string id = post(sample("asps-urgent.json"));
   wait_final(id);
 
-  const auto human = ctl({"--db", db(), "show", id});
+  const auto human = ctl({"--config", config(), "show", id});
   ASSERT_EQ(human.status, 0) << describe(human);
   for (const std::string& expected :
        {"Referral " + id, std::string("  decision   review"), std::string("NO_OPEN_TRIAL: "),
@@ -259,7 +207,7 @@ TEST_F(Cli, ShowPrintsTheReferralItsDeliveriesAttemptsAndAuditTrail) {
   // Lower case works too (ids are read over the phone).
   std::string lower = id;
   for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  EXPECT_EQ(ctl({"--db", db(), "show", lower}).status, 0);
+  EXPECT_EQ(ctl({"--config", config(), "show", lower}).status, 0);
 
   const auto j = show(id);
   EXPECT_EQ(keys(j), (std::set<std::string>{"referral", "deliveries", "audit"}));
@@ -286,7 +234,7 @@ TEST_F(Cli, ShowPrintsTheReferralItsDeliveriesAttemptsAndAuditTrail) {
   hostile["notes"] = "\x1b]0;owned\x07 line one\nline two \x1b[2J";
   const auto posted = daemon.post_referral(hostile.dump());
   if (posted.status == 202) {
-    const auto shown = ctl({"--db", db(), "show", json::parse(posted.body)["id"].get<std::string>()});
+    const auto shown = ctl({"--config", config(), "show", json::parse(posted.body)["id"].get<std::string>()});
     ASSERT_EQ(shown.status, 0) << describe(shown);
     EXPECT_EQ(shown.out.find('\x1b'), std::string::npos) << shown.out;
     EXPECT_EQ(shown.out.find('\x07'), std::string::npos) << shown.out;

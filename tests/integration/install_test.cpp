@@ -82,6 +82,7 @@ TEST(Install, LaysOutEveryFileWhereTheUnitAndConfigurationExpectIt) {
       {"usr/share/doc/referrald/README.md", src / "README.md"},
       {"usr/share/doc/referrald/referrald.example.toml", src / "config/referrald.example.toml"},
       {"usr/share/doc/referrald/rules.example.toml", src / "config/rules.example.toml"},
+      {"usr/share/doc/referrald/encryption.md", src / "docs/encryption.md"},
   };
   for (const auto& f : files_under(src / "schemas")) {
     if (f.ends_with(".json")) expected["usr/share/referrald/schemas/" + f] = src / "schemas" / f;
@@ -139,15 +140,22 @@ TEST(Install, InstalledConfigurationChecksAndServes) {
   text = replace_all(text, "\"127.0.0.1:8080\"", "\"127.0.0.1:" + std::to_string(port) + "\"");
   write_file(config, text);
 
+  // The encryption keys arrive as the unit's credential: systemd would put
+  // /etc/credstore/encryption-keys into $CREDENTIALS_DIRECTORY.
+  const fs::path credentials = tree.scratch() / "credentials";
+  write_key_file(credentials / "encryption-keys", new_key_line("k1"));
+  const std::string env = "CREDENTIALS_DIRECTORY='" + credentials.string() + "' ";
+
   const fs::path referrald = tree / "usr/sbin/referrald";
   const fs::path out = tree.scratch() / "check.out";
-  EXPECT_EQ(shell("'" + referrald.string() + "' --check-config --config '" + config.string() + "' > '" +
+  EXPECT_EQ(shell(env + "'" + referrald.string() + "' --check-config --config '" + config.string() + "' > '" +
                   out.string() + "' 2>&1"),
             0)
       << read_file(out);
   EXPECT_NE(read_file(out).find("configuration OK (1 targets, 1 routes,"), std::string::npos) << read_file(out);
 
-  Process daemon({referrald.string(), "--config", config.string()}, tree.scratch() / "daemon.log");
+  Process daemon({referrald.string(), "--config", config.string()}, tree.scratch() / "daemon.log",
+                 {{"CREDENTIALS_DIRECTORY", credentials.string()}});
   ASSERT_TRUE(wait_for_port(port, 15s)) << daemon.log();
   HttpRequest health;
   health.url = "http://127.0.0.1:" + std::to_string(port) + "/healthz";
@@ -158,6 +166,7 @@ TEST(Install, InstalledConfigurationChecksAndServes) {
   const auto page = http(form);
   EXPECT_EQ(page.status, 200) << page.body << daemon.log();
   EXPECT_EQ(daemon.stop(), 0) << daemon.log();
+  EXPECT_NE(daemon.log().find(" encryption_key=k1 "), std::string::npos) << daemon.log();
   EXPECT_EQ(mode_of(tree / "var/lib/referrald/referrald.db"), 0600U);
   EXPECT_TRUE(fs::is_directory(tree / "var/lib/referrald/spool"));
 }
@@ -291,7 +300,8 @@ TEST(Unit, RunsTheDaemonTheWayItExpects) {
     std::smatch m;
     if (std::regex_match(line, m, load_credential)) loaded.insert(m[2]);
   }
-  for (const char* secret : {"smtp-password", "hylafax-password", "snpp-password", "wctp-security-code", "tls-key"}) {
+  for (const char* secret :
+       {"smtp-password", "hylafax-password", "snpp-password", "wctp-security-code", "tls-key", "encryption-keys"}) {
     EXPECT_TRUE(loaded.count(secret)) << "no LoadCredential=" << secret;
   }
   for (const char* file : {"config/referrald.production.toml", "config/referrald.example.toml"}) {

@@ -1,5 +1,7 @@
 #include "support/harness.hpp"
 
+#include <gtest/gtest.h>
+
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <gtest/gtest.h>
@@ -372,6 +374,10 @@ Daemon::Daemon(Options options) : options_(std::move(options)), port_(free_port(
   }
   config += options_.extra_http;
   config += "\n[storage]\ndatabase = \"" + database_.string() + "\"\n";
+  if (options_.encryption) {
+    write_key_file(key_file(), new_key_line("test-1"));
+    config += "encryption_keys = \"" + key_file().filename().string() + "\"\n";
+  }
   config += "\n[rules]\nfile = \"" + (source_dir() / "config" / "rules.toml").string() + "\"\n";
   config += "\n[paths]\nschemas = \"" + (source_dir() / "schemas").string() + "\"\nweb = \"" +
             (options_.web.empty() ? source_dir() / "web" : options_.web).string() + "\"\n";
@@ -565,6 +571,77 @@ HttpResult Browser::get(const std::string& path) {
   r.ca_file = ca();
   if (!cookie.empty()) r.headers.push_back("Cookie: " + cookie);
   return http(r);
+}
+
+nlohmann::json Daemon::stored_document(const std::string& id) const {
+  const auto r = ctl({"--config", config_file().string(), "show", "--json", id});
+  EXPECT_EQ(r.status, 0) << describe(r);
+  if (r.status != 0) return nullptr;
+  return r.parsed()["referral"]["document"];
+}
+
+std::string new_key_line(const std::string& id) {
+  TempDir tmp;
+  if (shell("openssl rand -hex 32 > " + (tmp / "key").string()) != 0) {
+    throw std::runtime_error("openssl could not make a key");
+  }
+  auto hex = read_file(tmp / "key");
+  while (!hex.empty() && (hex.back() == '\n' || hex.back() == ' ')) hex.pop_back();
+  return id + " " + hex + "\n";
+}
+
+void write_key_file(const fs::path& file, const std::string& text) {
+  write_file(file, text);
+  fs::permissions(file, fs::perms::owner_read | fs::perms::owner_write);
+}
+
+nlohmann::json CtlRun::parsed() const { return nlohmann::json::parse(out); }
+
+fs::path referralctl_binary() { return binary_dir() / "cli" / "referralctl"; }
+
+CtlRun ctl(const std::vector<std::string>& args, const std::map<std::string, std::string>& env) {
+  TempDir io;
+  const fs::path out = io / "out", err = io / "err";
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    const int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ::dup2(o, 1);
+    ::dup2(e, 2);
+    const int null_fd = ::open("/dev/null", O_RDONLY);
+    ::dup2(null_fd, 0);
+    ::unsetenv("NO_COLOR");
+    ::unsetenv("SUDO_USER");
+    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+    std::vector<std::string> argv{referralctl_binary().string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<char*> raw;
+    for (auto& a : argv) raw.push_back(a.data());
+    raw.push_back(nullptr);
+    ::execv(raw[0], raw.data());
+    ::_exit(127);
+  }
+  CtlRun r;
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  int status = 0;
+  while (::waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      ADD_FAILURE() << "referralctl did not finish within 60 s";
+      break;
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = read_file(out);
+  r.err = read_file(err);
+  return r;
+}
+
+std::string describe(const CtlRun& r) {
+  return "exit " + std::to_string(r.status) + "\nstdout:\n" + r.out + "stderr:\n" + r.err;
 }
 
 std::string sample(const std::string& name) { return read_file(source_dir() / "tests" / "data" / name); }

@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace referrald::test {
 
 // A fresh directory under /tmp, removed (with everything in it) on destruction.
@@ -163,6 +165,9 @@ class Daemon {
     // More environment for the daemon: NOTIFY_SOCKET, WATCHDOG_USEC, JOURNAL_STREAM ...
     std::map<std::string, std::string> env;
     std::filesystem::path web;  // the form's pages; default: the source tree's web/
+    // Referral documents encrypted at rest under a fresh key in
+    // key_file() (0600), as in production; off: stored in the clear.
+    bool encryption = true;
   };
 
   explicit Daemon(Options options);
@@ -184,6 +189,7 @@ class Daemon {
   std::string base_url() const;
   const std::filesystem::path& dir() const { return dir_.path(); }
   std::filesystem::path config_file() const { return dir_ / "referrald.toml"; }
+  std::filesystem::path key_file() const { return dir_ / "encryption-keys"; }  // with Options::encryption
   std::filesystem::path database() const { return database_; }
   std::filesystem::path spool(const std::string& target) const { return dir_ / "spool" / target; }
   std::filesystem::path ca_file() const { return dir_ / "tls" / "cert.pem"; }
@@ -195,6 +201,9 @@ class Daemon {
   // headers replaces the default application/json.
   HttpResult post_referral(const std::string& body, std::vector<std::string> extra_headers = {});
   HttpResult get(const std::string& path, bool authorized = true);
+  // The referral's stored document as `referralctl show --json` reads it
+  // back (decrypted); fails the test and returns null if it cannot.
+  nlohmann::json stored_document(const std::string& id) const;
 
  private:
   Options options_;
@@ -234,6 +243,24 @@ struct Browser {
                       const std::string& content_type = "application/x-www-form-urlencoded");
   HttpResult get(const std::string& path);
 };
+// "<id> <64 hex digits>": a new random AES-256 key line for a key file,
+// made by the openssl CLI (independent of referrald's own code).
+std::string new_key_line(const std::string& id);
+// Writes a key file (mode 0600, as referrald requires).
+void write_key_file(const std::filesystem::path& file, const std::string& text);
+
+// The real referralctl binary, run with stdout and stderr captured (not a
+// terminal), a clean colour and sudo environment plus `env`, and a
+// watchdog that fails the test after 60 s.
+struct CtlRun {
+  int status = -1;
+  std::string out;
+  std::string err;
+  nlohmann::json parsed() const;
+};
+std::filesystem::path referralctl_binary();
+CtlRun ctl(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {});
+std::string describe(const CtlRun& r);  // exit status, stdout and stderr, for a failure message
 
 // Reads a sample referral from tests/data.
 std::string sample(const std::string& name);

@@ -581,17 +581,104 @@ password_file = "credential:"
                                  "\"credential:../secrets/smtp\""),
                           at(16, "target[1].directory: a credential can stand only for a secret file "
                                  "(password_file, security_code_file, ca_file, http.tls_certificate, "
-                                 "http.tls_private_key), got \"credential:spool\""),
+                                 "http.tls_private_key, storage.encryption_keys), got \"credential:spool\""),
                           at(23, "target[2].password_file: expected a credential name after \"credential:\" "
                                  "(letters, digits, \".\", \"_\", \"-\", \"@\", \":\"), got \"credential:\"")));
   // Only secrets come from credentials: the rules file and the database do not.
   EXPECT_THAT(problems("[storage]\ndatabase = \"credential:db\"\n[rules]\nfile = \"credential:rules.toml\"\n"),
               ElementsAre(at(2, "storage.database: a credential can stand only for a secret file (password_file, "
-                                "security_code_file, ca_file, http.tls_certificate, http.tls_private_key), got "
-                                "\"credential:db\""),
+                                "security_code_file, ca_file, http.tls_certificate, http.tls_private_key, "
+                                "storage.encryption_keys), got \"credential:db\""),
                           at(4, "rules.file: a credential can stand only for a secret file (password_file, "
-                                "security_code_file, ca_file, http.tls_certificate, http.tls_private_key), got "
-                                "\"credential:rules.toml\"")));
+                                "security_code_file, ca_file, http.tls_certificate, http.tls_private_key, "
+                                "storage.encryption_keys), got \"credential:rules.toml\"")));
+}
+
+// ---- storage.encryption_keys --------------------------------------------------
+
+const std::string key_hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+// The required settings with storage.encryption_keys = VALUE on line 3.
+std::string with_keys(const std::string& value) {
+  return "[storage]\ndatabase = \"../var/referrald.db\"\nencryption_keys = " + value +
+         "\n[rules]\nfile = \"rules.toml\"\n";
+}
+
+void write_private(const fs::path& file, const std::string& text, fs::perms perms = fs::perms::owner_read |
+                                                                                      fs::perms::owner_write) {
+  std::ofstream(file) << text;
+  fs::permissions(file, perms);
+}
+
+TEST_F(ConfigTest, EncryptionKeysAreReadFromAPrivateFileBesideTheConfiguration) {
+  write_private(root_ / "etc" / "keys", "# newest first\nk2 " + key_hex + "\nk1 " + std::string(64, 'f') + "\n");
+  const Config c = parse(with_keys("\"keys\""));
+  EXPECT_EQ(c.storage.encryption_keys, fs::path(abs("etc/keys")));
+  ASSERT_NE(c.storage.keys, nullptr);
+  EXPECT_EQ(c.storage.keys->current().id, "k2");
+  EXPECT_NE(c.storage.keys->find("k1"), nullptr);
+  // Without the setting: no keys (documents are stored in the clear).
+  EXPECT_EQ(parse(with_required("")).storage.keys, nullptr);
+}
+
+TEST_F(ConfigTest, EncryptionKeyFileProblemsNameTheFileAndLine) {
+  const std::string text = with_keys("\"keys\"");
+  const std::string keys = abs("etc/keys");
+  EXPECT_THAT(problems(text), ElementsAre(at(3, "storage.encryption_keys: file not found: " + keys)));
+
+  write_private(root_ / "etc" / "keys", "k1 " + key_hex + "\n",
+                fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
+  EXPECT_THAT(problems(text), ElementsAre(at(3, "storage.encryption_keys: " + keys +
+                                                    ": may be read or written by group or others (mode 0640); "
+                                                    "make it private to referrald's user (chmod 600)")));
+
+  write_private(root_ / "etc" / "keys", "k1 " + key_hex + "\nk2 " + key_hex.substr(2) + "\nk1 " + key_hex + "\n");
+  EXPECT_THAT(problems(text),
+              ElementsAre(at(3, "storage.encryption_keys: " + keys +
+                                    R"(:2: key "k2": expected 64 hex digits (openssl rand -hex 32), got 62 characters)"),
+                          at(3, "storage.encryption_keys: " + keys + R"(:3: key "k1" is listed twice (first at line 1))")));
+  for (const auto& p : problems(text)) EXPECT_EQ(p.find(key_hex.substr(4, 16)), std::string::npos) << p;
+
+  EXPECT_THAT(problems(with_keys("7")),
+              ElementsAre(at(3, "storage.encryption_keys: expected a string, got integer")));
+}
+
+TEST_F(ConfigTest, EncryptionKeysLoadAloneWhenAnotherPartOfTheFileDoesNot) {
+  // referralctl still reads referrals when, say, a target's directory is gone.
+  write_private(root_ / "etc" / "keys", "k1 " + key_hex + "\n");
+  std::ofstream(file_) << with_keys("\"keys\"") << "[[target]]\nname = \"x\"\ntype = \"fax2\"\n";
+  std::vector<ConfigProblem> problems;
+  const auto keys = load_encryption_keys(file_, {}, problems);
+  ASSERT_NE(keys, nullptr);
+  EXPECT_EQ(keys->current().id, "k1");
+  EXPECT_TRUE(problems.empty());
+
+  // The key file's own problems come out as load_configuration reports them.
+  write_private(root_ / "etc" / "keys", "k1 " + key_hex.substr(1) + "\n");
+  EXPECT_EQ(load_encryption_keys(file_, {}, problems), nullptr);
+  ASSERT_EQ(problems.size(), 1U);
+  EXPECT_EQ(problems[0].to_string(), at(3, "storage.encryption_keys: " + abs("etc/keys") +
+                                               R"(:1: key "k1": expected 64 hex digits (openssl rand -hex 32), got 63 characters)"));
+}
+
+TEST_F(ConfigTest, EncryptionKeysAsACredentialNeedNoOwnerOnlyMode) {
+  const fs::path credentials = root_ / "credentials";
+  fs::create_directories(credentials);
+  // systemd grants the service's user access by ACL, which shows as group bits.
+  write_private(credentials / "encryption-keys", "k1 " + key_hex + "\n", fs::perms::owner_read | fs::perms::group_read);
+  const std::string text = with_keys("\"credential:encryption-keys\"");
+  {
+    const CredentialsDirectory env(credentials);
+    const Config c = parse(text);
+    ASSERT_NE(c.storage.keys, nullptr);
+    EXPECT_EQ(c.storage.encryption_keys, credentials / "encryption-keys");
+  }
+  // referralctl, which systemd does not start, looks where the running service's credentials are.
+  const CredentialsDirectory none(std::nullopt);
+  EXPECT_EQ(problems(text).size(), 1U);
+  const Config c = parse_config(text_of(text), file_, LoadOptions{credentials});
+  ASSERT_NE(c.storage.keys, nullptr);
+  EXPECT_EQ(c.storage.keys->current().id, "k1");
 }
 
 TEST_F(ConfigTest, UnknownTargetType) {
@@ -893,13 +980,26 @@ std::string read_text(const fs::path& file) {
 
 TEST(ShippedConfig, DevelopmentConfigLoadsWithItsTargetsAndRoutes) {
   const fs::path file = source_dir / "config" / "referrald.toml";
-  Configuration loaded;
+  // scripts/run makes the key file under var/ (git-ignored); here a
+  // temporary one stands in for it, named where the file names its own.
+  std::string text = read_text(file);
+  const std::string setting = "encryption_keys = \"../var/encryption-keys\"\n";
+  ASSERT_NE(text.find("\n" + setting), std::string::npos);
+  std::string pattern = (fs::temp_directory_path() / "referrald-devkeys-XXXXXX").string();
+  ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+  const fs::path keys = fs::path(pattern) / "encryption-keys";
+  std::ofstream(keys) << "dev " << std::string(64, '0') << "\n";
+  fs::permissions(keys, fs::perms::owner_read | fs::perms::owner_write);
+  text.replace(text.find(setting), setting.size(), "encryption_keys = \"" + keys.string() + "\"\n");
+  Config c;
   try {
-    loaded = load_configuration(file);
+    c = parse_config(text, file);
   } catch (const ConfigError& e) {
     FAIL() << e.what();
   }
-  const Config& c = loaded.config;
+  fs::remove_all(pattern);
+  ASSERT_NE(c.storage.keys, nullptr);
+  EXPECT_EQ(c.storage.keys->current().id, "dev");
   ASSERT_EQ(c.http.listen.size(), 1u);
   EXPECT_EQ(c.http.listen[0].to_string(), "127.0.0.1:8080");
   EXPECT_FALSE(c.http.tls_enabled());
@@ -944,6 +1044,7 @@ TEST(ShippedConfig, ProductionExampleHasOnlyMissingFileProblems) {
   for (const char* name : {"tls-key", "smtp-password", "hylafax-password", "snpp-password"}) {
     std::ofstream(credentials / name) << "secret\n";
   }
+  std::ofstream(credentials / "encryption-keys") << "k1 " << std::string(64, '0') << "\n";
   const fs::path file = source_dir / "config" / "referrald.example.toml";
   const std::string text = read_text(file);
   ASSERT_FALSE(text.empty());
@@ -975,13 +1076,21 @@ TEST(ShippedConfig, InstalledConfigurationListensOnLoopbackAndSpoolsUnderVarLib)
   const fs::path file = source_dir / "config" / "referrald.production.toml";
   const std::string text = read_text(file);
   ASSERT_FALSE(text.empty());
+  // Its encryption keys are a credential, which systemd would provide: here a directory does.
+  std::string pattern = (fs::temp_directory_path() / "referrald-credentials-XXXXXX").string();
+  ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+  std::ofstream(fs::path(pattern) / "encryption-keys") << "k1 " << std::string(64, '0') << "\n";
   Config c;
   std::vector<ConfigProblem> problems;
-  try {
-    c = parse_config(text, file);
-  } catch (const ConfigError& e) {
-    problems = e.problems();
+  {
+    const CredentialsDirectory env(fs::path{pattern});
+    try {
+      c = parse_config(text, file);
+    } catch (const ConfigError& e) {
+      problems = e.problems();
+    }
   }
+  fs::remove_all(pattern);
   if (!fs::exists("/usr/share/referrald")) {
     // Only what the installation brings is missing.
     ASSERT_EQ(problems.size(), 2u);
@@ -995,6 +1104,7 @@ TEST(ShippedConfig, InstalledConfigurationListensOnLoopbackAndSpoolsUnderVarLib)
   EXPECT_EQ(c.http.listen[0].to_string(), "127.0.0.1:8080");
   EXPECT_FALSE(c.http.tls_enabled());
   EXPECT_EQ(c.storage.database, fs::path("/var/lib/referrald/referrald.db"));
+  ASSERT_NE(c.storage.keys, nullptr);
   EXPECT_EQ(c.rules_file, (source_dir / "config" / "rules.toml").lexically_normal());
   ASSERT_EQ(c.targets.size(), 1u);
   EXPECT_EQ(*c.targets[0].get_string("directory"), "/var/lib/referrald/spool");

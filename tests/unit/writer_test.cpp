@@ -60,7 +60,7 @@ NewReferral sample(const std::string& id, std::size_t document_bytes = 2048) {
   r.channel = "form";
   r.client = "form";
   r.request_hash = "hash-" + id;
-  r.document = std::string(document_bytes, 'x');
+  r.document = "{" + std::string(document_bytes - 1, 'x');  // JSON as far as the store looks
   r.response = "{}";
   r.targets = {"office-email", "office-fax"};
   return r;

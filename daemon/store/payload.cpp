@@ -1,0 +1,141 @@
+#include "store/payload.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include <memory>
+
+#include "util/crypto.hpp"
+
+namespace referrald::store {
+
+namespace {
+
+constexpr std::string_view magic = "RFE";
+constexpr unsigned char format_version = 1;
+constexpr std::size_t nonce_bytes = 12;
+constexpr std::size_t tag_bytes = 16;
+
+struct Header {
+  std::string_view bytes;  // magic .. key id: the first part of the AAD
+  std::string_view key_id;
+};
+
+std::string referral(std::string_view id) { return "referral " + std::string(id) + ": "; }
+
+// The header of an encrypted payload; nullopt for plain JSON.
+std::optional<Header> read_header(std::string_view stored, std::string_view referral_id) {
+  if (!stored.empty() && stored.front() == '{') return std::nullopt;
+  if (!stored.starts_with(magic)) {
+    throw PayloadError(referral(referral_id) + "stored document is neither JSON nor an encrypted referrald payload");
+  }
+  const std::size_t fixed = magic.size() + 2;
+  if (stored.size() < fixed) throw PayloadError(referral(referral_id) + "encrypted payload is truncated");
+  const auto version = static_cast<unsigned char>(stored[magic.size()]);
+  if (version != format_version) {
+    throw PayloadError(referral(referral_id) + "encrypted payload has format version " + std::to_string(version) +
+                       ", which this referrald does not know (it knows " + std::to_string(format_version) + ")");
+  }
+  const std::size_t id_length = static_cast<unsigned char>(stored[magic.size() + 1]);
+  if (stored.size() < fixed + id_length + nonce_bytes + tag_bytes) {
+    throw PayloadError(referral(referral_id) + "encrypted payload is truncated");
+  }
+  const std::string_view key_id = stored.substr(fixed, id_length);
+  if (!is_key_id(key_id)) throw PayloadError(referral(referral_id) + "encrypted payload has a malformed key id");
+  return Header{stored.substr(0, fixed + id_length), key_id};
+}
+
+using CipherContext = std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)>;
+
+CipherContext new_context() {
+  CipherContext ctx(EVP_CIPHER_CTX_new(), EVP_CIPHER_CTX_free);
+  if (!ctx) throw std::runtime_error("EVP_CIPHER_CTX_new failed");
+  return ctx;
+}
+
+const unsigned char* bytes(std::string_view s) { return reinterpret_cast<const unsigned char*>(s.data()); }
+unsigned char* bytes(std::string& s, std::size_t offset) { return reinterpret_cast<unsigned char*>(s.data()) + offset; }
+int length(std::size_t n) { return static_cast<int>(n); }
+
+}  // namespace
+
+std::string seal_payload(const KeyRing* keys, std::string_view document, std::string_view referral_id) {
+  if (keys == nullptr) return std::string(document);
+  const PayloadKey& key = keys->current();
+  std::string out;
+  out.reserve(magic.size() + 2 + key.id.size() + nonce_bytes + document.size() + tag_bytes);
+  out += magic;
+  out += static_cast<char>(format_version);
+  out += static_cast<char>(key.id.size());
+  out += key.id;
+  const std::size_t header_size = out.size();
+  const auto nonce = random_bytes(nonce_bytes);
+  out.append(reinterpret_cast<const char*>(nonce.data()), nonce.size());
+  const std::size_t body_offset = out.size();
+  out.resize(body_offset + document.size() + tag_bytes);
+
+  auto ctx = new_context();
+  int n = 0, final_n = 0;
+  // The AAD is two updates: the header, then the referral id.
+  const bool ok =
+      EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1 &&
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, length(nonce_bytes), nullptr) == 1 &&
+      EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, key.bytes.data(), nonce.data()) == 1 &&
+      EVP_EncryptUpdate(ctx.get(), nullptr, &n, bytes(out, 0), length(header_size)) == 1 &&
+      EVP_EncryptUpdate(ctx.get(), nullptr, &n, bytes(referral_id), length(referral_id.size())) == 1 &&
+      EVP_EncryptUpdate(ctx.get(), bytes(out, body_offset), &n, bytes(document), length(document.size())) == 1 &&
+      EVP_EncryptFinal_ex(ctx.get(), bytes(out, body_offset) + n, &final_n) == 1 &&
+      static_cast<std::size_t>(n + final_n) == document.size() &&
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, length(tag_bytes),
+                          bytes(out, body_offset + document.size())) == 1;
+  if (!ok) throw std::runtime_error(referral(referral_id) + "AES-256-GCM encryption failed");
+  return out;
+}
+
+std::string open_payload(const KeyRing* keys, std::string_view stored, std::string_view referral_id) {
+  const auto header = read_header(stored, referral_id);
+  if (!header) return std::string(stored);
+  const std::string key_id(header->key_id);
+  if (keys == nullptr) {
+    throw PayloadError(referral(referral_id) + "document is encrypted with key \"" + key_id +
+                       "\" but no storage.encryption_keys is configured");
+  }
+  const PayloadKey* key = keys->find(key_id);
+  if (key == nullptr) {
+    throw PayloadError(referral(referral_id) + "document is encrypted with key \"" + key_id +
+                       "\", which is not in storage.encryption_keys (it has " + keys->ids() + ")");
+  }
+  const std::string_view nonce = stored.substr(header->bytes.size(), nonce_bytes);
+  const std::size_t body_offset = header->bytes.size() + nonce_bytes;
+  const std::size_t body_size = stored.size() - body_offset - tag_bytes;
+  const std::string_view body = stored.substr(body_offset, body_size);
+  // OpenSSL takes the expected tag through a non-const pointer.
+  std::string tag(stored.substr(body_offset + body_size));
+
+  std::string out(body_size, '\0');
+  auto ctx = new_context();
+  int n = 0, final_n = 0;
+  const bool set_up =
+      EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1 &&
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, length(nonce_bytes), nullptr) == 1 &&
+      EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, key->bytes.data(), bytes(nonce)) == 1 &&
+      EVP_DecryptUpdate(ctx.get(), nullptr, &n, bytes(header->bytes), length(header->bytes.size())) == 1 &&
+      EVP_DecryptUpdate(ctx.get(), nullptr, &n, bytes(referral_id), length(referral_id.size())) == 1 &&
+      EVP_DecryptUpdate(ctx.get(), bytes(out, 0), &n, bytes(body), length(body.size())) == 1 &&
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, length(tag_bytes), tag.data()) == 1;
+  // The plaintext is released only once the tag has been checked.
+  if (!set_up || EVP_DecryptFinal_ex(ctx.get(), bytes(out, 0) + n, &final_n) != 1) {
+    OPENSSL_cleanse(out.data(), out.size());
+    throw PayloadError(referral(referral_id) + "document failed authentication under key \"" + key_id +
+                       "\" (altered, copied from another referral, or a different key under the same id)");
+  }
+  return out;
+}
+
+std::optional<std::string> payload_key_id(std::string_view stored, std::string_view referral_id) {
+  const auto header = read_header(stored, referral_id);
+  if (!header) return std::nullopt;
+  return std::string(header->key_id);
+}
+
+}  // namespace referrald::store
