@@ -737,9 +737,11 @@ TEST_F(Cli, CommandsRunWhileTheDaemonIsUnderLoad) {
     });
   }
   std::this_thread::sleep_for(300ms);
-  int rounds = 0;
-  const auto until = std::chrono::steady_clock::now() + 4s;
-  while (std::chrono::steady_clock::now() < until) {
+  // A fixed number of rounds, not a time: how many fit in a few seconds says
+  // how fast the machine is (two under ASan on a busy CI runner), not whether
+  // the commands work. That submissions went on meanwhile is checked below.
+  const int accepted_before = accepted.load();
+  for (int round = 0; round < 3; ++round) {
     for (const char* command : {"list", "queue", "stats"}) {
       const auto r = ctl({"--db", db(), command, "--json"});
       EXPECT_EQ(r.status, 0) << command << "\n" << describe(r);
@@ -749,12 +751,11 @@ TEST_F(Cli, CommandsRunWhileTheDaemonIsUnderLoad) {
     EXPECT_EQ(human.status, 0) << describe(human);
     const auto retry = ctl({"--db", db(), "retry", "ALL"});
     EXPECT_EQ(retry.status, 0) << describe(retry);
-    ++rounds;
   }
+  const int accepted_during = accepted.load() - accepted_before;
   stop = true;
   for (auto& c : clients) c.join();
-  EXPECT_GT(rounds, 2);
-  EXPECT_GT(accepted.load(), 20);
+  EXPECT_GT(accepted_during, 0) << "no referral was accepted while referralctl ran";
   EXPECT_EQ(refused.load(), 0) << "the daemon refused referrals while referralctl ran";
   const auto page = ctl({"--db", db(), "list", "--json", "--limit", "100000"}).parsed();
   EXPECT_EQ(static_cast<int>(page["referrals"].size()), accepted.load());
