@@ -14,6 +14,7 @@
 #include "adapters/document/referral_fields.hpp"
 #include "adapters/document/referral_pdf.hpp"
 #include "adapters/document/referral_text.hpp"
+#include "support/peers.hpp"
 
 namespace referrald {
 namespace {
@@ -21,6 +22,7 @@ namespace {
 using json = nlohmann::json;
 using namespace std::chrono;
 namespace fs = std::filesystem;
+using test::output_of;
 
 const auto received = sys_days{year{2026} / November / 28} + 15h + 4min;  // 09:04 in Memphis
 const auto sent = received + 2min;
@@ -57,22 +59,11 @@ OfficeConfig office() {
   return o;
 }
 
-// Runs a command, returns what it printed.
-std::string run(const std::string& command) {
-  std::string out;
-  FILE* p = ::popen(command.c_str(), "r");
-  if (p == nullptr) return out;
-  char buf[4096];
-  size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  ::pclose(p);
-  return out;
-}
 
 class Pdf : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (run("command -v pdftotext").empty()) GTEST_SKIP() << "pdftotext (poppler-utils) is not installed";
+    if (output_of("command -v pdftotext").empty()) GTEST_SKIP() << "pdftotext (poppler-utils) is not installed";
     char pattern[] = "/tmp/referrald-document-XXXXXX";
     ASSERT_NE(::mkdtemp(pattern), nullptr);
     dir_ = pattern;
@@ -86,13 +77,13 @@ class Pdf : public ::testing::Test {
   std::string text_of(const std::string& pdf) {
     const auto file = dir_ / ("doc" + std::to_string(++count_) + ".pdf");
     std::ofstream(file, std::ios::binary) << pdf;
-    return run("pdftotext -enc UTF-8 " + file.string() + " - 2>&1");
+    return output_of("pdftotext -enc UTF-8 " + file.string() + " - 2>&1");
   }
   int pages_of(const std::string& pdf) {
     const auto file = dir_ / ("doc" + std::to_string(++count_) + ".pdf");
     std::ofstream(file, std::ios::binary) << pdf;
     std::smatch m;
-    const std::string info = run("pdfinfo " + file.string() + " 2>&1");
+    const std::string info = output_of("pdfinfo " + file.string() + " 2>&1");
     if (!std::regex_search(info, m, std::regex(R"(Pages:\s+(\d+))"))) return -1;
     return std::stoi(m[1]);
   }
