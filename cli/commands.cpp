@@ -784,7 +784,7 @@ int check_command(Context& c, const fs::path& file) {
   std::ostringstream body;
   body << in.rdbuf();
 
-  // The same steps, in the same order, as IntakeService::check: validate
+  // The same steps, in the same order, as the intake (check_submission): validate
   // against the schema with today's date, then decide. Nothing is stored.
   const RuleSet rules = settings.configuration ? settings.configuration->rules : load_rules(settings.rules_file);
   const ReferralValidator validator(settings.schema_dir / "referral.v1.schema.json");

@@ -1,6 +1,7 @@
 // libFuzzer target: the body of POST /api/v1/referrals up to the decision.
-// check_submission() is what IntakeService::check runs: JSON parsing (SAX,
-// duplicate keys and depth seen while parsing), the JSON Schema (valijson),
+// check_submission() takes the steps IntakeService::submit takes before it
+// writes: JSON parsing (SAX, duplicate keys and depth seen while parsing),
+// the JSON Schema (valijson),
 // the semantic checks (dates, NPI check digit) and the eligibility decision
 // (rules and day: intake.hpp). The store is left out: nothing here writes.
 //

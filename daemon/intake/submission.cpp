@@ -45,10 +45,6 @@ std::variant<Eligibility, MalformedInput, InvalidReferral> check_submission(cons
   return decide(rules, std::get<Referral>(result), today);
 }
 
-std::variant<Eligibility, MalformedInput, InvalidReferral> IntakeService::check(std::string_view body) const {
-  return check_submission(validator_, policy()->rules, body, utc_date(clock_.now()));
-}
-
 void IntakeService::submit(SubmissionRequest request, Completion done) {
   using Kind = SubmissionOutcome::Kind;
   const auto now = clock_.now();

@@ -65,9 +65,6 @@ class IntakeService {
   // the commit for accepted referrals.
   void submit(SubmissionRequest request, Completion done);
 
-  // The decision alone, storing nothing (referralctl check).
-  std::variant<Eligibility, MalformedInput, InvalidReferral> check(std::string_view body) const;
-
   // Called (on the writer thread, after the commit) when a newly stored
   // referral planned deliveries: the dispatcher has work. Set before use.
   void on_deliveries_planned(std::function<void()> hook) { deliveries_planned_ = std::move(hook); }
@@ -84,9 +81,9 @@ class IntakeService {
   std::function<void()> deliveries_planned_;
 };
 
-// Validation, then the decision on valid ones; nothing is stored. What
-// IntakeService::check runs with the current policy (and the JSON intake
-// fuzz target, fuzz/intake_json.cpp, which has no writer).
+// Validation, then the decision on valid ones; nothing is stored. The steps
+// submit() takes before it writes, for callers without a writer: the JSON
+// intake fuzz target (fuzz/intake_json.cpp).
 std::variant<Eligibility, MalformedInput, InvalidReferral> check_submission(const ReferralValidator& validator,
                                                                             const RuleSet& rules,
                                                                             std::string_view body, Date today);
