@@ -23,6 +23,7 @@
 #include <chrono>
 #include <string>
 
+#include "store/audit_chain.hpp"
 #include "store/store.hpp"
 
 namespace referrald::store {
@@ -32,6 +33,7 @@ namespace {
 struct Migration {
   int version;
   const char* sql;
+  void (*then)(Database&) = nullptr;  // a step SQL cannot do, in the same transaction
 };
 
 constexpr Migration migrations[] = {
@@ -163,6 +165,15 @@ CREATE TRIGGER deliveries_tally_update AFTER UPDATE OF state ON deliveries
   UPDATE tallies SET n = n + 1 WHERE kind = 'state' AND value = NEW.state;
 END;
 )sql"},
+    // Version 4: the audit trail becomes a hash chain (store/audit_chain.hpp,
+    // docs/audit.md). Rows written before get their hashes here, in id order.
+    // The columns may be NULL only so that ADD COLUMN works; every row has
+    // both once this migration has committed.
+    {4, R"sql(
+ALTER TABLE audit ADD COLUMN prev_hash TEXT;
+ALTER TABLE audit ADD COLUMN hash TEXT;
+)sql",
+     chain_unhashed_audit_rows},
 };
 
 static_assert(sizeof(migrations) / sizeof(migrations[0]) == schema_version,
@@ -216,6 +227,7 @@ void migrate(Database& db) {
     for (const Migration& m : migrations) {
       if (m.version <= from) continue;
       db.exec(m.sql);
+      if (m.then != nullptr) m.then(db);
       Statement record = db.prepare("INSERT INTO schema_version (version, applied_ms) VALUES (?1, ?2)");
       record.bind(1, std::int64_t{m.version}).bind(2, std::int64_t{now_ms});
       record.run();

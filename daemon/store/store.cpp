@@ -1,4 +1,6 @@
 #include "store/store.hpp"
+
+#include "store/audit_chain.hpp"
 #include "store/payload.hpp"
 #include "store/rows.hpp"
 
@@ -389,18 +391,7 @@ bool finish_attempt(Database& db, const AttemptRecord& a) {
 void audit(Database& db, TimePoint at, const std::optional<std::string>& referral_id,
            std::optional<std::int64_t> delivery_id, const std::string& actor, const std::string& action,
            const std::string& detail) {
-  Statement& st = db.cached(
-      "INSERT INTO audit (at_ms, referral_id, delivery_id, actor, action, detail) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
-  ResetOnExit reset(st);
-  st.bind(1, to_millis(at)).bind(2, referral_id);
-  if (delivery_id) {
-    st.bind(3, *delivery_id);
-  } else {
-    st.bind_null(3);
-  }
-  st.bind(4, std::string_view(actor)).bind(5, std::string_view(action)).bind(6, std::string_view(detail));
-  st.run();
+  append_audit(db, AuditEntry{0, to_millis(at), referral_id, delivery_id, actor, action, detail});
 }
 
 }  // namespace referrald::store

@@ -20,7 +20,7 @@ std::string_view to_string(DeliveryState s) noexcept;
 std::optional<DeliveryState> parse_delivery_state(std::string_view s) noexcept;
 bool is_final(DeliveryState s) noexcept;  // delivered, dead, cancelled
 
-inline constexpr int schema_version = 3;
+inline constexpr int schema_version = 4;
 
 // Brings a database to schema_version inside one transaction. Throws
 // DatabaseError, or IncompatibleSchema for a database newer than this build.
@@ -124,6 +124,8 @@ struct AttemptRecord {
 // (an operator may have cancelled or held it meanwhile). Returns false then.
 bool finish_attempt(Database& db, const AttemptRecord& a);
 
+// Appends a row to the audit trail's hash chain (store/audit_chain.hpp).
+// Must run inside the caller's write transaction.
 void audit(Database& db, TimePoint at, const std::optional<std::string>& referral_id,
            std::optional<std::int64_t> delivery_id, const std::string& actor,
            const std::string& action, const std::string& detail);
