@@ -754,16 +754,59 @@ TEST_F(AuditChainTest, TheEncodingKeepsFieldsApart) {
   EXPECT_NE(audit_row_hash(audit_chain_origin, a), audit_row_hash(hash_of(1), a));
 }
 
-TEST_F(AuditChainTest, MigratingToVersion4ChainsTheRowsWrittenBefore) {
+TEST_F(AuditChainTest, ChainingUnhashedRowsGivesTheSameChain) {
   const std::string head = verify_audit_chain(*db).head;
-  // Back to a version 3 database with the same four rows.
-  db->exec("ALTER TABLE audit DROP COLUMN hash; ALTER TABLE audit DROP COLUMN prev_hash; "
-           "DELETE FROM schema_version WHERE version = 4");
-  ASSERT_EQ(current_schema_version(*db), 3);
-  migrate(*db);
-  EXPECT_EQ(current_schema_version(*db), 4);
+  db->exec("UPDATE audit SET prev_hash = NULL, hash = NULL WHERE id >= 3");
+  EXPECT_EQ(verify_audit_chain(*db).first_bad, 3);
+  db->exec("BEGIN IMMEDIATE");
+  chain_unhashed_audit_rows(*db);
+  db->exec("COMMIT");
   const AuditVerification v = verify_audit_chain(*db);
-  EXPECT_EQ(v.rows, 4);
   EXPECT_FALSE(v.first_bad.has_value()) << v.problem;
-  EXPECT_EQ(v.head, head);  // the same chain the rows would have had
+  EXPECT_EQ(v.head, head);
+}
+
+// A version 3 database as referrald 0.1 wrote it, with a referral that has
+// a delivery, an attempt and audit rows: migrating keeps every row, chains
+// the audit trail and turns foreign keys back on.
+TEST(Migrations, FromVersion3KeepsEveryRowAndChainsTheAuditTrail) {
+  TempDir dir;
+  Database db(dir.path() / "referrald.db", OpenMode::read_write_create);
+  migrate(db, 3);
+  ASSERT_EQ(current_schema_version(db), 3);
+  db.exec(R"sql(
+INSERT INTO referrals (id, received_ms, decision, urgency, disease, channel, client, request_hash, document, response)
+  VALUES ('R-OLD', 1000, 'review', 'emergent', 'asps', 'form', 'form', 'h', X'7B7D', '{}');
+INSERT INTO referral_reasons VALUES ('R-OLD', 0, 'NO_OPEN_TRIAL', 'No open trial.');
+INSERT INTO deliveries (id, referral_id, target, state, attempts, created_ms, next_attempt_ms, updated_ms)
+  VALUES (7, 'R-OLD', 'office-email', 'delivered', 1, 1000, 1000, 2000);
+INSERT INTO attempts (delivery_id, attempt, started_ms, finished_ms, outcome, message)
+  VALUES (7, 1, 1500, 2000, 'delivered', '250 ok');
+INSERT INTO audit (at_ms, referral_id, actor, action, detail) VALUES (1000, 'R-OLD', 'referrald', 'received', 'x');
+INSERT INTO audit (at_ms, referral_id, delivery_id, actor, action, detail)
+  VALUES (2000, 'R-OLD', 7, 'referrald', 'delivered', 'y');
+)sql");
+
+  migrate(db);
+  EXPECT_EQ(current_schema_version(db), schema_version);
+  EXPECT_EQ(scalar(db, "PRAGMA foreign_keys"), 1);
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM referral_reasons"), 1);
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM attempts WHERE delivery_id = 7"), 1);
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM deliveries WHERE id = 7 AND purpose = 'intake'"), 1);
+  EXPECT_EQ(scalar(db, "SELECT n FROM tallies WHERE kind = 'decision' AND value = 'review'"), 1);
+  EXPECT_EQ(scalar(db, "SELECT n FROM tallies WHERE kind = 'state' AND value = 'delivered'"), 1);
+  EXPECT_EQ(scalar(db, "SELECT n FROM status_tallies WHERE status = 'received'"), 1);
+  const auto referral = find_referral(db, "R-OLD");
+  ASSERT_TRUE(referral.has_value());
+  EXPECT_EQ(referral->channel, "form");
+  const AuditVerification v = verify_audit_chain(db);
+  EXPECT_EQ(v.rows, 2);
+  EXPECT_FALSE(v.first_bad.has_value()) << v.problem;
+
+  // The triggers came back with the rebuilt tables.
+  db.exec("DELETE FROM referrals WHERE id = 'R-OLD'");
+  EXPECT_EQ(scalar(db, "SELECT n FROM tallies WHERE kind = 'decision' AND value = 'review'"), 0);
+  EXPECT_EQ(scalar(db, "SELECT n FROM tallies WHERE kind = 'state' AND value = 'delivered'"), 0);
+  EXPECT_EQ(scalar(db, "SELECT n FROM status_tallies WHERE status = 'received'"), 0);
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM attempts"), 0);  // cascades again
 }
