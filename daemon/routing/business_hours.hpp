@@ -3,6 +3,7 @@
 
 #include <array>
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,16 @@ struct BusinessHours {
 // True when t falls outside the office's hours. Throws std::runtime_error for
 // an unknown time zone (configuration validation checks this up front).
 bool is_after_hours(const BusinessHours& hours, std::chrono::system_clock::time_point t);
+
+// The moment `amount` of the office's open time has passed since `start`:
+// closed days, holidays and the hours outside opens..closes do not count
+// (DST is the zone's: a 23-hour day is shorter only at night). `amount` zero
+// is `start` itself. Nullopt when the office opens on no day within two
+// years, which configuration validation refuses. Throws std::runtime_error
+// for an unknown time zone.
+std::optional<std::chrono::system_clock::time_point> open_time_after(
+    const BusinessHours& hours, std::chrono::system_clock::time_point start,
+    std::chrono::system_clock::duration amount);
 
 // True if the name resolves in the system time-zone database.
 bool time_zone_exists(const std::string& name) noexcept;

@@ -20,9 +20,15 @@
 //   a purge of the referrals it mentions.
 // - A 'sending' row must carry a lease, or no claim would ever pick it up
 //   again after a crash.
+#include <sqlite3.h>
+
+#include <algorithm>
 #include <chrono>
+#include <iterator>
+#include <stdexcept>
 #include <string>
 
+#include "store/audit_chain.hpp"
 #include "store/store.hpp"
 
 namespace referrald::store {
@@ -32,6 +38,10 @@ namespace {
 struct Migration {
   int version;
   const char* sql;
+  void (*then)(Database&) = nullptr;  // a step SQL cannot do, in the same transaction
+  // Rebuilds tables that others reference: must run with foreign keys off,
+  // or dropping the old table would cascade its deletes.
+  bool rebuilds = false;
 };
 
 constexpr Migration migrations[] = {
@@ -163,6 +173,172 @@ CREATE TRIGGER deliveries_tally_update AFTER UPDATE OF state ON deliveries
   UPDATE tallies SET n = n + 1 WHERE kind = 'state' AND value = NEW.state;
 END;
 )sql"},
+    // Version 4: the audit trail becomes a hash chain (store/audit_chain.hpp,
+    // docs/audit.md). Rows written before get their hashes here, in id order.
+    // The columns may be NULL only so that ADD COLUMN works; every row has
+    // both once this migration has committed.
+    {4, R"sql(
+ALTER TABLE audit ADD COLUMN prev_hash TEXT;
+ALTER TABLE audit ADD COLUMN hash TEXT;
+)sql",
+     chain_unhashed_audit_rows},
+    // Version 5, the closed loop: the office's status of each referral with
+    // its history, the escalation ladder's steps as rows, single-use
+    // acknowledgement tokens, and deliveries for more than the notification
+    // at intake (an escalation step, a notice to the referrer), which
+    // UNIQUE (referral_id, target) forbade. SQLite cannot drop a constraint
+    // or widen a CHECK in place, so `referrals` (which also learns the
+    // channel 'fhir' and the duplicate marks) and `deliveries` are rebuilt:
+    // new table, copy, drop, rename, then their indexes and triggers again.
+    // It runs with foreign keys off (see `rebuilds` below) and is checked
+    // with foreign_key_check before it commits.
+    {5, R"sql(
+CREATE TABLE referrals_v5 (
+  id               TEXT PRIMARY KEY NOT NULL,
+  received_ms      INTEGER NOT NULL,
+  decision         TEXT NOT NULL CHECK (decision IN ('accepted', 'review', 'declined')),
+  urgency          TEXT NOT NULL CHECK (urgency IN ('routine', 'urgent', 'emergent')),
+  disease          TEXT,
+  channel          TEXT NOT NULL CHECK (channel IN ('api', 'form', 'fhir')),
+  client           TEXT NOT NULL,
+  idempotency_key  TEXT,
+  request_hash     TEXT NOT NULL,
+  document         BLOB NOT NULL,
+  response         TEXT NOT NULL,
+  status           TEXT NOT NULL DEFAULT 'received'
+                   CHECK (status IN ('received', 'acknowledged', 'accepted', 'declined', 'needs-info', 'closed')),
+  status_ms        INTEGER,           -- when the status last changed; NULL: never (received_ms)
+  acknowledged_ms  INTEGER,           -- the first change away from 'received'
+  identity_hash    TEXT,              -- keyed hash of the patient's name and birth date (duplicates)
+  duplicate_of     TEXT               -- an open referral for the same patient, when received
+) STRICT;
+INSERT INTO referrals_v5 (id, received_ms, decision, urgency, disease, channel, client, idempotency_key,
+                          request_hash, document, response)
+  SELECT id, received_ms, decision, urgency, disease, channel, client, idempotency_key,
+         request_hash, document, response FROM referrals;
+DROP TABLE referrals;
+ALTER TABLE referrals_v5 RENAME TO referrals;
+CREATE UNIQUE INDEX referrals_idempotency ON referrals (client, idempotency_key)
+  WHERE idempotency_key IS NOT NULL;
+CREATE INDEX referrals_received ON referrals (received_ms);
+CREATE INDEX referrals_decision ON referrals (decision, received_ms);
+-- `referralctl list --status` and the open referrals a duplicate is looked for in.
+CREATE INDEX referrals_status ON referrals (status, received_ms);
+CREATE INDEX referrals_identity ON referrals (identity_hash, received_ms) WHERE identity_hash IS NOT NULL;
+CREATE TRIGGER referrals_tally_insert AFTER INSERT ON referrals BEGIN
+  UPDATE tallies SET n = n + 1 WHERE kind = 'decision' AND value = NEW.decision;
+END;
+CREATE TRIGGER referrals_tally_delete AFTER DELETE ON referrals BEGIN
+  UPDATE tallies SET n = n - 1 WHERE kind = 'decision' AND value = OLD.decision;
+END;
+CREATE TRIGGER referrals_tally_update AFTER UPDATE OF decision ON referrals
+  WHEN OLD.decision <> NEW.decision BEGIN
+  UPDATE tallies SET n = n - 1 WHERE kind = 'decision' AND value = OLD.decision;
+  UPDATE tallies SET n = n + 1 WHERE kind = 'decision' AND value = NEW.decision;
+END;
+
+-- Referrals per status, for /metrics and `referralctl stats`, kept like tallies.
+CREATE TABLE status_tallies (
+  status  TEXT PRIMARY KEY NOT NULL,
+  n       INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+INSERT INTO status_tallies (status, n) VALUES
+  ('received', (SELECT count(*) FROM referrals)), ('acknowledged', 0), ('accepted', 0), ('declined', 0),
+  ('needs-info', 0), ('closed', 0);
+CREATE TRIGGER referrals_status_insert AFTER INSERT ON referrals BEGIN
+  UPDATE status_tallies SET n = n + 1 WHERE status = NEW.status;
+END;
+CREATE TRIGGER referrals_status_delete AFTER DELETE ON referrals BEGIN
+  UPDATE status_tallies SET n = n - 1 WHERE status = OLD.status;
+END;
+CREATE TRIGGER referrals_status_update AFTER UPDATE OF status ON referrals
+  WHEN OLD.status <> NEW.status BEGIN
+  UPDATE status_tallies SET n = n - 1 WHERE status = OLD.status;
+  UPDATE status_tallies SET n = n + 1 WHERE status = NEW.status;
+END;
+
+-- Every change of status: who, when, through what, and the note (PHI: sealed
+-- like the document, under the referral's id).
+CREATE TABLE status_changes (
+  id           INTEGER PRIMARY KEY,
+  referral_id  TEXT NOT NULL REFERENCES referrals (id) ON DELETE CASCADE,
+  at_ms        INTEGER NOT NULL,
+  actor        TEXT NOT NULL,
+  via          TEXT NOT NULL CHECK (via IN ('cli', 'api', 'link')),
+  from_status  TEXT NOT NULL,
+  to_status    TEXT NOT NULL,
+  note         BLOB
+) STRICT;
+CREATE INDEX status_changes_referral ON status_changes (referral_id, id);
+
+-- The escalation ladder of each referral, planned at intake. A step fires
+-- once (pending -> fired) or is stopped by the first acknowledgement.
+CREATE TABLE escalations (
+  referral_id  TEXT NOT NULL REFERENCES referrals (id) ON DELETE CASCADE,
+  step         INTEGER NOT NULL CHECK (step >= 1),
+  due_ms       INTEGER NOT NULL,
+  after_s      INTEGER NOT NULL CHECK (after_s >= 0),
+  targets      TEXT NOT NULL,  -- target names, space-separated (a name holds no space)
+  state        TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'fired', 'stopped')),
+  done_ms      INTEGER,
+  PRIMARY KEY (referral_id, step)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX escalations_due ON escalations (due_ms) WHERE state = 'pending';
+
+-- Single-use acknowledgement links: only the SHA-256 of the token is kept.
+CREATE TABLE ack_tokens (
+  token_hash   TEXT PRIMARY KEY NOT NULL,
+  referral_id  TEXT NOT NULL REFERENCES referrals (id) ON DELETE CASCADE,
+  created_ms   INTEGER NOT NULL,
+  expires_ms   INTEGER NOT NULL,
+  used_ms      INTEGER
+) STRICT, WITHOUT ROWID;
+CREATE INDEX ack_tokens_referral ON ack_tokens (referral_id);
+
+-- A delivery is for one purpose: 'intake' (the notification of a new
+-- referral), 'escalation-N' (step N of the ladder) or 'notice-N' (status
+-- change N, to the referrer).
+CREATE TABLE deliveries_v5 (
+  id               INTEGER PRIMARY KEY,
+  referral_id      TEXT NOT NULL REFERENCES referrals (id) ON DELETE CASCADE,
+  target           TEXT NOT NULL,
+  purpose          TEXT NOT NULL DEFAULT 'intake'
+                   CHECK (purpose = 'intake' OR purpose GLOB 'escalation-[1-9]*' OR purpose GLOB 'notice-[1-9]*'),
+  state            TEXT NOT NULL
+                   CHECK (state IN ('pending', 'sending', 'delivered', 'retry', 'dead', 'cancelled', 'held')),
+  attempts         INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+  created_ms       INTEGER NOT NULL,
+  next_attempt_ms  INTEGER NOT NULL,
+  lease_until_ms   INTEGER,
+  updated_ms       INTEGER NOT NULL,
+  last_error       TEXT,
+  external_id      TEXT,
+  UNIQUE (referral_id, target, purpose),
+  CHECK (state <> 'sending' OR lease_until_ms IS NOT NULL)
+) STRICT;
+INSERT INTO deliveries_v5 (id, referral_id, target, state, attempts, created_ms, next_attempt_ms,
+                           lease_until_ms, updated_ms, last_error, external_id)
+  SELECT id, referral_id, target, state, attempts, created_ms, next_attempt_ms,
+         lease_until_ms, updated_ms, last_error, external_id FROM deliveries;
+DROP TABLE deliveries;
+ALTER TABLE deliveries_v5 RENAME TO deliveries;
+CREATE INDEX deliveries_due ON deliveries (next_attempt_ms) WHERE state IN ('pending', 'retry');
+CREATE INDEX deliveries_lease ON deliveries (lease_until_ms) WHERE state = 'sending';
+CREATE INDEX deliveries_state_target ON deliveries (state, target);
+CREATE INDEX deliveries_state_created ON deliveries (state, created_ms);
+CREATE TRIGGER deliveries_tally_insert AFTER INSERT ON deliveries BEGIN
+  UPDATE tallies SET n = n + 1 WHERE kind = 'state' AND value = NEW.state;
+END;
+CREATE TRIGGER deliveries_tally_delete AFTER DELETE ON deliveries BEGIN
+  UPDATE tallies SET n = n - 1 WHERE kind = 'state' AND value = OLD.state;
+END;
+CREATE TRIGGER deliveries_tally_update AFTER UPDATE OF state ON deliveries
+  WHEN OLD.state <> NEW.state BEGIN
+  UPDATE tallies SET n = n - 1 WHERE kind = 'state' AND value = OLD.state;
+  UPDATE tallies SET n = n + 1 WHERE kind = 'state' AND value = NEW.state;
+END;
+)sql",
+     nullptr, true},
 };
 
 static_assert(sizeof(migrations) / sizeof(migrations[0]) == schema_version,
@@ -202,9 +378,24 @@ int current_schema_version(Database& db) {
   return static_cast<int>(st.column_int(0));
 }
 
-void migrate(Database& db) {
+void migrate(Database& db, int target) {
+  if (target < 0 || target > schema_version) throw std::logic_error("migrate: no schema version " + std::to_string(target));
   // The common case, an up-to-date database, needs no write lock.
-  if (checked_version(db) == schema_version) return;
+  const int seen = checked_version(db);
+  if (seen >= target) return;
+
+  // PRAGMA foreign_keys is a no-op inside a transaction: set it before. (If
+  // another process migrates meanwhile, keys are off for nothing, briefly.)
+  const bool rebuilds = std::any_of(std::begin(migrations), std::end(migrations),
+                                    [&](const Migration& m) { return m.version > seen && m.version <= target && m.rebuilds; });
+  struct ForeignKeysOff {
+    Database& db;
+    bool on;
+    ~ForeignKeysOff() {
+      if (on) db.exec("PRAGMA foreign_keys = ON");
+    }
+  } keys_off{db, rebuilds};
+  if (rebuilds) db.exec("PRAGMA foreign_keys = OFF");
 
   db.exec("BEGIN IMMEDIATE");
   try {
@@ -214,8 +405,14 @@ void migrate(Database& db) {
                             std::chrono::system_clock::now().time_since_epoch())
                             .count();
     for (const Migration& m : migrations) {
-      if (m.version <= from) continue;
+      if (m.version <= from || m.version > target) continue;
       db.exec(m.sql);
+      if (m.then != nullptr) m.then(db);
+      if (m.rebuilds && db.prepare("PRAGMA foreign_key_check").step()) {
+        throw DatabaseError(SQLITE_CONSTRAINT_FOREIGNKEY,
+                            "migration to schema version " + std::to_string(m.version) +
+                                " would leave rows whose parent row is missing (PRAGMA foreign_key_check)");
+      }
       Statement record = db.prepare("INSERT INTO schema_version (version, applied_ms) VALUES (?1, ?2)");
       record.bind(1, std::int64_t{m.version}).bind(2, std::int64_t{now_ms});
       record.run();

@@ -132,6 +132,23 @@ std::string open_payload(const KeyRing* keys, std::string_view stored, std::stri
   return out;
 }
 
+namespace {
+constexpr std::string_view plain_text_magic = "RFT";
+}  // namespace
+
+std::string seal_text(const KeyRing* keys, std::string_view text, std::string_view context) {
+  if (keys == nullptr) return std::string(plain_text_magic) + std::string(text);
+  return seal_payload(keys, text, context);
+}
+
+std::string open_text(const KeyRing* keys, std::string_view stored, std::string_view context) {
+  if (stored.starts_with(plain_text_magic)) return std::string(stored.substr(plain_text_magic.size()));
+  if (!stored.starts_with(magic)) {
+    throw PayloadError(referral(context) + "stored text is neither plain nor an encrypted referrald payload");
+  }
+  return open_payload(keys, stored, context);
+}
+
 std::optional<std::string> payload_key_id(std::string_view stored, std::string_view referral_id) {
   const auto header = read_header(stored, referral_id);
   if (!header) return std::nullopt;

@@ -40,6 +40,14 @@ std::string seal_payload(const KeyRing* keys, std::string_view document, std::st
 // fails, or when the bytes are neither format.
 std::string open_payload(const KeyRing* keys, std::string_view stored, std::string_view referral_id);
 
+// Free text that is PHI (a status change's note), sealed the same way under
+// `context` (e.g. "R-…/status/7", so it cannot pass for another row's). With
+// encryption off it is stored as "RFT" followed by the text: never JSON and
+// never a sealed payload, so open_text can tell the three apart.
+std::string seal_text(const KeyRing* keys, std::string_view text, std::string_view context);
+// Throws PayloadError as open_payload does, and for a plain JSON document.
+std::string open_text(const KeyRing* keys, std::string_view stored, std::string_view context);
+
 // The id of the key a stored payload is encrypted under; nullopt for a plain
 // JSON row. Throws PayloadError for bytes that are neither.
 std::optional<std::string> payload_key_id(std::string_view stored, std::string_view referral_id);

@@ -1,4 +1,6 @@
 #include "store/store.hpp"
+
+#include "store/audit_chain.hpp"
 #include "store/payload.hpp"
 #include "store/rows.hpp"
 
@@ -146,9 +148,9 @@ InsertResult insert_referral(Database& db, const NewReferral& r) {
     find.bind(1, std::string_view(r.client)).bind(2, std::string_view(*r.idempotency_key));
     if (find.step()) {
       if (find.column_text(1) == r.request_hash) {
-        return {InsertStatus::replayed, find.column_text(0), find.column_text(2)};
+        return {InsertStatus::replayed, find.column_text(0), find.column_text(2), {}};
       }
-      return {InsertStatus::conflict, find.column_text(0), {}};
+      return {InsertStatus::conflict, find.column_text(0), {}, {}};
     }
   }
 
@@ -156,11 +158,24 @@ InsertResult insert_referral(Database& db, const NewReferral& r) {
   const std::int64_t received_ms = to_millis(r.received_at);
   const std::string document = seal_payload(db.payload_keys(), r.document, r.id);
 
+  // The newest open referral for the same patient within the window; in
+  // the same transaction as the insert, so two at once see each other.
+  std::optional<std::string> duplicate_of;
+  if (r.identity_hash && r.duplicate_window.count() > 0) {
+    Statement& st = db.cached(
+        "SELECT id FROM referrals INDEXED BY referrals_identity WHERE identity_hash = ?1 AND received_ms >= ?2 "
+        "AND status IN ('received', 'acknowledged', 'accepted', 'needs-info') "
+        "ORDER BY received_ms DESC LIMIT 1");
+    ResetOnExit reset(st);
+    st.bind(1, std::string_view(*r.identity_hash)).bind(2, received_ms - r.duplicate_window.count());
+    if (st.step()) duplicate_of = st.column_text(0);
+  }
+
   {
     Statement& st = db.cached(
         "INSERT INTO referrals (id, received_ms, decision, urgency, disease, channel, client, "
-        "idempotency_key, request_hash, document, response) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+        "idempotency_key, request_hash, document, response, identity_hash, duplicate_of) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)");
     ResetOnExit reset(st);
     st.bind(1, std::string_view(r.id))
         .bind(2, received_ms)
@@ -172,7 +187,9 @@ InsertResult insert_referral(Database& db, const NewReferral& r) {
         .bind(8, r.idempotency_key)
         .bind(9, std::string_view(r.request_hash))
         .bind_blob(10, document)
-        .bind(11, std::string_view(r.response));
+        .bind(11, std::string_view(r.response))
+        .bind(12, r.identity_hash)
+        .bind(13, duplicate_of);
     st.run();
   }
 
@@ -207,10 +224,27 @@ InsertResult insert_referral(Database& db, const NewReferral& r) {
     }
   }
 
-  audit(db, r.received_at, r.id, std::nullopt, "referrald", "received",
-        "decision=" + std::string(to_string(r.decision)) + " targets=" + std::to_string(target_count));
+  if (!r.escalations.empty()) {
+    Statement& st = db.cached(
+        "INSERT INTO escalations (referral_id, step, due_ms, after_s, targets) VALUES (?1, ?2, ?3, ?4, ?5)");
+    ResetOnExit reset(st);
+    for (const PlannedEscalation& step : r.escalations) {
+      const std::string targets = detail::join_targets(step.notify);
+      st.bind(1, std::string_view(r.id))
+          .bind(2, std::int64_t{step.step})
+          .bind(3, to_millis(step.due_at))
+          .bind(4, std::int64_t{step.after.count()})
+          .bind(5, std::string_view(targets));
+      st.run();
+    }
+  }
+
+  std::string detail = "decision=" + std::string(to_string(r.decision)) + " targets=" + std::to_string(target_count);
+  if (!r.escalations.empty()) detail += " escalation_steps=" + std::to_string(r.escalations.size());
+  if (duplicate_of) detail += " duplicate_of=" + *duplicate_of;
+  audit(db, r.received_at, r.id, std::nullopt, "referrald", "received", detail);
   savepoint.release();
-  return {InsertStatus::inserted, r.id, r.response};
+  return {InsertStatus::inserted, r.id, r.response, duplicate_of};
 }
 
 std::optional<ReferralRow> find_referral(Database& db, const std::string& id) {
@@ -389,18 +423,7 @@ bool finish_attempt(Database& db, const AttemptRecord& a) {
 void audit(Database& db, TimePoint at, const std::optional<std::string>& referral_id,
            std::optional<std::int64_t> delivery_id, const std::string& actor, const std::string& action,
            const std::string& detail) {
-  Statement& st = db.cached(
-      "INSERT INTO audit (at_ms, referral_id, delivery_id, actor, action, detail) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
-  ResetOnExit reset(st);
-  st.bind(1, to_millis(at)).bind(2, referral_id);
-  if (delivery_id) {
-    st.bind(3, *delivery_id);
-  } else {
-    st.bind_null(3);
-  }
-  st.bind(4, std::string_view(actor)).bind(5, std::string_view(action)).bind(6, std::string_view(detail));
-  st.run();
+  append_audit(db, AuditEntry{0, to_millis(at), referral_id, delivery_id, actor, action, detail});
 }
 
 }  // namespace referrald::store

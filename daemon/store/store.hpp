@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "model/referral.hpp"
+#include "office/escalation.hpp"
 #include "store/database.hpp"
 
 namespace referrald::store {
@@ -20,11 +21,12 @@ std::string_view to_string(DeliveryState s) noexcept;
 std::optional<DeliveryState> parse_delivery_state(std::string_view s) noexcept;
 bool is_final(DeliveryState s) noexcept;  // delivered, dead, cancelled
 
-inline constexpr int schema_version = 3;
+inline constexpr int schema_version = 5;
 
-// Brings a database to schema_version inside one transaction. Throws
-// DatabaseError, or IncompatibleSchema for a database newer than this build.
-void migrate(Database& db);
+// Brings a database to schema_version (tests: to `target`, to build an older
+// database) inside one transaction. Throws DatabaseError, or
+// IncompatibleSchema for a database newer than this build.
+void migrate(Database& db, int target = schema_version);
 int current_schema_version(Database& db);  // 0 for an empty database
 
 class IncompatibleSchema : public std::runtime_error {
@@ -47,6 +49,12 @@ struct NewReferral {
   std::string document;                       // referral JSON
   std::string response;                       // the exact 202 body, replayed for a repeated key
   std::vector<std::string> targets;           // one delivery row each, due now
+  std::vector<PlannedEscalation> escalations; // the ladder's steps, kept as rows (store/office.hpp)
+  // A keyed hash of the patient's normalised name and birth date: with it, an
+  // open referral with the same hash received within `duplicate_window`
+  // before this one is recorded as its duplicate_of.
+  std::optional<std::string> identity_hash;
+  std::chrono::milliseconds duplicate_window{0};
 };
 
 enum class InsertStatus { inserted, replayed, conflict };
@@ -54,6 +62,7 @@ struct InsertResult {
   InsertStatus status;
   std::string id;        // the stored referral's id (the earlier one for replay)
   std::string response;  // the stored response (for replay)
+  std::optional<std::string> duplicate_of;  // inserted: an open referral for the same patient
 };
 
 // Inserts referral, deliveries and an audit row; with an idempotency key
@@ -124,6 +133,8 @@ struct AttemptRecord {
 // (an operator may have cancelled or held it meanwhile). Returns false then.
 bool finish_attempt(Database& db, const AttemptRecord& a);
 
+// Appends a row to the audit trail's hash chain (store/audit_chain.hpp).
+// Must run inside the caller's write transaction.
 void audit(Database& db, TimePoint at, const std::optional<std::string>& referral_id,
            std::optional<std::int64_t> delivery_id, const std::string& actor,
            const std::string& action, const std::string& detail);

@@ -237,5 +237,23 @@ TEST(Payload, DocumentsStoredBeforeEncryptionStayReadable) {
                 ": encrypted payload has format version 2, which this referrald does not know (it knows 1)");
 }
 
+TEST(Payload, FreeTextIsSealedOrMarkedPlainAndNeverTakenForADocument) {
+  const auto keys = ring("k1 " + hex_a + "\n");
+  const std::string note = "Mother says the MRI is at Delta Imaging. {not json}";
+  const std::string context = referral_id + "/status/3";
+  const std::string sealed = store::seal_text(keys.get(), note, context);
+  EXPECT_EQ(sealed.find("Delta"), std::string::npos);
+  EXPECT_EQ(store::open_text(keys.get(), sealed, context), note);
+  EXPECT_THROW(store::open_text(keys.get(), sealed, referral_id + "/status/4"), PayloadError);
+  EXPECT_THROW(store::open_text(keys.get(), sealed, referral_id), PayloadError);
+
+  const std::string plain = store::seal_text(nullptr, note, context);  // encryption off
+  EXPECT_EQ(plain, "RFT" + note);
+  EXPECT_EQ(store::open_text(keys.get(), plain, context), note);
+  EXPECT_EQ(store::open_text(nullptr, "RFT", context), "");
+  EXPECT_THROW(store::open_text(keys.get(), document, context), PayloadError);
+  EXPECT_THROW(store::open_text(keys.get(), note, context), PayloadError);
+}
+
 }  // namespace
 }  // namespace referrald

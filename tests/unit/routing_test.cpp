@@ -186,6 +186,46 @@ TEST(BusinessHours, CustomHoursAndMidnightClose) {
   EXPECT_FALSE(is_after_hours(hours, utc(wed + days{1}, 5h + 59min)));  // 23:59 local Wednesday
 }
 
+// ---- open time: the escalation ladder's business-hours clock --------------
+
+TEST(OpenTimeAfter, WithinOneOpenDay) {
+  const sys_days wed = 2026y / January / 14;  // Chicago is UTC-6
+  EXPECT_EQ(open_time_after(chicago(), utc(wed, 16h), 2h), utc(wed, 18h));  // 10:00 + 2h = 12:00 local
+  EXPECT_EQ(open_time_after(chicago(), utc(wed, 16h), 0s), utc(wed, 16h));
+}
+
+TEST(OpenTimeAfter, ClosedHoursDoNotCount) {
+  const sys_days wed = 2026y / January / 14;
+  // 16:00 local + 2h: one hour today, the second from 08:00 Thursday.
+  EXPECT_EQ(open_time_after(chicago(), utc(wed, 22h), 2h), utc(wed + days{1}, 15h));
+  // Received at 21:00 local (before opening): counts from 08:00 the next day.
+  EXPECT_EQ(open_time_after(chicago(), utc(wed, 3h), 30min), utc(wed, 14h + 30min));
+  // Exactly a whole day of open hours ends at closing, not the next morning.
+  EXPECT_EQ(open_time_after(chicago(), utc(wed, 14h), 9h), utc(wed, 23h));
+}
+
+TEST(OpenTimeAfter, SkipsTheWeekendAndHolidays) {
+  const sys_days fri = 2026y / January / 16;
+  // Friday 16:30 local + 1h: 30 minutes on Friday, 30 on Monday from 08:00.
+  EXPECT_EQ(open_time_after(chicago(), utc(fri, 22h + 30min), 1h), utc(fri + days{3}, 14h + 30min));
+  BusinessHours hours = chicago();
+  hours.holidays.push_back(2026y / January / 19);  // that Monday
+  EXPECT_EQ(open_time_after(hours, utc(fri, 22h + 30min), 1h), utc(fri + days{4}, 14h + 30min));
+}
+
+TEST(OpenTimeAfter, FollowsTheZoneAcrossDaylightSavingTime) {
+  // US DST starts Sunday 2026-03-08: Friday 16:00 CST (22:00 UTC) + 2h opens
+  // Monday at 08:00 CDT, 13:00 UTC, and ends an hour later.
+  const sys_days fri = 2026y / March / 6;
+  EXPECT_EQ(open_time_after(chicago(), utc(fri, 22h), 2h), utc(fri + days{3}, 14h));
+}
+
+TEST(OpenTimeAfter, NeverOpenIsNullopt) {
+  BusinessHours hours = chicago();
+  hours.open_days.fill(false);
+  EXPECT_EQ(open_time_after(hours, utc(2026y / January / 14, 16h), 1h), std::nullopt);
+}
+
 TEST(BusinessHours, UnknownZoneThrows) {
   BusinessHours hours = chicago();
   hours.time_zone = "America/Chicgo";

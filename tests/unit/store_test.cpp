@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "store/audit_chain.hpp"
 #include "store/database.hpp"
 #include "store/store.hpp"
 
@@ -661,3 +662,151 @@ TEST_F(StoreTest, EveryQueryUsesAnIndex) {
 }
 
 }  // namespace
+
+// ---- the audit trail's hash chain ----
+
+class AuditChainTest : public StoreTest {
+ protected:
+  // Three referrals and one delivery attempt: four audit rows.
+  void SetUp() override {
+    StoreTest::SetUp();
+    insert(sample("R-1", t0));
+    insert(sample("R-2", t0 + 1s));
+    insert(sample("R-3", t0 + 2s));
+    db->exec("BEGIN IMMEDIATE");
+    auto claimed = claim_due(*db, t0 + 3s, 30s, 1);
+    AttemptRecord a;
+    a.delivery_id = claimed.at(0).id;
+    a.attempt = 1;
+    a.started_at = a.finished_at = t0 + 4s;
+    a.outcome = AttemptOutcome::delivered;
+    a.message = "250 queued";
+    finish_attempt(*db, a);
+    db->exec("COMMIT");
+  }
+  std::string hash_of(std::int64_t id) {
+    Statement st = db->prepare("SELECT hash FROM audit WHERE id = ?1");
+    st.bind(1, id);
+    return st.step() ? st.column_text(0) : "";
+  }
+};
+
+TEST_F(AuditChainTest, EveryRowIsChainedToTheOneBefore) {
+  EXPECT_EQ(scalar(*db, "SELECT count(*) FROM audit"), 4);
+  EXPECT_EQ(scalar(*db, "SELECT count(*) FROM audit WHERE hash IS NULL OR prev_hash IS NULL"), 0);
+  EXPECT_EQ(scalar(*db, "SELECT count(*) FROM audit AS a JOIN audit AS b ON b.id = a.id + 1 "
+                        "WHERE b.prev_hash <> a.hash"), 0);
+  Statement first = db->prepare("SELECT prev_hash FROM audit ORDER BY id LIMIT 1");
+  ASSERT_TRUE(first.step());
+  EXPECT_EQ(first.column_text(0), audit_chain_origin);
+
+  const AuditVerification v = verify_audit_chain(*db);
+  EXPECT_EQ(v.rows, 4);
+  EXPECT_FALSE(v.first_bad.has_value()) << v.problem;
+  EXPECT_EQ(v.head, hash_of(4));
+}
+
+TEST_F(AuditChainTest, AChangedRowIsNamed) {
+  db->exec("UPDATE audit SET detail = 'decision=accepted targets=2' WHERE id = 2");
+  const AuditVerification v = verify_audit_chain(*db);
+  ASSERT_TRUE(v.first_bad.has_value());
+  EXPECT_EQ(*v.first_bad, 2);
+  EXPECT_EQ(v.problem, "does not match its hash: it was changed");
+  EXPECT_EQ(v.rows, 2);
+}
+
+TEST_F(AuditChainTest, AChangedRowWithItsHashRecomputedIsFoundAtTheNextRow) {
+  AuditEntry forged{2, to_millis(t0 + 1s), std::string("R-2"), std::nullopt, "referrald", "received", "forged"};
+  Statement prev = db->prepare("SELECT prev_hash FROM audit WHERE id = 2");
+  ASSERT_TRUE(prev.step());
+  Statement update = db->prepare("UPDATE audit SET detail = 'forged', hash = ?1 WHERE id = 2");
+  update.bind(1, std::string_view(audit_row_hash(prev.column_text(0), forged)));
+  update.run();
+  const AuditVerification v = verify_audit_chain(*db);
+  ASSERT_TRUE(v.first_bad.has_value());
+  EXPECT_EQ(*v.first_bad, 3);
+  EXPECT_EQ(v.problem, "does not follow row 2: a row between them was removed, or that row was changed");
+}
+
+TEST_F(AuditChainTest, ARemovedRowIsFoundAtTheRowAfterIt) {
+  db->exec("DELETE FROM audit WHERE id = 3");
+  const AuditVerification v = verify_audit_chain(*db);
+  ASSERT_TRUE(v.first_bad.has_value());
+  EXPECT_EQ(*v.first_bad, 4);
+  EXPECT_EQ(v.problem, "does not follow row 2: a row between them was removed, or that row was changed");
+
+  db->exec("DELETE FROM audit WHERE id = 1");
+  EXPECT_EQ(verify_audit_chain(*db).problem, "is not the start of the chain: the rows before it were removed");
+}
+
+TEST_F(AuditChainTest, AppendingOutsideATransactionIsRefused) {
+  EXPECT_THROW(audit(*db, t0, std::nullopt, std::nullopt, "operator", "test", ""), std::logic_error);
+  EXPECT_EQ(scalar(*db, "SELECT count(*) FROM audit"), 4);
+}
+
+TEST_F(AuditChainTest, TheEncodingKeepsFieldsApart) {
+  AuditEntry a{1, 0, std::string("R-1"), std::nullopt, "ab", "c", ""};
+  AuditEntry b{1, 0, std::string("R-1"), std::nullopt, "a", "bc", ""};
+  AuditEntry c{1, 0, std::nullopt, std::nullopt, "ab", "c", ""};
+  AuditEntry d{1, 0, std::string(""), std::nullopt, "ab", "c", ""};
+  EXPECT_NE(audit_row_hash(audit_chain_origin, a), audit_row_hash(audit_chain_origin, b));
+  EXPECT_NE(audit_row_hash(audit_chain_origin, c), audit_row_hash(audit_chain_origin, d));
+  EXPECT_NE(audit_row_hash(audit_chain_origin, a), audit_row_hash(hash_of(1), a));
+}
+
+TEST_F(AuditChainTest, ChainingUnhashedRowsGivesTheSameChain) {
+  const std::string head = verify_audit_chain(*db).head;
+  db->exec("UPDATE audit SET prev_hash = NULL, hash = NULL WHERE id >= 3");
+  EXPECT_EQ(verify_audit_chain(*db).first_bad, 3);
+  db->exec("BEGIN IMMEDIATE");
+  chain_unhashed_audit_rows(*db);
+  db->exec("COMMIT");
+  const AuditVerification v = verify_audit_chain(*db);
+  EXPECT_FALSE(v.first_bad.has_value()) << v.problem;
+  EXPECT_EQ(v.head, head);
+}
+
+// A version 3 database as referrald 0.1 wrote it, with a referral that has
+// a delivery, an attempt and audit rows: migrating keeps every row, chains
+// the audit trail and turns foreign keys back on.
+TEST(Migrations, FromVersion3KeepsEveryRowAndChainsTheAuditTrail) {
+  TempDir dir;
+  Database db(dir.path() / "referrald.db", OpenMode::read_write_create);
+  migrate(db, 3);
+  ASSERT_EQ(current_schema_version(db), 3);
+  db.exec(R"sql(
+INSERT INTO referrals (id, received_ms, decision, urgency, disease, channel, client, request_hash, document, response)
+  VALUES ('R-OLD', 1000, 'review', 'emergent', 'asps', 'form', 'form', 'h', X'7B7D', '{}');
+INSERT INTO referral_reasons VALUES ('R-OLD', 0, 'NO_OPEN_TRIAL', 'No open trial.');
+INSERT INTO deliveries (id, referral_id, target, state, attempts, created_ms, next_attempt_ms, updated_ms)
+  VALUES (7, 'R-OLD', 'office-email', 'delivered', 1, 1000, 1000, 2000);
+INSERT INTO attempts (delivery_id, attempt, started_ms, finished_ms, outcome, message)
+  VALUES (7, 1, 1500, 2000, 'delivered', '250 ok');
+INSERT INTO audit (at_ms, referral_id, actor, action, detail) VALUES (1000, 'R-OLD', 'referrald', 'received', 'x');
+INSERT INTO audit (at_ms, referral_id, delivery_id, actor, action, detail)
+  VALUES (2000, 'R-OLD', 7, 'referrald', 'delivered', 'y');
+)sql");
+
+  migrate(db);
+  EXPECT_EQ(current_schema_version(db), schema_version);
+  EXPECT_EQ(scalar(db, "PRAGMA foreign_keys"), 1);
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM referral_reasons"), 1);
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM attempts WHERE delivery_id = 7"), 1);
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM deliveries WHERE id = 7 AND purpose = 'intake'"), 1);
+  EXPECT_EQ(scalar(db, "SELECT n FROM tallies WHERE kind = 'decision' AND value = 'review'"), 1);
+  EXPECT_EQ(scalar(db, "SELECT n FROM tallies WHERE kind = 'state' AND value = 'delivered'"), 1);
+  EXPECT_EQ(scalar(db, "SELECT n FROM status_tallies WHERE status = 'received'"), 1);
+  const auto referral = find_referral(db, "R-OLD");
+  ASSERT_TRUE(referral.has_value());
+  EXPECT_EQ(referral->channel, "form");
+  const AuditVerification v = verify_audit_chain(db);
+  EXPECT_EQ(v.rows, 2);
+  EXPECT_FALSE(v.first_bad.has_value()) << v.problem;
+
+  // The triggers came back with the rebuilt tables.
+  db.exec("DELETE FROM referrals WHERE id = 'R-OLD'");
+  EXPECT_EQ(scalar(db, "SELECT n FROM tallies WHERE kind = 'decision' AND value = 'review'"), 0);
+  EXPECT_EQ(scalar(db, "SELECT n FROM tallies WHERE kind = 'state' AND value = 'delivered'"), 0);
+  EXPECT_EQ(scalar(db, "SELECT n FROM status_tallies WHERE status = 'received'"), 0);
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM attempts"), 0);  // cascades again
+}

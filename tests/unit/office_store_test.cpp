@@ -1,0 +1,242 @@
+// The office's side of a referral in the store (store/office.hpp) against a
+// real SQLite file: status changes, the escalation ladder's rows, tokens and
+// duplicates.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <memory>
+
+#include "store/audit_chain.hpp"
+#include "store/office.hpp"
+#include "store/payload.hpp"
+#include "store/queries.hpp"
+#include "store/store.hpp"
+#include "util/key_ring.hpp"
+
+using namespace referrald;
+using namespace referrald::store;
+using namespace std::chrono_literals;
+
+namespace {
+
+const TimePoint t0 = from_millis(1'795'000'000'000);  // late 2026
+
+class OfficeStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (std::filesystem::temp_directory_path() / "referrald-office-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+    dir = pattern;
+    db = std::make_unique<Database>(dir / "referrald.db", OpenMode::read_write_create);
+    migrate(*db);
+  }
+  void TearDown() override {
+    db.reset();
+    std::filesystem::remove_all(dir);
+  }
+
+  NewReferral referral(const std::string& id, TimePoint received) {
+    NewReferral r;
+    r.id = id;
+    r.received_at = received;
+    r.urgency = Urgency::emergent;
+    r.channel = "api";
+    r.client = "sha256:client-a";
+    r.request_hash = "hash-" + id;
+    r.document = R"({"patient":{"given_name":"Ava"}})";
+    r.response = "{}";
+    r.targets = {"office-email"};
+    return r;
+  }
+  InsertResult insert(const NewReferral& r) {
+    db->exec("BEGIN IMMEDIATE");
+    InsertResult result = insert_referral(*db, r);
+    db->exec("COMMIT");
+    return result;
+  }
+  StatusChangeResult change(const std::string& id, OfficeStatus to, TimePoint at,
+                            std::optional<std::string> note = std::nullopt,
+                            std::vector<std::string> notices = {}) {
+    db->exec("BEGIN IMMEDIATE");
+    StatusChangeResult result = change_status(*db, {id, to, "coordinator", StatusVia::cli, note, at, notices});
+    db->exec("COMMIT");
+    return result;
+  }
+  std::vector<EscalationRow> fire(TimePoint now) {
+    db->exec("BEGIN IMMEDIATE");
+    auto fired = fire_due_escalations(*db, now, 100);
+    db->exec("COMMIT");
+    return fired;
+  }
+  std::int64_t count(const std::string& sql) {
+    Statement st = db->prepare(sql);
+    st.step();
+    return st.column_int(0);
+  }
+
+  std::filesystem::path dir;
+  std::unique_ptr<Database> db;
+};
+
+TEST_F(OfficeStoreTest, AReferralStartsReceived) {
+  insert(referral("R-1", t0));
+  const auto s = status_of(*db, "R-1");
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->status, OfficeStatus::received);
+  EXPECT_EQ(s->since, t0);
+  EXPECT_FALSE(s->acknowledged_at.has_value());
+  EXPECT_TRUE(status_history(*db, "R-1").empty());
+  EXPECT_FALSE(status_of(*db, "R-NONE").has_value());
+}
+
+TEST_F(OfficeStoreTest, ChangesAreRecordedWithWhoWhenAndTheNote) {
+  insert(referral("R-1", t0));
+  EXPECT_TRUE(change("R-1", OfficeStatus::acknowledged, t0 + 5min).changed);
+  const auto decided = change("R-1", OfficeStatus::needs_info, t0 + 1h, "Please fax the MRI report.");
+  EXPECT_TRUE(decided.changed);
+  EXPECT_EQ(decided.from, OfficeStatus::acknowledged);
+
+  const auto s = status_of(*db, "R-1");
+  EXPECT_EQ(s->status, OfficeStatus::needs_info);
+  EXPECT_EQ(s->since, t0 + 1h);
+  EXPECT_EQ(s->acknowledged_at, t0 + 5min);  // the first acknowledgement stays
+
+  const auto history = status_history(*db, "R-1");
+  ASSERT_EQ(history.size(), 2u);
+  EXPECT_EQ(history[0].from, OfficeStatus::received);
+  EXPECT_EQ(history[0].to, OfficeStatus::acknowledged);
+  EXPECT_EQ(history[0].actor, "coordinator");
+  EXPECT_EQ(history[0].via, StatusVia::cli);
+  EXPECT_FALSE(history[0].note.has_value());
+  EXPECT_EQ(history[1].to, OfficeStatus::needs_info);
+  EXPECT_EQ(history[1].note, "Please fax the MRI report.");
+  EXPECT_EQ(count("SELECT count(*) FROM audit WHERE action = 'status'"), 2);
+  EXPECT_EQ(count("SELECT n FROM status_tallies WHERE status = 'needs-info'"), 1);
+  EXPECT_EQ(count("SELECT n FROM status_tallies WHERE status = 'received'"), 0);
+  EXPECT_FALSE(verify_audit_chain(*db).first_bad.has_value());
+}
+
+TEST_F(OfficeStoreTest, AForbiddenChangeIsRefusedAndChangesNothing) {
+  insert(referral("R-1", t0));
+  const auto refused = change("R-1", OfficeStatus::accepted, t0 + 1min);
+  EXPECT_FALSE(refused.changed);
+  EXPECT_EQ(refused.refusal, "status is received: it can change to acknowledged or closed, not to accepted");
+  EXPECT_EQ(status_of(*db, "R-1")->status, OfficeStatus::received);
+  EXPECT_EQ(count("SELECT count(*) FROM status_changes"), 0);
+  EXPECT_EQ(count("SELECT count(*) FROM audit WHERE action = 'status'"), 0);
+  db->exec("BEGIN IMMEDIATE");
+  EXPECT_THROW(change_status(*db, {"R-NONE", OfficeStatus::acknowledged, "x", StatusVia::cli, {}, t0, {}}), NotFound);
+  db->exec("ROLLBACK");
+}
+
+TEST_F(OfficeStoreTest, NotesAreSealedUnderTheKeysAndBoundToTheirChange) {
+  std::vector<KeyFileProblem> problems;
+  db->set_payload_keys(parse_key_file("k1 " + std::string(64, 'a') + "\n", problems));
+  ASSERT_TRUE(problems.empty());
+  insert(referral("R-1", t0));
+  change("R-1", OfficeStatus::acknowledged, t0 + 1min, "Mother says the MRI is at Delta Imaging.");
+  change("R-1", OfficeStatus::closed, t0 + 2min, "Withdrawn by the family.");
+  Statement raw = db->prepare("SELECT note FROM status_changes ORDER BY id");
+  ASSERT_TRUE(raw.step());
+  EXPECT_EQ(raw.column_blob(0).find("Delta Imaging"), std::string::npos);
+  EXPECT_EQ(raw.column_blob(0).rfind("RFE", 0), 0u);
+  raw.reset();
+  // A note copied onto another change does not open there.
+  db->exec("UPDATE status_changes SET note = (SELECT note FROM status_changes WHERE id = 1) WHERE id = 2");
+  EXPECT_THROW(status_history(*db, "R-1"), PayloadError);
+}
+
+TEST_F(OfficeStoreTest, ANoticeToTheReferrerIsADeliveryOfItsOwn) {
+  insert(referral("R-1", t0));
+  const auto r = change("R-1", OfficeStatus::acknowledged, t0 + 1min, std::nullopt, {"referrer-email", "referrer-fax"});
+  EXPECT_EQ(r.notices, 2);
+  EXPECT_EQ(count("SELECT count(*) FROM deliveries WHERE referral_id = 'R-1' AND purpose = 'notice-" +
+                  std::to_string(r.change_id) + "' AND state = 'pending'"),
+            2);
+  // The same target may be told again at the next change.
+  const auto again = change("R-1", OfficeStatus::accepted, t0 + 2min, std::nullopt, {"referrer-email"});
+  EXPECT_EQ(again.notices, 1);
+  EXPECT_EQ(count("SELECT count(*) FROM deliveries WHERE target = 'referrer-email'"), 2);
+}
+
+TEST_F(OfficeStoreTest, AnUnacknowledgedReferralEscalatesStepByStepOnce) {
+  NewReferral r = referral("R-1", t0);
+  r.escalations = {{1, t0 + 15min, 15min, {"backup-pager"}}, {2, t0 + 45min, 45min, {"director-pager", "office-email"}}};
+  insert(r);
+  EXPECT_EQ(next_escalation_due(*db), t0 + 15min);
+  EXPECT_TRUE(fire(t0 + 14min).empty());
+
+  const auto first = fire(t0 + 15min);
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].step, 1);
+  EXPECT_EQ(count("SELECT count(*) FROM deliveries WHERE purpose = 'escalation-1' AND target = 'backup-pager'"), 1);
+  EXPECT_TRUE(fire(t0 + 16min).empty());  // never twice
+  EXPECT_EQ(next_escalation_due(*db), t0 + 45min);
+
+  // Both remaining steps long past (the daemon was down): each fires once.
+  const auto late = fire(t0 + 5h);
+  ASSERT_EQ(late.size(), 1u);
+  EXPECT_EQ(late[0].step, 2);
+  EXPECT_EQ(count("SELECT count(*) FROM deliveries WHERE purpose = 'escalation-2'"), 2);
+  EXPECT_EQ(count("SELECT count(*) FROM deliveries WHERE target = 'office-email'"), 2);  // intake and step 2
+  EXPECT_FALSE(next_escalation_due(*db).has_value());
+  const auto rows = escalations_of(*db, "R-1");
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[1].state, EscalationState::fired);
+  EXPECT_EQ(rows[1].targets, (std::vector<std::string>{"director-pager", "office-email"}));
+  EXPECT_EQ(count("SELECT count(*) FROM audit WHERE action = 'escalated'"), 2);
+}
+
+TEST_F(OfficeStoreTest, TheFirstAcknowledgementStopsTheLadder) {
+  NewReferral r = referral("R-1", t0);
+  r.escalations = {{1, t0 + 15min, 15min, {"backup-pager"}}, {2, t0 + 45min, 45min, {"director-pager"}}};
+  insert(r);
+  EXPECT_EQ(change("R-1", OfficeStatus::acknowledged, t0 + 10min).escalations_stopped, 2);
+  EXPECT_TRUE(fire(t0 + 1h).empty());
+  EXPECT_FALSE(next_escalation_due(*db).has_value());
+  EXPECT_EQ(count("SELECT count(*) FROM deliveries WHERE purpose <> 'intake'"), 0);
+  for (const auto& row : escalations_of(*db, "R-1")) EXPECT_EQ(row.state, EscalationState::stopped);
+}
+
+TEST_F(OfficeStoreTest, AnAcknowledgementTokenWorksOnceAndExpires) {
+  insert(referral("R-1", t0));
+  db->exec("BEGIN IMMEDIATE");
+  add_ack_token(*db, "R-1", "hash-a", t0, t0 + 7 * 24h);
+  add_ack_token(*db, "R-1", "hash-b", t0, t0 + 1h);
+  db->exec("COMMIT");
+  EXPECT_EQ(find_ack_token(*db, "hash-a", t0 + 1min).state, TokenState::valid);
+  EXPECT_EQ(find_ack_token(*db, "hash-a", t0 + 1min).referral_id, "R-1");
+  EXPECT_EQ(find_ack_token(*db, "hash-x", t0).state, TokenState::unknown);
+  EXPECT_EQ(find_ack_token(*db, "hash-b", t0 + 1h).state, TokenState::expired);
+  EXPECT_FALSE(use_ack_token(*db, "hash-b", t0 + 2h));
+  EXPECT_TRUE(use_ack_token(*db, "hash-a", t0 + 2min));
+  EXPECT_FALSE(use_ack_token(*db, "hash-a", t0 + 3min));
+  const auto used = find_ack_token(*db, "hash-a", t0 + 3min);
+  EXPECT_EQ(used.state, TokenState::used);
+  EXPECT_EQ(used.used_at, t0 + 2min);
+}
+
+TEST_F(OfficeStoreTest, ASecondReferralForTheSamePatientIsMarkedAsADuplicate) {
+  const auto for_patient = [&](const std::string& id, int day, const std::string& identity) {
+    NewReferral r = referral(id, t0 + day * 24h);
+    r.identity_hash = identity;
+    r.duplicate_window = 30 * 24h;
+    return insert(r).duplicate_of;
+  };
+  EXPECT_EQ(for_patient("R-1", 0, "patient-a"), std::nullopt);
+  EXPECT_EQ(for_patient("R-2", 2, "patient-a"), "R-1");
+  EXPECT_EQ(status_of(*db, "R-2")->duplicate_of, "R-1");
+  EXPECT_EQ(for_patient("R-3", 3, "patient-b"), std::nullopt);
+  EXPECT_EQ(for_patient("R-4", 4, "patient-a"), "R-2");  // the newest open one
+  // Outside the window: not a duplicate.
+  EXPECT_EQ(for_patient("R-5", 40, "patient-a"), std::nullopt);
+  // Once the earlier referral is closed (or declined): not a duplicate.
+  change("R-5", OfficeStatus::closed, t0 + 41 * 24h);
+  EXPECT_EQ(for_patient("R-6", 42, "patient-a"), std::nullopt);
+  // Without a hash nothing is compared.
+  EXPECT_FALSE(insert(referral("R-7", t0 + 42 * 24h)).duplicate_of.has_value());
+  EXPECT_EQ(count("SELECT count(*) FROM audit WHERE detail LIKE '%duplicate_of=R-1%'"), 1);
+}
+
+}  // namespace
