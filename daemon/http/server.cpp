@@ -99,9 +99,9 @@ bool is_host_value(std::string_view host) {
 // reads any body: the framing must be unambiguous (or the body would run as
 // the next request) and an HTTP/1.1 request names exactly one Host. Beast has
 // already refused Content-Length with Transfer-Encoding and conflicting
-// Content-Lengths. Each refusal closes the connection.
+// Content-Lengths, and versions other than HTTP/1.x. Each refusal closes the
+// connection.
 std::optional<Response> framing_problem(const RequestHead& head) {
-  if (head.version() / 10 != 1) return Response::error(505, "only HTTP/1.0 and HTTP/1.1 are supported");
   std::size_t hosts = 0;
   bool host_ok = true;
   std::vector<std::string> codings;
