@@ -128,7 +128,7 @@ std::string exchange(unsigned short port, std::string_view bytes) {
   while (true) {
     pollfd p{fd, POLLIN, 0};
     // Well beyond read_timeout: the server has the client's EOF already.
-    if (::poll(&p, 1, 10000) <= 0) fail("the server kept a connection open after the client closed it");
+    if (::poll(&p, 1, 5000) <= 0) fail("the server kept a connection open after the client closed it");
     const auto n = ::recv(fd, buffer, sizeof buffer, 0);
     if (n <= 0) break;  // closed (or reset after an early answer)
     received.append(buffer, static_cast<std::size_t>(n));

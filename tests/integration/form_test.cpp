@@ -685,7 +685,7 @@ TEST_F(Form, OtherMethodsAndPagesAreAnsweredPlainly) {
   put.url = daemon.base_url() + "/";
   const auto r = http(put);
   EXPECT_EQ(r.status, 405);
-  EXPECT_EQ(r.headers.at("allow"), "GET");
+  EXPECT_EQ(r.headers.at("allow"), "GET, HEAD");
   const auto get_referrals = b.get("/referrals");
   EXPECT_EQ(get_referrals.status, 303);
   EXPECT_EQ(get_referrals.headers.at("location"), "/");

@@ -238,7 +238,8 @@ TEST(Slowloris, AClientThatNeverReadsIsCutAtTheWriteDeadline) {
   const pid_t pid = daemon.process()->pid();
   const auto baseline = settled_fds(pid);
   std::string requests;
-  for (int i = 0; i < 1000; ++i) requests += "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";  // ~13 MB of answers
+  const std::string get = "GET / HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(daemon.port()) + "\r\n\r\n";
+  for (int i = 0; i < 1000; ++i) requests += get;  // ~13 MB of answers
   RawClient reader(daemon.port(), "", 4096);
   const auto started = steady::now();
   reader.send(requests);
