@@ -89,9 +89,6 @@ bool is_free_text_control(char32_t cp) noexcept { return is_control(cp) && cp !=
 // another name on a fax cover or in referralctl.
 bool is_bidi_control(char32_t cp) noexcept { return (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069); }
 
-// A line or paragraph separator ends a line as surely as LF does.
-bool is_line_separator(char32_t cp) noexcept { return cp == 0x2028 || cp == 0x2029; }
-
 // Unicode White_Space plus the zero-width characters a pasted name may carry.
 bool is_space(char32_t cp) noexcept {
   return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
@@ -487,8 +484,6 @@ class SemanticChecks {
     const auto cps = code_points(*s);
     if (std::any_of(cps.begin(), cps.end(), is_control)) {
       errors_.add(path, Rank::semantic, "must not contain control characters");
-    } else if (std::any_of(cps.begin(), cps.end(), is_line_separator)) {
-      errors_.add(path, Rank::semantic, "must be one line (no line or paragraph separator)");
     } else if (std::any_of(cps.begin(), cps.end(), is_bidi_control)) {
       errors_.add(path, Rank::semantic,
                   "must not contain bidirectional override or isolate characters (U+202A to U+202E, U+2066 to "

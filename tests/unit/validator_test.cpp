@@ -486,18 +486,17 @@ TEST_F(ValidatorTest, OtherControlCharactersInNotesAreRefused) {
   }
 }
 
-TEST_F(ValidatorTest, BidiOverridesAndLineSeparatorsInNamesAreRefused) {
+TEST_F(ValidatorTest, BidiOverridesInNamesAreRefused) {
   const std::string bidi =
       "must not contain bidirectional override or isolate characters (U+202A to U+202E, U+2066 to U+2069)";
   EXPECT_THAT(errors_after([](json& d) {
                 d["patient"]["given_name"] = "Ava\u202eavA";            // RIGHT-TO-LEFT OVERRIDE
                 d["patient"]["family_name"] = "\u2066Nguyen\u2069";    // LEFT-TO-RIGHT ISOLATE ... POP
                 d["referrer"]["name"] = "Dana\u202aLee";                // LEFT-TO-RIGHT EMBEDDING
-                d["referrer"]["organization"] = "Delta\u2028Pediatrics";  // LINE SEPARATOR
+                d["referrer"]["organization"] = "Delta\u2068Pediatrics";  // FIRST STRONG ISOLATE
               }),
               ElementsAre(FieldError{"/patient/family_name", bidi}, FieldError{"/patient/given_name", bidi},
-                          FieldError{"/referrer/name", bidi},
-                          FieldError{"/referrer/organization", "must be one line (no line or paragraph separator)"}));
+                          FieldError{"/referrer/name", bidi}, FieldError{"/referrer/organization", bidi}));
   // Right-to-left names themselves are fine, and so are the marks (U+200F).
   const Referral r = accepted_after([](json& d) { d["patient"]["given_name"] = "\u05d0\u05d1\u05d9\u200f"; });
   EXPECT_EQ(r.patient.given_name, "\u05d0\u05d1\u05d9\u200f");
