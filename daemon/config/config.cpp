@@ -212,6 +212,76 @@ std::variant<HostPort, std::string> parse_host_port(std::string_view text, HostR
   return HostPort{std::move(host), static_cast<std::uint16_t>(port)};
 }
 
+// A web origin as browsers send it in Origin ("https://host[:port]"),
+// normalised (lower case, no default port); nullopt when it is not one.
+std::optional<std::string> parse_origin(std::string_view text) {
+  std::string lowered(text);
+  for (auto& c : lowered) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::string_view rest = lowered;
+  std::string scheme;
+  for (const char* s : {"http", "https"}) {
+    if (rest.starts_with(std::string(s) + "://")) scheme = s;
+  }
+  if (scheme.empty()) return std::nullopt;
+  rest.remove_prefix(scheme.size() + 3);
+  std::string host;
+  bool has_port = false;
+  std::string_view port_text;
+  if (!rest.empty() && rest.front() == '[') {
+    const auto close = rest.find(']');
+    if (close == std::string_view::npos || !is_ipv6(std::string(rest.substr(1, close - 1)))) return std::nullopt;
+    host = std::string(rest.substr(0, close + 1));
+    rest.remove_prefix(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return std::nullopt;
+      has_port = true;
+      port_text = rest.substr(1);
+    }
+  } else {
+    const auto colon = rest.find(':');
+    host = std::string(rest.substr(0, colon));
+    if (colon != std::string_view::npos) {
+      has_port = true;
+      port_text = rest.substr(colon + 1);
+    }
+    if (!is_host_name(host)) return std::nullopt;
+  }
+  std::string origin = scheme + "://" + host;
+  if (has_port) {
+    if (port_text.empty() || port_text.size() > 5 ||
+        !std::all_of(port_text.begin(), port_text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      return std::nullopt;
+    }
+    const auto port = std::stoul(std::string(port_text));
+    if (port < 1 || port > 65535) return std::nullopt;
+    if (!((scheme == "http" && port == 80) || (scheme == "https" && port == 443))) {
+      origin += ":" + std::to_string(port);
+    }
+  }
+  return origin;
+}
+
+// The origins of the listen addresses, when http.public_origins is not set.
+std::vector<std::string> listen_origins(const HttpConfig& http) {
+  const std::string scheme = http.tls_enabled() ? "https://" : "http://";
+  const std::uint16_t default_port = http.tls_enabled() ? 443 : 80;
+  std::vector<std::string> out;
+  for (const auto& l : http.listen) {
+    const std::string port = l.port == default_port ? "" : ":" + std::to_string(l.port);
+    if (l.host == "localhost") {
+      out.push_back(scheme + "localhost" + port);
+      out.push_back(scheme + "127.0.0.1" + port);
+    } else if (l.host.find(':') != std::string::npos) {
+      out.push_back(scheme + "[" + l.host + "]" + port);
+    } else {
+      out.push_back(scheme + l.host + port);
+    }
+  }
+  return out;
+}
+
+bool is_wildcard(const ListenEndpoint& l) { return l.host == "0.0.0.0" || l.host == "::"; }
+
 // "HH:MM" as minutes since midnight; "24:00" only where the caller allows
 // it (an office that closes at midnight).
 std::optional<std::chrono::minutes> parse_time_of_day(std::string_view text, bool allow_midnight_end) {
@@ -657,7 +727,8 @@ void Loader::read_http(const toml::table& root, HttpConfig& http) {
   const Scope scope = section(root, "http");
   check_keys(scope, {"listen", "tls_certificate", "tls_private_key", "api_keys", "max_body_bytes",
                      "max_header_bytes", "max_connections", "max_connections_per_client", "threads",
-                     "read_timeout", "write_timeout", "idle_timeout", "rate_limit_per_minute", "rate_limit_burst"});
+                     "read_timeout", "write_timeout", "idle_timeout", "rate_limit_per_minute", "rate_limit_burst",
+                     "public_origins"});
 
   if (const toml::node* listen = scope.get("listen")) {
     read_listen(*listen, scope.key("listen"), http.listen);
@@ -715,6 +786,31 @@ void Loader::read_http(const toml::table& root, HttpConfig& http) {
   read_duration(scope, "idle_timeout", http.idle_timeout);
   read_integer(scope, "rate_limit_per_minute", 0, 1000000, http.rate_limit_per_minute);
   read_integer(scope, "rate_limit_burst", 1, 1000000, http.rate_limit_burst);
+
+  // After listen and TLS: the default is derived from both.
+  if (const toml::node* node = scope.get("public_origins")) {
+    const std::string key = scope.key("public_origins");
+    if (const auto list = string_list(*node, key, true)) {
+      if (list->empty()) add(where(*node), key, "expected at least one origin");
+      for (const auto& [text, element] : *list) {
+        if (auto origin = parse_origin(text)) {
+          http.public_origins.push_back(std::move(*origin));
+        } else {
+          add(where(*element), key,
+              R"(expected an origin like "https://referrals.example.org" or "http://127.0.0.1:8080" )"
+              "(scheme, host, optional port; no path), got " + quote(text));
+        }
+      }
+    }
+  } else if (const auto wildcard = std::find_if(http.listen.begin(), http.listen.end(), is_wildcard);
+             wildcard != http.listen.end()) {
+    const toml::node* listen = scope.get("listen");
+    add(listen != nullptr ? where(*listen) : Where{}, scope.key("public_origins"),
+        "required when http.listen has a wildcard address (" + wildcard->to_string() +
+            "): the form answers only at the origins browsers use to reach it");
+  } else {
+    http.public_origins = listen_origins(http);
+  }
 }
 
 void Loader::read_storage(const toml::table& root, StorageConfig& storage) {

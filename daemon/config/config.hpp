@@ -46,6 +46,11 @@ struct HttpConfig {
   Duration idle_timeout{std::chrono::seconds(30)};
   unsigned rate_limit_per_minute = 600;   // per client address; 0 disables
   unsigned rate_limit_burst = 120;
+  // The origins browsers reach the form at ("https://referrals.example.org",
+  // "http://127.0.0.1:8080"): lower case, no path, the port only when not the
+  // scheme's default. Defaults to one per listen address (both
+  // http://localhost:P and http://127.0.0.1:P for "localhost:P").
+  std::vector<std::string> public_origins;
 
   bool tls_enabled() const { return !tls_certificate.empty(); }
 };

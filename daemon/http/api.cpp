@@ -4,11 +4,14 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "http/form_fields.hpp"
 #include "store/async.hpp"
 #include "store/figures.hpp"
 #include "store/payload.hpp"
@@ -25,17 +28,46 @@ using json = nlohmann::ordered_json;
 namespace {
 
 constexpr std::string_view kReferralsPath = "/api/v1/referrals";
-constexpr std::size_t kMaxIdempotencyKey = 200;
+constexpr std::size_t kMaxIdempotencyKey = 200;  // bytes
 
-bool is_json_content_type(const std::string* value) {
-  if (value == nullptr) return false;
-  std::string media = value->substr(0, value->find(';'));
-  while (!media.empty() && media.back() == ' ') media.pop_back();
-  for (auto& c : media) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return media == "application/json";
+std::string trimmed_lower(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// application/json; a charset parameter, if any, must say UTF-8 (JSON is
+// UTF-8, RFC 8259: a body declared in another charset would be misread).
+bool is_json_content_type(std::string_view value) {
+  auto semi = value.find(';');
+  if (trimmed_lower(value.substr(0, semi)) != "application/json") return false;
+  while (semi != std::string_view::npos) {
+    value.remove_prefix(semi + 1);
+    semi = value.find(';');
+    const auto parameter = trimmed_lower(value.substr(0, semi));
+    const auto eq = parameter.find('=');
+    if (trimmed_lower(std::string_view(parameter).substr(0, eq)) != "charset") continue;
+    auto charset = eq == std::string::npos ? std::string() : trimmed_lower(std::string_view(parameter).substr(eq + 1));
+    if (charset.size() >= 2 && charset.front() == '"' && charset.back() == '"') charset = charset.substr(1, charset.size() - 2);
+    if (charset != "utf-8") return false;
+  }
+  return true;
+}
+
+// An Idempotency-Key is stored and shown by referralctl: UTF-8 text without
+// control characters.
+bool is_idempotency_key(std::string_view key) {
+  return !key.empty() && key.size() <= kMaxIdempotencyKey && is_valid_utf8(key) &&
+         std::none_of(key.begin(), key.end(), [](char c) {
+           const auto u = static_cast<unsigned char>(c);
+           return u < 0x20 || u == 0x7F;
+         });
 }
 
 Response method_not_allowed(std::string_view allow) {
+  // HEAD is allowed wherever GET is (the server leaves out the body).
   auto r = Response::error(405, "method not allowed");
   r.headers.emplace_back("Allow", std::string(allow));
   return r;
@@ -60,6 +92,45 @@ void Api::set_api_keys(std::vector<Sha256> keys) {
 
 void Api::add_metrics_source(MetricsSource source) { metrics_sources_.push_back(std::move(source)); }
 
+bool Api::serves(const Request& request) const {
+  return request.path == kReferralsPath || request.path.starts_with(std::string(kReferralsPath) + "/") ||
+         request.path == "/healthz" || request.path == "/metrics" || fallback_ == nullptr;
+}
+
+std::optional<Response> Api::check(const Request& request) const {
+  if (!serves(request)) return fallback_->check(request);
+  const bool get = request.method == "GET" || request.method == "HEAD";
+  if (request.path == kReferralsPath) {
+    if (request.method != "POST") return method_not_allowed("POST");
+    if (request.count("authorization") > 1) return Response::error(400, "more than one Authorization header");
+    if (authenticate(request).empty()) return unauthorized();
+    const auto types = request.count("content-type");
+    if (types > 1) return Response::error(400, "more than one Content-Type header");
+    if (types == 0 || !is_json_content_type(*request.header("content-type"))) {
+      return Response::error(415, "Content-Type must be application/json (UTF-8)");
+    }
+    const auto keys = request.count("idempotency-key");
+    if (keys > 1) return Response::error(400, "more than one Idempotency-Key header");
+    if (keys == 1 && !is_idempotency_key(*request.header("idempotency-key"))) {
+      return Response::error(400, "Idempotency-Key must be 1 to 200 bytes of UTF-8 text without control characters");
+    }
+    return std::nullopt;
+  }
+  if (request.path.starts_with(std::string(kReferralsPath) + "/")) {
+    if (!get) return method_not_allowed("GET, HEAD");
+    if (request.count("authorization") > 1) return Response::error(400, "more than one Authorization header");
+    if (authenticate(request).empty()) return unauthorized();
+    return std::nullopt;
+  }
+  if ((request.path == "/healthz" || request.path == "/metrics") && !get) return method_not_allowed("GET, HEAD");
+  return std::nullopt;
+}
+
+Response Api::rate_limited(const Request& request, long long retry_after) const {
+  if (!serves(request)) return fallback_->rate_limited(request, retry_after);
+  return Handler::rate_limited(request, retry_after);
+}
+
 std::string Api::authenticate(const Request& request) const {
   const auto* auth = request.header("authorization");
   if (auth == nullptr) return {};
@@ -81,46 +152,27 @@ std::string Api::authenticate(const Request& request) const {
 }
 
 asio::awaitable<Response> Api::handle(const Request& request) {
-  if (request.path == kReferralsPath) {
-    if (request.method != "POST") co_return method_not_allowed("POST");
-    const auto client = authenticate(request);
-    if (client.empty()) co_return unauthorized();
-    co_return co_await submit(request, client);
-  }
+  if (!serves(request)) co_return co_await fallback_->handle(request);
+  // What the head alone decides is answered the same with or without Expect.
+  if (auto refused = check(request)) co_return std::move(*refused);
+  if (request.path == kReferralsPath) co_return co_await submit(request, authenticate(request));
   if (request.path.starts_with(std::string(kReferralsPath) + "/")) {
-    if (request.method != "GET" && request.method != "HEAD") co_return method_not_allowed("GET");
-    const auto client = authenticate(request);
-    if (client.empty()) co_return unauthorized();
     const auto id = request.path.substr(kReferralsPath.size() + 1);
     if (!looks_like_referral_id(id)) co_return Response::error(404, "no such referral");
-    co_return co_await get_referral(id, client);
+    co_return co_await get_referral(id, authenticate(request));
   }
-  if (request.path == "/healthz") {
-    if (request.method != "GET" && request.method != "HEAD") co_return method_not_allowed("GET");
-    co_return health();
-  }
-  if (request.path == "/metrics") {
-    if (request.method != "GET") co_return method_not_allowed("GET");
-    co_return co_await metrics();
-  }
-  if (fallback_ != nullptr) co_return co_await fallback_->handle(request);
+  if (request.path == "/healthz") co_return health();
+  if (request.path == "/metrics") co_return co_await metrics();
   co_return Response::error(404, "not found");
 }
 
+// The head has passed check(): the key, media type and Idempotency-Key are sound.
 asio::awaitable<Response> Api::submit(const Request& request, const std::string& client) {
-  if (!is_json_content_type(request.header("content-type"))) {
-    co_return Response::error(415, "Content-Type must be application/json");
-  }
   SubmissionRequest submission;
   submission.body = request.body;
   submission.channel = "api";
   submission.client = client;
-  if (const auto* key = request.header("idempotency-key")) {
-    if (key->empty() || key->size() > kMaxIdempotencyKey) {
-      co_return Response::error(400, "Idempotency-Key must be 1 to 200 characters");
-    }
-    submission.idempotency_key = *key;
-  }
+  if (const auto* key = request.header("idempotency-key")) submission.idempotency_key = *key;
   auto outcome = co_await async_submit(intake_, std::move(submission));
   using Kind = SubmissionOutcome::Kind;
   Response response;
@@ -133,8 +185,7 @@ asio::awaitable<Response> Api::submit(const Request& request, const std::string&
       response.log_note = "id=" + outcome.id + (outcome.kind == Kind::replayed ? " replayed=true" : "");
       if (outcome.eligibility) {
         response.log_note += " decision=" + std::string(to_string(outcome.eligibility->decision));
-        std::lock_guard lock(counts_mutex_);
-        ++decisions_[std::string(to_string(outcome.eligibility->decision))];
+        if (outcome.kind == Kind::accepted) intake_counts_.count(Channel::api, outcome.eligibility->decision);
       }
       break;
     }
@@ -233,17 +284,7 @@ asio::awaitable<Response> Api::metrics() const {
   };
   const auto read_error = co_await store::async_read(readers_, std::move(query));
 
-  std::string out;
-  out += "# HELP referrald_intake_total Referrals accepted for processing, by decision.\n";
-  out += "# TYPE referrald_intake_total counter\n";
-  {
-    std::lock_guard lock(counts_mutex_);
-    for (const char* d : {"accepted", "review", "declined"}) {
-      const auto it = decisions_.find(d);
-      out += "referrald_intake_total{decision=\"" + std::string(d) + "\"} " +
-             std::to_string(it == decisions_.end() ? 0 : it->second) + "\n";
-    }
-  }
+  std::string out = intake_counts_.metrics();
   out += "# HELP referrald_store_commits_total Group commits of the store writer.\n";
   out += "# TYPE referrald_store_commits_total counter\n";
   out += "referrald_store_commits_total " + std::to_string(writer_.commits()) + "\n";

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "http/intake_counts.hpp"
 #include "http/message.hpp"
 #include "intake/submission.hpp"
 #include "store/writer.hpp"
@@ -23,6 +24,8 @@ class Api final : public Handler {
       std::vector<Sha256> api_keys);
 
   boost::asio::awaitable<Response> handle(const Request& request) override;
+  std::optional<Response> check(const Request& request) const override;
+  Response rate_limited(const Request& request, long long retry_after) const override;
 
   void set_api_keys(std::vector<Sha256> keys);
   void add_metrics_source(MetricsSource source);
@@ -30,7 +33,11 @@ class Api final : public Handler {
   // Another handler for paths the API does not serve (the web form).
   void set_fallback(Handler* fallback) { fallback_ = fallback; }
 
+  // Stored referrals by channel; the form counts its own here too.
+  IntakeCounts& intake_counts() { return intake_counts_; }
+
  private:
+  bool serves(const Request& request) const;
   boost::asio::awaitable<Response> submit(const Request& request, const std::string& client);
   boost::asio::awaitable<Response> get_referral(const std::string& id, const std::string& client);
   Response health() const;
@@ -46,8 +53,7 @@ class Api final : public Handler {
   std::vector<MetricsSource> metrics_sources_;
   Handler* fallback_ = nullptr;
 
-  mutable std::mutex counts_mutex_;
-  std::map<std::string, std::uint64_t> decisions_;  // intake counts by decision
+  IntakeCounts intake_counts_;
 };
 
 }  // namespace referrald::http

@@ -10,10 +10,13 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <mutex>
+#include <shared_mutex>
 #include <set>
 #include <sstream>
 #include <stdexcept>
 
+#include "http/csrf.hpp"
 #include "store/async.hpp"
 #include "store/store.hpp"
 #include "util/crypto.hpp"
@@ -70,7 +73,7 @@ constexpr std::string_view kContentSecurityPolicy =
     "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'";
 
-constexpr std::size_t kTokenBytes = 32;             // 256 bits
+constexpr std::size_t kTokenBytes = 32;             // 256 bits: a submission token
 constexpr std::size_t kTokenChars = 2 * kTokenBytes;  // hex
 
 struct StaticFile {
@@ -111,8 +114,8 @@ bool tokens_equal(std::string_view a, std::string_view b) noexcept {
 }
 
 // Which browser sent a form: ties the idempotency key and the confirmation
-// page to the CSRF cookie without storing the cookie itself.
-std::string client_of(std::string_view csrf) { return "form:" + sha256_hex(csrf).substr(0, 16); }
+// page to the browser id in the CSRF cookie without storing the id itself.
+std::string client_of(std::string_view browser) { return "form:" + sha256_hex(browser).substr(0, 16); }
 
 std::string cookie_name(bool secure) { return secure ? "__Host-csrf" : "csrf"; }
 
@@ -135,10 +138,10 @@ std::vector<std::string> cookie_values(const Request& request, std::string_view 
   return out;
 }
 
-// The browser's CSRF token: exactly one well-formed cookie, or nothing.
+// The browser's CSRF cookie: exactly one, or nothing.
 std::optional<std::string> csrf_cookie(const Request& request) {
   auto values = cookie_values(request, cookie_name(request.secure));
-  if (values.size() != 1 || !is_token(values.front())) return std::nullopt;
+  if (values.size() != 1) return std::nullopt;
   return std::move(values.front());
 }
 
@@ -148,18 +151,32 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-// Browsers say where a request comes from; anything but this origin is refused
-// before the token is even compared (defence in depth for old cookies).
-bool from_this_origin(const Request& request) {
+// Browsers say where a request comes from; anything but one of the form's
+// public origins is refused before the token is even looked at. "Origin:
+// null" (a sandboxed frame, a data: URL, a redirect across sites) is another
+// origin too. No Origin at all is left to the token (an old browser).
+bool from_public_origin(const Request& request, const std::vector<std::string>& origins) {
+  if (request.count("sec-fetch-site") > 1 || request.count("origin") > 1) return false;
   if (const auto* site = request.header("sec-fetch-site")) {
     const auto s = lower(*site);
     if (s != "same-origin" && s != "none") return false;
   }
   const auto* origin = request.header("origin");
-  if (origin == nullptr || *origin == "null") return true;
+  if (origin == nullptr) return true;
+  return std::find(origins.begin(), origins.end(), lower(*origin)) != origins.end();
+}
+
+// Whether the request names one of the form's public origins as its Host:
+// a page that a DNS-rebinding site loads under its own name (Host
+// "evil.example:8080") does not.
+bool at_public_origin(const Request& request, const std::vector<std::string>& origins) {
   const auto* host = request.header("host");
   if (host == nullptr) return false;
-  return lower(*origin) == std::string(request.secure ? "https://" : "http://") + lower(*host);
+  const auto h = lower(*host);
+  return std::any_of(origins.begin(), origins.end(), [&h](const std::string& origin) {
+    const auto scheme_end = origin.find("://");
+    return scheme_end != std::string::npos && std::string_view(origin).substr(scheme_end + 3) == h;
+  });
 }
 
 bool is_form_content_type(const std::string* value) {
@@ -453,8 +470,12 @@ struct Form::Impl {
   Pages pages;
   IntakeService& intake;
   store::ReaderPool& readers;
+  CsrfTokens tokens;  // one key for the process's life: SIGHUP keeps open forms valid
+  mutable std::shared_mutex origins_mutex;
+  std::vector<std::string> origins;
+  std::atomic<IntakeCounts*> intake_counts{nullptr};
   mutable std::atomic<std::uint64_t> stored{0}, replayed{0}, invalid{0}, refused{0}, conflicts{0}, unavailable{0},
-      rejected{0};
+      rejected{0}, wrong_host{0};
 
   Impl(const std::filesystem::path& web_dir, OfficeConfig office, IntakeService& i, store::ReaderPool& r)
       : pages(web_dir, std::move(office)), intake(i), readers(r) {}
@@ -469,13 +490,41 @@ struct Form::Impl {
     return r;
   }
 
+  std::vector<std::string> public_origins() const {
+    std::shared_lock lock(origins_mutex);
+    return origins;
+  }
+
+  Response misdirected() const {
+    ++wrong_host;
+    auto r = pages.message(421, "Wrong address",
+                           "<p>The referral form is not served at this address. Open it at the address the "
+                           "referral office gave you, or " + pages.call_office() + ".</p>");
+    r.log_note = "form=misdirected";
+    return r;
+  }
+
+  Response unsupported_media_type() const {
+    ++rejected;
+    auto r = pages.message(415, "The form could not be read",
+                           "<p>Nothing was stored. The form was not sent as a web form.</p>\n"
+                           "<p><a href=\"/\">Open a new form</a>.</p>");
+    r.log_note = "form=unsupported_media_type";
+    return r;
+  }
+
   // ---- requests
 
   Response form(const Request& request) const {
     FormState state;
-    auto cookie = csrf_cookie(request);
-    const bool fresh = !cookie;
-    state.csrf = fresh ? new_token() : std::move(*cookie);
+    const auto now = CsrfTokens::Clock::now();
+    const auto cookie = csrf_cookie(request);
+    const auto verified = cookie ? tokens.verify(*cookie, now) : std::nullopt;
+    // The browser keeps its cookie (two tabs both work) until it is old
+    // enough that a form rendered now could expire soon; then the same
+    // browser id is signed again with the time of now.
+    const bool fresh = !verified || now - verified->issued >= CsrfTokens::refresh_after;
+    state.csrf = fresh ? tokens.issue(verified ? verified->browser : CsrfTokens::new_browser(), now) : *cookie;
     state.submission = new_token();
     auto r = html_response(200, pages.render_form(state));
     // The blank form holds no patient data; letting the browser keep it means
@@ -512,30 +561,29 @@ struct Form::Impl {
     ++refused;
     auto r = pages.message(403, "The referral was not sent",
                            "<p>Nothing was stored. The form's security check failed: the form was not sent from "
-                           "this site, or your browser does not keep this site's cookies (for example after a "
-                           "restart, or in a private window that was closed).</p>\n"
+                           "this site, it was open for more than 8 hours, or your browser does not keep this "
+                           "site's cookies (for example after a restart, or in a private window that was "
+                           "closed).</p>\n"
                            "<p><a href=\"/\">Open a new form</a> and send it again. If this keeps happening, " +
                                pages.call_office() + ".</p>");
     r.log_note = "form=csrf_refused reason=" + std::move(note);
     return r;
   }
 
+  // The head passed check(): Host and Content-Type are the form's.
   asio::awaitable<Response> submit(const Request& request) {
-    if (!is_form_content_type(request.header("content-type"))) {
-      ++rejected;
-      auto r = pages.message(415, "The form could not be read",
-                             "<p>Nothing was stored. The form was not sent as a web form.</p>\n"
-                             "<p><a href=\"/\">Open a new form</a>.</p>");
-      r.log_note = "form=unsupported_media_type";
-      co_return r;
-    }
     auto data = decode_form(request.body);
     if (!data) co_return bad_request("The form's text was damaged on the way (it was not valid UTF-8).");
 
     // CSRF first: nothing about the fields is looked at for a refused request.
-    if (!from_this_origin(request)) co_return csrf_refused("cross_origin");
+    // The cookie and the field must both be tokens this process signed, for
+    // the same browser, and the field's (the rendered form's) not expired.
+    if (!from_public_origin(request, public_origins())) co_return csrf_refused("cross_origin");
+    const auto now = CsrfTokens::Clock::now();
     const auto cookie = csrf_cookie(request);
     if (!cookie) co_return csrf_refused("no_cookie");
+    const auto cookie_token = tokens.verify(*cookie, now);
+    if (!cookie_token) co_return csrf_refused("invalid_cookie");
     const std::string* token = nullptr;
     for (const auto& [name, value] : *data) {
       if (name == kCsrfField) {
@@ -544,13 +592,15 @@ struct Form::Impl {
       }
     }
     if (token == nullptr) co_return csrf_refused("no_field");
-    if (!tokens_equal(*cookie, *token)) co_return csrf_refused("mismatch");
+    const auto field_token = tokens.verify(*token, now);
+    if (!field_token) co_return csrf_refused("invalid_field");
+    if (!tokens_equal(cookie_token->browser, field_token->browser)) co_return csrf_refused("mismatch");
 
     auto read = read_form_fields(*data);
     if (const auto* why = std::get_if<std::string>(&read)) co_return bad_request(*why);
     auto& fields = std::get<FormFields>(read);
     FormState state;
-    state.csrf = *cookie;
+    state.csrf = *token;
     state.values = std::move(fields.values);
     state.submission = std::move(fields.submission_token);
     if (!is_token(state.submission)) co_return bad_request("The form was incomplete.");
@@ -558,7 +608,7 @@ struct Form::Impl {
     SubmissionRequest submission;
     submission.body = form_to_json(state.values);
     submission.channel = "form";
-    submission.client = client_of(*cookie);
+    submission.client = client_of(cookie_token->browser);
     // One key per rendered form: a double click, a reload or the back button
     // and a second press send it again, and the store answers with the first.
     submission.idempotency_key = state.submission;
@@ -575,7 +625,13 @@ struct Form::Impl {
         r.headers.emplace_back("Location", location);
         r.log_note = "form=stored id=" + outcome.id;
         if (outcome.kind == Kind::replayed) r.log_note = "form=replayed id=" + outcome.id;
-        if (outcome.eligibility) r.log_note += " decision=" + std::string(to_string(outcome.eligibility->decision));
+        if (outcome.eligibility) {
+          r.log_note += " decision=" + std::string(to_string(outcome.eligibility->decision));
+          auto* counts = intake_counts.load();
+          if (outcome.kind == Kind::accepted && counts != nullptr) {
+            counts->count(Channel::form, outcome.eligibility->decision);
+          }
+        }
         co_return r;
       }
       case Kind::invalid: {
@@ -637,7 +693,8 @@ struct Form::Impl {
                                pages.call_office() + ".</p>\n<p><a href=\"/\">Refer a patient</a></p>");
     };
     const auto cookie = csrf_cookie(request);
-    if (!looks_like_referral_id(id) || !cookie) co_return not_shown();
+    const auto browser = cookie ? tokens.verify(*cookie, CsrfTokens::Clock::now()) : std::nullopt;
+    if (!looks_like_referral_id(id) || !browser) co_return not_shown();
     auto found = std::make_shared<std::optional<store::ReferralRow>>();
     // A named query, not a temporary inside co_await (GCC 12 destroys those twice).
     store::ReaderPool::Query query = [id, found](store::Database& db) { *found = store::find_referral(db, id); };
@@ -649,7 +706,7 @@ struct Form::Impl {
       co_return r;
     }
     // A browser sees only the referrals it sent.
-    if (!*found || (*found)->channel != "form" || (*found)->client != client_of(*cookie)) co_return not_shown();
+    if (!*found || (*found)->channel != "form" || (*found)->client != client_of(browser->browser)) co_return not_shown();
     const auto& row = **found;
     auto r = html_response(200, pages.render_confirmation(row.id, row.decision, row.urgency, row.reasons));
     r.log_note = "id=" + row.id;
@@ -665,31 +722,63 @@ Form::~Form() = default;
 
 void check_web_dir(const std::filesystem::path& web_dir) { Pages pages(web_dir, OfficeConfig{}); }
 
-asio::awaitable<Response> Form::handle(const Request& request) {
+std::optional<Response> Form::check(const Request& request) const {
   const std::string& path = request.path;
   const bool get = request.method == "GET" || request.method == "HEAD";
-  if (path == "/") {
-    if (!get) co_return impl_->pages.method_not_allowed("GET");
-    co_return impl_->form(request);
+  // HEAD wherever GET: the server leaves the body out.
+  if (path == "/" || path == "/referrals") {
+    if (path == "/" && !get) return impl_->pages.method_not_allowed("GET, HEAD");
+    if (path == "/referrals" && !get && request.method != "POST") {
+      return impl_->pages.method_not_allowed("GET, HEAD, POST");
+    }
+    if (!at_public_origin(request, impl_->public_origins())) return impl_->misdirected();
+    if (request.method == "POST" &&
+        (request.count("content-type") != 1 || !is_form_content_type(request.header("content-type")))) {
+      return impl_->unsupported_media_type();
+    }
+    return std::nullopt;
   }
+  if ((path.starts_with("/referrals/") || path.starts_with("/static/")) && !get) {
+    return impl_->pages.method_not_allowed("GET, HEAD");
+  }
+  return std::nullopt;
+}
+
+Response Form::rate_limited(const Request& request, long long retry_after) const {
+  (void)request;
+  auto r = impl_->pages.message(429, "Too many requests",
+                                "<p>Nothing was stored. This computer has sent too many requests in a short "
+                                "time. Please wait a minute and send the form again, or " +
+                                    impl_->pages.call_office() + ".</p>");
+  r.headers.emplace_back("Retry-After", std::to_string(std::max<long long>(1, retry_after)));
+  r.log_note = "form=rate_limited";
+  return r;
+}
+
+void Form::set_public_origins(std::vector<std::string> origins) {
+  std::unique_lock lock(impl_->origins_mutex);
+  impl_->origins = std::move(origins);
+}
+
+void Form::set_intake_counts(IntakeCounts* counts) { impl_->intake_counts = counts; }
+
+asio::awaitable<Response> Form::handle(const Request& request) {
+  if (auto refused = check(request)) co_return std::move(*refused);
+  const std::string& path = request.path;
+  if (path == "/") co_return impl_->form(request);
   if (path == "/referrals") {
     if (request.method == "POST") co_return co_await impl_->submit(request);
-    if (get) {
-      // Someone reloading the address of a submitted form: back to a new one.
-      auto r = html_response(
-          303, "<!doctype html><title>Refer a patient</title><p><a href=\"/\">Refer a patient</a></p>");
-      r.headers.emplace_back("Location", "/");
-      co_return r;
-    }
-    co_return impl_->pages.method_not_allowed("GET, POST");
+    // Someone reloading the address of a submitted form: back to a new one.
+    auto r = html_response(
+        303, "<!doctype html><title>Refer a patient</title><p><a href=\"/\">Refer a patient</a></p>");
+    r.headers.emplace_back("Location", "/");
+    co_return r;
   }
   if (path.starts_with("/referrals/")) {
-    if (!get) co_return impl_->pages.method_not_allowed("GET");
     std::string id = path.substr(std::string_view("/referrals/").size());
     co_return co_await impl_->confirmation(request, std::move(id));
   }
   if (path.starts_with("/static/")) {
-    if (!get) co_return impl_->pages.method_not_allowed("GET");
     co_return impl_->asset(request, std::string_view(path).substr(std::string_view("/static/").size()));
   }
   if (path.starts_with("/api/")) co_return Response::error(404, "not found");
@@ -703,7 +792,7 @@ std::string Form::metrics() const {
   const std::pair<const char*, const std::atomic<std::uint64_t>*> counts[] = {
       {"stored", &impl_->stored},         {"replayed", &impl_->replayed},   {"invalid", &impl_->invalid},
       {"csrf_refused", &impl_->refused},  {"conflict", &impl_->conflicts},  {"unavailable", &impl_->unavailable},
-      {"bad_request", &impl_->rejected},
+      {"bad_request", &impl_->rejected},  {"misdirected", &impl_->wrong_host},
   };
   for (const auto& [name, value] : counts) {
     out += "referrald_form_submissions_total{outcome=\"" + std::string(name) + "\"} " +

@@ -1,5 +1,5 @@
 // The referral form referring offices use, served by referrald itself:
-//   GET  /                 the form (sets the CSRF cookie)
+//   GET  /                 the form (sets the CSRF cookie; http/csrf.hpp)
 //   POST /referrals        the submission, through the same IntakeService as the
 //                          JSON API; 303 to the confirmation, or the form again
 //                          (422) with every error next to its field
@@ -18,6 +18,7 @@
 
 #include "config/config.hpp"
 #include "http/form_fields.hpp"
+#include "http/intake_counts.hpp"
 #include "http/message.hpp"
 #include "intake/submission.hpp"
 
@@ -69,6 +70,17 @@ class Form final : public Handler {
   Form& operator=(const Form&) = delete;
 
   boost::asio::awaitable<Response> handle(const Request& request) override;
+  std::optional<Response> check(const Request& request) const override;
+  // An HTML page: a person at a browser reads it.
+  Response rate_limited(const Request& request, long long retry_after) const override;
+
+  // The origins browsers reach the form at (http.public_origins): the form
+  // page and its POST answer only when Host is one of them (421 otherwise),
+  // and a POST whose Origin is another is refused. Safe to call while
+  // requests run (SIGHUP).
+  void set_public_origins(std::vector<std::string> origins);
+  // Where stored referrals are counted by channel (the API's counts).
+  void set_intake_counts(IntakeCounts* counts);
 
   // Prometheus lines: form submissions by outcome.
   std::string metrics() const;

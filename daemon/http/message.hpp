@@ -22,6 +22,8 @@ struct Request {
 
   // First value of a header (name in lower case), or nullptr.
   const std::string* header(std::string_view name) const;
+  // How many times a header (name in lower case) was sent.
+  std::size_t count(std::string_view name) const;
 };
 
 struct Response {
@@ -41,6 +43,20 @@ class Handler {
  public:
   virtual ~Handler() = default;
   virtual boost::asio::awaitable<Response> handle(const Request& request) = 0;
+
+  // The answer a request gets from its head alone (wrong method, no valid
+  // key, wrong media type, a Host the form does not answer at), or nullopt
+  // when only its body can tell. handle() gives the same answer for such a
+  // request; the server asks first when the client waits for
+  // "100 Continue", so that it is not invited to send a body it would only
+  // have refused. `request.body` is empty.
+  virtual std::optional<Response> check(const Request& request) const {
+    (void)request;
+    return std::nullopt;
+  }
+
+  // The 429 for a client over its rate limit; `retry_after` in seconds.
+  virtual Response rate_limited(const Request& request, long long retry_after) const;
 };
 
 }  // namespace referrald::http

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
@@ -39,6 +40,18 @@ const std::string* Request::header(std::string_view name) const {
   return nullptr;
 }
 
+std::size_t Request::count(std::string_view name) const {
+  return static_cast<std::size_t>(
+      std::count_if(headers.begin(), headers.end(), [name](const auto& h) { return h.first == name; }));
+}
+
+Response Handler::rate_limited(const Request& request, long long retry_after) const {
+  (void)request;
+  auto response = Response::error(429, "too many requests from this address; slow down");
+  response.headers.emplace_back("Retry-After", std::to_string(std::max<long long>(1, retry_after)));
+  return response;
+}
+
 namespace {
 
 std::string json_escape(std::string_view text) {
@@ -64,6 +77,69 @@ std::string json_escape(std::string_view text) {
 }
 
 constexpr auto kTlsHandshakeTimeout = std::chrono::seconds(10);
+
+using RequestHead = bhttp::request_parser<bhttp::string_body>::value_type;
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// A Host value: uri-host [":" port] (RFC 3986 reg-name or IP literal); empty
+// is allowed (the target had no authority), the form then refuses it.
+bool is_host_value(std::string_view host) {
+  return std::all_of(host.begin(), host.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || std::string_view("-._~!$&'()*+,;=%:[]").find(c) !=
+                                                                   std::string_view::npos;
+  });
+}
+
+// What RFC 9112 requires a server to refuse from a request's head before it
+// reads any body: the framing must be unambiguous (or the body would run as
+// the next request) and an HTTP/1.1 request names exactly one Host. Beast has
+// already refused Content-Length with Transfer-Encoding and conflicting
+// Content-Lengths, and versions other than HTTP/1.x. Each refusal closes the
+// connection.
+std::optional<Response> framing_problem(const RequestHead& head) {
+  std::size_t hosts = 0;
+  bool host_ok = true;
+  std::vector<std::string> codings;
+  bool has_te = false;
+  for (const auto& field : head) {
+    if (field.name() == bhttp::field::host) {
+      ++hosts;
+      host_ok = host_ok && is_host_value(field.value());
+    } else if (field.name() == bhttp::field::transfer_encoding) {
+      has_te = true;
+      std::string_view rest = field.value();
+      while (true) {
+        const auto comma = rest.find(',');
+        auto item = rest.substr(0, comma);
+        item = item.substr(0, item.find(';'));  // transfer parameters
+        while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+        while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+        if (!item.empty()) codings.push_back(lower(item));
+        if (comma == std::string_view::npos) break;
+        rest.remove_prefix(comma + 1);
+      }
+    }
+  }
+  if (hosts > 1) return Response::error(400, "a request must not have more than one Host header");
+  if (hosts == 0 && head.version() >= 11) return Response::error(400, "an HTTP/1.1 request needs a Host header");
+  if (!host_ok) return Response::error(400, "the Host header is not a host name and port");
+  if (has_te) {
+    if (head.version() < 11) return Response::error(400, "Transfer-Encoding is not allowed in an HTTP/1.0 request");
+    if (codings.empty() || codings.back() != "chunked") {
+      return Response::error(400, "Transfer-Encoding must end in chunked");
+    }
+    if (std::count(codings.begin(), codings.end(), "chunked") > 1) {
+      return Response::error(400, "Transfer-Encoding must not apply chunked twice");
+    }
+    if (codings.size() > 1) return Response::error(501, "only the chunked transfer coding is supported");
+  }
+  return std::nullopt;
+}
 
 }  // namespace
 
@@ -222,8 +298,10 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     }
   }
 
+  // The answer to HEAD is the answer to GET without its body (its
+  // Content-Length included).
   template <class Stream>
-  asio::awaitable<bool> write(Stream& stream, Response response, bool keep_alive, bool secure) {
+  asio::awaitable<bool> write(Stream& stream, Response response, bool keep_alive, bool secure, bool head) {
     bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(response.status), 11};
     res.set(bhttp::field::server, "referrald");
     res.set(bhttp::field::content_type, response.content_type);
@@ -235,6 +313,12 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     res.keep_alive(keep_alive);
     res.prepare_payload();
     beast::get_lowest_layer(stream).expires_after(config.write_timeout);
+    if (head) {
+      bhttp::response<bhttp::empty_body> header_only{std::move(res.base())};
+      auto [ec, n] = co_await bhttp::async_write(stream, header_only, asio::as_tuple(asio::use_awaitable));
+      (void)n;
+      co_return !ec;
+    }
     auto [ec, n] = co_await bhttp::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
     (void)n;
     co_return !ec;
@@ -263,9 +347,10 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         closers.insert(closer);
       }
       // A kept-alive connection may wait idle_timeout for its next request;
-      // from that request's first byte on, its head has read_timeout like
-      // the first one's (else a slow head could hold a slot for the longer
-      // idle deadline).
+      // from that request's first byte on, the whole request (head and body)
+      // has read_timeout, as the first one has from the connection's start
+      // (else a slow request could hold a slot for the longer idle deadline,
+      // or for twice read_timeout).
       boost::system::error_code hec;
       if (!first && buffer.size() == 0) {
         beast::get_lowest_layer(stream).expires_after(config.idle_timeout);
@@ -273,8 +358,9 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         buffer.commit(in);
         hec = iec;
       }
+      const auto deadline = steady::now() + std::chrono::duration_cast<steady::duration>(config.read_timeout);
       if (!hec) {
-        beast::get_lowest_layer(stream).expires_after(config.read_timeout);
+        beast::get_lowest_layer(stream).expires_at(deadline);
         auto [rec, rn] = co_await bhttp::async_read_header(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
         (void)rn;
         hec = rec;
@@ -310,7 +396,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         ~BusyGuard() { --n; }
       } guard{busy};
 
-      auto& header = parser.get();
+      const auto& header = parser.get();
       const std::string method(header.method_string());
       std::string target(header.target());
       std::string path = target, query;
@@ -320,6 +406,12 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       }
       const bool keep_alive = header.keep_alive();
 
+      // Every refusal before the body is read closes the connection: what
+      // is left of the request on it cannot be told from a next request.
+      if (auto problem = framing_problem(header)) {
+        co_await finish(stream, remote, secure, method, path, started, std::move(*problem), false);
+        co_return;
+      }
       if (parser.content_length() && *parser.content_length() > config.max_body_bytes) {
         co_await finish(stream, remote, secure, method, path, started,
                         Response::error(413, "request body is larger than " +
@@ -327,53 +419,67 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
                         false);
         co_return;
       }
-      if (auto expect = header[bhttp::field::expect]; beast::iequals(expect, "100-continue")) {
-        bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, 11};
-        beast::get_lowest_layer(stream).expires_after(config.write_timeout);
-        auto [cec, cn] = co_await bhttp::async_write(stream, cont, asio::as_tuple(asio::use_awaitable));
-        (void)cn;
-        if (cec) co_return;
-      }
-      beast::get_lowest_layer(stream).expires_after(config.read_timeout);
-      auto [bec, bn] = co_await bhttp::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
-      (void)bn;
-      if (bec) {
-        if (bec == bhttp::error::body_limit) {
-          co_await finish(stream, remote, secure, method, path, started,
-                          Response::error(413, "request body is larger than " +
-                                                   std::to_string(config.max_body_bytes) + " bytes"),
-                          false);
-        } else if (bec != beast::error::timeout && bec != bhttp::error::end_of_stream &&
-                   bec != asio::error::eof && bec != asio::error::connection_reset) {
-          co_await finish(stream, remote, secure, method, path, started,
-                          Response::error(400, "malformed HTTP request"), false);
-        }
-        co_return;
-      }
 
+      // The head as the handlers see it. Chunked trailers (parsed with the
+      // body) are not headers: they never reach a handler.
       Request request;
       request.method = method;
       request.path = std::move(path);
       request.query = std::move(query);
       request.remote = remote;
       request.secure = secure;
-      auto message = parser.release();
-      for (const auto& field : message) {
-        std::string name(field.name_string());
-        for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        request.headers.emplace_back(std::move(name), std::string(field.value()));
+      for (const auto& field : header) {
+        request.headers.emplace_back(lower(field.name_string()), std::string(field.value()));
       }
-      request.body = std::move(message.body());
 
-      Response response;
+      std::optional<Response> early;  // the answer, known before the body
       const bool exempt = request.path == "/healthz" || request.path == "/metrics";
       if (!exempt) {
-        if (auto wait = limiter.acquire(remote, steady::now())) {
-          response = Response::error(429, "too many requests from this address; slow down");
-          response.headers.emplace_back("Retry-After", std::to_string(std::max<long long>(1, *wait)));
-        }
+        if (auto wait = limiter.acquire(remote, steady::now())) early = handler.rate_limited(request, *wait);
       }
-      if (response.status != 429) {
+      // "Expect: 100-continue": the client waits for leave to send its body.
+      // It gets it only when the head alone does not decide the answer (so
+      // not without a valid key, for instance); an HTTP/1.0 client's Expect
+      // is ignored (RFC 9110, 10.1.1).
+      if (header.version() >= 11 && request.count("expect") > 0) {
+        if (request.count("expect") > 1 || !beast::iequals(*request.header("expect"), "100-continue")) {
+          co_await finish(stream, remote, secure, request.method, request.path, started,
+                          Response::error(417, "the only expectation supported is 100-continue"), false);
+          co_return;
+        }
+        if (!early) early = handler.check(request);
+        if (early) {
+          co_await finish(stream, remote, secure, request.method, request.path, started, std::move(*early), false);
+          co_return;
+        }
+        bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, 11};
+        beast::get_lowest_layer(stream).expires_after(config.write_timeout);
+        auto [cec, cn] = co_await bhttp::async_write(stream, cont, asio::as_tuple(asio::use_awaitable));
+        (void)cn;
+        if (cec) co_return;
+      }
+      beast::get_lowest_layer(stream).expires_at(deadline);
+      auto [bec, bn] = co_await bhttp::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+      (void)bn;
+      if (bec) {
+        if (bec == bhttp::error::body_limit) {
+          co_await finish(stream, remote, secure, request.method, request.path, started,
+                          Response::error(413, "request body is larger than " +
+                                                   std::to_string(config.max_body_bytes) + " bytes"),
+                          false);
+        } else if (bec != beast::error::timeout && bec != bhttp::error::end_of_stream &&
+                   bec != asio::error::eof && bec != asio::error::connection_reset) {
+          co_await finish(stream, remote, secure, request.method, request.path, started,
+                          Response::error(400, "malformed HTTP request"), false);
+        }
+        co_return;
+      }
+      request.body = std::move(parser.get().body());
+
+      Response response;
+      if (early) {
+        response = std::move(*early);
+      } else {
         try {
           response = co_await handler.handle(request);
         } catch (const std::exception& e) {
@@ -399,7 +505,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     const unsigned status = response.status;
     count_status(status);
     const std::string note = std::move(response.log_note);
-    const bool ok = co_await write(stream, std::move(response), keep_alive, secure);
+    const bool ok = co_await write(stream, std::move(response), keep_alive, secure, method == "HEAD");
     const double ms = std::chrono::duration<double, std::milli>(steady::now() - started).count();
     // One line per request: no query string, no body, no header values.
     spdlog::info("http.request method={} path={} status={} ms={:.2f} remote={}{}{}", method,

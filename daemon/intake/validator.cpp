@@ -81,6 +81,14 @@ std::vector<char32_t> code_points(std::string_view s) {
 
 bool is_control(char32_t cp) noexcept { return cp <= 0x1F || (cp >= 0x7F && cp <= 0x9F); }
 
+// Free text may break lines; nothing else below U+0020 or in C1.
+bool is_free_text_control(char32_t cp) noexcept { return is_control(cp) && cp != '\t' && cp != '\n' && cp != '\r'; }
+
+// Characters that reorder what follows them on screen (bidirectional
+// embeddings, overrides and isolates): in a name they can make it read as
+// another name on a fax cover or in referralctl.
+bool is_bidi_control(char32_t cp) noexcept { return (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069); }
+
 // Unicode White_Space plus the zero-width characters a pasted name may carry.
 bool is_space(char32_t cp) noexcept {
   return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
@@ -447,6 +455,9 @@ class SemanticChecks {
     }
     check_text("/referrer/fax", /*required=*/false);
     check_text("/referrer/email", /*required=*/false);
+    // Free text: tabs and line breaks are its own, other controls are not
+    // (they went on into spool files and fax pages).
+    check_free_text("/notes");
 
     const auto birth = check_birth_date();
     check_diagnosed_on(birth);
@@ -473,8 +484,21 @@ class SemanticChecks {
     const auto cps = code_points(*s);
     if (std::any_of(cps.begin(), cps.end(), is_control)) {
       errors_.add(path, Rank::semantic, "must not contain control characters");
+    } else if (std::any_of(cps.begin(), cps.end(), is_bidi_control)) {
+      errors_.add(path, Rank::semantic,
+                  "must not contain bidirectional override or isolate characters (U+202A to U+202E, U+2066 to "
+                  "U+2069)");
     } else if (required && std::all_of(cps.begin(), cps.end(), is_space)) {
       errors_.add(path, Rank::semantic, "must not be blank");
+    }
+  }
+
+  void check_free_text(const std::string& path) {
+    const std::string* s = clean_string(path);
+    if (s == nullptr) return;
+    const auto cps = code_points(*s);
+    if (std::any_of(cps.begin(), cps.end(), is_free_text_control)) {
+      errors_.add(path, Rank::semantic, "must not contain control characters other than tab and line breaks");
     }
   }
 

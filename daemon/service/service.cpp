@@ -113,6 +113,8 @@ class Daemon {
     intake_.on_deliveries_planned([d = dispatcher_] { d->wake(); });
     api_.add_metrics_source([this] { return dispatch_metrics(); });
     api_.set_fallback(&form_);
+    form_.set_intake_counts(&api_.intake_counts());
+    form_.set_public_origins(configuration_.config.http.public_origins);
     api_.add_metrics_source([this] { return form_.metrics(); });
   }
 
@@ -220,6 +222,7 @@ class Daemon {
       warn_restart_only(configuration_.config, next.config);
       intake_.set_policy(make_policy(next));
       api_.set_api_keys(next.config.http.api_keys);
+      form_.set_public_origins(next.config.http.public_origins);
       dispatcher_->set_targets(std::move(targets), dispatcher_options(next.config));
       set_payload_keys(next.config.storage.keys);
       configuration_.rules = std::move(next.rules);

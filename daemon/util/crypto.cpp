@@ -2,6 +2,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include <stdexcept>
@@ -14,6 +15,17 @@ std::array<unsigned char, 32> sha256(std::string_view data) {
   if (EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr) != 1 ||
       len != out.size()) {
     throw std::runtime_error("SHA-256 failed");
+  }
+  return out;
+}
+
+std::array<unsigned char, 32> hmac_sha256(const unsigned char* key, std::size_t key_size, std::string_view data) {
+  std::array<unsigned char, 32> out{};
+  unsigned int len = 0;
+  if (HMAC(EVP_sha256(), key, static_cast<int>(key_size), reinterpret_cast<const unsigned char*>(data.data()),
+           data.size(), out.data(), &len) == nullptr ||
+      len != out.size()) {
+    throw std::runtime_error("HMAC-SHA-256 failed");
   }
   return out;
 }

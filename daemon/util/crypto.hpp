@@ -1,5 +1,5 @@
-// Small wrappers over OpenSSL for what referrald needs: hashes, constant-time
-// comparison and random bytes.
+// Small wrappers over OpenSSL for what referrald needs: hashes, an HMAC,
+// constant-time comparison and random bytes.
 #pragma once
 
 #include <array>
@@ -11,6 +11,8 @@ namespace referrald {
 
 std::array<unsigned char, 32> sha256(std::string_view data);
 std::string sha256_hex(std::string_view data);
+// HMAC-SHA-256 of `data` under `key` (OpenSSL); throws on failure.
+std::array<unsigned char, 32> hmac_sha256(const unsigned char* key, std::size_t key_size, std::string_view data);
 std::string to_hex(const unsigned char* data, std::size_t size);
 // nullopt-free: returns false if `hex` is not exactly 2*N hex digits.
 bool from_hex(std::string_view hex, unsigned char* out, std::size_t size);

@@ -150,6 +150,19 @@ TEST_F(Api, ContentTypeMustBeJson) {
   EXPECT_EQ(r.status, 415);
   const auto ok = daemon.post_referral(sample("asps-routine.json"), {"Content-Type: application/json; charset=utf-8"});
   EXPECT_EQ(ok.status, 202) << ok.body;
+  EXPECT_EQ(daemon.post_referral(sample("asps-routine.json"), {"Content-Type: Application/JSON;Charset=\"UTF-8\""}).status,
+            202);
+  // JSON is UTF-8: a body declared in another charset would be misread.
+  for (const char* type : {"application/json; charset=iso-8859-1", "application/json; charset=utf-16",
+                           "application/json; charset=", "application/json;charset=utf-8;charset=latin1"}) {
+    const auto refused = daemon.post_referral(sample("asps-routine.json"), {std::string("Content-Type: ") + type});
+    EXPECT_EQ(refused.status, 415) << type << " " << refused.body;
+  }
+  // Two Content-Types: which one is meant is anyone's guess.
+  EXPECT_EQ(daemon.post_referral(sample("asps-routine.json"), {"Content-Type: application/json",
+                                                               "Content-Type: text/plain"}).status,
+            400);
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 2);
 }
 
 TEST_F(Api, BodyOverTheLimitIs413) {
@@ -187,6 +200,27 @@ TEST_F(Api, IdempotencyKeyReplaysOrConflicts) {
   EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 2);
 }
 
+// The key is 1 to 200 bytes of UTF-8 text, sent once.
+TEST_F(Api, IdempotencyKeysAreCheckedAsBytesOfUtf8) {
+  const auto body = sample("asps-routine.json");
+  const std::string message = "Idempotency-Key must be 1 to 200 bytes of UTF-8 text without control characters";
+  // 100 two-byte letters are 200 bytes: the limit; one more byte is over it.
+  std::string letters;
+  for (int i = 0; i < 100; ++i) letters += "\u00e9";
+  EXPECT_EQ(daemon.post_referral(body, {"Idempotency-Key: " + letters}).status, 202);
+  const auto over = daemon.post_referral(body, {"Idempotency-Key: " + letters + "x"});
+  EXPECT_EQ(over.status, 400) << over.body;
+  EXPECT_NE(over.body.find(message), std::string::npos) << over.body;
+  // Not UTF-8 (a Latin-1 byte), or a control character.
+  EXPECT_EQ(daemon.post_referral(body, {"Idempotency-Key: caf\xe9"}).status, 400);
+  EXPECT_EQ(daemon.post_referral(body, {"Idempotency-Key: a\tb"}).status, 400);
+  // Twice: which one the client meant cannot be known.
+  const auto twice = daemon.post_referral(body, {"Idempotency-Key: one", "Idempotency-Key: two"});
+  EXPECT_EQ(twice.status, 400) << twice.body;
+  EXPECT_NE(twice.body.find("more than one Idempotency-Key header"), std::string::npos) << twice.body;
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 1);
+}
+
 TEST_F(Api, NamesAreStoredAndReturnedVerbatim) {
   auto doc = json::parse(sample("asps-routine.json"));
   const std::string sql = "Robert'); DROP TABLE referrals;--";
@@ -208,7 +242,15 @@ TEST_F(Api, HealthAndMetricsAnswer) {
   ASSERT_EQ(daemon.post_referral(sample("asps-routine.json")).status, 202);
   const auto m = daemon.get("/metrics", false);
   EXPECT_EQ(m.status, 200);
-  EXPECT_NE(m.body.find("referrald_intake_total{decision=\"accepted\"} 1"), std::string::npos) << m.body;
+  EXPECT_NE(m.body.find("referrald_intake_total{channel=\"api\",decision=\"accepted\"} 1\n"), std::string::npos)
+      << m.body;
+  EXPECT_NE(m.body.find("referrald_intake_total{channel=\"form\",decision=\"accepted\"} 0\n"), std::string::npos)
+      << m.body;
+  // A replay stores nothing new and counts nothing.
+  ASSERT_EQ(daemon.post_referral(sample("asps-routine.json"), {"Idempotency-Key: k1"}).status, 202);
+  ASSERT_EQ(daemon.post_referral(sample("asps-routine.json"), {"Idempotency-Key: k1"}).status, 202);
+  EXPECT_NE(daemon.get("/metrics", false).body.find("referrald_intake_total{channel=\"api\",decision=\"accepted\"} 2\n"),
+            std::string::npos);
   EXPECT_NE(m.body.find("referrald_store_readable 1"), std::string::npos) << m.body;
   EXPECT_NE(m.body.find("referrald_oldest_due_delivery_age_seconds "), std::string::npos) << m.body;
   EXPECT_NE(m.body.find("referrald_http_responses_total{code=\"202\"} 1"), std::string::npos) << m.body;

@@ -12,6 +12,7 @@
 #include <set>
 #include <thread>
 
+#include "http/csrf.hpp"
 #include "http/form.hpp"
 #include "intake/submission.hpp"
 #include "intake/validator.hpp"
@@ -31,6 +32,42 @@ using http::FormData;
 
 // ---------------------------------------------------------------------------
 // Plain functions
+
+// CSRF tokens: only the key that signed one accepts it, within its lifetime.
+TEST(CsrfTokens, OnlyTheSigningKeyAcceptsATokenWithinItsLifetime) {
+  using http::CsrfTokens;
+  std::array<unsigned char, 32> key{};
+  key.fill(7);
+  const CsrfTokens tokens(key);
+  const auto issued = CsrfTokens::Clock::time_point(std::chrono::seconds(1'800'000'000));
+  const auto browser = CsrfTokens::new_browser();
+  ASSERT_EQ(browser.size(), 32U);
+  const auto token = tokens.issue(browser, issued);
+  ASSERT_EQ(token.size(), CsrfTokens::size);
+  const auto ok = tokens.verify(token, issued + 1h);
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->browser, browser);
+  EXPECT_EQ(ok->issued, issued);
+  EXPECT_TRUE(tokens.verify(token, issued + CsrfTokens::lifetime));
+  EXPECT_FALSE(tokens.verify(token, issued + CsrfTokens::lifetime + 1s)) << "expired";
+  EXPECT_FALSE(tokens.verify(token, issued - CsrfTokens::lifetime - 1s)) << "from the future";
+  // Another key (another process, or this one after a restart).
+  EXPECT_FALSE(CsrfTokens().verify(token, issued));
+  // Any change to the time, the browser or the MAC; and values an attacker picks.
+  for (const std::size_t at : {std::size_t{3}, std::size_t{20}, std::size_t{100}}) {
+    auto forged = token;
+    forged[at] = forged[at] == '0' ? '1' : '0';
+    EXPECT_FALSE(tokens.verify(forged, issued)) << at;
+  }
+  EXPECT_FALSE(tokens.verify(std::string(CsrfTokens::size, 'a'), issued));
+  EXPECT_FALSE(tokens.verify(std::string(64, 'a'), issued)) << "the old unsigned format";
+  EXPECT_FALSE(tokens.verify("", issued));
+  auto upper = token;
+  for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (upper != token) {
+    EXPECT_FALSE(tokens.verify(upper, issued));
+  }
+}
 
 TEST(FormDecoding, DecodesPlusPercentAndUtf8) {
   const auto d = decode_form("a=1&b=two+words&c=%E2%9C%93%20ok&d=&e&f=%2B%26%3D");
@@ -286,7 +323,7 @@ TEST_F(Form, ServesTheFormWithSecurityHeadersAndACsrfCookie) {
   EXPECT_EQ(r.headers.at("x-frame-options"), "DENY");
   EXPECT_EQ(r.headers.at("referrer-policy"), "same-origin");
   // Plain HTTP: no __Host- prefix and no Secure (the browser would drop it).
-  const std::regex cookie_re("csrf=[0-9a-f]{64}; Path=/; HttpOnly; SameSite=Strict");
+  const std::regex cookie_re("csrf=[0-9a-f]{112}; Path=/; HttpOnly; SameSite=Strict");
   EXPECT_TRUE(std::regex_match(r.headers.at("set-cookie"), cookie_re)) << r.headers.at("set-cookie");
   EXPECT_EQ(b.cookie, "csrf=" + b.csrf);
   EXPECT_EQ(b.submission.size(), 64U);
@@ -405,6 +442,21 @@ TEST_F(Form, APostWithoutAValidCsrfTokenIsRefused) {
   auto tossed = b;
   tossed.cookie += "; csrf=" + other.csrf;
   EXPECT_EQ(tossed.post(valid_fields()).status, 403);
+
+  // A cookie and a field an attacker sets to the same value of their choosing
+  // (the double-submit check alone let these through): the server did not sign them.
+  for (const std::string& chosen : {std::string(64, 'a'), std::string(112, 'a'), b.csrf.substr(0, 48) +
+                                                                                    std::string(64, '0')}) {
+    Browser attacker{daemon};
+    attacker.cookie = "csrf=" + chosen;
+    attacker.csrf = chosen;
+    attacker.submission = b.submission;
+    EXPECT_EQ(attacker.post(valid_fields()).status, 403) << chosen;
+  }
+
+  // "Origin: null" (a sandboxed frame, a data: URL) is another origin.
+  EXPECT_EQ(b.post(valid_fields(), {"Origin: null"}).status, 403);
+  EXPECT_EQ(b.post(valid_fields(), {"Origin: " + daemon.base_url(), "Origin: http://evil.example"}).status, 403);
 
   EXPECT_EQ(referrals(), 0);
   // And the genuine one still works.
@@ -633,7 +685,7 @@ TEST_F(Form, OtherMethodsAndPagesAreAnsweredPlainly) {
   put.url = daemon.base_url() + "/";
   const auto r = http(put);
   EXPECT_EQ(r.status, 405);
-  EXPECT_EQ(r.headers.at("allow"), "GET");
+  EXPECT_EQ(r.headers.at("allow"), "GET, HEAD");
   const auto get_referrals = b.get("/referrals");
   EXPECT_EQ(get_referrals.status, 303);
   EXPECT_EQ(get_referrals.headers.at("location"), "/");
@@ -782,6 +834,101 @@ TEST(FormRateLimit, PostsBeyondTheAddresssLimitAreRefused) {
   EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 3);
 }
 
+// A page on another name (a DNS-rebinding site that resolves to this
+// address) cannot drive the form: 421 for a Host that is not one of
+// http.public_origins, and a POST from another Origin is refused.
+TEST_F(Form, OnlyThePublicOriginsServeTheForm) {
+  Browser b{daemon};
+  ASSERT_EQ(b.open_form().status, 200);
+  const std::string port = std::to_string(daemon.port());
+  for (const std::string& host :
+       {"evil.example:" + port, "localhost:" + port, std::string("127.0.0.1"), std::string("127.0.0.1:1")}) {
+    HttpRequest get;
+    get.url = daemon.base_url() + "/";
+    get.headers = {"Host: " + host};
+    const auto page = http(get);
+    EXPECT_EQ(page.status, 421) << host;
+    EXPECT_EQ(page.headers.at("content-type"), "text/html; charset=utf-8");
+    EXPECT_EQ(page.headers.count("set-cookie"), 0U) << host;
+    EXPECT_EQ(b.post(valid_fields(), {"Host: " + host, "Origin: http://" + host}).status, 421) << host;
+  }
+  // The right Host, another Origin.
+  EXPECT_EQ(b.post(valid_fields(), {"Origin: http://evil.example:" + port}).status, 403);
+  EXPECT_EQ(b.post(valid_fields(), {"Origin: https://127.0.0.1:" + port}).status, 403);
+  EXPECT_EQ(referrals(), 0);
+  // The daemon's own origin, in any case.
+  EXPECT_EQ(b.post(valid_fields(), {"Origin: HTTP://127.0.0.1:" + port, "Host: 127.0.0.1:" + port}).status, 303);
+  EXPECT_EQ(referrals(), 1);
+  // The API and the static files do not depend on the name (a key guards the
+  // API; the files are public).
+  HttpRequest css;
+  css.url = daemon.base_url() + "/static/style.css";
+  css.headers = {"Host: evil.example"};
+  EXPECT_EQ(http(css).status, 200);
+  EXPECT_NE(daemon.get("/metrics", false).body.find("referrald_form_submissions_total{outcome=\"misdirected\"} 8\n"),
+            std::string::npos);
+}
+
+// Behind a proxy the form is reached under the proxy's name: public_origins
+// says which, and only those then serve it. A SIGHUP applies a change.
+TEST(FormOrigins, ConfiguredPublicOriginsReplaceTheListenAddresses) {
+  Daemon::Options o;
+  o.extra_http = "public_origins = [\"https://referrals.example.org\"]\n";
+  Daemon daemon(o);
+  daemon.start();
+  Browser b{daemon};
+  EXPECT_EQ(b.open_form().status, 421);
+  HttpRequest get;
+  get.url = daemon.base_url() + "/";
+  get.headers = {"Host: referrals.example.org"};
+  const auto page = http(get);
+  ASSERT_EQ(page.status, 200);
+  b.cookie = page.headers.at("set-cookie").substr(0, page.headers.at("set-cookie").find(';'));
+  b.csrf = hidden_value(page.body, "csrf_token");
+  b.submission = hidden_value(page.body, "submission_token");
+  EXPECT_EQ(b.post(valid_fields(), {"Host: referrals.example.org", "Origin: http://referrals.example.org"}).status,
+            403);
+  EXPECT_EQ(b.post(valid_fields(), {"Host: referrals.example.org", "Origin: https://referrals.example.org"}).status,
+            303);
+
+  auto config = read_file(daemon.config_file());
+  config.replace(config.find("https://referrals.example.org"), 29, "https://intake.example.org");
+  write_file(daemon.config_file(), config);
+  daemon.process()->signal(SIGHUP);
+  ASSERT_TRUE(wait_until([&] { return daemon.log().find("config.reloaded") != std::string::npos; }, 10s));
+  get.headers = {"Host: intake.example.org"};
+  EXPECT_EQ(http(get).status, 200);
+  get.headers = {"Host: referrals.example.org"};
+  EXPECT_EQ(http(get).status, 421);
+}
+
+// The CSRF key lives as long as the process: a form opened before a SIGHUP
+// is sent after it. (After a restart it is not: the 403 page says to open a
+// new form.)
+TEST_F(Form, AFormOpenedBeforeAReloadIsSentAfterIt) {
+  Browser b{daemon};
+  ASSERT_EQ(b.open_form().status, 200);
+  daemon.process()->signal(SIGHUP);
+  ASSERT_TRUE(wait_until([&] { return daemon.log().find("config.reloaded") != std::string::npos; }, 10s));
+  const auto r = b.post(valid_fields(), {"Origin: " + daemon.base_url()});
+  EXPECT_EQ(r.status, 303) << r.body;
+  EXPECT_EQ(referrals(), 1);
+  // Stored form referrals are counted with the API's, by channel.
+  const auto metrics = daemon.get("/metrics", false).body;
+  EXPECT_NE(metrics.find("referrald_intake_total{channel=\"form\",decision=\"accepted\"} 1\n"), std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("referrald_intake_total{channel=\"api\",decision=\"accepted\"} 0\n"), std::string::npos);
+
+  Browser later{daemon};
+  ASSERT_EQ(later.open_form().status, 200);
+  daemon.stop();
+  daemon.start();
+  EXPECT_EQ(later.post(valid_fields()).status, 403);
+  // Opening the form again gives the browser a new cookie, and it works.
+  EXPECT_EQ(later.open_form().headers.count("set-cookie"), 1U);
+  EXPECT_EQ(later.post(valid_fields()).status, 303);
+}
+
 TEST(FormTls, OverHttpsTheCookieIsHostPrefixedAndSecure) {
   Daemon::Options o;
   o.tls = true;
@@ -790,7 +937,7 @@ TEST(FormTls, OverHttpsTheCookieIsHostPrefixedAndSecure) {
   Browser b{daemon};
   const auto r = b.open_form();
   ASSERT_EQ(r.status, 200) << r.error;
-  const std::regex cookie_re("__Host-csrf=[0-9a-f]{64}; Path=/; HttpOnly; SameSite=Strict; Secure");
+  const std::regex cookie_re("__Host-csrf=[0-9a-f]{112}; Path=/; HttpOnly; SameSite=Strict; Secure");
   EXPECT_TRUE(std::regex_match(r.headers.at("set-cookie"), cookie_re)) << r.headers.at("set-cookie");
   EXPECT_EQ(r.headers.at("strict-transport-security"), "max-age=31536000");
   EXPECT_EQ(b.post(valid_fields()).status, 303);

@@ -1,6 +1,7 @@
 // Hostile clients against the real referrald binary: slow heads (Slowloris),
-// slow bodies, clients that never read, connection floods, path traversal and
-// per-client rate limits. The attackers are raw sockets (tests/support
+// slow bodies, clients that never read, connection floods, path traversal,
+// per-client rate limits, and requests whose framing, Host or Expect would
+// smuggle a second request or skip a check (RFC 9112). The attackers are raw sockets (tests/support
 // RawClient), the honest client is libcurl from another loopback address
 // (127.0.0.2: Linux routes all of 127.0.0.0/8 to loopback), and the daemon's
 // own view comes from /proc (open descriptors, resident memory).
@@ -237,7 +238,8 @@ TEST(Slowloris, AClientThatNeverReadsIsCutAtTheWriteDeadline) {
   const pid_t pid = daemon.process()->pid();
   const auto baseline = settled_fds(pid);
   std::string requests;
-  for (int i = 0; i < 1000; ++i) requests += "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";  // ~13 MB of answers
+  const std::string get = "GET / HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(daemon.port()) + "\r\n\r\n";
+  for (int i = 0; i < 1000; ++i) requests += get;  // ~13 MB of answers
   RawClient reader(daemon.port(), "", 4096);
   const auto started = steady::now();
   reader.send(requests);
@@ -419,12 +421,215 @@ TEST(PathTraversal, NoTargetReachesAFileOutsideTheWebDirectory) {
                                                    " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
   EXPECT_EQ(status_of(huge), 431) << huge.substr(0, 200);
   // The files themselves are still served, so the 404s above are not an accident.
-  EXPECT_EQ(status_of(raw_request(daemon.port(), "GET /static/style.css HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")),
+  EXPECT_EQ(status_of(raw_request(daemon.port(), "GET /static/style.css HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")),
             200);
   EXPECT_TRUE(daemon.running());
   EXPECT_EQ(daemon.log().find(" error "), std::string::npos) << daemon.log();
   std::istringstream lines(daemon.log());
   for (std::string line; std::getline(lines, line);) EXPECT_LT(line.size(), 400U) << line.substr(0, 200);
+}
+
+// ---------------------------------------------------------------------------
+// Framing, Host and Expect: the exact bytes an attacker sends
+
+// The status line of every response in what a connection received.
+std::vector<int> statuses(const std::string& received) {
+  std::vector<int> out;
+  for (std::size_t at = received.find("HTTP/1.1 "); at != std::string::npos;
+       at = received.find("HTTP/1.1 ", at + 1)) {
+    if (at == 0 || received.compare(at - 2, 2, "\r\n") == 0 || received[at - 1] == '}' || received[at - 1] == '>' ||
+        received[at - 1] == '\n') {
+      out.push_back(status_of(std::string_view(received).substr(at)));
+    }
+  }
+  return out;
+}
+
+// Sends `bytes` on one connection; what came back once the daemon closed it
+// (the test fails if it did not close within 5 s).
+std::string closed_after(unsigned short port, const std::string& bytes) {
+  RawClient client(port);
+  EXPECT_TRUE(client.send(bytes));
+  EXPECT_TRUE(client.wait_closed(5s)) << "the connection stayed open after: " << bytes.substr(0, 200);
+  return client.received();
+}
+
+const std::string kSmuggled = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+std::string api_head(const std::string& more) {
+  return "POST /api/v1/referrals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + std::string(Daemon::api_token) +
+         "\r\nContent-Type: application/json\r\n" + more + "\r\n";
+}
+
+// A Transfer-Encoding that does not end in chunked leaves the body's length
+// unknown: answered 400 and the connection closed, so the bytes after the
+// head never run as a request of their own (they did: 400, then 200).
+TEST(Smuggling, ATransferEncodingNotEndingInChunkedIsA400AndCloses) {
+  Daemon daemon{limits("")};
+  daemon.start();
+  for (const std::string te : {"chunked, identity", "identity", "chunked, gzip", "gzip", "chunked;q=1, x",
+                               ", ", "chunked\r\nTransfer-Encoding: identity"}) {
+    const auto received = closed_after(daemon.port(), api_head("Transfer-Encoding: " + te + "\r\n") + kSmuggled);
+    EXPECT_EQ(statuses(received), std::vector<int>{400}) << te << "\n" << received;
+    EXPECT_EQ(received.find("\"status\":\"ok\""), std::string::npos) << te;
+  }
+  // Another coding before chunked is one referrald does not implement: 501.
+  for (const std::string te : {"gzip, chunked", "identity, chunked", "deflate,chunked"}) {
+    const auto received = closed_after(daemon.port(), api_head("Transfer-Encoding: " + te + "\r\n") + kSmuggled);
+    EXPECT_EQ(statuses(received), std::vector<int>{501}) << te << "\n" << received;
+  }
+  // chunked twice, and chunked beside a Content-Length: which length wins is
+  // exactly what a smuggler plays on.
+  for (const std::string more : {"Transfer-Encoding: chunked, chunked\r\n",
+                                 "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+                                 "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+                                 "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+                                 "Content-Length: 5\r\nContent-Length: 6\r\n"}) {
+    const auto received = closed_after(daemon.port(), api_head(more) + "0\r\n\r\n" + kSmuggled);
+    EXPECT_EQ(statuses(received), std::vector<int>{400}) << more << "\n" << received;
+  }
+  // HTTP/1.0 has no Transfer-Encoding.
+  const auto old = closed_after(daemon.port(), "POST /api/v1/referrals HTTP/1.0\r\nHost: x\r\n"
+                                               "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + kSmuggled);
+  EXPECT_EQ(statuses(old), std::vector<int>{400}) << old;
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 0);
+  // A chunked body itself is fine, and the connection goes on after it.
+  const std::string body = sample("asps-routine.json");
+  char size[16];
+  std::snprintf(size, sizeof size, "%zx", body.size());
+  const auto chunked = closed_after(daemon.port(), api_head("Transfer-Encoding: chunked\r\n") + size + "\r\n" + body +
+                                                       "\r\n0\r\n\r\n" + kSmuggled);
+  EXPECT_EQ(statuses(chunked), (std::vector<int>{202, 200})) << chunked;
+  // A chunked body's trailer fields are not headers: a Content-Type (or a
+  // key) there does not count.
+  const auto trailer = closed_after(daemon.port(), "POST /api/v1/referrals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                                                       std::string(Daemon::api_token) + "\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                                                       size + "\r\n" + body + "\r\n0\r\nContent-Type: application/json\r\n\r\n" +
+                                                       kSmuggled);
+  EXPECT_EQ(statuses(trailer), (std::vector<int>{415, 200})) << trailer;
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 1);
+  EXPECT_TRUE(daemon.running());
+}
+
+// RFC 9112, 3.2: an HTTP/1.1 request without Host, or any request with two
+// or with one that is not a host, is a 400 (and the connection closes).
+TEST(Smuggling, AMissingDuplicateOrMalformedHostIsA400) {
+  Daemon daemon{limits("")};
+  daemon.start();
+  for (const std::string head :
+       {"GET /healthz HTTP/1.1\r\n\r\n", "GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        "GET /healthz HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", "GET / HTTP/1.1\r\nHost: a@b\r\n\r\n"}) {
+    const auto received = closed_after(daemon.port(), head + kSmuggled);
+    EXPECT_EQ(statuses(received), std::vector<int>{400}) << head << "\n" << received;
+  }
+  // HTTP/1.0 may leave Host out; HTTP/2 in an HTTP/1 head is malformed.
+  EXPECT_EQ(status_of(raw_request(daemon.port(), "GET /healthz HTTP/1.0\r\n\r\n")), 200);
+  EXPECT_EQ(statuses(closed_after(daemon.port(), "GET /healthz HTTP/2.0\r\nHost: a\r\n\r\n")), std::vector<int>{400});
+}
+
+// "Expect: 100-continue" without a valid key is answered 401 at once: the
+// client is not invited to send a body that would only be refused, and the
+// connection closes (its body, if it sends one anyway, is never read).
+TEST(Expect, ContinueIsSentOnlyWhenTheHeadCouldSucceed) {
+  Daemon daemon{limits("")};
+  daemon.start();
+  const std::string body = sample("asps-routine.json");
+  const std::string length = "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  for (const std::string& auth : {std::string(), std::string("Authorization: Bearer wrong-key\r\n")}) {
+    RawClient client(daemon.port());
+    ASSERT_TRUE(client.send("POST /api/v1/referrals HTTP/1.1\r\nHost: x\r\n" + auth +
+                            "Content-Type: application/json\r\nExpect: 100-continue\r\n" + length + "\r\n"));
+    ASSERT_TRUE(client.wait_closed(5s)) << client.received();
+    EXPECT_EQ(statuses(client.received()), std::vector<int>{401}) << client.received();
+    EXPECT_EQ(client.received().find("100 Continue"), std::string::npos);
+  }
+  // The same for a head that is wrong in any other way: media type, method,
+  // Idempotency-Key, the form's Host.
+  for (const std::string& head :
+       {api_head("Expect: 100-continue\r\nContent-Type: text/plain\r\n" + length),
+        "PUT /api/v1/referrals HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n" + length,
+        "POST /referrals HTTP/1.1\r\nHost: evil.example:8080\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        "Expect: 100-continue\r\n" + length}) {
+    RawClient client(daemon.port());
+    ASSERT_TRUE(client.send(head + "\r\n"));
+    ASSERT_TRUE(client.wait_closed(5s)) << client.received();
+    const auto got = statuses(client.received());
+    ASSERT_EQ(got.size(), 1U) << client.received();
+    EXPECT_TRUE(got[0] == 400 || got[0] == 405 || got[0] == 415 || got[0] == 421) << client.received();
+    EXPECT_EQ(client.received().find("100 Continue"), std::string::npos);
+  }
+  // A valid key: 100 Continue, then the body, then the 202.
+  RawClient client(daemon.port());
+  ASSERT_TRUE(client.send(api_head("Expect: 100-continue\r\nConnection: close\r\n" + length)));
+  ASSERT_TRUE(wait_until([&] { return client.peer_closed() || client.received().find("\r\n\r\n") != std::string::npos; },
+                         5s));
+  EXPECT_EQ(status_of(client.received()), 100) << client.received();
+  ASSERT_TRUE(client.send(body));
+  ASSERT_TRUE(client.wait_closed(5s));
+  EXPECT_EQ(statuses(client.received()), (std::vector<int>{100, 202})) << client.received();
+  // An expectation referrald does not know: 417, and the body is not read.
+  const auto unknown = closed_after(daemon.port(), api_head("Expect: the-unexpected\r\n" + length) + body);
+  EXPECT_EQ(statuses(unknown), std::vector<int>{417}) << unknown;
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 1);
+}
+
+// The whole request, head and body, must arrive within read_timeout of its
+// first byte: a head that takes most of it leaves the body the rest, not a
+// read_timeout of its own.
+TEST(Slowloris, HeadAndBodyShareOneReadDeadline) {
+  Daemon daemon{limits("")};
+  daemon.start();
+  const std::string head = api_head("Content-Length: 60000\r\n");
+  RawClient client(daemon.port());
+  const auto opened = steady::now();
+  ASSERT_TRUE(client.send(head.substr(0, 1)));
+  std::this_thread::sleep_for(kReadTimeout - 500ms);
+  ASSERT_TRUE(client.send(head.substr(1)));
+  std::optional<steady::duration> cut;
+  for (std::size_t i = 0; !cut && steady::now() - opened < 3 * kReadTimeout; ++i) {
+    if (client.peer_closed() || !client.send("{")) cut = steady::now() - opened;
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(cut) << "the body was still being read after " << seconds(3 * kReadTimeout) << " s";
+  // One deadline from the first byte; two would have let it live until
+  // 1.5 s + 2 s.
+  EXPECT_LE(*cut, kReadTimeout + 800ms) << seconds(*cut) << " s";
+  EXPECT_GE(*cut, kReadTimeout - 100ms) << seconds(*cut) << " s";
+}
+
+// HEAD is answered where GET is, with GET's headers (Content-Length too)
+// and no body, so the next response on the connection starts where the
+// client expects it.
+TEST(Head, AnswersLikeGetWithoutABodyAndKeepsTheConnectionInStep) {
+  Daemon daemon{limits("")};
+  daemon.start();
+  const auto get = raw_request(daemon.port(), "GET / HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(daemon.port()) +
+                                                  "\r\nConnection: close\r\n\r\n");
+  ASSERT_EQ(status_of(get), 200) << get.substr(0, 300);
+  const auto get_body = get.substr(get.find("\r\n\r\n") + 4);
+  for (const std::string path : {"/", "/healthz", "/metrics", "/static/style.css"}) {
+    const auto received = closed_after(daemon.port(), "HEAD " + path + " HTTP/1.1\r\nHost: 127.0.0.1:" +
+                                                          std::to_string(daemon.port()) + "\r\n\r\n" + kSmuggled);
+    EXPECT_EQ(statuses(received), (std::vector<int>{200, 200})) << path << "\n" << received.substr(0, 400);
+    // The second response begins right after the first one's head.
+    const auto first_end = received.find("\r\n\r\n");
+    ASSERT_NE(first_end, std::string::npos);
+    EXPECT_EQ(received.compare(first_end + 4, 9, "HTTP/1.1 "), 0) << path << "\n" << received.substr(0, 400);
+    if (path == "/") {
+      EXPECT_NE(received.find("Content-Length: " + std::to_string(get_body.size()) + "\r\n"), std::string::npos)
+          << received.substr(0, first_end);
+    }
+  }
+  // Allow names HEAD with GET.
+  const auto post = raw_request(daemon.port(), "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+                                               "Connection: close\r\n\r\n");
+  EXPECT_EQ(status_of(post), 405);
+  EXPECT_NE(post.find("Allow: GET, HEAD\r\n"), std::string::npos) << post;
+  const auto put = raw_request(daemon.port(), "PUT / HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(daemon.port()) +
+                                                  "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(status_of(put), 405);
+  EXPECT_NE(put.find("Allow: GET, HEAD\r\n"), std::string::npos) << put.substr(0, 400);
 }
 
 // ---------------------------------------------------------------------------
@@ -466,6 +671,25 @@ TEST(RateLimit, OneClientOverItsBudgetDoesNotSlowAnother) {
   }
   EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), accepted + 3);
   EXPECT_NE(daemon.log().find("status=429 "), std::string::npos);
+}
+
+// A person at the form who is over the limit reads a page, not JSON.
+TEST(RateLimit, TheFormAndItsFilesGetAnHtmlPage) {
+  Daemon daemon{limits("rate_limit_per_minute = 1\nrate_limit_burst = 1\n")};
+  daemon.start();
+  const std::string host = "Host: 127.0.0.1:" + std::to_string(daemon.port()) + "\r\n";
+  EXPECT_EQ(status_of(raw_request(daemon.port(), "GET / HTTP/1.1\r\n" + host + "Connection: close\r\n\r\n")), 200);
+  for (const std::string path : {"/", "/static/style.css", "/referrals/R-20261128-ABCDE-FGHJK"}) {
+    const auto r = raw_request(daemon.port(), "GET " + path + " HTTP/1.1\r\n" + host + "Connection: close\r\n\r\n");
+    EXPECT_EQ(status_of(r), 429) << r.substr(0, 300);
+    EXPECT_NE(r.find("Content-Type: text/html; charset=utf-8\r\n"), std::string::npos) << r.substr(0, 300);
+    EXPECT_NE(r.find("Retry-After: "), std::string::npos);
+    EXPECT_NE(r.find("Too many requests"), std::string::npos);
+  }
+  const auto api = raw_request(daemon.port(), "GET /api/v1/referrals/R-20261128-ABCDE-FGHJK HTTP/1.1\r\n" + host +
+                                                  "Connection: close\r\n\r\n");
+  EXPECT_EQ(status_of(api), 429);
+  EXPECT_NE(api.find("Content-Type: application/json\r\n"), std::string::npos) << api.substr(0, 300);
 }
 
 }  // namespace

@@ -222,6 +222,7 @@ TEST_F(ConfigTest, ListenAddresses) {
   const Config c = parse(with_required(R"(
 [http]
 listen = ["127.0.0.1:8080", "[::1]:8443", "localhost:9000", "0.0.0.0:80"]
+public_origins = "https://referrals.example.org"
 )"));
   ASSERT_EQ(c.http.listen.size(), 4u);
   EXPECT_EQ(c.http.listen[1].host, "::1");
@@ -255,6 +256,50 @@ TEST_F(ConfigTest, BadListenAddresses) {
               ElementsAre(at(6, "http.listen: expected at least one address")));
   EXPECT_THAT(problems(with_required("[http]\nlisten = 8080\n")),
               ElementsAre(at(6, "http.listen: expected a string or an array of strings, got integer")));
+}
+
+// ---- public origins (the web form's Host and Origin checks) ------------------
+
+TEST_F(ConfigTest, PublicOriginsDefaultToTheListenAddresses) {
+  EXPECT_THAT(parse(with_required("")).http.public_origins, ElementsAre("http://127.0.0.1:8080"));
+  const Config c = parse(with_required(R"(
+[http]
+listen = ["127.0.0.1:8080", "[::1]:8443", "localhost:9000", "10.1.2.3:80"]
+)"));
+  EXPECT_THAT(c.http.public_origins, ElementsAre("http://127.0.0.1:8080", "http://[::1]:8443", "http://localhost:9000",
+                                                 "http://127.0.0.1:9000", "http://10.1.2.3"));
+}
+
+TEST_F(ConfigTest, PublicOriginsAreNormalised) {
+  const Config c = parse(with_required(R"(
+[http]
+public_origins = ["HTTPS://Referrals.Example.org", "https://referrals.example.org:443", "http://[::1]:8080",
+                  "http://intake.example.org:8080"]
+)"));
+  EXPECT_THAT(c.http.public_origins,
+              ElementsAre("https://referrals.example.org", "https://referrals.example.org", "http://[::1]:8080",
+                          "http://intake.example.org:8080"));
+}
+
+TEST_F(ConfigTest, BadPublicOrigins) {
+  const auto bad = [&](std::string_view value) {
+    const auto p = problems(with_required("[http]\npublic_origins = \"" + std::string(value) + "\"\n"));
+    return p.size() == 1 ? p[0] : "(" + std::to_string(p.size()) + " problems)";
+  };
+  const std::string shape =
+      R"(http.public_origins: expected an origin like "https://referrals.example.org" or "http://127.0.0.1:8080" )"
+      "(scheme, host, optional port; no path), got ";
+  for (const char* value : {"referrals.example.org", "https://referrals.example.org/", "https://x.org/form",
+                            "ftp://x.org", "https://user@x.org", "https://x.org:0", "https://x.org:99999",
+                            "https://[::g]", "null", "https://"}) {
+    EXPECT_EQ(bad(value), at(6, shape + "\"" + value + "\"")) << value;
+  }
+  EXPECT_THAT(problems(with_required("[http]\npublic_origins = []\n")),
+              ElementsAre(at(6, "http.public_origins: expected at least one origin")));
+  // A wildcard address has no origin of its own: the form would answer to any Host.
+  EXPECT_THAT(problems(with_required("[http]\nlisten = [\"127.0.0.1:8080\", \"0.0.0.0:443\"]\n")),
+              ElementsAre(at(6, "http.public_origins: required when http.listen has a wildcard address "
+                                "(0.0.0.0:443): the form answers only at the origins browsers use to reach it")));
 }
 
 // ---- TLS and API keys --------------------------------------------------------

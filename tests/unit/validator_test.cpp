@@ -475,6 +475,33 @@ TEST_F(ValidatorTest, NotesMayHaveLineBreaks) {
   EXPECT_EQ(r.notes, "Line one.\r\nLine two.\tIndented.");
 }
 
+// NUL, ESC and BEL went on into spool files and fax pages; C1 controls too.
+TEST_F(ValidatorTest, OtherControlCharactersInNotesAreRefused) {
+  for (const std::string& notes : {std::string("Call\0back", 10), std::string("\x1b[2JCleared"),
+                                   std::string("Ring\a"), std::string("Next\u0085line"),
+                                   std::string("Delete\x7f")}) {
+    EXPECT_THAT(errors_after([&](json& d) { d["notes"] = notes; }),
+                ElementsAre(FieldError{"/notes", "must not contain control characters other than tab and line breaks"}))
+        << testing::PrintToString(notes);
+  }
+}
+
+TEST_F(ValidatorTest, BidiOverridesInNamesAreRefused) {
+  const std::string bidi =
+      "must not contain bidirectional override or isolate characters (U+202A to U+202E, U+2066 to U+2069)";
+  EXPECT_THAT(errors_after([](json& d) {
+                d["patient"]["given_name"] = "Ava\u202eavA";            // RIGHT-TO-LEFT OVERRIDE
+                d["patient"]["family_name"] = "\u2066Nguyen\u2069";    // LEFT-TO-RIGHT ISOLATE ... POP
+                d["referrer"]["name"] = "Dana\u202aLee";                // LEFT-TO-RIGHT EMBEDDING
+                d["referrer"]["organization"] = "Delta\u2068Pediatrics";  // FIRST STRONG ISOLATE
+              }),
+              ElementsAre(FieldError{"/patient/family_name", bidi}, FieldError{"/patient/given_name", bidi},
+                          FieldError{"/referrer/name", bidi}, FieldError{"/referrer/organization", bidi}));
+  // Right-to-left names themselves are fine, and so are the marks (U+200F).
+  const Referral r = accepted_after([](json& d) { d["patient"]["given_name"] = "\u05d0\u05d1\u05d9\u200f"; });
+  EXPECT_EQ(r.patient.given_name, "\u05d0\u05d1\u05d9\u200f");
+}
+
 TEST_F(ValidatorTest, AnyLetterEmojiAndSqlAreKeptVerbatim) {
   const std::string sql = "Robert'); DROP TABLE referrals;--";
   const Referral r = accepted_after([&](json& d) {

@@ -1,0 +1,42 @@
+// referrald_intake_total: every referral stored, by the channel it came in
+// on (the JSON API or the web form) and its decision. The API and the form
+// count into one of these; /metrics shows it.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "model/referral.hpp"
+
+namespace referrald::http {
+
+enum class Channel { api, form };
+
+class IntakeCounts {
+ public:
+  void count(Channel channel, Decision decision) noexcept {
+    ++counts_[static_cast<std::size_t>(channel)][static_cast<std::size_t>(decision)];
+  }
+
+  std::string metrics() const {
+    std::string out;
+    out += "# HELP referrald_intake_total Referrals stored, by channel and decision.\n";
+    out += "# TYPE referrald_intake_total counter\n";
+    for (const auto channel : {Channel::api, Channel::form}) {
+      for (const auto decision : {Decision::accepted, Decision::review, Decision::declined}) {
+        out += "referrald_intake_total{channel=\"" + std::string(channel == Channel::api ? "api" : "form") +
+               "\",decision=\"" + std::string(to_string(decision)) + "\"} " +
+               std::to_string(counts_[static_cast<std::size_t>(channel)][static_cast<std::size_t>(decision)].load()) +
+               "\n";
+      }
+    }
+    return out;
+  }
+
+ private:
+  std::array<std::array<std::atomic<std::uint64_t>, 3>, 2> counts_{};
+};
+
+}  // namespace referrald::http

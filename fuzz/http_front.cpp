@@ -1,0 +1,163 @@
+// libFuzzer target: raw bytes on a TCP connection to the HTTP front, as a
+// hostile client sends them. The real Server (Beast's parser, the deadlines,
+// the framing, Host and Expect checks) runs in this process on 127.0.0.1
+// with the real JSON API and web form behind it (the real validator,
+// decision and store, on a SQLite file in a temporary directory). Each input
+// is written on a new connection, the write side is shut, and everything the
+// server answers is read until it closes.
+//
+// Checked besides "no crash, no leak, no UB" (in the server, the handlers,
+// the store):
+//   - the server closes the connection once the client has (no input holds
+//     it open);
+//   - no 500 (a handler that threw);
+//   - nothing follows a response that says "Connection: close": a request
+//     refused for its framing never lets the rest of its bytes run as a
+//     request of their own (request smuggling);
+//   - every answer starts with a status line.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "check.hpp"
+#include "config/config.hpp"
+#include "http/api.hpp"
+#include "http/form.hpp"
+#include "http/server.hpp"
+#include "intake/submission.hpp"
+#include "intake/validator.hpp"
+#include "rules/rules.hpp"
+#include "store/writer.hpp"
+#include "util/clock.hpp"
+#include "util/crypto.hpp"
+
+namespace referrald::fuzz {
+namespace {
+
+// The bearer key and the form's public origin (fuzz/http_front.dict has both).
+constexpr std::string_view kToken = "fuzz-token";
+constexpr const char* kOrigin = "http://fuzz.example";
+
+std::filesystem::path make_temp_dir() {
+  std::string pattern = (std::filesystem::temp_directory_path() / "referrald-fuzz-http-XXXXXX").string();
+  if (::mkdtemp(pattern.data()) == nullptr) fail("mkdtemp failed");
+  return pattern;
+}
+
+HttpConfig http_config() {
+  HttpConfig c;
+  c.listen.push_back({"127.0.0.1", 0});  // any free port
+  c.api_keys.push_back(sha256(kToken));
+  c.rate_limit_per_minute = 0;           // every input is answered
+  c.read_timeout = std::chrono::seconds(2);
+  c.write_timeout = std::chrono::seconds(2);
+  c.threads = 2;
+  return c;
+}
+
+// Everything the server needs, made once and kept for the whole run (never
+// destroyed: its threads run until the process exits).
+struct Front {
+  std::filesystem::path dir = make_temp_dir();
+  ReferralValidator validator{source_path("schemas/referral.v1.schema.json")};
+  store::Writer writer{dir / "referrald.db", {}};
+  store::ReaderPool readers{dir / "referrald.db", 1};
+  SystemClock clock;
+  IntakeService intake{validator, writer, clock, [] {
+                         auto p = std::make_shared<IntakePolicy>();
+                         p->rules = load_rules(source_path("config/rules.example.toml"));
+                         return p;
+                       }()};
+  http::Api api{intake, writer, readers, {sha256(kToken)}};
+  http::Form form{source_path("web"), OfficeConfig{}, intake, readers};
+  boost::asio::io_context ioc;
+  http::Server server{ioc.get_executor(), http_config(), api};
+  std::vector<std::thread> threads;
+  unsigned short port = 0;
+
+  Front() {
+    api.set_fallback(&form);
+    form.set_intake_counts(&api.intake_counts());
+    form.set_public_origins({kOrigin});
+    server.start();
+    const auto endpoint = server.local_endpoints().at(0);
+    port = static_cast<unsigned short>(std::stoi(endpoint.substr(endpoint.rfind(':') + 1)));
+    for (int i = 0; i < 2; ++i) threads.emplace_back([this] { ioc.run(); });
+    for (auto& t : threads) t.detach();
+    std::atexit([] { std::filesystem::remove_all(instance().dir); });
+  }
+
+  static Front& instance() {
+    static Front* front = new Front;
+    return *front;
+  }
+};
+
+// Writes the input, shuts the write side, reads until the server closes.
+std::string exchange(unsigned short port, std::string_view bytes) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) fail("socket failed");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) fail("cannot connect to the server");
+  // The server may answer and close before it has read everything (a
+  // refused head): a failed write is not a finding.
+  std::size_t sent = 0;
+  while (sent < bytes.size()) {
+    const auto n = ::send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;
+    sent += static_cast<std::size_t>(n);
+  }
+  ::shutdown(fd, SHUT_WR);
+  std::string received;
+  char buffer[16384];
+  while (true) {
+    pollfd p{fd, POLLIN, 0};
+    // Well beyond read_timeout: the server has the client's EOF already.
+    if (::poll(&p, 1, 5000) <= 0) fail("the server kept a connection open after the client closed it");
+    const auto n = ::recv(fd, buffer, sizeof buffer, 0);
+    if (n <= 0) break;  // closed (or reset after an early answer)
+    received.append(buffer, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return received;
+}
+
+void check_answers(const std::string& received) {
+  if (received.empty()) return;  // e.g. an incomplete head, then EOF
+  require(received.starts_with("HTTP/1.1 "), "an answer that does not start with a status line");
+  require(received.find("HTTP/1.1 500 ") == std::string::npos, "a 500: a handler threw");
+  // Our bodies never hold a raw CR LF followed by a status line (JSON
+  // escapes line breaks; the pages hold no "HTTP/1."), so each status line
+  // after a CR LF starts a response.
+  const auto close = received.find("\r\nConnection: close\r\n");
+  if (close != std::string::npos) {
+    require(received.find("\r\nHTTP/1.", close) == std::string::npos,
+            "a response followed one that closes the connection");
+  }
+}
+
+}  // namespace
+}  // namespace referrald::fuzz
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  using namespace referrald::fuzz;
+  auto& front = Front::instance();
+  const std::string received = exchange(front.port, std::string_view(reinterpret_cast<const char*>(data), size));
+  check_answers(received);
+  return 0;
+}
