@@ -14,11 +14,8 @@
 #include <sstream>
 #include <thread>
 
-#include "intake/validator.hpp"
-#include "routing/business_hours.hpp"
-#include "routing/routing.hpp"
+#include "intake/pipeline.hpp"
 #include "store/payload.hpp"
-#include "rules/eligibility.hpp"
 #include "rules/rules.hpp"
 #include "util/dates.hpp"
 
@@ -784,12 +781,21 @@ int check_command(Context& c, const fs::path& file) {
   std::ostringstream body;
   body << in.rdbuf();
 
-  // The same steps, in the same order, as the intake (check_submission): validate
-  // against the schema with today's date, then decide. Nothing is stored.
-  const RuleSet rules = settings.configuration ? settings.configuration->rules : load_rules(settings.rules_file);
+  // The daemon's intake pipeline, received now: validate against the schema
+  // with today's date, decide, route. Nothing is stored. Without a valid
+  // configuration there are rules but no routes or office hours to show.
+  IntakePolicy policy;
+  policy.rules = settings.configuration ? settings.configuration->rules : load_rules(settings.rules_file);
+  if (settings.configuration) {
+    policy.routes = settings.configuration->config.routes;
+    policy.hours = settings.configuration->config.office.hours;
+  }
   const ReferralValidator validator(settings.schema_dir / "referral.v1.schema.json");
-  const Date today = utc_date(c.now);
-  auto result = validator.validate(body.str(), today);
+  Submission submission;
+  submission.channel = "api";  // a JSON file: what the API takes
+  submission.body = body.str();
+  submission.received_at = c.now;
+  auto result = plan_intake(policy, validator, submission);
 
   std::vector<FieldError> errors;
   if (auto* malformed = std::get_if<MalformedInput>(&result)) {
@@ -812,14 +818,14 @@ int check_command(Context& c, const fs::path& file) {
     return exit_invalid;
   }
 
-  const auto& referral = std::get<Referral>(result);
-  const Eligibility eligibility = decide(rules, referral, today);
+  const auto& plan = std::get<IntakePlan>(result);
+  const auto& referral = plan.referral;
+  const auto& eligibility = plan.eligibility;
   std::optional<std::vector<std::string>> targets;
   std::optional<bool> after_hours;
   if (settings.configuration) {
-    const auto& config = settings.configuration->config;
-    after_hours = is_after_hours(config.office.hours, c.now);
-    targets = route_targets(config.routes, {eligibility.decision, referral.urgency, *after_hours});
+    after_hours = plan.after_hours;
+    targets = plan.targets;
   }
   if (c.json) {
     json j{{"valid", true}, {"decision", std::string(to_string(eligibility.decision))}, {"reasons", json::array()}};
