@@ -24,6 +24,8 @@ namespace referrald::cli {
 namespace fs = std::filesystem;
 using json = nlohmann::ordered_json;
 using store::DeliveryState;
+using store::ReadTransaction;
+using store::WriteTransaction;
 
 namespace {
 
@@ -53,54 +55,11 @@ std::unique_ptr<store::Database> open_store(Context& c, bool write) {
     }
     throw;
   }
-  sqlite3_busy_timeout(db->handle(), static_cast<int>(c.global.lock_wait.count()));
+  db->set_busy_timeout(c.global.lock_wait);
   store::require_current_schema(*db);
   db->set_payload_keys(c.settings.payload_keys);
   return db;
 }
-
-// One snapshot for everything a reading command shows.
-class ReadTransaction {
- public:
-  explicit ReadTransaction(store::Database& db) : db_(db) { db_.exec("BEGIN"); }
-  ~ReadTransaction() {
-    try {
-      db_.exec("COMMIT");
-    } catch (...) {
-      // Read-only: nothing to lose.
-    }
-  }
-  ReadTransaction(const ReadTransaction&) = delete;
-  ReadTransaction& operator=(const ReadTransaction&) = delete;
-
- private:
-  store::Database& db_;
-};
-
-// Writes take the write lock up front (IMMEDIATE), waiting --wait for it,
-// so what was read is what is changed.
-class WriteTransaction {
- public:
-  explicit WriteTransaction(store::Database& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }
-  ~WriteTransaction() {
-    if (done_) return;
-    try {
-      db_.exec("ROLLBACK");
-    } catch (...) {
-      // SQLite may have rolled back already; the original error is reported.
-    }
-  }
-  void commit() {
-    db_.exec("COMMIT");
-    done_ = true;
-  }
-  WriteTransaction(const WriteTransaction&) = delete;
-  WriteTransaction& operator=(const WriteTransaction&) = delete;
-
- private:
-  store::Database& db_;
-  bool done_ = false;
-};
 
 // ---- presentation ----
 
@@ -542,12 +501,7 @@ int queue_command(Context& c, const store::QueueFilter& filter) {
   {
     ReadTransaction read(*db);
     entries = store::queue_entries(*db, filter);
-    store::Statement st = db->prepare(
-        "SELECT count(*) FROM deliveries INDEXED BY deliveries_state_target WHERE state = 'dead'" +
-        std::string(filter.target ? " AND target = ?1" : ""));
-    if (filter.target) st.bind(1, std::string_view(*filter.target));
-    st.step();
-    dead = st.column_int(0);
+    dead = store::count_dead(*db, filter.target);
   }
   if (c.json) {
     json j;
@@ -934,7 +888,7 @@ int rekey_command(Context& c) {
   // The bytes a document is rewritten over are zeroed, not left in free
   // space: after rekeying rows stored in the clear, no plain copy stays in
   // the file (backups and old WAL frames already copied elsewhere aside).
-  db->exec("PRAGMA secure_delete = ON");
+  store::zero_freed_space(*db);
   const std::string actor = operator_name();
 
   // Batches like purge's: each transaction holds the write lock ~100 ms

@@ -2,6 +2,7 @@
 // typed binds, and errors as exceptions that keep SQLite's code.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -76,6 +77,9 @@ class Database {
 
   void exec(std::string_view sql);
   Statement prepare(std::string_view sql);
+  // How long a statement waits for another connection's lock before it
+  // fails with SQLITE_BUSY.
+  void set_busy_timeout(std::chrono::milliseconds wait);
   // A statement prepared once and cached by its SQL text.
   Statement& cached(std::string_view sql);
   std::int64_t last_insert_rowid() const;
@@ -97,6 +101,35 @@ class Database {
   std::shared_ptr<const KeyRing> payload_keys_;
   sqlite3* db_ = nullptr;
   std::unique_ptr<Cache> cache_;
+};
+
+// One snapshot for everything read inside it (BEGIN ... COMMIT at the end
+// of its scope): a reading command shows one consistent state.
+class ReadTransaction {
+ public:
+  explicit ReadTransaction(Database& db);
+  ~ReadTransaction();
+  ReadTransaction(const ReadTransaction&) = delete;
+  ReadTransaction& operator=(const ReadTransaction&) = delete;
+
+ private:
+  Database& db_;
+};
+
+// Takes the write lock up front (BEGIN IMMEDIATE, waiting the busy timeout
+// for it), so what was read inside is what is changed. Rolled back at the end
+// of its scope unless commit() was called.
+class WriteTransaction {
+ public:
+  explicit WriteTransaction(Database& db);
+  ~WriteTransaction();
+  void commit();
+  WriteTransaction(const WriteTransaction&) = delete;
+  WriteTransaction& operator=(const WriteTransaction&) = delete;
+
+ private:
+  Database& db_;
+  bool done_ = false;
 };
 
 }  // namespace referrald::store

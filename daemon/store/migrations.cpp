@@ -206,30 +206,20 @@ void migrate(Database& db) {
   // The common case, an up-to-date database, needs no write lock.
   if (checked_version(db) == schema_version) return;
 
-  db.exec("BEGIN IMMEDIATE");
-  try {
-    // Again under the lock: another process may have migrated meanwhile.
-    const int from = checked_version(db);
-    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count();
-    for (const Migration& m : migrations) {
-      if (m.version <= from) continue;
-      db.exec(m.sql);
-      Statement record = db.prepare("INSERT INTO schema_version (version, applied_ms) VALUES (?1, ?2)");
-      record.bind(1, std::int64_t{m.version}).bind(2, std::int64_t{now_ms});
-      record.run();
-    }
-    db.exec("COMMIT");
-  } catch (...) {
-    try {
-      db.exec("ROLLBACK");
-    } catch (const DatabaseError&) {
-      // SQLite may already have rolled back (e.g. on an I/O error); the
-      // original error is the one worth reporting.
-    }
-    throw;
+  WriteTransaction write(db);
+  // Again under the lock: another process may have migrated meanwhile.
+  const int from = checked_version(db);
+  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  for (const Migration& m : migrations) {
+    if (m.version <= from) continue;
+    db.exec(m.sql);
+    Statement record = db.prepare("INSERT INTO schema_version (version, applied_ms) VALUES (?1, ?2)");
+    record.bind(1, std::int64_t{m.version}).bind(2, std::int64_t{now_ms});
+    record.run();
   }
+  write.commit();
 }
 
 }  // namespace referrald::store

@@ -253,6 +253,14 @@ std::vector<QueueEntry> queue_entries(Database& db, const QueueFilter& filter) {
   return rows;
 }
 
+std::int64_t count_dead(Database& db, const std::optional<std::string>& target) {
+  Statement st = db.prepare("SELECT count(*) FROM deliveries INDEXED BY deliveries_state_target WHERE state = 'dead'" +
+                            std::string(target ? " AND target = ?1" : ""));
+  if (target) st.bind(1, std::string_view(*target));
+  st.step();
+  return st.column_int(0);
+}
+
 // ---- stats ----
 
 Stats collect_stats(Database& db, TimePoint now) {
@@ -513,6 +521,8 @@ std::int64_t count_received_before(Database& db, TimePoint cutoff) {
 }
 
 // ---- rekey ----
+
+void zero_freed_space(Database& db) { db.exec("PRAGMA secure_delete = ON"); }
 
 RekeyBatch rekey_referrals(Database& db, const std::optional<std::string>& after, int limit,
                            const std::string& actor, TimePoint now) {
