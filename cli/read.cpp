@@ -9,6 +9,7 @@
 #include "cli/common.hpp"
 #include "store/payload.hpp"
 #include "util/dates.hpp"
+#include "util/strings.hpp"
 
 namespace referrald::cli {
 
@@ -130,8 +131,7 @@ void add_document(Table& t, const std::string& document) {
 
 int show_command(Context& c, const std::string& id_text) {
   auto db = open_store(c, false);
-  std::string id = id_text;
-  for (char& ch : id) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  const std::string id = upper(id_text);
   std::optional<store::ReferralRow> referral;
   std::vector<store::DeliveryRow> deliveries;
   std::map<std::int64_t, std::vector<store::AttemptRow>> attempts;

@@ -3,13 +3,13 @@
 #include <sqlite3.h>
 
 #include <algorithm>
-#include <cctype>
 #include <map>
 #include <unordered_set>
 
 #include "store/payload.hpp"
 #include "store/rows.hpp"
 #include "util/ids.hpp"
+#include "util/strings.hpp"
 
 namespace referrald::store {
 
@@ -41,11 +41,6 @@ Urgency urgency_at(const Statement& st, int column) {
   const auto u = parse_urgency(st.column_text(column));
   if (!u) unexpected_value("referrals.urgency");
   return *u;
-}
-
-std::string upper(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return s;
 }
 
 bool all_digits(const std::string& s) {
