@@ -57,41 +57,40 @@ Submission submission(std::string body, system_clock::time_point at) {
   return s;
 }
 
+// The body through the pipeline under policy(), received `at`.
+IntakeResult plan_of(std::string body, system_clock::time_point at) {
+  return plan_intake(policy(), validator(), submission(std::move(body), at));
+}
+
 TEST(IntakePipeline, AValidReferralIsDecidedAndRoutedForTheHourItArrived) {
-  const auto p = policy();
-  const auto by_day = plan_intake(p, validator(), submission(read_text("tests/data/asps-routine.json"),
-                                                             tuesday_10am_chicago));
+  const auto by_day = plan_of(read_text("tests/data/asps-routine.json"), tuesday_10am_chicago);
   ASSERT_TRUE(std::holds_alternative<IntakePlan>(by_day));
   const auto& plan = std::get<IntakePlan>(by_day);
   EXPECT_EQ(plan.referral.urgency, Urgency::routine);
   EXPECT_EQ(plan.eligibility.disease, "asps");
-  const auto decided = decide(p.rules, plan.referral, Date{2026y / December / 1});
+  const auto decided = decide(policy().rules, plan.referral, Date{2026y / December / 1});
   EXPECT_EQ(plan.eligibility.decision, decided.decision);
   EXPECT_EQ(plan.eligibility.reasons, decided.reasons);
   EXPECT_FALSE(plan.after_hours);
   EXPECT_EQ(plan.targets, std::vector<std::string>{"office-email"});
 
-  const auto by_night = plan_intake(p, validator(), submission(read_text("tests/data/asps-routine.json"),
-                                                               tuesday_3am_chicago));
+  const auto by_night = plan_of(read_text("tests/data/asps-routine.json"), tuesday_3am_chicago);
   ASSERT_TRUE(std::holds_alternative<IntakePlan>(by_night));
   EXPECT_TRUE(std::get<IntakePlan>(by_night).after_hours);
   EXPECT_EQ(std::get<IntakePlan>(by_night).targets, std::vector<std::string>{"night-fax"});
 }
 
 TEST(IntakePipeline, EveryRouteThatMatchesAddsItsTargetsOnce) {
-  const auto result = plan_intake(policy(), validator(), submission(read_text("tests/data/asps-urgent.json"),
-                                                                    tuesday_3am_chicago));
+  const auto result = plan_of(read_text("tests/data/asps-urgent.json"), tuesday_3am_chicago);
   ASSERT_TRUE(std::holds_alternative<IntakePlan>(result));
   EXPECT_EQ(std::get<IntakePlan>(result).targets, (std::vector<std::string>{"on-call-pager", "night-fax"}));
 }
 
 TEST(IntakePipeline, TheStoredDocumentIsPlannedTheSameWayAgain) {
-  const auto p = policy();
-  const auto first = plan_intake(p, validator(), submission(read_text("tests/data/asps-routine.json"),
-                                                            tuesday_10am_chicago));
+  const auto first = plan_of(read_text("tests/data/asps-routine.json"), tuesday_10am_chicago);
   ASSERT_TRUE(std::holds_alternative<IntakePlan>(first));
   const auto& plan = std::get<IntakePlan>(first);
-  const auto again = plan_intake(p, validator(), submission(plan.referral.document, tuesday_10am_chicago));
+  const auto again = plan_of(plan.referral.document, tuesday_10am_chicago);
   ASSERT_TRUE(std::holds_alternative<IntakePlan>(again));
   EXPECT_EQ(std::get<IntakePlan>(again).eligibility.decision, plan.eligibility.decision);
   EXPECT_EQ(std::get<IntakePlan>(again).eligibility.reasons, plan.eligibility.reasons);
@@ -100,14 +99,13 @@ TEST(IntakePipeline, TheStoredDocumentIsPlannedTheSameWayAgain) {
 }
 
 TEST(IntakePipeline, ABodyThatIsNotJsonIsMalformed) {
-  const auto result = plan_intake(policy(), validator(), submission("{\"patient\": ", tuesday_10am_chicago));
+  const auto result = plan_of("{\"patient\": ", tuesday_10am_chicago);
   ASSERT_TRUE(std::holds_alternative<MalformedInput>(result));
   EXPECT_FALSE(std::get<MalformedInput>(result).message.empty());
 }
 
 TEST(IntakePipeline, AnInvalidReferralNamesEachFieldAndIsNotPlanned) {
-  const auto result = plan_intake(policy(), validator(), submission(read_text("tests/data/invalid-npi.json"),
-                                                                    tuesday_10am_chicago));
+  const auto result = plan_of(read_text("tests/data/invalid-npi.json"), tuesday_10am_chicago);
   ASSERT_TRUE(std::holds_alternative<InvalidReferral>(result));
   const auto& errors = std::get<InvalidReferral>(result).errors;
   ASSERT_FALSE(errors.empty());
@@ -117,8 +115,7 @@ TEST(IntakePipeline, AnInvalidReferralNamesEachFieldAndIsNotPlanned) {
 // "Today" is the day the submission was received: the sample's diagnosis
 // (2026-10-02) lies in the future for a referral received the day before.
 TEST(IntakePipeline, DatesAreBoundedByTheDayOfReceipt) {
-  const auto result = plan_intake(policy(), validator(), submission(read_text("tests/data/asps-routine.json"),
-                                                                    sys_days{2026y / October / 1} + 16h));
+  const auto result = plan_of(read_text("tests/data/asps-routine.json"), sys_days{2026y / October / 1} + 16h);
   ASSERT_TRUE(std::holds_alternative<InvalidReferral>(result));
   const auto& errors = std::get<InvalidReferral>(result).errors;
   ASSERT_EQ(errors.size(), 1u);
