@@ -1,7 +1,6 @@
 #include "cli/commands.hpp"
 
 #include <pwd.h>
-#include <sqlite3.h>
 #include <unistd.h>
 
 #include <ctime>
@@ -23,17 +22,16 @@ std::unique_ptr<store::Database> open_store(Context& c, bool write) {
   const fs::path& file = c.settings.database;
   std::error_code ec;
   if (!fs::exists(file, ec)) {
-    throw store::DatabaseError(SQLITE_CANTOPEN,
-                               "no database at " + file.string() + " (start referrald once to create it)");
+    throw store::DatabaseError::cannot_open("no database at " + file.string() +
+                                            " (start referrald once to create it)");
   }
   // Reading needs read access only: the connection is opened read-only.
   std::unique_ptr<store::Database> db;
   try {
     db = std::make_unique<store::Database>(file, write ? store::OpenMode::read_write : store::OpenMode::read_only);
   } catch (const store::DatabaseError& e) {
-    const int primary = e.code() & 0xff;
     const fs::path shm = file.string() + "-shm";
-    if (!write && (primary == SQLITE_READONLY || primary == SQLITE_CANTOPEN) && !fs::exists(shm, ec)) {
+    if (!write && (e.is_read_only() || e.is_cannot_open()) && !fs::exists(shm, ec)) {
       // WAL readers share an index in DATABASE-shm; with the daemon stopped
       // it is gone and only someone who may write the directory can make it.
       throw std::runtime_error("cannot read " + file.string() + " while referrald is stopped: SQLite must create " +
@@ -154,13 +152,12 @@ namespace {
 // ---- failures ----
 
 std::string database_message(const store::DatabaseError& e, const Context& c) {
-  const int primary = e.code() & 0xff;
   const std::string file = c.settings.database.string();
-  if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
+  if (e.is_locked()) {
     return "database " + file + " is locked: another process held it for more than " +
            format_duration(c.global.lock_wait) + " (a long purge, or an open sqlite3 shell?); try again, or wait longer with --wait";
   }
-  if (primary == SQLITE_READONLY) {
+  if (e.is_read_only()) {
     return "cannot change " + file + ": no write access (run as the referrald user or root); " + e.what();
   }
   return e.what();

@@ -159,6 +159,16 @@ const char* DatabaseError::unavailable_reason() const noexcept {
 
 bool DatabaseError::is_constraint() const noexcept { return (code_ & 0xff) == SQLITE_CONSTRAINT; }
 
+bool DatabaseError::is_locked() const noexcept {
+  return (code_ & 0xff) == SQLITE_BUSY || (code_ & 0xff) == SQLITE_LOCKED;
+}
+
+bool DatabaseError::is_read_only() const noexcept { return (code_ & 0xff) == SQLITE_READONLY; }
+
+bool DatabaseError::is_cannot_open() const noexcept { return (code_ & 0xff) == SQLITE_CANTOPEN; }
+
+DatabaseError DatabaseError::cannot_open(const std::string& what) { return DatabaseError(SQLITE_CANTOPEN, what); }
+
 // ---- Statement ----
 
 Statement::Statement(sqlite3* db, std::string_view sql) : db_(db), stmt_(nullptr) {

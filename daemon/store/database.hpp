@@ -26,6 +26,11 @@ class DatabaseError : public std::runtime_error {
   // unavailable (503) rather than the write being bad.
   bool is_unavailable() const noexcept;
   bool is_constraint() const noexcept;
+  bool is_locked() const noexcept;       // busy or locked: another connection held the lock too long
+  bool is_read_only() const noexcept;    // no write access to the file (or to its directory)
+  bool is_cannot_open() const noexcept;  // no such file, or no access to it
+  // The error for a database file that is not there to open.
+  static DatabaseError cannot_open(const std::string& what);
   // Why the store is unavailable, for /healthz and operators: a short phrase
   // ("the disk is full", "the database is locked by another connection" ...)
   // that names neither a statement nor data.
