@@ -2,9 +2,11 @@
 // storing nothing.
 #include "cli/commands.hpp"
 
+#include <cerrno>
 #include <fstream>
 #include <ostream>
 #include <sstream>
+#include <system_error>
 
 #include "cli/common.hpp"
 #include "intake/pipeline.hpp"

@@ -29,7 +29,7 @@ struct SubmissionOutcome {
   };
   Kind kind = Kind::unavailable;
   std::string id;
-  std::string response;                    // the 202 JSON body (accepted, replayed)
+  std::string response;                    // the AcceptedReply body, as stored (accepted, replayed)
   std::optional<Eligibility> eligibility;  // accepted
   std::optional<Urgency> urgency;          // accepted
   std::vector<FieldError> errors;          // invalid
