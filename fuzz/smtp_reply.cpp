@@ -40,7 +40,7 @@
 //     the login or the message ever leaves in cleartext;
 //   - the password never appears in the outcome, nor verbatim on the wire;
 //   - 5xx is never retried as transient, 4xx is never permanent, a failure
-//     with no reply is never permanent (PROTOCOLS.md §5), and the outcome's
+//     with no reply is never permanent (docs/channels.md#smtp), and the outcome's
 //     code is the reply code;
 //   - the outcome's message is one line of printable ASCII (it goes to the
 //     log and to the operator's screen).

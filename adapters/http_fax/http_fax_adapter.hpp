@@ -1,58 +1,9 @@
-// Fax through a commercial HTTP fax API (shared PROTOCOLS.md §4, the generic
-// contract; Phaxio v2's shape by default): a multipart/form-data POST of the
-// referral PDF and the destination number, over HTTPS on a CurlPool worker,
-// the certificate verified (ca_file for a private CA). Plain http:// is
-// refused except to a loopback address: the PDF is the referral itself.
-//
-// Target keys (config/target_keys.cpp):
-//   url, to                 where to POST; the destination fax number
-//   auth                    basic (username + password_file), header
-//                           (header_name: <password_file's line>) or none;
-//                           by default basic with a username, header with a
-//                           header_name, else none
-//   file_field, to_field    the form's field names (default "file", "to")
-//   id_path                 where the provider's id is in the JSON reply,
-//                           dotted (default "data.id")
-//   success_path            optional: a JSON value that must be true
-//                           (Phaxio: "success")
-//   status_url, status_path optional polling: GET status_url (its "{id}"
-//                           replaced) every poll_interval (default 10s), the
-//                           value at status_path looked up in
-//   status_delivered        (default ["success"])
-//   status_pending          (default ["queued", "pendingbatch", "inprogress"])
-//   status_retry            the call failed, send again (default ["failure"])
-//   status_failed           never send again (default ["partialsuccess"])
-//   ca_file, and the common timeout.
-//
-// Every submit carries "Idempotency-Key: <delivery identity>", so a submit
-// repeated after a lost reply or a crash is recognisable at the provider.
-// When the provider itself reports the call failed (status_retry), the next
-// attempt must fax again, so it sends "<identity>.after-<n>" instead (n: the
-// attempt that saw the failure).
-//
-// Polling keeps to a budget shorter than the target's timeout (by a tenth,
-// 1 s to 10 s), and poll_interval must fit into it twice: with polling, give
-// the target a timeout of several minutes. A fax still
-// pending when it runs out is a transient outcome; the adapter remembers its
-// id (in memory, per delivery identity), and the next attempt resumes polling
-// instead of submitting again. After a restart that memory is gone and the
-// Idempotency-Key is what keeps the repeat from faxing twice.
-//
-// Outcomes:
-//   submit: transport failure (connect, DNS, timeout)   transient
-//           certificate does not verify, bad ca_file     misconfigured
-//           HTTP 5xx, 408, 429                           transient
-//           HTTP 401, 403, 407, 404, 405, 3xx            misconfigured (credentials or URL)
-//           HTTP other 4xx                               permanent (the provider refuses this fax)
-//           HTTP 2xx, success_path not true              permanent
-//           HTTP 2xx without an id at id_path            misconfigured (the fax may have gone:
-//                                                        id_path is wrong; never resent)
-//           HTTP 2xx with an id, no status_url           delivered (external id = the provider's id)
-//   status: status_delivered -> delivered; status_failed -> permanent;
-//           status_retry -> transient; pending, an unknown value, 5xx/429/
-//           transport failures -> poll again until the budget runs out, then
-//           transient; 401/403/404 -> misconfigured.
-//   a document that cannot be rendered                   permanent
+// Fax through a commercial HTTP fax API (Phaxio v2's shape by default; field
+// names and JSON paths configurable): the referral PDF as multipart/form-data
+// over HTTPS with "Idempotency-Key: <delivery identity>", then, with a
+// status_url, polling the fax until it is final. Outcomes are classified
+// here, once. The request, the status lists, the outcome table, how repeats
+// are recognised and the target keys: docs/channels.md#http-fax.
 #pragma once
 
 #include <functional>

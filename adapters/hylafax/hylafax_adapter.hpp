@@ -1,31 +1,9 @@
-// Fax through a HylaFAX server, speaking its client protocol natively
-// (hfaxd, port 4559; see shared PROTOCOLS.md §3): log in, upload the referral
-// PDF (STOT on a passive data connection), create a job (JNEW, JPARM …),
-// submit it (JSUBM) and record HylaFAX's job id as the delivery's external id.
-//
-// Target keys (config/target_keys.cpp): host, user, password_file, dial,
-// notify_address, from_user, done_when ("queued" | "done"), poll_interval,
-// and the common timeout.
-//
-// Every job is tagged with the delivery's identity (JPARM JOBINFO, the qfile's
-// "jobtag:"). A repeated attempt first lists sendq and doneq for a job with
-// that tag: when one exists (and has not failed) it is taken instead of
-// submitting the fax again, so a lost reply or a crash after JSUBM does not
-// send the referral twice.
-//
-// done_when = "queued" (default): delivered once JSUBM is accepted.
-// done_when = "done": the adapter then polls the job (JOB n, JPARM STATE)
-// every poll_interval: DONE -> delivered, FAILED -> permanent. The whole
-// send, polling included, keeps to a budget shorter than the target's
-// timeout (by a tenth, at least 1 s and at most 10 s), so the adapter
-// reports "still SLEEPING" itself and QUITs cleanly before the dispatcher's
-// own deadline; the next attempt finds the job by its tag and resumes
-// polling. With "done", give the target a timeout of several minutes.
-//
-// Outcomes: connection failures, timeouts, 4xx (JSUBM 450/460 included) ->
-// transient; 530 and a missing password -> misconfigured; a 5xx to a JPARM
-// carrying a configured value -> misconfigured; other 5xx -> permanent; a
-// document that cannot be rendered -> permanent.
+// Fax through a HylaFAX server, speaking its client protocol to hfaxd
+// natively: upload the referral PDF, create and submit a job tagged with the
+// delivery identity, and with done_when = "done" poll it until it is sent,
+// within a budget shorter than the target's timeout. A repeated attempt takes
+// a job with its tag instead of faxing twice. The dialogue, the outcomes and
+// the target keys: docs/channels.md#hylafax.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>

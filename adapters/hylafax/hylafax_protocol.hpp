@@ -40,7 +40,7 @@ struct ListedJob {
 inline constexpr std::string_view job_listing_format = "%j|%a|%J";
 std::vector<ListedJob> parse_job_listing(std::string_view data);
 
-// A value is fit for a quoted JPARM argument: no '"', no control character,
+// A value is fit for a quoted JPARM argument: no '"', no '\\', no control character,
 // not empty. Configuration values are checked with this at start-up.
 bool quotable(std::string_view value);
 

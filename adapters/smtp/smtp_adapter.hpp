@@ -11,6 +11,7 @@
 // Every recipient must be accepted (no CURLOPT_MAIL_RCPT_ALLOWFAILS): one
 // refused address fails the whole delivery before DATA, so nobody gets a
 // message that others did not, and a retry never doubles a message.
+// The message, the dialogue and the target keys: docs/channels.md#smtp.
 #pragma once
 
 #include <chrono>
@@ -76,7 +77,7 @@ class SmtpAdapter final : public Adapter {
   std::optional<std::string> problem_;
 };
 
-// The outcome of one SMTP transfer, as PROTOCOLS.md §5 classifies it:
+// The outcome of one SMTP transfer (the table: docs/channels.md#smtp):
 // OK → delivered; authentication, certificate, STARTTLS and TLS handshake
 // failures → misconfigured; a 4xx reply → transient; a 5xx reply →
 // permanent (530/535, authentication required or refused, → misconfigured);

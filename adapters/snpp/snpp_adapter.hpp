@@ -1,22 +1,7 @@
-// Pages the referral office through an SNPP gateway (RFC 1861 levels 1-2;
-// see shared PROTOCOLS.md §1): LOGI, PAGE, MESS, SEND, QUIT. HylaFAX's hfaxd
-// (`hylafax = true`) also gets SITE FROMUSER <delivery identity> (the job's
-// "sender:", so a repeat is recognisable in its queue) and SITE JQUEUE yes
-// (SEND answers once the page is queued, not when the TAP call ends).
-//
-// The page carries no patient data: the reference number, the urgency, the
-// decision and the office's call-back number, e.g.
-//   "referrald R-20261128-7K3M9-TZQXA URGENT review call 1-888-226-4343"
-// It is always one page on one line (MESS). When it is longer than
-// max_message_length (default 128, hfaxd's limit) the least useful words go
-// first — "referrald", "call", the decision, the call-back number — and the
-// reference number and urgency stay. It is never split into several pages:
-// a split page can arrive out of order or in part, and a retry after a
-// partial failure would repeat the first part.
-//
-// Outcomes: 550/552 to PAGE -> permanent (unknown pager id); 4xx (421) and
-// 554 -> transient; 530/550 to LOGI (or 530 anywhere) -> misconfigured; other
-// 5xx to MESS/SEND -> permanent; connection failures, timeouts -> transient.
+// Pages the referral office through an SNPP gateway (RFC 1861 levels 1-2; or
+// HylaFAX's hfaxd with hylafax = true): one page on one line, never patient
+// data, shortened (never split) to max_message_length. The dialogue, the page
+// text, the outcomes and the target keys: docs/channels.md#snpp.
 #pragma once
 
 #include <cstddef>

@@ -1,6 +1,7 @@
 // The development target: each delivery becomes a JSON file in a directory,
 // written to a temporary name, fsynced and renamed into place, mode 0600. A
 // repeat of the same delivery replaces its own file, so a retry never doubles.
+// What the file holds and the outcomes: docs/channels.md#spool.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>

@@ -1,20 +1,9 @@
-// Pages the referral office through a WCTP 1.3 gateway (shared PROTOCOLS.md
-// §2): one enterprise wctp-SubmitRequest per delivery, an HTTPS POST of
-// text/xml on a CurlPool worker, the certificate verified (ca_file for a
-// private CA). The page is the one SNPP sends (snpp/page_text): reference
-// number, urgency, decision and the office's call-back number, never patient
-// data. messageID is the delivery identity, the same on every attempt, so a
-// host can recognise a repeat; urgent and emergent referrals are sent with
-// deliveryPriority="HIGH".
-//
-// Target keys (config/target_keys.cpp): url, sender_id, security_code_file,
-// recipient_id, ca_file, max_message_length (default 240), and the common
-// timeout. Plain http:// is refused except to a loopback address: the
-// securityCode travels in the body.
-//
-// A security_code_file that cannot be read is not thrown: the daemon keeps
-// taking referrals and every send reports misconfigured until the file is
-// fixed and the configuration reloaded. Outcomes: see wctp_message.hpp.
+// Pages the referral office through a WCTP 1.3 gateway: one enterprise
+// wctp-SubmitRequest per delivery, POSTed over HTTPS on a CurlPool worker,
+// carrying the SNPP page's text (never patient data) and the delivery
+// identity as messageID. A security_code_file that cannot be read makes every
+// send misconfigured instead of stopping the daemon. The document, the
+// outcomes and the target keys: docs/channels.md#wctp.
 #pragma once
 
 #include <cstddef>

@@ -1,4 +1,4 @@
-// WCTP 1.3 documents (shared PROTOCOLS.md §2), pure: the enterprise
+// WCTP 1.3 documents (docs/channels.md#wctp), pure: the enterprise
 // wctp-SubmitRequest referrald sends and the wctp-Confirmation it gets back,
 // both built and read with libxml2 (never by pasting text together), and
 // what each answer means for the delivery.
@@ -50,24 +50,11 @@ struct WctpConfirmation {
 // network is never consulted and no entity is expanded.
 std::optional<WctpConfirmation> parse_wctp_confirmation(std::string_view xml, std::string* problem);
 
-// What an answer means (PROTOCOLS.md §2: "retry only on 6xx and transport errors"):
-//
-//   answer                                              outcome
-//   --------------------------------------------------  -------------
-//   transport: connect, DNS, timeout, reset              transient
-//   transport: certificate does not verify, bad ca_file  misconfigured
-//   HTTP 5xx, 408, 429                                   transient
-//   HTTP 401, 403, 404, 405, 407, 3xx (no redirects)     misconfigured (the URL or access is wrong)
-//   HTTP other non-2xx                                   transient (PROTOCOLS: "a transport error")
-//   HTTP 2xx, body not a wctp-Confirmation               transient (the host may not have taken it)
-//   wctp-Success (any code)                              delivered (first-level acceptance)
-//   wctp-Failure 401 senderID, 402 securityCode          misconfigured
-//   wctp-Failure 403 recipientID                         permanent
-//   wctp-Failure 6xx (602/603 rate, 604 internal,        transient
-//                     605 unavailable)
-//   wctp-Failure other 3xx (301 unparsable, 302 invalid  permanent
-//     XML, 303 version), 4xx (405-408 time, 411 too
-//     long), 5xx (501 expired), any other code
+// What an answer means for the delivery, row by row in docs/channels.md#wctp:
+// wctp-Success is delivered; a wrong senderID or securityCode (401, 402), a
+// certificate that does not verify and refused HTTP access are misconfigured;
+// a WCTP 6xx, and any answer the host may not have acted on, are transient;
+// other failures are permanent.
 Outcome classify_wctp_confirmation(const WctpConfirmation& confirmation);
 Outcome classify_wctp_reply(const http_client::Reply& reply);
 

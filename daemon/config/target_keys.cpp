@@ -52,7 +52,7 @@ constexpr KeySpec http_fax_keys[] = {
     {"status_path", KeyKind::string, false},
     {"poll_interval", KeyKind::duration, false},
     {"ca_file", KeyKind::path, false},
-    // The generic contract's success test and status value map (PROTOCOLS.md §4).
+    // The success test and the status lists (docs/channels.md#http-fax).
     {"success_path", KeyKind::string, false},
     {"status_delivered", KeyKind::string_list, false},
     {"status_pending", KeyKind::string_list, false},

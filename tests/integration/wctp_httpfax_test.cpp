@@ -3,8 +3,8 @@
 // and tests/peers/fax_api_server.py, run by /usr/bin/python3). No paging
 // carrier or fax provider is reachable from a test machine, so these stand
 // in for them: real servers on free loopback ports, speaking WCTP 1.3 and a
-// Phaxio-shaped fax API as shared PROTOCOLS.md §2 and §4 describe, recording
-// every request they get. HTTPS certificates are made here with the openssl
+// Phaxio-shaped fax API (docs/channels.md#wctp, #http-fax; the servers:
+// docs/test-peers.md#wctp-host-and-fax-api), recording every request they get. HTTPS certificates are made here with the openssl
 // CLI; the daemon trusts them through the target's ca_file.
 //
 // What the tests check is what an operator would: the XML the pager host

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A private HylaFAX server for tests (see shared PEERS.md): a copy of the spool
+# A private HylaFAX server for tests (docs/test-peers.md): a copy of the spool
 # and /etc/hylafax in DIR, faxq and hfaxd on the given loopback ports, no modem
 # (jobs stay queued in DIR/sendq, which is what the tests read).
 #

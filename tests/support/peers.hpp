@@ -1,4 +1,4 @@
-// Real peers for integration tests (see shared PEERS.md): Debian's aiosmtpd
+// Real peers for integration tests (docs/test-peers.md): Debian's aiosmtpd
 // behind tests/peers/smtp_server.py and a private HylaFAX server (fax and
 // SNPP pager gateway), each on free loopback ports and killed, with its whole
 // process group, when the object goes away (also when a test fails).

@@ -1,5 +1,5 @@
 // The generic HTTP fax adapter's pure parts: settings checks, the multipart
-// body, JSON paths, the submit and status mappings of http_fax_adapter.hpp.
+// body, JSON paths, the submit and status mappings (docs/channels.md#http-fax).
 #include <gtest/gtest.h>
 
 #include <filesystem>

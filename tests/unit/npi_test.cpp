@@ -8,7 +8,7 @@ namespace referrald {
 namespace {
 
 // Check digits were computed by hand per CMS "Requirements for NPI Check
-// Digit" (PROTOCOLS.md §6) and cross-checked with an independent Luhn
+// Digit" (docs/architecture.md#npi-check-digit) and cross-checked with an independent Luhn
 // implementation over "80840" + the NPI.
 
 TEST(Npi, CmsWorkedExampleIsValid) {

@@ -1,5 +1,5 @@
 // The email as bytes on the wire (CRLF, folding, RFC 2047, MIME parts), the
-// SMTP outcome classes of PROTOCOLS.md §5, and the smtp target's settings.
+// SMTP outcome classes (docs/channels.md#smtp), and the smtp target's settings.
 #include <gtest/gtest.h>
 #include <unistd.h>
 

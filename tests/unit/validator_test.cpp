@@ -34,7 +34,7 @@ const std::string schema_path = REFERRALD_SOURCE_DIR "/schemas/referral.v1.schem
 // Fixed, so that the sample cases' dates (diagnosed 2026-10-02) stay in the past.
 const Date today{year{2026}, month{11}, day{28}};
 
-// /work/shared/cases/asps-routine.json
+// tests/data/asps-routine.json
 const char* const asps_routine = R"({
   "patient": {"given_name": "Ava", "family_name": "Nguyen", "birth_date": "2014-03-09",
               "sex": "female", "postal_code": "72401",
@@ -49,7 +49,7 @@ const char* const asps_routine = R"({
   "notes": "Painless mass in the left thigh for 5 months. MRI and pathology report available."
 })";
 
-// /work/shared/cases/asps-urgent.json
+// tests/data/asps-urgent.json
 const char* const asps_urgent = R"({
   "patient": {"given_name": "Mateo", "family_name": "Ortiz", "birth_date": "2011-07-21", "sex": "male"},
   "diagnosis": {"name": "ASPS, metastatic to lung", "pathology_confirmed": true},
@@ -59,7 +59,7 @@ const char* const asps_urgent = R"({
   "urgency": "urgent"
 })";
 
-// /work/shared/cases/invalid-npi.json
+// tests/data/invalid-npi.json
 const char* const invalid_npi = R"({
   "patient": {"given_name": "Ava", "family_name": "Nguyen", "birth_date": "2014-03-09", "sex": "female"},
   "diagnosis": {"name": "Alveolar soft part sarcoma"},
@@ -135,7 +135,7 @@ std::string repeat(std::string_view unit, std::size_t n) {
 }
 
 // ---------------------------------------------------------------------------
-// The shared sample cases
+// The sample cases (tests/data/)
 
 TEST_F(ValidatorTest, RoutineCaseFillsEveryField) {
   const Referral r = accepted(run(asps_routine));

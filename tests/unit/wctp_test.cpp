@@ -1,6 +1,6 @@
 // WCTP documents and outcomes: the submit request against the DTD (element
 // order, attribute values, escaping), the confirmation parser, and every row
-// of the code mapping in wctp_message.hpp.
+// of the code mapping (docs/channels.md#wctp).
 #include <gtest/gtest.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
