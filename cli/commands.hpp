@@ -1,5 +1,7 @@
 // referralctl's commands over the store. Each returns the process exit code;
-// main.cpp only parses the command line.
+// main.cpp only parses the command line. By group: read.cpp (list, show,
+// queue, stats), act.cpp (retry, cancel, hold, release), check.cpp (check),
+// maintain.cpp (purge, rekey); what they share: common.hpp.
 #pragma once
 
 #include <chrono>

@@ -1,6 +1,7 @@
 // referralctl: operators see and steer referrald's queue, like Postfix's
-// postqueue and postsuper. Parses the command line; cli/commands.cpp does
-// the work over the same store library as the daemon.
+// postqueue and postsuper. Parses the command line; the commands (cli/read.cpp,
+// act.cpp, check.cpp, maintain.cpp) do the work over the same store library
+// as the daemon.
 #include <CLI/CLI.hpp>
 
 #include <ctime>

@@ -24,7 +24,7 @@
 #include "check.hpp"
 #include "intake.hpp"
 #include "http/form_fields.hpp"
-#include "intake/submission.hpp"
+#include "intake/pipeline.hpp"
 
 namespace referrald::fuzz {
 namespace {
@@ -102,10 +102,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const auto& fields = std::get<http::FormFields>(read);
   for (const auto& [name, value] : fields.values) check_escaped(value);
 
-  const auto& [validator, rules] = intake();
+  const auto& [validator, policy] = intake();
   const std::string json = http::form_to_json(fields.values);
   check_carried(json, fields.values);
-  const auto result = check_submission(validator, rules, json, kToday);
+  const auto result = plan_intake(policy, validator, submission_of(json));
   require(!std::holds_alternative<MalformedInput>(result), "form_to_json produced JSON the validator cannot read");
   if (const auto* invalid = std::get_if<InvalidReferral>(&result)) {
     for (const auto& e : invalid->errors) {

@@ -1,14 +1,15 @@
-// What the JSON and form targets share: the validator and the rules, loaded
-// once from the tree, and a fixed day, so that an input decides the same way
-// on every run. The example rules, not the shipped ones: their catalogue has
-// diseases with open trials and their own age limits, so every branch of the
-// decision is reachable.
+// What the JSON and form targets share: the validator and the intake policy,
+// loaded once from the tree, and a fixed time, so that an input decides the
+// same way on every run. The example rules, not the shipped ones: their
+// catalogue has diseases with open trials and their own age limits, so every
+// branch of the decision is reachable. One route, which every referral
+// matches, so that the routing step runs too.
 #pragma once
 
 #include <chrono>
 
 #include "check.hpp"
-#include "intake/submission.hpp"
+#include "intake/pipeline.hpp"
 #include "rules/rules.hpp"
 
 namespace referrald::fuzz {
@@ -17,8 +18,17 @@ inline constexpr Date kToday{std::chrono::year{2026}, std::chrono::November, std
 
 struct Intake {
   ReferralValidator validator{source_path("schemas/referral.v1.schema.json")};
-  RuleSet rules = load_rules(source_path("config/rules.example.toml"));
+  IntakePolicy policy{load_rules(source_path("config/rules.example.toml")), {Route{{}, {}, {}, {"office"}}}, {}};
 };
+
+// A submission of `body` received at noon (UTC) on kToday.
+inline Submission submission_of(std::string body) {
+  Submission s;
+  s.channel = "api";
+  s.body = std::move(body);
+  s.received_at = std::chrono::sys_days{kToday} + std::chrono::hours{12};
+  return s;
+}
 
 inline const Intake& intake() {
   static const Intake instance;

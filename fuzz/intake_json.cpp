@@ -1,9 +1,9 @@
-// libFuzzer target: the body of POST /api/v1/referrals up to the decision.
-// check_submission() takes the steps IntakeService::submit takes before it
-// writes: JSON parsing (SAX, duplicate keys and depth seen while parsing),
-// the JSON Schema (valijson),
-// the semantic checks (dates, NPI check digit) and the eligibility decision
-// (rules and day: intake.hpp). The store is left out: nothing here writes.
+// libFuzzer target: the body of POST /api/v1/referrals up to its plan.
+// plan_intake() is the pipeline IntakeService::submit runs before it writes:
+// JSON parsing (SAX, duplicate keys and depth seen while parsing), the JSON
+// Schema (valijson), the semantic checks (dates, NPI check digit), the
+// eligibility decision and the routes (policy and time: intake.hpp). The
+// store is left out: nothing here writes.
 //
 // Besides "never crashes, never leaks, no UB", it checks what a client and
 // the office rely on:
@@ -18,10 +18,11 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "check.hpp"
 #include "intake.hpp"
-#include "intake/submission.hpp"
+#include "intake/pipeline.hpp"
 #include "rules/eligibility.hpp"
 
 namespace referrald::fuzz {
@@ -73,10 +74,10 @@ void check_decision(const Eligibility& eligibility, const RuleSet& rules) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace referrald;
   using namespace referrald::fuzz;
-  const auto& [validator, rules] = intake();
+  const auto& [validator, policy] = intake();
   const std::string_view body(reinterpret_cast<const char*>(data), size);
 
-  const auto result = check_submission(validator, rules, body, kToday);
+  const auto result = plan_intake(policy, validator, submission_of(std::string(body)));
   if (const auto* malformed = std::get_if<MalformedInput>(&result)) {
     check_malformed(*malformed);
     return 0;
@@ -85,18 +86,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check_invalid(*invalid);
     return 0;
   }
-  const auto& eligibility = std::get<Eligibility>(result);
-  check_decision(eligibility, rules);
+  const auto& plan = std::get<IntakePlan>(result);
+  check_decision(plan.eligibility, policy.rules);
+  require(plan.targets == std::vector<std::string>{"office"}, "the route every referral matches was not taken");
 
   // The stored form of an accepted body: valid again, decided the same.
-  const auto parsed = validator.validate(body, kToday);
-  const auto* referral = std::get_if<Referral>(&parsed);
-  require(referral != nullptr, "check_submission decided on a body validate() refuses");
-  const auto again = check_submission(validator, rules, referral->document, kToday);
-  const auto* same = std::get_if<Eligibility>(&again);
+  const auto again = plan_intake(policy, validator, submission_of(plan.referral.document));
+  const auto* same = std::get_if<IntakePlan>(&again);
   require(same != nullptr, "the stored document is not a valid referral");
-  require(same->decision == eligibility.decision && same->reasons == eligibility.reasons &&
-              same->disease == eligibility.disease,
+  require(same->eligibility.decision == plan.eligibility.decision &&
+              same->eligibility.reasons == plan.eligibility.reasons &&
+              same->eligibility.disease == plan.eligibility.disease,
           "the stored document decides differently from the body");
   return 0;
 }

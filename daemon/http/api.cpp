@@ -82,6 +82,18 @@ Response unauthorized() {
 
 }  // namespace
 
+std::string accepted_response(const std::string& id, const Eligibility& eligibility) {
+  json body;
+  body["id"] = id;
+  body["decision"] = std::string(to_string(eligibility.decision));
+  body["reasons"] = json::array();
+  for (const auto& r : eligibility.reasons) {
+    body["reasons"].push_back({{"code", r.code}, {"message", r.message}});
+  }
+  body["status_url"] = std::string(kReferralsPath) + "/" + id;
+  return body.dump();
+}
+
 Api::Api(IntakeService& intake, store::Writer& writer, store::ReaderPool& readers, std::vector<Sha256> api_keys)
     : intake_(intake), writer_(writer), readers_(readers), api_keys_(std::move(api_keys)) {}
 
@@ -168,12 +180,12 @@ asio::awaitable<Response> Api::handle(const Request& request) {
 
 // The head has passed check(): the key, media type and Idempotency-Key are sound.
 asio::awaitable<Response> Api::submit(const Request& request, const std::string& client) {
-  SubmissionRequest submission;
+  Submission submission;
   submission.body = request.body;
   submission.channel = "api";
   submission.client = client;
   if (const auto* key = request.header("idempotency-key")) submission.idempotency_key = *key;
-  auto outcome = co_await async_submit(intake_, std::move(submission));
+  auto outcome = co_await async_submit(intake_, std::move(submission), accepted_response);
   using Kind = SubmissionOutcome::Kind;
   Response response;
   switch (outcome.kind) {

@@ -605,14 +605,14 @@ struct Form::Impl {
     state.submission = std::move(fields.submission_token);
     if (!is_token(state.submission)) co_return bad_request("The form was incomplete.");
 
-    SubmissionRequest submission;
+    Submission submission;
     submission.body = form_to_json(state.values);
     submission.channel = "form";
     submission.client = client_of(cookie_token->browser);
     // One key per rendered form: a double click, a reload or the back button
     // and a second press send it again, and the store answers with the first.
     submission.idempotency_key = state.submission;
-    auto outcome = co_await async_submit(intake, std::move(submission));
+    auto outcome = co_await async_submit(intake, std::move(submission), accepted_response);
 
     using Kind = SubmissionOutcome::Kind;
     switch (outcome.kind) {

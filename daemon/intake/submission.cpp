@@ -1,26 +1,10 @@
 #include "intake/submission.hpp"
 
-#include <nlohmann/json.hpp>
-
-#include "rules/eligibility.hpp"
 #include "store/store.hpp"
 #include "util/crypto.hpp"
-#include "util/dates.hpp"
 #include "util/ids.hpp"
 
 namespace referrald {
-
-std::string accepted_response(const std::string& id, const Eligibility& eligibility) {
-  nlohmann::ordered_json body;
-  body["id"] = id;
-  body["decision"] = std::string(to_string(eligibility.decision));
-  body["reasons"] = nlohmann::ordered_json::array();
-  for (const auto& r : eligibility.reasons) {
-    body["reasons"].push_back({{"code", r.code}, {"message", r.message}});
-  }
-  body["status_url"] = "/api/v1/referrals/" + id;
-  return body.dump();
-}
 
 IntakeService::IntakeService(const ReferralValidator& validator, store::Writer& writer, const Clock& clock,
                              std::shared_ptr<const IntakePolicy> policy)
@@ -36,19 +20,10 @@ std::shared_ptr<const IntakePolicy> IntakeService::policy() const {
   return policy_;
 }
 
-std::variant<Eligibility, MalformedInput, InvalidReferral> check_submission(const ReferralValidator& validator,
-                                                                            const RuleSet& rules,
-                                                                            std::string_view body, Date today) {
-  auto result = validator.validate(body, today);
-  if (auto* malformed = std::get_if<MalformedInput>(&result)) return std::move(*malformed);
-  if (auto* invalid = std::get_if<InvalidReferral>(&result)) return std::move(*invalid);
-  return decide(rules, std::get<Referral>(result), today);
-}
-
-void IntakeService::submit(SubmissionRequest request, Completion done) {
+void IntakeService::submit(Submission submission, const AcceptedReply& reply, Completion done) {
   using Kind = SubmissionOutcome::Kind;
-  const auto now = clock_.now();
-  auto result = validator_.validate(request.body, utc_date(now));
+  submission.received_at = clock_.now();
+  auto result = plan_intake(*policy(), validator_, submission);
   if (auto* malformed = std::get_if<MalformedInput>(&result)) {
     SubmissionOutcome out;
     out.kind = Kind::malformed;
@@ -63,30 +38,27 @@ void IntakeService::submit(SubmissionRequest request, Completion done) {
     done(std::move(out));
     return;
   }
-  auto& referral = std::get<Referral>(result);
-  const auto p = policy();
-  auto eligibility = decide(p->rules, referral, utc_date(now));
-  const bool after_hours = is_after_hours(p->hours, now);
+  auto& plan = std::get<IntakePlan>(result);
 
   auto row = std::make_shared<store::NewReferral>();
-  row->id = new_referral_id(now);
-  row->received_at = now;
-  row->decision = eligibility.decision;
-  row->urgency = referral.urgency;
-  row->reasons = eligibility.reasons;
-  row->disease = eligibility.disease;
-  row->channel = request.channel;
-  row->client = request.client;
-  row->idempotency_key = request.idempotency_key;
-  row->request_hash = sha256_hex(request.body);
-  row->document = std::move(referral.document);
-  row->response = accepted_response(row->id, eligibility);
-  row->targets = route_targets(p->routes, {eligibility.decision, referral.urgency, after_hours});
+  row->id = new_referral_id(submission.received_at);
+  row->received_at = submission.received_at;
+  row->decision = plan.eligibility.decision;
+  row->urgency = plan.referral.urgency;
+  row->reasons = plan.eligibility.reasons;
+  row->disease = plan.eligibility.disease;
+  row->channel = std::move(submission.channel);
+  row->client = std::move(submission.client);
+  row->idempotency_key = std::move(submission.idempotency_key);
+  row->request_hash = sha256_hex(submission.body);
+  row->document = std::move(plan.referral.document);
+  row->response = reply(row->id, plan.eligibility);
+  row->targets = std::move(plan.targets);
 
   auto inserted = std::make_shared<store::InsertResult>();
   writer_.submit(
       [row, inserted](store::Database& db) { *inserted = store::insert_referral(db, *row); },
-      [row, inserted, eligibility = std::move(eligibility), urgency = referral.urgency,
+      [row, inserted, eligibility = std::move(plan.eligibility), urgency = plan.referral.urgency,
        planned = deliveries_planned_, done = std::move(done)](store::JobResult job) mutable {
         SubmissionOutcome out;
         switch (job.status) {

@@ -5,28 +5,13 @@
 
 #include "rules/matching.hpp"
 #include "util/dates.hpp"
+#include "util/strings.hpp"
 
 namespace referrald {
 namespace {
 
 // Sentences name the disease and the figures, never the patient: they travel
 // in API answers, emails and the audit trail.
-
-bool equal_ignoring_case(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
-           return lower(x) == lower(y);
-         });
-}
-
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& item : items) {
-    if (!out.empty()) out += ", ";
-    out += item;
-  }
-  return out;
-}
 
 bool is_qualified(const RuleSet& rules, const std::string& credential) {
   return std::any_of(rules.qualified_credentials.begin(), rules.qualified_credentials.end(),

@@ -12,6 +12,7 @@
 
 #include "rules/matching.hpp"
 #include "util/config_error.hpp"
+#include "util/strings.hpp"
 
 namespace referrald {
 namespace {
@@ -21,16 +22,6 @@ constexpr std::string_view credentials[] = {"MD", "DO", "NP", "PA", "RN", "other
 constexpr std::int64_t oldest_age_limit = 120;  // the intake refuses birth dates older than this
 
 int line_of(const toml::source_region& where) { return static_cast<int>(where.begin.line); }
-
-template <typename Range>
-std::string join(const Range& items) {
-  std::string out;
-  for (const auto& item : items) {
-    if (!out.empty()) out += ", ";
-    out += item;
-  }
-  return out;
-}
 
 std::string quote_value(std::string_view s) {
   std::string out = "\"";

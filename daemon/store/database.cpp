@@ -159,6 +159,16 @@ const char* DatabaseError::unavailable_reason() const noexcept {
 
 bool DatabaseError::is_constraint() const noexcept { return (code_ & 0xff) == SQLITE_CONSTRAINT; }
 
+bool DatabaseError::is_locked() const noexcept {
+  return (code_ & 0xff) == SQLITE_BUSY || (code_ & 0xff) == SQLITE_LOCKED;
+}
+
+bool DatabaseError::is_read_only() const noexcept { return (code_ & 0xff) == SQLITE_READONLY; }
+
+bool DatabaseError::is_cannot_open() const noexcept { return (code_ & 0xff) == SQLITE_CANTOPEN; }
+
+DatabaseError DatabaseError::cannot_open(const std::string& what) { return DatabaseError(SQLITE_CANTOPEN, what); }
+
 // ---- Statement ----
 
 Statement::Statement(sqlite3* db, std::string_view sql) : db_(db), stmt_(nullptr) {
@@ -348,6 +358,10 @@ Database::~Database() {
   sqlite3_close_v2(db_);
 }
 
+void Database::set_busy_timeout(std::chrono::milliseconds wait) {
+  sqlite3_busy_timeout(db_, static_cast<int>(wait.count()));
+}
+
 void Database::exec(std::string_view sql) {
   const std::string text(sql);
   const int rc = sqlite3_exec(db_, text.c_str(), nullptr, nullptr, nullptr);
@@ -376,6 +390,33 @@ std::int64_t Database::data_version() {
   const std::int64_t v = st.column_int(0);
   st.reset();
   return v;
+}
+
+ReadTransaction::ReadTransaction(Database& db) : db_(db) { db_.exec("BEGIN"); }
+
+ReadTransaction::~ReadTransaction() {
+  try {
+    db_.exec("COMMIT");
+  } catch (...) {
+    // Read-only: nothing to lose.
+  }
+}
+
+WriteTransaction::WriteTransaction(Database& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }
+
+WriteTransaction::~WriteTransaction() {
+  if (done_) return;
+  try {
+    db_.exec("ROLLBACK");
+  } catch (...) {
+    // SQLite may have rolled back already (an I/O error, say): the error
+    // that ended the transaction is the one worth reporting.
+  }
+}
+
+void WriteTransaction::commit() {
+  db_.exec("COMMIT");
+  done_ = true;
 }
 
 }  // namespace referrald::store

@@ -2,6 +2,7 @@
 // typed binds, and errors as exceptions that keep SQLite's code.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -25,6 +26,11 @@ class DatabaseError : public std::runtime_error {
   // unavailable (503) rather than the write being bad.
   bool is_unavailable() const noexcept;
   bool is_constraint() const noexcept;
+  bool is_locked() const noexcept;       // busy or locked: another connection held the lock too long
+  bool is_read_only() const noexcept;    // no write access to the file (or to its directory)
+  bool is_cannot_open() const noexcept;  // no such file, or no access to it
+  // The error for a database file that is not there to open.
+  static DatabaseError cannot_open(const std::string& what);
   // Why the store is unavailable, for /healthz and operators: a short phrase
   // ("the disk is full", "the database is locked by another connection" ...)
   // that names neither a statement nor data.
@@ -76,6 +82,9 @@ class Database {
 
   void exec(std::string_view sql);
   Statement prepare(std::string_view sql);
+  // How long a statement waits for another connection's lock before it
+  // fails with SQLITE_BUSY.
+  void set_busy_timeout(std::chrono::milliseconds wait);
   // A statement prepared once and cached by its SQL text.
   Statement& cached(std::string_view sql);
   std::int64_t last_insert_rowid() const;
@@ -97,6 +106,35 @@ class Database {
   std::shared_ptr<const KeyRing> payload_keys_;
   sqlite3* db_ = nullptr;
   std::unique_ptr<Cache> cache_;
+};
+
+// One snapshot for everything read inside it (BEGIN ... COMMIT at the end
+// of its scope): a reading command shows one consistent state.
+class ReadTransaction {
+ public:
+  explicit ReadTransaction(Database& db);
+  ~ReadTransaction();
+  ReadTransaction(const ReadTransaction&) = delete;
+  ReadTransaction& operator=(const ReadTransaction&) = delete;
+
+ private:
+  Database& db_;
+};
+
+// Takes the write lock up front (BEGIN IMMEDIATE, waiting the busy timeout
+// for it), so what was read inside is what is changed. Rolled back at the end
+// of its scope unless commit() was called.
+class WriteTransaction {
+ public:
+  explicit WriteTransaction(Database& db);
+  ~WriteTransaction();
+  void commit();
+  WriteTransaction(const WriteTransaction&) = delete;
+  WriteTransaction& operator=(const WriteTransaction&) = delete;
+
+ private:
+  Database& db_;
+  bool done_ = false;
 };
 
 }  // namespace referrald::store

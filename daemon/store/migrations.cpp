@@ -397,36 +397,26 @@ void migrate(Database& db, int target) {
   } keys_off{db, rebuilds};
   if (rebuilds) db.exec("PRAGMA foreign_keys = OFF");
 
-  db.exec("BEGIN IMMEDIATE");
-  try {
-    // Again under the lock: another process may have migrated meanwhile.
-    const int from = checked_version(db);
-    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count();
-    for (const Migration& m : migrations) {
-      if (m.version <= from || m.version > target) continue;
-      db.exec(m.sql);
-      if (m.then != nullptr) m.then(db);
-      if (m.rebuilds && db.prepare("PRAGMA foreign_key_check").step()) {
-        throw DatabaseError(SQLITE_CONSTRAINT_FOREIGNKEY,
-                            "migration to schema version " + std::to_string(m.version) +
-                                " would leave rows whose parent row is missing (PRAGMA foreign_key_check)");
-      }
-      Statement record = db.prepare("INSERT INTO schema_version (version, applied_ms) VALUES (?1, ?2)");
-      record.bind(1, std::int64_t{m.version}).bind(2, std::int64_t{now_ms});
-      record.run();
+  WriteTransaction write(db);
+  // Again under the lock: another process may have migrated meanwhile.
+  const int from = checked_version(db);
+  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  for (const Migration& m : migrations) {
+    if (m.version <= from || m.version > target) continue;
+    db.exec(m.sql);
+    if (m.then != nullptr) m.then(db);
+    if (m.rebuilds && db.prepare("PRAGMA foreign_key_check").step()) {
+      throw DatabaseError(SQLITE_CONSTRAINT_FOREIGNKEY,
+                          "migration to schema version " + std::to_string(m.version) +
+                              " would leave rows whose parent row is missing (PRAGMA foreign_key_check)");
     }
-    db.exec("COMMIT");
-  } catch (...) {
-    try {
-      db.exec("ROLLBACK");
-    } catch (const DatabaseError&) {
-      // SQLite may already have rolled back (e.g. on an I/O error); the
-      // original error is the one worth reporting.
-    }
-    throw;
+    Statement record = db.prepare("INSERT INTO schema_version (version, applied_ms) VALUES (?1, ?2)");
+    record.bind(1, std::int64_t{m.version}).bind(2, std::int64_t{now_ms});
+    record.run();
   }
+  write.commit();
 }
 
 }  // namespace referrald::store

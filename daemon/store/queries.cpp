@@ -3,13 +3,13 @@
 #include <sqlite3.h>
 
 #include <algorithm>
-#include <cctype>
 #include <map>
 #include <unordered_set>
 
 #include "store/payload.hpp"
 #include "store/rows.hpp"
 #include "util/ids.hpp"
+#include "util/strings.hpp"
 
 namespace referrald::store {
 
@@ -41,11 +41,6 @@ Urgency urgency_at(const Statement& st, int column) {
   const auto u = parse_urgency(st.column_text(column));
   if (!u) unexpected_value("referrals.urgency");
   return *u;
-}
-
-std::string upper(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return s;
 }
 
 bool all_digits(const std::string& s) {
@@ -251,6 +246,14 @@ std::vector<QueueEntry> queue_entries(Database& db, const QueueFilter& filter) {
   std::vector<QueueEntry> rows;
   while (st.step()) rows.push_back({read_delivery(st), urgency_at(st, delivery_column_count)});
   return rows;
+}
+
+std::int64_t count_dead(Database& db, const std::optional<std::string>& target) {
+  Statement st = db.prepare("SELECT count(*) FROM deliveries INDEXED BY deliveries_state_target WHERE state = 'dead'" +
+                            std::string(target ? " AND target = ?1" : ""));
+  if (target) st.bind(1, std::string_view(*target));
+  st.step();
+  return st.column_int(0);
 }
 
 // ---- stats ----
@@ -513,6 +516,8 @@ std::int64_t count_received_before(Database& db, TimePoint cutoff) {
 }
 
 // ---- rekey ----
+
+void zero_freed_space(Database& db) { db.exec("PRAGMA secure_delete = ON"); }
 
 RekeyBatch rekey_referrals(Database& db, const std::optional<std::string>& after, int limit,
                            const std::string& actor, TimePoint now) {

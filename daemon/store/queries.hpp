@@ -105,6 +105,8 @@ struct QueueEntry {
 // Deliveries not yet final (pending, sending, retry, held), soonest next
 // attempt first.
 std::vector<QueueEntry> queue_entries(Database& db, const QueueFilter& filter);
+// Dead deliveries (to one target, or to any): what the queue no longer shows.
+std::int64_t count_dead(Database& db, const std::optional<std::string>& target);
 
 // ---- stats ----
 
@@ -196,6 +198,10 @@ void purge_referral(Database& db, const PurgeCandidate& referral, const std::str
 std::int64_t count_received_before(Database& db, TimePoint cutoff);
 
 // ---- rekey ----
+
+// Makes SQLite zero the bytes a document is rewritten over on this
+// connection, rather than leave them in free pages (PRAGMA secure_delete).
+void zero_freed_space(Database& db);
 
 struct RekeyBatch {
   std::optional<std::string> last_id;  // where the next batch starts; nullopt: none was examined

@@ -25,26 +25,6 @@ using json = nlohmann::json;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-// Direct SQLite access: the test checks the file, not referralctl's reading of it.
-long long scalar(const fs::path& db, const std::string& sql) {
-  sqlite3* handle = nullptr;
-  if (sqlite3_open_v2(db.c_str(), &handle, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
-    sqlite3_close(handle);
-    return -1;
-  }
-  sqlite3_busy_timeout(handle, 5000);
-  sqlite3_stmt* stmt = nullptr;
-  long long n = -1;
-  if (sqlite3_prepare_v2(handle, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK) {
-    const int rc = sqlite3_step(stmt);
-    if (rc == SQLITE_ROW) n = sqlite3_column_int64(stmt, 0);
-    if (rc == SQLITE_DONE) n = sqlite3_changes(handle);
-  }
-  sqlite3_finalize(stmt);
-  sqlite3_close(handle);
-  return n;
-}
-
 std::set<std::string> keys(const json& object) {
   std::set<std::string> out;
   for (const auto& [k, v] : object.items()) out.insert(k);

@@ -655,21 +655,37 @@ std::string referral_json(const std::string& given_name, const std::string& birt
          R"("urgency":")" + urgency + R"("})";
 }
 
-long long count_rows(const fs::path& db, const std::string& sql) {
+namespace {
+
+// One statement on its own connection: its first row's first column, or
+// with `changes` the rows it changed when it returns no row; -1 otherwise.
+long long one_value(const fs::path& db, const std::string& sql, int open_flags, bool changes) {
   sqlite3* handle = nullptr;
-  if (sqlite3_open_v2(db.c_str(), &handle, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+  if (sqlite3_open_v2(db.c_str(), &handle, open_flags, nullptr) != SQLITE_OK) {
     sqlite3_close(handle);
     return -1;
   }
   sqlite3_busy_timeout(handle, 5000);
   sqlite3_stmt* stmt = nullptr;
   long long n = -1;
-  if (sqlite3_prepare_v2(handle, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW) {
-    n = sqlite3_column_int64(stmt, 0);
+  if (sqlite3_prepare_v2(handle, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK) {
+    const int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) n = sqlite3_column_int64(stmt, 0);
+    if (rc == SQLITE_DONE && changes) n = sqlite3_changes(handle);
   }
   sqlite3_finalize(stmt);
   sqlite3_close(handle);
   return n;
+}
+
+}  // namespace
+
+long long count_rows(const fs::path& db, const std::string& sql) {
+  return one_value(db, sql, SQLITE_OPEN_READONLY, false);
+}
+
+long long scalar(const fs::path& db, const std::string& sql) {
+  return one_value(db, sql, SQLITE_OPEN_READWRITE, true);
 }
 
 bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds limit) {

@@ -274,6 +274,10 @@ std::string referral_json(const std::string& given_name, const std::string& birt
 // sqlite3 C API directly (the test checks the file, not referrald's store
 // code); -1 when the database cannot be read.
 long long count_rows(const std::filesystem::path& db, const std::string& sql);
+// The same for any statement, on a read-write connection: the first column
+// of its first row, or the number of rows it changed when it returns none
+// (an UPDATE that breaks a row on purpose); -1 when it cannot run.
+long long scalar(const std::filesystem::path& db, const std::string& sql);
 
 // The first column of the first row of `sql` as text (NULL as ""), read the
 // same way; nullopt for no row or a database that cannot be read.

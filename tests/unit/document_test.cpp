@@ -14,6 +14,7 @@
 #include "adapters/document/referral_fields.hpp"
 #include "adapters/document/referral_pdf.hpp"
 #include "adapters/document/referral_text.hpp"
+#include "support/harness.hpp"
 #include "support/peers.hpp"
 
 namespace referrald {
@@ -64,13 +65,6 @@ class Pdf : public ::testing::Test {
  protected:
   void SetUp() override {
     if (output_of("command -v pdftotext").empty()) GTEST_SKIP() << "pdftotext (poppler-utils) is not installed";
-    char pattern[] = "/tmp/referrald-document-XXXXXX";
-    ASSERT_NE(::mkdtemp(pattern), nullptr);
-    dir_ = pattern;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    if (!dir_.empty()) fs::remove_all(dir_, ec);
   }
 
   // The PDF's text as pdftotext extracts it (reading order, not layout).
@@ -88,7 +82,7 @@ class Pdf : public ::testing::Test {
     return std::stoi(m[1]);
   }
 
-  fs::path dir_;
+  test::TempDir dir_;
   int count_ = 0;
 };
 

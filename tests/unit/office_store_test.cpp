@@ -2,9 +2,7 @@
 // real SQLite file: status changes, the escalation ladder's rows, tokens and
 // duplicates.
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
-#include <filesystem>
 #include <memory>
 
 #include "store/audit_chain.hpp"
@@ -12,11 +10,13 @@
 #include "store/payload.hpp"
 #include "store/queries.hpp"
 #include "store/store.hpp"
+#include "support/harness.hpp"
 #include "util/key_ring.hpp"
 
 using namespace referrald;
 using namespace referrald::store;
 using namespace std::chrono_literals;
+using referrald::test::TempDir;
 
 namespace {
 
@@ -25,15 +25,8 @@ const TimePoint t0 = from_millis(1'795'000'000'000);  // late 2026
 class OfficeStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = (std::filesystem::temp_directory_path() / "referrald-office-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir = pattern;
     db = std::make_unique<Database>(dir / "referrald.db", OpenMode::read_write_create);
     migrate(*db);
-  }
-  void TearDown() override {
-    db.reset();
-    std::filesystem::remove_all(dir);
   }
 
   NewReferral referral(const std::string& id, TimePoint received) {
@@ -75,7 +68,7 @@ class OfficeStoreTest : public ::testing::Test {
     return st.column_int(0);
   }
 
-  std::filesystem::path dir;
+  TempDir dir;
   std::unique_ptr<Database> db;
 };
 

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "store/payload.hpp"
+#include "support/harness.hpp"
 #include "util/key_ring.hpp"
 
 namespace referrald {
@@ -97,13 +98,6 @@ TEST(KeyFile, OneWithoutKeysIsRefused) {
 
 class KeyFileOnDisk : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "referrald-keys-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   fs::path write(const std::string& text, mode_t mode) {
     const fs::path file = dir_ / "keys";
     std::ofstream(file) << text;
@@ -111,7 +105,7 @@ class KeyFileOnDisk : public ::testing::Test {
     return file;
   }
 
-  fs::path dir_;
+  test::TempDir dir_;
 };
 
 TEST_F(KeyFileOnDisk, AFileOthersMayReadIsRefusedUnlessTrusted) {

@@ -11,6 +11,7 @@
 #include "adapters/document/referral_pdf.hpp"
 #include "adapters/smtp/mail_message.hpp"
 #include "adapters/smtp/smtp_adapter.hpp"
+#include "support/harness.hpp"
 
 namespace referrald {
 namespace {
@@ -263,15 +264,6 @@ TEST(SmtpOutcome, ClassesAsProtocolsSection5) {
 
 class SmtpTarget : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char pattern[] = "/tmp/referrald-smtp-XXXXXX";
-    ASSERT_NE(::mkdtemp(pattern), nullptr);
-    dir_ = pattern;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
   TargetConfig target() const {
     TargetConfig t;
     t.name = "office-email";
@@ -281,7 +273,7 @@ class SmtpTarget : public ::testing::Test {
     t.settings["to"] = std::vector<std::string>{"referrals@hospital.example"};
     return t;
   }
-  fs::path dir_;
+  test::TempDir dir_;
   CurlPool curl_{1};
 };
 

@@ -15,6 +15,7 @@
 #include "store/audit_chain.hpp"
 #include "store/database.hpp"
 #include "store/store.hpp"
+#include "support/harness.hpp"
 
 using namespace referrald;
 using namespace referrald::store;
@@ -22,24 +23,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "referrald-store-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
+using referrald::test::TempDir;
 
 const TimePoint t0 = from_millis(1'795'000'000'000);  // late 2026
 

@@ -4,6 +4,9 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <string>
+#include <string_view>
+#include <vector>
 
 #include "util/config_error.hpp"
 #include "util/crypto.hpp"
@@ -11,6 +14,7 @@
 #include "util/duration.hpp"
 #include "util/ids.hpp"
 #include "util/secret_file.hpp"
+#include "util/strings.hpp"
 
 namespace referrald {
 namespace {
@@ -110,6 +114,40 @@ TEST(SecretFile, ReadsOneLineAndNamesTheFileNotTheSecret) {
   EXPECT_FALSE(read_secret_file((dir / "missing").string(), "", &problem));
   EXPECT_EQ(problem.rfind("cannot read " + (dir / "missing").string() + ": ", 0), 0U) << problem;
   std::filesystem::remove_all(dir);
+}
+
+TEST(Strings, UpperAndLowerChangeAsciiLettersOnly) {
+  EXPECT_EQ(upper("r-20261128-7k3m9-tzqxa.office-fax"), "R-20261128-7K3M9-TZQXA.OFFICE-FAX");
+  EXPECT_EQ(lower("Application/JSON; Charset=UTF-8"), "application/json; charset=utf-8");
+  // A name's letters beyond ASCII are left as they are, byte for byte.
+  EXPECT_EQ(upper("\u0141ucja \u00e9"), "\u0141UCJA \u00e9");
+  EXPECT_EQ(lower("\u00c9MILE"), "\u00c9mile");
+  EXPECT_EQ(upper(""), "");
+}
+
+TEST(Strings, EqualIgnoringCase) {
+  EXPECT_TRUE(equal_ignoring_case("md", "MD"));
+  EXPECT_TRUE(equal_ignoring_case("Bearer", "bEARER"));
+  EXPECT_FALSE(equal_ignoring_case("MD", "MD "));
+  EXPECT_FALSE(equal_ignoring_case("DO", "NP"));
+  EXPECT_FALSE(equal_ignoring_case("\u00e9", "\u00c9"));  // ASCII only
+}
+
+TEST(Strings, TrimTakesWhiteSpaceOffBothEndsOnly) {
+  EXPECT_EQ(trim("  Ava \t"), "Ava");
+  EXPECT_EQ(trim("\r\n250 OK\r\n"), "250 OK");
+  EXPECT_EQ(trim("two  words"), "two  words");
+  EXPECT_EQ(trim(" \t\f\v "), "");
+  EXPECT_EQ(trim(""), "");
+}
+
+TEST(Strings, JoinPutsTheSeparatorBetweenItems) {
+  EXPECT_EQ(join(std::vector<std::string>{"MD", "DO", "NP"}), "MD, DO, NP");
+  EXPECT_EQ(join(std::vector<std::string_view>{"a", "b"}, " or "), "a or b");
+  EXPECT_EQ(join(std::vector<std::string>{"only"}), "only");
+  EXPECT_EQ(join(std::vector<std::string>{}), "");
+  // An empty item still takes its place.
+  EXPECT_EQ(join(std::vector<std::string>{"", "x"}, "/"), "/x");
 }
 
 }  // namespace

@@ -20,6 +20,7 @@
 
 #include "store/store.hpp"
 #include "store/writer.hpp"
+#include "support/harness.hpp"
 
 using namespace referrald;
 using namespace referrald::store;
@@ -29,24 +30,7 @@ namespace {
 
 constexpr auto deadline = 60s;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "referrald-writer-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
+using referrald::test::TempDir;
 
 const TimePoint t0 = from_millis(1'795'000'000'000);
 

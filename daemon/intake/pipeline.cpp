@@ -1,0 +1,22 @@
+#include "intake/pipeline.hpp"
+
+#include "rules/eligibility.hpp"
+#include "util/dates.hpp"
+
+namespace referrald {
+
+IntakeResult plan_intake(const IntakePolicy& policy, const ReferralValidator& validator,
+                         const Submission& submission) {
+  const Date today = utc_date(submission.received_at);
+  auto result = validator.validate(submission.body, today);
+  if (auto* malformed = std::get_if<MalformedInput>(&result)) return std::move(*malformed);
+  if (auto* invalid = std::get_if<InvalidReferral>(&result)) return std::move(*invalid);
+  IntakePlan plan;
+  plan.referral = std::move(std::get<Referral>(result));
+  plan.eligibility = decide(policy.rules, plan.referral, today);
+  plan.after_hours = is_after_hours(policy.hours, submission.received_at);
+  plan.targets = route_targets(policy.routes, {plan.eligibility.decision, plan.referral.urgency, plan.after_hours});
+  return plan;
+}
+
+}  // namespace referrald

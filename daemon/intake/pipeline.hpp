@@ -1,0 +1,53 @@
+// The intake pipeline: what a submission becomes before anything is stored.
+// Validate, decide, tell business hours from after hours, route: one pure
+// function, so that the daemon (IntakeService::submit, which then stores the
+// plan), `referralctl check` and the JSON intake fuzz target take the same
+// steps in the same order. Knows nothing of HTTP or of the store.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "intake/validator.hpp"
+#include "model/referral.hpp"
+#include "routing/business_hours.hpp"
+#include "routing/routing.hpp"
+#include "rules/rules.hpp"
+
+namespace referrald {
+
+// What decides and routes; the daemon replaces it as a whole on reload.
+struct IntakePolicy {
+  RuleSet rules;
+  std::vector<Route> routes;
+  BusinessHours hours;
+};
+
+// What arrived, on whichever channel.
+struct Submission {
+  std::string channel;  // "api" | "form": the way it came in
+  std::string client;   // who sent it: the API key's fingerprint, or the form's client id
+  std::string body;     // the referral as JSON text
+  std::optional<std::string> idempotency_key;
+  std::chrono::system_clock::time_point received_at{};  // sets "today" (the dates' bound) and after hours
+};
+
+// A valid submission's plan: what the store writes in one transaction.
+struct IntakePlan {
+  Referral referral;                 // validated; referral.document is the form the store keeps
+  Eligibility eligibility;           // the decision and its reasons
+  bool after_hours = false;          // at received_at, by the office hours
+  std::vector<std::string> targets;  // one delivery each: the targets of the routes that match
+};
+
+// The plan, or why there is none: the body is not JSON that can be read
+// (MalformedInput, HTTP 400), or not a valid referral (InvalidReferral, 422).
+using IntakeResult = std::variant<IntakePlan, MalformedInput, InvalidReferral>;
+
+IntakeResult plan_intake(const IntakePolicy& policy, const ReferralValidator& validator,
+                         const Submission& submission);
+
+}  // namespace referrald
