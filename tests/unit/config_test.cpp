@@ -130,12 +130,14 @@ web = "../web/"
 
 TEST_F(ConfigTest, UnknownKeyInSectionAndUnknownSection) {
   EXPECT_THAT(problems(with_required(R"(
-[http]
-listen = "127.0.0.1:8080"
-listn = "127.0.0.1:8081"
+[log]
+level = "info"
+levl = "debug"
 [htp]
 )")),
-              ElementsAre(at(7, "http.listn: unknown key"), at(8, "htp: unknown key")));
+              ElementsAre(at(7, "log.levl: unknown key (known: level)"),
+                          at(8, "htp: unknown key (known: http, storage, rules, paths, delivery, log, office, "
+                                "target, route)")));
 }
 
 TEST_F(ConfigTest, WrongTypeNamesBothTypes) {
@@ -729,8 +731,10 @@ dial = "9015954011"
 password = "hunter2"
 )")),
               ElementsAre(at(5, R"(target[0].url: required for type "smtp")"),
-                          at(10, R"(target[0].dial: unknown key for type "smtp")"),
-                          at(11, R"(target[0].password: unknown key for type "smtp")")));
+                          at(10, "target[0].dial: unknown key (known: name, type, concurrency, timeout, url, starttls, "
+                                 "allow_plaintext, ca_file, username, password_file, from, to, helo)"),
+                          at(11, "target[0].password: unknown key (known: name, type, concurrency, timeout, url, "
+                                 "starttls, allow_plaintext, ca_file, username, password_file, from, to, helo)")));
   EXPECT_THAT(problems(with_required("[[target]]\nname = \"x\"\n")),
               ElementsAre(at(5, "target[0].type: required")));
 }
@@ -865,13 +869,13 @@ bogus = 1
                   at(15, R"(route[0].when.decision: unknown decision "acepted" (known: accepted, review, declined))"),
                   at(15, R"(route[0].when.urgency: unknown urgency "soon" (known: routine, urgent, emergent))"),
                   at(15, "route[0].when.after_hours: expected a boolean, got string"),
-                  at(15, "route[0].when.weekday: unknown key"),
+                  at(15, "route[0].when.weekday: unknown key (known: decision, urgency, after_hours)"),
                   at(16, R"(route[0].notify: unknown target "office-fx")"),
                   at(17, "route[1].notify: required"),
                   at(18, "route[1].when.decision: expected at least one decision"),
                   at(20, "route[2].when: expected a table, got string"),
                   at(21, "route[2].notify: expected at least one target name"),
-                  at(22, "route[2].bogus: unknown key")));
+                  at(22, "route[2].bogus: unknown key (known: when, notify)")));
 }
 
 TEST_F(ConfigTest, RouteMayNameATargetWhoseOtherSettingsAreWrong) {
