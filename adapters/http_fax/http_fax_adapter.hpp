@@ -66,6 +66,7 @@
 #include "adapters/http_fax/http_client.hpp"
 #include "config/config.hpp"
 #include "dispatch/adapter.hpp"
+#include "util/clock.hpp"
 
 namespace referrald {
 
@@ -74,8 +75,8 @@ namespace referrald {
 using FaxPdfRenderer = std::function<std::string(const Delivery&)>;
 
 // The referral document (document/referral_pdf: cover sheet + referral),
-// dated when it is sent.
-FaxPdfRenderer referral_fax_renderer(const OfficeConfig& office);
+// dated when it is sent (by `clock`, which must outlive the renderer).
+FaxPdfRenderer referral_fax_renderer(const OfficeConfig& office, const Clock& clock);
 
 enum class FaxAuth { none, basic, header };
 

@@ -54,10 +54,6 @@ std::optional<std::string> job_id_in(std::string_view text) {
   return std::string(text.substr(start, pos - start));
 }
 
-std::runtime_error target_error(const TargetConfig& target, const std::string& message) {
-  return std::runtime_error("target \"" + target.name + "\": " + message);
-}
-
 bool single_token(std::string_view value) {
   return !value.empty() && std::all_of(value.begin(), value.end(), [](char c) {
     const auto u = static_cast<unsigned char>(c);

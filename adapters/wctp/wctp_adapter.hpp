@@ -24,6 +24,7 @@
 #include "adapters/curl/curl_pool.hpp"
 #include "config/config.hpp"
 #include "dispatch/adapter.hpp"
+#include "util/clock.hpp"
 
 namespace referrald {
 
@@ -50,7 +51,8 @@ WctpSettings wctp_settings(const TargetConfig& target, const OfficeConfig& offic
 
 class WctpAdapter final : public Adapter {
  public:
-  WctpAdapter(WctpSettings settings, CurlPool& curl);
+  // `clock` dates each request.
+  WctpAdapter(WctpSettings settings, CurlPool& curl, const Clock& clock);
   boost::asio::awaitable<Outcome> send(const Delivery& delivery) override;
 
   // The request body for one attempt; for tests and send().
@@ -59,6 +61,7 @@ class WctpAdapter final : public Adapter {
  private:
   WctpSettings settings_;
   CurlPool& curl_;
+  const Clock& clock_;
 };
 
 }  // namespace referrald

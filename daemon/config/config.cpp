@@ -31,6 +31,11 @@ std::string ListenEndpoint::to_string() const {
   return host + ":" + std::to_string(port);
 }
 
+TargetSettingError::TargetSettingError(const TargetConfig& target, std::string key, std::string message)
+    : std::runtime_error("target " + quote(target.name) + ": " + (key.empty() ? "" : key + ": ") + message),
+      key_(std::move(key)),
+      message_(std::move(message)) {}
+
 namespace {
 
 template <class T>
@@ -217,6 +222,7 @@ class Loader : public TomlReader {
   void read_office(const toml::table& root, OfficeConfig& office);
   void read_targets(const toml::table& root, std::vector<TargetConfig>& targets);
   Duration lease_{std::chrono::minutes(5)};  // [delivery] lease, read before the targets
+  OfficeConfig office_;                      // [office], read before the targets: channels' checks see it
   void read_target(const Scope& scope, TargetConfig& target);
   void read_target_setting(const Scope& scope, const KeySpec& spec, const std::string& type,
                            TargetConfig& target);
@@ -707,14 +713,19 @@ void Loader::read_target(const Scope& scope, TargetConfig& target) {
     }
   }
 
+  const std::size_t problems_before = problem_count();
   std::optional<std::string> type;
+  const TargetKind* kind = nullptr;
   if (const toml::node* node = required(scope, "type")) {
     type = string_value(*node, scope.key("type"));
-    const auto& known = known_target_types();
-    if (type && std::find(known.begin(), known.end(), *type) == known.end()) {
-      std::string list;
-      for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-      add(Where(*node), scope.key("type"), "unknown type " + quote(*type) + " (known: " + list + ")");
+    const auto kinds = options_.target_kinds;
+    const auto found = std::find_if(kinds.begin(), kinds.end(), [&](const TargetKind& k) { return type == k.type; });
+    if (found != kinds.end()) {
+      kind = &*found;
+    } else if (type && !kinds.empty()) {
+      std::vector<std::string_view> names;
+      for (const auto& k : kinds) names.push_back(k.type);
+      add(Where(*node), scope.key("type"), "unknown type " + quote(*type) + " (known: " + join(names) + ")");
       type.reset();
     }
   }
@@ -723,22 +734,24 @@ void Loader::read_target(const Scope& scope, TargetConfig& target) {
   // Without a known type the other keys cannot be judged; the type is the problem.
   if (!type) return;
   target.type = *type;
+  // Loaded without the channels (referralctl, which sends nothing): the
+  // type-specific keys are not judged, and not kept.
+  if (!kind) return;
 
-  const auto specs = target_keys(*type);
   std::vector<std::string_view> known{"name", "type", "concurrency", "timeout"};
-  for (const auto& spec : specs) known.push_back(spec.name);
+  for (const auto& spec : kind->keys) known.push_back(spec.name);
   check_keys(scope, known);
-  for (const auto& spec : specs) read_target_setting(scope, spec, *type, target);
+  for (const auto& spec : kind->keys) read_target_setting(scope, spec, *type, target);
 
-  // Mail carries patient data: plain text only when the operator says so.
-  if (*type == "smtp") {
-    const auto* url = target.get_string("url");
-    const auto* starttls = target.get_string("starttls");
-    if (url && url->starts_with("smtp://") && starttls && *starttls == "none" &&
-        target.get_bool("allow_plaintext") != true) {
-      add(Where(*scope.get("starttls")), scope.key("starttls"),
-          R"("none" with an smtp:// URL sends mail unencrypted; set allow_plaintext = true to allow it)");
-    }
+  // What only the channel understands, once its keys are all well-formed.
+  if (!kind->check || problem_count() != problems_before) return;
+  try {
+    kind->check(target, office_);
+  } catch (const TargetSettingError& e) {
+    const toml::node* node = e.key().empty() ? nullptr : scope.get(e.key());
+    add(node ? Where(*node) : Where(scope.line), e.key().empty() ? scope.prefix : scope.key(e.key()), e.message());
+  } catch (const std::exception& e) {
+    add(Where(scope.line), scope.prefix, e.what());
   }
 }
 
@@ -860,6 +873,7 @@ Config Loader::load(std::string_view text) {
   read_log(root, config.log_level);
   read_office(root, config.office);
   lease_ = config.delivery.lease;
+  office_ = config.office;
   read_targets(root, config.targets);
   read_routes(root, config.targets, config.routes);
   return config;

@@ -92,6 +92,7 @@ class TomlReader {
 
   void add(Where at, std::string key, std::string message);
   bool has_problems() const { return !problems_.empty(); }
+  std::size_t problem_count() const { return problems_.size(); }
   // In the order the operator reads the file; those without a line (a
   // missing setting) last.
   std::vector<ConfigProblem> sorted_problems() const;
