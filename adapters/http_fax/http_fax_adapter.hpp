@@ -63,7 +63,7 @@
 #include <vector>
 
 #include "adapters/curl/curl_pool.hpp"
-#include "adapters/http_fax/http_client.hpp"
+#include "adapters/curl/http_client.hpp"
 #include "config/config.hpp"
 #include "dispatch/adapter.hpp"
 #include "util/clock.hpp"

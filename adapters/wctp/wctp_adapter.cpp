@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "adapters/http_fax/http_client.hpp"
+#include "adapters/curl/http_client.hpp"
 #include "adapters/protocol/settings.hpp"
-#include "adapters/snpp/snpp_adapter.hpp"
+#include "adapters/document/page_text.hpp"
 #include "adapters/wctp/wctp_message.hpp"
 
 namespace referrald {
