@@ -1,7 +1,7 @@
 // Pages the referral office through a WCTP 1.3 gateway (shared PROTOCOLS.md
 // §2): one enterprise wctp-SubmitRequest per delivery, an HTTPS POST of
 // text/xml on a CurlPool worker, the certificate verified (ca_file for a
-// private CA). The page is the one SNPP sends (snpp/page_text): reference
+// private CA). The page is the one SNPP sends (document/page_text): reference
 // number, urgency, decision and the office's call-back number, never patient
 // data. messageID is the delivery identity, the same on every attempt, so a
 // host can recognise a repeat; urgent and emergent referrals are sent with
