@@ -1,47 +1,84 @@
 #include "adapters/registry.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
-#include "adapters/smtp/smtp_adapter.hpp"
 #include "adapters/document/referral_pdf.hpp"
-#include "adapters/hylafax/hylafax_adapter.hpp"
-#include "adapters/snpp/snpp_adapter.hpp"
-#include "adapters/spool/spool_adapter.hpp"
 #include "adapters/http_fax/http_fax_adapter.hpp"
+#include "adapters/http_fax/http_fax_keys.hpp"
+#include "adapters/hylafax/hylafax_adapter.hpp"
+#include "adapters/hylafax/hylafax_keys.hpp"
+#include "adapters/smtp/smtp_adapter.hpp"
+#include "adapters/smtp/smtp_keys.hpp"
+#include "adapters/snpp/snpp_adapter.hpp"
+#include "adapters/snpp/snpp_keys.hpp"
+#include "adapters/spool/spool_adapter.hpp"
+#include "adapters/spool/spool_keys.hpp"
 #include "adapters/wctp/wctp_adapter.hpp"
-#include "config/target_keys.hpp"
+#include "adapters/wctp/wctp_keys.hpp"
 
 namespace referrald {
+namespace {
+
+using Made = std::shared_ptr<Adapter>;
+
+// One entry per type: its keys, the checks only it understands (each throws
+// a TargetSettingError naming the setting), and how its adapter is made.
+const Channel all_channels[] = {
+    {{"smtp", smtp_keys, check_smtp_target},
+     [](const TargetConfig& t, const AdapterContext& c) -> Made {
+       return std::make_shared<SmtpAdapter>(t, *c.curl, *c.office, *c.clock);
+     }},
+    {{"hylafax", hylafax_keys, [](const TargetConfig& t, const OfficeConfig&) { hylafax_settings(t); }},
+     [](const TargetConfig& t, const AdapterContext& c) -> Made {
+       // The fax is the referral document (cover sheet + referral), dated when it is sent.
+       FaxDocumentRenderer render = [office = *c.office, clock = c.clock](const Delivery& d) {
+         return render_referral_pdf(d, office, clock->now());
+       };
+       return std::make_shared<HylafaxAdapter>(hylafax_settings(t), std::move(render), c.blocking_executor);
+     }},
+    {{"http-fax", http_fax_keys, [](const TargetConfig& t, const OfficeConfig&) { http_fax_settings(t); }},
+     [](const TargetConfig& t, const AdapterContext& c) -> Made {
+       return std::make_shared<HttpFaxAdapter>(http_fax_settings(t), referral_fax_renderer(*c.office, *c.clock),
+                                               *c.curl);
+     }},
+    {{"snpp", snpp_keys, [](const TargetConfig& t, const OfficeConfig& o) { snpp_settings(t, o); }},
+     [](const TargetConfig& t, const AdapterContext& c) -> Made {
+       return std::make_shared<SnppAdapter>(snpp_settings(t, *c.office));
+     }},
+    {{"wctp", wctp_keys, [](const TargetConfig& t, const OfficeConfig& o) { wctp_settings(t, o); }},
+     [](const TargetConfig& t, const AdapterContext& c) -> Made {
+       return std::make_shared<WctpAdapter>(wctp_settings(t, *c.office), *c.curl, *c.clock);
+     }},
+    {{"spool", spool_keys, nullptr},
+     [](const TargetConfig& t, const AdapterContext& c) -> Made {
+       return std::make_shared<SpoolAdapter>(t, c.blocking_executor);
+     }},
+};
+
+}  // namespace
+
+std::span<const Channel> channels() { return all_channels; }
+
+std::span<const TargetKind> target_kinds() {
+  static const std::vector<TargetKind> kinds = [] {
+    std::vector<TargetKind> out;
+    for (const auto& c : all_channels) out.push_back(c.kind);
+    return out;
+  }();
+  return kinds;
+}
 
 std::shared_ptr<Adapter> make_adapter(const TargetConfig& target, const AdapterContext& context) {
-  // One line per type; each adapter validates what only it understands and
-  // throws std::runtime_error naming the target.
-  if (target.type == "spool") return std::make_shared<SpoolAdapter>(target, context.blocking_executor);
-  // smtp:
-  if (target.type == "smtp") return std::make_shared<SmtpAdapter>(target, *context.curl, *context.office);
-
-  // hylafax, snpp:
-  if (target.type == "hylafax") {
-    // The fax is the referral document (cover sheet + referral), dated when it is sent.
-    FaxDocumentRenderer render = [office = *context.office](const Delivery& d) {
-      return render_referral_pdf(d, office, std::chrono::system_clock::now());
-    };
-    return std::make_shared<HylafaxAdapter>(hylafax_settings(target), std::move(render), context.blocking_executor);
-  }
-  if (target.type == "snpp") return std::make_shared<SnppAdapter>(snpp_settings(target, *context.office));
-
-  // wctp, http-fax:
-  if (target.type == "wctp") return std::make_shared<WctpAdapter>(wctp_settings(target, *context.office), *context.curl);
-  if (target.type == "http-fax") {
-    return std::make_shared<HttpFaxAdapter>(http_fax_settings(target), referral_fax_renderer(*context.office),
-                                            *context.curl);
-  }
-
-  // The configuration loader refuses unknown types first; this guards a type
-  // added to the key tables without an adapter here.
+  const auto found = std::find_if(std::begin(all_channels), std::end(all_channels),
+                                  [&](const Channel& c) { return c.kind.type == target.type; });
+  if (found != std::end(all_channels)) return found->make(target, context);
+  // The configuration loader refuses unknown types first; this guards a
+  // configuration loaded without the channels.
   std::string known;
-  for (const auto& t : known_target_types()) known += (known.empty() ? "" : ", ") + t;
+  for (const auto& c : all_channels) known += (known.empty() ? "" : ", ") + std::string(c.kind.type);
   throw std::runtime_error("target \"" + target.name + "\": unknown type \"" + target.type + "\" (known: " + known + ")");
 }
 

@@ -4,9 +4,11 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <memory>
+#include <span>
 
 #include "config/config.hpp"
 #include "dispatch/adapter.hpp"
+#include "util/clock.hpp"
 
 namespace referrald {
 
@@ -17,7 +19,22 @@ struct AdapterContext {
   boost::asio::any_io_executor blocking_executor; // a thread pool for blocking work (files)
   CurlPool* curl = nullptr;                       // libcurl transfers (smtp, http-fax, wctp)
   const OfficeConfig* office = nullptr;           // contacts for cover sheets and pages
+  const Clock* clock = nullptr;                   // dates on messages and documents
 };
+
+// One channel: what the configuration loader checks (type, keys, check)
+// and how its adapter is made.
+struct Channel {
+  TargetKind kind;
+  std::shared_ptr<Adapter> (*make)(const TargetConfig& target, const AdapterContext& context);
+};
+
+// Every channel this build sends to, in the order messages list them:
+// smtp, hylafax, http-fax, snpp, wctp, spool.
+std::span<const Channel> channels();
+
+// The channels as the configuration loader takes them (LoadOptions::target_kinds).
+std::span<const TargetKind> target_kinds();
 
 // Throws std::runtime_error for a type this build cannot send to, e.g.
 // target "office-fax": unknown type "fax2" (known: smtp, hylafax, http-fax, snpp, wctp, spool)

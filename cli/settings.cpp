@@ -56,7 +56,10 @@ Settings locate(const std::optional<fs::path>& config_file, const std::optional<
   if (database && !config_file && !need_rules) return s;
   s.config_file = config_file ? *config_file : fs::path(default_config_file);
 
-  const LoadOptions credentials{service_credentials_directory};
+  // Without the channels: referralctl sends nothing, so a target's channel
+  // keys are not its business (LoadOptions::target_kinds).
+  LoadOptions credentials;
+  credentials.credentials_fallback = service_credentials_directory;
   std::error_code ec;
   if (!fs::exists(s.config_file, ec)) {
     throw SettingsError("no configuration at " + s.config_file.string() +

@@ -1,5 +1,5 @@
 // libFuzzer target: the TOML configuration loaders, parse_config (the
-// daemon's referrald.toml) and parse_rules (the disease catalogue,
+// daemon's referrald.toml, with the channels' keys and checks) and parse_rules (the disease catalogue,
 // rules.toml), on the same text. The contract is the operator's: whatever the
 // file holds, --check-config reports problems (ConfigError) and never
 // crashes, hangs or throws anything else; each problem names the file given
@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 
+#include "adapters/registry.hpp"
 #include "check.hpp"
 #include "config/config.hpp"
 #include "rules/rules.hpp"
@@ -66,7 +67,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   const std::string config_file = source_path("config/referrald.toml").string();
   try {
-    check_config(parse_config(text, config_file));
+    // As the daemon reads it: with the channels' keys and checks.
+    LoadOptions options;
+    options.target_kinds = target_kinds();
+    check_config(parse_config(text, config_file, options));
   } catch (const ConfigError& e) {
     check_problems(e, config_file, text);
   }

@@ -119,6 +119,7 @@ int listen_loopback(std::uint16_t& port) {
 
 struct Harness {
   CurlPool pool{1};  // the adapters hold a reference; this target never uses it
+  SystemClock clock;
   std::uint16_t port = 0;
   int listener = listen_loopback(port);
   std::unique_ptr<SmtpAdapter> relay, relay_login, starttls;
@@ -131,9 +132,9 @@ struct Harness {
     // The adapter reads its password file once, in its constructor.
     const auto file = std::filesystem::temp_directory_path() / ("referrald-fuzz-" + std::to_string(::getpid()));
     std::ofstream(file) << kPassword << '\n';
-    relay = std::make_unique<SmtpAdapter>(smtp_target(port, false, false, file), pool, office());
-    relay_login = std::make_unique<SmtpAdapter>(smtp_target(port, false, true, file), pool, office());
-    starttls = std::make_unique<SmtpAdapter>(smtp_target(port, true, true, file), pool, office());
+    relay = std::make_unique<SmtpAdapter>(smtp_target(port, false, false, file), pool, office(), clock);
+    relay_login = std::make_unique<SmtpAdapter>(smtp_target(port, false, true, file), pool, office(), clock);
+    starttls = std::make_unique<SmtpAdapter>(smtp_target(port, true, true, file), pool, office(), clock);
     std::filesystem::remove(file);
     require(!relay_login->problem() && !starttls->problem(), "the password file was not read");
     curl = curl_easy_init();

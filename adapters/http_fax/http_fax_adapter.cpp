@@ -29,10 +29,6 @@ namespace {
 // submits again under the same Idempotency-Key).
 constexpr std::size_t max_remembered = 10000;
 
-std::runtime_error target_error(const TargetConfig& target, const std::string& message) {
-  return std::runtime_error("target \"" + target.name + "\": " + message);
-}
-
 bool printable_ascii(const std::string& value) {
   return !value.empty() && std::all_of(value.begin(), value.end(), [](char ch) {
     const auto u = static_cast<unsigned char>(ch);
@@ -99,9 +95,9 @@ std::vector<std::string> list_setting(const TargetConfig& target, const std::str
 
 }  // namespace
 
-FaxPdfRenderer referral_fax_renderer(const OfficeConfig& office) {
-  return [office](const Delivery& delivery) {
-    return render_referral_pdf(delivery, office, std::chrono::system_clock::now());
+FaxPdfRenderer referral_fax_renderer(const OfficeConfig& office, const Clock& clock) {
+  return [office, &clock](const Delivery& delivery) {
+    return render_referral_pdf(delivery, office, clock.now());
   };
 }
 
@@ -109,10 +105,10 @@ HttpFaxSettings http_fax_settings(const TargetConfig& target) {
   HttpFaxSettings s;
   s.target = target.name;
   const std::string* url = target.get_string("url");
-  if (url == nullptr) throw target_error(target, "url: missing");
+  if (url == nullptr) throw target_error(target, "url", "missing");
   if (!http_client::is_https_url(*url) && !http_client::is_loopback_url(*url)) {
-    throw target_error(target,
-                       "url: the fax is the referral itself; use https:// (plain http:// only to a "
+    throw target_error(target, "url",
+                       "the fax is the referral itself; use https:// (plain http:// only to a "
                        "loopback address), got \"" +
                            *url + "\"");
   }
@@ -132,7 +128,7 @@ HttpFaxSettings http_fax_settings(const TargetConfig& target) {
       throw target_error(target, "auth = \"basic\" needs username and password_file");
     }
     if (username->find(':') != std::string::npos || !printable_ascii(*username)) {
-      throw target_error(target, "username: printable text without ':'");
+      throw target_error(target, "username", "printable text without ':'");
     }
     s.username = *username;
   } else if (mode == "header") {
@@ -141,7 +137,7 @@ HttpFaxSettings http_fax_settings(const TargetConfig& target) {
       throw target_error(target, "auth = \"header\" needs header_name and password_file");
     }
     if (!header_token(*header_name))
-      throw target_error(target, "header_name: not an HTTP header name: \"" + *header_name + "\"");
+      throw target_error(target, "header_name", "not an HTTP header name: \"" + *header_name + "\"");
     s.header_name = *header_name;
   } else {
     s.auth = FaxAuth::none;
@@ -164,22 +160,22 @@ HttpFaxSettings http_fax_settings(const TargetConfig& target) {
   }
 
   const std::string* to = target.get_string("to");
-  if (to == nullptr || !printable_ascii(*to)) throw target_error(target, "to: the fax number, printable text");
+  if (to == nullptr || !printable_ascii(*to)) throw target_error(target, "to", "the fax number, printable text");
   s.to = *to;
   if (const std::string* field = target.get_string("to_field")) s.to_field = *field;
   if (const std::string* field = target.get_string("file_field")) s.file_field = *field;
-  if (!form_name(s.to_field)) throw target_error(target, "to_field: printable text without '\"' or '\\'");
-  if (!form_name(s.file_field)) throw target_error(target, "file_field: printable text without '\"' or '\\'");
+  if (!form_name(s.to_field)) throw target_error(target, "to_field", "printable text without '\"' or '\\'");
+  if (!form_name(s.file_field)) throw target_error(target, "file_field", "printable text without '\"' or '\\'");
   if (s.to_field == s.file_field) throw target_error(target, "to_field and file_field must differ");
 
   if (const std::string* path = target.get_string("id_path")) s.id_path = *path;
   s.id_pointer = http_client::json_pointer_from_path(s.id_path);
   if (s.id_pointer.empty())
-    throw target_error(target, "id_path: a dotted JSON path like \"data.id\", got \"" + s.id_path + "\"");
+    throw target_error(target, "id_path", "a dotted JSON path like \"data.id\", got \"" + s.id_path + "\"");
   if (const std::string* path = target.get_string("success_path")) {
     s.success_path = *path;
     s.success_pointer = http_client::json_pointer_from_path(*path);
-    if (s.success_pointer.empty()) throw target_error(target, "success_path: a dotted JSON path like \"success\"");
+    if (s.success_pointer.empty()) throw target_error(target, "success_path", "a dotted JSON path like \"success\"");
   }
 
   const std::string* status_url = target.get_string("status_url");
@@ -189,7 +185,7 @@ HttpFaxSettings http_fax_settings(const TargetConfig& target) {
   }
   if (status_url != nullptr) {
     if (status_url->find("{id}") == std::string::npos) {
-      throw target_error(target, "status_url: must hold \"{id}\", where the provider's id goes");
+      throw target_error(target, "status_url", "must hold \"{id}\", where the provider's id goes");
     }
     if (!http_client::is_https_url(*status_url) && !http_client::is_loopback_url(*status_url)) {
       throw target_error(
@@ -198,7 +194,7 @@ HttpFaxSettings http_fax_settings(const TargetConfig& target) {
     s.status_url = *status_url;
     s.status_path = *status_path;
     s.status_pointer = http_client::json_pointer_from_path(*status_path);
-    if (s.status_pointer.empty()) throw target_error(target, "status_path: a dotted JSON path like \"data.status\"");
+    if (s.status_pointer.empty()) throw target_error(target, "status_path", "a dotted JSON path like \"data.status\"");
   }
   s.status_delivered = list_setting(target, "status_delivered", s.status_delivered);
   s.status_pending = list_setting(target, "status_pending", s.status_pending);
@@ -219,7 +215,7 @@ HttpFaxSettings http_fax_settings(const TargetConfig& target) {
     }
   }
   if (auto interval = target.get_duration("poll_interval")) {
-    if (*interval < std::chrono::milliseconds(100)) throw target_error(target, "poll_interval: must be at least 100ms");
+    if (*interval < std::chrono::milliseconds(100)) throw target_error(target, "poll_interval", "must be at least 100ms");
     s.poll_interval = *interval;
   }
   if (const std::string* ca = target.get_string("ca_file")) s.ca_file = *ca;

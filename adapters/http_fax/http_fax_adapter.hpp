@@ -14,9 +14,10 @@
 #include <vector>
 
 #include "adapters/curl/curl_pool.hpp"
-#include "adapters/http_fax/http_client.hpp"
+#include "adapters/curl/http_client.hpp"
 #include "config/config.hpp"
 #include "dispatch/adapter.hpp"
+#include "util/clock.hpp"
 
 namespace referrald {
 
@@ -25,8 +26,8 @@ namespace referrald {
 using FaxPdfRenderer = std::function<std::string(const Delivery&)>;
 
 // The referral document (document/referral_pdf: cover sheet + referral),
-// dated when it is sent.
-FaxPdfRenderer referral_fax_renderer(const OfficeConfig& office);
+// dated when it is sent (by `clock`, which must outlive the renderer).
+FaxPdfRenderer referral_fax_renderer(const OfficeConfig& office, const Clock& clock);
 
 enum class FaxAuth { none, basic, header };
 

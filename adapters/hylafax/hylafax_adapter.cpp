@@ -323,10 +323,6 @@ class FaxSession {
   std::string tag_;
 };
 
-std::runtime_error target_error(const TargetConfig& target, const std::string& message) {
-  return std::runtime_error("target \"" + target.name + "\": " + message);
-}
-
 }  // namespace
 
 HylafaxSettings hylafax_settings(const TargetConfig& target) {
@@ -338,12 +334,12 @@ HylafaxSettings hylafax_settings(const TargetConfig& target) {
     const std::string* value = target.get_string(key);
     std::string out = value != nullptr ? *value : std::move(fallback);
     if (!hylafax::quotable(out)) {
-      throw target_error(target, std::string(key) + ": must not be empty or hold '\"', '\\' or control characters");
+      throw target_error(target, std::string(key), "must not be empty or hold '\"', '\\' or control characters");
     }
     return out;
   };
   s.user = text("user", "");
-  if (s.user.find(' ') != std::string::npos) throw target_error(target, "user: must not hold spaces");
+  if (s.user.find(' ') != std::string::npos) throw target_error(target, "user", "must not hold spaces");
   s.dial = text("dial", "");
   s.from_user = text("from_user", "referrald");
   if (target.get_string("notify_address") != nullptr) s.notify_address = text("notify_address", "");
@@ -351,12 +347,12 @@ HylafaxSettings hylafax_settings(const TargetConfig& target) {
   if (s.password && std::any_of(s.password->begin(), s.password->end(), [](char c) {
         return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
       })) {
-    throw target_error(target, "password_file: the password must not hold control characters");
+    throw target_error(target, "password_file", "the password must not hold control characters");
   }
   const std::string* done_when = target.get_string("done_when");
   s.wait_until_done = done_when != nullptr && *done_when == "done";
   if (auto interval = target.get_duration("poll_interval")) {
-    if (*interval < std::chrono::seconds(1)) throw target_error(target, "poll_interval: must be at least 1s");
+    if (*interval < std::chrono::seconds(1)) throw target_error(target, "poll_interval", "must be at least 1s");
     s.poll_interval = *interval;
   }
   s.budget = protocol::send_budget(target.timeout);

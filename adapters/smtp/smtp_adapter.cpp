@@ -16,6 +16,7 @@
 #include "adapters/document/referral_pdf.hpp"
 #include "adapters/document/referral_text.hpp"
 #include "adapters/protocol/settings.hpp"
+#include "adapters/smtp/smtp_keys.hpp"
 
 namespace referrald {
 
@@ -33,9 +34,6 @@ size_t read_upload(char* buffer, size_t size, size_t count, void* user) {
   return n;
 }
 
-std::runtime_error target_error(const std::string& target, const std::string& message) {
-  return std::runtime_error("target \"" + target + "\": " + message);
-}
 
 // smtp://host:port[/helo]: the URL path is the EHLO name; `helo` replaces it.
 std::string with_helo(const std::string& url, const std::string& helo) {
@@ -60,47 +58,76 @@ std::optional<std::string> read_secret_file(const std::string& path, std::string
   return referrald::read_secret_file(path, "password_file ", problem);
 }
 
-SmtpAdapter::SmtpAdapter(const TargetConfig& target, CurlPool& curl, OfficeConfig office)
-    : target_name_(target.name), curl_(curl), office_(std::move(office)) {
+namespace {
+
+// The target's settings as the adapter uses them; throws TargetSettingError
+// for any that can never work. The password file is read by the adapter.
+struct SmtpSettings {
+  std::string url;
+  bool require_tls = true;
+  std::string ca_file;
+  Mailbox from;
+  std::vector<Mailbox> to;
+};
+
+SmtpSettings smtp_settings(const TargetConfig& target) {
+  SmtpSettings s;
   const std::string* url = target.get_string("url");
-  if (url == nullptr) throw target_error(target.name, "url is required");
+  if (url == nullptr) throw target_error(target, "url", "required");
   const bool implicit_tls = url->starts_with("smtps://");
   if (!implicit_tls && !url->starts_with("smtp://")) {
-    throw target_error(target.name, "url must start with smtp:// or smtps://, got \"" + *url + "\"");
+    throw target_error(target, "url", "must start with smtp:// or smtps://, got \"" + *url + "\"");
   }
+  // Mail carries patient data: plain text only when the operator says so.
   const std::string* starttls = target.get_string("starttls");
   const bool plaintext = !implicit_tls && starttls != nullptr && *starttls == "none";
   if (plaintext && target.get_bool("allow_plaintext") != true) {
-    // The loader refuses this too; checked again where it matters.
-    throw target_error(target.name, "starttls = \"none\" sends mail unencrypted; set allow_plaintext = true to allow it");
+    throw target_error(target, "starttls",
+                       R"("none" with an smtp:// URL sends mail unencrypted; set allow_plaintext = true to allow it)");
   }
-  require_tls_ = !plaintext;
-  url_ = *url;
+  s.require_tls = !plaintext;
+  s.url = *url;
   if (const std::string* helo = target.get_string("helo")) {
-    if (!is_hostname(*helo)) throw target_error(target.name, "helo must be a host name, got \"" + *helo + "\"");
-    url_ = with_helo(url_, *helo);
+    if (!is_hostname(*helo)) throw target_error(target, "helo", "must be a host name, got \"" + *helo + "\"");
+    s.url = with_helo(s.url, *helo);
   }
-  if (const std::string* ca = target.get_string("ca_file")) ca_file_ = *ca;
+  if (const std::string* ca = target.get_string("ca_file")) s.ca_file = *ca;
 
   std::string problem;
   const std::string* from = target.get_string("from");
-  if (from == nullptr) throw target_error(target.name, "from is required");
+  if (from == nullptr) throw target_error(target, "from", "required");
   auto parsed_from = parse_mailbox(*from, &problem);
-  if (!parsed_from) throw target_error(target.name, "from: " + problem);
-  from_ = std::move(*parsed_from);
+  if (!parsed_from) throw target_error(target, "from", problem);
+  s.from = std::move(*parsed_from);
   const auto* to = target.get_list("to");
-  if (to == nullptr || to->empty()) throw target_error(target.name, "to needs at least one address");
+  if (to == nullptr || to->empty()) throw target_error(target, "to", "needs at least one address");
   for (const auto& address : *to) {
     auto parsed = parse_mailbox(address, &problem);
-    if (!parsed) throw target_error(target.name, "to: \"" + address + "\": " + problem);
-    to_.push_back(std::move(*parsed));
+    if (!parsed) throw target_error(target, "to", "\"" + address + "\": " + problem);
+    s.to.push_back(std::move(*parsed));
   }
+  if ((target.get_string("username") == nullptr) != (target.get_string("password_file") == nullptr)) {
+    throw target_error(target, "username and password_file go together (set both, or neither)");
+  }
+  return s;
+}
 
+}  // namespace
+
+void check_smtp_target(const TargetConfig& target, const OfficeConfig&) { smtp_settings(target); }
+
+SmtpAdapter::SmtpAdapter(const TargetConfig& target, CurlPool& curl, OfficeConfig office, const Clock& clock)
+    : target_name_(target.name), curl_(curl), office_(std::move(office)), clock_(clock) {
+  SmtpSettings s = smtp_settings(target);
+  url_ = std::move(s.url);
+  require_tls_ = s.require_tls;
+  ca_file_ = std::move(s.ca_file);
+  from_ = std::move(s.from);
+  to_ = std::move(s.to);
+
+  std::string problem;
   const std::string* username = target.get_string("username");
   const std::string* password_file = target.get_string("password_file");
-  if ((username == nullptr) != (password_file == nullptr)) {
-    throw target_error(target.name, "username and password_file go together (set both, or neither)");
-  }
   if (username != nullptr) {
     username_ = *username;
     if (auto secret = read_secret_file(*password_file, &problem)) {
@@ -147,7 +174,7 @@ asio::awaitable<Outcome> SmtpAdapter::send(const Delivery& delivery) {
     // Rendering (the PDF above all) is CPU work: it runs here, on the
     // worker, not on the dispatcher's I/O thread. If it throws, CurlPool
     // performs no transfer and perform() rethrows.
-    transfer.message = build_message(delivery, std::chrono::system_clock::now());
+    transfer.message = build_message(delivery, clock_.now());
     transfer.deadline = deadline;
     configure(curl, transfer);
   };

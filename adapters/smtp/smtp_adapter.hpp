@@ -22,6 +22,7 @@
 
 #include "adapters/curl/curl_pool.hpp"
 #include "adapters/smtp/mail_message.hpp"
+#include "util/clock.hpp"
 #include "config/config.hpp"
 #include "dispatch/adapter.hpp"
 
@@ -46,7 +47,8 @@ class SmtpAdapter final : public Adapter {
   // work (a From or To that is not an address, "none" without
   // allow_plaintext). A password file that cannot be read is not thrown: the
   // daemon keeps taking referrals and every send reports misconfigured.
-  SmtpAdapter(const TargetConfig& target, CurlPool& curl, OfficeConfig office);
+  // `clock` dates each message and its document.
+  SmtpAdapter(const TargetConfig& target, CurlPool& curl, OfficeConfig office, const Clock& clock);
 
   boost::asio::awaitable<Outcome> send(const Delivery& delivery) override;
 
@@ -74,6 +76,7 @@ class SmtpAdapter final : public Adapter {
   Duration budget_{std::chrono::seconds(54)};  // send_budget(target timeout)
   CurlPool& curl_;
   OfficeConfig office_;
+  const Clock& clock_;
   std::optional<std::string> problem_;
 };
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "adapters/protocol/connection.hpp"
+#include "adapters/document/page_text.hpp"
 #include "adapters/protocol/settings.hpp"
 
 namespace referrald {
@@ -20,12 +21,6 @@ using protocol::Reply;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-std::string upper(std::string_view text) {
-  std::string out(text);
-  for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
-}
 
 std::string reply_summary(const Reply& r) { return std::to_string(r.code) + " " + printable(r.text, 160); }
 
@@ -54,10 +49,6 @@ std::optional<std::string> job_id_in(std::string_view text) {
   return std::string(text.substr(start, pos - start));
 }
 
-std::runtime_error target_error(const TargetConfig& target, const std::string& message) {
-  return std::runtime_error("target \"" + target.name + "\": " + message);
-}
-
 bool single_token(std::string_view value) {
   return !value.empty() && std::all_of(value.begin(), value.end(), [](char c) {
     const auto u = static_cast<unsigned char>(c);
@@ -66,28 +57,6 @@ bool single_token(std::string_view value) {
 }
 
 }  // namespace
-
-std::string page_text(const Delivery& delivery, const std::string& callback_phone, std::size_t max_length) {
-  const std::string id = printable(delivery.referral_id, 64);
-  const std::string urgency = upper(to_string(delivery.urgency));
-  const std::string decision(to_string(delivery.decision));
-  const std::string phone = printable(callback_phone, 40);
-  std::vector<std::string> forms;
-  if (!phone.empty()) {
-    forms.push_back("referrald " + id + " " + urgency + " " + decision + " call " + phone);
-    forms.push_back(id + " " + urgency + " " + decision + " call " + phone);
-    forms.push_back(id + " " + urgency + " " + decision + " " + phone);
-    forms.push_back(id + " " + urgency + " " + phone);
-  } else {
-    forms.push_back("referrald " + id + " " + urgency + " " + decision);
-  }
-  forms.push_back(id + " " + urgency + " " + decision);
-  forms.push_back(id + " " + urgency);
-  for (const auto& form : forms) {
-    if (form.size() <= max_length) return form;
-  }
-  return forms.back().substr(0, max_length);
-}
 
 SnppSettings snpp_settings(const TargetConfig& target, const OfficeConfig& office) {
   SnppSettings s;

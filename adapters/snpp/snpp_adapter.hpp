@@ -35,9 +35,6 @@ inline constexpr std::size_t min_page_length = 31;
 // naming the target.
 SnppSettings snpp_settings(const TargetConfig& target, const OfficeConfig& office);
 
-// The page text (pure): at most max_length bytes, printable ASCII, one line.
-std::string page_text(const Delivery& delivery, const std::string& callback_phone, std::size_t max_length);
-
 class SnppAdapter final : public Adapter {
  public:
   explicit SnppAdapter(SnppSettings settings);

@@ -10,6 +10,7 @@
 
 #include "dispatch/offload.hpp"
 #include "util/dates.hpp"
+#include "util/private_dirs.hpp"
 
 namespace referrald {
 
@@ -29,21 +30,6 @@ bool write_all(int fd, const std::string& data) {
     done += static_cast<std::size_t>(n);
   }
   return true;
-}
-
-// Creates dir and every missing parent 0700. The spool holds PHI, and its
-// file names say which referrals went where and when: a parent made under
-// the process's umask (often 0755) would let anyone on the machine list them.
-// Directories that already exist are left as the operator made them.
-void create_private_directories(const std::filesystem::path& dir) {
-  std::filesystem::path prefix;
-  for (const auto& part : dir) {
-    prefix /= part;
-    if (::mkdir(prefix.c_str(), S_IRWXU) == 0) {
-      ::chmod(prefix.c_str(), S_IRWXU);  // a umask may have taken bits from the owner too
-    }
-    // EEXIST (or an error) here: the write names the real problem later.
-  }
 }
 
 Outcome io_failure(const char* step, int error) {

@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "adapters/http_fax/http_client.hpp"
+#include "adapters/curl/http_client.hpp"
 #include "adapters/protocol/settings.hpp"
-#include "adapters/snpp/snpp_adapter.hpp"
+#include "adapters/document/page_text.hpp"
 #include "adapters/wctp/wctp_message.hpp"
 
 namespace referrald {
@@ -15,10 +15,6 @@ namespace referrald {
 namespace asio = boost::asio;
 
 namespace {
-
-std::runtime_error target_error(const TargetConfig& target, const std::string& message) {
-  return std::runtime_error("target \"" + target.name + "\": " + message);
-}
 
 // Values written into the XML come from the configuration: printable text
 // only (the writer escapes markup; control characters have no place here).
@@ -35,26 +31,26 @@ WctpSettings wctp_settings(const TargetConfig& target, const OfficeConfig& offic
   WctpSettings s;
   s.target = target.name;
   const std::string* url = target.get_string("url");
-  if (url == nullptr) throw target_error(target, "url: missing");
+  if (url == nullptr) throw target_error(target, "url", "missing");
   if (!http_client::is_https_url(*url) && !http_client::is_loopback_url(*url)) {
-    throw target_error(target,
-                       "url: WCTP carries the security code; use https:// (plain http:// only to a "
+    throw target_error(target, "url",
+                       "WCTP carries the security code; use https:// (plain http:// only to a "
                        "loopback address), got \"" +
                            *url + "\"");
   }
   s.url = *url;
   const std::string* sender = target.get_string("sender_id");
-  if (sender == nullptr || !printable_value(*sender)) throw target_error(target, "sender_id: must be printable text");
+  if (sender == nullptr || !printable_value(*sender)) throw target_error(target, "sender_id", "must be printable text");
   s.sender_id = *sender;
   const std::string* recipient = target.get_string("recipient_id");
   if (recipient == nullptr || !printable_value(*recipient)) {
-    throw target_error(target, "recipient_id: must be printable text");
+    throw target_error(target, "recipient_id", "must be printable text");
   }
   s.recipient_id = *recipient;
   if (const std::string* ca = target.get_string("ca_file")) s.ca_file = *ca;
   if (auto length = target.get_integer("max_message_length")) {
     if (*length < static_cast<std::int64_t>(min_wctp_page_length)) {
-      throw target_error(target, "max_message_length: must be at least " + std::to_string(min_wctp_page_length) +
+      throw target_error(target, "max_message_length", "must be at least " + std::to_string(min_wctp_page_length) +
                                      " (a reference number and the urgency), got " + std::to_string(*length));
     }
     s.max_message_length = static_cast<std::size_t>(*length);
@@ -76,7 +72,8 @@ WctpSettings wctp_settings(const TargetConfig& target, const OfficeConfig& offic
   return s;
 }
 
-WctpAdapter::WctpAdapter(WctpSettings settings, CurlPool& curl) : settings_(std::move(settings)), curl_(curl) {
+WctpAdapter::WctpAdapter(WctpSettings settings, CurlPool& curl, const Clock& clock)
+    : settings_(std::move(settings)), curl_(curl), clock_(clock) {
   if (settings_.problem) {
     // Loud now, and on every delivery until the file is fixed and the
     // configuration reloaded (SIGHUP).
@@ -100,7 +97,7 @@ asio::awaitable<Outcome> WctpAdapter::send(const Delivery& delivery) {
   if (settings_.problem) co_return Outcome::misconfigured(*settings_.problem);
   http_client::Request request;
   try {
-    request.body = build_request(delivery, std::chrono::system_clock::now());
+    request.body = build_request(delivery, clock_.now());
   } catch (const std::invalid_argument& e) {
     // The same delivery builds the same way next time.
     co_return Outcome::permanent(std::string("wctp: cannot build the request: ") + e.what());

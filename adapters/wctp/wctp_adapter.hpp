@@ -1,6 +1,6 @@
 // Pages the referral office through a WCTP 1.3 gateway: one enterprise
 // wctp-SubmitRequest per delivery, POSTed over HTTPS on a CurlPool worker,
-// carrying the SNPP page's text (never patient data) and the delivery
+// carrying the SNPP page's text (document/page_text; never patient data) and the delivery
 // identity as messageID. A security_code_file that cannot be read makes every
 // send misconfigured instead of stopping the daemon. The document, the
 // outcomes and the target keys: docs/channels.md#wctp.
@@ -13,6 +13,7 @@
 #include "adapters/curl/curl_pool.hpp"
 #include "config/config.hpp"
 #include "dispatch/adapter.hpp"
+#include "util/clock.hpp"
 
 namespace referrald {
 
@@ -39,7 +40,8 @@ WctpSettings wctp_settings(const TargetConfig& target, const OfficeConfig& offic
 
 class WctpAdapter final : public Adapter {
  public:
-  WctpAdapter(WctpSettings settings, CurlPool& curl);
+  // `clock` dates each request.
+  WctpAdapter(WctpSettings settings, CurlPool& curl, const Clock& clock);
   boost::asio::awaitable<Outcome> send(const Delivery& delivery) override;
 
   // The request body for one attempt; for tests and send().
@@ -48,6 +50,7 @@ class WctpAdapter final : public Adapter {
  private:
   WctpSettings settings_;
   CurlPool& curl_;
+  const Clock& clock_;
 };
 
 }  // namespace referrald

@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-#include "adapters/http_fax/http_client.hpp"
+#include "adapters/curl/http_client.hpp"
 #include "dispatch/adapter.hpp"
 
 namespace referrald {

@@ -16,18 +16,25 @@
 #include <toml++/toml.h>
 
 #include "config/target_keys.hpp"
+#include "config/toml_reader.hpp"
 #include "util/crypto.hpp"
 #include "util/dates.hpp"
 
 namespace referrald {
 
 namespace fs = std::filesystem;
+using namespace config;
 
 std::string ListenEndpoint::to_string() const {
   // Only an IPv6 literal contains a colon; it needs brackets to keep the port apart.
   if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
   return host + ":" + std::to_string(port);
 }
+
+TargetSettingError::TargetSettingError(const TargetConfig& target, std::string key, std::string message)
+    : std::runtime_error("target " + quote(target.name) + ": " + (key.empty() ? "" : key + ": ") + message),
+      key_(std::move(key)),
+      message_(std::move(message)) {}
 
 namespace {
 
@@ -63,82 +70,6 @@ const std::vector<std::string>* TargetConfig::get_list(const std::string& key) c
 }
 
 namespace {
-
-constexpr std::string_view duration_hint = R"(expected a duration like "30s", "5m", "48h")";
-
-std::string type_name(const toml::node& node) {
-  switch (node.type()) {
-    case toml::node_type::string: return "string";
-    case toml::node_type::integer: return "integer";
-    case toml::node_type::floating_point: return "float";
-    case toml::node_type::boolean: return "boolean";
-    case toml::node_type::date: return "date";
-    case toml::node_type::time: return "time";
-    case toml::node_type::date_time: return "date-time";
-    case toml::node_type::array: return "array";
-    case toml::node_type::table: return "table";
-    case toml::node_type::none: break;
-  }
-  return "nothing";
-}
-
-int line_of(const toml::source_region& source) { return static_cast<int>(source.begin.line); }
-int line_of(const toml::node& node) { return line_of(node.source()); }
-
-// Where a problem is: the line goes into the message; the column only keeps
-// several problems on one line (an inline table) in reading order.
-struct Where {
-  Where(int line_number = 0, int column_number = 0) : line(line_number), column(column_number) {}
-  int line;
-  int column;
-};
-
-Where where(const toml::source_region& source) {
-  return {line_of(source), static_cast<int>(source.begin.column)};
-}
-Where where(const toml::node& node) { return where(node.source()); }
-
-// Values are echoed in messages; escape what would garble a terminal line.
-std::string quote(std::string_view text) {
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out = "\"";
-  for (const char c : text) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (byte < 0x20 || byte == 0x7f) {
-      out += "\\x";
-      out += hex[byte >> 4];
-      out += hex[byte & 0xf];
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
-std::string join(std::span<const std::string_view> items, std::string_view separator = ", ") {
-  std::string out;
-  for (const auto item : items) {
-    if (!out.empty()) out += separator;
-    out += item;
-  }
-  return out;
-}
-
-std::string join_key(std::string_view prefix, std::string_view key) {
-  if (prefix.empty()) return std::string(key);
-  return std::string(prefix) + "." + std::string(key);
-}
-
-std::string indexed(std::string_view key, std::size_t index) {
-  return std::string(key) + "[" + std::to_string(index) + "]";
-}
-
-bool contains(std::span<const std::string_view> items, std::string_view item) {
-  return std::find(items.begin(), items.end(), item) != items.end();
-}
 
 bool is_ipv4(const std::string& host) {
   in_addr addr{};
@@ -329,78 +260,19 @@ bool is_credential_name(std::string_view name) {
          });
 }
 
-// A table being read, with the dotted prefix its keys report under and the
-// line of its header (0 when the file does not have it).
-struct Scope {
-  const toml::table* table = nullptr;
-  std::string prefix;
-  int line = 0;
-  // A section of the wrong type has already been reported; what it would
-  // have held is not reported missing on top.
-  bool reported = false;
-
-  const toml::node* get(std::string_view key) const { return table ? table->get(key) : nullptr; }
-  std::string key(std::string_view name) const { return join_key(prefix, name); }
-};
-
-class Loader {
+class Loader : public TomlReader {
  public:
-  Loader(const fs::path& file_name, const LoadOptions& options)
-      : file_(file_name.string()), options_(options) {
+  Loader(const fs::path& file_name, const LoadOptions& options) : TomlReader(file_name.string()), options_(options) {
     std::error_code ec;
     const fs::path absolute = fs::absolute(file_name, ec);
     file_path_ = (ec ? file_name : absolute).lexically_normal();
     base_dir_ = file_path_.parent_path();
   }
-
-
-  void add(Where at, std::string key, std::string message) {
-    problems_.push_back({file_, at.line, std::move(key), std::move(message)});
-    columns_.push_back(at.column);
-  }
-
-  // Problems in the order the operator reads the file; those without a
-  // line (a missing setting) last.
-  std::vector<ConfigProblem> sorted_problems() {
-    std::vector<std::size_t> order(problems_.size());
-    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-    const auto rank = [&](std::size_t i) {
-      return std::tuple{problems_[i].line == 0, problems_[i].line, columns_[i]};
-    };
-    std::stable_sort(order.begin(), order.end(),
-                     [&](std::size_t a, std::size_t b) { return rank(a) < rank(b); });
-    std::vector<ConfigProblem> out;
-    out.reserve(order.size());
-    for (const std::size_t i : order) out.push_back(problems_[i]);
-    return out;
-  }
-
   Config load(std::string_view text);
   std::shared_ptr<const KeyRing> load_encryption_keys(std::string_view text);
 
  private:
-  std::optional<toml::table> parse_toml(std::string_view text);  // nullopt: the syntax error is a problem
-  void check_keys(const Scope& scope, std::initializer_list<std::string_view> allowed);
-  Scope section(const toml::table& root, std::string_view name);
 
-  const toml::node* required(const Scope& scope, std::string_view name,
-                             std::string_view message = "required");
-
-  std::optional<std::string> string_value(const toml::node& node, const std::string& key);
-  std::optional<std::string> get_string(const Scope& scope, std::string_view name, bool is_required = false);
-  std::optional<std::string> get_enum(const Scope& scope, std::string_view name, std::string_view what,
-                                      std::span<const std::string_view> known);
-  std::optional<std::int64_t> get_integer(const Scope& scope, std::string_view name, std::int64_t min,
-                                          std::int64_t max);
-  template <class T>
-  void read_integer(const Scope& scope, std::string_view name, std::int64_t min, std::int64_t max, T& out) {
-    if (const auto v = get_integer(scope, name, min, max)) out = static_cast<T>(*v);
-  }
-  std::optional<bool> get_bool(const Scope& scope, std::string_view name);
-  std::optional<Duration> duration_value(const toml::node& node, const std::string& key);
-  void read_duration(const Scope& scope, std::string_view name, Duration& out);
-  std::optional<std::vector<std::pair<std::string, const toml::node*>>> string_list(
-      const toml::node& node, const std::string& key, bool allow_single);
   fs::path resolve(std::string_view text) const;
   std::optional<fs::path> path_setting(std::string_view text, PathCheck check, Secret secret, Where at,
                                        const std::string& key);
@@ -420,166 +292,17 @@ class Loader {
   void read_office(const toml::table& root, OfficeConfig& office);
   void read_targets(const toml::table& root, std::vector<TargetConfig>& targets);
   Duration lease_{std::chrono::minutes(5)};  // [delivery] lease, read before the targets
+  OfficeConfig office_;                      // [office], read before the targets: channels' checks see it
   void read_target(const Scope& scope, TargetConfig& target);
   void read_target_setting(const Scope& scope, const KeySpec& spec, const std::string& type,
                            TargetConfig& target);
   void read_routes(const toml::table& root, const std::vector<TargetConfig>& targets,
                    std::vector<Route>& routes);
-  const toml::array* array_of_tables(const toml::table& root, std::string_view name);
 
-  std::string file_;     // as given, for messages
   LoadOptions options_;
   fs::path file_path_;   // absolute
   fs::path base_dir_;    // relative paths resolve here
-  std::vector<ConfigProblem> problems_;
-  std::vector<int> columns_;  // parallel to problems_
 };
-
-void Loader::check_keys(const Scope& scope, std::initializer_list<std::string_view> allowed) {
-  if (!scope.table) return;
-  for (const auto& [key, value] : *scope.table) {
-    if (std::find(allowed.begin(), allowed.end(), key.str()) == allowed.end()) {
-      add(where(key.source()), scope.key(key.str()), "unknown key");
-    }
-  }
-}
-
-Scope Loader::section(const toml::table& root, std::string_view name) {
-  Scope scope{nullptr, std::string(name), 0, false};
-  if (const toml::node* node = root.get(name)) {
-    scope.line = line_of(*node);
-    if (const auto* table = node->as_table()) {
-      scope.table = table;
-    } else {
-      add(scope.line, scope.prefix, "expected a table, got " + type_name(*node));
-      scope.reported = true;
-    }
-  }
-  return scope;
-}
-
-const toml::node* Loader::required(const Scope& scope, std::string_view name, std::string_view message) {
-  const toml::node* node = scope.get(name);
-  if (!node && !scope.reported) add(scope.line, scope.key(name), std::string(message));
-  return node;
-}
-
-std::optional<std::string> Loader::string_value(const toml::node& node, const std::string& key) {
-  const auto* s = node.as_string();
-  if (!s) {
-    add(where(node), key, "expected a string, got " + type_name(node));
-    return std::nullopt;
-  }
-  if (s->get().empty()) {
-    add(where(node), key, "must not be empty");
-    return std::nullopt;
-  }
-  return s->get();
-}
-
-std::optional<std::string> Loader::get_string(const Scope& scope, std::string_view name, bool is_required) {
-  const toml::node* node = is_required ? required(scope, name) : scope.get(name);
-  if (!node) return std::nullopt;
-  return string_value(*node, scope.key(name));
-}
-
-std::optional<std::string> Loader::get_enum(const Scope& scope, std::string_view name, std::string_view what,
-                                            std::span<const std::string_view> known) {
-  const toml::node* node = scope.get(name);
-  if (!node) return std::nullopt;
-  auto value = string_value(*node, scope.key(name));
-  if (value && !contains(known, *value)) {
-    add(where(*node), scope.key(name),
-        "unknown " + std::string(what) + " " + quote(*value) + " (known: " + join(known) + ")");
-    return std::nullopt;
-  }
-  return value;
-}
-
-std::optional<std::int64_t> Loader::get_integer(const Scope& scope, std::string_view name, std::int64_t min,
-                                                std::int64_t max) {
-  const toml::node* node = scope.get(name);
-  if (!node) return std::nullopt;
-  const auto* integer = node->as_integer();
-  if (!integer) {
-    add(where(*node), scope.key(name), "expected an integer, got " + type_name(*node));
-    return std::nullopt;
-  }
-  const std::int64_t value = integer->get();
-  if (value < min || value > max) {
-    add(where(*node), scope.key(name),
-        "expected " + std::to_string(min) + ".." + std::to_string(max) + ", got " + std::to_string(value));
-    return std::nullopt;
-  }
-  return value;
-}
-
-std::optional<bool> Loader::get_bool(const Scope& scope, std::string_view name) {
-  const toml::node* node = scope.get(name);
-  if (!node) return std::nullopt;
-  if (const auto* b = node->as_boolean()) return b->get();
-  add(where(*node), scope.key(name), "expected a boolean, got " + type_name(*node));
-  return std::nullopt;
-}
-
-std::optional<Duration> Loader::duration_value(const toml::node& node, const std::string& key) {
-  const auto* s = node.as_string();
-  if (!s) {
-    add(where(node), key, std::string(duration_hint) + ", got " + type_name(node));
-    return std::nullopt;
-  }
-  const auto duration = parse_duration(s->get());
-  if (!duration) {
-    add(where(node), key, std::string(duration_hint) + ", got " + quote(s->get()));
-    return std::nullopt;
-  }
-  // Every duration here is a timeout, a backoff or an interval: zero would
-  // mean "immediately" or "never", never what an operator meant.
-  if (duration->count() == 0) {
-    add(where(node), key, "expected a duration greater than 0, got " + quote(s->get()));
-    return std::nullopt;
-  }
-  return duration;
-}
-
-void Loader::read_duration(const Scope& scope, std::string_view name, Duration& out) {
-  if (const toml::node* node = scope.get(name)) {
-    if (const auto d = duration_value(*node, scope.key(name))) out = *d;
-  }
-}
-
-// A string or (when allow_single) an array of non-empty strings, each with
-// its node so callers can point at the element's line.
-std::optional<std::vector<std::pair<std::string, const toml::node*>>> Loader::string_list(
-    const toml::node& node, const std::string& key, bool allow_single) {
-  std::vector<std::pair<std::string, const toml::node*>> out;
-  if (allow_single && node.is_string()) {
-    auto value = string_value(node, key);
-    if (!value) return std::nullopt;
-    out.emplace_back(std::move(*value), &node);
-    return out;
-  }
-  const auto* array = node.as_array();
-  if (!array) {
-    add(where(node), key,
-        std::string(allow_single ? "expected a string or an array of strings"
-                                 : "expected an array of strings") +
-            ", got " + type_name(node));
-    return std::nullopt;
-  }
-  bool ok = true;
-  for (std::size_t i = 0; i < array->size(); ++i) {
-    const toml::node& element = *array->get(i);
-    auto value = string_value(element, indexed(key, i));
-    if (value) {
-      out.emplace_back(std::move(*value), &element);
-    } else {
-      ok = false;
-    }
-  }
-  if (!ok) return std::nullopt;
-  return out;
-}
 
 fs::path Loader::resolve(std::string_view text) const {
   fs::path path{text};
@@ -649,7 +372,7 @@ std::optional<fs::path> Loader::get_path(const Scope& scope, std::string_view na
   if (!node) return std::nullopt;
   const auto text = string_value(*node, scope.key(name));
   if (!text) return std::nullopt;
-  return path_setting(*text, check, secret, where(*node), scope.key(name));
+  return path_setting(*text, check, secret, Where(*node), scope.key(name));
 }
 
 // A path relative to the configuration file, or where secrets live,
@@ -692,30 +415,17 @@ std::optional<fs::path> Loader::path_setting(std::string_view text, PathCheck ch
   return check_path(path, check, at, key);
 }
 
-const toml::array* Loader::array_of_tables(const toml::table& root, std::string_view name) {
-  const toml::node* node = root.get(name);
-  if (!node) return nullptr;
-  const auto* array = node->as_array();
-  if (!array || !array->is_array_of_tables()) {
-    add(where(*node), std::string(name),
-        "expected an array of tables ([[" + std::string(name) + "]]), got " +
-            (array ? std::string("an array of values") : type_name(*node)));
-    return nullptr;
-  }
-  return array;
-}
-
 void Loader::read_listen(const toml::node& node, const std::string& key, std::vector<ListenEndpoint>& out) {
   const auto list = string_list(node, key, true);
   if (!list) return;
   if (list->empty()) {
-    add(where(node), key, "expected at least one address");
+    add(Where(node), key, "expected at least one address");
     return;
   }
   for (const auto& [text, element] : *list) {
     auto parsed = parse_host_port(text, HostRule::ip_or_localhost);
     if (auto* message = std::get_if<std::string>(&parsed)) {
-      add(where(*element), key, std::move(*message));
+      add(Where(*element), key, std::move(*message));
     } else {
       auto& hp = std::get<HostPort>(parsed);
       out.push_back({std::move(hp.host), hp.port});
@@ -749,9 +459,9 @@ void Loader::read_http(const toml::table& root, HttpConfig& http) {
   const toml::node* certificate = tls_file("tls_certificate", http.tls_certificate);
   const toml::node* private_key = tls_file("tls_private_key", http.tls_private_key);
   if (certificate && !private_key) {
-    add(where(*certificate), scope.key("tls_private_key"), "required when http.tls_certificate is set");
+    add(Where(*certificate), scope.key("tls_private_key"), "required when http.tls_certificate is set");
   } else if (private_key && !certificate) {
-    add(where(*private_key), scope.key("tls_certificate"), "required when http.tls_private_key is set");
+    add(Where(*private_key), scope.key("tls_certificate"), "required when http.tls_private_key is set");
   }
 
   if (const toml::node* node = scope.get("api_keys")) {
@@ -765,14 +475,14 @@ void Loader::read_http(const toml::table& root, HttpConfig& http) {
         if (!s || !s->get().starts_with(prefix) ||
             !from_hex(std::string_view(s->get()).substr(prefix.size()), digest.data(), digest.size())) {
           // The value is not echoed: a mistake here is often the token itself.
-          add(where(element), indexed(key, i),
+          add(Where(element), indexed(key, i),
               R"(expected "sha256:" followed by the 64 hex digits of the token's SHA-256)");
           continue;
         }
         http.api_keys.push_back(digest);
       }
     } else {
-      add(where(*node), key, "expected an array of strings, got " + type_name(*node));
+      add(Where(*node), key, "expected an array of strings, got " + type_name(*node));
     }
   }
 
@@ -832,13 +542,13 @@ void Loader::read_encryption_keys(const Scope& scope, StorageConfig& storage) {
   const std::string key = scope.key("encryption_keys");
   const auto text = string_value(*node, key);
   if (!text) return;
-  const auto path = path_setting(*text, PathCheck::file, Secret::may_be_credential, where(*node), key);
+  const auto path = path_setting(*text, PathCheck::file, Secret::may_be_credential, Where(*node), key);
   if (!path) return;
   const auto privacy = text->starts_with(credential_prefix) ? KeyFilePrivacy::trusted : KeyFilePrivacy::owner_only;
   std::vector<KeyFileProblem> problems;
   storage.keys = read_key_file(*path, privacy, problems);
   for (const auto& problem : problems) {
-    add(where(*node), key, path->string() + (problem.line > 0 ? ":" : ": ") + problem.to_string());
+    add(Where(*node), key, path->string() + (problem.line > 0 ? ":" : ": ") + problem.to_string());
   }
   if (storage.keys) storage.encryption_keys = *path;
 }
@@ -875,11 +585,11 @@ void Loader::read_delivery(const toml::table& root, DeliveryConfig& delivery) {
   if (delivery.max_backoff < delivery.initial_backoff) {
     // Point at whichever of the two the operator wrote; max_backoff if both.
     if (const toml::node* node = scope.get("max_backoff")) {
-      add(where(*node), scope.key("max_backoff"),
+      add(Where(*node), scope.key("max_backoff"),
           "must not be less than delivery.initial_backoff (" + format_duration(delivery.initial_backoff) +
               "), got " + quote(format_duration(delivery.max_backoff)));
     } else if (const toml::node* initial = scope.get("initial_backoff")) {
-      add(where(*initial), scope.key("initial_backoff"),
+      add(Where(*initial), scope.key("initial_backoff"),
           "must not exceed delivery.max_backoff (" + format_duration(delivery.max_backoff) + "), got " +
               quote(format_duration(delivery.initial_backoff)));
     }
@@ -907,7 +617,7 @@ void Loader::read_office(const toml::table& root, OfficeConfig& office) {
       if (time_zone_exists(*zone)) {
         hours.time_zone = std::move(*zone);
       } else {
-        add(where(*node), scope.key("time_zone"), "unknown time zone " + quote(*zone));
+        add(Where(*node), scope.key("time_zone"), "unknown time zone " + quote(*zone));
       }
     }
   }
@@ -920,7 +630,7 @@ void Loader::read_office(const toml::table& root, OfficeConfig& office) {
       for (const auto& [name, element] : *list) {
         const auto it = std::find(day_names.begin(), day_names.end(), name);
         if (it == day_names.end()) {
-          add(where(*element), key, "unknown day " + quote(name) + " (known: " + join(day_names) + ")");
+          add(Where(*element), key, "unknown day " + quote(name) + " (known: " + join(day_names) + ")");
           ok = false;
           continue;
         }
@@ -940,7 +650,7 @@ void Loader::read_office(const toml::table& root, OfficeConfig& office) {
     if (!text) return false;
     const auto time = parse_time_of_day(*text, allow_midnight_end);
     if (!time) {
-      add(where(*node), scope.key(name), R"(expected a time "HH:MM", got )" + quote(*text));
+      add(Where(*node), scope.key(name), R"(expected a time "HH:MM", got )" + quote(*text));
       return false;
     }
     out = *time;
@@ -953,7 +663,7 @@ void Loader::read_office(const toml::table& root, OfficeConfig& office) {
   if (opens_ok && closes_ok) {
     if (closes <= opens) {
       const toml::node* node = scope.get("closes") ? scope.get("closes") : scope.get("opens");
-      add(node ? where(*node) : Where{scope.line}, scope.key("closes"),
+      add(node ? Where(*node) : Where{scope.line}, scope.key("closes"),
           "must be after office.opens (" + format_time_of_day(opens) + "), got " +
               quote(format_time_of_day(closes)));
     } else {
@@ -976,14 +686,14 @@ void Loader::read_office(const toml::table& root, OfficeConfig& office) {
           if (const auto day = parse_iso_date(s->get())) {
             hours.holidays.push_back(*day);
           } else {
-            add(where(element), key, R"(expected a date "YYYY-MM-DD", got )" + quote(s->get()));
+            add(Where(element), key, R"(expected a date "YYYY-MM-DD", got )" + quote(s->get()));
           }
         } else {
-          add(where(element), indexed(key, i), R"(expected a date "YYYY-MM-DD", got )" + type_name(element));
+          add(Where(element), indexed(key, i), R"(expected a date "YYYY-MM-DD", got )" + type_name(element));
         }
       }
     } else {
-      add(where(*node), key, "expected an array of dates, got " + type_name(*node));
+      add(Where(*node), key, "expected an array of dates, got " + type_name(*node));
     }
   }
 }
@@ -995,15 +705,11 @@ void Loader::read_target_setting(const Scope& scope, const KeySpec& spec, const 
   if (!node) return;
   const std::string key = scope.key(spec.name);
   const std::string name{spec.name};
-  const Where at = where(*node);
+  const Where at = Where(*node);
   switch (spec.kind) {
     case KeyKind::string: {
-      auto value = string_value(*node, key);
+      auto value = spec.allowed.empty() ? string_value(*node, key) : enum_value(*node, key, "value", spec.allowed);
       if (!value) return;
-      if (!spec.allowed.empty() && !contains(spec.allowed, *value)) {
-        add(at, key, "unknown value " + quote(*value) + " (known: " + join(spec.allowed) + ")");
-        return;
-      }
       target.settings[name] = std::move(*value);
       return;
     }
@@ -1097,20 +803,25 @@ void Loader::read_target(const Scope& scope, TargetConfig& target) {
       if (is_target_name(*name)) {
         target.name = std::move(*name);
       } else {
-        add(where(*node), scope.key("name"),
+        add(Where(*node), scope.key("name"),
             R"(expected letters, digits, ".", "_" or "-" only, got )" + quote(*name));
       }
     }
   }
 
+  const std::size_t problems_before = problem_count();
   std::optional<std::string> type;
+  const TargetKind* kind = nullptr;
   if (const toml::node* node = required(scope, "type")) {
     type = string_value(*node, scope.key("type"));
-    const auto& known = known_target_types();
-    if (type && std::find(known.begin(), known.end(), *type) == known.end()) {
-      std::string list;
-      for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-      add(where(*node), scope.key("type"), "unknown type " + quote(*type) + " (known: " + list + ")");
+    const auto kinds = options_.target_kinds;
+    const auto found = std::find_if(kinds.begin(), kinds.end(), [&](const TargetKind& k) { return type == k.type; });
+    if (found != kinds.end()) {
+      kind = &*found;
+    } else if (type && !kinds.empty()) {
+      std::vector<std::string_view> names;
+      for (const auto& k : kinds) names.push_back(k.type);
+      add(Where(*node), scope.key("type"), "unknown type " + quote(*type) + " (known: " + join(names) + ")");
       type.reset();
     }
   }
@@ -1119,49 +830,48 @@ void Loader::read_target(const Scope& scope, TargetConfig& target) {
   // Without a known type the other keys cannot be judged; the type is the problem.
   if (!type) return;
   target.type = *type;
+  // Loaded without the channels (referralctl, which sends nothing): the
+  // type-specific keys are not judged, and not kept.
+  if (!kind) return;
 
-  const auto specs = target_keys(*type);
-  for (const auto& [key, value] : *scope.table) {
-    const auto k = key.str();
-    if (k == "name" || k == "type" || k == "concurrency" || k == "timeout") continue;
-    const bool known = std::any_of(specs.begin(), specs.end(), [&](const KeySpec& s) { return s.name == k; });
-    if (!known) add(where(key.source()), scope.key(k), "unknown key for type " + quote(*type));
-  }
-  for (const auto& spec : specs) read_target_setting(scope, spec, *type, target);
+  std::vector<std::string_view> known{"name", "type", "concurrency", "timeout"};
+  for (const auto& spec : kind->keys) known.push_back(spec.name);
+  check_keys(scope, known);
+  for (const auto& spec : kind->keys) read_target_setting(scope, spec, *type, target);
 
-  // Mail carries patient data: plain text only when the operator says so.
-  if (*type == "smtp") {
-    const auto* url = target.get_string("url");
-    const auto* starttls = target.get_string("starttls");
-    if (url && url->starts_with("smtp://") && starttls && *starttls == "none" &&
-        target.get_bool("allow_plaintext") != true) {
-      add(where(*scope.get("starttls")), scope.key("starttls"),
-          R"("none" with an smtp:// URL sends mail unencrypted; set allow_plaintext = true to allow it)");
-    }
+  // What only the channel understands, once its keys are all well-formed.
+  if (!kind->check || problem_count() != problems_before) return;
+  try {
+    kind->check(target, office_);
+  } catch (const TargetSettingError& e) {
+    const toml::node* node = e.key().empty() ? nullptr : scope.get(e.key());
+    add(node ? Where(*node) : Where(scope.line), e.key().empty() ? scope.prefix : scope.key(e.key()), e.message());
+  } catch (const std::exception& e) {
+    add(Where(scope.line), scope.prefix, e.what());
   }
 }
 
 void Loader::read_targets(const toml::table& root, std::vector<TargetConfig>& targets) {
-  const toml::array* array = array_of_tables(root, "target");
+  const toml::array* array = array_of_tables(top_scope(root), "target");
   if (!array) return;
   std::map<std::string, int> first_line;
   for (std::size_t i = 0; i < array->size(); ++i) {
     const auto* table = array->get(i)->as_table();
-    const Scope scope{table, indexed("target", i), line_of(*table), false};
+    const Scope scope{table, indexed("target", i), Where(*table).line, false};
     TargetConfig target;
     read_target(scope, target);
     // A send that outlives its lease would let the dispatcher claim the same
     // delivery again while the first send is still running.
     if (target.timeout >= lease_) {
       const toml::node* node = scope.get("timeout");
-      add(node != nullptr ? where(*node) : Where(scope.line), scope.key("timeout"),
+      add(node != nullptr ? Where(*node) : Where(scope.line), scope.key("timeout"),
           "must be shorter than delivery.lease (" + format_duration(lease_) + "), got " +
               quote(format_duration(target.timeout)));
     }
     if (!target.name.empty()) {
       const auto [it, inserted] = first_line.emplace(target.name, target.line);
       if (!inserted) {
-        add(where(*scope.get("name")), scope.key("name"),
+        add(Where(*scope.get("name")), scope.key("name"),
             "duplicate target name " + quote(target.name) + " (first defined at line " +
                 std::to_string(it->second) + ")");
         continue;
@@ -1173,7 +883,7 @@ void Loader::read_targets(const toml::table& root, std::vector<TargetConfig>& ta
 
 void Loader::read_routes(const toml::table& root, const std::vector<TargetConfig>& targets,
                          std::vector<Route>& routes) {
-  const toml::array* array = array_of_tables(root, "route");
+  const toml::array* array = array_of_tables(top_scope(root), "route");
   if (!array) return;
   // A target whose other settings are wrong is still a name a route may use;
   // reporting it unknown as well would only add noise.
@@ -1189,30 +899,30 @@ void Loader::read_routes(const toml::table& root, const std::vector<TargetConfig
 
   for (std::size_t i = 0; i < array->size(); ++i) {
     const auto* table = array->get(i)->as_table();
-    const Scope scope{table, indexed("route", i), line_of(*table), false};
+    const Scope scope{table, indexed("route", i), Where(*table).line, false};
     check_keys(scope, {"when", "notify"});
     Route route;
 
     if (const toml::node* when_node = scope.get("when")) {
       if (const auto* when_table = when_node->as_table()) {
-        const Scope when{when_table, scope.key("when"), line_of(*when_node), false};
+        const Scope when{when_table, scope.key("when"), Where(*when_node).line, false};
         check_keys(when, {"decision", "urgency", "after_hours"});
         const auto read_values = [&](std::string_view name, std::string_view what,
-                                     std::span<const std::string_view> known, auto parse, auto& out) {
+                                     std::span<const std::string_view> known, auto parse_value, auto& out) {
           const toml::node* node = when.get(name);
           if (!node) return;
           const std::string key = when.key(name);
           const auto list = string_list(*node, key, true);
           if (!list) return;
           if (list->empty()) {
-            add(where(*node), key, "expected at least one " + std::string(what));
+            add(Where(*node), key, "expected at least one " + std::string(what));
             return;
           }
           for (const auto& [text, element] : *list) {
-            if (const auto value = parse(text)) {
+            if (const auto value = parse_value(text)) {
               out.push_back(*value);
             } else {
-              add(where(*element), key,
+              add(Where(*element), key,
                   "unknown " + std::string(what) + " " + quote(text) + " (known: " + join(known) + ")");
             }
           }
@@ -1221,17 +931,17 @@ void Loader::read_routes(const toml::table& root, const std::vector<TargetConfig
         read_values("urgency", "urgency", urgency_names, parse_urgency, route.urgencies);
         route.after_hours = get_bool(when, "after_hours");
       } else {
-        add(where(*when_node), scope.key("when"), "expected a table, got " + type_name(*when_node));
+        add(Where(*when_node), scope.key("when"), "expected a table, got " + type_name(*when_node));
       }
     }
 
     if (const toml::node* notify = required(scope, "notify")) {
       const std::string key = scope.key("notify");
       if (const auto list = string_list(*notify, key, true)) {
-        if (list->empty()) add(where(*notify), key, "expected at least one target name");
+        if (list->empty()) add(Where(*notify), key, "expected at least one target name");
         for (const auto& [name, element] : *list) {
           if (names.count(name) == 0) {
-            add(where(*element), key, "unknown target " + quote(name));
+            add(Where(*element), key, "unknown target " + quote(name));
           } else {
             route.notify.push_back(name);
           }
@@ -1242,23 +952,14 @@ void Loader::read_routes(const toml::table& root, const std::vector<TargetConfig
   }
 }
 
-std::optional<toml::table> Loader::parse_toml(std::string_view text) {
-  try {
-    return toml::parse(text, file_);
-  } catch (const toml::parse_error& e) {
-    add(where(e.source()), "", std::string(e.description()));
-    return std::nullopt;
-  }
-}
-
 Config Loader::load(std::string_view text) {
   Config config;
   config.file = file_path_;
-  const auto parsed = parse_toml(text);
+  const auto parsed = parse(text);
   if (!parsed) return config;
   const toml::table& root = *parsed;
 
-  check_keys(Scope{&root, "", 0, false},
+  check_keys(top_scope(root),
              {"http", "storage", "rules", "paths", "delivery", "log", "office", "target", "route"});
   read_http(root, config.http);
   read_storage(root, config.storage);
@@ -1268,32 +969,18 @@ Config Loader::load(std::string_view text) {
   read_log(root, config.log_level);
   read_office(root, config.office);
   lease_ = config.delivery.lease;
+  office_ = config.office;
   read_targets(root, config.targets);
   read_routes(root, config.targets, config.routes);
   return config;
 }
 
 std::shared_ptr<const KeyRing> Loader::load_encryption_keys(std::string_view text) {
-  const auto root = parse_toml(text);
+  const auto root = parse(text);
   if (!root) return nullptr;
   StorageConfig storage;
   read_encryption_keys(section(*root, "storage"), storage);
   return storage.keys;
-}
-
-std::string read_config_text(const fs::path& file) {
-  const auto unreadable = [&](std::string message) {
-    return ConfigError({ConfigProblem{file.string(), 0, "", std::move(message)}});
-  };
-  std::error_code ec;
-  if (!fs::is_regular_file(file, ec)) {
-    throw unreadable(fs::exists(file, ec) ? "not a regular file" : "file not found");
-  }
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw unreadable("cannot be read: " + std::generic_category().message(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 }  // namespace
@@ -1306,7 +993,7 @@ Config parse_config(std::string_view toml_text, const fs::path& file_name, const
 }
 
 Configuration load_configuration(const fs::path& file, const LoadOptions& options) {
-  const std::string text = read_config_text(file);
+  const std::string text = read_file_text(file);
   Loader loader(file, options);
   Configuration result;
   result.config = loader.load(text);
@@ -1331,7 +1018,7 @@ std::shared_ptr<const KeyRing> load_encryption_keys(const fs::path& file, const 
                                                     std::vector<ConfigProblem>& problems) {
   try {
     Loader loader(file, options);
-    auto keys = loader.load_encryption_keys(read_config_text(file));
+    auto keys = loader.load_encryption_keys(read_file_text(file));
     auto found = loader.sorted_problems();
     problems.insert(problems.end(), found.begin(), found.end());
     return found.empty() ? keys : nullptr;

@@ -8,12 +8,14 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <variant>
 #include <vector>
 
 #include "routing/business_hours.hpp"
 #include "routing/routing.hpp"
+#include "config/target_keys.hpp"
 #include "rules/rules.hpp"
 #include "util/config_error.hpp"
 #include "util/duration.hpp"
@@ -86,7 +88,7 @@ struct OfficeConfig {
 using SettingValue = std::variant<std::string, std::int64_t, bool, Duration, std::vector<std::string>>;
 
 // One [[target]] table. Type-specific keys are validated against the key
-// table of its type (config/target_keys.hpp); paths are already resolved
+// table of its type (LoadOptions::target_kinds); paths are already resolved
 // relative to the configuration file, and "credential:NAME" to the systemd
 // credential's file in $CREDENTIALS_DIRECTORY.
 struct TargetConfig {
@@ -128,6 +130,11 @@ struct LoadOptions {
   // set; empty: nowhere (a problem). referralctl, which systemd does not
   // start, passes the running service's directory (cli/settings.hpp).
   std::filesystem::path credentials_fallback;
+  // The channels, in the order messages list them: the composition root
+  // passes the adapters' registry (adapters/registry.hpp, target_kinds()).
+  // Empty: a [[target]]'s name, type, concurrency and timeout are read, its
+  // other keys neither judged nor kept (referralctl, which sends nothing).
+  std::span<const TargetKind> target_kinds;
 };
 
 // Loads the configuration and the rules file it names; throws ConfigError

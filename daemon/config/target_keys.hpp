@@ -1,13 +1,18 @@
-// The keys each target type accepts. One table, checked by the config loader;
-// adapters read the validated values from TargetConfig::settings.
+// What the configuration loader knows of a channel: its type name, the keys
+// its [[target]] tables take and the checks only it understands. The loader
+// knows no channel itself: the composition root hands it the adapters'
+// registry (adapters/registry.hpp, target_kinds()) in LoadOptions.
 #pragma once
 
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
-#include <vector>
 
 namespace referrald {
+
+struct TargetConfig;
+struct OfficeConfig;
 
 enum class KeyKind {
   string,       // any non-empty string
@@ -30,11 +35,36 @@ struct KeySpec {
   std::span<const std::string_view> allowed{};
 };
 
-// Known types, in the order shown in messages: smtp, hylafax, http-fax, snpp, wctp, spool.
-const std::vector<std::string>& known_target_types();
+// A target setting a channel refuses. what(): target "NAME": KEY: MESSAGE
+// (without "KEY: " when no one setting is to blame); the loader reports it
+// as FILE:LINE: target[N].KEY: MESSAGE, at the key's line.
+class TargetSettingError : public std::runtime_error {
+ public:
+  TargetSettingError(const TargetConfig& target, std::string key, std::string message);
+  const std::string& key() const noexcept { return key_; }
+  const std::string& message() const noexcept { return message_; }
 
-// Keys accepted by a type besides the common ones (name, type, concurrency,
-// timeout); empty for an unknown type.
-std::span<const KeySpec> target_keys(std::string_view type);
+ private:
+  std::string key_;
+  std::string message_;
+};
+
+inline TargetSettingError target_error(const TargetConfig& target, std::string key, std::string message) {
+  return TargetSettingError(target, std::move(key), std::move(message));
+}
+inline TargetSettingError target_error(const TargetConfig& target, std::string message) {
+  return TargetSettingError(target, "", std::move(message));
+}
+
+// One channel, as the loader sees it.
+struct TargetKind {
+  std::string_view type;
+  // Keys besides the common ones (name, type, concurrency, timeout).
+  std::span<const KeySpec> keys;
+  // Run once every key has been read and found well-formed: what only the
+  // channel understands (a mailbox's syntax, settings that go together).
+  // Throws TargetSettingError (or std::runtime_error) naming the problem.
+  void (*check)(const TargetConfig& target, const OfficeConfig& office) = nullptr;
+};
 
 }  // namespace referrald

@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "model/outcome.hpp"
 #include "model/referral.hpp"
-#include "store/store.hpp"
 
 namespace referrald {
 
@@ -29,7 +29,7 @@ struct Delivery {
   std::string document;  // the referral JSON (PHI: never logged)
 };
 
-using OutcomeClass = store::AttemptOutcome;
+using OutcomeClass = AttemptOutcome;
 
 struct Outcome {
   OutcomeClass kind = OutcomeClass::transient;

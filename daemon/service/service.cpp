@@ -67,6 +67,13 @@ std::vector<DispatchTarget> make_targets(const Config& c, const AdapterContext& 
   return out;
 }
 
+// The configuration as this daemon reads it: with the channels it sends to.
+LoadOptions load_options() {
+  LoadOptions options;
+  options.target_kinds = target_kinds();
+  return options;
+}
+
 void log_problems(const ConfigError& e, const char* event) {
   for (const auto& p : e.problems()) spdlog::error("{} problem=\"{}\"", event, p.to_string());
 }
@@ -105,6 +112,7 @@ class Daemon {
     adapter_context_.blocking_executor = blocking_.get_executor();
     adapter_context_.curl = &curl_;
     adapter_context_.office = &configuration_.config.office;
+    adapter_context_.clock = &clock_;
     dispatcher_->set_targets(make_targets(configuration_.config, adapter_context_),
                              dispatcher_options(configuration_.config));
     // Wake the dispatcher for new deliveries only: waking on every commit
@@ -217,7 +225,7 @@ class Daemon {
       ~ReadyAgain() { n.ready(status()); }
     } ready_again{notifier_, [this] { return status_line(); }};
     try {
-      auto next = load_configuration(file);
+      auto next = load_configuration(file, load_options());
       auto targets = make_targets(next.config, adapter_context_);
       warn_restart_only(configuration_.config, next.config);
       intake_.set_policy(make_policy(next));
@@ -296,14 +304,8 @@ class Daemon {
 
 int check_config(const std::filesystem::path& config_file, std::ostream& out, std::ostream& err) {
   try {
-    const auto c = load_configuration(config_file);
-    // The adapters validate what only they understand (and nothing connects).
-    for (const auto& t : c.config.targets) {
-      asio::io_context probe;
-      CurlPool curl(1);
-      AdapterContext context{probe.get_executor(), probe.get_executor(), &curl, &c.config.office};
-      make_adapter(t, context);
-    }
+    // The channels' own checks run in the loader: their problems are in the same list.
+    const auto c = load_configuration(config_file, load_options());
     // The web form's pages, checked as the form checks them at start.
     http::check_web_dir(c.config.web_dir);
     out << config_file.string() << ": configuration OK (" << c.config.targets.size() << " targets, "
@@ -321,7 +323,7 @@ int run_daemon(const std::filesystem::path& config_file) {
   setup_logging("info", detect_log_target());
   std::optional<Configuration> configuration;
   try {
-    configuration = load_configuration(config_file);
+    configuration = load_configuration(config_file, load_options());
   } catch (const ConfigError& e) {
     log_problems(e, "config.invalid");
     spdlog::critical("referrald.start_failed reason=\"invalid configuration\" file={}", config_file.string());

@@ -10,6 +10,8 @@
 #include <map>
 #include <utility>
 
+#include "util/private_dirs.hpp"
+
 namespace referrald::store {
 
 namespace {
@@ -293,6 +295,8 @@ Database::Database(const std::filesystem::path& file, OpenMode mode)
 #endif
   switch (mode) {
     case OpenMode::read_write_create:
+      // The configuration allows a database whose directory does not exist yet.
+      if (file.has_parent_path()) create_private_directories(file.parent_path());
       create_private_file(file);
       flags |= SQLITE_OPEN_READWRITE;  // no CREATE: the file exists now, with our mode
       break;

@@ -122,16 +122,6 @@ bool is_final(DeliveryState s) noexcept {
   return s == DeliveryState::delivered || s == DeliveryState::dead || s == DeliveryState::cancelled;
 }
 
-std::string_view to_string(AttemptOutcome o) noexcept {
-  switch (o) {
-    case AttemptOutcome::delivered: return "delivered";
-    case AttemptOutcome::transient: return "transient";
-    case AttemptOutcome::permanent: return "permanent";
-    case AttemptOutcome::misconfigured: return "misconfigured";
-  }
-  return "transient";
-}
-
 std::int64_t to_millis(TimePoint t) noexcept {
   return std::chrono::floor<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }

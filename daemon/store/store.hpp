@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "model/outcome.hpp"
 #include "model/referral.hpp"
 #include "office/escalation.hpp"
 #include "store/database.hpp"
@@ -112,8 +113,8 @@ int release_leases(Database& db, TimePoint now);
 // The earliest time something becomes due (next attempt or lease expiry), if any.
 std::optional<TimePoint> next_due(Database& db);
 
-enum class AttemptOutcome { delivered, transient, permanent, misconfigured };
-std::string_view to_string(AttemptOutcome o) noexcept;
+using referrald::AttemptOutcome;  // model/outcome.hpp: the adapters return it too
+using referrald::to_string;
 
 struct AttemptRecord {
   std::int64_t delivery_id = 0;

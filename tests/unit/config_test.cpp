@@ -6,6 +6,7 @@
 #include <optional>
 #include <set>
 
+#include "adapters/registry.hpp"
 #include "config/config.hpp"
 #include "config/target_keys.hpp"
 #include "util/crypto.hpp"
@@ -16,6 +17,14 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using ::testing::ElementsAre;
+
+// The configuration as the daemon reads it: with the channels' keys and checks.
+LoadOptions with_channels(fs::path credentials_fallback = {}) {
+  LoadOptions options;
+  options.credentials_fallback = std::move(credentials_fallback);
+  options.target_kinds = target_kinds();
+  return options;
+}
 
 // A throwaway installation: root/etc holds the configuration file and the
 // files it may name; root/schemas and root/web are where the default
@@ -43,7 +52,7 @@ class ConfigTest : public ::testing::Test {
     return text.starts_with('\n') ? text.substr(1) : text;
   }
 
-  Config parse(std::string_view text) { return parse_config(text_of(text), file_); }
+  Config parse(std::string_view text) { return parse_config(text_of(text), file_, with_channels()); }
 
   // Every problem, formatted as an operator sees it; empty when it loads.
   std::vector<std::string> problems(std::string_view text) {
@@ -130,12 +139,14 @@ web = "../web/"
 
 TEST_F(ConfigTest, UnknownKeyInSectionAndUnknownSection) {
   EXPECT_THAT(problems(with_required(R"(
-[http]
-listen = "127.0.0.1:8080"
-listn = "127.0.0.1:8081"
+[log]
+level = "info"
+levl = "debug"
 [htp]
 )")),
-              ElementsAre(at(7, "http.listn: unknown key"), at(8, "htp: unknown key")));
+              ElementsAre(at(7, "log.levl: unknown key (known: level)"),
+                          at(8, "htp: unknown key (known: http, storage, rules, paths, delivery, log, office, "
+                                "target, route)")));
 }
 
 TEST_F(ConfigTest, WrongTypeNamesBothTypes) {
@@ -542,7 +553,7 @@ ca_file = "ca.pem"
 password_file = "credential:smtp-password"
 from = "referrald@example.org"
 to = ["referrals@example.org"]
-
+username = "referrald"
 [[target]]
 name = "office-pager-wctp"
 type = "wctp"
@@ -721,7 +732,7 @@ TEST_F(ConfigTest, EncryptionKeysAsACredentialNeedNoOwnerOnlyMode) {
   // referralctl, which systemd does not start, looks where the running service's credentials are.
   const CredentialsDirectory none(std::nullopt);
   EXPECT_EQ(problems(text).size(), 1U);
-  const Config c = parse_config(text_of(text), file_, LoadOptions{credentials});
+  const Config c = parse_config(text_of(text), file_, with_channels(credentials));
   ASSERT_NE(c.storage.keys, nullptr);
   EXPECT_EQ(c.storage.keys->current().id, "k1");
 }
@@ -774,8 +785,10 @@ dial = "9015954011"
 password = "hunter2"
 )")),
               ElementsAre(at(5, R"(target[0].url: required for type "smtp")"),
-                          at(10, R"(target[0].dial: unknown key for type "smtp")"),
-                          at(11, R"(target[0].password: unknown key for type "smtp")")));
+                          at(10, "target[0].dial: unknown key (known: name, type, concurrency, timeout, url, starttls, "
+                                 "allow_plaintext, ca_file, username, password_file, from, to, helo)"),
+                          at(11, "target[0].password: unknown key (known: name, type, concurrency, timeout, url, "
+                                 "starttls, allow_plaintext, ca_file, username, password_file, from, to, helo)")));
   EXPECT_THAT(problems(with_required("[[target]]\nname = \"x\"\n")),
               ElementsAre(at(5, "target[0].type: required")));
 }
@@ -852,6 +865,46 @@ to = ["referrals@example.org"]
   EXPECT_TRUE(problems(with_required(target + "allow_plaintext = true\n")).empty());
 }
 
+TEST_F(ConfigTest, ChannelProblemsAreListedWithTheRestAtTheirLines) {
+  EXPECT_THAT(problems(with_required(R"(
+[log]
+level = "loud"
+[[target]]
+name = "office-email"
+type = "smtp"
+url = "smtp://mail.example.org"
+from = "not an address"
+to = ["referrals@example.org"]
+[[target]]
+name = "office-fax"
+type = "http-fax"
+url = "https://fax.example.org/send"
+to = "+19015954011"
+status_url = "https://fax.example.org/status/{id}"
+)")),
+              ElementsAre(at(6, R"(log.level: unknown level "loud" (known: trace, debug, info, warn, error))"),
+                          testing::StartsWith(at(11, "target[0].from: ")),
+                          at(13, "target[1]: status_url and status_path go together (set both, or neither)")));
+}
+
+TEST_F(ConfigTest, WithoutTheChannelsTargetsKeepOnlyTheirCommonKeys) {
+  // referralctl reads the configuration for the database and the rules; it
+  // sends nothing, so a target's channel keys are not its business.
+  const Config c = parse_config(text_of(with_required(R"(
+[[target]]
+name = "office-fax"
+type = "fax2"
+dial = 12
+timeout = "30s"
+)")),
+                                file_);
+  ASSERT_EQ(c.targets.size(), 1u);
+  EXPECT_EQ(c.targets[0].name, "office-fax");
+  EXPECT_EQ(c.targets[0].type, "fax2");
+  EXPECT_EQ(c.targets[0].timeout, 30s);
+  EXPECT_TRUE(c.targets[0].settings.empty());
+}
+
 TEST_F(ConfigTest, TargetMustBeAnArrayOfTables) {
   EXPECT_THAT(problems(with_required("[target]\nname = \"x\"\n")),
               ElementsAre(at(5, "target: expected an array of tables ([[target]]), got table")));
@@ -910,13 +963,13 @@ bogus = 1
                   at(15, R"(route[0].when.decision: unknown decision "acepted" (known: accepted, review, declined))"),
                   at(15, R"(route[0].when.urgency: unknown urgency "soon" (known: routine, urgent, emergent))"),
                   at(15, "route[0].when.after_hours: expected a boolean, got string"),
-                  at(15, "route[0].when.weekday: unknown key"),
+                  at(15, "route[0].when.weekday: unknown key (known: decision, urgency, after_hours)"),
                   at(16, R"(route[0].notify: unknown target "office-fx")"),
                   at(17, "route[1].notify: required"),
                   at(18, "route[1].when.decision: expected at least one decision"),
                   at(20, "route[2].when: expected a table, got string"),
                   at(21, "route[2].notify: expected at least one target name"),
-                  at(22, "route[2].bogus: unknown key")));
+                  at(22, "route[2].bogus: unknown key (known: when, notify)")));
 }
 
 TEST_F(ConfigTest, RouteMayNameATargetWhoseOtherSettingsAreWrong) {
@@ -979,7 +1032,7 @@ TEST_F(ConfigTest, ErrorMessageListsEveryProblemOnItsOwnLine) {
 
 TEST_F(ConfigTest, LoadConfigurationReportsAMissingFile) {
   try {
-    load_configuration(root_ / "etc" / "nowhere.toml");
+    load_configuration(root_ / "etc" / "nowhere.toml", with_channels());
     FAIL() << "expected a ConfigError";
   } catch (const ConfigError& e) {
     EXPECT_THAT(e.problems(), ::testing::SizeIs(1));
@@ -991,7 +1044,7 @@ TEST_F(ConfigTest, LoadConfigurationReportsConfigAndRulesProblemsTogether) {
   std::ofstream(file_) << with_required("[log]\nlevel = \"loud\"\n");
   std::ofstream(root_ / "etc" / "rules.toml") << "this is = = not toml\n";
   try {
-    load_configuration(file_);
+    load_configuration(file_, with_channels());
     FAIL() << "expected a ConfigError";
   } catch (const ConfigError& e) {
     ASSERT_GE(e.problems().size(), 2u) << e.what();
@@ -1003,12 +1056,15 @@ TEST_F(ConfigTest, LoadConfigurationReportsConfigAndRulesProblemsTogether) {
 
 // ---- the target key tables -------------------------------------------------------
 
-TEST(TargetKeys, EveryKnownTypeHasKeysAndUnknownHasNone) {
-  EXPECT_THAT(known_target_types(), ElementsAre("smtp", "hylafax", "http-fax", "snpp", "wctp", "spool"));
-  for (const auto& type : known_target_types()) EXPECT_FALSE(target_keys(type).empty()) << type;
-  EXPECT_TRUE(target_keys("fax2").empty());
+TEST(TargetKeys, EveryChannelHasKeysAndSmtpRequiresItsAddresses) {
+  std::vector<std::string_view> types;
+  for (const auto& kind : target_kinds()) {
+    types.push_back(kind.type);
+    EXPECT_FALSE(kind.keys.empty()) << kind.type;
+  }
+  EXPECT_THAT(types, ElementsAre("smtp", "hylafax", "http-fax", "snpp", "wctp", "spool"));
   std::set<std::string_view> smtp_required;
-  for (const auto& k : target_keys("smtp")) {
+  for (const auto& k : target_kinds()[0].keys) {
     if (k.required) smtp_required.insert(k.name);
   }
   EXPECT_EQ(smtp_required, (std::set<std::string_view>{"url", "from", "to"}));
@@ -1038,7 +1094,7 @@ TEST(ShippedConfig, DevelopmentConfigLoadsWithItsTargetsAndRoutes) {
   text.replace(text.find(setting), setting.size(), "encryption_keys = \"" + keys.string() + "\"\n");
   Config c;
   try {
-    c = parse_config(text, file);
+    c = parse_config(text, file, with_channels());
   } catch (const ConfigError& e) {
     FAIL() << e.what();
   }
@@ -1097,7 +1153,7 @@ TEST(ShippedConfig, ProductionExampleHasOnlyMissingFileProblems) {
   {
     const CredentialsDirectory env(credentials);
     try {
-      parse_config(text, file);
+      parse_config(text, file, with_channels());
     } catch (const ConfigError& e) {
       problems = e.problems();
     }
@@ -1130,7 +1186,7 @@ TEST(ShippedConfig, InstalledConfigurationListensOnLoopbackAndSpoolsUnderVarLib)
   {
     const CredentialsDirectory env(fs::path{pattern});
     try {
-      c = parse_config(text, file);
+      c = parse_config(text, file, with_channels());
     } catch (const ConfigError& e) {
       problems = e.problems();
     }
@@ -1175,7 +1231,7 @@ directory = "spool"
 timeout = "3m"
 )";
   try {
-    parse_config(text, "/nonexistent-dir/referrald.toml");
+    parse_config(text, "/nonexistent-dir/referrald.toml", with_channels());
     FAIL() << "expected a ConfigError";
   } catch (const ConfigError& e) {
     bool found = false;

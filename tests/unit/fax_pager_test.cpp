@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "adapters/document/page_text.hpp"
 #include "adapters/hylafax/hylafax_adapter.hpp"
 #include "adapters/hylafax/hylafax_protocol.hpp"
 #include "adapters/protocol/settings.hpp"

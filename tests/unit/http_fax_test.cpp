@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "adapters/http_fax/http_client.hpp"
+#include "adapters/curl/http_client.hpp"
 #include "adapters/http_fax/http_fax_adapter.hpp"
 
 namespace referrald {

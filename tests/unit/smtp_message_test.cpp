@@ -275,6 +275,7 @@ class SmtpTarget : public ::testing::Test {
   }
   test::TempDir dir_;
   CurlPool curl_{1};
+  SystemClock clock_;
 };
 
 TEST_F(SmtpTarget, PasswordFileIsReadOnceWithoutItsNewline) {
@@ -290,14 +291,14 @@ TEST_F(SmtpTarget, PasswordFileIsReadOnceWithoutItsNewline) {
   auto t = target();
   t.settings["username"] = std::string("referrald");
   t.settings["password_file"] = (dir_ / "pw").string();
-  EXPECT_FALSE(SmtpAdapter(t, curl_, OfficeConfig{}).problem());
+  EXPECT_FALSE(SmtpAdapter(t, curl_, OfficeConfig{}, clock_).problem());
 }
 
 TEST_F(SmtpTarget, AMissingPasswordFileIsMisconfiguredNotAFailedStart) {
   auto t = target();
   t.settings["username"] = std::string("referrald");
   t.settings["password_file"] = (dir_ / "missing").string();
-  SmtpAdapter adapter(t, curl_, OfficeConfig{});
+  SmtpAdapter adapter(t, curl_, OfficeConfig{}, clock_);
   ASSERT_TRUE(adapter.problem());
   EXPECT_EQ(*adapter.problem(),
             "cannot read password_file " + (dir_ / "missing").string() + ": No such file or directory");
@@ -306,28 +307,28 @@ TEST_F(SmtpTarget, AMissingPasswordFileIsMisconfiguredNotAFailedStart) {
 TEST_F(SmtpTarget, RefusesSettingsThatCanNeverWork) {
   auto plain = target();
   plain.settings["starttls"] = std::string("none");
-  EXPECT_THROW(SmtpAdapter(plain, curl_, OfficeConfig{}), std::runtime_error);
+  EXPECT_THROW(SmtpAdapter(plain, curl_, OfficeConfig{}, clock_), std::runtime_error);
   plain.settings["allow_plaintext"] = true;
-  EXPECT_NO_THROW(SmtpAdapter(plain, curl_, OfficeConfig{}));
+  EXPECT_NO_THROW(SmtpAdapter(plain, curl_, OfficeConfig{}, clock_));
 
   auto injected = target();
   injected.settings["from"] = std::string("a@b.example\r\nBcc: x@evil.example");
   try {
-    SmtpAdapter adapter(injected, curl_, OfficeConfig{});
+    SmtpAdapter adapter(injected, curl_, OfficeConfig{}, clock_);
     FAIL() << "accepted a From with a line break";
   } catch (const std::runtime_error& e) {
     EXPECT_STREQ(e.what(), "target \"office-email\": from: control characters (line breaks) are not allowed");
   }
   auto only_user = target();
   only_user.settings["username"] = std::string("referrald");
-  EXPECT_THROW(SmtpAdapter(only_user, curl_, OfficeConfig{}), std::runtime_error);
+  EXPECT_THROW(SmtpAdapter(only_user, curl_, OfficeConfig{}, clock_), std::runtime_error);
   auto bad_helo = target();
   bad_helo.settings["helo"] = std::string("host name");
-  EXPECT_THROW(SmtpAdapter(bad_helo, curl_, OfficeConfig{}), std::runtime_error);
+  EXPECT_THROW(SmtpAdapter(bad_helo, curl_, OfficeConfig{}, clock_), std::runtime_error);
 }
 
 TEST_F(SmtpTarget, MessageIdIsTheDeliverysIdentityOnEveryAttempt) {
-  SmtpAdapter adapter(target(), curl_, OfficeConfig{});
+  SmtpAdapter adapter(target(), curl_, OfficeConfig{}, clock_);
   Delivery d;
   d.referral_id = "R-20261128-7K3M9-TZQXA";
   d.target = "office-email";

@@ -322,7 +322,8 @@ TEST(WctpSettings, RefusesPlainHttpExceptToLoopback) {
 
 TEST(WctpAdapter, ThePageCarriesNoPatientData) {
   CurlPool curl(1);
-  WctpAdapter adapter(wctp_settings(wctp_target("https://wctp.example.org/wctp"), office()), curl);
+  const SystemClock clock;
+  WctpAdapter adapter(wctp_settings(wctp_target("https://wctp.example.org/wctp"), office()), curl, clock);
   const std::string xml = adapter.build_request(delivery(), std::chrono::system_clock::now());
   EXPECT_EQ(dtd_problems(xml), "") << xml;
   const Element text = parse(xml).children.at(0).children.at(1).children.at(0);
@@ -338,7 +339,8 @@ TEST(WctpAdapter, AnUnreadableSecurityCodeFileIsMisconfigured) {
       << *settings.problem;
 
   CurlPool curl(1);
-  WctpAdapter adapter(settings, curl);
+  const SystemClock clock;
+  WctpAdapter adapter(settings, curl, clock);
   boost::asio::io_context io;
   const Delivery d = delivery();
   auto future = boost::asio::co_spawn(io, adapter.send(d), boost::asio::use_future);

@@ -1,4 +1,4 @@
-#include "adapters/http_fax/http_client.hpp"
+#include "adapters/curl/http_client.hpp"
 #include "util/secret_file.hpp"
 
 #include <arpa/inet.h>
