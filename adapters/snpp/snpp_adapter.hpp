@@ -14,9 +14,21 @@
 // a split page can arrive out of order or in part, and a retry after a
 // partial failure would repeat the first part.
 //
+// A repeat (attempt > 1) to HylaFAX first looks for the page an earlier
+// attempt may have queued: over hfaxd's client protocol (hylafax_port,
+// default 4559, the same login) it lists sendq and doneq by sender. A page
+// job there that HylaFAX has queued or sent is taken instead of paging
+// again ("snpp.repeat_recognised"), so a reply lost after SEND, a timeout
+// or a crash does not page the office twice. When the queues cannot be
+// read, or hold only a job still being submitted (SUSPENDED), the attempt
+// pages and its message says so: the only cases that may repeat a page.
+// docs/hylafax.md has the details and the HylaFAX source behind them.
+//
 // Outcomes: 550/552 to PAGE -> permanent (unknown pager id); 4xx (421) and
-// 554 -> transient; 530/550 to LOGI (or 530 anywhere) -> misconfigured; other
-// 5xx to MESS/SEND -> permanent; connection failures, timeouts -> transient.
+// 554 -> transient (hfaxd's "554 Failed to submit message N" to SEND: its
+// scheduler did not queue the page); 530/550 to LOGI (or 530 anywhere) ->
+// misconfigured; other 5xx to MESS/SEND -> permanent; connection failures,
+// timeouts -> transient.
 #pragma once
 
 #include <cstddef>
@@ -37,6 +49,7 @@ struct SnppSettings {
   std::string pager_id;
   std::size_t max_message_length = 128;
   bool hylafax = false;
+  std::uint16_t hylafax_port = 4559;  // hfaxd's client protocol, for the repeat check; 0: no check
   std::string callback_phone;  // the office's phone
   Duration budget{std::chrono::seconds(54)};
   Duration io_timeout{std::chrono::seconds(30)};

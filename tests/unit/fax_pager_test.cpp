@@ -221,6 +221,36 @@ TEST(SnppSettings, ChecksTheTarget) {
   EXPECT_THROW(snpp_settings(t, office), std::runtime_error);
 }
 
+TEST(SnppSettings, TheRepeatCheckPortIsForHfaxdOnly) {
+  TargetConfig t;
+  t.name = "office-pager";
+  t.type = "snpp";
+  t.settings["host"] = std::string("127.0.0.1:444");
+  t.settings["pager_id"] = std::string("5551234");
+  const OfficeConfig office;
+  t.settings["hylafax_port"] = std::int64_t{4560};
+  try {
+    snpp_settings(t, office);
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "target \"office-pager\": hylafax_port: only for hfaxd: set hylafax = true too");
+  }
+  t.settings["hylafax"] = true;
+  EXPECT_EQ(snpp_settings(t, office).hylafax_port, 4560);
+  t.settings.erase("hylafax_port");
+  EXPECT_EQ(snpp_settings(t, office).hylafax_port, 4559);  // hfaxd's default
+  t.settings["hylafax_port"] = std::int64_t{0};
+  EXPECT_EQ(snpp_settings(t, office).hylafax_port, 0);  // no repeat check
+  t.settings["hylafax_port"] = std::int64_t{70000};
+  try {
+    snpp_settings(t, office);
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(),
+                 "target \"office-pager\": hylafax_port: must be 1..65535 (0: no repeat check), got 70000");
+  }
+}
+
 TEST(SendBudget, StaysUnderTheTargetTimeout) {
   EXPECT_EQ(protocol::send_budget(60s), 54s);
   EXPECT_EQ(protocol::send_budget(5s), 4s);
