@@ -194,12 +194,17 @@ TEST(HylafaxSettings, RefusesValuesThatCannotBeQuoted) {
   EXPECT_THROW(hylafax_settings(t), std::runtime_error);
 }
 
-TEST(SnppSettings, ChecksTheTarget) {
+TargetConfig snpp_target() {
   TargetConfig t;
   t.name = "office-pager";
   t.type = "snpp";
   t.settings["host"] = std::string("127.0.0.1:444");
   t.settings["pager_id"] = std::string("5551234");
+  return t;
+}
+
+TEST(SnppSettings, ChecksTheTarget) {
+  auto t = snpp_target();
   OfficeConfig office;
   office.phone = "1-888-226-4343";
   auto s = snpp_settings(t, office);
@@ -222,11 +227,7 @@ TEST(SnppSettings, ChecksTheTarget) {
 }
 
 TEST(SnppSettings, TheRepeatCheckPortIsForHfaxdOnly) {
-  TargetConfig t;
-  t.name = "office-pager";
-  t.type = "snpp";
-  t.settings["host"] = std::string("127.0.0.1:444");
-  t.settings["pager_id"] = std::string("5551234");
+  auto t = snpp_target();
   const OfficeConfig office;
   t.settings["hylafax_port"] = std::int64_t{4560};
   try {
