@@ -31,13 +31,15 @@ JobState parse_job_state(std::string_view text);
 JobState job_state_from_symbol(char symbol);
 std::string_view to_string(JobState state);
 
-// One line of `LIST sendq|doneq` with JOBFMT "%j|%a|%J" (id, state, tag).
+// One line of `LIST sendq|doneq` with JOBFMT "%j|%a|%J" (id, state, job tag)
+// or "%j|%a|%S" (id, state, sender): `tag` is the third field, whichever.
 struct ListedJob {
   std::string id;
   JobState state = JobState::unknown;
   std::string tag;
 };
 inline constexpr std::string_view job_listing_format = "%j|%a|%J";
+inline constexpr std::string_view sender_listing_format = "%j|%a|%S";
 std::vector<ListedJob> parse_job_listing(std::string_view data);
 
 // A value is fit for a quoted JPARM argument: no '"', no '\\', no control character,

@@ -61,4 +61,8 @@ ParseResult parse_reply(std::string_view bytes, Dialect dialect, const ReplyLimi
 // non-ASCII bytes become '?', and it is cut to `max_bytes` with "...".
 std::string printable(std::string_view text, std::size_t max_bytes = 200);
 
+// "554 Failed to submit ...": a reply as an operator message quotes it
+// (the code, then the text made printable and cut to 160 bytes).
+std::string reply_summary(const Reply& reply);
+
 }  // namespace referrald::protocol

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "adapters/hylafax/hfaxd_session.hpp"
 #include "adapters/protocol/connection.hpp"
 #include "adapters/document/page_text.hpp"
 #include "adapters/protocol/settings.hpp"
@@ -18,11 +19,11 @@ namespace asio = boost::asio;
 using protocol::Connection;
 using protocol::printable;
 using protocol::Reply;
+using protocol::reply_summary;
 using Clock = std::chrono::steady_clock;
 
 namespace {
 
-std::string reply_summary(const Reply& r) { return std::to_string(r.code) + " " + printable(r.text, 160); }
 
 // What a negative reply to one step means for the delivery.
 enum class Step { logi, site, page, mess, send };
@@ -47,6 +48,47 @@ std::optional<std::string> job_id_in(std::string_view text) {
   while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') ++pos;
   if (pos == start) return std::nullopt;
   return std::string(text.substr(start, pos - start));
+}
+
+// What looking for an earlier attempt's page found: the outcome when it is
+// queued already, else a note for the attempt's message when the look could
+// not settle it (empty when there was nothing to find).
+struct EarlierPage {
+  std::optional<Outcome> queued;
+  std::string note;
+};
+
+// Lists hfaxd's queues by sender (the delivery's identity, SITE FROMUSER)
+// within `deadline`. Any failure leaves the question open and the attempt
+// pages: a pager that is never paged is worse than one paged twice.
+asio::awaitable<EarlierPage> look_for_earlier_page(const SnppSettings& s, const Delivery& delivery,
+                                                   Clock::time_point deadline) {
+  EarlierPage out;
+  hylafax::Login login{s.host, s.hylafax_port, s.login, s.password, s.io_timeout};
+  hylafax::ClientSession session(co_await asio::this_coro::executor, std::move(login), deadline);
+  hylafax::JobSearch search;
+  std::optional<Outcome> failed = co_await session.open();
+  if (!failed) failed = co_await session.find_job(hylafax::JobKey::sender, delivery.identity, search);
+  co_await session.quit();
+  if (failed) search.skipped = failed->message;
+  if (!search.skipped.empty()) {
+    spdlog::warn("snpp.repeat_check_skipped id={} target={} reason=\"{}\"", delivery.referral_id, delivery.target,
+                 search.skipped);
+    out.note = "earlier page not looked for: " + search.skipped;
+  } else if (search.job && search.job->state == hylafax::JobState::suspended) {
+    // Its SEND has not reached the scheduler (yet): hfaxd removes such a
+    // job when its session ends, unless the scheduler takes it first.
+    spdlog::warn("snpp.earlier_page_unsubmitted id={} target={} job={}", delivery.referral_id, delivery.target,
+                 search.job->id);
+    out.note = "earlier page job " + search.job->id + " still being submitted";
+  } else if (search.job) {
+    spdlog::info("snpp.repeat_recognised id={} target={} job={} state={}", delivery.referral_id, delivery.target,
+                 search.job->id, hylafax::to_string(search.job->state));
+    out.queued = Outcome::delivered("page job " + search.job->id + " was already queued by an earlier attempt (" +
+                                        std::string(hylafax::to_string(search.job->state)) + ")",
+                                    search.job->id);
+  }
+  co_return out;
 }
 
 bool single_token(std::string_view value) {
@@ -85,6 +127,13 @@ SnppSettings snpp_settings(const TargetConfig& target, const OfficeConfig& offic
     s.max_message_length = static_cast<std::size_t>(*length);
   }
   s.hylafax = target.get_bool("hylafax").value_or(false);
+  if (auto port = target.get_integer("hylafax_port")) {
+    if (!s.hylafax) throw target_error(target, "hylafax_port: only for hfaxd: set hylafax = true too");
+    if (*port < 0 || *port > 65535) {
+      throw target_error(target, "hylafax_port: must be 1..65535 (0: no repeat check), got " + std::to_string(*port));
+    }
+    s.hylafax_port = static_cast<std::uint16_t>(*port);
+  }
   s.callback_phone = office.phone;
   s.budget = protocol::send_budget(target.timeout);
   s.io_timeout = std::min<Duration>(s.budget, std::chrono::seconds(30));
@@ -103,13 +152,26 @@ asio::awaitable<Outcome> SnppAdapter::send(const Delivery& delivery) {
     return Outcome::transient(c.error().empty() ? std::string("connection failed") : c.error());
   };
 
+  // A repeat to HylaFAX: the page may be queued already. The look takes
+  // at most half of the budget, so the page can still go out after it.
+  std::string note;
+  if (settings_.hylafax && settings_.hylafax_port != 0 && delivery.attempt > 1) {
+    auto earlier = co_await look_for_earlier_page(settings_, delivery, Clock::now() + settings_.budget / 2);
+    if (earlier.queued) co_return std::move(*earlier.queued);
+    note = std::move(earlier.note);
+  }
+  const auto noted = [&note](Outcome o) {
+    if (!note.empty()) o.message += " (" + note + ")";
+    return o;
+  };
+
   Connection conn(co_await asio::this_coro::executor, protocol::Dialect::snpp);
-  if (!co_await conn.connect(settings_.host, settings_.port, step_timeout())) co_return io_failure(conn);
+  if (!co_await conn.connect(settings_.host, settings_.port, step_timeout())) co_return noted(io_failure(conn));
   auto greeting = co_await conn.read_reply(step_timeout());
-  if (!greeting) co_return io_failure(conn);
+  if (!greeting) co_return noted(io_failure(conn));
   if (greeting->reply_class() != 2) {
-    co_return Outcome::transient("server refused the session: " + reply_summary(*greeting),
-                                 std::to_string(greeting->code));
+    co_return noted(Outcome::transient("server refused the session: " + reply_summary(*greeting),
+                                       std::to_string(greeting->code)));
   }
 
   Outcome outcome = Outcome::transient("not sent");
@@ -193,7 +255,7 @@ asio::awaitable<Outcome> SnppAdapter::send(const Delivery& delivery) {
   } while (false);
 
   if (conn.is_open()) co_await conn.command("QUIT", std::chrono::seconds(2));
-  co_return outcome;
+  co_return noted(std::move(outcome));
 }
 
 }  // namespace referrald

@@ -2,6 +2,10 @@
 // HylaFAX's hfaxd with hylafax = true): one page on one line, never patient
 // data, shortened (never split) to max_message_length. The dialogue, the page
 // text, the outcomes and the target keys: docs/channels.md#snpp.
+//
+// A repeat (attempt > 1) to HylaFAX first looks for the page an earlier
+// attempt may have queued, over hfaxd's client protocol (hylafax_port), and
+// takes it instead of paging twice: docs/hylafax.md.
 #pragma once
 
 #include <cstddef>
@@ -22,6 +26,7 @@ struct SnppSettings {
   std::string pager_id;
   std::size_t max_message_length = 128;
   bool hylafax = false;
+  std::uint16_t hylafax_port = 4559;  // hfaxd's client protocol, for the repeat check; 0: no check
   std::string callback_phone;  // the office's phone
   Duration budget{std::chrono::seconds(54)};
   Duration io_timeout{std::chrono::seconds(30)};

@@ -52,6 +52,7 @@ login = "secure"
 password_file = "secrets/hylafax-password"
 pager_id = ")" + t.pager_id + R"("
 hylafax = true
+hylafax_port = )" + std::to_string(server.fax_port()) + R"(
 timeout = "20s"
 
 [[route]]

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
@@ -328,28 +329,35 @@ TEST_F(Service, AnInvalidConfigurationExitsWithExConfigAndNoReady) {
 // ---- WATCHDOG ---------------------------------------------------------------
 
 TEST_F(Service, WatchdogPingsAtAThirdOfTheTimeout) {
-  daemon.set_env("WATCHDOG_USEC", "300000");
+  // systemd's deadline 900 ms: a ping every 300 ms (a third), not every
+  // 450 ms (half, sd_watchdog_enabled's advice) nor in a busy loop. A busy
+  // machine delays single pings by a few hundred milliseconds (the receiving
+  // end is a test thread too), so the interval is judged by the median gap,
+  // and only a gap as long as the deadline itself counts as a miss.
+  daemon.set_env("WATCHDOG_USEC", "900000");
   const auto ready = start_and_wait_ready();
-  std::this_thread::sleep_for(1500ms);
+  std::this_thread::sleep_for(3s);
   const auto messages = notify.messages();
   const auto ready_at = messages[ready].at;
-  std::vector<steady::time_point> pings;
+  std::vector<steady::duration> gaps;
+  auto previous = ready_at;
   for (const auto& m : messages) {
     if (m.has("WATCHDOG=1")) {
       EXPECT_EQ(m.pid, daemon.process()->pid());
-      if (m.at <= ready_at + 1500ms) pings.push_back(m.at);
+      if (m.at > ready_at + 3s) break;
+      gaps.push_back(m.at - previous);
+      previous = m.at;
     }
   }
-  // Every 100 ms: 15 in 1.5 s; loose bounds for a loaded 2-core machine, but
-  // far from both "not at all" and "half the timeout" (7) or "busy loop".
-  EXPECT_GE(pings.size(), 9U) << notify.dump();
-  EXPECT_LE(pings.size(), 20U) << notify.dump();
-  // systemd's deadline is the full 300 ms: no gap may come near it.
-  auto previous = ready_at;
-  for (const auto at : pings) {
-    EXPECT_LT(at - previous, 250ms) << notify.dump();
-    previous = at;
-  }
+  // 10 in 3 s; far from "not at all" and from a busy loop.
+  ASSERT_GE(gaps.size(), 5U) << notify.dump();
+  EXPECT_LE(gaps.size(), 20U) << notify.dump();
+  auto sorted = gaps;
+  std::sort(sorted.begin(), sorted.end());
+  const auto median = sorted[sorted.size() / 2];
+  EXPECT_GE(median, 200ms) << notify.dump();
+  EXPECT_LE(median, 400ms) << notify.dump();
+  EXPECT_LT(sorted.back(), 900ms) << "a gap as long as systemd's deadline\n" << notify.dump();
 }
 
 TEST_F(Service, NoWatchdogWhenItIsMeantForAnotherProcess) {

@@ -382,6 +382,9 @@ TEST(SnppFaults, RepliesAreClassified) {
       {"PAGE", "421 Gateway going down.\r\n", OutcomeClass::transient},
       {"MESS", "550 Error, message too long; no more than 128 characters accepted.\r\n", OutcomeClass::permanent},
       {"SEND", "554 Gateway unavailable.\r\n", OutcomeClass::transient},
+      // hfaxd: its scheduler refused the job, which is not queued (docs/hylafax.md).
+      {"SEND", "554 Failed to submit message 24: Unspecified reason (scheduler NAK'd request).\r\n",
+       OutcomeClass::transient},
       {"SEND", "503 No pager.\r\n", OutcomeClass::permanent},
       {"SITE", "421 Service not available.\r\n", OutcomeClass::transient},
   };
@@ -464,6 +467,92 @@ TEST(SnppFaults, NetworkAndProtocolFailuresAreTransient) {
     EXPECT_EQ(outcome.kind, OutcomeClass::transient);
     EXPECT_EQ(outcome.message, "connect 127.0.0.1:" + std::to_string(closed_port) + ": Connection refused");
   }
+}
+
+// A repeat to hfaxd first lists its queues by sender over the client
+// protocol (a second scripted server here); the SNPP server is only asked
+// when no page of this delivery is queued there.
+struct RepeatCheck {
+  asio::io_context ioc;
+  ScriptedServer snpp{ioc};
+  ScriptedServer queues{ioc};
+  SnppSettings settings() {
+    auto s = pager_settings(snpp.port());
+    s.hylafax_port = queues.port();
+    return s;
+  }
+};
+
+TEST(SnppFaults, ARepeatTakesThePageAlreadyQueuedUnderItsSender) {
+  RepeatCheck check;
+  check.queues.listing = "3|B|someone-else\n12|B|R-20261128-7K3M9-TZQXA.office-fax\n";
+  SnppAdapter adapter(check.settings());
+  const auto [outcome, took] = run(check.ioc, adapter, sample_delivery(2));
+  EXPECT_EQ(outcome.kind, OutcomeClass::delivered) << outcome.message;
+  EXPECT_EQ(outcome.external_id, "12");
+  EXPECT_EQ(outcome.message, "page job 12 was already queued by an earlier attempt (BLOCKED)");
+  EXPECT_TRUE(check.snpp.received.empty());  // not paged again
+  const std::vector<std::string> asked{"USER referrald", "JOBFMT \"%j|%a|%S\"", "PASV", "LIST sendq",
+                                       "QUIT"};
+  EXPECT_EQ(check.queues.received, asked);
+}
+
+TEST(SnppFaults, AFirstAttemptDoesNotLook) {
+  RepeatCheck check;
+  check.queues.listing = "12|B|R-20261128-7K3M9-TZQXA.office-fax\n";
+  SnppAdapter adapter(check.settings());
+  const auto [outcome, took] = run(check.ioc, adapter, sample_delivery(1));
+  EXPECT_EQ(outcome.external_id, "7") << outcome.message;
+  EXPECT_TRUE(check.queues.received.empty());
+}
+
+TEST(SnppFaults, ARepeatWhoseEarlierPageFailedPagesAgain) {
+  RepeatCheck check;
+  check.queues.listing = "12|F|R-20261128-7K3M9-TZQXA.office-fax\n";
+  SnppAdapter adapter(check.settings());
+  const auto [outcome, took] = run(check.ioc, adapter, sample_delivery(2));
+  EXPECT_EQ(outcome.kind, OutcomeClass::delivered) << outcome.message;
+  EXPECT_EQ(outcome.external_id, "7");
+  EXPECT_EQ(outcome.message, "page accepted: 250 OK.");  // nothing left unsure
+  EXPECT_EQ(check.queues.received.back(), "QUIT");
+  EXPECT_NE(std::find(check.queues.received.begin(), check.queues.received.end(), "LIST doneq"),
+            check.queues.received.end());
+}
+
+TEST(SnppFaults, ARepeatFindingItsPageStillBeingSubmittedPagesAndSaysSo) {
+  RepeatCheck check;
+  check.queues.listing = "12|T|R-20261128-7K3M9-TZQXA.office-fax\n";
+  SnppAdapter adapter(check.settings());
+  const auto [outcome, took] = run(check.ioc, adapter, sample_delivery(2));
+  EXPECT_EQ(outcome.kind, OutcomeClass::delivered) << outcome.message;
+  EXPECT_EQ(outcome.external_id, "7");
+  EXPECT_EQ(outcome.message, "page accepted: 250 OK. (earlier page job 12 still being submitted)");
+}
+
+TEST(SnppFaults, ARepeatThatCannotLookPagesAndSaysSo) {
+  RepeatCheck check;
+  check.queues.answers["LIST"] = {"550 Permission denied: no access to sendq.\r\n"};
+  SnppAdapter adapter(check.settings());
+  auto [outcome, took] = run(check.ioc, adapter, sample_delivery(2));
+  EXPECT_EQ(outcome.external_id, "7") << outcome.message;
+  EXPECT_EQ(outcome.message,
+            "page accepted: 250 OK. (earlier page not looked for: LIST sendq: 550 Permission denied: no access to "
+            "sendq.)");
+
+  // Nothing listening: the page still goes out, and a failure says it too.
+  std::uint16_t closed_port = 0;
+  {
+    tcp::acceptor probe(check.ioc, tcp::endpoint(tcp::v4(), 0));
+    closed_port = probe.local_endpoint().port();
+  }
+  auto s = check.settings();
+  s.hylafax_port = closed_port;
+  SnppAdapter blind(s);
+  check.snpp.answers["SEND"] = {"421 Gateway going down.\r\n"};
+  std::tie(outcome, took) = run(check.ioc, blind, sample_delivery(3));
+  EXPECT_EQ(outcome.kind, OutcomeClass::transient);
+  EXPECT_EQ(outcome.message, "SEND: 421 Gateway going down. (earlier page not looked for: connect 127.0.0.1:" +
+                                 std::to_string(closed_port) + ": Connection refused)");
 }
 
 TEST(SnppFaults, SendWaitsForAQueueingServerWithinTheBudget) {

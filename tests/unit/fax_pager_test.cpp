@@ -195,12 +195,17 @@ TEST(HylafaxSettings, RefusesValuesThatCannotBeQuoted) {
   EXPECT_THROW(hylafax_settings(t), std::runtime_error);
 }
 
-TEST(SnppSettings, ChecksTheTarget) {
+TargetConfig snpp_target() {
   TargetConfig t;
   t.name = "office-pager";
   t.type = "snpp";
   t.settings["host"] = std::string("127.0.0.1:444");
   t.settings["pager_id"] = std::string("5551234");
+  return t;
+}
+
+TEST(SnppSettings, ChecksTheTarget) {
+  auto t = snpp_target();
   OfficeConfig office;
   office.phone = "1-888-226-4343";
   auto s = snpp_settings(t, office);
@@ -220,6 +225,32 @@ TEST(SnppSettings, ChecksTheTarget) {
   t.settings["max_message_length"] = std::int64_t{80};
   t.settings["pager_id"] = std::string("555 1234");
   EXPECT_THROW(snpp_settings(t, office), std::runtime_error);
+}
+
+TEST(SnppSettings, TheRepeatCheckPortIsForHfaxdOnly) {
+  auto t = snpp_target();
+  const OfficeConfig office;
+  t.settings["hylafax_port"] = std::int64_t{4560};
+  try {
+    snpp_settings(t, office);
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "target \"office-pager\": hylafax_port: only for hfaxd: set hylafax = true too");
+  }
+  t.settings["hylafax"] = true;
+  EXPECT_EQ(snpp_settings(t, office).hylafax_port, 4560);
+  t.settings.erase("hylafax_port");
+  EXPECT_EQ(snpp_settings(t, office).hylafax_port, 4559);  // hfaxd's default
+  t.settings["hylafax_port"] = std::int64_t{0};
+  EXPECT_EQ(snpp_settings(t, office).hylafax_port, 0);  // no repeat check
+  t.settings["hylafax_port"] = std::int64_t{70000};
+  try {
+    snpp_settings(t, office);
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(),
+                 "target \"office-pager\": hylafax_port: must be 1..65535 (0: no repeat check), got 70000");
+  }
 }
 
 TEST(SendBudget, StaysUnderTheTargetTimeout) {
