@@ -501,12 +501,12 @@ void Loader::read_http(const toml::table& root, HttpConfig& http) {
   if (const toml::node* node = scope.get("public_origins")) {
     const std::string key = scope.key("public_origins");
     if (const auto list = string_list(*node, key, true)) {
-      if (list->empty()) add(where(*node), key, "expected at least one origin");
+      if (list->empty()) add(Where(*node), key, "expected at least one origin");
       for (const auto& [text, element] : *list) {
         if (auto origin = parse_origin(text)) {
           http.public_origins.push_back(std::move(*origin));
         } else {
-          add(where(*element), key,
+          add(Where(*element), key,
               R"(expected an origin like "https://referrals.example.org" or "http://127.0.0.1:8080" )"
               "(scheme, host, optional port; no path), got " + quote(text));
         }
@@ -515,7 +515,7 @@ void Loader::read_http(const toml::table& root, HttpConfig& http) {
   } else if (const auto wildcard = std::find_if(http.listen.begin(), http.listen.end(), is_wildcard);
              wildcard != http.listen.end()) {
     const toml::node* listen = scope.get("listen");
-    add(listen != nullptr ? where(*listen) : Where{}, scope.key("public_origins"),
+    add(listen != nullptr ? Where(*listen) : Where{}, scope.key("public_origins"),
         "required when http.listen has a wildcard address (" + wildcard->to_string() +
             "): the form answers only at the origins browsers use to reach it");
   } else {
