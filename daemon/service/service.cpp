@@ -22,6 +22,7 @@
 #include "http/server.hpp"
 #include "intake/submission.hpp"
 #include "intake/validator.hpp"
+#include "routing/business_hours.hpp"
 #include "store/store.hpp"
 #include "store/writer.hpp"
 #include "util/logging.hpp"
@@ -41,6 +42,11 @@ std::shared_ptr<const IntakePolicy> make_policy(const Configuration& c) {
   p->rules = c.rules;
   p->routes = c.config.routes;
   p->hours = c.config.office.hours;
+  // The date library loads a time zone's rules on first use. Load the
+  // office's here, on the thread that publishes the policy, rather than in
+  // the first requests on several I/O threads at once (ThreadSanitizer
+  // reports that first use as a race inside libdate-tz).
+  is_after_hours(p->hours, std::chrono::system_clock::now());
   return p;
 }
 
