@@ -5,7 +5,6 @@
 #include <sqlite3.h>
 
 #include <string>
-#include <vector>
 
 #include "store/store.hpp"
 
@@ -49,16 +48,6 @@ inline DeliveryRow read_delivery(const Statement& st) {
   row.external_id = st.column_optional_text(9);
   row.updated_at = from_millis(st.column_int(10));
   return row;
-}
-
-// Target names in one column, space-separated (a target name holds no space).
-inline std::string join_targets(const std::vector<std::string>& targets) {
-  std::string out;
-  for (const std::string& t : targets) {
-    if (!out.empty()) out += ' ';
-    out += t;
-  }
-  return out;
 }
 
 }  // namespace referrald::store::detail

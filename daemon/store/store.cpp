@@ -3,6 +3,7 @@
 #include "store/audit_chain.hpp"
 #include "store/payload.hpp"
 #include "store/rows.hpp"
+#include "util/strings.hpp"
 
 #include <sqlite3.h>
 
@@ -219,7 +220,8 @@ InsertResult insert_referral(Database& db, const NewReferral& r) {
         "INSERT INTO escalations (referral_id, step, due_ms, after_s, targets) VALUES (?1, ?2, ?3, ?4, ?5)");
     ResetOnExit reset(st);
     for (const PlannedEscalation& step : r.escalations) {
-      const std::string targets = detail::join_targets(step.notify);
+      // Target names in one column, space-separated (a name holds no space).
+      const std::string targets = join(step.notify, " ");
       st.bind(1, std::string_view(r.id))
           .bind(2, std::int64_t{step.step})
           .bind(3, to_millis(step.due_at))
