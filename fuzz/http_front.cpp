@@ -32,7 +32,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -127,13 +129,28 @@ std::string describe(const http::ServerStats& s) {
 
 // Writes the input, shuts the write side, reads until the server closes.
 std::string exchange(const http::Server& server, unsigned short port, std::string_view bytes) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) fail("socket failed");
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = htons(port);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) fail("cannot connect to the server");
+  // Each exchange leaves a TIME_WAIT on this side (the client ends first).
+  // Hundreds a second, with other tests on the machine, can use up the
+  // ephemeral ports for a moment: that is the client's machine, not a
+  // finding, so connect is tried again (for at most 10 s) when no local
+  // port is free.
+  int fd = -1;
+  for (int attempt = 0;; ++attempt) {
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) fail(std::string("socket failed: ") + std::strerror(errno));
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) break;
+    const int error = errno;
+    ::close(fd);
+    if (error != EADDRNOTAVAIL || attempt == 100) {
+      fail(std::string("cannot connect to the server: ") + std::strerror(error) + " (" + describe(server.stats()) +
+           ")");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
   const http::ServerStats before = server.stats();
   // The server may answer and close before it has read everything (a
   // refused head): a failed write is not a finding.
