@@ -15,6 +15,7 @@
 
 #include "store/async.hpp"
 #include "store/office.hpp"
+#include "util/logging.hpp"
 
 namespace referrald {
 
@@ -107,6 +108,17 @@ struct EscalationTimer::Impl : std::enable_shared_from_this<EscalationTimer::Imp
       co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
     }
   }
+
+  asio::awaitable<void> stop() {
+    auto self = shared_from_this();
+    stopping = true;
+    timer.cancel();
+    if (!looking) co_return;
+    // A look in the writer's hands finishes first (the writer drains its queue).
+    idle.emplace(strand);
+    idle->expires_after(std::chrono::seconds(10));
+    co_await idle->async_wait(asio::as_tuple(asio::use_awaitable));
+  }
 };
 
 EscalationTimer::EscalationTimer(asio::any_io_executor executor, store::Writer& writer, const Clock& clock,
@@ -119,14 +131,7 @@ void EscalationTimer::start() {
   asio::post(impl_->strand, [impl = impl_] {
     if (impl->running) return;
     impl->running = true;
-    asio::co_spawn(impl->strand, impl->run(), [](std::exception_ptr e) {
-      if (!e) return;
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        spdlog::critical("escalation.loop_died error=\"{}\"", ex.what());
-      }
-    });
+    asio::co_spawn(impl->strand, impl->run(), log_if_ended_by_error("escalation.loop_died"));
   });
 }
 
@@ -138,19 +143,7 @@ void EscalationTimer::wake() {
 }
 
 asio::awaitable<void> EscalationTimer::stop() {
-  auto impl = impl_;
-  co_await asio::co_spawn(
-      impl->strand,
-      [impl]() -> asio::awaitable<void> {
-        impl->stopping = true;
-        impl->timer.cancel();
-        if (!impl->looking) co_return;
-        // A look in the writer's hands finishes first (the writer drains its queue).
-        impl->idle.emplace(impl->strand);
-        impl->idle->expires_after(std::chrono::seconds(10));
-        co_await impl->idle->async_wait(asio::as_tuple(asio::use_awaitable));
-      },
-      asio::use_awaitable);
+  co_await asio::co_spawn(impl_->strand, impl_->stop(), asio::use_awaitable);
 }
 
 }  // namespace referrald

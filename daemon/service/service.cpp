@@ -63,10 +63,12 @@ std::shared_ptr<const IntakePolicy> make_policy(const Configuration& c,
 // once, before anything else is written.
 std::vector<unsigned char> read_identity_secret(store::Writer& writer) {
   auto secret = std::make_shared<std::vector<unsigned char>>();
-  std::promise<store::JobResult> done;
-  auto result = done.get_future();
+  // Shared with the completion: set_value may still be running on the
+  // writer thread when get() returns here.
+  auto done = std::make_shared<std::promise<store::JobResult>>();
+  auto result = done->get_future();
   writer.submit([secret](store::Database& db) { *secret = store::identity_secret(db); },
-                [&done](store::JobResult r) { done.set_value(std::move(r)); });
+                [done](store::JobResult r) { done->set_value(std::move(r)); });
   const auto r = result.get();
   if (r.status != store::JobStatus::committed) {
     throw std::runtime_error("could not read the database's identity secret: " + r.error);
