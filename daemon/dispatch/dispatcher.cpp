@@ -23,6 +23,7 @@
 #include "store/store.hpp"
 #include "util/dates.hpp"
 #include "util/ids.hpp"
+#include "util/logging.hpp"
 
 namespace referrald {
 
@@ -420,14 +421,7 @@ void Dispatcher::start() {
   asio::post(impl_->strand, [impl = impl_] {
     if (impl->running) return;
     impl->running = true;
-    asio::co_spawn(impl->strand, impl->run(), [](std::exception_ptr e) {
-      if (!e) return;
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        spdlog::critical("dispatch.loop_died error=\"{}\"", ex.what());
-      }
-    });
+    asio::co_spawn(impl->strand, impl->run(), log_if_ended_by_error("dispatch.loop_died"));
   });
 }
 
