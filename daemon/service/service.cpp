@@ -356,6 +356,9 @@ int check_config(const std::filesystem::path& config_file, std::ostream& out, st
     const auto c = load_configuration(config_file, load_options());
     // The web form's pages, checked as the form checks them at start.
     http::check_web_dir(c.config.web_dir);
+    // The identity hash's key file, read as start-up reads it (the
+    // database's own secret, the last resort, needs no check).
+    load_identity_key(c.config.intake.identity_key, c.config.storage.keys.get(), std::vector<unsigned char>(32, 0));
     out << config_file.string() << ": configuration OK (" << c.config.targets.size() << " targets, "
         << c.config.routes.size() << " routes, " << c.rules.diseases.size() << " diseases)\n";
     return 0;

@@ -355,5 +355,32 @@ TEST(ClosedLoop, APatientWithAnOpenReferralIsMarkedAPossibleDuplicate) {
   EXPECT_EQ(duplicate_of(later), "");
 }
 
+TEST(ClosedLoop, CheckConfigAndStartJudgeTheIdentityKeyFile) {
+  Daemon::Options o;
+  o.extra_config = "\n[intake]\nidentity_key = \"identity-key\"\n";
+  Daemon daemon(o);
+  write_file(daemon.dir() / "identity-key", "too-short\n");
+  const fs::path out = daemon.dir() / "check.out";
+  const auto check = [&] {
+    const int status = shell("'" + referrald_binary().string() + "' --check-config --config '" +
+                             daemon.config_file().string() + "' > '" + out.string() + "' 2>&1");
+    return std::pair{status, read_file(out)};
+  };
+  const auto [refused, message] = check();
+  EXPECT_NE(refused, 0);
+  EXPECT_NE(message.find("intake.identity_key " + (daemon.dir() / "identity-key").string() +
+                         ": the secret must be at least 32 characters"),
+            std::string::npos)
+      << message;
+  EXPECT_EQ(message.find("too-short"), std::string::npos) << "never the secret: " << message;
+
+  write_file(daemon.dir() / "identity-key", std::string(64, 'a') + "\n");
+  EXPECT_EQ(check().first, 0) << check().second;
+  daemon.start();
+  const std::string first = post(daemon, emergent_referral());
+  const std::string again = post(daemon, emergent_referral());
+  EXPECT_EQ(query_text(daemon.database(), "SELECT duplicate_of FROM referrals WHERE id = '" + again + "'"), first);
+}
+
 }  // namespace
 }  // namespace referrald::test
