@@ -55,6 +55,9 @@ std::shared_ptr<const IntakePolicy> make_policy(const Configuration& c,
   // the first requests on several I/O threads at once (ThreadSanitizer
   // reports that first use as a race inside libdate-tz).
   is_after_hours(p->hours, std::chrono::system_clock::now());
+  // ICU's normalisation data likewise (intake/identity.cpp), before the I/O
+  // threads hash their first patients at once.
+  normalise_name("");
   return p;
 }
 
