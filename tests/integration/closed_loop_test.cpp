@@ -109,6 +109,18 @@ std::string pdf_text(const fs::path& pdf, const fs::path& out) {
   return read_file(out);
 }
 
+// Waits until the referral's delivery to `target` for `purpose` is
+// delivered: only then has the peer written the whole job file.
+bool delivered(const Daemon& daemon, const std::string& id, const std::string& target, const std::string& purpose) {
+  return wait_until(
+      [&] {
+        return query_text(daemon.database(), "SELECT state FROM deliveries WHERE referral_id = '" + id +
+                                                 "' AND target = '" + target + "' AND purpose = '" + purpose + "'") ==
+               "delivered";
+      },
+      60s);
+}
+
 std::string escalation_state(const Daemon& daemon, const std::string& id) {
   return query_text(daemon.database(), "SELECT state FROM escalations WHERE referral_id = '" + id + "' AND step = 1")
       .value_or("(none)");
@@ -123,8 +135,8 @@ TEST(ClosedLoop, UnacknowledgedEmergentReferralPagesTheBackupPager) {
 
   const std::string id = post(daemon, emergent_referral());
   const std::string sender = id + ".backup-pager.escalation-1";
-  ASSERT_TRUE(wait_until([&] { return !server.jobs_where("sender", sender).empty(); }, 60s))
-      << "no page to the backup pager\n" << daemon.log();
+  ASSERT_TRUE(delivered(daemon, id, "backup-pager", "escalation-1")) << "no page to the backup pager\n" << daemon.log();
+  ASSERT_TRUE(delivered(daemon, id, "office-fax", "intake")) << daemon.log();
   const auto pages = server.jobs_where("sender", sender);
   ASSERT_EQ(pages.size(), 1U);
   EXPECT_EQ(pages[0].get("page"), "0::5559999");
@@ -200,16 +212,12 @@ TEST(ClosedLoop, AStepThatPassedWhileStoppedFiresOnceAtStart) {
 
   daemon.start();
   const std::string sender = id + ".backup-pager.escalation-1";
-  ASSERT_TRUE(wait_until([&] { return !server.jobs_where("sender", sender).empty(); }, 60s)) << daemon.log();
-  ASSERT_TRUE(wait_until([&] {
-    return query_text(daemon.database(), "SELECT state FROM deliveries WHERE referral_id = '" + id +
-                                             "' AND purpose = 'escalation-1'") == "delivered";
-  }));
+  ASSERT_TRUE(delivered(daemon, id, "backup-pager", "escalation-1")) << daemon.log();
   // Once: another restart sends nothing more.
   ASSERT_EQ(daemon.stop(), 0);
   daemon.start();
   const std::string later = post(daemon, sample("asps-routine.json"));
-  ASSERT_TRUE(wait_until([&] { return !server.jobs_where("jobtag", later + ".office-fax").empty(); }, 60s));
+  ASSERT_TRUE(delivered(daemon, later, "office-fax", "intake")) << daemon.log();
   EXPECT_EQ(server.jobs_where("sender", sender).size(), 1U);
   EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM deliveries WHERE referral_id = '" + id +
                                               "' AND purpose = 'escalation-1'"),
@@ -289,8 +297,10 @@ notify = ["referrer-email", "referrer-fax"]
   EXPECT_EQ(body.find("/ack/"), std::string::npos) << "no acknowledgement link for the referrer";
 
   const std::string tag = id + ".referrer-fax.notice-" + std::to_string(asked.change_id);
-  ASSERT_TRUE(wait_until([&] { return !fax.jobs_where("jobtag", tag).empty(); }, 60s)) << daemon.log();
-  const auto job = fax.jobs_where("jobtag", tag)[0];
+  ASSERT_TRUE(delivered(daemon, id, "referrer-fax", "notice-" + std::to_string(asked.change_id))) << daemon.log();
+  const auto jobs = fax.jobs_where("jobtag", tag);
+  ASSERT_EQ(jobs.size(), 1U);
+  const auto& job = jobs[0];
   EXPECT_EQ(job.get("number"), "+12515550191");
   const auto text = pdf_text(fax.spool() / job.get("pdf").substr(3), daemon.dir() / "notice.txt");
   EXPECT_NE(text.find(id), std::string::npos) << text;
