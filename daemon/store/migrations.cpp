@@ -339,6 +339,16 @@ CREATE TRIGGER deliveries_tally_update AFTER UPDATE OF state ON deliveries
 END;
 )sql",
      nullptr, true},
+    // 6: a secret of the database's own, the identity hash's key when the
+    // configuration names none (neither [intake] identity_key nor an
+    // encryption key): docs/closed-loop.md.
+    {6, R"sql(
+CREATE TABLE identity_secret (
+  id     INTEGER PRIMARY KEY CHECK (id = 1),
+  secret BLOB NOT NULL CHECK (length(secret) = 32)
+) STRICT;
+)sql",
+     nullptr, false},
 };
 
 static_assert(sizeof(migrations) / sizeof(migrations[0]) == schema_version,

@@ -60,4 +60,14 @@ void setup_logging(std::string_view level, LogTarget target) {
   spdlog::set_default_logger(std::move(logger));
 }
 
+void log_loop_error(const char* event, std::exception_ptr e) noexcept {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    spdlog::critical("{} error=\"{}\"", event, ex.what());
+  } catch (...) {
+    spdlog::critical("{} error=\"unknown exception\"", event);
+  }
+}
+
 }  // namespace referrald

@@ -1,0 +1,26 @@
+// One-tap acknowledgement links: the link an email or a fax cover carries,
+// <closed_loop.link_origin>/ack/<token>. The token is 32 random bytes in
+// base64url without padding; only its SHA-256 (hex) is stored
+// (store::add_ack_token), so the database alone cannot make a working link.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace referrald {
+
+struct AckToken {
+  std::string token;  // goes into the link, never into the store or a log
+  std::string hash;   // ack_token_hash(token): what the store keeps
+};
+
+// A new, unguessable token. Throws if the system has no randomness.
+AckToken new_ack_token();
+
+// The SHA-256 of the token's text, lower-case hex: how the store finds it.
+std::string ack_token_hash(std::string_view token);
+
+// "<origin>/ack/<token>" (a trailing "/" of the origin is not doubled).
+std::string ack_link(std::string_view origin, std::string_view token);
+
+}  // namespace referrald
