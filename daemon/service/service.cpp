@@ -107,8 +107,9 @@ class Daemon {
         writer_(configuration_.config.storage.database, writer_options(configuration_.config)),
         readers_(configuration_.config.storage.database, 2),
         intake_(validator_, writer_, clock_, make_policy(configuration_)),
-        api_(intake_, writer_, readers_, configuration_.config.http.api_keys),
-        form_(configuration_.config.web_dir, configuration_.config.office, intake_, readers_),
+        status_changes_(writer_, clock_),
+        api_(intake_, writer_, readers_, status_changes_, configuration_.config.http.api_keys, {}),
+        form_(configuration_.config.web_dir, configuration_.config.office, intake_, readers_, status_changes_),
         server_(ioc_.get_executor(), configuration_.config.http, api_),
         dispatcher_(std::make_shared<Dispatcher>(ioc_.get_executor(), writer_, clock_,
                                                  dispatcher_options(configuration_.config))),
@@ -125,6 +126,7 @@ class Daemon {
     // would wake it for its own claims' commits, a loop that never idles.
     // Changes made by referralctl are picked up by its poll.
     intake_.on_deliveries_planned([d = dispatcher_] { d->wake(); });
+    status_changes_.on_deliveries_planned([d = dispatcher_] { d->wake(); });
     api_.add_metrics_source([this] { return dispatch_metrics(); });
     api_.set_fallback(&form_);
     form_.set_intake_counts(&api_.intake_counts());
@@ -235,7 +237,7 @@ class Daemon {
       auto targets = make_targets(next.config, adapter_context_);
       warn_restart_only(configuration_.config, next.config);
       intake_.set_policy(make_policy(next));
-      api_.set_api_keys(next.config.http.api_keys);
+      api_.set_api_keys(next.config.http.api_keys, {});
       form_.set_public_origins(next.config.http.public_origins);
       dispatcher_->set_targets(std::move(targets), dispatcher_options(next.config));
       set_payload_keys(next.config.storage.keys);
@@ -295,6 +297,7 @@ class Daemon {
   store::Writer writer_;
   store::ReaderPool readers_;
   IntakeService intake_;
+  http::StatusChanges status_changes_;  // the office API's and the acknowledgement link's changes
   http::Api api_;
   http::Form form_;  // the web form: the API hands it every path it does not serve
   http::Server server_;

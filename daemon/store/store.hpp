@@ -63,7 +63,7 @@ struct InsertResult {
   InsertStatus status;
   std::string id;        // the stored referral's id (the earlier one for replay)
   std::string response;  // the stored response (for replay)
-  std::optional<std::string> duplicate_of;  // inserted: an open referral for the same patient
+  std::optional<std::string> duplicate_of;  // inserted, replayed: an open referral for the same patient
 };
 
 // Inserts referral, deliveries and an audit row; with an idempotency key

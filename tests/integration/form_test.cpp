@@ -42,9 +42,10 @@ std::string start_error(const std::function<void(std::string&)>& edit) {
   store::ReaderPool readers(dir / "db.sqlite", 1);
   SystemClock clock;
   IntakeService intake(validator, writer, clock, std::make_shared<IntakePolicy>());
+  http::StatusChanges status_changes(writer, clock);
   std::string error;
   try {
-    http::Form form(dir / "web", OfficeConfig{}, intake, readers);
+    http::Form form(dir / "web", OfficeConfig{}, intake, readers, status_changes);
   } catch (const std::runtime_error& e) {
     error = e.what();
     const auto prefix = (dir / "web").string() + "/";
