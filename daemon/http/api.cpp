@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <limits>
 
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
@@ -82,6 +83,43 @@ Response unauthorized() {
   return r;
 }
 
+
+// The office's loop: status, time to acknowledge, escalation (from the
+// store's trigger-kept tallies: a few rows per scrape).
+std::string office_metrics(const store::OfficeFigures& f) {
+  std::string out;
+  out += "# HELP referrald_referrals Referrals stored, by the office's status.\n";
+  out += "# TYPE referrald_referrals gauge\n";
+  for (const auto& [status, n] : f.by_status) {
+    out += "referrald_referrals{status=\"" + std::string(to_string(status)) + "\"} " + std::to_string(n) + "\n";
+  }
+  out += "# HELP referrald_time_to_acknowledge_seconds Time from a referral's receipt to its first "
+         "acknowledgement, by urgency.\n";
+  out += "# TYPE referrald_time_to_acknowledge_seconds histogram\n";
+  for (const auto& times : f.ack_times) {
+    const std::string urgency(to_string(times.urgency));
+    std::int64_t total = 0;
+    for (const auto& b : times.buckets) {
+      const bool inf = b.le_ms == std::numeric_limits<std::int64_t>::max();
+      const std::string le = inf ? "+Inf" : std::to_string(b.le_ms / 1000);
+      out += "referrald_time_to_acknowledge_seconds_bucket{urgency=\"" + urgency + "\",le=\"" + le + "\"} " +
+             std::to_string(b.count) + "\n";
+      if (inf) total = b.count;
+    }
+    out += "referrald_time_to_acknowledge_seconds_sum{urgency=\"" + urgency + "\"} " +
+           std::to_string(static_cast<double>(times.sum_ms) / 1000.0) + "\n";
+    out += "referrald_time_to_acknowledge_seconds_count{urgency=\"" + urgency + "\"} " + std::to_string(total) +
+           "\n";
+  }
+  out += "# HELP referrald_escalation_steps_fired_total Escalation steps fired (each notified its targets), by "
+         "step.\n";
+  out += "# TYPE referrald_escalation_steps_fired_total counter\n";
+  for (const auto& [step, n] : f.escalations_fired) {
+    out += "referrald_escalation_steps_fired_total{step=\"" + std::to_string(step) + "\"} " + std::to_string(n) +
+           "\n";
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -460,11 +498,13 @@ asio::awaitable<Response> Api::metrics() const {
   auto counts = std::make_shared<std::vector<store::StateCount>>();
   auto oldest = std::make_shared<std::optional<store::TimePoint>>();
   auto oldest_unsent = std::make_shared<std::optional<store::TimePoint>>();
+  auto office = std::make_shared<store::OfficeFigures>();
   const auto now = std::chrono::system_clock::now();
-  store::ReaderPool::Query query = [counts, oldest, oldest_unsent, now](store::Database& db) {
+  store::ReaderPool::Query query = [counts, oldest, oldest_unsent, office, now](store::Database& db) {
     *counts = store::open_delivery_counts(db);
     *oldest = store::oldest_due(db, now);
     *oldest_unsent = store::oldest_unsent(db);
+    *office = store::office_figures(db);
   };
   const auto read_error = co_await store::async_read(readers_, std::move(query));
 
@@ -502,6 +542,7 @@ asio::awaitable<Response> Api::metrics() const {
          "(pending, sending, retry) has existed.\n";
   out += "# TYPE referrald_oldest_unsent_delivery_age_seconds gauge\n";
   out += "referrald_oldest_unsent_delivery_age_seconds " + age(*oldest_unsent) + "\n";
+  out += office_metrics(*office);
   for (const auto& source : metrics_sources_) out += source();
   Response r;
   r.status = 200;
