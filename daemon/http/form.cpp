@@ -815,7 +815,7 @@ struct Form::Impl {
               "else is paged or emailed about it.</p>\n";
     }
     // The same address: the token in the path is all the POST needs.
-    body += "<form method=\"post\" action=\"/ack/" + html_escape(token) +
+    body += "<form method=\"post\" action=\"" + std::string(kAckPathPrefix) + html_escape(token) +
             "\" class=\"actions\">\n<button class=\"button\" type=\"submit\">Acknowledge</button>\n</form>\n";
     co_return ack_message(200, "Acknowledge referral " + found->referral_id, body, "ack=shown id=" + found->referral_id);
   }
@@ -889,7 +889,7 @@ std::optional<Response> Form::check(const Request& request) const {
     }
     return std::nullopt;
   }
-  if (path.starts_with("/ack/") && !get && request.method != "POST") {
+  if (path.starts_with(kAckPathPrefix) && !get && request.method != "POST") {
     return impl_->pages.method_not_allowed("GET, HEAD, POST");
   }
   if ((path.starts_with("/referrals/") || path.starts_with("/static/")) && !get) {
@@ -932,8 +932,8 @@ asio::awaitable<Response> Form::handle(const Request& request) {
     std::string id = path.substr(std::string_view("/referrals/").size());
     co_return co_await impl_->confirmation(request, std::move(id));
   }
-  if (path.starts_with("/ack/")) {
-    std::string token = path.substr(std::string_view("/ack/").size());
+  if (path.starts_with(kAckPathPrefix)) {
+    std::string token = path.substr(kAckPathPrefix.size());
     if (request.method == "POST") co_return co_await impl_->ack_post(request, token);
     co_return co_await impl_->ack_page(token);
   }

@@ -139,6 +139,7 @@ test('a valid referral shows its reference number and is in the store', TEST_TIM
   await assert.doesNotReject(page.getByRole('heading', { name: 'Referral sent', level: 1 }).waitFor());
   const text = await page.locator('main').innerText();
   assert.match(text, /The referral office will contact you\./);
+  assert.match(text, /Received; the referral office has not reviewed it yet\./, 'the office\'s status in plain words');
   for (const contact of [OFFICE.phone, OFFICE.fax, OFFICE.pager]) assert.ok(text.includes(contact), contact);
   assert.ok(!text.includes(v.familyName) && !text.includes(v.birthDate), 'no patient data on the confirmation');
   await screenshot(page, 'confirmation.png');

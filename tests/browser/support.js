@@ -181,6 +181,40 @@ notify = ["office-email"]
     );
   }
 
+  // Runs a statement on the store with the sqlite3 CLI (read-write).
+  exec(sql) {
+    execFileSync('sqlite3', ['-cmd', '.timeout 5000', this.database, sql], { encoding: 'utf8' });
+  }
+
+  // POSTs a referral to the JSON API; resolves to the parsed 202 body.
+  postReferral(body) {
+    return new Promise((resolve, reject) => {
+      const data = Buffer.from(JSON.stringify(body));
+      const req = http.request(`${this.baseUrl}/api/v1/referrals`, {
+        method: 'POST',
+        agent: false,
+        headers: { Authorization: `Bearer ${API_TOKEN}`, 'Content-Type': 'application/json', 'Content-Length': data.length },
+      }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk) => { text += chunk; });
+        res.on('end', () => (res.statusCode === 202 ? resolve(JSON.parse(text)) : reject(new Error(`${res.statusCode} ${text}`))));
+      });
+      req.on('error', reject);
+      req.end(data);
+    });
+  }
+
+  // An acknowledgement link for `referralId`, as the dispatcher issues one:
+  // 32 random bytes in base64url, only the SHA-256 of its text stored,
+  // valid for `ttlMs` from `issuedMs` (a ttl in the past: an expired link).
+  issueAckLink(referralId, ttlMs, issuedMs = Date.now()) {
+    const token = crypto.randomBytes(32).toString('base64url');
+    const hash = crypto.createHash('sha256').update(token).digest('hex');
+    this.exec(`INSERT INTO ack_tokens (token_hash, referral_id, created_ms, expires_ms) VALUES ('${hash}', '${referralId}', ${issuedMs}, ${issuedMs + ttlMs})`);
+    return `${this.baseUrl}/ack/${token}`;
+  }
+
   referralsOfFamily(familyName) {
     return this.referralsWhere('1').filter((row) => row.document.patient.family_name === familyName);
   }

@@ -102,34 +102,6 @@ TEST(FormTemplates, CheckConfigReportsABrokenPage) {
                                 ": unknown placeholder {{sumary}}\n");
 }
 
-// A complete referral as a coordinator would type it (ASPS, from Jonesboro, AR).
-Fields valid_fields() {
-  return {
-      {"patient.given_name", "Ava"},
-      {"patient.family_name", "Nguyen"},
-      {"patient.birth_date", "2014-03-09"},
-      {"patient.sex", "female"},
-      {"patient.postal_code", "72401"},
-      {"patient.guardian.name", "Linh Nguyen"},
-      {"patient.guardian.phone", "+1 901 555 0142"},
-      {"patient.guardian.relationship", "mother"},
-      {"diagnosis.name", "Alveolar soft part sarcoma"},
-      {"diagnosis.code.system", "icd-o-3"},
-      {"diagnosis.code.value", "9581/3"},
-      {"diagnosis.diagnosed_on", "2024-10-02"},
-      {"diagnosis.pathology_confirmed", "yes"},
-      {"referrer.name", "Dana Whitfield"},
-      {"referrer.credential", "MD"},
-      {"referrer.npi", "1234567893"},
-      {"referrer.organization", "Delta Pediatrics"},
-      {"referrer.phone", "+1 901 555 0100"},
-      {"referrer.fax", ""},
-      {"referrer.email", "dwhitfield@example.org"},
-      {"urgency", "routine"},
-      {"notes", "MRI and pathology report available on request."},
-  };
-}
-
 class Form : public ::testing::Test {
  protected:
   void SetUp() override { daemon.start(); }
