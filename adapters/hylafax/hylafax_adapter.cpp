@@ -217,7 +217,16 @@ HylafaxSettings hylafax_settings(const TargetConfig& target) {
   };
   s.user = text("user", "");
   if (s.user.find(' ') != std::string::npos) throw target_error(target, "user", "must not hold spaces");
-  s.dial = text("dial", "");
+  if (target.to_referrer()) {
+    if (target.get_string("dial") != nullptr) {
+      throw target_error(target, "dial",
+                         R"(not used with recipient = "referrer": each notice goes to the referral's fax number)");
+    }
+  } else if (target.get_string("dial") == nullptr) {
+    throw target_error(target, "dial", R"(required (or recipient = "referrer"))");
+  } else {
+    s.dial = text("dial", "");
+  }
   s.from_user = text("from_user", "referrald");
   if (target.get_string("notify_address") != nullptr) s.notify_address = text("notify_address", "");
   s.password = protocol::read_secret(target, "password_file");

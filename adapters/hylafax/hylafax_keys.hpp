@@ -15,7 +15,8 @@ inline constexpr KeySpec hylafax_keys[] = {
     {"host", KeyKind::host_port, true},
     {"user", KeyKind::string, true},
     {"password_file", KeyKind::path, false},
-    {"dial", KeyKind::string, true},
+    {"dial", KeyKind::string, false},  // required unless recipient = "referrer"
+    recipient_key,
     {"notify_address", KeyKind::string, false},
     {"from_user", KeyKind::string, false},
     {"done_when", KeyKind::string, false, done_when_values},

@@ -100,11 +100,18 @@ SmtpSettings smtp_settings(const TargetConfig& target) {
   if (!parsed_from) throw target_error(target, "from", problem);
   s.from = std::move(*parsed_from);
   const auto* to = target.get_list("to");
-  if (to == nullptr || to->empty()) throw target_error(target, "to", "needs at least one address");
-  for (const auto& address : *to) {
-    auto parsed = parse_mailbox(address, &problem);
-    if (!parsed) throw target_error(target, "to", "\"" + address + "\": " + problem);
-    s.to.push_back(std::move(*parsed));
+  if (target.to_referrer()) {
+    if (to != nullptr) {
+      throw target_error(target, "to",
+                         R"(not used with recipient = "referrer": each notice goes to the referral's email)");
+    }
+  } else {
+    if (to == nullptr || to->empty()) throw target_error(target, "to", "needs at least one address");
+    for (const auto& address : *to) {
+      auto parsed = parse_mailbox(address, &problem);
+      if (!parsed) throw target_error(target, "to", "\"" + address + "\": " + problem);
+      s.to.push_back(std::move(*parsed));
+    }
   }
   if ((target.get_string("username") == nullptr) != (target.get_string("password_file") == nullptr)) {
     throw target_error(target, "username and password_file go together (set both, or neither)");

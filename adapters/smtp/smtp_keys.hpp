@@ -20,7 +20,8 @@ inline constexpr KeySpec smtp_keys[] = {
     {"username", KeyKind::string, false},
     {"password_file", KeyKind::path, false},
     {"from", KeyKind::string, true},
-    {"to", KeyKind::string_list, true},
+    {"to", KeyKind::string_list, false},  // required unless recipient = "referrer"
+    recipient_key,
     {"helo", KeyKind::string, false},
 };
 

@@ -11,6 +11,7 @@ namespace referrald {
 
 inline constexpr KeySpec spool_keys[] = {
     {"directory", KeyKind::directory, true},
+    recipient_key,
 };
 
 }  // namespace referrald

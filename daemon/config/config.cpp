@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <initializer_list>
 #include <iterator>
 #include <set>
@@ -63,6 +64,11 @@ std::optional<bool> TargetConfig::get_bool(const std::string& key) const {
 std::optional<Duration> TargetConfig::get_duration(const std::string& key) const {
   const auto* v = find_setting<Duration>(settings, key);
   return v ? std::optional{*v} : std::nullopt;
+}
+
+bool TargetConfig::to_referrer() const {
+  const std::string* recipient = get_string("recipient");
+  return recipient != nullptr && *recipient == "referrer";
 }
 
 const std::vector<std::string>* TargetConfig::get_list(const std::string& key) const {
@@ -296,8 +302,46 @@ class Loader : public TomlReader {
   void read_target(const Scope& scope, TargetConfig& target);
   void read_target_setting(const Scope& scope, const KeySpec& spec, const std::string& type,
                            TargetConfig& target);
+  // Every target name the file defines, even one whose other settings are
+  // wrong: it is still a name a route may use, and reporting it unknown as
+  // well would only add noise.
+  std::set<std::string, std::less<>> target_names(const toml::table& root,
+                                                  const std::vector<TargetConfig>& targets) const;
+  // scope[name]: a non-empty list of known target names; each unknown one,
+  // and each the `allowed` test refuses, is reported.
+  void read_notify(const Scope& scope, std::string_view name, const std::set<std::string, std::less<>>& names,
+                   const std::function<std::optional<std::string>(const std::string&)>& refuse,
+                   std::vector<std::string>& out);
   void read_routes(const toml::table& root, const std::vector<TargetConfig>& targets,
                    std::vector<Route>& routes);
+  void read_intake(const toml::table& root, IntakeConfig& intake);
+  void read_escalations(const toml::table& root, const std::vector<TargetConfig>& targets,
+                        std::vector<EscalationLadder>& ladders);
+  void read_closed_loop(const toml::table& root, const Config& config, ClosedLoopConfig& loop);
+  void read_key_hashes(const Scope& scope, std::string_view name, std::vector<Sha256>& out);
+
+  // scope[name], a value or a non-empty list of them, each one of `known`
+  // (a `what`, for the message) and parsed into `out`.
+  template <class Parse, class T>
+  void read_values(const Scope& scope, std::string_view name, std::string_view what,
+                   std::span<const std::string_view> known, Parse parse_value, std::vector<T>& out) {
+    const toml::node* node = scope.get(name);
+    if (!node) return;
+    const std::string key = scope.key(name);
+    const auto list = string_list(*node, key, true);
+    if (!list) return;
+    if (list->empty()) {
+      add(Where(*node), key, "expected at least one " + std::string(what));
+      return;
+    }
+    for (const auto& [text, element] : *list) {
+      if (const auto value = parse_value(text)) {
+        out.push_back(*value);
+      } else {
+        add(Where(*element), key, "unknown " + std::string(what) + " " + quote(text) + " (known: " + join(known) + ")");
+      }
+    }
+  }
 
   LoadOptions options_;
   fs::path file_path_;   // absolute
@@ -438,7 +482,7 @@ void Loader::read_http(const toml::table& root, HttpConfig& http) {
   check_keys(scope, {"listen", "tls_certificate", "tls_private_key", "api_keys", "max_body_bytes",
                      "max_header_bytes", "max_connections", "max_connections_per_client", "threads",
                      "read_timeout", "write_timeout", "idle_timeout", "rate_limit_per_minute", "rate_limit_burst",
-                     "public_origins"});
+                     "public_origins", "office_api_keys"});
 
   if (const toml::node* listen = scope.get("listen")) {
     read_listen(*listen, scope.key("listen"), http.listen);
@@ -464,25 +508,13 @@ void Loader::read_http(const toml::table& root, HttpConfig& http) {
     add(Where(*private_key), scope.key("tls_certificate"), "required when http.tls_private_key is set");
   }
 
-  if (const toml::node* node = scope.get("api_keys")) {
-    const std::string key = scope.key("api_keys");
-    if (const auto* array = node->as_array()) {
-      for (std::size_t i = 0; i < array->size(); ++i) {
-        const toml::node& element = *array->get(i);
-        const auto* s = element.as_string();
-        constexpr std::string_view prefix = "sha256:";
-        Sha256 digest{};
-        if (!s || !s->get().starts_with(prefix) ||
-            !from_hex(std::string_view(s->get()).substr(prefix.size()), digest.data(), digest.size())) {
-          // The value is not echoed: a mistake here is often the token itself.
-          add(Where(element), indexed(key, i),
-              R"(expected "sha256:" followed by the 64 hex digits of the token's SHA-256)");
-          continue;
-        }
-        http.api_keys.push_back(digest);
-      }
-    } else {
-      add(Where(*node), key, "expected an array of strings, got " + type_name(*node));
+  read_key_hashes(scope, "api_keys", http.api_keys);
+  read_key_hashes(scope, "office_api_keys", http.office_api_keys);
+  for (const Sha256& office_key : http.office_api_keys) {
+    if (std::find(http.api_keys.begin(), http.api_keys.end(), office_key) != http.api_keys.end()) {
+      add(Where(*scope.get("office_api_keys")), scope.key("office_api_keys"),
+          "a key is in both http.api_keys and http.office_api_keys: give each key one scope");
+      break;
     }
   }
 
@@ -520,6 +552,30 @@ void Loader::read_http(const toml::table& root, HttpConfig& http) {
             "): the form answers only at the origins browsers use to reach it");
   } else {
     http.public_origins = listen_origins(http);
+  }
+}
+
+void Loader::read_key_hashes(const Scope& scope, std::string_view name, std::vector<Sha256>& out) {
+  if (const toml::node* node = scope.get(name)) {
+    const std::string key = scope.key(name);
+    if (const auto* array = node->as_array()) {
+      for (std::size_t i = 0; i < array->size(); ++i) {
+        const toml::node& element = *array->get(i);
+        const auto* s = element.as_string();
+        constexpr std::string_view prefix = "sha256:";
+        Sha256 digest{};
+        if (!s || !s->get().starts_with(prefix) ||
+            !from_hex(std::string_view(s->get()).substr(prefix.size()), digest.data(), digest.size())) {
+          // The value is not echoed: a mistake here is often the token itself.
+          add(Where(element), indexed(key, i),
+              R"(expected "sha256:" followed by the 64 hex digits of the token's SHA-256)");
+          continue;
+        }
+        out.push_back(digest);
+      }
+    } else {
+      add(Where(*node), key, "expected an array of strings, got " + type_name(*node));
+    }
   }
 }
 
@@ -881,12 +937,8 @@ void Loader::read_targets(const toml::table& root, std::vector<TargetConfig>& ta
   }
 }
 
-void Loader::read_routes(const toml::table& root, const std::vector<TargetConfig>& targets,
-                         std::vector<Route>& routes) {
-  const toml::array* array = array_of_tables(top_scope(root), "route");
-  if (!array) return;
-  // A target whose other settings are wrong is still a name a route may use;
-  // reporting it unknown as well would only add noise.
+std::set<std::string, std::less<>> Loader::target_names(const toml::table& root,
+                                                        const std::vector<TargetConfig>& targets) const {
   std::set<std::string, std::less<>> names;
   for (const auto& t : targets) names.insert(t.name);
   if (const toml::array* target_tables = root.get("target") ? root.get("target")->as_array() : nullptr) {
@@ -896,6 +948,51 @@ void Loader::read_routes(const toml::table& root, const std::vector<TargetConfig
       }
     }
   }
+  return names;
+}
+
+void Loader::read_notify(const Scope& scope, std::string_view name, const std::set<std::string, std::less<>>& names,
+                         const std::function<std::optional<std::string>(const std::string&)>& refuse,
+                         std::vector<std::string>& out) {
+  const toml::node* notify = required(scope, name);
+  if (!notify) return;
+  const std::string key = scope.key(name);
+  const auto list = string_list(*notify, key, true);
+  if (!list) return;
+  if (list->empty()) add(Where(*notify), key, "expected at least one target name");
+  for (const auto& [target, element] : *list) {
+    if (names.count(target) == 0) {
+      add(Where(*element), key, "unknown target " + quote(target));
+    } else if (auto why = refuse(target)) {
+      add(Where(*element), key, "target " + quote(target) + " " + *why);
+    } else {
+      out.push_back(target);
+    }
+  }
+}
+
+namespace {
+
+// A target that writes to the referring clinician carries only the
+// referrer's notices; an office notification sent there would go to the
+// wrong person.
+std::function<std::optional<std::string>(const std::string&)> office_only(const std::vector<TargetConfig>& targets) {
+  return [&targets](const std::string& name) -> std::optional<std::string> {
+    const auto t = std::find_if(targets.begin(), targets.end(), [&](const TargetConfig& c) { return c.name == name; });
+    if (t != targets.end() && t->to_referrer()) {
+      return std::string(R"(has recipient = "referrer": it carries only the notices of closed_loop.notify)");
+    }
+    return std::nullopt;
+  };
+}
+
+}  // namespace
+
+void Loader::read_routes(const toml::table& root, const std::vector<TargetConfig>& targets,
+                         std::vector<Route>& routes) {
+  const toml::array* array = array_of_tables(top_scope(root), "route");
+  if (!array) return;
+  const auto names = target_names(root, targets);
 
   for (std::size_t i = 0; i < array->size(); ++i) {
     const auto* table = array->get(i)->as_table();
@@ -907,48 +1004,106 @@ void Loader::read_routes(const toml::table& root, const std::vector<TargetConfig
       if (const auto* when_table = when_node->as_table()) {
         const Scope when{when_table, scope.key("when"), Where(*when_node).line, false};
         check_keys(when, {"decision", "urgency", "after_hours"});
-        const auto read_values = [&](std::string_view name, std::string_view what,
-                                     std::span<const std::string_view> known, auto parse_value, auto& out) {
-          const toml::node* node = when.get(name);
-          if (!node) return;
-          const std::string key = when.key(name);
-          const auto list = string_list(*node, key, true);
-          if (!list) return;
-          if (list->empty()) {
-            add(Where(*node), key, "expected at least one " + std::string(what));
-            return;
-          }
-          for (const auto& [text, element] : *list) {
-            if (const auto value = parse_value(text)) {
-              out.push_back(*value);
-            } else {
-              add(Where(*element), key,
-                  "unknown " + std::string(what) + " " + quote(text) + " (known: " + join(known) + ")");
-            }
-          }
-        };
-        read_values("decision", "decision", decision_names, parse_decision, route.decisions);
-        read_values("urgency", "urgency", urgency_names, parse_urgency, route.urgencies);
+        read_values(when, "decision", "decision", decision_names, parse_decision, route.decisions);
+        read_values(when, "urgency", "urgency", urgency_names, parse_urgency, route.urgencies);
         route.after_hours = get_bool(when, "after_hours");
       } else {
         add(Where(*when_node), scope.key("when"), "expected a table, got " + type_name(*when_node));
       }
     }
+    read_notify(scope, "notify", names, office_only(targets), route.notify);
+    routes.push_back(std::move(route));
+  }
+}
 
-    if (const toml::node* notify = required(scope, "notify")) {
-      const std::string key = scope.key("notify");
-      if (const auto list = string_list(*notify, key, true)) {
-        if (list->empty()) add(Where(*notify), key, "expected at least one target name");
-        for (const auto& [name, element] : *list) {
-          if (names.count(name) == 0) {
-            add(Where(*element), key, "unknown target " + quote(name));
-          } else {
-            route.notify.push_back(name);
+void Loader::read_intake(const toml::table& root, IntakeConfig& intake) {
+  const Scope scope = section(root, "intake");
+  check_keys(scope, {"duplicate_window", "identity_key"});
+  read_duration(scope, "duplicate_window", intake.duplicate_window);
+  if (auto path = get_path(scope, "identity_key", PathCheck::file, false, Secret::may_be_credential)) {
+    intake.identity_key = std::move(*path);
+  }
+}
+
+void Loader::read_escalations(const toml::table& root, const std::vector<TargetConfig>& targets,
+                              std::vector<EscalationLadder>& ladders) {
+  const toml::array* array = array_of_tables(top_scope(root), "escalation");
+  if (!array) return;
+  const auto names = target_names(root, targets);
+
+  for (std::size_t i = 0; i < array->size(); ++i) {
+    const auto* table = array->get(i)->as_table();
+    const Scope scope{table, indexed("escalation", i), Where(*table).line, false};
+    check_keys(scope, {"urgency", "business_hours", "steps"});
+    EscalationLadder ladder;
+    read_values(scope, "urgency", "urgency", urgency_names, parse_urgency, ladder.urgencies);
+    if (const auto b = get_bool(scope, "business_hours")) ladder.business_hours = *b;
+
+    const toml::node* steps_node = required(scope, "steps");
+    const toml::array* steps = steps_node ? array_value(*steps_node, scope.key("steps")) : nullptr;
+    if (steps && steps->empty()) add(Where(*steps_node), scope.key("steps"), "expected at least one step");
+    for (std::size_t j = 0; steps && j < steps->size(); ++j) {
+      const std::string key = indexed(scope.key("steps"), j);
+      const auto step_scope = table_scope(*steps->get(j), key);
+      if (!step_scope) continue;
+      check_keys(*step_scope, {"after", "notify"});
+      EscalationStep step;
+      if (const toml::node* after = required(*step_scope, "after")) {
+        if (const auto d = duration_value(*after, step_scope->key("after"))) {
+          step.after = std::chrono::duration_cast<std::chrono::seconds>(*d);
+          if (step.after < std::chrono::seconds(1)) {
+            add(Where(*after), step_scope->key("after"), "must be at least 1s, got " + quote(format_duration(*d)));
+          } else if (!ladder.steps.empty() && step.after <= ladder.steps.back().after) {
+            add(Where(*after), step_scope->key("after"),
+                "must be later than the step before it (" +
+                    format_duration(std::chrono::duration_cast<Duration>(ladder.steps.back().after)) + "), got " +
+                    quote(format_duration(*d)));
           }
         }
       }
+      read_notify(*step_scope, "notify", names, office_only(targets), step.notify);
+      ladder.steps.push_back(std::move(step));
     }
-    routes.push_back(std::move(route));
+    ladders.push_back(std::move(ladder));
+  }
+}
+
+void Loader::read_closed_loop(const toml::table& root, const Config& config, ClosedLoopConfig& loop) {
+  const Scope scope = section(root, "closed_loop");
+  if (!scope.table) return;
+  check_keys(scope, {"on", "notify", "ack_link_ttl", "link_origin"});
+
+  if (const toml::node* on = required(scope, "on")) {
+    const std::string key = scope.key("on");
+    if (const auto list = string_list(*on, key, true)) {
+      for (const auto& [text, element] : *list) {
+        const auto status = parse_office_status(text);
+        if (!status || *status == OfficeStatus::received) {
+          std::vector<std::string> known;
+          for (const OfficeStatus s : all_office_statuses()) {
+            if (s != OfficeStatus::received) known.emplace_back(to_string(s));
+          }
+          add(Where(*element), key, "unknown status " + quote(text) + " (known: " + join(known, ", ") + ")");
+        } else if (std::find(loop.on.begin(), loop.on.end(), *status) == loop.on.end()) {
+          loop.on.push_back(*status);
+        }
+      }
+    }
+  }
+  const auto names = target_names(root, config.targets);
+  read_notify(scope, "notify", names, [](const std::string&) { return std::optional<std::string>(); }, loop.notify);
+
+  read_duration(scope, "ack_link_ttl", loop.ack_link_ttl);
+  if (const toml::node* node = scope.get("link_origin")) {
+    if (auto text = string_value(*node, scope.key("link_origin"))) {
+      if (auto origin = parse_origin(*text)) {
+        loop.link_origin = std::move(*origin);
+      } else {
+        add(Where(*node), scope.key("link_origin"),
+            R"(expected an origin like "https://referrals.example.org" (scheme, host, optional port; no path), got )" +
+                quote(*text));
+      }
+    }
   }
 }
 
@@ -959,8 +1114,8 @@ Config Loader::load(std::string_view text) {
   if (!parsed) return config;
   const toml::table& root = *parsed;
 
-  check_keys(top_scope(root),
-             {"http", "storage", "rules", "paths", "delivery", "log", "office", "target", "route"});
+  check_keys(top_scope(root), {"http", "storage", "rules", "paths", "delivery", "log", "office", "intake", "target",
+                               "route", "escalation", "closed_loop"});
   read_http(root, config.http);
   read_storage(root, config.storage);
   read_rules(root, config);
@@ -972,6 +1127,12 @@ Config Loader::load(std::string_view text) {
   office_ = config.office;
   read_targets(root, config.targets);
   read_routes(root, config.targets, config.routes);
+  read_intake(root, config.intake);
+  read_escalations(root, config.targets, config.escalations);
+  read_closed_loop(root, config, config.closed_loop);
+  if (config.closed_loop.link_origin.empty() && !config.http.public_origins.empty()) {
+    config.closed_loop.link_origin = config.http.public_origins.front();
+  }
   return config;
 }
 

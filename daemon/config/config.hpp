@@ -13,6 +13,8 @@
 #include <variant>
 #include <vector>
 
+#include "office/closed_loop.hpp"
+#include "office/escalation.hpp"
 #include "routing/business_hours.hpp"
 #include "routing/routing.hpp"
 #include "config/target_keys.hpp"
@@ -37,7 +39,8 @@ struct HttpConfig {
   // resolved here to $CREDENTIALS_DIRECTORY/NAME.
   std::filesystem::path tls_certificate;
   std::filesystem::path tls_private_key;
-  std::vector<Sha256> api_keys;           // SHA-256 of each bearer token
+  std::vector<Sha256> api_keys;           // SHA-256 of each bearer token: submit, read their own
+  std::vector<Sha256> office_api_keys;    // the office's systems: read every referral, change status
   std::size_t max_body_bytes = 65536;
   std::size_t max_header_bytes = 8192;
   std::size_t max_connections = 1024;
@@ -104,7 +107,21 @@ struct TargetConfig {
   std::optional<bool> get_bool(const std::string& key) const;
   std::optional<Duration> get_duration(const std::string& key) const;
   const std::vector<std::string>* get_list(const std::string& key) const;
+  // recipient = "referrer": the address or fax number comes from each
+  // referral, and the target carries only the referrer's notices.
+  bool to_referrer() const;
 };
+
+// [intake]: what intake does beside validation and the decision.
+struct IntakeConfig {
+  // A referral for a patient with an open referral received within this
+  // window is marked a possible duplicate of it.
+  Duration duplicate_window{std::chrono::hours(24 * 30)};
+  // The key of the keyed hash that compares patients (resolved, may be a
+  // credential); empty: derived as docs/closed-loop.md describes.
+  std::filesystem::path identity_key;
+};
+
 
 struct Config {
   std::filesystem::path file;          // the configuration file itself
@@ -117,6 +134,9 @@ struct Config {
   OfficeConfig office;
   std::vector<TargetConfig> targets;
   std::vector<Route> routes;
+  IntakeConfig intake;
+  std::vector<EscalationLadder> escalations;  // [[escalation]]
+  ClosedLoopConfig closed_loop;
   std::string log_level = "info";      // trace|debug|info|warn|error
 };
 

@@ -56,6 +56,12 @@ inline TargetSettingError target_error(const TargetConfig& target, std::string m
   return TargetSettingError(target, "", std::move(message));
 }
 
+// `recipient = "referrer"`: the target's address or number comes from each
+// referral (the referring clinician's), for the closed loop's notices. The
+// channels that can reach a referrer (smtp, hylafax, spool) list this key.
+inline constexpr std::string_view recipient_values[] = {"referrer"};
+inline constexpr KeySpec recipient_key{"recipient", KeyKind::string, false, recipient_values};
+
 // One channel, as the loader sees it.
 struct TargetKind {
   std::string_view type;

@@ -56,15 +56,6 @@ std::string quote(std::string_view text) {
   return out + "\"";
 }
 
-std::string join(std::span<const std::string_view> items, std::string_view separator) {
-  std::string out;
-  for (const auto item : items) {
-    if (!out.empty()) out += separator;
-    out += item;
-  }
-  return out;
-}
-
 std::string indexed(std::string_view key, std::size_t index) {
   return std::string(key) + "[" + std::to_string(index) + "]";
 }

@@ -22,6 +22,7 @@
 #include <toml++/toml.h>
 
 #include "util/config_error.hpp"
+#include "util/strings.hpp"
 #include "util/duration.hpp"
 
 namespace referrald::config {
@@ -34,9 +35,6 @@ std::string type_name(const toml::node& node);
 // A value echoed in a message, in double quotes; quotes, backslashes and
 // control characters escaped so a terminal line cannot be garbled.
 std::string quote(std::string_view text);
-
-// "a, b, c": the known values a message lists.
-std::string join(std::span<const std::string_view> items, std::string_view separator = ", ");
 
 bool contains(std::span<const std::string_view> items, std::string_view item);
 

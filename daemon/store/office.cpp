@@ -263,6 +263,28 @@ std::optional<TimePoint> next_escalation_due(Database& db) {
   return from_millis(st.column_int(0));
 }
 
+std::vector<OverdueReferral> overdue_referrals(Database& db, TimePoint now) {
+  Statement& st = db.cached(
+      "SELECT r.id, r.urgency, r.received_ms, max(e.step), max(e.due_ms) "
+      "FROM referrals AS r INDEXED BY referrals_status JOIN escalations AS e ON e.referral_id = r.id "
+      "WHERE r.status = 'received' AND e.due_ms <= ?1 GROUP BY r.id ORDER BY r.received_ms, r.id");
+  ResetOnExit reset(st);
+  st.bind(1, to_millis(now));
+  std::vector<OverdueReferral> out;
+  while (st.step()) {
+    OverdueReferral o;
+    o.referral_id = st.column_text(0);
+    const auto urgency = parse_urgency(st.column_text(1));
+    if (!urgency) unexpected_value("referrals.urgency");
+    o.urgency = *urgency;
+    o.received_at = from_millis(st.column_int(2));
+    o.step = static_cast<int>(st.column_int(3));
+    o.due_at = from_millis(st.column_int(4));
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
 void add_ack_token(Database& db, const std::string& referral_id, std::string_view token_hash, TimePoint now,
                    TimePoint expires_at) {
   Statement& st = db.cached(

@@ -92,6 +92,19 @@ std::vector<EscalationRow> fire_due_escalations(Database& db, TimePoint now, int
 // When the next pending step is due, if any.
 std::optional<TimePoint> next_escalation_due(Database& db);
 
+// A referral nobody has acknowledged although a step of its ladder is due:
+// still 'received', with a step due at or before `now` (fired or, if the
+// timer has not run yet, pending). `referralctl list --overdue` and /metrics.
+struct OverdueReferral {
+  std::string referral_id;
+  Urgency urgency = Urgency::routine;
+  TimePoint received_at;
+  int step = 0;        // the latest step due
+  TimePoint due_at;    // when that step was due
+};
+// Oldest first.
+std::vector<OverdueReferral> overdue_referrals(Database& db, TimePoint now);
+
 // ---- acknowledgement tokens ----
 
 // Keeps the SHA-256 (hex) of a token that acknowledges `referral_id` until

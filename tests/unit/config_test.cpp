@@ -9,6 +9,7 @@
 #include "adapters/registry.hpp"
 #include "config/config.hpp"
 #include "config/target_keys.hpp"
+#include "support/harness.hpp"
 #include "util/crypto.hpp"
 
 namespace referrald {
@@ -16,6 +17,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+using test::TempDir;
 using ::testing::ElementsAre;
 
 // The configuration as the daemon reads it: with the channels' keys and checks.
@@ -32,9 +34,7 @@ LoadOptions with_channels(fs::path credentials_fallback = {}) {
 class ConfigTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "referrald-config-XXXXXX").string();
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-    root_ = pattern;
+    root_ = temp_.path();
     fs::create_directories(root_ / "etc" / "tls");
     fs::create_directories(root_ / "etc" / "secrets");
     fs::create_directories(root_ / "schemas");
@@ -45,7 +45,6 @@ class ConfigTest : public ::testing::Test {
     }
     file_ = (root_ / "etc" / "referrald.toml").string();
   }
-  void TearDown() override { fs::remove_all(root_); }
 
   // Leading newline dropped so that line 1 is the first line of the literal.
   static std::string_view text_of(std::string_view text) {
@@ -75,6 +74,7 @@ class ConfigTest : public ::testing::Test {
     return (root_ / relative_to_root).lexically_normal().string();
   }
 
+  TempDir temp_;
   fs::path root_;
   std::string file_;
 };
@@ -146,7 +146,7 @@ levl = "debug"
 )")),
               ElementsAre(at(7, "log.levl: unknown key (known: level)"),
                           at(8, "htp: unknown key (known: http, storage, rules, paths, delivery, log, office, "
-                                "target, route)")));
+                                "intake, target, route, escalation, closed_loop)")));
 }
 
 TEST_F(ConfigTest, WrongTypeNamesBothTypes) {
@@ -786,9 +786,9 @@ password = "hunter2"
 )")),
               ElementsAre(at(5, R"(target[0].url: required for type "smtp")"),
                           at(10, "target[0].dial: unknown key (known: name, type, concurrency, timeout, url, starttls, "
-                                 "allow_plaintext, ca_file, username, password_file, from, to, helo)"),
+                                 "allow_plaintext, ca_file, username, password_file, from, to, recipient, helo)"),
                           at(11, "target[0].password: unknown key (known: name, type, concurrency, timeout, url, "
-                                 "starttls, allow_plaintext, ca_file, username, password_file, from, to, helo)")));
+                                 "starttls, allow_plaintext, ca_file, username, password_file, from, to, recipient, helo)")));
   EXPECT_THAT(problems(with_required("[[target]]\nname = \"x\"\n")),
               ElementsAre(at(5, "target[0].type: required")));
 }
@@ -982,8 +982,169 @@ type = "hylafax"
 notify = ["office-fax"]
 )")),
               ElementsAre(at(5, R"(target[0].host: required for type "hylafax")"),
-                          at(5, R"(target[0].user: required for type "hylafax")"),
-                          at(5, R"(target[0].dial: required for type "hylafax")")));
+                          at(5, R"(target[0].user: required for type "hylafax")")));
+}
+
+// ---- the closed loop: escalation, notices, intake, office keys -----------------
+
+constexpr std::string_view loop_targets = R"(
+[[target]]
+name = "backup-pager"
+type = "spool"
+directory = "p"
+[[target]]
+name = "referrer-email"
+type = "spool"
+directory = "r"
+recipient = "referrer"
+)";  // lines 5-13 after with_required
+
+TEST_F(ConfigTest, ClosedLoopSectionsAreReadWithTheirDefaults) {
+  const Config plain = parse(with_required(""));
+  EXPECT_TRUE(plain.escalations.empty());
+  EXPECT_TRUE(plain.closed_loop.on.empty());
+  EXPECT_EQ(plain.closed_loop.ack_link_ttl, std::chrono::hours(24 * 7));
+  EXPECT_EQ(plain.closed_loop.link_origin, "http://127.0.0.1:8080");  // the first public origin
+  EXPECT_EQ(plain.intake.duplicate_window, std::chrono::hours(24 * 30));
+  EXPECT_TRUE(plain.intake.identity_key.empty());
+  EXPECT_TRUE(plain.http.office_api_keys.empty());
+
+  const std::string office_key = "sha256:" + std::string(64, 'a');
+  const Config c = parse(with_required(std::string(loop_targets) + R"(
+[[escalation]]
+urgency = ["emergent"]
+steps = [ { after = "15m", notify = ["backup-pager"] },
+          { after = "45m", notify = "backup-pager" } ]
+[[escalation]]
+business_hours = true
+steps = [ { after = "2h", notify = ["backup-pager"] } ]
+[closed_loop]
+on = ["acknowledged", "needs-info", "acknowledged"]
+notify = ["referrer-email"]
+ack_link_ttl = "3d"
+link_origin = "HTTPS://Referrals.Example.org:443"
+[intake]
+duplicate_window = "14d"
+[http]
+office_api_keys = [")" + office_key + R"("]
+)"));
+  ASSERT_EQ(c.escalations.size(), 2u);
+  EXPECT_THAT(c.escalations[0].urgencies, ElementsAre(Urgency::emergent));
+  EXPECT_FALSE(c.escalations[0].business_hours);
+  ASSERT_EQ(c.escalations[0].steps.size(), 2u);
+  EXPECT_EQ(c.escalations[0].steps[0].after, std::chrono::minutes(15));
+  EXPECT_THAT(c.escalations[0].steps[1].notify, ElementsAre("backup-pager"));
+  EXPECT_TRUE(c.escalations[1].urgencies.empty());  // every urgency
+  EXPECT_TRUE(c.escalations[1].business_hours);
+  EXPECT_THAT(c.closed_loop.on, ElementsAre(OfficeStatus::acknowledged, OfficeStatus::needs_info));
+  EXPECT_THAT(c.closed_loop.notify, ElementsAre("referrer-email"));
+  EXPECT_EQ(c.closed_loop.ack_link_ttl, std::chrono::hours(72));
+  EXPECT_EQ(c.closed_loop.link_origin, "https://referrals.example.org");
+  EXPECT_EQ(c.intake.duplicate_window, std::chrono::hours(24 * 14));
+  ASSERT_EQ(c.http.office_api_keys.size(), 1u);
+  EXPECT_EQ(c.http.office_api_keys[0][0], 0xaa);
+  EXPECT_TRUE(c.targets[1].to_referrer());
+  EXPECT_FALSE(c.targets[0].to_referrer());
+
+  EXPECT_THAT(notice_targets(c.closed_loop, OfficeStatus::needs_info), ElementsAre("referrer-email"));
+  EXPECT_TRUE(notice_targets(c.closed_loop, OfficeStatus::accepted).empty());
+  EXPECT_TRUE(notice_targets(plain.closed_loop, OfficeStatus::acknowledged).empty());
+}
+
+TEST_F(ConfigTest, ClosedLoopProblemsNameTheKey) {
+  const std::string key = "sha256:" + std::string(64, 'b');
+  EXPECT_THAT(problems(with_required(std::string(loop_targets) + R"(
+[[escalation]]
+urgency = "soon"
+steps = [ { after = "45m", notify = ["backup-pager"] },
+          { after = "15m", notify = ["referrer-email", "nobody"] },
+          { notify = ["backup-pager"], when = "later" } ]
+[[escalation]]
+steps = []
+[closed_loop]
+on = ["received", "acepted"]
+notify = []
+link_origin = "https://referrals.example.org/ack"
+[intake]
+duplicate_window = "0s"
+[[route]]
+notify = ["referrer-email"]
+[http]
+api_keys = [")" + key + R"("]
+office_api_keys = [")" + key + R"("]
+)")),
+              ElementsAre(
+                  at(16, R"(escalation[0].urgency: unknown urgency "soon" (known: routine, urgent, emergent))"),
+                  at(18, R"(escalation[0].steps[1].after: must be later than the step before it (45m), got "15m")"),
+                  at(18, R"(escalation[0].steps[1].notify: target "referrer-email" has recipient = "referrer": )"
+                         "it carries only the notices of closed_loop.notify"),
+                  at(18, R"(escalation[0].steps[1].notify: unknown target "nobody")"),
+                  at(19, "escalation[0].steps[2].after: required"),
+                  at(19, "escalation[0].steps[2].when: unknown key (known: after, notify)"),
+                  at(21, "escalation[1].steps: expected at least one step"),
+                  at(23, R"(closed_loop.on: unknown status "received" (known: acknowledged, accepted, declined, )"
+                         R"(needs-info, closed))"),
+                  at(23, R"(closed_loop.on: unknown status "acepted" (known: acknowledged, accepted, declined, )"
+                         R"(needs-info, closed))"),
+                  at(24, "closed_loop.notify: expected at least one target name"),
+                  at(25, R"(closed_loop.link_origin: expected an origin like "https://referrals.example.org" )"
+                         R"((scheme, host, optional port; no path), got "https://referrals.example.org/ack")"),
+                  at(27, "intake.duplicate_window: expected a duration greater than 0, got \"0s\""),
+                  at(29, R"(route[0].notify: target "referrer-email" has recipient = "referrer": )"
+                         "it carries only the notices of closed_loop.notify"),
+                  at(32, "http.office_api_keys: a key is in both http.api_keys and http.office_api_keys: give each "
+                         "key one scope")));
+}
+
+TEST_F(ConfigTest, ReferrerTargetsTakeTheirAddressFromTheReferral) {
+  // An smtp or hylafax target for the referrer has no fixed address or number.
+  const Config c = parse(with_required(R"(
+[[target]]
+name = "referrer-email"
+type = "smtp"
+url = "smtps://mail.example.org"
+from = "referrals@example.org"
+recipient = "referrer"
+[[target]]
+name = "referrer-fax"
+type = "hylafax"
+host = "127.0.0.1:4559"
+user = "referrald"
+recipient = "referrer"
+)"));
+  EXPECT_TRUE(c.targets[0].to_referrer());
+  EXPECT_TRUE(c.targets[1].to_referrer());
+
+  EXPECT_THAT(problems(with_required(R"(
+[[target]]
+name = "referrer-email"
+type = "smtp"
+url = "smtps://mail.example.org"
+from = "referrals@example.org"
+to = ["referrals@example.org"]
+recipient = "referrer"
+[[target]]
+name = "office-fax"
+type = "hylafax"
+host = "127.0.0.1:4559"
+user = "referrald"
+[[target]]
+name = "pager"
+type = "snpp"
+host = "127.0.0.1:444"
+pager_id = "1"
+recipient = "referrer"
+[[target]]
+name = "spool"
+type = "spool"
+directory = "s"
+recipient = "office"
+)")),
+              ElementsAre(at(10, R"(target[0].to: not used with recipient = "referrer": each notice goes to the )"
+                                 "referral's email"),
+                          at(12, R"(target[1].dial: required (or recipient = "referrer"))"),
+                          ::testing::StartsWith(at(22, "target[2].recipient: unknown key")),
+                          at(27, R"(target[3].recipient: unknown value "office" (known: referrer))")));
 }
 
 // ---- syntax and collection -----------------------------------------------------
@@ -1056,7 +1217,7 @@ TEST_F(ConfigTest, LoadConfigurationReportsConfigAndRulesProblemsTogether) {
 
 // ---- the target key tables -------------------------------------------------------
 
-TEST(TargetKeys, EveryChannelHasKeysAndSmtpRequiresItsAddresses) {
+TEST(TargetKeys, EveryChannelHasKeysAndSmtpRequiresItsServer) {
   std::vector<std::string_view> types;
   for (const auto& kind : target_kinds()) {
     types.push_back(kind.type);
@@ -1067,7 +1228,8 @@ TEST(TargetKeys, EveryChannelHasKeysAndSmtpRequiresItsAddresses) {
   for (const auto& k : target_kinds()[0].keys) {
     if (k.required) smtp_required.insert(k.name);
   }
-  EXPECT_EQ(smtp_required, (std::set<std::string_view>{"url", "from", "to"}));
+  // `to` too, unless recipient = "referrer" (checked by the channel).
+  EXPECT_EQ(smtp_required, (std::set<std::string_view>{"url", "from"}));
 }
 
 // ---- the shipped files --------------------------------------------------------
@@ -1086,9 +1248,8 @@ TEST(ShippedConfig, DevelopmentConfigLoadsWithItsTargetsAndRoutes) {
   std::string text = read_text(file);
   const std::string setting = "encryption_keys = \"../var/encryption-keys\"\n";
   ASSERT_NE(text.find("\n" + setting), std::string::npos);
-  std::string pattern = (fs::temp_directory_path() / "referrald-devkeys-XXXXXX").string();
-  ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-  const fs::path keys = fs::path(pattern) / "encryption-keys";
+  const TempDir dir;
+  const fs::path keys = dir / "encryption-keys";
   std::ofstream(keys) << "dev " << std::string(64, '0') << "\n";
   fs::permissions(keys, fs::perms::owner_read | fs::perms::owner_write);
   text.replace(text.find(setting), setting.size(), "encryption_keys = \"" + keys.string() + "\"\n");
@@ -1098,7 +1259,6 @@ TEST(ShippedConfig, DevelopmentConfigLoadsWithItsTargetsAndRoutes) {
   } catch (const ConfigError& e) {
     FAIL() << e.what();
   }
-  fs::remove_all(pattern);
   ASSERT_NE(c.storage.keys, nullptr);
   EXPECT_EQ(c.storage.keys->current().id, "dev");
   ASSERT_EQ(c.http.listen.size(), 1u);
@@ -1139,9 +1299,8 @@ TEST(ShippedConfig, ProductionExampleHasOnlyMissingFileProblems) {
   // The example names files under /etc/referrald and /usr/share/referrald
   // that a build machine does not have; anything else would be a mistake in it.
   // Its secrets are credentials, which systemd would provide: here a directory does.
-  std::string pattern = (fs::temp_directory_path() / "referrald-credentials-XXXXXX").string();
-  ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-  const fs::path credentials = pattern;
+  const TempDir dir;
+  const fs::path& credentials = dir.path();
   for (const char* name : {"tls-key", "smtp-password", "hylafax-password", "snpp-password"}) {
     std::ofstream(credentials / name) << "secret\n";
   }
@@ -1158,7 +1317,6 @@ TEST(ShippedConfig, ProductionExampleHasOnlyMissingFileProblems) {
       problems = e.problems();
     }
   }
-  fs::remove_all(credentials);
   std::set<std::string> keys;
   for (const auto& p : problems) {
     EXPECT_TRUE(p.message.starts_with("file not found: /") || p.message.starts_with("directory not found: /"))
@@ -1178,20 +1336,18 @@ TEST(ShippedConfig, InstalledConfigurationListensOnLoopbackAndSpoolsUnderVarLib)
   const std::string text = read_text(file);
   ASSERT_FALSE(text.empty());
   // Its encryption keys are a credential, which systemd would provide: here a directory does.
-  std::string pattern = (fs::temp_directory_path() / "referrald-credentials-XXXXXX").string();
-  ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-  std::ofstream(fs::path(pattern) / "encryption-keys") << "k1 " << std::string(64, '0') << "\n";
+  const TempDir dir;
+  std::ofstream(dir / "encryption-keys") << "k1 " << std::string(64, '0') << "\n";
   Config c;
   std::vector<ConfigProblem> problems;
   {
-    const CredentialsDirectory env(fs::path{pattern});
+    const CredentialsDirectory env(dir.path());
     try {
       c = parse_config(text, file, with_channels());
     } catch (const ConfigError& e) {
       problems = e.problems();
     }
   }
-  fs::remove_all(pattern);
   if (!fs::exists("/usr/share/referrald")) {
     // Only what the installation brings is missing.
     ASSERT_EQ(problems.size(), 2u);

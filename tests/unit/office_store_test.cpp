@@ -192,6 +192,32 @@ TEST_F(OfficeStoreTest, TheFirstAcknowledgementStopsTheLadder) {
   for (const auto& row : escalations_of(*db, "R-1")) EXPECT_EQ(row.state, EscalationState::stopped);
 }
 
+TEST_F(OfficeStoreTest, OverdueMeansUnacknowledgedPastAStepWhetherOrNotTheTimerRanYet) {
+  NewReferral a = referral("R-A", t0);
+  a.escalations = {{1, t0 + 15min, 15min, {"backup-pager"}}, {2, t0 + 45min, 45min, {"director-pager"}}};
+  insert(a);
+  NewReferral b = referral("R-B", t0 + 1min);
+  b.escalations = {{1, t0 + 16min, 15min, {"backup-pager"}}};
+  insert(b);
+  insert(referral("R-C", t0));  // no ladder covers it: never overdue
+
+  EXPECT_TRUE(overdue_referrals(*db, t0 + 14min).empty());
+  fire(t0 + 15min);
+  auto overdue = overdue_referrals(*db, t0 + 50min);  // R-A's step 2 not fired yet, R-B's step 1 neither
+  ASSERT_EQ(overdue.size(), 2u);
+  EXPECT_EQ(overdue[0].referral_id, "R-A");
+  EXPECT_EQ(overdue[0].step, 2);
+  EXPECT_EQ(overdue[0].due_at, t0 + 45min);
+  EXPECT_EQ(overdue[0].urgency, Urgency::emergent);
+  EXPECT_EQ(overdue[1].referral_id, "R-B");
+  EXPECT_EQ(overdue[1].received_at, t0 + 1min);
+
+  change("R-A", OfficeStatus::acknowledged, t0 + 51min);
+  overdue = overdue_referrals(*db, t0 + 52min);
+  ASSERT_EQ(overdue.size(), 1u);
+  EXPECT_EQ(overdue[0].referral_id, "R-B");
+}
+
 TEST_F(OfficeStoreTest, AnAcknowledgementTokenWorksOnceAndExpires) {
   insert(referral("R-1", t0));
   db->exec("BEGIN IMMEDIATE");
