@@ -118,6 +118,9 @@ std::string office_metrics(const store::OfficeFigures& f) {
     out += "referrald_escalation_steps_fired_total{step=\"" + std::to_string(step) + "\"} " + std::to_string(n) +
            "\n";
   }
+  out += "# HELP referrald_referrals_overdue Referrals nobody has acknowledged with an escalation step due now.\n";
+  out += "# TYPE referrald_referrals_overdue gauge\n";
+  out += "referrald_referrals_overdue " + std::to_string(f.overdue) + "\n";
   return out;
 }
 
@@ -504,7 +507,7 @@ asio::awaitable<Response> Api::metrics() const {
     *counts = store::open_delivery_counts(db);
     *oldest = store::oldest_due(db, now);
     *oldest_unsent = store::oldest_unsent(db);
-    *office = store::office_figures(db);
+    *office = store::office_figures(db, now);
   };
   const auto read_error = co_await store::async_read(readers_, std::move(query));
 

@@ -50,6 +50,11 @@ std::shared_ptr<const IntakePolicy> make_policy(const Configuration& c) {
   return p;
 }
 
+// Which targets hear of a status change made over HTTP (the API, a link).
+http::NoticeTargets notice_targets_of(const Config& c) {
+  return [loop = c.closed_loop](OfficeStatus to) { return notice_targets(loop, to); };
+}
+
 store::WriterOptions writer_options(const Config& c) {
   store::WriterOptions o;
   o.max_batch = c.storage.max_batch;
@@ -108,7 +113,8 @@ class Daemon {
         readers_(configuration_.config.storage.database, 2),
         intake_(validator_, writer_, clock_, make_policy(configuration_)),
         status_changes_(writer_, clock_),
-        api_(intake_, writer_, readers_, status_changes_, configuration_.config.http.api_keys, {}),
+        api_(intake_, writer_, readers_, status_changes_, configuration_.config.http.api_keys,
+             configuration_.config.http.office_api_keys),
         form_(configuration_.config.web_dir, configuration_.config.office, intake_, readers_, status_changes_),
         server_(ioc_.get_executor(), configuration_.config.http, api_),
         dispatcher_(std::make_shared<Dispatcher>(ioc_.get_executor(), writer_, clock_,
@@ -127,6 +133,7 @@ class Daemon {
     // Changes made by referralctl are picked up by its poll.
     intake_.on_deliveries_planned([d = dispatcher_] { d->wake(); });
     status_changes_.on_deliveries_planned([d = dispatcher_] { d->wake(); });
+    status_changes_.set_notice_targets(notice_targets_of(configuration_.config));
     api_.add_metrics_source([this] { return dispatch_metrics(); });
     api_.set_fallback(&form_);
     form_.set_intake_counts(&api_.intake_counts());
@@ -237,7 +244,8 @@ class Daemon {
       auto targets = make_targets(next.config, adapter_context_);
       warn_restart_only(configuration_.config, next.config);
       intake_.set_policy(make_policy(next));
-      api_.set_api_keys(next.config.http.api_keys, {});
+      api_.set_api_keys(next.config.http.api_keys, next.config.http.office_api_keys);
+      status_changes_.set_notice_targets(notice_targets_of(next.config));
       form_.set_public_origins(next.config.http.public_origins);
       dispatcher_->set_targets(std::move(targets), dispatcher_options(next.config));
       set_payload_keys(next.config.storage.keys);

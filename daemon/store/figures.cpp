@@ -2,6 +2,8 @@
 
 #include <map>
 
+#include "store/office.hpp"
+
 namespace referrald::store {
 
 std::vector<StateCount> open_delivery_counts(Database& db) {
@@ -43,7 +45,7 @@ std::optional<TimePoint> oldest_unsent(Database& db) {
   return out;
 }
 
-OfficeFigures office_figures(Database& db) {
+OfficeFigures office_figures(Database& db, TimePoint now) {
   OfficeFigures out;
   {
     auto& stmt = db.cached("SELECT status, n FROM status_tallies");
@@ -76,6 +78,7 @@ OfficeFigures office_figures(Database& db) {
     while (stmt.step()) out.escalations_fired.emplace_back(static_cast<int>(stmt.column_int(0)), stmt.column_int(1));
     stmt.reset();
   }
+  out.overdue = static_cast<std::int64_t>(overdue_referrals(db, now).size());
   return out;
 }
 

@@ -339,11 +339,21 @@ CREATE TRIGGER deliveries_tally_update AFTER UPDATE OF state ON deliveries
 END;
 )sql",
      nullptr, true},
-    // Version 6: the office's figures for /metrics, kept by triggers in the
+    // 6: a secret of the database's own, the identity hash's key when the
+    // configuration names none (neither [intake] identity_key nor an
+    // encryption key): docs/closed-loop.md.
+    {6, R"sql(
+CREATE TABLE identity_secret (
+  id     INTEGER PRIMARY KEY CHECK (id = 1),
+  secret BLOB NOT NULL CHECK (length(secret) = 32)
+) STRICT;
+)sql",
+     nullptr, false},
+    // Version 7: the office's figures for /metrics, kept by triggers in the
     // transaction that changes a referral or an escalation step, so a scrape
     // reads a few rows however many referrals there are. Both only count
     // up (Prometheus counters): a purge does not take anything back.
-    {6, R"sql(
+    {7, R"sql(
 -- Time from receipt to the first acknowledgement, by urgency, in the
 -- histogram's buckets as Prometheus counts them (each bucket holds every
 -- time at or under its bound, le_ms; the +Inf bucket, le_ms the largest

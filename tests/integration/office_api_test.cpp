@@ -395,7 +395,7 @@ TEST_F(OfficeApi, ExpiredAndUnknownLinksSaySoAndRecordNothing) {
     EXPECT_NE(r.body.find("has expired"), std::string::npos) << r.body;
     EXPECT_NE(r.body.find(id), std::string::npos) << r.body;
   }
-  for (const auto& token : {new_token(), std::string("short"), std::string(43, '%')}) {
+  for (const auto& token : {new_token(), std::string("short"), std::string(43, '!')}) {
     for (const auto& r : {open_link(daemon, token), press_acknowledge(daemon, token)}) {
       EXPECT_EQ(r.status, 404) << token << ": " << r.body;
       EXPECT_NE(r.body.find("not recognised"), std::string::npos) << r.body;
