@@ -741,12 +741,15 @@ struct Form::Impl {
   // POSTs to the same address, and only that acknowledges. No page shows
   // patient data: the reference number and the status at most.
 
+  // Safe HTML: the time in the office's zone, kept on one line.
   std::string when(std::chrono::system_clock::time_point t) const {
+    std::string text;
     try {
-      return format_local_time(t, pages.office.hours.time_zone);
+      text = format_local_time(t, pages.office.hours.time_zone);
     } catch (const std::exception&) {
-      return format_utc_timestamp(t);
+      text = format_utc_timestamp(t);
     }
+    return "<span class=\"nowrap\">" + html_escape(text) + "</span>";
   }
 
   Response ack_message(unsigned status, std::string_view title, const std::string& body, std::string note) const {
@@ -780,7 +783,7 @@ struct Form::Impl {
     return ack_message(
         410, "This link was already used",
         "<p>The acknowledgement link for referral <strong class=\"reference-inline\">" + ref +
-            "</strong> was used" + (used_at ? " on " + html_escape(when(*used_at)) : std::string()) +
+            "</strong> was used" + (used_at ? " on " + when(*used_at) : std::string()) +
             ". A link acknowledges once; nothing more was recorded.</p>\n<p><code>referralctl show " + ref +
             "</code> shows who acknowledged it and when.</p>",
         "ack=used id=" + id);
@@ -808,7 +811,7 @@ struct Form::Impl {
                        "<p class=\"reference\" id=\"reference\">" + ref + "</p>\n</div>\n";
     if (*status && is_acknowledged((*status)->status)) {
       body += "<p>This referral was already acknowledged";
-      if ((*status)->acknowledged_at) body += " on " + html_escape(when(*(*status)->acknowledged_at));
+      if ((*status)->acknowledged_at) body += " on " + when(*(*status)->acknowledged_at);
       body += "; its status is <strong>" + html_escape(to_string((*status)->status)) + "</strong>.</p>\n";
     } else {
       body += "<p>Press the button to record that you have seen this referral. Its escalation stops: nobody "
@@ -817,7 +820,7 @@ struct Form::Impl {
     // The same address: the token in the path is all the POST needs.
     body += "<form method=\"post\" action=\"" + std::string(kAckPathPrefix) + html_escape(token) +
             "\" class=\"actions\">\n<button class=\"button\" type=\"submit\">Acknowledge</button>\n</form>\n";
-    co_return ack_message(200, "Acknowledge referral " + found->referral_id, body, "ack=shown id=" + found->referral_id);
+    co_return ack_message(200, "Acknowledge this referral", body, "ack=shown id=" + found->referral_id);
   }
 
   Response ack_unavailable() const {

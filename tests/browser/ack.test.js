@@ -65,7 +65,7 @@ test('opening the link shows the reference number and a button, and acknowledges
     const response = await page.goto(link);
     assert.equal(response.status(), 200);
   }
-  await page.getByRole('heading', { name: `Acknowledge referral ${id}`, level: 1 }).waitFor();
+  await page.getByRole('heading', { name: 'Acknowledge this referral', level: 1 }).waitFor();
   assert.equal((await page.locator('#reference').textContent()).trim(), id);
   await page.getByRole('button', { name: 'Acknowledge' }).waitFor();
   const text = await page.locator('main').innerText();
