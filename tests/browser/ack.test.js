@@ -4,28 +4,16 @@
 // Screenshots go to the build's test-artifacts/.
 'use strict';
 
-const { test, before, after } = require('node:test');
+const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { Daemon, launchBrowser, newPage, screenshot } = require('./support');
+const { Daemon, newPage, screenshot, useDaemonAndBrowser } = require('./support');
 
 const daemon = new Daemon();
 let browser;
-
-process.on('exit', () => daemon.kill());
-
-before(async () => {
-  await daemon.start();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  if (browser) await browser.close();
-  const exit = await daemon.stop();
-  const log = daemon.log();
-  daemon.removeDir();
-  assert.deepEqual(exit, { code: 0, signal: null }, `referrald did not stop cleanly:\n${log}`);
+useDaemonAndBrowser(daemon, (b) => {
+  browser = b;
 });
 
 const TEST_TIMEOUT = { timeout: 60000 };

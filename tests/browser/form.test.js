@@ -2,27 +2,14 @@
 // store read back with sqlite3. Screenshots go to the build's test-artifacts/.
 'use strict';
 
-const { test, before, after } = require('node:test');
+const { test } = require('node:test');
 const assert = require('node:assert/strict');
-const { Daemon, OFFICE, launchBrowser, newPage, screenshot, sleep, startForgerySite } = require('./support');
+const { Daemon, OFFICE, newPage, screenshot, sleep, startForgerySite, useDaemonAndBrowser } = require('./support');
 
 const daemon = new Daemon();
 let browser;
-
-process.on('exit', () => daemon.kill());
-
-before(async () => {
-  await daemon.start();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  if (browser) await browser.close();
-  // A clean exit on SIGTERM: under the sanitizers, also no memory errors or leaks.
-  const exit = await daemon.stop();
-  const log = daemon.log();
-  daemon.removeDir();
-  assert.deepEqual(exit, { code: 0, signal: null }, `referrald did not stop cleanly:\n${log}`);
+useDaemonAndBrowser(daemon, (b) => {
+  browser = b;
 });
 
 const TEST_TIMEOUT = { timeout: 60000 };
