@@ -30,7 +30,8 @@ const Channel all_channels[] = {
     {{"smtp", smtp_keys, check_smtp_target},
      [](const TargetConfig& t, const AdapterContext& c) -> Made {
        return std::make_shared<SmtpAdapter>(t, *c.curl, *c.office, *c.clock);
-     }},
+     },
+     ReferrerContact::email, true},
     {{"hylafax", hylafax_keys, [](const TargetConfig& t, const OfficeConfig&) { hylafax_settings(t); }},
      [](const TargetConfig& t, const AdapterContext& c) -> Made {
        // The fax is the referral document (cover sheet + referral), dated when it is sent.
@@ -38,12 +39,14 @@ const Channel all_channels[] = {
          return render_referral_pdf(d, office, clock->now());
        };
        return std::make_shared<HylafaxAdapter>(hylafax_settings(t), std::move(render), c.blocking_executor);
-     }},
+     },
+     ReferrerContact::fax, true},
     {{"http-fax", http_fax_keys, [](const TargetConfig& t, const OfficeConfig&) { http_fax_settings(t); }},
      [](const TargetConfig& t, const AdapterContext& c) -> Made {
        return std::make_shared<HttpFaxAdapter>(http_fax_settings(t), referral_fax_renderer(*c.office, *c.clock),
                                                *c.curl);
-     }},
+     },
+     ReferrerContact::none, true},
     {{"snpp", snpp_keys, [](const TargetConfig& t, const OfficeConfig& o) { snpp_settings(t, o); }},
      [](const TargetConfig& t, const AdapterContext& c) -> Made {
        return std::make_shared<SnppAdapter>(snpp_settings(t, *c.office));
@@ -55,7 +58,8 @@ const Channel all_channels[] = {
     {{"spool", spool_keys, nullptr},
      [](const TargetConfig& t, const AdapterContext& c) -> Made {
        return std::make_shared<SpoolAdapter>(t, c.blocking_executor);
-     }},
+     },
+     ReferrerContact::email_or_fax, false},
 };
 
 }  // namespace
@@ -71,10 +75,28 @@ std::span<const TargetKind> target_kinds() {
   return kinds;
 }
 
-std::shared_ptr<Adapter> make_adapter(const TargetConfig& target, const AdapterContext& context) {
+namespace {
+
+const Channel* find_channel(const std::string& type) {
   const auto found = std::find_if(std::begin(all_channels), std::end(all_channels),
-                                  [&](const Channel& c) { return c.kind.type == target.type; });
-  if (found != std::end(all_channels)) return found->make(target, context);
+                                  [&](const Channel& c) { return c.kind.type == type; });
+  return found == std::end(all_channels) ? nullptr : &*found;
+}
+
+}  // namespace
+
+DispatchTarget make_dispatch_target(const TargetConfig& target, const AdapterContext& context) {
+  DispatchTarget out{target.name, make_adapter(target, context), target.concurrency, target.timeout};
+  const Channel* channel = find_channel(target.type);
+  if (channel != nullptr) {
+    out.referrer = target.to_referrer() ? channel->referrer_contact : ReferrerContact::none;
+    out.ack_links = channel->ack_links && !target.to_referrer();
+  }
+  return out;
+}
+
+std::shared_ptr<Adapter> make_adapter(const TargetConfig& target, const AdapterContext& context) {
+  if (const Channel* channel = find_channel(target.type)) return channel->make(target, context);
   // The configuration loader refuses unknown types first; this guards a
   // configuration loaded without the channels.
   std::string known;

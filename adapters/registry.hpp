@@ -8,6 +8,7 @@
 
 #include "config/config.hpp"
 #include "dispatch/adapter.hpp"
+#include "dispatch/dispatcher.hpp"
 #include "util/clock.hpp"
 
 namespace referrald {
@@ -27,6 +28,11 @@ struct AdapterContext {
 struct Channel {
   TargetKind kind;
   std::shared_ptr<Adapter> (*make)(const TargetConfig& target, const AdapterContext& context);
+  // recipient = "referrer": which of the referral's contacts it sends to
+  // (none: the channel cannot reach a referrer).
+  ReferrerContact referrer_contact = ReferrerContact::none;
+  // Email and fax carry one-tap acknowledgement links; pages never do.
+  bool ack_links = false;
 };
 
 // Every channel this build sends to, in the order messages list them:
@@ -39,5 +45,9 @@ std::span<const TargetKind> target_kinds();
 // Throws std::runtime_error for a type this build cannot send to, e.g.
 // target "office-fax": unknown type "fax2" (known: smtp, hylafax, http-fax, snpp, wctp, spool)
 std::shared_ptr<Adapter> make_adapter(const TargetConfig& target, const AdapterContext& context);
+
+// The dispatcher's view of a target: its adapter (make_adapter), limits,
+// whether it sends to the referrer and whether it carries acknowledgement links.
+DispatchTarget make_dispatch_target(const TargetConfig& target, const AdapterContext& context);
 
 }  // namespace referrald

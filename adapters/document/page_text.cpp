@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "adapters/protocol/reply.hpp"
+#include "office/escalation.hpp"
 
 namespace referrald {
 
@@ -26,16 +27,36 @@ std::string page_text(const Delivery& delivery, const std::string& callback_phon
   const std::string decision(to_string(delivery.decision));
   const std::string phone = printable(callback_phone, 40);
   std::vector<std::string> forms;
-  if (!phone.empty()) {
-    forms.push_back("referrald " + id + " " + urgency + " " + decision + " call " + phone);
-    forms.push_back(id + " " + urgency + " " + decision + " call " + phone);
-    forms.push_back(id + " " + urgency + " " + decision + " " + phone);
-    forms.push_back(id + " " + urgency + " " + phone);
+  if (delivery.escalation) {
+    // Which step and how long it has waited: the pager's holder must know it
+    // is a second call, not the first.
+    const std::string step = std::to_string(delivery.escalation->step);
+    const std::string waited = printable(describe_wait(delivery.escalation->waited), 40);
+    if (!phone.empty()) {
+      forms.push_back("referrald ESCALATION " + step + " " + id + " " + urgency + " not acknowledged after " +
+                      waited + " call " + phone);
+      forms.push_back("ESCALATION " + step + " " + id + " " + urgency + " waited " + waited + " call " + phone);
+      forms.push_back("ESC" + step + " " + id + " " + urgency + " " + waited + " " + phone);
+      forms.push_back("ESC" + step + " " + id + " " + urgency + " " + phone);
+    }
+    forms.push_back("ESCALATION " + step + " " + id + " " + urgency + " waited " + waited);
+    forms.push_back("ESC" + step + " " + id + " " + urgency);
+  } else if (delivery.notice) {
+    const std::string status(to_string(delivery.notice->status));
+    if (!phone.empty()) forms.push_back("referrald " + id + " status " + status + " call " + phone);
+    forms.push_back(id + " status " + status);
   } else {
-    forms.push_back("referrald " + id + " " + urgency + " " + decision);
+    if (!phone.empty()) {
+      forms.push_back("referrald " + id + " " + urgency + " " + decision + " call " + phone);
+      forms.push_back(id + " " + urgency + " " + decision + " call " + phone);
+      forms.push_back(id + " " + urgency + " " + decision + " " + phone);
+      forms.push_back(id + " " + urgency + " " + phone);
+    } else {
+      forms.push_back("referrald " + id + " " + urgency + " " + decision);
+    }
+    forms.push_back(id + " " + urgency + " " + decision);
+    forms.push_back(id + " " + urgency);
   }
-  forms.push_back(id + " " + urgency + " " + decision);
-  forms.push_back(id + " " + urgency);
   for (const auto& form : forms) {
     if (form.size() <= max_length) return form;
   }

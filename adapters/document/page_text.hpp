@@ -1,5 +1,7 @@
 // The text of a page (snpp, wctp): the reference number, the urgency, the
-// decision and the office's call-back number; never patient data.
+// decision and the office's call-back number; an escalation's page says
+// which step and how long the referral has waited. Never patient data, never
+// a link.
 #pragma once
 
 #include <cstddef>

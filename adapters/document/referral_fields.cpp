@@ -191,4 +191,33 @@ std::vector<DocumentSection> referral_sections(const Delivery& delivery, const O
 
 ReferrerSummary referrer_summary(const Delivery& delivery) { return read_referrer(parse_document(delivery)); }
 
+namespace {
+
+// The first character (code point) of a name, ASCII letters in capitals.
+std::string initial_of(const std::string& name) {
+  std::size_t start = 0;
+  while (start < name.size() && (name[start] == ' ' || name[start] == '\'' || name[start] == '-')) ++start;
+  if (start == name.size()) return {};
+  std::size_t end = start + 1;
+  while (end < name.size() && (static_cast<unsigned char>(name[end]) & 0xC0) == 0x80) ++end;
+  std::string out = name.substr(start, end - start);
+  if (out.size() == 1 && out[0] >= 'a' && out[0] <= 'z') out[0] = static_cast<char>(out[0] - 'a' + 'A');
+  return out + ".";
+}
+
+}  // namespace
+
+PatientBrief patient_brief(const Delivery& delivery) {
+  const json doc = parse_document(delivery);
+  Reader r(doc);
+  PatientBrief p;
+  const std::string given = initial_of(r.str("/patient/given_name"));
+  const std::string family = initial_of(r.str("/patient/family_name"));
+  p.initials = join_nonempty({given, family}, " ");
+  if (const auto date = parse_iso_date(r.str("/patient/birth_date"))) {
+    p.birth_year = std::to_string(static_cast<int>(date->year()));
+  }
+  return p;
+}
+
 }  // namespace referrald

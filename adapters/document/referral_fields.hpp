@@ -32,6 +32,14 @@ struct ReferrerSummary {
   std::string email;
 };
 
+// The patient as a referrer's notice names them: initials and birth year
+// only ("A. N.", "2014"), never the name or the full date.
+struct PatientBrief {
+  std::string initials;    // empty when the document gives no name
+  std::string birth_year;  // empty when it gives no birth date
+};
+PatientBrief patient_brief(const Delivery& delivery);
+
 // The delivery's document read once, for everything rendered from it.
 struct ReferralDocument {
   std::vector<DocumentSection> sections;

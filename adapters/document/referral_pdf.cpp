@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "adapters/document/referral_fields.hpp"
+#include "adapters/document/referral_text.hpp"
 
 namespace referrald {
 
@@ -408,11 +409,11 @@ std::string upper_ascii(std::string s) {
 
 std::string or_dash(const std::string& s) { return s.empty() ? std::string("—") : s; }
 
-std::string confidentiality_notice(const OfficeConfig& office) {
+std::string confidentiality_notice(const OfficeConfig& office, const std::string& addressee) {
   std::string text =
       "CONFIDENTIALITY NOTICE: This transmission contains protected health information (PHI) that is "
       "confidential and protected by law (HIPAA). It is intended only for the " +
-      office.name +
+      addressee +
       " named above. If you are not the intended recipient, any review, use, disclosure, copying or "
       "distribution of it is prohibited";
   if (!office.phone.empty()) {
@@ -459,7 +460,10 @@ std::string render_referral_pdf(const Delivery& delivery, const ReferralDocument
   HaruError error;
   DocHandle doc(HPDF_New(on_haru_error, &error), HPDF_Free);
   if (!doc) throw DocumentError("libharu could not create a document");
-  const bool needs_unicode = document_needs_unicode(sections, office);
+  // A referrer's notice: one page of its own, no referral pages (notice_fields).
+  const std::vector<DocumentField> notice = delivery.notice ? notice_fields(delivery, office) : std::vector<DocumentField>{};
+  const bool needs_unicode =
+      document_needs_unicode(sections, office) || document_needs_unicode({DocumentSection{"", notice}}, office);
   // An embedded font is large: compress it (set before it is loaded). Text
   // alone is small, and compressing it would cost more time than it saves.
   if (needs_unicode && fonts.unicode_font) HPDF_SetCompressionMode(doc.get(), HPDF_COMP_ALL);
@@ -473,44 +477,79 @@ std::string render_referral_pdf(const Delivery& delivery, const ReferralDocument
 
   // ---- referral pages (laid out first: the cover sheet counts them) ----
   Flow body(face, page_height - margin - 24, margin + 24);
-  for (const auto& section : sections) {
-    body.heading(section.title);
-    for (const auto& f : section.fields) {
-      if (f.label.empty()) {
-        body.paragraph(f.value);
-      } else {
-        body.field(f.label, f.value, section.title == "Other fields" ? 220.0F : 150.0F);
+  if (!delivery.notice) {
+    for (const auto& section : sections) {
+      body.heading(section.title);
+      for (const auto& f : section.fields) {
+        if (f.label.empty()) {
+          body.paragraph(f.value);
+        } else {
+          body.field(f.label, f.value, section.title == "Other fields" ? 220.0F : 150.0F);
+        }
       }
     }
   }
   auto referral_pages = body.take();
 
-  // ---- cover sheet ----
+  // ---- cover sheet (a referrer's notice: the notice) ----
   Flow cover(face, page_height - margin, margin);
   cover.paragraph("FAX", Style::bold, 28);
-  cover.paragraph("Patient referral — " + upper_ascii(urgency) + " — reference " + delivery.referral_id,
-                  Style::bold, 13);
-  cover.gap(10);
-  cover.heading("To");
-  cover.field("Office", office.name);
-  cover.field("Fax", or_dash(office.fax));
-  cover.field("Phone", or_dash(office.phone));
-  cover.heading("From");
-  cover.field("Referring clinician", or_dash(referrer.name));
-  cover.field("Organization", or_dash(referrer.organization));
-  cover.field("Phone", or_dash(referrer.phone));
-  cover.field("Fax", or_dash(referrer.fax));
-  cover.heading("This transmission");
-  cover.field("Date", format_office_time(office, now));
-  cover.field("Pages", std::to_string(referral_pages.size() + 1) + " (including this cover sheet)");
-  cover.field("Reference number", delivery.referral_id);
-  cover.field("Urgency", urgency);
-  cover.field("Decision", decision);
-  cover.heading("Call-back numbers");
-  cover.field("Referring clinician", or_dash(referrer.phone) + (referrer.fax.empty() ? "" : " (fax " + referrer.fax + ")"));
-  std::string office_numbers = or_dash(office.phone);
-  if (!office.pager.empty()) office_numbers += "; 24-hour pager " + office.pager;
-  cover.field("Referral office", office_numbers);
+  if (delivery.notice) {
+    cover.paragraph("Referral update — reference " + delivery.referral_id, Style::bold, 13);
+    cover.gap(10);
+    cover.heading("To");
+    cover.field("Referring clinician", or_dash(referrer.name));
+    cover.field("Organization", or_dash(referrer.organization));
+    cover.field("Fax", or_dash(referrer.fax));
+    cover.heading("From");
+    cover.field("Office", office.name);
+    cover.field("Phone", or_dash(office.phone));
+    cover.field("Fax", or_dash(office.fax));
+    cover.heading("Your referral");
+    for (const auto& f : notice) cover.field(f.label, f.value);
+    cover.heading("This transmission");
+    cover.field("Date", format_office_time(office, now));
+    cover.field("Pages", "1");
+    cover.gap(6);
+    cover.paragraph("Please quote the reference number " + delivery.referral_id +
+                    " when you call or write. The patient is named by initials and birth year only.");
+  } else {
+    if (delivery.escalation) {
+      cover.paragraph(escalation_headline(delivery), Style::bold, 13);
+      cover.gap(4);
+    }
+    cover.paragraph("Patient referral — " + upper_ascii(urgency) + " — reference " + delivery.referral_id,
+                    Style::bold, 13);
+    cover.gap(10);
+    cover.heading("To");
+    cover.field("Office", office.name);
+    cover.field("Fax", or_dash(office.fax));
+    cover.field("Phone", or_dash(office.phone));
+    cover.heading("From");
+    cover.field("Referring clinician", or_dash(referrer.name));
+    cover.field("Organization", or_dash(referrer.organization));
+    cover.field("Phone", or_dash(referrer.phone));
+    cover.field("Fax", or_dash(referrer.fax));
+    cover.heading("This transmission");
+    cover.field("Date", format_office_time(office, now));
+    cover.field("Pages", std::to_string(referral_pages.size() + 1) + " (including this cover sheet)");
+    cover.field("Reference number", delivery.referral_id);
+    cover.field("Urgency", urgency);
+    cover.field("Decision", decision);
+    if (delivery.duplicate_of) cover.field("Possible duplicate of", *delivery.duplicate_of);
+    cover.heading("Call-back numbers");
+    cover.field("Referring clinician",
+                or_dash(referrer.phone) + (referrer.fax.empty() ? "" : " (fax " + referrer.fax + ")"));
+    std::string office_numbers = or_dash(office.phone);
+    if (!office.pager.empty()) office_numbers += "; 24-hour pager " + office.pager;
+    cover.field("Referral office", office_numbers);
+    if (!delivery.ack_link.empty()) {
+      cover.heading("Acknowledge");
+      cover.paragraph("Open this link to acknowledge the referral (the page asks you to confirm; it works once), "
+                      "or run: referralctl ack " + delivery.referral_id);
+      cover.paragraph(delivery.ack_link, Style::bold, 10);
+    }
+  }
   if (face.lossy()) {
     cover.gap(6);
     cover.paragraph("NOTE: some characters in this referral cannot be shown with the fonts installed and appear "
@@ -519,7 +558,8 @@ std::string render_referral_pdf(const Delivery& delivery, const ReferralDocument
                     Style::bold, 10);
   }
   cover.gap(12);
-  cover.paragraph(confidentiality_notice(office), Style::bold, 9);
+  cover.paragraph(confidentiality_notice(office, delivery.notice ? std::string("referring clinician") : office.name),
+                  Style::bold, 9);
   auto cover_pages = cover.take();
 
   // ---- draw ----

@@ -43,7 +43,8 @@ class FaxSession {
         settings_(settings),
         delivery_(delivery),
         session_(executor, login_of(settings), deadline),
-        tag_(hylafax::job_tag(delivery.identity)) {}
+        tag_(hylafax::job_tag(delivery.identity)),
+        dial_(settings.to_referrer ? fax_dial_string(delivery.recipient.value_or("")) : settings.dial) {}
 
   asio::awaitable<Outcome> run(const std::string& pdf) {
     if (auto failed = co_await session_.open()) co_return std::move(*failed);
@@ -125,7 +126,7 @@ class FaxSession {
     const auto quoted = [](std::string_view v) { return "\"" + std::string(v) + "\""; };
     // Values from the configuration: a refusal means the target is wrong.
     std::vector<std::string> configured{"JPARM FROMUSER " + quoted(settings_.from_user),
-                                        "JPARM DIALSTRING " + quoted(settings_.dial)};
+                                        "JPARM DIALSTRING " + quoted(dial_)};
     if (!settings_.notify_address.empty()) configured.push_back("JPARM NOTIFYADDR " + quoted(settings_.notify_address));
     for (const auto& line : configured) {
       if (!co_await exchange(line, is_2xx, failed, OutcomeClass::misconfigured)) co_return failed;
@@ -198,6 +199,7 @@ class FaxSession {
   const Delivery& delivery_;
   hylafax::ClientSession session_;
   std::string tag_;
+  std::string dial_;  // the target's number, or the referrer's
 };
 
 }  // namespace
@@ -217,6 +219,7 @@ HylafaxSettings hylafax_settings(const TargetConfig& target) {
   };
   s.user = text("user", "");
   if (s.user.find(' ') != std::string::npos) throw target_error(target, "user", "must not hold spaces");
+  s.to_referrer = target.to_referrer();
   if (target.to_referrer()) {
     if (target.get_string("dial") != nullptr) {
       throw target_error(target, "dial",
@@ -249,7 +252,19 @@ HylafaxSettings hylafax_settings(const TargetConfig& target) {
 HylafaxAdapter::HylafaxAdapter(HylafaxSettings settings, FaxDocumentRenderer render, asio::any_io_executor blocking)
     : settings_(std::move(settings)), render_(std::move(render)), blocking_(std::move(blocking)) {}
 
+std::string fax_dial_string(std::string_view number) {
+  std::string out;
+  for (char c : number) {
+    if (c >= '0' && c <= '9') out += c;
+    if (c == '+' && out.empty()) out += c;
+  }
+  return out == "+" ? std::string() : out;
+}
+
 asio::awaitable<Outcome> HylafaxAdapter::send(const Delivery& delivery) {
+  if (settings_.to_referrer && fax_dial_string(delivery.recipient.value_or("")).empty()) {
+    co_return Outcome::permanent("the referrer's fax number has no digits to dial");
+  }
   const auto deadline = Clock::now() + settings_.budget;  // rendering counts too
   // The PDF is CPU work (libharu): render it on the blocking pool.
   std::string pdf;

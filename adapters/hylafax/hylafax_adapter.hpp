@@ -27,6 +27,7 @@ struct HylafaxSettings {
   std::string user;
   std::optional<std::string> password;
   std::string dial;
+  bool to_referrer = false;  // recipient = "referrer": dial each delivery's recipient instead
   std::string notify_address;  // empty: the server's default (user@client host)
   std::string from_user;
   bool wait_until_done = false;
@@ -39,6 +40,10 @@ struct HylafaxSettings {
 // naming the target (an unreadable password file, a value that cannot be
 // quoted in a JPARM).
 HylafaxSettings hylafax_settings(const TargetConfig& target);
+
+// A fax number as written in a referral ("+1 (901) 555-0101") as a dial
+// string: its digits, with a leading "+" kept. Empty when it has no digit.
+std::string fax_dial_string(std::string_view number);
 
 class HylafaxAdapter final : public Adapter {
  public:

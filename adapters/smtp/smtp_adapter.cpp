@@ -124,7 +124,8 @@ SmtpSettings smtp_settings(const TargetConfig& target) {
 void check_smtp_target(const TargetConfig& target, const OfficeConfig&) { smtp_settings(target); }
 
 SmtpAdapter::SmtpAdapter(const TargetConfig& target, CurlPool& curl, OfficeConfig office, const Clock& clock)
-    : target_name_(target.name), curl_(curl), office_(std::move(office)), clock_(clock) {
+    : target_name_(target.name), to_referrer_(target.to_referrer()), curl_(curl), office_(std::move(office)),
+      clock_(clock) {
   SmtpSettings s = smtp_settings(target);
   url_ = std::move(s.url);
   require_tls_ = s.require_tls;
@@ -157,15 +158,33 @@ SmtpAdapter::SmtpAdapter(const TargetConfig& target, CurlPool& curl, OfficeConfi
 std::string SmtpAdapter::build_message(const Delivery& delivery, std::chrono::system_clock::time_point now) const {
   MailMessage m;
   m.from = from_;
-  m.to = to_;
+  m.to = recipients(delivery);
   m.subject = render_email_subject(delivery);
   m.message_id = delivery.identity + "@referrald";
   m.date = now;
   const ReferralDocument document = read_referral_document(delivery, office_);
   m.text = render_email_text(delivery, document.referrer, office_);
-  m.attachments.push_back(
-      {referral_pdf_filename(delivery), "application/pdf", render_referral_pdf(delivery, document, office_, now)});
+  // A referrer's notice is the text alone: the referral (the patient's
+  // details) is not sent back.
+  if (!is_referrer_notice(delivery)) {
+    m.attachments.push_back(
+        {referral_pdf_filename(delivery), "application/pdf", render_referral_pdf(delivery, document, office_, now)});
+  }
   return render_mail(m);
+}
+
+std::vector<Mailbox> SmtpAdapter::recipients(const Delivery& delivery) const {
+  if (!to_referrer_) return to_;
+  std::string problem;
+  auto parsed = delivery.recipient ? parse_mailbox(*delivery.recipient, &problem) : std::nullopt;
+  if (!parsed) {
+    // The referral's address was validated at intake; one that is not an
+    // address now would never become one.
+    throw DocumentError("the referrer's email address cannot be used: " +
+                        (delivery.recipient ? problem : std::string("none given")));
+  }
+  parsed->display_name.clear();  // the address alone: the name would be PHI-free but unchecked text
+  return {std::move(*parsed)};
 }
 
 asio::awaitable<Outcome> SmtpAdapter::send(const Delivery& delivery) {
@@ -182,6 +201,7 @@ asio::awaitable<Outcome> SmtpAdapter::send(const Delivery& delivery) {
     // worker, not on the dispatcher's I/O thread. If it throws, CurlPool
     // performs no transfer and perform() rethrows.
     transfer.message = build_message(delivery, clock_.now());
+    transfer.to = recipients(delivery);
     transfer.deadline = deadline;
     configure(curl, transfer);
   };
@@ -199,7 +219,9 @@ asio::awaitable<Outcome> SmtpAdapter::send(const Delivery& delivery) {
 
 void SmtpAdapter::configure(CURL* curl, SmtpTransfer& transfer) const {
   curl_slist* list = nullptr;
-  for (const auto& m : to_) list = curl_slist_append(list, ("<" + m.address + ">").c_str());
+  for (const auto& m : transfer.to.empty() ? to_ : transfer.to) {
+    list = curl_slist_append(list, ("<" + m.address + ">").c_str());
+  }
   transfer.recipients.reset(list);
   transfer.offset = 0;
 

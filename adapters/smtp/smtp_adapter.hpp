@@ -37,6 +37,7 @@ struct SmtpTransfer {
   std::string message;      // CRLF, ready for DATA
   std::size_t offset = 0;   // how much of it libcurl has read
   std::unique_ptr<curl_slist, SlistDeleter> recipients;
+  std::vector<Mailbox> to;  // the envelope's recipients (SmtpAdapter::recipients); empty: the target's `to`
   // When the transfer must be over; unset: the adapter's whole send budget from now.
   std::optional<std::chrono::steady_clock::time_point> deadline;
 };
@@ -64,8 +65,14 @@ class SmtpAdapter final : public Adapter {
   // Set when the target cannot send at all (e.g. its password file is missing).
   const std::optional<std::string>& problem() const { return problem_; }
 
+  // The message's recipients: the target's `to`, or with recipient =
+  // "referrer" the delivery's recipient. Throws DocumentError when that is
+  // not an address.
+  std::vector<Mailbox> recipients(const Delivery& delivery) const;
+
  private:
   std::string target_name_;
+  bool to_referrer_ = false;
   std::string url_;
   bool require_tls_ = true;
   std::string ca_file_;

@@ -64,6 +64,22 @@ Outcome SpoolAdapter::write(const Delivery& delivery) const {
   doc["urgency"] = std::string(to_string(delivery.urgency));
   doc["reasons"] = nlohmann::ordered_json::array();
   for (const auto& r : delivery.reasons) doc["reasons"].push_back({{"code", r.code}, {"message", r.message}});
+  doc["purpose"] = to_string(delivery.purpose);
+  if (delivery.duplicate_of) doc["duplicate_of"] = *delivery.duplicate_of;
+  if (delivery.escalation) {
+    doc["escalation"] = {{"step", delivery.escalation->step},
+                         {"after_seconds", delivery.escalation->after.count()},
+                         {"waited_seconds", delivery.escalation->waited.count()}};
+  }
+  if (delivery.notice) {
+    nlohmann::ordered_json notice;
+    notice["status"] = std::string(to_string(delivery.notice->status));
+    notice["words"] = std::string(plain_words(delivery.notice->status));
+    if (delivery.notice->note) notice["note"] = *delivery.notice->note;
+    doc["notice"] = std::move(notice);
+  }
+  if (delivery.recipient) doc["recipient"] = *delivery.recipient;
+  if (!delivery.ack_link.empty()) doc["ack_link"] = delivery.ack_link;
   doc["referral"] = nlohmann::ordered_json::parse(delivery.document);
   const std::string text = doc.dump(2) + "\n";
 

@@ -11,14 +11,30 @@
 #include <vector>
 
 #include "model/outcome.hpp"
+#include "model/purpose.hpp"
 #include "model/referral.hpp"
+#include "office/status.hpp"
 
 namespace referrald {
+
+// Step N of the escalation ladder (purpose escalation-N).
+struct EscalationNotice {
+  int step = 0;
+  std::chrono::seconds after{0};   // the step's delay as configured (open hours only, if its ladder says so)
+  std::chrono::seconds waited{0};  // since receipt, by the wall clock, when this attempt was made
+};
+
+// The referrer's notice of a status change (purpose notice-N).
+struct StatusNotice {
+  OfficeStatus status = OfficeStatus::acknowledged;  // the new status
+  std::optional<std::string> note;                   // the office's note (PHI: never logged)
+};
 
 // What a channel needs to send one notification about one referral.
 struct Delivery {
   std::int64_t id = 0;
-  std::string identity;  // stable per (referral, target): Message-ID, job tags
+  // Stable per (referral, target, purpose): Message-ID, job tags (delivery_identity).
+  std::string identity;
   std::string referral_id;
   std::string target;
   int attempt = 1;  // 1 for the first try
@@ -27,6 +43,17 @@ struct Delivery {
   Urgency urgency = Urgency::routine;
   std::vector<Reason> reasons;
   std::string document;  // the referral JSON (PHI: never logged)
+
+  DeliveryPurpose purpose;                      // intake, escalation-N, notice-N
+  std::optional<std::string> duplicate_of;      // a possible duplicate of this open referral
+  std::optional<EscalationNotice> escalation;   // set for escalation-N
+  std::optional<StatusNotice> notice;           // set for notice-N
+  // For a target with recipient = "referrer": the referrer's email address
+  // or fax number from the referral, which replaces the target's own.
+  std::optional<std::string> recipient;
+  // A one-tap acknowledgement link (<link_origin>/ack/<token>) for email and
+  // fax deliveries of intake and escalation-N; empty otherwise. Never on a page.
+  std::string ack_link;
 };
 
 using OutcomeClass = AttemptOutcome;

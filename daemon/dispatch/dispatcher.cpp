@@ -14,7 +14,11 @@
 #include <optional>
 #include <random>
 
+#include <nlohmann/json.hpp>
+
+#include "office/ack_link.hpp"
 #include "store/async.hpp"
+#include "store/office.hpp"
 #include "store/payload.hpp"
 #include "store/store.hpp"
 #include "util/dates.hpp"
@@ -28,11 +32,67 @@ using std::chrono::system_clock;
 
 namespace {
 
-// How many due deliveries to claim for one target.
+// How many due deliveries to claim for one target, and what its deliveries need.
 struct ClaimWant {
   std::string target;
   int limit;
+  ReferrerContact referrer = ReferrerContact::none;
+  bool ack_links = false;
 };
+
+const char* contact_words(ReferrerContact c) {
+  switch (c) {
+    case ReferrerContact::email: return "email address";
+    case ReferrerContact::fax: return "fax number";
+    case ReferrerContact::email_or_fax: return "email address or fax number";
+    case ReferrerContact::none: break;
+  }
+  return "address";
+}
+
+// Fills in what the delivery's purpose needs from the store (the step, the
+// status change, the possible duplicate), the referrer's address and an
+// acknowledgement link. Returns why the delivery is skipped, if it is.
+std::optional<std::string> prepare(store::Database& db, Delivery& d, const store::DeliveryRow& row,
+                                   const ClaimWant& want, const DispatcherOptions& options,
+                                   system_clock::time_point now) {
+  d.purpose = parse_delivery_purpose(row.purpose).value_or(DeliveryPurpose{});
+  const auto status = store::status_of(db, row.referral_id);
+  if (status) d.duplicate_of = status->duplicate_of;
+  switch (d.purpose.kind) {
+    case PurposeKind::intake:
+      break;
+    case PurposeKind::escalation: {
+      EscalationNotice e;
+      e.step = static_cast<int>(d.purpose.number);
+      for (const auto& step : store::escalations_of(db, row.referral_id)) {
+        if (step.step == e.step) e.after = step.after;
+      }
+      e.waited = std::chrono::floor<std::chrono::seconds>(now - d.received_at);
+      d.escalation = e;
+      break;
+    }
+    case PurposeKind::notice: {
+      for (auto& change : store::status_history(db, row.referral_id)) {
+        if (change.id == d.purpose.number) d.notice = StatusNotice{change.to, std::move(change.note)};
+      }
+      if (!d.notice) return "status change " + std::to_string(d.purpose.number) + " is no longer in the store";
+      break;
+    }
+  }
+  if (want.referrer != ReferrerContact::none) {
+    d.recipient = referrer_recipient(d.document, want.referrer);
+    if (!d.recipient) {
+      return std::string("the referral gives no ") + contact_words(want.referrer) + " for the referrer";
+    }
+  } else if (want.ack_links && !options.link_origin.empty() && d.purpose.kind != PurposeKind::notice && status &&
+             !is_acknowledged(status->status)) {
+    const AckToken token = new_ack_token();
+    store::add_ack_token(db, row.referral_id, token.hash, now, now + options.ack_link_ttl);
+    d.ack_link = ack_link(options.link_origin, token.token);
+  }
+  return std::nullopt;
+}
 
 }  // namespace
 
@@ -72,9 +132,18 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
     std::string error;
   };
 
+  // A claimed delivery that will not be sent (store::skip_delivery).
+  struct Skipped {
+    std::string referral_id;
+    std::string target;
+    std::string purpose;
+    std::string reason;
+  };
+
   struct Claimed {
     std::vector<Delivery> deliveries;
     std::vector<Unreadable> unreadable;  // already recorded dead
+    std::vector<Skipped> skipped;        // already recorded cancelled
     std::optional<system_clock::time_point> next_due;
   };
 
@@ -82,19 +151,34 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
     std::vector<ClaimWant> wants;
     for (auto& [name, state] : targets) {
       if (state.in_flight < state.target.concurrency) {
-        wants.push_back({name, static_cast<int>(state.target.concurrency - state.in_flight)});
+        wants.push_back({name, static_cast<int>(state.target.concurrency - state.in_flight),
+                         state.target.referrer, state.target.ack_links});
       }
     }
     auto result = std::make_shared<Claimed>();
     // Named, not a temporary inside co_await: GCC 12 mishandles the lifetime
     // of temporaries in co_await expressions.
     store::Writer::Job job = [wants = std::move(wants), result, now = clock.now(),
-                              lease = options.lease](store::Database& db) {
+                              options = options](store::Database& db) {
       for (const auto& want : wants) {
-        for (auto& row : store::claim_due(db, now, lease, want.limit, {want.target})) {
+        for (auto& row : store::claim_due(db, now, options.lease, want.limit, {want.target})) {
           std::optional<store::ReferralRow> referral;
+          Delivery d;
+          std::optional<std::string> skip;
           try {
             referral = store::find_referral(db, row.referral_id);
+            if (!referral) continue;  // purged meanwhile; the cascade removed the delivery too
+            d.id = row.id;
+            d.identity = delivery_identity(row.referral_id, row.target, row.purpose);
+            d.referral_id = row.referral_id;
+            d.target = row.target;
+            d.attempt = row.attempts;
+            d.received_at = referral->received_at;
+            d.decision = referral->decision;
+            d.urgency = referral->urgency;
+            d.reasons = referral->reasons;
+            d.document = std::move(referral->document);
+            skip = prepare(db, d, row, want, options, now);
           } catch (const store::PayloadError& e) {
             // Nothing can be sent without the document (its key is no longer
             // in storage.encryption_keys, or the row was altered). Left due,
@@ -112,18 +196,13 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
             result->unreadable.push_back({row.referral_id, row.target, row.attempts, e.what()});
             continue;
           }
-          if (!referral) continue;  // purged meanwhile; the cascade removed the delivery too
-          Delivery d;
-          d.id = row.id;
-          d.identity = delivery_identity(row.referral_id, row.target);
-          d.referral_id = row.referral_id;
-          d.target = row.target;
-          d.attempt = row.attempts;
-          d.received_at = referral->received_at;
-          d.decision = referral->decision;
-          d.urgency = referral->urgency;
-          d.reasons = referral->reasons;
-          d.document = std::move(referral->document);
+          if (skip) {
+            // Nothing to send it to: recorded on the delivery and in the
+            // audit trail, not retried, not a dead letter.
+            store::skip_delivery(db, row.id, row.attempts, *skip, now);
+            result->skipped.push_back({row.referral_id, row.target, row.purpose, *skip});
+            continue;
+          }
           result->deliveries.push_back(std::move(d));
         }
       }
@@ -135,7 +214,12 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
                    job_result.error);
       result->deliveries.clear();
       result->unreadable.clear();
+      result->skipped.clear();
       result->next_due.reset();
+    }
+    for (const auto& k : result->skipped) {
+      spdlog::info("delivery.skipped id={} target={} purpose={} reason=\"{}\"", k.referral_id, k.target, k.purpose,
+                   k.reason);
     }
     for (const auto& u : result->unreadable) {
       ++misconfigured;
@@ -356,6 +440,27 @@ void Dispatcher::wake() {
 
 asio::awaitable<void> Dispatcher::stop(Duration grace) {
   co_await asio::co_spawn(impl_->strand, impl_->stop(grace), asio::use_awaitable);
+}
+
+std::optional<std::string> referrer_recipient(const std::string& document, ReferrerContact contact) {
+  const auto doc = nlohmann::json::parse(document, nullptr, /*allow_exceptions=*/false);
+  const auto field = [&](const char* pointer) -> std::optional<std::string> {
+    const nlohmann::json::json_pointer p(pointer);
+    if (!doc.is_object() || !doc.contains(p) || !doc.at(p).is_string()) return std::nullopt;
+    std::string value = doc.at(p).get<std::string>();
+    if (value.empty()) return std::nullopt;
+    return value;
+  };
+  switch (contact) {
+    case ReferrerContact::email: return field("/referrer/email");
+    case ReferrerContact::fax: return field("/referrer/fax");
+    case ReferrerContact::email_or_fax: {
+      auto email = field("/referrer/email");
+      return email ? email : field("/referrer/fax");
+    }
+    case ReferrerContact::none: break;
+  }
+  return std::nullopt;
 }
 
 DispatcherStats Dispatcher::stats() const {

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,18 +20,33 @@
 
 namespace referrald {
 
+// Which of the referral's contacts a target with recipient = "referrer"
+// sends to; none: the target's own address (every other target).
+enum class ReferrerContact { none, email, fax, email_or_fax };
+
 struct DispatchTarget {
   std::string name;
   std::shared_ptr<Adapter> adapter;
   unsigned concurrency = 4;
   Duration timeout{std::chrono::seconds(60)};
+  ReferrerContact referrer = ReferrerContact::none;
+  // Email and fax: the office's intake and escalation messages carry a
+  // one-tap acknowledgement link (never a page, never a referrer's notice).
+  bool ack_links = false;
 };
 
 struct DispatcherOptions {
   RetryPolicy retry;
   Duration lease{std::chrono::minutes(5)};
   Duration poll_interval{std::chrono::seconds(1)};  // picks up referralctl's changes
+  std::string link_origin;                           // empty: no acknowledgement links
+  Duration ack_link_ttl{std::chrono::hours(24 * 7)};
 };
+
+// The referral's address for `contact` (/referrer/email, /referrer/fax; for
+// email_or_fax the email if given, else the fax), or nullopt when the
+// document gives none. Pure.
+std::optional<std::string> referrer_recipient(const std::string& document, ReferrerContact contact);
 
 struct DispatcherStats {
   std::uint64_t delivered = 0;

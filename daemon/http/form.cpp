@@ -17,6 +17,7 @@
 #include <stdexcept>
 
 #include "http/csrf.hpp"
+#include "office/ack_link.hpp"
 #include "store/async.hpp"
 #include "store/office.hpp"
 #include "store/store.hpp"

@@ -4,17 +4,12 @@
 
 #include <optional>
 #include <string>
-#include <string_view>
 #include <utility>
 #include <vector>
 
 #include <boost/asio/awaitable.hpp>
 
 namespace referrald::http {
-
-// Where a notification's one-tap acknowledgement link points: the rest of
-// the path is the link's token, a credential, so logs show the prefix only.
-inline constexpr std::string_view kAckPathPrefix = "/ack/";
 
 struct Request {
   std::string method;  // "GET", "POST", ...

@@ -23,6 +23,7 @@
 #include <unordered_map>
 
 #include "http/rate_limit.hpp"
+#include "office/ack_link.hpp"
 #include "http/tls.hpp"
 
 namespace referrald::http {

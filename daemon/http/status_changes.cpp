@@ -1,30 +1,13 @@
 #include "http/status_changes.hpp"
 
-#include <algorithm>
 #include <memory>
 
+#include "office/ack_link.hpp"
 #include "store/async.hpp"
-#include "util/crypto.hpp"
 
 namespace referrald::http {
 
 namespace asio = boost::asio;
-
-namespace {
-
-constexpr std::size_t kAckTokenChars = 43;  // 32 bytes in base64url without padding
-
-bool is_base64url(char c) noexcept {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
-}
-
-}  // namespace
-
-bool is_ack_token(std::string_view token) noexcept {
-  return token.size() == kAckTokenChars && std::all_of(token.begin(), token.end(), is_base64url);
-}
-
-std::string ack_token_hash(std::string_view token) { return sha256_hex(token); }
 
 StatusChanges::StatusChanges(store::Writer& writer, const Clock& clock) : writer_(writer), clock_(clock) {}
 

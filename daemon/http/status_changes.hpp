@@ -50,12 +50,6 @@ struct LinkOutcome {
   OfficeStatus status = OfficeStatus::received;          // already_acknowledged: the status now
 };
 
-// A token as the link carries it: 32 random bytes in base64url without
-// padding (43 characters). Anything else is unknown without a look in the store.
-bool is_ack_token(std::string_view token) noexcept;
-// What the store keeps of a token: the SHA-256 (hex) of its text.
-std::string ack_token_hash(std::string_view token);
-
 class StatusChanges {
  public:
   StatusChanges(store::Writer& writer, const Clock& clock);

@@ -16,6 +16,8 @@ IntakeResult plan_intake(const IntakePolicy& policy, const ReferralValidator& va
   plan.eligibility = decide(policy.rules, plan.referral, today);
   plan.after_hours = is_after_hours(policy.hours, submission.received_at);
   plan.targets = route_targets(policy.routes, {plan.eligibility.decision, plan.referral.urgency, plan.after_hours});
+  plan.escalations = plan_escalation(policy.escalations, plan.referral.urgency, submission.received_at, policy.hours);
+  if (policy.identity_key) plan.identity_hash = policy.identity_key->hash(plan.referral.patient);
   return plan;
 }
 

@@ -6,13 +6,16 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <variant>
 #include <vector>
 
+#include "intake/identity.hpp"
 #include "intake/validator.hpp"
 #include "model/referral.hpp"
+#include "office/escalation.hpp"
 #include "routing/business_hours.hpp"
 #include "routing/routing.hpp"
 #include "rules/rules.hpp"
@@ -24,6 +27,9 @@ struct IntakePolicy {
   RuleSet rules;
   std::vector<Route> routes;
   BusinessHours hours;
+  std::vector<EscalationLadder> escalations;          // [[escalation]]
+  std::shared_ptr<const IdentityKey> identity_key;    // null: no duplicate check
+  std::chrono::milliseconds duplicate_window{0};      // [intake] duplicate_window
 };
 
 // What arrived, on whichever channel.
@@ -41,6 +47,8 @@ struct IntakePlan {
   Eligibility eligibility;           // the decision and its reasons
   bool after_hours = false;          // at received_at, by the office hours
   std::vector<std::string> targets;  // one delivery each: the targets of the routes that match
+  std::vector<PlannedEscalation> escalations;  // the ladder's steps for this urgency, from received_at
+  std::optional<std::string> identity_hash;    // with policy.identity_key: for possible duplicates
 };
 
 // The plan, or why there is none: the body is not JSON that can be read

@@ -54,6 +54,9 @@ void IntakeService::submit(Submission submission, const AcceptedReply& reply, Co
   row->document = std::move(plan.referral.document);
   row->response = reply(row->id, plan.eligibility);
   row->targets = std::move(plan.targets);
+  row->escalations = std::move(plan.escalations);
+  row->identity_hash = std::move(plan.identity_hash);
+  row->duplicate_window = policy()->duplicate_window;
 
   auto inserted = std::make_shared<store::InsertResult>();
   writer_.submit(
@@ -67,7 +70,7 @@ void IntakeService::submit(Submission submission, const AcceptedReply& reply, Co
             out.duplicate_of = inserted->duplicate_of;
             switch (inserted->status) {
               case store::InsertStatus::inserted:
-                if (planned && !row->targets.empty()) planned();
+                if (planned && (!row->targets.empty() || !row->escalations.empty())) planned();
                 out.kind = Kind::accepted;
                 out.response = row->response;
                 out.eligibility = std::move(eligibility);

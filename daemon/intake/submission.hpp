@@ -55,7 +55,8 @@ class IntakeService {
   void submit(Submission submission, const AcceptedReply& reply, Completion done);
 
   // Called (on the writer thread, after the commit) when a newly stored
-  // referral planned deliveries: the dispatcher has work. Set before use.
+  // referral planned deliveries or escalation steps: the dispatcher and the
+  // escalation timer have work. Set before use.
   void on_deliveries_planned(std::function<void()> hook) { deliveries_planned_ = std::move(hook); }
 
   void set_policy(std::shared_ptr<const IntakePolicy> policy);

@@ -10,6 +10,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <future>
 #include <iostream>
 #include <thread>
 
@@ -22,7 +23,10 @@
 #include "http/server.hpp"
 #include "intake/submission.hpp"
 #include "intake/validator.hpp"
+#include "intake/identity.hpp"
 #include "routing/business_hours.hpp"
+#include "service/escalation_timer.hpp"
+#include "store/office.hpp"
 #include "store/store.hpp"
 #include "store/writer.hpp"
 #include "util/logging.hpp"
@@ -37,17 +41,37 @@ namespace {
 constexpr auto kShutdownGrace = std::chrono::seconds(10);
 constexpr int kExitInvalidConfiguration = 78;  // EX_CONFIG (sysexits.h)
 
-std::shared_ptr<const IntakePolicy> make_policy(const Configuration& c) {
+std::shared_ptr<const IntakePolicy> make_policy(const Configuration& c,
+                                                const std::vector<unsigned char>& database_secret) {
   auto p = std::make_shared<IntakePolicy>();
   p->rules = c.rules;
   p->routes = c.config.routes;
   p->hours = c.config.office.hours;
+  p->escalations = c.config.escalations;
+  p->duplicate_window = std::chrono::duration_cast<std::chrono::milliseconds>(c.config.intake.duplicate_window);
+  p->identity_key = load_identity_key(c.config.intake.identity_key, c.config.storage.keys.get(), database_secret);
   // The date library loads a time zone's rules on first use. Load the
   // office's here, on the thread that publishes the policy, rather than in
   // the first requests on several I/O threads at once (ThreadSanitizer
   // reports that first use as a race inside libdate-tz).
   is_after_hours(p->hours, std::chrono::system_clock::now());
   return p;
+}
+
+// The database's own secret (store::identity_secret), made at the first
+// start: the identity hash's key when the configuration names none. Read
+// once, before anything else is written.
+std::vector<unsigned char> read_identity_secret(store::Writer& writer) {
+  auto secret = std::make_shared<std::vector<unsigned char>>();
+  std::promise<store::JobResult> done;
+  auto result = done.get_future();
+  writer.submit([secret](store::Database& db) { *secret = store::identity_secret(db); },
+                [&done](store::JobResult r) { done.set_value(std::move(r)); });
+  const auto r = result.get();
+  if (r.status != store::JobStatus::committed) {
+    throw std::runtime_error("could not read the database's identity secret: " + r.error);
+  }
+  return *secret;
 }
 
 // Which targets hear of a status change made over HTTP (the API, a link).
@@ -67,13 +91,15 @@ DispatcherOptions dispatcher_options(const Config& c) {
   o.retry = {c.delivery.max_attempts, c.delivery.initial_backoff, c.delivery.max_backoff,
              c.delivery.give_up_after};
   o.lease = c.delivery.lease;
+  o.link_origin = c.closed_loop.link_origin;
+  o.ack_link_ttl = c.closed_loop.ack_link_ttl;
   return o;
 }
 
 std::vector<DispatchTarget> make_targets(const Config& c, const AdapterContext& context) {
   std::vector<DispatchTarget> out;
   for (const auto& t : c.targets) {
-    out.push_back({t.name, make_adapter(t, context), t.concurrency, t.timeout});
+    out.push_back(make_dispatch_target(t, context));
   }
   return out;
 }
@@ -111,7 +137,8 @@ class Daemon {
         validator_(configuration_.config.schema_dir / "referral.v1.schema.json"),
         writer_(configuration_.config.storage.database, writer_options(configuration_.config)),
         readers_(configuration_.config.storage.database, 2),
-        intake_(validator_, writer_, clock_, make_policy(configuration_)),
+        identity_secret_(read_identity_secret(writer_)),
+        intake_(validator_, writer_, clock_, make_policy(configuration_, identity_secret_)),
         status_changes_(writer_, clock_),
         api_(intake_, writer_, readers_, status_changes_, configuration_.config.http.api_keys,
              configuration_.config.http.office_api_keys),
@@ -119,6 +146,7 @@ class Daemon {
         server_(ioc_.get_executor(), configuration_.config.http, api_),
         dispatcher_(std::make_shared<Dispatcher>(ioc_.get_executor(), writer_, clock_,
                                                  dispatcher_options(configuration_.config))),
+        escalations_(ioc_.get_executor(), writer_, clock_, [d = dispatcher_] { d->wake(); }),
         signals_(ioc_, SIGTERM, SIGINT, SIGHUP) {
     set_payload_keys(configuration_.config.storage.keys);
     adapter_context_.executor = ioc_.get_executor();
@@ -131,7 +159,12 @@ class Daemon {
     // Wake the dispatcher for new deliveries only: waking on every commit
     // would wake it for its own claims' commits, a loop that never idles.
     // Changes made by referralctl are picked up by its poll.
-    intake_.on_deliveries_planned([d = dispatcher_] { d->wake(); });
+    // The escalation timer looks again for a referral's new steps (it
+    // fires, at start, the steps that passed while the daemon was down).
+    intake_.on_deliveries_planned([this] {
+      dispatcher_->wake();
+      escalations_.wake();
+    });
     status_changes_.on_deliveries_planned([d = dispatcher_] { d->wake(); });
     status_changes_.set_notice_targets(notice_targets_of(configuration_.config));
     api_.add_metrics_source([this] { return dispatch_metrics(); });
@@ -144,6 +177,7 @@ class Daemon {
   int run() {
     server_.start();
     dispatcher_->start();
+    escalations_.start();
     wait_for_signal();
     start_watchdog();
     start_status_updates();
@@ -222,6 +256,7 @@ class Daemon {
     // Stop taking requests and let those in flight reach their commits; then
     // stop claiming deliveries and give sends in progress a bounded time.
     co_await server_.stop(kShutdownGrace);
+    co_await escalations_.stop();
     co_await dispatcher_->stop(kShutdownGrace);
     signals_.cancel();
     watchdog_timer_.cancel();
@@ -243,7 +278,7 @@ class Daemon {
       auto next = load_configuration(file, load_options());
       auto targets = make_targets(next.config, adapter_context_);
       warn_restart_only(configuration_.config, next.config);
-      intake_.set_policy(make_policy(next));
+      intake_.set_policy(make_policy(next, identity_secret_));
       api_.set_api_keys(next.config.http.api_keys, next.config.http.office_api_keys);
       status_changes_.set_notice_targets(notice_targets_of(next.config));
       form_.set_public_origins(next.config.http.public_origins);
@@ -251,6 +286,9 @@ class Daemon {
       set_payload_keys(next.config.storage.keys);
       configuration_.rules = std::move(next.rules);
       configuration_.config.routes = next.config.routes;
+      configuration_.config.escalations = next.config.escalations;
+      configuration_.config.closed_loop = next.config.closed_loop;
+      configuration_.config.intake = next.config.intake;
       configuration_.config.targets = next.config.targets;
       configuration_.config.storage.encryption_keys = next.config.storage.encryption_keys;
       configuration_.config.storage.keys = next.config.storage.keys;
@@ -304,12 +342,14 @@ class Daemon {
   ReferralValidator validator_;
   store::Writer writer_;
   store::ReaderPool readers_;
+  std::vector<unsigned char> identity_secret_;
   IntakeService intake_;
   http::StatusChanges status_changes_;  // the office API's and the acknowledgement link's changes
   http::Api api_;
   http::Form form_;  // the web form: the API hands it every path it does not serve
   http::Server server_;
   std::shared_ptr<Dispatcher> dispatcher_;
+  EscalationTimer escalations_;
   AdapterContext adapter_context_;
   asio::signal_set signals_;
   SystemdNotifier notifier_;

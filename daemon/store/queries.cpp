@@ -6,6 +6,7 @@
 #include <map>
 #include <unordered_set>
 
+#include "model/purpose.hpp"
 #include "store/payload.hpp"
 #include "store/rows.hpp"
 #include "util/ids.hpp"
@@ -22,8 +23,8 @@ using detail::unexpected_value;
 // The delivery columns of store.cpp, qualified with the table alias `d`.
 constexpr const char* delivery_columns =
     "d.id, d.referral_id, d.target, d.state, d.attempts, d.created_ms, d.next_attempt_ms, d.lease_until_ms, "
-    "d.last_error, d.external_id, d.updated_ms";
-constexpr int delivery_column_count = 11;
+    "d.last_error, d.external_id, d.updated_ms, d.purpose";
+constexpr int delivery_column_count = 12;
 
 DeliveryState state_at(const Statement& st, int column) {
   const auto state = parse_delivery_state(st.column_text(column));
@@ -405,10 +406,19 @@ std::vector<DeliveryRow> resolve_deliveries(Database& db, const std::string& nam
   }
   const auto dot = name.find('.');
   if (dot != std::string::npos && looks_like_referral_id(std::string_view(name).substr(0, dot))) {
+    // REFERRAL.TARGET (the intake notification) or REFERRAL.TARGET.PURPOSE
+    // (util/ids.hpp's delivery_identity); a target name may hold dots too.
+    std::string_view target = std::string_view(name).substr(dot + 1);
+    std::string purpose = "intake";
+    const auto last = target.rfind('.');
+    if (last != std::string_view::npos && parse_delivery_purpose(target.substr(last + 1))) {
+      purpose = std::string(target.substr(last + 1));
+      target = target.substr(0, last);
+    }
     Statement st = db.prepare(std::string("SELECT ") + delivery_columns +
-                              " FROM deliveries AS d WHERE d.referral_id = ?1 AND d.target = ?2");
+                              " FROM deliveries AS d WHERE d.referral_id = ?1 AND d.target = ?2 AND d.purpose = ?3");
     const std::string referral_id = upper(name.substr(0, dot));
-    st.bind(1, std::string_view(referral_id)).bind(2, std::string_view(name).substr(dot + 1));
+    st.bind(1, std::string_view(referral_id)).bind(2, target).bind(3, std::string_view(purpose));
     if (!st.step()) throw NotFound("no delivery " + name);
     rows.push_back(read_delivery(st));
     return rows;

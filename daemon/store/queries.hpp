@@ -160,7 +160,8 @@ std::string action_refusal(Action a, DeliveryState from);
 
 // An operator's name for deliveries: a delivery number ("42"), a referral id
 // ("R-20261128-7K3M9-TZQXA": all its deliveries) or a delivery identity
-// ("R-20261128-7K3M9-TZQXA.office-email"). Throws NotFound for none of them.
+// ("R-20261128-7K3M9-TZQXA.office-email", the intake notification;
+// "R-20261128-7K3M9-TZQXA.backup-pager.escalation-1"). Throws NotFound for none of them.
 std::vector<DeliveryRow> resolve_deliveries(Database& db, const std::string& name);
 // Every delivery an action applies to (retry ALL), optionally of one target.
 std::vector<DeliveryRow> deliveries_for_all(Database& db, Action a, const std::optional<std::string>& target);

@@ -29,9 +29,9 @@ class ResetOnExit {
   throw DatabaseError(SQLITE_CORRUPT, std::string("sqlite read: unexpected value in ") + column);
 }
 
-// A delivery from the first 11 columns, in this order: id, referral_id,
+// A delivery from the first 12 columns, in this order: id, referral_id,
 // target, state, attempts, created_ms, next_attempt_ms, lease_until_ms,
-// last_error, external_id, updated_ms.
+// last_error, external_id, updated_ms, purpose.
 inline DeliveryRow read_delivery(const Statement& st) {
   DeliveryRow row;
   row.id = st.column_int(0);
@@ -47,6 +47,7 @@ inline DeliveryRow read_delivery(const Statement& st) {
   row.last_error = st.column_optional_text(8);
   row.external_id = st.column_optional_text(9);
   row.updated_at = from_millis(st.column_int(10));
+  row.purpose = st.column_text(11);
   return row;
 }
 

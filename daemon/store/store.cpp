@@ -3,6 +3,7 @@
 #include "store/audit_chain.hpp"
 #include "store/payload.hpp"
 #include "store/rows.hpp"
+#include "util/crypto.hpp"
 #include "util/strings.hpp"
 
 #include <sqlite3.h>
@@ -52,7 +53,7 @@ class Savepoint {
 
 constexpr const char* delivery_columns =
     "id, referral_id, target, state, attempts, created_ms, next_attempt_ms, lease_until_ms, "
-    "last_error, external_id, updated_ms";
+    "last_error, external_id, updated_ms, purpose";
 
 std::string claim_sql(std::size_t target_count) {
   // Targets are bound as ?4, ?5, ...; the statement is cached per count.
@@ -410,6 +411,41 @@ bool finish_attempt(Database& db, const AttemptRecord& a) {
   }
   savepoint.release();
   return applied;
+}
+
+bool skip_delivery(Database& db, std::int64_t delivery_id, int attempt, const std::string& reason, TimePoint now) {
+  Savepoint savepoint(db, "skip_delivery");
+  const std::int64_t now_ms = to_millis(now);
+  Statement& st = db.cached(
+      "UPDATE deliveries SET state = 'cancelled', lease_until_ms = NULL, last_error = ?3, updated_ms = ?4 "
+      "WHERE id = ?1 AND state = 'sending' AND attempts = ?2 RETURNING referral_id, target");
+  ResetOnExit reset(st);
+  st.bind(1, delivery_id).bind(2, std::int64_t{attempt}).bind(3, std::string_view(reason)).bind(4, now_ms);
+  if (!st.step()) return false;
+  const std::string referral_id = st.column_text(0);
+  const std::string target = st.column_text(1);
+  while (st.step()) {
+  }
+  audit(db, now, referral_id, delivery_id, "referrald", "skipped", "target=" + target + " reason=" + reason);
+  savepoint.release();
+  return true;
+}
+
+std::vector<unsigned char> identity_secret(Database& db) {
+  {
+    Statement& st = db.cached("SELECT secret FROM identity_secret WHERE id = 1");
+    ResetOnExit reset(st);
+    if (st.step()) {
+      const std::string blob = st.column_blob(0);
+      return {blob.begin(), blob.end()};
+    }
+  }
+  const auto secret = random_bytes(32);
+  Statement& st = db.cached("INSERT INTO identity_secret (id, secret) VALUES (1, ?1)");
+  ResetOnExit reset(st);
+  st.bind_blob(1, std::string(secret.begin(), secret.end()));
+  st.run();
+  return secret;
 }
 
 void audit(Database& db, TimePoint at, const std::optional<std::string>& referral_id,

@@ -83,6 +83,7 @@ struct DeliveryRow {
   std::optional<std::string> last_error;
   std::optional<std::string> external_id;
   TimePoint updated_at;
+  std::string purpose = "intake";  // intake | escalation-N | notice-N (model/purpose.hpp)
 };
 
 struct ReferralRow {
@@ -134,11 +135,24 @@ struct AttemptRecord {
 // (an operator may have cancelled or held it meanwhile). Returns false then.
 bool finish_attempt(Database& db, const AttemptRecord& a);
 
+// A claimed delivery that is not sent and will not be: e.g. a referrer's
+// notice for a referral that gives no email (or fax). It becomes
+// 'cancelled' with `reason` as its last error (what `referralctl show`
+// prints), and an audit row "skipped" says why; no attempt is recorded and
+// it is no dead letter. Only while it is still 'sending' on `attempt` (the
+// claim's); returns false otherwise.
+bool skip_delivery(Database& db, std::int64_t delivery_id, int attempt, const std::string& reason, TimePoint now);
+
 // Appends a row to the audit trail's hash chain (store/audit_chain.hpp).
 // Must run inside the caller's write transaction.
 void audit(Database& db, TimePoint at, const std::optional<std::string>& referral_id,
            std::optional<std::int64_t> delivery_id, const std::string& actor,
            const std::string& action, const std::string& detail);
+
+// 32 random bytes kept in the database, made on first use: the identity
+// hash's key when the configuration gives none (docs/closed-loop.md). Must
+// run inside a write transaction (the writer's).
+std::vector<unsigned char> identity_secret(Database& db);
 
 std::int64_t to_millis(TimePoint t) noexcept;
 TimePoint from_millis(std::int64_t ms) noexcept;

@@ -23,4 +23,13 @@ bool constant_time_equal(const unsigned char* a, const unsigned char* b, std::si
 // Cryptographically secure random bytes (OpenSSL RAND_bytes); throws on failure.
 std::vector<unsigned char> random_bytes(std::size_t n);
 
+// Base64url (RFC 4648 section 5) without padding, through OpenSSL's encoder:
+// text that may stand in a URL path as it is.
+std::string base64url(const unsigned char* data, std::size_t size);
+
+// HKDF-SHA-256 (RFC 5869, OpenSSL's EVP_KDF): `length` bytes derived from the
+// input key material `ikm` for the purpose named by `info`. Throws on failure.
+std::vector<unsigned char> hkdf_sha256(const unsigned char* ikm, std::size_t ikm_size, std::string_view salt,
+                                       std::string_view info, std::size_t length);
+
 }  // namespace referrald

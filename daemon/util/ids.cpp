@@ -52,10 +52,14 @@ bool looks_like_referral_id(std::string_view text) noexcept {
   return true;
 }
 
-std::string delivery_identity(std::string_view referral_id, std::string_view target) {
+std::string delivery_identity(std::string_view referral_id, std::string_view target, std::string_view purpose) {
   std::string out(referral_id);
   out += '.';
   out += target;
+  if (purpose != "intake") {
+    out += '.';
+    out += purpose;
+  }
   return out;
 }
 

@@ -199,5 +199,19 @@ TEST_F(DispatcherTest, ASendPastTheTimeoutIsRetriedAndTheProcessSurvivesIt) {
   EXPECT_EQ(dispatcher_->stats().transient, 1U);
 }
 
+TEST(ReferrerRecipient, TheReferralsEmailOrFax) {
+  const std::string both = R"({"referrer": {"email": "dw@example.org", "fax": "+1 870 555 0101"}})";
+  const std::string email_only = R"({"referrer": {"email": "dw@example.org", "fax": ""}})";
+  const std::string fax_only = R"({"referrer": {"fax": "+1 870 555 0101"}})";
+  EXPECT_EQ(referrer_recipient(both, ReferrerContact::email), "dw@example.org");
+  EXPECT_EQ(referrer_recipient(both, ReferrerContact::fax), "+1 870 555 0101");
+  EXPECT_EQ(referrer_recipient(email_only, ReferrerContact::fax), std::nullopt);
+  EXPECT_EQ(referrer_recipient(fax_only, ReferrerContact::email), std::nullopt);
+  EXPECT_EQ(referrer_recipient(fax_only, ReferrerContact::email_or_fax), "+1 870 555 0101");
+  EXPECT_EQ(referrer_recipient(both, ReferrerContact::email_or_fax), "dw@example.org");
+  EXPECT_EQ(referrer_recipient("not json", ReferrerContact::email), std::nullopt);
+  EXPECT_EQ(referrer_recipient(both, ReferrerContact::none), std::nullopt);
+}
+
 }  // namespace
 }  // namespace referrald

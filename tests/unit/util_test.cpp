@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "util/config_error.hpp"
+#include "model/purpose.hpp"
 #include "util/crypto.hpp"
 #include "util/dates.hpp"
 #include "util/duration.hpp"
@@ -148,6 +149,30 @@ TEST(Strings, JoinPutsTheSeparatorBetweenItems) {
   EXPECT_EQ(join(std::vector<std::string>{}), "");
   // An empty item still takes its place.
   EXPECT_EQ(join(std::vector<std::string>{"", "x"}, "/"), "/x");
+}
+
+TEST(Purpose, TextRoundTripsAndAnythingElseIsRefused) {
+  for (const char* text : {"intake", "escalation-1", "escalation-12", "notice-7"}) {
+    const auto p = parse_delivery_purpose(text);
+    ASSERT_TRUE(p) << text;
+    EXPECT_EQ(to_string(*p), text);
+  }
+  EXPECT_EQ(parse_delivery_purpose("notice-7")->kind, PurposeKind::notice);
+  EXPECT_EQ(parse_delivery_purpose("escalation-12")->number, 12);
+  for (const char* text : {"", "Intake", "escalation-", "escalation-0", "escalation-01", "notice-x", "notice-1x",
+                           "notice--1", "other-1"}) {
+    EXPECT_FALSE(parse_delivery_purpose(text)) << text;
+  }
+}
+
+TEST(Purpose, DeliveryIdentityOfTheIntakeNotificationIsAsBeforePurposes) {
+  EXPECT_EQ(delivery_identity("R-20261128-7K3M9-TZQXA", "office-email"), "R-20261128-7K3M9-TZQXA.office-email");
+  EXPECT_EQ(delivery_identity("R-20261128-7K3M9-TZQXA", "office-email", "intake"),
+            "R-20261128-7K3M9-TZQXA.office-email");
+  EXPECT_EQ(delivery_identity("R-20261128-7K3M9-TZQXA", "office-email", "escalation-2"),
+            "R-20261128-7K3M9-TZQXA.office-email.escalation-2");
+  EXPECT_EQ(delivery_identity("R-20261128-7K3M9-TZQXA", "referrer-fax", "notice-9"),
+            "R-20261128-7K3M9-TZQXA.referrer-fax.notice-9");
 }
 
 }  // namespace
