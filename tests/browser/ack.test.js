@@ -1,17 +1,32 @@
-// The one-tap acknowledgement link end to end: the real daemon, Debian's
-// Chromium, the store read back with sqlite3. The link is issued into the
-// store as the dispatcher issues one (only the token's SHA-256 kept).
-// Screenshots go to the build's test-artifacts/.
+// The one-tap acknowledgement link end to end: the real daemon sends the
+// office's email to aiosmtpd (tests/peers/smtp_server.py); the test takes the
+// link out of the message in its Maildir and opens it in Debian's Chromium;
+// the store is read back with sqlite3. An expired link cannot come from a
+// fresh email: that one is issued into the store as the dispatcher issues
+// them (only the token's SHA-256 kept). Screenshots go to the build's
+// test-artifacts/.
 'use strict';
 
-const { test } = require('node:test');
+const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { Daemon, newPage, screenshot, useDaemonAndBrowser } = require('./support');
+const { Daemon, MailServer, newPage, screenshot, useDaemonAndBrowser } = require('./support');
 
-const daemon = new Daemon();
+const mail = new MailServer();
+// An urgent referral's ladder: one step an hour after receipt (it must not
+// fire during the test; acknowledging stops it).
+const daemon = new Daemon({
+  mail,
+  extraConfig: `
+[[escalation]]
+urgency = ["urgent", "emergent"]
+steps = [ { after = "1h", notify = ["office-email"] } ]
+`,
+});
 let browser;
+before(() => mail.start());
+after(() => mail.stop());
 useDaemonAndBrowser(daemon, (b) => {
   browser = b;
 });
@@ -21,14 +36,16 @@ const DAY = 24 * 3600 * 1000;
 
 const sample = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'data', 'asps-urgent.json'), 'utf8'));
 
-// A stored referral with one escalation step due in an hour, as intake plans one.
-async function referralWithLadder(familyName) {
+// A stored urgent referral (its ladder planned by intake) and the one-tap
+// link from the office's email about it.
+async function referralAndItsLink(familyName) {
   const body = structuredClone(sample);
   body.patient.family_name = familyName;
   const { id } = await daemon.postReferral(body);
-  daemon.exec(`INSERT INTO escalations (referral_id, step, due_ms, after_s, targets)
-               VALUES ('${id}', 1, ${Date.now() + 3600 * 1000}, 3600, 'office-email')`);
-  return id;
+  const message = await mail.messageWith(id);
+  const link = message.match(new RegExp(`${daemon.baseUrl}/ack/[A-Za-z0-9_-]{43}`));
+  assert.ok(link, `the office's email about ${id} carries the one-tap link:\n${message}`);
+  return { id, link: link[0] };
 }
 
 function stateOf(id) {
@@ -45,8 +62,7 @@ function assertClean(page) {
 }
 
 test('opening the link shows the reference number and a button, and acknowledges nothing', TEST_TIMEOUT, async () => {
-  const id = await referralWithLadder('Ack-Open');
-  const link = daemon.issueAckLink(id, 7 * DAY);
+  const { id, link } = await referralAndItsLink('Ack-Open');
   const page = await newPage(browser, daemon.baseUrl);
   // Opened twice, as a mail scanner and then a person would.
   for (let i = 0; i < 2; i++) {
@@ -66,8 +82,7 @@ test('opening the link shows the reference number and a button, and acknowledges
 });
 
 test('pressing Acknowledge acknowledges the referral and stops its ladder; the link is then used', TEST_TIMEOUT, async () => {
-  const id = await referralWithLadder('Ack-Press');
-  const link = daemon.issueAckLink(id, 7 * DAY);
+  const { id, link } = await referralAndItsLink('Ack-Press');
   const page = await newPage(browser, daemon.baseUrl);
   await page.goto(link);
   const [response] = await Promise.all([
@@ -98,7 +113,7 @@ test('pressing Acknowledge acknowledges the referral and stops its ladder; the l
 });
 
 test('an expired link says so and records nothing', TEST_TIMEOUT, async () => {
-  const id = await referralWithLadder('Ack-Expired');
+  const { id } = await referralAndItsLink('Ack-Expired');
   const link = daemon.issueAckLink(id, DAY, Date.now() - 8 * DAY);
   const page = await newPage(browser, daemon.baseUrl);
   const response = await page.goto(link);

@@ -54,8 +54,74 @@ function status(url) {
   });
 }
 
-class Daemon {
+// tests/peers/smtp_server.py (Debian's aiosmtpd) on a free port, without
+// TLS or AUTH: every message it takes lands in a Maildir the test reads.
+class MailServer {
   constructor() {
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'referrald-browser-mail-'));
+    this.maildir = path.join(this.dir, 'Maildir');
+    this.child = null;
+  }
+
+  async start() {
+    this.port = await freePort();
+    const script = path.join(sourceDir, 'tests', 'peers', 'smtp_server.py');
+    this.child = spawn('/usr/bin/python3', [script, '--port', String(this.port), '--maildir', this.maildir],
+      { detached: true, stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise((resolve, reject) => {
+      let out = '';
+      const timer = setTimeout(() => reject(new Error('smtp_server.py did not become ready within 15 s')), 15000);
+      this.child.stdout.on('data', (chunk) => {
+        out += chunk;
+        if (out.includes('READY')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      this.child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`smtp_server.py exited with ${code}`));
+      });
+    });
+  }
+
+  // The text of every message received so far, quoted-printable soft line
+  // breaks joined (a long link is folded in the message).
+  messages() {
+    const dir = path.join(this.maildir, 'new');
+    if (!fs.existsSync(dir)) return [];
+    return fs.readdirSync(dir).map((name) => fs.readFileSync(path.join(dir, name), 'utf8').replace(/=\r?\n/g, ''));
+  }
+
+  // Waits (up to 30 s) for a message that mentions `text`.
+  async messageWith(text) {
+    const deadline = Date.now() + 30000;
+    while (Date.now() < deadline) {
+      const found = this.messages().find((m) => m.includes(text));
+      if (found) return found;
+      await sleep(50);
+    }
+    throw new Error(`no message mentioning ${text} arrived within 30 s`);
+  }
+
+  stop() {
+    if (this.child && this.child.exitCode === null && this.child.signalCode === null) {
+      try {
+        process.kill(-this.child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+class Daemon {
+  // options.mail: a started MailServer; the office's email then goes there
+  // by SMTP (and carries the one-tap acknowledgement link) instead of into a
+  // spool directory. options.extraConfig: more TOML at the end.
+  constructor(options = {}) {
+    this.options = options;
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'referrald-browser-'));
     this.database = path.join(this.dir, 'var', 'referrald.db');
     this.child = null;
@@ -90,14 +156,21 @@ phone = "${OFFICE.phone}"
 fax = "${OFFICE.fax}"
 pager = "${OFFICE.pager}"
 
-[[target]]
+${this.options.mail ? `[[target]]
+name = "office-email"
+type = "smtp"
+url = "smtp://127.0.0.1:${this.options.mail.port}"
+starttls = "none"
+allow_plaintext = true
+from = "referrald@hospital.example"
+to = ["referrals@hospital.example"]` : `[[target]]
 name = "office-email"
 type = "spool"
-directory = "spool/office-email"
+directory = "spool/office-email"`}
 
 [[route]]
 notify = ["office-email"]
-`;
+${this.options.extraConfig || ''}`;
     this.configFile = path.join(this.dir, 'referrald.toml');
     fs.writeFileSync(this.configFile, config);
     this.logFile = path.join(this.dir, 'daemon.log');
@@ -306,6 +379,7 @@ function useDaemonAndBrowser(daemon, onBrowser) {
 }
 
 module.exports = {
+  MailServer,
   useDaemonAndBrowser,
   API_TOKEN,
   OFFICE,
