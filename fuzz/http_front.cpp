@@ -59,6 +59,7 @@ namespace {
 
 // The bearer key and the form's public origin (fuzz/http_front.dict has both).
 constexpr std::string_view kToken = "fuzz-token";
+constexpr std::string_view kOfficeToken = "fuzz-office-token";
 constexpr const char* kOrigin = "http://fuzz.example";
 
 std::filesystem::path make_temp_dir() {
@@ -96,8 +97,9 @@ struct Front {
                          p->rules = load_rules(source_path("config/rules.example.toml"));
                          return p;
                        }()};
-  http::Api api{intake, writer, readers, {sha256(kToken)}};
-  http::Form form{source_path("web"), OfficeConfig{}, intake, readers};
+  http::StatusChanges status_changes{writer, clock};
+  http::Api api{intake, writer, readers, status_changes, {sha256(kToken)}, {sha256(kOfficeToken)}};
+  http::Form form{source_path("web"), OfficeConfig{}, intake, readers, status_changes};
   boost::asio::io_context ioc;
   http::Server server{ioc.get_executor(), http_config(), api};
   std::vector<std::thread> threads;

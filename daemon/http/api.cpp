@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <limits>
 
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
@@ -12,6 +13,8 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "http/form_fields.hpp"
+#include "intake/validator.hpp"
+#include "office/status.hpp"
 #include "store/async.hpp"
 #include "store/figures.hpp"
 #include "store/payload.hpp"
@@ -19,6 +22,7 @@
 #include "util/crypto.hpp"
 #include "util/dates.hpp"
 #include "util/ids.hpp"
+#include "util/strings.hpp"
 
 namespace referrald::http {
 
@@ -80,6 +84,46 @@ Response unauthorized() {
 }
 
 
+// The office's loop: status, time to acknowledge, escalation (from the
+// store's trigger-kept tallies: a few rows per scrape).
+std::string office_metrics(const store::OfficeFigures& f) {
+  std::string out;
+  out += "# HELP referrald_referrals Referrals stored, by the office's status.\n";
+  out += "# TYPE referrald_referrals gauge\n";
+  for (const auto& [status, n] : f.by_status) {
+    out += "referrald_referrals{status=\"" + std::string(to_string(status)) + "\"} " + std::to_string(n) + "\n";
+  }
+  out += "# HELP referrald_time_to_acknowledge_seconds Time from a referral's receipt to its first "
+         "acknowledgement, by urgency.\n";
+  out += "# TYPE referrald_time_to_acknowledge_seconds histogram\n";
+  for (const auto& times : f.ack_times) {
+    const std::string urgency(to_string(times.urgency));
+    std::int64_t total = 0;
+    for (const auto& b : times.buckets) {
+      const bool inf = b.le_ms == std::numeric_limits<std::int64_t>::max();
+      const std::string le = inf ? "+Inf" : std::to_string(b.le_ms / 1000);
+      out += "referrald_time_to_acknowledge_seconds_bucket{urgency=\"" + urgency + "\",le=\"" + le + "\"} " +
+             std::to_string(b.count) + "\n";
+      if (inf) total = b.count;
+    }
+    out += "referrald_time_to_acknowledge_seconds_sum{urgency=\"" + urgency + "\"} " +
+           std::to_string(static_cast<double>(times.sum_ms) / 1000.0) + "\n";
+    out += "referrald_time_to_acknowledge_seconds_count{urgency=\"" + urgency + "\"} " + std::to_string(total) +
+           "\n";
+  }
+  out += "# HELP referrald_escalation_steps_fired_total Escalation steps fired (each notified its targets), by "
+         "step.\n";
+  out += "# TYPE referrald_escalation_steps_fired_total counter\n";
+  for (const auto& [step, n] : f.escalations_fired) {
+    out += "referrald_escalation_steps_fired_total{step=\"" + std::to_string(step) + "\"} " + std::to_string(n) +
+           "\n";
+  }
+  out += "# HELP referrald_referrals_overdue Referrals nobody has acknowledged with an escalation step due now.\n";
+  out += "# TYPE referrald_referrals_overdue gauge\n";
+  out += "referrald_referrals_overdue " + std::to_string(f.overdue) + "\n";
+  return out;
+}
+
 }  // namespace
 
 std::string accepted_response(const std::string& id, const Eligibility& eligibility) {
@@ -90,19 +134,60 @@ std::string accepted_response(const std::string& id, const Eligibility& eligibil
   for (const auto& r : eligibility.reasons) {
     body["reasons"].push_back({{"code", r.code}, {"message", r.message}});
   }
+  // Every referral starts as received; GET status_url shows it as it moves on.
+  body["status"] = std::string(to_string(OfficeStatus::received));
   body["status_url"] = std::string(kReferralsPath) + "/" + id;
   return body.dump();
 }
 
-Api::Api(IntakeService& intake, store::Writer& writer, store::ReaderPool& readers, std::vector<Sha256> api_keys)
-    : intake_(intake), writer_(writer), readers_(readers), api_keys_(std::move(api_keys)) {}
+Api::Api(IntakeService& intake, store::Writer& writer, store::ReaderPool& readers, StatusChanges& status_changes,
+         std::vector<Sha256> api_keys, std::vector<Sha256> office_api_keys)
+    : intake_(intake), writer_(writer), readers_(readers), status_changes_(status_changes),
+      api_keys_(std::move(api_keys)), office_api_keys_(std::move(office_api_keys)) {}
 
-void Api::set_api_keys(std::vector<Sha256> keys) {
+void Api::set_api_keys(std::vector<Sha256> keys, std::vector<Sha256> office_keys) {
   std::lock_guard lock(keys_mutex_);
   api_keys_ = std::move(keys);
+  office_api_keys_ = std::move(office_keys);
 }
 
 void Api::add_metrics_source(MetricsSource source) { metrics_sources_.push_back(std::move(source)); }
+
+namespace {
+
+// "/api/v1/referrals/<id>" → <id>; "/api/v1/referrals/<id>/status" → <id>
+// with status set; anything else below the collection → nullopt.
+struct ReferralPath {
+  std::string id;
+  bool status = false;
+};
+
+std::optional<ReferralPath> referral_path(std::string_view path) {
+  const std::string prefix = std::string(kReferralsPath) + "/";
+  if (!path.starts_with(prefix)) return std::nullopt;
+  path.remove_prefix(prefix.size());
+  constexpr std::string_view status_suffix = "/status";
+  ReferralPath out;
+  if (path.ends_with(status_suffix)) {
+    path.remove_suffix(status_suffix.size());
+    out.status = true;
+  }
+  out.id = std::string(path);
+  return out;
+}
+
+Response forbidden(std::string_view why) { return Response::error(403, why); }
+
+constexpr std::string_view kNeedsOfficeKey =
+    "this key may submit referrals and read its own, not change a referral's status: that needs an office key "
+    "([http] office_api_keys)";
+constexpr std::string_view kNeedsSubmittingKey =
+    "this office key may read referrals and change their status, not submit referrals: that needs a key in "
+    "[http] api_keys";
+
+constexpr std::size_t kMaxNoteChars = 4000;  // as a referral's notes
+
+}  // namespace
 
 bool Api::serves(const Request& request) const {
   return request.path == kReferralsPath || request.path.starts_with(std::string(kReferralsPath) + "/") ||
@@ -112,15 +197,21 @@ bool Api::serves(const Request& request) const {
 std::optional<Response> Api::check(const Request& request) const {
   if (!serves(request)) return fallback_->check(request);
   const bool get = request.method == "GET" || request.method == "HEAD";
-  if (request.path == kReferralsPath) {
-    if (request.method != "POST") return method_not_allowed("POST");
-    if (request.count("authorization") > 1) return Response::error(400, "more than one Authorization header");
-    if (authenticate(request).empty()) return unauthorized();
+  const auto json_body = [&request]() -> std::optional<Response> {
     const auto types = request.count("content-type");
     if (types > 1) return Response::error(400, "more than one Content-Type header");
     if (types == 0 || !is_json_content_type(*request.header("content-type"))) {
       return Response::error(415, "Content-Type must be application/json (UTF-8)");
     }
+    return std::nullopt;
+  };
+  if (request.path == kReferralsPath) {
+    if (request.method != "POST") return method_not_allowed("POST");
+    if (request.count("authorization") > 1) return Response::error(400, "more than one Authorization header");
+    const auto caller = authenticate(request);
+    if (!caller) return unauthorized();
+    if (!caller->submits) return forbidden(kNeedsSubmittingKey);
+    if (auto refused = json_body()) return refused;
     const auto keys = request.count("idempotency-key");
     if (keys > 1) return Response::error(400, "more than one Idempotency-Key header");
     if (keys == 1 && !is_idempotency_key(*request.header("idempotency-key"))) {
@@ -128,10 +219,16 @@ std::optional<Response> Api::check(const Request& request) const {
     }
     return std::nullopt;
   }
-  if (request.path.starts_with(std::string(kReferralsPath) + "/")) {
-    if (!get) return method_not_allowed("GET, HEAD");
+  if (const auto target = referral_path(request.path)) {
+    if (target->status && request.method != "POST") return method_not_allowed("POST");
+    if (!target->status && !get) return method_not_allowed("GET, HEAD");
     if (request.count("authorization") > 1) return Response::error(400, "more than one Authorization header");
-    if (authenticate(request).empty()) return unauthorized();
+    const auto caller = authenticate(request);
+    if (!caller) return unauthorized();
+    if (target->status) {
+      if (!caller->office) return forbidden(kNeedsOfficeKey);
+      if (auto refused = json_body()) return refused;
+    }
     return std::nullopt;
   }
   if ((request.path == "/healthz" || request.path == "/metrics") && !get) return method_not_allowed("GET, HEAD");
@@ -143,35 +240,42 @@ Response Api::rate_limited(const Request& request, long long retry_after) const 
   return Handler::rate_limited(request, retry_after);
 }
 
-std::string Api::authenticate(const Request& request) const {
+std::optional<Caller> Api::authenticate(const Request& request) const {
   const auto* auth = request.header("authorization");
-  if (auth == nullptr) return {};
+  if (auth == nullptr) return std::nullopt;
   constexpr std::string_view scheme = "Bearer ";
   if (auth->size() <= scheme.size() || !std::equal(scheme.begin(), scheme.end(), auth->begin(), [](char a, char b) {
         return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
       })) {
-    return {};
+    return std::nullopt;
   }
   const auto presented = sha256(std::string_view(*auth).substr(scheme.size()));
-  std::lock_guard lock(keys_mutex_);
   // Compare against every key without stopping early: timing reveals nothing.
-  bool match = false;
-  for (const auto& key : api_keys_) {
-    match |= constant_time_equal(presented.data(), key.data(), key.size());
+  const auto matches = [&presented](const std::vector<Sha256>& keys) {
+    bool match = false;
+    for (const auto& key : keys) match |= constant_time_equal(presented.data(), key.data(), key.size());
+    return match;
+  };
+  Caller caller;
+  {
+    std::lock_guard lock(keys_mutex_);
+    caller.submits = matches(api_keys_);
+    caller.office = matches(office_api_keys_);
   }
-  if (!match) return {};
-  return "key:" + to_hex(presented.data(), 4);
+  if (!caller.submits && !caller.office) return std::nullopt;
+  caller.id = "key:" + to_hex(presented.data(), 4);
+  return caller;
 }
 
 asio::awaitable<Response> Api::handle(const Request& request) {
   if (!serves(request)) co_return co_await fallback_->handle(request);
   // What the head alone decides is answered the same with or without Expect.
   if (auto refused = check(request)) co_return std::move(*refused);
-  if (request.path == kReferralsPath) co_return co_await submit(request, authenticate(request));
-  if (request.path.starts_with(std::string(kReferralsPath) + "/")) {
-    const auto id = request.path.substr(kReferralsPath.size() + 1);
-    if (!looks_like_referral_id(id)) co_return Response::error(404, "no such referral");
-    co_return co_await get_referral(id, authenticate(request));
+  if (request.path == kReferralsPath) co_return co_await submit(request, *authenticate(request));
+  if (const auto target = referral_path(request.path)) {
+    if (!looks_like_referral_id(target->id)) co_return Response::error(404, "no such referral");
+    if (target->status) co_return co_await change_status(request, target->id, *authenticate(request));
+    co_return co_await get_referral(target->id, *authenticate(request));
   }
   if (request.path == "/healthz") co_return health();
   if (request.path == "/metrics") co_return co_await metrics();
@@ -179,11 +283,11 @@ asio::awaitable<Response> Api::handle(const Request& request) {
 }
 
 // The head has passed check(): the key, media type and Idempotency-Key are sound.
-asio::awaitable<Response> Api::submit(const Request& request, const std::string& client) {
+asio::awaitable<Response> Api::submit(const Request& request, const Caller& caller) {
   Submission submission;
   submission.body = request.body;
   submission.channel = "api";
-  submission.client = client;
+  submission.client = caller.id;
   if (const auto* key = request.header("idempotency-key")) submission.idempotency_key = *key;
   auto outcome = co_await async_submit(intake_, std::move(submission), accepted_response);
   using Kind = SubmissionOutcome::Kind;
@@ -191,10 +295,19 @@ asio::awaitable<Response> Api::submit(const Request& request, const std::string&
   switch (outcome.kind) {
     case Kind::accepted:
     case Kind::replayed: {
-      response = Response::json(202, outcome.response);
+      std::string body = std::move(outcome.response);
+      if (outcome.duplicate_of) {
+        // Known only once stored (the store compares it with the referrals
+        // it holds), so not part of the stored answer: added to each.
+        auto parsed = json::parse(body);
+        parsed["duplicate_of"] = *outcome.duplicate_of;
+        body = parsed.dump();
+      }
+      response = Response::json(202, std::move(body));
       response.headers.emplace_back("Location", std::string(kReferralsPath) + "/" + outcome.id);
       if (outcome.kind == Kind::replayed) response.headers.emplace_back("Idempotent-Replayed", "true");
       response.log_note = "id=" + outcome.id + (outcome.kind == Kind::replayed ? " replayed=true" : "");
+      if (outcome.duplicate_of) response.log_note += " duplicate_of=" + *outcome.duplicate_of;
       if (outcome.eligibility) {
         response.log_note += " decision=" + std::string(to_string(outcome.eligibility->decision));
         if (outcome.kind == Kind::accepted) intake_counts_.count(Channel::api, outcome.eligibility->decision);
@@ -225,24 +338,32 @@ asio::awaitable<Response> Api::submit(const Request& request, const std::string&
   co_return response;
 }
 
-asio::awaitable<Response> Api::get_referral(const std::string& id, const std::string& client) {
-  auto found = std::make_shared<std::optional<store::ReferralRow>>();
-  auto deliveries = std::make_shared<std::vector<store::DeliveryRow>>();
-  auto unreadable = std::make_shared<std::string>();
-  store::ReaderPool::Query query = [id, found, deliveries, unreadable](store::Database& db) {
+asio::awaitable<Response> Api::get_referral(const std::string& id, const Caller& caller) {
+  struct Found {
+    std::optional<store::ReferralRow> row;
+    std::optional<store::ReferralStatus> status;
+    std::vector<store::StatusHistoryEntry> history;
+    std::vector<store::DeliveryRow> deliveries;
+    std::string unreadable;
+  };
+  auto found = std::make_shared<Found>();
+  store::ReaderPool::Query query = [id, found](store::Database& db) {
     try {
-      *found = store::find_referral(db, id);
+      found->row = store::find_referral(db, id);
+      if (!found->row) return;
+      found->status = store::status_of(db, id);
+      found->history = store::status_history(db, id);
     } catch (const store::PayloadError& e) {
-      *unreadable = e.what();
+      found->unreadable = e.what();
       return;
     }
-    if (*found) *deliveries = store::deliveries_of(db, id);
+    found->deliveries = store::deliveries_of(db, id);
   };
   const auto error = co_await store::async_read(readers_, std::move(query));
-  if (!unreadable->empty()) {
+  if (!found->unreadable.empty()) {
     // Not the store being down (a retry will not help): a key is missing
     // from storage.encryption_keys, or the row was altered.
-    spdlog::error("api.referral_unreadable id={} error=\"{}\"", id, *unreadable);
+    spdlog::error("api.referral_unreadable id={} error=\"{}\"", id, found->unreadable);
     co_return Response::error(500, "the stored referral cannot be decrypted");
   }
   if (!error.empty()) {
@@ -250,9 +371,11 @@ asio::awaitable<Response> Api::get_referral(const std::string& id, const std::st
     r.headers.emplace_back("Retry-After", "5");
     co_return r;
   }
-  // A client sees only the referrals it submitted.
-  if (!*found || (*found)->client != client) co_return Response::error(404, "no such referral");
-  const auto& row = **found;
+  // A submitting key sees only the referrals it submitted; an office key every one.
+  if (!found->row || (!caller.office && found->row->client != caller.id)) {
+    co_return Response::error(404, "no such referral");
+  }
+  const auto& row = *found->row;
   json body;
   body["id"] = row.id;
   body["received_at"] = format_utc_timestamp(row.received_at);
@@ -260,8 +383,25 @@ asio::awaitable<Response> Api::get_referral(const std::string& id, const std::st
   body["urgency"] = std::string(to_string(row.urgency));
   body["reasons"] = json::array();
   for (const auto& r : row.reasons) body["reasons"].push_back({{"code", r.code}, {"message", r.message}});
+  if (found->status) {
+    body["status"] = std::string(to_string(found->status->status));
+    if (found->status->acknowledged_at) {
+      body["acknowledged_at"] = format_utc_timestamp(*found->status->acknowledged_at);
+    }
+    if (found->status->duplicate_of) body["duplicate_of"] = *found->status->duplicate_of;
+  }
+  body["status_history"] = json::array();
+  for (const auto& change : found->history) {
+    json item{{"at", format_utc_timestamp(change.at)},
+              {"actor", change.actor},
+              {"via", std::string(store::to_string(change.via))},
+              {"from", std::string(to_string(change.from))},
+              {"to", std::string(to_string(change.to))}};
+    if (change.note) item["note"] = *change.note;
+    body["status_history"].push_back(std::move(item));
+  }
   body["deliveries"] = json::array();
-  for (const auto& d : *deliveries) {
+  for (const auto& d : found->deliveries) {
     json item{{"target", d.target}, {"state", std::string(store::to_string(d.state))}, {"attempts", d.attempts}};
     if (!store::is_final(d.state)) item["next_attempt_at"] = format_utc_timestamp(d.next_attempt_at);
     if (d.last_error) item["last_error"] = *d.last_error;
@@ -271,6 +411,79 @@ asio::awaitable<Response> Api::get_referral(const std::string& id, const std::st
   auto response = Response::json(200, body.dump());
   response.log_note = "id=" + row.id;
   co_return response;
+}
+
+// {"status": "accepted", "note": "…"}: the head has passed check() (an
+// office key, JSON). Errors name the field, as intake's do.
+asio::awaitable<Response> Api::change_status(const Request& request, const std::string& id, const Caller& caller) {
+  const auto invalid = [](std::string path, std::string message) {
+    json body;
+    body["errors"] = json::array({{{"path", std::move(path)}, {"message", std::move(message)}}});
+    return Response::json(422, body.dump());
+  };
+  json doc;
+  try {
+    doc = json::parse(request.body);
+  } catch (const json::parse_error& e) {
+    // Not e.what(): it quotes the input, which may be a note's text.
+    co_return Response::error(400, "invalid JSON at byte " + std::to_string(e.byte > 0 ? e.byte - 1 : 0));
+  }
+  if (!doc.is_object()) co_return invalid("", "must be an object");
+  for (const auto& [key, value] : doc.items()) {
+    (void)value;
+    if (key != "status" && key != "note") co_return invalid("/" + key, "unknown field");
+  }
+  std::vector<std::string> targets;
+  for (const OfficeStatus s : all_office_statuses()) {
+    if (s != OfficeStatus::received) targets.emplace_back(to_string(s));
+  }
+  const auto status_field = doc.find("status");
+  if (status_field == doc.end()) co_return invalid("/status", "is required");
+  if (!status_field->is_string()) co_return invalid("/status", "must be a string");
+  const auto to = parse_office_status(status_field->get<std::string>());
+  if (!to || *to == OfficeStatus::received) co_return invalid("/status", "must be one of: " + join(targets));
+  std::optional<std::string> note;
+  if (const auto note_field = doc.find("note"); note_field != doc.end() && !note_field->is_null()) {
+    if (!note_field->is_string()) co_return invalid("/note", "must be a string");
+    note = note_field->get<std::string>();
+    if (auto problem = free_text_problem(*note, kMaxNoteChars)) co_return invalid("/note", std::move(*problem));
+    if (trim(*note).empty()) note.reset();
+  }
+
+  const auto outcome = co_await status_changes_.change(id, *to, std::move(note), caller.id);
+  using Kind = ChangeOutcome::Kind;
+  switch (outcome.kind) {
+    case Kind::changed:
+    case Kind::replayed: {
+      json body{{"id", id},
+                {"status", std::string(to_string(*to))},
+                {"previous_status", std::string(to_string(outcome.result.from))},
+                {"status_url", std::string(kReferralsPath) + "/" + id}};
+      auto r = Response::json(200, body.dump());
+      if (outcome.kind == Kind::replayed) r.headers.emplace_back("Idempotent-Replayed", "true");
+      r.log_note = "id=" + id + " status=" + std::string(to_string(*to)) +
+                   (outcome.kind == Kind::replayed ? " replayed=true" : "");
+      co_return r;
+    }
+    case Kind::refused: {
+      json body;
+      body["errors"] = json::array({{{"path", "/status"}, {"message", outcome.result.refusal.value_or("")}}});
+      body["status"] = std::string(to_string(outcome.result.from));
+      body["allowed"] = json::array();
+      for (const OfficeStatus s : allowed_changes(outcome.result.from)) body["allowed"].push_back(to_string(s));
+      auto r = Response::json(409, body.dump());
+      r.log_note = "id=" + id + " refused_to=" + std::string(to_string(*to));
+      co_return r;
+    }
+    case Kind::not_found:
+      co_return Response::error(404, "no such referral");
+    case Kind::unavailable: {
+      auto r = Response::error(503, "the status change could not be stored; nothing was changed, please try again");
+      r.headers.emplace_back("Retry-After", "5");
+      co_return r;
+    }
+  }
+  co_return Response::error(500, "internal error");
 }
 
 Response Api::health() const {
@@ -288,11 +501,13 @@ asio::awaitable<Response> Api::metrics() const {
   auto counts = std::make_shared<std::vector<store::StateCount>>();
   auto oldest = std::make_shared<std::optional<store::TimePoint>>();
   auto oldest_unsent = std::make_shared<std::optional<store::TimePoint>>();
+  auto office = std::make_shared<store::OfficeFigures>();
   const auto now = std::chrono::system_clock::now();
-  store::ReaderPool::Query query = [counts, oldest, oldest_unsent, now](store::Database& db) {
+  store::ReaderPool::Query query = [counts, oldest, oldest_unsent, office, now](store::Database& db) {
     *counts = store::open_delivery_counts(db);
     *oldest = store::oldest_due(db, now);
     *oldest_unsent = store::oldest_unsent(db);
+    *office = store::office_figures(db, now);
   };
   const auto read_error = co_await store::async_read(readers_, std::move(query));
 
@@ -330,6 +545,7 @@ asio::awaitable<Response> Api::metrics() const {
          "(pending, sending, retry) has existed.\n";
   out += "# TYPE referrald_oldest_unsent_delivery_age_seconds gauge\n";
   out += "referrald_oldest_unsent_delivery_age_seconds " + age(*oldest_unsent) + "\n";
+  out += office_metrics(*office);
   for (const auto& source : metrics_sources_) out += source();
   Response r;
   r.status = 200;

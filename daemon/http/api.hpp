@@ -10,6 +10,7 @@
 #include "config/config.hpp"
 #include "http/intake_counts.hpp"
 #include "http/message.hpp"
+#include "http/status_changes.hpp"
 #include "intake/submission.hpp"
 #include "store/writer.hpp"
 
@@ -18,16 +19,26 @@ namespace referrald::http {
 // Extra lines for /metrics from parts the API does not know (dispatcher, server).
 using MetricsSource = std::function<std::string()>;
 
+// Who a request's bearer key is. A key in [http] api_keys submits referrals
+// and reads its own; a key in [http] office_api_keys reads every referral
+// and changes their status. A key in both lists may do both.
+struct Caller {
+  std::string id;       // "key:1a2b3c4d": the key's fingerprint (logs, actor, ownership)
+  bool submits = false;
+  bool office = false;
+};
+
 class Api final : public Handler {
  public:
-  Api(IntakeService& intake, store::Writer& writer, store::ReaderPool& readers,
-      std::vector<Sha256> api_keys);
+  Api(IntakeService& intake, store::Writer& writer, store::ReaderPool& readers, StatusChanges& status_changes,
+      std::vector<Sha256> api_keys, std::vector<Sha256> office_api_keys);
 
   boost::asio::awaitable<Response> handle(const Request& request) override;
   std::optional<Response> check(const Request& request) const override;
   Response rate_limited(const Request& request, long long retry_after) const override;
 
-  void set_api_keys(std::vector<Sha256> keys);
+  // Both lists at once (SIGHUP), so no request sees one new and one old.
+  void set_api_keys(std::vector<Sha256> keys, std::vector<Sha256> office_keys);
   void add_metrics_source(MetricsSource source);
 
   // Another handler for paths the API does not serve (the web form).
@@ -38,18 +49,22 @@ class Api final : public Handler {
 
  private:
   bool serves(const Request& request) const;
-  boost::asio::awaitable<Response> submit(const Request& request, const std::string& client);
-  boost::asio::awaitable<Response> get_referral(const std::string& id, const std::string& client);
+  boost::asio::awaitable<Response> submit(const Request& request, const Caller& caller);
+  boost::asio::awaitable<Response> get_referral(const std::string& id, const Caller& caller);
+  boost::asio::awaitable<Response> change_status(const Request& request, const std::string& id,
+                                                 const Caller& caller);
   Response health() const;
   boost::asio::awaitable<Response> metrics() const;
-  // The caller's key fingerprint ("key:1a2b3c4d"), or empty when unauthorised.
-  std::string authenticate(const Request& request) const;
+  // The caller, or nullopt when the request carries no valid key.
+  std::optional<Caller> authenticate(const Request& request) const;
 
   IntakeService& intake_;
   store::Writer& writer_;
   store::ReaderPool& readers_;
+  StatusChanges& status_changes_;
   mutable std::mutex keys_mutex_;
   std::vector<Sha256> api_keys_;
+  std::vector<Sha256> office_api_keys_;
   std::vector<MetricsSource> metrics_sources_;
   Handler* fallback_ = nullptr;
 

@@ -17,9 +17,12 @@
 #include <stdexcept>
 
 #include "http/csrf.hpp"
+#include "office/ack_link.hpp"
 #include "store/async.hpp"
+#include "store/office.hpp"
 #include "store/store.hpp"
 #include "util/crypto.hpp"
+#include "util/dates.hpp"
 #include "util/ids.hpp"
 
 namespace referrald::http {
@@ -301,7 +304,8 @@ struct Pages {
     for (const auto& f : kFields) state.errors[std::string(f.name)] = "x";
     (void)render_form(state);
     (void)render_form(FormState{});
-    (void)render_confirmation("R-20260101-00000-00000", Decision::declined, Urgency::emergent, {});
+    (void)render_confirmation("R-20260101-00000-00000", Decision::declined, Urgency::emergent, {},
+                              OfficeStatus::received);
     (void)render_message("t", "<p>b</p>");
   }
 
@@ -420,11 +424,20 @@ struct Pages {
            html_escape(tel_uri(office.pager)) + "\">" + html_escape(office.pager) + "</a></p>\n</div>";
   }
 
+  // The office's status in the words the referring clinician reads.
+  static std::string status_html(OfficeStatus status) {
+    std::string words(plain_words(status));
+    if (!words.empty()) words.front() = static_cast<char>(std::toupper(static_cast<unsigned char>(words.front())));
+    return "<p class=\"status status-" + std::string(to_string(status)) + "\" id=\"status\">" + html_escape(words) +
+           ".</p>\n";
+  }
+
   std::string render_confirmation(const std::string& id, Decision decision, Urgency urgency,
-                                  const std::vector<Reason>& reasons) const {
+                                  const std::vector<Reason>& reasons, OfficeStatus status) const {
     return confirmation_page.render([&](std::string_view key) -> std::optional<std::string> {
       if (auto v = office_value(key)) return v;
       if (key == "reference") return html_escape(id);
+      if (key == "status") return status_html(status);
       if (key == "decision") return decision_html(decision, reasons);
       if (key == "emergent") return urgency == Urgency::emergent ? emergent_html() : "";
       return std::nullopt;
@@ -477,8 +490,11 @@ struct Form::Impl {
   mutable std::atomic<std::uint64_t> stored{0}, replayed{0}, invalid{0}, refused{0}, conflicts{0}, unavailable{0},
       rejected{0}, wrong_host{0};
 
-  Impl(const std::filesystem::path& web_dir, OfficeConfig office, IntakeService& i, store::ReaderPool& r)
-      : pages(web_dir, std::move(office)), intake(i), readers(r) {}
+  StatusChanges& status_changes;
+
+  Impl(const std::filesystem::path& web_dir, OfficeConfig office, IntakeService& i, store::ReaderPool& r,
+       StatusChanges& sc)
+      : pages(web_dir, std::move(office)), intake(i), readers(r), status_changes(sc) {}
 
   Response bad_request(std::string_view why) const {
     ++rejected;
@@ -696,8 +712,12 @@ struct Form::Impl {
     const auto browser = cookie ? tokens.verify(*cookie, CsrfTokens::Clock::now()) : std::nullopt;
     if (!looks_like_referral_id(id) || !browser) co_return not_shown();
     auto found = std::make_shared<std::optional<store::ReferralRow>>();
+    auto status = std::make_shared<std::optional<store::ReferralStatus>>();
     // A named query, not a temporary inside co_await (GCC 12 destroys those twice).
-    store::ReaderPool::Query query = [id, found](store::Database& db) { *found = store::find_referral(db, id); };
+    store::ReaderPool::Query query = [id, found, status](store::Database& db) {
+      *found = store::find_referral(db, id);
+      if (*found) *status = store::status_of(db, id);
+    };
     const auto error = co_await store::async_read(readers, std::move(query));
     if (!error.empty()) {
       auto r = pages.message(503, "The confirmation cannot be shown just now",
@@ -708,15 +728,150 @@ struct Form::Impl {
     // A browser sees only the referrals it sent.
     if (!*found || (*found)->channel != "form" || (*found)->client != client_of(browser->browser)) co_return not_shown();
     const auto& row = **found;
-    auto r = html_response(200, pages.render_confirmation(row.id, row.decision, row.urgency, row.reasons));
+    auto r = html_response(200, pages.render_confirmation(row.id, row.decision, row.urgency, row.reasons,
+                                                          *status ? (*status)->status : OfficeStatus::received));
     r.log_note = "id=" + row.id;
     co_return r;
+  }
+
+  // ---- the one-tap acknowledgement link: /ack/<token>
+  //
+  // The token is the credential (256 random bits, single use, expiring; the
+  // store keeps only its hash). GET only shows a page, so a mail scanner or
+  // a link preview that follows the link changes nothing; the page's button
+  // POSTs to the same address, and only that acknowledges. No page shows
+  // patient data: the reference number and the status at most.
+
+  // Safe HTML: the time in the office's zone, kept on one line.
+  std::string when(std::chrono::system_clock::time_point t) const {
+    std::string text;
+    try {
+      text = format_local_time(t, pages.office.hours.time_zone);
+    } catch (const std::exception&) {
+      text = format_utc_timestamp(t);
+    }
+    return "<span class=\"nowrap\">" + html_escape(text) + "</span>";
+  }
+
+  Response ack_message(unsigned status, std::string_view title, const std::string& body, std::string note) const {
+    auto r = pages.message(status, title, body);
+    // A link whose token is in the address: never indexed, never kept.
+    r.headers.emplace_back("X-Robots-Tag", "noindex, nofollow");
+    r.log_note = std::move(note);
+    return r;
+  }
+
+  Response ack_unknown() const {
+    return ack_message(404, "Link not recognised",
+                       "<p>This acknowledgement link is not one referrald issued. It may have been copied only "
+                       "in part: open it from the notification itself.</p>\n<p>To acknowledge the referral "
+                       "another way, use <code>referralctl ack</code> with its reference number, or " +
+                           pages.call_office() + ".</p>",
+                       "ack=unknown");
+  }
+
+  Response ack_expired(const std::string& id) const {
+    const auto ref = html_escape(id);
+    return ack_message(410, "This link has expired",
+                       "<p>The acknowledgement link for referral <strong class=\"reference-inline\">" + ref +
+                           "</strong> has expired. Nothing was recorded.</p>\n<p>To acknowledge it now, use "
+                           "<code>referralctl ack " + ref + "</code>, or " + pages.call_office() + ".</p>",
+                       "ack=expired id=" + id);
+  }
+
+  Response ack_used(const std::string& id, std::optional<std::chrono::system_clock::time_point> used_at) const {
+    const auto ref = html_escape(id);
+    return ack_message(
+        410, "This link was already used",
+        "<p>The acknowledgement link for referral <strong class=\"reference-inline\">" + ref +
+            "</strong> was used" + (used_at ? " on " + when(*used_at) : std::string()) +
+            ". A link acknowledges once; nothing more was recorded.</p>\n<p><code>referralctl show " + ref +
+            "</code> shows who acknowledged it and when.</p>",
+        "ack=used id=" + id);
+  }
+
+  asio::awaitable<Response> ack_page(const std::string& token) {
+    if (!is_ack_token(token)) co_return ack_unknown();
+    auto found = std::make_shared<store::TokenLookup>();
+    auto status = std::make_shared<std::optional<store::ReferralStatus>>();
+    const auto now = std::chrono::system_clock::now();
+    store::ReaderPool::Query query = [hash = ack_token_hash(token), now, found, status](store::Database& db) {
+      *found = store::find_ack_token(db, hash, now);
+      if (found->state != store::TokenState::unknown) *status = store::status_of(db, found->referral_id);
+    };
+    const auto error = co_await store::async_read(readers, std::move(query));
+    if (!error.empty()) co_return ack_unavailable();
+    switch (found->state) {
+      case store::TokenState::unknown: co_return ack_unknown();
+      case store::TokenState::expired: co_return ack_expired(found->referral_id);
+      case store::TokenState::used: co_return ack_used(found->referral_id, found->used_at);
+      case store::TokenState::valid: break;
+    }
+    const auto ref = html_escape(found->referral_id);
+    std::string body = "<div class=\"panel confirmation\">\n<p class=\"reference-label\">Reference number</p>\n"
+                       "<p class=\"reference\" id=\"reference\">" + ref + "</p>\n</div>\n";
+    if (*status && is_acknowledged((*status)->status)) {
+      body += "<p>This referral was already acknowledged";
+      if ((*status)->acknowledged_at) body += " on " + when(*(*status)->acknowledged_at);
+      body += "; its status is <strong>" + html_escape(to_string((*status)->status)) + "</strong>.</p>\n";
+    } else {
+      body += "<p>Press the button to record that you have seen this referral. Its escalation stops: nobody "
+              "else is paged or emailed about it.</p>\n";
+    }
+    // The same address: the token in the path is all the POST needs.
+    body += "<form method=\"post\" action=\"" + std::string(kAckPathPrefix) + html_escape(token) +
+            "\" class=\"actions\">\n<button class=\"button\" type=\"submit\">Acknowledge</button>\n</form>\n";
+    co_return ack_message(200, "Acknowledge this referral", body, "ack=shown id=" + found->referral_id);
+  }
+
+  Response ack_unavailable() const {
+    auto r = ack_message(503, "Nothing was recorded",
+                         "<p>The referral store cannot be reached just now, so nothing was recorded. Please try "
+                         "again in a minute, or " + pages.call_office() + ".</p>",
+                         "ack=unavailable");
+    r.headers.emplace_back("Retry-After", "30");
+    return r;
+  }
+
+  asio::awaitable<Response> ack_post(const Request& request, const std::string& token) {
+    if (!is_ack_token(token)) co_return ack_unknown();
+    // The token is the credential, but a page elsewhere that learnt it must
+    // still not press the button for someone: the same origin check as the form.
+    if (!from_public_origin(request, public_origins())) {
+      co_return ack_message(403, "Nothing was recorded",
+                            "<p>The acknowledgement was not sent from this site's own page. Open the link from "
+                            "the notification and press the button there.</p>",
+                            "ack=cross_origin");
+    }
+    const auto outcome = co_await status_changes.acknowledge(token);
+    const auto ref = html_escape(outcome.referral_id);
+    const std::string panel = "<div class=\"panel confirmation\">\n<p class=\"reference-label\">Reference number"
+                              "</p>\n<p class=\"reference\" id=\"reference\">" + ref + "</p>\n</div>\n";
+    using Kind = LinkOutcome::Kind;
+    switch (outcome.kind) {
+      case Kind::acknowledged:
+        co_return ack_message(200, "Referral acknowledged",
+                              panel + "<p>Thank you. The referral is recorded as acknowledged, and its escalation "
+                                      "has stopped.</p>",
+                              "ack=acknowledged id=" + outcome.referral_id);
+      case Kind::already_acknowledged:
+        co_return ack_message(200, "Referral already acknowledged",
+                              panel + "<p>Someone acknowledged this referral before you; its status is <strong>" +
+                                  html_escape(to_string(outcome.status)) +
+                                  "</strong>. Nothing more was recorded, and this link is now used.</p>",
+                              "ack=already id=" + outcome.referral_id);
+      case Kind::used: co_return ack_used(outcome.referral_id, outcome.used_at);
+      case Kind::expired: co_return ack_expired(outcome.referral_id);
+      case Kind::unknown: co_return ack_unknown();
+      case Kind::unavailable: co_return ack_unavailable();
+    }
+    co_return ack_unavailable();
   }
 };
 
 Form::Form(const std::filesystem::path& web_dir, OfficeConfig office, IntakeService& intake,
-           store::ReaderPool& readers)
-    : impl_(std::make_unique<Impl>(web_dir, std::move(office), intake, readers)) {}
+           store::ReaderPool& readers, StatusChanges& status_changes)
+    : impl_(std::make_unique<Impl>(web_dir, std::move(office), intake, readers, status_changes)) {}
 
 Form::~Form() = default;
 
@@ -737,6 +892,9 @@ std::optional<Response> Form::check(const Request& request) const {
       return impl_->unsupported_media_type();
     }
     return std::nullopt;
+  }
+  if (path.starts_with(kAckPathPrefix) && !get && request.method != "POST") {
+    return impl_->pages.method_not_allowed("GET, HEAD, POST");
   }
   if ((path.starts_with("/referrals/") || path.starts_with("/static/")) && !get) {
     return impl_->pages.method_not_allowed("GET, HEAD");
@@ -777,6 +935,11 @@ asio::awaitable<Response> Form::handle(const Request& request) {
   if (path.starts_with("/referrals/")) {
     std::string id = path.substr(std::string_view("/referrals/").size());
     co_return co_await impl_->confirmation(request, std::move(id));
+  }
+  if (path.starts_with(kAckPathPrefix)) {
+    std::string token = path.substr(kAckPathPrefix.size());
+    if (request.method == "POST") co_return co_await impl_->ack_post(request, token);
+    co_return co_await impl_->ack_page(token);
   }
   if (path.starts_with("/static/")) {
     co_return impl_->asset(request, std::string_view(path).substr(std::string_view("/static/").size()));

@@ -5,6 +5,8 @@
 //                          (422) with every error next to its field
 //   GET  /referrals/{id}   the confirmation, only for the browser that sent it
 //   GET  /static/{name}    the form's CSS, script and icon (a fixed allow-list)
+//   GET  /ack/{token}      the one-tap acknowledgement page of a notification's link
+//   POST /ack/{token}      its button: acknowledges the referral (http/status_changes.hpp)
 // Pages are templates from the web directory, read once at start.
 #pragma once
 
@@ -20,6 +22,7 @@
 #include "http/form_fields.hpp"
 #include "http/intake_counts.hpp"
 #include "http/message.hpp"
+#include "http/status_changes.hpp"
 #include "intake/submission.hpp"
 
 namespace referrald::store {
@@ -64,7 +67,7 @@ class Form final : public Handler {
   // web_dir and checks every placeholder; throws std::runtime_error naming
   // the file and the problem.
   Form(const std::filesystem::path& web_dir, OfficeConfig office, IntakeService& intake,
-       store::ReaderPool& readers);
+       store::ReaderPool& readers, StatusChanges& status_changes);
   ~Form() override;
   Form(const Form&) = delete;
   Form& operator=(const Form&) = delete;

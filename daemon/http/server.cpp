@@ -23,6 +23,7 @@
 #include <unordered_map>
 
 #include "http/rate_limit.hpp"
+#include "office/ack_link.hpp"
 #include "http/tls.hpp"
 
 namespace referrald::http {
@@ -507,7 +508,9 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     const std::string note = std::move(response.log_note);
     const bool ok = co_await write(stream, std::move(response), keep_alive, secure, method == "HEAD");
     const double ms = std::chrono::duration<double, std::milli>(steady::now() - started).count();
-    // One line per request: no query string, no body, no header values.
+    // One line per request: no query string, no body, no header values, and
+    // no acknowledgement token (a credential in the path).
+    if (path.starts_with(kAckPathPrefix)) path = kAckPathPrefix.substr(0, kAckPathPrefix.size() - 1);
     spdlog::info("http.request method={} path={} status={} ms={:.2f} remote={}{}{}", method,
                  path.size() > 128 ? path.substr(0, 128) : path, status, ms, remote, note.empty() ? "" : " ",
                  note);

@@ -67,6 +67,7 @@ void IntakeService::submit(Submission submission, const AcceptedReply& reply, Co
         switch (job.status) {
           case store::JobStatus::committed:
             out.id = inserted->id;
+            out.duplicate_of = inserted->duplicate_of;
             switch (inserted->status) {
               case store::InsertStatus::inserted:
                 if (planned && (!row->targets.empty() || !row->escalations.empty())) planned();

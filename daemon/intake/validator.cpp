@@ -496,10 +496,8 @@ class SemanticChecks {
   void check_free_text(const std::string& path) {
     const std::string* s = clean_string(path);
     if (s == nullptr) return;
-    const auto cps = code_points(*s);
-    if (std::any_of(cps.begin(), cps.end(), is_free_text_control)) {
-      errors_.add(path, Rank::semantic, "must not contain control characters other than tab and line breaks");
-    }
+    // The schema's maxLength has had its say.
+    if (auto problem = free_text_problem(*s, s->size())) errors_.add(path, Rank::semantic, std::move(*problem));
   }
 
   std::optional<Date> check_date(const std::string& path) {
@@ -673,6 +671,15 @@ ValidationResult ReferralValidator::validate(std::string_view json_text, Date to
 
   if (!errors.empty()) return InvalidReferral{errors.finish()};
   return to_referral(doc);
+}
+
+std::optional<std::string> free_text_problem(std::string_view text, std::size_t max_chars) {
+  const auto cps = code_points(text);
+  if (cps.size() > max_chars) return "must be at most " + std::to_string(max_chars) + " characters";
+  if (std::any_of(cps.begin(), cps.end(), is_free_text_control)) {
+    return "must not contain control characters other than tab and line breaks";
+  }
+  return std::nullopt;
 }
 
 }  // namespace referrald

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -46,5 +47,10 @@ class ReferralValidator {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// What is wrong with free text (a referral's notes, a status change's note),
+// or nullopt: more than `max_chars` characters (code points), or a control
+// character other than tab and line breaks. `text` is valid UTF-8.
+std::optional<std::string> free_text_problem(std::string_view text, std::size_t max_chars);
 
 }  // namespace referrald

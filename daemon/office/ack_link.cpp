@@ -1,5 +1,7 @@
 #include "office/ack_link.hpp"
 
+#include <algorithm>
+
 #include "util/crypto.hpp"
 
 namespace referrald {
@@ -14,10 +16,17 @@ AckToken new_ack_token() {
 
 std::string ack_token_hash(std::string_view token) { return sha256_hex(token); }
 
+bool is_ack_token(std::string_view text) noexcept {
+  constexpr std::size_t chars = 43;  // 32 bytes in base64url without padding
+  return text.size() == chars && std::all_of(text.begin(), text.end(), [](char c) {
+           return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+         });
+}
+
 std::string ack_link(std::string_view origin, std::string_view token) {
   std::string out(origin);
   while (!out.empty() && out.back() == '/') out.pop_back();
-  out += "/ack/";
+  out += kAckPathPrefix;
   out += token;
   return out;
 }

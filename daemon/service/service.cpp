@@ -79,6 +79,11 @@ std::vector<unsigned char> read_identity_secret(store::Writer& writer) {
   return *secret;
 }
 
+// Which targets hear of a status change made over HTTP (the API, a link).
+http::NoticeTargets notice_targets_of(const Config& c) {
+  return [loop = c.closed_loop](OfficeStatus to) { return notice_targets(loop, to); };
+}
+
 store::WriterOptions writer_options(const Config& c) {
   store::WriterOptions o;
   o.max_batch = c.storage.max_batch;
@@ -139,8 +144,10 @@ class Daemon {
         readers_(configuration_.config.storage.database, 2),
         identity_secret_(read_identity_secret(writer_)),
         intake_(validator_, writer_, clock_, make_policy(configuration_, identity_secret_)),
-        api_(intake_, writer_, readers_, configuration_.config.http.api_keys),
-        form_(configuration_.config.web_dir, configuration_.config.office, intake_, readers_),
+        status_changes_(writer_, clock_),
+        api_(intake_, writer_, readers_, status_changes_, configuration_.config.http.api_keys,
+             configuration_.config.http.office_api_keys),
+        form_(configuration_.config.web_dir, configuration_.config.office, intake_, readers_, status_changes_),
         server_(ioc_.get_executor(), configuration_.config.http, api_),
         dispatcher_(std::make_shared<Dispatcher>(ioc_.get_executor(), writer_, clock_,
                                                  dispatcher_options(configuration_.config))),
@@ -163,6 +170,8 @@ class Daemon {
       dispatcher_->wake();
       escalations_.wake();
     });
+    status_changes_.on_deliveries_planned([d = dispatcher_] { d->wake(); });
+    status_changes_.set_notice_targets(notice_targets_of(configuration_.config));
     api_.add_metrics_source([this] { return dispatch_metrics(); });
     api_.set_fallback(&form_);
     form_.set_intake_counts(&api_.intake_counts());
@@ -275,7 +284,8 @@ class Daemon {
       auto targets = make_targets(next.config, adapter_context_);
       warn_restart_only(configuration_.config, next.config);
       intake_.set_policy(make_policy(next, identity_secret_));
-      api_.set_api_keys(next.config.http.api_keys);
+      api_.set_api_keys(next.config.http.api_keys, next.config.http.office_api_keys);
+      status_changes_.set_notice_targets(notice_targets_of(next.config));
       form_.set_public_origins(next.config.http.public_origins);
       dispatcher_->set_targets(std::move(targets), dispatcher_options(next.config));
       set_payload_keys(next.config.storage.keys);
@@ -339,6 +349,7 @@ class Daemon {
   store::ReaderPool readers_;
   std::vector<unsigned char> identity_secret_;
   IntakeService intake_;
+  http::StatusChanges status_changes_;  // the office API's and the acknowledgement link's changes
   http::Api api_;
   http::Form form_;  // the web form: the API hands it every path it does not serve
   http::Server server_;

@@ -1,5 +1,9 @@
 #include "store/figures.hpp"
 
+#include <map>
+
+#include "store/office.hpp"
+
 namespace referrald::store {
 
 std::vector<StateCount> open_delivery_counts(Database& db) {
@@ -38,6 +42,43 @@ std::optional<TimePoint> oldest_unsent(Database& db) {
   std::optional<TimePoint> out;
   if (stmt.step() && !stmt.column_is_null(0)) out = from_millis(stmt.column_int(0));
   stmt.reset();
+  return out;
+}
+
+OfficeFigures office_figures(Database& db, TimePoint now) {
+  OfficeFigures out;
+  {
+    auto& stmt = db.cached("SELECT status, n FROM status_tallies");
+    std::map<std::string, std::int64_t, std::less<>> counts;
+    while (stmt.step()) counts[stmt.column_text(0)] = stmt.column_int(1);
+    stmt.reset();
+    for (const OfficeStatus s : all_office_statuses()) {
+      const auto it = counts.find(to_string(s));
+      out.by_status.emplace_back(s, it == counts.end() ? 0 : it->second);
+    }
+  }
+  {
+    auto& stmt = db.cached("SELECT urgency, le_ms, n, sum_ms FROM ack_times ORDER BY urgency, le_ms");
+    std::map<Urgency, AckTimes> by_urgency;
+    while (stmt.step()) {
+      const auto urgency = parse_urgency(stmt.column_text(0));
+      if (!urgency) continue;
+      auto& times = by_urgency[*urgency];
+      times.urgency = *urgency;
+      times.buckets.push_back({stmt.column_int(1), stmt.column_int(2)});
+      times.sum_ms += stmt.column_int(3);
+    }
+    stmt.reset();
+    for (const Urgency u : {Urgency::routine, Urgency::urgent, Urgency::emergent}) {
+      if (const auto it = by_urgency.find(u); it != by_urgency.end()) out.ack_times.push_back(std::move(it->second));
+    }
+  }
+  {
+    auto& stmt = db.cached("SELECT step, fired FROM escalation_tallies ORDER BY step");
+    while (stmt.step()) out.escalations_fired.emplace_back(static_cast<int>(stmt.column_int(0)), stmt.column_int(1));
+    stmt.reset();
+  }
+  out.overdue = static_cast<std::int64_t>(overdue_referrals(db, now).size());
   return out;
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "office/status.hpp"
 #include "store/store.hpp"
 
 namespace referrald::store {
@@ -31,5 +32,30 @@ std::optional<TimePoint> oldest_due(Database& db, TimePoint now);
 // oldest_due it keeps growing while a delivery sits out its backoff, so it
 // shows how long a peer has been failing.
 std::optional<TimePoint> oldest_unsent(Database& db);
+
+// ---- the office's figures (kept by triggers, schema version 7) ----
+
+struct AckTimeBucket {
+  std::int64_t le_ms = 0;  // upper bound; INT64_MAX is +Inf
+  std::int64_t count = 0;  // acknowledgements at or under le_ms (cumulative)
+};
+
+// Time from receipt to first acknowledgement for one urgency.
+struct AckTimes {
+  Urgency urgency = Urgency::routine;
+  std::vector<AckTimeBucket> buckets;  // ascending le_ms, the last one +Inf
+  std::int64_t sum_ms = 0;
+};
+
+struct OfficeFigures {
+  std::vector<std::pair<OfficeStatus, std::int64_t>> by_status;  // every status, in the diagram's order
+  std::vector<AckTimes> ack_times;                               // routine, urgent, emergent
+  std::vector<std::pair<int, std::int64_t>> escalations_fired;    // by step, ascending
+  std::int64_t overdue = 0;  // still received with an escalation step due at `now` (overdue_referrals)
+};
+
+// A few dozen rows, however many referrals, and the overdue referrals (the
+// received ones' range of an index: what the office has not seen yet).
+OfficeFigures office_figures(Database& db, TimePoint now);
 
 }  // namespace referrald::store

@@ -349,6 +349,57 @@ CREATE TABLE identity_secret (
 ) STRICT;
 )sql",
      nullptr, false},
+    // Version 7: the office's figures for /metrics, kept by triggers in the
+    // transaction that changes a referral or an escalation step, so a scrape
+    // reads a few rows however many referrals there are. Both only count
+    // up (Prometheus counters): a purge does not take anything back.
+    {7, R"sql(
+-- Time from receipt to the first acknowledgement, by urgency, in the
+-- histogram's buckets as Prometheus counts them (each bucket holds every
+-- time at or under its bound, le_ms; the +Inf bucket, le_ms the largest
+-- integer, also keeps the sum of the times).
+CREATE TABLE ack_times (
+  urgency  TEXT NOT NULL CHECK (urgency IN ('routine', 'urgent', 'emergent')),
+  le_ms    INTEGER NOT NULL,
+  n        INTEGER NOT NULL DEFAULT 0,
+  sum_ms   INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (urgency, le_ms)
+) STRICT, WITHOUT ROWID;
+INSERT INTO ack_times (urgency, le_ms)
+  SELECT u.urgency, b.le_ms FROM
+    (SELECT 'routine' AS urgency UNION ALL SELECT 'urgent' UNION ALL SELECT 'emergent') AS u,
+    (SELECT 60000 AS le_ms UNION ALL SELECT 300000 UNION ALL SELECT 900000 UNION ALL SELECT 1800000
+     UNION ALL SELECT 3600000 UNION ALL SELECT 7200000 UNION ALL SELECT 14400000 UNION ALL SELECT 28800000
+     UNION ALL SELECT 86400000 UNION ALL SELECT 259200000 UNION ALL SELECT 604800000
+     UNION ALL SELECT 9223372036854775807) AS b;
+UPDATE ack_times SET
+  n = (SELECT count(*) FROM referrals AS r WHERE r.urgency = ack_times.urgency AND r.acknowledged_ms IS NOT NULL
+         AND max(0, r.acknowledged_ms - r.received_ms) <= ack_times.le_ms),
+  sum_ms = CASE WHEN le_ms = 9223372036854775807 THEN
+             (SELECT coalesce(sum(max(0, r.acknowledged_ms - r.received_ms)), 0) FROM referrals AS r
+              WHERE r.urgency = ack_times.urgency AND r.acknowledged_ms IS NOT NULL)
+           ELSE 0 END;
+CREATE TRIGGER referrals_ack_time AFTER UPDATE OF acknowledged_ms ON referrals
+  WHEN OLD.acknowledged_ms IS NULL AND NEW.acknowledged_ms IS NOT NULL BEGIN
+  UPDATE ack_times SET n = n + 1
+    WHERE urgency = NEW.urgency AND le_ms >= max(0, NEW.acknowledged_ms - NEW.received_ms);
+  UPDATE ack_times SET sum_ms = sum_ms + max(0, NEW.acknowledged_ms - NEW.received_ms)
+    WHERE urgency = NEW.urgency AND le_ms = 9223372036854775807;
+END;
+
+-- Escalation steps fired, by step number.
+CREATE TABLE escalation_tallies (
+  step   INTEGER PRIMARY KEY NOT NULL CHECK (step >= 1),
+  fired  INTEGER NOT NULL
+) STRICT;
+INSERT INTO escalation_tallies (step, fired)
+  SELECT step, count(*) FROM escalations WHERE state = 'fired' GROUP BY step;
+CREATE TRIGGER escalations_fired AFTER UPDATE OF state ON escalations
+  WHEN NEW.state = 'fired' AND OLD.state <> 'fired' BEGIN
+  INSERT INTO escalation_tallies (step, fired) VALUES (NEW.step, 1)
+    ON CONFLICT (step) DO UPDATE SET fired = fired + 1;
+END;
+)sql"},
 };
 
 static_assert(sizeof(migrations) / sizeof(migrations[0]) == schema_version,

@@ -135,12 +135,12 @@ TimePoint from_millis(std::int64_t ms) noexcept {
 InsertResult insert_referral(Database& db, const NewReferral& r) {
   if (r.idempotency_key) {
     Statement& find = db.cached(
-        "SELECT id, request_hash, response FROM referrals WHERE client = ?1 AND idempotency_key = ?2");
+        "SELECT id, request_hash, response, duplicate_of FROM referrals WHERE client = ?1 AND idempotency_key = ?2");
     ResetOnExit reset(find);
     find.bind(1, std::string_view(r.client)).bind(2, std::string_view(*r.idempotency_key));
     if (find.step()) {
       if (find.column_text(1) == r.request_hash) {
-        return {InsertStatus::replayed, find.column_text(0), find.column_text(2), {}};
+        return {InsertStatus::replayed, find.column_text(0), find.column_text(2), find.column_optional_text(3)};
       }
       return {InsertStatus::conflict, find.column_text(0), {}, {}};
     }

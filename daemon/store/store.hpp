@@ -22,7 +22,7 @@ std::string_view to_string(DeliveryState s) noexcept;
 std::optional<DeliveryState> parse_delivery_state(std::string_view s) noexcept;
 bool is_final(DeliveryState s) noexcept;  // delivered, dead, cancelled
 
-inline constexpr int schema_version = 6;
+inline constexpr int schema_version = 7;
 
 // Brings a database to schema_version (tests: to `target`, to build an older
 // database) inside one transaction. Throws DatabaseError, or
@@ -63,7 +63,7 @@ struct InsertResult {
   InsertStatus status;
   std::string id;        // the stored referral's id (the earlier one for replay)
   std::string response;  // the stored response (for replay)
-  std::optional<std::string> duplicate_of;  // inserted: an open referral for the same patient
+  std::optional<std::string> duplicate_of;  // inserted, replayed: an open referral for the same patient
 };
 
 // Inserts referral, deliveries and an audit row; with an idempotency key

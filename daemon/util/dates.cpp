@@ -1,5 +1,6 @@
 #include "util/dates.hpp"
 
+#include <date/tz.h>
 #include <fmt/format.h>
 
 namespace referrald {
@@ -55,6 +56,11 @@ std::string format_utc_timestamp(std::chrono::system_clock::time_point t) {
   const hh_mm_ss tod{ms - day};
   return fmt::format("{}T{:02d}:{:02d}:{:02d}.{:03d}Z", format_iso_date(date), tod.hours().count(),
                      tod.minutes().count(), tod.seconds().count(), tod.subseconds().count());
+}
+
+std::string format_local_time(std::chrono::system_clock::time_point t, const std::string& time_zone) {
+  const date::zoned_time zoned{date::locate_zone(time_zone), date::floor<std::chrono::minutes>(t)};
+  return date::format("%Y-%m-%d %H:%M %Z", zoned);
 }
 
 }  // namespace referrald

@@ -24,4 +24,8 @@ Date utc_date(std::chrono::system_clock::time_point t) noexcept;
 // RFC 3339 UTC timestamp with milliseconds, e.g. 2026-11-28T07:00:25.123Z.
 std::string format_utc_timestamp(std::chrono::system_clock::time_point t);
 
+// The wall-clock time in an IANA time zone, for a person to read:
+// "2026-12-06 08:02 CST". Throws std::runtime_error for an unknown zone.
+std::string format_local_time(std::chrono::system_clock::time_point t, const std::string& time_zone);
+
 }  // namespace referrald

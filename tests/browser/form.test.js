@@ -2,27 +2,14 @@
 // store read back with sqlite3. Screenshots go to the build's test-artifacts/.
 'use strict';
 
-const { test, before, after } = require('node:test');
+const { test } = require('node:test');
 const assert = require('node:assert/strict');
-const { Daemon, OFFICE, launchBrowser, newPage, screenshot, sleep, startForgerySite } = require('./support');
+const { Daemon, OFFICE, newPage, screenshot, sleep, startForgerySite, useDaemonAndBrowser } = require('./support');
 
 const daemon = new Daemon();
 let browser;
-
-process.on('exit', () => daemon.kill());
-
-before(async () => {
-  await daemon.start();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  if (browser) await browser.close();
-  // A clean exit on SIGTERM: under the sanitizers, also no memory errors or leaks.
-  const exit = await daemon.stop();
-  const log = daemon.log();
-  daemon.removeDir();
-  assert.deepEqual(exit, { code: 0, signal: null }, `referrald did not stop cleanly:\n${log}`);
+useDaemonAndBrowser(daemon, (b) => {
+  browser = b;
 });
 
 const TEST_TIMEOUT = { timeout: 60000 };
@@ -139,6 +126,7 @@ test('a valid referral shows its reference number and is in the store', TEST_TIM
   await assert.doesNotReject(page.getByRole('heading', { name: 'Referral sent', level: 1 }).waitFor());
   const text = await page.locator('main').innerText();
   assert.match(text, /The referral office will contact you\./);
+  assert.match(text, /Received; the referral office has not reviewed it yet\./, 'the office\'s status in plain words');
   for (const contact of [OFFICE.phone, OFFICE.fax, OFFICE.pager]) assert.ok(text.includes(contact), contact);
   assert.ok(!text.includes(v.familyName) && !text.includes(v.birthDate), 'no patient data on the confirmation');
   await screenshot(page, 'confirmation.png');

@@ -54,8 +54,74 @@ function status(url) {
   });
 }
 
-class Daemon {
+// tests/peers/smtp_server.py (Debian's aiosmtpd) on a free port, without
+// TLS or AUTH: every message it takes lands in a Maildir the test reads.
+class MailServer {
   constructor() {
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'referrald-browser-mail-'));
+    this.maildir = path.join(this.dir, 'Maildir');
+    this.child = null;
+  }
+
+  async start() {
+    this.port = await freePort();
+    const script = path.join(sourceDir, 'tests', 'peers', 'smtp_server.py');
+    this.child = spawn('/usr/bin/python3', [script, '--port', String(this.port), '--maildir', this.maildir],
+      { detached: true, stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise((resolve, reject) => {
+      let out = '';
+      const timer = setTimeout(() => reject(new Error('smtp_server.py did not become ready within 15 s')), 15000);
+      this.child.stdout.on('data', (chunk) => {
+        out += chunk;
+        if (out.includes('READY')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      this.child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`smtp_server.py exited with ${code}`));
+      });
+    });
+  }
+
+  // The text of every message received so far, quoted-printable soft line
+  // breaks joined (a long link is folded in the message).
+  messages() {
+    const dir = path.join(this.maildir, 'new');
+    if (!fs.existsSync(dir)) return [];
+    return fs.readdirSync(dir).map((name) => fs.readFileSync(path.join(dir, name), 'utf8').replace(/=\r?\n/g, ''));
+  }
+
+  // Waits (up to 30 s) for a message that mentions `text`.
+  async messageWith(text) {
+    const deadline = Date.now() + 30000;
+    while (Date.now() < deadline) {
+      const found = this.messages().find((m) => m.includes(text));
+      if (found) return found;
+      await sleep(50);
+    }
+    throw new Error(`no message mentioning ${text} arrived within 30 s`);
+  }
+
+  stop() {
+    if (this.child && this.child.exitCode === null && this.child.signalCode === null) {
+      try {
+        process.kill(-this.child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+class Daemon {
+  // options.mail: a started MailServer; the office's email then goes there
+  // by SMTP (and carries the one-tap acknowledgement link) instead of into a
+  // spool directory. options.extraConfig: more TOML at the end.
+  constructor(options = {}) {
+    this.options = options;
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'referrald-browser-'));
     this.database = path.join(this.dir, 'var', 'referrald.db');
     this.child = null;
@@ -90,14 +156,21 @@ phone = "${OFFICE.phone}"
 fax = "${OFFICE.fax}"
 pager = "${OFFICE.pager}"
 
-[[target]]
+${this.options.mail ? `[[target]]
+name = "office-email"
+type = "smtp"
+url = "smtp://127.0.0.1:${this.options.mail.port}"
+starttls = "none"
+allow_plaintext = true
+from = "referrald@hospital.example"
+to = ["referrals@hospital.example"]` : `[[target]]
 name = "office-email"
 type = "spool"
-directory = "spool/office-email"
+directory = "spool/office-email"`}
 
 [[route]]
 notify = ["office-email"]
-`;
+${this.options.extraConfig || ''}`;
     this.configFile = path.join(this.dir, 'referrald.toml');
     fs.writeFileSync(this.configFile, config);
     this.logFile = path.join(this.dir, 'daemon.log');
@@ -181,6 +254,40 @@ notify = ["office-email"]
     );
   }
 
+  // Runs a statement on the store with the sqlite3 CLI (read-write).
+  exec(sql) {
+    execFileSync('sqlite3', ['-cmd', '.timeout 5000', this.database, sql], { encoding: 'utf8' });
+  }
+
+  // POSTs a referral to the JSON API; resolves to the parsed 202 body.
+  postReferral(body) {
+    return new Promise((resolve, reject) => {
+      const data = Buffer.from(JSON.stringify(body));
+      const req = http.request(`${this.baseUrl}/api/v1/referrals`, {
+        method: 'POST',
+        agent: false,
+        headers: { Authorization: `Bearer ${API_TOKEN}`, 'Content-Type': 'application/json', 'Content-Length': data.length },
+      }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk) => { text += chunk; });
+        res.on('end', () => (res.statusCode === 202 ? resolve(JSON.parse(text)) : reject(new Error(`${res.statusCode} ${text}`))));
+      });
+      req.on('error', reject);
+      req.end(data);
+    });
+  }
+
+  // An acknowledgement link for `referralId`, as the dispatcher issues one:
+  // 32 random bytes in base64url, only the SHA-256 of its text stored,
+  // valid for `ttlMs` from `issuedMs` (a ttl in the past: an expired link).
+  issueAckLink(referralId, ttlMs, issuedMs = Date.now()) {
+    const token = crypto.randomBytes(32).toString('base64url');
+    const hash = crypto.createHash('sha256').update(token).digest('hex');
+    this.exec(`INSERT INTO ack_tokens (token_hash, referral_id, created_ms, expires_ms) VALUES ('${hash}', '${referralId}', ${issuedMs}, ${issuedMs + ttlMs})`);
+    return `${this.baseUrl}/ack/${token}`;
+  }
+
   referralsOfFamily(familyName) {
     return this.referralsWhere('1').filter((row) => row.document.patient.family_name === familyName);
   }
@@ -248,7 +355,32 @@ async function startForgerySite(targetUrl, fields) {
   return { url: `http://localhost:${port}/`, close: () => new Promise((resolve) => server.close(resolve)) };
 }
 
+// One daemon and one browser for a test file: started before its first test;
+// after its last, both stop, and the daemon must exit cleanly on SIGTERM
+// (under the sanitizers: also no memory errors or leaks). `onBrowser`
+// receives the browser once it runs.
+function useDaemonAndBrowser(daemon, onBrowser) {
+  const { before, after } = require('node:test');
+  const assert = require('node:assert/strict');
+  let browser;
+  process.on('exit', () => daemon.kill());
+  before(async () => {
+    await daemon.start();
+    browser = await launchBrowser();
+    onBrowser(browser);
+  });
+  after(async () => {
+    if (browser) await browser.close();
+    const exit = await daemon.stop();
+    const log = daemon.log();
+    daemon.removeDir();
+    assert.deepEqual(exit, { code: 0, signal: null }, `referrald did not stop cleanly:\n${log}`);
+  });
+}
+
 module.exports = {
+  MailServer,
+  useDaemonAndBrowser,
   API_TOKEN,
   OFFICE,
   Daemon,

@@ -42,9 +42,10 @@ std::string start_error(const std::function<void(std::string&)>& edit) {
   store::ReaderPool readers(dir / "db.sqlite", 1);
   SystemClock clock;
   IntakeService intake(validator, writer, clock, std::make_shared<IntakePolicy>());
+  http::StatusChanges status_changes(writer, clock);
   std::string error;
   try {
-    http::Form form(dir / "web", OfficeConfig{}, intake, readers);
+    http::Form form(dir / "web", OfficeConfig{}, intake, readers, status_changes);
   } catch (const std::runtime_error& e) {
     error = e.what();
     const auto prefix = (dir / "web").string() + "/";
@@ -99,34 +100,6 @@ TEST(FormTemplates, CheckConfigReportsABrokenPage) {
   EXPECT_EQ(shell(check), 1);
   EXPECT_EQ(read_file(out), daemon.config_file().string() + ": " + (web / "form.html").string() +
                                 ": unknown placeholder {{sumary}}\n");
-}
-
-// A complete referral as a coordinator would type it (ASPS, from Jonesboro, AR).
-Fields valid_fields() {
-  return {
-      {"patient.given_name", "Ava"},
-      {"patient.family_name", "Nguyen"},
-      {"patient.birth_date", "2014-03-09"},
-      {"patient.sex", "female"},
-      {"patient.postal_code", "72401"},
-      {"patient.guardian.name", "Linh Nguyen"},
-      {"patient.guardian.phone", "+1 901 555 0142"},
-      {"patient.guardian.relationship", "mother"},
-      {"diagnosis.name", "Alveolar soft part sarcoma"},
-      {"diagnosis.code.system", "icd-o-3"},
-      {"diagnosis.code.value", "9581/3"},
-      {"diagnosis.diagnosed_on", "2024-10-02"},
-      {"diagnosis.pathology_confirmed", "yes"},
-      {"referrer.name", "Dana Whitfield"},
-      {"referrer.credential", "MD"},
-      {"referrer.npi", "1234567893"},
-      {"referrer.organization", "Delta Pediatrics"},
-      {"referrer.phone", "+1 901 555 0100"},
-      {"referrer.fax", ""},
-      {"referrer.email", "dwhitfield@example.org"},
-      {"urgency", "routine"},
-      {"notes", "MRI and pathology report available on request."},
-  };
 }
 
 class Form : public ::testing::Test {

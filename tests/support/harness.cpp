@@ -346,6 +346,15 @@ long vm_rss_kb(pid_t pid) {
   return -1;
 }
 
+std::string openssl_sha256_hex(const std::string& text) {
+  TempDir tmp;
+  write_file(tmp / "in", text);
+  shell("openssl dgst -sha256 -r < " + (tmp / "in").string() + " | cut -d' ' -f1 > " + (tmp / "h").string());
+  auto h = read_file(tmp / "h");
+  while (!h.empty() && (h.back() == '\n' || h.back() == ' ')) h.pop_back();
+  return h;
+}
+
 Daemon::Daemon(Options options) : options_(std::move(options)), port_(free_port()) {
   database_ = options_.database.empty() ? dir_ / "var" / "referrald.db" : options_.database;
   fs::create_directories(database_.parent_path());
@@ -357,18 +366,9 @@ Daemon::Daemon(Options options) : options_(std::move(options)), port_(free_port(
                             " >/dev/null 2>&1";
     if (shell(cmd) != 0) throw std::runtime_error("openssl could not make a test certificate");
   }
-  const std::string token_hash = [] {
-    // sha256 of the token, computed by the openssl CLI to stay independent of our code.
-    TempDir tmp;
-    shell("printf %s " + std::string(api_token) + " | openssl dgst -sha256 -r | cut -d' ' -f1 > " +
-          (tmp / "h").string());
-    auto h = read_file(tmp / "h");
-    while (!h.empty() && (h.back() == '\n' || h.back() == ' ')) h.pop_back();
-    return h;
-  }();
   std::string config;
   config += "[http]\nlisten = \"127.0.0.1:" + std::to_string(port_) + "\"\n";
-  config += "api_keys = [\"sha256:" + token_hash + "\"]\n";
+  config += "api_keys = [\"sha256:" + openssl_sha256_hex(api_token) + "\"]\n";
   if (options_.tls) {
     config += "tls_certificate = \"tls/cert.pem\"\ntls_private_key = \"tls/key.pem\"\n";
   }
@@ -563,6 +563,34 @@ HttpResult Browser::post_raw(const std::string& body, std::vector<std::string> h
   if (!cookie.empty()) r.headers.push_back("Cookie: " + cookie);
   r.body = body;
   return http(r);
+}
+
+// A complete referral as a coordinator would type it (ASPS, from Jonesboro, AR).
+Fields valid_fields() {
+  return {
+      {"patient.given_name", "Ava"},
+      {"patient.family_name", "Nguyen"},
+      {"patient.birth_date", "2014-03-09"},
+      {"patient.sex", "female"},
+      {"patient.postal_code", "72401"},
+      {"patient.guardian.name", "Linh Nguyen"},
+      {"patient.guardian.phone", "+1 901 555 0142"},
+      {"patient.guardian.relationship", "mother"},
+      {"diagnosis.name", "Alveolar soft part sarcoma"},
+      {"diagnosis.code.system", "icd-o-3"},
+      {"diagnosis.code.value", "9581/3"},
+      {"diagnosis.diagnosed_on", "2024-10-02"},
+      {"diagnosis.pathology_confirmed", "yes"},
+      {"referrer.name", "Dana Whitfield"},
+      {"referrer.credential", "MD"},
+      {"referrer.npi", "1234567893"},
+      {"referrer.organization", "Delta Pediatrics"},
+      {"referrer.phone", "+1 901 555 0100"},
+      {"referrer.fax", ""},
+      {"referrer.email", "dwhitfield@example.org"},
+      {"urgency", "routine"},
+      {"notes", "MRI and pathology report available on request."},
+  };
 }
 
 HttpResult Browser::get(const std::string& path) {

@@ -147,6 +147,10 @@ std::string raw_request(unsigned short port, const std::string& request,
 std::size_t open_fds(pid_t pid);
 long vm_rss_kb(pid_t pid);
 
+// The SHA-256 (hex) of `text`, computed by the openssl CLI: independent of
+// referrald's own code (the form an api_keys entry takes after "sha256:").
+std::string openssl_sha256_hex(const std::string& text);
+
 // The daemon under test, on a configuration written into its own directory.
 // The first sanitizer report (ASan, LSan, UBSan, TSan) in a process's log,
 // from its first line on; nullopt when the log holds none.
@@ -222,6 +226,10 @@ std::string encode(const Fields& fields);
 void set_field(Fields& fields, const std::string& name, const std::string& value);
 // The value of the hidden input `name` in a page ("" when there is none).
 std::string hidden_value(const std::string& page, const std::string& name);
+
+// A complete referral as a coordinator would type it into the form (ASPS,
+// from Jonesboro, AR).
+Fields valid_fields();
 
 // One browser as libcurl plays it: its cookie jar (the CSRF cookie) and the
 // tokens of the form it last loaded.

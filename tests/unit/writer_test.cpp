@@ -565,14 +565,15 @@ TEST_F(WriterTest, RefusesADatabaseNewerThanItself) {
   {
     Database db(file(), OpenMode::read_write_create);
     migrate(db);
-    db.exec("INSERT INTO schema_version (version, applied_ms) VALUES (7, 0)");
+    db.exec("INSERT INTO schema_version (version, applied_ms) VALUES (" + std::to_string(schema_version + 1) +
+            ", 0)");
   }
   try {
     Writer writer(file(), WriterOptions{});
     FAIL() << "writer started on a newer database";
   } catch (const IncompatibleSchema& e) {
-    EXPECT_EQ(std::string(e.what()),
-              "database schema version 7 is newer than this referrald (" + std::to_string(schema_version) + ")");
+    EXPECT_EQ(std::string(e.what()), "database schema version " + std::to_string(schema_version + 1) +
+                                         " is newer than this referrald (" + std::to_string(schema_version) + ")");
   }
 }
 
