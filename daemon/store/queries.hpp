@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "model/referral.hpp"
+#include "office/status.hpp"
 #include "store/database.hpp"
 #include "store/store.hpp"
 
@@ -32,6 +33,7 @@ struct ListFilter {
   std::optional<Decision> decision;
   std::optional<Urgency> urgency;
   std::optional<DeliveryState> delivery_state;  // referrals with at least one delivery in this state
+  std::vector<OfficeStatus> statuses;            // the office's status is one of these; empty: any
   std::optional<TimePoint> since;               // received at or after
   std::optional<std::string> before;            // keyset cursor: only referrals listed after this one
   int limit = 50;
@@ -50,6 +52,8 @@ struct ReferralSummary {
   Urgency urgency = Urgency::routine;
   std::optional<std::string> disease;
   std::string channel;
+  OfficeStatus status = OfficeStatus::received;
+  std::optional<std::string> duplicate_of;
   std::vector<DeliveryBrief> deliveries;
 };
 
