@@ -93,6 +93,16 @@ TEST_F(OfficeCli, AckDecideAndCloseMoveTheStatusRecordWhoAndTellTheReferrer) {
   const std::string id = post();
   const std::string user = effective_user();
 
+  // Each notice is a delivery of its own, which the running daemon sends.
+  const auto notices = [&](const std::string& state) {
+    return rows("SELECT count(*) FROM deliveries WHERE referral_id = '" + id +
+                "' AND target = 'office-log' AND purpose LIKE 'notice-%'" +
+                (state.empty() ? std::string() : " AND state = '" + state + "'"));
+  };
+  const auto sent = [&](long long n) {
+    EXPECT_TRUE(wait_until([&] { return notices("delivered") == n; }, 15s)) << n << "\n" << daemon.log();
+  };
+
   const auto ack = office({"ack", id, "--note", "Seen by the on-call nurse", "--json"});
   ASSERT_EQ(ack.status, 0) << describe(ack);
   const auto a = ack.parsed();
@@ -104,6 +114,7 @@ TEST_F(OfficeCli, AckDecideAndCloseMoveTheStatusRecordWhoAndTellTheReferrer) {
   EXPECT_EQ(a["notices_planned"], 1);
   EXPECT_EQ(a["notice_targets"], json::array({"office-log"}));
   EXPECT_EQ(a["escalations_stopped"], 0);
+  sent(1);
 
   // The note from standard input (a here-document's final line break dropped).
   TempDir tmp;
@@ -114,6 +125,7 @@ TEST_F(OfficeCli, AckDecideAndCloseMoveTheStatusRecordWhoAndTellTheReferrer) {
   EXPECT_EQ(read_file(tmp / "out"), id + ": acknowledged -> needs-info (with a note); recorded as " + user +
                                         "\nthe referrer will be told: 1 notice (office-log), sent by the running "
                                         "daemon within seconds\n");
+  sent(2);
 
   // needs-info may go back to acknowledged; then a decision, then closed.
   for (const std::vector<std::string>& step : {std::vector<std::string>{"ack", id},
@@ -121,6 +133,7 @@ TEST_F(OfficeCli, AckDecideAndCloseMoveTheStatusRecordWhoAndTellTheReferrer) {
                                                std::vector<std::string>{"close", id, "--note", "First visit booked"}}) {
     const auto r = office(step);
     ASSERT_EQ(r.status, 0) << describe(r);
+    if (step[0] == "ack") sent(3);
   }
   const auto closed = office({"show", id});
   ASSERT_EQ(closed.status, 0) << describe(closed);
@@ -149,12 +162,9 @@ TEST_F(OfficeCli, AckDecideAndCloseMoveTheStatusRecordWhoAndTellTheReferrer) {
   // acknowledged_at is the first acknowledgement, not the later ones.
   EXPECT_EQ(j["referral"]["acknowledged_at"], first["at"]);
 
-  // Four of the five changes are in closed_loop.on: four notices, and the
-  // running daemon sends them.
-  const std::string notices = "SELECT count(*) FROM deliveries WHERE referral_id = '" + id +
-                              "' AND target = 'office-log' AND purpose LIKE 'notice-%'";
-  EXPECT_EQ(rows(notices), 4);
-  EXPECT_TRUE(wait_until([&] { return rows(notices + " AND state = 'delivered'") == 4; }, 15s)) << daemon.log();
+  // Four of the five changes are in closed_loop.on (closed is not): four notices.
+  EXPECT_EQ(notices(""), 4);
+  sent(4);
 
   // The audit trail says a note was given, never what it says; nor does the log.
   EXPECT_EQ(rows("SELECT count(*) FROM audit WHERE referral_id = '" + id + "' AND action = 'status'"), 5);
@@ -286,7 +296,8 @@ TEST_F(OfficeCli, ListFiltersByStatusAndOverdueShowsWhatNobodyAcknowledged) {
     const auto r = office(all);
     EXPECT_EQ(r.status, 0) << describe(r);
     std::set<std::string> out;
-    for (const auto& x : r.parsed()["referrals"]) out.insert(x["id"]);
+    const auto listed = r.parsed();
+    for (const auto& x : listed["referrals"]) out.insert(x["id"]);
     return out;
   };
   EXPECT_EQ(ids({"--status", "received"}), std::set<std::string>{waiting});
