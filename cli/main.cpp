@@ -181,8 +181,8 @@ int main(int argc, char** argv) {
   add_json(queue);
 
   // stats
-  auto* stats = app.add_subcommand("stats", "counts by decision and delivery state, the oldest due delivery, "
-                                            "attempts per target over the last hour and day");
+  auto* stats = app.add_subcommand("stats", "counts by decision, status and delivery state, the overdue, the oldest "
+                                            "due delivery, attempts per target over the last hour and day");
   add_json(stats);
 
   // actions
@@ -250,8 +250,9 @@ int main(int argc, char** argv) {
           ->type_name("accepted|declined|needs-info");
     }
     sub->add_option("--note", note,
-                    "why, for the record and (for needs-info) the referrer's notice; - reads it from standard "
-                    "input. Patient data: stored encrypted, never logged")
+                    "why, for the record and (for needs-info) the referrer's notice. Patient data: stored "
+                    "encrypted, never logged; - reads it from standard input, out of sight of ps and the "
+                    "shell's history")
         ->type_name("TEXT");
     sub->footer(std::string(footer) +
                 "\n\nStatuses: received -> acknowledged -> accepted | declined | needs-info -> closed;\n"

@@ -425,10 +425,13 @@ int queue_command(Context& c, const store::QueueFilter& filter) {
 int stats_command(Context& c) {
   auto db = open_store(c, false);
   store::Stats st;
+  std::int64_t overdue = 0;
   {
     ReadTransaction read(*db);
     st = store::collect_stats(*db, c.now);
+    overdue = static_cast<std::int64_t>(store::overdue_referrals(*db, c.now).size());
   }
+  const auto& statuses = all_office_statuses();
   if (c.json) {
     json j;
     j["generated_at"] = rfc3339(c.now);
@@ -436,7 +439,10 @@ int stats_command(Context& c) {
     for (std::size_t i = 0; i < store::all_decisions.size(); ++i) {
       by_decision[std::string(to_string(store::all_decisions[i]))] = st.by_decision[i];
     }
-    j["referrals"] = {{"total", st.referrals}, {"by_decision", by_decision}};
+    json by_status;
+    for (std::size_t i = 0; i < statuses.size(); ++i) by_status[std::string(to_string(statuses[i]))] = st.by_status[i];
+    j["referrals"] = {{"total", st.referrals}, {"by_decision", by_decision}, {"by_status", by_status},
+                      {"overdue", overdue}};
     json by_state;
     for (std::size_t i = 0; i < store::all_delivery_states.size(); ++i) {
       by_state[str(store::all_delivery_states[i])] = st.by_state[i];
@@ -468,6 +474,13 @@ int stats_command(Context& c) {
                              " " + grouped(st.by_decision[i]), "  ");
   }
   totals.add({{"referrals"}, {grouped(st.referrals)}, {decisions, Colour::none, true}});
+  std::string by_status;
+  for (std::size_t i = 0; i < statuses.size(); ++i) {
+    join_into(by_status, s.paint(std::string(to_string(statuses[i])), colour_of(statuses[i])) + " " +
+                             grouped(st.by_status[i]), "  ");
+  }
+  join_into(by_status, s.paint("overdue " + grouped(overdue), overdue > 0 ? Colour::red : Colour::none), "  ");
+  totals.add({{""}, {""}, {by_status, Colour::none, true}});
   std::string states;
   for (std::size_t i = 0; i < store::all_delivery_states.size(); ++i) {
     const auto state = store::all_delivery_states[i];

@@ -297,6 +297,18 @@ Stats collect_stats(Database& db, TimePoint now) {
     }
   }
 
+  // Kept by triggers too (schema version 5): one row per status.
+  {
+    const auto& statuses = all_office_statuses();
+    s.by_status.assign(statuses.size(), 0);
+    Statement st = db.prepare("SELECT status, n FROM status_tallies");
+    while (st.step()) {
+      const OfficeStatus status = detail::status_at(st, 0, "status_tallies.status");
+      s.by_status[static_cast<std::size_t>(std::find(statuses.begin(), statuses.end(), status) - statuses.begin())] =
+          st.column_int(1);
+    }
+  }
+
   // The two halves of "due", as claim_due reads them.
   {
     Statement st = db.prepare(

@@ -140,6 +140,7 @@ struct Stats {
   std::array<std::int64_t, 3> by_decision{};        // indexed like all_decisions
   std::int64_t deliveries = 0;
   std::array<std::int64_t, 7> by_state{};           // indexed like all_delivery_states
+  std::vector<std::int64_t> by_status;              // indexed like all_office_statuses()
   std::optional<DeliveryRow> oldest_due;            // pending/retry with the earliest next attempt <= now
   std::optional<TimePoint> next_due;                // the earliest next attempt still ahead
   std::vector<TargetActivity> targets;              // every target with a waiting delivery or recent attempt

@@ -340,6 +340,19 @@ TEST_F(OfficeCli, ListFiltersByStatusAndOverdueShowsWhatNobodyAcknowledged) {
   EXPECT_EQ(o["overdue"][0]["id"], waiting);
   EXPECT_EQ(o["overdue"][0]["urgency"], "urgent");
   EXPECT_EQ(o["overdue"][0]["step"], 1);
+  // stats counts by status (kept by triggers), and the overdue.
+  const auto stats = ctl({"--db", db(), "stats", "--json"});
+  ASSERT_EQ(stats.status, 0) << describe(stats);
+  EXPECT_EQ(stats.parsed()["referrals"]["by_status"],
+            json::parse(R"({"received": 1, "acknowledged": 1, "accepted": 1, "declined": 0, "needs-info": 0,
+                            "closed": 0})"));
+  EXPECT_EQ(stats.parsed()["referrals"]["overdue"], 1);
+  const auto stats_text = ctl({"--db", db(), "stats"});
+  EXPECT_NE(
+      stats_text.out.find("received 1  acknowledged 1  accepted 1  declined 0  needs-info 0  closed 0  overdue 1"),
+      std::string::npos)
+      << stats_text.out;
+
   const auto human = office({"list", "--overdue"});
   EXPECT_NE(human.out.find("RECEIVED             ID                      URGENCY  WAITING  STEP DUE"),
             std::string::npos)
