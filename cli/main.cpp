@@ -336,13 +336,14 @@ int main(int argc, char** argv) {
     return run_command(c, false, [&] { return list_command(c, filter); });
   }
   if (show->parsed()) return run_command(c, false, [&] { return show_command(c, show_id); });
-  for (auto [sub, status] : {std::pair{ack, OfficeStatus::acknowledged}, std::pair{decide, OfficeStatus::received},
-                             std::pair{close, OfficeStatus::closed}}) {
-    if (!sub->parsed()) continue;
-    const OfficeStatus to = sub == decide ? *parse_office_status(decided) : status;
+  if (ack->parsed() || decide->parsed() || close->parsed()) {
+    const OfficeStatus to = ack->parsed()     ? OfficeStatus::acknowledged
+                            : close->parsed() ? OfficeStatus::closed
+                                              : *parse_office_status(decided);  // IsMember checked it
+    CLI::App* sub = ack->parsed() ? ack : close->parsed() ? close : decide;
     std::optional<std::string> given;
     if (sub->count("--note") > 0) given = note;
-    return run_command(c, false, [&, to] { return status_command(c, status_id, to, given); });
+    return run_command(c, false, [&] { return status_command(c, status_id, to, given); });
   }
   if (audit_verify->parsed()) return run_command(c, false, [&] { return audit_verify_command(c); });
   if (queue->parsed()) {
