@@ -235,7 +235,8 @@ int main(int argc, char** argv) {
   purge->footer("Deletes each referral with its reasons, deliveries and attempts, holding the write lock\n"
                 "~100 ms at a time so the running daemon keeps taking referrals; referrals with a delivery\n"
                 "not yet final are kept.\n"
-                "The audit trail keeps a \"purged\" entry per referral (it holds no patient data).");
+                "The audit trail keeps a \"purged\" entry per referral (it holds no patient data), at the\n"
+                "end of its hash chain: audit verify checks it whole afterwards.");
   add_json(purge);
 
   // the office's status
@@ -284,11 +285,11 @@ int main(int argc, char** argv) {
   add_json(audit_verify);
 
   // rekey
-  auto* rekey = app.add_subcommand("rekey", "encrypt every stored referral under the first key of "
+  auto* rekey = app.add_subcommand("rekey", "encrypt every stored referral and status note under the first key of "
                                             "storage.encryption_keys (after adding a new key)");
   rekey->footer("Re-encrypts, in short transactions while referrald runs, each referral whose document is\n"
                 "not under the first key of the key file yet (rows stored before encryption was enabled\n"
-                "included), and records each in the audit trail. Run it after putting a new key first and\n"
+                "included), then each status note likewise, and records each in the audit trail. Run it after putting a new key first and\n"
                 "reloading referrald; once it reports nothing left, the old key's line can be removed.\n"
                 "Needs the configuration (not --db). Exit 5 names each document it could not decrypt.\n"
                 "Step by step: docs/encryption.md.");

@@ -480,7 +480,7 @@ int stats_command(Context& c) {
                              grouped(st.by_status[i]), "  ");
   }
   join_into(by_status, s.paint("overdue " + grouped(overdue), overdue > 0 ? Colour::red : Colour::none), "  ");
-  totals.add({{""}, {""}, {by_status, Colour::none, true}});
+  totals.add({{""}, {""}, {"by status: " + by_status, Colour::none, true}});
   std::string states;
   for (std::size_t i = 0; i < store::all_delivery_states.size(); ++i) {
     const auto state = store::all_delivery_states[i];
