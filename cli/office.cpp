@@ -20,8 +20,9 @@ using store::WriteTransaction;
 
 namespace {
 
-// A note is for a person to read in `show`, not a document.
-constexpr std::size_t max_note_bytes = 4000;
+// A note is for a person to read in `show`, not a document (the office API
+// takes as much).
+constexpr std::size_t max_note_characters = 4000;
 
 // "--note -": the note from standard input, without its final line break
 // (what `echo` and a here-document add).
@@ -36,9 +37,9 @@ std::string read_note(const std::string& given) {
     }
   }
   if (trim(note).empty()) throw UsageError("--note: the note is empty (leave --note out for none)");
-  if (note.size() > max_note_bytes) {
-    throw UsageError("--note: the note is " + grouped(static_cast<std::int64_t>(note.size())) +
-                     " bytes; at most " + grouped(max_note_bytes) + " are kept");
+  if (const std::size_t n = display_width(note); n > max_note_characters) {
+    throw UsageError("--note: the note is " + grouped(static_cast<std::int64_t>(n)) + " characters long; at most " +
+                     grouped(max_note_characters) + " are kept");
   }
   return note;
 }

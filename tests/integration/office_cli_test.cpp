@@ -212,6 +212,10 @@ TEST_F(OfficeCli, AChangeTheRulesForbidIsRefusedWithTheChangesAllowed) {
   const auto empty = office({"decide", other, "declined", "--note", "  "});
   EXPECT_EQ(empty.status, 2);
   EXPECT_NE(empty.err.find("--note: the note is empty"), std::string::npos) << empty.err;
+  const auto long_note = office({"decide", other, "declined", "--note", std::string(4001, 'x')});
+  EXPECT_EQ(long_note.status, 2);
+  EXPECT_NE(long_note.err.find("--note: the note is 4,001 characters long; at most 4,000 are kept"), std::string::npos)
+      << long_note.err;
   const auto with_db = ctl({"--db", db(), "close", other});
   EXPECT_EQ(with_db.status, 3);
   EXPECT_NE(with_db.err.find("needs referrald's configuration"), std::string::npos) << with_db.err;
