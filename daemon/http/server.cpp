@@ -576,7 +576,7 @@ std::vector<std::string> Server::local_endpoints() const {
 }
 
 ServerStats Server::stats() const {
-  return {impl_->open.load(), impl_->refused.load(), impl_->requests.load()};
+  return {impl_->open.load(), impl_->refused.load(), impl_->requests.load(), impl_->busy.load()};
 }
 
 std::vector<std::pair<unsigned, std::uint64_t>> Server::status_counts() const {

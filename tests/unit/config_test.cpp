@@ -9,6 +9,7 @@
 #include "adapters/registry.hpp"
 #include "config/config.hpp"
 #include "config/target_keys.hpp"
+#include "support/harness.hpp"
 #include "util/crypto.hpp"
 
 namespace referrald {
@@ -16,6 +17,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+using test::TempDir;
 using ::testing::ElementsAre;
 
 // The configuration as the daemon reads it: with the channels' keys and checks.
@@ -32,9 +34,7 @@ LoadOptions with_channels(fs::path credentials_fallback = {}) {
 class ConfigTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "referrald-config-XXXXXX").string();
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-    root_ = pattern;
+    root_ = temp_.path();
     fs::create_directories(root_ / "etc" / "tls");
     fs::create_directories(root_ / "etc" / "secrets");
     fs::create_directories(root_ / "schemas");
@@ -45,7 +45,6 @@ class ConfigTest : public ::testing::Test {
     }
     file_ = (root_ / "etc" / "referrald.toml").string();
   }
-  void TearDown() override { fs::remove_all(root_); }
 
   // Leading newline dropped so that line 1 is the first line of the literal.
   static std::string_view text_of(std::string_view text) {
@@ -75,6 +74,7 @@ class ConfigTest : public ::testing::Test {
     return (root_ / relative_to_root).lexically_normal().string();
   }
 
+  TempDir temp_;
   fs::path root_;
   std::string file_;
 };
@@ -1248,9 +1248,8 @@ TEST(ShippedConfig, DevelopmentConfigLoadsWithItsTargetsAndRoutes) {
   std::string text = read_text(file);
   const std::string setting = "encryption_keys = \"../var/encryption-keys\"\n";
   ASSERT_NE(text.find("\n" + setting), std::string::npos);
-  std::string pattern = (fs::temp_directory_path() / "referrald-devkeys-XXXXXX").string();
-  ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-  const fs::path keys = fs::path(pattern) / "encryption-keys";
+  const TempDir dir;
+  const fs::path keys = dir / "encryption-keys";
   std::ofstream(keys) << "dev " << std::string(64, '0') << "\n";
   fs::permissions(keys, fs::perms::owner_read | fs::perms::owner_write);
   text.replace(text.find(setting), setting.size(), "encryption_keys = \"" + keys.string() + "\"\n");
@@ -1260,7 +1259,6 @@ TEST(ShippedConfig, DevelopmentConfigLoadsWithItsTargetsAndRoutes) {
   } catch (const ConfigError& e) {
     FAIL() << e.what();
   }
-  fs::remove_all(pattern);
   ASSERT_NE(c.storage.keys, nullptr);
   EXPECT_EQ(c.storage.keys->current().id, "dev");
   ASSERT_EQ(c.http.listen.size(), 1u);
@@ -1301,9 +1299,8 @@ TEST(ShippedConfig, ProductionExampleHasOnlyMissingFileProblems) {
   // The example names files under /etc/referrald and /usr/share/referrald
   // that a build machine does not have; anything else would be a mistake in it.
   // Its secrets are credentials, which systemd would provide: here a directory does.
-  std::string pattern = (fs::temp_directory_path() / "referrald-credentials-XXXXXX").string();
-  ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-  const fs::path credentials = pattern;
+  const TempDir dir;
+  const fs::path& credentials = dir.path();
   for (const char* name : {"tls-key", "smtp-password", "hylafax-password", "snpp-password"}) {
     std::ofstream(credentials / name) << "secret\n";
   }
@@ -1320,7 +1317,6 @@ TEST(ShippedConfig, ProductionExampleHasOnlyMissingFileProblems) {
       problems = e.problems();
     }
   }
-  fs::remove_all(credentials);
   std::set<std::string> keys;
   for (const auto& p : problems) {
     EXPECT_TRUE(p.message.starts_with("file not found: /") || p.message.starts_with("directory not found: /"))
@@ -1340,20 +1336,18 @@ TEST(ShippedConfig, InstalledConfigurationListensOnLoopbackAndSpoolsUnderVarLib)
   const std::string text = read_text(file);
   ASSERT_FALSE(text.empty());
   // Its encryption keys are a credential, which systemd would provide: here a directory does.
-  std::string pattern = (fs::temp_directory_path() / "referrald-credentials-XXXXXX").string();
-  ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-  std::ofstream(fs::path(pattern) / "encryption-keys") << "k1 " << std::string(64, '0') << "\n";
+  const TempDir dir;
+  std::ofstream(dir / "encryption-keys") << "k1 " << std::string(64, '0') << "\n";
   Config c;
   std::vector<ConfigProblem> problems;
   {
-    const CredentialsDirectory env(fs::path{pattern});
+    const CredentialsDirectory env(dir.path());
     try {
       c = parse_config(text, file, with_channels());
     } catch (const ConfigError& e) {
       problems = e.problems();
     }
   }
-  fs::remove_all(pattern);
   if (!fs::exists("/usr/share/referrald")) {
     // Only what the installation brings is missing.
     ASSERT_EQ(problems.size(), 2u);
