@@ -92,6 +92,24 @@ Colour colour_of(store::AttemptOutcome o) {
                                                   : Colour::red;
 }
 
+Colour colour_of(OfficeStatus s) {
+  switch (s) {
+    case OfficeStatus::received: return Colour::yellow;
+    case OfficeStatus::acknowledged: return Colour::cyan;
+    case OfficeStatus::accepted: return Colour::green;
+    case OfficeStatus::declined: return Colour::red;
+    case OfficeStatus::needs_info: return Colour::yellow;
+    case OfficeStatus::closed: return Colour::dim;
+  }
+  return Colour::none;
+}
+
+std::string status_text(OfficeStatus s, const std::optional<std::string>& duplicate_of) {
+  std::string text(to_string(s));
+  if (duplicate_of) text += ", dup of " + *duplicate_of;
+  return text;
+}
+
 std::string str(DeliveryState s) { return std::string(store::to_string(s)); }
 
 std::string plural(std::int64_t n, std::string_view one, std::string_view many) {

@@ -1,7 +1,8 @@
 // referralctl's commands over the store. Each returns the process exit code;
 // main.cpp only parses the command line. By group: read.cpp (list, show,
 // queue, stats), act.cpp (retry, cancel, hold, release), check.cpp (check),
-// maintain.cpp (purge, rekey); what they share: common.hpp.
+// maintain.cpp (purge, rekey), office.cpp (ack, decide, close, audit verify);
+// what they share: common.hpp.
 #pragma once
 
 #include <chrono>
@@ -14,6 +15,7 @@
 
 #include "cli/output.hpp"
 #include "cli/settings.hpp"
+#include "office/status.hpp"
 #include "store/queries.hpp"
 #include "util/duration.hpp"
 
@@ -26,6 +28,8 @@ enum ExitCode : int {
   exit_unavailable = 3,  // the store is missing, locked, unreadable or of another schema version
   exit_invalid = 4,      // check: the referral is not valid
   exit_undecryptable = 5,  // a referral's document cannot be decrypted (key not in the key file, or altered)
+  exit_refused = 6,        // ack, decide, close: the status rules do not allow that change
+  exit_audit_broken = 7,   // audit verify: a row does not match the chain
 };
 
 // A command line that parses but asks for something impossible.
@@ -57,6 +61,7 @@ template <typename Command>
 int run_command(Context& c, bool need_rules, Command&& command);
 
 int list_command(Context& c, const store::ListFilter& filter);
+int overdue_command(Context& c);  // list --overdue
 int show_command(Context& c, const std::string& id);
 int queue_command(Context& c, const store::QueueFilter& filter);
 int stats_command(Context& c);
@@ -65,6 +70,9 @@ int action_command(Context& c, store::Action action, const std::vector<std::stri
 int check_command(Context& c, const std::filesystem::path& file);
 int purge_command(Context& c, Duration older_than, bool dry_run);
 int rekey_command(Context& c);
+// ack, decide, close: `note` as given to --note ("-": read standard input).
+int status_command(Context& c, const std::string& id, OfficeStatus to, const std::optional<std::string>& note);
+int audit_verify_command(Context& c);
 
 // The operator for the audit trail: the effective user's name, and
 // "root (sudo by alice)" or "referrald (sudo by alice)" when run through sudo.

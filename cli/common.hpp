@@ -1,7 +1,7 @@
 // What referralctl's commands share (cli/commands.cpp): opening the store
 // and presenting its rows. The commands by group: read.cpp (list, show,
-// queue, stats), act.cpp (retry, cancel, hold, release), check.cpp (check)
-// and maintain.cpp (purge, rekey).
+// queue, stats), act.cpp (retry, cancel, hold, release), check.cpp (check),
+// maintain.cpp (purge, rekey) and office.cpp (ack, decide, close, audit).
 #pragma once
 
 #include <cstdint>
@@ -36,6 +36,10 @@ Colour colour_of(store::DeliveryState s);
 Colour colour_of(Decision d);
 Colour colour_of(Urgency u);
 Colour colour_of(store::AttemptOutcome o);
+Colour colour_of(OfficeStatus s);
+
+// The STATUS column: "received", or "received, dup of R-…" for a possible duplicate.
+std::string status_text(OfficeStatus s, const std::optional<std::string>& duplicate_of);
 
 std::string str(store::DeliveryState s);
 // "1 delivery", "1,204 deliveries".

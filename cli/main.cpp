@@ -1,7 +1,7 @@
 // referralctl: operators see and steer referrald's queue, like Postfix's
 // postqueue and postsuper. Parses the command line; the commands (cli/read.cpp,
-// act.cpp, check.cpp, maintain.cpp) do the work over the same store library
-// as the daemon.
+// act.cpp, check.cpp, maintain.cpp, office.cpp) do the work over the same
+// store library as the daemon.
 #include <CLI/CLI.hpp>
 
 #include <ctime>
@@ -47,6 +47,8 @@ constexpr const char* footer =
     "  4  check: the referral is not valid\n"
     "  5  a referral's document cannot be decrypted: its key is not in the\n"
     "     configuration's storage.encryption_keys (or the row was altered)\n"
+    "  6  ack, decide, close: the status rules do not allow that change\n"
+    "  7  audit verify: a row of the audit trail does not match the chain\n"
     "\n"
     "Environment:\n"
     "  NO_COLOR   when set and not empty, never colour (as --color never)\n"
@@ -69,6 +71,8 @@ constexpr const char* footer =
     "  referralctl show R-20261128-7K3M9-TZQXA    everything about one referral\n"
     "  referralctl retry ALL --target office-fax  after fixing the fax target\n"
     "  referralctl check referral.json            the decision, storing nothing\n"
+    "  referralctl ack R-20261128-7K3M9-TZQXA     the office has seen it: escalation stops\n"
+    "  referralctl list --overdue                 not acknowledged, past an escalation step\n"
     "\n"
     "See also: referrald(8); docs/referralctl.md for the --json shapes.";
 
@@ -116,6 +120,8 @@ int main(int argc, char** argv) {
 
   // list
   std::string decision, state, urgency, since, before;
+  std::vector<std::string> statuses;
+  bool overdue = false;
   int limit = 50;
   auto* list = app.add_subcommand("list", "referrals, newest first, with their deliveries' states");
   list->add_option("--decision", decision, "only this decision")
@@ -123,6 +129,13 @@ int main(int argc, char** argv) {
   list->add_option("--state", state, "only referrals with a delivery in this state")
       ->check(CLI::IsMember({"pending", "sending", "retry", "held", "delivered", "dead", "cancelled"}))
       ->type_name("STATE");
+  list->add_option("--status", statuses, "only referrals whose office status is one of these (comma-separated)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"received", "acknowledged", "accepted", "declined", "needs-info", "closed"}))
+      ->type_name("STATUS[,STATUS]");
+  auto* overdue_flag = list->add_flag(
+      "--overdue", overdue,
+      "instead: referrals nobody has acknowledged although an escalation step is due, oldest first");
   list->add_option("--urgency", urgency, "only this urgency")
       ->check(CLI::IsMember({"routine", "urgent", "emergent"}))->type_name("routine|urgent|emergent");
   list->add_option("--since", since,
@@ -135,8 +148,15 @@ int main(int argc, char** argv) {
                    "the next page: referrals listed after this one (the id printed after \"more:\", or "
                    "next_before in JSON)")
       ->type_name("ID");
+  for (const char* other : {"--status", "--decision", "--state", "--urgency", "--since", "--limit", "--before"}) {
+    overdue_flag->excludes(other);
+  }
   list->footer("Paging is by key, not by offset: a page costs the same however deep it is, and referrals\n"
-               "arriving meanwhile do not shift it.");
+               "arriving meanwhile do not shift it.\n"
+               "STATUS is the office's: received, acknowledged, accepted, declined, needs-info, closed\n"
+               "(a possible duplicate shows \", dup of R-...\" after it). --overdue lists every referral still\n"
+               "received with an escalation step due, with the step and how long it has waited; it takes\n"
+               "no other filter.");
   add_json(list);
 
   // show
@@ -144,6 +164,8 @@ int main(int argc, char** argv) {
   auto* show = app.add_subcommand("show", "one referral: its decision and reasons, the referral itself, each delivery "
                                           "with every attempt, and the audit trail");
   show->add_option("ID", show_id, "the referral id")->required();
+  show->footer("Also the office's status with its history (who, when, how, and the notes: patient data,\n"
+               "shown to the operator only) and the escalation ladder's steps.");
   add_json(show);
 
   // queue
@@ -159,8 +181,8 @@ int main(int argc, char** argv) {
   add_json(queue);
 
   // stats
-  auto* stats = app.add_subcommand("stats", "counts by decision and delivery state, the oldest due delivery, "
-                                            "attempts per target over the last hour and day");
+  auto* stats = app.add_subcommand("stats", "counts by decision, status and delivery state, the overdue, the oldest "
+                                            "due delivery, attempts per target over the last hour and day");
   add_json(stats);
 
   // actions
@@ -213,15 +235,61 @@ int main(int argc, char** argv) {
   purge->footer("Deletes each referral with its reasons, deliveries and attempts, holding the write lock\n"
                 "~100 ms at a time so the running daemon keeps taking referrals; referrals with a delivery\n"
                 "not yet final are kept.\n"
-                "The audit trail keeps a \"purged\" entry per referral (it holds no patient data).");
+                "The audit trail keeps a \"purged\" entry per referral (it holds no patient data), at the\n"
+                "end of its hash chain: audit verify checks it whole afterwards.");
   add_json(purge);
 
+  // the office's status
+  std::string status_id, decided, note;
+  const auto add_status = [&](const char* name, const char* description, const char* footer) {
+    auto* sub = app.add_subcommand(name, description);
+    sub->add_option("ID", status_id, "the referral id")->required();
+    if (std::string_view(name) == "decide") {
+      sub->add_option("DECISION", decided, "the office's decision")
+          ->required()
+          ->check(CLI::IsMember({"accepted", "declined", "needs-info"}))
+          ->type_name("accepted|declined|needs-info");
+    }
+    sub->add_option("--note", note,
+                    "why, for the record and (for needs-info) the referrer's notice. Patient data: stored "
+                    "encrypted, never logged; - reads it from standard input, out of sight of ps and the "
+                    "shell's history")
+        ->type_name("TEXT");
+    sub->footer(std::string(footer) +
+                "\n\nStatuses: received -> acknowledged -> accepted | declined | needs-info -> closed;\n"
+                "needs-info may go back to acknowledged, any open status may be closed, closed is final.\n"
+                "A change the rules do not allow is refused with the changes that are (exit 6). The\n"
+                "change is recorded with the operator's user name; with [closed_loop] the referrer's\n"
+                "notices are queued and the running daemon sends them within seconds. Needs the\n"
+                "configuration (not --db).");
+    add_json(sub);
+    return sub;
+  };
+  auto* ack = add_status("ack", "acknowledge a referral: the office has seen it, its escalation stops",
+                         "ack moves a received (or needs-info) referral to acknowledged; the escalation steps\n"
+                         "not yet fired are stopped.");
+  auto* decide = add_status("decide", "record the office's decision: accepted, declined or needs-info",
+                            "decide moves an acknowledged referral to accepted, declined or needs-info.");
+  auto* close = add_status("close", "close a referral (done, or withdrawn)",
+                           "close ends any open referral; it cannot change afterwards.");
+
+  // audit
+  auto* audit = app.add_subcommand("audit", "the audit trail");
+  audit->require_subcommand(1);
+  auto* audit_verify = audit->add_subcommand(
+      "verify", "check the audit trail's hash chain, row by row: exit 0 with the count, or 7 naming the first "
+                "row that does not match");
+  audit_verify->footer("Every audit row carries the SHA-256 of its content and of the row before it; a row\n"
+                       "changed or removed outside referrald breaks the chain from there on. Record the head\n"
+                       "it prints somewhere else to notice a rewritten trail (docs/audit.md).");
+  add_json(audit_verify);
+
   // rekey
-  auto* rekey = app.add_subcommand("rekey", "encrypt every stored referral under the first key of "
+  auto* rekey = app.add_subcommand("rekey", "encrypt every stored referral and status note under the first key of "
                                             "storage.encryption_keys (after adding a new key)");
   rekey->footer("Re-encrypts, in short transactions while referrald runs, each referral whose document is\n"
                 "not under the first key of the key file yet (rows stored before encryption was enabled\n"
-                "included), and records each in the audit trail. Run it after putting a new key first and\n"
+                "included), then each status note likewise, and records each in the audit trail. Run it after putting a new key first and\n"
                 "reloading referrald; once it reports nothing left, the old key's line can be removed.\n"
                 "Needs the configuration (not --db). Exit 5 names each document it could not decrypt.\n"
                 "Step by step: docs/encryption.md.");
@@ -248,8 +316,10 @@ int main(int argc, char** argv) {
 
   Context c{global, {}, detect_style(global.colour), json, std::cout, std::cerr};
 
+  if (list->parsed() && overdue) return run_command(c, false, [&] { return overdue_command(c); });
   if (list->parsed()) {
     store::ListFilter filter;
+    for (const auto& s : statuses) filter.statuses.push_back(*parse_office_status(s));
     filter.decision = parse_enum<Decision>(decision, parse_decision);
     filter.urgency = parse_enum<Urgency>(urgency, parse_urgency);
     filter.delivery_state = parse_enum<store::DeliveryState>(state, store::parse_delivery_state);
@@ -267,6 +337,16 @@ int main(int argc, char** argv) {
     return run_command(c, false, [&] { return list_command(c, filter); });
   }
   if (show->parsed()) return run_command(c, false, [&] { return show_command(c, show_id); });
+  if (ack->parsed() || decide->parsed() || close->parsed()) {
+    const OfficeStatus to = ack->parsed()     ? OfficeStatus::acknowledged
+                            : close->parsed() ? OfficeStatus::closed
+                                              : *parse_office_status(decided);  // IsMember checked it
+    CLI::App* sub = ack->parsed() ? ack : close->parsed() ? close : decide;
+    std::optional<std::string> given;
+    if (sub->count("--note") > 0) given = note;
+    return run_command(c, false, [&] { return status_command(c, status_id, to, given); });
+  }
+  if (audit_verify->parsed()) return run_command(c, false, [&] { return audit_verify_command(c); });
   if (queue->parsed()) {
     store::QueueFilter filter;
     if (!queue_target.empty()) filter.target = queue_target;

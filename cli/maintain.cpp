@@ -2,10 +2,12 @@
 // the current encryption key), in short batches so that intake goes on.
 #include "cli/commands.hpp"
 
+#include <functional>
 #include <ostream>
 #include <thread>
 
 #include "cli/common.hpp"
+#include "store/office.hpp"
 #include "store/payload.hpp"
 
 namespace referrald::cli {
@@ -94,39 +96,68 @@ int rekey_command(Context& c) {
   // and then leaves it free for 100 ms, so the running daemon keeps
   // storing referrals while a million documents are re-encrypted.
   constexpr int batch = 100;
-  constexpr auto hold_at_most = std::chrono::milliseconds(100);
-  constexpr auto pause = std::chrono::milliseconds(100);
+  const auto in_short_transactions = [&db](const std::function<bool()>& next_batch) {
+    constexpr auto hold_at_most = std::chrono::milliseconds(100);
+    constexpr auto pause = std::chrono::milliseconds(100);
+    for (bool more = true; more;) {
+      const auto started = std::chrono::steady_clock::now();
+      WriteTransaction write(*db);
+      do {
+        more = next_batch();
+      } while (more && std::chrono::steady_clock::now() - started < hold_at_most);
+      write.commit();
+      if (more) std::this_thread::sleep_for(pause);
+    }
+  };
   std::int64_t examined = 0, rekeyed = 0;
   std::vector<std::string> unreadable;
   std::optional<std::string> after;
-  for (bool more = true; more;) {
-    const auto started = std::chrono::steady_clock::now();
-    WriteTransaction write(*db);
-    do {
-      auto b = store::rekey_referrals(*db, after, batch, actor, c.now);
-      examined += b.examined;
-      rekeyed += b.rekeyed;
-      unreadable.insert(unreadable.end(), b.unreadable.begin(), b.unreadable.end());
-      more = b.examined == batch;
-      if (b.last_id) after = b.last_id;
-    } while (more && std::chrono::steady_clock::now() - started < hold_at_most);
-    write.commit();
-    if (more) std::this_thread::sleep_for(pause);
-  }
+  in_short_transactions([&] {
+    auto b = store::rekey_referrals(*db, after, batch, actor, c.now);
+    examined += b.examined;
+    rekeyed += b.rekeyed;
+    unreadable.insert(unreadable.end(), b.unreadable.begin(), b.unreadable.end());
+    if (b.last_id) after = b.last_id;
+    return b.examined == batch;
+  });
+  // Then the status notes, along their own primary key.
+  std::int64_t notes_examined = 0, notes_rekeyed = 0;
+  std::vector<std::string> unreadable_notes;
+  std::int64_t after_note = 0;
+  in_short_transactions([&] {
+    auto b = store::rekey_status_notes(*db, after_note, batch, actor, c.now);
+    notes_examined += b.examined;
+    notes_rekeyed += b.rekeyed;
+    unreadable_notes.insert(unreadable_notes.end(), b.unreadable.begin(), b.unreadable.end());
+    if (b.last_id) after_note = *b.last_id;
+    return b.examined == batch;
+  });
 
   const std::string& key = keys->current().id;
+  const auto count = [](const std::vector<std::string>& v) { return static_cast<std::int64_t>(v.size()); };
   if (c.json) {
-    print_json(c, json{{"key", key}, {"examined", examined}, {"rekeyed", rekeyed}, {"unreadable", unreadable}});
+    std::vector<std::string> all = unreadable;
+    all.insert(all.end(), unreadable_notes.begin(), unreadable_notes.end());
+    print_json(c, json{{"key", key},
+                       {"examined", examined},
+                       {"rekeyed", rekeyed},
+                       {"notes_examined", notes_examined},
+                       {"notes_rekeyed", notes_rekeyed},
+                       {"unreadable", all}});
   } else {
     c.out << "rekeyed " << plural(rekeyed, "referral", "referrals") << " to key \"" << key << "\"";
-    c.out << " (" << grouped(examined - rekeyed - static_cast<std::int64_t>(unreadable.size()))
-          << " already under it)";
-    if (rekeyed > 0) c.out << "; recorded as " << actor;
+    c.out << " (" << grouped(examined - rekeyed - count(unreadable)) << " already under it)";
+    if (notes_examined > 0) {
+      c.out << ", " << plural(notes_rekeyed, "status note", "status notes") << " ("
+            << grouped(notes_examined - notes_rekeyed - count(unreadable_notes)) << " already under it)";
+    }
+    if (rekeyed + notes_rekeyed > 0) c.out << "; recorded as " << actor;
     c.out << '\n';
   }
+  unreadable.insert(unreadable.end(), unreadable_notes.begin(), unreadable_notes.end());
   for (const auto& message : unreadable) c.err << "referralctl: " << message << '\n';
   if (!unreadable.empty()) {
-    c.err << "referralctl: " << plural(static_cast<std::int64_t>(unreadable.size()), "document", "documents")
+    c.err << "referralctl: " << plural(count(unreadable), "document or note", "documents and notes")
           << " left as they were: put their keys back into storage.encryption_keys and run rekey again\n";
     return exit_undecryptable;
   }

@@ -7,6 +7,7 @@
 #include <ostream>
 
 #include "cli/common.hpp"
+#include "store/office.hpp"
 #include "store/payload.hpp"
 #include "util/dates.hpp"
 #include "util/strings.hpp"
@@ -36,6 +37,8 @@ int list_command(Context& c, const store::ListFilter& filter) {
       row["urgency"] = std::string(to_string(r.urgency));
       row["disease"] = optional_text(r.disease);
       row["channel"] = r.channel;
+      row["status"] = std::string(to_string(r.status));
+      row["duplicate_of"] = optional_text(r.duplicate_of);
       row["deliveries"] = json::array();
       for (const auto& d : r.deliveries) {
         row["deliveries"].push_back({{"id", d.id}, {"target", d.target}, {"state", str(d.state)}});
@@ -50,7 +53,7 @@ int list_command(Context& c, const store::ListFilter& filter) {
     c.out << "no referrals match\n";
     return exit_ok;
   }
-  Table t({"RECEIVED", "ID", "DECISION", "URGENCY", "DISEASE", "DELIVERIES"});
+  Table t({"RECEIVED", "ID", "DECISION", "URGENCY", "STATUS", "DISEASE", "DELIVERIES"});
   for (const auto& r : page.referrals) {
     std::string deliveries;
     for (const auto& d : r.deliveries) {
@@ -62,6 +65,7 @@ int list_command(Context& c, const store::ListFilter& filter) {
            {r.id},
            {std::string(to_string(r.decision)), colour_of(r.decision)},
            {std::string(to_string(r.urgency)), colour_of(r.urgency)},
+           {status_text(r.status, r.duplicate_of), colour_of(r.status)},
            {r.disease.value_or("-")},
            {deliveries, Colour::none, true}});
   }
@@ -69,6 +73,45 @@ int list_command(Context& c, const store::ListFilter& filter) {
   if (page.next_before) {
     c.out << "more: referralctl list --before " << *page.next_before << " (with the same filters)\n";
   }
+  return exit_ok;
+}
+
+int overdue_command(Context& c) {
+  auto db = open_store(c, false);
+  std::vector<store::OverdueReferral> overdue;
+  {
+    ReadTransaction read(*db);
+    overdue = store::overdue_referrals(*db, c.now);
+  }
+  if (c.json) {
+    json j;
+    j["overdue"] = json::array();
+    for (const auto& o : overdue) {
+      j["overdue"].push_back({{"id", o.referral_id},
+                              {"received_at", rfc3339(o.received_at)},
+                              {"urgency", std::string(to_string(o.urgency))},
+                              {"step", o.step},
+                              {"due_at", rfc3339(o.due_at)}});
+    }
+    print_json(c, j);
+    return exit_ok;
+  }
+  if (overdue.empty()) {
+    c.out << "no referral is overdue\n";
+    return exit_ok;
+  }
+  Table t({"RECEIVED", "ID", "URGENCY", "WAITING", "STEP DUE"});
+  for (const auto& o : overdue) {
+    t.add({{local_time(o.received_at)},
+           {o.referral_id},
+           {std::string(to_string(o.urgency)), colour_of(o.urgency)},
+           {short_duration(std::chrono::duration_cast<std::chrono::milliseconds>(c.now - o.received_at))},
+           {"step " + std::to_string(o.step) + " at " + local_time(o.due_at) + " (" +
+            relative_time(o.due_at, c.now) + ")"}});
+  }
+  t.print(c.out, c.style);
+  c.out << "-- " << plural(static_cast<std::int64_t>(overdue.size()), "referral", "referrals")
+        << " not acknowledged past an escalation step (referralctl ack ID)\n";
   return exit_ok;
 }
 
@@ -136,16 +179,22 @@ int show_command(Context& c, const std::string& id_text) {
   std::vector<store::DeliveryRow> deliveries;
   std::map<std::int64_t, std::vector<store::AttemptRow>> attempts;
   std::vector<store::AuditRow> audit;
+  std::optional<store::ReferralStatus> status;
+  std::vector<store::StatusHistoryEntry> history;
+  std::vector<store::EscalationRow> escalations;
   {
     ReadTransaction read(*db);
     try {
       referral = store::find_referral(*db, id);
+      if (referral) history = store::status_history(*db, id);
     } catch (const store::PayloadError& e) {
       if (c.settings.payload_keys) throw;
       throw store::PayloadError(std::string(e.what()) + "\n  (" + c.settings.why_no_payload_keys() + ")");
     }
     audit = store::audit_of(*db, id);
     if (referral) {
+      status = store::status_of(*db, id);
+      escalations = store::escalations_of(*db, id);
       deliveries = store::deliveries_of(*db, id);
       for (const auto& d : deliveries) attempts[d.id] = store::attempts_of(*db, d.id);
     }
@@ -171,9 +220,31 @@ int show_command(Context& c, const std::string& id_text) {
     r["urgency"] = std::string(to_string(referral->urgency));
     r["channel"] = referral->channel;
     r["client"] = referral->client;
+    r["status"] = std::string(to_string(status->status));
+    r["acknowledged_at"] = optional_time(status->acknowledged_at);
+    r["duplicate_of"] = optional_text(status->duplicate_of);
     const auto doc = json::parse(referral->document, nullptr, false);
     r["document"] = doc.is_discarded() ? json(nullptr) : doc;
     j["referral"] = std::move(r);
+    j["status_history"] = json::array();
+    for (const auto& h : history) {
+      j["status_history"].push_back({{"id", h.id},
+                                     {"at", rfc3339(h.at)},
+                                     {"actor", h.actor},
+                                     {"via", std::string(store::to_string(h.via))},
+                                     {"from", std::string(to_string(h.from))},
+                                     {"to", std::string(to_string(h.to))},
+                                     {"note", optional_text(h.note)}});
+    }
+    j["escalations"] = json::array();
+    for (const auto& e : escalations) {
+      j["escalations"].push_back({{"step", e.step},
+                                  {"due_at", rfc3339(e.due_at)},
+                                  {"after_s", e.after.count()},
+                                  {"targets", e.targets},
+                                  {"state", std::string(store::to_string(e.state))},
+                                  {"done_at", optional_time(e.done_at)}});
+    }
     j["deliveries"] = json::array();
     for (const auto& d : deliveries) {
       json dj = delivery_json(d);
@@ -212,8 +283,53 @@ int show_command(Context& c, const std::string& id_text) {
   }
   head.add({{"disease"}, {referral->disease.value_or("- (not in the catalogue)")}});
   head.add({{"urgency"}, {std::string(to_string(referral->urgency)), colour_of(referral->urgency)}});
+  std::string since = status->status == OfficeStatus::received
+                          ? std::string()
+                          : " since " + local_time(status->since) + " (" + relative_time(status->since, c.now) + ")";
+  head.add({{"status"},
+            {s.paint(std::string(to_string(status->status)), colour_of(status->status)) + printable(since),
+             Colour::none, true}});
+  if (status->acknowledged_at) {
+    head.add({{"acknowledged"}, {local_time(*status->acknowledged_at) + " (after " +
+                                 short_duration(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     *status->acknowledged_at - referral->received_at)) +
+                                 ")"}});
+  }
+  if (status->duplicate_of) head.add({{"duplicate"}, {"possibly of " + *status->duplicate_of}});
   add_document(head, referral->document);
   print_rows(c, head);
+
+  c.out << '\n' << s.paint("Status history", Colour::bold) << '\n';
+  if (history.empty()) {
+    c.out << "  none (received, not acknowledged yet)\n";
+  } else {
+    Table t({"AT", "ACTOR", "VIA", "CHANGE", "NOTE"}, "  ");
+    for (const auto& h : history) {
+      t.add({{local_time(h.at)},
+             {h.actor},
+             {std::string(store::to_string(h.via))},
+             {std::string(to_string(h.from)) + " -> " + std::string(to_string(h.to))},
+             {h.note.value_or("-")}});
+    }
+    t.print(c.out, s);
+  }
+
+  if (!escalations.empty()) {
+    c.out << '\n' << s.paint("Escalation", Colour::bold) << '\n';
+    Table t({"STEP", "DUE", "AFTER", "NOTIFY", "STATE"}, "  ");
+    for (const auto& e : escalations) {
+      std::string notify;
+      for (const auto& target : e.targets) join_into(notify, target);
+      std::string state(store::to_string(e.state));
+      if (e.done_at) state += " " + local_time(*e.done_at);
+      t.add({{std::to_string(e.step)},
+             {local_time(e.due_at) + " (" + relative_time(e.due_at, c.now) + ")"},
+             {short_duration(std::chrono::duration_cast<std::chrono::milliseconds>(e.after))},
+             {notify},
+             {state}});
+    }
+    t.print(c.out, s);
+  }
 
   c.out << '\n' << s.paint("Deliveries", Colour::bold) << '\n';
   if (deliveries.empty()) c.out << "  none (no route matched)\n";
@@ -309,10 +425,13 @@ int queue_command(Context& c, const store::QueueFilter& filter) {
 int stats_command(Context& c) {
   auto db = open_store(c, false);
   store::Stats st;
+  std::int64_t overdue = 0;
   {
     ReadTransaction read(*db);
     st = store::collect_stats(*db, c.now);
+    overdue = static_cast<std::int64_t>(store::overdue_referrals(*db, c.now).size());
   }
+  const auto& statuses = all_office_statuses();
   if (c.json) {
     json j;
     j["generated_at"] = rfc3339(c.now);
@@ -320,7 +439,10 @@ int stats_command(Context& c) {
     for (std::size_t i = 0; i < store::all_decisions.size(); ++i) {
       by_decision[std::string(to_string(store::all_decisions[i]))] = st.by_decision[i];
     }
-    j["referrals"] = {{"total", st.referrals}, {"by_decision", by_decision}};
+    json by_status;
+    for (std::size_t i = 0; i < statuses.size(); ++i) by_status[std::string(to_string(statuses[i]))] = st.by_status[i];
+    j["referrals"] = {{"total", st.referrals}, {"by_decision", by_decision}, {"by_status", by_status},
+                      {"overdue", overdue}};
     json by_state;
     for (std::size_t i = 0; i < store::all_delivery_states.size(); ++i) {
       by_state[str(store::all_delivery_states[i])] = st.by_state[i];
@@ -352,6 +474,13 @@ int stats_command(Context& c) {
                              " " + grouped(st.by_decision[i]), "  ");
   }
   totals.add({{"referrals"}, {grouped(st.referrals)}, {decisions, Colour::none, true}});
+  std::string by_status;
+  for (std::size_t i = 0; i < statuses.size(); ++i) {
+    join_into(by_status, s.paint(std::string(to_string(statuses[i])), colour_of(statuses[i])) + " " +
+                             grouped(st.by_status[i]), "  ");
+  }
+  join_into(by_status, s.paint("overdue " + grouped(overdue), overdue > 0 ? Colour::red : Colour::none), "  ");
+  totals.add({{""}, {""}, {"by status: " + by_status, Colour::none, true}});
   std::string states;
   for (std::size_t i = 0; i < store::all_delivery_states.size(); ++i) {
     const auto state = store::all_delivery_states[i];

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <sstream>
+#include <stdexcept>
 
 #include "store/payload.hpp"
 #include "store/queries.hpp"
@@ -12,13 +13,8 @@ namespace referrald::store {
 namespace {
 
 using detail::ResetOnExit;
+using detail::status_at;
 using detail::unexpected_value;
-
-OfficeStatus status_at(const Statement& st, int column, const char* name) {
-  const auto s = parse_office_status(st.column_text(column));
-  if (!s) unexpected_value(name);
-  return *s;
-}
 
 std::optional<StatusVia> parse_via(std::string_view s) {
   for (const StatusVia v : {StatusVia::cli, StatusVia::api, StatusVia::link}) {
@@ -205,6 +201,49 @@ std::vector<StatusHistoryEntry> status_history(Database& db, const std::string& 
     rows.push_back(std::move(e));
   }
   return rows;
+}
+
+NoteRekeyBatch rekey_status_notes(Database& db, std::int64_t after_id, int limit, const std::string& actor,
+                                  TimePoint now) {
+  const KeyRing* keys = db.payload_keys();
+  if (keys == nullptr) throw std::logic_error("rekey needs storage.encryption_keys");
+  const std::string& current = keys->current().id;
+  Statement& select = db.cached(
+      "SELECT id, referral_id, note FROM status_changes WHERE id > ?1 AND note IS NOT NULL ORDER BY id LIMIT ?2");
+  Statement& update = db.cached("UPDATE status_changes SET note = ?2 WHERE id = ?1");
+  struct Stored {
+    std::int64_t id;
+    std::string referral_id;
+    std::string note;
+  };
+  std::vector<Stored> rows;
+  {
+    ResetOnExit reset(select);
+    select.bind(1, after_id).bind(2, std::int64_t{limit});
+    while (select.step()) rows.push_back({select.column_int(0), select.column_text(1), select.column_blob(2)});
+  }
+  NoteRekeyBatch batch;
+  for (const Stored& row : rows) {
+    ++batch.examined;
+    batch.last_id = row.id;
+    const std::string context = note_context(row.referral_id, row.id);
+    try {
+      const auto from = text_key_id(row.note, context);
+      if (from == current) continue;
+      const std::string sealed = seal_text(keys, open_text(keys, row.note, context), context);
+      {
+        ResetOnExit reset(update);
+        update.bind(1, row.id).bind_blob(2, sealed);
+        update.run();
+      }
+      audit(db, now, row.referral_id, std::nullopt, actor, "rekeyed",
+            "note=" + std::to_string(row.id) + " from=" + from.value_or("plaintext") + " to=" + current);
+      ++batch.rekeyed;
+    } catch (const PayloadError& e) {
+      batch.unreadable.push_back(e.what());
+    }
+  }
+  return batch;
 }
 
 std::vector<EscalationRow> escalations_of(Database& db, const std::string& referral_id) {

@@ -67,6 +67,22 @@ struct StatusHistoryEntry {
 // Oldest first. Throws PayloadError for a note it cannot open.
 std::vector<StatusHistoryEntry> status_history(Database& db, const std::string& referral_id);
 
+struct NoteRekeyBatch {
+  std::optional<std::int64_t> last_id;  // where the next batch starts; nullopt: none was examined
+  std::int64_t examined = 0;            // notes looked at
+  std::int64_t rekeyed = 0;
+  std::vector<std::string> unreadable;  // PayloadError messages of notes left as they were
+};
+
+// Seals again, under db.payload_keys()->current(), the next `limit` status
+// notes after change `after_id` (in id order) that are not under it already
+// (notes kept in the clear included), with one audit row each by `actor`.
+// A note that cannot be opened is left as it is and reported. Must run
+// inside the caller's (IMMEDIATE) transaction; throws std::logic_error
+// without payload keys.
+NoteRekeyBatch rekey_status_notes(Database& db, std::int64_t after_id, int limit, const std::string& actor,
+                                  TimePoint now);
+
 // ---- the escalation ladder ----
 
 enum class EscalationState { pending, fired, stopped };

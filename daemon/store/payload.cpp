@@ -142,10 +142,7 @@ std::string seal_text(const KeyRing* keys, std::string_view text, std::string_vi
 }
 
 std::string open_text(const KeyRing* keys, std::string_view stored, std::string_view context) {
-  if (stored.starts_with(plain_text_magic)) return std::string(stored.substr(plain_text_magic.size()));
-  if (!stored.starts_with(magic)) {
-    throw PayloadError(referral(context) + "stored text is neither plain nor an encrypted referrald payload");
-  }
+  if (!text_key_id(stored, context)) return std::string(stored.substr(plain_text_magic.size()));
   return open_payload(keys, stored, context);
 }
 
@@ -153,6 +150,14 @@ std::optional<std::string> payload_key_id(std::string_view stored, std::string_v
   const auto header = read_header(stored, referral_id);
   if (!header) return std::nullopt;
   return std::string(header->key_id);
+}
+
+std::optional<std::string> text_key_id(std::string_view stored, std::string_view context) {
+  if (stored.starts_with(plain_text_magic)) return std::nullopt;
+  if (!stored.starts_with(magic)) {
+    throw PayloadError(referral(context) + "stored text is neither plain nor an encrypted referrald payload");
+  }
+  return payload_key_id(stored, context);
 }
 
 }  // namespace referrald::store

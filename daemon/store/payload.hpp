@@ -51,5 +51,7 @@ std::string open_text(const KeyRing* keys, std::string_view stored, std::string_
 // The id of the key a stored payload is encrypted under; nullopt for a plain
 // JSON row. Throws PayloadError for bytes that are neither.
 std::optional<std::string> payload_key_id(std::string_view stored, std::string_view referral_id);
+// The same for what seal_text stored: nullopt for text kept in the clear.
+std::optional<std::string> text_key_id(std::string_view stored, std::string_view context);
 
 }  // namespace referrald::store

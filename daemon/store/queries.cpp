@@ -116,13 +116,22 @@ ReferralPage list_referrals(Database& db, const ListFilter& filter) {
   // a rare state (dead, held) then costs as little as a common one.
   std::string sql;
   if (filter.delivery_state) {
-    sql = "SELECT r.id, r.received_ms, r.decision, r.urgency, r.disease, r.channel "
+    sql = "SELECT r.id, r.received_ms, r.decision, r.urgency, r.disease, r.channel, r.status, r.duplicate_of "
           "FROM deliveries AS d INDEXED BY deliveries_state_created CROSS JOIN referrals AS r "
           "ON r.id = d.referral_id WHERE d.state = ?7";
     if (filter.since) sql += " AND d.created_ms >= ?3";
     if (cursor_ms) sql += " AND d.created_ms <= ?4";
   } else {
-    sql = "SELECT r.id, r.received_ms, r.decision, r.urgency, r.disease, r.channel FROM referrals AS r WHERE 1";
+    sql = "SELECT r.id, r.received_ms, r.decision, r.urgency, r.disease, r.channel, r.status, r.duplicate_of "
+          "FROM referrals AS r WHERE 1";
+  }
+  // Statuses are bound from ?10 on, one parameter each.
+  if (!filter.statuses.empty()) {
+    sql += " AND r.status IN (";
+    for (std::size_t i = 0; i < filter.statuses.size(); ++i) {
+      sql += (i == 0 ? "?" : ", ?") + std::to_string(10 + i);
+    }
+    sql += ")";
   }
   if (filter.decision) sql += " AND r.decision = ?1";
   if (filter.urgency) sql += " AND r.urgency = ?2";
@@ -140,6 +149,9 @@ ReferralPage list_referrals(Database& db, const ListFilter& filter) {
   if (filter.urgency) st.bind(2, to_string(*filter.urgency));
   if (filter.since) st.bind(3, to_millis(*filter.since));
   if (cursor_ms) st.bind(4, *cursor_ms).bind(5, std::string_view(cursor_id));
+  for (std::size_t i = 0; i < filter.statuses.size(); ++i) {
+    st.bind(10 + static_cast<int>(i), to_string(filter.statuses[i]));
+  }
   if (filter.delivery_state) {
     st.bind(7, to_string(*filter.delivery_state));
   } else {
@@ -163,6 +175,8 @@ ReferralPage list_referrals(Database& db, const ListFilter& filter) {
     row.urgency = urgency_at(st, 3);
     row.disease = st.column_optional_text(4);
     row.channel = st.column_text(5);
+    row.status = detail::status_at(st, 6, "referrals.status");
+    row.duplicate_of = st.column_optional_text(7);
     page.referrals.push_back(std::move(row));
   }
   st.reset();
@@ -281,6 +295,18 @@ Stats collect_stats(Database& db, TimePoint now) {
         s.by_state[index_of(*state)] = n;
         s.deliveries += n;
       }
+    }
+  }
+
+  // Kept by triggers too (schema version 5): one row per status.
+  {
+    const auto& statuses = all_office_statuses();
+    s.by_status.assign(statuses.size(), 0);
+    Statement st = db.prepare("SELECT status, n FROM status_tallies");
+    while (st.step()) {
+      const OfficeStatus status = detail::status_at(st, 0, "status_tallies.status");
+      s.by_status[static_cast<std::size_t>(std::find(statuses.begin(), statuses.end(), status) - statuses.begin())] =
+          st.column_int(1);
     }
   }
 

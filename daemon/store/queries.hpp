@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "model/referral.hpp"
+#include "office/status.hpp"
 #include "store/database.hpp"
 #include "store/store.hpp"
 
@@ -32,6 +33,7 @@ struct ListFilter {
   std::optional<Decision> decision;
   std::optional<Urgency> urgency;
   std::optional<DeliveryState> delivery_state;  // referrals with at least one delivery in this state
+  std::vector<OfficeStatus> statuses;            // the office's status is one of these; empty: any
   std::optional<TimePoint> since;               // received at or after
   std::optional<std::string> before;            // keyset cursor: only referrals listed after this one
   int limit = 50;
@@ -50,6 +52,8 @@ struct ReferralSummary {
   Urgency urgency = Urgency::routine;
   std::optional<std::string> disease;
   std::string channel;
+  OfficeStatus status = OfficeStatus::received;
+  std::optional<std::string> duplicate_of;
   std::vector<DeliveryBrief> deliveries;
 };
 
@@ -136,6 +140,7 @@ struct Stats {
   std::array<std::int64_t, 3> by_decision{};        // indexed like all_decisions
   std::int64_t deliveries = 0;
   std::array<std::int64_t, 7> by_state{};           // indexed like all_delivery_states
+  std::vector<std::int64_t> by_status;              // indexed like all_office_statuses()
   std::optional<DeliveryRow> oldest_due;            // pending/retry with the earliest next attempt <= now
   std::optional<TimePoint> next_due;                // the earliest next attempt still ahead
   std::vector<TargetActivity> targets;              // every target with a waiting delivery or recent attempt

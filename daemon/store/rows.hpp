@@ -1,4 +1,4 @@
-// Store-internal helpers shared by store.cpp and queries.cpp: reading rows
+// Store-internal helpers shared by store.cpp, queries.cpp and office.cpp: reading rows
 // out of statements. Not part of the store's interface.
 #pragma once
 
@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "office/status.hpp"
 #include "store/store.hpp"
 
 namespace referrald::store::detail {
@@ -27,6 +28,13 @@ class ResetOnExit {
 // hand; the value itself is not repeated (it could be anything).
 [[noreturn]] inline void unexpected_value(const char* column) {
   throw DatabaseError(SQLITE_CORRUPT, std::string("sqlite read: unexpected value in ") + column);
+}
+
+// The office's status in `column` (named `name` if it is not one).
+inline OfficeStatus status_at(const Statement& st, int column, const char* name) {
+  const auto s = parse_office_status(st.column_text(column));
+  if (!s) unexpected_value(name);
+  return *s;
 }
 
 // A delivery from the first 12 columns, in this order: id, referral_id,

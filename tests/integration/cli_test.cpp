@@ -110,7 +110,7 @@ TEST_F(Cli, ListShowsReferralsNewestFirstWithFiltersAndPaging) {
 
   const auto human = ctl({"--db", db(), "list"});
   ASSERT_EQ(human.status, 0) << describe(human);
-  EXPECT_EQ(human.out.rfind("RECEIVED             ID                      DECISION  URGENCY  DISEASE  DELIVERIES\n", 0), 0U)
+  EXPECT_EQ(human.out.rfind("RECEIVED             ID                      DECISION  URGENCY  STATUS    DISEASE  DELIVERIES\n", 0), 0U)
       << human.out;
   EXPECT_LT(human.out.find(third), human.out.find(second));
   EXPECT_LT(human.out.find(second), human.out.find(first));
@@ -125,7 +125,8 @@ TEST_F(Cli, ListShowsReferralsNewestFirstWithFiltersAndPaging) {
   ASSERT_EQ(page["referrals"].size(), 3U);
   const auto& row = page["referrals"][0];
   EXPECT_EQ(keys(row), (std::set<std::string>{"id", "received_at", "decision", "urgency", "disease", "channel",
-                                              "deliveries"}));
+                                              "status", "duplicate_of", "deliveries"}));
+  EXPECT_EQ(row["status"], "received");
   EXPECT_EQ(row["id"], third);
   EXPECT_EQ(row["decision"], "review");
   EXPECT_EQ(row["urgency"], "urgent");
@@ -190,9 +191,12 @@ TEST_F(Cli, ShowPrintsTheReferralItsDeliveriesAttemptsAndAuditTrail) {
   EXPECT_EQ(ctl({"--config", config(), "show", lower}).status, 0);
 
   const auto j = show(id);
-  EXPECT_EQ(keys(j), (std::set<std::string>{"referral", "deliveries", "audit"}));
+  EXPECT_EQ(keys(j), (std::set<std::string>{"referral", "status_history", "escalations", "deliveries", "audit"}));
   EXPECT_EQ(keys(j["referral"]), (std::set<std::string>{"id", "received_at", "decision", "reasons", "disease",
-                                                        "urgency", "channel", "client", "document"}));
+                                                        "urgency", "channel", "client", "status", "acknowledged_at",
+                                                        "duplicate_of", "document"}));
+  EXPECT_EQ(j["referral"]["status"], "received");
+  EXPECT_TRUE(j["status_history"].empty());
   EXPECT_EQ(j["referral"]["reasons"][0]["code"], "NO_OPEN_TRIAL");
   EXPECT_EQ(j["referral"]["document"]["patient"]["given_name"], "Mateo");
   ASSERT_EQ(j["deliveries"].size(), 2U);

@@ -140,6 +140,56 @@ TEST_F(OfficeStoreTest, NotesAreSealedUnderTheKeysAndBoundToTheirChange) {
   EXPECT_THROW(status_history(*db, "R-1"), PayloadError);
 }
 
+TEST_F(OfficeStoreTest, RekeyReSealsNotesUnderTheCurrentKeyOnceAndReportsTheUnreadable) {
+  insert(referral("R-1", t0));
+  change("R-1", OfficeStatus::acknowledged, t0 + 1min, "Kept in the clear before encryption.");
+  std::vector<KeyFileProblem> problems;
+  const std::string k1 = "k1 " + std::string(64, 'a') + "\n";
+  const std::string k2 = "k2 " + std::string(64, 'b') + "\n";
+  db->set_payload_keys(parse_key_file(k1, problems));
+  change("R-1", OfficeStatus::needs_info, t0 + 2min, "Sealed under k1.");
+  change("R-1", OfficeStatus::acknowledged, t0 + 3min);  // no note: nothing to re-seal
+  db->set_payload_keys(parse_key_file(k2 + k1, problems));
+  ASSERT_TRUE(problems.empty());
+  const auto rekey = [&](std::int64_t after, int limit) {
+    db->exec("BEGIN IMMEDIATE");
+    auto b = rekey_status_notes(*db, after, limit, "operator", t0 + 1h);
+    db->exec("COMMIT");
+    return b;
+  };
+  // In batches along the change id: the first holds one note, the second the other.
+  const auto first = rekey(0, 1);
+  EXPECT_EQ(first.examined, 1);
+  EXPECT_EQ(first.rekeyed, 1);
+  ASSERT_TRUE(first.last_id.has_value());
+  const auto second = rekey(*first.last_id, 1);
+  EXPECT_EQ(second.examined, 1);
+  EXPECT_EQ(second.rekeyed, 1);
+  EXPECT_EQ(rekey(*second.last_id, 1).examined, 0);
+  EXPECT_EQ(count("SELECT count(*) FROM audit WHERE action = 'rekeyed' AND detail = 'note=1 from=plaintext to=k2'"), 1);
+  EXPECT_EQ(count("SELECT count(*) FROM audit WHERE action = 'rekeyed' AND detail = 'note=2 from=k1 to=k2'"), 1);
+  EXPECT_EQ(rekey(0, 100).rekeyed, 0);  // all under k2 already
+
+  // Only k2 left: both notes open.
+  db->set_payload_keys(parse_key_file(k2, problems));
+  const auto history = status_history(*db, "R-1");
+  ASSERT_EQ(history.size(), 3u);
+  EXPECT_EQ(history[0].note, "Kept in the clear before encryption.");
+  EXPECT_EQ(history[1].note, "Sealed under k1.");
+  EXPECT_FALSE(history[2].note.has_value());
+
+  // A note under a key no longer in the file is left as it is and reported.
+  db->set_payload_keys(parse_key_file(k1, problems));
+  change("R-1", OfficeStatus::closed, t0 + 4min, "Under k1 again.");
+  db->set_payload_keys(parse_key_file(k2, problems));
+  const auto stuck = rekey(0, 100);
+  EXPECT_EQ(stuck.examined, 3);
+  EXPECT_EQ(stuck.rekeyed, 0);
+  ASSERT_EQ(stuck.unreadable.size(), 1u);
+  EXPECT_NE(stuck.unreadable[0].find("R-1/status/4"), std::string::npos) << stuck.unreadable[0];
+  EXPECT_NE(stuck.unreadable[0].find("\"k1\""), std::string::npos) << stuck.unreadable[0];
+}
+
 TEST_F(OfficeStoreTest, ANoticeToTheReferrerIsADeliveryOfItsOwn) {
   insert(referral("R-1", t0));
   const auto r = change("R-1", OfficeStatus::acknowledged, t0 + 1min, std::nullopt, {"referrer-email", "referrer-fax"});

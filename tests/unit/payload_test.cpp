@@ -247,6 +247,11 @@ TEST(Payload, FreeTextIsSealedOrMarkedPlainAndNeverTakenForADocument) {
   EXPECT_EQ(store::open_text(nullptr, "RFT", context), "");
   EXPECT_THROW(store::open_text(keys.get(), document, context), PayloadError);
   EXPECT_THROW(store::open_text(keys.get(), note, context), PayloadError);
+
+  // The key a note is under (rekey asks), nullopt for one kept in the clear.
+  EXPECT_EQ(store::text_key_id(sealed, context), "k1");
+  EXPECT_EQ(store::text_key_id(plain, context), std::nullopt);
+  EXPECT_THROW(store::text_key_id(document, context), PayloadError);
 }
 
 }  // namespace
