@@ -18,7 +18,12 @@ inline constexpr Date kToday{std::chrono::year{2026}, std::chrono::November, std
 
 struct Intake {
   ReferralValidator validator{source_path("schemas/referral.v1.schema.json")};
-  IntakePolicy policy{load_rules(source_path("config/rules.example.toml")), {Route{{}, {}, {}, {"office"}}}, {}};
+  IntakePolicy policy = [] {
+    IntakePolicy p;
+    p.rules = load_rules(source_path("config/rules.example.toml"));
+    p.routes = {Route{{}, {}, {}, {"office"}}};
+    return p;
+  }();
 };
 
 // A submission of `body` received at noon (UTC) on kToday.
