@@ -4,15 +4,14 @@
 // (on email and fax, never on a page). Pure rendering, no peers.
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "adapters/document/page_text.hpp"
 #include "adapters/document/referral_fields.hpp"
 #include "adapters/document/referral_pdf.hpp"
 #include "adapters/document/referral_text.hpp"
 #include "support/harness.hpp"
+#include "support/office.hpp"
 #include "support/peers.hpp"
 
 namespace referrald {
@@ -20,15 +19,11 @@ namespace {
 
 using json = nlohmann::json;
 using namespace std::chrono;
-namespace fs = std::filesystem;
 
 const auto received = sys_days{year{2026} / November / 28} + 15h + 4min;
 const std::string link = "https://referrals.example.org/ack/3q2-7wEJnOJ8kU8yQv6Yc8d0oXh0bX6c1vF3tB0A9aQ";
 
 Delivery delivery() {
-  std::ifstream in(fs::path(REFERRALD_SOURCE_DIR) / "tests/data/asps-routine.json");
-  std::ostringstream s;
-  s << in.rdbuf();
   Delivery d;
   d.id = 7;
   d.referral_id = "R-20261128-7K3M9-TZQXA";
@@ -37,7 +32,7 @@ Delivery delivery() {
   d.received_at = received;
   d.decision = Decision::review;
   d.urgency = Urgency::emergent;
-  d.document = s.str();
+  d.document = test::sample("asps-routine.json");
   return d;
 }
 
@@ -57,13 +52,7 @@ Delivery notice(OfficeStatus status, std::optional<std::string> note = {}) {
   return d;
 }
 
-OfficeConfig office() {
-  OfficeConfig o;
-  o.phone = "1-888-226-4343";
-  o.fax = "901-595-4011";
-  o.pager = "1-800-349-4334";
-  return o;
-}
+OfficeConfig office() { return test::sample_office(); }
 
 // The patient's identity as the sample holds it: none of it may be in a
 // referrer's notice or a page.

@@ -15,6 +15,7 @@
 #include "adapters/document/referral_pdf.hpp"
 #include "adapters/document/referral_text.hpp"
 #include "support/harness.hpp"
+#include "support/office.hpp"
 #include "support/peers.hpp"
 
 namespace referrald {
@@ -52,13 +53,7 @@ Delivery delivery_for(const json& doc, Urgency urgency = Urgency::routine) {
   return d;
 }
 
-OfficeConfig office() {
-  OfficeConfig o;
-  o.phone = "1-888-226-4343";
-  o.fax = "901-595-4011";
-  o.pager = "1-800-349-4334";
-  return o;
-}
+OfficeConfig office() { return test::sample_office(); }
 
 
 class Pdf : public ::testing::Test {

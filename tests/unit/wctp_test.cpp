@@ -20,6 +20,7 @@
 #include "adapters/curl/curl_pool.hpp"
 #include "adapters/wctp/wctp_adapter.hpp"
 #include "adapters/wctp/wctp_message.hpp"
+#include "support/office.hpp"
 
 namespace referrald {
 namespace {
@@ -285,13 +286,7 @@ TargetConfig wctp_target(const std::string& url, const std::string& security_fil
   return t;
 }
 
-OfficeConfig office() {
-  OfficeConfig o;
-  o.phone = "1-888-226-4343";
-  o.fax = "901-595-4011";
-  o.pager = "1-800-349-4334";
-  return o;
-}
+OfficeConfig office() { return test::sample_office(); }
 
 Delivery delivery() {
   Delivery d;
