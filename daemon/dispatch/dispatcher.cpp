@@ -74,8 +74,8 @@ std::optional<std::string> prepare(store::Database& db, Delivery& d, const store
       break;
     }
     case PurposeKind::notice: {
-      for (auto& change : store::status_history(db, row.referral_id)) {
-        if (change.id == d.purpose.number) d.notice = StatusNotice{change.to, std::move(change.note)};
+      if (auto change = store::status_change(db, row.referral_id, d.purpose.number)) {
+        d.notice = StatusNotice{change->to, std::move(change->note)};
       }
       if (!d.notice) return "status change " + std::to_string(d.purpose.number) + " is no longer in the store";
       break;

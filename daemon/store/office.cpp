@@ -178,6 +178,28 @@ StatusChangeResult change_status(Database& db, const StatusChange& change) {
   return result;
 }
 
+namespace {
+
+// A status_changes row from columns id, at_ms, actor, via, from_status,
+// to_status, note; the note opened.
+StatusHistoryEntry read_status_change(Database& db, const Statement& st, const std::string& referral_id) {
+  StatusHistoryEntry e;
+  e.id = st.column_int(0);
+  e.at = from_millis(st.column_int(1));
+  e.actor = st.column_text(2);
+  const auto via = parse_via(st.column_text(3));
+  if (!via) unexpected_value("status_changes.via");
+  e.via = *via;
+  e.from = status_at(st, 4, "status_changes.from_status");
+  e.to = status_at(st, 5, "status_changes.to_status");
+  if (!st.column_is_null(6)) {
+    e.note = open_text(db.payload_keys(), st.column_blob(6), note_context(referral_id, e.id));
+  }
+  return e;
+}
+
+}  // namespace
+
 std::vector<StatusHistoryEntry> status_history(Database& db, const std::string& referral_id) {
   Statement& st = db.cached(
       "SELECT id, at_ms, actor, via, from_status, to_status, note FROM status_changes "
@@ -185,22 +207,19 @@ std::vector<StatusHistoryEntry> status_history(Database& db, const std::string& 
   ResetOnExit reset(st);
   st.bind(1, std::string_view(referral_id));
   std::vector<StatusHistoryEntry> rows;
-  while (st.step()) {
-    StatusHistoryEntry e;
-    e.id = st.column_int(0);
-    e.at = from_millis(st.column_int(1));
-    e.actor = st.column_text(2);
-    const auto via = parse_via(st.column_text(3));
-    if (!via) unexpected_value("status_changes.via");
-    e.via = *via;
-    e.from = status_at(st, 4, "status_changes.from_status");
-    e.to = status_at(st, 5, "status_changes.to_status");
-    if (!st.column_is_null(6)) {
-      e.note = open_text(db.payload_keys(), st.column_blob(6), note_context(referral_id, e.id));
-    }
-    rows.push_back(std::move(e));
-  }
+  while (st.step()) rows.push_back(read_status_change(db, st, referral_id));
   return rows;
+}
+
+std::optional<StatusHistoryEntry> status_change(Database& db, const std::string& referral_id,
+                                                std::int64_t change_id) {
+  Statement& st = db.cached(
+      "SELECT id, at_ms, actor, via, from_status, to_status, note FROM status_changes "
+      "WHERE id = ?1 AND referral_id = ?2");
+  ResetOnExit reset(st);
+  st.bind(1, change_id).bind(2, std::string_view(referral_id));
+  if (!st.step()) return std::nullopt;
+  return read_status_change(db, st, referral_id);
 }
 
 NoteRekeyBatch rekey_status_notes(Database& db, std::int64_t after_id, int limit, const std::string& actor,

@@ -66,6 +66,9 @@ struct StatusHistoryEntry {
 };
 // Oldest first. Throws PayloadError for a note it cannot open.
 std::vector<StatusHistoryEntry> status_history(Database& db, const std::string& referral_id);
+// One change of that referral (a notice opens its own note, not every one).
+std::optional<StatusHistoryEntry> status_change(Database& db, const std::string& referral_id,
+                                                std::int64_t change_id);
 
 struct NoteRekeyBatch {
   std::optional<std::int64_t> last_id;  // where the next batch starts; nullopt: none was examined

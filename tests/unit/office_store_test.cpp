@@ -108,6 +108,14 @@ TEST_F(OfficeStoreTest, ChangesAreRecordedWithWhoWhenAndTheNote) {
   EXPECT_EQ(count("SELECT n FROM status_tallies WHERE status = 'needs-info'"), 1);
   EXPECT_EQ(count("SELECT n FROM status_tallies WHERE status = 'received'"), 0);
   EXPECT_FALSE(verify_audit_chain(*db).first_bad.has_value());
+
+  // One change alone, as a notice reads it; never another referral's.
+  const auto one = status_change(*db, "R-1", decided.change_id);
+  ASSERT_TRUE(one.has_value());
+  EXPECT_EQ(one->to, OfficeStatus::needs_info);
+  EXPECT_EQ(one->note, "Please fax the MRI report.");
+  insert(referral("R-2", t0));
+  EXPECT_FALSE(status_change(*db, "R-2", decided.change_id).has_value());
 }
 
 TEST_F(OfficeStoreTest, AForbiddenChangeIsRefusedAndChangesNothing) {
