@@ -62,7 +62,7 @@ void IntakeService::submit(Submission submission, const AcceptedReply& reply, Co
   writer_.submit(
       [row, inserted](store::Database& db) { *inserted = store::insert_referral(db, *row); },
       [row, inserted, eligibility = std::move(plan.eligibility), urgency = plan.referral.urgency,
-       planned = deliveries_planned_, done = std::move(done)](store::JobResult job) mutable {
+       planned = planned_, done = std::move(done)](store::JobResult job) mutable {
         SubmissionOutcome out;
         switch (job.status) {
           case store::JobStatus::committed:
@@ -70,7 +70,10 @@ void IntakeService::submit(Submission submission, const AcceptedReply& reply, Co
             out.duplicate_of = inserted->duplicate_of;
             switch (inserted->status) {
               case store::InsertStatus::inserted:
-                if (planned && (!row->targets.empty() || !row->escalations.empty())) planned();
+                if (const Planned p{!row->targets.empty(), !row->escalations.empty()};
+                    planned && (p.deliveries || p.escalations)) {
+                  planned(p);
+                }
                 out.kind = Kind::accepted;
                 out.response = row->response;
                 out.eligibility = std::move(eligibility);

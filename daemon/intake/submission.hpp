@@ -54,10 +54,16 @@ class IntakeService {
   // for accepted referrals.
   void submit(Submission submission, const AcceptedReply& reply, Completion done);
 
+  // What a newly stored referral planned: deliveries (the dispatcher has
+  // work) and escalation steps (the escalation timer may have an earlier
+  // step to wait for).
+  struct Planned {
+    bool deliveries = false;
+    bool escalations = false;
+  };
   // Called (on the writer thread, after the commit) when a newly stored
-  // referral planned deliveries or escalation steps: the dispatcher and the
-  // escalation timer have work. Set before use.
-  void on_deliveries_planned(std::function<void()> hook) { deliveries_planned_ = std::move(hook); }
+  // referral planned either. Set before use.
+  void on_planned(std::function<void(Planned)> hook) { planned_ = std::move(hook); }
 
   void set_policy(std::shared_ptr<const IntakePolicy> policy);
   std::shared_ptr<const IntakePolicy> policy() const;
@@ -68,7 +74,7 @@ class IntakeService {
   const Clock& clock_;
   mutable std::mutex policy_mutex_;
   std::shared_ptr<const IntakePolicy> policy_;
-  std::function<void()> deliveries_planned_;
+  std::function<void(Planned)> planned_;
 };
 
 }  // namespace referrald

@@ -164,11 +164,12 @@ class Daemon {
     // Wake the dispatcher for new deliveries only: waking on every commit
     // would wake it for its own claims' commits, a loop that never idles.
     // Changes made by referralctl are picked up by its poll.
-    // The escalation timer looks again for a referral's new steps (it
-    // fires, at start, the steps that passed while the daemon was down).
-    intake_.on_deliveries_planned([this] {
-      dispatcher_->wake();
-      escalations_.wake();
+    // The escalation timer looks again only for a referral that planned
+    // steps (one may be due before the one it waits for); it fires, at
+    // start, the steps that passed while the daemon was down.
+    intake_.on_planned([this](IntakeService::Planned planned) {
+      if (planned.deliveries) dispatcher_->wake();
+      if (planned.escalations) escalations_.wake();
     });
     status_changes_.on_deliveries_planned([d = dispatcher_] { d->wake(); });
     status_changes_.set_notice_targets(notice_targets_of(configuration_.config));
