@@ -61,14 +61,16 @@ class Handler:
 
     async def handle_DATA(self, server, session, envelope):
         with self.lock:
-            # Maildir writes to tmp/ and renames into new/.
-            self.maildir.add(envelope.original_content)
+            # The envelope first: a test that sees the message in the
+            # mailbox finds its envelope already recorded.
             if self.envelopes:
                 headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(
                     envelope.original_content)
                 with open(self.envelopes, "a") as f:
                     f.write(json.dumps({"mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos,
                                         "message_id": headers.get("Message-ID", "")}) + "\n")
+            # Maildir writes to tmp/ and renames into new/.
+            self.maildir.add(envelope.original_content)
         return "250 2.0.0 Ok: queued"
 
 
