@@ -31,7 +31,8 @@ const Channel all_channels[] = {
      [](const TargetConfig& t, const AdapterContext& c) -> Made {
        return std::make_shared<SmtpAdapter>(t, *c.curl, *c.office, *c.clock);
      },
-     ReferrerContact::email, true},
+     ReferrerContact::email,
+     true},
     {{"hylafax", hylafax_keys, [](const TargetConfig& t, const OfficeConfig&) { hylafax_settings(t); }},
      [](const TargetConfig& t, const AdapterContext& c) -> Made {
        // The fax is the referral document (cover sheet + referral), dated when it is sent.
@@ -40,13 +41,15 @@ const Channel all_channels[] = {
        };
        return std::make_shared<HylafaxAdapter>(hylafax_settings(t), std::move(render), c.blocking_executor);
      },
-     ReferrerContact::fax, true},
+     ReferrerContact::fax,
+     true},
     {{"http-fax", http_fax_keys, [](const TargetConfig& t, const OfficeConfig&) { http_fax_settings(t); }},
      [](const TargetConfig& t, const AdapterContext& c) -> Made {
        return std::make_shared<HttpFaxAdapter>(http_fax_settings(t), referral_fax_renderer(*c.office, *c.clock),
                                                *c.curl);
      },
-     ReferrerContact::none, true},
+     ReferrerContact::none,
+     true},
     {{"snpp", snpp_keys, [](const TargetConfig& t, const OfficeConfig& o) { snpp_settings(t, o); }},
      [](const TargetConfig& t, const AdapterContext& c) -> Made {
        return std::make_shared<SnppAdapter>(snpp_settings(t, *c.office));
@@ -59,7 +62,8 @@ const Channel all_channels[] = {
      [](const TargetConfig& t, const AdapterContext& c) -> Made {
        return std::make_shared<SpoolAdapter>(t, c.blocking_executor);
      },
-     ReferrerContact::email_or_fax, false},
+     ReferrerContact::email_or_fax,
+     false},
 };
 
 }  // namespace
@@ -101,7 +105,8 @@ std::shared_ptr<Adapter> make_adapter(const TargetConfig& target, const AdapterC
   // configuration loaded without the channels.
   std::string known;
   for (const auto& c : all_channels) known += (known.empty() ? "" : ", ") + std::string(c.kind.type);
-  throw std::runtime_error("target \"" + target.name + "\": unknown type \"" + target.type + "\" (known: " + known + ")");
+  throw std::runtime_error("target \"" + target.name + "\": unknown type \"" + target.type + "\" (known: " + known +
+                           ")");
 }
 
 }  // namespace referrald

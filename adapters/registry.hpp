@@ -16,11 +16,11 @@ namespace referrald {
 class CurlPool;
 
 struct AdapterContext {
-  boost::asio::any_io_executor executor;          // where adapters run their I/O
-  boost::asio::any_io_executor blocking_executor; // a thread pool for blocking work (files)
-  CurlPool* curl = nullptr;                       // libcurl transfers (smtp, http-fax, wctp)
-  const OfficeConfig* office = nullptr;           // contacts for cover sheets and pages
-  const Clock* clock = nullptr;                   // dates on messages and documents
+  boost::asio::any_io_executor executor;           // where adapters run their I/O
+  boost::asio::any_io_executor blocking_executor;  // a thread pool for blocking work (files)
+  CurlPool* curl = nullptr;                        // libcurl transfers (smtp, http-fax, wctp)
+  const OfficeConfig* office = nullptr;            // contacts for cover sheets and pages
+  const Clock* clock = nullptr;                    // dates on messages and documents
 };
 
 // One channel: what the configuration loader checks (type, keys, check)

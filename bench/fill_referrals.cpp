@@ -73,8 +73,8 @@ int main(int argc, char** argv) {
   Statement referral = db.prepare(
       "INSERT INTO referrals (id, received_ms, decision, urgency, disease, channel, client, idempotency_key, "
       "request_hash, document, response) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, ?9, ?10)");
-  Statement reason = db.prepare(
-      "INSERT INTO referral_reasons (referral_id, position, code, message) VALUES (?1, 0, ?2, ?3)");
+  Statement reason =
+      db.prepare("INSERT INTO referral_reasons (referral_id, position, code, message) VALUES (?1, 0, ?2, ?3)");
   Statement delivery = db.prepare(
       "INSERT INTO deliveries (referral_id, target, state, attempts, created_ms, next_attempt_ms, lease_until_ms, "
       "updated_ms, last_error, external_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL)");
@@ -98,9 +98,10 @@ int main(int argc, char** argv) {
     const char* urgency = g < 0.80 ? "routine" : g < 0.95 ? "urgent" : "emergent";
     const bool after_hours = u(rng) < 0.30;
     const bool unrecognised = std::string(decision) == "review" && u(rng) < 0.25;
-    const char* code = std::string(decision) == "accepted" ? (u(rng) < 0.5 ? "WITHIN_SERVICE_AREA" : "OPEN_TRIAL_AVAILABLE")
-                       : std::string(decision) == "review" ? (unrecognised ? "DIAGNOSIS_UNRECOGNIZED" : "NO_OPEN_TRIAL")
-                                                           : (u(rng) < 0.5 ? "AGE_OVER_LIMIT" : "REFERRER_NOT_QUALIFIED");
+    const char* code =
+        std::string(decision) == "accepted" ? (u(rng) < 0.5 ? "WITHIN_SERVICE_AREA" : "OPEN_TRIAL_AVAILABLE")
+        : std::string(decision) == "review" ? (unrecognised ? "DIAGNOSIS_UNRECOGNIZED" : "NO_OPEN_TRIAL")
+                                            : (u(rng) < 0.5 ? "AGE_OVER_LIMIT" : "REFERRER_NOT_QUALIFIED");
     const std::string id = new_referral_id(from_millis(received));
     const std::string doc = document(rng, urgency);
 
@@ -119,8 +120,9 @@ int main(int argc, char** argv) {
         .bind_blob(9, doc)
         .bind(10, std::string_view(R"({"id":")" + id + R"(","decision":")" + decision + R"("})"));
     referral.run();
-    reason.bind(1, std::string_view(id)).bind(2, std::string_view(code)).bind(3, std::string_view(
-        "A sentence for a person about why the decision was made, as the rules word it."));
+    reason.bind(1, std::string_view(id))
+        .bind(2, std::string_view(code))
+        .bind(3, std::string_view("A sentence for a person about why the decision was made, as the rules word it."));
     reason.run();
 
     std::vector<const char*> targets;
@@ -130,7 +132,10 @@ int main(int argc, char** argv) {
     }
     if (std::string(urgency) != "routine" || after_hours) targets.push_back("office-pager");
 
-    audit.bind(1, received).bind(2, std::string_view(id)).bind_null(3).bind(4, std::string_view("referrald"))
+    audit.bind(1, received)
+        .bind(2, std::string_view(id))
+        .bind_null(3)
+        .bind(4, std::string_view("referrald"))
         .bind(5, std::string_view("received"))
         .bind(6, std::string_view(std::string("decision=") + decision + " targets=" + std::to_string(targets.size())));
     audit.run();
@@ -195,8 +200,13 @@ int main(int argc, char** argv) {
         }
         attempt.run();
         ++attempts;
-        audit.bind(1, at).bind(2, std::string_view(id)).bind(3, delivery_id).bind(4, std::string_view("referrald"))
-            .bind(5, std::string_view(ok ? "delivered" : (last && state == "dead") ? "dead" : "retry"))
+        audit.bind(1, at)
+            .bind(2, std::string_view(id))
+            .bind(3, delivery_id)
+            .bind(4, std::string_view("referrald"))
+            .bind(5, std::string_view(ok                          ? "delivered"
+                                      : (last && state == "dead") ? "dead"
+                                                                  : "retry"))
             .bind(6, std::string_view(std::string("target=") + target + " attempt=" + std::to_string(a)));
         audit.run();
         ++audits;

@@ -56,8 +56,8 @@ int main(int argc, char** argv) {
 
   remove_database(file);
   sqlite3* db = nullptr;
-  if (sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                      nullptr) != SQLITE_OK) {
+  if (sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr) !=
+      SQLITE_OK) {
     die(db, "open");
   }
   {
@@ -95,9 +95,9 @@ int main(int argc, char** argv) {
     if (sqlite3_step(begin) != SQLITE_DONE) die(db, "BEGIN");
     sqlite3_reset(begin);
     for (long i = 0; i < rows_per_commit; ++i) {
-      const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                              std::chrono::system_clock::now().time_since_epoch())
-                              .count();
+      const auto now_ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+              .count();
       sqlite3_bind_int64(insert, 1, static_cast<sqlite3_int64>(now_ms));
       sqlite3_bind_blob(insert, 2, body.data(), static_cast<int>(body.size()), SQLITE_STATIC);
       if (sqlite3_step(insert) != SQLITE_DONE) die(db, "INSERT");

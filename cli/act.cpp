@@ -25,7 +25,8 @@ int action_command(Context& c, store::Action action, const std::vector<std::stri
       }
       all = true;
     } else if (n == "all" || n == "All") {
-      throw UsageError("\"" + n + "\" is not an id; to " + verb + " every dead and waiting delivery, write ALL in capitals");
+      throw UsageError("\"" + n + "\" is not an id; to " + verb +
+                       " every dead and waiting delivery, write ALL in capitals");
     }
   }
   if (all && names.size() > 1) throw UsageError("ALL stands alone: retry ALL [--target NAME]");
@@ -78,10 +79,13 @@ int action_command(Context& c, store::Action action, const std::vector<std::stri
   if (!changes.empty()) {
     Table t({"ID", "REFERRAL", "TARGET", "CHANGE"});
     for (const auto& ch : changes) {
-      const std::string change =
-          ch.applied ? str(ch.delivery.state) + " -> " + c.style.paint(str(ch.to), colour_of(ch.to))
-                     : str(ch.delivery.state) + ", skipped: " + ch.refusal;
-      t.add({{std::to_string(ch.delivery.id)}, {ch.delivery.referral_id}, {ch.delivery.target}, {change, Colour::none, true}});
+      const std::string change = ch.applied
+                                     ? str(ch.delivery.state) + " -> " + c.style.paint(str(ch.to), colour_of(ch.to))
+                                     : str(ch.delivery.state) + ", skipped: " + ch.refusal;
+      t.add({{std::to_string(ch.delivery.id)},
+             {ch.delivery.referral_id},
+             {ch.delivery.target},
+             {change, Colour::none, true}});
     }
     t.print(c.out, c.style);
   }

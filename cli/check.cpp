@@ -96,8 +96,8 @@ int check_command(Context& c, const fs::path& file) {
     std::string list;
     for (const auto& name : *targets) join_into(list, name);
     t.add({{"would notify"},
-           {(list.empty() ? std::string("nobody (no route matches)") : list) + " (now: " +
-            (*after_hours ? "after hours" : "business hours") + ")"}});
+           {(list.empty() ? std::string("nobody (no route matches)") : list) +
+            " (now: " + (*after_hours ? "after hours" : "business hours") + ")"}});
   }
   print_rows(c, t);
   if (!targets) {

@@ -22,8 +22,7 @@ std::unique_ptr<store::Database> open_store(Context& c, bool write) {
   const fs::path& file = c.settings.database;
   std::error_code ec;
   if (!fs::exists(file, ec)) {
-    throw store::DatabaseError::cannot_open("no database at " + file.string() +
-                                            " (start referrald once to create it)");
+    throw store::DatabaseError::cannot_open("no database at " + file.string() + " (start referrald once to create it)");
   }
   // Reading needs read access only: the connection is opened read-only.
   std::unique_ptr<store::Database> db;
@@ -35,9 +34,8 @@ std::unique_ptr<store::Database> open_store(Context& c, bool write) {
       // WAL readers share an index in DATABASE-shm; with the daemon stopped
       // it is gone and only someone who may write the directory can make it.
       throw std::runtime_error("cannot read " + file.string() + " while referrald is stopped: SQLite must create " +
-                                               shm.string() + ", which needs write access to " +
-                                               file.parent_path().string() +
-                                               " (run as the referrald user or root, or start referrald)");
+                               shm.string() + ", which needs write access to " + file.parent_path().string() +
+                               " (run as the referrald user or root, or start referrald)");
     }
     throw;
   }
@@ -87,9 +85,9 @@ Colour colour_of(Urgency u) {
 }
 
 Colour colour_of(store::AttemptOutcome o) {
-  return o == store::AttemptOutcome::delivered ? Colour::green
+  return o == store::AttemptOutcome::delivered   ? Colour::green
          : o == store::AttemptOutcome::transient ? Colour::yellow
-                                                  : Colour::red;
+                                                 : Colour::red;
 }
 
 Colour colour_of(OfficeStatus s) {
@@ -125,10 +123,10 @@ json delivery_json(const store::DeliveryRow& d) {
   j["state"] = str(d.state);
   j["attempts"] = d.attempts;
   j["created_at"] = rfc3339(d.created_at);
-  j["next_attempt_at"] = d.state == DeliveryState::pending || d.state == DeliveryState::retry ||
-                                 d.state == DeliveryState::held
-                             ? json(rfc3339(d.next_attempt_at))
-                             : json(nullptr);
+  j["next_attempt_at"] =
+      d.state == DeliveryState::pending || d.state == DeliveryState::retry || d.state == DeliveryState::held
+          ? json(rfc3339(d.next_attempt_at))
+          : json(nullptr);
   j["lease_until"] = optional_time(d.lease_until);
   j["last_error"] = optional_text(d.last_error);
   j["external_id"] = optional_text(d.external_id);
@@ -138,8 +136,7 @@ json delivery_json(const store::DeliveryRow& d) {
 
 std::string next_attempt_text(const store::DeliveryRow& d, TimePoint now) {
   switch (d.state) {
-    case DeliveryState::sending:
-      return d.lease_until ? "sending, lease to " + local_time(*d.lease_until) : "sending";
+    case DeliveryState::sending: return d.lease_until ? "sending, lease to " + local_time(*d.lease_until) : "sending";
     case DeliveryState::held: return "held";
     case DeliveryState::pending:
     case DeliveryState::retry:
@@ -148,9 +145,7 @@ std::string next_attempt_text(const store::DeliveryRow& d, TimePoint now) {
   }
 }
 
-void print_json(Context& c, const json& j) {
-  c.out << j.dump(2, ' ', false, json::error_handler_t::replace) << '\n';
-}
+void print_json(Context& c, const json& j) { c.out << j.dump(2, ' ', false, json::error_handler_t::replace) << '\n'; }
 
 void join_into(std::string& out, const std::string& part, std::string_view separator) {
   if (part.empty()) return;
@@ -173,7 +168,8 @@ std::string database_message(const store::DatabaseError& e, const Context& c) {
   const std::string file = c.settings.database.string();
   if (e.is_locked()) {
     return "database " + file + " is locked: another process held it for more than " +
-           format_duration(c.global.lock_wait) + " (a long purge, or an open sqlite3 shell?); try again, or wait longer with --wait";
+           format_duration(c.global.lock_wait) +
+           " (a long purge, or an open sqlite3 shell?); try again, or wait longer with --wait";
   }
   if (e.is_read_only()) {
     return "cannot change " + file + ": no write access (run as the referrald user or root); " + e.what();

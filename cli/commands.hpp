@@ -23,10 +23,10 @@ namespace referrald::cli {
 
 enum ExitCode : int {
   exit_ok = 0,
-  exit_not_found = 1,    // no such referral, delivery or file
-  exit_usage = 2,        // the command line is wrong
-  exit_unavailable = 3,  // the store is missing, locked, unreadable or of another schema version
-  exit_invalid = 4,      // check: the referral is not valid
+  exit_not_found = 1,      // no such referral, delivery or file
+  exit_usage = 2,          // the command line is wrong
+  exit_unavailable = 3,    // the store is missing, locked, unreadable or of another schema version
+  exit_invalid = 4,        // check: the referral is not valid
   exit_undecryptable = 5,  // a referral's document cannot be decrypted (key not in the key file, or altered)
   exit_refused = 6,        // ack, decide, close: the status rules do not allow that change
   exit_audit_broken = 7,   // audit verify: a row does not match the chain

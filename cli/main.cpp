@@ -125,7 +125,8 @@ int main(int argc, char** argv) {
   int limit = 50;
   auto* list = app.add_subcommand("list", "referrals, newest first, with their deliveries' states");
   list->add_option("--decision", decision, "only this decision")
-      ->check(CLI::IsMember({"accepted", "review", "declined"}))->type_name("accepted|review|declined");
+      ->check(CLI::IsMember({"accepted", "review", "declined"}))
+      ->type_name("accepted|review|declined");
   list->add_option("--state", state, "only referrals with a delivery in this state")
       ->check(CLI::IsMember({"pending", "sending", "retry", "held", "delivered", "dead", "cancelled"}))
       ->type_name("STATE");
@@ -133,17 +134,19 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->check(CLI::IsMember({"received", "acknowledged", "accepted", "declined", "needs-info", "closed"}))
       ->type_name("STATUS[,STATUS]");
-  auto* overdue_flag = list->add_flag(
-      "--overdue", overdue,
-      "instead: referrals nobody has acknowledged although an escalation step is due, oldest first");
+  auto* overdue_flag =
+      list->add_flag("--overdue", overdue,
+                     "instead: referrals nobody has acknowledged although an escalation step is due, oldest first");
   list->add_option("--urgency", urgency, "only this urgency")
-      ->check(CLI::IsMember({"routine", "urgent", "emergent"}))->type_name("routine|urgent|emergent");
+      ->check(CLI::IsMember({"routine", "urgent", "emergent"}))
+      ->type_name("routine|urgent|emergent");
   list->add_option("--since", since,
                    "received since: a duration ago (24h, 7d) or a local date/time (2026-11-01, 2026-11-01T08:00; "
                    "a trailing Z means UTC)")
       ->type_name("WHEN");
   list->add_option("--limit", limit, "at most this many referrals per page (default 50)")
-      ->check(CLI::Range(1, 100000))->type_name("N");
+      ->check(CLI::Range(1, 100000))
+      ->type_name("N");
   list->add_option("--before", before,
                    "the next page: referrals listed after this one (the id printed after \"more:\", or "
                    "next_before in JSON)")
@@ -151,38 +154,45 @@ int main(int argc, char** argv) {
   for (const char* other : {"--status", "--decision", "--state", "--urgency", "--since", "--limit", "--before"}) {
     overdue_flag->excludes(other);
   }
-  list->footer("Paging is by key, not by offset: a page costs the same however deep it is, and referrals\n"
-               "arriving meanwhile do not shift it.\n"
-               "STATUS is the office's: received, acknowledged, accepted, declined, needs-info, closed\n"
-               "(a possible duplicate shows \", dup of R-...\" after it). --overdue lists every referral still\n"
-               "received with an escalation step due, with the step and how long it has waited; it takes\n"
-               "no other filter.");
+  list->footer(
+      "Paging is by key, not by offset: a page costs the same however deep it is, and referrals\n"
+      "arriving meanwhile do not shift it.\n"
+      "STATUS is the office's: received, acknowledged, accepted, declined, needs-info, closed\n"
+      "(a possible duplicate shows \", dup of R-...\" after it). --overdue lists every referral still\n"
+      "received with an escalation step due, with the step and how long it has waited; it takes\n"
+      "no other filter.");
   add_json(list);
 
   // show
   std::string show_id;
-  auto* show = app.add_subcommand("show", "one referral: its decision and reasons, the referral itself, each delivery "
-                                          "with every attempt, and the audit trail");
+  auto* show = app.add_subcommand("show",
+                                  "one referral: its decision and reasons, the referral itself, each delivery "
+                                  "with every attempt, and the audit trail");
   show->add_option("ID", show_id, "the referral id")->required();
-  show->footer("Also the office's status with its history (who, when, how, and the notes: patient data,\n"
-               "shown to the operator only) and the escalation ladder's steps.");
+  show->footer(
+      "Also the office's status with its history (who, when, how, and the notes: patient data,\n"
+      "shown to the operator only) and the escalation ladder's steps.");
   add_json(show);
 
   // queue
   std::string queue_target, queue_state;
   int queue_limit = 0;
-  auto* queue = app.add_subcommand("queue", "deliveries not yet final (pending, sending, retry, held), soonest first, "
-                                            "like postqueue -p");
+  auto* queue = app.add_subcommand("queue",
+                                   "deliveries not yet final (pending, sending, retry, held), soonest first, "
+                                   "like postqueue -p");
   queue->add_option("--target", queue_target, "only this target")->type_name("NAME");
   queue->add_option("--state", queue_state, "only this state")
-      ->check(CLI::IsMember({"pending", "sending", "retry", "held"}))->type_name("pending|sending|retry|held");
-  queue->add_option("--limit", queue_limit, "at most this many (default: all)")->check(CLI::Range(1, 10000000))
+      ->check(CLI::IsMember({"pending", "sending", "retry", "held"}))
+      ->type_name("pending|sending|retry|held");
+  queue->add_option("--limit", queue_limit, "at most this many (default: all)")
+      ->check(CLI::Range(1, 10000000))
       ->type_name("N");
   add_json(queue);
 
   // stats
-  auto* stats = app.add_subcommand("stats", "counts by decision, status and delivery state, the overdue, the oldest "
-                                            "due delivery, attempts per target over the last hour and day");
+  auto* stats = app.add_subcommand("stats",
+                                   "counts by decision, status and delivery state, the overdue, the oldest "
+                                   "due delivery, attempts per target over the last hour and day");
   add_json(stats);
 
   // actions
@@ -196,18 +206,18 @@ int main(int argc, char** argv) {
     add_json(sub);
     return sub;
   };
-  auto* retry = add_action(
-      "retry", "send dead and retrying deliveries again, now (ID... or ALL)",
-      "retry moves dead and retry deliveries to pending, due now; the running daemon sends them within\n"
-      "seconds. Others are skipped (delivered, cancelled, sending, pending; held: use release).\n"
-      "ALL, in capitals as with postsuper, means every dead and retry delivery (with --target, of one\n"
-      "target). The attempt count goes on: a delivery that had used up max_attempts or give_up_after\n"
-      "gets one more attempt, and is dead again if that one fails.");
-  auto* cancel = add_action(
-      "cancel", "stop delivering: the deliveries become cancelled (final)",
-      "cancel moves pending, retry, held, sending and dead deliveries to cancelled; delivered and\n"
-      "cancelled ones are skipped. A delivery being sent right now may still go out; its outcome is\n"
-      "recorded but does not change the state. Cancelled deliveries are left out of retry ALL.");
+  auto* retry =
+      add_action("retry", "send dead and retrying deliveries again, now (ID... or ALL)",
+                 "retry moves dead and retry deliveries to pending, due now; the running daemon sends them within\n"
+                 "seconds. Others are skipped (delivered, cancelled, sending, pending; held: use release).\n"
+                 "ALL, in capitals as with postsuper, means every dead and retry delivery (with --target, of one\n"
+                 "target). The attempt count goes on: a delivery that had used up max_attempts or give_up_after\n"
+                 "gets one more attempt, and is dead again if that one fails.");
+  auto* cancel =
+      add_action("cancel", "stop delivering: the deliveries become cancelled (final)",
+                 "cancel moves pending, retry, held, sending and dead deliveries to cancelled; delivered and\n"
+                 "cancelled ones are skipped. A delivery being sent right now may still go out; its outcome is\n"
+                 "recorded but does not change the state. Cancelled deliveries are left out of retry ALL.");
   auto* hold = add_action("hold", "keep deliveries from being sent until released",
                           "hold moves pending and retry deliveries to held; others are skipped (one being sent\n"
                           "right now cannot be held: try again in a moment).");
@@ -216,27 +226,32 @@ int main(int argc, char** argv) {
 
   // check
   std::string check_file;
-  auto* check = app.add_subcommand("check", "validate a referral and show the decision with its reasons (and the "
-                                            "targets it would notify now), storing nothing");
-  check->add_option("FILE", check_file, "the referral JSON, as posted to /api/v1/referrals")->required()
+  auto* check = app.add_subcommand("check",
+                                   "validate a referral and show the decision with its reasons (and the "
+                                   "targets it would notify now), storing nothing");
+  check->add_option("FILE", check_file, "the referral JSON, as posted to /api/v1/referrals")
+      ->required()
       ->type_name("FILE.json");
-  check->footer("Runs referrald's own validation and eligibility rules (the configuration's rules file and\n"
-                "schema). Exit 0 for a valid referral, 4 with each problem for an invalid one, 1 if the\n"
-                "file cannot be read. Needs --config (or the default configuration), not the database.");
+  check->footer(
+      "Runs referrald's own validation and eligibility rules (the configuration's rules file and\n"
+      "schema). Exit 0 for a valid referral, 4 with each problem for an invalid one, 1 if the\n"
+      "file cannot be read. Needs --config (or the default configuration), not the database.");
   add_json(check);
 
   // purge
   std::string older_than;
   bool dry_run = false;
   auto* purge = app.add_subcommand("purge", "delete old referrals whose deliveries are all final");
-  purge->add_option("--older-than", older_than, "received longer ago than this (e.g. 365d)")->required()
+  purge->add_option("--older-than", older_than, "received longer ago than this (e.g. 365d)")
+      ->required()
       ->type_name("DURATION");
   purge->add_flag("--dry-run", dry_run, "count what would be purged; change nothing");
-  purge->footer("Deletes each referral with its reasons, deliveries and attempts, holding the write lock\n"
-                "~100 ms at a time so the running daemon keeps taking referrals; referrals with a delivery\n"
-                "not yet final are kept.\n"
-                "The audit trail keeps a \"purged\" entry per referral (it holds no patient data), at the\n"
-                "end of its hash chain: audit verify checks it whole afterwards.");
+  purge->footer(
+      "Deletes each referral with its reasons, deliveries and attempts, holding the write lock\n"
+      "~100 ms at a time so the running daemon keeps taking referrals; referrals with a delivery\n"
+      "not yet final are kept.\n"
+      "The audit trail keeps a \"purged\" entry per referral (it holds no patient data), at the\n"
+      "end of its hash chain: audit verify checks it whole afterwards.");
   add_json(purge);
 
   // the office's status
@@ -277,22 +292,27 @@ int main(int argc, char** argv) {
   auto* audit = app.add_subcommand("audit", "the audit trail");
   audit->require_subcommand(1);
   auto* audit_verify = audit->add_subcommand(
-      "verify", "check the audit trail's hash chain, row by row: exit 0 with the count, or 7 naming the first "
-                "row that does not match");
-  audit_verify->footer("Every audit row carries the SHA-256 of its content and of the row before it; a row\n"
-                       "changed or removed outside referrald breaks the chain from there on. Record the head\n"
-                       "it prints somewhere else to notice a rewritten trail (docs/audit.md).");
+      "verify",
+      "check the audit trail's hash chain, row by row: exit 0 with the count, or 7 naming the first "
+      "row that does not match");
+  audit_verify->footer(
+      "Every audit row carries the SHA-256 of its content and of the row before it; a row\n"
+      "changed or removed outside referrald breaks the chain from there on. Record the head\n"
+      "it prints somewhere else to notice a rewritten trail (docs/audit.md).");
   add_json(audit_verify);
 
   // rekey
-  auto* rekey = app.add_subcommand("rekey", "encrypt every stored referral and status note under the first key of "
-                                            "storage.encryption_keys (after adding a new key)");
-  rekey->footer("Re-encrypts, in short transactions while referrald runs, each referral whose document is\n"
-                "not under the first key of the key file yet (rows stored before encryption was enabled\n"
-                "included), then each status note likewise, and records each in the audit trail. Run it after putting a new key first and\n"
-                "reloading referrald; once it reports nothing left, the old key's line can be removed.\n"
-                "Needs the configuration (not --db). Exit 5 names each document it could not decrypt.\n"
-                "Step by step: docs/encryption.md.");
+  auto* rekey = app.add_subcommand("rekey",
+                                   "encrypt every stored referral and status note under the first key of "
+                                   "storage.encryption_keys (after adding a new key)");
+  rekey->footer(
+      "Re-encrypts, in short transactions while referrald runs, each referral whose document is\n"
+      "not under the first key of the key file yet (rows stored before encryption was enabled\n"
+      "included), then each status note likewise, and records each in the audit trail. Run it after putting a new key "
+      "first and\n"
+      "reloading referrald; once it reports nothing left, the old key's line can be removed.\n"
+      "Needs the configuration (not --db). Exit 5 names each document it could not decrypt.\n"
+      "Step by step: docs/encryption.md.");
   add_json(rekey);
 
   try {

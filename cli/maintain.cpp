@@ -47,9 +47,9 @@ int purge_command(Context& c, Duration older_than, bool dry_run) {
       const auto candidates = store::purge_candidates(*db, cutoff, after, batch);
       if (!dry_run) {
         for (const auto& r : candidates) {
-          store::purge_referral(*db, r, actor, c.now,
-                                detail_base + " received=" + rfc3339(r.received_at) +
-                                    " decision=" + std::string(to_string(r.decision)));
+          store::purge_referral(
+              *db, r, actor, c.now,
+              detail_base + " received=" + rfc3339(r.received_at) + " decision=" + std::string(to_string(r.decision)));
         }
       }
       purged += static_cast<std::int64_t>(candidates.size());

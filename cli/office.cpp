@@ -52,11 +52,12 @@ int status_command(Context& c, const std::string& id_text, OfficeStatus to,
   // key that seals the note: without it a change would silently skip the
   // notices, or keep the note in the clear.
   if (!c.settings.configuration) {
-    throw SettingsError("changing a referral's status needs referrald's configuration ([closed_loop] for the "
-                        "referrer's notices, storage.encryption_keys for the note): " +
-                        (c.settings.config_file.empty()
-                             ? std::string("with --db referralctl reads no configuration; give --config instead")
-                             : c.settings.why_no_payload_keys()));
+    throw SettingsError(
+        "changing a referral's status needs referrald's configuration ([closed_loop] for the "
+        "referrer's notices, storage.encryption_keys for the note): " +
+        (c.settings.config_file.empty()
+             ? std::string("with --db referralctl reads no configuration; give --config instead")
+             : c.settings.why_no_payload_keys()));
   }
   const std::optional<std::string> note = note_option ? std::optional(read_note(*note_option)) : std::nullopt;
   const auto& loop = c.settings.configuration->config.closed_loop;
@@ -131,8 +132,8 @@ int audit_verify_command(Context& c) {
     c.out << '\n';
   }
   if (!v.first_bad) return exit_ok;
-  c.err << "referralctl: audit row " << *v.first_bad << " " << v.problem << " ("
-        << plural(v.rows - 1, "row", "rows") << " before it verified)\n";
+  c.err << "referralctl: audit row " << *v.first_bad << " " << v.problem << " (" << plural(v.rows - 1, "row", "rows")
+        << " before it verified)\n";
   return exit_audit_broken;
 }
 

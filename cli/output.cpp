@@ -36,8 +36,7 @@ Style detect_style(std::string_view mode) {
 }
 
 std::string local_time(TimePoint t) {
-  const std::time_t seconds = std::chrono::system_clock::to_time_t(
-      std::chrono::floor<std::chrono::seconds>(t));
+  const std::time_t seconds = std::chrono::system_clock::to_time_t(std::chrono::floor<std::chrono::seconds>(t));
   std::tm tm{};
   ::localtime_r(&seconds, &tm);
   char buffer[32];

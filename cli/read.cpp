@@ -106,8 +106,8 @@ int overdue_command(Context& c) {
            {o.referral_id},
            {std::string(to_string(o.urgency)), colour_of(o.urgency)},
            {short_duration(std::chrono::duration_cast<std::chrono::milliseconds>(c.now - o.received_at))},
-           {"step " + std::to_string(o.step) + " at " + local_time(o.due_at) + " (" +
-            relative_time(o.due_at, c.now) + ")"}});
+           {"step " + std::to_string(o.step) + " at " + local_time(o.due_at) + " (" + relative_time(o.due_at, c.now) +
+            ")"}});
   }
   t.print(c.out, c.style);
   c.out << "-- " << plural(static_cast<std::int64_t>(overdue.size()), "referral", "referrals")
@@ -141,7 +141,8 @@ void add_document(Table& t, const std::string& document) {
   std::string born;
   join_into(born, "born " + text_at(doc, "/patient/birth_date"));
   join_into(born, text_at(doc, "/patient/sex"));
-  if (const auto postal = text_at(doc, "/patient/postal_code"); !postal.empty()) join_into(born, "postal code " + postal);
+  if (const auto postal = text_at(doc, "/patient/postal_code"); !postal.empty())
+    join_into(born, "postal code " + postal);
   t.add({{"patient"}, {patient + " (" + born + ")"}});
   if (doc.contains(nlohmann::json::json_pointer("/patient/guardian"))) {
     std::string g = text_at(doc, "/patient/guardian/name");
@@ -215,7 +216,8 @@ int show_command(Context& c, const std::string& id_text) {
     r["received_at"] = rfc3339(referral->received_at);
     r["decision"] = std::string(to_string(referral->decision));
     r["reasons"] = json::array();
-    for (const auto& reason : referral->reasons) r["reasons"].push_back({{"code", reason.code}, {"message", reason.message}});
+    for (const auto& reason : referral->reasons)
+      r["reasons"].push_back({{"code", reason.code}, {"message", reason.message}});
     r["disease"] = optional_text(referral->disease);
     r["urgency"] = std::string(to_string(referral->urgency));
     r["channel"] = referral->channel;
@@ -275,8 +277,9 @@ int show_command(Context& c, const std::string& id_text) {
   const Style& s = c.style;
   c.out << s.paint("Referral " + referral->id, Colour::bold) << '\n';
   Table head({"", ""}, "  ");
-  head.add({{"received"}, {local_time(referral->received_at) + " (" + relative_time(referral->received_at, c.now) +
-                           ", " + referral->channel + ", client " + referral->client + ")"}});
+  head.add({{"received"},
+            {local_time(referral->received_at) + " (" + relative_time(referral->received_at, c.now) + ", " +
+             referral->channel + ", client " + referral->client + ")"}});
   head.add({{"decision"}, {std::string(to_string(referral->decision)), colour_of(referral->decision)}});
   for (std::size_t i = 0; i < referral->reasons.size(); ++i) {
     head.add({{i == 0 ? "reasons" : ""}, {referral->reasons[i].code + ": " + referral->reasons[i].message}});
@@ -290,10 +293,11 @@ int show_command(Context& c, const std::string& id_text) {
             {s.paint(std::string(to_string(status->status)), colour_of(status->status)) + printable(since),
              Colour::none, true}});
   if (status->acknowledged_at) {
-    head.add({{"acknowledged"}, {local_time(*status->acknowledged_at) + " (after " +
-                                 short_duration(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                     *status->acknowledged_at - referral->received_at)) +
-                                 ")"}});
+    head.add({{"acknowledged"},
+              {local_time(*status->acknowledged_at) + " (after " +
+               short_duration(std::chrono::duration_cast<std::chrono::milliseconds>(*status->acknowledged_at -
+                                                                                    referral->received_at)) +
+               ")"}});
   }
   if (status->duplicate_of) head.add({{"duplicate"}, {"possibly of " + *status->duplicate_of}});
   add_document(head, referral->document);
@@ -334,8 +338,8 @@ int show_command(Context& c, const std::string& id_text) {
   c.out << '\n' << s.paint("Deliveries", Colour::bold) << '\n';
   if (deliveries.empty()) c.out << "  none (no route matched)\n";
   for (const auto& d : deliveries) {
-    std::string line = "  #" + std::to_string(d.id) + " " + d.target + "  " + s.paint(str(d.state), colour_of(d.state)) +
-                       "  " + plural(d.attempts, "attempt", "attempts");
+    std::string line = "  #" + std::to_string(d.id) + " " + d.target + "  " +
+                       s.paint(str(d.state), colour_of(d.state)) + "  " + plural(d.attempts, "attempt", "attempts");
     if (d.state == DeliveryState::pending || d.state == DeliveryState::retry || d.state == DeliveryState::sending) {
       line += "  next: " + next_attempt_text(d, c.now);
     }
@@ -358,7 +362,10 @@ int show_command(Context& c, const std::string& id_text) {
   c.out << '\n' << s.paint("Audit trail", Colour::bold) << '\n';
   Table t({"AT", "ACTOR", "ACTION", "DELIVERY", "DETAIL"}, "  ");
   for (const auto& a : audit) {
-    t.add({{local_time(a.at)}, {a.actor}, {a.action}, {a.delivery_id ? "#" + std::to_string(*a.delivery_id) : "-"},
+    t.add({{local_time(a.at)},
+           {a.actor},
+           {a.action},
+           {a.delivery_id ? "#" + std::to_string(*a.delivery_id) : "-"},
            {a.detail}});
   }
   t.print(c.out, s);
@@ -441,8 +448,8 @@ int stats_command(Context& c) {
     }
     json by_status;
     for (std::size_t i = 0; i < statuses.size(); ++i) by_status[std::string(to_string(statuses[i]))] = st.by_status[i];
-    j["referrals"] = {{"total", st.referrals}, {"by_decision", by_decision}, {"by_status", by_status},
-                      {"overdue", overdue}};
+    j["referrals"] = {
+        {"total", st.referrals}, {"by_decision", by_decision}, {"by_status", by_status}, {"overdue", overdue}};
     json by_state;
     for (std::size_t i = 0; i < store::all_delivery_states.size(); ++i) {
       by_state[str(store::all_delivery_states[i])] = st.by_state[i];
@@ -470,14 +477,17 @@ int stats_command(Context& c) {
   Table totals({"", "TOTAL", ""});
   std::string decisions;
   for (std::size_t i = 0; i < store::all_decisions.size(); ++i) {
-    join_into(decisions, s.paint(std::string(to_string(store::all_decisions[i])), colour_of(store::all_decisions[i])) +
-                             " " + grouped(st.by_decision[i]), "  ");
+    join_into(decisions,
+              s.paint(std::string(to_string(store::all_decisions[i])), colour_of(store::all_decisions[i])) + " " +
+                  grouped(st.by_decision[i]),
+              "  ");
   }
   totals.add({{"referrals"}, {grouped(st.referrals)}, {decisions, Colour::none, true}});
   std::string by_status;
   for (std::size_t i = 0; i < statuses.size(); ++i) {
-    join_into(by_status, s.paint(std::string(to_string(statuses[i])), colour_of(statuses[i])) + " " +
-                             grouped(st.by_status[i]), "  ");
+    join_into(by_status,
+              s.paint(std::string(to_string(statuses[i])), colour_of(statuses[i])) + " " + grouped(st.by_status[i]),
+              "  ");
   }
   join_into(by_status, s.paint("overdue " + grouped(overdue), overdue > 0 ? Colour::red : Colour::none), "  ");
   totals.add({{""}, {""}, {"by status: " + by_status, Colour::none, true}});
@@ -496,8 +506,8 @@ int stats_command(Context& c) {
     c.out << "oldest due: #" << d.id << " " << d.referral_id << " " << d.target << " (" << str(d.state)
           << "), due since " << local_time(due) << " (" << relative_time(due, c.now) << ")\n";
   } else if (st.next_due) {
-    c.out << "oldest due: none; next attempt " << local_time(*st.next_due) << " ("
-          << relative_time(*st.next_due, c.now) << ")\n";
+    c.out << "oldest due: none; next attempt " << local_time(*st.next_due) << " (" << relative_time(*st.next_due, c.now)
+          << ")\n";
   } else {
     c.out << "oldest due: none\n";
   }

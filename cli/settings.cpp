@@ -49,8 +49,7 @@ std::string Settings::why_no_payload_keys() const {
   return out;
 }
 
-Settings locate(const std::optional<fs::path>& config_file, const std::optional<fs::path>& database,
-                bool need_rules) {
+Settings locate(const std::optional<fs::path>& config_file, const std::optional<fs::path>& database, bool need_rules) {
   Settings s;
   if (database) s.database = *database;
   if (database && !config_file && !need_rules) return s;
@@ -62,8 +61,9 @@ Settings locate(const std::optional<fs::path>& config_file, const std::optional<
   credentials.credentials_fallback = service_credentials_directory;
   std::error_code ec;
   if (!fs::exists(s.config_file, ec)) {
-    throw SettingsError("no configuration at " + s.config_file.string() +
-                        (config_file ? std::string() : " (name it with --config FILE, or the database with --db FILE)"));
+    throw SettingsError(
+        "no configuration at " + s.config_file.string() +
+        (config_file ? std::string() : " (name it with --config FILE, or the database with --db FILE)"));
   }
   try {
     s.configuration = load_configuration(s.config_file, credentials);

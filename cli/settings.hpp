@@ -26,7 +26,7 @@ class SettingsError : public std::runtime_error {
 struct Settings {
   std::filesystem::path config_file;  // empty with --db and no --config
   std::filesystem::path database;
-  std::filesystem::path rules_file;   // empty unless a configuration was read
+  std::filesystem::path rules_file;  // empty unless a configuration was read
   std::filesystem::path schema_dir;
   // The whole configuration when it validates as referrald's start-up
   // validates it; outside systemd a "credential:NAME" secret cannot resolve,

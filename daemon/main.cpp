@@ -7,8 +7,9 @@
 #include "service/service.hpp"
 
 int main(int argc, char** argv) {
-  CLI::App app{"referrald - takes in referrals, decides eligibility, stores them durably and "
-               "notifies the referral office"};
+  CLI::App app{
+      "referrald - takes in referrals, decides eligibility, stores them durably and "
+      "notifies the referral office"};
   std::string config_file;
   bool check = false;
   app.add_option("-c,--config", config_file, "configuration file (TOML)")->required();

@@ -76,7 +76,7 @@ HttpConfig http_config() {
   HttpConfig c;
   c.listen.push_back({"127.0.0.1", 0});  // any free port
   c.api_keys.push_back(sha256(kToken));
-  c.rate_limit_per_minute = 0;           // every input is answered
+  c.rate_limit_per_minute = 0;  // every input is answered
   c.read_timeout = read_deadline;
   c.write_timeout = read_deadline;
   c.idle_timeout = std::chrono::seconds(120);  // beyond close_bound: see above
@@ -214,7 +214,8 @@ void check_answers(const std::string& received) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace referrald::fuzz;
   auto& front = Front::instance();
-  const std::string received = exchange(front.server, front.port, std::string_view(reinterpret_cast<const char*>(data), size));
+  const std::string received =
+      exchange(front.server, front.port, std::string_view(reinterpret_cast<const char*>(data), size));
   check_answers(received);
   return 0;
 }

@@ -34,9 +34,7 @@ struct ReplyStream {
 inline ParseResult parse_checked(std::string_view buffer, Dialect dialect, const ReplyLimits& limits) {
   ParseResult r = protocol::parse_reply(buffer, dialect, limits);
   switch (r.status) {
-    case ParseStatus::incomplete:
-      require(r.consumed == 0, "incomplete, yet bytes consumed");
-      break;
+    case ParseStatus::incomplete: require(r.consumed == 0, "incomplete, yet bytes consumed"); break;
     case ParseStatus::malformed:
       require(!r.error.empty() && is_printable_ascii(r.error), "malformed without a printable error");
       break;
@@ -52,7 +50,8 @@ inline ParseResult parse_checked(std::string_view buffer, Dialect dialect, const
         require(line.size() <= limits.max_line_bytes, "a line over max_line_bytes");
         require(line.find('\n') == std::string::npos, "a line end inside a line");
       }
-      if (dialect == Dialect::snpp) require(reply.code != 214 && reply.code != 218, "SNPP 214/218 returned as the reply");
+      if (dialect == Dialect::snpp)
+        require(reply.code != 214 && reply.code != 218, "SNPP 214/218 returned as the reply");
       break;
     }
   }

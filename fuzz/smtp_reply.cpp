@@ -164,7 +164,8 @@ void record_progress(std::string_view wire, const CurlResult& result) {
     const auto line = wire.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos);
     const auto verb = line.substr(0, line.find(' '));
     // A TLS record is not a command (and its random bytes no feature).
-    if (verb.empty() || verb.size() > 8 || !std::all_of(verb.begin(), verb.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
+    if (verb.empty() || verb.size() > 8 ||
+        !std::all_of(verb.begin(), verb.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
       break;
     }
     feature(verb, step);

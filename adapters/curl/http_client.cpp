@@ -134,8 +134,7 @@ std::optional<Outcome> classify_transfer(const Reply& reply, std::string_view wh
     case CURLE_URL_MALFORMAT:
     case CURLE_NOT_BUILT_IN:
     case CURLE_LOGIN_DENIED:
-    case CURLE_AUTH_ERROR:
-      return Outcome::misconfigured(message);
+    case CURLE_AUTH_ERROR: return Outcome::misconfigured(message);
     default:
       // Connect, DNS, timeouts, resets, a TLS handshake that broke off: the
       // network or the peer may recover.

@@ -33,8 +33,8 @@ std::string page_text(const Delivery& delivery, const std::string& callback_phon
     const std::string step = std::to_string(delivery.escalation->step);
     const std::string waited = printable(describe_wait(delivery.escalation->waited), 40);
     if (!phone.empty()) {
-      forms.push_back("referrald ESCALATION " + step + " " + id + " " + urgency + " not acknowledged after " +
-                      waited + " call " + phone);
+      forms.push_back("referrald ESCALATION " + step + " " + id + " " + urgency + " not acknowledged after " + waited +
+                      " call " + phone);
       forms.push_back("ESCALATION " + step + " " + id + " " + urgency + " waited " + waited + " call " + phone);
       forms.push_back("ESC" + step + " " + id + " " + urgency + " " + waited + " " + phone);
       forms.push_back("ESC" + step + " " + id + " " + urgency + " " + phone);

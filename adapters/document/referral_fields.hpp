@@ -25,10 +25,10 @@ struct DocumentSection {
 
 // The referrer as the cover sheet and the email name them.
 struct ReferrerSummary {
-  std::string name;          // "Dana Whitfield, MD"
+  std::string name;  // "Dana Whitfield, MD"
   std::string organization;
   std::string phone;
-  std::string fax;           // empty when not given
+  std::string fax;  // empty when not given
   std::string email;
 };
 

@@ -60,11 +60,10 @@ char32_t next_code_point(std::string_view s, std::size_t& i) {
 
 // Windows-1252's 0x80..0x9F block (WinAnsiEncoding in PDF).
 constexpr std::array<std::pair<char32_t, unsigned char>, 27> cp1252_high{{
-    {0x20AC, 0x80}, {0x201A, 0x82}, {0x0192, 0x83}, {0x201E, 0x84}, {0x2026, 0x85}, {0x2020, 0x86},
-    {0x2021, 0x87}, {0x02C6, 0x88}, {0x2030, 0x89}, {0x0160, 0x8A}, {0x2039, 0x8B}, {0x0152, 0x8C},
-    {0x017D, 0x8E}, {0x2018, 0x91}, {0x2019, 0x92}, {0x201C, 0x93}, {0x201D, 0x94}, {0x2022, 0x95},
-    {0x2013, 0x96}, {0x2014, 0x97}, {0x02DC, 0x98}, {0x2122, 0x99}, {0x0161, 0x9A}, {0x203A, 0x9B},
-    {0x0153, 0x9C}, {0x017E, 0x9E}, {0x0178, 0x9F},
+    {0x20AC, 0x80}, {0x201A, 0x82}, {0x0192, 0x83}, {0x201E, 0x84}, {0x2026, 0x85}, {0x2020, 0x86}, {0x2021, 0x87},
+    {0x02C6, 0x88}, {0x2030, 0x89}, {0x0160, 0x8A}, {0x2039, 0x8B}, {0x0152, 0x8C}, {0x017D, 0x8E}, {0x2018, 0x91},
+    {0x2019, 0x92}, {0x201C, 0x93}, {0x201D, 0x94}, {0x2022, 0x95}, {0x2013, 0x96}, {0x2014, 0x97}, {0x02DC, 0x98},
+    {0x2122, 0x99}, {0x0161, 0x9A}, {0x203A, 0x9B}, {0x0153, 0x9C}, {0x017E, 0x9E}, {0x0178, 0x9F},
 }};
 
 // The Windows-1252 byte for cp, or 0 when it has none (controls map to ' ').
@@ -287,8 +286,8 @@ std::vector<std::string> wrap(const Typeface& face, const std::string& encoded, 
   std::size_t start = 0;
   while (start <= encoded.size()) {
     const std::size_t nl = encoded.find('\n', start);
-    const std::string_view paragraph = std::string_view(encoded).substr(
-        start, nl == std::string::npos ? std::string::npos : nl - start);
+    const std::string_view paragraph =
+        std::string_view(encoded).substr(start, nl == std::string::npos ? std::string::npos : nl - start);
     std::string line;
     float line_width = 0;
     std::size_t i = 0;
@@ -358,7 +357,8 @@ class Flow {
   }
 
   void paragraph(const std::string& utf8, Style style = Style::regular, float size = 10) {
-    for (auto& l : wrap(face_, face_.encode(utf8), style, size, text_width)) line(margin, std::move(l), style, size, size * 1.4F);
+    for (auto& l : wrap(face_, face_.encode(utf8), style, size, text_width))
+      line(margin, std::move(l), style, size, size * 1.4F);
   }
 
   std::vector<PageLayout> take() { return std::move(pages_); }
@@ -428,8 +428,8 @@ std::string confidentiality_notice(const OfficeConfig& office, const std::string
 const DocumentFonts& default_document_fonts() {
   static const DocumentFonts fonts = [] {
     DocumentFonts f;
-    for (const char* candidate : {"/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-                                  "/usr/share/fonts/dejavu/DejaVuSans.ttf"}) {
+    for (const char* candidate :
+         {"/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/dejavu/DejaVuSans.ttf"}) {
       std::error_code ec;
       if (std::filesystem::is_regular_file(candidate, ec) && looks_like_truetype(candidate)) {
         f.unicode_font = candidate;
@@ -442,7 +442,7 @@ const DocumentFonts& default_document_fonts() {
 }
 
 std::string render_referral_pdf(const Delivery& delivery, const OfficeConfig& office,
-                                 std::chrono::system_clock::time_point now) {
+                                std::chrono::system_clock::time_point now) {
   return render_referral_pdf(delivery, office, now, default_document_fonts());
 }
 
@@ -451,9 +451,8 @@ std::string render_referral_pdf(const Delivery& delivery, const OfficeConfig& of
   return render_referral_pdf(delivery, read_referral_document(delivery, office), office, now, fonts);
 }
 
-std::string render_referral_pdf(const Delivery& delivery, const ReferralDocument& document,
-                                const OfficeConfig& office, std::chrono::system_clock::time_point now,
-                                const DocumentFonts& fonts) {
+std::string render_referral_pdf(const Delivery& delivery, const ReferralDocument& document, const OfficeConfig& office,
+                                std::chrono::system_clock::time_point now, const DocumentFonts& fonts) {
   const auto& sections = document.sections;
   const auto& referrer = document.referrer;
 
@@ -461,7 +460,8 @@ std::string render_referral_pdf(const Delivery& delivery, const ReferralDocument
   DocHandle doc(HPDF_New(on_haru_error, &error), HPDF_Free);
   if (!doc) throw DocumentError("libharu could not create a document");
   // A referrer's notice: one page of its own, no referral pages (notice_fields).
-  const std::vector<DocumentField> notice = delivery.notice ? notice_fields(delivery, office) : std::vector<DocumentField>{};
+  const std::vector<DocumentField> notice =
+      delivery.notice ? notice_fields(delivery, office) : std::vector<DocumentField>{};
   const bool needs_unicode =
       document_needs_unicode(sections, office) || document_needs_unicode({DocumentSection{"", notice}}, office);
   // An embedded font is large: compress it (set before it is loaded). Text
@@ -518,8 +518,8 @@ std::string render_referral_pdf(const Delivery& delivery, const ReferralDocument
       cover.paragraph(escalation_headline(delivery), Style::bold, 13);
       cover.gap(4);
     }
-    cover.paragraph("Patient referral — " + upper_ascii(urgency) + " — reference " + delivery.referral_id,
-                    Style::bold, 13);
+    cover.paragraph("Patient referral — " + upper_ascii(urgency) + " — reference " + delivery.referral_id, Style::bold,
+                    13);
     cover.gap(10);
     cover.heading("To");
     cover.field("Office", office.name);
@@ -545,17 +545,20 @@ std::string render_referral_pdf(const Delivery& delivery, const ReferralDocument
     cover.field("Referral office", office_numbers);
     if (!delivery.ack_link.empty()) {
       cover.heading("Acknowledge");
-      cover.paragraph("Open this link to acknowledge the referral (the page asks you to confirm; it works once), "
-                      "or run: referralctl ack " + delivery.referral_id);
+      cover.paragraph(
+          "Open this link to acknowledge the referral (the page asks you to confirm; it works once), "
+          "or run: referralctl ack " +
+          delivery.referral_id);
       cover.paragraph(delivery.ack_link, Style::bold, 10);
     }
   }
   if (face.lossy()) {
     cover.gap(6);
-    cover.paragraph("NOTE: some characters in this referral cannot be shown with the fonts installed and appear "
-                    "as \"?\". The referral record (reference " + delivery.referral_id +
-                    ") holds every name exactly as submitted.",
-                    Style::bold, 10);
+    cover.paragraph(
+        "NOTE: some characters in this referral cannot be shown with the fonts installed and appear "
+        "as \"?\". The referral record (reference " +
+            delivery.referral_id + ") holds every name exactly as submitted.",
+        Style::bold, 10);
   }
   cover.gap(12);
   cover.paragraph(confidentiality_notice(office, delivery.notice ? std::string("referring clinician") : office.name),
@@ -581,8 +584,8 @@ std::string render_referral_pdf(const Delivery& delivery, const ReferralDocument
     }
     layout.texts.push_back({margin, margin - 14, Style::regular, 8, footer_notice});
     const std::string number_text = face.encode(number);
-    layout.texts.push_back(
-        {page_width - margin - face.width(number_text, Style::regular, 8), margin - 14, Style::regular, 8, number_text});
+    layout.texts.push_back({page_width - margin - face.width(number_text, Style::regular, 8), margin - 14,
+                            Style::regular, 8, number_text});
 
     HPDF_Page page = HPDF_AddPage(doc.get());
     HPDF_Page_SetSize(page, HPDF_PAGE_SIZE_LETTER, HPDF_PAGE_PORTRAIT);

@@ -47,8 +47,8 @@ std::string render_referral_pdf(const Delivery& delivery, const OfficeConfig& of
                                 std::chrono::system_clock::time_point now, const DocumentFonts& fonts);
 struct ReferralDocument;
 // With the document already read (read_referral_document) by the caller.
-std::string render_referral_pdf(const Delivery& delivery, const ReferralDocument& document,
-                                const OfficeConfig& office, std::chrono::system_clock::time_point now,
+std::string render_referral_pdf(const Delivery& delivery, const ReferralDocument& document, const OfficeConfig& office,
+                                std::chrono::system_clock::time_point now,
                                 const DocumentFonts& fonts = default_document_fonts());
 
 // Converts UTF-8 to Windows-1252 (what libharu's WinAnsiEncoding shows).

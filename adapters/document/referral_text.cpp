@@ -69,7 +69,8 @@ std::string_view next_steps(OfficeStatus status) noexcept {
     case OfficeStatus::needs_info:
       return "Please send the information asked for below to the referral office, by fax or by phone, quoting "
              "the reference number. The review goes on as soon as it arrives.";
-    case OfficeStatus::closed: return "Nothing more is planned for this referral. Please call us if you did not expect this.";
+    case OfficeStatus::closed:
+      return "Nothing more is planned for this referral. Please call us if you did not expect this.";
   }
   return "";
 }
@@ -159,9 +160,10 @@ std::string render_email_text(const Delivery& delivery, const ReferrerSummary& r
   if (delivery.escalation) {
     out += wrap(escalation_headline(delivery), 76);
     out += "\n";
-    out += wrap("This is an escalation: the referral below was sent to the office when it arrived, and nobody "
-                "has acknowledged it yet.",
-                76);
+    out += wrap(
+        "This is an escalation: the referral below was sent to the office when it arrived, and nobody "
+        "has acknowledged it yet.",
+        76);
     out += "\n";
   }
   out += wrap("New " + urgency + " referral " + delivery.referral_id + " for the " + office.name + ".", 76);
@@ -205,9 +207,10 @@ std::string render_email_text(const Delivery& delivery, const ReferrerSummary& r
   if (!office.pager.empty()) contact += " (24-hour pager " + office.pager + ")";
   out += wrap(contact + ".", 76);
   out += "\n";
-  out += wrap("This message and its attachment contain protected health information. If you received it in "
-              "error, please tell the sender and delete it.",
-              76);
+  out += wrap(
+      "This message and its attachment contain protected health information. If you received it in "
+      "error, please tell the sender and delete it.",
+      76);
   out += "\n-- \nreferrald, delivery " + delivery.identity + " (attempt " + std::to_string(delivery.attempt) + ")\n";
   return out;
 }

@@ -96,9 +96,7 @@ std::vector<std::string> list_setting(const TargetConfig& target, const std::str
 }  // namespace
 
 FaxPdfRenderer referral_fax_renderer(const OfficeConfig& office, const Clock& clock) {
-  return [office, &clock](const Delivery& delivery) {
-    return render_referral_pdf(delivery, office, clock.now());
-  };
+  return [office, &clock](const Delivery& delivery) { return render_referral_pdf(delivery, office, clock.now()); };
 }
 
 HttpFaxSettings http_fax_settings(const TargetConfig& target) {
@@ -215,7 +213,8 @@ HttpFaxSettings http_fax_settings(const TargetConfig& target) {
     }
   }
   if (auto interval = target.get_duration("poll_interval")) {
-    if (*interval < std::chrono::milliseconds(100)) throw target_error(target, "poll_interval", "must be at least 100ms");
+    if (*interval < std::chrono::milliseconds(100))
+      throw target_error(target, "poll_interval", "must be at least 100ms");
     s.poll_interval = *interval;
   }
   if (const std::string* ca = target.get_string("ca_file")) s.ca_file = *ca;
@@ -485,9 +484,7 @@ asio::awaitable<Outcome> HttpFaxAdapter::poll(const Delivery& delivery, const st
           warned_unknown = true;
         }
         [[fallthrough]];
-      case FaxStatus::pending:
-        last = "status " + shown_value;
-        break;
+      case FaxStatus::pending: last = "status " + shown_value; break;
     }
   }
   co_return Outcome::transient("fax " + shown_id + " not final within " + format_duration(settings_.budget) + " (" +

@@ -10,7 +10,8 @@
 namespace referrald {
 
 inline constexpr std::array http_fax_schemes{std::string_view("http"), std::string_view("https")};
-inline constexpr std::array http_auth_values{std::string_view("basic"), std::string_view("header"), std::string_view("none")};
+inline constexpr std::array http_auth_values{std::string_view("basic"), std::string_view("header"),
+                                             std::string_view("none")};
 
 inline constexpr KeySpec http_fax_keys[] = {
     {"url", KeyKind::url, true, http_fax_schemes},

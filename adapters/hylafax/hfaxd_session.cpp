@@ -35,10 +35,7 @@ Outcome refused(std::string_view step, const Reply& r, OutcomeClass on_5xx) {
 }
 
 ClientSession::ClientSession(asio::any_io_executor executor, Login login, Clock::time_point deadline)
-    : executor_(executor),
-      login_(std::move(login)),
-      deadline_(deadline),
-      control_(executor, protocol::Dialect::ftp) {}
+    : executor_(executor), login_(std::move(login)), deadline_(deadline), control_(executor, protocol::Dialect::ftp) {}
 
 protocol::Timeout ClientSession::step_timeout() const {
   const auto left = std::chrono::duration_cast<protocol::Timeout>(deadline_ - Clock::now());
@@ -81,11 +78,12 @@ asio::awaitable<std::optional<Outcome>> ClientSession::open() {
   if (!user) co_return failed;
   if (user->code == 331) {
     if (!login_.password) {
-      co_return Outcome::misconfigured("USER: the server asks for a password and the target has no password_file", "331");
+      co_return Outcome::misconfigured("USER: the server asks for a password and the target has no password_file",
+                                       "331");
     }
     auto pass = co_await exchange(
-        "PASS " + *login_.password, [](const Reply& r) { return r.code == 230; }, failed,
-        OutcomeClass::misconfigured, std::string("PASS ****"));
+        "PASS " + *login_.password, [](const Reply& r) { return r.code == 230; }, failed, OutcomeClass::misconfigured,
+        std::string("PASS ****"));
     if (!pass) co_return failed;
   }
   co_return std::nullopt;
@@ -95,11 +93,13 @@ asio::awaitable<std::optional<Outcome>> ClientSession::open_data(Connection& dat
   std::optional<Outcome> failed;
   std::optional<std::uint16_t> port;
   if (control_.remote_is_v6()) {
-    auto reply = co_await exchange("EPSV", [](const Reply& r) { return r.code == 229; }, failed);
+    auto reply = co_await exchange(
+        "EPSV", [](const Reply& r) { return r.code == 229; }, failed);
     if (!reply) co_return failed;
     port = parse_epsv_port(reply->text);
   } else {
-    auto reply = co_await exchange("PASV", [](const Reply& r) { return r.code == 227; }, failed);
+    auto reply = co_await exchange(
+        "PASV", [](const Reply& r) { return r.code == 227; }, failed);
     if (!reply) co_return failed;
     port = parse_pasv_port(reply->text);
   }

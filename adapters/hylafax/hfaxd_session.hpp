@@ -61,9 +61,10 @@ class ClientSession {
   // outcome to report is left in `failed` (530 misconfigured, another 5xx
   // `on_5xx`, 4xx or a broken connection transient).
   using Accept = std::function<bool(const protocol::Reply&)>;
-  boost::asio::awaitable<std::optional<protocol::Reply>> exchange(
-      std::string line, Accept ok, std::optional<Outcome>& failed, OutcomeClass on_5xx = OutcomeClass::permanent,
-      std::optional<std::string> shown = std::nullopt);
+  boost::asio::awaitable<std::optional<protocol::Reply>> exchange(std::string line, Accept ok,
+                                                                  std::optional<Outcome>& failed,
+                                                                  OutcomeClass on_5xx = OutcomeClass::permanent,
+                                                                  std::optional<std::string> shown = std::nullopt);
 
   // A passive data connection to the control connection's peer: the port
   // comes from the server, the address never does.

@@ -106,7 +106,8 @@ class FaxSession {
     // The document: STOT stores it under a name the server chooses.
     Connection data(executor_, protocol::Dialect::ftp);
     if (auto data_failed = co_await session_.open_data(data)) co_return data_failed;
-    auto stot = co_await exchange("STOT", [](const Reply& r) { return r.code == 150 || r.code == 125; }, failed);
+    auto stot = co_await exchange(
+        "STOT", [](const Reply& r) { return r.code == 150 || r.code == 125; }, failed);
     if (!stot) co_return failed;
     const auto file = hylafax::parse_stot_file(stot->text);
     if (!file) co_return Outcome::transient("STOT: no file name in \"" + protocol::reply_summary(*stot) + "\"");
@@ -155,10 +156,10 @@ class FaxSession {
       const bool lost_a_value_we_set =
           submitted->code == 504 && submitted->text.find("DIALSTRING") != std::string::npos;
       co_return hylafax::refused("JSUBM (job " + job_id + ")", *submitted,
-                        lost_a_value_we_set ? OutcomeClass::transient : OutcomeClass::permanent);
+                                 lost_a_value_we_set ? OutcomeClass::transient : OutcomeClass::permanent);
     }
-    spdlog::info("hylafax.submitted id={} target={} job={} attempt={}", delivery_.referral_id, delivery_.target,
-                 job_id, delivery_.attempt);
+    spdlog::info("hylafax.submitted id={} target={} job={} attempt={}", delivery_.referral_id, delivery_.target, job_id,
+                 delivery_.attempt);
     co_return std::nullopt;
   }
 
@@ -167,10 +168,12 @@ class FaxSession {
     asio::steady_timer timer(executor_);
     std::optional<Outcome> failed;
     while (true) {
-      if (!co_await exchange("JOB " + job_id, [](const Reply& r) { return r.code == 200; }, failed)) {
+      if (!co_await exchange(
+              "JOB " + job_id, [](const Reply& r) { return r.code == 200; }, failed)) {
         co_return std::move(*failed);
       }
-      auto state_reply = co_await exchange("JPARM STATE", [](const Reply& r) { return r.code == 213; }, failed);
+      auto state_reply = co_await exchange(
+          "JPARM STATE", [](const Reply& r) { return r.code == 213; }, failed);
       if (!state_reply) co_return std::move(*failed);
       const auto state = hylafax::parse_job_state(state_reply->text);
       if (state == hylafax::JobState::done) {
@@ -185,8 +188,8 @@ class FaxSession {
       const auto next = Clock::now() + settings_.poll_interval;
       if (next + std::chrono::seconds(1) >= session_.deadline()) {
         const auto waited = std::chrono::duration_cast<Duration>(Clock::now() - started);
-        co_return Outcome::transient("HylaFAX job " + job_id + " still " +
-                                     std::string(hylafax::to_string(state)) + " after " + format_duration(waited) +
+        co_return Outcome::transient("HylaFAX job " + job_id + " still " + std::string(hylafax::to_string(state)) +
+                                     " after " + format_duration(waited) +
                                      " (the next attempt resumes waiting for it)");
       }
       timer.expires_at(next);
@@ -233,9 +236,8 @@ HylafaxSettings hylafax_settings(const TargetConfig& target) {
   s.from_user = text("from_user", "referrald");
   if (target.get_string("notify_address") != nullptr) s.notify_address = text("notify_address", "");
   s.password = protocol::read_secret(target, "password_file");
-  if (s.password && std::any_of(s.password->begin(), s.password->end(), [](char c) {
-        return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
-      })) {
+  if (s.password && std::any_of(s.password->begin(), s.password->end(),
+                                [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
     throw target_error(target, "password_file", "the password must not hold control characters");
   }
   const std::string* done_when = target.get_string("done_when");

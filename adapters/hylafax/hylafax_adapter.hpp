@@ -27,12 +27,12 @@ struct HylafaxSettings {
   std::string user;
   std::optional<std::string> password;
   std::string dial;
-  bool to_referrer = false;  // recipient = "referrer": dial each delivery's recipient instead
+  bool to_referrer = false;    // recipient = "referrer": dial each delivery's recipient instead
   std::string notify_address;  // empty: the server's default (user@client host)
   std::string from_user;
   bool wait_until_done = false;
   Duration poll_interval{std::chrono::seconds(30)};
-  Duration budget{std::chrono::seconds(54)};  // the whole send, under the target's timeout
+  Duration budget{std::chrono::seconds(54)};      // the whole send, under the target's timeout
   Duration io_timeout{std::chrono::seconds(30)};  // one connect, read or write at most
 };
 

@@ -180,8 +180,7 @@ bool quotable(std::string_view value) {
 std::string job_tag(std::string_view identity) {
   std::string out(identity);
   for (auto& c : out) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '.' || c == '_' ||
-                    c == '-';
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '.' || c == '_' || c == '-';
     if (!ok) c = '_';
   }
   return out;

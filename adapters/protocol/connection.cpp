@@ -61,8 +61,8 @@ asio::awaitable<bool> Connection::connect(std::string host, std::uint16_t port, 
     // The resolver has no deadline of its own: race it against one.
     asio::steady_timer timer(impl_->stream.get_executor());
     timer.expires_at(deadline);
-    auto raced = co_await (impl_->resolver.async_resolve(host, std::to_string(port), as_result) ||
-                           timer.async_wait(as_result));
+    auto raced =
+        co_await (impl_->resolver.async_resolve(host, std::to_string(port), as_result) || timer.async_wait(as_result));
     if (raced.index() == 1) {
       error_ = "resolve " + host + ": timed out after " + format_duration(timeout);
       co_return false;

@@ -111,8 +111,6 @@ std::string printable(std::string_view text, std::size_t max_bytes) {
   return out;
 }
 
-std::string reply_summary(const Reply& reply) {
-  return std::to_string(reply.code) + " " + printable(reply.text, 160);
-}
+std::string reply_summary(const Reply& reply) { return std::to_string(reply.code) + " " + printable(reply.text, 160); }
 
 }  // namespace referrald::protocol

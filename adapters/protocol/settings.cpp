@@ -6,9 +6,7 @@
 
 namespace referrald::protocol {
 
-namespace {
-
-}  // namespace
+namespace {}  // namespace
 
 HostPort target_host_port(const TargetConfig& target, const std::string& key) {
   const std::string* text = target.get_string(key);

@@ -222,8 +222,8 @@ std::optional<Mailbox> parse_mailbox(std::string_view text, std::string* problem
   }
   for (char c : address) {
     const auto u = static_cast<unsigned char>(c);
-    if (u <= 0x20 || u >= 0x7F || c == '<' || c == '>' || c == '(' || c == ')' || c == ',' || c == ';' ||
-        c == '"' || c == '\\') {
+    if (u <= 0x20 || u >= 0x7F || c == '<' || c == '>' || c == '(' || c == ')' || c == ',' || c == ';' || c == '"' ||
+        c == '\\') {
       return fail("the address holds a character it may not (spaces, brackets, quotes, non-ASCII)");
     }
   }

@@ -39,7 +39,7 @@ struct MailMessage {
   std::string subject;     // UTF-8, one line
   std::string message_id;  // without the angle brackets: identity@domain
   std::chrono::system_clock::time_point date;
-  std::string text;        // UTF-8, "\n" line ends
+  std::string text;  // UTF-8, "\n" line ends
   std::vector<MailAttachment> attachments;
 };
 

@@ -34,7 +34,6 @@ size_t read_upload(char* buffer, size_t size, size_t count, void* user) {
   return n;
 }
 
-
 // smtp://host:port[/helo]: the URL path is the EHLO name; `helo` replaces it.
 std::string with_helo(const std::string& url, const std::string& helo) {
   const auto scheme_end = url.find("://");
@@ -124,7 +123,10 @@ SmtpSettings smtp_settings(const TargetConfig& target) {
 void check_smtp_target(const TargetConfig& target, const OfficeConfig&) { smtp_settings(target); }
 
 SmtpAdapter::SmtpAdapter(const TargetConfig& target, CurlPool& curl, OfficeConfig office, const Clock& clock)
-    : target_name_(target.name), to_referrer_(target.to_referrer()), curl_(curl), office_(std::move(office)),
+    : target_name_(target.name),
+      to_referrer_(target.to_referrer()),
+      curl_(curl),
+      office_(std::move(office)),
       clock_(clock) {
   SmtpSettings s = smtp_settings(target);
   url_ = std::move(s.url);
@@ -149,9 +151,10 @@ SmtpAdapter::SmtpAdapter(const TargetConfig& target, CurlPool& curl, OfficeConfi
   }
   budget_ = protocol::send_budget(target.timeout);
   if (!default_document_fonts().unicode_font) {
-    spdlog::warn("smtp.font_missing target={} font=\"{}\" note=\"names outside Windows-1252 will show as ? in the "
-                 "PDF; install fonts-dejavu-core\"",
-                 target.name, unicode_font_hint);
+    spdlog::warn(
+        "smtp.font_missing target={} font=\"{}\" note=\"names outside Windows-1252 will show as ? in the "
+        "PDF; install fonts-dejavu-core\"",
+        target.name, unicode_font_hint);
   }
 }
 
@@ -243,7 +246,8 @@ void SmtpAdapter::configure(CURL* curl, SmtpTransfer& transfer) const {
   curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(transfer.message.size()));
   // What is left of the send budget (see send()); rendering already spent some.
   const auto now = std::chrono::steady_clock::now();
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(transfer.deadline.value_or(now + budget_) - now);
+  const auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(transfer.deadline.value_or(now + budget_) - now);
   const long timeout_ms = static_cast<long>(std::max<std::int64_t>(1, left.count()));
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, std::min(timeout_ms, 30000L));
@@ -292,10 +296,8 @@ Outcome classify_smtp_result(const CurlResult& r) {
     case CURLE_UNSUPPORTED_PROTOCOL:
     case CURLE_URL_MALFORMAT:
     case CURLE_NOT_BUILT_IN:
-    case CURLE_AUTH_ERROR:
-      return Outcome::misconfigured(message, code);
-    default:
-      break;
+    case CURLE_AUTH_ERROR: return Outcome::misconfigured(message, code);
+    default: break;
   }
   if (reply == 530 || reply == 535) return Outcome::misconfigured(message, code);
   if (reply >= 400 && reply < 500) return Outcome::transient(message, code);

@@ -34,8 +34,8 @@ struct SmtpTransfer {
   struct SlistDeleter {
     void operator()(curl_slist* list) const { curl_slist_free_all(list); }
   };
-  std::string message;      // CRLF, ready for DATA
-  std::size_t offset = 0;   // how much of it libcurl has read
+  std::string message;     // CRLF, ready for DATA
+  std::size_t offset = 0;  // how much of it libcurl has read
   std::unique_ptr<curl_slist, SlistDeleter> recipients;
   std::vector<Mailbox> to;  // the envelope's recipients (SmtpAdapter::recipients); empty: the target's `to`
   // When the transfer must be over; unset: the adapter's whole send budget from now.

@@ -24,7 +24,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-
 // What a negative reply to one step means for the delivery.
 enum class Step { logi, site, page, mess, send };
 
@@ -170,8 +169,8 @@ asio::awaitable<Outcome> SnppAdapter::send(const Delivery& delivery) {
   auto greeting = co_await conn.read_reply(step_timeout());
   if (!greeting) co_return noted(io_failure(conn));
   if (greeting->reply_class() != 2) {
-    co_return noted(Outcome::transient("server refused the session: " + reply_summary(*greeting),
-                                       std::to_string(greeting->code)));
+    co_return noted(
+        Outcome::transient("server refused the session: " + reply_summary(*greeting), std::to_string(greeting->code)));
   }
 
   Outcome outcome = Outcome::transient("not sent");

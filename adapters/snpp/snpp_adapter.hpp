@@ -27,7 +27,7 @@ struct SnppSettings {
   std::size_t max_message_length = 128;
   bool hylafax = false;
   std::uint16_t hylafax_port = 4559;  // hfaxd's client protocol, for the repeat check; 0: no check
-  std::string callback_phone;  // the office's phone
+  std::string callback_phone;         // the office's phone
   Duration budget{std::chrono::seconds(54)};
   Duration io_timeout{std::chrono::seconds(30)};
 };

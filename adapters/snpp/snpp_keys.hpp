@@ -15,7 +15,7 @@ inline constexpr KeySpec snpp_keys[] = {
     {"password_file", KeyKind::path, false},
     {"pager_id", KeyKind::string, true},
     {"max_message_length", KeyKind::integer, false},
-    {"hylafax", KeyKind::boolean, false},  // HylaFAX's SNPP server speaks a dialect
+    {"hylafax", KeyKind::boolean, false},       // HylaFAX's SNPP server speaks a dialect
     {"hylafax_port", KeyKind::integer, false},  // hfaxd's client protocol: the repeat check
 };
 

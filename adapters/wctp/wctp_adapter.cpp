@@ -50,8 +50,9 @@ WctpSettings wctp_settings(const TargetConfig& target, const OfficeConfig& offic
   if (const std::string* ca = target.get_string("ca_file")) s.ca_file = *ca;
   if (auto length = target.get_integer("max_message_length")) {
     if (*length < static_cast<std::int64_t>(min_wctp_page_length)) {
-      throw target_error(target, "max_message_length", "must be at least " + std::to_string(min_wctp_page_length) +
-                                     " (a reference number and the urgency), got " + std::to_string(*length));
+      throw target_error(target, "max_message_length",
+                         "must be at least " + std::to_string(min_wctp_page_length) +
+                             " (a reference number and the urgency), got " + std::to_string(*length));
     }
     s.max_message_length = static_cast<std::size_t>(*length);
   }

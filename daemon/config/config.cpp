@@ -90,8 +90,7 @@ bool is_ipv6(const std::string& host) {
 bool is_host_name(std::string_view host) {
   if (host.empty() || host.size() > 253 || host.front() == '-' || host.front() == '.') return false;
   return std::all_of(host.begin(), host.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
   });
 }
 
@@ -107,8 +106,7 @@ struct HostPort {
 
 // Either the parsed address or the message explaining what is wrong with it.
 std::variant<HostPort, std::string> parse_host_port(std::string_view text, HostRule rule) {
-  const std::string shape_error =
-      R"(expected "host:port" with a port in 1..65535, got )" + quote(text);
+  const std::string shape_error = R"(expected "host:port" with a port in 1..65535, got )" + quote(text);
   std::string host;
   std::string_view port_text;
   bool bracketed = false;
@@ -261,8 +259,8 @@ constexpr std::string_view credential_prefix = "credential:";
 bool is_credential_name(std::string_view name) {
   return !name.empty() && name.size() <= 255 && name != "." && name != ".." &&
          std::all_of(name.begin(), name.end(), [](char c) {
-           return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-                  c == '_' || c == '.' || c == '@' || c == ':';
+           return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+                  c == '.' || c == '@' || c == ':';
          });
 }
 
@@ -278,14 +276,12 @@ class Loader : public TomlReader {
   std::shared_ptr<const KeyRing> load_encryption_keys(std::string_view text);
 
  private:
-
   fs::path resolve(std::string_view text) const;
   std::optional<fs::path> path_setting(std::string_view text, PathCheck check, Secret secret, Where at,
                                        const std::string& key);
-  std::optional<fs::path> check_path(const fs::path& path, PathCheck check, Where at,
-                                     const std::string& key);
-  std::optional<fs::path> get_path(const Scope& scope, std::string_view name, PathCheck check,
-                                   bool is_required = false, Secret secret = Secret::no);
+  std::optional<fs::path> check_path(const fs::path& path, PathCheck check, Where at, const std::string& key);
+  std::optional<fs::path> get_path(const Scope& scope, std::string_view name, PathCheck check, bool is_required = false,
+                                   Secret secret = Secret::no);
 
   void read_http(const toml::table& root, HttpConfig& http);
   void read_listen(const toml::node& node, const std::string& key, std::vector<ListenEndpoint>& out);
@@ -300,8 +296,7 @@ class Loader : public TomlReader {
   Duration lease_{std::chrono::minutes(5)};  // [delivery] lease, read before the targets
   OfficeConfig office_;                      // [office], read before the targets: channels' checks see it
   void read_target(const Scope& scope, TargetConfig& target);
-  void read_target_setting(const Scope& scope, const KeySpec& spec, const std::string& type,
-                           TargetConfig& target);
+  void read_target_setting(const Scope& scope, const KeySpec& spec, const std::string& type, TargetConfig& target);
   // Every target name the file defines, even one whose other settings are
   // wrong: it is still a name a route may use, and reporting it unknown as
   // well would only add noise.
@@ -312,8 +307,7 @@ class Loader : public TomlReader {
   void read_notify(const Scope& scope, std::string_view name, const std::set<std::string, std::less<>>& names,
                    const std::function<std::optional<std::string>(const std::string&)>& refuse,
                    std::vector<std::string>& out);
-  void read_routes(const toml::table& root, const std::vector<TargetConfig>& targets,
-                   std::vector<Route>& routes);
+  void read_routes(const toml::table& root, const std::vector<TargetConfig>& targets, std::vector<Route>& routes);
   void read_intake(const toml::table& root, IntakeConfig& intake);
   void read_escalations(const toml::table& root, const std::vector<TargetConfig>& targets,
                         std::vector<EscalationLadder>& ladders);
@@ -344,8 +338,8 @@ class Loader : public TomlReader {
   }
 
   LoadOptions options_;
-  fs::path file_path_;   // absolute
-  fs::path base_dir_;    // relative paths resolve here
+  fs::path file_path_;  // absolute
+  fs::path base_dir_;   // relative paths resolve here
 };
 
 fs::path Loader::resolve(std::string_view text) const {
@@ -354,8 +348,7 @@ fs::path Loader::resolve(std::string_view text) const {
   return path.lexically_normal();
 }
 
-std::optional<fs::path> Loader::check_path(const fs::path& path, PathCheck check, Where at,
-                                           const std::string& key) {
+std::optional<fs::path> Loader::check_path(const fs::path& path, PathCheck check, Where at, const std::string& key) {
   std::error_code ec;
   const auto status = fs::status(path, ec);
   const bool exists = fs::exists(status);
@@ -410,8 +403,8 @@ std::optional<fs::path> Loader::check_path(const fs::path& path, PathCheck check
   return path;
 }
 
-std::optional<fs::path> Loader::get_path(const Scope& scope, std::string_view name, PathCheck check,
-                                         bool is_required, Secret secret) {
+std::optional<fs::path> Loader::get_path(const Scope& scope, std::string_view name, PathCheck check, bool is_required,
+                                         Secret secret) {
   const toml::node* node = is_required ? required(scope, name) : scope.get(name);
   if (!node) return std::nullopt;
   const auto text = string_value(*node, scope.key(name));
@@ -429,7 +422,8 @@ std::optional<fs::path> Loader::path_setting(std::string_view text, PathCheck ch
   if (secret != Secret::may_be_credential) {
     add(at, key,
         "a credential can stand only for a secret file (password_file, security_code_file, ca_file, "
-        "http.tls_certificate, http.tls_private_key, storage.encryption_keys), got " + quote(text));
+        "http.tls_certificate, http.tls_private_key, storage.encryption_keys), got " +
+            quote(text));
     return std::nullopt;
   }
   const std::string_view name = text.substr(credential_prefix.size());
@@ -440,8 +434,8 @@ std::optional<fs::path> Loader::path_setting(std::string_view text, PathCheck ch
     return std::nullopt;
   }
   const char* variable = std::getenv("CREDENTIALS_DIRECTORY");
-  const fs::path directory = variable != nullptr && variable[0] != '\0' ? fs::path(variable)
-                                                                        : options_.credentials_fallback;
+  const fs::path directory =
+      variable != nullptr && variable[0] != '\0' ? fs::path(variable) : options_.credentials_fallback;
   if (directory.empty()) {
     add(at, key,
         "credential " + quote(name) +
@@ -479,10 +473,9 @@ void Loader::read_listen(const toml::node& node, const std::string& key, std::ve
 
 void Loader::read_http(const toml::table& root, HttpConfig& http) {
   const Scope scope = section(root, "http");
-  check_keys(scope, {"listen", "tls_certificate", "tls_private_key", "api_keys", "max_body_bytes",
-                     "max_header_bytes", "max_connections", "max_connections_per_client", "threads",
-                     "read_timeout", "write_timeout", "idle_timeout", "rate_limit_per_minute", "rate_limit_burst",
-                     "public_origins", "office_api_keys"});
+  check_keys(scope, {"listen", "tls_certificate", "tls_private_key", "api_keys", "max_body_bytes", "max_header_bytes",
+                     "max_connections", "max_connections_per_client", "threads", "read_timeout", "write_timeout",
+                     "idle_timeout", "rate_limit_per_minute", "rate_limit_burst", "public_origins", "office_api_keys"});
 
   if (const toml::node* listen = scope.get("listen")) {
     read_listen(*listen, scope.key("listen"), http.listen);
@@ -540,7 +533,8 @@ void Loader::read_http(const toml::table& root, HttpConfig& http) {
         } else {
           add(Where(*element), key,
               R"(expected an origin like "https://referrals.example.org" or "http://127.0.0.1:8080" )"
-              "(scheme, host, optional port; no path), got " + quote(text));
+              "(scheme, host, optional port; no path), got " +
+                  quote(text));
         }
       }
     }
@@ -642,8 +636,8 @@ void Loader::read_delivery(const toml::table& root, DeliveryConfig& delivery) {
     // Point at whichever of the two the operator wrote; max_backoff if both.
     if (const toml::node* node = scope.get("max_backoff")) {
       add(Where(*node), scope.key("max_backoff"),
-          "must not be less than delivery.initial_backoff (" + format_duration(delivery.initial_backoff) +
-              "), got " + quote(format_duration(delivery.max_backoff)));
+          "must not be less than delivery.initial_backoff (" + format_duration(delivery.initial_backoff) + "), got " +
+              quote(format_duration(delivery.max_backoff)));
     } else if (const toml::node* initial = scope.get("initial_backoff")) {
       add(Where(*initial), scope.key("initial_backoff"),
           "must not exceed delivery.max_backoff (" + format_duration(delivery.max_backoff) + "), got " +
@@ -660,8 +654,7 @@ void Loader::read_log(const toml::table& root, std::string& level) {
 
 void Loader::read_office(const toml::table& root, OfficeConfig& office) {
   const Scope scope = section(root, "office");
-  check_keys(scope,
-             {"name", "phone", "fax", "pager", "time_zone", "open_days", "opens", "closes", "holidays"});
+  check_keys(scope, {"name", "phone", "fax", "pager", "time_zone", "open_days", "opens", "closes", "holidays"});
   if (auto v = get_string(scope, "name")) office.name = std::move(*v);
   if (auto v = get_string(scope, "phone")) office.phone = std::move(*v);
   if (auto v = get_string(scope, "fax")) office.fax = std::move(*v);
@@ -720,8 +713,7 @@ void Loader::read_office(const toml::table& root, OfficeConfig& office) {
     if (closes <= opens) {
       const toml::node* node = scope.get("closes") ? scope.get("closes") : scope.get("opens");
       add(node ? Where(*node) : Where{scope.line}, scope.key("closes"),
-          "must be after office.opens (" + format_time_of_day(opens) + "), got " +
-              quote(format_time_of_day(closes)));
+          "must be after office.opens (" + format_time_of_day(opens) + "), got " + quote(format_time_of_day(closes)));
     } else {
       hours.opens = opens;
       hours.closes = closes;
@@ -829,8 +821,7 @@ void Loader::read_target_setting(const Scope& scope, const KeySpec& spec, const 
         add(at, key, "must not contain a user name or password (use username and password_file)");
         return;
       }
-      const bool scheme_ok = separator != std::string::npos &&
-                             (spec.allowed.empty() || contains(spec.allowed, scheme));
+      const bool scheme_ok = separator != std::string::npos && (spec.allowed.empty() || contains(spec.allowed, scheme));
       if (!scheme_ok || authority.empty()) {
         std::vector<std::string> forms;
         for (const auto s : spec.allowed) forms.push_back(std::string(s) + "://");
@@ -846,8 +837,8 @@ void Loader::read_target_setting(const Scope& scope, const KeySpec& spec, const 
 
 bool is_target_name(std::string_view name) {
   return std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '_' || c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+           c == '.';
   });
 }
 
@@ -859,8 +850,7 @@ void Loader::read_target(const Scope& scope, TargetConfig& target) {
       if (is_target_name(*name)) {
         target.name = std::move(*name);
       } else {
-        add(Where(*node), scope.key("name"),
-            R"(expected letters, digits, ".", "_" or "-" only, got )" + quote(*name));
+        add(Where(*node), scope.key("name"), R"(expected letters, digits, ".", "_" or "-" only, got )" + quote(*name));
       }
     }
   }
@@ -928,8 +918,8 @@ void Loader::read_targets(const toml::table& root, std::vector<TargetConfig>& ta
       const auto [it, inserted] = first_line.emplace(target.name, target.line);
       if (!inserted) {
         add(Where(*scope.get("name")), scope.key("name"),
-            "duplicate target name " + quote(target.name) + " (first defined at line " +
-                std::to_string(it->second) + ")");
+            "duplicate target name " + quote(target.name) + " (first defined at line " + std::to_string(it->second) +
+                ")");
         continue;
       }
     }
@@ -1091,7 +1081,8 @@ void Loader::read_closed_loop(const toml::table& root, const Config& config, Clo
     }
   }
   const auto names = target_names(root, config.targets);
-  read_notify(scope, "notify", names, [](const std::string&) { return std::optional<std::string>(); }, loop.notify);
+  read_notify(
+      scope, "notify", names, [](const std::string&) { return std::optional<std::string>(); }, loop.notify);
 
   read_duration(scope, "ack_link_ttl", loop.ack_link_ttl);
   if (const toml::node* node = scope.get("link_origin")) {

@@ -39,17 +39,17 @@ struct HttpConfig {
   // resolved here to $CREDENTIALS_DIRECTORY/NAME.
   std::filesystem::path tls_certificate;
   std::filesystem::path tls_private_key;
-  std::vector<Sha256> api_keys;           // SHA-256 of each bearer token: submit, read their own
-  std::vector<Sha256> office_api_keys;    // the office's systems: read every referral, change status
+  std::vector<Sha256> api_keys;         // SHA-256 of each bearer token: submit, read their own
+  std::vector<Sha256> office_api_keys;  // the office's systems: read every referral, change status
   std::size_t max_body_bytes = 65536;
   std::size_t max_header_bytes = 8192;
   std::size_t max_connections = 1024;
   std::size_t max_connections_per_client = 128;  // per client address
-  unsigned threads = 2;                    // I/O threads
+  unsigned threads = 2;                          // I/O threads
   Duration read_timeout{std::chrono::seconds(10)};
   Duration write_timeout{std::chrono::seconds(10)};
   Duration idle_timeout{std::chrono::seconds(30)};
-  unsigned rate_limit_per_minute = 600;   // per client address; 0 disables
+  unsigned rate_limit_per_minute = 600;  // per client address; 0 disables
   unsigned rate_limit_burst = 120;
   // The origins browsers reach the form at ("https://referrals.example.org",
   // "http://127.0.0.1:8080"): lower case, no path, the port only when not the
@@ -122,14 +122,13 @@ struct IntakeConfig {
   std::filesystem::path identity_key;
 };
 
-
 struct Config {
-  std::filesystem::path file;          // the configuration file itself
+  std::filesystem::path file;  // the configuration file itself
   HttpConfig http;
   StorageConfig storage;
   std::filesystem::path rules_file;
-  std::filesystem::path schema_dir;    // [paths] schemas
-  std::filesystem::path web_dir;       // [paths] web
+  std::filesystem::path schema_dir;  // [paths] schemas
+  std::filesystem::path web_dir;     // [paths] web
   DeliveryConfig delivery;
   OfficeConfig office;
   std::vector<TargetConfig> targets;
@@ -137,7 +136,7 @@ struct Config {
   IntakeConfig intake;
   std::vector<EscalationLadder> escalations;  // [[escalation]]
   ClosedLoopConfig closed_loop;
-  std::string log_level = "info";      // trace|debug|info|warn|error
+  std::string log_level = "info";  // trace|debug|info|warn|error
 };
 
 struct Configuration {

@@ -15,11 +15,11 @@ struct TargetConfig;
 struct OfficeConfig;
 
 enum class KeyKind {
-  string,       // any non-empty string
-  path,         // a file that must exist; resolved relative to the config file, or
-                // "credential:NAME" for $CREDENTIALS_DIRECTORY/NAME (systemd LoadCredential=)
-  directory,    // a directory (created at start if missing); resolved likewise
-  integer,      // a non-negative integer
+  string,     // any non-empty string
+  path,       // a file that must exist; resolved relative to the config file, or
+              // "credential:NAME" for $CREDENTIALS_DIRECTORY/NAME (systemd LoadCredential=)
+  directory,  // a directory (created at start if missing); resolved likewise
+  integer,    // a non-negative integer
   boolean,
   duration,     // "30s"
   string_list,  // array of non-empty strings

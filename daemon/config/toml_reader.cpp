@@ -180,8 +180,8 @@ std::optional<std::string> TomlReader::get_string(const Scope& scope, std::strin
   return string_value(*node, scope.key(name));
 }
 
-std::optional<std::string> TomlReader::enum_value(const toml::node& node, const std::string& key,
-                                                  std::string_view what, std::span<const std::string_view> known) {
+std::optional<std::string> TomlReader::enum_value(const toml::node& node, const std::string& key, std::string_view what,
+                                                  std::span<const std::string_view> known) {
   auto value = string_value(node, key);
   if (value && !contains(known, *value)) {
     add(node, key, "unknown " + std::string(what) + " " + quote(*value) + " (known: " + join(known) + ")");
@@ -197,8 +197,8 @@ std::optional<std::string> TomlReader::get_enum(const Scope& scope, std::string_
   return enum_value(*node, scope.key(name), what, known);
 }
 
-std::optional<std::int64_t> TomlReader::integer_value(const toml::node& node, const std::string& key,
-                                                      std::int64_t min, std::int64_t max) {
+std::optional<std::int64_t> TomlReader::integer_value(const toml::node& node, const std::string& key, std::int64_t min,
+                                                      std::int64_t max) {
   const auto* integer = node.as_integer();
   if (!integer) {
     add(node, key, "expected an integer, got " + type_name(node));

@@ -64,7 +64,10 @@ struct Where {
 struct Scope {
   explicit Scope(const toml::table* scope_table = nullptr, std::string key_prefix = {}, int header_line = 0,
                  bool already_reported = false, int header_column = 0)
-      : table(scope_table), prefix(std::move(key_prefix)), line(header_line), reported(already_reported),
+      : table(scope_table),
+        prefix(std::move(key_prefix)),
+        line(header_line),
+        reported(already_reported),
         column(header_column) {}
 
   const toml::table* table;
@@ -130,8 +133,8 @@ class TomlReader {
   // An integer in min..max.
   std::optional<std::int64_t> integer_value(const toml::node& node, const std::string& key, std::int64_t min,
                                             std::int64_t max);
-  std::optional<std::int64_t> get_integer(const Scope& scope, std::string_view name, std::int64_t min,
-                                          std::int64_t max, bool is_required = false);
+  std::optional<std::int64_t> get_integer(const Scope& scope, std::string_view name, std::int64_t min, std::int64_t max,
+                                          bool is_required = false);
   template <class T>
   void read_integer(const Scope& scope, std::string_view name, std::int64_t min, std::int64_t max, T& out) {
     if (const auto v = get_integer(scope, name, min, max)) out = static_cast<T>(*v);

@@ -44,10 +44,10 @@ struct Delivery {
   std::vector<Reason> reasons;
   std::string document;  // the referral JSON (PHI: never logged)
 
-  DeliveryPurpose purpose;                      // intake, escalation-N, notice-N
-  std::optional<std::string> duplicate_of;      // a possible duplicate of this open referral
-  std::optional<EscalationNotice> escalation;   // set for escalation-N
-  std::optional<StatusNotice> notice;           // set for notice-N
+  DeliveryPurpose purpose;                     // intake, escalation-N, notice-N
+  std::optional<std::string> duplicate_of;     // a possible duplicate of this open referral
+  std::optional<EscalationNotice> escalation;  // set for escalation-N
+  std::optional<StatusNotice> notice;          // set for notice-N
   // For a target with recipient = "referrer": the referrer's email address
   // or fax number from the referral, which replaces the target's own.
   std::optional<std::string> recipient;

@@ -5,15 +5,15 @@
 
 namespace referrald {
 
-std::optional<std::chrono::system_clock::time_point> next_retry(
-    const RetryPolicy& policy, int attempts_made, std::chrono::system_clock::time_point created,
-    std::chrono::system_clock::time_point now, double jitter) noexcept {
+std::optional<std::chrono::system_clock::time_point> next_retry(const RetryPolicy& policy, int attempts_made,
+                                                                std::chrono::system_clock::time_point created,
+                                                                std::chrono::system_clock::time_point now,
+                                                                double jitter) noexcept {
   if (attempts_made >= policy.max_attempts) return std::nullopt;
   if (now - created >= policy.give_up_after) return std::nullopt;
   // initial * 2^(n-1), computed in double to avoid overflow, then capped.
   const double nominal_ms =
-      std::min(static_cast<double>(policy.initial_backoff.count()) *
-                   std::pow(2.0, std::max(0, attempts_made - 1)),
+      std::min(static_cast<double>(policy.initial_backoff.count()) * std::pow(2.0, std::max(0, attempts_made - 1)),
                static_cast<double>(policy.max_backoff.count()));
   const double factor = 0.5 + 0.5 * std::clamp(jitter, 0.0, 1.0);
   const auto delay = Duration{static_cast<Duration::rep>(nominal_ms * factor)};

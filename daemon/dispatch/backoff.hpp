@@ -20,8 +20,9 @@ struct RetryPolicy {
 // or nullopt when the delivery should be given up (dead). `jitter` in [0, 1)
 // spreads retries over [0.5, 1.0] of the nominal delay so a recovering peer is
 // not hit by every delivery at once.
-std::optional<std::chrono::system_clock::time_point> next_retry(
-    const RetryPolicy& policy, int attempts_made, std::chrono::system_clock::time_point created,
-    std::chrono::system_clock::time_point now, double jitter) noexcept;
+std::optional<std::chrono::system_clock::time_point> next_retry(const RetryPolicy& policy, int attempts_made,
+                                                                std::chrono::system_clock::time_point created,
+                                                                std::chrono::system_clock::time_point now,
+                                                                double jitter) noexcept;
 
 }  // namespace referrald

@@ -61,8 +61,7 @@ std::optional<std::string> prepare(store::Database& db, Delivery& d, const store
   const auto status = store::status_of(db, row.referral_id);
   if (status) d.duplicate_of = status->duplicate_of;
   switch (d.purpose.kind) {
-    case PurposeKind::intake:
-      break;
+    case PurposeKind::intake: break;
     case PurposeKind::escalation: {
       EscalationNotice e;
       e.step = static_cast<int>(d.purpose.number);
@@ -99,7 +98,11 @@ std::optional<std::string> prepare(store::Database& db, Delivery& d, const store
 
 struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
   Impl(asio::any_io_executor ex, store::Writer& w, const Clock& c, DispatcherOptions o)
-      : strand(asio::make_strand(ex)), writer(w), clock(c), options(std::move(o)), wakeup(strand),
+      : strand(asio::make_strand(ex)),
+        writer(w),
+        clock(c),
+        options(std::move(o)),
+        wakeup(strand),
         rng(std::random_device{}()) {}
 
   struct TargetState {
@@ -152,8 +155,8 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
     std::vector<ClaimWant> wants;
     for (auto& [name, state] : targets) {
       if (state.in_flight < state.target.concurrency) {
-        wants.push_back({name, static_cast<int>(state.target.concurrency - state.in_flight),
-                         state.target.referrer, state.target.ack_links});
+        wants.push_back({name, static_cast<int>(state.target.concurrency - state.in_flight), state.target.referrer,
+                         state.target.ack_links});
       }
     }
     auto result = std::make_shared<Claimed>();
@@ -224,23 +227,25 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
     }
     for (const auto& u : result->unreadable) {
       ++misconfigured;
-      spdlog::error("delivery.failed id={} target={} attempt={} class=misconfigured error=\"{}\" next=dead "
-                    "(restore the key to storage.encryption_keys and reload, then: referralctl retry {})",
-                    u.referral_id, u.target, u.attempt, u.error, u.referral_id);
+      spdlog::error(
+          "delivery.failed id={} target={} attempt={} class=misconfigured error=\"{}\" next=dead "
+          "(restore the key to storage.encryption_keys and reload, then: referralctl retry {})",
+          u.referral_id, u.target, u.attempt, u.error, u.referral_id);
     }
     co_return std::move(*result);
   }
 
   asio::awaitable<void> release_leases_left_behind() {
     auto count = std::make_shared<int>(0);
-    store::Writer::Job job = [count, now = clock.now()](store::Database& db) { *count = store::release_leases(db, now); };
+    store::Writer::Job job = [count, now = clock.now()](store::Database& db) {
+      *count = store::release_leases(db, now);
+    };
     const auto result = co_await store::async_write(writer, std::move(job));
     if (result.status != store::JobStatus::committed) {
       spdlog::warn("dispatch.leases_release_failed error=\"{}\" (they are retried when their leases run out)",
                    result.error);
     } else if (*count > 0) {
-      spdlog::info("dispatch.leases_released count={} (sends a previous run did not finish; tried again now)",
-                   *count);
+      spdlog::info("dispatch.leases_released count={} (sends a previous run did not finish; tried again now)", *count);
     }
   }
 
@@ -266,8 +271,9 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
       auto delay = std::chrono::duration_cast<std::chrono::steady_clock::duration>(options.poll_interval);
       if (claimed.next_due) {
         const auto until = *claimed.next_due - clock.now();
-        if (until < delay) delay = std::max(std::chrono::steady_clock::duration::zero(),
-                                            std::chrono::duration_cast<std::chrono::steady_clock::duration>(until));
+        if (until < delay)
+          delay = std::max(std::chrono::steady_clock::duration::zero(),
+                           std::chrono::duration_cast<std::chrono::steady_clock::duration>(until));
       }
       wakeup.expires_after(delay);
       co_await wakeup.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -290,8 +296,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
     try {
       asio::steady_timer deadline(strand);
       deadline.expires_after(target.timeout);
-      auto raced = co_await (target.adapter->send(d) ||
-                             deadline.async_wait(asio::as_tuple(asio::use_awaitable)));
+      auto raced = co_await (target.adapter->send(d) || deadline.async_wait(asio::as_tuple(asio::use_awaitable)));
       if (raced.index() == 0) {
         outcome = std::get<0>(std::move(raced));
       } else {
@@ -331,9 +336,10 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
     drained->expires_after(grace);
     co_await drained->async_wait(asio::as_tuple(asio::use_awaitable));
     if (in_flight > 0 || claiming) {
-      spdlog::warn("dispatch.stop_timeout in_flight={} claiming={} (they stay leased and are sent again at the "
-                   "next start)",
-                   in_flight, claiming);
+      spdlog::warn(
+          "dispatch.stop_timeout in_flight={} claiming={} (they stay leased and are sent again at the "
+          "next start)",
+          in_flight, claiming);
     }
   }
 
@@ -377,21 +383,22 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
     if (outcome.kind == OutcomeClass::delivered) {
       spdlog::info("delivery.sent id={} target={} attempt={}", d.referral_id, d.target, d.attempt);
     } else if (outcome.kind == OutcomeClass::misconfigured) {
-      spdlog::error("delivery.failed id={} target={} attempt={} class=misconfigured code={} error=\"{}\" "
-                    "next=dead (fix the target's configuration, then: referralctl retry {})",
-                    d.referral_id, d.target, d.attempt, code, outcome.message, d.referral_id);
+      spdlog::error(
+          "delivery.failed id={} target={} attempt={} class=misconfigured code={} error=\"{}\" "
+          "next=dead (fix the target's configuration, then: referralctl retry {})",
+          d.referral_id, d.target, d.attempt, code, outcome.message, d.referral_id);
     } else {
-      spdlog::warn("delivery.failed id={} target={} attempt={} class={} code={} error=\"{}\" next={}",
-                   d.referral_id, d.target, d.attempt, store::to_string(outcome.kind), code,
-                   outcome.message, retry_at ? format_utc_timestamp(*retry_at) : std::string("dead"));
+      spdlog::warn("delivery.failed id={} target={} attempt={} class={} code={} error=\"{}\" next={}", d.referral_id,
+                   d.target, d.attempt, store::to_string(outcome.kind), code, outcome.message,
+                   retry_at ? format_utc_timestamp(*retry_at) : std::string("dead"));
     }
     store::Writer::Job job = [a](store::Database& db) { store::finish_attempt(db, a); };
     const auto result = co_await store::async_write(writer, std::move(job));
     if (result.status != store::JobStatus::committed) {
       // The row stays 'sending' under its lease and is tried again when the
       // lease expires: at-least-once, never lost.
-      spdlog::error("delivery.record_failed id={} target={} attempt={} error=\"{}\"", d.referral_id,
-                    d.target, d.attempt, result.error);
+      spdlog::error("delivery.record_failed id={} target={} attempt={} error=\"{}\"", d.referral_id, d.target,
+                    d.attempt, result.error);
     }
   }
 };
@@ -458,8 +465,8 @@ std::optional<std::string> referrer_recipient(const std::string& document, Refer
 }
 
 DispatcherStats Dispatcher::stats() const {
-  return {impl_->delivered.load(), impl_->transient.load(), impl_->permanent.load(),
-          impl_->misconfigured.load(), impl_->in_flight_count.load()};
+  return {impl_->delivered.load(), impl_->transient.load(), impl_->permanent.load(), impl_->misconfigured.load(),
+          impl_->in_flight_count.load()};
 }
 
 }  // namespace referrald

@@ -39,7 +39,7 @@ struct DispatcherOptions {
   RetryPolicy retry;
   Duration lease{std::chrono::minutes(5)};
   Duration poll_interval{std::chrono::seconds(1)};  // picks up referralctl's changes
-  std::string link_origin;                           // empty: no acknowledgement links
+  std::string link_origin;                          // empty: no acknowledgement links
   Duration ack_link_ttl{std::chrono::hours(24 * 7)};
 };
 

@@ -54,7 +54,8 @@ bool is_json_content_type(std::string_view value) {
     const auto eq = parameter.find('=');
     if (trimmed_lower(std::string_view(parameter).substr(0, eq)) != "charset") continue;
     auto charset = eq == std::string::npos ? std::string() : trimmed_lower(std::string_view(parameter).substr(eq + 1));
-    if (charset.size() >= 2 && charset.front() == '"' && charset.back() == '"') charset = charset.substr(1, charset.size() - 2);
+    if (charset.size() >= 2 && charset.front() == '"' && charset.back() == '"')
+      charset = charset.substr(1, charset.size() - 2);
     if (charset != "utf-8") return false;
   }
   return true;
@@ -83,7 +84,6 @@ Response unauthorized() {
   return r;
 }
 
-
 // The office's loop: status, time to acknowledge, escalation (from the
 // store's trigger-kept tallies: a few rows per scrape).
 std::string office_metrics(const store::OfficeFigures& f) {
@@ -93,8 +93,9 @@ std::string office_metrics(const store::OfficeFigures& f) {
   for (const auto& [status, n] : f.by_status) {
     out += "referrald_referrals{status=\"" + std::string(to_string(status)) + "\"} " + std::to_string(n) + "\n";
   }
-  out += "# HELP referrald_time_to_acknowledge_seconds Time from a referral's receipt to its first "
-         "acknowledgement, by urgency.\n";
+  out +=
+      "# HELP referrald_time_to_acknowledge_seconds Time from a referral's receipt to its first "
+      "acknowledgement, by urgency.\n";
   out += "# TYPE referrald_time_to_acknowledge_seconds histogram\n";
   for (const auto& times : f.ack_times) {
     const std::string urgency(to_string(times.urgency));
@@ -108,15 +109,14 @@ std::string office_metrics(const store::OfficeFigures& f) {
     }
     out += "referrald_time_to_acknowledge_seconds_sum{urgency=\"" + urgency + "\"} " +
            std::to_string(static_cast<double>(times.sum_ms) / 1000.0) + "\n";
-    out += "referrald_time_to_acknowledge_seconds_count{urgency=\"" + urgency + "\"} " + std::to_string(total) +
-           "\n";
+    out += "referrald_time_to_acknowledge_seconds_count{urgency=\"" + urgency + "\"} " + std::to_string(total) + "\n";
   }
-  out += "# HELP referrald_escalation_steps_fired_total Escalation steps fired (each notified its targets), by "
-         "step.\n";
+  out +=
+      "# HELP referrald_escalation_steps_fired_total Escalation steps fired (each notified its targets), by "
+      "step.\n";
   out += "# TYPE referrald_escalation_steps_fired_total counter\n";
   for (const auto& [step, n] : f.escalations_fired) {
-    out += "referrald_escalation_steps_fired_total{step=\"" + std::to_string(step) + "\"} " + std::to_string(n) +
-           "\n";
+    out += "referrald_escalation_steps_fired_total{step=\"" + std::to_string(step) + "\"} " + std::to_string(n) + "\n";
   }
   out += "# HELP referrald_referrals_overdue Referrals nobody has acknowledged with an escalation step due now.\n";
   out += "# TYPE referrald_referrals_overdue gauge\n";
@@ -142,8 +142,12 @@ std::string accepted_response(const std::string& id, const Eligibility& eligibil
 
 Api::Api(IntakeService& intake, store::Writer& writer, store::ReaderPool& readers, StatusChanges& status_changes,
          std::vector<Sha256> api_keys, std::vector<Sha256> office_api_keys)
-    : intake_(intake), writer_(writer), readers_(readers), status_changes_(status_changes),
-      api_keys_(std::move(api_keys)), office_api_keys_(std::move(office_api_keys)) {}
+    : intake_(intake),
+      writer_(writer),
+      readers_(readers),
+      status_changes_(status_changes),
+      api_keys_(std::move(api_keys)),
+      office_api_keys_(std::move(office_api_keys)) {}
 
 void Api::set_api_keys(std::vector<Sha256> keys, std::vector<Sha256> office_keys) {
   std::lock_guard lock(keys_mutex_);
@@ -314,9 +318,7 @@ asio::awaitable<Response> Api::submit(const Request& request, const Caller& call
       }
       break;
     }
-    case Kind::malformed:
-      response = Response::error(400, outcome.message);
-      break;
+    case Kind::malformed: response = Response::error(400, outcome.message); break;
     case Kind::invalid: {
       json body;
       body["errors"] = json::array();
@@ -475,8 +477,7 @@ asio::awaitable<Response> Api::change_status(const Request& request, const std::
       r.log_note = "id=" + id + " refused_to=" + std::string(to_string(*to));
       co_return r;
     }
-    case Kind::not_found:
-      co_return Response::error(404, "no such referral");
+    case Kind::not_found: co_return Response::error(404, "no such referral");
     case Kind::unavailable: {
       auto r = Response::error(503, "the status change could not be stored; nothing was changed, please try again");
       r.headers.emplace_back("Retry-After", "5");
@@ -541,8 +542,9 @@ asio::awaitable<Response> Api::metrics() const {
   out += "referrald_oldest_due_delivery_age_seconds " + age(*oldest) + "\n";
   // oldest_due drops to 0 while every waiting delivery sits out a backoff;
   // this one keeps counting from the referral's arrival until it is sent.
-  out += "# HELP referrald_oldest_unsent_delivery_age_seconds How long the oldest delivery not yet sent "
-         "(pending, sending, retry) has existed.\n";
+  out +=
+      "# HELP referrald_oldest_unsent_delivery_age_seconds How long the oldest delivery not yet sent "
+      "(pending, sending, retry) has existed.\n";
   out += "# TYPE referrald_oldest_unsent_delivery_age_seconds gauge\n";
   out += "referrald_oldest_unsent_delivery_age_seconds " + age(*oldest_unsent) + "\n";
   out += office_metrics(*office);

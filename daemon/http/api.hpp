@@ -23,7 +23,7 @@ using MetricsSource = std::function<std::string()>;
 // and reads its own; a key in [http] office_api_keys reads every referral
 // and changes their status. A key in both lists may do both.
 struct Caller {
-  std::string id;       // "key:1a2b3c4d": the key's fingerprint (logs, actor, ownership)
+  std::string id;  // "key:1a2b3c4d": the key's fingerprint (logs, actor, ownership)
   bool submits = false;
   bool office = false;
 };
@@ -51,8 +51,7 @@ class Api final : public Handler {
   bool serves(const Request& request) const;
   boost::asio::awaitable<Response> submit(const Request& request, const Caller& caller);
   boost::asio::awaitable<Response> get_referral(const std::string& id, const Caller& caller);
-  boost::asio::awaitable<Response> change_status(const Request& request, const std::string& id,
-                                                 const Caller& caller);
+  boost::asio::awaitable<Response> change_status(const Request& request, const std::string& id, const Caller& caller);
   Response health() const;
   boost::asio::awaitable<Response> metrics() const;
   // The caller, or nullopt when the request carries no valid key.

@@ -43,8 +43,8 @@ Template::Template(std::string_view text, std::string name) : name_(std::move(na
     if (open > pos) parts_.push_back({false, std::string(text.substr(pos, open - pos))});
     const auto close = text.find("}}", open + 2);
     // A placeholder is one short name: "{{a" ... "}}" across lines is a typo.
-    if (close == std::string_view::npos || text.substr(open + 2, close - open - 2).find_first_of("{}\n") !=
-                                               std::string_view::npos) {
+    if (close == std::string_view::npos ||
+        text.substr(open + 2, close - open - 2).find_first_of("{}\n") != std::string_view::npos) {
       throw std::runtime_error(name_ + ": unterminated \"{{\" at byte " + std::to_string(open));
     }
     parts_.push_back({true, std::string(text.substr(open + 2, close - open - 2))});
@@ -76,7 +76,7 @@ constexpr std::string_view kContentSecurityPolicy =
     "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'";
 
-constexpr std::size_t kTokenBytes = 32;             // 256 bits: a submission token
+constexpr std::size_t kTokenBytes = 32;               // 256 bits: a submission token
 constexpr std::size_t kTokenChars = 2 * kTokenBytes;  // hex
 
 struct StaticFile {
@@ -206,7 +206,6 @@ std::string sentence(std::string_view label, std::string_view message) {
   if (out.back() != '.') out += '.';
   return out;
 }
-
 
 void add_security_headers(Response& r) {
   r.headers.emplace_back("Content-Security-Policy", std::string(kContentSecurityPolicy));
@@ -394,12 +393,14 @@ struct Pages {
     std::string out;
     switch (decision) {
       case Decision::accepted:
-        out += "<p class=\"decision decision-accepted\">The hospital can accept this referral.</p>\n"
-               "<p>The referral office will contact you.</p>\n";
+        out +=
+            "<p class=\"decision decision-accepted\">The hospital can accept this referral.</p>\n"
+            "<p>The referral office will contact you.</p>\n";
         break;
       case Decision::review:
-        out += "<p class=\"decision decision-review\">The referral office will review this referral.</p>\n"
-               "<p>A member of the referral office will review it and call you.</p>\n";
+        out +=
+            "<p class=\"decision decision-review\">The referral office will review this referral.</p>\n"
+            "<p>A member of the referral office will review it and call you.</p>\n";
         break;
       case Decision::declined:
         out += "<p class=\"decision decision-declined\">The hospital cannot accept this referral.</p>\n";
@@ -474,7 +475,6 @@ struct Pages {
     r.headers.emplace_back("Allow", std::string(allow));
     return r;
   }
-
 };
 
 }  // namespace
@@ -515,7 +515,8 @@ struct Form::Impl {
     ++wrong_host;
     auto r = pages.message(421, "Wrong address",
                            "<p>The referral form is not served at this address. Open it at the address the "
-                           "referral office gave you, or " + pages.call_office() + ".</p>");
+                           "referral office gave you, or " +
+                               pages.call_office() + ".</p>");
     r.log_note = "form=misdirected";
     return r;
   }
@@ -677,21 +678,21 @@ struct Form::Impl {
         auto r = pages.message(409, "This form was already sent",
                                "<p>It was stored as referral <strong class=\"reference-inline\">" + id +
                                    "</strong>. The changes made after it was sent were not stored.</p>\n"
-                                   "<p>To correct or add to referral " + id + ", " + pages.call_office() +
-                                   ".</p>\n<p><a href=\"/referrals/" + id +
+                                   "<p>To correct or add to referral " +
+                                   id + ", " + pages.call_office() + ".</p>\n<p><a href=\"/referrals/" + id +
                                    "\">See the confirmation</a> · <a href=\"/\">Refer another patient</a></p>");
         r.log_note = "form=conflict id=" + outcome.id;
         co_return r;
       }
-      case Kind::malformed:
-        co_return bad_request("The form could not be turned into a referral.");
+      case Kind::malformed: co_return bad_request("The form could not be turned into a referral.");
       case Kind::unavailable:
       case Kind::overloaded: {
         ++unavailable;
-        state.notice = "<div class=\"notice\" role=\"alert\">\n<h2>The referral was not sent</h2>\n"
-                       "<p>It could not be stored just now, and nothing was saved. Your entries are kept below: "
-                       "please press “Send referral” again in a minute, or " +
-                       pages.call_office() + ".</p>\n</div>";
+        state.notice =
+            "<div class=\"notice\" role=\"alert\">\n<h2>The referral was not sent</h2>\n"
+            "<p>It could not be stored just now, and nothing was saved. Your entries are kept below: "
+            "please press “Send referral” again in a minute, or " +
+            pages.call_office() + ".</p>\n</div>";
         auto r = html_response(503, pages.render_form(state));
         r.headers.emplace_back("Retry-After", "30");
         r.log_note = "form=unavailable";
@@ -726,7 +727,8 @@ struct Form::Impl {
       co_return r;
     }
     // A browser sees only the referrals it sent.
-    if (!*found || (*found)->channel != "form" || (*found)->client != client_of(browser->browser)) co_return not_shown();
+    if (!*found || (*found)->channel != "form" || (*found)->client != client_of(browser->browser))
+      co_return not_shown();
     const auto& row = **found;
     auto r = html_response(200, pages.render_confirmation(row.id, row.decision, row.urgency, row.reasons,
                                                           *status ? (*status)->status : OfficeStatus::received));
@@ -775,19 +777,19 @@ struct Form::Impl {
     return ack_message(410, "This link has expired",
                        "<p>The acknowledgement link for referral <strong class=\"reference-inline\">" + ref +
                            "</strong> has expired. Nothing was recorded.</p>\n<p>To acknowledge it now, use "
-                           "<code>referralctl ack " + ref + "</code>, or " + pages.call_office() + ".</p>",
+                           "<code>referralctl ack " +
+                           ref + "</code>, or " + pages.call_office() + ".</p>",
                        "ack=expired id=" + id);
   }
 
   Response ack_used(const std::string& id, std::optional<std::chrono::system_clock::time_point> used_at) const {
     const auto ref = html_escape(id);
-    return ack_message(
-        410, "This link was already used",
-        "<p>The acknowledgement link for referral <strong class=\"reference-inline\">" + ref +
-            "</strong> was used" + (used_at ? " on " + when(*used_at) : std::string()) +
-            ". A link acknowledges once; nothing more was recorded.</p>\n<p><code>referralctl show " + ref +
-            "</code> shows who acknowledged it and when.</p>",
-        "ack=used id=" + id);
+    return ack_message(410, "This link was already used",
+                       "<p>The acknowledgement link for referral <strong class=\"reference-inline\">" + ref +
+                           "</strong> was used" + (used_at ? " on " + when(*used_at) : std::string()) +
+                           ". A link acknowledges once; nothing more was recorded.</p>\n<p><code>referralctl show " +
+                           ref + "</code> shows who acknowledged it and when.</p>",
+                       "ack=used id=" + id);
   }
 
   asio::awaitable<Response> ack_page(const std::string& token) {
@@ -808,15 +810,18 @@ struct Form::Impl {
       case store::TokenState::valid: break;
     }
     const auto ref = html_escape(found->referral_id);
-    std::string body = "<div class=\"panel confirmation\">\n<p class=\"reference-label\">Reference number</p>\n"
-                       "<p class=\"reference\" id=\"reference\">" + ref + "</p>\n</div>\n";
+    std::string body =
+        "<div class=\"panel confirmation\">\n<p class=\"reference-label\">Reference number</p>\n"
+        "<p class=\"reference\" id=\"reference\">" +
+        ref + "</p>\n</div>\n";
     if (*status && is_acknowledged((*status)->status)) {
       body += "<p>This referral was already acknowledged";
       if ((*status)->acknowledged_at) body += " on " + when(*(*status)->acknowledged_at);
       body += "; its status is <strong>" + html_escape(to_string((*status)->status)) + "</strong>.</p>\n";
     } else {
-      body += "<p>Press the button to record that you have seen this referral. Its escalation stops: nobody "
-              "else is paged or emailed about it.</p>\n";
+      body +=
+          "<p>Press the button to record that you have seen this referral. Its escalation stops: nobody "
+          "else is paged or emailed about it.</p>\n";
     }
     // The same address: the token in the path is all the POST needs.
     body += "<form method=\"post\" action=\"" + std::string(kAckPathPrefix) + html_escape(token) +
@@ -827,7 +832,8 @@ struct Form::Impl {
   Response ack_unavailable() const {
     auto r = ack_message(503, "Nothing was recorded",
                          "<p>The referral store cannot be reached just now, so nothing was recorded. Please try "
-                         "again in a minute, or " + pages.call_office() + ".</p>",
+                         "again in a minute, or " +
+                             pages.call_office() + ".</p>",
                          "ack=unavailable");
     r.headers.emplace_back("Retry-After", "30");
     return r;
@@ -845,14 +851,17 @@ struct Form::Impl {
     }
     const auto outcome = co_await status_changes.acknowledge(token);
     const auto ref = html_escape(outcome.referral_id);
-    const std::string panel = "<div class=\"panel confirmation\">\n<p class=\"reference-label\">Reference number"
-                              "</p>\n<p class=\"reference\" id=\"reference\">" + ref + "</p>\n</div>\n";
+    const std::string panel =
+        "<div class=\"panel confirmation\">\n<p class=\"reference-label\">Reference number"
+        "</p>\n<p class=\"reference\" id=\"reference\">" +
+        ref + "</p>\n</div>\n";
     using Kind = LinkOutcome::Kind;
     switch (outcome.kind) {
       case Kind::acknowledged:
         co_return ack_message(200, "Referral acknowledged",
-                              panel + "<p>Thank you. The referral is recorded as acknowledged, and its escalation "
-                                      "has stopped.</p>",
+                              panel +
+                                  "<p>Thank you. The referral is recorded as acknowledged, and its escalation "
+                                  "has stopped.</p>",
                               "ack=acknowledged id=" + outcome.referral_id);
       case Kind::already_acknowledged:
         co_return ack_message(200, "Referral already acknowledged",
@@ -869,8 +878,8 @@ struct Form::Impl {
   }
 };
 
-Form::Form(const std::filesystem::path& web_dir, OfficeConfig office, IntakeService& intake,
-           store::ReaderPool& readers, StatusChanges& status_changes)
+Form::Form(const std::filesystem::path& web_dir, OfficeConfig office, IntakeService& intake, store::ReaderPool& readers,
+           StatusChanges& status_changes)
     : impl_(std::make_unique<Impl>(web_dir, std::move(office), intake, readers, status_changes)) {}
 
 Form::~Form() = default;
@@ -927,8 +936,8 @@ asio::awaitable<Response> Form::handle(const Request& request) {
   if (path == "/referrals") {
     if (request.method == "POST") co_return co_await impl_->submit(request);
     // Someone reloading the address of a submitted form: back to a new one.
-    auto r = html_response(
-        303, "<!doctype html><title>Refer a patient</title><p><a href=\"/\">Refer a patient</a></p>");
+    auto r =
+        html_response(303, "<!doctype html><title>Refer a patient</title><p><a href=\"/\">Refer a patient</a></p>");
     r.headers.emplace_back("Location", "/");
     co_return r;
   }
@@ -953,13 +962,13 @@ std::string Form::metrics() const {
   out += "# HELP referrald_form_submissions_total Web form submissions by outcome.\n";
   out += "# TYPE referrald_form_submissions_total counter\n";
   const std::pair<const char*, const std::atomic<std::uint64_t>*> counts[] = {
-      {"stored", &impl_->stored},         {"replayed", &impl_->replayed},   {"invalid", &impl_->invalid},
-      {"csrf_refused", &impl_->refused},  {"conflict", &impl_->conflicts},  {"unavailable", &impl_->unavailable},
-      {"bad_request", &impl_->rejected},  {"misdirected", &impl_->wrong_host},
+      {"stored", &impl_->stored},        {"replayed", &impl_->replayed},      {"invalid", &impl_->invalid},
+      {"csrf_refused", &impl_->refused}, {"conflict", &impl_->conflicts},     {"unavailable", &impl_->unavailable},
+      {"bad_request", &impl_->rejected}, {"misdirected", &impl_->wrong_host},
   };
   for (const auto& [name, value] : counts) {
-    out += "referrald_form_submissions_total{outcome=\"" + std::string(name) + "\"} " +
-           std::to_string(value->load()) + "\n";
+    out += "referrald_form_submissions_total{outcome=\"" + std::string(name) + "\"} " + std::to_string(value->load()) +
+           "\n";
   }
   return out;
 }

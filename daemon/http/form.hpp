@@ -66,8 +66,8 @@ class Form final : public Handler {
   // Reads form.html, confirmation.html, message.html and the static files from
   // web_dir and checks every placeholder; throws std::runtime_error naming
   // the file and the problem.
-  Form(const std::filesystem::path& web_dir, OfficeConfig office, IntakeService& intake,
-       store::ReaderPool& readers, StatusChanges& status_changes);
+  Form(const std::filesystem::path& web_dir, OfficeConfig office, IntakeService& intake, store::ReaderPool& readers,
+       StatusChanges& status_changes);
   ~Form() override;
   Form(const Form&) = delete;
   Form& operator=(const Form&) = delete;

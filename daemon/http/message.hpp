@@ -17,8 +17,8 @@ struct Request {
   std::string query;
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
   std::string body;
-  std::string remote;  // client address, for rate limits and logs
-  bool secure = false; // arrived over TLS
+  std::string remote;   // client address, for rate limits and logs
+  bool secure = false;  // arrived over TLS
 
   // First value of a header (name in lower case), or nullptr.
   const std::string* header(std::string_view name) const;

@@ -12,8 +12,7 @@ constexpr std::size_t kPruneAbove = 10000;  // distinct clients kept before idle
 RateLimiter::RateLimiter(unsigned per_minute, unsigned burst)
     : rate_per_second_(per_minute / 60.0), burst_(std::max(1U, burst)) {}
 
-std::optional<long long> RateLimiter::acquire(const std::string& client,
-                                              std::chrono::steady_clock::time_point now) {
+std::optional<long long> RateLimiter::acquire(const std::string& client, std::chrono::steady_clock::time_point now) {
   if (rate_per_second_ <= 0) return std::nullopt;  // disabled
   std::lock_guard lock(mutex_);
   if (buckets_.size() > kPruneAbove) prune(now);

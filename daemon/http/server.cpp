@@ -91,8 +91,8 @@ std::string lower(std::string_view s) {
 // is allowed (the target had no authority), the form then refuses it.
 bool is_host_value(std::string_view host) {
   return std::all_of(host.begin(), host.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) != 0 || std::string_view("-._~!$&'()*+,;=%:[]").find(c) !=
-                                                                   std::string_view::npos;
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 ||
+           std::string_view("-._~!$&'()*+,;=%:[]").find(c) != std::string_view::npos;
   });
 }
 
@@ -159,8 +159,7 @@ Response Response::error(unsigned status, std::string_view message) {
 
 struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   Impl(asio::any_io_executor ex, const HttpConfig& cfg, Handler& h)
-      : executor(std::move(ex)), config(cfg), handler(h),
-        limiter(cfg.rate_limit_per_minute, cfg.rate_limit_burst) {
+      : executor(std::move(ex)), config(cfg), handler(h), limiter(cfg.rate_limit_per_minute, cfg.rate_limit_burst) {
     if (config.tls_enabled()) {
       tls.emplace(make_server_tls_context(config.tls_certificate, config.tls_private_key));
     }
@@ -207,8 +206,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   asio::awaitable<void> accept_loop(tcp::acceptor& acceptor) {
     auto self = shared_from_this();
     while (!stopping) {
-      auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(executor),
-                                                          asio::as_tuple(asio::use_awaitable));
+      auto [ec, socket] =
+          co_await acceptor.async_accept(asio::make_strand(executor), asio::as_tuple(asio::use_awaitable));
       if (ec) {
         if (stopping || ec == asio::error::operation_aborted) break;
         spdlog::warn("http.accept_failed error=\"{}\"", ec.message());
@@ -222,14 +221,13 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       std::string remote = rec ? std::string("unknown") : remote_ep.address().to_string();
       if (open.load() >= config.max_connections) {
         ++refused;
-        asio::co_spawn(socket.get_executor(), refuse(std::move(socket), "too many open connections"),
-                       asio::detached);
+        asio::co_spawn(socket.get_executor(), refuse(std::move(socket), "too many open connections"), asio::detached);
         continue;
       }
       if (!claim_slot(remote)) {
         ++refused;
-        asio::co_spawn(socket.get_executor(),
-                       refuse(std::move(socket), "too many open connections from this address"), asio::detached);
+        asio::co_spawn(socket.get_executor(), refuse(std::move(socket), "too many open connections from this address"),
+                       asio::detached);
         continue;
       }
       ++open;
@@ -269,7 +267,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     const std::string body = Response::error(503, why).body + "\n";
     const std::string reply =
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
-        "Connection: close\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+        "Connection: close\r\nContent-Length: " +
+        std::to_string(body.size()) + "\r\n\r\n" + body;
     beast::tcp_stream stream(std::move(socket));
     stream.expires_after(std::chrono::seconds(2));
     co_await asio::async_write(stream, asio::buffer(reply), asio::as_tuple(asio::use_awaitable));
@@ -283,8 +282,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     if (tls) {
       beast::ssl_stream<beast::tcp_stream> stream(std::move(socket), *tls);
       beast::get_lowest_layer(stream).expires_after(kTlsHandshakeTimeout);
-      auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server,
-                                                   asio::as_tuple(asio::use_awaitable));
+      auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server, asio::as_tuple(asio::use_awaitable));
       if (hec) {
         spdlog::debug("http.tls_handshake_failed remote={} error=\"{}\"", remote, hec.message());
         co_return;
@@ -379,15 +377,15 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
                           Response::error(431, "request headers are too large"), false);
         } else if (hec == bhttp::error::body_limit) {
           // Beast checks Content-Length against the body limit with the header.
-          co_await finish(stream, remote, secure, "-", "-", started,
-                          Response::error(413, "request body is larger than " +
-                                                   std::to_string(config.max_body_bytes) + " bytes"),
-                          false);
+          co_await finish(
+              stream, remote, secure, "-", "-", started,
+              Response::error(413, "request body is larger than " + std::to_string(config.max_body_bytes) + " bytes"),
+              false);
         } else if (hec != bhttp::error::end_of_stream && hec != beast::error::timeout &&
                    hec != asio::error::operation_aborted && hec != asio::error::connection_reset &&
                    hec != asio::error::eof && hec != asio::ssl::error::stream_truncated) {
-          co_await finish(stream, remote, secure, "-", "-", started,
-                          Response::error(400, "malformed HTTP request"), false);
+          co_await finish(stream, remote, secure, "-", "-", started, Response::error(400, "malformed HTTP request"),
+                          false);
         }
         co_return;
       }
@@ -414,10 +412,10 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         co_return;
       }
       if (parser.content_length() && *parser.content_length() > config.max_body_bytes) {
-        co_await finish(stream, remote, secure, method, path, started,
-                        Response::error(413, "request body is larger than " +
-                                                 std::to_string(config.max_body_bytes) + " bytes"),
-                        false);
+        co_await finish(
+            stream, remote, secure, method, path, started,
+            Response::error(413, "request body is larger than " + std::to_string(config.max_body_bytes) + " bytes"),
+            false);
         co_return;
       }
 
@@ -464,12 +462,12 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       (void)bn;
       if (bec) {
         if (bec == bhttp::error::body_limit) {
-          co_await finish(stream, remote, secure, request.method, request.path, started,
-                          Response::error(413, "request body is larger than " +
-                                                   std::to_string(config.max_body_bytes) + " bytes"),
-                          false);
-        } else if (bec != beast::error::timeout && bec != bhttp::error::end_of_stream &&
-                   bec != asio::error::eof && bec != asio::error::connection_reset) {
+          co_await finish(
+              stream, remote, secure, request.method, request.path, started,
+              Response::error(413, "request body is larger than " + std::to_string(config.max_body_bytes) + " bytes"),
+              false);
+        } else if (bec != beast::error::timeout && bec != bhttp::error::end_of_stream && bec != asio::error::eof &&
+                   bec != asio::error::connection_reset) {
           co_await finish(stream, remote, secure, request.method, request.path, started,
                           Response::error(400, "malformed HTTP request"), false);
         }
@@ -484,14 +482,12 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         try {
           response = co_await handler.handle(request);
         } catch (const std::exception& e) {
-          spdlog::error("http.handler_error method={} path={} error=\"{}\"", request.method, request.path,
-                        e.what());
+          spdlog::error("http.handler_error method={} path={} error=\"{}\"", request.method, request.path, e.what());
           response = Response::error(500, "internal error");
         }
       }
       const bool again = keep_alive && !stopping;
-      if (!co_await finish(stream, remote, secure, request.method, request.path, started, std::move(response),
-                           again)) {
+      if (!co_await finish(stream, remote, secure, request.method, request.path, started, std::move(response), again)) {
         co_return;
       }
       if (!again) co_return;
@@ -500,8 +496,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
 
   template <class Stream>
   asio::awaitable<bool> finish(Stream& stream, const std::string& remote, bool secure, std::string_view method,
-                               std::string_view path, steady::time_point started, Response response,
-                               bool keep_alive) {
+                               std::string_view path, steady::time_point started, Response response, bool keep_alive) {
     ++requests;
     const unsigned status = response.status;
     count_status(status);
@@ -512,8 +507,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     // no acknowledgement token (a credential in the path).
     if (path.starts_with(kAckPathPrefix)) path = kAckPathPrefix.substr(0, kAckPathPrefix.size() - 1);
     spdlog::info("http.request method={} path={} status={} ms={:.2f} remote={}{}{}", method,
-                 path.size() > 128 ? path.substr(0, 128) : path, status, ms, remote, note.empty() ? "" : " ",
-                 note);
+                 path.size() > 128 ? path.substr(0, 128) : path, status, ms, remote, note.empty() ? "" : " ", note);
     co_return ok;
   }
 };

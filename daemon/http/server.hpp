@@ -16,7 +16,7 @@ namespace referrald::http {
 
 struct ServerStats {
   std::uint64_t connections_open = 0;
-  std::uint64_t connections_refused = 0;  // over max_connections
+  std::uint64_t connections_refused = 0;   // over max_connections
   std::uint64_t requests = 0;              // answered
   std::uint64_t requests_in_progress = 0;  // head read, not yet answered (its body, a handler, a durable write)
 };

@@ -41,13 +41,13 @@ struct LinkOutcome {
     already_acknowledged,  // someone acknowledged it before; the link is used up now
     used,                  // the link was used before (used_at)
     expired,
-    unknown,               // no such token
-    unavailable,           // the store could not commit; nothing recorded
+    unknown,      // no such token
+    unavailable,  // the store could not commit; nothing recorded
   };
   Kind kind = Kind::unavailable;
-  std::string referral_id;                               // all but unknown and unavailable
+  std::string referral_id;                                       // all but unknown and unavailable
   std::optional<std::chrono::system_clock::time_point> used_at;  // used
-  OfficeStatus status = OfficeStatus::received;          // already_acknowledged: the status now
+  OfficeStatus status = OfficeStatus::received;                  // already_acknowledged: the status now
 };
 
 class StatusChanges {

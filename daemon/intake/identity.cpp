@@ -27,7 +27,8 @@ std::string normalise_name(std::string_view utf8) {
   const icu::Normalizer2* fold = icu::Normalizer2::getNFKCCasefoldInstance(status);
   const icu::Normalizer2* decompose = icu::Normalizer2::getNFDInstance(status);
   if (U_FAILURE(status)) throw std::runtime_error("ICU normalisation is not available");
-  const icu::UnicodeString text = icu::UnicodeString::fromUTF8(icu::StringPiece(utf8.data(), static_cast<int32_t>(utf8.size())));
+  const icu::UnicodeString text =
+      icu::UnicodeString::fromUTF8(icu::StringPiece(utf8.data(), static_cast<int32_t>(utf8.size())));
   icu::UnicodeString folded = fold->normalize(text, status);
   icu::UnicodeString parts = decompose->normalize(folded, status);
   if (U_FAILURE(status)) throw std::runtime_error("ICU normalisation failed");

@@ -5,8 +5,7 @@
 
 namespace referrald {
 
-IntakeResult plan_intake(const IntakePolicy& policy, const ReferralValidator& validator,
-                         const Submission& submission) {
+IntakeResult plan_intake(const IntakePolicy& policy, const ReferralValidator& validator, const Submission& submission) {
   const Date today = utc_date(submission.received_at);
   auto result = validator.validate(submission.body, today);
   if (auto* malformed = std::get_if<MalformedInput>(&result)) return std::move(*malformed);

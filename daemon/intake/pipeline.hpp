@@ -27,9 +27,9 @@ struct IntakePolicy {
   RuleSet rules;
   std::vector<Route> routes;
   BusinessHours hours;
-  std::vector<EscalationLadder> escalations;          // [[escalation]]
-  std::shared_ptr<const IdentityKey> identity_key;    // null: no duplicate check
-  std::chrono::milliseconds duplicate_window{0};      // [intake] duplicate_window
+  std::vector<EscalationLadder> escalations;        // [[escalation]]
+  std::shared_ptr<const IdentityKey> identity_key;  // null: no duplicate check
+  std::chrono::milliseconds duplicate_window{0};    // [intake] duplicate_window
 };
 
 // What arrived, on whichever channel.
@@ -43,10 +43,10 @@ struct Submission {
 
 // A valid submission's plan: what the store writes in one transaction.
 struct IntakePlan {
-  Referral referral;                 // validated; referral.document is the form the store keeps
-  Eligibility eligibility;           // the decision and its reasons
-  bool after_hours = false;          // at received_at, by the office hours
-  std::vector<std::string> targets;  // one delivery each: the targets of the routes that match
+  Referral referral;                           // validated; referral.document is the form the store keeps
+  Eligibility eligibility;                     // the decision and its reasons
+  bool after_hours = false;                    // at received_at, by the office hours
+  std::vector<std::string> targets;            // one delivery each: the targets of the routes that match
   std::vector<PlannedEscalation> escalations;  // the ladder's steps for this urgency, from received_at
   std::optional<std::string> identity_hash;    // with policy.identity_key: for possible duplicates
 };
@@ -55,7 +55,6 @@ struct IntakePlan {
 // (MalformedInput, HTTP 400), or not a valid referral (InvalidReferral, 422).
 using IntakeResult = std::variant<IntakePlan, MalformedInput, InvalidReferral>;
 
-IntakeResult plan_intake(const IntakePolicy& policy, const ReferralValidator& validator,
-                         const Submission& submission);
+IntakeResult plan_intake(const IntakePolicy& policy, const ReferralValidator& validator, const Submission& submission);
 
 }  // namespace referrald

@@ -59,49 +59,48 @@ void IntakeService::submit(Submission submission, const AcceptedReply& reply, Co
   row->duplicate_window = policy()->duplicate_window;
 
   auto inserted = std::make_shared<store::InsertResult>();
-  writer_.submit(
-      [row, inserted](store::Database& db) { *inserted = store::insert_referral(db, *row); },
-      [row, inserted, eligibility = std::move(plan.eligibility), urgency = plan.referral.urgency,
-       planned = planned_, done = std::move(done)](store::JobResult job) mutable {
-        SubmissionOutcome out;
-        switch (job.status) {
-          case store::JobStatus::committed:
-            out.id = inserted->id;
-            out.duplicate_of = inserted->duplicate_of;
-            switch (inserted->status) {
-              case store::InsertStatus::inserted:
-                if (const Planned p{!row->targets.empty(), !row->escalations.empty()};
-                    planned && (p.deliveries || p.escalations)) {
-                  planned(p);
-                }
-                out.kind = Kind::accepted;
-                out.response = row->response;
-                out.eligibility = std::move(eligibility);
-                out.urgency = urgency;
-                break;
-              case store::InsertStatus::replayed:
-                out.kind = Kind::replayed;
-                out.response = inserted->response;
-                break;
-              case store::InsertStatus::conflict:
-                out.kind = Kind::conflict;
-                out.message = "this Idempotency-Key was already used with a different request body";
-                break;
-            }
-            break;
-          case store::JobStatus::overloaded:
-            out.kind = Kind::overloaded;
-            out.message = "too many submissions are waiting to be stored; try again shortly";
-            break;
-          case store::JobStatus::failed:
-          case store::JobStatus::unavailable:
-          case store::JobStatus::stopped:
-            out.kind = Kind::unavailable;
-            out.message = "the referral could not be stored; nothing was saved, please try again";
-            break;
-        }
-        done(std::move(out));
-      });
+  writer_.submit([row, inserted](store::Database& db) { *inserted = store::insert_referral(db, *row); },
+                 [row, inserted, eligibility = std::move(plan.eligibility), urgency = plan.referral.urgency,
+                  planned = planned_, done = std::move(done)](store::JobResult job) mutable {
+                   SubmissionOutcome out;
+                   switch (job.status) {
+                     case store::JobStatus::committed:
+                       out.id = inserted->id;
+                       out.duplicate_of = inserted->duplicate_of;
+                       switch (inserted->status) {
+                         case store::InsertStatus::inserted:
+                           if (const Planned p{!row->targets.empty(), !row->escalations.empty()};
+                               planned && (p.deliveries || p.escalations)) {
+                             planned(p);
+                           }
+                           out.kind = Kind::accepted;
+                           out.response = row->response;
+                           out.eligibility = std::move(eligibility);
+                           out.urgency = urgency;
+                           break;
+                         case store::InsertStatus::replayed:
+                           out.kind = Kind::replayed;
+                           out.response = inserted->response;
+                           break;
+                         case store::InsertStatus::conflict:
+                           out.kind = Kind::conflict;
+                           out.message = "this Idempotency-Key was already used with a different request body";
+                           break;
+                       }
+                       break;
+                     case store::JobStatus::overloaded:
+                       out.kind = Kind::overloaded;
+                       out.message = "too many submissions are waiting to be stored; try again shortly";
+                       break;
+                     case store::JobStatus::failed:
+                     case store::JobStatus::unavailable:
+                     case store::JobStatus::stopped:
+                       out.kind = Kind::unavailable;
+                       out.message = "the referral could not be stored; nothing was saved, please try again";
+                       break;
+                   }
+                   done(std::move(out));
+                 });
 }
 
 }  // namespace referrald

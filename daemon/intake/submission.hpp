@@ -29,12 +29,12 @@ struct SubmissionOutcome {
   };
   Kind kind = Kind::unavailable;
   std::string id;
-  std::string response;                    // the AcceptedReply body, as stored (accepted, replayed)
-  std::optional<Eligibility> eligibility;  // accepted
-  std::optional<Urgency> urgency;          // accepted
-  std::optional<std::string> duplicate_of; // accepted, replayed: an open referral for the same patient
-  std::vector<FieldError> errors;          // invalid
-  std::string message;                     // malformed, unavailable, conflict: a sentence, no PHI
+  std::string response;                     // the AcceptedReply body, as stored (accepted, replayed)
+  std::optional<Eligibility> eligibility;   // accepted
+  std::optional<Urgency> urgency;           // accepted
+  std::optional<std::string> duplicate_of;  // accepted, replayed: an open referral for the same patient
+  std::vector<FieldError> errors;           // invalid
+  std::string message;                      // malformed, unavailable, conflict: a sentence, no PHI
 };
 
 class IntakeService {

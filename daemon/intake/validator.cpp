@@ -175,9 +175,8 @@ class DocumentBuilder final : public nlohmann::json_sax<json> {
       too_deep_ = true;
       return false;  // stops the parser
     }
-    const bool in_discarded =
-        !stack_.empty() &&
-        (stack_.back().in_discarded || (stack_.back().discard && stack_.back().container->is_object()));
+    const bool in_discarded = !stack_.empty() && (stack_.back().in_discarded ||
+                                                  (stack_.back().discard && stack_.back().container->is_object()));
     json* p = place(std::move(container));
     stack_.push_back(Frame{p, {}, false, in_discarded});
     return true;
@@ -411,8 +410,7 @@ void collect_schema_errors(const json& schema, const json& doc, const valijson::
 
 // valijson counts code points only up to the first U+0000, so a string that
 // contains one could slip past maxLength; count those again ourselves.
-void check_lengths_past_nul(const json& schema, const json& value, std::vector<std::string>& tokens,
-                            ErrorSet& errors) {
+void check_lengths_past_nul(const json& schema, const json& value, std::vector<std::string>& tokens, ErrorSet& errors) {
   if (value.is_object()) {
     for (const auto& member : value.items()) {
       tokens.push_back(member.key());
@@ -442,8 +440,8 @@ class SemanticChecks {
 
   void run() {
     // Names: the fields a person reads aloud or prints on a fax cover.
-    for (const auto& field : {"/patient/given_name", "/patient/family_name", "/patient/guardian/name",
-                              "/referrer/name", "/referrer/organization"}) {
+    for (const auto& field : {"/patient/given_name", "/patient/family_name", "/patient/guardian/name", "/referrer/name",
+                              "/referrer/organization"}) {
       check_text(field, /*required=*/true);
     }
     // Other single-line text: a control character there can only be an
@@ -626,8 +624,7 @@ ReferralValidator::ReferralValidator(const std::filesystem::path& schema_file, V
     const valijson::adapters::NlohmannJsonAdapter adapter(impl_->schema_document);
     parser.populateSchema(adapter, impl_->schema);
   } catch (const std::exception& e) {
-    throw std::runtime_error("schema file " + schema_file.string() +
-                             " is not a valid JSON Schema: " + e.what());
+    throw std::runtime_error("schema file " + schema_file.string() + " is not a valid JSON Schema: " + e.what());
   }
 }
 

@@ -34,8 +34,7 @@ class ReferralValidator {
  public:
   // Loads schemas/referral.v1.schema.json; throws std::runtime_error naming
   // the file if it cannot be read or is not a valid schema.
-  explicit ReferralValidator(const std::filesystem::path& schema_file,
-                             ValidationLimits limits = {});
+  explicit ReferralValidator(const std::filesystem::path& schema_file, ValidationLimits limits = {});
   ~ReferralValidator();
   ReferralValidator(const ReferralValidator&) = delete;
   ReferralValidator& operator=(const ReferralValidator&) = delete;

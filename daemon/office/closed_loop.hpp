@@ -15,8 +15,8 @@ namespace referrald {
 
 // [closed_loop]: the referring clinician hears back.
 struct ClosedLoopConfig {
-  std::vector<OfficeStatus> on;      // the changes that send a notice; empty: none
-  std::vector<std::string> notify;   // target names (usually recipient = "referrer")
+  std::vector<OfficeStatus> on;                       // the changes that send a notice; empty: none
+  std::vector<std::string> notify;                    // target names (usually recipient = "referrer")
   Duration ack_link_ttl{std::chrono::hours(24 * 7)};  // one-tap acknowledgement links
   // The origin the links in emails and faxes point at
   // ("https://referrals.example.org"); defaults to the first [http] public_origins.

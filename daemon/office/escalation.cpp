@@ -34,8 +34,10 @@ std::string describe_wait(std::chrono::seconds waited) {
   const auto d = duration_cast<days>(waited);
   const auto h = duration_cast<hours>(waited - d);
   const auto m = duration_cast<minutes>(waited - d - h);
-  if (d.count() > 0) return h.count() > 0 ? unit(d.count(), "day") + " " + unit(h.count(), "hour") : unit(d.count(), "day");
-  if (h.count() > 0) return m.count() > 0 ? unit(h.count(), "hour") + " " + unit(m.count(), "minute") : unit(h.count(), "hour");
+  if (d.count() > 0)
+    return h.count() > 0 ? unit(d.count(), "day") + " " + unit(h.count(), "hour") : unit(d.count(), "day");
+  if (h.count() > 0)
+    return m.count() > 0 ? unit(h.count(), "hour") + " " + unit(m.count(), "minute") : unit(h.count(), "hour");
   return unit(m.count(), "minute");
 }
 

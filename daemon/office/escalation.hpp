@@ -20,16 +20,16 @@ struct EscalationStep {
 
 // One [[escalation]] table.
 struct EscalationLadder {
-  std::vector<Urgency> urgencies;   // the referrals it covers; empty: every urgency
-  bool business_hours = false;      // count only the office's open hours
+  std::vector<Urgency> urgencies;  // the referrals it covers; empty: every urgency
+  bool business_hours = false;     // count only the office's open hours
   std::vector<EscalationStep> steps;
 };
 
 // One step planned for one referral.
 struct PlannedEscalation {
-  int step = 0;                     // 1, 2, … in due order across every ladder that covers it
+  int step = 0;  // 1, 2, … in due order across every ladder that covers it
   std::chrono::system_clock::time_point due_at;
-  std::chrono::seconds after{0};    // as configured, for the message ("waited 15 minutes")
+  std::chrono::seconds after{0};  // as configured, for the message ("waited 15 minutes")
   std::vector<std::string> notify;
 };
 

@@ -17,9 +17,8 @@ std::string_view to_string(OfficeStatus s) noexcept {
 }
 
 const std::vector<OfficeStatus>& all_office_statuses() {
-  static const std::vector<OfficeStatus> all{OfficeStatus::received, OfficeStatus::acknowledged,
-                                             OfficeStatus::accepted, OfficeStatus::declined,
-                                             OfficeStatus::needs_info, OfficeStatus::closed};
+  static const std::vector<OfficeStatus> all{OfficeStatus::received, OfficeStatus::acknowledged, OfficeStatus::accepted,
+                                             OfficeStatus::declined, OfficeStatus::needs_info,   OfficeStatus::closed};
   return all;
 }
 

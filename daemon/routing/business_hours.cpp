@@ -13,9 +13,7 @@ using LocalDay = date::local_days;
 
 // The local day count as a std::chrono calendar date (the type BusinessHours
 // uses); both count days from 1970-01-01.
-Date to_date(LocalDay day) {
-  return Date{std::chrono::sys_days{std::chrono::days{day.time_since_epoch().count()}}};
-}
+Date to_date(LocalDay day) { return Date{std::chrono::sys_days{std::chrono::days{day.time_since_epoch().count()}}}; }
 
 bool is_open_day(const BusinessHours& hours, LocalDay day) {
   const Date date = to_date(day);
@@ -39,8 +37,9 @@ bool is_after_hours(const BusinessHours& hours, std::chrono::system_clock::time_
   return time_of_day < hours.opens || time_of_day >= hours.closes;
 }
 
-std::optional<std::chrono::system_clock::time_point> open_time_after(
-    const BusinessHours& hours, std::chrono::system_clock::time_point start, Duration amount) {
+std::optional<std::chrono::system_clock::time_point> open_time_after(const BusinessHours& hours,
+                                                                     std::chrono::system_clock::time_point start,
+                                                                     Duration amount) {
   if (amount <= Duration::zero()) return start;
   const date::time_zone* zone = date::locate_zone(hours.time_zone);
   LocalDay day = date::floor<date::days>(date::zoned_time<Duration>{zone, start}.get_local_time());

@@ -14,9 +14,9 @@ namespace referrald {
 struct BusinessHours {
   std::string time_zone = "America/Chicago";  // IANA name, resolved against the system tzdata
   std::array<bool, 7> open_days{false, true, true, true, true, true, false};  // [0]=Sunday
-  std::chrono::minutes opens{8 * 60};    // local time of day
-  std::chrono::minutes closes{17 * 60};  // exclusive
-  std::vector<Date> holidays;            // local dates the office is closed all day
+  std::chrono::minutes opens{8 * 60};                                         // local time of day
+  std::chrono::minutes closes{17 * 60};                                       // exclusive
+  std::vector<Date> holidays;  // local dates the office is closed all day
 };
 
 // True when t falls outside the office's hours. Throws std::runtime_error for
@@ -29,9 +29,9 @@ bool is_after_hours(const BusinessHours& hours, std::chrono::system_clock::time_
 // is `start` itself. Nullopt when the office opens on no day within two
 // years, which configuration validation refuses. Throws std::runtime_error
 // for an unknown time zone.
-std::optional<std::chrono::system_clock::time_point> open_time_after(
-    const BusinessHours& hours, std::chrono::system_clock::time_point start,
-    std::chrono::system_clock::duration amount);
+std::optional<std::chrono::system_clock::time_point> open_time_after(const BusinessHours& hours,
+                                                                     std::chrono::system_clock::time_point start,
+                                                                     std::chrono::system_clock::duration amount);
 
 // True if the name resolves in the system time-zone database.
 bool time_zone_exists(const std::string& name) noexcept;

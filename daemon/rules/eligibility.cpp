@@ -39,8 +39,7 @@ Reason over_disease_limit(const Disease& disease, int limit, int age) {
 
 Reason over_general_limit(int limit, int age) {
   return {reason::age_over_limit,
-          "The patient is " + std::to_string(age) + ", over the general age limit of " +
-              std::to_string(limit) +
+          "The patient is " + std::to_string(age) + ", over the general age limit of " + std::to_string(limit) +
               "; some diseases accept older patients, so the referral office will review this referral."};
 }
 

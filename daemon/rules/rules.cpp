@@ -83,9 +83,8 @@ class RulesReader : public TomlReader {
         const auto value = string_value(*a->get(i), key);
         if (!value) continue;
         // A credential the intake never accepts could never match: a typo.
-        const bool known =
-            std::any_of(std::begin(credentials), std::end(credentials),
-                        [&](std::string_view c) { return lower_ascii(c) == lower_ascii(*value); });
+        const bool known = std::any_of(std::begin(credentials), std::end(credentials),
+                                       [&](std::string_view c) { return lower_ascii(c) == lower_ascii(*value); });
         if (!known) {
           add(*a->get(i), key, "expected one of " + join(credentials) + ", got " + quote(*value));
           continue;
@@ -104,8 +103,8 @@ class RulesReader : public TomlReader {
         const std::string key = indexed(prefixes_key, i);
         const auto value = string_value(*a->get(i), key);
         if (!value) continue;
-        const bool digits = value->size() <= 5 && std::all_of(value->begin(), value->end(),
-                                                              [](char c) { return c >= '0' && c <= '9'; });
+        const bool digits = value->size() <= 5 &&
+                            std::all_of(value->begin(), value->end(), [](char c) { return c >= '0' && c <= '9'; });
         if (!digits) {
           add(*a->get(i), key, "expected 1 to 5 digits, got " + quote(*value));
           continue;
@@ -157,8 +156,7 @@ class RulesReader : public TomlReader {
         check_keys(*code, {"system", "value"});
         auto system = get_string(*code, "system", true);
         auto value = get_string(*code, "value", true);
-        if (system &&
-            std::find(std::begin(code_systems), std::end(code_systems), *system) == std::end(code_systems)) {
+        if (system && std::find(std::begin(code_systems), std::end(code_systems), *system) == std::end(code_systems)) {
           add(*code->get("system"), code->key("system"),
               "expected one of " + join(code_systems) + ", got " + quote(*system));
           system.reset();
@@ -190,8 +188,7 @@ class RulesReader : public TomlReader {
     for (std::size_t i = 0; i < rules.diseases.size(); ++i) {
       const Disease& d = rules.diseases[i];
       if (auto [it, fresh] = ids.try_emplace(d.id, i); !fresh) {
-        add(lines_[i], keys_[i] + ".id",
-                "duplicate id " + quote(d.id) + " (also " + keys_[it->second] + ")");
+        add(lines_[i], keys_[i] + ".id", "duplicate id " + quote(d.id) + " (also " + keys_[it->second] + ")");
       }
       std::vector<std::string> names{d.name};
       names.insert(names.end(), d.aliases.begin(), d.aliases.end());
@@ -201,16 +198,15 @@ class RulesReader : public TomlReader {
         if (words.empty()) continue;
         if (auto [it, fresh] = aliases.try_emplace(words, i); !fresh && it->second != i) {
           add(lines_[i], keys_[i] + ".aliases",
-                  "alias " + quote(name) + " also names " + keys_[it->second] + " (" +
-                      rules.diseases[it->second].id + ")");
+              "alias " + quote(name) + " also names " + keys_[it->second] + " (" + rules.diseases[it->second].id + ")");
         }
       }
       for (const auto& code : d.codes) {
         const std::string k = lower_ascii(code.system) + " " + lower_ascii(code.value);
         if (auto [it, fresh] = codes.try_emplace(k, i); !fresh && it->second != i) {
           add(lines_[i], keys_[i] + ".codes",
-                  "code " + code.system + " " + code.value + " also belongs to " + keys_[it->second] + " (" +
-                      rules.diseases[it->second].id + ")");
+              "code " + code.system + " " + code.value + " also belongs to " + keys_[it->second] + " (" +
+                  rules.diseases[it->second].id + ")");
         }
       }
     }

@@ -16,11 +16,11 @@ struct DiseaseCode {
 };
 
 struct Disease {
-  std::string id;                 // stable key, e.g. "asps"
-  std::string name;               // display name
+  std::string id;    // stable key, e.g. "asps"
+  std::string name;  // display name
   std::vector<std::string> aliases;
   std::vector<DiseaseCode> codes;
-  std::optional<int> max_age;     // inclusive, in completed years; else the general limit
+  std::optional<int> max_age;  // inclusive, in completed years; else the general limit
   int open_trials = 0;
 };
 

@@ -93,8 +93,7 @@ store::WriterOptions writer_options(const Config& c) {
 
 DispatcherOptions dispatcher_options(const Config& c) {
   DispatcherOptions o;
-  o.retry = {c.delivery.max_attempts, c.delivery.initial_backoff, c.delivery.max_backoff,
-             c.delivery.give_up_after};
+  o.retry = {c.delivery.max_attempts, c.delivery.initial_backoff, c.delivery.max_backoff, c.delivery.give_up_after};
   o.lease = c.delivery.lease;
   o.link_origin = c.closed_loop.link_origin;
   o.ack_link_ttl = c.closed_loop.ack_link_ttl;
@@ -130,8 +129,9 @@ void warn_restart_only(const Config& old_config, const Config& next) {
   if (listen(old_config) != listen(next) || old_config.http.tls_certificate != next.http.tls_certificate ||
       old_config.http.tls_private_key != next.http.tls_private_key ||
       old_config.storage.database != next.storage.database || old_config.http.threads != next.http.threads) {
-    spdlog::warn("config.reload_partial note=\"listen addresses, TLS files, threads and the database "
-                 "take effect only after a restart\"");
+    spdlog::warn(
+        "config.reload_partial note=\"listen addresses, TLS files, threads and the database "
+        "take effect only after a restart\"");
   }
 }
 
@@ -194,8 +194,9 @@ class Daemon {
                  configuration_.config.storage.database.string(), encryption_key(configuration_.config),
                  configuration_.config.targets.size(), configuration_.config.routes.size());
     if (!configuration_.config.storage.keys) {
-      spdlog::warn("storage.unencrypted note=\"storage.encryption_keys is not set: new referrals are stored in the "
-                   "clear (docs/encryption.md)\"");
+      spdlog::warn(
+          "storage.unencrypted note=\"storage.encryption_keys is not set: new referrals are stored in the "
+          "clear (docs/encryption.md)\"");
     }
     // Listeners are bound and the store is open: connections queue from here on.
     notifier_.ready(status_line());
@@ -305,8 +306,7 @@ class Daemon {
       log_problems(e, "config.reload_refused");
       spdlog::error("config.reload_refused note=\"the previous configuration keeps running\"");
     } catch (const std::exception& e) {
-      spdlog::error("config.reload_refused error=\"{}\" note=\"the previous configuration keeps running\"",
-                    e.what());
+      spdlog::error("config.reload_refused error=\"{}\" note=\"the previous configuration keeps running\"", e.what());
     }
   }
 

@@ -23,9 +23,7 @@ inline boost::asio::awaitable<JobResult> async_write(Writer& writer, Writer::Job
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
         writer.submit(std::move(job), [shared](JobResult result) {
           auto ex = boost::asio::get_associated_executor(*shared);
-          boost::asio::post(ex, [shared, result = std::move(result)]() mutable {
-            (*shared)(std::move(result));
-          });
+          boost::asio::post(ex, [shared, result = std::move(result)]() mutable { (*shared)(std::move(result)); });
         });
       },
       boost::asio::use_awaitable);
@@ -39,9 +37,7 @@ inline boost::asio::awaitable<std::string> async_read(ReaderPool& readers, Reade
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
         auto complete = [shared](std::string error) {
           auto ex = boost::asio::get_associated_executor(*shared);
-          boost::asio::post(ex, [shared, error = std::move(error)]() mutable {
-            (*shared)(std::move(error));
-          });
+          boost::asio::post(ex, [shared, error = std::move(error)]() mutable { (*shared)(std::move(error)); });
         };
         readers.submit(
             [query = std::move(query), complete](Database& db) mutable {

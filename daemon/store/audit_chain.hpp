@@ -43,10 +43,10 @@ void append_audit(Database& db, AuditEntry row);
 void chain_unhashed_audit_rows(Database& db);
 
 struct AuditVerification {
-  std::int64_t rows = 0;                    // rows checked
-  std::optional<std::int64_t> first_bad;    // the first row that does not match
-  std::string problem;                      // why, for that row
-  std::string head;                         // the last row's hash: record it elsewhere to anchor the chain
+  std::int64_t rows = 0;                  // rows checked
+  std::optional<std::int64_t> first_bad;  // the first row that does not match
+  std::string problem;                    // why, for that row
+  std::string head;                       // the last row's hash: record it elsewhere to anchor the chain
 };
 
 // Walks the whole chain in id order. Reads only: run it in a read transaction

@@ -42,8 +42,7 @@ std::string describe(std::string_view sql) {
   return out;
 }
 
-[[noreturn]] void throw_error(int code, std::string_view operation, std::string_view sql,
-                              const char* sqlite_message) {
+[[noreturn]] void throw_error(int code, std::string_view operation, std::string_view sql, const char* sqlite_message) {
   std::string what = "sqlite ";
   what += operation;
   if (!sql.empty()) {
@@ -64,23 +63,21 @@ void create_private_file(const std::filesystem::path& file) {
   if (fd < 0) {
     if (errno == EEXIST) return;  // an existing database keeps the mode its operator gave it
     const int err = errno;
-    throw DatabaseError(SQLITE_CANTOPEN,
-                        "cannot create database file " + file.string() + ": " + std::strerror(err));
+    throw DatabaseError(SQLITE_CANTOPEN, "cannot create database file " + file.string() + ": " + std::strerror(err));
   }
   const int rc = ::fchmod(fd, S_IRUSR | S_IWUSR);
   const int err = errno;
   ::close(fd);
   if (rc != 0) {
-    throw DatabaseError(SQLITE_CANTOPEN,
-                        "cannot set mode 0600 on " + file.string() + ": " + std::strerror(err));
+    throw DatabaseError(SQLITE_CANTOPEN, "cannot set mode 0600 on " + file.string() + ": " + std::strerror(err));
   }
 }
 
 void require_existing(const std::filesystem::path& file) {
   std::error_code ec;
   if (!std::filesystem::exists(file, ec)) {
-    throw DatabaseError(SQLITE_CANTOPEN, "database file " + file.string() +
-                                             " does not exist (start referrald once to create it)");
+    throw DatabaseError(SQLITE_CANTOPEN,
+                        "database file " + file.string() + " does not exist (start referrald once to create it)");
   }
 }
 
@@ -125,37 +122,28 @@ bool DatabaseError::is_unavailable() const noexcept {
     // Not the write's fault either: out of memory, and a WAL lock protocol
     // failure that SQLite reports when it cannot get a consistent snapshot.
     case SQLITE_NOMEM:
-    case SQLITE_PROTOCOL:
-      return true;
-    default:
-      return false;
+    case SQLITE_PROTOCOL: return true;
+    default: return false;
   }
 }
 
 const char* DatabaseError::unavailable_reason() const noexcept {
   if (code_ == SQLITE_READONLY_DBMOVED) return "the database file was moved, replaced or deleted";
   switch (code_ & 0xff) {
-    case SQLITE_FULL:
-      return "the disk is full";
+    case SQLITE_FULL: return "the disk is full";
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
       // Another process (referralctl, a backup, an sqlite3 shell) holds the
       // write lock for longer than the writer's busy timeout.
       return "the database is locked by another connection";
     case SQLITE_READONLY:
-    case SQLITE_PERM:
-      return "the database is read-only";
-    case SQLITE_IOERR:
-      return "an I/O error on the database";
-    case SQLITE_CANTOPEN:
-      return "the database cannot be opened";
+    case SQLITE_PERM: return "the database is read-only";
+    case SQLITE_IOERR: return "an I/O error on the database";
+    case SQLITE_CANTOPEN: return "the database cannot be opened";
     case SQLITE_CORRUPT:
-    case SQLITE_NOTADB:
-      return "the database file is damaged";
-    case SQLITE_NOMEM:
-      return "out of memory";
-    default:
-      return "the last commit failed";
+    case SQLITE_NOTADB: return "the database file is damaged";
+    case SQLITE_NOMEM: return "out of memory";
+    default: return "the last commit failed";
   }
 }
 
@@ -210,8 +198,7 @@ Statement& Statement::bind(int index, std::int64_t v) {
 }
 
 Statement& Statement::bind(int index, std::string_view v) {
-  check_bind(db_, stmt_,
-             sqlite3_bind_text64(stmt_, index, non_null(v), v.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
+  check_bind(db_, stmt_, sqlite3_bind_text64(stmt_, index, non_null(v), v.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
   return *this;
 }
 
@@ -286,8 +273,7 @@ struct Database::Cache {
   std::map<std::string, Statement, std::less<>> statements;
 };
 
-Database::Database(const std::filesystem::path& file, OpenMode mode)
-    : file_(file), cache_(std::make_unique<Cache>()) {
+Database::Database(const std::filesystem::path& file, OpenMode mode) : file_(file), cache_(std::make_unique<Cache>()) {
   // One connection per thread: SQLite's own connection mutex is not needed.
   int flags = SQLITE_OPEN_NOMUTEX;
 #ifdef SQLITE_OPEN_EXRESCODE
@@ -335,9 +321,9 @@ Database::Database(const std::filesystem::path& file, OpenMode mode)
       Statement journal(db_, "PRAGMA journal_mode=WAL");
       const std::string result = journal.step() ? journal.column_text(0) : std::string();
       if (result != "wal") {
-        throw DatabaseError(SQLITE_CANTOPEN, "sqlite open " + file.string() +
-                                                 ": cannot use write-ahead logging (journal_mode is \"" +
-                                                 result + "\")");
+        throw DatabaseError(
+            SQLITE_CANTOPEN,
+            "sqlite open " + file.string() + ": cannot use write-ahead logging (journal_mode is \"" + result + "\")");
       }
     }
     // synchronous=FULL: a commit is fsynced before it returns, which is what

@@ -50,7 +50,7 @@ struct AckTimes {
 struct OfficeFigures {
   std::vector<std::pair<OfficeStatus, std::int64_t>> by_status;  // every status, in the diagram's order
   std::vector<AckTimes> ack_times;                               // routine, urgent, emergent
-  std::vector<std::pair<int, std::int64_t>> escalations_fired;    // by step, ascending
+  std::vector<std::pair<int, std::int64_t>> escalations_fired;   // by step, ascending
   std::int64_t overdue = 0;  // still received with an escalation step due at `now` (overdue_referrals)
 };
 

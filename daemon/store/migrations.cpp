@@ -402,8 +402,7 @@ END;
 )sql"},
 };
 
-static_assert(sizeof(migrations) / sizeof(migrations[0]) == schema_version,
-              "one migration per schema version");
+static_assert(sizeof(migrations) / sizeof(migrations[0]) == schema_version, "one migration per schema version");
 
 bool has_table(Database& db, std::string_view name) {
   Statement st = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1");
@@ -420,8 +419,8 @@ bool has_user_objects(Database& db) {
 int checked_version(Database& db) {
   const int version = current_schema_version(db);
   if (version > schema_version) {
-    throw IncompatibleSchema("database schema version " + std::to_string(version) +
-                             " is newer than this referrald (" + std::to_string(schema_version) + ")");
+    throw IncompatibleSchema("database schema version " + std::to_string(version) + " is newer than this referrald (" +
+                             std::to_string(schema_version) + ")");
   }
   if (version == 0 && has_user_objects(db)) {
     throw IncompatibleSchema("database " + db.file().string() +
@@ -440,15 +439,17 @@ int current_schema_version(Database& db) {
 }
 
 void migrate(Database& db, int target) {
-  if (target < 0 || target > schema_version) throw std::logic_error("migrate: no schema version " + std::to_string(target));
+  if (target < 0 || target > schema_version)
+    throw std::logic_error("migrate: no schema version " + std::to_string(target));
   // The common case, an up-to-date database, needs no write lock.
   const int seen = checked_version(db);
   if (seen >= target) return;
 
   // PRAGMA foreign_keys is a no-op inside a transaction: set it before. (If
   // another process migrates meanwhile, keys are off for nothing, briefly.)
-  const bool rebuilds = std::any_of(std::begin(migrations), std::end(migrations),
-                                    [&](const Migration& m) { return m.version > seen && m.version <= target && m.rebuilds; });
+  const bool rebuilds = std::any_of(std::begin(migrations), std::end(migrations), [&](const Migration& m) {
+    return m.version > seen && m.version <= target && m.rebuilds;
+  });
   struct ForeignKeysOff {
     Database& db;
     bool on;
@@ -461,9 +462,9 @@ void migrate(Database& db, int target) {
   WriteTransaction write(db);
   // Again under the lock: another process may have migrated meanwhile.
   const int from = checked_version(db);
-  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::system_clock::now().time_since_epoch())
-                          .count();
+  const auto now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
   for (const Migration& m : migrations) {
     if (m.version <= from || m.version > target) continue;
     db.exec(m.sql);

@@ -156,8 +156,7 @@ StatusChangeResult change_status(Database& db, const StatusChange& change) {
     Statement& st = db.cached("UPDATE status_changes SET note = ?2 WHERE id = ?1");
     ResetOnExit reset(st);
     st.bind(1, result.change_id)
-        .bind_blob(2, seal_text(db.payload_keys(), *change.note,
-                                   note_context(change.referral_id, result.change_id)));
+        .bind_blob(2, seal_text(db.payload_keys(), *change.note, note_context(change.referral_id, result.change_id)));
     st.run();
   }
   if (is_acknowledged(change.to)) {
@@ -211,8 +210,7 @@ std::vector<StatusHistoryEntry> status_history(Database& db, const std::string& 
   return rows;
 }
 
-std::optional<StatusHistoryEntry> status_change(Database& db, const std::string& referral_id,
-                                                std::int64_t change_id) {
+std::optional<StatusHistoryEntry> status_change(Database& db, const std::string& referral_id, std::int64_t change_id) {
   Statement& st = db.cached(
       "SELECT id, at_ms, actor, via, from_status, to_status, note FROM status_changes "
       "WHERE id = ?1 AND referral_id = ?2");
@@ -266,8 +264,8 @@ NoteRekeyBatch rekey_status_notes(Database& db, std::int64_t after_id, int limit
 }
 
 std::vector<EscalationRow> escalations_of(Database& db, const std::string& referral_id) {
-  Statement& st = db.cached(std::string("SELECT ") + escalation_columns +
-                            " FROM escalations WHERE referral_id = ?1 ORDER BY step");
+  Statement& st =
+      db.cached(std::string("SELECT ") + escalation_columns + " FROM escalations WHERE referral_id = ?1 ORDER BY step");
   ResetOnExit reset(st);
   st.bind(1, std::string_view(referral_id));
   std::vector<EscalationRow> rows;
@@ -301,8 +299,8 @@ std::vector<EscalationRow> fire_due_escalations(Database& db, TimePoint now, int
       mark.run();
     }
     if (db.changes() != 1 || !fires) continue;
-    const int planned = plan_deliveries(db, step.referral_id, step.targets,
-                                        "escalation-" + std::to_string(step.step), now_ms);
+    const int planned =
+        plan_deliveries(db, step.referral_id, step.targets, "escalation-" + std::to_string(step.step), now_ms);
     audit(db, now, step.referral_id, std::nullopt, "referrald", "escalated",
           "step=" + std::to_string(step.step) + " after_s=" + std::to_string(step.after.count()) +
               " targets=" + std::to_string(planned));
@@ -314,8 +312,7 @@ std::vector<EscalationRow> fire_due_escalations(Database& db, TimePoint now, int
 }
 
 std::optional<TimePoint> next_escalation_due(Database& db) {
-  Statement& st = db.cached(
-      "SELECT min(due_ms) FROM escalations INDEXED BY escalations_due WHERE state = 'pending'");
+  Statement& st = db.cached("SELECT min(due_ms) FROM escalations INDEXED BY escalations_due WHERE state = 'pending'");
   ResetOnExit reset(st);
   if (!st.step() || st.column_is_null(0)) return std::nullopt;
   return from_millis(st.column_int(0));
@@ -345,8 +342,8 @@ std::vector<OverdueReferral> overdue_referrals(Database& db, TimePoint now) {
 
 void add_ack_token(Database& db, const std::string& referral_id, std::string_view token_hash, TimePoint now,
                    TimePoint expires_at) {
-  Statement& st = db.cached(
-      "INSERT INTO ack_tokens (token_hash, referral_id, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)");
+  Statement& st =
+      db.cached("INSERT INTO ack_tokens (token_hash, referral_id, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)");
   ResetOnExit reset(st);
   st.bind(1, token_hash).bind(2, std::string_view(referral_id)).bind(3, to_millis(now)).bind(4, to_millis(expires_at));
   st.run();
@@ -371,8 +368,8 @@ TokenLookup find_ack_token(Database& db, std::string_view token_hash, TimePoint 
 }
 
 bool use_ack_token(Database& db, std::string_view token_hash, TimePoint now) {
-  Statement& st = db.cached(
-      "UPDATE ack_tokens SET used_ms = ?2 WHERE token_hash = ?1 AND used_ms IS NULL AND expires_ms > ?2");
+  Statement& st =
+      db.cached("UPDATE ack_tokens SET used_ms = ?2 WHERE token_hash = ?1 AND used_ms IS NULL AND expires_ms > ?2");
   ResetOnExit reset(st);
   st.bind(1, token_hash).bind(2, to_millis(now));
   st.run();

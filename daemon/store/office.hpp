@@ -23,7 +23,7 @@ std::string_view to_string(StatusVia v) noexcept;
 
 struct ReferralStatus {
   OfficeStatus status = OfficeStatus::received;
-  TimePoint since;                        // the last change (receipt until then)
+  TimePoint since;  // the last change (receipt until then)
   std::optional<TimePoint> acknowledged_at;
   std::optional<std::string> duplicate_of;
 };
@@ -32,9 +32,9 @@ std::optional<ReferralStatus> status_of(Database& db, const std::string& referra
 struct StatusChange {
   std::string referral_id;
   OfficeStatus to = OfficeStatus::acknowledged;
-  std::string actor;                      // the operator's user name, the office key's id, "link"
+  std::string actor;  // the operator's user name, the office key's id, "link"
   StatusVia via = StatusVia::cli;
-  std::optional<std::string> note;        // PHI: sealed like the document
+  std::optional<std::string> note;  // PHI: sealed like the document
   TimePoint at;
   std::vector<std::string> notice_targets;  // the referrer's notices to plan, one delivery each
 };
@@ -42,7 +42,7 @@ struct StatusChange {
 struct StatusChangeResult {
   bool changed = false;
   OfficeStatus from = OfficeStatus::received;
-  std::optional<std::string> refusal;     // why not (office/status.hpp's sentence)
+  std::optional<std::string> refusal;  // why not (office/status.hpp's sentence)
   std::int64_t change_id = 0;
   int escalations_stopped = 0;
   int notices = 0;
@@ -62,13 +62,12 @@ struct StatusHistoryEntry {
   StatusVia via = StatusVia::cli;
   OfficeStatus from = OfficeStatus::received;
   OfficeStatus to = OfficeStatus::received;
-  std::optional<std::string> note;        // opened (PHI)
+  std::optional<std::string> note;  // opened (PHI)
 };
 // Oldest first. Throws PayloadError for a note it cannot open.
 std::vector<StatusHistoryEntry> status_history(Database& db, const std::string& referral_id);
 // One change of that referral (a notice opens its own note, not every one).
-std::optional<StatusHistoryEntry> status_change(Database& db, const std::string& referral_id,
-                                                std::int64_t change_id);
+std::optional<StatusHistoryEntry> status_change(Database& db, const std::string& referral_id, std::int64_t change_id);
 
 struct NoteRekeyBatch {
   std::optional<std::int64_t> last_id;  // where the next batch starts; nullopt: none was examined
@@ -118,8 +117,8 @@ struct OverdueReferral {
   std::string referral_id;
   Urgency urgency = Urgency::routine;
   TimePoint received_at;
-  int step = 0;        // the latest step due
-  TimePoint due_at;    // when that step was due
+  int step = 0;      // the latest step due
+  TimePoint due_at;  // when that step was due
 };
 // Oldest first.
 std::vector<OverdueReferral> overdue_referrals(Database& db, TimePoint now);
@@ -134,7 +133,7 @@ void add_ack_token(Database& db, const std::string& referral_id, std::string_vie
 enum class TokenState { valid, used, expired, unknown };
 struct TokenLookup {
   TokenState state = TokenState::unknown;
-  std::string referral_id;                // empty for unknown
+  std::string referral_id;  // empty for unknown
   std::optional<TimePoint> used_at;
 };
 TokenLookup find_ack_token(Database& db, std::string_view token_hash, TimePoint now);

@@ -45,8 +45,7 @@ Urgency urgency_at(const Statement& st, int column) {
 }
 
 bool all_digits(const std::string& s) {
-  return !s.empty() && s.size() <= 18 &&
-         std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+  return !s.empty() && s.size() <= 18 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
 std::size_t index_of(DeliveryState s) {
@@ -116,14 +115,16 @@ ReferralPage list_referrals(Database& db, const ListFilter& filter) {
   // a rare state (dead, held) then costs as little as a common one.
   std::string sql;
   if (filter.delivery_state) {
-    sql = "SELECT r.id, r.received_ms, r.decision, r.urgency, r.disease, r.channel, r.status, r.duplicate_of "
-          "FROM deliveries AS d INDEXED BY deliveries_state_created CROSS JOIN referrals AS r "
-          "ON r.id = d.referral_id WHERE d.state = ?7";
+    sql =
+        "SELECT r.id, r.received_ms, r.decision, r.urgency, r.disease, r.channel, r.status, r.duplicate_of "
+        "FROM deliveries AS d INDEXED BY deliveries_state_created CROSS JOIN referrals AS r "
+        "ON r.id = d.referral_id WHERE d.state = ?7";
     if (filter.since) sql += " AND d.created_ms >= ?3";
     if (cursor_ms) sql += " AND d.created_ms <= ?4";
   } else {
-    sql = "SELECT r.id, r.received_ms, r.decision, r.urgency, r.disease, r.channel, r.status, r.duplicate_of "
-          "FROM referrals AS r WHERE 1";
+    sql =
+        "SELECT r.id, r.received_ms, r.decision, r.urgency, r.disease, r.channel, r.status, r.duplicate_of "
+        "FROM referrals AS r WHERE 1";
   }
   // Statuses are bound from ?10 on, one parameter each.
   if (!filter.statuses.empty()) {
@@ -182,8 +183,7 @@ ReferralPage list_referrals(Database& db, const ListFilter& filter) {
   st.reset();
   if (more) page.next_before = page.referrals.back().id;
 
-  Statement deliveries = db.prepare(
-      "SELECT id, target, state FROM deliveries WHERE referral_id = ?1 ORDER BY id");
+  Statement deliveries = db.prepare("SELECT id, target, state FROM deliveries WHERE referral_id = ?1 ORDER BY id");
   for (auto& row : page.referrals) {
     deliveries.bind(1, std::string_view(row.id));
     while (deliveries.step()) {
@@ -312,16 +312,18 @@ Stats collect_stats(Database& db, TimePoint now) {
 
   // The two halves of "due", as claim_due reads them.
   {
-    Statement st = db.prepare(
-        std::string("SELECT ") + delivery_columns + ", d.next_attempt_ms AS due FROM deliveries AS d "
-        "INDEXED BY deliveries_due WHERE d.state IN ('pending', 'retry') AND d.next_attempt_ms <= ?1 "
-        "ORDER BY d.next_attempt_ms, d.id LIMIT 1");
+    Statement st =
+        db.prepare(std::string("SELECT ") + delivery_columns +
+                   ", d.next_attempt_ms AS due FROM deliveries AS d "
+                   "INDEXED BY deliveries_due WHERE d.state IN ('pending', 'retry') AND d.next_attempt_ms <= ?1 "
+                   "ORDER BY d.next_attempt_ms, d.id LIMIT 1");
     st.bind(1, now_ms);
     if (st.step()) s.oldest_due = read_delivery(st);
     st.reset();
-    Statement lease = db.prepare(
-        std::string("SELECT ") + delivery_columns + " FROM deliveries AS d INDEXED BY deliveries_lease "
-        "WHERE d.state = 'sending' AND d.lease_until_ms <= ?1 ORDER BY d.lease_until_ms, d.id LIMIT 1");
+    Statement lease =
+        db.prepare(std::string("SELECT ") + delivery_columns +
+                   " FROM deliveries AS d INDEXED BY deliveries_lease "
+                   "WHERE d.state = 'sending' AND d.lease_until_ms <= ?1 ORDER BY d.lease_until_ms, d.id LIMIT 1");
     lease.bind(1, now_ms);
     if (lease.step()) {
       DeliveryRow row = read_delivery(lease);
@@ -516,8 +518,8 @@ std::vector<ActionChange> apply_action(Database& db, Action a, const std::vector
 
 // ---- purge ----
 
-std::vector<PurgeCandidate> purge_candidates(Database& db, TimePoint cutoff,
-                                             const std::optional<PurgeCandidate>& after, int limit) {
+std::vector<PurgeCandidate> purge_candidates(Database& db, TimePoint cutoff, const std::optional<PurgeCandidate>& after,
+                                             int limit) {
   std::string sql =
       "SELECT r.id, r.received_ms, r.decision FROM referrals AS r INDEXED BY referrals_received "
       "WHERE r.received_ms < ?1 AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE d.referral_id = r.id "
@@ -555,16 +557,15 @@ std::int64_t count_received_before(Database& db, TimePoint cutoff) {
 
 void zero_freed_space(Database& db) { db.exec("PRAGMA secure_delete = ON"); }
 
-RekeyBatch rekey_referrals(Database& db, const std::optional<std::string>& after, int limit,
-                           const std::string& actor, TimePoint now) {
+RekeyBatch rekey_referrals(Database& db, const std::optional<std::string>& after, int limit, const std::string& actor,
+                           TimePoint now) {
   const KeyRing* keys = db.payload_keys();
   if (keys == nullptr) throw std::logic_error("rekey needs storage.encryption_keys");
   const std::string& current = keys->current().id;
   // Along the primary key, so each batch costs `limit` rows however many
   // referrals there are, and rows the daemon adds meanwhile cannot make a
   // batch skip or repeat one.
-  Statement& select = db.cached(
-      "SELECT id, document FROM referrals WHERE id > ?1 ORDER BY id LIMIT ?2");
+  Statement& select = db.cached("SELECT id, document FROM referrals WHERE id > ?1 ORDER BY id LIMIT ?2");
   Statement& update = db.cached("UPDATE referrals SET document = ?2 WHERE id = ?1");
   struct Stored {
     std::string id;

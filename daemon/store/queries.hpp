@@ -33,7 +33,7 @@ struct ListFilter {
   std::optional<Decision> decision;
   std::optional<Urgency> urgency;
   std::optional<DeliveryState> delivery_state;  // referrals with at least one delivery in this state
-  std::vector<OfficeStatus> statuses;            // the office's status is one of these; empty: any
+  std::vector<OfficeStatus> statuses;           // the office's status is one of these; empty: any
   std::optional<TimePoint> since;               // received at or after
   std::optional<std::string> before;            // keyset cursor: only referrals listed after this one
   int limit = 50;
@@ -116,8 +116,8 @@ std::int64_t count_dead(Database& db, const std::optional<std::string>& target);
 
 inline constexpr std::array<Decision, 3> all_decisions{Decision::accepted, Decision::review, Decision::declined};
 inline constexpr std::array<DeliveryState, 7> all_delivery_states{
-    DeliveryState::pending, DeliveryState::sending,   DeliveryState::retry, DeliveryState::held,
-    DeliveryState::delivered, DeliveryState::dead, DeliveryState::cancelled};
+    DeliveryState::pending,   DeliveryState::sending, DeliveryState::retry,    DeliveryState::held,
+    DeliveryState::delivered, DeliveryState::dead,    DeliveryState::cancelled};
 
 // Attempts that finished within a window, by outcome.
 struct AttemptCounts {
@@ -137,13 +137,13 @@ struct TargetActivity {
 
 struct Stats {
   std::int64_t referrals = 0;
-  std::array<std::int64_t, 3> by_decision{};        // indexed like all_decisions
+  std::array<std::int64_t, 3> by_decision{};  // indexed like all_decisions
   std::int64_t deliveries = 0;
-  std::array<std::int64_t, 7> by_state{};           // indexed like all_delivery_states
-  std::vector<std::int64_t> by_status;              // indexed like all_office_statuses()
-  std::optional<DeliveryRow> oldest_due;            // pending/retry with the earliest next attempt <= now
-  std::optional<TimePoint> next_due;                // the earliest next attempt still ahead
-  std::vector<TargetActivity> targets;              // every target with a waiting delivery or recent attempt
+  std::array<std::int64_t, 7> by_state{};  // indexed like all_delivery_states
+  std::vector<std::int64_t> by_status;     // indexed like all_office_statuses()
+  std::optional<DeliveryRow> oldest_due;   // pending/retry with the earliest next attempt <= now
+  std::optional<TimePoint> next_due;       // the earliest next attempt still ahead
+  std::vector<TargetActivity> targets;     // every target with a waiting delivery or recent attempt
 };
 
 Stats collect_stats(Database& db, TimePoint now);
@@ -194,8 +194,8 @@ struct PurgeCandidate {
 
 // Referrals received before `cutoff` whose deliveries are all final, oldest
 // first, continuing after `after` (the last candidate of the previous batch).
-std::vector<PurgeCandidate> purge_candidates(Database& db, TimePoint cutoff,
-                                             const std::optional<PurgeCandidate>& after, int limit);
+std::vector<PurgeCandidate> purge_candidates(Database& db, TimePoint cutoff, const std::optional<PurgeCandidate>& after,
+                                             int limit);
 // Deletes the referral with its reasons, deliveries and attempts; the audit
 // trail keeps a "purged" row. Must run inside the caller's transaction.
 void purge_referral(Database& db, const PurgeCandidate& referral, const std::string& actor, TimePoint now,
@@ -222,7 +222,7 @@ struct RekeyBatch {
 // included), with one audit row each by `actor`. A document that cannot be
 // opened is left as it is and reported. Must run inside the caller's
 // (IMMEDIATE) transaction; throws std::logic_error without payload keys.
-RekeyBatch rekey_referrals(Database& db, const std::optional<std::string>& after, int limit,
-                           const std::string& actor, TimePoint now);
+RekeyBatch rekey_referrals(Database& db, const std::optional<std::string>& after, int limit, const std::string& actor,
+                           TimePoint now);
 
 }  // namespace referrald::store

@@ -186,8 +186,8 @@ InsertResult insert_referral(Database& db, const NewReferral& r) {
   }
 
   {
-    Statement& st = db.cached(
-        "INSERT INTO referral_reasons (referral_id, position, code, message) VALUES (?1, ?2, ?3, ?4)");
+    Statement& st =
+        db.cached("INSERT INTO referral_reasons (referral_id, position, code, message) VALUES (?1, ?2, ?3, ?4)");
     ResetOnExit reset(st);
     std::int64_t position = 0;
     for (const Reason& reason : r.reasons) {
@@ -217,8 +217,8 @@ InsertResult insert_referral(Database& db, const NewReferral& r) {
   }
 
   if (!r.escalations.empty()) {
-    Statement& st = db.cached(
-        "INSERT INTO escalations (referral_id, step, due_ms, after_s, targets) VALUES (?1, ?2, ?3, ?4, ?5)");
+    Statement& st =
+        db.cached("INSERT INTO escalations (referral_id, step, due_ms, after_s, targets) VALUES (?1, ?2, ?3, ?4, ?5)");
     ResetOnExit reset(st);
     for (const PlannedEscalation& step : r.escalations) {
       // Target names in one column, space-separated (a name holds no space).
@@ -262,8 +262,7 @@ std::optional<ReferralRow> find_referral(Database& db, const std::string& id) {
     row.client = st.column_text(6);
     row.document = open_payload(db.payload_keys(), st.column_blob(7), row.id);
   }
-  Statement& st = db.cached(
-      "SELECT code, message FROM referral_reasons WHERE referral_id = ?1 ORDER BY position");
+  Statement& st = db.cached("SELECT code, message FROM referral_reasons WHERE referral_id = ?1 ORDER BY position");
   ResetOnExit reset(st);
   st.bind(1, std::string_view(id));
   while (st.step()) row.reasons.push_back(Reason{st.column_text(0), st.column_text(1)});
@@ -271,8 +270,8 @@ std::optional<ReferralRow> find_referral(Database& db, const std::string& id) {
 }
 
 std::vector<DeliveryRow> deliveries_of(Database& db, const std::string& referral_id) {
-  Statement& st = db.cached(std::string("SELECT ") + delivery_columns +
-                            " FROM deliveries WHERE referral_id = ?1 ORDER BY id");
+  Statement& st =
+      db.cached(std::string("SELECT ") + delivery_columns + " FROM deliveries WHERE referral_id = ?1 ORDER BY id");
   ResetOnExit reset(st);
   st.bind(1, std::string_view(referral_id));
   std::vector<DeliveryRow> rows;
@@ -280,8 +279,8 @@ std::vector<DeliveryRow> deliveries_of(Database& db, const std::string& referral
   return rows;
 }
 
-std::vector<DeliveryRow> claim_due(Database& db, TimePoint now, std::chrono::milliseconds lease,
-                                   int limit, const std::vector<std::string>& targets) {
+std::vector<DeliveryRow> claim_due(Database& db, TimePoint now, std::chrono::milliseconds lease, int limit,
+                                   const std::vector<std::string>& targets) {
   std::vector<DeliveryRow> rows;
   if (limit <= 0) return rows;
   const std::int64_t now_ms = to_millis(now);
@@ -323,13 +322,11 @@ std::optional<TimePoint> next_due(Database& db) {
 bool finish_attempt(Database& db, const AttemptRecord& a) {
   switch (a.next_state) {
     case DeliveryState::delivered:
-    case DeliveryState::dead:
-      break;
+    case DeliveryState::dead: break;
     case DeliveryState::retry:
       if (!a.next_attempt_at) throw std::invalid_argument("finish_attempt: retry needs next_attempt_at");
       break;
-    default:
-      throw std::invalid_argument("finish_attempt: next_state must be delivered, retry or dead");
+    default: throw std::invalid_argument("finish_attempt: next_state must be delivered, retry or dead");
   }
 
   Savepoint savepoint(db, "finish_attempt");
@@ -399,12 +396,11 @@ bool finish_attempt(Database& db, const AttemptRecord& a) {
     st.run();
   }
 
-  std::string detail = "target=" + target + " attempt=" + std::to_string(a.attempt) +
-                       " outcome=" + std::string(to_string(a.outcome));
+  std::string detail =
+      "target=" + target + " attempt=" + std::to_string(a.attempt) + " outcome=" + std::string(to_string(a.outcome));
   if (a.code) detail += " code=" + *a.code;
   if (applied) {
-    audit(db, a.finished_at, referral_id, a.delivery_id, "referrald", std::string(to_string(a.next_state)),
-          detail);
+    audit(db, a.finished_at, referral_id, a.delivery_id, "referrald", std::string(to_string(a.next_state)), detail);
   } else {
     audit(db, a.finished_at, referral_id, a.delivery_id, "referrald", "attempt-not-applied",
           detail + " state=" + state_now);

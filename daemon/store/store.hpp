@@ -43,14 +43,14 @@ struct NewReferral {
   Urgency urgency = Urgency::routine;
   std::vector<Reason> reasons;
   std::optional<std::string> disease;
-  std::string channel;                        // "api" | "form"
-  std::string client;                         // who submitted: API key fingerprint, or form client
+  std::string channel;  // "api" | "form"
+  std::string client;   // who submitted: API key fingerprint, or form client
   std::optional<std::string> idempotency_key;
-  std::string request_hash;                   // hex SHA-256 of the body, for Idempotency-Key
-  std::string document;                       // referral JSON
-  std::string response;                       // the exact 202 body, replayed for a repeated key
-  std::vector<std::string> targets;           // one delivery row each, due now
-  std::vector<PlannedEscalation> escalations; // the ladder's steps, kept as rows (store/office.hpp)
+  std::string request_hash;                    // hex SHA-256 of the body, for Idempotency-Key
+  std::string document;                        // referral JSON
+  std::string response;                        // the exact 202 body, replayed for a repeated key
+  std::vector<std::string> targets;            // one delivery row each, due now
+  std::vector<PlannedEscalation> escalations;  // the ladder's steps, kept as rows (store/office.hpp)
   // A keyed hash of the patient's normalised name and birth date: with it, an
   // open referral with the same hash received within `duplicate_window`
   // before this one is recorded as its duplicate_of.
@@ -61,8 +61,8 @@ struct NewReferral {
 enum class InsertStatus { inserted, replayed, conflict };
 struct InsertResult {
   InsertStatus status;
-  std::string id;        // the stored referral's id (the earlier one for replay)
-  std::string response;  // the stored response (for replay)
+  std::string id;                           // the stored referral's id (the earlier one for replay)
+  std::string response;                     // the stored response (for replay)
   std::optional<std::string> duplicate_of;  // inserted, replayed: an open referral for the same patient
 };
 
@@ -104,8 +104,8 @@ std::vector<DeliveryRow> deliveries_of(Database& db, const std::string& referral
 // Claims up to `limit` due deliveries (pending/retry due now, or sending with
 // an expired lease), moving them to 'sending' with lease_until = now + lease,
 // attempts + 1, in one statement. Ordered by next attempt time.
-std::vector<DeliveryRow> claim_due(Database& db, TimePoint now, std::chrono::milliseconds lease,
-                                   int limit, const std::vector<std::string>& targets = {});
+std::vector<DeliveryRow> claim_due(Database& db, TimePoint now, std::chrono::milliseconds lease, int limit,
+                                   const std::vector<std::string>& targets = {});
 // Deliveries a previous run left 'sending' (it crashed, or its stop grace ran
 // out mid-send) become due at `now` instead of when their lease runs out: one
 // daemon owns the database, so nothing else is sending them. The attempt they
@@ -123,8 +123,8 @@ struct AttemptRecord {
   TimePoint started_at;
   TimePoint finished_at;
   AttemptOutcome outcome = AttemptOutcome::transient;
-  std::optional<std::string> code;     // protocol code, e.g. "451"
-  std::string message;                 // no PHI
+  std::optional<std::string> code;  // protocol code, e.g. "451"
+  std::string message;              // no PHI
   std::optional<std::string> external_id;
   // Where the delivery goes next: delivered, retry (with next_attempt_at) or dead.
   DeliveryState next_state = DeliveryState::delivered;
@@ -146,8 +146,8 @@ bool skip_delivery(Database& db, std::int64_t delivery_id, int attempt, const st
 // Appends a row to the audit trail's hash chain (store/audit_chain.hpp).
 // Must run inside the caller's write transaction.
 void audit(Database& db, TimePoint at, const std::optional<std::string>& referral_id,
-           std::optional<std::int64_t> delivery_id, const std::string& actor,
-           const std::string& action, const std::string& detail);
+           std::optional<std::int64_t> delivery_id, const std::string& actor, const std::string& action,
+           const std::string& detail);
 
 // 32 random bytes kept in the database, made on first use: the identity
 // hash's key when the configuration gives none (docs/closed-loop.md). Must

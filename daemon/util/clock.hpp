@@ -13,9 +13,7 @@ class Clock {
 
 class SystemClock final : public Clock {
  public:
-  std::chrono::system_clock::time_point now() const override {
-    return std::chrono::system_clock::now();
-  }
+  std::chrono::system_clock::time_point now() const override { return std::chrono::system_clock::now(); }
 };
 
 // For tests: a clock that only moves when told to.

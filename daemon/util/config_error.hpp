@@ -9,9 +9,9 @@
 namespace referrald {
 
 struct ConfigProblem {
-  std::string file;   // as given to the loader
-  int line = 0;       // 1-based; 0 when the problem has no position
-  std::string key;    // dotted path, e.g. "target[2].port" or "http.listen"
+  std::string file;  // as given to the loader
+  int line = 0;      // 1-based; 0 when the problem has no position
+  std::string key;   // dotted path, e.g. "target[2].port" or "http.listen"
   std::string message;
 
   // "FILE:LINE: key: message" (LINE omitted when 0, key omitted when empty).

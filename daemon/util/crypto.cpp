@@ -14,8 +14,7 @@ namespace referrald {
 std::array<unsigned char, 32> sha256(std::string_view data) {
   std::array<unsigned char, 32> out{};
   unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr) != 1 ||
-      len != out.size()) {
+  if (EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr) != 1 || len != out.size()) {
     throw std::runtime_error("SHA-256 failed");
   }
   return out;

@@ -32,8 +32,8 @@ std::optional<Date> parse_iso_date(std::string_view text) noexcept {
 }
 
 std::string format_iso_date(Date d) {
-  return fmt::format("{:04d}-{:02d}-{:02d}", static_cast<int>(d.year()),
-                     static_cast<unsigned>(d.month()), static_cast<unsigned>(d.day()));
+  return fmt::format("{:04d}-{:02d}-{:02d}", static_cast<int>(d.year()), static_cast<unsigned>(d.month()),
+                     static_cast<unsigned>(d.day()));
 }
 
 int age_in_years(Date birth, Date on) noexcept {

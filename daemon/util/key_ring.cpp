@@ -73,9 +73,7 @@ std::string KeyRing::ids() const {
   return out;
 }
 
-std::string KeyFileProblem::to_string() const {
-  return line > 0 ? std::to_string(line) + ": " + message : message;
-}
+std::string KeyFileProblem::to_string() const { return line > 0 ? std::to_string(line) + ": " + message : message; }
 
 bool is_key_id(std::string_view id) noexcept {
   return !id.empty() && id.size() <= max_key_id_length && std::all_of(id.begin(), id.end(), [](char c) {
@@ -115,18 +113,18 @@ std::shared_ptr<const KeyRing> parse_key_file(std::string_view text, std::vector
     key.id = std::string(id);
     if (!from_hex(hex, key.bytes.data(), key.bytes.size())) {
       OPENSSL_cleanse(key.bytes.data(), key.bytes.size());
-      problems.push_back({line_number, "key \"" + key.id + "\": expected " + std::to_string(2 * payload_key_bytes) +
-                                           " hex digits (openssl rand -hex 32), got " +
-                                           (hex.size() == 2 * payload_key_bytes
-                                                ? std::string("a character that is not a hex digit")
-                                                : std::to_string(hex.size()) + " characters")});
+      problems.push_back(
+          {line_number, "key \"" + key.id + "\": expected " + std::to_string(2 * payload_key_bytes) +
+                            " hex digits (openssl rand -hex 32), got " +
+                            (hex.size() == 2 * payload_key_bytes ? std::string("a character that is not a hex digit")
+                                                                 : std::to_string(hex.size()) + " characters")});
       continue;
     }
     const auto [it, inserted] = first_line.emplace(key.id, line_number);
     if (!inserted) {
       OPENSSL_cleanse(key.bytes.data(), key.bytes.size());
-      problems.push_back({line_number, "key \"" + key.id + "\" is listed twice (first at line " +
-                                           std::to_string(it->second) + ")"});
+      problems.push_back(
+          {line_number, "key \"" + key.id + "\" is listed twice (first at line " + std::to_string(it->second) + ")"});
       continue;
     }
     keys.push_back(key);

@@ -28,9 +28,7 @@ class PriorityFlag final : public spdlog::custom_flag_formatter {
     }
     dest.append(prefix, prefix + 3);
   }
-  std::unique_ptr<custom_flag_formatter> clone() const override {
-    return std::make_unique<PriorityFlag>();
-  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<PriorityFlag>(); }
 };
 
 }  // namespace

@@ -40,8 +40,8 @@ bool SystemdNotifier::notify(std::string_view message) const {
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, address_.data(), address_.size());
   const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + address_.size());
-  const auto sent = ::sendto(fd_, message.data(), message.size(), MSG_NOSIGNAL,
-                             reinterpret_cast<const sockaddr*>(&addr), len);
+  const auto sent =
+      ::sendto(fd_, message.data(), message.size(), MSG_NOSIGNAL, reinterpret_cast<const sockaddr*>(&addr), len);
   return sent == static_cast<ssize_t>(message.size());
 }
 

@@ -7,8 +7,7 @@
 
 namespace referrald {
 
-std::optional<std::string> read_secret_file(const std::string& path, const std::string& label,
-                                            std::string* problem) {
+std::optional<std::string> read_secret_file(const std::string& path, const std::string& label, std::string* problem) {
   const std::string name = label + path;
   std::ifstream in(path, std::ios::binary);
   if (!in) {

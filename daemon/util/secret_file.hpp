@@ -11,7 +11,6 @@ namespace referrald {
 // *problem when it cannot be read, is empty or holds more than one line. The
 // reason names the file as `label` + path (e.g. "password_file /etc/x"),
 // never the secret.
-std::optional<std::string> read_secret_file(const std::string& path, const std::string& label,
-                                            std::string* problem);
+std::optional<std::string> read_secret_file(const std::string& path, const std::string& label, std::string* problem);
 
 }  // namespace referrald

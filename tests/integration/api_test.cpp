@@ -101,7 +101,8 @@ TEST_F(Api, InvalidReferralIs422NamingTheField) {
 }
 
 TEST_F(Api, MalformedJsonIs400AndNothingIsStored) {
-  for (const std::string& body : std::vector<std::string>{"{\"patient\": ", "not json", "{\"a\":1}}", "{\"x\":\"\xff\xfe\"}"}) {
+  for (const std::string& body :
+       std::vector<std::string>{"{\"patient\": ", "not json", "{\"a\":1}}", "{\"x\":\"\xff\xfe\"}"}) {
     const auto r = daemon.post_referral(body);
     EXPECT_EQ(r.status, 400) << body << " -> " << r.body;
     EXPECT_FALSE(json::parse(r.body)["errors"][0]["message"].get<std::string>().empty());
@@ -150,8 +151,9 @@ TEST_F(Api, ContentTypeMustBeJson) {
   EXPECT_EQ(r.status, 415);
   const auto ok = daemon.post_referral(sample("asps-routine.json"), {"Content-Type: application/json; charset=utf-8"});
   EXPECT_EQ(ok.status, 202) << ok.body;
-  EXPECT_EQ(daemon.post_referral(sample("asps-routine.json"), {"Content-Type: Application/JSON;Charset=\"UTF-8\""}).status,
-            202);
+  EXPECT_EQ(
+      daemon.post_referral(sample("asps-routine.json"), {"Content-Type: Application/JSON;Charset=\"UTF-8\""}).status,
+      202);
   // JSON is UTF-8: a body declared in another charset would be misread.
   for (const char* type : {"application/json; charset=iso-8859-1", "application/json; charset=utf-16",
                            "application/json; charset=", "application/json;charset=utf-8;charset=latin1"}) {
@@ -159,9 +161,10 @@ TEST_F(Api, ContentTypeMustBeJson) {
     EXPECT_EQ(refused.status, 415) << type << " " << refused.body;
   }
   // Two Content-Types: which one is meant is anyone's guess.
-  EXPECT_EQ(daemon.post_referral(sample("asps-routine.json"), {"Content-Type: application/json",
-                                                               "Content-Type: text/plain"}).status,
-            400);
+  EXPECT_EQ(
+      daemon.post_referral(sample("asps-routine.json"), {"Content-Type: application/json", "Content-Type: text/plain"})
+          .status,
+      400);
   EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 2);
 }
 
@@ -249,8 +252,9 @@ TEST_F(Api, HealthAndMetricsAnswer) {
   // A replay stores nothing new and counts nothing.
   ASSERT_EQ(daemon.post_referral(sample("asps-routine.json"), {"Idempotency-Key: k1"}).status, 202);
   ASSERT_EQ(daemon.post_referral(sample("asps-routine.json"), {"Idempotency-Key: k1"}).status, 202);
-  EXPECT_NE(daemon.get("/metrics", false).body.find("referrald_intake_total{channel=\"api\",decision=\"accepted\"} 2\n"),
-            std::string::npos);
+  EXPECT_NE(
+      daemon.get("/metrics", false).body.find("referrald_intake_total{channel=\"api\",decision=\"accepted\"} 2\n"),
+      std::string::npos);
   EXPECT_NE(m.body.find("referrald_store_readable 1"), std::string::npos) << m.body;
   EXPECT_NE(m.body.find("referrald_oldest_due_delivery_age_seconds "), std::string::npos) << m.body;
   EXPECT_NE(m.body.find("referrald_http_responses_total{code=\"202\"} 1"), std::string::npos) << m.body;
@@ -355,13 +359,12 @@ TEST(ApiTls, ServesHttpsWithTheConfiguredCertificate) {
   plain.timeout = 3s;
   EXPECT_NE(http(plain).status, 202);
   // TLS 1.1 and older are refused.
-  EXPECT_NE(shell("echo | openssl s_client -connect 127.0.0.1:" + std::to_string(daemon.port()) +
-                  " -tls1_1 >/dev/null 2>&1"),
-            0);
+  EXPECT_NE(
+      shell("echo | openssl s_client -connect 127.0.0.1:" + std::to_string(daemon.port()) + " -tls1_1 >/dev/null 2>&1"),
+      0);
   const auto tls12_with = [&](const std::string& suites) {
-    return shell("echo | openssl s_client -connect 127.0.0.1:" + std::to_string(daemon.port()) +
-                 " -tls1_2 -cipher '" + suites + "' -CAfile " + daemon.ca_file().string() +
-                 " -verify_return_error >/dev/null 2>&1");
+    return shell("echo | openssl s_client -connect 127.0.0.1:" + std::to_string(daemon.port()) + " -tls1_2 -cipher '" +
+                 suites + "' -CAfile " + daemon.ca_file().string() + " -verify_return_error >/dev/null 2>&1");
   };
   EXPECT_EQ(tls12_with("ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256"), 0);
   // TLS 1.2 offers nothing but forward-secret AEAD suites: CBC, static RSA

@@ -110,7 +110,8 @@ TEST_F(Cli, ListShowsReferralsNewestFirstWithFiltersAndPaging) {
 
   const auto human = ctl({"--db", db(), "list"});
   ASSERT_EQ(human.status, 0) << describe(human);
-  EXPECT_EQ(human.out.rfind("RECEIVED             ID                      DECISION  URGENCY  STATUS", 0), 0U) << human.out;
+  EXPECT_EQ(human.out.rfind("RECEIVED             ID                      DECISION  URGENCY  STATUS", 0), 0U)
+      << human.out;
   // The second is the first's patient again (only the postal code differs).
   EXPECT_NE(human.out.find("received, dup of " + first), std::string::npos) << human.out;
   EXPECT_LT(human.out.find(third), human.out.find(second));
@@ -193,9 +194,9 @@ TEST_F(Cli, ShowPrintsTheReferralItsDeliveriesAttemptsAndAuditTrail) {
 
   const auto j = show(id);
   EXPECT_EQ(keys(j), (std::set<std::string>{"referral", "status_history", "escalations", "deliveries", "audit"}));
-  EXPECT_EQ(keys(j["referral"]), (std::set<std::string>{"id", "received_at", "decision", "reasons", "disease",
-                                                        "urgency", "channel", "client", "status", "acknowledged_at",
-                                                        "duplicate_of", "document"}));
+  EXPECT_EQ(keys(j["referral"]),
+            (std::set<std::string>{"id", "received_at", "decision", "reasons", "disease", "urgency", "channel",
+                                   "client", "status", "acknowledged_at", "duplicate_of", "document"}));
   EXPECT_EQ(j["referral"]["status"], "received");
   EXPECT_TRUE(j["status_history"].empty());
   EXPECT_EQ(j["referral"]["reasons"][0]["code"], "NO_OPEN_TRIAL");
@@ -203,12 +204,12 @@ TEST_F(Cli, ShowPrintsTheReferralItsDeliveriesAttemptsAndAuditTrail) {
   ASSERT_EQ(j["deliveries"].size(), 2U);
   const auto& d = j["deliveries"][0];
   EXPECT_EQ(keys(d), (std::set<std::string>{"id", "referral_id", "target", "identity", "state", "attempts",
-                                            "created_at", "next_attempt_at", "lease_until", "last_error",
-                                            "external_id", "updated_at", "attempt_log"}));
+                                            "created_at", "next_attempt_at", "lease_until", "last_error", "external_id",
+                                            "updated_at", "attempt_log"}));
   EXPECT_EQ(d["identity"], id + "." + d["target"].get<std::string>());
   ASSERT_EQ(d["attempt_log"].size(), 1U);
-  EXPECT_EQ(keys(d["attempt_log"][0]), (std::set<std::string>{"attempt", "started_at", "finished_at", "outcome",
-                                                              "code", "message", "external_id"}));
+  EXPECT_EQ(keys(d["attempt_log"][0]), (std::set<std::string>{"attempt", "started_at", "finished_at", "outcome", "code",
+                                                              "message", "external_id"}));
   EXPECT_EQ(d["attempt_log"][0]["outcome"], "delivered");
   ASSERT_GE(j["audit"].size(), 3U);
   EXPECT_EQ(keys(j["audit"][0]), (std::set<std::string>{"at", "actor", "action", "delivery_id", "detail"}));
@@ -332,15 +333,15 @@ TEST_F(Cli, HoldKeepsADeliveryFromTheRunningDaemonUntilReleased) {
   const auto q = queue.parsed();
   EXPECT_EQ(keys(q), (std::set<std::string>{"deliveries", "dead"}));
   ASSERT_EQ(q["deliveries"].size(), 1U);
-  EXPECT_EQ(keys(q["deliveries"][0]),
-            (std::set<std::string>{"id", "referral_id", "target", "identity", "state", "attempts", "created_at",
-                                   "next_attempt_at", "lease_until", "last_error", "external_id", "updated_at",
-                                   "urgency"}));
+  EXPECT_EQ(keys(q["deliveries"][0]), (std::set<std::string>{"id", "referral_id", "target", "identity", "state",
+                                                             "attempts", "created_at", "next_attempt_at", "lease_until",
+                                                             "last_error", "external_id", "updated_at", "urgency"}));
   EXPECT_EQ(q["deliveries"][0]["state"], "held");
   EXPECT_EQ(q["deliveries"][0]["urgency"], "urgent");
   const auto human = ctl({"--db", db(), "queue"});
-  EXPECT_NE(human.out.find("ID  REFERRAL                TARGET        STATE  ATTEMPTS  URGENCY  NEXT ATTEMPT  LAST ERROR"),
-            std::string::npos)
+  EXPECT_NE(
+      human.out.find("ID  REFERRAL                TARGET        STATE  ATTEMPTS  URGENCY  NEXT ATTEMPT  LAST ERROR"),
+      std::string::npos)
       << human.out;
   EXPECT_NE(human.out.find("-- 1 delivery waiting (1 held)"), std::string::npos) << human.out;
 
@@ -369,7 +370,8 @@ TEST_F(Cli, CancelStopsADeliveryAndClearsItsLease) {
   // A delivery caught mid-send by a crash: 'sending' under a lease.
   ASSERT_EQ(scalar(daemon.database(),
                    "UPDATE deliveries SET state = 'sending', lease_until_ms = 4102444800000 "
-                   "WHERE referral_id = '" + id + "' AND target = 'office-pager'"),
+                   "WHERE referral_id = '" +
+                       id + "' AND target = 'office-pager'"),
             1);
   const auto r = ctl({"--db", db(), "cancel", id, "--json"});
   ASSERT_EQ(r.status, 0) << describe(r);
@@ -409,14 +411,14 @@ TEST_F(Cli, StatsCountsDecisionsStatesAndPerTargetAttempts) {
   const auto r = ctl({"--db", db(), "stats", "--json"});
   ASSERT_EQ(r.status, 0) << describe(r);
   const auto j = r.parsed();
-  EXPECT_EQ(keys(j), (std::set<std::string>{"generated_at", "referrals", "deliveries", "oldest_due", "next_due_at",
-                                            "targets"}));
+  EXPECT_EQ(keys(j),
+            (std::set<std::string>{"generated_at", "referrals", "deliveries", "oldest_due", "next_due_at", "targets"}));
   EXPECT_EQ(j["referrals"]["total"], 2);
   EXPECT_EQ(keys(j["referrals"]["by_decision"]), (std::set<std::string>{"accepted", "review", "declined"}));
   EXPECT_EQ(j["referrals"]["by_decision"]["accepted"], 2);
   EXPECT_EQ(j["deliveries"]["total"], 3);
-  EXPECT_EQ(keys(j["deliveries"]["by_state"]), (std::set<std::string>{"pending", "sending", "retry", "held",
-                                                                      "delivered", "dead", "cancelled"}));
+  EXPECT_EQ(keys(j["deliveries"]["by_state"]),
+            (std::set<std::string>{"pending", "sending", "retry", "held", "delivered", "dead", "cancelled"}));
   EXPECT_EQ(j["deliveries"]["by_state"]["delivered"], 2);
   EXPECT_EQ(j["deliveries"]["by_state"]["dead"], 1);
   EXPECT_TRUE(j["oldest_due"].is_null());
@@ -448,7 +450,7 @@ TEST_F(Cli, CheckAgreesWithTheDaemonsDecisions) {
       sample("asps-urgent.json"),
       outside.dump(),
       nurse.dump(),
-      referral_json("Olga", "1990-01-01"),                             // over the age limit
+      referral_json("Olga", "1990-01-01"),                                // over the age limit
       referral_json("Iris", "2015-01-01", "Mystery illness of the ear"),  // not in the catalogue
       referral_json("Leo", "2016-02-02", "Acute lymphoblastic leukemia"),
   };
@@ -462,8 +464,8 @@ TEST_F(Cli, CheckAgreesWithTheDaemonsDecisions) {
     ASSERT_EQ(checked.status, 0) << describe(checked);
     EXPECT_EQ(scalar(daemon.database(), "SELECT count(*) FROM referrals"), before) << "check stored something";
     const auto c = checked.parsed();
-    EXPECT_EQ(keys(c), (std::set<std::string>{"valid", "decision", "reasons", "disease", "urgency", "targets",
-                                              "after_hours"}));
+    EXPECT_EQ(keys(c),
+              (std::set<std::string>{"valid", "decision", "reasons", "disease", "urgency", "targets", "after_hours"}));
     const auto posted = daemon.post_referral(bodies[i]);
     ASSERT_EQ(posted.status, 202) << posted.body;
     const auto d = json::parse(posted.body);
@@ -511,13 +513,16 @@ TEST_F(Cli, PurgeDeletesOldFinishedReferralsAndKeepsTheTrail) {
   ASSERT_EQ(ctl({"--db", db(), "retry", waiting}).status, 0);
   ASSERT_EQ(ctl({"--db", db(), "hold", waiting}).status, 0);  // not final: must survive
   // Age two of them by 400 days (the file is the daemon's; the test writes it directly).
-  ASSERT_EQ(scalar(daemon.database(), "UPDATE referrals SET received_ms = received_ms - 34560000000 "
-                                      "WHERE id IN ('" + done + "', '" + waiting + "')"),
+  ASSERT_EQ(scalar(daemon.database(),
+                   "UPDATE referrals SET received_ms = received_ms - 34560000000 "
+                   "WHERE id IN ('" +
+                       done + "', '" + waiting + "')"),
             2);
 
   const auto dry = ctl({"--db", db(), "purge", "--older-than", "365d", "--dry-run", "--json"});
   ASSERT_EQ(dry.status, 0) << describe(dry);
-  EXPECT_EQ(keys(dry.parsed()), (std::set<std::string>{"older_than", "cutoff", "dry_run", "purged", "kept_unfinished"}));
+  EXPECT_EQ(keys(dry.parsed()),
+            (std::set<std::string>{"older_than", "cutoff", "dry_run", "purged", "kept_unfinished"}));
   EXPECT_EQ(dry.parsed()["purged"], 1);
   EXPECT_EQ(scalar(daemon.database(), "SELECT count(*) FROM referrals"), 3);
 
@@ -528,9 +533,9 @@ TEST_F(Cli, PurgeDeletesOldFinishedReferralsAndKeepsTheTrail) {
   EXPECT_EQ(scalar(daemon.database(), "SELECT count(*) FROM referrals WHERE id = '" + done + "'"), 0);
   EXPECT_EQ(scalar(daemon.database(), "SELECT count(*) FROM deliveries WHERE referral_id = '" + done + "'"), 0);
   EXPECT_EQ(scalar(daemon.database(), "SELECT count(*) FROM referrals"), 2);
-  EXPECT_EQ(scalar(daemon.database(), "SELECT count(*) FROM audit WHERE referral_id = '" + done +
-                                          "' AND action = 'purged'"),
-            1);
+  EXPECT_EQ(
+      scalar(daemon.database(), "SELECT count(*) FROM audit WHERE referral_id = '" + done + "' AND action = 'purged'"),
+      1);
   // The stats tallies follow the purge's cascades.
   const auto stats = ctl({"--db", db(), "stats", "--json"}).parsed();
   EXPECT_EQ(stats["referrals"]["total"], scalar(daemon.database(), "SELECT count(*) FROM referrals"));
@@ -611,8 +616,7 @@ TEST_F(Cli, StoreProblemsAreExit3WithAClearMessage) {
   const auto start = std::chrono::steady_clock::now();
   const auto locked = ctl({"--db", db(), "--wait", "300ms", "cancel", id});
   EXPECT_EQ(locked.status, 3) << describe(locked);
-  EXPECT_NE(locked.err.find("is locked: another process held it for more than 300ms"), std::string::npos)
-      << locked.err;
+  EXPECT_NE(locked.err.find("is locked: another process held it for more than 300ms"), std::string::npos) << locked.err;
   EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
   sqlite3_exec(holder, "ROLLBACK", nullptr, nullptr, nullptr);
   sqlite3_close(holder);

@@ -48,8 +48,8 @@ Daemon::Options ladder_options(const HylafaxServer& server, const std::string& a
   o.with_default_targets = false;
   const std::string snpp = "type = \"snpp\"\nhost = \"127.0.0.1:" + std::to_string(server.snpp_port()) +
                            "\"\nlogin = \"secure\"\npassword_file = \"secrets/hylafax-password\"\n"
-                           "hylafax = true\nhylafax_port = " + std::to_string(server.fax_port()) +
-                           "\ntimeout = \"20s\"\n";
+                           "hylafax = true\nhylafax_port = " +
+                           std::to_string(server.fax_port()) + "\ntimeout = \"20s\"\n";
   o.extra_config = R"(
 [delivery]
 initial_backoff = "1s"
@@ -58,7 +58,8 @@ max_backoff = "2s"
 [[target]]
 name = "office-fax"
 type = "hylafax"
-host = "127.0.0.1:)" + std::to_string(server.fax_port()) +
+host = "127.0.0.1:)" +
+                   std::to_string(server.fax_port()) +
                    R"("
 user = "secure"
 password_file = "secrets/hylafax-password"
@@ -74,20 +75,18 @@ notify = ["office-fax"]
 
 [[escalation]]
 urgency = ["emergent"]
-steps = [ { after = ")" + after + R"(", notify = ["backup-pager"] } ]
+steps = [ { after = ")" +
+                   after + R"(", notify = ["backup-pager"] } ]
 )";
   return o;
 }
 
-void write_password(const Daemon& daemon) {
-  write_file(daemon.dir() / "secrets" / "hylafax-password", "secret\n");
-}
+void write_password(const Daemon& daemon) { write_file(daemon.dir() / "secrets" / "hylafax-password", "secret\n"); }
 
 // A status change as referralctl makes it: the store library on the
 // daemon's database file, in a transaction of its own.
 store::StatusChangeResult change_status(const Daemon& daemon, const std::string& id, OfficeStatus to,
-                                        std::optional<std::string> note = {},
-                                        std::vector<std::string> notices = {}) {
+                                        std::optional<std::string> note = {}, std::vector<std::string> notices = {}) {
   store::Database db(daemon.database(), store::OpenMode::read_write);
   std::vector<KeyFileProblem> problems;
   db.set_payload_keys(read_key_file(daemon.key_file(), KeyFilePrivacy::owner_only, problems));
@@ -148,8 +147,8 @@ TEST(ClosedLoop, UnacknowledgedEmergentReferralPagesTheBackupPager) {
     EXPECT_EQ(text.find(never), std::string::npos) << never << " in the page: " << text;
   }
   EXPECT_EQ(escalation_state(daemon, id), "fired");
-  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM deliveries WHERE referral_id = '" + id +
-                                              "' AND purpose = 'escalation-1'"),
+  EXPECT_EQ(count_rows(daemon.database(),
+                       "SELECT count(*) FROM deliveries WHERE referral_id = '" + id + "' AND purpose = 'escalation-1'"),
             1);
 
   // The office's fax (the intake notification) carries the one-tap link;
@@ -187,8 +186,8 @@ TEST(ClosedLoop, AcknowledgedBeforeTheStepNothingEscalates) {
   const std::string later = post(daemon, emergent_referral("Ana", "Lopez"));
   ASSERT_TRUE(wait_until([&] { return escalation_state(daemon, later) == "fired"; }, 60s)) << daemon.log();
   EXPECT_EQ(escalation_state(daemon, id), "stopped");
-  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM deliveries WHERE referral_id = '" + id +
-                                              "' AND purpose <> 'intake'"),
+  EXPECT_EQ(count_rows(daemon.database(),
+                       "SELECT count(*) FROM deliveries WHERE referral_id = '" + id + "' AND purpose <> 'intake'"),
             0);
   EXPECT_TRUE(server.jobs_where("sender", id + ".backup-pager.escalation-1").empty());
 }
@@ -219,11 +218,11 @@ TEST(ClosedLoop, AStepThatPassedWhileStoppedFiresOnceAtStart) {
   const std::string later = post(daemon, sample("asps-routine.json"));
   ASSERT_TRUE(delivered(daemon, later, "office-fax", "intake")) << daemon.log();
   EXPECT_EQ(server.jobs_where("sender", sender).size(), 1U);
-  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM deliveries WHERE referral_id = '" + id +
-                                              "' AND purpose = 'escalation-1'"),
+  EXPECT_EQ(count_rows(daemon.database(),
+                       "SELECT count(*) FROM deliveries WHERE referral_id = '" + id + "' AND purpose = 'escalation-1'"),
             1);
-  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM audit WHERE referral_id = '" + id +
-                                              "' AND action = 'escalated'"),
+  EXPECT_EQ(count_rows(daemon.database(),
+                       "SELECT count(*) FROM audit WHERE referral_id = '" + id + "' AND action = 'escalated'"),
             1);
 }
 
@@ -248,7 +247,8 @@ TEST(ClosedLoop, StatusChangeSendsTheReferrerANoticeByEmailAndFax) {
 name = "referrer-fax"
 type = "hylafax"
 recipient = "referrer"
-host = "127.0.0.1:)" + std::to_string(fax.fax_port()) +
+host = "127.0.0.1:)" +
+                   std::to_string(fax.fax_port()) +
                    R"("
 user = "secure"
 password_file = "secrets/hylafax-password"
@@ -307,29 +307,30 @@ notify = ["referrer-email", "referrer-fax"]
   EXPECT_NE(text.find("needs-info"), std::string::npos) << text;
   EXPECT_EQ(text.find("Ortiz"), std::string::npos) << text;
   // The acknowledgement was recorded without notices: only needs-info's two.
-  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM deliveries WHERE referral_id = '" + id +
-                                              "' AND purpose GLOB 'notice-*'"),
+  EXPECT_EQ(count_rows(daemon.database(),
+                       "SELECT count(*) FROM deliveries WHERE referral_id = '" + id + "' AND purpose GLOB 'notice-*'"),
             2);
 
   // A referral that gives no fax number: the fax notice is skipped and
   // says why; the email goes out.
   const std::string no_fax = post(daemon, emergent_referral("Ana", "Lopez", false));
-  ASSERT_TRUE(change_status(daemon, no_fax, OfficeStatus::acknowledged, std::nullopt,
-                            {"referrer-email", "referrer-fax"})
-                  .changed);
+  ASSERT_TRUE(
+      change_status(daemon, no_fax, OfficeStatus::acknowledged, std::nullopt, {"referrer-email", "referrer-fax"})
+          .changed);
   ASSERT_TRUE(wait_until([&] {
     return query_text(daemon.database(), "SELECT state FROM deliveries WHERE referral_id = '" + no_fax +
                                              "' AND target = 'referrer-fax'") == "cancelled";
-  }))
-      << daemon.log();
+  })) << daemon.log();
   EXPECT_EQ(query_text(daemon.database(), "SELECT last_error FROM deliveries WHERE referral_id = '" + no_fax +
                                               "' AND target = 'referrer-fax'"),
             "the referral gives no fax number for the referrer");
-  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM audit WHERE referral_id = '" + no_fax +
-                                              "' AND action = 'skipped'"),
+  EXPECT_EQ(count_rows(daemon.database(),
+                       "SELECT count(*) FROM audit WHERE referral_id = '" + no_fax + "' AND action = 'skipped'"),
             1);
-  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM attempts JOIN deliveries d ON d.id = delivery_id "
-                                          "WHERE d.referral_id = '" + no_fax + "' AND d.target = 'referrer-fax'"),
+  EXPECT_EQ(count_rows(daemon.database(),
+                       "SELECT count(*) FROM attempts JOIN deliveries d ON d.id = delivery_id "
+                       "WHERE d.referral_id = '" +
+                           no_fax + "' AND d.target = 'referrer-fax'"),
             0);
   EXPECT_TRUE(wait_until([&] { return referrer.messages().size() == 2; }, 60s));
 }

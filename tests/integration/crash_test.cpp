@@ -194,14 +194,14 @@ struct Ledger {
 };
 
 struct KillRecord {
-  double at_ms = 0;              // since the run started
-  std::size_t acknowledged = 0;  // distinct 202'd referrals when the daemon was dead
-  std::size_t missing = 0;       // of those, not found by a fresh connection
+  double at_ms = 0;                 // since the run started
+  std::size_t acknowledged = 0;     // distinct 202'd referrals when the daemon was dead
+  std::size_t missing = 0;          // of those, not found by a fresh connection
   std::set<std::string> in_flight;  // deliveries the dead daemon had claimed ('sending', lease running)
   std::string integrity;
   WalTail wal;
-  WalLocks locks;      // what the daemon held when it died
-  bool aimed = false;  // this kill waited for a moment inside a write transaction
+  WalLocks locks;       // what the daemon held when it died
+  bool aimed = false;   // this kill waited for a moment inside a write transaction
   double ready_ms = 0;  // restart until /healthz answered 200
 };
 
@@ -233,8 +233,8 @@ std::string join(const std::vector<std::string>& items, std::size_t limit = 10) 
   return out;
 }
 
-void submit_all(Daemon& daemon, const CrashSettings& settings, int first, Ledger& ledger,
-                steady::time_point started, steady::time_point deadline) {
+void submit_all(Daemon& daemon, const CrashSettings& settings, int first, Ledger& ledger, steady::time_point started,
+                steady::time_point deadline) {
   HttpClient client;  // keep-alive, reconnecting after each kill
   for (int i = first; i < settings.referrals; i += settings.submitters) {
     const std::string key = "crash-" + std::to_string(settings.seed) + "-" + std::to_string(i);
@@ -344,10 +344,13 @@ TEST(Crash, KillNineAtRandomMomentsLosesNoReferralAndNoDelivery) {
     // Claimed by the daemon that died: its lease runs past now. ('sending'
     // rows with an expired lease were released by a restart and wait
     // behind the backlog; nobody was sending them.)
-    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::system_clock::now().time_since_epoch()).count();
-    for (auto& d : query_column(db, "SELECT referral_id || '.' || target FROM deliveries "
-                                    "WHERE state = 'sending' AND lease_until_ms > " + std::to_string(now_ms))) {
+    const auto now_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
+    for (auto& d : query_column(db,
+                                "SELECT referral_id || '.' || target FROM deliveries "
+                                "WHERE state = 'sending' AND lease_until_ms > " +
+                                    std::to_string(now_ms))) {
       record.in_flight.insert(std::move(d));
     }
     record.integrity = query_column(db, "PRAGMA integrity_check").at(0);
@@ -359,8 +362,7 @@ TEST(Crash, KillNineAtRandomMomentsLosesNoReferralAndNoDelivery) {
               << " in_flight=" << record.in_flight.size() << " wal_frames=" << record.wal.frames
               << " wal_uncommitted_frames=" << record.wal.uncommitted << " aimed=" << record.aimed
               << " in_write_transaction=" << record.locks.writing << " checkpointing=" << record.locks.checkpointing
-              << " integrity=" << record.integrity
-              << " ready_ms=" << static_cast<long>(record.ready_ms) << std::endl;
+              << " integrity=" << record.integrity << " ready_ms=" << static_cast<long>(record.ready_ms) << std::endl;
     kills.push_back(std::move(record));
   }
   for (auto& t : submitters) t.join();
@@ -403,8 +405,9 @@ TEST(Crash, KillNineAtRandomMomentsLosesNoReferralAndNoDelivery) {
   const auto stored_ids = query_column(db, "SELECT id FROM referrals");
   const std::set<std::string> stored(stored_ids.begin(), stored_ids.end());
   EXPECT_EQ(stored, acknowledged);
-  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM (SELECT idempotency_key FROM referrals GROUP BY client, "
-                           "idempotency_key HAVING count(*) > 1 OR idempotency_key IS NULL)"),
+  EXPECT_EQ(count_rows(db,
+                       "SELECT count(*) FROM (SELECT idempotency_key FROM referrals GROUP BY client, "
+                       "idempotency_key HAVING count(*) > 1 OR idempotency_key IS NULL)"),
             0);
   EXPECT_EQ(count_rows(db, "SELECT count(*) FROM deliveries"), expected_deliveries);
   const auto undelivered = query_column(
@@ -432,8 +435,7 @@ TEST(Crash, KillNineAtRandomMomentsLosesNoReferralAndNoDelivery) {
   }
   EXPECT_TRUE(missing_mail.empty()) << "no mail at the peer for " << join(missing_mail);
   EXPECT_TRUE(missing_spool.empty()) << "no spool file for " << join(missing_spool);
-  EXPECT_TRUE(unexplained_repeats.empty()) << "sent twice but not in flight at any kill: "
-                                           << join(unexplained_repeats);
+  EXPECT_TRUE(unexplained_repeats.empty()) << "sent twice but not in flight at any kill: " << join(unexplained_repeats);
   EXPECT_EQ(copies.size(), acknowledged.size()) << "mails at the peer that belong to no acknowledged referral";
 
   std::vector<double> ready;
@@ -450,10 +452,9 @@ TEST(Crash, KillNineAtRandomMomentsLosesNoReferralAndNoDelivery) {
             << " kills_in_checkpoint=" << kills_in_checkpoint
             << " kills_with_uncommitted_wal_frames=" << kills_mid_commit
             << " submit_ms=" << static_cast<long>(ledger.submitted_ms) << " drain_ms=" << static_cast<long>(drain_ms)
-            << " total_ms=" << static_cast<long>(total_ms)
-            << " ready_ms_min=" << static_cast<long>(ready_at(0)) << " ready_ms_median="
-            << static_cast<long>(ready_at(0.5)) << " ready_ms_max=" << static_cast<long>(ready_at(1))
-            << " seed=" << settings.seed << std::endl;
+            << " total_ms=" << static_cast<long>(total_ms) << " ready_ms_min=" << static_cast<long>(ready_at(0))
+            << " ready_ms_median=" << static_cast<long>(ready_at(0.5))
+            << " ready_ms_max=" << static_cast<long>(ready_at(1)) << " seed=" << settings.seed << std::endl;
   RecordProperty("repeated_mails", static_cast<int>(repeats));
   RecordProperty("in_flight_at_kills", static_cast<int>(in_flight_total));
   RecordProperty("retried_submissions", ledger.retried.load());

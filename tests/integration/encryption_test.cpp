@@ -43,8 +43,8 @@ std::string posted_id(Daemon& daemon, const std::string& body) {
 }
 
 bool delivered(const Daemon& daemon, const std::string& id) {
-  return count_rows(daemon.database(), "SELECT count(*) FROM deliveries WHERE referral_id = '" + id +
-                                           "' AND state = 'delivered'") == 1;
+  return count_rows(daemon.database(),
+                    "SELECT count(*) FROM deliveries WHERE referral_id = '" + id + "' AND state = 'delivered'") == 1;
 }
 
 // The spool delivery of a referral: the office's copy, meant to be read there.
@@ -160,8 +160,9 @@ TEST(Encryption, RekeyEncryptsDocumentsStoredBeforeEncryptionWasEnabled) {
   ASSERT_EQ(rekey.status, 0) << describe(rekey);
   EXPECT_NE(rekey.out.find("rekeyed 1 referral to key \"k1\""), std::string::npos) << rekey.out;
   EXPECT_EQ(sealed_under(daemon.database(), "k1"), 1);
-  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM audit WHERE action = 'rekeyed' AND "
-                                          "detail = 'from=plaintext to=k1'"),
+  EXPECT_EQ(count_rows(daemon.database(),
+                       "SELECT count(*) FROM audit WHERE action = 'rekeyed' AND "
+                       "detail = 'from=plaintext to=k1'"),
             1);
   EXPECT_EQ(daemon.stored_document(id)["patient"]["family_name"], "Nguyen");
   // secure_delete: the clear copy was overwritten, not left in a free page.
@@ -190,11 +191,13 @@ TEST(Encryption, AMissingKeyIsAClearErrorAndRestoringItRecovers) {
                                ": document is encrypted with key \"test-1\", which is not in "
                                "storage.encryption_keys (it has test-9)";
   // The pending delivery cannot be sent: it is dead with the reason, not retried forever.
-  ASSERT_TRUE(wait_until([&] {
-    return count_rows(daemon.database(), "SELECT count(*) FROM deliveries WHERE state = 'dead'") == 1;
-  }, 10s)) << daemon.log();
-  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM attempts WHERE outcome = 'misconfigured' AND "
-                                          "message = '" + expected + "'"),
+  ASSERT_TRUE(wait_until(
+      [&] { return count_rows(daemon.database(), "SELECT count(*) FROM deliveries WHERE state = 'dead'") == 1; }, 10s))
+      << daemon.log();
+  EXPECT_EQ(count_rows(daemon.database(),
+                       "SELECT count(*) FROM attempts WHERE outcome = 'misconfigured' AND "
+                       "message = '" +
+                           expected + "'"),
             1);
   EXPECT_NE(daemon.log().find("class=misconfigured error=\"" + expected + "\" next=dead"), std::string::npos)
       << daemon.log();
@@ -244,8 +247,8 @@ TEST(Encryption, CheckConfigJudgesTheKeyFile) {
   const std::string key = new_key_line("k1");
 
   write_file(daemon.key_file(), key);  // the umask's 0644
-  fs::permissions(daemon.key_file(), fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
-                                         fs::perms::others_read);
+  fs::permissions(daemon.key_file(),
+                  fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read | fs::perms::others_read);
   auto [status, output] = check();
   EXPECT_EQ(status, 1);
   EXPECT_EQ(output, where + daemon.key_file().string() +
@@ -255,7 +258,9 @@ TEST(Encryption, CheckConfigJudgesTheKeyFile) {
   write_key_file(daemon.key_file(), key + key);
   std::tie(status, output) = check();
   EXPECT_EQ(status, 1);
-  EXPECT_EQ(output, where + daemon.key_file().string() + R"(:2: key "k1" is listed twice (first at line 1))" "\n");
+  EXPECT_EQ(output, where + daemon.key_file().string() +
+                        R"(:2: key "k1" is listed twice (first at line 1))"
+                        "\n");
   EXPECT_EQ(output.find(key.substr(3, 16)), std::string::npos) << "no key material in messages";
 
   // The daemon refuses to start on it, with the same message.

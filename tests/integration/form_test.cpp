@@ -95,11 +95,11 @@ TEST(FormTemplates, CheckConfigReportsABrokenPage) {
   config.replace(config.find(source_web), source_web.size(), "web = \"" + web.string() + "\"");
   write_file(daemon.config_file(), config);
   const auto out = daemon.dir() / "check.out";
-  const auto check = "'" + referrald_binary().string() + "' --check-config --config '" +
-                     daemon.config_file().string() + "' > '" + out.string() + "' 2>&1";
+  const auto check = "'" + referrald_binary().string() + "' --check-config --config '" + daemon.config_file().string() +
+                     "' > '" + out.string() + "' 2>&1";
   EXPECT_EQ(shell(check), 1);
-  EXPECT_EQ(read_file(out), daemon.config_file().string() + ": " + (web / "form.html").string() +
-                                ": unknown placeholder {{sumary}}\n");
+  EXPECT_EQ(read_file(out),
+            daemon.config_file().string() + ": " + (web / "form.html").string() + ": unknown placeholder {{sumary}}\n");
 }
 
 class Form : public ::testing::Test {
@@ -167,9 +167,9 @@ TEST_F(Form, EveryInputHasALabelAndFieldNamesMirrorTheJsonPaths) {
     }
   }
   EXPECT_GE(inputs, 22);
-  for (const char* n : {"patient.given_name", "patient.birth_date", "patient.guardian.phone", "diagnosis.name",
-                        "diagnosis.code.system", "diagnosis.pathology_confirmed", "referrer.npi", "referrer.email",
-                        "urgency", "notes"}) {
+  for (const char* n :
+       {"patient.given_name", "patient.birth_date", "patient.guardian.phone", "diagnosis.name", "diagnosis.code.system",
+        "diagnosis.pathology_confirmed", "referrer.npi", "referrer.email", "urgency", "notes"}) {
     EXPECT_EQ(names.count(n), 1U) << n;
   }
   EXPECT_NE(page.find(R"(id="patient-birth_date" name="patient.birth_date" type="date")"), std::string::npos);
@@ -245,8 +245,8 @@ TEST_F(Form, APostWithoutAValidCsrfTokenIsRefused) {
 
   // A cookie and a field an attacker sets to the same value of their choosing
   // (the double-submit check alone let these through): the server did not sign them.
-  for (const std::string& chosen : {std::string(64, 'a'), std::string(112, 'a'), b.csrf.substr(0, 48) +
-                                                                                    std::string(64, '0')}) {
+  for (const std::string& chosen :
+       {std::string(64, 'a'), std::string(112, 'a'), b.csrf.substr(0, 48) + std::string(64, '0')}) {
     Browser attacker{daemon};
     attacker.cookie = "csrf=" + chosen;
     attacker.csrf = chosen;
@@ -270,9 +270,9 @@ TEST_F(Form, InvalidInputShowsTheFormAgainWithEveryValueKeptAndEscaped) {
   auto fields = valid_fields();
   set_field(fields, "patient.given_name", "<script>alert(1)</script>");
   set_field(fields, "patient.family_name", "O'Brien \"Jr\" & Łucja");
-  set_field(fields, "referrer.npi", "1234567890");     // bad check digit
+  set_field(fields, "referrer.npi", "1234567890");        // bad check digit
   set_field(fields, "patient.birth_date", "2999-01-01");  // in the future
-  set_field(fields, "referrer.email", "");             // required
+  set_field(fields, "referrer.email", "");                // required
   set_field(fields, "notes", "\nline one\r\nline </textarea> two");
   const auto r = b.post(fields);
   ASSERT_EQ(r.status, 422) << r.body;
@@ -307,16 +307,20 @@ TEST_F(Form, InvalidInputShowsTheFormAgainWithEveryValueKeptAndEscaped) {
   // In the order of the form (the API sorts by path: email before npi).
   EXPECT_LT(page.find(R"(<a href="#patient-birth_date">)"), page.find(R"(<a href="#referrer-npi">)"));
   EXPECT_LT(page.find(R"(<a href="#referrer-npi">)"), page.find(R"(<a href="#referrer-email">)"));
-  EXPECT_NE(page.find(R"(<p class="field-message" id="referrer-npi-error"><span class="visually-hidden">Error: </span>NPI is not a valid NPI: check digit does not match.</p>)"),
-            std::string::npos);
-  EXPECT_NE(page.find(R"(id="referrer-npi" name="referrer.npi" type="text" class="w-npi" inputmode="numeric" autocomplete="off" spellcheck="false" required value="1234567890" aria-invalid="true" aria-describedby="referrer-npi-hint referrer-npi-error")"),
-            std::string::npos);
+  EXPECT_NE(
+      page.find(
+          R"(<p class="field-message" id="referrer-npi-error"><span class="visually-hidden">Error: </span>NPI is not a valid NPI: check digit does not match.</p>)"),
+      std::string::npos);
+  EXPECT_NE(
+      page.find(
+          R"(id="referrer-npi" name="referrer.npi" type="text" class="w-npi" inputmode="numeric" autocomplete="off" spellcheck="false" required value="1234567890" aria-invalid="true" aria-describedby="referrer-npi-hint referrer-npi-error")"),
+      std::string::npos);
 
   // Every other value is kept: text, radios, selects, the checkbox.
-  for (const char* kept : {R"(value="Delta Pediatrics")", R"(value="2999-01-01")", R"(value="Linh Nguyen")",
-                           R"(value="female" required checked)", R"(value="routine" required checked)",
-                           R"(value="icd-o-3" selected)", R"(value="MD" selected)", R"(value="yes" checked)",
-                           R"(value="9581/3")", R"(value="72401")"}) {
+  for (const char* kept :
+       {R"(value="Delta Pediatrics")", R"(value="2999-01-01")", R"(value="Linh Nguyen")",
+        R"(value="female" required checked)", R"(value="routine" required checked)", R"(value="icd-o-3" selected)",
+        R"(value="MD" selected)", R"(value="yes" checked)", R"(value="9581/3")", R"(value="72401")"}) {
     EXPECT_NE(page.find(kept), std::string::npos) << kept;
   }
   // The same tokens go back, so fixing and sending is still one referral.
@@ -386,9 +390,9 @@ TEST_F(Form, AConfirmationIsShownOnlyToTheBrowserThatSentIt) {
   const auto r = other.get(location);
   EXPECT_EQ(r.status, 404);
   EXPECT_EQ(r.body.find(location.substr(11)), std::string::npos);
-  EXPECT_EQ(Browser{daemon}.get(location).status, 404);                          // no cookie
-  EXPECT_EQ(b.get("/referrals/R-20260101-AAAAA-AAAAA").status, 404);           // no such referral
-  EXPECT_EQ(b.get("/referrals/..%2F..%2Freferrald.toml").status, 404);         // not an id
+  EXPECT_EQ(Browser{daemon}.get(location).status, 404);                 // no cookie
+  EXPECT_EQ(b.get("/referrals/R-20260101-AAAAA-AAAAA").status, 404);    // no such referral
+  EXPECT_EQ(b.get("/referrals/..%2F..%2Freferrald.toml").status, 404);  // not an id
 
   // A referral sent through the API is not a form's to show.
   const auto api = daemon.post_referral(sample("asps-routine.json"));
@@ -471,8 +475,8 @@ TEST_F(Form, ABodyThatIsNotAFormIsRefused) {
   EXPECT_EQ(r.status, 400);
   EXPECT_NE(r.body.find("Nothing was stored"), std::string::npos);
   EXPECT_EQ(b.post_raw(tokens + "&patient.given_name=%zz").status, 400);
-  EXPECT_EQ(b.post_raw(tokens + "&patient.evil=1").status, 400);                       // not a field
-  EXPECT_EQ(b.post_raw(tokens + "&urgency=routine&urgency=emergent").status, 400);    // twice
+  EXPECT_EQ(b.post_raw(tokens + "&patient.evil=1").status, 400);                             // not a field
+  EXPECT_EQ(b.post_raw(tokens + "&urgency=routine&urgency=emergent").status, 400);           // twice
   EXPECT_EQ(b.post_raw("csrf_token=" + b.csrf + "&" + encode(valid_fields())).status, 400);  // no submission token
   EXPECT_EQ(b.post_raw(tokens, {}, "application/json").status, 415);
   EXPECT_EQ(referrals(), 0);
@@ -538,8 +542,8 @@ p = P()
 p.feed(open(sys.argv[1], encoding='utf-8').read())
 print(json.dumps(p.out))
 )PY");
-  return json::parse(output_of(std::string(kPython) + " " + (dir / "dom.py").string() + " " +
-                               (dir / "page.html").string()));
+  return json::parse(
+      output_of(std::string(kPython) + " " + (dir / "dom.py").string() + " " + (dir / "page.html").string()));
 }
 
 // Markup in every text field, through the web form: the 422 page keeps each
@@ -578,8 +582,10 @@ TEST_F(Form, MarkupInEveryFieldStaysText) {
     }
     if (!e["attrs"].contains("name")) continue;
     const std::string name = e["attrs"]["name"];
-    if (tag == "textarea") shown[name] = e["text"];
-    else if (tag == "input" && e["attrs"].value("type", "text") != "radio") shown[name] = e["attrs"].value("value", "");
+    if (tag == "textarea")
+      shown[name] = e["text"];
+    else if (tag == "input" && e["attrs"].value("type", "text") != "radio")
+      shown[name] = e["attrs"].value("value", "");
   }
   // The 422 page adds its summary and the field message, nothing else.
   for (const char* tag : {"script", "img", "svg", "a", "textarea", "input", "select", "form"}) {

@@ -395,10 +395,11 @@ TEST(PathTraversal, NoTargetReachesAFileOutsideTheWebDirectory) {
   const std::string auth = "Authorization: Bearer " + std::string(Daemon::api_token) + "\r\n";
   for (const auto& target : targets) {
     for (const std::string method : {"GET", "POST"}) {
-      std::string request = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth +
-                            "Connection: close\r\n";
-      if (method == "POST") request += "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
-      else request += "\r\n";
+      std::string request = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth + "Connection: close\r\n";
+      if (method == "POST")
+        request += "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+      else
+        request += "\r\n";
       const auto response = raw_request(daemon.port(), request);
       const int status = status_of(response);
       const bool allowed = status == 400 || status == 404 || (method == "POST" && status == 405);
@@ -409,7 +410,7 @@ TEST(PathTraversal, NoTargetReachesAFileOutsideTheWebDirectory) {
   }
   // Bytes no URL may hold, raw in the target: NUL, backslash, a space.
   for (const std::string& target : {std::string("/static/style.css\0/../../secret.txt", 35),
-                                   std::string("/static/..\\..\\secret.txt"), std::string("/static/../ secret.txt")}) {
+                                    std::string("/static/..\\..\\secret.txt"), std::string("/static/../ secret.txt")}) {
     const auto response =
         raw_request(daemon.port(), "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     const int status = status_of(response);
@@ -421,7 +422,8 @@ TEST(PathTraversal, NoTargetReachesAFileOutsideTheWebDirectory) {
                                                    " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
   EXPECT_EQ(status_of(huge), 431) << huge.substr(0, 200);
   // The files themselves are still served, so the 404s above are not an accident.
-  EXPECT_EQ(status_of(raw_request(daemon.port(), "GET /static/style.css HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")),
+  EXPECT_EQ(status_of(raw_request(daemon.port(),
+                                  "GET /static/style.css HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")),
             200);
   EXPECT_TRUE(daemon.running());
   EXPECT_EQ(daemon.log().find(" error "), std::string::npos) << daemon.log();
@@ -435,8 +437,7 @@ TEST(PathTraversal, NoTargetReachesAFileOutsideTheWebDirectory) {
 // The status line of every response in what a connection received.
 std::vector<int> statuses(const std::string& received) {
   std::vector<int> out;
-  for (std::size_t at = received.find("HTTP/1.1 "); at != std::string::npos;
-       at = received.find("HTTP/1.1 ", at + 1)) {
+  for (std::size_t at = received.find("HTTP/1.1 "); at != std::string::npos; at = received.find("HTTP/1.1 ", at + 1)) {
     if (at == 0 || received.compare(at - 2, 2, "\r\n") == 0 || received[at - 1] == '}' || received[at - 1] == '>' ||
         received[at - 1] == '\n') {
       out.push_back(status_of(std::string_view(received).substr(at)));
@@ -467,8 +468,8 @@ std::string api_head(const std::string& more) {
 TEST(Smuggling, ATransferEncodingNotEndingInChunkedIsA400AndCloses) {
   Daemon daemon{limits("")};
   daemon.start();
-  for (const std::string te : {"chunked, identity", "identity", "chunked, gzip", "gzip", "chunked;q=1, x",
-                               ", ", "chunked\r\nTransfer-Encoding: identity"}) {
+  for (const std::string te : {"chunked, identity", "identity", "chunked, gzip", "gzip", "chunked;q=1, x", ", ",
+                               "chunked\r\nTransfer-Encoding: identity"}) {
     const auto received = closed_after(daemon.port(), api_head("Transfer-Encoding: " + te + "\r\n") + kSmuggled);
     EXPECT_EQ(statuses(received), std::vector<int>{400}) << te << "\n" << received;
     EXPECT_EQ(received.find("\"status\":\"ok\""), std::string::npos) << te;
@@ -480,32 +481,33 @@ TEST(Smuggling, ATransferEncodingNotEndingInChunkedIsA400AndCloses) {
   }
   // chunked twice, and chunked beside a Content-Length: which length wins is
   // exactly what a smuggler plays on.
-  for (const std::string more : {"Transfer-Encoding: chunked, chunked\r\n",
-                                 "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
-                                 "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
-                                 "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
-                                 "Content-Length: 5\r\nContent-Length: 6\r\n"}) {
+  for (const std::string more :
+       {"Transfer-Encoding: chunked, chunked\r\n", "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+        "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+        "Content-Length: 5\r\nContent-Length: 6\r\n"}) {
     const auto received = closed_after(daemon.port(), api_head(more) + "0\r\n\r\n" + kSmuggled);
     EXPECT_EQ(statuses(received), std::vector<int>{400}) << more << "\n" << received;
   }
   // HTTP/1.0 has no Transfer-Encoding.
-  const auto old = closed_after(daemon.port(), "POST /api/v1/referrals HTTP/1.0\r\nHost: x\r\n"
-                                               "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + kSmuggled);
+  const auto old = closed_after(daemon.port(),
+                                "POST /api/v1/referrals HTTP/1.0\r\nHost: x\r\n"
+                                "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" +
+                                    kSmuggled);
   EXPECT_EQ(statuses(old), std::vector<int>{400}) << old;
   EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 0);
   // A chunked body itself is fine, and the connection goes on after it.
   const std::string body = sample("asps-routine.json");
   char size[16];
   std::snprintf(size, sizeof size, "%zx", body.size());
-  const auto chunked = closed_after(daemon.port(), api_head("Transfer-Encoding: chunked\r\n") + size + "\r\n" + body +
-                                                       "\r\n0\r\n\r\n" + kSmuggled);
+  const auto chunked = closed_after(
+      daemon.port(), api_head("Transfer-Encoding: chunked\r\n") + size + "\r\n" + body + "\r\n0\r\n\r\n" + kSmuggled);
   EXPECT_EQ(statuses(chunked), (std::vector<int>{202, 200})) << chunked;
   // A chunked body's trailer fields are not headers: a Content-Type (or a
   // key) there does not count.
-  const auto trailer = closed_after(daemon.port(), "POST /api/v1/referrals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
-                                                       std::string(Daemon::api_token) + "\r\nTransfer-Encoding: chunked\r\n\r\n" +
-                                                       size + "\r\n" + body + "\r\n0\r\nContent-Type: application/json\r\n\r\n" +
-                                                       kSmuggled);
+  const auto trailer =
+      closed_after(daemon.port(), "POST /api/v1/referrals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                                      std::string(Daemon::api_token) + "\r\nTransfer-Encoding: chunked\r\n\r\n" + size +
+                                      "\r\n" + body + "\r\n0\r\nContent-Type: application/json\r\n\r\n" + kSmuggled);
   EXPECT_EQ(statuses(trailer), (std::vector<int>{415, 200})) << trailer;
   EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 1);
   EXPECT_TRUE(daemon.running());
@@ -550,7 +552,8 @@ TEST(Expect, ContinueIsSentOnlyWhenTheHeadCouldSucceed) {
        {api_head("Expect: 100-continue\r\nContent-Type: text/plain\r\n" + length),
         "PUT /api/v1/referrals HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n" + length,
         "POST /referrals HTTP/1.1\r\nHost: evil.example:8080\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-        "Expect: 100-continue\r\n" + length}) {
+        "Expect: 100-continue\r\n" +
+            length}) {
     RawClient client(daemon.port());
     ASSERT_TRUE(client.send(head + "\r\n"));
     ASSERT_TRUE(client.wait_closed(5s)) << client.received();
@@ -562,8 +565,8 @@ TEST(Expect, ContinueIsSentOnlyWhenTheHeadCouldSucceed) {
   // A valid key: 100 Continue, then the body, then the 202.
   RawClient client(daemon.port());
   ASSERT_TRUE(client.send(api_head("Expect: 100-continue\r\nConnection: close\r\n" + length)));
-  ASSERT_TRUE(wait_until([&] { return client.peer_closed() || client.received().find("\r\n\r\n") != std::string::npos; },
-                         5s));
+  ASSERT_TRUE(
+      wait_until([&] { return client.peer_closed() || client.received().find("\r\n\r\n") != std::string::npos; }, 5s));
   EXPECT_EQ(status_of(client.received()), 100) << client.received();
   ASSERT_TRUE(client.send(body));
   ASSERT_TRUE(client.wait_closed(5s));
@@ -609,8 +612,9 @@ TEST(Head, AnswersLikeGetWithoutABodyAndKeepsTheConnectionInStep) {
   ASSERT_EQ(status_of(get), 200) << get.substr(0, 300);
   const auto get_body = get.substr(get.find("\r\n\r\n") + 4);
   for (const std::string path : {"/", "/healthz", "/metrics", "/static/style.css"}) {
-    const auto received = closed_after(daemon.port(), "HEAD " + path + " HTTP/1.1\r\nHost: 127.0.0.1:" +
-                                                          std::to_string(daemon.port()) + "\r\n\r\n" + kSmuggled);
+    const auto received =
+        closed_after(daemon.port(), "HEAD " + path + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(daemon.port()) +
+                                        "\r\n\r\n" + kSmuggled);
     EXPECT_EQ(statuses(received), (std::vector<int>{200, 200})) << path << "\n" << received.substr(0, 400);
     // The second response begins right after the first one's head.
     const auto first_end = received.find("\r\n\r\n");
@@ -622,8 +626,9 @@ TEST(Head, AnswersLikeGetWithoutABodyAndKeepsTheConnectionInStep) {
     }
   }
   // Allow names HEAD with GET.
-  const auto post = raw_request(daemon.port(), "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
-                                               "Connection: close\r\n\r\n");
+  const auto post = raw_request(daemon.port(),
+                                "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+                                "Connection: close\r\n\r\n");
   EXPECT_EQ(status_of(post), 405);
   EXPECT_NE(post.find("Allow: GET, HEAD\r\n"), std::string::npos) << post;
   const auto put = raw_request(daemon.port(), "PUT / HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(daemon.port()) +
@@ -686,8 +691,8 @@ TEST(RateLimit, TheFormAndItsFilesGetAnHtmlPage) {
     EXPECT_NE(r.find("Retry-After: "), std::string::npos);
     EXPECT_NE(r.find("Too many requests"), std::string::npos);
   }
-  const auto api = raw_request(daemon.port(), "GET /api/v1/referrals/R-20261128-ABCDE-FGHJK HTTP/1.1\r\n" + host +
-                                                  "Connection: close\r\n\r\n");
+  const auto api = raw_request(
+      daemon.port(), "GET /api/v1/referrals/R-20261128-ABCDE-FGHJK HTTP/1.1\r\n" + host + "Connection: close\r\n\r\n");
   EXPECT_EQ(status_of(api), 429);
   EXPECT_NE(api.find("Content-Type: application/json\r\n"), std::string::npos) << api.substr(0, 300);
 }

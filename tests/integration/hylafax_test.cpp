@@ -24,7 +24,7 @@ namespace fs = std::filesystem;
 struct Targets {
   std::string password = "secret";
   std::string pager_id = "5551234";
-  std::string fax_extra;       // more keys for the fax target
+  std::string fax_extra;  // more keys for the fax target
   std::string delivery = "[delivery]\ninitial_backoff = \"1s\"\nmax_backoff = \"2s\"\n";
 };
 
@@ -36,7 +36,8 @@ Daemon::Options options_for(const HylafaxServer& server, const Targets& t) {
 [[target]]
 name = "office-fax"
 type = "hylafax"
-host = "127.0.0.1:)" + std::to_string(server.fax_port()) +
+host = "127.0.0.1:)" +
+                   std::to_string(server.fax_port()) +
                    R"("
 user = "secure"
 password_file = "secrets/hylafax-password"
@@ -46,13 +47,16 @@ timeout = "20s"
 [[target]]
 name = "office-pager"
 type = "snpp"
-host = "127.0.0.1:)" + std::to_string(server.snpp_port()) +
+host = "127.0.0.1:)" +
+                   std::to_string(server.snpp_port()) +
                    R"("
 login = "secure"
 password_file = "secrets/hylafax-password"
-pager_id = ")" + t.pager_id + R"("
+pager_id = ")" + t.pager_id +
+                   R"("
 hylafax = true
-hylafax_port = )" + std::to_string(server.fax_port()) + R"(
+hylafax_port = )" + std::to_string(server.fax_port()) +
+                   R"(
 timeout = "20s"
 
 [[route]]
@@ -130,14 +134,13 @@ TEST(Hylafax, UrgentReferralIsFaxedAndPaged) {
   EXPECT_GT(pdf.size(), 500U);
   // It is the referral document: its text names the referral (pdftotext, from poppler-utils).
   const auto text_file = daemon.dir() / "fax.txt";
-  ASSERT_EQ(shell("pdftotext -layout " + (server.spool() / document.substr(3)).string() + " " + text_file.string()),
-            0);
+  ASSERT_EQ(shell("pdftotext -layout " + (server.spool() / document.substr(3)).string() + " " + text_file.string()), 0);
   const auto fax_text = read_file(text_file);
   EXPECT_NE(fax_text.find(id), std::string::npos) << fax_text;
   EXPECT_NE(fax_text.find("Ortiz"), std::string::npos) << "the fax carries the referral itself";
   // The job id is recorded with the delivery.
-  const auto external_id = query_text(daemon.database(), "SELECT external_id FROM deliveries WHERE referral_id='" +
-                                                             id + "' AND target='office-fax'");
+  const auto external_id = query_text(
+      daemon.database(), "SELECT external_id FROM deliveries WHERE referral_id='" + id + "' AND target='office-fax'");
   ASSERT_TRUE(external_id);
   EXPECT_EQ(*external_id, fax.get("jobid"));
   EXPECT_EQ(fax.file.filename().string(), "q" + *external_id);
@@ -159,8 +162,8 @@ TEST(Hylafax, UrgentReferralIsFaxedAndPaged) {
     EXPECT_EQ(text.find(phi), std::string::npos) << phi << " in the page: " << text;
   }
   EXPECT_LE(text.size(), 128U);
-  const auto page_job = query_text(daemon.database(), "SELECT external_id FROM deliveries WHERE referral_id='" + id +
-                                                          "' AND target='office-pager'");
+  const auto page_job = query_text(
+      daemon.database(), "SELECT external_id FROM deliveries WHERE referral_id='" + id + "' AND target='office-pager'");
   ASSERT_TRUE(page_job);
   EXPECT_EQ(*page_job, page.get("jobid"));
 

@@ -41,9 +41,8 @@ class Installed {
   // Runs the install (again); returns its output. Fails the test on a non-zero exit.
   std::string install() {
     const auto log = tmp_ / ("install-" + std::to_string(++runs_) + ".log");
-    const std::string command = "DESTDIR='" + root().string() + "' '" + REFERRALD_CMAKE_COMMAND +
-                                "' --install '" + binary_dir().string() + "' --prefix /usr > '" + log.string() +
-                                "' 2>&1";
+    const std::string command = "DESTDIR='" + root().string() + "' '" + REFERRALD_CMAKE_COMMAND + "' --install '" +
+                                binary_dir().string() + "' --prefix /usr > '" + log.string() + "' 2>&1";
     const int status = shell(command);
     const std::string output = read_file(log);
     EXPECT_EQ(status, 0) << command << "\n" << output;

@@ -79,9 +79,10 @@ std::string issue_token(const Daemon& daemon, const std::string& id, Clock::dura
 // A step of the escalation ladder due in an hour, as intake plans one.
 void plan_escalation_step(const Daemon& daemon, const std::string& id) {
   const auto due = std::chrono::duration_cast<std::chrono::milliseconds>((Clock::now() + 1h).time_since_epoch());
-  ASSERT_EQ(scalar(daemon.database(), "INSERT INTO escalations (referral_id, step, due_ms, after_s, targets) "
-                                      "VALUES ('" + id + "', 1, " + std::to_string(due.count()) +
-                                      ", 3600, 'office-pager')"),
+  ASSERT_EQ(scalar(daemon.database(),
+                   "INSERT INTO escalations (referral_id, step, due_ms, after_s, targets) "
+                   "VALUES ('" +
+                       id + "', 1, " + std::to_string(due.count()) + ", 3600, 'office-pager')"),
             1);
 }
 
@@ -259,8 +260,8 @@ TEST_F(OfficeApi, ABadStatusBodyIsRefusedNamingTheField) {
             std::make_pair(std::string("/by"), std::string("unknown field")));
   EXPECT_EQ(error_of("[]"), std::make_pair(std::string(""), std::string("must be an object")));
 
-  const auto malformed = call(daemon, "POST", "/api/v1/referrals/" + id + "/status", kOfficeToken,
-                              "{\"status\": \"Ava Nguyen");
+  const auto malformed =
+      call(daemon, "POST", "/api/v1/referrals/" + id + "/status", kOfficeToken, "{\"status\": \"Ava Nguyen");
   EXPECT_EQ(malformed.status, 400) << malformed.body;
   EXPECT_EQ(malformed.body.find("Ava"), std::string::npos) << "the error quotes the body: " << malformed.body;
 
@@ -365,7 +366,8 @@ TEST_F(OfficeApi, PressingTheButtonAcknowledgesAndStopsTheLadder) {
   for (const auto& again : {open_link(daemon, token), press_acknowledge(daemon, token)}) {
     EXPECT_EQ(again.status, 410) << again.body;
     EXPECT_NE(again.body.find("already used"), std::string::npos) << again.body;
-    EXPECT_TRUE(std::regex_search(again.body, std::regex("used on (<[^>]+>)?20[0-9]{2}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}")))
+    EXPECT_TRUE(
+        std::regex_search(again.body, std::regex("used on (<[^>]+>)?20[0-9]{2}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}")))
         << again.body;
   }
   EXPECT_EQ(count(daemon, "SELECT count(*) FROM status_changes"), 1);
@@ -435,8 +437,7 @@ TEST_F(OfficeApi, TheConfirmationPageShowsTheCurrentStatusInPlainWords) {
 
   auto page = browser.get(location);
   ASSERT_EQ(page.status, 200) << page.body;
-  EXPECT_NE(page.body.find("Received; the referral office has not reviewed it yet."), std::string::npos)
-      << page.body;
+  EXPECT_NE(page.body.find("Received; the referral office has not reviewed it yet."), std::string::npos) << page.body;
 
   ASSERT_EQ(set_status(daemon, id, {{"status", "acknowledged"}}).status, 200);
   ASSERT_EQ(set_status(daemon, id, {{"status", "accepted"}}).status, 200);

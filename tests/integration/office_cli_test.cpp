@@ -128,9 +128,9 @@ TEST_F(OfficeCli, AckDecideAndCloseMoveTheStatusRecordWhoAndTellTheReferrer) {
   sent(2);
 
   // needs-info may go back to acknowledged; then a decision, then closed.
-  for (const std::vector<std::string>& step : {std::vector<std::string>{"ack", id},
-                                               std::vector<std::string>{"decide", id, "accepted"},
-                                               std::vector<std::string>{"close", id, "--note", "First visit booked"}}) {
+  for (const std::vector<std::string>& step :
+       {std::vector<std::string>{"ack", id}, std::vector<std::string>{"decide", id, "accepted"},
+        std::vector<std::string>{"close", id, "--note", "First visit booked"}}) {
     const auto r = office(step);
     ASSERT_EQ(r.status, 0) << describe(r);
     if (step[0] == "ack") sent(3);
@@ -181,8 +181,9 @@ TEST_F(OfficeCli, AChangeTheRulesForbidIsRefusedWithTheChangesAllowed) {
 
   const auto early = office({"decide", id, "accepted"});
   EXPECT_EQ(early.status, 6) << describe(early);
-  EXPECT_EQ(early.err, "referralctl: " + id + ": status is received: it can change to acknowledged or closed, "
-                                                "not to accepted\n");
+  EXPECT_EQ(early.err, "referralctl: " + id +
+                           ": status is received: it can change to acknowledged or closed, "
+                           "not to accepted\n");
   EXPECT_EQ(early.out, "");
   EXPECT_EQ(changes(), 0);
 
@@ -248,8 +249,9 @@ TEST_F(OfficeCli, NotesAreSealedAtRestAndRekeyKeepsThemReadable) {
             1);
   const auto again = office({"rekey"});
   ASSERT_EQ(again.status, 0) << describe(again);
-  EXPECT_EQ(again.out, "rekeyed 0 referrals to key \"test-2\" (1 already under it), 0 status notes (1 already under "
-                       "it)\n");
+  EXPECT_EQ(again.out,
+            "rekeyed 0 referrals to key \"test-2\" (1 already under it), 0 status notes (1 already under "
+            "it)\n");
 
   // The old key gone: the note still opens.
   write_key_file(daemon.key_file(), new_key);
@@ -277,8 +279,9 @@ TEST(OfficeCliPlain, RekeySealsNotesKeptInTheClearBeforeEncryption) {
   const auto rekey = ctl({"--config", config, "rekey", "--json"});
   ASSERT_EQ(rekey.status, 0) << describe(rekey);
   EXPECT_EQ(rekey.parsed()["notes_rekeyed"], 1);
-  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM audit WHERE action = 'rekeyed' AND detail LIKE "
-                                          "'note=% from=plaintext to=k1'"),
+  EXPECT_EQ(count_rows(daemon.database(),
+                       "SELECT count(*) FROM audit WHERE action = 'rekeyed' AND detail LIKE "
+                       "'note=% from=plaintext to=k1'"),
             1);
   EXPECT_EQ(database_bytes(daemon.database()).find("Clear-text note 8842"), std::string::npos);
   const auto shown = ctl({"--config", config, "show", "--json", id});
@@ -326,11 +329,11 @@ TEST_F(OfficeCli, ListFiltersByStatusAndOverdueShowsWhatNobodyAcknowledged) {
   // two hours ago, step 2 still ahead; `seen`: its step due, but acknowledged.
   ASSERT_EQ(daemon.stop(), 0);
   const auto step = [&](const std::string& id, int n, const std::string& due) {
-    ASSERT_EQ(scalar(daemon.database(),
-                     "INSERT INTO escalations (referral_id, step, due_ms, after_s, targets, state) VALUES ('" + id +
-                         "', " + std::to_string(n) + ", " + due + ", " + std::to_string(900 * n) +
-                         ", 'office-pager', 'pending')"),
-              1);
+    ASSERT_EQ(
+        scalar(daemon.database(),
+               "INSERT INTO escalations (referral_id, step, due_ms, after_s, targets, state) VALUES ('" + id + "', " +
+                   std::to_string(n) + ", " + due + ", " + std::to_string(900 * n) + ", 'office-pager', 'pending')"),
+        1);
   };
   const std::string now_ms = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
   step(waiting, 1, now_ms + " - 7200000");
@@ -364,8 +367,7 @@ TEST_F(OfficeCli, ListFiltersByStatusAndOverdueShowsWhatNobodyAcknowledged) {
   EXPECT_NE(human.out.find(waiting + "  urgent   "), std::string::npos) << human.out;
   EXPECT_NE(human.out.find("step 1 at "), std::string::npos) << human.out;
   EXPECT_NE(human.out.find("(2h ago)"), std::string::npos) << human.out;
-  EXPECT_NE(human.out.find("-- 1 referral not acknowledged past an escalation step"), std::string::npos)
-      << human.out;
+  EXPECT_NE(human.out.find("-- 1 referral not acknowledged past an escalation step"), std::string::npos) << human.out;
   EXPECT_EQ(office({"list", "--overdue", "--status", "received"}).status, 2);
 
   // show lists the ladder; ack stops what is still pending, and it is not overdue any more.
@@ -399,19 +401,19 @@ TEST_F(OfficeCli, AuditVerifyPassesThenNamesTheRowChangedWithTheSqliteShell) {
   EXPECT_EQ(ok.out, "the audit trail verifies: " + std::to_string(total) + " rows, head " + head + "\n");
   const auto ok_json = ctl({"--db", db(), "audit", "verify", "--json"});
   ASSERT_EQ(ok_json.status, 0) << describe(ok_json);
-  EXPECT_EQ(ok_json.parsed(), (json{{"verified", true}, {"rows", total}, {"first_bad", nullptr},
-                                    {"problem", nullptr}, {"head", head}}));
+  EXPECT_EQ(ok_json.parsed(),
+            (json{{"verified", true}, {"rows", total}, {"first_bad", nullptr}, {"problem", nullptr}, {"head", head}}));
 
   // One row's detail changed by hand, as someone covering a trace would.
   const std::string id3 = query_text(daemon.database(), "SELECT id FROM audit ORDER BY id LIMIT 1 OFFSET 2").value();
-  ASSERT_EQ(shell("sqlite3 " + db() + " \"UPDATE audit SET detail = detail || ' (edited)' WHERE id = " + id3 +
-                  "\""),
+  ASSERT_EQ(shell("sqlite3 " + db() + " \"UPDATE audit SET detail = detail || ' (edited)' WHERE id = " + id3 + "\""),
             0);
   const auto bad = ctl({"--db", db(), "audit", "verify"});
   EXPECT_EQ(bad.status, 7) << describe(bad);
   EXPECT_EQ(bad.out, "");
-  EXPECT_EQ(bad.err, "referralctl: audit row " + id3 + " does not match its hash: it was changed (2 rows before it "
-                     "verified)\n");
+  EXPECT_EQ(bad.err, "referralctl: audit row " + id3 +
+                         " does not match its hash: it was changed (2 rows before it "
+                         "verified)\n");
   const auto bad_json = ctl({"--db", db(), "audit", "verify", "--json"});
   EXPECT_EQ(bad_json.status, 7);
   EXPECT_EQ(bad_json.parsed()["verified"], false);

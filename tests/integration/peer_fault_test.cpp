@@ -102,9 +102,7 @@ class Peer {
   FaultProxy& proxy() { return *proxy_; }
 
  protected:
-  std::string common_keys() const {
-    return "timeout = \"" + std::to_string(target_timeout.count()) + "s\"\n";
-  }
+  std::string common_keys() const { return "timeout = \"" + std::to_string(target_timeout.count()) + "s\"\n"; }
   TempDir secrets_;
   std::unique_ptr<FaultProxy> proxy_;
 };
@@ -119,12 +117,19 @@ class SmtpPeer : public Peer {
   std::string target() const override { return "office-email"; }
   std::string target_config() const override {
     return "[[target]]\nname = \"office-email\"\ntype = \"smtp\"\n"
-           "url = \"smtp://127.0.0.1:" + std::to_string(proxy_->port()) + "\"\n"
-           "ca_file = \"" + server_.ca_file().string() + "\"\n"
+           "url = \"smtp://127.0.0.1:" +
+           std::to_string(proxy_->port()) +
+           "\"\n"
+           "ca_file = \"" +
+           server_.ca_file().string() +
+           "\"\n"
            "username = \"referrald\"\n"
-           "password_file = \"" + (secrets_ / "smtp-password").string() + "\"\n"
+           "password_file = \"" +
+           (secrets_ / "smtp-password").string() +
+           "\"\n"
            "from = \"Referral Office <referrald@hospital.example>\"\n"
-           "to = [\"referrals@hospital.example\"]\n" + common_keys();
+           "to = [\"referrals@hospital.example\"]\n" +
+           common_keys();
   }
   // After STARTTLS the proxy sees TLS records only, so the cut is placed by
   // counting client segments of a real session (the proxy's "stats": EHLO,
@@ -235,10 +240,10 @@ struct Figures {
   double max_unsent_age = 0;  // referrald_oldest_unsent_delivery_age_seconds, highest seen
   double max_due_age = 0;     // referrald_oldest_due_delivery_age_seconds, highest seen
   double max_in_flight = 0;
-  long long attempts = 0;  // attempts of the target, all of them
-  double max_gap_s = 0;    // longest wait between two attempts of one delivery
+  long long attempts = 0;    // attempts of the target, all of them
+  double max_gap_s = 0;      // longest wait between two attempts of one delivery
   double max_attempt_s = 0;  // longest single attempt
-  double drain_s = 0;      // fault cleared -> every delivery delivered
+  double drain_s = 0;        // fault cleared -> every delivery delivered
   int repeats = 0;
 };
 
@@ -252,12 +257,16 @@ void PeerFaults::run(Peer& peer, Fault fault) {
   Daemon::Options options;
   options.with_default_targets = false;
   // A second target on every referral: a failing peer must not hold it up.
-  options.extra_config = "\n[delivery]\nmax_attempts = 1000\n"
-                         "initial_backoff = \"" + std::to_string(initial_backoff.count()) + "s\"\n"
-                         "max_backoff = \"" + std::to_string(max_backoff.count()) + "s\"\n\n" +
-                         peer.target_config() +
-                         "\n[[target]]\nname = \"office-archive\"\ntype = \"spool\"\ndirectory = \"spool/archive\"\n"
-                         "\n[[route]]\nnotify = [\"" + target + "\", \"office-archive\"]\n";
+  options.extra_config =
+      "\n[delivery]\nmax_attempts = 1000\n"
+      "initial_backoff = \"" +
+      std::to_string(initial_backoff.count()) +
+      "s\"\n"
+      "max_backoff = \"" +
+      std::to_string(max_backoff.count()) + "s\"\n\n" + peer.target_config() +
+      "\n[[target]]\nname = \"office-archive\"\ntype = \"spool\"\ndirectory = \"spool/archive\"\n"
+      "\n[[route]]\nnotify = [\"" +
+      target + "\", \"office-archive\"]\n";
   Daemon daemon(options);
   daemon.start();
 
@@ -343,7 +352,8 @@ void PeerFaults::run(Peer& peer, Fault fault) {
   const auto drain_limit =
       std::chrono::seconds(30) + max_backoff + target_timeout + std::chrono::seconds(f.submitted / 2);
   EXPECT_TRUE(wait_all_delivered(std::chrono::duration_cast<std::chrono::seconds>(drain_limit)))
-      << count("state <> 'delivered'") << " deliveries not delivered\n" << daemon.log();
+      << count("state <> 'delivered'") << " deliveries not delivered\n"
+      << daemon.log();
   f.drain_s = std::chrono::duration<double>(Clock::now() - cleared).count();
 
   // Nothing lost: every referral stored once, every one at the peer.
@@ -355,16 +365,17 @@ void PeerFaults::run(Peer& peer, Fault fault) {
     EXPECT_GE(copies, 1) << "no notification at the peer for " << id;
     f.repeats += std::max(0, copies - 1);
   }
-  const std::string of_target = "FROM attempts a JOIN deliveries d ON d.id = a.delivery_id WHERE d.target = '" +
-                                target + "'";
+  const std::string of_target =
+      "FROM attempts a JOIN deliveries d ON d.id = a.delivery_id WHERE d.target = '" + target + "'";
   // A repeat only where an attempt ended without knowing whether the peer
   // had taken the work (Peer::unsure_attempts says which attempts those are).
-  EXPECT_LE(f.repeats, count_rows(daemon.database(),
-                                  "SELECT count(*) " + of_target + " AND (" + peer.unsure_attempts() + ")"))
+  EXPECT_LE(f.repeats,
+            count_rows(daemon.database(), "SELECT count(*) " + of_target + " AND (" + peer.unsure_attempts() + ")"))
       << query_text(daemon.database(),
                     "SELECT group_concat(m, ' | ') FROM (SELECT DISTINCT a.message AS m " + of_target + ")")
              .value_or("")
-      << "\n" << peer.dead_work();
+      << "\n"
+      << peer.dead_work();
   if (recognised) {
     EXPECT_NE(daemon.log().find(peer.recognised_event()), std::string::npos);
   }
@@ -374,7 +385,8 @@ void PeerFaults::run(Peer& peer, Fault fault) {
   EXPECT_GE(f.transient, 2) << "transient attempts did not grow during the fault";
   if (!recognised) {
     EXPECT_GE(f.max_unsent_age, 0.5 * static_cast<double>(fault_for.count()))
-        << "the oldest unsent delivery's age did not grow with the fault\n" << last_metrics;
+        << "the oldest unsent delivery's age did not grow with the fault\n"
+        << last_metrics;
   }
   if (fault == Fault::hang) {
     // Hung sessions hold every slot until the timeout: due deliveries queue up.
@@ -386,11 +398,11 @@ void PeerFaults::run(Peer& peer, Fault fault) {
                                                "SELECT coalesce(max(b.started_ms - a.finished_ms), 0) FROM attempts a "
                                                "JOIN attempts b ON b.delivery_id = a.delivery_id AND b.attempt = "
                                                "a.attempt + 1 JOIN deliveries d ON d.id = a.delivery_id "
-                                               "WHERE d.target = '" + target + "'")) /
+                                               "WHERE d.target = '" +
+                                                   target + "'")) /
                 1000.0;
-  f.max_attempt_s = static_cast<double>(count_rows(daemon.database(),
-                                                   "SELECT coalesce(max(a.finished_ms - a.started_ms), 0) " +
-                                                       of_target)) /
+  f.max_attempt_s = static_cast<double>(count_rows(
+                        daemon.database(), "SELECT coalesce(max(a.finished_ms - a.started_ms), 0) " + of_target)) /
                     1000.0;
   // No attempt outlived the target's timeout (a hang ends there).
   EXPECT_LE(f.max_attempt_s, std::chrono::duration<double>(target_timeout).count() + 1.0);
@@ -423,8 +435,8 @@ void PeerFaults::run(Peer& peer, Fault fault) {
   line << "FIGURES target=" << target << " fault=" << ::testing::UnitTest::GetInstance()->current_test_info()->name()
        << " fault_s=" << fault_for.count() << " referrals=" << f.submitted << " intake_ms_before p50=" << p50_base
        << " p99=" << p99_base << " during p50=" << p50_fault << " p99=" << p99_fault << " attempts=" << f.attempts
-       << " transient_during=" << f.transient << " max_retry=" << f.max_retry
-       << " max_gap_s=" << f.max_gap_s << " max_attempt_s=" << f.max_attempt_s << " max_unsent_age_s=" << f.max_unsent_age
+       << " transient_during=" << f.transient << " max_retry=" << f.max_retry << " max_gap_s=" << f.max_gap_s
+       << " max_attempt_s=" << f.max_attempt_s << " max_unsent_age_s=" << f.max_unsent_age
        << " max_due_age_s=" << f.max_due_age << " max_in_flight=" << f.max_in_flight << " drain_s=" << f.drain_s
        << " repeats=" << f.repeats;
   std::cout << line.str() << std::endl;

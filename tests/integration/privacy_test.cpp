@@ -68,13 +68,18 @@ TEST(MailInjection, ControlCharactersInNamesAre422NamingTheField) {
   // The form says the same next to the field.
   Browser browser{daemon};
   browser.open_form();
-  Fields fields{{"patient.given_name", "Ava"},           {"patient.family_name", "Nguyen"},
-                {"patient.birth_date", "2014-03-09"},   {"patient.sex", "female"},
+  Fields fields{{"patient.given_name", "Ava"},
+                {"patient.family_name", "Nguyen"},
+                {"patient.birth_date", "2014-03-09"},
+                {"patient.sex", "female"},
                 {"diagnosis.name", "Alveolar soft part sarcoma"},
                 {"referrer.name", "Dana\r\nBcc: victim@attacker.example"},
-                {"referrer.credential", "MD"},          {"referrer.npi", "1234567893"},
-                {"referrer.organization", "Delta Pediatrics"}, {"referrer.phone", "+1 901 555 0100"},
-                {"referrer.email", "dwhitfield@example.org"},  {"urgency", "routine"}};
+                {"referrer.credential", "MD"},
+                {"referrer.npi", "1234567893"},
+                {"referrer.organization", "Delta Pediatrics"},
+                {"referrer.phone", "+1 901 555 0100"},
+                {"referrer.email", "dwhitfield@example.org"},
+                {"urgency", "routine"}};
   const auto page = browser.post(fields, {"Origin: " + daemon.base_url()});
   EXPECT_EQ(page.status, 422);
   EXPECT_NE(page.body.find("Referring clinician&#39;s name must not contain control characters."), std::string::npos)
@@ -92,8 +97,7 @@ TEST(MailInjection, AcceptedHostileNamesAddNoHeaderNoRecipientNoPart) {
   Daemon::Options options;
   options.with_default_targets = false;
   options.extra_config = "\n[delivery]\ninitial_backoff = \"200ms\"\nmax_backoff = \"1s\"\n" +
-                         smtp_target(server, work / "secrets", office) +
-                         "\n[[route]]\nnotify = [\"office-email\"]\n";
+                         smtp_target(server, work / "secrets", office) + "\n[[route]]\nnotify = [\"office-email\"]\n";
   Daemon daemon{options};
   daemon.start();
 
@@ -142,8 +146,8 @@ print(json.dumps(out))
   for (const auto& m : server.messages()) args += " " + m.string();
   const auto mails = json::parse(output_of(std::string(kPython) + " " + (work / "headers.py").string() + args));
   ASSERT_EQ(mails.size(), hostile.size());
-  const std::set<std::string> expected_headers{"From",         "To",           "Subject",       "Date",
-                                               "Message-ID",   "MIME-Version", "Auto-Submitted", "Content-Type"};
+  const std::set<std::string> expected_headers{"From",       "To",           "Subject",        "Date",
+                                               "Message-ID", "MIME-Version", "Auto-Submitted", "Content-Type"};
   for (const auto& mail : mails) {
     std::set<std::string> names;
     std::string message_id;
@@ -200,10 +204,10 @@ struct Patient {
     char two_m[3], two_d[3];
     std::snprintf(two_m, sizeof two_m, "%02d", month);
     std::snprintf(two_d, sizeof two_d, "%02d", day);
-    out.push_back(m + "/" + d + "/" + y);                                // US
-    out.push_back(std::string(two_m) + "/" + two_d + "/" + y);           // US, zero-padded
-    out.push_back(std::string(two_d) + "." + two_m + "." + y);           // European
-    out.push_back(y + two_m + two_d);                                    // compact
+    out.push_back(m + "/" + d + "/" + y);                       // US
+    out.push_back(std::string(two_m) + "/" + two_d + "/" + y);  // US, zero-padded
+    out.push_back(std::string(two_d) + "." + two_m + "." + y);  // European
+    out.push_back(y + two_m + two_d);                           // compact
     return out;
   }
 };
@@ -274,7 +278,8 @@ TEST(Privacy, NoPatientDataInAnyLogLineAndEveryFileIsPrivate) {
       "\n[[target]]\nname = \"office-archive\"\ntype = \"spool\"\ndirectory = \"spool/archive/office\"\n"
       "\n[[target]]\nname = \"office-pager\"\ntype = \"snpp\"\nhost = \"127.0.0.1:" +
       std::to_string(fax.snpp_port()) + "\"\nlogin = \"secure\"\npassword_file = \"" +
-      (outside / "hylafax-password").string() + "\"\npager_id = \"5551234\"\nhylafax = true\ntimeout = \"20s\"\n"
+      (outside / "hylafax-password").string() +
+      "\"\npager_id = \"5551234\"\nhylafax = true\ntimeout = \"20s\"\n"
       "\n[[route]]\nnotify = [\"office-email\", \"office-backup\", \"office-archive\"]\n"
       "\n[[route]]\nwhen = { urgency = [\"urgent\", \"emergent\"] }\nnotify = [\"office-pager\"]\n";
   Daemon daemon{options};
@@ -312,8 +317,7 @@ TEST(Privacy, NoPatientDataInAnyLogLineAndEveryFileIsPrivate) {
   ids.push_back(stored.headers.at("location").substr(std::string("/referrals/").size()));
   EXPECT_EQ(browser.get(stored.headers.at("location")).status, 200);  // the confirmation
   browser.open_form();
-  EXPECT_EQ(browser.post(form_for(patients[5], "routine", "1234567890"), {"Origin: " + daemon.base_url()}).status,
-            422);
+  EXPECT_EQ(browser.post(form_for(patients[5], "routine", "1234567890"), {"Origin: " + daemon.base_url()}).status, 422);
   ASSERT_EQ(ids.size(), 4U);
   const std::vector<std::string> decisions{"accepted", "review", "declined", "accepted"};
   for (std::size_t i = 0; i < ids.size(); ++i) {
@@ -329,8 +333,7 @@ TEST(Privacy, NoPatientDataInAnyLogLineAndEveryFileIsPrivate) {
   ASSERT_TRUE(wait_until([&] { return fax.jobs_where("jobtype", "pager").size() == 3; }, 30s)) << daemon.log();
   ASSERT_TRUE(wait_until(
       [&] {
-        return count_rows(daemon.database(),
-                          "SELECT min(attempts) FROM deliveries WHERE target='office-backup'") >= 2;
+        return count_rows(daemon.database(), "SELECT min(attempts) FROM deliveries WHERE target='office-backup'") >= 2;
       },
       30s))
       << daemon.log();
@@ -383,7 +386,8 @@ TEST(Privacy, NoPatientDataInAnyLogLineAndEveryFileIsPrivate) {
   ASSERT_EQ(::stat(journal_log.c_str(), &st), 0);
   daemon.set_env("JOURNAL_STREAM", std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino));
   daemon.start();
-  const auto attempts = count_rows(daemon.database(), "SELECT max(attempts) FROM deliveries WHERE target='office-backup'");
+  const auto attempts =
+      count_rows(daemon.database(), "SELECT max(attempts) FROM deliveries WHERE target='office-backup'");
   EXPECT_TRUE(wait_until(
       [&] {
         return count_rows(daemon.database(), "SELECT max(attempts) FROM deliveries WHERE target='office-backup'") >

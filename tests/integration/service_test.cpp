@@ -94,8 +94,7 @@ class NotifyListener {
 
   // The index of the first message at or after `from` that has `line`
   // (e.g. "READY=1"), waiting up to `timeout` for it.
-  std::optional<std::size_t> wait_for(std::string_view line, std::chrono::milliseconds timeout,
-                                      std::size_t from = 0) {
+  std::optional<std::size_t> wait_for(std::string_view line, std::chrono::milliseconds timeout, std::size_t from = 0) {
     std::unique_lock lock(mutex_);
     std::optional<std::size_t> found;
     arrived_.wait_for(lock, timeout, [&] {
@@ -438,10 +437,7 @@ TEST_F(Service, GoodReloadRoutesNewReferralsAndLeavesDeliveriesInFlightAlone) {
   // Everything submitted around the reload is delivered, once, by the target it was routed to.
   ASSERT_FALSE(during.empty());
   EXPECT_TRUE(wait_until(
-      [&] {
-        return count(daemon.database(), "SELECT count(*) FROM deliveries WHERE state <> 'delivered'") == 0;
-      },
-      20s))
+      [&] { return count(daemon.database(), "SELECT count(*) FROM deliveries WHERE state <> 'delivered'") == 0; }, 20s))
       << daemon.log();
   EXPECT_EQ(count(daemon.database(), "SELECT count(*) FROM deliveries WHERE attempts <> 1"), 0);
   EXPECT_EQ(count(daemon.database(), "SELECT count(*) FROM referrals"), static_cast<long long>(during.size()) + 2);
@@ -450,8 +446,8 @@ TEST_F(Service, GoodReloadRoutesNewReferralsAndLeavesDeliveriesInFlightAlone) {
 TEST_F(Service, BadReloadIsRefusedAndTheOldConfigurationKeepsServing) {
   const auto ready = start_and_wait_ready();
   // A valid change and a mistake: nothing of the file may take effect.
-  write_file(daemon.config_file(), read_file(daemon.config_file()) + fax_target_and_route +
-                                       "\n[[route]]\nnotify = [\"nowhere\"]\n");
+  write_file(daemon.config_file(),
+             read_file(daemon.config_file()) + fax_target_and_route + "\n[[route]]\nnotify = [\"nowhere\"]\n");
   const auto lines = [&] {
     std::size_t n = 0;
     for (const char c : read_file(daemon.config_file())) n += c == '\n' ? 1 : 0;
@@ -463,8 +459,8 @@ TEST_F(Service, BadReloadIsRefusedAndTheOldConfigurationKeepsServing) {
       << daemon.log();
   const std::string log = daemon.log();
   // The problem names the file and line, as --check-config would.
-  EXPECT_NE(log.find("config.reload_refused problem=\"" + daemon.config_file().string() + ":" +
-                     std::to_string(lines) + ": route[3].notify: unknown target \"nowhere\"\""),
+  EXPECT_NE(log.find("config.reload_refused problem=\"" + daemon.config_file().string() + ":" + std::to_string(lines) +
+                     ": route[3].notify: unknown target \"nowhere\"\""),
             std::string::npos)
       << log;
   EXPECT_NE(log.find("the previous configuration keeps running"), std::string::npos) << log;
@@ -533,17 +529,13 @@ TEST_F(Service, SigtermUnderLoadLosesNoAcceptedReferralAndLeavesNothingSending) 
                   "(SELECT 1 FROM deliveries d WHERE d.referral_id = r.id)"),
             0);
   // Sends in progress finished (or were never started): nothing is left leased.
-  EXPECT_EQ(count(daemon.database(), "SELECT count(*) FROM deliveries WHERE state = 'sending'"), 0)
-      << daemon.log();
+  EXPECT_EQ(count(daemon.database(), "SELECT count(*) FROM deliveries WHERE state = 'sending'"), 0) << daemon.log();
   EXPECT_EQ(daemon.log().find("dispatch.stop_timeout"), std::string::npos) << daemon.log();
 
   // What was still queued goes out after a restart.
   daemon.start();
   EXPECT_TRUE(wait_until(
-      [&] {
-        return count(daemon.database(), "SELECT count(*) FROM deliveries WHERE state <> 'delivered'") == 0;
-      },
-      60s))
+      [&] { return count(daemon.database(), "SELECT count(*) FROM deliveries WHERE state <> 'delivered'") == 0; }, 60s))
       << daemon.log();
   EXPECT_EQ(daemon.stop(), 0);
 }
@@ -627,7 +619,8 @@ TEST(ServiceLogs, OnATerminalLinesCarryTimestampsAndNoPriority) {
   d.set_env("JOURNAL_STREAM", "1:1");
   const std::string log = exercise_logging(d);
   std::istringstream in(log);
-  const std::regex console_line(R"(^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}[+-]\d{2}:\d{2} [a-z]+ [a-z0-9_]+\.[a-z0-9_.]+.*$)");
+  const std::regex console_line(
+      R"(^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}[+-]\d{2}:\d{2} [a-z]+ [a-z0-9_]+\.[a-z0-9_.]+.*$)");
   int lines = 0;
   for (std::string line; std::getline(in, line);) {
     ++lines;

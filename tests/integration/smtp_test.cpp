@@ -82,11 +82,13 @@ print(json.dumps(out))
 )PY";
   write_file(pdf_file.parent_path() / "parse.py", script);
   const std::string out = output_of(std::string(kPython) + " " + (pdf_file.parent_path() / "parse.py").string() + " " +
-                              file.string() + " " + pdf_file.string());
+                                    file.string() + " " + pdf_file.string());
   return json::parse(out);
 }
 
-std::string pdf_text(const fs::path& pdf) { return output_of("pdftotext -enc UTF-8 " + pdf.string() + " - 2>/dev/null"); }
+std::string pdf_text(const fs::path& pdf) {
+  return output_of("pdftotext -enc UTF-8 " + pdf.string() + " - 2>/dev/null");
+}
 
 TEST(Smtp, DeliversTheReferralAsPdfOverStarttlsWithAuth) {
   MailServer server({});
@@ -149,8 +151,9 @@ TEST(Smtp, ATemporaryRefusalIsRetriedAndEveryRecipientGetsOneMail) {
   ASSERT_EQ(mails.size(), 1U);
   const auto mail = parse_mail(mails[0], work / "referral.pdf");
   EXPECT_EQ(mail["to"], "referrals@hospital.example, Night Desk <tempfail@hospital.example>");
-  EXPECT_EQ(query(daemon.database(), "SELECT group_concat(outcome || ':' || coalesce(code, ''), ',') FROM "
-                                     "(SELECT outcome, code FROM attempts ORDER BY attempt)"),
+  EXPECT_EQ(query(daemon.database(),
+                  "SELECT group_concat(outcome || ':' || coalesce(code, ''), ',') FROM "
+                  "(SELECT outcome, code FROM attempts ORDER BY attempt)"),
             "transient:451,delivered:");
   EXPECT_NE(daemon.log().find("class=transient code=451"), std::string::npos) << daemon.log();
 }

@@ -212,8 +212,7 @@ TEST(StorageLocked, ALockHeldPastTheBusyTimeoutIs503ThenRecoversWhenReleased) {
   }
   const auto health = daemon.get("/healthz", false);
   EXPECT_EQ(health.status, 503);
-  EXPECT_EQ(json::parse(health.body)["reason"], "storage: the database is locked by another connection")
-      << health.body;
+  EXPECT_EQ(json::parse(health.body)["reason"], "storage: the database is locked by another connection") << health.body;
 
   lock.reset();
   EXPECT_TRUE(wait_until([&] { return daemon.get("/healthz", false).status == 200; }, 2 * writer_busy_timeout + 2s))

@@ -37,7 +37,6 @@ using json = nlohmann::json;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-
 // ---------------------------------------------------------------- peers --
 
 // One peer server process; killed (its whole process group) when destroyed.

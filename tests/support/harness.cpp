@@ -168,8 +168,8 @@ std::string Process::log() const { return read_file(log_file_); }
 std::optional<std::string> sanitizer_report(const std::string& log) {
   // The banners of ThreadSanitizer, AddressSanitizer/LeakSanitizer and
   // UndefinedBehaviorSanitizer (which prints "runtime error:" per finding).
-  for (const char* banner : {"WARNING: ThreadSanitizer:", "ERROR: AddressSanitizer:", "ERROR: LeakSanitizer:",
-                             ": runtime error: "}) {
+  for (const char* banner :
+       {"WARNING: ThreadSanitizer:", "ERROR: AddressSanitizer:", "ERROR: LeakSanitizer:", ": runtime error: "}) {
     const auto at = log.find(banner);
     if (at == std::string::npos) continue;
     const auto from = log.rfind('\n', at);
@@ -305,7 +305,8 @@ bool RawClient::peer_closed() {
 bool RawClient::wait_closed(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!peer_closed()) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return false;
     pollfd p{fd_, POLLIN | POLLRDHUP, 0};
     ::poll(&p, 1, static_cast<int>(left.count()));
@@ -331,8 +332,7 @@ std::string raw_request(unsigned short port, const std::string& request, std::ch
 std::size_t open_fds(pid_t pid) {
   std::size_t n = 0;
   std::error_code ec;
-  for (fs::directory_iterator it("/proc/" + std::to_string(pid) + "/fd", ec), end; !ec && it != end;
-       it.increment(ec)) {
+  for (fs::directory_iterator it("/proc/" + std::to_string(pid) + "/fd", ec), end; !ec && it != end; it.increment(ec)) {
     ++n;
   }
   return n;
@@ -433,8 +433,7 @@ void Daemon::launch() {
   const auto log = log_file();
   ++generation_;
   process_ = std::make_unique<Process>(
-      std::vector<std::string>{referrald_binary().string(), "--config", config_file().string()}, log,
-      options_.env);
+      std::vector<std::string>{referrald_binary().string(), "--config", config_file().string()}, log, options_.env);
 }
 
 void Daemon::start() {
@@ -674,13 +673,14 @@ std::string describe(const CtlRun& r) {
 
 std::string sample(const std::string& name) { return read_file(source_dir() / "tests" / "data" / name); }
 
-std::string referral_json(const std::string& given_name, const std::string& birth_date,
-                          const std::string& diagnosis, const std::string& urgency) {
-  return R"({"patient":{"given_name":")" + given_name + R"(","family_name":"Testpatient","birth_date":")" +
-         birth_date + R"(","sex":"female","postal_code":"72401"},"diagnosis":{"name":")" + diagnosis +
+std::string referral_json(const std::string& given_name, const std::string& birth_date, const std::string& diagnosis,
+                          const std::string& urgency) {
+  return R"({"patient":{"given_name":")" + given_name + R"(","family_name":"Testpatient","birth_date":")" + birth_date +
+         R"(","sex":"female","postal_code":"72401"},"diagnosis":{"name":")" + diagnosis +
          R"("},"referrer":{"name":"Dana Whitfield","credential":"MD","npi":"1234567893",)"
          R"("organization":"Delta Pediatrics","phone":"+1 870 555 0100","email":"dwhitfield@example.org"},)"
-         R"("urgency":")" + urgency + R"("})";
+         R"("urgency":")" +
+         urgency + R"("})";
 }
 
 namespace {
@@ -712,9 +712,7 @@ long long count_rows(const fs::path& db, const std::string& sql) {
   return one_value(db, sql, SQLITE_OPEN_READONLY, false);
 }
 
-long long scalar(const fs::path& db, const std::string& sql) {
-  return one_value(db, sql, SQLITE_OPEN_READWRITE, true);
-}
+long long scalar(const fs::path& db, const std::string& sql) { return one_value(db, sql, SQLITE_OPEN_READWRITE, true); }
 
 bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds limit) {
   const auto deadline = std::chrono::steady_clock::now() + limit;

@@ -161,8 +161,8 @@ class Daemon {
   static constexpr const char* api_token = "integration-test-token";
 
   struct Options {
-    std::string extra_http;        // more lines for [http]
-    std::string extra_config;      // more tables appended at the end
+    std::string extra_http;    // more lines for [http]
+    std::string extra_config;  // more tables appended at the end
     bool tls = false;
     std::filesystem::path database;  // default: <dir>/var/referrald.db
     bool with_default_targets = true;

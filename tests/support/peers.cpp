@@ -20,8 +20,8 @@ using namespace std::chrono_literals;
 
 void make_certificate(const fs::path& dir) {
   fs::create_directories(dir);
-  const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -keyout " + (dir / "key.pem").string() +
-                          " -out " + (dir / "cert.pem").string() +
+  const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -keyout " + (dir / "key.pem").string() + " -out " +
+                          (dir / "cert.pem").string() +
                           " -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1"
                           " >/dev/null 2>&1";
   if (shell(cmd) != 0) throw std::runtime_error("openssl could not make a test certificate");
@@ -42,12 +42,22 @@ std::string output_of(const std::string& command) {
 
 MailServer::MailServer(Options options) : port_(free_port()) {
   if (options.tls) make_certificate(dir_.path());
-  std::vector<std::string> argv{kPython, (source_dir() / "tests" / "peers" / "smtp_server.py").string(),
-                                "--port", std::to_string(port_), "--maildir", maildir().string(),
-                                "--envelopes", envelopes().string(),
-                                "--user", "referrald", "--password", "s3cret",
-                                "--tempfail", std::to_string(options.tempfail),
-                                "--tempfail-while", (dir_ / "tempfail-all").string()};
+  std::vector<std::string> argv{kPython,
+                                (source_dir() / "tests" / "peers" / "smtp_server.py").string(),
+                                "--port",
+                                std::to_string(port_),
+                                "--maildir",
+                                maildir().string(),
+                                "--envelopes",
+                                envelopes().string(),
+                                "--user",
+                                "referrald",
+                                "--password",
+                                "s3cret",
+                                "--tempfail",
+                                std::to_string(options.tempfail),
+                                "--tempfail-while",
+                                (dir_ / "tempfail-all").string()};
   if (options.tls) {
     argv.insert(argv.end(), {"--cert", (dir_ / "cert.pem").string(), "--key", (dir_ / "key.pem").string()});
   }
@@ -83,13 +93,22 @@ std::string smtp_target(const MailServer& server, const fs::path& secrets, const
   write_file(secrets / "smtp-password", target.password);
   std::string to;
   for (const auto& a : target.to) to += (to.empty() ? "\"" : ", \"") + a + "\"";
-  return "\n[[target]]\nname = \"" + target.name + "\"\ntype = \"smtp\"\n"
-         "url = \"smtp://127.0.0.1:" + std::to_string(server.port()) + "\"\n"
-         "ca_file = \"" + (target.ca_file.empty() ? server.ca_file() : target.ca_file).string() + "\"\n"
+  return "\n[[target]]\nname = \"" + target.name +
+         "\"\ntype = \"smtp\"\n"
+         "url = \"smtp://127.0.0.1:" +
+         std::to_string(server.port()) +
+         "\"\n"
+         "ca_file = \"" +
+         (target.ca_file.empty() ? server.ca_file() : target.ca_file).string() +
+         "\"\n"
          "username = \"referrald\"\n"
-         "password_file = \"" + (secrets / "smtp-password").string() + "\"\n"
+         "password_file = \"" +
+         (secrets / "smtp-password").string() +
+         "\"\n"
          "from = \"Referral Office <referrald@hospital.example>\"\n"
-         "to = [" + to + "]\n"
+         "to = [" +
+         to +
+         "]\n"
          "timeout = \"10s\"\n";
 }
 
@@ -120,8 +139,7 @@ HylafaxServer::HylafaxServer() : spool_(dir_ / "spool") {
   // faxq and hfaxd run as uucp: they must reach the spool inside our 0700 temp dir.
   fs::permissions(dir_.path(), fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
   const auto script = source_dir() / "tests" / "peers" / "hylafax-spool.sh";
-  if (shell(script.string() + " prepare " + spool_.string() + " >" + (dir_ / "prepare.log").string() + " 2>&1") !=
-      0) {
+  if (shell(script.string() + " prepare " + spool_.string() + " >" + (dir_ / "prepare.log").string() + " 2>&1") != 0) {
     throw std::runtime_error("hylafax-spool.sh prepare failed:\n" + read_file(dir_ / "prepare.log"));
   }
   fax_port_ = free_port();

@@ -69,8 +69,7 @@ struct SmtpTarget {
   std::filesystem::path ca_file;      // default: the server's own certificate
 };
 // The table as TOML; writes its password file, secrets/smtp-password.
-std::string smtp_target(const MailServer& server, const std::filesystem::path& secrets,
-                        const SmtpTarget& target = {});
+std::string smtp_target(const MailServer& server, const std::filesystem::path& secrets, const SmtpTarget& target = {});
 
 // One job file (sendq/qN or doneq/qN) as "key:value" lines.
 struct QueuedJob {

@@ -82,8 +82,9 @@ TEST(EscalationMessage, PageNamesStepWaitReferenceAndCallBackButNoLinkOrPatient)
   Delivery d = escalation(1, 15min, 16min);
   d.ack_link = link;  // never carried into a page
   const std::string page = page_text(d, "1-888-226-4343", 128);
-  EXPECT_EQ(page, "referrald ESCALATION 1 R-20261128-7K3M9-TZQXA EMERGENT not acknowledged after 16 minutes call "
-                  "1-888-226-4343");
+  EXPECT_EQ(page,
+            "referrald ESCALATION 1 R-20261128-7K3M9-TZQXA EMERGENT not acknowledged after 16 minutes call "
+            "1-888-226-4343");
   const std::string short_page = page_text(d, "1-888-226-4343", 64);
   EXPECT_EQ(short_page, "ESC1 R-20261128-7K3M9-TZQXA EMERGENT 16 minutes 1-888-226-4343");
   for (const auto& p : {page, short_page}) {

@@ -39,17 +39,14 @@ class ConfigTest : public ::testing::Test {
     fs::create_directories(root_ / "etc" / "secrets");
     fs::create_directories(root_ / "schemas");
     fs::create_directories(root_ / "web");
-    for (const char* f : {"etc/rules.toml", "etc/tls/cert.pem", "etc/tls/key.pem", "etc/secrets/smtp",
-                          "etc/ca.pem"}) {
+    for (const char* f : {"etc/rules.toml", "etc/tls/cert.pem", "etc/tls/key.pem", "etc/secrets/smtp", "etc/ca.pem"}) {
       std::ofstream(root_ / f) << "x\n";
     }
     file_ = (root_ / "etc" / "referrald.toml").string();
   }
 
   // Leading newline dropped so that line 1 is the first line of the literal.
-  static std::string_view text_of(std::string_view text) {
-    return text.starts_with('\n') ? text.substr(1) : text;
-  }
+  static std::string_view text_of(std::string_view text) { return text.starts_with('\n') ? text.substr(1) : text; }
 
   Config parse(std::string_view text) { return parse_config(text_of(text), file_, with_channels()); }
 
@@ -126,7 +123,8 @@ database = "./data/../db/./referrald.db"
 [rules]
 file = "../etc/rules.toml"
 [paths]
-schemas = ")" + abs("schemas") + R"("
+schemas = ")" + abs("schemas") +
+                         R"("
 web = "../web/"
 )");
   EXPECT_EQ(c.storage.database, fs::path(abs("etc/db/referrald.db")));
@@ -145,8 +143,9 @@ levl = "debug"
 [htp]
 )")),
               ElementsAre(at(7, "log.levl: unknown key (known: level)"),
-                          at(8, "htp: unknown key (known: http, storage, rules, paths, delivery, log, office, "
-                                "intake, target, route, escalation, closed_loop)")));
+                          at(8,
+                             "htp: unknown key (known: http, storage, rules, paths, delivery, log, office, "
+                             "intake, target, route, escalation, closed_loop)")));
 }
 
 TEST_F(ConfigTest, WrongTypeNamesBothTypes) {
@@ -185,15 +184,16 @@ max_attempts = 1001
 // ---- durations ---------------------------------------------------------------
 
 TEST_F(ConfigTest, BadDurations) {
-  EXPECT_THAT(problems(with_required(R"(
+  EXPECT_THAT(
+      problems(with_required(R"(
 [delivery]
 initial_backoff = "30 seconds"
 give_up_after = 48
 lease = "0s"
 )")),
-              ElementsAre(at(6, R"(delivery.initial_backoff: expected a duration like "30s", "5m", "48h", got "30 seconds")"),
-                          at(7, R"(delivery.give_up_after: expected a duration like "30s", "5m", "48h", got integer)"),
-                          at(8, R"(delivery.lease: expected a duration greater than 0, got "0s")")));
+      ElementsAre(at(6, R"(delivery.initial_backoff: expected a duration like "30s", "5m", "48h", got "30 seconds")"),
+                  at(7, R"(delivery.give_up_after: expected a duration like "30s", "5m", "48h", got integer)"),
+                  at(8, R"(delivery.lease: expected a duration greater than 0, got "0s")")));
 }
 
 TEST_F(ConfigTest, DurationsAreRead) {
@@ -216,12 +216,13 @@ read_timeout = "250ms"
 }
 
 TEST_F(ConfigTest, MaxBackoffBelowInitialBackoff) {
-  EXPECT_THAT(problems(with_required(R"(
+  EXPECT_THAT(
+      problems(with_required(R"(
 [delivery]
 initial_backoff = "5m"
 max_backoff = "1m"
 )")),
-              ElementsAre(at(7, R"(delivery.max_backoff: must not be less than delivery.initial_backoff (5m), got "1m")")));
+      ElementsAre(at(7, R"(delivery.max_backoff: must not be less than delivery.initial_backoff (5m), got "1m")")));
   // Only initial_backoff written: it is the one named, against the default maximum.
   EXPECT_THAT(problems(with_required("[delivery]\ninitial_backoff = \"1h\"\n")),
               ElementsAre(at(6, R"(delivery.initial_backoff: must not exceed delivery.max_backoff (30m), got "1h")")));
@@ -254,7 +255,8 @@ TEST_F(ConfigTest, BadListenAddresses) {
   EXPECT_EQ(bad("127.0.0.1:65536"), at(6, port + R"("127.0.0.1:65536")"));
   EXPECT_EQ(bad("127.0.0.1:http"), at(6, port + R"("127.0.0.1:http")"));
   EXPECT_EQ(bad(":8080"), at(6, port + R"(":8080")"));
-  EXPECT_EQ(bad("::1:8080"), at(6, R"(http.listen: expected an IPv6 address in brackets, e.g. "[::1]:8080", got "::1:8080")"));
+  EXPECT_EQ(bad("::1:8080"),
+            at(6, R"(http.listen: expected an IPv6 address in brackets, e.g. "[::1]:8080", got "::1:8080")"));
   EXPECT_EQ(bad("[::g]:8080"), at(6, R"(http.listen: expected an IPv6 address inside the brackets, got "[::g]:8080")"));
   EXPECT_EQ(bad("example.org:8080"),
             at(6, R"(http.listen: expected the host to be an IP address or "localhost", got "example.org:8080")"));
@@ -287,9 +289,8 @@ TEST_F(ConfigTest, PublicOriginsAreNormalised) {
 public_origins = ["HTTPS://Referrals.Example.org", "https://referrals.example.org:443", "http://[::1]:8080",
                   "http://intake.example.org:8080"]
 )"));
-  EXPECT_THAT(c.http.public_origins,
-              ElementsAre("https://referrals.example.org", "https://referrals.example.org", "http://[::1]:8080",
-                          "http://intake.example.org:8080"));
+  EXPECT_THAT(c.http.public_origins, ElementsAre("https://referrals.example.org", "https://referrals.example.org",
+                                                 "http://[::1]:8080", "http://intake.example.org:8080"));
 }
 
 TEST_F(ConfigTest, BadPublicOrigins) {
@@ -300,17 +301,18 @@ TEST_F(ConfigTest, BadPublicOrigins) {
   const std::string shape =
       R"(http.public_origins: expected an origin like "https://referrals.example.org" or "http://127.0.0.1:8080" )"
       "(scheme, host, optional port; no path), got ";
-  for (const char* value : {"referrals.example.org", "https://referrals.example.org/", "https://x.org/form",
-                            "ftp://x.org", "https://user@x.org", "https://x.org:0", "https://x.org:99999",
-                            "https://[::g]", "null", "https://"}) {
+  for (const char* value :
+       {"referrals.example.org", "https://referrals.example.org/", "https://x.org/form", "ftp://x.org",
+        "https://user@x.org", "https://x.org:0", "https://x.org:99999", "https://[::g]", "null", "https://"}) {
     EXPECT_EQ(bad(value), at(6, shape + "\"" + value + "\"")) << value;
   }
   EXPECT_THAT(problems(with_required("[http]\npublic_origins = []\n")),
               ElementsAre(at(6, "http.public_origins: expected at least one origin")));
   // A wildcard address has no origin of its own: the form would answer to any Host.
   EXPECT_THAT(problems(with_required("[http]\nlisten = [\"127.0.0.1:8080\", \"0.0.0.0:443\"]\n")),
-              ElementsAre(at(6, "http.public_origins: required when http.listen has a wildcard address "
-                                "(0.0.0.0:443): the form answers only at the origins browsers use to reach it")));
+              ElementsAre(at(6,
+                             "http.public_origins: required when http.listen has a wildcard address "
+                             "(0.0.0.0:443): the form answers only at the origins browsers use to reach it")));
 }
 
 // ---- TLS and API keys --------------------------------------------------------
@@ -349,10 +351,10 @@ TEST_F(ConfigTest, ApiKeysAreSha256Digests) {
   ASSERT_EQ(c.http.api_keys.size(), 1u);
   EXPECT_EQ(c.http.api_keys[0], sha256("dev-token-change-me"));
 
-  const std::string expected =
-      R"(expected "sha256:" followed by the 64 hex digits of the token's SHA-256)";
-  const auto p = problems(with_required("[http]\napi_keys = [\n  \"sha256:" + digest + "\",\n  \"my-secret-token\",\n  \"sha256:" +
-                                        digest.substr(1) + "\",\n  \"sha1:" + digest + "\"]\n"));
+  const std::string expected = R"(expected "sha256:" followed by the 64 hex digits of the token's SHA-256)";
+  const auto p = problems(with_required("[http]\napi_keys = [\n  \"sha256:" + digest +
+                                        "\",\n  \"my-secret-token\",\n  \"sha256:" + digest.substr(1) +
+                                        "\",\n  \"sha1:" + digest + "\"]\n"));
   EXPECT_THAT(p, ElementsAre(at(8, "http.api_keys[1]: " + expected), at(9, "http.api_keys[2]: " + expected),
                              at(10, "http.api_keys[3]: " + expected)));
   // A token pasted by mistake must not be printed back.
@@ -362,14 +364,14 @@ TEST_F(ConfigTest, ApiKeysAreSha256Digests) {
 // ---- storage, rules, paths, log ----------------------------------------------
 
 TEST_F(ConfigTest, DatabaseDirectoryMustBeCreatable) {
-  EXPECT_THAT(problems(R"(
+  EXPECT_THAT(
+      problems(R"(
 [storage]
 database = "rules.toml/sub/referrald.db"
 [rules]
 file = "rules.toml"
 )"),
-              ElementsAre(at(2, "storage.database: cannot be created: " + abs("etc/rules.toml") +
-                                    " is not a directory")));
+      ElementsAre(at(2, "storage.database: cannot be created: " + abs("etc/rules.toml") + " is not a directory")));
   EXPECT_THAT(problems("[storage]\ndatabase = \"tls\"\n[rules]\nfile = \"rules.toml\"\n"),
               ElementsAre(at(2, "storage.database: is a directory: " + abs("etc/tls"))));
   // A parent that does not exist yet is fine, and the loader creates nothing.
@@ -585,13 +587,14 @@ TEST_F(ConfigTest, CredentialWithoutCredentialsDirectory) {
   const auto expected = [&](int line, std::string_view key, std::string_view name) {
     return at(line, std::string(key) + ": credential \"" + std::string(name) +
                         "\" requested but $CREDENTIALS_DIRECTORY is not set (run under systemd with "
-                        "LoadCredential=" + std::string(name) + ")");
+                        "LoadCredential=" +
+                        std::string(name) + ")");
   };
-  EXPECT_THAT(problems(with_required(credential_targets)),
-              ElementsAre(expected(6, "http.tls_certificate", "tls-cert"),
-                          expected(7, "http.tls_private_key", "tls-key"),
-                          expected(14, "target[0].password_file", "smtp-password"),
-                          expected(23, "target[1].security_code_file", "wctp-security-code")));
+  EXPECT_THAT(
+      problems(with_required(credential_targets)),
+      ElementsAre(expected(6, "http.tls_certificate", "tls-cert"), expected(7, "http.tls_private_key", "tls-key"),
+                  expected(14, "target[0].password_file", "smtp-password"),
+                  expected(23, "target[1].security_code_file", "wctp-security-code")));
   // An empty variable is no directory either.
   const CredentialsDirectory empty(fs::path{});
   EXPECT_EQ(problems(with_required(credential_targets)).size(), 4u);
@@ -632,22 +635,27 @@ host = "snpp.example.org:444"
 pager_id = "1234567"
 password_file = "credential:"
 )")),
-              ElementsAre(at(11, "target[0].password_file: expected a credential name after \"credential:\" "
-                                 "(letters, digits, \".\", \"_\", \"-\", \"@\", \":\"), got "
-                                 "\"credential:../secrets/smtp\""),
-                          at(16, "target[1].directory: a credential can stand only for a secret file "
-                                 "(password_file, security_code_file, ca_file, http.tls_certificate, "
-                                 "http.tls_private_key, storage.encryption_keys), got \"credential:spool\""),
-                          at(23, "target[2].password_file: expected a credential name after \"credential:\" "
-                                 "(letters, digits, \".\", \"_\", \"-\", \"@\", \":\"), got \"credential:\"")));
+              ElementsAre(at(11,
+                             "target[0].password_file: expected a credential name after \"credential:\" "
+                             "(letters, digits, \".\", \"_\", \"-\", \"@\", \":\"), got "
+                             "\"credential:../secrets/smtp\""),
+                          at(16,
+                             "target[1].directory: a credential can stand only for a secret file "
+                             "(password_file, security_code_file, ca_file, http.tls_certificate, "
+                             "http.tls_private_key, storage.encryption_keys), got \"credential:spool\""),
+                          at(23,
+                             "target[2].password_file: expected a credential name after \"credential:\" "
+                             "(letters, digits, \".\", \"_\", \"-\", \"@\", \":\"), got \"credential:\"")));
   // Only secrets come from credentials: the rules file and the database do not.
   EXPECT_THAT(problems("[storage]\ndatabase = \"credential:db\"\n[rules]\nfile = \"credential:rules.toml\"\n"),
-              ElementsAre(at(2, "storage.database: a credential can stand only for a secret file (password_file, "
-                                "security_code_file, ca_file, http.tls_certificate, http.tls_private_key, "
-                                "storage.encryption_keys), got \"credential:db\""),
-                          at(4, "rules.file: a credential can stand only for a secret file (password_file, "
-                                "security_code_file, ca_file, http.tls_certificate, http.tls_private_key, "
-                                "storage.encryption_keys), got \"credential:rules.toml\"")));
+              ElementsAre(at(2,
+                             "storage.database: a credential can stand only for a secret file (password_file, "
+                             "security_code_file, ca_file, http.tls_certificate, http.tls_private_key, "
+                             "storage.encryption_keys), got \"credential:db\""),
+                          at(4,
+                             "rules.file: a credential can stand only for a secret file (password_file, "
+                             "security_code_file, ca_file, http.tls_certificate, http.tls_private_key, "
+                             "storage.encryption_keys), got \"credential:rules.toml\"")));
 }
 
 // ---- storage.encryption_keys --------------------------------------------------
@@ -660,8 +668,8 @@ std::string with_keys(const std::string& value) {
          "\n[rules]\nfile = \"rules.toml\"\n";
 }
 
-void write_private(const fs::path& file, const std::string& text, fs::perms perms = fs::perms::owner_read |
-                                                                                      fs::perms::owner_write) {
+void write_private(const fs::path& file, const std::string& text,
+                   fs::perms perms = fs::perms::owner_read | fs::perms::owner_write) {
   std::ofstream(file) << text;
   fs::permissions(file, perms);
 }
@@ -689,14 +697,14 @@ TEST_F(ConfigTest, EncryptionKeyFileProblemsNameTheFileAndLine) {
                                                     "make it private to referrald's user (chmod 600)")));
 
   write_private(root_ / "etc" / "keys", "k1 " + key_hex + "\nk2 " + key_hex.substr(2) + "\nk1 " + key_hex + "\n");
-  EXPECT_THAT(problems(text),
-              ElementsAre(at(3, "storage.encryption_keys: " + keys +
-                                    R"(:2: key "k2": expected 64 hex digits (openssl rand -hex 32), got 62 characters)"),
-                          at(3, "storage.encryption_keys: " + keys + R"(:3: key "k1" is listed twice (first at line 1))")));
+  EXPECT_THAT(
+      problems(text),
+      ElementsAre(at(3, "storage.encryption_keys: " + keys +
+                            R"(:2: key "k2": expected 64 hex digits (openssl rand -hex 32), got 62 characters)"),
+                  at(3, "storage.encryption_keys: " + keys + R"(:3: key "k1" is listed twice (first at line 1))")));
   for (const auto& p : problems(text)) EXPECT_EQ(p.find(key_hex.substr(4, 16)), std::string::npos) << p;
 
-  EXPECT_THAT(problems(with_keys("7")),
-              ElementsAre(at(3, "storage.encryption_keys: expected a string, got integer")));
+  EXPECT_THAT(problems(with_keys("7")), ElementsAre(at(3, "storage.encryption_keys: expected a string, got integer")));
 }
 
 TEST_F(ConfigTest, EncryptionKeysLoadAloneWhenAnotherPartOfTheFileDoesNot) {
@@ -713,8 +721,9 @@ TEST_F(ConfigTest, EncryptionKeysLoadAloneWhenAnotherPartOfTheFileDoesNot) {
   write_private(root_ / "etc" / "keys", "k1 " + key_hex.substr(1) + "\n");
   EXPECT_EQ(load_encryption_keys(file_, {}, problems), nullptr);
   ASSERT_EQ(problems.size(), 1U);
-  EXPECT_EQ(problems[0].to_string(), at(3, "storage.encryption_keys: " + abs("etc/keys") +
-                                               R"(:1: key "k1": expected 64 hex digits (openssl rand -hex 32), got 63 characters)"));
+  EXPECT_EQ(problems[0].to_string(),
+            at(3, "storage.encryption_keys: " + abs("etc/keys") +
+                      R"(:1: key "k1": expected 64 hex digits (openssl rand -hex 32), got 63 characters)"));
 }
 
 TEST_F(ConfigTest, EncryptionKeysAsACredentialNeedNoOwnerOnlyMode) {
@@ -748,11 +757,13 @@ name = "office-fax"
 type = "fax2"
 dial = "9015954011"
 )")),
-              ElementsAre(at(11, R"(target[1].type: unknown type "fax2" (known: smtp, hylafax, http-fax, snpp, wctp, spool))")));
+              ElementsAre(at(
+                  11, R"(target[1].type: unknown type "fax2" (known: smtp, hylafax, http-fax, snpp, wctp, spool))")));
 }
 
 TEST_F(ConfigTest, TargetNamesAreRequiredUniqueAndPlain) {
-  EXPECT_THAT(problems(with_required(R"(
+  EXPECT_THAT(
+      problems(with_required(R"(
 [[target]]
 name = "office-fax"
 type = "spool"
@@ -769,13 +780,14 @@ name = "office fax"
 type = "spool"
 directory = "d"
 )")),
-              ElementsAre(at(10, R"(target[1].name: duplicate target name "office-fax" (first defined at line 5))"),
-                          at(13, "target[2].name: required"),
-                          at(17, R"(target[3].name: expected letters, digits, ".", "_" or "-" only, got "office fax")")));
+      ElementsAre(at(10, R"(target[1].name: duplicate target name "office-fax" (first defined at line 5))"),
+                  at(13, "target[2].name: required"),
+                  at(17, R"(target[3].name: expected letters, digits, ".", "_" or "-" only, got "office fax")")));
 }
 
 TEST_F(ConfigTest, TargetRequiredAndUnknownKeys) {
-  EXPECT_THAT(problems(with_required(R"(
+  EXPECT_THAT(
+      problems(with_required(R"(
 [[target]]
 name = "office-email"
 type = "smtp"
@@ -784,17 +796,19 @@ to = ["referrals@example.org"]
 dial = "9015954011"
 password = "hunter2"
 )")),
-              ElementsAre(at(5, R"(target[0].url: required for type "smtp")"),
-                          at(10, "target[0].dial: unknown key (known: name, type, concurrency, timeout, url, starttls, "
-                                 "allow_plaintext, ca_file, username, password_file, from, to, recipient, helo)"),
-                          at(11, "target[0].password: unknown key (known: name, type, concurrency, timeout, url, "
-                                 "starttls, allow_plaintext, ca_file, username, password_file, from, to, recipient, helo)")));
-  EXPECT_THAT(problems(with_required("[[target]]\nname = \"x\"\n")),
-              ElementsAre(at(5, "target[0].type: required")));
+      ElementsAre(at(5, R"(target[0].url: required for type "smtp")"),
+                  at(10,
+                     "target[0].dial: unknown key (known: name, type, concurrency, timeout, url, starttls, "
+                     "allow_plaintext, ca_file, username, password_file, from, to, recipient, helo)"),
+                  at(11,
+                     "target[0].password: unknown key (known: name, type, concurrency, timeout, url, "
+                     "starttls, allow_plaintext, ca_file, username, password_file, from, to, recipient, helo)")));
+  EXPECT_THAT(problems(with_required("[[target]]\nname = \"x\"\n")), ElementsAre(at(5, "target[0].type: required")));
 }
 
 TEST_F(ConfigTest, TargetValuesAreCheckedByKind) {
-  EXPECT_THAT(problems(with_required(R"(
+  EXPECT_THAT(
+      problems(with_required(R"(
 [[target]]
 name = "office-email"
 type = "smtp"
@@ -831,23 +845,22 @@ sender_id = "referrald"
 recipient_id = "1234"
 security_code_file = "secrets/none"
 )")),
-              ElementsAre(
-                  at(8, R"(target[0].url: expected a URL starting with smtp:// or smtps://, got "http://mail.example.org")"),
-                  at(9, R"(target[0].starttls: unknown value "yes" (known: required, none))"),
-                  at(10, "target[0].allow_plaintext: expected a boolean, got string"),
-                  at(11, "target[0].ca_file: file not found: " + abs("etc/missing-ca.pem")),
-                  at(12, "target[0].from: must not be empty"),
-                  at(13, "target[0].to: expected an array of strings, got string"),
-                  at(17, R"(target[1].host: expected "host:port" with a port in 1..65535, got "fax.example.org")"),
-                  at(20, R"(target[1].done_when: unknown value "sent" (known: queued, done))"),
-                  at(21, R"(target[1].poll_interval: expected a duration like "30s", "5m", "48h", got "soon")"),
-                  at(22, "target[1].concurrency: expected 1..64, got 0"),
-                  at(26, R"(target[2].host: expected the host to be a host name or an IP address, got "pager_host!:444")"),
-                  at(27, "target[2].pager_id: expected a string, got array"),
-                  at(28, "target[2].max_message_length: expected 0..1000000, got -1"),
-                  at(32, "target[3].directory: not a directory: " + abs("etc/rules.toml")),
-                  at(36, "target[4].url: must not contain a user name or password (use username and password_file)"),
-                  at(39, "target[4].security_code_file: file not found: " + abs("etc/secrets/none"))));
+      ElementsAre(
+          at(8, R"(target[0].url: expected a URL starting with smtp:// or smtps://, got "http://mail.example.org")"),
+          at(9, R"(target[0].starttls: unknown value "yes" (known: required, none))"),
+          at(10, "target[0].allow_plaintext: expected a boolean, got string"),
+          at(11, "target[0].ca_file: file not found: " + abs("etc/missing-ca.pem")),
+          at(12, "target[0].from: must not be empty"), at(13, "target[0].to: expected an array of strings, got string"),
+          at(17, R"(target[1].host: expected "host:port" with a port in 1..65535, got "fax.example.org")"),
+          at(20, R"(target[1].done_when: unknown value "sent" (known: queued, done))"),
+          at(21, R"(target[1].poll_interval: expected a duration like "30s", "5m", "48h", got "soon")"),
+          at(22, "target[1].concurrency: expected 1..64, got 0"),
+          at(26, R"(target[2].host: expected the host to be a host name or an IP address, got "pager_host!:444")"),
+          at(27, "target[2].pager_id: expected a string, got array"),
+          at(28, "target[2].max_message_length: expected 0..1000000, got -1"),
+          at(32, "target[3].directory: not a directory: " + abs("etc/rules.toml")),
+          at(36, "target[4].url: must not contain a user name or password (use username and password_file)"),
+          at(39, "target[4].security_code_file: file not found: " + abs("etc/secrets/none"))));
 }
 
 TEST_F(ConfigTest, PlainTextMailNeedsExplicitConsent) {
@@ -860,8 +873,11 @@ starttls = "none"
 from = "referrald@example.org"
 to = ["referrals@example.org"]
 )";
-  EXPECT_THAT(problems(with_required(target)),
-              ElementsAre(at(9, R"(target[0].starttls: "none" with an smtp:// URL sends mail unencrypted; set allow_plaintext = true to allow it)")));
+  EXPECT_THAT(
+      problems(with_required(target)),
+      ElementsAre(at(
+          9,
+          R"(target[0].starttls: "none" with an smtp:// URL sends mail unencrypted; set allow_plaintext = true to allow it)")));
   EXPECT_TRUE(problems(with_required(target + "allow_plaintext = true\n")).empty());
 }
 
@@ -948,7 +964,8 @@ notify = ["office-email", "office-pager"]
 }
 
 TEST_F(ConfigTest, RouteProblems) {
-  EXPECT_THAT(problems(with_required(std::string(two_targets) + R"(
+  EXPECT_THAT(
+      problems(with_required(std::string(two_targets) + R"(
 [[route]]
 when = { decision = ["acepted"], urgency = "soon", after_hours = "yes", weekday = "mon" }
 notify = ["office-email", "office-fx"]
@@ -959,13 +976,11 @@ when = "always"
 notify = []
 bogus = 1
 )")),
-              ElementsAre(
-                  at(15, R"(route[0].when.decision: unknown decision "acepted" (known: accepted, review, declined))"),
+      ElementsAre(at(15, R"(route[0].when.decision: unknown decision "acepted" (known: accepted, review, declined))"),
                   at(15, R"(route[0].when.urgency: unknown urgency "soon" (known: routine, urgent, emergent))"),
                   at(15, "route[0].when.after_hours: expected a boolean, got string"),
                   at(15, "route[0].when.weekday: unknown key (known: decision, urgency, after_hours)"),
-                  at(16, R"(route[0].notify: unknown target "office-fx")"),
-                  at(17, "route[1].notify: required"),
+                  at(16, R"(route[0].notify: unknown target "office-fx")"), at(17, "route[1].notify: required"),
                   at(18, "route[1].when.decision: expected at least one decision"),
                   at(20, "route[2].when: expected a table, got string"),
                   at(21, "route[2].notify: expected at least one target name"),
@@ -1092,8 +1107,9 @@ office_api_keys = [")" + key + R"("]
                   at(27, "intake.duplicate_window: expected a duration greater than 0, got \"0s\""),
                   at(29, R"(route[0].notify: target "referrer-email" has recipient = "referrer": )"
                          "it carries only the notices of closed_loop.notify"),
-                  at(32, "http.office_api_keys: a key is in both http.api_keys and http.office_api_keys: give each "
-                         "key one scope")));
+                  at(32,
+                     "http.office_api_keys: a key is in both http.api_keys and http.office_api_keys: give each "
+                     "key one scope")));
 }
 
 TEST_F(ConfigTest, ReferrerTargetsTakeTheirAddressFromTheReferral) {
@@ -1395,7 +1411,8 @@ timeout = "3m"
       if (p.key == "target[0].timeout") {
         found = true;
         EXPECT_EQ(p.to_string(),
-                  "/nonexistent-dir/referrald.toml:11: target[0].timeout: must be shorter than delivery.lease (2m), got \"3m\"");
+                  "/nonexistent-dir/referrald.toml:11: target[0].timeout: must be shorter than delivery.lease (2m), "
+                  "got \"3m\"");
       }
     }
     EXPECT_TRUE(found) << e.what();

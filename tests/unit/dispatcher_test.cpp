@@ -95,7 +95,8 @@ class DispatcherTest : public ::testing::Test {
 
   std::string state_of(const std::string& id) {
     std::string state;
-    write([&](store::Database& db) { state = std::string(store::to_string(store::deliveries_of(db, id).at(0).state)); });
+    write(
+        [&](store::Database& db) { state = std::string(store::to_string(store::deliveries_of(db, id).at(0).state)); });
     return state;
   }
 
@@ -132,10 +133,12 @@ TEST_F(DispatcherTest, StopWaitsForAClaimTheWriterStillHolds) {
   // its claim queues behind that.
   std::promise<void> entered, release;
   auto released = release.get_future().share();
-  writer_->submit([&entered, released](store::Database&) {
-    entered.set_value();
-    released.wait();
-  }, [](store::JobResult) {});
+  writer_->submit(
+      [&entered, released](store::Database&) {
+        entered.set_value();
+        released.wait();
+      },
+      [](store::JobResult) {});
   entered.get_future().wait();
   writer_->submit(insert_referral("R-1"), [](store::JobResult) {});
   asio::post(ioc_, [this] { dispatcher_->wake(); });
@@ -145,10 +148,13 @@ TEST_F(DispatcherTest, StopWaitsForAClaimTheWriterStillHolds) {
 
   // SIGTERM arrives now: stop must not return while that claim is pending.
   std::atomic<bool> stopped{false};
-  asio::co_spawn(ioc_, [&]() -> asio::awaitable<void> {
-    co_await dispatcher_->stop(std::chrono::seconds(5));
-    stopped = true;
-  }, asio::detached);
+  asio::co_spawn(
+      ioc_,
+      [&]() -> asio::awaitable<void> {
+        co_await dispatcher_->stop(std::chrono::seconds(5));
+        stopped = true;
+      },
+      asio::detached);
   std::this_thread::sleep_for(200ms);
   EXPECT_FALSE(stopped) << "stop returned while a claim was in the writer's hands";
 

@@ -48,13 +48,13 @@ Delivery delivery_for(const json& doc, Urgency urgency = Urgency::routine) {
   d.received_at = received;
   d.decision = Decision::review;
   d.urgency = urgency;
-  d.reasons = {{"NO_OPEN_TRIAL", "Alveolar soft part sarcoma is treated here, but no clinical trial is open for it now."}};
+  d.reasons = {
+      {"NO_OPEN_TRIAL", "Alveolar soft part sarcoma is treated here, but no clinical trial is open for it now."}};
   d.document = doc.dump();
   return d;
 }
 
 OfficeConfig office() { return test::sample_office(); }
-
 
 class Pdf : public ::testing::Test {
  protected:
@@ -101,10 +101,10 @@ TEST_F(Pdf, CoverSheetAndReferralCarryWhatTheOfficeNeeds) {
   EXPECT_NE(text.find("protected health information"), std::string::npos);
   // The referral: the patient and every other field.
   EXPECT_NE(text.find("Ava Nguyen"), std::string::npos);
-  for (const char* value : {"2014-03-09", "Female", "72401", "Linh Nguyen", "mother", "+1 870 555 0142",
-                            "Alveolar soft part sarcoma", "ICD-O-3 9581/3", "2026-10-02", "1234567893",
-                            "+1 870 555 0100", "dwhitfield@example.org", "Painless mass in the left thigh",
-                            "no clinical trial is open", "NO_OPEN_TRIAL", "review", "routine"}) {
+  for (const char* value :
+       {"2014-03-09", "Female", "72401", "Linh Nguyen", "mother", "+1 870 555 0142", "Alveolar soft part sarcoma",
+        "ICD-O-3 9581/3", "2026-10-02", "1234567893", "+1 870 555 0100", "dwhitfield@example.org",
+        "Painless mass in the left thigh", "no clinical trial is open", "NO_OPEN_TRIAL", "review", "routine"}) {
     EXPECT_NE(text.find(value), std::string::npos) << value << "\n" << text;
   }
   EXPECT_NE(text.find("age 12 at referral"), std::string::npos) << text;
@@ -154,8 +154,7 @@ TEST_F(Pdf, AFontFileThatIsNoFontFallsBackInsteadOfFailing) {
   std::ofstream(dir_ / "broken.ttf") << "not a font";
   auto doc = sample();
   doc["patient"]["family_name"] = "Nguyễn";
-  const std::string pdf =
-      render_referral_pdf(delivery_for(doc), office(), sent, DocumentFonts{dir_ / "broken.ttf"});
+  const std::string pdf = render_referral_pdf(delivery_for(doc), office(), sent, DocumentFonts{dir_ / "broken.ttf"});
   const std::string text = text_of(pdf);
   EXPECT_NE(text.find("Ava Nguy?n"), std::string::npos) << text;
   EXPECT_NE(text.find("cannot be shown"), std::string::npos);

@@ -35,9 +35,9 @@ constexpr auto as_result = asio::as_tuple(asio::use_awaitable);
 
 // What the scripted server does when a command arrives.
 struct Answer {
-  std::string reply;     // sent as is (include CRLF); "" sends nothing
-  bool hang = false;     // then say nothing more
-  bool close = false;    // then drop the connection
+  std::string reply;   // sent as is (include CRLF); "" sends nothing
+  bool hang = false;   // then say nothing more
+  bool close = false;  // then drop the connection
 };
 
 // A line-protocol server: greets, then answers each command by its first
@@ -184,8 +184,8 @@ HylafaxSettings fax_settings(std::uint16_t port) {
 }
 
 HylafaxAdapter fax_adapter(asio::io_context& ioc, HylafaxSettings s) {
-  return HylafaxAdapter(std::move(s), [](const Delivery&) { return std::string("%PDF-1.4 test document"); },
-                        ioc.get_executor());
+  return HylafaxAdapter(
+      std::move(s), [](const Delivery&) { return std::string("%PDF-1.4 test document"); }, ioc.get_executor());
 }
 
 TEST(HylafaxFaults, SubmitsAndUploadsToTheControlPeer) {
@@ -492,8 +492,7 @@ TEST(SnppFaults, ARepeatTakesThePageAlreadyQueuedUnderItsSender) {
   EXPECT_EQ(outcome.external_id, "12");
   EXPECT_EQ(outcome.message, "page job 12 was already queued by an earlier attempt (BLOCKED)");
   EXPECT_TRUE(check.snpp.received.empty());  // not paged again
-  const std::vector<std::string> asked{"USER referrald", "JOBFMT \"%j|%a|%S\"", "PASV", "LIST sendq",
-                                       "QUIT"};
+  const std::vector<std::string> asked{"USER referrald", "JOBFMT \"%j|%a|%S\"", "PASV", "LIST sendq", "QUIT"};
   EXPECT_EQ(check.queues.received, asked);
 }
 

@@ -248,8 +248,7 @@ TEST(SnppSettings, TheRepeatCheckPortIsForHfaxdOnly) {
     snpp_settings(t, office);
     FAIL() << "expected an error";
   } catch (const std::runtime_error& e) {
-    EXPECT_STREQ(e.what(),
-                 "target \"office-pager\": hylafax_port: must be 1..65535 (0: no repeat check), got 70000");
+    EXPECT_STREQ(e.what(), "target \"office-pager\": hylafax_port: must be 1..65535 (0: no repeat check), got 70000");
   }
 }
 

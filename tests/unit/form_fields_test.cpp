@@ -118,10 +118,18 @@ TEST(HtmlEscape, EscapesMarkupQuotesAndControls) {
 
 TEST(FormToJson, MapsDottedNamesAndLeavesOutEmptyOptionalFields) {
   const std::map<std::string, std::string> fields{
-      {"patient.given_name", "Ava"},   {"patient.family_name", "Nguyen"}, {"patient.birth_date", "2014-03-09"},
-      {"patient.sex", "female"},       {"patient.postal_code", ""},       {"patient.guardian.name", ""},
-      {"diagnosis.name", "ASPS"},      {"diagnosis.code.system", ""},     {"diagnosis.code.value", ""},
-      {"referrer.name", "Dana"},       {"referrer.fax", ""},              {"urgency", "routine"},
+      {"patient.given_name", "Ava"},
+      {"patient.family_name", "Nguyen"},
+      {"patient.birth_date", "2014-03-09"},
+      {"patient.sex", "female"},
+      {"patient.postal_code", ""},
+      {"patient.guardian.name", ""},
+      {"diagnosis.name", "ASPS"},
+      {"diagnosis.code.system", ""},
+      {"diagnosis.code.value", ""},
+      {"referrer.name", "Dana"},
+      {"referrer.fax", ""},
+      {"urgency", "routine"},
       {"notes", ""},
   };
   const auto doc = json::parse(http::form_to_json(fields));

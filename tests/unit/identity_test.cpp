@@ -30,7 +30,7 @@ TEST(Identity, NamesAreComparedWithoutCaseAccentsSpacesOrPunctuation) {
   EXPECT_EQ(normalise_name("O'Brien-Smith"), "obriensmith");
   EXPECT_EQ(normalise_name("obrien smith"), "obriensmith");
   EXPECT_EQ(normalise_name("Straße"), "strasse");
-  EXPECT_EQ(normalise_name("ＡＶＡ"), "ava");  // full-width letters
+  EXPECT_EQ(normalise_name("ＡＶＡ"), "ava");       // full-width letters
   EXPECT_EQ(normalise_name("Дмитрий"), "дмитрии");  // Cyrillic short i loses its breve, as accents do
   EXPECT_EQ(normalise_name("阮"), "阮");
   EXPECT_EQ(normalise_name("-- '"), "");
@@ -76,8 +76,8 @@ TEST(Crypto, HkdfMatchesRfc5869TestCase1) {
   for (unsigned char i = 0; i < 13; ++i) salt[i] = i;
   unsigned char info[10];
   for (unsigned char i = 0; i < 10; ++i) info[i] = static_cast<unsigned char>(0xf0 + i);
-  const auto okm = hkdf_sha256(ikm.data(), ikm.size(), {reinterpret_cast<char*>(salt), 13},
-                               {reinterpret_cast<char*>(info), 10}, 42);
+  const auto okm =
+      hkdf_sha256(ikm.data(), ikm.size(), {reinterpret_cast<char*>(salt), 13}, {reinterpret_cast<char*>(info), 10}, 42);
   EXPECT_EQ(to_hex(okm.data(), okm.size()),
             "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865");
 }

@@ -49,8 +49,7 @@ class OfficeStoreTest : public ::testing::Test {
     return result;
   }
   StatusChangeResult change(const std::string& id, OfficeStatus to, TimePoint at,
-                            std::optional<std::string> note = std::nullopt,
-                            std::vector<std::string> notices = {}) {
+                            std::optional<std::string> note = std::nullopt, std::vector<std::string> notices = {}) {
     db->exec("BEGIN IMMEDIATE");
     StatusChangeResult result = change_status(*db, {id, to, "coordinator", StatusVia::cli, note, at, notices});
     db->exec("COMMIT");
@@ -213,7 +212,8 @@ TEST_F(OfficeStoreTest, ANoticeToTheReferrerIsADeliveryOfItsOwn) {
 
 TEST_F(OfficeStoreTest, AnUnacknowledgedReferralEscalatesStepByStepOnce) {
   NewReferral r = referral("R-1", t0);
-  r.escalations = {{1, t0 + 15min, 15min, {"backup-pager"}}, {2, t0 + 45min, 45min, {"director-pager", "office-email"}}};
+  r.escalations = {{1, t0 + 15min, 15min, {"backup-pager"}},
+                   {2, t0 + 45min, 45min, {"director-pager", "office-email"}}};
   insert(r);
   EXPECT_EQ(next_escalation_due(*db), t0 + 15min);
   EXPECT_TRUE(fire(t0 + 14min).empty());

@@ -60,8 +60,8 @@ const system_clock::time_point wednesday_10am_chicago = sys_days{2026y / January
 
 std::vector<EscalationLadder> ladders() {
   return {
-      EscalationLadder{{Urgency::emergent}, false,
-                       {{45min, {"director-pager", "office-email"}}, {15min, {"backup-pager"}}}},
+      EscalationLadder{
+          {Urgency::emergent}, false, {{45min, {"director-pager", "office-email"}}, {15min, {"backup-pager"}}}},
       EscalationLadder{{Urgency::urgent}, true, {{2h, {"office-pager"}}}},
   };
 }

@@ -18,8 +18,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using store::open_payload;
-using store::PayloadError;
 using store::payload_key_id;
+using store::PayloadError;
 using store::seal_payload;
 
 const std::string hex_a(64, 'a');
@@ -67,24 +67,26 @@ TEST(KeyFile, FirstKeyEncryptsAndEveryKeyIsFound) {
 }
 
 TEST(KeyFile, EveryProblemIsReportedWithItsLineAndNoKeyMaterial) {
-  const std::string text = "k1 " + hex_a + "\n" +       // 1: fine
-                           hex_b + "\n" +                // 2: a key without an id
-                           "k2 " + hex_b + " extra\n" +  // 3: three fields
-                           "bad/id " + hex_b + "\n" +    // 4
-                           "k3 " + hex_b.substr(1) + "\n" +           // 5: 63 digits
-                           "k4 " + hex_b.substr(1) + "g\n" +          // 6: not hex
-                           "k1 " + hex_b + "\n" +                     // 7: duplicate
+  const std::string text = "k1 " + hex_a + "\n" +                      // 1: fine
+                           hex_b + "\n" +                              // 2: a key without an id
+                           "k2 " + hex_b + " extra\n" +                // 3: three fields
+                           "bad/id " + hex_b + "\n" +                  // 4
+                           "k3 " + hex_b.substr(1) + "\n" +            // 5: 63 digits
+                           "k4 " + hex_b.substr(1) + "g\n" +           // 6: not hex
+                           "k1 " + hex_b + "\n" +                      // 7: duplicate
                            std::string(33, 'x') + " " + hex_b + "\n";  // 8: id too long
   const auto problems = problems_of(text);
-  EXPECT_EQ(problems, (std::vector<std::string>{
-                          R"(2: expected "<key-id> <64 hex digits>")",
-                          R"(3: expected "<key-id> <64 hex digits>")",
-                          R"(4: a key id is 1 to 32 letters, digits, ".", "_" or "-")",
-                          R"(5: key "k3": expected 64 hex digits (openssl rand -hex 32), got 63 characters)",
-                          R"(6: key "k4": expected 64 hex digits (openssl rand -hex 32), got a character that is not a hex digit)",
-                          R"(7: key "k1" is listed twice (first at line 1))",
-                          R"(8: a key id is 1 to 32 letters, digits, ".", "_" or "-")",
-                      }));
+  EXPECT_EQ(
+      problems,
+      (std::vector<std::string>{
+          R"(2: expected "<key-id> <64 hex digits>")",
+          R"(3: expected "<key-id> <64 hex digits>")",
+          R"(4: a key id is 1 to 32 letters, digits, ".", "_" or "-")",
+          R"(5: key "k3": expected 64 hex digits (openssl rand -hex 32), got 63 characters)",
+          R"(6: key "k4": expected 64 hex digits (openssl rand -hex 32), got a character that is not a hex digit)",
+          R"(7: key "k1" is listed twice (first at line 1))",
+          R"(8: a key id is 1 to 32 letters, digits, ".", "_" or "-")",
+      }));
   for (const auto& p : problems) {
     EXPECT_EQ(p.find(hex_b.substr(2, 20)), std::string::npos) << p;
     EXPECT_EQ(p.find(hex_a.substr(0, 20)), std::string::npos) << p;
@@ -207,9 +209,10 @@ TEST(Payload, AnUnknownKeyIdIsNamed) {
   const auto old_keys = ring("old-2025 " + hex_a + "\n");
   const auto new_keys = ring("k2 " + hex_b + "\nk3 " + hex_a + "\n");
   const std::string stored = seal_payload(old_keys.get(), document, referral_id);
-  EXPECT_EQ(open_error(new_keys.get(), stored),
-            "referral " + referral_id +
-                R"(: document is encrypted with key "old-2025", which is not in storage.encryption_keys (it has k2, k3))");
+  EXPECT_EQ(
+      open_error(new_keys.get(), stored),
+      "referral " + referral_id +
+          R"(: document is encrypted with key "old-2025", which is not in storage.encryption_keys (it has k2, k3))");
   EXPECT_EQ(open_error(nullptr, stored),
             "referral " + referral_id +
                 R"(: document is encrypted with key "old-2025" but no storage.encryption_keys is configured)");

@@ -67,10 +67,10 @@ TEST(ReplyParser, EveryPrefixOfAValidReplyIsIncomplete) {
 }
 
 TEST(ReplyParser, FtpMultiLine) {
-  const auto r = ftp(
-      "213-DOCUMENT PDF docq/doc2.pdf.2\r\n"
-      "213-DOCUMENT PDF docq/doc3.pdf.2\r\n"
-      "213 End of documents.\r\n");
+  const auto r =
+      ftp("213-DOCUMENT PDF docq/doc2.pdf.2\r\n"
+          "213-DOCUMENT PDF docq/doc3.pdf.2\r\n"
+          "213 End of documents.\r\n");
   ASSERT_EQ(r.status, ParseStatus::complete);
   EXPECT_EQ(r.reply.code, 213);
   EXPECT_EQ(r.reply.text, "End of documents.");
@@ -81,12 +81,12 @@ TEST(ReplyParser, FtpMultiLine) {
 
 TEST(ReplyParser, FtpMultiLineAllowsFreeTextAndOtherCodesInside) {
   // RFC 959: only "NNN " with the opening code closes the reply.
-  const auto r = ftp(
-      "214-The following commands are recognized\r\n"
-      "   USER    PASS    STOT\r\n"
-      "200 this is not the end\r\n"
-      "214-still help\r\n"
-      "214 Direct comments to FaxMaster.\r\n");
+  const auto r =
+      ftp("214-The following commands are recognized\r\n"
+          "   USER    PASS    STOT\r\n"
+          "200 this is not the end\r\n"
+          "214-still help\r\n"
+          "214 Direct comments to FaxMaster.\r\n");
   ASSERT_EQ(r.status, ParseStatus::complete);
   EXPECT_EQ(r.reply.code, 214);
   ASSERT_EQ(r.reply.lines.size(), 5U);
@@ -140,9 +140,9 @@ TEST(ReplyParser, SnppFatalAndLevelThreeCodes) {
 }
 
 TEST(ReplyParser, GarbageIsMalformed) {
-  for (const std::string& bad : std::vector<std::string>{"hello\r\n", "25 short\r\n", "2500 long code\r\n", "250x\r\n", "abc def\r\n",
-                                "\r\n", "012 leading zero\r\n", "-250 dash\r\n", "250\tTab\r\n",
-                                std::string("\0\0\0 nul\r\n", 9)}) {
+  for (const std::string& bad : std::vector<std::string>{"hello\r\n", "25 short\r\n", "2500 long code\r\n", "250x\r\n",
+                                                         "abc def\r\n", "\r\n", "012 leading zero\r\n", "-250 dash\r\n",
+                                                         "250\tTab\r\n", std::string("\0\0\0 nul\r\n", 9)}) {
     const auto r = ftp(bad);
     EXPECT_EQ(r.status, ParseStatus::malformed) << bad;
     EXPECT_FALSE(r.error.empty());
@@ -154,8 +154,7 @@ TEST(ReplyParser, GarbageAfterAReplyDoesNotSpoilIt) {
   const auto r = ftp("250 ok\r\nthis is garbage\r\n");
   ASSERT_EQ(r.status, ParseStatus::complete);
   EXPECT_EQ(r.reply.code, 250);
-  EXPECT_EQ(ftp(std::string_view("250 ok\r\nthis is garbage\r\n").substr(r.consumed)).status,
-            ParseStatus::malformed);
+  EXPECT_EQ(ftp(std::string_view("250 ok\r\nthis is garbage\r\n").substr(r.consumed)).status, ParseStatus::malformed);
 }
 
 TEST(ReplyParser, OverlongLineIsAnErrorEvenBeforeItEnds) {
@@ -209,9 +208,9 @@ TEST(ReplyParser, ControlBytesInTextAreKeptButPrintableMakesThemSafe) {
 // always has a code in range. (The libFuzzer target can reuse parse_reply.)
 TEST(ReplyParser, RandomInputNeverBreaksTheContract) {
   std::mt19937 rng(1861);
-  const std::string seeds[] = {
-      "220 ready\r\n", "213-a\r\n213-b\r\n213 c\r\n", "214 x\r\n218 y\r\n250 z\r\n",
-      "227 Entering passive mode (127,0,0,1,195,41)\r\n", "150 FILE: /tmp/doc2.pdf (Opening).\r\n"};
+  const std::string seeds[] = {"220 ready\r\n", "213-a\r\n213-b\r\n213 c\r\n", "214 x\r\n218 y\r\n250 z\r\n",
+                               "227 Entering passive mode (127,0,0,1,195,41)\r\n",
+                               "150 FILE: /tmp/doc2.pdf (Opening).\r\n"};
   static constexpr char raw_alphabet[] = "0123456789- \r\n2aZ(),|\0\xff";
   const std::string alphabet(raw_alphabet, sizeof raw_alphabet - 1);
   for (int round = 0; round < 20000; ++round) {
@@ -222,8 +221,12 @@ TEST(ReplyParser, RandomInputNeverBreaksTheContract) {
       const char c = alphabet[rng() % alphabet.size()];
       switch (rng() % 3) {
         case 0: input.insert(input.begin() + static_cast<std::ptrdiff_t>(at), c); break;
-        case 1: if (!input.empty()) input.erase(at, 1); break;
-        default: if (!input.empty()) input[at] = c; break;
+        case 1:
+          if (!input.empty()) input.erase(at, 1);
+          break;
+        default:
+          if (!input.empty()) input[at] = c;
+          break;
       }
     }
     for (const auto dialect : {Dialect::ftp, Dialect::snpp}) {

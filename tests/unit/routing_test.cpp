@@ -71,8 +71,7 @@ std::vector<Route> office_routes() {
 TEST(RouteTargets, CollectsEveryMatchingRouteInOrderWithoutDuplicates) {
   const auto routes = office_routes();
   using V = std::vector<std::string>;
-  EXPECT_EQ(route_targets(routes, {Decision::accepted, Urgency::routine, false}),
-            (V{"office-email", "office-fax"}));
+  EXPECT_EQ(route_targets(routes, {Decision::accepted, Urgency::routine, false}), (V{"office-email", "office-fax"}));
   EXPECT_EQ(route_targets(routes, {Decision::review, Urgency::emergent, false}),
             (V{"office-email", "office-fax", "office-pager"}));
   // Urgent and after hours both name the pager: it appears once.
@@ -101,10 +100,10 @@ BusinessHours chicago() { return BusinessHours{}; }  // the defaults: Mon-Fri 08
 TEST(BusinessHours, WeekdayInsideAndOutsideHours) {
   // Wednesday 2026-01-14; Chicago is UTC-6 in January.
   const sys_days wed = 2026y / January / 14;
-  EXPECT_FALSE(is_after_hours(chicago(), utc(wed, 16h)));        // 10:00 local
-  EXPECT_TRUE(is_after_hours(chicago(), utc(wed, 13h)));         // 07:00 local
-  EXPECT_TRUE(is_after_hours(chicago(), utc(wed, 23h + 30min))); // 17:30 local
-  EXPECT_TRUE(is_after_hours(chicago(), utc(wed, 3h)));          // 21:00 the day before
+  EXPECT_FALSE(is_after_hours(chicago(), utc(wed, 16h)));         // 10:00 local
+  EXPECT_TRUE(is_after_hours(chicago(), utc(wed, 13h)));          // 07:00 local
+  EXPECT_TRUE(is_after_hours(chicago(), utc(wed, 23h + 30min)));  // 17:30 local
+  EXPECT_TRUE(is_after_hours(chicago(), utc(wed, 3h)));           // 21:00 the day before
 }
 
 TEST(BusinessHours, BoundariesAtOpensAndClosesExactly) {
@@ -130,7 +129,7 @@ TEST(BusinessHours, WeekendIsAfterHoursAllDay) {
 
 TEST(BusinessHours, HolidayIsAfterHoursAllDay) {
   BusinessHours hours = chicago();
-  hours.holidays = {2026y / December / 25};              // a Friday
+  hours.holidays = {2026y / December / 25};                              // a Friday
   EXPECT_TRUE(is_after_hours(hours, utc(2026y / December / 25, 18h)));   // noon local
   EXPECT_FALSE(is_after_hours(hours, utc(2026y / December / 24, 18h)));  // the day before
   EXPECT_FALSE(is_after_hours(chicago(), utc(2026y / December / 25, 18h)));
@@ -157,24 +156,24 @@ TEST(BusinessHours, SpringForwardMovesOpeningAnHourEarlierInUtc) {
   // US DST starts Sunday 2026-03-08. Friday before: CST (UTC-6); Monday after: CDT (UTC-5).
   const sys_days fri = 2026y / March / 6;
   const sys_days mon = 2026y / March / 9;
-  EXPECT_TRUE(is_after_hours(chicago(), utc(fri, 13h + 30min)));  // 07:30 CST
-  EXPECT_FALSE(is_after_hours(chicago(), utc(fri, 14h)));         // 08:00 CST
-  EXPECT_FALSE(is_after_hours(chicago(), utc(fri, 22h + 30min))); // 16:30 CST
-  EXPECT_FALSE(is_after_hours(chicago(), utc(mon, 13h)));         // 08:00 CDT
-  EXPECT_TRUE(is_after_hours(chicago(), utc(mon, 12h + 59min)));  // 07:59 CDT
-  EXPECT_TRUE(is_after_hours(chicago(), utc(mon, 22h)));          // 17:00 CDT
-  EXPECT_FALSE(is_after_hours(chicago(), utc(mon, 21h + 59min))); // 16:59 CDT
+  EXPECT_TRUE(is_after_hours(chicago(), utc(fri, 13h + 30min)));   // 07:30 CST
+  EXPECT_FALSE(is_after_hours(chicago(), utc(fri, 14h)));          // 08:00 CST
+  EXPECT_FALSE(is_after_hours(chicago(), utc(fri, 22h + 30min)));  // 16:30 CST
+  EXPECT_FALSE(is_after_hours(chicago(), utc(mon, 13h)));          // 08:00 CDT
+  EXPECT_TRUE(is_after_hours(chicago(), utc(mon, 12h + 59min)));   // 07:59 CDT
+  EXPECT_TRUE(is_after_hours(chicago(), utc(mon, 22h)));           // 17:00 CDT
+  EXPECT_FALSE(is_after_hours(chicago(), utc(mon, 21h + 59min)));  // 16:59 CDT
 }
 
 TEST(BusinessHours, FallBackMovesOpeningAnHourLaterInUtc) {
   // US DST ends Sunday 2026-11-01. Friday before: CDT (UTC-5); Monday after: CST (UTC-6).
   const sys_days fri = 2026y / October / 30;
   const sys_days mon = 2026y / November / 2;
-  EXPECT_FALSE(is_after_hours(chicago(), utc(fri, 13h)));         // 08:00 CDT
-  EXPECT_TRUE(is_after_hours(chicago(), utc(fri, 22h)));          // 17:00 CDT
-  EXPECT_TRUE(is_after_hours(chicago(), utc(mon, 13h + 30min)));  // 07:30 CST
-  EXPECT_FALSE(is_after_hours(chicago(), utc(mon, 14h)));         // 08:00 CST
-  EXPECT_FALSE(is_after_hours(chicago(), utc(mon, 22h + 30min))); // 16:30 CST
+  EXPECT_FALSE(is_after_hours(chicago(), utc(fri, 13h)));          // 08:00 CDT
+  EXPECT_TRUE(is_after_hours(chicago(), utc(fri, 22h)));           // 17:00 CDT
+  EXPECT_TRUE(is_after_hours(chicago(), utc(mon, 13h + 30min)));   // 07:30 CST
+  EXPECT_FALSE(is_after_hours(chicago(), utc(mon, 14h)));          // 08:00 CST
+  EXPECT_FALSE(is_after_hours(chicago(), utc(mon, 22h + 30min)));  // 16:30 CST
 }
 
 TEST(BusinessHours, CustomHoursAndMidnightClose) {
@@ -182,14 +181,14 @@ TEST(BusinessHours, CustomHoursAndMidnightClose) {
   hours.opens = 7h + 30min;
   hours.closes = 24h;
   const sys_days wed = 2026y / January / 14;
-  EXPECT_FALSE(is_after_hours(hours, utc(wed, 13h + 30min)));  // 07:30 local
+  EXPECT_FALSE(is_after_hours(hours, utc(wed, 13h + 30min)));           // 07:30 local
   EXPECT_FALSE(is_after_hours(hours, utc(wed + days{1}, 5h + 59min)));  // 23:59 local Wednesday
 }
 
 // ---- open time: the escalation ladder's business-hours clock --------------
 
 TEST(OpenTimeAfter, WithinOneOpenDay) {
-  const sys_days wed = 2026y / January / 14;  // Chicago is UTC-6
+  const sys_days wed = 2026y / January / 14;                                // Chicago is UTC-6
   EXPECT_EQ(open_time_after(chicago(), utc(wed, 16h), 2h), utc(wed, 18h));  // 10:00 + 2h = 12:00 local
   EXPECT_EQ(open_time_after(chicago(), utc(wed, 16h), 0s), utc(wed, 16h));
 }

@@ -129,10 +129,9 @@ TEST(RulesParse, MissingGeneralSectionIsReported) {
 }
 
 TEST(RulesParse, MissingDiseaseFieldsAreReportedAtTheTable) {
-  EXPECT_THAT(
-      problems_of(std::string(minimal_general) + "\n[[disease]]\naliases = [\"x\"]\n"),
-      ElementsAre("rules.toml:6: disease[0].id: required", "rules.toml:6: disease[0].name: required",
-                  "rules.toml:6: disease[0].open_trials: required"));
+  EXPECT_THAT(problems_of(std::string(minimal_general) + "\n[[disease]]\naliases = [\"x\"]\n"),
+              ElementsAre("rules.toml:6: disease[0].id: required", "rules.toml:6: disease[0].name: required",
+                          "rules.toml:6: disease[0].open_trials: required"));
 }
 
 TEST(RulesParse, WrongTypesAreReported) {
@@ -160,8 +159,7 @@ open_trials = -1
 }
 
 TEST(RulesParse, ValuesAreCheckedAgainstWhatTheIntakeAccepts) {
-  EXPECT_THAT(
-      problems_of(R"([general]
+  EXPECT_THAT(problems_of(R"([general]
 qualified_credentials = ["MD", "MBBS", ""]
 default_max_age = 130
 service_area_postal_prefixes = ["381", "38x", "381050"]
@@ -173,21 +171,21 @@ aliases = ["--"]
 codes = [{ system = "icd10", value = "C49.9" }, { system = "icd-o-3" }, { system = "icd-o-3", value = "1", note = "x" }]
 open_trials = 0
 )"),
-      ElementsAre("rules.toml:2: general.qualified_credentials[1]: expected one of MD, DO, NP, PA, RN, "
-                  "other, got \"MBBS\"",
-                  "rules.toml:2: general.qualified_credentials[2]: must not be empty",
-                  "rules.toml:3: general.default_max_age: expected 0..120, got 130",
-                  "rules.toml:4: general.service_area_postal_prefixes[1]: expected 1 to 5 digits, got "
-                  "\"38x\"",
-                  "rules.toml:4: general.service_area_postal_prefixes[2]: expected 1 to 5 digits, got "
-                  "\"381050\"",
-                  "rules.toml:7: disease[0].id: expected lower-case letters, digits, '-' or '_', got "
-                  "\"ASPS\"",
-                  "rules.toml:9: disease[0].aliases[0]: has no letters or digits, so it can never match",
-                  "rules.toml:10: disease[0].codes[0].system: expected one of icd-10-cm, icd-o-3, "
-                  "snomed-ct, got \"icd10\"",
-                  "rules.toml:10: disease[0].codes[1].value: required",
-                  "rules.toml:10: disease[0].codes[2].note: unknown key (known: system, value)"));
+              ElementsAre("rules.toml:2: general.qualified_credentials[1]: expected one of MD, DO, NP, PA, RN, "
+                          "other, got \"MBBS\"",
+                          "rules.toml:2: general.qualified_credentials[2]: must not be empty",
+                          "rules.toml:3: general.default_max_age: expected 0..120, got 130",
+                          "rules.toml:4: general.service_area_postal_prefixes[1]: expected 1 to 5 digits, got "
+                          "\"38x\"",
+                          "rules.toml:4: general.service_area_postal_prefixes[2]: expected 1 to 5 digits, got "
+                          "\"381050\"",
+                          "rules.toml:7: disease[0].id: expected lower-case letters, digits, '-' or '_', got "
+                          "\"ASPS\"",
+                          "rules.toml:9: disease[0].aliases[0]: has no letters or digits, so it can never match",
+                          "rules.toml:10: disease[0].codes[0].system: expected one of icd-10-cm, icd-o-3, "
+                          "snomed-ct, got \"icd10\"",
+                          "rules.toml:10: disease[0].codes[1].value: required",
+                          "rules.toml:10: disease[0].codes[2].note: unknown key (known: system, value)"));
 }
 
 TEST(RulesParse, DiseaseMustBeAnArrayOfTables) {
@@ -196,8 +194,7 @@ TEST(RulesParse, DiseaseMustBeAnArrayOfTables) {
 }
 
 TEST(RulesParse, DuplicatesAcrossDiseasesAreRefused) {
-  EXPECT_THAT(
-      problems_of(std::string(minimal_general) + R"(
+  EXPECT_THAT(problems_of(std::string(minimal_general) + R"(
 [[disease]]
 id = "asps"
 name = "Alveolar soft part sarcoma"
@@ -212,10 +209,10 @@ aliases = ["A.S.P.S.", "alveolar soft-part sarcoma"]
 codes = [{ system = "icd-o-3", value = "9581/3" }]
 open_trials = 0
 )"),
-      ElementsAre("rules.toml:13: disease[1].id: duplicate id \"asps\" (also disease[0])",
-                  "rules.toml:13: disease[1].aliases: alias \"alveolar soft-part sarcoma\" also names "
-                  "disease[0] (asps)",
-                  "rules.toml:13: disease[1].codes: code icd-o-3 9581/3 also belongs to disease[0] (asps)"));
+              ElementsAre("rules.toml:13: disease[1].id: duplicate id \"asps\" (also disease[0])",
+                          "rules.toml:13: disease[1].aliases: alias \"alveolar soft-part sarcoma\" also names "
+                          "disease[0] (asps)",
+                          "rules.toml:13: disease[1].codes: code icd-o-3 9581/3 also belongs to disease[0] (asps)"));
 }
 
 TEST(RulesParse, TomlSyntaxErrorNamesTheLine) {
@@ -356,10 +353,9 @@ TEST(Decide, OpenTrialAccepts) {
   const auto e = decide(rules, referral("Medulloblastoma", birthday_years_ago(10)), today);
   EXPECT_EQ(e.decision, Decision::accepted);
   EXPECT_EQ(e.disease, "medulloblastoma");
-  EXPECT_THAT(e.reasons,
-              ElementsAre(Reason{reason::open_trial_available,
-                                 "Medulloblastoma has 3 open clinical trials the patient may be able "
-                                 "to enroll in."}));
+  EXPECT_THAT(e.reasons, ElementsAre(Reason{reason::open_trial_available,
+                                            "Medulloblastoma has 3 open clinical trials the patient may be able "
+                                            "to enroll in."}));
   EXPECT_THAT(decide(rules, referral("acute lymphoblastic leukemia", birthday_years_ago(5)), today).reasons,
               ElementsAre(Reason{reason::open_trial_available,
                                  "Acute lymphoblastic leukemia has 1 open clinical trial the patient may be "
@@ -371,10 +367,9 @@ TEST(Decide, NoTrialOutsideServiceAreaIsReviewed) {
   const auto e = decide(rules, referral("ASPS", birthday_years_ago(12), "MD", "72401"), today);
   EXPECT_EQ(e.decision, Decision::review);
   EXPECT_EQ(e.disease, "asps");
-  EXPECT_THAT(e.reasons,
-              ElementsAre(Reason{reason::no_open_trial,
-                                 "Alveolar soft part sarcoma has no open clinical trials at this time; "
-                                 "the referral office will review this referral."}));
+  EXPECT_THAT(e.reasons, ElementsAre(Reason{reason::no_open_trial,
+                                            "Alveolar soft part sarcoma has no open clinical trials at this time; "
+                                            "the referral office will review this referral."}));
   // Without a postal code there is no service area to be in.
   EXPECT_EQ(decide(rules, referral("ASPS", birthday_years_ago(12)), today).decision, Decision::review);
 }
@@ -383,10 +378,9 @@ TEST(Decide, NoTrialInsideServiceAreaAccepts) {
   const RuleSet rules = parse_rules(limits_rules, "t.toml");
   const auto e = decide(rules, referral("ASPS", birthday_years_ago(12), "MD", "38105-2794"), today);
   EXPECT_EQ(e.decision, Decision::accepted);
-  EXPECT_THAT(e.reasons,
-              ElementsAre(Reason{reason::within_service_area,
-                                 "Alveolar soft part sarcoma has no open clinical trials at this time, "
-                                 "but the patient lives within the hospital's service area."}));
+  EXPECT_THAT(e.reasons, ElementsAre(Reason{reason::within_service_area,
+                                            "Alveolar soft part sarcoma has no open clinical trials at this time, "
+                                            "but the patient lives within the hospital's service area."}));
 }
 
 TEST(Decide, UnqualifiedReferrerIsDeclined) {
@@ -420,10 +414,9 @@ TEST(Decide, DefaultAgeLimitIsInclusive) {
   // 22 today: declined.
   const auto e = decide(rules, referral("ASPS", birthday_years_ago(22), "MD", "38105"), today);
   EXPECT_EQ(e.decision, Decision::declined);
-  EXPECT_THAT(e.reasons,
-              ElementsAre(Reason{reason::age_over_limit,
-                                 "Alveolar soft part sarcoma is accepted up to age 21; the patient is "
-                                 "22."}));
+  EXPECT_THAT(e.reasons, ElementsAre(Reason{reason::age_over_limit,
+                                            "Alveolar soft part sarcoma is accepted up to age 21; the patient is "
+                                            "22."}));
 }
 
 TEST(Decide, DiseaseLimitOf18) {
@@ -434,17 +427,15 @@ TEST(Decide, DiseaseLimitOf18) {
             Decision::accepted);
   const auto e = decide(rules, referral("Acute lymphoblastic leukemia", birthday_years_ago(19)), today);
   EXPECT_EQ(e.decision, Decision::declined);
-  EXPECT_THAT(e.reasons,
-              ElementsAre(Reason{reason::age_over_limit,
-                                 "Acute lymphoblastic leukemia is accepted up to age 18; the patient "
-                                 "is 19."}));
+  EXPECT_THAT(e.reasons, ElementsAre(Reason{reason::age_over_limit,
+                                            "Acute lymphoblastic leukemia is accepted up to age 18; the patient "
+                                            "is 19."}));
 }
 
 TEST(Decide, DiseaseLimitOf25) {
   const RuleSet rules = parse_rules(limits_rules, "t.toml");
   // Over the general limit but within the disease's own.
-  EXPECT_EQ(decide(rules, referral("Medulloblastoma", birthday_years_ago(25)), today).decision,
-            Decision::accepted);
+  EXPECT_EQ(decide(rules, referral("Medulloblastoma", birthday_years_ago(25)), today).decision, Decision::accepted);
   const auto e = decide(rules, referral("Medulloblastoma", birthday_years_ago(26)), today);
   EXPECT_EQ(e.decision, Decision::declined);
   EXPECT_THAT(e.reasons, ElementsAre(Reason{reason::age_over_limit,
@@ -462,8 +453,7 @@ TEST(Decide, BothDecliningReasonsAreGiven) {
 
 TEST(Decide, UnrecognizedDiagnosisIsReviewed) {
   const RuleSet rules = parse_rules(limits_rules, "t.toml");
-  const auto e =
-      decide(rules, referral("Alveolar rhabdomyosarcoma", birthday_years_ago(9), "MD", "38105"), today);
+  const auto e = decide(rules, referral("Alveolar rhabdomyosarcoma", birthday_years_ago(9), "MD", "38105"), today);
   EXPECT_EQ(e.decision, Decision::review);
   EXPECT_FALSE(e.disease.has_value());
   EXPECT_THAT(e.reasons, ElementsAre(Reason{reason::diagnosis_unrecognized,
@@ -475,13 +465,12 @@ TEST(Decide, UnrecognizedDiagnosisOverTheGeneralLimitStaysInReview) {
   const RuleSet rules = parse_rules(limits_rules, "t.toml");
   const auto e = decide(rules, referral("Ependymoma", birthday_years_ago(23)), today);
   EXPECT_EQ(e.decision, Decision::review);
-  EXPECT_THAT(e.reasons,
-              ElementsAre(Reason{reason::diagnosis_unrecognized,
-                                 "The diagnosis does not match any disease in the hospital's catalogue; the "
-                                 "referral office will review this referral."},
-                          Reason{reason::age_over_limit,
-                                 "The patient is 23, over the general age limit of 21; some diseases accept "
-                                 "older patients, so the referral office will review this referral."}));
+  EXPECT_THAT(e.reasons, ElementsAre(Reason{reason::diagnosis_unrecognized,
+                                            "The diagnosis does not match any disease in the hospital's catalogue; the "
+                                            "referral office will review this referral."},
+                                     Reason{reason::age_over_limit,
+                                            "The patient is 23, over the general age limit of 21; some diseases accept "
+                                            "older patients, so the referral office will review this referral."}));
 }
 
 TEST(Decide, UnqualifiedReferrerWithUnrecognizedDiagnosisIsDeclined) {
@@ -495,9 +484,8 @@ TEST(Decide, UnqualifiedReferrerWithUnrecognizedDiagnosisIsDeclined) {
 TEST(Decide, SentencesNeverNameThePatient) {
   const RuleSet rules = parse_rules(limits_rules, "t.toml");
   for (const auto& r :
-       {referral("ASPS", birthday_years_ago(30), "RN", "38105"),
-        referral("Ependymoma", birthday_years_ago(30)), referral("ASPS", birthday_years_ago(3)),
-        referral("ASPS", birthday_years_ago(3), "MD", "38105"),
+       {referral("ASPS", birthday_years_ago(30), "RN", "38105"), referral("Ependymoma", birthday_years_ago(30)),
+        referral("ASPS", birthday_years_ago(3)), referral("ASPS", birthday_years_ago(3), "MD", "38105"),
         referral("Medulloblastoma", birthday_years_ago(3))}) {
     for (const auto& reason : decide(rules, r, today).reasons) {
       EXPECT_THAT(reason.message, testing::Not(HasSubstr("Ava")));
@@ -529,11 +517,9 @@ TEST(ShippedRules, LoadAndHoldOnlyAsps) {
 
 TEST(ShippedRules, MemphisIsInTheServiceArea) {
   const RuleSet rules = load_rules(REFERRALD_SOURCE_DIR "/config/rules.toml");
-  const auto e =
-      decide(rules, referral("Alveolar soft part sarcoma", birthday_years_ago(12), "MD", "38105"), today);
+  const auto e = decide(rules, referral("Alveolar soft part sarcoma", birthday_years_ago(12), "MD", "38105"), today);
   EXPECT_EQ(e.decision, Decision::accepted);
-  EXPECT_THAT(e.reasons,
-              ElementsAre(testing::Field(&Reason::code, std::string(reason::within_service_area))));
+  EXPECT_THAT(e.reasons, ElementsAre(testing::Field(&Reason::code, std::string(reason::within_service_area))));
 }
 
 TEST(ShippedRules, JonesboroArkansasIsInTheServiceArea) {
@@ -541,29 +527,24 @@ TEST(ShippedRules, JonesboroArkansasIsInTheServiceArea) {
   // from Memphis), well inside "about 180 miles".
   const RuleSet rules = load_rules(REFERRALD_SOURCE_DIR "/config/rules.toml");
   const auto e =
-      decide(rules, referral("Alveolar soft part sarcoma", Date{year{2014}, month{3}, day{9}}, "MD", "72401"),
-             today);
+      decide(rules, referral("Alveolar soft part sarcoma", Date{year{2014}, month{3}, day{9}}, "MD", "72401"), today);
   EXPECT_EQ(e.decision, Decision::accepted);
-  EXPECT_THAT(e.reasons,
-              ElementsAre(testing::Field(&Reason::code, std::string(reason::within_service_area))));
+  EXPECT_THAT(e.reasons, ElementsAre(testing::Field(&Reason::code, std::string(reason::within_service_area))));
 }
 
 TEST(ShippedRules, AspsFromFarAwayIsReviewedForLackOfATrial) {
   const RuleSet rules = load_rules(REFERRALD_SOURCE_DIR "/config/rules.toml");
   for (const char* zip : {"77030", "37203", "39201", "10001"}) {  // Houston, Nashville, Jackson MS, New York
-    const auto e =
-        decide(rules, referral("Alveolar soft part sarcoma", birthday_years_ago(12), "MD", zip), today);
+    const auto e = decide(rules, referral("Alveolar soft part sarcoma", birthday_years_ago(12), "MD", zip), today);
     EXPECT_EQ(e.decision, Decision::review) << zip;
-    EXPECT_THAT(e.reasons, ElementsAre(testing::Field(&Reason::code, std::string(reason::no_open_trial))))
-        << zip;
+    EXPECT_THAT(e.reasons, ElementsAre(testing::Field(&Reason::code, std::string(reason::no_open_trial)))) << zip;
   }
 }
 
 TEST(ShippedRules, UrgentSampleCaseIsReviewed) {
   // cases/asps-urgent.json: no postal code, NP referrer, "ASPS, metastatic to lung".
   const RuleSet rules = load_rules(REFERRALD_SOURCE_DIR "/config/rules.toml");
-  const auto e =
-      decide(rules, referral("ASPS, metastatic to lung", Date{year{2011}, month{7}, day{21}}, "NP"), today);
+  const auto e = decide(rules, referral("ASPS, metastatic to lung", Date{year{2011}, month{7}, day{21}}, "NP"), today);
   EXPECT_EQ(e.decision, Decision::review);
   EXPECT_EQ(e.disease, "asps");
   EXPECT_THAT(e.reasons, ElementsAre(testing::Field(&Reason::code, std::string(reason::no_open_trial))));

@@ -70,8 +70,9 @@ std::vector<std::string> lines_of(const std::string& message) {
 // The unfolded value of a header in the message's header block.
 std::string header(const std::string& message, const std::string& name) {
   const std::string head = message.substr(0, message.find("\r\n\r\n"));
-  const auto start = head.find("\r\n" + name + ": ") != std::string::npos ? head.find("\r\n" + name + ": ") + 2
-                                                                           : (head.starts_with(name + ": ") ? 0 : std::string::npos);
+  const auto start = head.find("\r\n" + name + ": ") != std::string::npos
+                         ? head.find("\r\n" + name + ": ") + 2
+                         : (head.starts_with(name + ": ") ? 0 : std::string::npos);
   if (start == std::string::npos) return {};
   std::string value;
   std::size_t i = start + name.size() + 2;
@@ -235,8 +236,8 @@ TEST(SmtpOutcome, ClassesAsProtocolsSection5) {
   EXPECT_EQ(classify_smtp_result(result(CURLE_WEIRD_SERVER_REPLY, 554)).kind, OutcomeClass::permanent);
   EXPECT_EQ(classify_smtp_result(result(CURLE_WEIRD_SERVER_REPLY, 452)).kind, OutcomeClass::transient);
   // Configuration: alert and stop.
-  for (CURLcode c : {CURLE_LOGIN_DENIED, CURLE_PEER_FAILED_VERIFICATION, CURLE_USE_SSL_FAILED,
-                     CURLE_SSL_CONNECT_ERROR, CURLE_SSL_CACERT_BADFILE}) {
+  for (CURLcode c : {CURLE_LOGIN_DENIED, CURLE_PEER_FAILED_VERIFICATION, CURLE_USE_SSL_FAILED, CURLE_SSL_CONNECT_ERROR,
+                     CURLE_SSL_CACERT_BADFILE}) {
     EXPECT_EQ(classify_smtp_result(result(c, 0)).kind, OutcomeClass::misconfigured) << c;
   }
   EXPECT_EQ(classify_smtp_result(result(CURLE_LOGIN_DENIED, 535)).code, "535");
@@ -246,11 +247,10 @@ TEST(SmtpOutcome, ClassesAsProtocolsSection5) {
   for (const char* broke : {"OpenSSL SSL_connect: SSL_ERROR_SYSCALL in connection to 127.0.0.1:2525 ",
                             "OpenSSL SSL_connect: Connection reset by peer in connection to 127.0.0.1:2525 ",
                             "error:0A000126:SSL routines::unexpected eof while reading"}) {
-    EXPECT_EQ(classify_smtp_result(result(CURLE_SSL_CONNECT_ERROR, 0, broke)).kind, OutcomeClass::transient)
-        << broke;
+    EXPECT_EQ(classify_smtp_result(result(CURLE_SSL_CONNECT_ERROR, 0, broke)).kind, OutcomeClass::transient) << broke;
   }
-  EXPECT_EQ(classify_smtp_result(result(CURLE_SSL_CONNECT_ERROR, 0,
-                                        "error:0A000410:SSL routines::sslv3 alert handshake failure"))
+  EXPECT_EQ(classify_smtp_result(
+                result(CURLE_SSL_CONNECT_ERROR, 0, "error:0A000410:SSL routines::sslv3 alert handshake failure"))
                 .kind,
             OutcomeClass::misconfigured);
   // No reply code: the network. Try again.

@@ -57,9 +57,7 @@ mode_t mode_of(const std::filesystem::path& p) {
   return st.st_mode & 07777;
 }
 
-std::filesystem::path sidecar(const std::filesystem::path& db, const char* suffix) {
-  return db.string() + suffix;
-}
+std::filesystem::path sidecar(const std::filesystem::path& db, const char* suffix) { return db.string() + suffix; }
 
 class StoreTest : public ::testing::Test {
  protected:
@@ -84,13 +82,13 @@ class StoreTest : public ::testing::Test {
 
 TEST(DatabaseError, ClassifiesUnavailableByPrimaryCode) {
   for (int code : {SQLITE_FULL, SQLITE_IOERR, SQLITE_IOERR_WRITE, SQLITE_IOERR_FSYNC, SQLITE_READONLY,
-                   SQLITE_READONLY_DBMOVED, SQLITE_BUSY, SQLITE_BUSY_SNAPSHOT, SQLITE_LOCKED,
-                   SQLITE_CANTOPEN, SQLITE_CORRUPT, SQLITE_NOTADB, SQLITE_PERM}) {
+                   SQLITE_READONLY_DBMOVED, SQLITE_BUSY, SQLITE_BUSY_SNAPSHOT, SQLITE_LOCKED, SQLITE_CANTOPEN,
+                   SQLITE_CORRUPT, SQLITE_NOTADB, SQLITE_PERM}) {
     EXPECT_TRUE(DatabaseError(code, "x").is_unavailable()) << code;
     EXPECT_FALSE(DatabaseError(code, "x").is_constraint()) << code;
   }
-  for (int code : {SQLITE_CONSTRAINT, SQLITE_CONSTRAINT_UNIQUE, SQLITE_CONSTRAINT_CHECK, SQLITE_ERROR,
-                   SQLITE_MISUSE, SQLITE_RANGE}) {
+  for (int code : {SQLITE_CONSTRAINT, SQLITE_CONSTRAINT_UNIQUE, SQLITE_CONSTRAINT_CHECK, SQLITE_ERROR, SQLITE_MISUSE,
+                   SQLITE_RANGE}) {
     EXPECT_FALSE(DatabaseError(code, "x").is_unavailable()) << code;
   }
   EXPECT_TRUE(DatabaseError(SQLITE_CONSTRAINT_FOREIGNKEY, "x").is_constraint());
@@ -130,8 +128,8 @@ TEST(Database, OpeningAMissingFileWithoutCreateFailsClearlyAndCreatesNothing) {
       Database db(file, mode);
       FAIL() << "opened a missing database";
     } catch (const DatabaseError& e) {
-      EXPECT_EQ(std::string(e.what()), "database file " + file.string() +
-                                           " does not exist (start referrald once to create it)");
+      EXPECT_EQ(std::string(e.what()),
+                "database file " + file.string() + " does not exist (start referrald once to create it)");
       EXPECT_TRUE(e.is_unavailable());
     }
   }
@@ -174,9 +172,10 @@ TEST_F(StoreTest, ErrorsNameTheStatementButNeverTheBoundValues) {
   r.document = R"({"patient":{"given_name":"Persephone-Unique-Name"}})";
   insert(r);
   try {
-    Statement st = db->prepare("INSERT INTO referrals (id, received_ms, decision, urgency, channel, client, "
-                               "request_hash, document, response) VALUES (?1, 0, 'review', 'routine', 'api', "
-                               "'c', 'h', ?2, '')");
+    Statement st = db->prepare(
+        "INSERT INTO referrals (id, received_ms, decision, urgency, channel, client, "
+        "request_hash, document, response) VALUES (?1, 0, 'review', 'routine', 'api', "
+        "'c', 'h', ?2, '')");
     st.bind(1, std::string_view("R-SECRET-ID-1")).bind_blob(2, r.document);
     st.run();
     FAIL() << "duplicate id inserted";
@@ -276,8 +275,9 @@ TEST_F(StoreTest, ConstraintsRefuseUnknownStates) {
 
 TEST_F(StoreTest, InsertFindAndDeliveriesRoundTripVerbatim) {
   NewReferral r = sample("R-20261128-7K3M9-TZQXA", t0 + 123ms);
-  r.document = "{\"patient\":{\"given_name\":\"Zoë 🦄\",\"family_name\":\"O'Brien\"},"
-               "\"notes\":\"'); DROP TABLE referrals;--\\n\\u0000\"}";
+  r.document =
+      "{\"patient\":{\"given_name\":\"Zoë 🦄\",\"family_name\":\"O'Brien\"},"
+      "\"notes\":\"'); DROP TABLE referrals;--\\n\\u0000\"}";
   r.document += std::string("\0 raw nul", 9);
   r.reasons = {{"NO_OPEN_TRIAL", "No open trial; a person must decide."},
                {"DIAGNOSIS_UNRECOGNIZED", "Line one\nline \"two\" '); DROP TABLE audit;--"}};
@@ -339,8 +339,9 @@ TEST_F(StoreTest, ARepeatedTargetGetsOneDelivery) {
 
 TEST_F(StoreTest, InsertReferralIsAtomicOnItsOwn) {
   // The audit row is written last; make it fail, outside any transaction.
-  db->exec("CREATE TEMP TRIGGER refuse_audit BEFORE INSERT ON main.audit "
-           "BEGIN SELECT RAISE(ABORT, 'injected'); END");
+  db->exec(
+      "CREATE TEMP TRIGGER refuse_audit BEFORE INSERT ON main.audit "
+      "BEGIN SELECT RAISE(ABORT, 'injected'); END");
   EXPECT_THROW(insert_referral(*db, sample("R-1", t0)), DatabaseError);
   EXPECT_EQ(scalar(*db, "SELECT count(*) FROM referrals"), 0);
   EXPECT_EQ(scalar(*db, "SELECT count(*) FROM deliveries"), 0);
@@ -495,8 +496,8 @@ TEST_F(StoreTest, FinishAttemptMovesTheDeliveryAndRecordsIt) {
   EXPECT_EQ(again[0].target, "fax");
   EXPECT_EQ(again[0].attempts, 2);
 
-  Statement attempts = db->prepare(
-      "SELECT delivery_id, attempt, outcome, code, message, external_id FROM attempts ORDER BY id");
+  Statement attempts =
+      db->prepare("SELECT delivery_id, attempt, outcome, code, message, external_id FROM attempts ORDER BY id");
   ASSERT_TRUE(attempts.step());
   EXPECT_EQ(attempts.column_int(0), claimed[0].id);
   EXPECT_EQ(attempts.column_int(1), 1);
@@ -573,8 +574,7 @@ TEST_F(StoreTest, FinishAttemptRefusesANonsensicalNextState) {
 
 TEST(DeliveryState, RoundTripsThroughText) {
   for (DeliveryState s : {DeliveryState::pending, DeliveryState::sending, DeliveryState::delivered,
-                          DeliveryState::retry, DeliveryState::dead, DeliveryState::cancelled,
-                          DeliveryState::held}) {
+                          DeliveryState::retry, DeliveryState::dead, DeliveryState::cancelled, DeliveryState::held}) {
     EXPECT_EQ(parse_delivery_state(to_string(s)), s);
   }
   EXPECT_EQ(parse_delivery_state("Pending"), std::nullopt);
@@ -678,8 +678,10 @@ class AuditChainTest : public StoreTest {
 TEST_F(AuditChainTest, EveryRowIsChainedToTheOneBefore) {
   EXPECT_EQ(scalar(*db, "SELECT count(*) FROM audit"), 4);
   EXPECT_EQ(scalar(*db, "SELECT count(*) FROM audit WHERE hash IS NULL OR prev_hash IS NULL"), 0);
-  EXPECT_EQ(scalar(*db, "SELECT count(*) FROM audit AS a JOIN audit AS b ON b.id = a.id + 1 "
-                        "WHERE b.prev_hash <> a.hash"), 0);
+  EXPECT_EQ(scalar(*db,
+                   "SELECT count(*) FROM audit AS a JOIN audit AS b ON b.id = a.id + 1 "
+                   "WHERE b.prev_hash <> a.hash"),
+            0);
   Statement first = db->prepare("SELECT prev_hash FROM audit ORDER BY id LIMIT 1");
   ASSERT_TRUE(first.step());
   EXPECT_EQ(first.column_text(0), audit_chain_origin);

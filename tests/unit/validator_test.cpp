@@ -15,9 +15,7 @@
 
 namespace referrald {
 
-void PrintTo(const FieldError& e, std::ostream* os) {
-  *os << "{\"" << e.path << "\", \"" << e.message << "\"}";
-}
+void PrintTo(const FieldError& e, std::ostream* os) { *os << "{\"" << e.path << "\", \"" << e.message << "\"}"; }
 
 namespace {
 
@@ -208,8 +206,7 @@ TEST_F(ValidatorTest, SyntaxErrorNamesTheByteOffset) {
 TEST_F(ValidatorTest, TruncatedInputIsMalformed) {
   EXPECT_EQ(malformed(run(R"({"urgency": "routine")")),
             "invalid JSON at byte 21: unexpected end of input; expected '}'");
-  EXPECT_EQ(malformed(run("")),
-            "invalid JSON at byte 0: unexpected end of input; expected '[', '{', or a literal");
+  EXPECT_EQ(malformed(run("")), "invalid JSON at byte 0: unexpected end of input; expected '[', '{', or a literal");
 }
 
 TEST_F(ValidatorTest, TrailingContentIsMalformed) {
@@ -229,8 +226,8 @@ TEST_F(ValidatorTest, InvalidUtf8IsMalformedAtItsOffset) {
   EXPECT_EQ(malformed(run("{\"notes\": \"a\xff\"}")), "invalid UTF-8 at byte 12");
   EXPECT_EQ(malformed(run("{\"notes\": \"a\xc0\xaf\"}")), "invalid UTF-8 at byte 12");      // overlong '/'
   EXPECT_EQ(malformed(run("{\"notes\": \"a\xed\xa0\x80\"}")), "invalid UTF-8 at byte 13");  // a surrogate
-  EXPECT_EQ(malformed(run("{\"notes\": \"a\x80\"}")), "invalid UTF-8 at byte 12");      // lone continuation
-  EXPECT_EQ(malformed(run("{\"notes\": \"a\xe2\x82\"}")), "invalid UTF-8 at byte 14");  // cut short
+  EXPECT_EQ(malformed(run("{\"notes\": \"a\x80\"}")), "invalid UTF-8 at byte 12");          // lone continuation
+  EXPECT_EQ(malformed(run("{\"notes\": \"a\xe2\x82\"}")), "invalid UTF-8 at byte 14");      // cut short
 }
 
 TEST_F(ValidatorTest, DeepNestingIsMalformed) {
@@ -282,8 +279,8 @@ TEST_F(ValidatorTest, DuplicateKeyIsReportedAtTheDuplicatedMember) {
                  "email": "dwhitfield@example.org"},
     "urgency": "routine", "urgency": "emergent"
   })";
-  EXPECT_THAT(errors(run(text)), ElementsAre(FieldError{"/patient/given_name", "duplicate key"},
-                                             FieldError{"/urgency", "duplicate key"}));
+  EXPECT_THAT(errors(run(text)),
+              ElementsAre(FieldError{"/patient/given_name", "duplicate key"}, FieldError{"/urgency", "duplicate key"}));
 }
 
 TEST_F(ValidatorTest, DuplicateKeyIsReportedEvenWithIdenticalValues) {
@@ -299,40 +296,37 @@ TEST_F(ValidatorTest, DuplicateObjectIsReportedOnce) {
 }
 
 TEST_F(ValidatorTest, DuplicateKeyPathEscapesPointerCharacters) {
-  EXPECT_THAT(errors(run(R"({"a/b~c": 1, "a/b~c": 2})")),
-              testing::Contains(FieldError{"/a~1b~0c", "duplicate key"}));
+  EXPECT_THAT(errors(run(R"({"a/b~c": 1, "a/b~c": 2})")), testing::Contains(FieldError{"/a~1b~0c", "duplicate key"}));
 }
 
 TEST_F(ValidatorTest, UnknownFieldsAreEachNamed) {
-  EXPECT_THAT(errors_after([](json& d) {
-                d["extra"] = 1;
-                d["patient"]["ssn"] = "123-45-6789";
-                d["patient"]["middle_name"] = "Q";
-                d["diagnosis"]["code"]["version"] = "3.2";
-                d["patient"]["guardian"]["email"] = "x@example.org";
-              }),
-              ElementsAre(FieldError{"/diagnosis/code/version", "unknown field"},
-                          FieldError{"/extra", "unknown field"},
-                          FieldError{"/patient/guardian/email", "unknown field"},
-                          FieldError{"/patient/middle_name", "unknown field"},
-                          FieldError{"/patient/ssn", "unknown field"}));
+  EXPECT_THAT(
+      errors_after([](json& d) {
+        d["extra"] = 1;
+        d["patient"]["ssn"] = "123-45-6789";
+        d["patient"]["middle_name"] = "Q";
+        d["diagnosis"]["code"]["version"] = "3.2";
+        d["patient"]["guardian"]["email"] = "x@example.org";
+      }),
+      ElementsAre(FieldError{"/diagnosis/code/version", "unknown field"}, FieldError{"/extra", "unknown field"},
+                  FieldError{"/patient/guardian/email", "unknown field"},
+                  FieldError{"/patient/middle_name", "unknown field"}, FieldError{"/patient/ssn", "unknown field"}));
 }
 
 TEST_F(ValidatorTest, WrongTypesAreNamed) {
-  EXPECT_THAT(errors_after([](json& d) {
-                d["patient"]["birth_date"] = 20140309;
-                d["diagnosis"]["pathology_confirmed"] = "yes";
-                d["referrer"]["npi"] = 1234567893;
-                d["urgency"] = nullptr;
-                d["notes"] = json::array({"a"});
-                d["diagnosis"]["code"] = "9581/3";
-              }),
-              ElementsAre(FieldError{"/diagnosis/code", "must be an object"},
-                          FieldError{"/diagnosis/pathology_confirmed", "must be true or false"},
-                          FieldError{"/notes", "must be a string"},
-                          FieldError{"/patient/birth_date", "must be a string"},
-                          FieldError{"/referrer/npi", "must be a string"},
-                          FieldError{"/urgency", "must be a string"}));
+  EXPECT_THAT(
+      errors_after([](json& d) {
+        d["patient"]["birth_date"] = 20140309;
+        d["diagnosis"]["pathology_confirmed"] = "yes";
+        d["referrer"]["npi"] = 1234567893;
+        d["urgency"] = nullptr;
+        d["notes"] = json::array({"a"});
+        d["diagnosis"]["code"] = "9581/3";
+      }),
+      ElementsAre(FieldError{"/diagnosis/code", "must be an object"},
+                  FieldError{"/diagnosis/pathology_confirmed", "must be true or false"},
+                  FieldError{"/notes", "must be a string"}, FieldError{"/patient/birth_date", "must be a string"},
+                  FieldError{"/referrer/npi", "must be a string"}, FieldError{"/urgency", "must be a string"}));
 }
 
 TEST_F(ValidatorTest, SectionOfTheWrongTypeIsOneError) {
@@ -349,10 +343,9 @@ TEST_F(ValidatorTest, MissingRequiredFieldsAreNamedByTheirOwnPath) {
         d["referrer"].erase("email");
         d["referrer"].erase("npi");
       }),
-      ElementsAre(FieldError{"/diagnosis/code/value", "is required"},
-                  FieldError{"/patient/birth_date", "is required"},
-                  FieldError{"/patient/guardian/phone", "is required"},
-                  FieldError{"/referrer/email", "is required"}, FieldError{"/referrer/npi", "is required"}));
+      ElementsAre(FieldError{"/diagnosis/code/value", "is required"}, FieldError{"/patient/birth_date", "is required"},
+                  FieldError{"/patient/guardian/phone", "is required"}, FieldError{"/referrer/email", "is required"},
+                  FieldError{"/referrer/npi", "is required"}));
 }
 
 TEST_F(ValidatorTest, EmptyObjectNamesEverySection) {
@@ -362,17 +355,16 @@ TEST_F(ValidatorTest, EmptyObjectNamesEverySection) {
 }
 
 TEST_F(ValidatorTest, EnumsListTheAllowedValues) {
-  EXPECT_THAT(
-      errors_after([](json& d) {
-        d["urgency"] = "asap";
-        d["patient"]["sex"] = "F";
-        d["referrer"]["credential"] = "MBBS";
-        d["diagnosis"]["code"]["system"] = "ICD-O-3";  // enums are case-sensitive
-      }),
-      ElementsAre(FieldError{"/diagnosis/code/system", "must be one of: icd-10-cm, icd-o-3, snomed-ct"},
-                  FieldError{"/patient/sex", "must be one of: female, male, other, unknown"},
-                  FieldError{"/referrer/credential", "must be one of: MD, DO, NP, PA, RN, other"},
-                  FieldError{"/urgency", "must be one of: routine, urgent, emergent"}));
+  EXPECT_THAT(errors_after([](json& d) {
+                d["urgency"] = "asap";
+                d["patient"]["sex"] = "F";
+                d["referrer"]["credential"] = "MBBS";
+                d["diagnosis"]["code"]["system"] = "ICD-O-3";  // enums are case-sensitive
+              }),
+              ElementsAre(FieldError{"/diagnosis/code/system", "must be one of: icd-10-cm, icd-o-3, snomed-ct"},
+                          FieldError{"/patient/sex", "must be one of: female, male, other, unknown"},
+                          FieldError{"/referrer/credential", "must be one of: MD, DO, NP, PA, RN, other"},
+                          FieldError{"/urgency", "must be one of: routine, urgent, emergent"}));
 }
 
 TEST_F(ValidatorTest, OverlongStringsNameTheirLimit) {
@@ -477,9 +469,8 @@ TEST_F(ValidatorTest, NotesMayHaveLineBreaks) {
 
 // NUL, ESC and BEL went on into spool files and fax pages; C1 controls too.
 TEST_F(ValidatorTest, OtherControlCharactersInNotesAreRefused) {
-  for (const std::string& notes : {std::string("Call\0back", 10), std::string("\x1b[2JCleared"),
-                                   std::string("Ring\a"), std::string("Next\u0085line"),
-                                   std::string("Delete\x7f")}) {
+  for (const std::string& notes : {std::string("Call\0back", 10), std::string("\x1b[2JCleared"), std::string("Ring\a"),
+                                   std::string("Next\u0085line"), std::string("Delete\x7f")}) {
     EXPECT_THAT(errors_after([&](json& d) { d["notes"] = notes; }),
                 ElementsAre(FieldError{"/notes", "must not contain control characters other than tab and line breaks"}))
         << testing::PrintToString(notes);
@@ -490,9 +481,9 @@ TEST_F(ValidatorTest, BidiOverridesInNamesAreRefused) {
   const std::string bidi =
       "must not contain bidirectional override or isolate characters (U+202A to U+202E, U+2066 to U+2069)";
   EXPECT_THAT(errors_after([](json& d) {
-                d["patient"]["given_name"] = "Ava\u202eavA";            // RIGHT-TO-LEFT OVERRIDE
-                d["patient"]["family_name"] = "\u2066Nguyen\u2069";    // LEFT-TO-RIGHT ISOLATE ... POP
-                d["referrer"]["name"] = "Dana\u202aLee";                // LEFT-TO-RIGHT EMBEDDING
+                d["patient"]["given_name"] = "Ava\u202eavA";              // RIGHT-TO-LEFT OVERRIDE
+                d["patient"]["family_name"] = "\u2066Nguyen\u2069";       // LEFT-TO-RIGHT ISOLATE ... POP
+                d["referrer"]["name"] = "Dana\u202aLee";                  // LEFT-TO-RIGHT EMBEDDING
                 d["referrer"]["organization"] = "Delta\u2068Pediatrics";  // FIRST STRONG ISOLATE
               }),
               ElementsAre(FieldError{"/patient/family_name", bidi}, FieldError{"/patient/given_name", bidi},
@@ -533,27 +524,25 @@ TEST_F(ValidatorTest, EscapedCharactersAreDecoded) {
 }
 
 TEST_F(ValidatorTest, FormatsAreExplained) {
-  EXPECT_THAT(
-      errors_after([](json& d) {
-        d["patient"]["birth_date"] = "03/09/2014";
-        d["patient"]["postal_code"] = "3810";
-        d["diagnosis"]["diagnosed_on"] = "2026-10-2";
-        d["referrer"]["npi"] = "123456789";
-        d["referrer"]["email"] = "dwhitfield at example.org";
-      }),
-      ElementsAre(FieldError{"/diagnosis/diagnosed_on", "must be a date in the form YYYY-MM-DD"},
-                  FieldError{"/patient/birth_date", "must be a date in the form YYYY-MM-DD"},
-                  FieldError{"/patient/postal_code", "must be a US ZIP code: 5 digits or ZIP+4 (12345-6789)"},
-                  FieldError{"/referrer/email", "must be an email address"},
-                  FieldError{"/referrer/npi", "must be exactly 10 digits"}));
+  EXPECT_THAT(errors_after([](json& d) {
+                d["patient"]["birth_date"] = "03/09/2014";
+                d["patient"]["postal_code"] = "3810";
+                d["diagnosis"]["diagnosed_on"] = "2026-10-2";
+                d["referrer"]["npi"] = "123456789";
+                d["referrer"]["email"] = "dwhitfield at example.org";
+              }),
+              ElementsAre(FieldError{"/diagnosis/diagnosed_on", "must be a date in the form YYYY-MM-DD"},
+                          FieldError{"/patient/birth_date", "must be a date in the form YYYY-MM-DD"},
+                          FieldError{"/patient/postal_code", "must be a US ZIP code: 5 digits or ZIP+4 (12345-6789)"},
+                          FieldError{"/referrer/email", "must be an email address"},
+                          FieldError{"/referrer/npi", "must be exactly 10 digits"}));
 }
 
 TEST_F(ValidatorTest, ZipPlusFourIsAccepted) {
   EXPECT_EQ(accepted_after([](json& d) { d["patient"]["postal_code"] = "38105-2794"; }).patient.postal_code,
             "38105-2794");
   EXPECT_THAT(errors_after([](json& d) { d["patient"]["postal_code"] = "38105-27941"; }),
-              ElementsAre(FieldError{"/patient/postal_code",
-                                     "must be a US ZIP code: 5 digits or ZIP+4 (12345-6789)"}));
+              ElementsAre(FieldError{"/patient/postal_code", "must be a US ZIP code: 5 digits or ZIP+4 (12345-6789)"}));
 }
 
 TEST_F(ValidatorTest, ImpossibleDatesAreRefused) {

@@ -189,8 +189,8 @@ TEST_F(WriterTest, EightWaitingClientsShareCommits) {
   EXPECT_EQ(committed.load(), jobs);
   EXPECT_EQ(writer.jobs_committed(), jobs);
   EXPECT_LT(writer.commits(), jobs);
-  std::printf("[ figures  ] %zu jobs from %zu waiting clients in %llu commits (%.1f jobs/commit), %.0f jobs/s\n",
-              jobs, clients, static_cast<unsigned long long>(writer.commits()),
+  std::printf("[ figures  ] %zu jobs from %zu waiting clients in %llu commits (%.1f jobs/commit), %.0f jobs/s\n", jobs,
+              clients, static_cast<unsigned long long>(writer.commits()),
               static_cast<double>(jobs) / static_cast<double>(writer.commits()), static_cast<double>(jobs) / elapsed);
   RecordProperty("commits", static_cast<int>(writer.commits()));
 }
@@ -314,7 +314,8 @@ TEST_F(WriterTest, StopRunsWhatIsQueuedThenRefuses) {
   Results results(queued + 1);
   writer.submit(gate.job(), results.slot(0));
   ASSERT_TRUE(gate.wait_entered());
-  for (std::size_t i = 1; i <= queued; ++i) writer.submit(insert_job(sample("R-" + std::to_string(i))), results.slot(i));
+  for (std::size_t i = 1; i <= queued; ++i)
+    writer.submit(insert_job(sample("R-" + std::to_string(i))), results.slot(i));
   std::thread stopper([&] { writer.stop(); });
   gate.release();
   stopper.join();
@@ -524,8 +525,8 @@ TEST_F(WriterTest, AMovedDatabaseIsReopenedAndNeverRecreated) {
   std::filesystem::rename(file(), moved);
   const JobResult while_moved = submit_one("R-2");
   EXPECT_EQ(while_moved.status, JobStatus::unavailable);
-  EXPECT_EQ(while_moved.error, "writer: database file " + file().string() +
-                                   " was moved, replaced or deleted while open");
+  EXPECT_EQ(while_moved.error,
+            "writer: database file " + file().string() + " was moved, replaced or deleted while open");
   EXPECT_FALSE(writer.healthy());
   EXPECT_EQ(writer.unhealthy_reason(), "the database file was moved, replaced or deleted");
 
@@ -565,8 +566,7 @@ TEST_F(WriterTest, RefusesADatabaseNewerThanItself) {
   {
     Database db(file(), OpenMode::read_write_create);
     migrate(db);
-    db.exec("INSERT INTO schema_version (version, applied_ms) VALUES (" + std::to_string(schema_version + 1) +
-            ", 0)");
+    db.exec("INSERT INTO schema_version (version, applied_ms) VALUES (" + std::to_string(schema_version + 1) + ", 0)");
   }
   try {
     Writer writer(file(), WriterOptions{});
