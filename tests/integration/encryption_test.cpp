@@ -114,7 +114,8 @@ TEST(Encryption, KeyRotationEndToEnd) {
   const auto rekey = ctl({"--config", config, "rekey", "--json"}, {{"SUDO_USER", "alice"}});
   ASSERT_EQ(rekey.status, 0) << describe(rekey);
   EXPECT_EQ(rekey.parsed(), json::parse(R"({"key":"test-2","examined":2,"rekeyed":1,"notes_examined":0,
-                                          "notes_rekeyed":0,"unreadable":[]})"));
+                                          "notes_rekeyed":0,"attachments_examined":0,
+                                          "attachments_rekeyed":0,"unreadable":[]})"));
   EXPECT_EQ(sealed_under(daemon.database(), "test-2"), 2);
   EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM audit WHERE referral_id = '" + first +
                                               "' AND action = 'rekeyed' AND detail = 'from=test-1 to=test-2' "
