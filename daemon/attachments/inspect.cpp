@@ -55,9 +55,7 @@ struct JpegError {
   bool warned = false;
 };
 
-[[noreturn]] void jpeg_fail(j_common_ptr cinfo) {
-  std::longjmp(reinterpret_cast<JpegError*>(cinfo->err)->jump, 1);
-}
+[[noreturn]] void jpeg_fail(j_common_ptr cinfo) { std::longjmp(reinterpret_cast<JpegError*>(cinfo->err)->jump, 1); }
 
 void jpeg_message(j_common_ptr cinfo, int level) {
   // Level -1 is a warning about the data itself (e.g. a premature end).
@@ -90,7 +88,7 @@ bool decode_jpeg(std::string_view bytes, std::uint64_t& width, std::uint64_t& he
   }
   jpeg_start_decompress(&cinfo);
   JSAMPARRAY row = (*cinfo.mem->alloc_sarray)(reinterpret_cast<j_common_ptr>(&cinfo), JPOOL_IMAGE,
-                                   cinfo.output_width * static_cast<JDIMENSION>(cinfo.output_components), 1);
+                                              cinfo.output_width * static_cast<JDIMENSION>(cinfo.output_components), 1);
   while (cinfo.output_scanline < cinfo.output_height) jpeg_read_scanlines(&cinfo, row, 1);
   jpeg_finish_decompress(&cinfo);
   jpeg_destroy_decompress(&cinfo);
@@ -249,7 +247,9 @@ std::variant<InspectedFile, std::string> inspect_tiff(std::string_view bytes) {
   return result;
 }
 
-bool starts_with_bytes(std::string_view bytes, std::string_view magic) { return bytes.substr(0, magic.size()) == magic; }
+bool starts_with_bytes(std::string_view bytes, std::string_view magic) {
+  return bytes.substr(0, magic.size()) == magic;
+}
 
 }  // namespace
 

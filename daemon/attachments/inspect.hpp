@@ -17,9 +17,9 @@ namespace referrald {
 
 // [intake] max_attachments, max_attachment_bytes, max_attachments_total_bytes.
 struct AttachmentLimits {
-  std::size_t max_attachments = 10;                      // 0: attachments are refused
-  std::size_t max_attachment_bytes = 20 * 1024 * 1024;   // each file, decoded
-  std::size_t max_total_bytes = 50 * 1024 * 1024;        // all of one referral's files, decoded
+  std::size_t max_attachments = 10;                     // 0: attachments are refused
+  std::size_t max_attachment_bytes = 20 * 1024 * 1024;  // each file, decoded
+  std::size_t max_total_bytes = 50 * 1024 * 1024;       // all of one referral's files, decoded
 };
 
 struct InspectedFile {

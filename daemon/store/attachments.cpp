@@ -72,8 +72,8 @@ void insert_attachments(Database& db, const std::string& referral_id, TimePoint 
 }
 
 std::vector<AttachmentInfo> attachments_of(Database& db, const std::string& referral_id) {
-  Statement& st = db.cached(std::string("SELECT ") + info_columns +
-                            " FROM attachments WHERE referral_id = ?1 ORDER BY position");
+  Statement& st =
+      db.cached(std::string("SELECT ") + info_columns + " FROM attachments WHERE referral_id = ?1 ORDER BY position");
   ResetOnExit reset(st);
   st.bind(1, std::string_view(referral_id));
   std::vector<AttachmentInfo> out;

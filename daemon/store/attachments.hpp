@@ -25,7 +25,7 @@ void insert_attachments(Database& db, const std::string& referral_id, TimePoint 
                         const std::vector<Attachment>& attachments);
 
 struct AttachmentInfo {
-  int position = 0;  // from 1
+  int position = 0;   // from 1
   std::string title;  // opened (PHI)
   std::string content_type;
   std::int64_t bytes = 0;

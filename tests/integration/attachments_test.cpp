@@ -2,7 +2,9 @@
 // JSON API, refused by their bytes with the field named, the limits, the
 // files stored encrypted in the referral's own commit (the database files
 // hold none of their bytes), their SHA-256 in the 202 answer and the audit
-// trail, `referralctl show` and `attachment`, and rekey re-sealing them.
+// trail, `referralctl show` and `attachment`, and rekey re-sealing them;
+// the files in the office's mail (a real aiosmtpd Maildir, read back with
+// Python's email module), each part byte for byte.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <sys/stat.h>
@@ -10,6 +12,7 @@
 #include <filesystem>
 
 #include "support/harness.hpp"
+#include "support/peers.hpp"
 
 namespace referrald::test {
 namespace {
@@ -49,8 +52,9 @@ std::string database_bytes(const fs::path& db) {
   return bytes;
 }
 
-const std::string kLimits = "\n[intake]\nmax_attachments = 3\nmax_attachment_bytes = 4096\n"
-                            "max_attachments_total_bytes = 8192\n";
+const std::string kLimits =
+    "\n[intake]\nmax_attachments = 3\nmax_attachment_bytes = 4096\n"
+    "max_attachments_total_bytes = 8192\n";
 
 TEST(Attachments, FilesAreStoredEncryptedWithTheReferralAndComeBackByteForByte) {
   Daemon::Options options;
@@ -58,16 +62,18 @@ TEST(Attachments, FilesAreStoredEncryptedWithTheReferralAndComeBackByteForByte) 
   Daemon daemon(options);
   daemon.start();
   const std::string pdf = fixture("records.pdf"), jpeg = fixture("image.jpg"), tiff = fixture("image.tif");
-  const auto r = daemon.post_referral(with_attachments(
-      json::array({file("Pathology report for Linh Nguyen", pdf), file("MRI still", jpeg, "image/png"),
-                   file("Scan", tiff, "image/tiff")})));
+  const auto r = daemon.post_referral(
+      with_attachments(json::array({file("Pathology report for Linh Nguyen", pdf), file("MRI still", jpeg, "image/png"),
+                                    file("Scan", tiff, "image/tiff")})));
   ASSERT_EQ(r.status, 202) << r.body;
   const auto answer = json::parse(r.body);
   const std::string id = answer["id"];
   ASSERT_EQ(answer["attachments"].size(), 3u) << r.body;
-  EXPECT_EQ(answer["attachments"][0],
-            json({{"position", 1}, {"content_type", "application/pdf"}, {"bytes", pdf.size()}, {"pages", 2},
-                  {"sha256", openssl_sha256_hex(pdf)}}));
+  EXPECT_EQ(answer["attachments"][0], json({{"position", 1},
+                                            {"content_type", "application/pdf"},
+                                            {"bytes", pdf.size()},
+                                            {"pages", 2},
+                                            {"sha256", openssl_sha256_hex(pdf)}}));
   EXPECT_EQ(answer["attachments"][1]["content_type"], "image/jpeg") << "decided from the bytes, not the declared type";
   EXPECT_EQ(answer["attachments"][1]["sha256"], openssl_sha256_hex(jpeg));
   EXPECT_EQ(answer["attachments"][2]["sha256"], openssl_sha256_hex(tiff));
@@ -75,9 +81,9 @@ TEST(Attachments, FilesAreStoredEncryptedWithTheReferralAndComeBackByteForByte) 
 
   // One commit: the files are there with the referral, and each in the audit trail.
   EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM attachments WHERE referral_id = '" + id + "'"), 3);
-  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM audit WHERE referral_id = '" + id +
-                                              "' AND action = 'attachment' AND detail LIKE '%sha256=" +
-                                              openssl_sha256_hex(pdf) + "'"),
+  EXPECT_EQ(count_rows(daemon.database(),
+                       "SELECT count(*) FROM audit WHERE referral_id = '" + id +
+                           "' AND action = 'attachment' AND detail LIKE '%sha256=" + openssl_sha256_hex(pdf) + "'"),
             1);
   // No byte of a file, nor a title, in the database's files.
   const std::string bytes = database_bytes(daemon.database());
@@ -94,8 +100,11 @@ TEST(Attachments, FilesAreStoredEncryptedWithTheReferralAndComeBackByteForByte) 
   ASSERT_EQ(show.status, 0) << describe(show);
   const auto listed = show.parsed()["attachments"];
   ASSERT_EQ(listed.size(), 3u);
-  EXPECT_EQ(listed[0], json({{"position", 1}, {"title", "Pathology report for Linh Nguyen"},
-                             {"content_type", "application/pdf"}, {"bytes", pdf.size()}, {"pages", 2},
+  EXPECT_EQ(listed[0], json({{"position", 1},
+                             {"title", "Pathology report for Linh Nguyen"},
+                             {"content_type", "application/pdf"},
+                             {"bytes", pdf.size()},
+                             {"pages", 2},
                              {"sha256", openssl_sha256_hex(pdf)}}));
   const auto text = ctl({"--config", config, "show", id});
   EXPECT_NE(text.out.find("MRI still"), std::string::npos) << text.out;
@@ -196,11 +205,12 @@ TEST(Attachments, RekeySealsTheFilesAgainUnderTheNewKey) {
   EXPECT_EQ(rekey.parsed()["attachments_rekeyed"], 1);
   // Sealed under test-2 now (read with SQL: "RFE", version 1, the id's length, the id).
   const std::string sealed_b = "CAST('RFE' || char(1) || char(6) || 'test-2' AS BLOB)";
-  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM attachments WHERE substr(data, 1, 11) = " +
-                                              sealed_b + " AND substr(title, 1, 11) = " + sealed_b),
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM attachments WHERE substr(data, 1, 11) = " + sealed_b +
+                                              " AND substr(title, 1, 11) = " + sealed_b),
             1);
-  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM audit WHERE action = 'rekeyed' AND "
-                                          "detail = 'attachment=1 from=test-1 to=test-2'"),
+  EXPECT_EQ(count_rows(daemon.database(),
+                       "SELECT count(*) FROM audit WHERE action = 'rekeyed' AND "
+                       "detail = 'attachment=1 from=test-1 to=test-2'"),
             1);
   const auto again = ctl({"--config", config, "rekey"});
   EXPECT_NE(again.out.find("0 attachments (1 already under it)"), std::string::npos) << describe(again);
@@ -211,6 +221,55 @@ TEST(Attachments, RekeySealsTheFilesAgainUnderTheNewKey) {
   const auto written = ctl({"--config", config, "attachment", id, "1", "-o", (out / "photo.png").string()});
   ASSERT_EQ(written.status, 0) << describe(written);
   EXPECT_EQ(read_file(out / "photo.png"), png);
+}
+
+// Each leaf part of a stored mail as Python's email module decodes it: its
+// type, file name and the SHA-256 of its bytes (hashlib, not referrald's).
+json mail_parts(const fs::path& mail, const fs::path& work) {
+  write_file(work / "parts.py", R"PY(
+import email, email.policy, hashlib, json, sys
+msg = email.message_from_binary_file(open(sys.argv[1], 'rb'), policy=email.policy.default)
+parts = []
+for part in msg.walk():
+    if part.is_multipart():
+        continue
+    body = part.get_payload(decode=True)
+    parts.append({'type': part.get_content_type(), 'filename': part.get_filename(),
+                  'sha256': hashlib.sha256(body).hexdigest(), 'text': part.get_content() if part.get_content_maintype() == 'text' else ''})
+print(json.dumps({'defects': len(msg.defects), 'parts': parts}))
+)PY");
+  return json::parse(output_of(std::string(kPython) + " " + (work / "parts.py").string() + " " + mail.string()));
+}
+
+TEST(Attachments, TheOfficesMailCarriesEachFileByteForByteInItsOwnPart) {
+  MailServer server({});
+  TempDir work;
+  Daemon::Options options;
+  options.with_default_targets = false;
+  options.extra_config = kLimits + smtp_target(server, work / "secrets") + "\n[[route]]\nnotify = [\"office-email\"]\n";
+  Daemon daemon(options);
+  daemon.start();
+  const std::string pdf = fixture("records.pdf"), jpeg = fixture("image.jpg");
+  const auto r = daemon.post_referral(with_attachments(json::array({file("Pathology", pdf), file("MRI", jpeg)})));
+  ASSERT_EQ(r.status, 202) << r.body;
+  const std::string id = json::parse(r.body)["id"];
+  ASSERT_TRUE(wait_until([&] { return server.messages().size() == 1; }, 30s)) << server.log() << daemon.log();
+
+  const auto mail = mail_parts(server.messages()[0], work.path());
+  EXPECT_EQ(mail["defects"], 0);
+  const auto& parts = mail["parts"];
+  ASSERT_EQ(parts.size(), 4u) << mail.dump();
+  EXPECT_EQ(parts[0]["type"], "text/plain");
+  EXPECT_EQ(parts[1]["filename"], "referral-" + id + ".pdf");
+  EXPECT_EQ(parts[2]["type"], "application/pdf");
+  EXPECT_EQ(parts[2]["filename"], "referral-" + id + "-file-1.pdf");
+  EXPECT_EQ(parts[2]["sha256"], openssl_sha256_hex(pdf));
+  EXPECT_EQ(parts[3]["type"], "image/jpeg");
+  EXPECT_EQ(parts[3]["filename"], "referral-" + id + "-file-2.jpg");
+  EXPECT_EQ(parts[3]["sha256"], openssl_sha256_hex(jpeg));
+  const std::string text = parts[0]["text"];
+  EXPECT_NE(text.find(openssl_sha256_hex(jpeg)), std::string::npos) << text;
+  EXPECT_EQ(text.find("Pathology"), std::string::npos) << "a title may name the patient: not in the text part";
 }
 
 }  // namespace

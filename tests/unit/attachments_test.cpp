@@ -48,7 +48,8 @@ InspectedFile accepted(const std::string& bytes) {
 
 std::string refused(const std::string& bytes) {
   auto result = inspect_file(bytes);
-  EXPECT_TRUE(std::holds_alternative<std::string>(result)) << "accepted as " << std::get<InspectedFile>(result).content_type;
+  EXPECT_TRUE(std::holds_alternative<std::string>(result))
+      << "accepted as " << std::get<InspectedFile>(result).content_type;
   return std::holds_alternative<std::string>(result) ? std::get<std::string>(result) : std::string();
 }
 
@@ -101,7 +102,7 @@ TEST(Attachments, TheLimitsNameTheFileAndTheLimit) {
   EXPECT_EQ(errors[0].message, "has 3 files; at most 2 may come with one referral");
 
   files = {Attachment{}, Attachment{}};
-  files[0].data = fixture("records.pdf");   // 910 bytes
+  files[0].data = fixture("records.pdf");    // 910 bytes
   files[1].data = fixture("encrypted.pdf");  // under the size limit, but encrypted
   errors = inspect_attachments(limits, files);
   ASSERT_EQ(errors.size(), 1u);
