@@ -21,7 +21,7 @@ namespace {
 
 // A decompression bomb (a small file that claims a huge picture) is refused
 // before it is decoded: 50 megapixels is a letter page at 600 dpi and more.
-constexpr std::uint64_t kMaxPixels = 50'000'000;
+constexpr std::uint64_t max_pixels = 50'000'000;
 
 std::string too_many_pixels(std::uint64_t width, std::uint64_t height) {
   return "the image is " + std::to_string(width) + " x " + std::to_string(height) +
@@ -81,7 +81,7 @@ bool decode_jpeg(std::string_view bytes, std::uint64_t& width, std::uint64_t& he
   }
   width = cinfo.image_width;
   height = cinfo.image_height;
-  if (width * height > kMaxPixels) {
+  if (width * height > max_pixels) {
     too_big = true;
     jpeg_destroy_decompress(&cinfo);
     return false;
@@ -136,7 +136,7 @@ bool decode_png(std::string_view bytes, std::uint64_t& width, std::uint64_t& hei
   png_read_info(png, info);
   width = png_get_image_width(png, info);
   height = png_get_image_height(png, info);
-  if (width * height > kMaxPixels) {
+  if (width * height > max_pixels) {
     too_big = true;
     png_destroy_read_struct(&png, &info, nullptr);
     return false;
@@ -213,7 +213,7 @@ std::variant<InspectedFile, std::string> inspect_tiff(std::string_view bytes) {
       result = unreadable;
       break;
     }
-    if (std::uint64_t{width} * height > kMaxPixels) {
+    if (std::uint64_t{width} * height > max_pixels) {
       result = too_many_pixels(width, height);
       break;
     }
@@ -223,7 +223,7 @@ std::variant<InspectedFile, std::string> inspect_tiff(std::string_view bytes) {
       std::uint32_t tw = 0, th = 0;
       TIFFGetField(tif, TIFFTAG_TILEWIDTH, &tw);
       TIFFGetField(tif, TIFFTAG_TILELENGTH, &th);
-      if (tw == 0 || th == 0 || std::uint64_t{tw} * th > kMaxPixels) {
+      if (tw == 0 || th == 0 || std::uint64_t{tw} * th > max_pixels) {
         ok = false;
       } else {
         pixels.resize(std::size_t{tw} * th);

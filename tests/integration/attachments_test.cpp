@@ -43,22 +43,13 @@ json file(const std::string& title, const std::string& bytes, const std::string&
   return {{"title", title}, {"content_type", declared}, {"data", base64(bytes)}};
 }
 
-std::string database_bytes(const fs::path& db) {
-  std::string bytes;
-  for (const char* suffix : {"", "-wal", "-shm"}) {
-    const fs::path f = db.string() + suffix;
-    if (fs::exists(f)) bytes += read_file(f);
-  }
-  return bytes;
-}
-
-const std::string kLimits =
+const std::string small_limits =
     "\n[intake]\nmax_attachments = 3\nmax_attachment_bytes = 4096\n"
     "max_attachments_total_bytes = 8192\n";
 
 TEST(Attachments, FilesAreStoredEncryptedWithTheReferralAndComeBackByteForByte) {
   Daemon::Options options;
-  options.extra_config = kLimits;
+  options.extra_config = small_limits;
   Daemon daemon(options);
   daemon.start();
   const std::string pdf = fixture("records.pdf"), jpeg = fixture("image.jpg"), tiff = fixture("image.tif");
@@ -127,7 +118,7 @@ TEST(Attachments, FilesAreStoredEncryptedWithTheReferralAndComeBackByteForByte) 
 
 TEST(Attachments, AFileThatIsNotWhatItClaimsIsRefusedByNameAndNothingIsStored) {
   Daemon::Options options;
-  options.extra_config = kLimits;
+  options.extra_config = small_limits;
   Daemon daemon(options);
   daemon.start();
   const auto refusal = [&](const json& attachments) {
@@ -166,7 +157,7 @@ TEST(Attachments, AFileThatIsNotWhatItClaimsIsRefusedByNameAndNothingIsStored) {
 TEST(Attachments, OnlyAReferralWithFilesMayBeLargerThanMaxBodyBytes) {
   Daemon::Options options;
   options.extra_http = "max_body_bytes = 4096\n";
-  options.extra_config = kLimits;
+  options.extra_config = small_limits;
   Daemon daemon(options);
   daemon.start();
   auto padded = json::parse(sample("asps-routine.json")).dump(8);  // whitespace: still a valid referral
@@ -186,7 +177,7 @@ TEST(Attachments, OnlyAReferralWithFilesMayBeLargerThanMaxBodyBytes) {
 
 TEST(Attachments, RekeySealsTheFilesAgainUnderTheNewKey) {
   Daemon::Options options;
-  options.extra_config = kLimits;
+  options.extra_config = small_limits;
   Daemon daemon(options);
   const std::string key_a = read_file(daemon.key_file());
   daemon.start();
@@ -238,7 +229,7 @@ for part in msg.walk():
                   'sha256': hashlib.sha256(body).hexdigest(), 'text': part.get_content() if part.get_content_maintype() == 'text' else ''})
 print(json.dumps({'defects': len(msg.defects), 'parts': parts}))
 )PY");
-  return json::parse(output_of(std::string(kPython) + " " + (work / "parts.py").string() + " " + mail.string()));
+  return json::parse(output_of(std::string(python3_path) + " " + (work / "parts.py").string() + " " + mail.string()));
 }
 
 TEST(Attachments, TheOfficesMailCarriesEachFileByteForByteInItsOwnPart) {
@@ -246,7 +237,8 @@ TEST(Attachments, TheOfficesMailCarriesEachFileByteForByteInItsOwnPart) {
   TempDir work;
   Daemon::Options options;
   options.with_default_targets = false;
-  options.extra_config = kLimits + smtp_target(server, work / "secrets") + "\n[[route]]\nnotify = [\"office-email\"]\n";
+  options.extra_config =
+      small_limits + smtp_target(server, work / "secrets") + "\n[[route]]\nnotify = [\"office-email\"]\n";
   Daemon daemon(options);
   daemon.start();
   const std::string pdf = fixture("records.pdf"), jpeg = fixture("image.jpg");

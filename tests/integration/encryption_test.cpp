@@ -19,16 +19,6 @@ using json = nlohmann::json;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-// Every byte SQLite keeps for the database: the file, its WAL and shared index.
-std::string database_bytes(const fs::path& db) {
-  std::string bytes;
-  for (const char* suffix : {"", "-wal", "-shm"}) {
-    const fs::path file = db.string() + suffix;
-    if (fs::exists(file)) bytes += read_file(file);
-  }
-  return bytes;
-}
-
 // How many referrals are stored encrypted under `key_id` (read with SQL, not referrald's code).
 long long sealed_under(const fs::path& db, const std::string& key_id) {
   return count_rows(db, "SELECT count(*) FROM referrals WHERE substr(document, 1, " +
