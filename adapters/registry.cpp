@@ -32,6 +32,7 @@ const Channel all_channels[] = {
        return std::make_shared<SmtpAdapter>(t, *c.curl, *c.office, *c.clock);
      },
      ReferrerContact::email,
+     true,
      true},
     {{"hylafax", hylafax_keys, [](const TargetConfig& t, const OfficeConfig&) { hylafax_settings(t); }},
      [](const TargetConfig& t, const AdapterContext& c) -> Made {
@@ -95,6 +96,7 @@ DispatchTarget make_dispatch_target(const TargetConfig& target, const AdapterCon
   if (channel != nullptr) {
     out.referrer = target.to_referrer() ? channel->referrer_contact : ReferrerContact::none;
     out.ack_links = channel->ack_links && !target.to_referrer();
+    out.attachments = channel->attachments && !target.to_referrer();
   }
   return out;
 }

@@ -36,6 +36,7 @@ int check_command(Context& c, const fs::path& file) {
   if (settings.configuration) {
     policy.routes = settings.configuration->config.routes;
     policy.hours = settings.configuration->config.office.hours;
+    policy.attachment_limits = settings.configuration->config.intake.attachments;
   }
   const ReferralValidator validator(settings.schema_dir / "referral.v1.schema.json");
   Submission submission;

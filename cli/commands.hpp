@@ -63,6 +63,9 @@ int run_command(Context& c, bool need_rules, Command&& command);
 int list_command(Context& c, const store::ListFilter& filter);
 int overdue_command(Context& c);  // list --overdue
 int show_command(Context& c, const std::string& id);
+// Writes attachment `position` (from 1) of the referral, decrypted, to a new
+// 0600 file.
+int attachment_command(Context& c, const std::string& id, int position, const std::filesystem::path& output);
 int queue_command(Context& c, const store::QueueFilter& filter);
 int stats_command(Context& c);
 int action_command(Context& c, store::Action action, const std::vector<std::string>& names,

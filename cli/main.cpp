@@ -174,6 +174,25 @@ int main(int argc, char** argv) {
       "shown to the operator only) and the escalation ladder's steps.");
   add_json(show);
 
+  // attachment
+  std::string attachment_id;
+  int attachment_position = 0;
+  std::filesystem::path attachment_output;
+  auto* attachment = app.add_subcommand("attachment",
+                                        "write one of a referral's attached files, decrypted, to a new file (mode "
+                                        "0600)");
+  attachment->add_option("ID", attachment_id, "the referral id")->required();
+  attachment->add_option("N", attachment_position, "which file: its N in `show` (from 1)")
+      ->required()
+      ->check(CLI::Range(1, 1000));
+  attachment->add_option("--output,-o", attachment_output, "the file to write; it must not exist yet")
+      ->required()
+      ->type_name("FILE");
+  attachment->footer(
+      "The file is the referrer's bytes exactly: its SHA-256 is the one `show` lists and the 202\n"
+      "answer gave. It is patient data: keep it private and remove it when done.");
+  add_json(attachment);
+
   // queue
   std::string queue_target, queue_state;
   int queue_limit = 0;
@@ -357,6 +376,10 @@ int main(int argc, char** argv) {
     return run_command(c, false, [&] { return list_command(c, filter); });
   }
   if (show->parsed()) return run_command(c, false, [&] { return show_command(c, show_id); });
+  if (attachment->parsed()) {
+    return run_command(c, false,
+                       [&] { return attachment_command(c, attachment_id, attachment_position, attachment_output); });
+  }
   if (ack->parsed() || decide->parsed() || close->parsed()) {
     const OfficeStatus to = ack->parsed()     ? OfficeStatus::acknowledged
                             : close->parsed() ? OfficeStatus::closed

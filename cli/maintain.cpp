@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "cli/common.hpp"
+#include "store/attachments.hpp"
 #include "store/office.hpp"
 #include "store/payload.hpp"
 
@@ -132,17 +133,34 @@ int rekey_command(Context& c) {
     if (b.last_id) after_note = *b.last_id;
     return b.examined == batch;
   });
+  // Then the attached files (and their titles), a few at a time: a file
+  // may be tens of megabytes.
+  constexpr int file_batch = 4;
+  std::int64_t files_examined = 0, files_rekeyed = 0;
+  std::vector<std::string> unreadable_files;
+  std::int64_t after_file = 0;
+  in_short_transactions([&] {
+    auto b = store::rekey_attachments(*db, after_file, file_batch, actor, c.now);
+    files_examined += b.examined;
+    files_rekeyed += b.rekeyed;
+    unreadable_files.insert(unreadable_files.end(), b.unreadable.begin(), b.unreadable.end());
+    if (b.last_id) after_file = *b.last_id;
+    return b.examined == file_batch;
+  });
 
   const std::string& key = keys->current().id;
   const auto count = [](const std::vector<std::string>& v) { return static_cast<std::int64_t>(v.size()); };
   if (c.json) {
     std::vector<std::string> all = unreadable;
     all.insert(all.end(), unreadable_notes.begin(), unreadable_notes.end());
+    all.insert(all.end(), unreadable_files.begin(), unreadable_files.end());
     print_json(c, json{{"key", key},
                        {"examined", examined},
                        {"rekeyed", rekeyed},
                        {"notes_examined", notes_examined},
                        {"notes_rekeyed", notes_rekeyed},
+                       {"attachments_examined", files_examined},
+                       {"attachments_rekeyed", files_rekeyed},
                        {"unreadable", all}});
   } else {
     c.out << "rekeyed " << plural(rekeyed, "referral", "referrals") << " to key \"" << key << "\"";
@@ -151,10 +169,15 @@ int rekey_command(Context& c) {
       c.out << ", " << plural(notes_rekeyed, "status note", "status notes") << " ("
             << grouped(notes_examined - notes_rekeyed - count(unreadable_notes)) << " already under it)";
     }
-    if (rekeyed + notes_rekeyed > 0) c.out << "; recorded as " << actor;
+    if (files_examined > 0) {
+      c.out << ", " << plural(files_rekeyed, "attachment", "attachments") << " ("
+            << grouped(files_examined - files_rekeyed - count(unreadable_files)) << " already under it)";
+    }
+    if (rekeyed + notes_rekeyed + files_rekeyed > 0) c.out << "; recorded as " << actor;
     c.out << '\n';
   }
   unreadable.insert(unreadable.end(), unreadable_notes.begin(), unreadable_notes.end());
+  unreadable.insert(unreadable.end(), unreadable_files.begin(), unreadable_files.end());
   for (const auto& message : unreadable) c.err << "referralctl: " << message << '\n';
   if (!unreadable.empty()) {
     c.err << "referralctl: " << plural(count(unreadable), "document or note", "documents and notes")

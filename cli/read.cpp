@@ -2,11 +2,19 @@
 // snapshot of the store, opened read-only.
 #include "cli/commands.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <ostream>
 
 #include "cli/common.hpp"
+#include "attachments/inspect.hpp"
+#include "store/attachments.hpp"
 #include "store/office.hpp"
 #include "store/payload.hpp"
 #include "util/dates.hpp"
@@ -183,11 +191,13 @@ int show_command(Context& c, const std::string& id_text) {
   std::optional<store::ReferralStatus> status;
   std::vector<store::StatusHistoryEntry> history;
   std::vector<store::EscalationRow> escalations;
+  std::vector<store::AttachmentInfo> attachments;
   {
     ReadTransaction read(*db);
     try {
       referral = store::find_referral(*db, id);
       if (referral) history = store::status_history(*db, id);
+      if (referral) attachments = store::attachments_of(*db, id);
     } catch (const store::PayloadError& e) {
       if (c.settings.payload_keys) throw;
       throw store::PayloadError(std::string(e.what()) + "\n  (" + c.settings.why_no_payload_keys() + ")");
@@ -237,6 +247,15 @@ int show_command(Context& c, const std::string& id_text) {
                                      {"from", std::string(to_string(h.from))},
                                      {"to", std::string(to_string(h.to))},
                                      {"note", optional_text(h.note)}});
+    }
+    j["attachments"] = json::array();
+    for (const auto& a : attachments) {
+      j["attachments"].push_back({{"position", a.position},
+                                  {"title", a.title},
+                                  {"content_type", a.content_type},
+                                  {"bytes", a.bytes},
+                                  {"pages", a.pages},
+                                  {"sha256", a.sha256}});
     }
     j["escalations"] = json::array();
     for (const auto& e : escalations) {
@@ -302,6 +321,22 @@ int show_command(Context& c, const std::string& id_text) {
   if (status->duplicate_of) head.add({{"duplicate"}, {"possibly of " + *status->duplicate_of}});
   add_document(head, referral->document);
   print_rows(c, head);
+
+  if (!attachments.empty()) {
+    c.out << '\n'
+          << s.paint("Attachments", Colour::bold) << "  (referralctl attachment " << referral->id
+          << " N --output FILE)\n";
+    Table t({"N", "TITLE", "TYPE", "SIZE", "PAGES", "SHA-256"}, "  ");
+    for (const auto& a : attachments) {
+      t.add({{std::to_string(a.position)},
+             {a.title},
+             {a.content_type},
+             {describe_size(static_cast<std::size_t>(a.bytes))},
+             {std::to_string(a.pages)},
+             {a.sha256}});
+    }
+    t.print(c.out, s);
+  }
 
   c.out << '\n' << s.paint("Status history", Colour::bold) << '\n';
   if (history.empty()) {
@@ -369,6 +404,61 @@ int show_command(Context& c, const std::string& id_text) {
            {a.detail}});
   }
   t.print(c.out, s);
+  return exit_ok;
+}
+
+// ---- attachment ----
+
+int attachment_command(Context& c, const std::string& id_text, int position, const std::filesystem::path& output) {
+  auto db = open_store(c, false);
+  const std::string id = upper(id_text);
+  std::optional<Attachment> file;
+  bool found = false;
+  {
+    ReadTransaction read(*db);
+    found = store::status_of(*db, id).has_value();
+    try {
+      if (found) file = store::attachment_file(*db, id, position);
+    } catch (const store::PayloadError& e) {
+      if (c.settings.payload_keys) throw;
+      throw store::PayloadError(std::string(e.what()) + "\n  (" + c.settings.why_no_payload_keys() + ")");
+    }
+  }
+  if (!found) throw store::NotFound("no referral " + id_text);
+  if (!file) throw store::NotFound("referral " + id + " has no attachment " + std::to_string(position));
+  // The file is patient data: 0600 whatever the umask, and never over a
+  // file that is already there (it could be someone else's, or a link).
+  const int fd = ::open(output.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) {
+    throw std::runtime_error("--output: cannot create " + output.string() + ": " + std::strerror(errno) +
+                             (errno == EEXIST ? " (referralctl does not overwrite a file)" : ""));
+  }
+  std::size_t written = 0;
+  bool ok = ::fchmod(fd, 0600) == 0;
+  while (ok && written < file->data.size()) {
+    const ssize_t n = ::write(fd, file->data.data() + written, file->data.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    ok = n > 0;
+    if (ok) written += static_cast<std::size_t>(n);
+  }
+  ok = ok && ::fsync(fd) == 0;
+  const int error = errno;
+  ::close(fd);
+  if (!ok) {
+    ::unlink(output.c_str());
+    throw std::runtime_error("--output: cannot write " + output.string() + ": " + std::strerror(error));
+  }
+  if (c.json) {
+    print_json(c, json{{"referral", id},
+                       {"position", position},
+                       {"file", output.string()},
+                       {"content_type", file->content_type},
+                       {"bytes", file->data.size()},
+                       {"sha256", file->sha256}});
+  } else {
+    c.out << "wrote attachment " << position << " of " << id << " (" << file->content_type << ", "
+          << describe_size(file->data.size()) << ", SHA-256 " << file->sha256 << ") to " << output.string() << '\n';
+  }
   return exit_ok;
 }
 

@@ -113,6 +113,16 @@ std::string render_email_subject(const Delivery& delivery) {
 
 std::string referral_pdf_filename(const Delivery& delivery) { return "referral-" + delivery.referral_id + ".pdf"; }
 
+std::string attachment_filename(const Delivery& delivery, std::size_t index) {
+  const std::string& type = delivery.attachments.at(index).content_type;
+  const char* extension = type == "application/pdf" ? ".pdf"
+                          : type == "image/jpeg"    ? ".jpg"
+                          : type == "image/png"     ? ".png"
+                          : type == "image/tiff"    ? ".tif"
+                                                    : ".bin";
+  return "referral-" + delivery.referral_id + "-file-" + std::to_string(index + 1) + extension;
+}
+
 std::string render_email_text(const Delivery& delivery, const OfficeConfig& office) {
   return render_email_text(delivery, referrer_summary(delivery), office);
 }
@@ -201,6 +211,20 @@ std::string render_email_text(const Delivery& delivery, const ReferrerSummary& r
                   "): the patient's details, the diagnosis and the referring clinician's notes are in the "
                   "attachment only.",
               76);
+  if (!delivery.attachments.empty()) {
+    out += "\n";
+    out += wrap(
+        "With it, as the referrer sent them (their titles are in `referralctl show " + delivery.referral_id + "`):",
+        76);
+    for (std::size_t i = 0; i < delivery.attachments.size(); ++i) {
+      const Attachment& a = delivery.attachments[i];
+      std::string line = "- " + attachment_filename(delivery, i) + " (" + a.content_type;
+      if (a.content_type == "application/pdf" || a.content_type == "image/tiff") {
+        line += ", " + std::to_string(a.pages) + (a.pages == 1 ? " page" : " pages");
+      }
+      out += wrap(line + ", SHA-256 " + a.sha256 + ")", 76, "  ");
+    }
+  }
   out += "\n";
   std::string contact = "Questions about this message: the " + office.name;
   if (!office.phone.empty()) contact += ", " + office.phone;

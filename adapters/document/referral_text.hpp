@@ -48,5 +48,8 @@ std::string render_email_text(const Delivery& delivery, const ReferrerSummary& r
 
 // "referral-R-20261128-7K3M9-TZQXA.pdf"
 std::string referral_pdf_filename(const Delivery& delivery);
+// "referral-R-20261128-7K3M9-TZQXA-file-1.pdf": the delivery's attachment
+// `index` (from 0), named by position and type, never by its title (PHI).
+std::string attachment_filename(const Delivery& delivery, std::size_t index);
 
 }  // namespace referrald

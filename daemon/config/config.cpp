@@ -1008,8 +1008,14 @@ void Loader::read_routes(const toml::table& root, const std::vector<TargetConfig
 
 void Loader::read_intake(const toml::table& root, IntakeConfig& intake) {
   const Scope scope = section(root, "intake");
-  check_keys(scope, {"duplicate_window", "identity_key"});
+  check_keys(scope, {"duplicate_window", "identity_key", "max_attachments", "max_attachment_bytes",
+                     "max_attachments_total_bytes"});
   read_duration(scope, "duplicate_window", intake.duplicate_window);
+  read_integer(scope, "max_attachments", 0, 100, intake.attachments.max_attachments);
+  read_integer(scope, "max_attachment_bytes", 1024, std::int64_t{256} * 1024 * 1024,
+               intake.attachments.max_attachment_bytes);
+  read_integer(scope, "max_attachments_total_bytes", 1024, std::int64_t{1024} * 1024 * 1024,
+               intake.attachments.max_total_bytes);
   if (auto path = get_path(scope, "identity_key", PathCheck::file, false, Secret::may_be_credential)) {
     intake.identity_key = std::move(*path);
   }
@@ -1121,6 +1127,7 @@ Config Loader::load(std::string_view text) {
   read_intake(root, config.intake);
   read_escalations(root, config.targets, config.escalations);
   read_closed_loop(root, config, config.closed_loop);
+  config.http.max_upload_body_bytes = upload_body_limit(config.http.max_body_bytes, config.intake.attachments);
   if (config.closed_loop.link_origin.empty() && !config.http.public_origins.empty()) {
     config.closed_loop.link_origin = config.http.public_origins.front();
   }
@@ -1136,6 +1143,13 @@ std::shared_ptr<const KeyRing> Loader::load_encryption_keys(std::string_view tex
 }
 
 }  // namespace
+
+std::size_t upload_body_limit(std::size_t max_body_bytes, const AttachmentLimits& limits) {
+  if (limits.max_attachments == 0) return max_body_bytes;
+  std::size_t encoded = (limits.max_total_bytes + 2) / 3 * 4;
+  encoded += encoded / 76 * 2;
+  return max_body_bytes + encoded + limits.max_attachments * 1024;
+}
 
 Config parse_config(std::string_view toml_text, const fs::path& file_name, const LoadOptions& options) {
   Loader loader(file_name, options);

@@ -13,6 +13,7 @@
 #include <variant>
 #include <vector>
 
+#include "attachments/inspect.hpp"
 #include "office/closed_loop.hpp"
 #include "office/escalation.hpp"
 #include "routing/business_hours.hpp"
@@ -42,6 +43,10 @@ struct HttpConfig {
   std::vector<Sha256> api_keys;         // SHA-256 of each bearer token: submit, read their own
   std::vector<Sha256> office_api_keys;  // the office's systems: read every referral, change status
   std::size_t max_body_bytes = 65536;
+  // The body limit of the intake requests (the API's POST and the form's),
+  // which may carry attachments: derived from [intake]'s attachment limits
+  // (upload_body_limit); max_body_bytes when attachments are off.
+  std::size_t max_upload_body_bytes = 0;
   std::size_t max_header_bytes = 8192;
   std::size_t max_connections = 1024;
   std::size_t max_connections_per_client = 128;  // per client address
@@ -120,7 +125,13 @@ struct IntakeConfig {
   // The key of the keyed hash that compares patients (resolved, may be a
   // credential); empty: derived as docs/closed-loop.md describes.
   std::filesystem::path identity_key;
+  AttachmentLimits attachments;  // max_attachments, max_attachment_bytes, max_attachments_total_bytes
 };
+
+// The largest intake body the attachment limits allow: max_body_bytes for
+// the referral itself, plus every file in base64 with MIME line breaks
+// and a little for each one's title and multipart headers.
+std::size_t upload_body_limit(std::size_t max_body_bytes, const AttachmentLimits& limits);
 
 struct Config {
   std::filesystem::path file;  // the configuration file itself

@@ -51,6 +51,10 @@ struct Delivery {
   // For a target with recipient = "referrer": the referrer's email address
   // or fax number from the referral, which replaces the target's own.
   std::optional<std::string> recipient;
+  // The files that came with the referral, opened, in order: for email and
+  // fax deliveries of intake and escalation-N (DispatchTarget::attachments);
+  // empty for every other delivery. PHI: never logged.
+  std::vector<Attachment> attachments;
   // A one-tap acknowledgement link (<link_origin>/ack/<token>) for email and
   // fax deliveries of intake and escalation-N; empty otherwise. Never on a page.
   std::string ack_link;

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "office/ack_link.hpp"
+#include "store/attachments.hpp"
 #include "store/async.hpp"
 #include "store/office.hpp"
 #include "store/payload.hpp"
@@ -39,6 +40,7 @@ struct ClaimWant {
   int limit;
   ReferrerContact referrer = ReferrerContact::none;
   bool ack_links = false;
+  bool attachments = false;
 };
 
 const char* contact_words(ReferrerContact c) {
@@ -79,6 +81,9 @@ std::optional<std::string> prepare(store::Database& db, Delivery& d, const store
       if (!d.notice) return "status change " + std::to_string(d.purpose.number) + " is no longer in the store";
       break;
     }
+  }
+  if (want.attachments && d.purpose.kind != PurposeKind::notice) {
+    d.attachments = store::attachment_files(db, row.referral_id);
   }
   if (want.referrer != ReferrerContact::none) {
     d.recipient = referrer_recipient(d.document, want.referrer);
@@ -156,7 +161,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
     for (auto& [name, state] : targets) {
       if (state.in_flight < state.target.concurrency) {
         wants.push_back({name, static_cast<int>(state.target.concurrency - state.in_flight), state.target.referrer,
-                         state.target.ack_links});
+                         state.target.ack_links, state.target.attachments});
       }
     }
     auto result = std::make_shared<Claimed>();

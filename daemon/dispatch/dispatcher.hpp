@@ -33,6 +33,9 @@ struct DispatchTarget {
   // Email and fax: the office's intake and escalation messages carry a
   // one-tap acknowledgement link (never a page, never a referrer's notice).
   bool ack_links = false;
+  // Email (fax later): the office's intake and escalation messages carry the
+  // referral's attached files (docs/attachments.md); never a page or a notice.
+  bool attachments = false;
 };
 
 struct DispatcherOptions {

@@ -278,6 +278,12 @@ asio::awaitable<Response> Api::handle(const Request& request) {
 
 // The head has passed check(): the key, media type and Idempotency-Key are sound.
 asio::awaitable<Response> Api::submit(const Request& request, const Caller& caller) {
+  // Only attachments make a body larger than max_body_bytes: every other
+  // field has a bounded length in the schema.
+  if (request.body.size() > plain_body_limit_ && request.body.find("\"attachments\"") == std::string::npos) {
+    co_return Response::error(413, "request body is larger than " + std::to_string(plain_body_limit_) +
+                                       " bytes; only a referral with attachments may be larger");
+  }
   Submission submission;
   submission.body = request.body;
   submission.channel = "api";

@@ -40,6 +40,9 @@ class Api final : public Handler {
   // Both lists at once (SIGHUP), so no request sees one new and one old.
   void set_api_keys(std::vector<Sha256> keys, std::vector<Sha256> office_keys);
   void add_metrics_source(MetricsSource source);
+  // [http] max_body_bytes: the server lets a referral's body past it only
+  // for its attachments (server.cpp); one without any is refused here (413).
+  void set_plain_body_limit(std::size_t bytes) { plain_body_limit_ = bytes; }
 
   // Another handler for paths the API does not serve (the web form).
   void set_fallback(Handler* fallback) { fallback_ = fallback; }
@@ -68,6 +71,7 @@ class Api final : public Handler {
   Handler* fallback_ = nullptr;
 
   IntakeCounts intake_counts_;
+  std::size_t plain_body_limit_ = static_cast<std::size_t>(-1);
 };
 
 }  // namespace referrald::http

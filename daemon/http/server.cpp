@@ -97,6 +97,18 @@ bool is_host_value(std::string_view host) {
 // already refused Content-Length with Transfer-Encoding and conflicting
 // Content-Lengths, and versions other than HTTP/1.x. Each refusal closes the
 // connection.
+// The requests that take in a referral (the API's and the form's POST) may
+// carry attachments, up to [intake]'s limits; every other request, and an
+// intake request without attachments (api.cpp), max_body_bytes.
+std::size_t request_body_limit(const HttpConfig& config, std::string_view method, std::string_view path) {
+  const bool intake = method == "POST" && (path == "/api/v1/referrals" || path == "/referrals");
+  return intake ? std::max(config.max_body_bytes, config.max_upload_body_bytes) : config.max_body_bytes;
+}
+
+Response body_too_large(std::size_t limit) {
+  return Response::error(413, "request body is larger than " + std::to_string(limit) + " bytes");
+}
+
 std::optional<Response> framing_problem(const RequestHead& head) {
   std::size_t hosts = 0;
   bool host_ok = true;
@@ -325,7 +337,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     while (!stopping) {
       bhttp::request_parser<bhttp::string_body> parser;
       parser.header_limit(static_cast<std::uint32_t>(config.max_header_bytes));
-      parser.body_limit(config.max_body_bytes);
+      // The larger limit until the head says which request this is.
+      parser.body_limit(std::max(config.max_body_bytes, config.max_upload_body_bytes));
 
       // A waiting keep-alive connection can be closed by stop().
       // The flag and the cancel both run on this connection's strand, so the
@@ -372,10 +385,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
                           Response::error(431, "request headers are too large"), false);
         } else if (hec == bhttp::error::body_limit) {
           // Beast checks Content-Length against the body limit with the header.
-          co_await finish(
-              stream, remote, secure, "-", "-", started,
-              Response::error(413, "request body is larger than " + std::to_string(config.max_body_bytes) + " bytes"),
-              false);
+          co_await finish(stream, remote, secure, "-", "-", started,
+                          body_too_large(std::max(config.max_body_bytes, config.max_upload_body_bytes)), false);
         } else if (hec != bhttp::error::end_of_stream && hec != beast::error::timeout &&
                    hec != asio::error::operation_aborted && hec != asio::error::connection_reset &&
                    hec != asio::error::eof && hec != asio::ssl::error::stream_truncated) {
@@ -406,11 +417,10 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         co_await finish(stream, remote, secure, method, path, started, std::move(*problem), false);
         co_return;
       }
-      if (parser.content_length() && *parser.content_length() > config.max_body_bytes) {
-        co_await finish(
-            stream, remote, secure, method, path, started,
-            Response::error(413, "request body is larger than " + std::to_string(config.max_body_bytes) + " bytes"),
-            false);
+      const std::size_t body_limit = request_body_limit(config, method, path);
+      parser.body_limit(body_limit);
+      if (parser.content_length() && *parser.content_length() > body_limit) {
+        co_await finish(stream, remote, secure, method, path, started, body_too_large(body_limit), false);
         co_return;
       }
 
@@ -457,10 +467,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       (void)bn;
       if (bec) {
         if (bec == bhttp::error::body_limit) {
-          co_await finish(
-              stream, remote, secure, request.method, request.path, started,
-              Response::error(413, "request body is larger than " + std::to_string(config.max_body_bytes) + " bytes"),
-              false);
+          co_await finish(stream, remote, secure, request.method, request.path, started, body_too_large(body_limit),
+                          false);
         } else if (bec != beast::error::timeout && bec != bhttp::error::end_of_stream && bec != asio::error::eof &&
                    bec != asio::error::connection_reset) {
           co_await finish(stream, remote, secure, request.method, request.path, started,

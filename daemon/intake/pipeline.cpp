@@ -12,6 +12,10 @@ IntakeResult plan_intake(const IntakePolicy& policy, const ReferralValidator& va
   if (auto* invalid = std::get_if<InvalidReferral>(&result)) return std::move(*invalid);
   IntakePlan plan;
   plan.referral = std::move(std::get<Referral>(result));
+  // The files last: only a referral that is otherwise valid has them opened.
+  if (auto errors = inspect_attachments(policy.attachment_limits, plan.referral.attachments); !errors.empty()) {
+    return InvalidReferral{std::move(errors)};
+  }
   plan.eligibility = decide(policy.rules, plan.referral, today);
   plan.after_hours = is_after_hours(policy.hours, submission.received_at);
   plan.targets = route_targets(policy.routes, {plan.eligibility.decision, plan.referral.urgency, plan.after_hours});

@@ -12,6 +12,7 @@
 #include <variant>
 #include <vector>
 
+#include "attachments/inspect.hpp"
 #include "intake/identity.hpp"
 #include "intake/validator.hpp"
 #include "model/referral.hpp"
@@ -30,6 +31,7 @@ struct IntakePolicy {
   std::vector<EscalationLadder> escalations;        // [[escalation]]
   std::shared_ptr<const IdentityKey> identity_key;  // null: no duplicate check
   std::chrono::milliseconds duplicate_window{0};    // [intake] duplicate_window
+  AttachmentLimits attachment_limits;               // [intake] max_attachments, max_attachment_bytes, ...
 };
 
 // What arrived, on whichever channel.
@@ -43,7 +45,8 @@ struct Submission {
 
 // A valid submission's plan: what the store writes in one transaction.
 struct IntakePlan {
-  Referral referral;                           // validated; referral.document is the form the store keeps
+  Referral referral;                           // validated; referral.document is the form the store keeps;
+                                               // its attachments inspected (type, pages, SHA-256)
   Eligibility eligibility;                     // the decision and its reasons
   bool after_hours = false;                    // at received_at, by the office hours
   std::vector<std::string> targets;            // one delivery each: the targets of the routes that match

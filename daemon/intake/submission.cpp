@@ -1,10 +1,35 @@
 #include "intake/submission.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include "store/store.hpp"
 #include "util/crypto.hpp"
 #include "util/ids.hpp"
 
 namespace referrald {
+
+namespace {
+
+// The channel's answer with what referrald received of each file, so the
+// sender can check it: type, size, pages and SHA-256, never the title (the
+// answer is stored in the clear, store/payload.hpp).
+std::string with_attachments(std::string reply, const std::vector<Attachment>& attachments) {
+  if (attachments.empty()) return reply;
+  auto body = nlohmann::ordered_json::parse(reply, nullptr, /*allow_exceptions=*/false);
+  if (!body.is_object()) return reply;
+  auto& list = body["attachments"] = nlohmann::ordered_json::array();
+  int position = 0;
+  for (const Attachment& a : attachments) {
+    list.push_back({{"position", ++position},
+                    {"content_type", a.content_type},
+                    {"bytes", a.data.size()},
+                    {"pages", a.pages},
+                    {"sha256", a.sha256}});
+  }
+  return body.dump();
+}
+
+}  // namespace
 
 IntakeService::IntakeService(const ReferralValidator& validator, store::Writer& writer, const Clock& clock,
                              std::shared_ptr<const IntakePolicy> policy)
@@ -52,7 +77,8 @@ void IntakeService::submit(Submission submission, const AcceptedReply& reply, Co
   row->idempotency_key = std::move(submission.idempotency_key);
   row->request_hash = sha256_hex(submission.body);
   row->document = std::move(plan.referral.document);
-  row->response = reply(row->id, plan.eligibility);
+  row->attachments = std::move(plan.referral.attachments);
+  row->response = with_attachments(reply(row->id, plan.eligibility), row->attachments);
   row->targets = std::move(plan.targets);
   row->escalations = std::move(plan.escalations);
   row->identity_hash = std::move(plan.identity_hash);

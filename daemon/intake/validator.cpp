@@ -17,6 +17,7 @@
 #include <valijson/validator.hpp>
 
 #include "intake/npi.hpp"
+#include "util/crypto.hpp"
 #include "util/dates.hpp"
 
 namespace referrald {
@@ -279,6 +280,11 @@ bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(
 const json* schema_node(const json& schema, const std::vector<std::string>& tokens) {
   const json* node = &schema;
   for (const auto& t : tokens) {
+    // An array's elements (a token of digits) share its "items" schema.
+    if (const auto items = node->find("items"); items != node->end()) {
+      node = &*items;
+      continue;
+    }
     const auto props = node->find("properties");
     if (props == node->end()) return nullptr;
     const auto child = props->find(t);
@@ -291,6 +297,14 @@ const json* schema_node(const json& schema, const std::vector<std::string>& toke
 const json* value_node(const json& doc, const std::vector<std::string>& tokens) {
   const json* node = &doc;
   for (const auto& t : tokens) {
+    if (node->is_array()) {
+      if (t.empty() || t.size() > 9 || !std::all_of(t.begin(), t.end(), [](char c) { return c >= '0' && c <= '9'; }))
+        return nullptr;
+      const auto index = static_cast<std::size_t>(std::stoul(t));
+      if (index >= node->size()) return nullptr;
+      node = &(*node)[index];
+      continue;
+    }
     if (!node->is_object()) return nullptr;
     const auto child = node->find(t);
     if (child == node->end()) return nullptr;
@@ -419,6 +433,14 @@ void check_lengths_past_nul(const json& schema, const json& value, std::vector<s
     }
     return;
   }
+  if (value.is_array()) {
+    for (std::size_t i = 0; i < value.size(); ++i) {
+      tokens.push_back(std::to_string(i));
+      check_lengths_past_nul(schema, value[i], tokens, errors);
+      tokens.pop_back();
+    }
+    return;
+  }
   if (!value.is_string()) return;
   const auto& s = value.get_ref<const std::string&>();
   if (s.find('\0') == std::string::npos) return;
@@ -460,7 +482,12 @@ class SemanticChecks {
     const auto birth = check_birth_date();
     check_diagnosed_on(birth);
     check_npi();
+    check_attachments();
   }
+
+  // Each attachment's bytes, decoded from base64 once its data passed
+  // (attachments whose data did not pass are left empty).
+  std::vector<std::string> take_attachment_bytes() { return std::move(attachment_bytes_); }
 
  private:
   // The string at path (a pointer without escapes), if it passed the schema.
@@ -532,6 +559,27 @@ class SemanticChecks {
     }
   }
 
+  // An attachment's title goes on the fax cover and into the email: one line
+  // of text. Its data must be base64; what the bytes are is the pipeline's
+  // question (attachments/inspect.hpp).
+  void check_attachments() {
+    const auto list = doc_.find("attachments");
+    if (list == doc_.end() || !list->is_array()) return;
+    attachment_bytes_.resize(list->size());
+    for (std::size_t i = 0; i < list->size(); ++i) {
+      const std::string at = "/attachments/" + std::to_string(i);
+      check_text(at + "/title", /*required=*/true);
+      check_text(at + "/content_type", /*required=*/false);
+      const std::string* data = clean_string(at + "/data");
+      if (data == nullptr) continue;
+      if (auto bytes = base64_decode(*data)) {
+        attachment_bytes_[i] = std::move(*bytes);
+      } else {
+        errors_.add(at + "/data", Rank::semantic, "is not base64 (RFC 4648: A-Z, a-z, 0-9, +, / and = padding)");
+      }
+    }
+  }
+
   void check_npi() {
     const std::string path = "/referrer/npi";
     const std::string* s = clean_string(path);
@@ -543,6 +591,7 @@ class SemanticChecks {
   const json& doc_;
   ErrorSet& errors_;
   Date today_;
+  std::vector<std::string> attachment_bytes_;
 };
 
 // ---------------------------------------------------------------------------
@@ -556,7 +605,9 @@ std::optional<std::string> optional_text(const json& obj, const char* key) {
   return it->get<std::string>();
 }
 
-Referral to_referral(const json& doc) {
+// `doc` loses its attachments: their bytes are kept apart (`attachment_bytes`,
+// decoded), and the stored document holds the referral alone.
+Referral to_referral(json& doc, std::vector<std::string> attachment_bytes) {
   Referral r;
   const json& p = doc.at("patient");
   r.patient.given_name = text(p, "given_name");
@@ -589,6 +640,15 @@ Referral to_referral(const json& doc) {
 
   r.urgency = parse_urgency(text(doc, "urgency")).value_or(Urgency::routine);
   r.notes = optional_text(doc, "notes");
+  if (const auto list = doc.find("attachments"); list != doc.end()) {
+    for (std::size_t i = 0; i < list->size(); ++i) {
+      Attachment a;
+      a.title = text((*list)[i], "title");
+      a.data = std::move(attachment_bytes.at(i));
+      r.attachments.push_back(std::move(a));
+    }
+    doc.erase(list);
+  }
   r.document = doc.dump();
   return r;
 }
@@ -664,10 +724,11 @@ ValidationResult ReferralValidator::validate(std::string_view json_text, Date to
   std::vector<std::string> tokens;
   check_lengths_past_nul(impl_->schema_document, doc, tokens, errors);
 
-  SemanticChecks(doc, errors, today).run();
+  SemanticChecks checks(doc, errors, today);
+  checks.run();
 
   if (!errors.empty()) return InvalidReferral{errors.finish()};
-  return to_referral(doc);
+  return to_referral(builder.root(), checks.take_attachment_bytes());
 }
 
 std::optional<std::string> free_text_problem(std::string_view text, std::size_t max_chars) {

@@ -57,6 +57,17 @@ struct Referrer {
   std::string email;
 };
 
+// A file that came with a referral (a pathology report, an MRI report, an
+// image). Its type is decided from its bytes (attachments/inspect.hpp), never
+// from a name or the type the sender declared.
+struct Attachment {
+  std::string title;         // as submitted (may name the patient: PHI)
+  std::string content_type;  // application/pdf | image/jpeg | image/png | image/tiff, once inspected
+  std::string data;          // the file's bytes
+  int pages = 1;             // a PDF's or TIFF's page count; 1 for JPEG and PNG
+  std::string sha256;        // hex, of data, once inspected
+};
+
 // A validated submission. `document` is the submission re-serialised as
 // compact JSON (the stored form, returned verbatim by the API).
 struct Referral {
@@ -65,7 +76,8 @@ struct Referral {
   Referrer referrer;
   Urgency urgency = Urgency::routine;
   std::optional<std::string> notes;
-  std::string document;
+  std::string document;                 // without the attachments' bytes
+  std::vector<Attachment> attachments;  // in the order submitted
 };
 
 // One problem with a submission: a JSON Pointer (RFC 6901) and a sentence.

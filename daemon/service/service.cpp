@@ -50,6 +50,7 @@ std::shared_ptr<const IntakePolicy> make_policy(const Configuration& c,
   p->escalations = c.config.escalations;
   p->duplicate_window = std::chrono::duration_cast<std::chrono::milliseconds>(c.config.intake.duplicate_window);
   p->identity_key = load_identity_key(c.config.intake.identity_key, c.config.storage.keys.get(), database_secret);
+  p->attachment_limits = c.config.intake.attachments;
   // The date library loads a time zone's rules on first use. Load the
   // office's here, on the thread that publishes the policy, rather than in
   // the first requests on several I/O threads at once (ThreadSanitizer
@@ -174,6 +175,7 @@ class Daemon {
     status_changes_.on_deliveries_planned([d = dispatcher_] { d->wake(); });
     status_changes_.set_notice_targets(notice_targets_of(configuration_.config));
     api_.add_metrics_source([this] { return dispatch_metrics(); });
+    api_.set_plain_body_limit(configuration_.config.http.max_body_bytes);
     api_.set_fallback(&form_);
     form_.set_intake_counts(&api_.intake_counts());
     form_.set_public_origins(configuration_.config.http.public_origins);

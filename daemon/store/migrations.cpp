@@ -400,6 +400,22 @@ CREATE TRIGGER escalations_fired AFTER UPDATE OF state ON escalations
     ON CONFLICT (step) DO UPDATE SET fired = fired + 1;
 END;
 )sql"},
+    // Version 8: the files that come with a referral (store/attachments.hpp).
+    // A rowid table: a file may be megabytes, and rowid tables keep large
+    // rows' bytes in overflow pages away from the index.
+    {8, R"sql(
+CREATE TABLE attachments (
+  referral_id   TEXT NOT NULL REFERENCES referrals (id) ON DELETE CASCADE,
+  position      INTEGER NOT NULL CHECK (position >= 1),
+  title         BLOB NOT NULL,   -- sealed like a status note (PHI)
+  content_type  TEXT NOT NULL CHECK (content_type IN ('application/pdf', 'image/jpeg', 'image/png', 'image/tiff')),
+  bytes         INTEGER NOT NULL CHECK (bytes >= 0),
+  pages         INTEGER NOT NULL CHECK (pages >= 1),
+  sha256        TEXT NOT NULL,   -- hex, of the file as received
+  data          BLOB NOT NULL,   -- the file, sealed like the document
+  UNIQUE (referral_id, position)
+) STRICT;
+)sql"},
 };
 
 static_assert(sizeof(migrations) / sizeof(migrations[0]) == schema_version, "one migration per schema version");

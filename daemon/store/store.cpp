@@ -1,6 +1,7 @@
 #include "store/store.hpp"
 
 #include "store/audit_chain.hpp"
+#include "store/attachments.hpp"
 #include "store/payload.hpp"
 #include "store/rows.hpp"
 #include "util/crypto.hpp"
@@ -235,7 +236,9 @@ InsertResult insert_referral(Database& db, const NewReferral& r) {
   std::string detail = "decision=" + std::string(to_string(r.decision)) + " targets=" + std::to_string(target_count);
   if (!r.escalations.empty()) detail += " escalation_steps=" + std::to_string(r.escalations.size());
   if (duplicate_of) detail += " duplicate_of=" + *duplicate_of;
+  if (!r.attachments.empty()) detail += " attachments=" + std::to_string(r.attachments.size());
   audit(db, r.received_at, r.id, std::nullopt, "referrald", "received", detail);
+  insert_attachments(db, r.id, r.received_at, r.attachments);
   savepoint.release();
   return {InsertStatus::inserted, r.id, r.response, duplicate_of};
 }

@@ -22,7 +22,7 @@ std::string_view to_string(DeliveryState s) noexcept;
 std::optional<DeliveryState> parse_delivery_state(std::string_view s) noexcept;
 bool is_final(DeliveryState s) noexcept;  // delivered, dead, cancelled
 
-inline constexpr int schema_version = 7;
+inline constexpr int schema_version = 8;
 
 // Brings a database to schema_version (tests: to `target`, to build an older
 // database) inside one transaction. Throws DatabaseError, or
@@ -56,6 +56,9 @@ struct NewReferral {
   // before this one is recorded as its duplicate_of.
   std::optional<std::string> identity_hash;
   std::chrono::milliseconds duplicate_window{0};
+  // The files that came with it, inspected (content type, pages, SHA-256):
+  // stored in the same transaction (store/attachments.hpp).
+  std::vector<Attachment> attachments;
 };
 
 enum class InsertStatus { inserted, replayed, conflict };

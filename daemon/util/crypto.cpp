@@ -7,6 +7,7 @@
 #include <openssl/kdf.h>
 #include <openssl/rand.h>
 
+#include <memory>
 #include <stdexcept>
 
 namespace referrald {
@@ -85,6 +86,30 @@ std::string base64url(const unsigned char* data, std::size_t size) {
     if (c == '+') c = '-';
     if (c == '/') c = '_';
   }
+  return out;
+}
+
+std::optional<std::string> base64_decode(std::string_view text) {
+  std::unique_ptr<EVP_ENCODE_CTX, decltype(&EVP_ENCODE_CTX_free)> ctx(EVP_ENCODE_CTX_new(), EVP_ENCODE_CTX_free);
+  if (!ctx) throw std::runtime_error("EVP_ENCODE_CTX_new failed");
+  EVP_DecodeInit(ctx.get());
+  std::string out(3 * (text.size() / 4) + 3, '\0');
+  std::size_t written = 0;
+  // EVP_DecodeUpdate takes an int length: feed it in pieces.
+  constexpr std::size_t piece = std::size_t{1} << 24;
+  for (std::size_t at = 0; at < text.size(); at += piece) {
+    const std::string_view part = text.substr(at, piece);
+    int n = 0;
+    if (EVP_DecodeUpdate(ctx.get(), reinterpret_cast<unsigned char*>(out.data()) + written, &n,
+                         reinterpret_cast<const unsigned char*>(part.data()), static_cast<int>(part.size())) < 0) {
+      return std::nullopt;
+    }
+    written += static_cast<std::size_t>(n);
+  }
+  int n = 0;
+  if (EVP_DecodeFinal(ctx.get(), reinterpret_cast<unsigned char*>(out.data()) + written, &n) != 1) return std::nullopt;
+  written += static_cast<std::size_t>(n);
+  out.resize(written);
   return out;
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <array>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,6 +27,11 @@ std::vector<unsigned char> random_bytes(std::size_t n);
 // Base64url (RFC 4648 section 5) without padding, through OpenSSL's encoder:
 // text that may stand in a URL path as it is.
 std::string base64url(const unsigned char* data, std::size_t size);
+
+// Standard base64 (RFC 4648 section 4) back to bytes, through OpenSSL's
+// decoder: padding and line breaks as MIME writes them are accepted; nullopt
+// for any other character, or a length that is not whole.
+std::optional<std::string> base64_decode(std::string_view text);
 
 // HKDF-SHA-256 (RFC 5869, OpenSSL's EVP_KDF): `length` bytes derived from the
 // input key material `ikm` for the purpose named by `info`. Throws on failure.

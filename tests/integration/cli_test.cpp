@@ -192,7 +192,9 @@ TEST_F(Cli, ShowPrintsTheReferralItsDeliveriesAttemptsAndAuditTrail) {
   EXPECT_EQ(ctl({"--config", config(), "show", lower(id)}).status, 0);
 
   const auto j = show(id);
-  EXPECT_EQ(keys(j), (std::set<std::string>{"referral", "status_history", "escalations", "deliveries", "audit"}));
+  EXPECT_EQ(keys(j),
+            (std::set<std::string>{"referral", "attachments", "status_history", "escalations", "deliveries", "audit"}));
+  EXPECT_EQ(j["attachments"], json::array());
   EXPECT_EQ(keys(j["referral"]),
             (std::set<std::string>{"id", "received_at", "decision", "reasons", "disease", "urgency", "channel",
                                    "client", "status", "acknowledged_at", "duplicate_of", "document"}));

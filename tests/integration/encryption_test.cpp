@@ -19,16 +19,6 @@ using json = nlohmann::json;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-// Every byte SQLite keeps for the database: the file, its WAL and shared index.
-std::string database_bytes(const fs::path& db) {
-  std::string bytes;
-  for (const char* suffix : {"", "-wal", "-shm"}) {
-    const fs::path file = db.string() + suffix;
-    if (fs::exists(file)) bytes += read_file(file);
-  }
-  return bytes;
-}
-
 // How many referrals are stored encrypted under `key_id` (read with SQL, not referrald's code).
 long long sealed_under(const fs::path& db, const std::string& key_id) {
   return count_rows(db, "SELECT count(*) FROM referrals WHERE substr(document, 1, " +
@@ -114,7 +104,8 @@ TEST(Encryption, KeyRotationEndToEnd) {
   const auto rekey = ctl({"--config", config, "rekey", "--json"}, {{"SUDO_USER", "alice"}});
   ASSERT_EQ(rekey.status, 0) << describe(rekey);
   EXPECT_EQ(rekey.parsed(), json::parse(R"({"key":"test-2","examined":2,"rekeyed":1,"notes_examined":0,
-                                          "notes_rekeyed":0,"unreadable":[]})"));
+                                          "notes_rekeyed":0,"attachments_examined":0,
+                                          "attachments_rekeyed":0,"unreadable":[]})"));
   EXPECT_EQ(sealed_under(daemon.database(), "test-2"), 2);
   EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM audit WHERE referral_id = '" + first +
                                               "' AND action = 'rekeyed' AND detail = 'from=test-1 to=test-2' "

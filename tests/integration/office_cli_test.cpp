@@ -29,16 +29,6 @@ std::string effective_user() {
   return pw != nullptr ? pw->pw_name : "uid " + std::to_string(::geteuid());
 }
 
-// The database with its WAL: what is on disk while the daemon runs.
-std::string database_bytes(const fs::path& db) {
-  std::string bytes;
-  for (const char* suffix : {"", "-wal"}) {
-    const fs::path file = db.string() + suffix;
-    if (fs::exists(file)) bytes += read_file(file);
-  }
-  return bytes;
-}
-
 // Notices of status changes go to an ordinary spool target here: what the
 // referrer's own targets do with them is the dispatcher's tests' business.
 Daemon::Options office_options(bool encryption = true) {

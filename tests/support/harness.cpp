@@ -49,6 +49,15 @@ void write_file(const fs::path& file, const std::string& text) {
   if (!out) throw std::runtime_error("cannot write " + file.string());
 }
 
+std::string database_bytes(const fs::path& db) {
+  std::string bytes;
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    const fs::path file = db.string() + suffix;
+    if (fs::exists(file)) bytes += read_file(file);
+  }
+  return bytes;
+}
+
 std::string read_file(const fs::path& file) {
   std::ifstream in(file, std::ios::binary);
   std::ostringstream s;

@@ -34,6 +34,9 @@ class TempDir {
 
 void write_file(const std::filesystem::path& file, const std::string& text);
 std::string read_file(const std::filesystem::path& file);
+// Every byte SQLite keeps for the database `db`: the file, its WAL and shared
+// index (what a copy of the disk would hold).
+std::string database_bytes(const std::filesystem::path& db);
 
 // A TCP port on 127.0.0.1 that was free a moment ago.
 unsigned short free_port();

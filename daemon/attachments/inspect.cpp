@@ -1,0 +1,316 @@
+#include "attachments/inspect.hpp"
+
+// qpdf 11: use std::shared_ptr, not its old PointerHolder (qpdf/PointerHolder.hh).
+#define POINTERHOLDER_TRANSITION 4
+#include <jpeglib.h>
+#include <png.h>
+#include <qpdf/QPDF.hh>
+#include <qpdf/QPDFExc.hh>
+#include <tiffio.h>
+
+#include <csetjmp>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+
+#include "util/crypto.hpp"
+
+namespace referrald {
+
+namespace {
+
+// A decompression bomb (a small file that claims a huge picture) is refused
+// before it is decoded: 50 megapixels is a letter page at 600 dpi and more.
+constexpr std::uint64_t max_pixels = 50'000'000;
+
+std::string too_many_pixels(std::uint64_t width, std::uint64_t height) {
+  return "the image is " + std::to_string(width) + " x " + std::to_string(height) +
+         " pixels, more than the 50 megapixels referrald accepts";
+}
+
+// --- PDF (qpdf) -----------------------------------------------------------
+
+std::variant<InspectedFile, std::string> inspect_pdf(std::string_view bytes) {
+  try {
+    QPDF pdf;
+    pdf.setSuppressWarnings(true);
+    pdf.processMemoryFile("attachment", bytes.data(), bytes.size());
+    if (pdf.isEncrypted()) {
+      return std::string("the PDF is encrypted; send it without a password or restrictions");
+    }
+    const auto pages = pdf.getAllPages().size();
+    if (pages == 0) return std::string("the PDF has no pages");
+    return InspectedFile{"application/pdf", static_cast<int>(pages)};
+  } catch (const std::exception&) {
+    // qpdf's message quotes the file's own objects: not for the referrer.
+    return std::string("the file starts like a PDF but is not one that can be read (damaged or cut short)");
+  }
+}
+
+// --- JPEG (libjpeg) -------------------------------------------------------
+
+struct JpegError {
+  jpeg_error_mgr mgr;
+  std::jmp_buf jump;
+  bool warned = false;
+};
+
+[[noreturn]] void jpeg_fail(j_common_ptr cinfo) { std::longjmp(reinterpret_cast<JpegError*>(cinfo->err)->jump, 1); }
+
+void jpeg_message(j_common_ptr cinfo, int level) {
+  // Level -1 is a warning about the data itself (e.g. a premature end).
+  if (level < 0) reinterpret_cast<JpegError*>(cinfo->err)->warned = true;
+}
+
+// Plain C inside: nothing with a destructor lives across the longjmp.
+bool decode_jpeg(std::string_view bytes, std::uint64_t& width, std::uint64_t& height, bool& too_big) {
+  jpeg_decompress_struct cinfo;
+  JpegError error;
+  cinfo.err = jpeg_std_error(&error.mgr);
+  error.mgr.error_exit = jpeg_fail;
+  error.mgr.emit_message = jpeg_message;
+  if (setjmp(error.jump)) {
+    jpeg_destroy_decompress(&cinfo);
+    return false;
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_mem_src(&cinfo, reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<unsigned long>(bytes.size()));
+  if (jpeg_read_header(&cinfo, TRUE) != JPEG_HEADER_OK) {
+    jpeg_destroy_decompress(&cinfo);
+    return false;
+  }
+  width = cinfo.image_width;
+  height = cinfo.image_height;
+  if (width * height > max_pixels) {
+    too_big = true;
+    jpeg_destroy_decompress(&cinfo);
+    return false;
+  }
+  jpeg_start_decompress(&cinfo);
+  JSAMPARRAY row = (*cinfo.mem->alloc_sarray)(reinterpret_cast<j_common_ptr>(&cinfo), JPOOL_IMAGE,
+                                              cinfo.output_width * static_cast<JDIMENSION>(cinfo.output_components), 1);
+  while (cinfo.output_scanline < cinfo.output_height) jpeg_read_scanlines(&cinfo, row, 1);
+  jpeg_finish_decompress(&cinfo);
+  jpeg_destroy_decompress(&cinfo);
+  return !error.warned && width > 0 && height > 0;
+}
+
+std::variant<InspectedFile, std::string> inspect_jpeg(std::string_view bytes) {
+  std::uint64_t width = 0, height = 0;
+  bool too_big = false;
+  if (decode_jpeg(bytes, width, height, too_big)) return InspectedFile{"image/jpeg", 1};
+  if (too_big) return too_many_pixels(width, height);
+  return std::string("the file starts like a JPEG image but is not one that can be read (damaged or cut short)");
+}
+
+// --- PNG (libpng) ---------------------------------------------------------
+
+struct PngSource {
+  std::string_view bytes;
+  std::size_t at = 0;
+};
+
+void png_read_memory(png_structp png, png_bytep out, png_size_t n) {
+  auto* source = static_cast<PngSource*>(png_get_io_ptr(png));
+  if (source->bytes.size() - source->at < n) png_error(png, "truncated");
+  std::memcpy(out, source->bytes.data() + source->at, n);
+  source->at += n;
+}
+
+void png_quiet(png_structp, png_const_charp) {}
+[[noreturn]] void png_fail(png_structp png, png_const_charp) { png_longjmp(png, 1); }
+
+// `row` is the caller's, so that nothing this frame owns changes between
+// setjmp and a longjmp.
+bool decode_png(std::string_view bytes, std::uint64_t& width, std::uint64_t& height, bool& too_big,
+                std::vector<unsigned char>& row) {
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, nullptr, png_fail, png_quiet);
+  if (png == nullptr) return false;
+  png_infop info = png_create_info_struct(png);
+  PngSource source{bytes};
+  if (info == nullptr || setjmp(png_jmpbuf(png))) {
+    png_destroy_read_struct(&png, &info, nullptr);
+    return false;
+  }
+  png_set_read_fn(png, &source, png_read_memory);
+  png_read_info(png, info);
+  width = png_get_image_width(png, info);
+  height = png_get_image_height(png, info);
+  if (width * height > max_pixels) {
+    too_big = true;
+    png_destroy_read_struct(&png, &info, nullptr);
+    return false;
+  }
+  const int passes = png_set_interlace_handling(png);
+  png_read_update_info(png, info);
+  row.resize(png_get_rowbytes(png, info));
+  for (int pass = 0; pass < passes; ++pass) {
+    for (png_uint_32 y = 0; y < height; ++y) png_read_row(png, row.data(), nullptr);
+  }
+  png_read_end(png, nullptr);
+  png_destroy_read_struct(&png, &info, nullptr);
+  return width > 0 && height > 0;
+}
+
+std::variant<InspectedFile, std::string> inspect_png(std::string_view bytes) {
+  std::uint64_t width = 0, height = 0;
+  bool too_big = false;
+  std::vector<unsigned char> row;
+  if (decode_png(bytes, width, height, too_big, row)) return InspectedFile{"image/png", 1};
+  if (too_big) return too_many_pixels(width, height);
+  return std::string("the file starts like a PNG image but is not one that can be read (damaged or cut short)");
+}
+
+// --- TIFF (libtiff) -------------------------------------------------------
+
+struct TiffSource {
+  std::string_view bytes;
+  toff_t at = 0;
+};
+
+tmsize_t tiff_read(thandle_t handle, void* out, tmsize_t n) {
+  auto* source = static_cast<TiffSource*>(handle);
+  if (n < 0 || source->at >= source->bytes.size()) return 0;
+  const auto count = std::min<std::size_t>(static_cast<std::size_t>(n), source->bytes.size() - source->at);
+  std::memcpy(out, source->bytes.data() + source->at, count);
+  source->at += count;
+  return static_cast<tmsize_t>(count);
+}
+tmsize_t tiff_write(thandle_t, void*, tmsize_t) { return 0; }
+toff_t tiff_seek(thandle_t handle, toff_t offset, int whence) {
+  auto* source = static_cast<TiffSource*>(handle);
+  toff_t base = 0;
+  if (whence == SEEK_CUR) base = source->at;
+  if (whence == SEEK_END) base = source->bytes.size();
+  source->at = base + offset;
+  return source->at;
+}
+int tiff_close(thandle_t) { return 0; }
+toff_t tiff_size(thandle_t handle) { return static_cast<TiffSource*>(handle)->bytes.size(); }
+int tiff_map(thandle_t, void**, toff_t*) { return 0; }
+void tiff_unmap(thandle_t, void*, toff_t) {}
+
+int tiff_quiet(TIFF*, void*, const char*, const char*, va_list) { return 1; }
+
+std::variant<InspectedFile, std::string> inspect_tiff(std::string_view bytes) {
+  const std::string unreadable =
+      "the file starts like a TIFF image but is not one that can be read (damaged or cut short)";
+  TiffSource source{bytes};
+  TIFFOpenOptions* options = TIFFOpenOptionsAlloc();
+  TIFFOpenOptionsSetErrorHandlerExtR(options, tiff_quiet, nullptr);
+  TIFFOpenOptionsSetWarningHandlerExtR(options, tiff_quiet, nullptr);
+  TIFF* tif = TIFFClientOpenExt("attachment", "rm", &source, tiff_read, tiff_write, tiff_seek, tiff_close, tiff_size,
+                                tiff_map, tiff_unmap, options);
+  TIFFOpenOptionsFree(options);
+  if (tif == nullptr) return unreadable;
+  std::variant<InspectedFile, std::string> result = InspectedFile{"image/tiff", 0};
+  std::vector<std::uint32_t> pixels;
+  do {
+    std::uint32_t width = 0, height = 0;
+    char message[1024];
+    if (TIFFGetField(tif, TIFFTAG_IMAGEWIDTH, &width) != 1 || TIFFGetField(tif, TIFFTAG_IMAGELENGTH, &height) != 1 ||
+        width == 0 || height == 0 || !TIFFRGBAImageOK(tif, message)) {
+      result = unreadable;
+      break;
+    }
+    if (std::uint64_t{width} * height > max_pixels) {
+      result = too_many_pixels(width, height);
+      break;
+    }
+    // Decode every strip or tile: a file cut short fails here.
+    bool ok = true;
+    if (TIFFIsTiled(tif)) {
+      std::uint32_t tw = 0, th = 0;
+      TIFFGetField(tif, TIFFTAG_TILEWIDTH, &tw);
+      TIFFGetField(tif, TIFFTAG_TILELENGTH, &th);
+      if (tw == 0 || th == 0 || std::uint64_t{tw} * th > max_pixels) {
+        ok = false;
+      } else {
+        pixels.resize(std::size_t{tw} * th);
+        for (std::uint32_t y = 0; ok && y < height; y += th)
+          for (std::uint32_t x = 0; ok && x < width; x += tw) ok = TIFFReadRGBATile(tif, x, y, pixels.data()) == 1;
+      }
+    } else {
+      std::uint32_t rows = height;
+      TIFFGetFieldDefaulted(tif, TIFFTAG_ROWSPERSTRIP, &rows);
+      rows = std::min(std::max(rows, std::uint32_t{1}), height);
+      pixels.resize(std::size_t{width} * rows);
+      for (std::uint32_t y = 0; ok && y < height; y += rows) ok = TIFFReadRGBAStrip(tif, y, pixels.data()) == 1;
+    }
+    if (!ok) {
+      result = unreadable;
+      break;
+    }
+    ++std::get<InspectedFile>(result).pages;
+  } while (TIFFReadDirectory(tif) == 1);
+  TIFFClose(tif);
+  return result;
+}
+
+bool starts_with_bytes(std::string_view bytes, std::string_view magic) {
+  return bytes.substr(0, magic.size()) == magic;
+}
+
+}  // namespace
+
+std::variant<InspectedFile, std::string> inspect_file(std::string_view bytes) {
+  using namespace std::string_view_literals;
+  if (starts_with_bytes(bytes, "%PDF-"sv)) return inspect_pdf(bytes);
+  if (starts_with_bytes(bytes, "\xFF\xD8\xFF"sv)) return inspect_jpeg(bytes);
+  if (starts_with_bytes(bytes, "\x89PNG\r\n\x1A\n"sv)) return inspect_png(bytes);
+  if (starts_with_bytes(bytes, "II*\0"sv) || starts_with_bytes(bytes, "MM\0*"sv)) return inspect_tiff(bytes);
+  return std::string("is not a PDF, JPEG, PNG or TIFF file (decided from its bytes, not its name or declared type)");
+}
+
+std::string describe_size(std::size_t bytes) {
+  // One decimal when not whole, rounded down: never more than the size.
+  const auto in = [bytes](std::size_t unit, const char* name) {
+    std::string out = std::to_string(bytes / unit);
+    if (const std::size_t tenth = bytes % unit * 10 / unit; tenth > 0) out += "." + std::to_string(tenth);
+    return out + " " + name;
+  };
+  if (bytes >= 1024 * 1024) return in(1024 * 1024, "MB");
+  if (bytes >= 1024) return in(1024, "kB");
+  return std::to_string(bytes) + " bytes";
+}
+
+std::vector<FieldError> inspect_attachments(const AttachmentLimits& limits, std::vector<Attachment>& attachments) {
+  std::vector<FieldError> errors;
+  if (attachments.empty()) return errors;
+  if (limits.max_attachments == 0) {
+    errors.push_back({"/attachments", "this office takes no attachments; send the records by other means"});
+    return errors;
+  }
+  if (attachments.size() > limits.max_attachments) {
+    errors.push_back({"/attachments", "has " + std::to_string(attachments.size()) + " files; at most " +
+                                          std::to_string(limits.max_attachments) + " may come with one referral"});
+    return errors;
+  }
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < attachments.size(); ++i) {
+    Attachment& a = attachments[i];
+    const std::string path = "/attachments/" + std::to_string(i) + "/data";
+    total += a.data.size();
+    if (a.data.size() > limits.max_attachment_bytes) {
+      errors.push_back({path, "is " + describe_size(a.data.size()) + ", larger than the " +
+                                  describe_size(limits.max_attachment_bytes) + " one file may be"});
+      continue;
+    }
+    auto inspected = inspect_file(a.data);
+    if (auto* problem = std::get_if<std::string>(&inspected)) {
+      errors.push_back({path, std::move(*problem)});
+      continue;
+    }
+    const auto& file = std::get<InspectedFile>(inspected);
+    a.content_type = file.content_type;
+    a.pages = file.pages;
+    a.sha256 = sha256_hex(a.data);
+  }
+  if (total > limits.max_total_bytes) {
+    errors.push_back({"/attachments", "the files come to " + describe_size(total) + ", more than the " +
+                                          describe_size(limits.max_total_bytes) + " one referral's files may be"});
+  }
+  return errors;
+}
+
+}  // namespace referrald

@@ -1,0 +1,43 @@
+// What an attached file is, decided from its bytes: the magic number says
+// which type it claims to be, and the type's own library must then open it
+// (qpdf for PDF, libjpeg, libpng, libtiff), so a file that only starts like
+// one, is cut short or is an encrypted PDF is refused. Never from a file name
+// or the type the sender declared. docs/attachments.md.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "model/referral.hpp"
+
+namespace referrald {
+
+// [intake] max_attachments, max_attachment_bytes, max_attachments_total_bytes.
+struct AttachmentLimits {
+  std::size_t max_attachments = 10;                     // 0: attachments are refused
+  std::size_t max_attachment_bytes = 20 * 1024 * 1024;  // each file, decoded
+  std::size_t max_total_bytes = 50 * 1024 * 1024;       // all of one referral's files, decoded
+};
+
+struct InspectedFile {
+  std::string content_type;  // application/pdf | image/jpeg | image/png | image/tiff
+  int pages = 1;             // a PDF's or TIFF's pages; 1 for JPEG and PNG
+};
+
+// The file's type, or a sentence saying why it is refused (for the referrer:
+// no content of the file in it).
+std::variant<InspectedFile, std::string> inspect_file(std::string_view bytes);
+
+// Checks a validated referral's attachments against the limits and inspects
+// each: sets content_type, pages and sha256 on every one that passes, and
+// returns a problem per attachment that does not, at /attachments/N/data
+// (N counted from 0, as a JSON Pointer counts) or /attachments for too many.
+std::vector<FieldError> inspect_attachments(const AttachmentLimits& limits, std::vector<Attachment>& attachments);
+
+// "20 MB", "512 kB", "300 bytes": a size for a message.
+std::string describe_size(std::size_t bytes);
+
+}  // namespace referrald

@@ -1,0 +1,268 @@
+// Attachments through the real daemon and referralctl: base64 files in the
+// JSON API, refused by their bytes with the field named, the limits, the
+// files stored encrypted in the referral's own commit (the database files
+// hold none of their bytes), their SHA-256 in the 202 answer and the audit
+// trail, `referralctl show` and `attachment`, and rekey re-sealing them;
+// the files in the office's mail (a real aiosmtpd Maildir, read back with
+// Python's email module), each part byte for byte.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <sys/stat.h>
+
+#include <filesystem>
+
+#include "support/harness.hpp"
+#include "support/peers.hpp"
+
+namespace referrald::test {
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+std::string fixture(const std::string& name) {
+  return read_file(source_dir() / "tests" / "data" / "attachments" / name);
+}
+
+// Base64 by the openssl CLI (independent of referrald's decoder).
+std::string base64(const std::string& bytes) {
+  TempDir tmp;
+  write_file(tmp / "in", bytes);
+  EXPECT_EQ(shell("openssl base64 -A -in " + (tmp / "in").string() + " -out " + (tmp / "out").string()), 0);
+  return read_file(tmp / "out");
+}
+
+std::string with_attachments(const json& attachments) {
+  auto doc = json::parse(sample("asps-routine.json"));
+  doc["attachments"] = attachments;
+  return doc.dump();
+}
+
+json file(const std::string& title, const std::string& bytes, const std::string& declared = "application/pdf") {
+  return {{"title", title}, {"content_type", declared}, {"data", base64(bytes)}};
+}
+
+const std::string small_limits =
+    "\n[intake]\nmax_attachments = 3\nmax_attachment_bytes = 4096\n"
+    "max_attachments_total_bytes = 8192\n";
+
+TEST(Attachments, FilesAreStoredEncryptedWithTheReferralAndComeBackByteForByte) {
+  Daemon::Options options;
+  options.extra_config = small_limits;
+  Daemon daemon(options);
+  daemon.start();
+  const std::string pdf = fixture("records.pdf"), jpeg = fixture("image.jpg"), tiff = fixture("image.tif");
+  const auto r = daemon.post_referral(
+      with_attachments(json::array({file("Pathology report for Linh Nguyen", pdf), file("MRI still", jpeg, "image/png"),
+                                    file("Scan", tiff, "image/tiff")})));
+  ASSERT_EQ(r.status, 202) << r.body;
+  const auto answer = json::parse(r.body);
+  const std::string id = answer["id"];
+  ASSERT_EQ(answer["attachments"].size(), 3u) << r.body;
+  EXPECT_EQ(answer["attachments"][0], json({{"position", 1},
+                                            {"content_type", "application/pdf"},
+                                            {"bytes", pdf.size()},
+                                            {"pages", 2},
+                                            {"sha256", openssl_sha256_hex(pdf)}}));
+  EXPECT_EQ(answer["attachments"][1]["content_type"], "image/jpeg") << "decided from the bytes, not the declared type";
+  EXPECT_EQ(answer["attachments"][1]["sha256"], openssl_sha256_hex(jpeg));
+  EXPECT_EQ(answer["attachments"][2]["sha256"], openssl_sha256_hex(tiff));
+  EXPECT_EQ(r.body.find("Pathology"), std::string::npos) << "a title may name the patient: not in the stored answer";
+
+  // One commit: the files are there with the referral, and each in the audit trail.
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM attachments WHERE referral_id = '" + id + "'"), 3);
+  EXPECT_EQ(count_rows(daemon.database(),
+                       "SELECT count(*) FROM audit WHERE referral_id = '" + id +
+                           "' AND action = 'attachment' AND detail LIKE '%sha256=" + openssl_sha256_hex(pdf) + "'"),
+            1);
+  // No byte of a file, nor a title, in the database's files.
+  const std::string bytes = database_bytes(daemon.database());
+  ASSERT_NE(bytes.find(id), std::string::npos);
+  EXPECT_EQ(bytes.find("Pathology report (test fixture)"), std::string::npos) << "the PDF's text is on disk";
+  EXPECT_EQ(bytes.find("Linh Nguyen"), std::string::npos);
+  EXPECT_EQ(bytes.find(jpeg.substr(jpeg.size() / 2, 64)), std::string::npos) << "the JPEG's bytes are on disk";
+  EXPECT_EQ(bytes.find(base64(pdf).substr(0, 40)), std::string::npos);
+  // The stored document is the referral alone.
+  EXPECT_FALSE(daemon.stored_document(id).contains("attachments"));
+
+  const std::string config = daemon.config_file().string();
+  const auto show = ctl({"--config", config, "show", id, "--json"});
+  ASSERT_EQ(show.status, 0) << describe(show);
+  const auto listed = show.parsed()["attachments"];
+  ASSERT_EQ(listed.size(), 3u);
+  EXPECT_EQ(listed[0], json({{"position", 1},
+                             {"title", "Pathology report for Linh Nguyen"},
+                             {"content_type", "application/pdf"},
+                             {"bytes", pdf.size()},
+                             {"pages", 2},
+                             {"sha256", openssl_sha256_hex(pdf)}}));
+  const auto text = ctl({"--config", config, "show", id});
+  EXPECT_NE(text.out.find("MRI still"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find(openssl_sha256_hex(tiff)), std::string::npos) << text.out;
+
+  TempDir out;
+  const auto written = ctl({"--config", config, "attachment", id, "2", "--output", (out / "mri.jpg").string()});
+  ASSERT_EQ(written.status, 0) << describe(written);
+  EXPECT_EQ(read_file(out / "mri.jpg"), jpeg);
+  struct stat st {};
+  ASSERT_EQ(::stat((out / "mri.jpg").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  // Never over an existing file; no such attachment is exit 1.
+  EXPECT_NE(ctl({"--config", config, "attachment", id, "2", "--output", (out / "mri.jpg").string()}).status, 0);
+  EXPECT_EQ(read_file(out / "mri.jpg"), jpeg);
+  const auto missing = ctl({"--config", config, "attachment", id, "4", "--output", (out / "x").string()});
+  EXPECT_EQ(missing.status, 1) << describe(missing);
+  EXPECT_FALSE(fs::exists(out / "x"));
+}
+
+TEST(Attachments, AFileThatIsNotWhatItClaimsIsRefusedByNameAndNothingIsStored) {
+  Daemon::Options options;
+  options.extra_config = small_limits;
+  Daemon daemon(options);
+  daemon.start();
+  const auto refusal = [&](const json& attachments) {
+    const auto r = daemon.post_referral(with_attachments(attachments));
+    EXPECT_EQ(r.status, 422) << r.body;
+    return r.status == 422 ? json::parse(r.body)["errors"] : json();
+  };
+  const std::string executable = read_file("/bin/true").substr(0, 2048);
+  auto errors = refusal(json::array({file("ok", fixture("image.png")), file("report.pdf", executable)}));
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0]["path"], "/attachments/1/data");
+  EXPECT_NE(errors[0]["message"].get<std::string>().find("is not a PDF, JPEG, PNG or TIFF"), std::string::npos);
+
+  errors = refusal(json::array({file("locked", fixture("encrypted.pdf"))}));
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0]["message"].get<std::string>().find("encrypted"), std::string::npos);
+
+  const std::string pdf = fixture("records.pdf");
+  errors = refusal(json::array({file("cut", pdf.substr(0, pdf.size() / 2))}));
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0]["message"].get<std::string>().find("damaged or cut short"), std::string::npos);
+
+  errors = refusal(json::array({file("big", std::string(5000, 'x'))}));
+  EXPECT_EQ(errors[0]["message"], "is 4.8 kB, larger than the 4 kB one file may be");
+  errors = refusal(json::array({file("1", pdf), file("2", pdf), file("3", pdf), file("4", pdf)}));
+  EXPECT_EQ(errors[0]["message"], "has 4 files; at most 3 may come with one referral");
+  errors = refusal(json::array({{{"title", "x"}, {"data", "%%%"}}}));
+  EXPECT_EQ(errors[0]["path"], "/attachments/0/data");
+
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 0);
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM attachments"), 0);
+}
+
+// max_body_bytes keeps its meaning for a referral without files; one with
+// files may be as large as the attachment limits allow.
+TEST(Attachments, OnlyAReferralWithFilesMayBeLargerThanMaxBodyBytes) {
+  Daemon::Options options;
+  options.extra_http = "max_body_bytes = 4096\n";
+  options.extra_config = small_limits;
+  Daemon daemon(options);
+  daemon.start();
+  auto padded = json::parse(sample("asps-routine.json")).dump(8);  // whitespace: still a valid referral
+  while (padded.size() < 6000) padded += "        ";
+  const auto plain = daemon.post_referral(padded);
+  EXPECT_EQ(plain.status, 413) << plain.body;
+
+  const std::string tiff = fixture("image.tif"), jpeg = fixture("image.jpg");
+  const auto with_files = daemon.post_referral(with_attachments(json::array({file("a", tiff), file("b", jpeg)})));
+  ASSERT_GT(with_attachments(json::array({file("a", tiff), file("b", jpeg)})).size(), 4096u);
+  EXPECT_EQ(with_files.status, 202) << with_files.body;
+
+  // Past what the limits allow, the body is refused before it is read.
+  const auto huge = daemon.post_referral(with_attachments(json::array({file("x", std::string(40000, 'x'))})));
+  EXPECT_EQ(huge.status, 413) << huge.body;
+}
+
+TEST(Attachments, RekeySealsTheFilesAgainUnderTheNewKey) {
+  Daemon::Options options;
+  options.extra_config = small_limits;
+  Daemon daemon(options);
+  const std::string key_a = read_file(daemon.key_file());
+  daemon.start();
+  const std::string png = fixture("image.png");
+  const auto r = daemon.post_referral(with_attachments(json::array({file("Photo", png)})));
+  ASSERT_EQ(r.status, 202) << r.body;
+  const std::string id = json::parse(r.body)["id"];
+  EXPECT_EQ(daemon.stop(), 0);
+
+  const std::string key_b = new_key_line("test-2");
+  write_key_file(daemon.key_file(), key_b + key_a);
+  const std::string config = daemon.config_file().string();
+  const auto rekey = ctl({"--config", config, "rekey", "--json"});
+  ASSERT_EQ(rekey.status, 0) << describe(rekey);
+  EXPECT_EQ(rekey.parsed()["attachments_examined"], 1);
+  EXPECT_EQ(rekey.parsed()["attachments_rekeyed"], 1);
+  // Sealed under test-2 now (read with SQL: "RFE", version 1, the id's length, the id).
+  const std::string sealed_b = "CAST('RFE' || char(1) || char(6) || 'test-2' AS BLOB)";
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM attachments WHERE substr(data, 1, 11) = " + sealed_b +
+                                              " AND substr(title, 1, 11) = " + sealed_b),
+            1);
+  EXPECT_EQ(count_rows(daemon.database(),
+                       "SELECT count(*) FROM audit WHERE action = 'rekeyed' AND "
+                       "detail = 'attachment=1 from=test-1 to=test-2'"),
+            1);
+  const auto again = ctl({"--config", config, "rekey"});
+  EXPECT_NE(again.out.find("0 attachments (1 already under it)"), std::string::npos) << describe(again);
+
+  // Without the old key the file still reads, byte for byte.
+  write_key_file(daemon.key_file(), key_b);
+  TempDir out;
+  const auto written = ctl({"--config", config, "attachment", id, "1", "-o", (out / "photo.png").string()});
+  ASSERT_EQ(written.status, 0) << describe(written);
+  EXPECT_EQ(read_file(out / "photo.png"), png);
+}
+
+// Each leaf part of a stored mail as Python's email module decodes it: its
+// type, file name and the SHA-256 of its bytes (hashlib, not referrald's).
+json mail_parts(const fs::path& mail, const fs::path& work) {
+  write_file(work / "parts.py", R"PY(
+import email, email.policy, hashlib, json, sys
+msg = email.message_from_binary_file(open(sys.argv[1], 'rb'), policy=email.policy.default)
+parts = []
+for part in msg.walk():
+    if part.is_multipart():
+        continue
+    body = part.get_payload(decode=True)
+    parts.append({'type': part.get_content_type(), 'filename': part.get_filename(),
+                  'sha256': hashlib.sha256(body).hexdigest(), 'text': part.get_content() if part.get_content_maintype() == 'text' else ''})
+print(json.dumps({'defects': len(msg.defects), 'parts': parts}))
+)PY");
+  return json::parse(output_of(std::string(python3_path) + " " + (work / "parts.py").string() + " " + mail.string()));
+}
+
+TEST(Attachments, TheOfficesMailCarriesEachFileByteForByteInItsOwnPart) {
+  MailServer server({});
+  TempDir work;
+  Daemon::Options options;
+  options.with_default_targets = false;
+  options.extra_config =
+      small_limits + smtp_target(server, work / "secrets") + "\n[[route]]\nnotify = [\"office-email\"]\n";
+  Daemon daemon(options);
+  daemon.start();
+  const std::string pdf = fixture("records.pdf"), jpeg = fixture("image.jpg");
+  const auto r = daemon.post_referral(with_attachments(json::array({file("Pathology", pdf), file("MRI", jpeg)})));
+  ASSERT_EQ(r.status, 202) << r.body;
+  const std::string id = json::parse(r.body)["id"];
+  ASSERT_TRUE(wait_until([&] { return server.messages().size() == 1; }, 30s)) << server.log() << daemon.log();
+
+  const auto mail = mail_parts(server.messages()[0], work.path());
+  EXPECT_EQ(mail["defects"], 0);
+  const auto& parts = mail["parts"];
+  ASSERT_EQ(parts.size(), 4u) << mail.dump();
+  EXPECT_EQ(parts[0]["type"], "text/plain");
+  EXPECT_EQ(parts[1]["filename"], "referral-" + id + ".pdf");
+  EXPECT_EQ(parts[2]["type"], "application/pdf");
+  EXPECT_EQ(parts[2]["filename"], "referral-" + id + "-file-1.pdf");
+  EXPECT_EQ(parts[2]["sha256"], openssl_sha256_hex(pdf));
+  EXPECT_EQ(parts[3]["type"], "image/jpeg");
+  EXPECT_EQ(parts[3]["filename"], "referral-" + id + "-file-2.jpg");
+  EXPECT_EQ(parts[3]["sha256"], openssl_sha256_hex(jpeg));
+  const std::string text = parts[0]["text"];
+  EXPECT_NE(text.find(openssl_sha256_hex(jpeg)), std::string::npos) << text;
+  EXPECT_EQ(text.find("Pathology"), std::string::npos) << "a title may name the patient: not in the text part";
+}
+
+}  // namespace
+}  // namespace referrald::test
