@@ -15,6 +15,16 @@ namespace {
 
 constexpr int kMaxDepth = 32;  // deeper nesting is not a referral: refused while parsing
 
+// A resource type as a sentence may name it: a FHIR type name (letters, as
+// long as the longest), never other text from the submission.
+std::string type_words(const std::string& type) {
+  const bool name = !type.empty() && type.size() <= 40 && std::all_of(type.begin(), type.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+  });
+  if (name) return type;
+  return type.empty() ? "resource without a resourceType" : "resource of an unknown type";
+}
+
 // ---- reading ----
 
 // One resource of the submission and the FHIRPath it is reached by.
@@ -159,7 +169,8 @@ class Resolver {
     }
     const auto type = found->type();
     if (std::find(types.begin(), types.end(), type) == types.end()) {
-      m_.issue("invalid", path + ".reference", "must refer to a " + join(types, " or ") + ", not a " + type);
+      m_.issue("invalid", path + ".reference",
+               "must refer to a " + join(types, " or ") + ", not a " + type_words(type));
       return nullptr;
     }
     return found;
@@ -577,8 +588,7 @@ MapResult map_bundle(const json& bundle, Form form) {
     }
     if (!takes(rtype)) {
       m.issue("not-supported", r.path,
-              "a " + (rtype.empty() ? std::string("resource without a resourceType") : rtype) +
-                  " is not taken here: only " + join(kTransactionTypes, ", "));
+              "a " + type_words(rtype) + " is not taken here: only " + join(kTransactionTypes, ", "));
       continue;
     }
     if (form == Form::transaction) {
