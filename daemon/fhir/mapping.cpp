@@ -822,11 +822,14 @@ json service_request(const StoredReferral& r) {
   json condition{
       {"resourceType", "Condition"}, {"id", "diagnosis"}, {"code", code}, {"subject", reference("Patient", r.id)}};
   if (const auto on = str(diagnosis, "diagnosed_on"); !on.empty()) condition["onsetDateTime"] = on;
-  if (const auto p = diagnosis.find("pathology_confirmed"); p != diagnosis.end() && p->is_boolean()) {
+  // Confirmed by pathology: verified, with pathology as the evidence (as it
+  // is read in). Not confirmed by pathology says nothing of the diagnosis's
+  // own verification, so none is claimed.
+  if (const auto p = diagnosis.find("pathology_confirmed"); p != diagnosis.end() && p->is_boolean() && p->get<bool>()) {
     condition["verificationStatus"] = {
         {"coding", json::array({{{"system", "http://terminology.hl7.org/CodeSystem/condition-ver-status"},
-                                 {"code", p->get<bool>() ? "confirmed" : "unconfirmed"}}})}};
-    if (p->get<bool>()) condition["evidence"] = json::array({{{"code", json::array({{{"text", "pathology"}}})}}});
+                                 {"code", "confirmed"}}})}};
+    condition["evidence"] = json::array({{{"code", json::array({{{"text", "pathology"}}})}}});
   }
 
   std::string status = "active";

@@ -383,6 +383,20 @@ TEST(FhirOut, ServiceRequestAndPatientGiveBackWhatWasSubmitted) {
   EXPECT_EQ(p["address"][0]["postalCode"], "72401");
 }
 
+// What comes out goes back in as the same referral: the ServiceRequest with
+// the Patient contained beside its own contained resources.
+TEST(FhirOut, ServiceRequestAndPatientMapBackToTheSameReferral) {
+  auto r = stored(OfficeStatus::received);
+  r.urgency = Urgency::routine;  // as the document says
+  auto request = service_request(r);
+  auto p = patient(r);
+  p["id"] = "patient";
+  request["contained"].push_back(p);
+  request["subject"] = {{"reference", "#patient"}};
+  const auto again = mapped_json(request, Form::service_request);
+  EXPECT_EQ(json::diff(json::parse(r.document), again), json::array()) << again.dump(2);
+}
+
 TEST(FhirOut, ParseInstant) {
   EXPECT_EQ(parse_instant("2026-12-06T09:05:00.000Z"), sys_days(kToday) + hours(9) + minutes(5));
   EXPECT_EQ(parse_instant("2026-12-06T04:05:00-05:00"), sys_days(kToday) + hours(9) + minutes(5));
