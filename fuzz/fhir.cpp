@@ -37,7 +37,7 @@ void check_issues(const std::vector<fhir::Issue>& issues) {
 void check_out(const Referral& referral, const Eligibility& eligibility) {
   fhir::StoredReferral stored;
   stored.id = "R-20261128-FUZZFUZZ";
-  stored.received_at = std::chrono::sys_days{kToday} + std::chrono::hours{12};
+  stored.received_at = std::chrono::sys_days{fuzz_today} + std::chrono::hours{12};
   stored.last_modified = stored.received_at;
   stored.decision = eligibility.decision;
   stored.reasons = eligibility.reasons;

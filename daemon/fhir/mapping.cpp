@@ -13,7 +13,7 @@ namespace referrald::fhir {
 
 namespace {
 
-constexpr int kMaxDepth = 32;  // deeper nesting is not a referral: refused while parsing
+constexpr int max_nesting = 32;  // deeper nesting is not a referral: refused while parsing
 
 // A resource type as a sentence may name it: a FHIR type name (letters, as
 // long as the longest), never other text from the submission.
@@ -287,9 +287,9 @@ void map_patient(Mapper& m, const Resource& p) {
 
 // The v1 code system of a FHIR one, or nullopt.
 std::optional<std::string> v1_system(std::string_view system) {
-  if (system == kIcd10CmSystem) return "icd-10-cm";
-  if (system == kIcdO3System) return "icd-o-3";
-  if (system == kSnomedSystem) return "snomed-ct";
+  if (system == icd10cm_system) return "icd-10-cm";
+  if (system == icdo3_system) return "icd-o-3";
+  if (system == snomed_system) return "snomed-ct";
   return std::nullopt;
 }
 
@@ -394,7 +394,7 @@ void map_practitioner(Mapper& m, const Resource& p) {
   const auto& identifiers = m.array(body, "identifier", p.path);
   for (std::size_t i = 0; i < identifiers.size(); ++i) {
     const auto here = indexed(p.path, "identifier", i);
-    if (m.text(identifiers[i], "system", here) != std::optional<std::string>(std::string(kNpiSystem))) continue;
+    if (m.text(identifiers[i], "system", here) != std::optional<std::string>(std::string(npi_system))) continue;
     m.from("/referrer/npi", here + ".value");
     if (auto npi = m.text(identifiers[i], "value", here)) m.set("/referrer/npi", *npi, here + ".value");
     break;
@@ -409,7 +409,7 @@ void map_practitioner(Mapper& m, const Resource& p) {
     const auto& codings = m.array(*code, "coding", here);
     for (std::size_t i = 0; i < codings.size() && !credential; ++i) {
       const auto c = indexed(here, "coding", i);
-      if (m.text(codings[i], "system", c) != std::optional<std::string>(std::string(kDegreeSystem))) continue;
+      if (m.text(codings[i], "system", c) != std::optional<std::string>(std::string(degree_system))) continue;
       if (auto value = m.text(codings[i], "code", c)) credential = credential_of(*value);
     }
     if (!credential) {
@@ -529,16 +529,16 @@ std::optional<std::string> identifier_of(Mapper& m, const Resource& sr) {
   return std::nullopt;
 }
 
-constexpr std::array kTransactionTypes = {std::string_view("ServiceRequest"),
-                                          std::string_view("Patient"),
-                                          std::string_view("Practitioner"),
-                                          std::string_view("PractitionerRole"),
-                                          std::string_view("Organization"),
-                                          std::string_view("Condition"),
-                                          std::string_view("Task")};
+constexpr std::array taken_types = {std::string_view("ServiceRequest"),
+                                    std::string_view("Patient"),
+                                    std::string_view("Practitioner"),
+                                    std::string_view("PractitionerRole"),
+                                    std::string_view("Organization"),
+                                    std::string_view("Condition"),
+                                    std::string_view("Task")};
 
 bool takes(std::string_view type) {
-  return std::find(kTransactionTypes.begin(), kTransactionTypes.end(), type) != kTransactionTypes.end();
+  return std::find(taken_types.begin(), taken_types.end(), type) != taken_types.end();
 }
 
 MapResult map_bundle(const json& bundle, Form form) {
@@ -588,7 +588,7 @@ MapResult map_bundle(const json& bundle, Form form) {
     }
     if (!takes(rtype)) {
       m.issue("not-supported", r.path,
-              "a " + type_words(rtype) + " is not taken here: only " + join(kTransactionTypes, ", "));
+              "a " + type_words(rtype) + " is not taken here: only " + join(taken_types, ", "));
       continue;
     }
     if (form == Form::transaction) {
@@ -691,13 +691,13 @@ std::optional<json> parse(std::string_view text, std::string& error) {
   struct TooDeep {};
   try {
     return json::parse(text, [](int depth, json::parse_event_t, json&) {
-      if (depth > kMaxDepth) throw TooDeep{};
+      if (depth > max_nesting) throw TooDeep{};
       return true;
     });
   } catch (const json::parse_error& e) {
     error = "invalid JSON at byte " + std::to_string(e.byte > 0 ? e.byte - 1 : 0);
   } catch (const TooDeep&) {
-    error = "JSON nested deeper than " + std::to_string(kMaxDepth) + " levels";
+    error = "JSON nested deeper than " + std::to_string(max_nesting) + " levels";
   }
   return std::nullopt;
 }
@@ -735,7 +735,7 @@ json reference(std::string_view type, const std::string& id) { return {{"referen
 json meta(const StoredReferral& r) { return {{"lastUpdated", format_utc_timestamp(r.last_modified)}}; }
 
 json referral_identifier(const StoredReferral& r) {
-  return json::array({{{"system", std::string(kReferralIdSystem)}, {"value", r.id}}});
+  return json::array({{{"system", std::string(referral_id_system)}, {"value", r.id}}});
 }
 
 std::string_view fhir_priority(Urgency u) {
@@ -748,9 +748,9 @@ std::string_view fhir_priority(Urgency u) {
 }
 
 std::string fhir_system(std::string_view v1) {
-  if (v1 == "icd-10-cm") return std::string(kIcd10CmSystem);
-  if (v1 == "icd-o-3") return std::string(kIcdO3System);
-  return std::string(kSnomedSystem);
+  if (v1 == "icd-10-cm") return std::string(icd10cm_system);
+  if (v1 == "icd-o-3") return std::string(icdo3_system);
+  return std::string(snomed_system);
 }
 
 json document_of(const StoredReferral& r) {
@@ -796,13 +796,13 @@ json service_request(const StoredReferral& r) {
   json practitioner{
       {"resourceType", "Practitioner"},
       {"id", "requester"},
-      {"identifier", json::array({{{"system", std::string(kNpiSystem)}, {"value", str(referrer, "npi")}}})},
+      {"identifier", json::array({{{"system", std::string(npi_system)}, {"value", str(referrer, "npi")}}})},
       {"name", name_text(str(referrer, "name"))}};
   const auto credential = str(referrer, "credential");
   json qualification_code =
       credential == "other"
           ? json{{"text", "other"}}
-          : json{{"coding", json::array({{{"system", std::string(kDegreeSystem)}, {"code", credential}}})}};
+          : json{{"coding", json::array({{{"system", std::string(degree_system)}, {"code", credential}}})}};
   practitioner["qualification"] = json::array({{{"code", qualification_code}}});
 
   json telecom = json::array();
@@ -844,7 +844,7 @@ json service_request(const StoredReferral& r) {
            {"identifier", referral_identifier(r)},
            {"status", status},
            {"intent", "order"},
-           {"category", json::array({{{"coding", json::array({{{"system", std::string(kSnomedSystem)},
+           {"category", json::array({{{"coding", json::array({{{"system", std::string(snomed_system)},
                                                                {"code", "3457005"},
                                                                {"display", "Patient referral"}}})}}})},
            {"priority", std::string(fhir_priority(r.urgency))},
@@ -879,7 +879,7 @@ json task(const StoredReferral& r) {
       reason["coding"] = json::array();
       for (const auto& why : r.reasons) {
         reason["coding"].push_back(
-            {{"system", std::string(kReasonSystem)}, {"code", why.code}, {"display", why.message}});
+            {{"system", std::string(reason_system)}, {"code", why.code}, {"display", why.message}});
       }
     }
     // The office's own words, when it gave any with the change.

@@ -33,15 +33,15 @@ using json = nlohmann::ordered_json;
 using TimePoint = std::chrono::system_clock::time_point;
 
 // The code systems the mapping reads and writes.
-inline constexpr std::string_view kNpiSystem = "http://hl7.org/fhir/sid/us-npi";
-inline constexpr std::string_view kIcd10CmSystem = "http://hl7.org/fhir/sid/icd-10-cm";
-inline constexpr std::string_view kIcdO3System = "http://terminology.hl7.org/CodeSystem/icd-o-3";
-inline constexpr std::string_view kSnomedSystem = "http://snomed.info/sct";
-inline constexpr std::string_view kDegreeSystem = "http://terminology.hl7.org/CodeSystem/v2-0360";
+inline constexpr std::string_view npi_system = "http://hl7.org/fhir/sid/us-npi";
+inline constexpr std::string_view icd10cm_system = "http://hl7.org/fhir/sid/icd-10-cm";
+inline constexpr std::string_view icdo3_system = "http://terminology.hl7.org/CodeSystem/icd-o-3";
+inline constexpr std::string_view snomed_system = "http://snomed.info/sct";
+inline constexpr std::string_view degree_system = "http://terminology.hl7.org/CodeSystem/v2-0360";
 // A referral's id as the identifier of what referrald returns.
-inline constexpr std::string_view kReferralIdSystem = "urn:referrald:referral";
+inline constexpr std::string_view referral_id_system = "urn:referrald:referral";
 // The eligibility rules' reason codes (statusReason of a rejected Task).
-inline constexpr std::string_view kReasonSystem = "urn:referrald:reason";
+inline constexpr std::string_view reason_system = "urn:referrald:reason";
 
 // One OperationOutcome issue. `code` is from the FHIR IssueType value set.
 struct Issue {

@@ -21,12 +21,12 @@ using fhir::json;
 
 namespace {
 
-constexpr std::string_view kMediaType = "application/fhir+json";
-constexpr std::size_t kMaxIdentifier = 180;  // bytes of "system|value", as a stored idempotency key
+constexpr std::string_view fhir_media_type = "application/fhir+json";
+constexpr std::size_t max_identifier_bytes = 180;  // bytes of "system|value", as a stored idempotency key
 
 Response resource(unsigned status, const json& body) {
   auto r = Response::json(status, body.dump(-1, ' ', false, json::error_handler_t::replace));
-  r.content_type = std::string(kMediaType) + "; charset=utf-8";
+  r.content_type = std::string(fhir_media_type) + "; charset=utf-8";
   return r;
 }
 
@@ -50,7 +50,7 @@ struct Target {
 };
 
 Target target_of(std::string_view path) {
-  path.remove_prefix(Fhir::kBase.size());
+  path.remove_prefix(Fhir::base_path.size());
   if (path.empty() || path == "/") return {Route::transaction, "", ""};
   path.remove_prefix(1);
   if (path == "metadata") return {Route::metadata, "", ""};
@@ -143,12 +143,12 @@ Fhir::Fhir(Api& api, IntakeService& intake, store::ReaderPool& readers)
     : api_(api), intake_(intake), readers_(readers) {}
 
 bool Fhir::serves(const Request& request) const {
-  return request.path == kBase || request.path.starts_with(std::string(kBase) + "/") || fallback_ == nullptr;
+  return request.path == base_path || request.path.starts_with(std::string(base_path) + "/") || fallback_ == nullptr;
 }
 
 std::optional<Response> Fhir::check(const Request& request) const {
   if (!serves(request)) return fallback_->check(request);
-  if (!request.path.starts_with(kBase)) return outcome(404, "not-found", "not found");
+  if (!request.path.starts_with(base_path)) return outcome(404, "not-found", "not found");
   const auto target = target_of(request.path);
   const bool get = request.method == "GET" || request.method == "HEAD";
   switch (target.route) {
@@ -174,7 +174,7 @@ std::optional<Response> Fhir::check(const Request& request) const {
   }
   const auto types = request.count("content-type");
   if (types > 1) return outcome(400, "invalid", "more than one Content-Type header");
-  if (types == 0 || !(is_json_content_type(*request.header("content-type"), kMediaType) ||
+  if (types == 0 || !(is_json_content_type(*request.header("content-type"), fhir_media_type) ||
                       is_json_content_type(*request.header("content-type")))) {
     return outcome(415, "not-supported", "Content-Type must be application/fhir+json or application/json (UTF-8)");
   }
@@ -241,7 +241,7 @@ asio::awaitable<Response> Fhir::submit(const Request& request, const Caller& cal
   submission.client = caller.id;
   if (condition) {
     const auto identifier = fhir::identifier_search(*condition);
-    if (!identifier || identifier->size() > kMaxIdentifier || !is_idempotency_key(*identifier)) {
+    if (!identifier || identifier->size() > max_identifier_bytes || !is_idempotency_key(*identifier)) {
       co_return outcome(400, "not-supported",
                         "a conditional create must search identifier=system|value (at most 180 bytes)");
     }
@@ -294,7 +294,7 @@ asio::awaitable<Response> Fhir::submit(const Request& request, const Caller& cal
       r = resource(created ? 201 : 200, fhir::operation_outcome(std::vector<fhir::Issue>{
                                             {"information", "informational", "stored; read it at the Location", ""}}));
     }
-    r.headers.emplace_back("Location", std::string(kBase) + "/ServiceRequest/" + id);
+    r.headers.emplace_back("Location", std::string(base_path) + "/ServiceRequest/" + id);
   } else {
     r = resource(200, fhir::transaction_response(mapped, id, created));
   }
@@ -347,7 +347,7 @@ asio::awaitable<Response> Fhir::search_tasks(const Request& request, const Calle
       {"total", 0},
       {"link",
        json::array({{{"relation", "self"},
-                     {"url", std::string(kBase) + "/Task" + (request.query.empty() ? "" : "?" + request.query)}}})},
+                     {"url", std::string(base_path) + "/Task" + (request.query.empty() ? "" : "?" + request.query)}}})},
       {"entry", json::array()}};
   auto loaded = co_await load(readers_, *focus, caller);
   if (auto* error = std::get_if<Response>(&loaded)) {
@@ -364,7 +364,7 @@ asio::awaitable<Response> Fhir::search_tasks(const Request& request, const Calle
     }
     if (match) {
       bundle["total"] = 1;
-      bundle["entry"].push_back({{"fullUrl", std::string(kBase) + "/Task/" + stored.id},
+      bundle["entry"].push_back({{"fullUrl", std::string(base_path) + "/Task/" + stored.id},
                                  {"resource", fhir::task(stored)},
                                  {"search", {{"mode", "match"}}}});
     }

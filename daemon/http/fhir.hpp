@@ -18,7 +18,7 @@ namespace referrald::http {
 
 class Fhir final : public Handler {
  public:
-  static constexpr std::string_view kBase = "/fhir/r4";
+  static constexpr std::string_view base_path = "/fhir/r4";
 
   // Keys, scopes and intake counts are the API's.
   Fhir(Api& api, IntakeService& intake, store::ReaderPool& readers);

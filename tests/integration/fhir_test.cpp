@@ -19,13 +19,13 @@ namespace {
 using json = nlohmann::json;
 using namespace std::chrono_literals;
 
-constexpr const char* kOfficeToken = "fhir-office-token";
+constexpr const char* office_token = "fhir-office-token";
 
 json fhir_sample(const std::string& name) { return json::parse(sample("fhir/" + name)); }
 
 Daemon::Options office_options() {
   Daemon::Options o;
-  o.extra_http = "office_api_keys = [\"sha256:" + openssl_sha256_hex(kOfficeToken) + "\"]\n";
+  o.extra_http = "office_api_keys = [\"sha256:" + openssl_sha256_hex(office_token) + "\"]\n";
   return o;
 }
 
@@ -209,7 +209,7 @@ TEST_F(Fhir, ErrorsAreOperationOutcomesWithTheApisStatuses) {
   text.url = daemon.base_url() + "/fhir/r4/ServiceRequest";
   EXPECT_EQ(http(text).status, 201);
 
-  const auto office = call(daemon, "POST", "/fhir/r4", fhir_sample("transaction.json").dump(), {}, kOfficeToken);
+  const auto office = call(daemon, "POST", "/fhir/r4", fhir_sample("transaction.json").dump(), {}, office_token);
   EXPECT_EQ(office.status, 403);
   EXPECT_EQ(call(daemon, "GET", "/fhir/r4/Observation/1").status, 404);
   EXPECT_EQ(call(daemon, "DELETE", "/fhir/r4/Task/R-1").status, 405);
@@ -246,7 +246,7 @@ TEST_F(Fhir, TaskFollowsTheOfficeStatusAndSearchPollsByLastUpdated) {
   const auto status = [&](const std::string& to, const std::string& note) {
     const auto changed =
         call(daemon, "POST", "/api/v1/referrals/" + id + "/status", json{{"status", to}, {"note", note}}.dump(),
-             {"Content-Type: application/json"}, kOfficeToken);
+             {"Content-Type: application/json"}, office_token);
     ASSERT_EQ(changed.status, 200) << changed.body;
   };
   status("acknowledged", "");
@@ -268,7 +268,7 @@ TEST_F(Fhir, AKeyReadsOnlyWhatItSubmittedAndAnOfficeKeyReadsAll) {
   const auto r = call(daemon, "POST", "/fhir/r4/ServiceRequest", fhir_sample("service-request.json").dump());
   ASSERT_EQ(r.status, 201) << r.body;
   const auto id = id_of_location(r.headers.at("location"));
-  EXPECT_EQ(call(daemon, "GET", "/fhir/r4/Patient/" + id, std::nullopt, {}, kOfficeToken).status, 200);
+  EXPECT_EQ(call(daemon, "GET", "/fhir/r4/Patient/" + id, std::nullopt, {}, office_token).status, 200);
   EXPECT_EQ(call(daemon, "GET", "/fhir/r4/Patient/" + id, std::nullopt, {}, "").status, 401);
 
   // Another submitting key: the same 404 as an id that does not exist.

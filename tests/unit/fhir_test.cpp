@@ -28,7 +28,7 @@ const ReferralValidator& validator() {
   return v;
 }
 
-constexpr Date kToday{year{2026}, December, day{6}};
+constexpr Date test_today{year{2026}, December, day{6}};
 
 json mapped_json(const json& resource, Form form) {
   const auto result = map_submission(resource, form);
@@ -46,7 +46,7 @@ std::vector<Issue> issues_of(const json& resource, Form form) {
   const auto result = map_submission(resource, form);
   if (const auto* issues = std::get_if<std::vector<Issue>>(&result)) return *issues;
   const auto& mapped = std::get<Mapped>(result);
-  const auto validated = validator().validate(mapped.referral, kToday);
+  const auto validated = validator().validate(mapped.referral, test_today);
   if (const auto* invalid = std::get_if<InvalidReferral>(&validated)) return translate(invalid->errors, mapped);
   return {};
 }
@@ -77,7 +77,7 @@ TEST(FhirIn, TransactionBundleMapsEveryRow) {
   // And the validator takes it as it is.
   const auto result = map_submission(sample("transaction.json"), Form::transaction);
   const auto& mapped = std::get<Mapped>(result);
-  EXPECT_TRUE(std::holds_alternative<Referral>(validator().validate(mapped.referral, kToday)));
+  EXPECT_TRUE(std::holds_alternative<Referral>(validator().validate(mapped.referral, test_today)));
   EXPECT_EQ(mapped.identifier, "urn:oid:2.16.840.1.113883.3.1234.5|DP-REF-20261201-17");
   EXPECT_EQ(mapped.if_none_exist, "identifier=urn:oid:2.16.840.1.113883.3.1234.5|DP-REF-20261201-17");
   EXPECT_EQ(mapped.entry_types, (std::vector<std::string>{"ServiceRequest", "Patient", "PractitionerRole",
@@ -140,8 +140,8 @@ TEST(FhirIn, CodeSystemsBecomeTheV1Systems) {
   auto request = sample("service-request.json");
   auto& coding = request["contained"][3]["code"]["coding"];
   coding.insert(coding.begin(), json{{"system", "http://loinc.org"}, {"code", "x"}});
-  for (const auto& [system, v1] : {std::pair{kIcd10CmSystem, "icd-10-cm"}, std::pair{kIcdO3System, "icd-o-3"},
-                                   std::pair{kSnomedSystem, "snomed-ct"}}) {
+  for (const auto& [system, v1] : {std::pair{icd10cm_system, "icd-10-cm"}, std::pair{icdo3_system, "icd-o-3"},
+                                   std::pair{snomed_system, "snomed-ct"}}) {
     coding[1]["system"] = system;
     EXPECT_EQ(mapped_json(request, Form::service_request)["diagnosis"]["code"]["system"], v1);
   }
@@ -325,7 +325,7 @@ TEST(FhirErrors, OperationOutcomeCarriesTheExpression) {
 StoredReferral stored(OfficeStatus status, std::vector<StatusEvent> history = {}) {
   StoredReferral r;
   r.id = "R-20261206-ABCDEFGH";
-  r.received_at = sys_days(kToday) + hours(9);
+  r.received_at = sys_days(test_today) + hours(9);
   r.last_modified = r.received_at + minutes(5);
   r.decision = Decision::declined;
   r.reasons = {{"no_open_trial", "no open trial"}};
@@ -374,7 +374,7 @@ TEST(FhirOut, ServiceRequestAndPatientGiveBackWhatWasSubmitted) {
   EXPECT_EQ(sr["status"], "active");
   EXPECT_EQ(sr["category"][0]["coding"][0]["code"], "3457005");
   EXPECT_EQ(sr["contained"][0]["identifier"][0]["value"], "1234567893");
-  EXPECT_EQ(sr["contained"][2]["code"]["coding"][0]["system"], kIcdO3System);
+  EXPECT_EQ(sr["contained"][2]["code"]["coding"][0]["system"], icdo3_system);
   EXPECT_EQ(sr["note"][0]["text"], "Painless mass in the left thigh for 5 months. MRI and pathology report available.");
   const auto p = patient(r);
   EXPECT_EQ(p["birthDate"], "2014-03-09");
@@ -398,9 +398,9 @@ TEST(FhirOut, ServiceRequestAndPatientMapBackToTheSameReferral) {
 }
 
 TEST(FhirOut, ParseInstant) {
-  EXPECT_EQ(parse_instant("2026-12-06T09:05:00.000Z"), sys_days(kToday) + hours(9) + minutes(5));
-  EXPECT_EQ(parse_instant("2026-12-06T04:05:00-05:00"), sys_days(kToday) + hours(9) + minutes(5));
-  EXPECT_EQ(parse_instant("2026-12-06"), sys_days(kToday));
+  EXPECT_EQ(parse_instant("2026-12-06T09:05:00.000Z"), sys_days(test_today) + hours(9) + minutes(5));
+  EXPECT_EQ(parse_instant("2026-12-06T04:05:00-05:00"), sys_days(test_today) + hours(9) + minutes(5));
+  EXPECT_EQ(parse_instant("2026-12-06"), sys_days(test_today));
   EXPECT_FALSE(parse_instant("2026-12-06T09:05"));
   EXPECT_FALSE(parse_instant("yesterday"));
 }
