@@ -36,11 +36,14 @@ constexpr std::size_t max_idempotency_key_bytes = 200;  // bytes
 
 std::string trimmed_lower(std::string_view s) { return lower(trim(s)); }
 
-// application/json; a charset parameter, if any, must say UTF-8 (JSON is
-// UTF-8, RFC 8259: a body declared in another charset would be misread).
-bool is_json_content_type(std::string_view value) {
+}  // namespace
+
+// `media_type` (application/json, or FHIR's application/fhir+json); a charset
+// parameter, if any, must say UTF-8 (JSON is UTF-8, RFC 8259: a body
+// declared in another charset would be misread).
+bool is_json_content_type(std::string_view value, std::string_view media_type) {
   auto semi = value.find(';');
-  if (trimmed_lower(value.substr(0, semi)) != "application/json") return false;
+  if (trimmed_lower(value.substr(0, semi)) != media_type) return false;
   while (semi != std::string_view::npos) {
     value.remove_prefix(semi + 1);
     semi = value.find(';');
@@ -64,6 +67,8 @@ bool is_idempotency_key(std::string_view key) {
            return u < 0x20 || u == 0x7F;
          });
 }
+
+namespace {
 
 Response method_not_allowed(std::string_view allow) {
   // HEAD is allowed wherever GET is (the server leaves out the body).

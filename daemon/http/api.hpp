@@ -28,6 +28,11 @@ struct Caller {
   bool office = false;
 };
 
+// A Content-Type of `media_type` (JSON); a charset parameter, if any, must say UTF-8.
+bool is_json_content_type(std::string_view value, std::string_view media_type = "application/json");
+// An Idempotency-Key referrald takes: 1 to 200 bytes of UTF-8 text without control characters.
+bool is_idempotency_key(std::string_view key);
+
 class Api final : public Handler {
  public:
   Api(IntakeService& intake, store::Writer& writer, store::ReaderPool& readers, StatusChanges& status_changes,
@@ -47,8 +52,12 @@ class Api final : public Handler {
   // Another handler for paths the API does not serve (the web form).
   void set_fallback(Handler* fallback) { fallback_ = fallback; }
 
-  // Stored referrals by channel; the form counts its own here too.
+  // Stored referrals by channel; the form and FHIR count their own here too.
   IntakeCounts& intake_counts() { return intake_counts_; }
+
+  // The caller, or nullopt when the request carries no valid key (FHIR
+  // takes the same keys).
+  std::optional<Caller> authenticate(const Request& request) const;
 
  private:
   bool serves(const Request& request) const;
@@ -57,8 +66,6 @@ class Api final : public Handler {
   boost::asio::awaitable<Response> change_status(const Request& request, const std::string& id, const Caller& caller);
   Response health() const;
   boost::asio::awaitable<Response> metrics() const;
-  // The caller, or nullopt when the request carries no valid key.
-  std::optional<Caller> authenticate(const Request& request) const;
 
   IntakeService& intake_;
   store::Writer& writer_;

@@ -19,6 +19,7 @@
 #include "config/config.hpp"
 #include "dispatch/dispatcher.hpp"
 #include "http/api.hpp"
+#include "http/fhir.hpp"
 #include "http/form.hpp"
 #include "http/server.hpp"
 #include "intake/submission.hpp"
@@ -148,6 +149,7 @@ class Daemon {
         status_changes_(writer_, clock_),
         api_(intake_, writer_, readers_, status_changes_, configuration_.config.http.api_keys,
              configuration_.config.http.office_api_keys),
+        fhir_(api_, intake_, readers_),
         form_(configuration_.config.web_dir, configuration_.config.office, intake_, readers_, status_changes_),
         server_(ioc_.get_executor(), configuration_.config.http, api_),
         dispatcher_(std::make_shared<Dispatcher>(ioc_.get_executor(), writer_, clock_,
@@ -176,7 +178,8 @@ class Daemon {
     status_changes_.set_notice_targets(notice_targets_of(configuration_.config));
     api_.add_metrics_source([this] { return dispatch_metrics(); });
     api_.set_plain_body_limit(configuration_.config.http.max_body_bytes);
-    api_.set_fallback(&form_);
+    api_.set_fallback(&fhir_);
+    fhir_.set_fallback(&form_);
     form_.set_intake_counts(&api_.intake_counts());
     form_.set_public_origins(configuration_.config.http.public_origins);
     api_.add_metrics_source([this] { return form_.metrics(); });
@@ -354,7 +357,8 @@ class Daemon {
   IntakeService intake_;
   http::StatusChanges status_changes_;  // the office API's and the acknowledgement link's changes
   http::Api api_;
-  http::Form form_;  // the web form: the API hands it every path it does not serve
+  http::Fhir fhir_;  // FHIR R4 under /fhir/r4: the API hands it every path it does not serve
+  http::Form form_;  // the web form: FHIR hands it every path it does not serve
   http::Server server_;
   std::shared_ptr<Dispatcher> dispatcher_;
   EscalationTimer escalations_;

@@ -11,11 +11,14 @@ const http = require('node:http');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
-let chromium;
-try {
-  ({ chromium } = require('playwright-core'));
-} catch {
-  throw new Error('playwright-core is missing: run `npm install --no-audit --no-fund` in tests/browser (scripts/test does)');
+// playwright-core only when a browser is launched: tests/fhir starts its
+// daemon with this file and has no browser.
+function chromium() {
+  try {
+    return require('playwright-core').chromium;
+  } catch {
+    throw new Error('playwright-core is missing: run `npm install --no-audit --no-fund` in tests/browser (scripts/test does)');
+  }
 }
 
 const sourceDir = process.env.REFERRALD_SOURCE_DIR || path.resolve(__dirname, '..', '..');
@@ -119,7 +122,8 @@ class MailServer {
 class Daemon {
   // options.mail: a started MailServer; the office's email then goes there
   // by SMTP (and carries the one-tap acknowledgement link) instead of into a
-  // spool directory. options.extraConfig: more TOML at the end.
+  // spool directory. options.extraConfig: more TOML at the end;
+  // options.extraHttp: more lines for [http].
   constructor(options = {}) {
     this.options = options;
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'referrald-browser-'));
@@ -139,6 +143,7 @@ class Daemon {
 [http]
 listen = "127.0.0.1:${this.port}"
 api_keys = ["sha256:${keyHash}"]
+${this.options.extraHttp || ''}
 
 [storage]
 database = "${this.database}"
@@ -294,7 +299,7 @@ ${this.options.extraConfig || ''}`;
 }
 
 async function launchBrowser() {
-  return chromium.launch({
+  return chromium().launch({
     executablePath: chromiumPath,
     args: [
       '--headless',
