@@ -9,6 +9,7 @@
 
 #include "cli/common.hpp"
 #include "office/closed_loop.hpp"
+#include "office/status.hpp"
 #include "store/audit_chain.hpp"
 #include "store/office.hpp"
 #include "util/strings.hpp"
@@ -19,10 +20,6 @@ using store::ReadTransaction;
 using store::WriteTransaction;
 
 namespace {
-
-// A note is for a person to read in `show`, not a document (the office API
-// takes as much).
-constexpr std::size_t max_note_characters = 4000;
 
 // "--note -": the note from standard input, without its final line break
 // (what `echo` and a here-document add).

@@ -58,9 +58,9 @@ namespace referrald::fuzz {
 namespace {
 
 // The bearer key and the form's public origin (fuzz/http_front.dict has both).
-constexpr std::string_view kToken = "fuzz-token";
-constexpr std::string_view kOfficeToken = "fuzz-office-token";
-constexpr const char* kOrigin = "http://fuzz.example";
+constexpr std::string_view submit_token = "fuzz-token";
+constexpr std::string_view office_token = "fuzz-office-token";
+constexpr const char* form_origin = "http://fuzz.example";
 
 std::filesystem::path make_temp_dir() {
   std::string pattern = (std::filesystem::temp_directory_path() / "referrald-fuzz-http-XXXXXX").string();
@@ -75,7 +75,7 @@ constexpr std::chrono::seconds slow_close{5};
 HttpConfig http_config() {
   HttpConfig c;
   c.listen.push_back({"127.0.0.1", 0});  // any free port
-  c.api_keys.push_back(sha256(kToken));
+  c.api_keys.push_back(sha256(submit_token));
   c.rate_limit_per_minute = 0;  // every input is answered
   c.read_timeout = read_deadline;
   c.write_timeout = read_deadline;
@@ -98,7 +98,7 @@ struct Front {
                          return p;
                        }()};
   http::StatusChanges status_changes{writer, clock};
-  http::Api api{intake, writer, readers, status_changes, {sha256(kToken)}, {sha256(kOfficeToken)}};
+  http::Api api{intake, writer, readers, status_changes, {sha256(submit_token)}, {sha256(office_token)}};
   http::Form form{source_path("web"), OfficeConfig{}, intake, readers, status_changes};
   boost::asio::io_context ioc;
   http::Server server{ioc.get_executor(), http_config(), api};
@@ -108,7 +108,7 @@ struct Front {
   Front() {
     api.set_fallback(&form);
     form.set_intake_counts(&api.intake_counts());
-    form.set_public_origins({kOrigin});
+    form.set_public_origins({form_origin});
     server.start();
     const auto endpoint = server.local_endpoints().at(0);
     port = static_cast<unsigned short>(std::stoi(endpoint.substr(endpoint.rfind(':') + 1)));

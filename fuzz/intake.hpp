@@ -14,7 +14,7 @@
 
 namespace referrald::fuzz {
 
-inline constexpr Date kToday{std::chrono::year{2026}, std::chrono::November, std::chrono::day{28}};
+inline constexpr Date fuzz_today{std::chrono::year{2026}, std::chrono::November, std::chrono::day{28}};
 
 struct Intake {
   ReferralValidator validator{source_path("schemas/referral.v1.schema.json")};
@@ -26,12 +26,12 @@ struct Intake {
   }();
 };
 
-// A submission of `body` received at noon (UTC) on kToday.
+// A submission of `body` received at noon (UTC) on fuzz_today.
 inline Submission submission_of(std::string body) {
   Submission s;
   s.channel = "api";
   s.body = std::move(body);
-  s.received_at = std::chrono::sys_days{kToday} + std::chrono::hours{12};
+  s.received_at = std::chrono::sys_days{fuzz_today} + std::chrono::hours{12};
   return s;
 }
 

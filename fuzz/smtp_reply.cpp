@@ -73,9 +73,9 @@
 namespace referrald::fuzz {
 namespace {
 
-constexpr std::string_view kPassword = "fuzz-Secret-7Qm2";
+constexpr std::string_view smtp_password = "fuzz-Secret-7Qm2";
 // Lines that cannot appear in cleartext when TLS is required.
-constexpr std::array<std::string_view, 5> kAfterTls{"MAIL FROM", "RCPT TO", "AUTH ", "DATA", "Subject:"};
+constexpr std::array<std::string_view, 5> after_tls_markers{"MAIL FROM", "RCPT TO", "AUTH ", "DATA", "Subject:"};
 
 OfficeConfig office() {
   OfficeConfig o;
@@ -131,7 +131,7 @@ struct Harness {
     spdlog::set_level(spdlog::level::off);
     // The adapter reads its password file once, in its constructor.
     const auto file = std::filesystem::temp_directory_path() / ("referrald-fuzz-" + std::to_string(::getpid()));
-    std::ofstream(file) << kPassword << '\n';
+    std::ofstream(file) << smtp_password << '\n';
     relay = std::make_unique<SmtpAdapter>(smtp_target(port, false, false, file), pool, office(), clock);
     relay_login = std::make_unique<SmtpAdapter>(smtp_target(port, false, true, file), pool, office(), clock);
     starttls = std::make_unique<SmtpAdapter>(smtp_target(port, true, true, file), pool, office(), clock);
@@ -264,10 +264,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (reply == 0) require(outcome.kind != OutcomeClass::permanent, "no reply, yet permanent");
   }
   require(is_printable_ascii(outcome.message), "the outcome's message is not one printable line");
-  require(outcome.message.find(kPassword) == std::string::npos, "the password is in the outcome");
-  require(wire.find(kPassword) == std::string::npos, "the password went out verbatim");
+  require(outcome.message.find(smtp_password) == std::string::npos, "the password is in the outcome");
+  require(wire.find(smtp_password) == std::string::npos, "the password went out verbatim");
   if (tls_required) {
-    for (const auto line : kAfterTls) {
+    for (const auto line : after_tls_markers) {
       require(wire.find(line) == std::string::npos, "cleartext before TLS: " + std::string(line));
     }
   }

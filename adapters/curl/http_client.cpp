@@ -1,5 +1,6 @@
 #include "adapters/curl/http_client.hpp"
 #include "util/secret_file.hpp"
+#include "util/strings.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -51,15 +52,6 @@ std::string_view url_host(std::string_view url) {
     return close == std::string_view::npos ? std::string_view{} : rest.substr(1, close - 1);
   }
   return rest.substr(0, rest.find(':'));
-}
-
-bool iequals_prefix(std::string_view text, std::string_view prefix) {
-  if (text.size() < prefix.size()) return false;
-  for (std::size_t i = 0; i < prefix.size(); ++i) {
-    const auto a = static_cast<unsigned char>(text[i]);
-    if (std::tolower(a) != prefix[i]) return false;
-  }
-  return true;
 }
 
 }  // namespace
@@ -142,7 +134,7 @@ std::optional<Outcome> classify_transfer(const Reply& reply, std::string_view wh
   }
 }
 
-bool is_https_url(std::string_view url) { return iequals_prefix(url, "https://"); }
+bool is_https_url(std::string_view url) { return equal_ignoring_case(url.substr(0, 8), "https://"); }
 
 bool is_loopback_url(std::string_view url) {
   const std::string host(url_host(url));

@@ -6,18 +6,11 @@
 
 #include "adapters/protocol/reply.hpp"
 #include "office/escalation.hpp"
+#include "util/strings.hpp"
 
 namespace referrald {
 
-namespace {
-
-std::string upper(std::string_view text) {
-  std::string out(text);
-  for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 using protocol::printable;
 

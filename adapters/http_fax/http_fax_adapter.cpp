@@ -15,6 +15,7 @@
 #include "adapters/document/referral_text.hpp"
 #include "adapters/protocol/settings.hpp"
 #include "util/duration.hpp"
+#include "util/strings.hpp"
 
 namespace referrald {
 
@@ -47,11 +48,6 @@ bool header_token(const std::string& value) {
   return !value.empty() && std::all_of(value.begin(), value.end(), [](char ch) {
     return std::isalnum(static_cast<unsigned char>(ch)) != 0 || extra.find(ch) != std::string_view::npos;
   });
-}
-
-std::string lower(std::string s) {
-  for (auto& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  return s;
 }
 
 bool listed(const std::vector<std::string>& values, const std::string& lowered) {

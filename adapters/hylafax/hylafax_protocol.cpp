@@ -1,4 +1,5 @@
 #include "adapters/hylafax/hylafax_protocol.hpp"
+#include "util/strings.hpp"
 
 #include <algorithm>
 #include <array>
@@ -20,12 +21,6 @@ std::optional<unsigned> read_number(std::string_view text, std::size_t& pos) {
   }
   if (pos == start || (pos < text.size() && is_digit(text[pos]))) return std::nullopt;
   return value;
-}
-
-std::string upper(std::string_view text) {
-  std::string out(text);
-  for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include "adapters/document/referral_text.hpp"
 #include "adapters/protocol/settings.hpp"
 #include "adapters/smtp/smtp_keys.hpp"
+#include "util/strings.hpp"
 
 namespace referrald {
 
@@ -262,8 +263,7 @@ namespace {
 // the second as SSL_ERROR_SYSCALL or an unexpected EOF, and curl's message
 // carries it; the code alone does not tell them apart.
 bool handshake_broke(const std::string& error) {
-  std::string e = error;
-  for (auto& c : e) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const std::string e = lower(error);
   for (const char* sign : {"ssl_error_syscall", "unexpected eof", "connection reset", "broken pipe"}) {
     if (e.find(sign) != std::string::npos) return true;
   }

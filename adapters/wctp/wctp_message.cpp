@@ -1,4 +1,5 @@
 #include "adapters/wctp/wctp_message.hpp"
+#include "util/strings.hpp"
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -98,13 +99,6 @@ xmlNode* first_element(xmlNode* parent) {
 
 bool named(const xmlNode* node, const char* name) { return node != nullptr && xmlStrEqual(node->name, x(name)) != 0; }
 
-std::string trim(std::string s) {
-  const auto first = s.find_first_not_of(" \t\r\n");
-  if (first == std::string::npos) return {};
-  const auto last = s.find_last_not_of(" \t\r\n");
-  return s.substr(first, last - first + 1);
-}
-
 int parse_code(const std::string& text) {
   if (text.empty() || text.size() > 6) return 0;
   int value = 0;
@@ -198,15 +192,15 @@ std::optional<WctpConfirmation> parse_wctp_confirmation(std::string_view xml, st
   WctpConfirmation out;
   if (named(result, "wctp-Success")) {
     out.success = true;
-    out.code_text = trim(property(result, "successCode"));
+    out.code_text = std::string(trim(property(result, "successCode")));
     out.text = property(result, "successText");
   } else if (named(result, "wctp-Failure")) {
-    out.code_text = trim(property(result, "errorCode"));
+    out.code_text = std::string(trim(property(result, "errorCode")));
     out.text = property(result, "errorText");
   } else {
     return fail("wctp-Confirmation holds neither wctp-Success nor wctp-Failure");
   }
-  if (out.text.empty()) out.text = trim(content(result));
+  if (out.text.empty()) out.text = std::string(trim(content(result)));
   out.code = parse_code(out.code_text);
   if (out.code_text.empty()) return fail(std::string(out.success ? "wctp-Success" : "wctp-Failure") + " has no code");
   return out;

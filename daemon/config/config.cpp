@@ -21,6 +21,7 @@
 #include "config/toml_reader.hpp"
 #include "util/crypto.hpp"
 #include "util/dates.hpp"
+#include "util/strings.hpp"
 
 namespace referrald {
 
@@ -151,8 +152,7 @@ std::variant<HostPort, std::string> parse_host_port(std::string_view text, HostR
 // A web origin as browsers send it in Origin ("https://host[:port]"),
 // normalised (lower case, no default port); nullopt when it is not one.
 std::optional<std::string> parse_origin(std::string_view text) {
-  std::string lowered(text);
-  for (auto& c : lowered) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const std::string lowered = lower(text);
   std::string_view rest = lowered;
   std::string scheme;
   for (const char* s : {"http", "https"}) {

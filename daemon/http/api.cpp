@@ -31,16 +31,10 @@ using json = nlohmann::ordered_json;
 
 namespace {
 
-constexpr std::string_view kReferralsPath = "/api/v1/referrals";
-constexpr std::size_t kMaxIdempotencyKey = 200;  // bytes
+constexpr std::string_view referrals_path = "/api/v1/referrals";
+constexpr std::size_t max_idempotency_key_bytes = 200;  // bytes
 
-std::string trimmed_lower(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
+std::string trimmed_lower(std::string_view s) { return lower(trim(s)); }
 
 // application/json; a charset parameter, if any, must say UTF-8 (JSON is
 // UTF-8, RFC 8259: a body declared in another charset would be misread).
@@ -64,7 +58,7 @@ bool is_json_content_type(std::string_view value) {
 // An Idempotency-Key is stored and shown by referralctl: UTF-8 text without
 // control characters.
 bool is_idempotency_key(std::string_view key) {
-  return !key.empty() && key.size() <= kMaxIdempotencyKey && is_valid_utf8(key) &&
+  return !key.empty() && key.size() <= max_idempotency_key_bytes && is_valid_utf8(key) &&
          std::none_of(key.begin(), key.end(), [](char c) {
            const auto u = static_cast<unsigned char>(c);
            return u < 0x20 || u == 0x7F;
@@ -136,7 +130,7 @@ std::string accepted_response(const std::string& id, const Eligibility& eligibil
   }
   // Every referral starts as received; GET status_url shows it as it moves on.
   body["status"] = std::string(to_string(OfficeStatus::received));
-  body["status_url"] = std::string(kReferralsPath) + "/" + id;
+  body["status_url"] = std::string(referrals_path) + "/" + id;
   return body.dump();
 }
 
@@ -167,7 +161,7 @@ struct ReferralPath {
 };
 
 std::optional<ReferralPath> referral_path(std::string_view path) {
-  const std::string prefix = std::string(kReferralsPath) + "/";
+  const std::string prefix = std::string(referrals_path) + "/";
   if (!path.starts_with(prefix)) return std::nullopt;
   path.remove_prefix(prefix.size());
   constexpr std::string_view status_suffix = "/status";
@@ -182,19 +176,17 @@ std::optional<ReferralPath> referral_path(std::string_view path) {
 
 Response forbidden(std::string_view why) { return Response::error(403, why); }
 
-constexpr std::string_view kNeedsOfficeKey =
+constexpr std::string_view needs_office_key =
     "this key may submit referrals and read its own, not change a referral's status: that needs an office key "
     "([http] office_api_keys)";
-constexpr std::string_view kNeedsSubmittingKey =
+constexpr std::string_view needs_submitting_key =
     "this office key may read referrals and change their status, not submit referrals: that needs a key in "
     "[http] api_keys";
-
-constexpr std::size_t kMaxNoteChars = 4000;  // as a referral's notes
 
 }  // namespace
 
 bool Api::serves(const Request& request) const {
-  return request.path == kReferralsPath || request.path.starts_with(std::string(kReferralsPath) + "/") ||
+  return request.path == referrals_path || request.path.starts_with(std::string(referrals_path) + "/") ||
          request.path == "/healthz" || request.path == "/metrics" || fallback_ == nullptr;
 }
 
@@ -209,12 +201,12 @@ std::optional<Response> Api::check(const Request& request) const {
     }
     return std::nullopt;
   };
-  if (request.path == kReferralsPath) {
+  if (request.path == referrals_path) {
     if (request.method != "POST") return method_not_allowed("POST");
     if (request.count("authorization") > 1) return Response::error(400, "more than one Authorization header");
     const auto caller = authenticate(request);
     if (!caller) return unauthorized();
-    if (!caller->submits) return forbidden(kNeedsSubmittingKey);
+    if (!caller->submits) return forbidden(needs_submitting_key);
     if (auto refused = json_body()) return refused;
     const auto keys = request.count("idempotency-key");
     if (keys > 1) return Response::error(400, "more than one Idempotency-Key header");
@@ -230,7 +222,7 @@ std::optional<Response> Api::check(const Request& request) const {
     const auto caller = authenticate(request);
     if (!caller) return unauthorized();
     if (target->status) {
-      if (!caller->office) return forbidden(kNeedsOfficeKey);
+      if (!caller->office) return forbidden(needs_office_key);
       if (auto refused = json_body()) return refused;
     }
     return std::nullopt;
@@ -248,9 +240,7 @@ std::optional<Caller> Api::authenticate(const Request& request) const {
   const auto* auth = request.header("authorization");
   if (auth == nullptr) return std::nullopt;
   constexpr std::string_view scheme = "Bearer ";
-  if (auth->size() <= scheme.size() || !std::equal(scheme.begin(), scheme.end(), auth->begin(), [](char a, char b) {
-        return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
-      })) {
+  if (auth->size() <= scheme.size() || !equal_ignoring_case(std::string_view(*auth).substr(0, scheme.size()), scheme)) {
     return std::nullopt;
   }
   const auto presented = sha256(std::string_view(*auth).substr(scheme.size()));
@@ -275,7 +265,7 @@ asio::awaitable<Response> Api::handle(const Request& request) {
   if (!serves(request)) co_return co_await fallback_->handle(request);
   // What the head alone decides is answered the same with or without Expect.
   if (auto refused = check(request)) co_return std::move(*refused);
-  if (request.path == kReferralsPath) co_return co_await submit(request, *authenticate(request));
+  if (request.path == referrals_path) co_return co_await submit(request, *authenticate(request));
   if (const auto target = referral_path(request.path)) {
     if (!looks_like_referral_id(target->id)) co_return Response::error(404, "no such referral");
     if (target->status) co_return co_await change_status(request, target->id, *authenticate(request));
@@ -308,7 +298,7 @@ asio::awaitable<Response> Api::submit(const Request& request, const Caller& call
         body = parsed.dump();
       }
       response = Response::json(202, std::move(body));
-      response.headers.emplace_back("Location", std::string(kReferralsPath) + "/" + outcome.id);
+      response.headers.emplace_back("Location", std::string(referrals_path) + "/" + outcome.id);
       if (outcome.kind == Kind::replayed) response.headers.emplace_back("Idempotent-Replayed", "true");
       response.log_note = "id=" + outcome.id + (outcome.kind == Kind::replayed ? " replayed=true" : "");
       if (outcome.duplicate_of) response.log_note += " duplicate_of=" + *outcome.duplicate_of;
@@ -448,7 +438,7 @@ asio::awaitable<Response> Api::change_status(const Request& request, const std::
   if (const auto note_field = doc.find("note"); note_field != doc.end() && !note_field->is_null()) {
     if (!note_field->is_string()) co_return invalid("/note", "must be a string");
     note = note_field->get<std::string>();
-    if (auto problem = free_text_problem(*note, kMaxNoteChars)) co_return invalid("/note", std::move(*problem));
+    if (auto problem = free_text_problem(*note, max_note_characters)) co_return invalid("/note", std::move(*problem));
     if (trim(*note).empty()) note.reset();
   }
 
@@ -460,7 +450,7 @@ asio::awaitable<Response> Api::change_status(const Request& request, const std::
       json body{{"id", id},
                 {"status", std::string(to_string(*to))},
                 {"previous_status", std::string(to_string(outcome.result.from))},
-                {"status_url", std::string(kReferralsPath) + "/" + id}};
+                {"status_url", std::string(referrals_path) + "/" + id}};
       auto r = Response::json(200, body.dump());
       if (outcome.kind == Kind::replayed) r.headers.emplace_back("Idempotent-Replayed", "true");
       r.log_note = "id=" + id + " status=" + std::string(to_string(*to)) +

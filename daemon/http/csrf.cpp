@@ -11,8 +11,8 @@ namespace referrald::http {
 
 namespace {
 
-constexpr std::size_t kTimeChars = 16;
-constexpr std::size_t kBrowserChars = 32;
+constexpr std::size_t time_chars = 16;
+constexpr std::size_t browser_chars = 32;
 
 bool is_lower_hex(std::string_view s) noexcept {
   return std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
@@ -30,7 +30,7 @@ CsrfTokens::CsrfTokens(const std::array<unsigned char, 32>& key) : key_(key) {}
 CsrfTokens::~CsrfTokens() { OPENSSL_cleanse(key_.data(), key_.size()); }
 
 std::string CsrfTokens::new_browser() {
-  const auto bytes = random_bytes(kBrowserChars / 2);
+  const auto bytes = random_bytes(browser_chars / 2);
   return to_hex(bytes.data(), bytes.size());
 }
 
@@ -50,21 +50,21 @@ std::string CsrfTokens::issue(std::string_view browser, Clock::time_point now) c
 
 std::optional<CsrfTokens::Verified> CsrfTokens::verify(std::string_view token, Clock::time_point now) const {
   if (token.size() != size || !is_lower_hex(token)) return std::nullopt;
-  const auto message = token.substr(0, kTimeChars + kBrowserChars);
+  const auto message = token.substr(0, time_chars + browser_chars);
   const auto expected = mac(message);
   if (!constant_time_equal(reinterpret_cast<const unsigned char*>(expected.data()),
                            reinterpret_cast<const unsigned char*>(token.data() + message.size()), expected.size())) {
     return std::nullopt;
   }
   std::uint64_t seconds = 0;
-  for (const char c : token.substr(0, kTimeChars)) {
+  for (const char c : token.substr(0, time_chars)) {
     seconds = seconds * 16 + static_cast<std::uint64_t>(c <= '9' ? c - '0' : c - 'a' + 10);
   }
   const auto issued = Clock::time_point(std::chrono::seconds(static_cast<std::int64_t>(seconds)));
   // Also refused: a time further ahead than a token lives (the clock was set back).
   const auto age = now - issued;
   if (age > lifetime || -age > lifetime) return std::nullopt;
-  return Verified{std::string(token.substr(kTimeChars, kBrowserChars)), issued};
+  return Verified{std::string(token.substr(time_chars, browser_chars)), issued};
 }
 
 }  // namespace referrald::http

@@ -24,6 +24,7 @@
 #include "util/crypto.hpp"
 #include "util/dates.hpp"
 #include "util/ids.hpp"
+#include "util/strings.hpp"
 
 namespace referrald::http {
 
@@ -72,12 +73,12 @@ std::string Template::render(const Resolver& resolve) const {
 
 namespace {
 
-constexpr std::string_view kContentSecurityPolicy =
+constexpr std::string_view content_security_policy =
     "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'";
 
-constexpr std::size_t kTokenBytes = 32;               // 256 bits: a submission token
-constexpr std::size_t kTokenChars = 2 * kTokenBytes;  // hex
+constexpr std::size_t token_bytes = 32;               // 256 bits: a submission token
+constexpr std::size_t token_chars = 2 * token_bytes;  // hex
 
 struct StaticFile {
   std::string_view name;
@@ -86,7 +87,7 @@ struct StaticFile {
 
 // Everything /static/ serves; any other name is a 404, so no request can
 // reach a file outside this list (no path is ever built from the request).
-constexpr std::array kStaticFiles{
+constexpr std::array static_files{
     StaticFile{"style.css", "text/css; charset=utf-8"},
     StaticFile{"form.js", "text/javascript; charset=utf-8"},
     StaticFile{"favicon.svg", "image/svg+xml"},
@@ -101,12 +102,12 @@ std::string read_web_file(const std::filesystem::path& file) {
 }
 
 std::string new_token() {
-  const auto bytes = random_bytes(kTokenBytes);
+  const auto bytes = random_bytes(token_bytes);
   return to_hex(bytes.data(), bytes.size());
 }
 
 bool is_token(std::string_view s) noexcept {
-  return s.size() == kTokenChars &&
+  return s.size() == token_chars &&
          std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
@@ -146,12 +147,6 @@ std::optional<std::string> csrf_cookie(const Request& request) {
   auto values = cookie_values(request, cookie_name(request.secure));
   if (values.size() != 1) return std::nullopt;
   return std::move(values.front());
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
 }
 
 // Browsers say where a request comes from; anything but one of the form's
@@ -208,7 +203,7 @@ std::string sentence(std::string_view label, std::string_view message) {
 }
 
 void add_security_headers(Response& r) {
-  r.headers.emplace_back("Content-Security-Policy", std::string(kContentSecurityPolicy));
+  r.headers.emplace_back("Content-Security-Policy", std::string(content_security_policy));
   r.headers.emplace_back("X-Content-Type-Options", "nosniff");
   r.headers.emplace_back("X-Frame-Options", "DENY");
   // same-origin, not no-referrer: the latter would make the form's POST carry "Origin: null".
@@ -260,12 +255,12 @@ struct Pages {
     confirmation_page =
         Template(read_web_file(web_dir / "confirmation.html"), (web_dir / "confirmation.html").string());
     message_page = Template(read_web_file(web_dir / "message.html"), (web_dir / "message.html").string());
-    for (const auto& f : kFields) {
+    for (const auto& f : form_field_specs) {
       if (form_page.text().find("id=\"" + field_id(f.name) + "-hint\"") != std::string::npos) {
         hinted.insert(std::string(f.name));
       }
     }
-    for (const auto& s : kStaticFiles) {
+    for (const auto& s : static_files) {
       auto body = read_web_file(web_dir / s.name);
       auto etag = "\"" + sha256_hex(body).substr(0, 32) + "\"";
       assets.emplace(std::string(s.name), Asset{std::move(body), std::string(s.content_type), std::move(etag)});
@@ -278,7 +273,7 @@ struct Pages {
   void check_templates(const std::filesystem::path& web_dir) const {
     const auto file = (web_dir / "form.html").string();
     const std::string& text = form_page.text();
-    for (const auto& f : kFields) {
+    for (const auto& f : form_field_specs) {
       if (text.find("name=\"" + std::string(f.name) + "\"") == std::string::npos) {
         throw std::runtime_error(file + ": no input named \"" + std::string(f.name) + "\"");
       }
@@ -293,14 +288,14 @@ struct Pages {
       if (tag != "input" && tag != "select" && tag != "textarea" && tag != "button") continue;
       const auto end = text.find('"', pos + 7);
       const auto name = text.substr(pos + 7, end - pos - 7);
-      if (find_field(name) == nullptr && name != kCsrfField && name != kSubmissionField) {
+      if (find_field(name) == nullptr && name != csrf_field && name != submission_field) {
         throw std::runtime_error(file + ": <" + tag + " name=\"" + name + "\"> is not a field of the referral");
       }
     }
     // Every placeholder must resolve, in every state a page can be in.
     FormState state;
-    state.csrf = state.submission = std::string(kTokenChars, '0');
-    for (const auto& f : kFields) state.errors[std::string(f.name)] = "x";
+    state.csrf = state.submission = std::string(token_chars, '0');
+    for (const auto& f : form_field_specs) state.errors[std::string(f.name)] = "x";
     (void)render_form(state);
     (void)render_form(FormState{});
     (void)render_confirmation("R-20260101-00000-00000", Decision::declined, Urgency::emergent, {},
@@ -603,7 +598,7 @@ struct Form::Impl {
     if (!cookie_token) co_return csrf_refused("invalid_cookie");
     const std::string* token = nullptr;
     for (const auto& [name, value] : *data) {
-      if (name == kCsrfField) {
+      if (name == csrf_field) {
         if (token != nullptr) co_return csrf_refused("repeated_field");
         token = &value;
       }
@@ -824,7 +819,7 @@ struct Form::Impl {
           "else is paged or emailed about it.</p>\n";
     }
     // The same address: the token in the path is all the POST needs.
-    body += "<form method=\"post\" action=\"" + std::string(kAckPathPrefix) + html_escape(token) +
+    body += "<form method=\"post\" action=\"" + std::string(ack_path_prefix) + html_escape(token) +
             "\" class=\"actions\">\n<button class=\"button\" type=\"submit\">Acknowledge</button>\n</form>\n";
     co_return ack_message(200, "Acknowledge this referral", body, "ack=shown id=" + found->referral_id);
   }
@@ -902,7 +897,7 @@ std::optional<Response> Form::check(const Request& request) const {
     }
     return std::nullopt;
   }
-  if (path.starts_with(kAckPathPrefix) && !get && request.method != "POST") {
+  if (path.starts_with(ack_path_prefix) && !get && request.method != "POST") {
     return impl_->pages.method_not_allowed("GET, HEAD, POST");
   }
   if ((path.starts_with("/referrals/") || path.starts_with("/static/")) && !get) {
@@ -945,8 +940,8 @@ asio::awaitable<Response> Form::handle(const Request& request) {
     std::string id = path.substr(std::string_view("/referrals/").size());
     co_return co_await impl_->confirmation(request, std::move(id));
   }
-  if (path.starts_with(kAckPathPrefix)) {
-    std::string token = path.substr(kAckPathPrefix.size());
+  if (path.starts_with(ack_path_prefix)) {
+    std::string token = path.substr(ack_path_prefix.size());
     if (request.method == "POST") co_return co_await impl_->ack_post(request, token);
     co_return co_await impl_->ack_page(token);
   }

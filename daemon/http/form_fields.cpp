@@ -131,17 +131,17 @@ std::string html_escape(std::string_view text) {
 // The form's fields
 
 const FieldSpec* find_field(std::string_view name) {
-  for (const auto& f : kFields) {
+  for (const auto& f : form_field_specs) {
     if (f.name == name) return &f;
   }
   return nullptr;
 }
 
 std::size_t field_position(std::string_view name) {
-  for (std::size_t i = 0; i < kFields.size(); ++i) {
-    if (kFields[i].name == name) return i;
+  for (std::size_t i = 0; i < form_field_specs.size(); ++i) {
+    if (form_field_specs[i].name == name) return i;
   }
-  return kFields.size();
+  return form_field_specs.size();
 }
 
 std::string field_id(std::string_view name) {
@@ -234,9 +234,9 @@ std::variant<FormFields, std::string> read_form_fields(const FormData& data) {
   FormFields fields;
   std::set<std::string> seen;
   for (const auto& [name, value] : data) {
-    if (name == kCsrfField) continue;
+    if (name == csrf_field) continue;
     if (!seen.insert(name).second) return std::string("The form was sent with a field twice.");
-    if (name == kSubmissionField) {
+    if (name == submission_field) {
       fields.submission_token = value;
       continue;
     }

@@ -47,7 +47,7 @@ struct FieldSpec {
 };
 
 // Every field of the form, in the order of the page.
-inline constexpr std::array kFields{
+inline constexpr std::array form_field_specs{
     FieldSpec{"patient.given_name", "Patient's given name", "patient-given_name"},
     FieldSpec{"patient.family_name", "Patient's family name", "patient-family_name"},
     FieldSpec{"patient.birth_date", "Patient's date of birth", "patient-birth_date"},
@@ -74,8 +74,8 @@ inline constexpr std::array kFields{
     FieldSpec{"notes", "Notes", "notes", FieldKind::text},
 };
 
-inline constexpr std::string_view kCsrfField = "csrf_token";
-inline constexpr std::string_view kSubmissionField = "submission_token";
+inline constexpr std::string_view csrf_field = "csrf_token";
+inline constexpr std::string_view submission_field = "submission_token";
 
 // The field with this name; nullptr for a name the form does not have.
 const FieldSpec* find_field(std::string_view name);

@@ -6,7 +6,7 @@
 namespace referrald::http {
 
 namespace {
-constexpr std::size_t kPruneAbove = 10000;  // distinct clients kept before idle ones are dropped
+constexpr std::size_t prune_above = 10000;  // distinct clients kept before idle ones are dropped
 }
 
 RateLimiter::RateLimiter(unsigned per_minute, unsigned burst)
@@ -15,7 +15,7 @@ RateLimiter::RateLimiter(unsigned per_minute, unsigned burst)
 std::optional<long long> RateLimiter::acquire(const std::string& client, std::chrono::steady_clock::time_point now) {
   if (rate_per_second_ <= 0) return std::nullopt;  // disabled
   std::lock_guard lock(mutex_);
-  if (buckets_.size() > kPruneAbove) prune(now);
+  if (buckets_.size() > prune_above) prune(now);
   auto [it, inserted] = buckets_.try_emplace(client, Bucket{burst_, now});
   auto& b = it->second;
   if (!inserted) {

@@ -25,6 +25,7 @@
 #include "http/rate_limit.hpp"
 #include "office/ack_link.hpp"
 #include "http/tls.hpp"
+#include "util/strings.hpp"
 
 namespace referrald::http {
 
@@ -77,15 +78,9 @@ std::string json_escape(std::string_view text) {
   return out;
 }
 
-constexpr auto kTlsHandshakeTimeout = std::chrono::seconds(10);
+constexpr auto tls_handshake_timeout = std::chrono::seconds(10);
 
 using RequestHead = bhttp::request_parser<bhttp::string_body>::value_type;
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 // A Host value: uri-host [":" port] (RFC 3986 reg-name or IP literal); empty
 // is allowed (the target had no authority), the form then refuses it.
@@ -281,7 +276,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     socket.set_option(tcp::no_delay(true), ec);
     if (tls) {
       beast::ssl_stream<beast::tcp_stream> stream(std::move(socket), *tls);
-      beast::get_lowest_layer(stream).expires_after(kTlsHandshakeTimeout);
+      beast::get_lowest_layer(stream).expires_after(tls_handshake_timeout);
       auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server, asio::as_tuple(asio::use_awaitable));
       if (hec) {
         spdlog::debug("http.tls_handshake_failed remote={} error=\"{}\"", remote, hec.message());
@@ -505,7 +500,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     const double ms = std::chrono::duration<double, std::milli>(steady::now() - started).count();
     // One line per request: no query string, no body, no header values, and
     // no acknowledgement token (a credential in the path).
-    if (path.starts_with(kAckPathPrefix)) path = kAckPathPrefix.substr(0, kAckPathPrefix.size() - 1);
+    if (path.starts_with(ack_path_prefix)) path = ack_path_prefix.substr(0, ack_path_prefix.size() - 1);
     spdlog::info("http.request method={} path={} status={} ms={:.2f} remote={}{}{}", method,
                  path.size() > 128 ? path.substr(0, 128) : path, status, ms, remote, note.empty() ? "" : " ", note);
     co_return ok;

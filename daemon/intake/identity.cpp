@@ -16,9 +16,9 @@ namespace referrald {
 
 namespace {
 
-constexpr std::string_view kHkdfSalt = "referrald";
-constexpr std::string_view kHkdfInfo = "patient identity hash v1";
-constexpr std::size_t kMinSecretLength = 32;
+constexpr std::string_view hkdf_salt = "referrald";
+constexpr std::string_view hkdf_info = "patient identity hash v1";
+constexpr std::size_t min_secret_length = 32;
 
 }  // namespace
 
@@ -53,7 +53,7 @@ std::string IdentityKey::hash(const Patient& patient) const {
 }
 
 std::shared_ptr<const IdentityKey> IdentityKey::derive(const unsigned char* material, std::size_t size) {
-  auto derived = hkdf_sha256(material, size, kHkdfSalt, kHkdfInfo, 32);
+  auto derived = hkdf_sha256(material, size, hkdf_salt, hkdf_info, 32);
   std::array<unsigned char, 32> bytes{};
   std::copy(derived.begin(), derived.end(), bytes.begin());
   OPENSSL_cleanse(derived.data(), derived.size());
@@ -69,10 +69,10 @@ std::shared_ptr<const IdentityKey> load_identity_key(const std::filesystem::path
     std::string problem;
     auto secret = read_secret_file(identity_key_file.string(), "intake.identity_key ", &problem);
     if (!secret) throw std::runtime_error(problem);
-    if (secret->size() < kMinSecretLength) {
+    if (secret->size() < min_secret_length) {
       OPENSSL_cleanse(secret->data(), secret->size());
       throw std::runtime_error("intake.identity_key " + identity_key_file.string() + ": the secret must be at least " +
-                               std::to_string(kMinSecretLength) + " characters (e.g. openssl rand -hex 32)");
+                               std::to_string(min_secret_length) + " characters (e.g. openssl rand -hex 32)");
     }
     auto key = IdentityKey::derive(reinterpret_cast<const unsigned char*>(secret->data()), secret->size());
     OPENSSL_cleanse(secret->data(), secret->size());

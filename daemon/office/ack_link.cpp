@@ -26,7 +26,7 @@ bool is_ack_token(std::string_view text) noexcept {
 std::string ack_link(std::string_view origin, std::string_view token) {
   std::string out(origin);
   while (!out.empty() && out.back() == '/') out.pop_back();
-  out += kAckPathPrefix;
+  out += ack_path_prefix;
   out += token;
   return out;
 }

@@ -11,7 +11,7 @@ namespace referrald {
 
 // The path a link's token follows. The rest of such a path is a credential:
 // the HTTP request log shows this prefix only.
-inline constexpr std::string_view kAckPathPrefix = "/ack/";
+inline constexpr std::string_view ack_path_prefix = "/ack/";
 
 struct AckToken {
   std::string token;  // goes into the link, never into the store or a log

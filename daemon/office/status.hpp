@@ -9,6 +9,7 @@
 // Pure: the store records changes, the HTTP and CLI layers ask here first.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -17,6 +18,11 @@
 namespace referrald {
 
 enum class OfficeStatus { received, acknowledged, accepted, declined, needs_info, closed };
+
+// The longest note a status change keeps, in characters: as long as a
+// referral's own notes may be (schemas/referral.v1.schema.json). A note is for
+// a person to read, not a document.
+inline constexpr std::size_t max_note_characters = 4000;
 
 std::string_view to_string(OfficeStatus s) noexcept;  // "needs-info" for needs_info
 std::optional<OfficeStatus> parse_office_status(std::string_view s) noexcept;

@@ -26,11 +26,11 @@ namespace {
 
 // Steps fired per write: a backlog (a long outage) fires in several
 // commits rather than one huge one.
-constexpr int kBatch = 256;
+constexpr int steps_per_batch = 256;
 // The longest sleep, and the pause after a failed write: a clock set
 // forward, or a store that failed for a moment, is looked at again soon.
-constexpr auto kLongestSleep = std::chrono::minutes(1);
-constexpr auto kAfterFailure = std::chrono::seconds(5);
+constexpr auto longest_sleep = std::chrono::minutes(1);
+constexpr auto wait_after_failure = std::chrono::seconds(5);
 
 }  // namespace
 
@@ -57,13 +57,13 @@ struct EscalationTimer::Impl : std::enable_shared_from_this<EscalationTimer::Imp
   asio::awaitable<std::optional<Look>> look() {
     auto result = std::make_shared<Look>();
     store::Writer::Job job = [result, now = clock.now()](store::Database& db) {
-      result->fired = store::fire_due_escalations(db, now, kBatch);
+      result->fired = store::fire_due_escalations(db, now, steps_per_batch);
       result->next = store::next_escalation_due(db);
     };
     const auto outcome = co_await store::async_write(writer, std::move(job));
     if (outcome.status != store::JobStatus::committed) {
       spdlog::warn("escalation.check_failed error=\"{}\" (tried again in {}s)", outcome.error,
-                   std::chrono::duration_cast<std::chrono::seconds>(kAfterFailure).count());
+                   std::chrono::duration_cast<std::chrono::seconds>(wait_after_failure).count());
       co_return std::nullopt;
     }
     co_return std::move(*result);
@@ -85,7 +85,7 @@ struct EscalationTimer::Impl : std::enable_shared_from_this<EscalationTimer::Imp
         if (idle) idle->cancel();
         break;
       }
-      std::chrono::steady_clock::duration delay = kAfterFailure;
+      std::chrono::steady_clock::duration delay = wait_after_failure;
       if (seen) {
         for (const auto& step : seen->fired) {
           spdlog::warn("escalation.fired id={} step={} after={}s targets={}", step.referral_id, step.step,
@@ -93,14 +93,14 @@ struct EscalationTimer::Impl : std::enable_shared_from_this<EscalationTimer::Imp
         }
         if (!seen->fired.empty()) {
           if (fired) fired();
-          if (seen->fired.size() == static_cast<std::size_t>(kBatch)) continue;  // more are due
+          if (seen->fired.size() == static_cast<std::size_t>(steps_per_batch)) continue;  // more are due
         }
-        delay = kLongestSleep;
+        delay = longest_sleep;
         if (seen->next) {
           const auto until = *seen->next - clock.now();
           delay = std::clamp<std::chrono::steady_clock::duration>(
               std::chrono::duration_cast<std::chrono::steady_clock::duration>(until),
-              std::chrono::steady_clock::duration::zero(), kLongestSleep);
+              std::chrono::steady_clock::duration::zero(), longest_sleep);
         }
       }
       if (wake_pending) continue;

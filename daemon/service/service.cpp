@@ -38,8 +38,8 @@ namespace asio = boost::asio;
 
 namespace {
 
-constexpr auto kShutdownGrace = std::chrono::seconds(10);
-constexpr int kExitInvalidConfiguration = 78;  // EX_CONFIG (sysexits.h)
+constexpr auto shutdown_grace = std::chrono::seconds(10);
+constexpr int exit_invalid_configuration = 78;  // EX_CONFIG (sysexits.h)
 
 std::shared_ptr<const IntakePolicy> make_policy(const Configuration& c,
                                                 const std::vector<unsigned char>& database_secret) {
@@ -262,9 +262,9 @@ class Daemon {
   asio::awaitable<void> shutdown() {
     // Stop taking requests and let those in flight reach their commits; then
     // stop claiming deliveries and give sends in progress a bounded time.
-    co_await server_.stop(kShutdownGrace);
+    co_await server_.stop(shutdown_grace);
     co_await escalations_.stop();
-    co_await dispatcher_->stop(kShutdownGrace);
+    co_await dispatcher_->stop(shutdown_grace);
     signals_.cancel();
     watchdog_timer_.cancel();
     status_timer_.cancel();
@@ -395,7 +395,7 @@ int run_daemon(const std::filesystem::path& config_file) {
     spdlog::critical("referrald.start_failed reason=\"invalid configuration\" file={}", config_file.string());
     // EX_CONFIG: the unit's RestartPreventExitStatus= keeps systemd from
     // restarting what only an edit can fix.
-    return kExitInvalidConfiguration;
+    return exit_invalid_configuration;
   }
   setup_logging(configuration->config.log_level, detect_log_target());
   try {

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "support/harness.hpp"
+#include "util/strings.hpp"
 
 namespace referrald::test {
 namespace {
@@ -188,9 +189,7 @@ TEST_F(Cli, ShowPrintsTheReferralItsDeliveriesAttemptsAndAuditTrail) {
     EXPECT_NE(human.out.find(expected), std::string::npos) << expected << "\n" << human.out;
   }
   // Lower case works too (ids are read over the phone).
-  std::string lower = id;
-  for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  EXPECT_EQ(ctl({"--config", config(), "show", lower}).status, 0);
+  EXPECT_EQ(ctl({"--config", config(), "show", lower(id)}).status, 0);
 
   const auto j = show(id);
   EXPECT_EQ(keys(j), (std::set<std::string>{"referral", "status_history", "escalations", "deliveries", "audit"}));

@@ -109,7 +109,7 @@ class Form : public ::testing::Test {
   Daemon daemon{Daemon::Options{}};
 };
 
-constexpr const char* kCsp =
+constexpr const char* expected_csp =
     "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'";
 
@@ -118,7 +118,7 @@ TEST_F(Form, ServesTheFormWithSecurityHeadersAndACsrfCookie) {
   const auto r = b.open_form();
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.headers.at("content-type"), "text/html; charset=utf-8");
-  EXPECT_EQ(r.headers.at("content-security-policy"), kCsp);
+  EXPECT_EQ(r.headers.at("content-security-policy"), expected_csp);
   EXPECT_EQ(r.headers.at("x-content-type-options"), "nosniff");
   EXPECT_EQ(r.headers.at("x-frame-options"), "DENY");
   EXPECT_EQ(r.headers.at("referrer-policy"), "same-origin");
@@ -197,7 +197,7 @@ TEST_F(Form, AValidReferralRedirectsToItsConfirmationAndIsStored) {
 
   const auto page = b.get(location);
   ASSERT_EQ(page.status, 200) << page.body;
-  EXPECT_EQ(page.headers.at("content-security-policy"), kCsp);
+  EXPECT_EQ(page.headers.at("content-security-policy"), expected_csp);
   EXPECT_NE(page.body.find(id), std::string::npos);
   // Jonesboro is within the service area: accepted.
   EXPECT_NE(page.body.find("The referral office will contact you."), std::string::npos);
@@ -220,7 +220,7 @@ TEST_F(Form, APostWithoutAValidCsrfTokenIsRefused) {
   stranger.submission = b.submission;
   auto r = stranger.post(valid_fields());
   EXPECT_EQ(r.status, 403);
-  EXPECT_EQ(r.headers.at("content-security-policy"), kCsp);
+  EXPECT_EQ(r.headers.at("content-security-policy"), expected_csp);
   EXPECT_NE(r.body.find("Nothing was stored"), std::string::npos);
 
   // Cookie but no field.
@@ -277,7 +277,7 @@ TEST_F(Form, InvalidInputShowsTheFormAgainWithEveryValueKeptAndEscaped) {
   const auto r = b.post(fields);
   ASSERT_EQ(r.status, 422) << r.body;
   const auto& page = r.body;
-  EXPECT_EQ(r.headers.at("content-security-policy"), kCsp);
+  EXPECT_EQ(r.headers.at("content-security-policy"), expected_csp);
   EXPECT_NE(page.find("<title>Error: "), std::string::npos);
 
   // Escaped, never executed.
@@ -543,7 +543,7 @@ p.feed(open(sys.argv[1], encoding='utf-8').read())
 print(json.dumps(p.out))
 )PY");
   return json::parse(
-      output_of(std::string(kPython) + " " + (dir / "dom.py").string() + " " + (dir / "page.html").string()));
+      output_of(std::string(python3_path) + " " + (dir / "dom.py").string() + " " + (dir / "page.html").string()));
 }
 
 // Markup in every text field, through the web form: the 422 page keeps each

@@ -28,10 +28,10 @@ using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 using steady = std::chrono::steady_clock;
 
-constexpr auto kReadTimeout = 2s;
-constexpr auto kWriteTimeout = 2s;
-constexpr auto kSlack = 1500ms;
-constexpr const char* kHonestAddress = "127.0.0.2";
+constexpr auto client_read_timeout = 2s;
+constexpr auto client_write_timeout = 2s;
+constexpr auto deadline_slack = 1500ms;
+constexpr const char* honest_address = "127.0.0.2";
 
 // [http] lines: short deadlines, and the limits under test.
 Daemon::Options limits(const std::string& more) {
@@ -64,7 +64,7 @@ class HonestClient {
       while (!stop_) {
         HttpRequest r;
         r.url = url;
-        r.source_address = kHonestAddress;
+        r.source_address = honest_address;
         r.timeout = 3s;
         const auto started = steady::now();
         const auto res = http(r);
@@ -151,21 +151,21 @@ TEST(Slowloris, HeadsSentByteByByteAreCutAtTheReadDeadline) {
     d.client = std::make_unique<RawClient>(daemon.port());
     d.opened = steady::now();
   }
-  dribble(slow, head, 200ms, kReadTimeout + 3 * kSlack);
+  dribble(slow, head, 200ms, client_read_timeout + 3 * deadline_slack);
   const auto answers = honest.finish();
 
   int held = 0, refused = 0;
   for (const auto& d : slow) {
-    ASSERT_TRUE(d.closed_after) << "a slow connection was still open after " << seconds(kReadTimeout + 3 * kSlack)
-                                << " s";
+    ASSERT_TRUE(d.closed_after) << "a slow connection was still open after "
+                                << seconds(client_read_timeout + 3 * deadline_slack) << " s";
     if (status_of(d.client->received()) == 503) {
       ++refused;
       EXPECT_LT(*d.closed_after, 1s);
     } else {
       ++held;
       EXPECT_EQ(d.client->received(), "") << "a half-sent head was answered";
-      EXPECT_GE(*d.closed_after, kReadTimeout - 100ms);
-      EXPECT_LE(*d.closed_after, kReadTimeout + kSlack) << seconds(*d.closed_after) << " s";
+      EXPECT_GE(*d.closed_after, client_read_timeout - 100ms);
+      EXPECT_LE(*d.closed_after, client_read_timeout + deadline_slack) << seconds(*d.closed_after) << " s";
     }
   }
   EXPECT_EQ(held, 60);
@@ -199,7 +199,7 @@ TEST(Slowloris, ASecondHeadOnAKeptAliveConnectionHasTheReadDeadline) {
   dribble(slow, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: slowloris\r\n\r\n", 200ms, 12s);
   ASSERT_TRUE(slow[0].closed_after) << "still open after 12 s";
   // The idle deadline (10 s) would have let it live five times as long.
-  EXPECT_LE(*slow[0].closed_after, kReadTimeout + kSlack) << seconds(*slow[0].closed_after) << " s";
+  EXPECT_LE(*slow[0].closed_after, client_read_timeout + deadline_slack) << seconds(*slow[0].closed_after) << " s";
 }
 
 // A complete head announcing a body that then comes one byte every 200 ms:
@@ -218,12 +218,12 @@ TEST(Slowloris, SlowBodiesAreCutAtTheReadDeadline) {
     ASSERT_TRUE(d.client->send(head));
     d.opened = steady::now();
   }
-  dribble(slow, sample("asps-routine.json"), 200ms, kReadTimeout + 3 * kSlack);
+  dribble(slow, sample("asps-routine.json"), 200ms, client_read_timeout + 3 * deadline_slack);
   const auto answers = honest.finish();
   for (const auto& d : slow) {
     ASSERT_TRUE(d.closed_after) << "a slow body was still being read";
-    EXPECT_GE(*d.closed_after, kReadTimeout - 100ms);
-    EXPECT_LE(*d.closed_after, kReadTimeout + kSlack) << seconds(*d.closed_after) << " s";
+    EXPECT_GE(*d.closed_after, client_read_timeout - 100ms);
+    EXPECT_LE(*d.closed_after, client_read_timeout + deadline_slack) << seconds(*d.closed_after) << " s";
   }
   expect_prompt_answers(answers);
   EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 0);
@@ -247,13 +247,13 @@ TEST(Slowloris, AClientThatNeverReadsIsCutAtTheWriteDeadline) {
   std::this_thread::sleep_for(200ms);
   EXPECT_GT(open_fds(pid), baseline);
   EXPECT_EQ(daemon.get("/healthz", false).status, 200);  // others are served meanwhile
-  while (open_fds(pid) > baseline && steady::now() - started < kWriteTimeout + 3 * kSlack) {
+  while (open_fds(pid) > baseline && steady::now() - started < client_write_timeout + 3 * deadline_slack) {
     std::this_thread::sleep_for(20ms);
   }
   const auto closed_after = steady::now() - started;
   EXPECT_EQ(open_fds(pid), baseline) << "the connection of a client that never reads is still open";
-  EXPECT_GE(closed_after, kWriteTimeout - 100ms);
-  EXPECT_LE(closed_after, kWriteTimeout + kSlack) << seconds(closed_after) << " s";
+  EXPECT_GE(closed_after, client_write_timeout - 100ms);
+  EXPECT_LE(closed_after, client_write_timeout + deadline_slack) << seconds(closed_after) << " s";
   EXPECT_TRUE(daemon.running());
 }
 
@@ -287,10 +287,10 @@ TEST(ConnectionFlood, FarMoreConnectionsThanTheBoundLeaveNoTrace) {
   const auto started = steady::now();
   long status = 0;
   int attempts = 0;
-  while (status != 200 && steady::now() - started < kReadTimeout + 3 * kSlack) {
+  while (status != 200 && steady::now() - started < client_read_timeout + 3 * deadline_slack) {
     HttpRequest r;
     r.url = daemon.base_url() + "/healthz";
-    r.source_address = kHonestAddress;
+    r.source_address = honest_address;
     r.timeout = 2s;
     const auto res = http(r);
     ++attempts;
@@ -303,11 +303,12 @@ TEST(ConnectionFlood, FarMoreConnectionsThanTheBoundLeaveNoTrace) {
   }
   const auto served_after = steady::now() - started;
   EXPECT_EQ(status, 200);
-  EXPECT_LE(served_after, kReadTimeout + kSlack) << seconds(served_after) << " s, " << attempts << " attempts";
+  EXPECT_LE(served_after, client_read_timeout + deadline_slack)
+      << seconds(served_after) << " s, " << attempts << " attempts";
 
   int refused = 0, cut = 0;
   for (auto& c : flood) {
-    ASSERT_TRUE(c->wait_closed(kSlack)) << "a flood connection outlived the read deadline";
+    ASSERT_TRUE(c->wait_closed(deadline_slack)) << "a flood connection outlived the read deadline";
     if (status_of(c->received()) == 503) {
       ++refused;
     } else {
@@ -455,7 +456,7 @@ std::string closed_after(unsigned short port, const std::string& bytes) {
   return client.received();
 }
 
-const std::string kSmuggled = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+const std::string smuggled_request = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
 
 std::string api_head(const std::string& more) {
   return "POST /api/v1/referrals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + std::string(Daemon::api_token) +
@@ -470,13 +471,13 @@ TEST(Smuggling, ATransferEncodingNotEndingInChunkedIsA400AndCloses) {
   daemon.start();
   for (const std::string te : {"chunked, identity", "identity", "chunked, gzip", "gzip", "chunked;q=1, x", ", ",
                                "chunked\r\nTransfer-Encoding: identity"}) {
-    const auto received = closed_after(daemon.port(), api_head("Transfer-Encoding: " + te + "\r\n") + kSmuggled);
+    const auto received = closed_after(daemon.port(), api_head("Transfer-Encoding: " + te + "\r\n") + smuggled_request);
     EXPECT_EQ(statuses(received), std::vector<int>{400}) << te << "\n" << received;
     EXPECT_EQ(received.find("\"status\":\"ok\""), std::string::npos) << te;
   }
   // Another coding before chunked is one referrald does not implement: 501.
   for (const std::string te : {"gzip, chunked", "identity, chunked", "deflate,chunked"}) {
-    const auto received = closed_after(daemon.port(), api_head("Transfer-Encoding: " + te + "\r\n") + kSmuggled);
+    const auto received = closed_after(daemon.port(), api_head("Transfer-Encoding: " + te + "\r\n") + smuggled_request);
     EXPECT_EQ(statuses(received), std::vector<int>{501}) << te << "\n" << received;
   }
   // chunked twice, and chunked beside a Content-Length: which length wins is
@@ -485,29 +486,29 @@ TEST(Smuggling, ATransferEncodingNotEndingInChunkedIsA400AndCloses) {
        {"Transfer-Encoding: chunked, chunked\r\n", "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
         "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
         "Content-Length: 5\r\nContent-Length: 6\r\n"}) {
-    const auto received = closed_after(daemon.port(), api_head(more) + "0\r\n\r\n" + kSmuggled);
+    const auto received = closed_after(daemon.port(), api_head(more) + "0\r\n\r\n" + smuggled_request);
     EXPECT_EQ(statuses(received), std::vector<int>{400}) << more << "\n" << received;
   }
   // HTTP/1.0 has no Transfer-Encoding.
   const auto old = closed_after(daemon.port(),
                                 "POST /api/v1/referrals HTTP/1.0\r\nHost: x\r\n"
                                 "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" +
-                                    kSmuggled);
+                                    smuggled_request);
   EXPECT_EQ(statuses(old), std::vector<int>{400}) << old;
   EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 0);
   // A chunked body itself is fine, and the connection goes on after it.
   const std::string body = sample("asps-routine.json");
   char size[16];
   std::snprintf(size, sizeof size, "%zx", body.size());
-  const auto chunked = closed_after(
-      daemon.port(), api_head("Transfer-Encoding: chunked\r\n") + size + "\r\n" + body + "\r\n0\r\n\r\n" + kSmuggled);
+  const auto chunked = closed_after(daemon.port(), api_head("Transfer-Encoding: chunked\r\n") + size + "\r\n" + body +
+                                                       "\r\n0\r\n\r\n" + smuggled_request);
   EXPECT_EQ(statuses(chunked), (std::vector<int>{202, 200})) << chunked;
   // A chunked body's trailer fields are not headers: a Content-Type (or a
   // key) there does not count.
-  const auto trailer =
-      closed_after(daemon.port(), "POST /api/v1/referrals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
-                                      std::string(Daemon::api_token) + "\r\nTransfer-Encoding: chunked\r\n\r\n" + size +
-                                      "\r\n" + body + "\r\n0\r\nContent-Type: application/json\r\n\r\n" + kSmuggled);
+  const auto trailer = closed_after(
+      daemon.port(), "POST /api/v1/referrals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                         std::string(Daemon::api_token) + "\r\nTransfer-Encoding: chunked\r\n\r\n" + size + "\r\n" +
+                         body + "\r\n0\r\nContent-Type: application/json\r\n\r\n" + smuggled_request);
   EXPECT_EQ(statuses(trailer), (std::vector<int>{415, 200})) << trailer;
   EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 1);
   EXPECT_TRUE(daemon.running());
@@ -522,7 +523,7 @@ TEST(Smuggling, AMissingDuplicateOrMalformedHostIsA400) {
        {"GET /healthz HTTP/1.1\r\n\r\n", "GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
         "GET /healthz HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", "GET / HTTP/1.1\r\nHost: a@b\r\n\r\n"}) {
-    const auto received = closed_after(daemon.port(), head + kSmuggled);
+    const auto received = closed_after(daemon.port(), head + smuggled_request);
     EXPECT_EQ(statuses(received), std::vector<int>{400}) << head << "\n" << received;
   }
   // HTTP/1.0 may leave Host out; HTTP/2 in an HTTP/1 head is malformed.
@@ -587,18 +588,18 @@ TEST(Slowloris, HeadAndBodyShareOneReadDeadline) {
   RawClient client(daemon.port());
   const auto opened = steady::now();
   ASSERT_TRUE(client.send(head.substr(0, 1)));
-  std::this_thread::sleep_for(kReadTimeout - 500ms);
+  std::this_thread::sleep_for(client_read_timeout - 500ms);
   ASSERT_TRUE(client.send(head.substr(1)));
   std::optional<steady::duration> cut;
-  for (std::size_t i = 0; !cut && steady::now() - opened < 3 * kReadTimeout; ++i) {
+  for (std::size_t i = 0; !cut && steady::now() - opened < 3 * client_read_timeout; ++i) {
     if (client.peer_closed() || !client.send("{")) cut = steady::now() - opened;
     std::this_thread::sleep_for(100ms);
   }
-  ASSERT_TRUE(cut) << "the body was still being read after " << seconds(3 * kReadTimeout) << " s";
+  ASSERT_TRUE(cut) << "the body was still being read after " << seconds(3 * client_read_timeout) << " s";
   // One deadline from the first byte; two would have let it live until
   // 1.5 s + 2 s.
-  EXPECT_LE(*cut, kReadTimeout + 800ms) << seconds(*cut) << " s";
-  EXPECT_GE(*cut, kReadTimeout - 100ms) << seconds(*cut) << " s";
+  EXPECT_LE(*cut, client_read_timeout + 800ms) << seconds(*cut) << " s";
+  EXPECT_GE(*cut, client_read_timeout - 100ms) << seconds(*cut) << " s";
 }
 
 // HEAD is answered where GET is, with GET's headers (Content-Length too)
@@ -614,7 +615,7 @@ TEST(Head, AnswersLikeGetWithoutABodyAndKeepsTheConnectionInStep) {
   for (const std::string path : {"/", "/healthz", "/metrics", "/static/style.css"}) {
     const auto received =
         closed_after(daemon.port(), "HEAD " + path + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(daemon.port()) +
-                                        "\r\n\r\n" + kSmuggled);
+                                        "\r\n\r\n" + smuggled_request);
     EXPECT_EQ(statuses(received), (std::vector<int>{200, 200})) << path << "\n" << received.substr(0, 400);
     // The second response begins right after the first one's head.
     const auto first_end = received.find("\r\n\r\n");
@@ -671,7 +672,7 @@ TEST(RateLimit, OneClientOverItsBudgetDoesNotSlowAnother) {
   EXPECT_LE(accepted, 4);
   EXPECT_GE(limited, 4);
   for (int i = 0; i < 3; ++i) {
-    const auto r = post_from(kHonestAddress);
+    const auto r = post_from(honest_address);
     EXPECT_EQ(r.status, 202) << "the second client was limited for the first one's requests: " << r.body;
   }
   EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), accepted + 3);

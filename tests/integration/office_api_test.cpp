@@ -23,12 +23,12 @@ using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 using Clock = std::chrono::system_clock;
 
-constexpr const char* kOfficeToken = "office-integration-token";
-constexpr const char* kOtherToken = "another-submitter-token";
+constexpr const char* office_token = "office-integration-token";
+constexpr const char* other_submitter_token = "another-submitter-token";
 
 Daemon::Options office_options() {
   Daemon::Options o;
-  o.extra_http = "office_api_keys = [\"sha256:" + openssl_sha256_hex(kOfficeToken) + "\"]\n";
+  o.extra_http = "office_api_keys = [\"sha256:" + openssl_sha256_hex(office_token) + "\"]\n";
   return o;
 }
 
@@ -45,7 +45,7 @@ HttpResult call(Daemon& daemon, const std::string& method, const std::string& pa
 }
 
 HttpResult set_status(Daemon& daemon, const std::string& id, const json& body,
-                      const std::string& token = kOfficeToken) {
+                      const std::string& token = office_token) {
   return call(daemon, "POST", "/api/v1/referrals/" + id + "/status", token, body.dump());
 }
 
@@ -136,11 +136,11 @@ TEST_F(OfficeApi, ASubmittingKeyGets403OnTheStatusApiAndNothingChanges) {
 
 TEST_F(OfficeApi, AnOfficeKeyReadsEveryReferralButDoesNotSubmit) {
   const auto id = submit(daemon);
-  const auto got = call(daemon, "GET", "/api/v1/referrals/" + id, kOfficeToken);
+  const auto got = call(daemon, "GET", "/api/v1/referrals/" + id, office_token);
   ASSERT_EQ(got.status, 200) << got.body;
   EXPECT_EQ(json::parse(got.body)["id"], id);
 
-  const auto posted = call(daemon, "POST", "/api/v1/referrals", kOfficeToken, sample("asps-routine.json"));
+  const auto posted = call(daemon, "POST", "/api/v1/referrals", office_token, sample("asps-routine.json"));
   EXPECT_EQ(posted.status, 403) << posted.body;
   EXPECT_EQ(count(daemon, "SELECT count(*) FROM referrals"), 1);
 }
@@ -152,14 +152,14 @@ TEST(OfficeApiScopes, ASubmittingKeySeesOnlyItsOwnReferrals) {
   const auto line = "api_keys = [\"sha256:" + openssl_sha256_hex(Daemon::api_token) + "\"";
   const auto at = config.find(line);
   ASSERT_NE(at, std::string::npos);
-  config.insert(at + line.size(), ", \"sha256:" + openssl_sha256_hex(kOtherToken) + "\"");
+  config.insert(at + line.size(), ", \"sha256:" + openssl_sha256_hex(other_submitter_token) + "\"");
   write_file(daemon.config_file(), config);
   daemon.start();
 
   const auto id = submit(daemon);
   EXPECT_EQ(call(daemon, "GET", "/api/v1/referrals/" + id, Daemon::api_token).status, 200);
-  EXPECT_EQ(call(daemon, "GET", "/api/v1/referrals/" + id, kOtherToken).status, 404);
-  EXPECT_EQ(call(daemon, "GET", "/api/v1/referrals/" + id, kOfficeToken).status, 200);
+  EXPECT_EQ(call(daemon, "GET", "/api/v1/referrals/" + id, other_submitter_token).status, 404);
+  EXPECT_EQ(call(daemon, "GET", "/api/v1/referrals/" + id, office_token).status, 200);
 }
 
 // ---- the status API
@@ -191,7 +191,7 @@ TEST_F(OfficeApi, TheOfficeMovesAReferralAndGetShowsItsHistory) {
   EXPECT_EQ(first["from"], "received");
   EXPECT_EQ(first["to"], "acknowledged");
   EXPECT_EQ(first["via"], "api");
-  EXPECT_EQ(first["actor"], "key:" + openssl_sha256_hex(kOfficeToken).substr(0, 8));
+  EXPECT_EQ(first["actor"], "key:" + openssl_sha256_hex(office_token).substr(0, 8));
   EXPECT_FALSE(first.contains("note"));
   EXPECT_EQ(view["acknowledged_at"], first["at"]);
   const auto& second = view["status_history"][1];
@@ -239,7 +239,7 @@ TEST_F(OfficeApi, TheSameChangeSentAgainIsAnsweredOnceRecorded) {
 TEST_F(OfficeApi, ABadStatusBodyIsRefusedNamingTheField) {
   const auto id = submit(daemon);
   const auto error_of = [&](const std::string& body) {
-    const auto r = call(daemon, "POST", "/api/v1/referrals/" + id + "/status", kOfficeToken, body);
+    const auto r = call(daemon, "POST", "/api/v1/referrals/" + id + "/status", office_token, body);
     EXPECT_EQ(r.status, 422) << body << " -> " << r.body;
     const auto errors = json::parse(r.body)["errors"];
     return std::make_pair(errors[0]["path"].get<std::string>(), errors[0]["message"].get<std::string>());
@@ -261,17 +261,17 @@ TEST_F(OfficeApi, ABadStatusBodyIsRefusedNamingTheField) {
   EXPECT_EQ(error_of("[]"), std::make_pair(std::string(""), std::string("must be an object")));
 
   const auto malformed =
-      call(daemon, "POST", "/api/v1/referrals/" + id + "/status", kOfficeToken, "{\"status\": \"Ava Nguyen");
+      call(daemon, "POST", "/api/v1/referrals/" + id + "/status", office_token, "{\"status\": \"Ava Nguyen");
   EXPECT_EQ(malformed.status, 400) << malformed.body;
   EXPECT_EQ(malformed.body.find("Ava"), std::string::npos) << "the error quotes the body: " << malformed.body;
 
   HttpRequest text;
   text.method = "POST";
   text.url = daemon.base_url() + "/api/v1/referrals/" + id + "/status";
-  text.headers = {"Authorization: Bearer " + std::string(kOfficeToken), "Content-Type: text/plain"};
+  text.headers = {"Authorization: Bearer " + std::string(office_token), "Content-Type: text/plain"};
   text.body = R"({"status": "acknowledged"})";
   EXPECT_EQ(http(text).status, 415);
-  EXPECT_EQ(call(daemon, "GET", "/api/v1/referrals/" + id + "/status", kOfficeToken).status, 405);
+  EXPECT_EQ(call(daemon, "GET", "/api/v1/referrals/" + id + "/status", office_token).status, 405);
   EXPECT_EQ(status_in_db(daemon, id), "received");
 }
 
@@ -357,7 +357,7 @@ TEST_F(OfficeApi, PressingTheButtonAcknowledgesAndStopsTheLadder) {
   EXPECT_EQ(count(daemon, "SELECT count(*) FROM escalations WHERE state = 'stopped'"), 1);
   EXPECT_EQ(count(daemon, "SELECT count(*) FROM ack_tokens WHERE used_ms IS NOT NULL"), 1);
 
-  const auto view = json::parse(call(daemon, "GET", "/api/v1/referrals/" + id, kOfficeToken).body);
+  const auto view = json::parse(call(daemon, "GET", "/api/v1/referrals/" + id, office_token).body);
   ASSERT_EQ(view["status_history"].size(), 1U);
   EXPECT_EQ(view["status_history"][0]["actor"], "link");
   EXPECT_EQ(view["status_history"][0]["via"], "link");

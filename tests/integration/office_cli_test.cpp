@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "support/harness.hpp"
+#include "util/strings.hpp"
 
 namespace referrald::test {
 namespace {
@@ -203,9 +204,7 @@ TEST_F(OfficeCli, AChangeTheRulesForbidIsRefusedWithTheChangesAllowed) {
   EXPECT_EQ(unknown.status, 1);
   EXPECT_EQ(unknown.err, "referralctl: no referral R-20200101-AAAAA-AAAAA\n");
   const std::string other = post();
-  std::string lower = other;
-  for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  EXPECT_EQ(office({"ack", lower}).status, 0);
+  EXPECT_EQ(office({"ack", lower(other)}).status, 0);
 
   // Usage: a decision that is not one, an empty note, no configuration.
   EXPECT_EQ(office({"decide", other, "maybe"}).status, 2);

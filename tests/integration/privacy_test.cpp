@@ -24,6 +24,7 @@
 
 #include "support/harness.hpp"
 #include "support/peers.hpp"
+#include "util/strings.hpp"
 
 namespace referrald::test {
 namespace {
@@ -32,15 +33,10 @@ using json = nlohmann::json;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
-
 // ---------------------------------------------------------------------------
 // CR/LF injection into mail headers
 
-const std::vector<std::string> kNameFields{"/patient/given_name", "/patient/family_name", "/patient/guardian/name",
+const std::vector<std::string> name_fields{"/patient/given_name", "/patient/family_name", "/patient/guardian/name",
                                            "/referrer/name", "/referrer/organization"};
 
 json::json_pointer pointer(const std::string& path) { return json::json_pointer(path); }
@@ -50,7 +46,7 @@ json::json_pointer pointer(const std::string& path) { return json::json_pointer(
 TEST(MailInjection, ControlCharactersInNamesAre422NamingTheField) {
   Daemon daemon{Daemon::Options{}};
   daemon.start();
-  for (const auto& field : kNameFields) {
+  for (const auto& field : name_fields) {
     for (const std::string& payload :
          {std::string("Ava\r\nBcc: victim@attacker.example"), std::string("Ava\nBcc: victim@attacker.example"),
           std::string("Ava\rBcc: victim@attacker.example"), std::string("Ava\u0085Bcc: victim@attacker.example"),
@@ -144,7 +140,7 @@ print(json.dumps(out))
   write_file(work / "headers.py", script);
   std::string args;
   for (const auto& m : server.messages()) args += " " + m.string();
-  const auto mails = json::parse(output_of(std::string(kPython) + " " + (work / "headers.py").string() + args));
+  const auto mails = json::parse(output_of(std::string(python3_path) + " " + (work / "headers.py").string() + args));
   ASSERT_EQ(mails.size(), hostile.size());
   const std::set<std::string> expected_headers{"From",       "To",           "Subject",        "Date",
                                                "Message-ID", "MIME-Version", "Auto-Submitted", "Content-Type"};

@@ -81,8 +81,8 @@ for part in msg.walk():
 print(json.dumps(out))
 )PY";
   write_file(pdf_file.parent_path() / "parse.py", script);
-  const std::string out = output_of(std::string(kPython) + " " + (pdf_file.parent_path() / "parse.py").string() + " " +
-                                    file.string() + " " + pdf_file.string());
+  const std::string out = output_of(std::string(python3_path) + " " + (pdf_file.parent_path() / "parse.py").string() +
+                                    " " + file.string() + " " + pdf_file.string());
   return json::parse(out);
 }
 

@@ -44,7 +44,7 @@ class Peer {
  public:
   Peer(const std::string& script, unsigned short port, std::vector<std::string> args, const fs::path& log)
       : port_(port) {
-    std::vector<std::string> argv{kPython, (source_dir() / "tests" / "peers" / script).string(), "--port",
+    std::vector<std::string> argv{python3_path, (source_dir() / "tests" / "peers" / script).string(), "--port",
                                   std::to_string(port)};
     argv.insert(argv.end(), args.begin(), args.end());
     process_ = std::make_unique<Process>(std::move(argv), log);

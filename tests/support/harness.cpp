@@ -1,4 +1,5 @@
 #include "support/harness.hpp"
+#include "util/strings.hpp"
 
 #include <gtest/gtest.h>
 
@@ -190,8 +191,7 @@ size_t collect_header(char* data, size_t size, size_t n, void* out) {
   std::string line(data, size * n);
   const auto colon = line.find(':');
   if (colon != std::string::npos) {
-    std::string name = line.substr(0, colon);
-    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const std::string name = lower(line.substr(0, colon));
     std::string value = line.substr(colon + 1);
     while (!value.empty() && (value.front() == ' ')) value.erase(0, 1);
     while (!value.empty() && (value.back() == '\r' || value.back() == '\n')) value.pop_back();

@@ -42,22 +42,14 @@ std::string output_of(const std::string& command) {
 
 MailServer::MailServer(Options options) : port_(free_port()) {
   if (options.tls) make_certificate(dir_.path());
-  std::vector<std::string> argv{kPython,
-                                (source_dir() / "tests" / "peers" / "smtp_server.py").string(),
-                                "--port",
-                                std::to_string(port_),
-                                "--maildir",
-                                maildir().string(),
-                                "--envelopes",
-                                envelopes().string(),
-                                "--user",
-                                "referrald",
-                                "--password",
-                                "s3cret",
-                                "--tempfail",
-                                std::to_string(options.tempfail),
-                                "--tempfail-while",
-                                (dir_ / "tempfail-all").string()};
+  std::vector<std::string> argv{python3_path,       (source_dir() / "tests" / "peers" / "smtp_server.py").string(),
+                                "--port",           std::to_string(port_),
+                                "--maildir",        maildir().string(),
+                                "--envelopes",      envelopes().string(),
+                                "--user",           "referrald",
+                                "--password",       "s3cret",
+                                "--tempfail",       std::to_string(options.tempfail),
+                                "--tempfail-while", (dir_ / "tempfail-all").string()};
   if (options.tls) {
     argv.insert(argv.end(), {"--cert", (dir_ / "cert.pem").string(), "--key", (dir_ / "key.pem").string()});
   }
@@ -213,7 +205,7 @@ FaultProxy::FaultProxy(unsigned short upstream) : port_(free_port()) {
   do control_port_ = free_port();
   while (control_port_ == port_);
   process_ = std::make_unique<Process>(
-      std::vector<std::string>{kPython, (source_dir() / "tests" / "peers" / "fault_proxy.py").string(), "--port",
+      std::vector<std::string>{python3_path, (source_dir() / "tests" / "peers" / "fault_proxy.py").string(), "--port",
                                std::to_string(port_), "--upstream", std::to_string(upstream), "--control",
                                std::to_string(control_port_)},
       dir_ / "proxy.log");

@@ -15,7 +15,7 @@
 namespace referrald::test {
 
 // Debian's interpreter, the one with aiosmtpd (another python3 may come first on PATH).
-constexpr const char* kPython = "/usr/bin/python3";
+constexpr const char* python3_path = "/usr/bin/python3";
 
 // A self-signed certificate for localhost / 127.0.0.1 (its own CA), as
 // cert.pem and key.pem in dir, made by the openssl CLI.

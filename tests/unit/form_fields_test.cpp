@@ -14,6 +14,7 @@
 #include "http/csrf.hpp"
 #include "http/form.hpp"
 #include "http/form_fields.hpp"
+#include "util/strings.hpp"
 
 namespace referrald::test {
 namespace {
@@ -52,10 +53,8 @@ TEST(CsrfTokens, OnlyTheSigningKeyAcceptsATokenWithinItsLifetime) {
   EXPECT_FALSE(tokens.verify(std::string(CsrfTokens::size, 'a'), issued));
   EXPECT_FALSE(tokens.verify(std::string(64, 'a'), issued)) << "the old unsigned format";
   EXPECT_FALSE(tokens.verify("", issued));
-  auto upper = token;
-  for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  if (upper != token) {
-    EXPECT_FALSE(tokens.verify(upper, issued));
+  if (const auto shouted = upper(token); shouted != token) {
+    EXPECT_FALSE(tokens.verify(shouted, issued));
   }
 }
 
