@@ -3,9 +3,11 @@
 #   /usr/sbin/referrald, /usr/bin/referralctl     (daemon/, cli/: the completion too)
 #   /etc/referrald/{referrald.toml,rules.toml}    an operator's edited file is never overwritten
 #   /usr/share/referrald/{schemas,web}            what [paths] names in the production configuration
-#   /usr/lib/systemd/system/referrald.service     the hardened unit
+#   /usr/lib/systemd/system/referrald.service     the hardened unit (REFERRALD_SYSTEMD_UNIT_DIR)
 #   /usr/lib/sysusers.d/referrald.conf            its user
-#   /usr/share/doc/referrald/                     README and the commented example files
+#   /usr/lib/tmpfiles.d/referrald.conf            its state directory, /var/lib/referrald (0700)
+#   /usr/share/man/man{5,8}/                      the man pages (man/)
+#   /usr/share/doc/referrald/                     README, the commented example files, the operators' docs
 #
 # The unit and the production configuration name /usr and /etc: install with
 # the prefix /usr (the default here). DESTDIR stages the tree for a package.
@@ -19,11 +21,17 @@ install(DIRECTORY ${PROJECT_SOURCE_DIR}/web/ DESTINATION ${CMAKE_INSTALL_DATADIR
         PATTERN "README.md" EXCLUDE)
 
 # Not CMAKE_INSTALL_LIBDIR: systemd looks in lib/, never in lib/<multiarch>/.
-install(FILES ${PROJECT_SOURCE_DIR}/systemd/referrald.service DESTINATION lib/systemd/system)
+# The Debian package (debian/rules) puts the unit in /lib/systemd/system, where
+# bookworm's debhelper looks for it.
+set(REFERRALD_SYSTEMD_UNIT_DIR lib/systemd/system CACHE STRING
+    "Where the systemd unit is installed (relative: under the prefix)")
+install(FILES ${PROJECT_SOURCE_DIR}/systemd/referrald.service DESTINATION ${REFERRALD_SYSTEMD_UNIT_DIR})
 install(FILES ${PROJECT_SOURCE_DIR}/systemd/referrald.sysusers DESTINATION lib/sysusers.d RENAME referrald.conf)
+install(FILES ${PROJECT_SOURCE_DIR}/systemd/referrald.tmpfiles DESTINATION lib/tmpfiles.d RENAME referrald.conf)
 
 install(FILES ${PROJECT_SOURCE_DIR}/README.md ${PROJECT_SOURCE_DIR}/config/referrald.example.toml
               ${PROJECT_SOURCE_DIR}/config/rules.example.toml ${PROJECT_SOURCE_DIR}/docs/encryption.md
+              ${PROJECT_SOURCE_DIR}/docs/referralctl.md ${PROJECT_SOURCE_DIR}/docs/packaging.md
         DESTINATION ${CMAKE_INSTALL_DOCDIR})
 
 # Configuration files (Debian's conffiles, by hand): copied only where none

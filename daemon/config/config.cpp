@@ -16,6 +16,7 @@
 
 #include <toml++/toml.h>
 
+#include "config/config_keys.hpp"
 #include "config/target_keys.hpp"
 #include "config/toml_reader.hpp"
 #include "util/crypto.hpp"
@@ -473,9 +474,7 @@ void Loader::read_listen(const toml::node& node, const std::string& key, std::ve
 
 void Loader::read_http(const toml::table& root, HttpConfig& http) {
   const Scope scope = section(root, "http");
-  check_keys(scope, {"listen", "tls_certificate", "tls_private_key", "api_keys", "max_body_bytes", "max_header_bytes",
-                     "max_connections", "max_connections_per_client", "threads", "read_timeout", "write_timeout",
-                     "idle_timeout", "rate_limit_per_minute", "rate_limit_burst", "public_origins", "office_api_keys"});
+  check_keys(scope, config_keys::http);
 
   if (const toml::node* listen = scope.get("listen")) {
     read_listen(*listen, scope.key("listen"), http.listen);
@@ -575,7 +574,7 @@ void Loader::read_key_hashes(const Scope& scope, std::string_view name, std::vec
 
 void Loader::read_storage(const toml::table& root, StorageConfig& storage) {
   const Scope scope = section(root, "storage");
-  check_keys(scope, {"database", "max_batch", "queue_limit", "encryption_keys"});
+  check_keys(scope, config_keys::storage);
   if (auto path = get_path(scope, "database", PathCheck::creatable_parent, true)) {
     storage.database = std::move(*path);
   }
@@ -605,13 +604,13 @@ void Loader::read_encryption_keys(const Scope& scope, StorageConfig& storage) {
 
 void Loader::read_rules(const toml::table& root, Config& config) {
   const Scope scope = section(root, "rules");
-  check_keys(scope, {"file"});
+  check_keys(scope, config_keys::rules);
   if (auto path = get_path(scope, "file", PathCheck::file, true)) config.rules_file = std::move(*path);
 }
 
 void Loader::read_paths(const toml::table& root, Config& config) {
   const Scope scope = section(root, "paths");
-  check_keys(scope, {"schemas", "web"});
+  check_keys(scope, config_keys::paths);
   // The defaults fit the source tree: config/ next to schemas/ and web/.
   const auto read = [&](std::string_view name, std::string_view fallback, fs::path& out) {
     if (scope.get(name)) {
@@ -626,7 +625,7 @@ void Loader::read_paths(const toml::table& root, Config& config) {
 
 void Loader::read_delivery(const toml::table& root, DeliveryConfig& delivery) {
   const Scope scope = section(root, "delivery");
-  check_keys(scope, {"max_attempts", "initial_backoff", "max_backoff", "give_up_after", "lease"});
+  check_keys(scope, config_keys::delivery);
   read_integer(scope, "max_attempts", 1, 1000, delivery.max_attempts);
   read_duration(scope, "initial_backoff", delivery.initial_backoff);
   read_duration(scope, "max_backoff", delivery.max_backoff);
@@ -648,13 +647,13 @@ void Loader::read_delivery(const toml::table& root, DeliveryConfig& delivery) {
 
 void Loader::read_log(const toml::table& root, std::string& level) {
   const Scope scope = section(root, "log");
-  check_keys(scope, {"level"});
+  check_keys(scope, config_keys::log);
   if (auto value = get_enum(scope, "level", "level", log_levels)) level = std::move(*value);
 }
 
 void Loader::read_office(const toml::table& root, OfficeConfig& office) {
   const Scope scope = section(root, "office");
-  check_keys(scope, {"name", "phone", "fax", "pager", "time_zone", "open_days", "opens", "closes", "holidays"});
+  check_keys(scope, config_keys::office);
   if (auto v = get_string(scope, "name")) office.name = std::move(*v);
   if (auto v = get_string(scope, "phone")) office.phone = std::move(*v);
   if (auto v = get_string(scope, "fax")) office.fax = std::move(*v);
@@ -880,7 +879,7 @@ void Loader::read_target(const Scope& scope, TargetConfig& target) {
   // type-specific keys are not judged, and not kept.
   if (!kind) return;
 
-  std::vector<std::string_view> known{"name", "type", "concurrency", "timeout"};
+  std::vector<std::string_view> known(std::begin(config_keys::target_common), std::end(config_keys::target_common));
   for (const auto& spec : kind->keys) known.push_back(spec.name);
   check_keys(scope, known);
   for (const auto& spec : kind->keys) read_target_setting(scope, spec, *type, target);
@@ -987,13 +986,13 @@ void Loader::read_routes(const toml::table& root, const std::vector<TargetConfig
   for (std::size_t i = 0; i < array->size(); ++i) {
     const auto* table = array->get(i)->as_table();
     const Scope scope{table, indexed("route", i), Where(*table).line, false};
-    check_keys(scope, {"when", "notify"});
+    check_keys(scope, config_keys::route);
     Route route;
 
     if (const toml::node* when_node = scope.get("when")) {
       if (const auto* when_table = when_node->as_table()) {
         const Scope when{when_table, scope.key("when"), Where(*when_node).line, false};
-        check_keys(when, {"decision", "urgency", "after_hours"});
+        check_keys(when, config_keys::route_when);
         read_values(when, "decision", "decision", decision_names, parse_decision, route.decisions);
         read_values(when, "urgency", "urgency", urgency_names, parse_urgency, route.urgencies);
         route.after_hours = get_bool(when, "after_hours");
@@ -1008,8 +1007,7 @@ void Loader::read_routes(const toml::table& root, const std::vector<TargetConfig
 
 void Loader::read_intake(const toml::table& root, IntakeConfig& intake) {
   const Scope scope = section(root, "intake");
-  check_keys(scope, {"duplicate_window", "identity_key", "max_attachments", "max_attachment_bytes",
-                     "max_attachments_total_bytes"});
+  check_keys(scope, config_keys::intake);
   read_duration(scope, "duplicate_window", intake.duplicate_window);
   read_integer(scope, "max_attachments", 0, 100, intake.attachments.max_attachments);
   read_integer(scope, "max_attachment_bytes", 1024, std::int64_t{256} * 1024 * 1024,
@@ -1030,7 +1028,7 @@ void Loader::read_escalations(const toml::table& root, const std::vector<TargetC
   for (std::size_t i = 0; i < array->size(); ++i) {
     const auto* table = array->get(i)->as_table();
     const Scope scope{table, indexed("escalation", i), Where(*table).line, false};
-    check_keys(scope, {"urgency", "business_hours", "steps"});
+    check_keys(scope, config_keys::escalation);
     EscalationLadder ladder;
     read_values(scope, "urgency", "urgency", urgency_names, parse_urgency, ladder.urgencies);
     if (const auto b = get_bool(scope, "business_hours")) ladder.business_hours = *b;
@@ -1042,7 +1040,7 @@ void Loader::read_escalations(const toml::table& root, const std::vector<TargetC
       const std::string key = indexed(scope.key("steps"), j);
       const auto step_scope = table_scope(*steps->get(j), key);
       if (!step_scope) continue;
-      check_keys(*step_scope, {"after", "notify"});
+      check_keys(*step_scope, config_keys::escalation_step);
       EscalationStep step;
       if (const toml::node* after = required(*step_scope, "after")) {
         if (const auto d = duration_value(*after, step_scope->key("after"))) {
@@ -1067,7 +1065,7 @@ void Loader::read_escalations(const toml::table& root, const std::vector<TargetC
 void Loader::read_closed_loop(const toml::table& root, const Config& config, ClosedLoopConfig& loop) {
   const Scope scope = section(root, "closed_loop");
   if (!scope.table) return;
-  check_keys(scope, {"on", "notify", "ack_link_ttl", "link_origin"});
+  check_keys(scope, config_keys::closed_loop);
 
   if (const toml::node* on = required(scope, "on")) {
     const std::string key = scope.key("on");
@@ -1111,8 +1109,7 @@ Config Loader::load(std::string_view text) {
   if (!parsed) return config;
   const toml::table& root = *parsed;
 
-  check_keys(top_scope(root), {"http", "storage", "rules", "paths", "delivery", "log", "office", "intake", "target",
-                               "route", "escalation", "closed_loop"});
+  check_keys(top_scope(root), config_keys::top);
   read_http(root, config.http);
   read_storage(root, config.storage);
   read_rules(root, config);

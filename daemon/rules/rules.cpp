@@ -8,6 +8,7 @@
 
 #include "config/toml_reader.hpp"
 #include "rules/matching.hpp"
+#include "rules/rules_keys.hpp"
 #include "util/config_error.hpp"
 #include "util/strings.hpp"
 
@@ -37,7 +38,7 @@ class RulesReader : public TomlReader {
   RuleSet read(const toml::table& root) {
     RuleSet rules;
     const Scope top = top_scope(root);
-    check_keys(top, {"general", "disease"});
+    check_keys(top, rules_keys::top);
 
     if (required(top, "general")) {
       const Scope general = section(root, "general");
@@ -73,7 +74,7 @@ class RulesReader : public TomlReader {
   }
 
   void read_general(const Scope& general, RuleSet& rules) {
-    check_keys(general, {"qualified_credentials", "default_max_age", "service_area_postal_prefixes"});
+    check_keys(general, rules_keys::general);
 
     const std::string credentials_key = general.key("qualified_credentials");
     if (const toml::array* a = array_member(general, "qualified_credentials", true)) {
@@ -115,7 +116,7 @@ class RulesReader : public TomlReader {
   }
 
   void read_disease(const Scope& disease, RuleSet& rules) {
-    check_keys(disease, {"id", "name", "aliases", "codes", "max_age", "open_trials"});
+    check_keys(disease, rules_keys::disease);
     Disease d;
     bool complete = true;
 
@@ -153,7 +154,7 @@ class RulesReader : public TomlReader {
       for (std::size_t i = 0; i < codes->size(); ++i) {
         const auto code = table_scope(*codes->get(i), indexed(disease.key("codes"), i));
         if (!code) continue;
-        check_keys(*code, {"system", "value"});
+        check_keys(*code, rules_keys::disease_code);
         auto system = get_string(*code, "system", true);
         auto value = get_string(*code, "value", true);
         if (system && std::find(std::begin(code_systems), std::end(code_systems), *system) == std::end(code_systems)) {

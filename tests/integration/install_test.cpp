@@ -78,10 +78,18 @@ TEST(Install, LaysOutEveryFileWhereTheUnitAndConfigurationExpectIt) {
       {"etc/referrald/rules.toml", src / "config/rules.toml"},
       {"usr/lib/systemd/system/referrald.service", src / "systemd/referrald.service"},
       {"usr/lib/sysusers.d/referrald.conf", src / "systemd/referrald.sysusers"},
+      {"usr/lib/tmpfiles.d/referrald.conf", src / "systemd/referrald.tmpfiles"},
       {"usr/share/doc/referrald/README.md", src / "README.md"},
       {"usr/share/doc/referrald/referrald.example.toml", src / "config/referrald.example.toml"},
       {"usr/share/doc/referrald/rules.example.toml", src / "config/rules.example.toml"},
       {"usr/share/doc/referrald/encryption.md", src / "docs/encryption.md"},
+      {"usr/share/doc/referrald/referralctl.md", src / "docs/referralctl.md"},
+      {"usr/share/doc/referrald/packaging.md", src / "docs/packaging.md"},
+      // The man pages, as scdoc built them (man/CMakeLists.txt).
+      {"usr/share/man/man8/referrald.8", binary_dir() / "man/referrald.8"},
+      {"usr/share/man/man8/referralctl.8", binary_dir() / "man/referralctl.8"},
+      {"usr/share/man/man5/referrald.toml.5", binary_dir() / "man/referrald.toml.5"},
+      {"usr/share/man/man5/referrald-rules.toml.5", binary_dir() / "man/referrald-rules.toml.5"},
   };
   for (const auto& f : files_under(src / "schemas")) {
     if (f.ends_with(".json")) expected["usr/share/referrald/schemas/" + f] = src / "schemas" / f;
