@@ -38,8 +38,8 @@ inline constexpr std::string_view delivery[] = {"max_attempts", "initial_backoff
 inline constexpr std::string_view log[] = {"level"};
 inline constexpr std::string_view office[] = {"name",      "phone", "fax",    "pager",   "time_zone",
                                               "open_days", "opens", "closes", "holidays"};
-inline constexpr std::string_view intake[] = {"duplicate_window", "identity_key", "max_attachments", "max_attachment_bytes",
-                                              "max_attachments_total_bytes"};
+inline constexpr std::string_view intake[] = {"duplicate_window", "identity_key", "max_attachments",
+                                              "max_attachment_bytes", "max_attachments_total_bytes"};
 inline constexpr std::string_view target_common[] = {"name", "type", "concurrency", "timeout"};
 inline constexpr std::string_view route[] = {"when", "notify"};
 inline constexpr std::string_view route_when[] = {"decision", "urgency", "after_hours"};
