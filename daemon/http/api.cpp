@@ -241,6 +241,11 @@ Response Api::rate_limited(const Request& request, long long retry_after) const 
   return Handler::rate_limited(request, retry_after);
 }
 
+Response Api::too_large(const Request& request, std::size_t limit) const {
+  if (!serves(request)) return fallback_->too_large(request, limit);
+  return Handler::too_large(request, limit);
+}
+
 std::optional<Caller> Api::authenticate(const Request& request) const {
   const auto* auth = request.header("authorization");
   if (auth == nullptr) return std::nullopt;

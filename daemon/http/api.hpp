@@ -41,6 +41,7 @@ class Api final : public Handler {
   boost::asio::awaitable<Response> handle(const Request& request) override;
   std::optional<Response> check(const Request& request) const override;
   Response rate_limited(const Request& request, long long retry_after) const override;
+  Response too_large(const Request& request, std::size_t limit) const override;
 
   // Both lists at once (SIGHUP), so no request sees one new and one old.
   void set_api_keys(std::vector<Sha256> keys, std::vector<Sha256> office_keys);

@@ -197,6 +197,11 @@ Response Fhir::rate_limited(const Request& request, long long retry_after) const
   return r;
 }
 
+Response Fhir::too_large(const Request& request, std::size_t limit) const {
+  if (!serves(request)) return fallback_->too_large(request, limit);
+  return outcome(413, "too-costly", "request body is larger than " + std::to_string(limit) + " bytes");
+}
+
 asio::awaitable<Response> Fhir::handle(const Request& request) {
   if (!serves(request)) co_return co_await fallback_->handle(request);
   if (auto refused = check(request)) co_return std::move(*refused);

@@ -26,6 +26,7 @@ class Fhir final : public Handler {
   boost::asio::awaitable<Response> handle(const Request& request) override;
   std::optional<Response> check(const Request& request) const override;
   Response rate_limited(const Request& request, long long retry_after) const override;
+  Response too_large(const Request& request, std::size_t limit) const override;
 
   // Another handler for paths below no FHIR base (the web form).
   void set_fallback(Handler* fallback) { fallback_ = fallback; }

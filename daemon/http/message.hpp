@@ -57,6 +57,10 @@ class Handler {
 
   // The 429 for a client over its rate limit; `retry_after` in seconds.
   virtual Response rate_limited(const Request& request, long long retry_after) const;
+
+  // The 413 for a body over `limit` bytes. `request` has its method and path
+  // (and, once the head is read, its headers); its body is not read.
+  virtual Response too_large(const Request& request, std::size_t limit) const;
 };
 
 }  // namespace referrald::http

@@ -47,6 +47,15 @@ std::size_t Request::count(std::string_view name) const {
       std::count_if(headers.begin(), headers.end(), [name](const auto& h) { return h.first == name; }));
 }
 
+Response body_too_large(std::size_t limit) {
+  return Response::error(413, "request body is larger than " + std::to_string(limit) + " bytes");
+}
+
+Response Handler::too_large(const Request& request, std::size_t limit) const {
+  (void)request;
+  return body_too_large(limit);
+}
+
 Response Handler::rate_limited(const Request& request, long long retry_after) const {
   (void)request;
   auto response = Response::error(429, "too many requests from this address; slow down");
@@ -103,10 +112,6 @@ bool is_host_value(std::string_view host) {
 std::size_t request_body_limit(const HttpConfig& config, std::string_view method, std::string_view path) {
   const bool intake = method == "POST" && (path == "/api/v1/referrals" || path == "/referrals");
   return intake ? std::max(config.max_body_bytes, config.max_upload_body_bytes) : config.max_body_bytes;
-}
-
-Response body_too_large(std::size_t limit) {
-  return Response::error(413, "request body is larger than " + std::to_string(limit) + " bytes");
 }
 
 std::optional<Response> framing_problem(const RequestHead& head) {
@@ -420,7 +425,10 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       const std::size_t body_limit = request_body_limit(config, method, path);
       parser.body_limit(body_limit);
       if (parser.content_length() && *parser.content_length() > body_limit) {
-        co_await finish(stream, remote, secure, method, path, started, body_too_large(body_limit), false);
+        Request head_only;
+        head_only.method = method;
+        head_only.path = path;
+        co_await finish(stream, remote, secure, method, path, started, handler.too_large(head_only, body_limit), false);
         co_return;
       }
 
@@ -467,8 +475,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       (void)bn;
       if (bec) {
         if (bec == bhttp::error::body_limit) {
-          co_await finish(stream, remote, secure, request.method, request.path, started, body_too_large(body_limit),
-                          false);
+          co_await finish(stream, remote, secure, request.method, request.path, started,
+                          handler.too_large(request, body_limit), false);
         } else if (bec != beast::error::timeout && bec != bhttp::error::end_of_stream && bec != asio::error::eof &&
                    bec != asio::error::connection_reset) {
           co_await finish(stream, remote, secure, request.method, request.path, started,

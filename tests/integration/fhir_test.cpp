@@ -191,6 +191,13 @@ TEST_F(Fhir, ErrorsAreOperationOutcomesWithTheApisStatuses) {
   EXPECT_EQ(malformed.status, 400);
   EXPECT_EQ(parsed(malformed)["resourceType"], "OperationOutcome");
 
+  // Larger than [http] max_body_bytes: refused by the server before the
+  // body is read, still as an OperationOutcome.
+  const auto huge = call(daemon, "POST", "/fhir/r4", std::string(4 * 1024 * 1024, ' '));
+  EXPECT_EQ(huge.status, 413);
+  EXPECT_EQ(parsed(huge)["resourceType"], "OperationOutcome") << huge.body;
+  EXPECT_EQ(parsed(huge)["issue"][0]["code"], "too-costly");
+
   const auto anonymous = call(daemon, "POST", "/fhir/r4", fhir_sample("transaction.json").dump(), {}, "");
   EXPECT_EQ(anonymous.status, 401);
   EXPECT_EQ(parsed(anonymous)["issue"][0]["code"], "login");
