@@ -1,11 +1,7 @@
 #include "attachments/inspect.hpp"
 
-// qpdf 11: use std::shared_ptr, not its old PointerHolder (qpdf/PointerHolder.hh).
-#define POINTERHOLDER_TRANSITION 4
 #include <jpeglib.h>
 #include <png.h>
-#include <qpdf/QPDF.hh>
-#include <qpdf/QPDFExc.hh>
 #include <tiffio.h>
 
 #include <csetjmp>
@@ -13,6 +9,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "attachments/pdf_check.hpp"
 #include "util/crypto.hpp"
 
 namespace referrald {
@@ -31,20 +28,12 @@ std::string too_many_pixels(std::uint64_t width, std::uint64_t height) {
 // --- PDF (qpdf) -----------------------------------------------------------
 
 std::variant<InspectedFile, std::string> inspect_pdf(std::string_view bytes) {
-  try {
-    QPDF pdf;
-    pdf.setSuppressWarnings(true);
-    pdf.processMemoryFile("attachment", bytes.data(), bytes.size());
-    if (pdf.isEncrypted()) {
-      return std::string("the PDF is encrypted; send it without a password or restrictions");
-    }
-    const auto pages = pdf.getAllPages().size();
-    if (pages == 0) return std::string("the PDF has no pages");
-    return InspectedFile{"application/pdf", static_cast<int>(pages)};
-  } catch (const std::exception&) {
-    // qpdf's message quotes the file's own objects: not for the referrer.
+  const auto pdf = check_pdf(bytes);
+  if (!pdf.readable)
     return std::string("the file starts like a PDF but is not one that can be read (damaged or cut short)");
-  }
+  if (pdf.encrypted) return std::string("the PDF is encrypted; send it without a password or restrictions");
+  if (pdf.pages == 0) return std::string("the PDF has no pages");
+  return InspectedFile{"application/pdf", pdf.pages};
 }
 
 // --- JPEG (libjpeg) -------------------------------------------------------
