@@ -348,24 +348,19 @@ asio::awaitable<Response> Api::submit(const Request& request, const Caller& call
 
 asio::awaitable<Response> Api::get_referral(const std::string& id, const Caller& caller) {
   struct Found {
-    std::optional<store::ReferralRow> row;
-    std::optional<store::ReferralStatus> status;
-    std::vector<store::StatusHistoryEntry> history;
+    std::optional<store::ReferralWithStatus> referral;
     std::vector<store::DeliveryRow> deliveries;
     std::string unreadable;
   };
   auto found = std::make_shared<Found>();
   store::ReaderPool::Query query = [id, found](store::Database& db) {
     try {
-      found->row = store::find_referral(db, id);
-      if (!found->row) return;
-      found->status = store::status_of(db, id);
-      found->history = store::status_history(db, id);
+      found->referral = store::find_referral_with_status(db, id);
     } catch (const store::PayloadError& e) {
       found->unreadable = e.what();
       return;
     }
-    found->deliveries = store::deliveries_of(db, id);
+    if (found->referral) found->deliveries = store::deliveries_of(db, id);
   };
   const auto error = co_await store::async_read(readers_, std::move(query));
   if (!found->unreadable.empty()) {
@@ -380,10 +375,10 @@ asio::awaitable<Response> Api::get_referral(const std::string& id, const Caller&
     co_return r;
   }
   // A submitting key sees only the referrals it submitted; an office key every one.
-  if (!found->row || (!caller.office && found->row->client != caller.id)) {
+  if (!found->referral || (!caller.office && found->referral->row.client != caller.id)) {
     co_return Response::error(404, "no such referral");
   }
-  const auto& row = *found->row;
+  const auto& row = found->referral->row;
   json body;
   body["id"] = row.id;
   body["received_at"] = format_utc_timestamp(row.received_at);
@@ -391,15 +386,15 @@ asio::awaitable<Response> Api::get_referral(const std::string& id, const Caller&
   body["urgency"] = std::string(to_string(row.urgency));
   body["reasons"] = json::array();
   for (const auto& r : row.reasons) body["reasons"].push_back({{"code", r.code}, {"message", r.message}});
-  if (found->status) {
-    body["status"] = std::string(to_string(found->status->status));
-    if (found->status->acknowledged_at) {
-      body["acknowledged_at"] = format_utc_timestamp(*found->status->acknowledged_at);
+  if (found->referral->status) {
+    body["status"] = std::string(to_string(found->referral->status->status));
+    if (found->referral->status->acknowledged_at) {
+      body["acknowledged_at"] = format_utc_timestamp(*found->referral->status->acknowledged_at);
     }
-    if (found->status->duplicate_of) body["duplicate_of"] = *found->status->duplicate_of;
+    if (found->referral->status->duplicate_of) body["duplicate_of"] = *found->referral->status->duplicate_of;
   }
   body["status_history"] = json::array();
-  for (const auto& change : found->history) {
+  for (const auto& change : found->referral->history) {
     json item{{"at", format_utc_timestamp(change.at)},
               {"actor", change.actor},
               {"via", std::string(store::to_string(change.via))},

@@ -86,18 +86,13 @@ using Loaded = std::variant<fhir::StoredReferral, Response>;
 asio::awaitable<Loaded> load(store::ReaderPool& readers, const std::string& id, const Caller& caller) {
   if (!looks_like_referral_id(id)) co_return outcome(404, "not-found", "no such resource");
   struct Found {
-    std::optional<store::ReferralRow> row;
-    std::optional<store::ReferralStatus> status;
-    std::vector<store::StatusHistoryEntry> history;
+    std::optional<store::ReferralWithStatus> referral;
     std::string unreadable;
   };
   auto found = std::make_shared<Found>();
   store::ReaderPool::Query query = [id, found](store::Database& db) {
     try {
-      found->row = store::find_referral(db, id);
-      if (!found->row) return;
-      found->status = store::status_of(db, id);
-      found->history = store::status_history(db, id);
+      found->referral = store::find_referral_with_status(db, id);
     } catch (const store::PayloadError& e) {
       found->unreadable = e.what();
     }
@@ -109,10 +104,10 @@ asio::awaitable<Loaded> load(store::ReaderPool& readers, const std::string& id, 
   }
   if (!error.empty()) co_return unavailable("the referral store cannot be read right now");
   // A submitting key sees only the referrals it submitted; an office key every one.
-  if (!found->row || (!caller.office && found->row->client != caller.id)) {
+  if (!found->referral || (!caller.office && found->referral->row.client != caller.id)) {
     co_return outcome(404, "not-found", "no such resource");
   }
-  const auto& row = *found->row;
+  const auto& row = found->referral->row;
   fhir::StoredReferral r;
   r.id = row.id;
   r.received_at = row.received_at;
@@ -121,11 +116,11 @@ asio::awaitable<Loaded> load(store::ReaderPool& readers, const std::string& id, 
   r.reasons = row.reasons;
   r.document = row.document;
   r.last_modified = row.received_at;
-  if (found->status) {
-    r.status = found->status->status;
-    r.last_modified = found->status->since;
+  if (found->referral->status) {
+    r.status = found->referral->status->status;
+    r.last_modified = found->referral->status->since;
   }
-  for (auto& change : found->history) {
+  for (auto& change : found->referral->history) {
     r.history.push_back({change.at, change.from, change.to, std::move(change.note)});
   }
   co_return r;

@@ -210,6 +210,12 @@ std::vector<StatusHistoryEntry> status_history(Database& db, const std::string& 
   return rows;
 }
 
+std::optional<ReferralWithStatus> find_referral_with_status(Database& db, const std::string& referral_id) {
+  auto row = find_referral(db, referral_id);
+  if (!row) return std::nullopt;
+  return ReferralWithStatus{std::move(*row), status_of(db, referral_id), status_history(db, referral_id)};
+}
+
 std::optional<StatusHistoryEntry> status_change(Database& db, const std::string& referral_id, std::int64_t change_id) {
   Statement& st = db.cached(
       "SELECT id, at_ms, actor, via, from_status, to_status, note FROM status_changes "

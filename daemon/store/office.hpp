@@ -66,6 +66,16 @@ struct StatusHistoryEntry {
 };
 // Oldest first. Throws PayloadError for a note it cannot open.
 std::vector<StatusHistoryEntry> status_history(Database& db, const std::string& referral_id);
+
+// A referral with its office status and that status's history, as the API
+// and FHIR show it; nullopt for an unknown id. Throws PayloadError when the
+// document cannot be decrypted.
+struct ReferralWithStatus {
+  ReferralRow row;
+  std::optional<ReferralStatus> status;
+  std::vector<StatusHistoryEntry> history;
+};
+std::optional<ReferralWithStatus> find_referral_with_status(Database& db, const std::string& referral_id);
 // One change of that referral (a notice opens its own note, not every one).
 std::optional<StatusHistoryEntry> status_change(Database& db, const std::string& referral_id, std::int64_t change_id);
 
