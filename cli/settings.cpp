@@ -58,7 +58,9 @@ Settings locate(const std::optional<fs::path>& config_file, const std::optional<
   // Without the channels: referralctl sends nothing, so a target's channel
   // keys are not its business (LoadOptions::target_kinds).
   LoadOptions credentials;
-  credentials.credentials_fallback = service_credentials_directory;
+  credentials.credential_fallbacks = {service_credentials_directory};
+  credentials.credential_fallbacks.insert(credentials.credential_fallbacks.end(), credential_stores.begin(),
+                                          credential_stores.end());
   std::error_code ec;
   if (!fs::exists(s.config_file, ec)) {
     throw SettingsError(

@@ -13,8 +13,10 @@ namespace referrald::cli {
 
 inline constexpr const char* default_config_file = "/etc/referrald/referrald.toml";
 // Where systemd keeps the running service's credentials (LoadCredential=):
-// "credential:NAME" settings resolve there when $CREDENTIALS_DIRECTORY is
-// not set, so root can run referralctl against the running service's keys.
+// "credential:NAME" settings resolve there first when $CREDENTIALS_DIRECTORY
+// is not set, so root can run referralctl against the running service's
+// keys, then in the credential stores the unit loads them from
+// (config.hpp's credential_stores), so it works while the service is down.
 inline constexpr const char* service_credentials_directory = "/run/credentials/referrald.service";
 
 // The configuration cannot tell where the store is (referralctl exits 3).

@@ -2,8 +2,10 @@
 // and hands over to the core library.
 #include <CLI/CLI.hpp>
 
+#include <chrono>
 #include <iostream>
 
+#include "service/reload.hpp"
 #include "service/service.hpp"
 
 int main(int argc, char** argv) {
@@ -12,12 +14,32 @@ int main(int argc, char** argv) {
       "notifies the referral office"};
   std::string config_file;
   bool check = false;
-  app.add_option("-c,--config", config_file, "configuration file (TOML)")->required();
+  pid_t reload_pid = 0;
+  auto* config = app.add_option("-c,--config", config_file, "configuration file (TOML)");
   app.add_flag("--check-config", check,
                "validate the configuration and rules file, print every problem as FILE:LINE: key: message, "
                "and exit (0 when valid)");
+  auto* reload = app.add_option("--reload", reload_pid,
+                                "ask the running referrald PID to reload its configuration (SIGHUP) and wait for "
+                                "its answer in $RUNTIME_DIRECTORY: exit 0 when it took the file, 1 with the "
+                                "problems when it refused it (the unit's ExecReload=)");
+  reload->excludes(config);
   app.set_version_flag("--version", "referrald " REFERRALD_VERSION);
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+    if (!*reload && !*config) throw CLI::RequiredError(config->get_name());
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (*reload) {
+    const auto directory = referrald::runtime_directory();
+    if (!directory) {
+      std::cerr << "referrald --reload: $RUNTIME_DIRECTORY is not set (systemd sets it from the unit's "
+                   "RuntimeDirectory=; the daemon writes its answer there)\n";
+      return 1;
+    }
+    return referrald::request_reload(reload_pid, *directory, std::chrono::seconds(30), std::cout, std::cerr);
+  }
   if (check) return referrald::check_config(config_file, std::cout, std::cerr);
   return referrald::run_daemon(config_file);
 }

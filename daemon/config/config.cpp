@@ -435,23 +435,27 @@ std::optional<fs::path> Loader::path_setting(std::string_view text, PathCheck ch
     return std::nullopt;
   }
   const char* variable = std::getenv("CREDENTIALS_DIRECTORY");
-  const fs::path directory =
-      variable != nullptr && variable[0] != '\0' ? fs::path(variable) : options_.credentials_fallback;
-  if (directory.empty()) {
+  const std::vector<fs::path> directories = variable != nullptr && variable[0] != '\0'
+                                                ? std::vector<fs::path>{fs::path(variable)}
+                                                : options_.credential_fallbacks;
+  if (directories.empty()) {
     add(at, key,
         "credential " + quote(name) +
             " requested but $CREDENTIALS_DIRECTORY is not set (run under systemd with LoadCredential=" +
             std::string(name) + ")");
     return std::nullopt;
   }
-  const fs::path path = (directory / fs::path(name)).lexically_normal();
-  std::error_code ec;
-  const auto status = fs::status(path, ec);
-  if (!fs::exists(status)) {
-    add(at, key, "credential not found: " + path.string());
-    return std::nullopt;
+  std::string looked;
+  for (const auto& directory : directories) {
+    const fs::path path = (directory / fs::path(name)).lexically_normal();
+    std::error_code ec;
+    if (fs::exists(fs::status(path, ec))) return check_path(path, check, at, key);
+    looked += (looked.empty() ? "" : ", ") + path.string();
+    // Not "not found" when it could not be looked for (/etc/credstore is root's).
+    if (ec && ec != std::errc::no_such_file_or_directory) looked += " (" + ec.message() + ")";
   }
-  return check_path(path, check, at, key);
+  add(at, key, "credential not found: " + looked);
+  return std::nullopt;
 }
 
 void Loader::read_listen(const toml::node& node, const std::string& key, std::vector<ListenEndpoint>& out) {

@@ -155,11 +155,19 @@ struct Configuration {
   RuleSet rules;
 };
 
+// Where systemd looks for the file of a `LoadCredential=NAME` without a
+// path, in its order: an operator's secrets live there (README.md).
+inline const std::vector<std::filesystem::path> credential_stores = {"/etc/credstore", "/run/credstore",
+                                                                     "/usr/lib/credstore"};
+
 struct LoadOptions {
-  // Where "credential:NAME" is looked for when $CREDENTIALS_DIRECTORY is not
-  // set; empty: nowhere (a problem). referralctl, which systemd does not
-  // start, passes the running service's directory (cli/settings.hpp).
-  std::filesystem::path credentials_fallback;
+  // Where "credential:NAME" is looked for, in this order, when
+  // $CREDENTIALS_DIRECTORY is not set: the first directory holding NAME
+  // wins; none: nowhere (a problem). The daemon passes none. Tools run by
+  // hand pass where the unit's credentials come from: --check-config
+  // credential_stores, referralctl the running service's directory first
+  // (cli/settings.hpp).
+  std::vector<std::filesystem::path> credential_fallbacks;
   // The channels, in the order messages list them: the composition root
   // passes the adapters' registry (adapters/registry.hpp, target_kinds()).
   // Empty: a [[target]]'s name, type, concurrency and timeout are read, its

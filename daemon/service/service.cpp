@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -27,6 +29,7 @@
 #include "intake/identity.hpp"
 #include "routing/business_hours.hpp"
 #include "service/escalation_timer.hpp"
+#include "service/reload.hpp"
 #include "store/office.hpp"
 #include "store/store.hpp"
 #include "store/writer.hpp"
@@ -286,6 +289,7 @@ class Daemon {
       std::function<std::string()> status;
       ~ReadyAgain() { n.ready(status()); }
     } ready_again{notifier_, [this] { return status_line(); }};
+    ReloadOutcome outcome;
     try {
       auto next = load_configuration(file, load_options());
       auto targets = make_targets(next.config, adapter_context_);
@@ -307,11 +311,28 @@ class Daemon {
       spdlog::info("config.reloaded targets={} routes={} diseases={} encryption_key={}",
                    configuration_.config.targets.size(), configuration_.config.routes.size(),
                    configuration_.rules.diseases.size(), encryption_key(configuration_.config));
+      outcome.taken = true;
     } catch (const ConfigError& e) {
       log_problems(e, "config.reload_refused");
       spdlog::error("config.reload_refused note=\"the previous configuration keeps running\"");
+      for (const auto& p : e.problems()) outcome.problems.push_back(p.to_string());
     } catch (const std::exception& e) {
       spdlog::error("config.reload_refused error=\"{}\" note=\"the previous configuration keeps running\"", e.what());
+      outcome.problems.push_back(file.string() + ": " + e.what());
+    }
+    report_reload(std::move(outcome));
+  }
+
+  // Tells `referrald --reload` (the unit's ExecReload=) what became of the
+  // file (service/reload.hpp); without $RUNTIME_DIRECTORY nobody is asking.
+  void report_reload(ReloadOutcome outcome) {
+    if (!runtime_directory_) return;
+    outcome.pid = ::getpid();
+    outcome.generation = ++reloads_;
+    try {
+      write_reload_outcome(*runtime_directory_, outcome);
+    } catch (const std::exception& e) {
+      spdlog::error("config.reload_outcome_unwritten error=\"{}\"", e.what());
     }
   }
 
@@ -365,6 +386,8 @@ class Daemon {
   AdapterContext adapter_context_;
   asio::signal_set signals_;
   SystemdNotifier notifier_;
+  const std::optional<std::filesystem::path> runtime_directory_ = runtime_directory();
+  std::uint64_t reloads_ = 0;
   asio::steady_timer watchdog_timer_{ioc_};
   asio::steady_timer status_timer_{ioc_};
 };
@@ -374,7 +397,10 @@ class Daemon {
 int check_config(const std::filesystem::path& config_file, std::ostream& out, std::ostream& err) {
   try {
     // The channels' own checks run in the loader: their problems are in the same list.
-    const auto c = load_configuration(config_file, load_options());
+    // Run by hand, not by systemd: secrets are where the unit loads them from.
+    auto options = load_options();
+    options.credential_fallbacks = credential_stores;
+    const auto c = load_configuration(config_file, options);
     // The web form's pages, checked as the form checks them at start.
     http::check_web_dir(c.config.web_dir);
     // The identity hash's key file, read as start-up reads it (the

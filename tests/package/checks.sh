@@ -102,6 +102,14 @@ second_id=$(sed -n 's/.*"id":"\(R-[^"]*\)".*/\1/p' "$out/submit.json")
 check "a referral after the reload is accepted" test "$status" = 202
 check "it goes to the changed route's target (spool-b)" wait_for spool-b 30 sh -c "ls /var/lib/referrald/spool-b 2>/dev/null | grep -q '$second_id'"
 
+# --- A refused file fails the reload, and the daemon keeps running the previous one.
+cp "$config" "$out/config.good"
+printf '\n[[route]]\nnotify = ["nowhere"]\n' >> "$config"
+check "systemctl reload fails for a file the daemon refuses" sh -c "! systemctl reload referrald >> $out/commands.log 2>&1"
+check "... the journal names the problem" sh -c "journalctl -u referrald --no-pager | grep -q 'unknown target'"
+check "... the same process keeps running" test "$(prop MainPID)/$(prop ActiveState)" = "$pid/active"
+cp "$out/config.good" "$config"
+
 # --- Watchdog: a hung event loop (the whole process stopped) is killed and restarted.
 restarts=$(prop NRestarts)
 kill -STOP "$pid"

@@ -636,6 +636,11 @@ nlohmann::json CtlRun::parsed() const { return nlohmann::json::parse(out); }
 fs::path referralctl_binary() { return binary_dir() / "cli" / "referralctl"; }
 
 CtlRun ctl(const std::vector<std::string>& args, const std::map<std::string, std::string>& env) {
+  return run_program(referralctl_binary(), args, env);
+}
+
+CtlRun run_program(const fs::path& program, const std::vector<std::string>& args,
+                   const std::map<std::string, std::string>& env) {
   TempDir io;
   const fs::path out = io / "out", err = io / "err";
   const pid_t pid = ::fork();
@@ -650,7 +655,7 @@ CtlRun ctl(const std::vector<std::string>& args, const std::map<std::string, std
     ::unsetenv("NO_COLOR");
     ::unsetenv("SUDO_USER");
     for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
-    std::vector<std::string> argv{referralctl_binary().string()};
+    std::vector<std::string> argv{program.string()};
     argv.insert(argv.end(), args.begin(), args.end());
     std::vector<char*> raw;
     for (auto& a : argv) raw.push_back(a.data());
@@ -665,7 +670,7 @@ CtlRun ctl(const std::vector<std::string>& args, const std::map<std::string, std
     if (std::chrono::steady_clock::now() > deadline) {
       ::kill(pid, SIGKILL);
       ::waitpid(pid, &status, 0);
-      ADD_FAILURE() << "referralctl did not finish within 60 s";
+      ADD_FAILURE() << program.filename().string() << " did not finish within 60 s";
       break;
     }
     std::this_thread::sleep_for(5ms);

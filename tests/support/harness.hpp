@@ -271,6 +271,9 @@ struct CtlRun {
 };
 std::filesystem::path referralctl_binary();
 CtlRun ctl(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {});
+// Any program run the same way (e.g. `referrald --reload`).
+CtlRun run_program(const std::filesystem::path& program, const std::vector<std::string>& args,
+                   const std::map<std::string, std::string>& env = {});
 std::string describe(const CtlRun& r);  // exit status, stdout and stderr, for a failure message
 
 // Reads a sample referral from tests/data.

@@ -21,9 +21,9 @@ using test::TempDir;
 using ::testing::ElementsAre;
 
 // The configuration as the daemon reads it: with the channels' keys and checks.
-LoadOptions with_channels(fs::path credentials_fallback = {}) {
+LoadOptions with_channels(std::vector<fs::path> credential_fallbacks = {}) {
   LoadOptions options;
-  options.credentials_fallback = std::move(credentials_fallback);
+  options.credential_fallbacks = std::move(credential_fallbacks);
   options.target_kinds = target_kinds();
   return options;
 }
@@ -612,6 +612,36 @@ TEST_F(ConfigTest, CredentialThatSystemdDidNotProvide) {
                                      (credentials / "smtp-password").string())));
 }
 
+// Run by hand (--check-config, referralctl), with no $CREDENTIALS_DIRECTORY:
+// a credential is looked for in each fallback directory in turn, as
+// systemd's LoadCredential=NAME looks through the credential stores.
+TEST_F(ConfigTest, CredentialFallbacksAreSearchedInOrder) {
+  const CredentialsDirectory env(std::nullopt);
+  const fs::path first = root_ / "etc" / "credstore";
+  const fs::path second = root_ / "usr" / "lib" / "credstore";
+  fs::create_directories(first);
+  fs::create_directories(second);
+  for (const char* name : {"tls-cert", "smtp-password"}) std::ofstream(second / name) << "in the second\n";
+  for (const char* name : {"tls-cert", "tls-key"}) std::ofstream(first / name) << "in the first\n";
+  const std::string full = with_required(credential_targets);
+  const std::string_view text = text_of(full);
+  try {
+    parse_config(text, file_, with_channels({first, second}));
+    FAIL() << "the WCTP security code is in neither directory";
+  } catch (const ConfigError& e) {
+    ASSERT_EQ(e.problems().size(), 1U);
+    EXPECT_EQ(e.problems()[0].to_string(),
+              at(23, "target[1].security_code_file: credential not found: " + (first / "wctp-security-code").string() +
+                         ", " + (second / "wctp-security-code").string()));
+  }
+  std::ofstream(second / "wctp-security-code") << "x\n";
+  const Config c = parse_config(text, file_, with_channels({first, second}));
+  EXPECT_EQ(c.http.tls_certificate, first / "tls-cert");  // the first directory that holds it
+  EXPECT_EQ(c.http.tls_private_key, first / "tls-key");
+  EXPECT_EQ(*c.targets[0].get_string("password_file"), (second / "smtp-password").string());
+  EXPECT_EQ(*c.targets[1].get_string("security_code_file"), (second / "wctp-security-code").string());
+}
+
 TEST_F(ConfigTest, CredentialNamesAndPlacesAreChecked) {
   const CredentialsDirectory env(root_ / "etc");
   EXPECT_THAT(problems(with_required(R"(
@@ -741,7 +771,7 @@ TEST_F(ConfigTest, EncryptionKeysAsACredentialNeedNoOwnerOnlyMode) {
   // referralctl, which systemd does not start, looks where the running service's credentials are.
   const CredentialsDirectory none(std::nullopt);
   EXPECT_EQ(problems(text).size(), 1U);
-  const Config c = parse_config(text_of(text), file_, with_channels(credentials));
+  const Config c = parse_config(text_of(text), file_, with_channels({credentials}));
   ASSERT_NE(c.storage.keys, nullptr);
   EXPECT_EQ(c.storage.keys->current().id, "k1");
 }
