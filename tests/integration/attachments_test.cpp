@@ -21,17 +21,8 @@ using json = nlohmann::json;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-std::string fixture(const std::string& name) {
-  return read_file(source_dir() / "tests" / "data" / "attachments" / name);
-}
-
-// Base64 by the openssl CLI (independent of referrald's decoder).
-std::string base64(const std::string& bytes) {
-  TempDir tmp;
-  write_file(tmp / "in", bytes);
-  EXPECT_EQ(shell("openssl base64 -A -in " + (tmp / "in").string() + " -out " + (tmp / "out").string()), 0);
-  return read_file(tmp / "out");
-}
+std::string fixture(const std::string& name) { return attachment_fixture(name); }
+std::string base64(const std::string& bytes) { return openssl_base64(bytes); }
 
 std::string with_attachments(const json& attachments) {
   auto doc = json::parse(sample("asps-routine.json"));
@@ -40,7 +31,7 @@ std::string with_attachments(const json& attachments) {
 }
 
 json file(const std::string& title, const std::string& bytes, const std::string& declared = "application/pdf") {
-  return {{"title", title}, {"content_type", declared}, {"data", base64(bytes)}};
+  return attachment_item(title, bytes, declared);
 }
 
 const std::string small_limits =
