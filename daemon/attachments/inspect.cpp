@@ -355,6 +355,15 @@ bool for_each_gray_page(std::string_view bytes, const std::function<void(const G
   return false;
 }
 
+std::string attachment_file_name(const std::string& referral_id, int position, const std::string& content_type) {
+  const char* extension = content_type == "application/pdf" ? ".pdf"
+                          : content_type == "image/jpeg"    ? ".jpg"
+                          : content_type == "image/png"     ? ".png"
+                          : content_type == "image/tiff"    ? ".tif"
+                                                            : ".bin";
+  return "referral-" + referral_id + "-file-" + std::to_string(position) + extension;
+}
+
 std::string describe_size(std::size_t bytes) {
   // One decimal when not whole, rounded down: never more than the size.
   const auto in = [bytes](std::size_t unit, const char* name) {

@@ -54,6 +54,11 @@ struct GrayImage {
 // those decoders read; a fax draws the pages (adapters/document/fax_document).
 bool for_each_gray_page(std::string_view bytes, const std::function<void(const GrayImage&)>& page);
 
+// "referral-R-20261128-7K3M9-TZQXA-file-1.pdf": the name a file is handed
+// out under (email, the API), by its position and the type found, never by
+// its title (which may name the patient).
+std::string attachment_file_name(const std::string& referral_id, int position, const std::string& content_type);
+
 // "20 MB", "512 kB", "300 bytes": a size for a message.
 std::string describe_size(std::size_t bytes);
 

@@ -64,6 +64,7 @@ class Api final : public Handler {
   bool serves(const Request& request) const;
   boost::asio::awaitable<Response> submit(const Request& request, const Caller& caller);
   boost::asio::awaitable<Response> get_referral(const std::string& id, const Caller& caller);
+  boost::asio::awaitable<Response> get_attachment(const std::string& id, int position, const Caller& caller);
   boost::asio::awaitable<Response> change_status(const Request& request, const std::string& id, const Caller& caller);
   Response health() const;
   boost::asio::awaitable<Response> metrics() const;
