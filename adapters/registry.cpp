@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "adapters/document/referral_pdf.hpp"
+#include "adapters/document/fax_document.hpp"
 #include "adapters/http_fax/http_fax_adapter.hpp"
 #include "adapters/http_fax/http_fax_keys.hpp"
 #include "adapters/hylafax/hylafax_adapter.hpp"
@@ -36,20 +36,19 @@ const Channel all_channels[] = {
      true},
     {{"hylafax", hylafax_keys, [](const TargetConfig& t, const OfficeConfig&) { hylafax_settings(t); }},
      [](const TargetConfig& t, const AdapterContext& c) -> Made {
-       // The fax is the referral document (cover sheet + referral), dated when it is sent.
-       FaxDocumentRenderer render = [office = *c.office, clock = c.clock](const Delivery& d) {
-         return render_referral_pdf(d, office, clock->now());
-       };
-       return std::make_shared<HylafaxAdapter>(hylafax_settings(t), std::move(render), c.blocking_executor);
+       return std::make_shared<HylafaxAdapter>(hylafax_settings(t), fax_renderer(*c.office, *c.clock, max_fax_pages(t)),
+                                               c.blocking_executor);
      },
      ReferrerContact::fax,
+     true,
      true},
     {{"http-fax", http_fax_keys, [](const TargetConfig& t, const OfficeConfig&) { http_fax_settings(t); }},
      [](const TargetConfig& t, const AdapterContext& c) -> Made {
-       return std::make_shared<HttpFaxAdapter>(http_fax_settings(t), referral_fax_renderer(*c.office, *c.clock),
-                                               *c.curl);
+       return std::make_shared<HttpFaxAdapter>(http_fax_settings(t),
+                                               fax_renderer(*c.office, *c.clock, max_fax_pages(t)), *c.curl);
      },
      ReferrerContact::none,
+     true,
      true},
     {{"snpp", snpp_keys, [](const TargetConfig& t, const OfficeConfig& o) { snpp_settings(t, o); }},
      [](const TargetConfig& t, const AdapterContext& c) -> Made {

@@ -33,7 +33,7 @@ struct Channel {
   ReferrerContact referrer_contact = ReferrerContact::none;
   // Email and fax carry one-tap acknowledgement links; pages never do.
   bool ack_links = false;
-  // Email carries the referral's attached files (fax: not yet, docs/attachments.md); pages never do.
+  // Email and fax carry the referral's attached files (docs/attachments.md); pages never do.
   bool attachments = false;
 };
 

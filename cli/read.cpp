@@ -14,6 +14,7 @@
 
 #include "cli/common.hpp"
 #include "attachments/inspect.hpp"
+#include "store/attachment_json.hpp"
 #include "store/attachments.hpp"
 #include "store/office.hpp"
 #include "store/payload.hpp"
@@ -249,14 +250,7 @@ int show_command(Context& c, const std::string& id_text) {
                                      {"note", optional_text(h.note)}});
     }
     j["attachments"] = json::array();
-    for (const auto& a : attachments) {
-      j["attachments"].push_back({{"position", a.position},
-                                  {"title", a.title},
-                                  {"content_type", a.content_type},
-                                  {"bytes", a.bytes},
-                                  {"pages", a.pages},
-                                  {"sha256", a.sha256}});
-    }
+    for (const auto& a : attachments) j["attachments"].push_back(store::describe_attachment<json>(a));
     j["escalations"] = json::array();
     for (const auto& e : escalations) {
       j["escalations"].push_back({{"step", e.step},

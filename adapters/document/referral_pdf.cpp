@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "adapters/document/haru.hpp"
 #include "adapters/document/referral_fields.hpp"
 #include "adapters/document/referral_text.hpp"
 
@@ -126,26 +127,8 @@ std::string clean_utf8(std::string_view utf8) {
 
 // ---- libharu --------------------------------------------------------------
 
-struct HaruError {
-  HPDF_STATUS error = HPDF_OK;
-  HPDF_STATUS detail = 0;
-};
-
-void on_haru_error(HPDF_STATUS error, HPDF_STATUS detail, void* user) {
-  auto* e = static_cast<HaruError*>(user);
-  if (e->error == HPDF_OK) {
-    e->error = error;
-    e->detail = detail;
-  }
-}
-
-using DocHandle = std::unique_ptr<std::remove_pointer_t<HPDF_Doc>, decltype(&HPDF_Free)>;
-
 enum class Style { regular, bold };
 
-constexpr float page_width = 612;  // US Letter, points
-constexpr float page_height = 792;
-constexpr float margin = 54;
 constexpr float text_width = page_width - 2 * margin;
 
 // Advance widths (1/1000 em) of the 256 WinAnsi codes in Helvetica and
@@ -407,6 +390,22 @@ std::string upper_ascii(std::string s) {
   return s;
 }
 
+std::string plural(int n, const char* one, const char* many) { return std::to_string(n) + " " + (n == 1 ? one : many); }
+
+// The cover sheet's line on the referral's files: where they are in this fax,
+// or that they follow by other means (the limit and the ways the office has).
+std::string records_line(const FaxRecords& records, int own_pages, bool included) {
+  const std::string what = plural(records.files, "file", "files") + ", " + plural(records.pages, "page", "pages");
+  if (included) {
+    return what + ", sent with the referral: pages " + std::to_string(own_pages + 1) + " to " +
+           std::to_string(own_pages + records.pages) + " of this fax.";
+  }
+  return what + ": NOT in this fax (with them it would have " + std::to_string(own_pages + records.pages) +
+         " pages; this fax line carries at most " + std::to_string(records.max_pages) +
+         ", max_fax_pages). They follow by other means: by email where the office takes referrals by email, "
+         "and the office can write each one out with the command below.";
+}
+
 std::string or_dash(const std::string& s) { return s.empty() ? std::string("—") : s; }
 
 std::string confidentiality_notice(const OfficeConfig& office, const std::string& addressee) {
@@ -451,14 +450,23 @@ std::string render_referral_pdf(const Delivery& delivery, const OfficeConfig& of
   return render_referral_pdf(delivery, read_referral_document(delivery, office), office, now, fonts);
 }
 
+std::string page_footer_notice(const std::string& referral_id) {
+  return "CONFIDENTIAL — protected health information. Reference " + referral_id + ".";
+}
+
 std::string render_referral_pdf(const Delivery& delivery, const ReferralDocument& document, const OfficeConfig& office,
                                 std::chrono::system_clock::time_point now, const DocumentFonts& fonts) {
+  return render_referral_fax(delivery, document, office, now, fonts, FaxRecords{}).pdf;
+}
+
+RenderedReferral render_referral_fax(const Delivery& delivery, const ReferralDocument& document,
+                                     const OfficeConfig& office, std::chrono::system_clock::time_point now,
+                                     const DocumentFonts& fonts, const FaxRecords& records) {
   const auto& sections = document.sections;
   const auto& referrer = document.referrer;
 
   HaruError error;
-  DocHandle doc(HPDF_New(on_haru_error, &error), HPDF_Free);
-  if (!doc) throw DocumentError("libharu could not create a document");
+  DocHandle doc = new_haru_document(error);
   // A referrer's notice: one page of its own, no referral pages (notice_fields).
   const std::vector<DocumentField> notice =
       delivery.notice ? notice_fields(delivery, office) : std::vector<DocumentField>{};
@@ -490,6 +498,10 @@ std::string render_referral_pdf(const Delivery& delivery, const ReferralDocument
     }
   }
   auto referral_pages = body.take();
+  // The cover sheet is one page (its "Pages" line has always said so).
+  const int own_pages = static_cast<int>(referral_pages.size()) + 1;
+  const bool records_included = records.files > 0 && own_pages + records.pages <= records.max_pages;
+  const int fax_pages = own_pages + (records_included ? records.pages : 0);
 
   // ---- cover sheet (a referrer's notice: the notice) ----
   Flow cover(face, page_height - margin, margin);
@@ -532,7 +544,10 @@ std::string render_referral_pdf(const Delivery& delivery, const ReferralDocument
     cover.field("Fax", or_dash(referrer.fax));
     cover.heading("This transmission");
     cover.field("Date", format_office_time(office, now));
-    cover.field("Pages", std::to_string(referral_pages.size() + 1) + " (including this cover sheet)");
+    cover.field("Pages", std::to_string(fax_pages) + " (including this cover sheet)");
+    if (records.files > 0) cover.field("Records", records_line(records, own_pages, records_included));
+    if (records.files > 0 && !records_included)
+      cover.field("Each file", "referralctl attachment " + delivery.referral_id + " N --output FILE");
     cover.field("Reference number", delivery.referral_id);
     cover.field("Urgency", urgency);
     cover.field("Decision", decision);
@@ -570,11 +585,11 @@ std::string render_referral_pdf(const Delivery& delivery, const ReferralDocument
   for (auto& p : cover_pages) pages.push_back(std::move(p));
   const std::size_t first_referral_page = pages.size();
   for (auto& p : referral_pages) pages.push_back(std::move(p));
-  const std::size_t total = pages.size();
-  const std::string footer_notice =
-      face.encode("CONFIDENTIAL — protected health information. Reference " + delivery.referral_id + ".");
+  const std::size_t drawn = pages.size();
+  const std::size_t total = drawn + (records_included ? static_cast<std::size_t>(records.pages) : 0);
+  const std::string footer_notice = face.encode(page_footer_notice(delivery.referral_id));
 
-  for (std::size_t n = 0; n < total; ++n) {
+  for (std::size_t n = 0; n < drawn; ++n) {
     auto& layout = pages[n];
     const std::string number = "Page " + std::to_string(n + 1) + " of " + std::to_string(total);
     if (n >= first_referral_page) {
@@ -613,19 +628,7 @@ std::string render_referral_pdf(const Delivery& delivery, const ReferralDocument
     HPDF_Page_EndText(page);
   }
 
-  if (error.error == HPDF_OK) HPDF_SaveToStream(doc.get());
-  if (error.error != HPDF_OK) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "libharu error 0x%04X (detail %u)", static_cast<unsigned>(error.error),
-                  static_cast<unsigned>(error.detail));
-    throw DocumentError(buf);
-  }
-  const HPDF_UINT32 expected = HPDF_GetStreamSize(doc.get());
-  std::string pdf(expected, '\0');
-  HPDF_UINT32 size = expected;
-  HPDF_ReadFromStream(doc.get(), reinterpret_cast<HPDF_BYTE*>(pdf.data()), &size);
-  if (size != expected || expected == 0) throw DocumentError("libharu could not hand out the document");
-  return pdf;
+  return {haru_document_bytes(doc.get(), error), static_cast<int>(drawn), records_included};
 }
 
 }  // namespace referrald

@@ -51,6 +51,29 @@ std::string render_referral_pdf(const Delivery& delivery, const ReferralDocument
                                 std::chrono::system_clock::time_point now,
                                 const DocumentFonts& fonts = default_document_fonts());
 
+// What a fax carries after the referral pages: the referral's files as
+// pages (document/fax_document.hpp). The cover sheet counts them in the
+// fax's pages, or, when they would take the fax over max_pages, says that
+// they follow by other means and which.
+struct FaxRecords {
+  int files = 0;      // no files: nothing said
+  int pages = 0;      // every file's pages
+  int max_pages = 0;  // the fax target's max_fax_pages
+};
+
+struct RenderedReferral {
+  std::string pdf;                // cover sheet and referral
+  int pages = 0;                  // its pages
+  bool records_included = false;  // the fax goes on with records.pages more (counted in every "Page N of M")
+};
+
+RenderedReferral render_referral_fax(const Delivery& delivery, const ReferralDocument& document,
+                                     const OfficeConfig& office, std::chrono::system_clock::time_point now,
+                                     const DocumentFonts& fonts, const FaxRecords& records);
+
+// The line at the foot of every page (not the page number).
+std::string page_footer_notice(const std::string& referral_id);
+
 // Converts UTF-8 to Windows-1252 (what libharu's WinAnsiEncoding shows).
 // Characters it cannot hold become '?', counted in `replaced`; control
 // characters become spaces.

@@ -1,5 +1,7 @@
 #include "adapters/document/referral_text.hpp"
 
+#include "attachments/inspect.hpp"
+
 #include "adapters/document/referral_fields.hpp"
 #include "office/escalation.hpp"
 
@@ -114,13 +116,8 @@ std::string render_email_subject(const Delivery& delivery) {
 std::string referral_pdf_filename(const Delivery& delivery) { return "referral-" + delivery.referral_id + ".pdf"; }
 
 std::string attachment_filename(const Delivery& delivery, std::size_t index) {
-  const std::string& type = delivery.attachments.at(index).content_type;
-  const char* extension = type == "application/pdf" ? ".pdf"
-                          : type == "image/jpeg"    ? ".jpg"
-                          : type == "image/png"     ? ".png"
-                          : type == "image/tiff"    ? ".tif"
-                                                    : ".bin";
-  return "referral-" + delivery.referral_id + "-file-" + std::to_string(index + 1) + extension;
+  return attachment_file_name(delivery.referral_id, static_cast<int>(index + 1),
+                              delivery.attachments.at(index).content_type);
 }
 
 std::string render_email_text(const Delivery& delivery, const OfficeConfig& office) {

@@ -91,10 +91,6 @@ std::vector<std::string> list_setting(const TargetConfig& target, const std::str
 
 }  // namespace
 
-FaxPdfRenderer referral_fax_renderer(const OfficeConfig& office, const Clock& clock) {
-  return [office, &clock](const Delivery& delivery) { return render_referral_pdf(delivery, office, clock.now()); };
-}
-
 HttpFaxSettings http_fax_settings(const TargetConfig& target) {
   HttpFaxSettings s;
   s.target = target.name;
@@ -328,7 +324,7 @@ std::string fax_status_url(const HttpFaxSettings& settings, const std::string& p
   return url;
 }
 
-HttpFaxAdapter::HttpFaxAdapter(HttpFaxSettings settings, FaxPdfRenderer render, CurlPool& curl)
+HttpFaxAdapter::HttpFaxAdapter(HttpFaxSettings settings, FaxRenderer render, CurlPool& curl)
     : settings_(std::move(settings)), render_(std::move(render)), curl_(curl) {
   if (settings_.problem) {
     spdlog::error("httpfax.misconfigured target={} error=\"{}\"", settings_.target, *settings_.problem);

@@ -15,19 +15,12 @@
 
 #include "adapters/curl/curl_pool.hpp"
 #include "adapters/curl/http_client.hpp"
+#include "adapters/document/fax_document.hpp"
 #include "config/config.hpp"
 #include "dispatch/adapter.hpp"
 #include "util/clock.hpp"
 
 namespace referrald {
-
-// The fax's PDF for a delivery. May throw (DocumentError); runs on a CurlPool
-// worker, never on an I/O thread.
-using FaxPdfRenderer = std::function<std::string(const Delivery&)>;
-
-// The referral document (document/referral_pdf: cover sheet + referral),
-// dated when it is sent (by `clock`, which must outlive the renderer).
-FaxPdfRenderer referral_fax_renderer(const OfficeConfig& office, const Clock& clock);
 
 enum class FaxAuth { none, basic, header };
 
@@ -96,7 +89,7 @@ std::string fax_status_url(const HttpFaxSettings& settings, const std::string& p
 
 class HttpFaxAdapter final : public Adapter {
  public:
-  HttpFaxAdapter(HttpFaxSettings settings, FaxPdfRenderer render, CurlPool& curl);
+  HttpFaxAdapter(HttpFaxSettings settings, FaxRenderer render, CurlPool& curl);
   boost::asio::awaitable<Outcome> send(const Delivery& delivery) override;
 
  private:
@@ -117,7 +110,7 @@ class HttpFaxAdapter final : public Adapter {
   void forget(const std::string& identity);
 
   HttpFaxSettings settings_;
-  FaxPdfRenderer render_;
+  FaxRenderer render_;
   CurlPool& curl_;
   std::mutex memory_mutex_;
   std::map<std::string, Memory> memory_;

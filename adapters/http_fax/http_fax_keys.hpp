@@ -33,6 +33,7 @@ inline constexpr KeySpec http_fax_keys[] = {
     {"status_pending", KeyKind::string_list, false},
     {"status_retry", KeyKind::string_list, false},
     {"status_failed", KeyKind::string_list, false},
+    max_fax_pages_key,
 };
 
 }  // namespace referrald

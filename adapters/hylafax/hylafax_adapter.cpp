@@ -22,7 +22,7 @@ namespace asio = boost::asio;
 using protocol::Connection;
 using protocol::printable;
 using protocol::Reply;
-using Clock = std::chrono::steady_clock;
+using Steady = std::chrono::steady_clock;  // not referrald::Clock (the dates on documents)
 
 namespace {
 
@@ -38,7 +38,7 @@ constexpr int max_dials = 12;
 class FaxSession {
  public:
   FaxSession(asio::any_io_executor executor, const HylafaxSettings& settings, const Delivery& delivery,
-             Clock::time_point deadline)
+             Steady::time_point deadline)
       : executor_(executor),
         settings_(settings),
         delivery_(delivery),
@@ -164,7 +164,7 @@ class FaxSession {
   }
 
   asio::awaitable<Outcome> wait_for_job(const std::string& job_id) {
-    const auto started = Clock::now();
+    const auto started = Steady::now();
     asio::steady_timer timer(executor_);
     std::optional<Outcome> failed;
     while (true) {
@@ -185,9 +185,9 @@ class FaxSession {
         if (status && status->code == 213) why = ": " + printable(status->text, 160);
         co_return Outcome::permanent("HylaFAX job " + job_id + " failed" + why);
       }
-      const auto next = Clock::now() + settings_.poll_interval;
+      const auto next = Steady::now() + settings_.poll_interval;
       if (next + std::chrono::seconds(1) >= session_.deadline()) {
-        const auto waited = std::chrono::duration_cast<Duration>(Clock::now() - started);
+        const auto waited = std::chrono::duration_cast<Duration>(Steady::now() - started);
         co_return Outcome::transient("HylaFAX job " + job_id + " still " + std::string(hylafax::to_string(state)) +
                                      " after " + format_duration(waited) +
                                      " (the next attempt resumes waiting for it)");
@@ -251,7 +251,7 @@ HylafaxSettings hylafax_settings(const TargetConfig& target) {
   return s;
 }
 
-HylafaxAdapter::HylafaxAdapter(HylafaxSettings settings, FaxDocumentRenderer render, asio::any_io_executor blocking)
+HylafaxAdapter::HylafaxAdapter(HylafaxSettings settings, FaxRenderer render, asio::any_io_executor blocking)
     : settings_(std::move(settings)), render_(std::move(render)), blocking_(std::move(blocking)) {}
 
 std::string fax_dial_string(std::string_view number) {
@@ -267,7 +267,7 @@ asio::awaitable<Outcome> HylafaxAdapter::send(const Delivery& delivery) {
   if (settings_.to_referrer && fax_dial_string(delivery.recipient.value_or("")).empty()) {
     co_return Outcome::permanent("the referrer's fax number has no digits to dial");
   }
-  const auto deadline = Clock::now() + settings_.budget;  // rendering counts too
+  const auto deadline = Steady::now() + settings_.budget;  // rendering counts too
   // The PDF is CPU work (libharu): render it on the blocking pool.
   std::string pdf;
   try {

@@ -12,14 +12,11 @@
 #include <optional>
 #include <string>
 
+#include "adapters/document/fax_document.hpp"
 #include "config/config.hpp"
 #include "dispatch/adapter.hpp"
 
 namespace referrald {
-
-// The fax document for a delivery (PDF bytes). May throw; runs on the
-// blocking executor.
-using FaxDocumentRenderer = std::function<std::string(const Delivery&)>;
 
 struct HylafaxSettings {
   std::string host;  // name or literal address, no brackets
@@ -47,12 +44,12 @@ std::string fax_dial_string(std::string_view number);
 
 class HylafaxAdapter final : public Adapter {
  public:
-  HylafaxAdapter(HylafaxSettings settings, FaxDocumentRenderer render, boost::asio::any_io_executor blocking);
+  HylafaxAdapter(HylafaxSettings settings, FaxRenderer render, boost::asio::any_io_executor blocking);
   boost::asio::awaitable<Outcome> send(const Delivery& delivery) override;
 
  private:
   HylafaxSettings settings_;
-  FaxDocumentRenderer render_;
+  FaxRenderer render_;  // runs on the blocking executor
   boost::asio::any_io_executor blocking_;
 };
 

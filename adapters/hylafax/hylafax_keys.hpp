@@ -21,6 +21,7 @@ inline constexpr KeySpec hylafax_keys[] = {
     {"from_user", KeyKind::string, false},
     {"done_when", KeyKind::string, false, done_when_values},
     {"poll_interval", KeyKind::duration, false},
+    max_fax_pages_key,
 };
 
 }  // namespace referrald

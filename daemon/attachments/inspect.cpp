@@ -51,8 +51,14 @@ void jpeg_message(j_common_ptr cinfo, int level) {
   if (level < 0) reinterpret_cast<JpegError*>(cinfo->err)->warned = true;
 }
 
-// Plain C inside: nothing with a destructor lives across the longjmp.
-bool decode_jpeg(std::string_view bytes, std::uint64_t& width, std::uint64_t& height, bool& too_big) {
+unsigned char luminance(unsigned r, unsigned g, unsigned b) {
+  return static_cast<unsigned char>((299 * r + 587 * g + 114 * b) / 1000);
+}
+
+// Plain C inside: nothing with a destructor lives across the longjmp (`gray`
+// is the caller's). With `gray`, the picture is decoded into it.
+bool decode_jpeg(std::string_view bytes, std::uint64_t& width, std::uint64_t& height, bool& too_big,
+                 GrayImage* gray = nullptr) {
   jpeg_decompress_struct cinfo;
   JpegError error;
   cinfo.err = jpeg_std_error(&error.mgr);
@@ -75,10 +81,32 @@ bool decode_jpeg(std::string_view bytes, std::uint64_t& width, std::uint64_t& he
     jpeg_destroy_decompress(&cinfo);
     return false;
   }
+  // CMYK (Adobe's, stored inverted) cannot be turned to gray by libjpeg.
+  const bool cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
+  if (gray != nullptr) cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_GRAYSCALE;
   jpeg_start_decompress(&cinfo);
   JSAMPARRAY row = (*cinfo.mem->alloc_sarray)(reinterpret_cast<j_common_ptr>(&cinfo), JPOOL_IMAGE,
                                               cinfo.output_width * static_cast<JDIMENSION>(cinfo.output_components), 1);
-  while (cinfo.output_scanline < cinfo.output_height) jpeg_read_scanlines(&cinfo, row, 1);
+  if (gray != nullptr) {
+    gray->width = cinfo.output_width;
+    gray->height = cinfo.output_height;
+    gray->pixels.resize(std::size_t{gray->width} * gray->height);
+  }
+  while (cinfo.output_scanline < cinfo.output_height) {
+    const JDIMENSION y = cinfo.output_scanline;
+    jpeg_read_scanlines(&cinfo, row, 1);
+    if (gray == nullptr) continue;
+    unsigned char* out = gray->pixels.data() + std::size_t{y} * gray->width;
+    const JSAMPLE* in = row[0];
+    for (JDIMENSION x = 0; x < cinfo.output_width; ++x) {
+      if (cinfo.output_components == 4) {
+        const unsigned k = in[4 * x + 3];
+        out[x] = luminance(in[4 * x] * k / 255, in[4 * x + 1] * k / 255, in[4 * x + 2] * k / 255);
+      } else {
+        out[x] = in[x * static_cast<unsigned>(cinfo.output_components)];
+      }
+    }
+  }
   jpeg_finish_decompress(&cinfo);
   jpeg_destroy_decompress(&cinfo);
   return !error.warned && width > 0 && height > 0;
@@ -141,6 +169,28 @@ bool decode_png(std::string_view bytes, std::uint64_t& width, std::uint64_t& hei
   return width > 0 && height > 0;
 }
 
+// libpng's simplified API composes transparency and converts to gray; the
+// file was inspected (decode_png) first.
+bool gray_png(std::string_view bytes, GrayImage& gray) {
+  png_image image{};
+  image.version = PNG_IMAGE_VERSION;
+  if (png_image_begin_read_from_memory(&image, bytes.data(), bytes.size()) == 0) return false;
+  image.format = PNG_FORMAT_GRAY;
+  if (std::uint64_t{image.width} * image.height > max_pixels) {
+    png_image_free(&image);
+    return false;
+  }
+  gray.width = image.width;
+  gray.height = image.height;
+  gray.pixels.resize(std::size_t{image.width} * image.height);  // one byte a pixel (PNG_FORMAT_GRAY)
+  const png_color white{255, 255, 255};
+  if (png_image_finish_read(&image, &white, gray.pixels.data(), 0, nullptr) == 0) {
+    png_image_free(&image);
+    return false;
+  }
+  return true;
+}
+
 std::variant<InspectedFile, std::string> inspect_png(std::string_view bytes) {
   std::uint64_t width = 0, height = 0;
   bool too_big = false;
@@ -181,7 +231,26 @@ void tiff_unmap(thandle_t, void*, toff_t) {}
 
 int tiff_quiet(TIFF*, void*, const char*, const char*, va_list) { return 1; }
 
-std::variant<InspectedFile, std::string> inspect_tiff(std::string_view bytes) {
+// Copies `rows` rows of a raster libtiff filled bottom-up (TIFFReadRGBA*'s
+// origin is the lower left), `stride` pixels apart, to `gray` at (x, y).
+void rgba_to_gray(const std::vector<std::uint32_t>& raster, std::uint32_t stride, std::uint32_t columns,
+                  std::uint32_t rows, std::uint32_t x, std::uint32_t y, GrayImage& gray) {
+  for (std::uint32_t r = 0; r < rows && y + r < gray.height; ++r) {
+    const std::uint32_t* in = raster.data() + std::size_t{rows - 1 - r} * stride;
+    unsigned char* out = gray.pixels.data() + std::size_t{y + r} * gray.width + x;
+    for (std::uint32_t c = 0; c < columns && x + c < gray.width; ++c) {
+      const std::uint32_t p = in[c];
+      const unsigned a = TIFFGetA(p);
+      out[c] =
+          static_cast<unsigned char>((luminance(TIFFGetR(p), TIFFGetG(p), TIFFGetB(p)) * a + 255 * (255 - a)) / 255);
+    }
+  }
+}
+
+// Every page (directory) is decoded: a file cut short fails. With `page`,
+// each is handed to it as gray.
+std::variant<InspectedFile, std::string> inspect_tiff(std::string_view bytes,
+                                                      const std::function<void(const GrayImage&)>* page = nullptr) {
   const std::string unreadable =
       "the file starts like a TIFF image but is not one that can be read (damaged or cut short)";
   TiffSource source{bytes};
@@ -194,6 +263,7 @@ std::variant<InspectedFile, std::string> inspect_tiff(std::string_view bytes) {
   if (tif == nullptr) return unreadable;
   std::variant<InspectedFile, std::string> result = InspectedFile{"image/tiff", 0};
   std::vector<std::uint32_t> pixels;
+  GrayImage gray;
   do {
     std::uint32_t width = 0, height = 0;
     char message[1024];
@@ -206,6 +276,11 @@ std::variant<InspectedFile, std::string> inspect_tiff(std::string_view bytes) {
       result = too_many_pixels(width, height);
       break;
     }
+    if (page != nullptr) {
+      gray.width = width;
+      gray.height = height;
+      gray.pixels.assign(std::size_t{width} * height, 255);
+    }
     // Decode every strip or tile: a file cut short fails here.
     bool ok = true;
     if (TIFFIsTiled(tif)) {
@@ -216,21 +291,30 @@ std::variant<InspectedFile, std::string> inspect_tiff(std::string_view bytes) {
         ok = false;
       } else {
         pixels.resize(std::size_t{tw} * th);
-        for (std::uint32_t y = 0; ok && y < height; y += th)
-          for (std::uint32_t x = 0; ok && x < width; x += tw) ok = TIFFReadRGBATile(tif, x, y, pixels.data()) == 1;
+        for (std::uint32_t y = 0; ok && y < height; y += th) {
+          for (std::uint32_t x = 0; ok && x < width; x += tw) {
+            ok = TIFFReadRGBATile(tif, x, y, pixels.data()) == 1;
+            // An edge tile is laid out as a whole one, its rows at the top.
+            if (ok && page != nullptr) rgba_to_gray(pixels, tw, tw, th, x, y, gray);
+          }
+        }
       }
     } else {
       std::uint32_t rows = height;
       TIFFGetFieldDefaulted(tif, TIFFTAG_ROWSPERSTRIP, &rows);
       rows = std::min(std::max(rows, std::uint32_t{1}), height);
       pixels.resize(std::size_t{width} * rows);
-      for (std::uint32_t y = 0; ok && y < height; y += rows) ok = TIFFReadRGBAStrip(tif, y, pixels.data()) == 1;
+      for (std::uint32_t y = 0; ok && y < height; y += rows) {
+        ok = TIFFReadRGBAStrip(tif, y, pixels.data()) == 1;
+        if (ok && page != nullptr) rgba_to_gray(pixels, width, width, std::min(rows, height - y), 0, y, gray);
+      }
     }
     if (!ok) {
       result = unreadable;
       break;
     }
     ++std::get<InspectedFile>(result).pages;
+    if (page != nullptr) (*page)(gray);
   } while (TIFFReadDirectory(tif) == 1);
   TIFFClose(tif);
   return result;
@@ -249,6 +333,35 @@ std::variant<InspectedFile, std::string> inspect_file(std::string_view bytes) {
   if (starts_with_bytes(bytes, "\x89PNG\r\n\x1A\n"sv)) return inspect_png(bytes);
   if (starts_with_bytes(bytes, "II*\0"sv) || starts_with_bytes(bytes, "MM\0*"sv)) return inspect_tiff(bytes);
   return std::string("is not a PDF, JPEG, PNG or TIFF file (decided from its bytes, not its name or declared type)");
+}
+
+bool for_each_gray_page(std::string_view bytes, const std::function<void(const GrayImage&)>& page) {
+  using namespace std::string_view_literals;
+  GrayImage gray;
+  std::uint64_t width = 0, height = 0;
+  bool too_big = false;
+  if (starts_with_bytes(bytes, "\xFF\xD8\xFF"sv)) {
+    if (!decode_jpeg(bytes, width, height, too_big, &gray)) return false;
+    page(gray);
+    return true;
+  }
+  if (starts_with_bytes(bytes, "\x89PNG\r\n\x1A\n"sv)) {
+    if (!gray_png(bytes, gray)) return false;
+    page(gray);
+    return true;
+  }
+  if (starts_with_bytes(bytes, "II*\0"sv) || starts_with_bytes(bytes, "MM\0*"sv))
+    return std::holds_alternative<InspectedFile>(inspect_tiff(bytes, &page));
+  return false;
+}
+
+std::string attachment_file_name(const std::string& referral_id, int position, const std::string& content_type) {
+  const char* extension = content_type == "application/pdf" ? ".pdf"
+                          : content_type == "image/jpeg"    ? ".jpg"
+                          : content_type == "image/png"     ? ".png"
+                          : content_type == "image/tiff"    ? ".tif"
+                                                            : ".bin";
+  return "referral-" + referral_id + "-file-" + std::to_string(position) + extension;
 }
 
 std::string describe_size(std::size_t bytes) {

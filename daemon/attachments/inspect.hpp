@@ -6,6 +6,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -36,6 +38,26 @@ std::variant<InspectedFile, std::string> inspect_file(std::string_view bytes);
 // returns a problem per attachment that does not, at /attachments/N/data
 // (N counted from 0, as a JSON Pointer counts) or /attachments for too many.
 std::vector<FieldError> inspect_attachments(const AttachmentLimits& limits, std::vector<Attachment>& attachments);
+
+// One page of an image, 8-bit gray (0 black, 255 white), rows from the top.
+struct GrayImage {
+  std::uint32_t width = 0;
+  std::uint32_t height = 0;
+  std::vector<unsigned char> pixels;  // width * height
+};
+
+// Decodes each page of an image file inspect_file accepts (JPEG, PNG, TIFF
+// with all its pages), in order, to gray (colour by its luminance,
+// transparency over white), by the same decoders that inspect it, and hands
+// each page to `page` before decoding the next: one page in memory at a
+// time (at most 50 megapixels, 50 MB). False when the file is not an image
+// those decoders read; a fax draws the pages (adapters/document/fax_document).
+bool for_each_gray_page(std::string_view bytes, const std::function<void(const GrayImage&)>& page);
+
+// "referral-R-20261128-7K3M9-TZQXA-file-1.pdf": the name a file is handed
+// out under (email, the API), by its position and the type found, never by
+// its title (which may name the patient).
+std::string attachment_file_name(const std::string& referral_id, int position, const std::string& content_type);
 
 // "20 MB", "512 kB", "300 bytes": a size for a message.
 std::string describe_size(std::size_t bytes);

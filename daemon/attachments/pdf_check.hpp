@@ -6,7 +6,9 @@
 // build (clang) would otherwise trip on.
 #pragma once
 
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace referrald {
 
@@ -17,5 +19,18 @@ struct PdfCheck {
 };
 
 PdfCheck check_pdf(std::string_view bytes);
+
+// Pages [first, first + count) of one PDF (count -1: to its last page).
+struct PdfPages {
+  std::string_view pdf;
+  int first = 0;
+  int count = -1;
+};
+
+// The pages of each part, in order, as one PDF (a fax: the cover sheet and
+// referral, then each attachment). Every part must be a readable,
+// unencrypted PDF (as check_pdf finds); throws std::runtime_error otherwise,
+// with no content of the files in its message.
+std::string merge_pdfs(const std::vector<PdfPages>& parts);
 
 }  // namespace referrald

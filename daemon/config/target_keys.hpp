@@ -62,6 +62,11 @@ inline TargetSettingError target_error(const TargetConfig& target, std::string m
 inline constexpr std::string_view recipient_values[] = {"referrer"};
 inline constexpr KeySpec recipient_key{"recipient", KeyKind::string, false, recipient_values};
 
+// The most pages a fax target sends with the referral's files in them
+// (adapters/document/fax_document.hpp): over it, the cover sheet and
+// referral only. The fax channels (hylafax, http-fax) list this key.
+inline constexpr KeySpec max_fax_pages_key{"max_fax_pages", KeyKind::integer, false};
+
 // One channel, as the loader sees it.
 struct TargetKind {
   std::string_view type;

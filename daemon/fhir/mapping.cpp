@@ -184,19 +184,8 @@ class Resolver {
                    required, needed_for);
   }
 
- private:
-  void add_contained(const Resource& r) {
-    const auto it = r.body->find("contained");
-    if (it == r.body->end() || !it->is_array()) return;
-    for (std::size_t i = 0; i < it->size(); ++i) {
-      if (!(*it)[i].is_object()) continue;
-      contained_.push_back(
-          std::make_unique<Resource>(Resource{&(*it)[i], indexed(r.path, "contained", i), "", &top_of(r)}));
-    }
-  }
-
-  const Resource& top_of(const Resource& r) const { return r.container != nullptr ? *r.container : r; }
-
+  // The resource a reference's text names, without an issue when it names
+  // none; nullptr then.
   const Resource* find(const std::string& target, const Resource& owner) const {
     if (target.starts_with("#")) {
       const auto id = target.substr(1);
@@ -218,6 +207,19 @@ class Resolver {
     }
     return nullptr;
   }
+
+ private:
+  void add_contained(const Resource& r) {
+    const auto it = r.body->find("contained");
+    if (it == r.body->end() || !it->is_array()) return;
+    for (std::size_t i = 0; i < it->size(); ++i) {
+      if (!(*it)[i].is_object()) continue;
+      contained_.push_back(
+          std::make_unique<Resource>(Resource{&(*it)[i], indexed(r.path, "contained", i), "", &top_of(r)}));
+    }
+  }
+
+  const Resource& top_of(const Resource& r) const { return r.container != nullptr ? *r.container : r; }
 
   Mapper& m_;
   const std::vector<Resource>& top_;
@@ -471,6 +473,119 @@ void map_requester(Mapper& m, Resolver& resolver, const Resource& service_reques
   map_contact_points(m, *practitioner);
 }
 
+// The title of a DocumentReference's file: the Attachment's title, else the
+// DocumentReference's description, else its type's text or first display.
+std::optional<std::pair<std::string, std::string>> document_title(Mapper& m, const Resource& document,
+                                                                  const json& attachment, const std::string& at) {
+  if (auto t = m.text(attachment, "title", at); t && !trim(*t).empty()) return std::pair{*t, at + ".title"};
+  const auto& body = *document.body;
+  if (auto d = m.text(body, "description", document.path); d && !trim(*d).empty())
+    return std::pair{*d, document.path + ".description"};
+  if (const auto* type = m.object(body, "type", document.path)) {
+    const auto here = document.path + ".type";
+    if (auto t = m.text(*type, "text", here); t && !trim(*t).empty()) return std::pair{*t, here + ".text"};
+    const auto& codings = m.array(*type, "coding", here);
+    for (std::size_t i = 0; i < codings.size(); ++i) {
+      const auto c = indexed(here, "coding", i);
+      if (auto d = m.text(codings[i], "display", c); d && !trim(*d).empty()) return std::pair{*d, c + ".display"};
+    }
+  }
+  return std::nullopt;
+}
+
+// One Attachment of a DocumentReference's content as v1 attachment `n`:
+// its data inline, or in a Binary of the submission its url names.
+void map_document_attachment(Mapper& m, Resolver& resolver, const Resource& document, const json& attachment,
+                             const std::string& at, std::size_t n) {
+  const std::string pointer = "/attachments/" + std::to_string(n);
+  m.from(pointer, at);
+  const auto title = document_title(m, document, attachment, at);
+  m.from(pointer + "/title", title ? title->second : at + ".title");
+  std::optional<std::string> content_type = m.text(attachment, "contentType", at);
+  std::string type_path = at + ".contentType";
+  std::optional<std::string> data = m.text(attachment, "data", at);
+  std::string data_path = at + ".data";
+  if (!data) {
+    const auto url = m.text(attachment, "url", at);
+    if (!url) {
+      m.issue("required", at + ".data", "is required: the file, in base64 (or url naming a Binary in the submission)");
+      return;
+    }
+    const Resource* binary = resolver.find(*url, document);
+    if (binary == nullptr) {
+      m.issue("not-supported", at + ".url",
+              "does not resolve to a Binary in the submission: referrald fetches no file; send it as data or as a "
+              "Binary entry");
+      return;
+    }
+    if (binary->type() != "Binary") {
+      m.issue("invalid", at + ".url", "must refer to a Binary, not a " + type_words(binary->type()));
+      return;
+    }
+    data = m.text(*binary->body, "data", binary->path);
+    data_path = binary->path + ".data";
+    if (!data) {
+      m.issue("required", data_path, "is required: the file, in base64");
+      return;
+    }
+    if (!content_type) {
+      content_type = m.text(*binary->body, "contentType", binary->path);
+      type_path = binary->path + ".contentType";
+    }
+  }
+  // A file without any title is named by its place, as the office's list would.
+  json item{{"title", title ? title->first : "Document " + std::to_string(n + 1)}};
+  if (content_type) {
+    item["content_type"] = *content_type;
+    m.from(pointer + "/content_type", type_path);
+  }
+  item["data"] = *data;
+  m.from(pointer + "/data", data_path);
+  m.out["attachments"].push_back(std::move(item));
+}
+
+// ServiceRequest.supportingInfo → v1 attachments: every DocumentReference it
+// names, each content's Attachment a file. Other supporting information
+// (an Observation, a Condition) is not a file and is passed over.
+void map_supporting_info(Mapper& m, Resolver& resolver, const Resource& sr_resource) {
+  const auto& infos = m.array(*sr_resource.body, "supportingInfo", sr_resource.path);
+  m.from("/attachments", sr_resource.path + ".supportingInfo");
+  for (std::size_t i = 0; i < infos.size(); ++i) {
+    const auto here = indexed(sr_resource.path, "supportingInfo", i);
+    if (!infos[i].is_object()) {
+      m.issue("structure", here, "must be a Reference (an object)");
+      continue;
+    }
+    const auto target = m.text(infos[i], "reference", here);
+    if (!target) continue;
+    const Resource* document = resolver.find(*target, sr_resource);
+    if (document == nullptr) {
+      // A record the referrer means to send, left behind: say so rather than
+      // lose it. Anything else unresolved is not a file.
+      if (target->find("DocumentReference/") != std::string::npos || target->find("Binary/") != std::string::npos) {
+        m.issue("not-found", here + ".reference",
+                "does not resolve to a resource in the submission: referrald fetches no record; send the "
+                "DocumentReference in the Bundle or contained");
+      }
+      continue;
+    }
+    if (document->type() != "DocumentReference") continue;
+    const auto& contents = m.array(*document->body, "content", document->path);
+    if (contents.empty()) m.issue("required", document->path + ".content", "is required: the document's file");
+    for (std::size_t c = 0; c < contents.size(); ++c) {
+      const auto content = indexed(document->path, "content", c);
+      const auto* attachment = m.object(contents[c], "attachment", content);
+      if (attachment == nullptr) {
+        m.issue("required", content + ".attachment", "is required: the document's file");
+        continue;
+      }
+      if (!m.out.contains("attachments")) m.out["attachments"] = json::array();
+      map_document_attachment(m, resolver, *document, *attachment, content + ".attachment",
+                              m.out["attachments"].size());
+    }
+  }
+}
+
 void map_service_request(Mapper& m, Resolver& resolver, const Resource& sr_resource) {
   const auto& sr = *sr_resource.body;
   const auto& path = sr_resource.path;
@@ -516,6 +631,8 @@ void map_service_request(Mapper& m, Resolver& resolver, const Resource& sr_resou
   }
   m.from("/notes", path + ".note");
   if (!notes.empty()) m.set("/notes", join(notes, "\n\n"), path + ".note");
+
+  map_supporting_info(m, resolver, sr_resource);
 }
 
 std::optional<std::string> identifier_of(Mapper& m, const Resource& sr) {
@@ -529,13 +646,11 @@ std::optional<std::string> identifier_of(Mapper& m, const Resource& sr) {
   return std::nullopt;
 }
 
-constexpr std::array taken_types = {std::string_view("ServiceRequest"),
-                                    std::string_view("Patient"),
-                                    std::string_view("Practitioner"),
-                                    std::string_view("PractitionerRole"),
-                                    std::string_view("Organization"),
-                                    std::string_view("Condition"),
-                                    std::string_view("Task")};
+constexpr std::array taken_types = {std::string_view("ServiceRequest"), std::string_view("Patient"),
+                                    std::string_view("Practitioner"),   std::string_view("PractitionerRole"),
+                                    std::string_view("Organization"),   std::string_view("Condition"),
+                                    std::string_view("Task"),           std::string_view("DocumentReference"),
+                                    std::string_view("Binary")};
 
 bool takes(std::string_view type) {
   return std::find(taken_types.begin(), taken_types.end(), type) != taken_types.end();

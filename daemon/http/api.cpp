@@ -15,7 +15,10 @@
 #include "http/form_fields.hpp"
 #include "intake/validator.hpp"
 #include "office/status.hpp"
+#include "attachments/inspect.hpp"
 #include "store/async.hpp"
+#include "store/attachment_json.hpp"
+#include "store/attachments.hpp"
 #include "store/figures.hpp"
 #include "store/payload.hpp"
 #include "store/store.hpp"
@@ -159,21 +162,38 @@ void Api::add_metrics_source(MetricsSource source) { metrics_sources_.push_back(
 namespace {
 
 // "/api/v1/referrals/<id>" → <id>; "/api/v1/referrals/<id>/status" → <id>
-// with status set; anything else below the collection → nullopt.
+// with status set; "/api/v1/referrals/<id>/attachments/<n>" → <id> with
+// attachment n (from 1); anything else below the collection → nullopt.
 struct ReferralPath {
   std::string id;
   bool status = false;
+  std::optional<int> attachment;
 };
+
+// "1" to "999": a file's position as the GET of its referral lists it.
+std::optional<int> attachment_position(std::string_view text) {
+  if (text.empty() || text.size() > 3 || text.front() == '0') return std::nullopt;
+  int n = 0;
+  for (const char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    n = n * 10 + (c - '0');
+  }
+  return n;
+}
 
 std::optional<ReferralPath> referral_path(std::string_view path) {
   const std::string prefix = std::string(referrals_path) + "/";
   if (!path.starts_with(prefix)) return std::nullopt;
   path.remove_prefix(prefix.size());
   constexpr std::string_view status_suffix = "/status";
+  constexpr std::string_view attachments_part = "/attachments/";
   ReferralPath out;
   if (path.ends_with(status_suffix)) {
     path.remove_suffix(status_suffix.size());
     out.status = true;
+  } else if (const auto at = path.find(attachments_part); at != std::string_view::npos) {
+    // Not a position: the id keeps the rest, which no referral id matches (404).
+    if ((out.attachment = attachment_position(path.substr(at + attachments_part.size())))) path = path.substr(0, at);
   }
   out.id = std::string(path);
   return out;
@@ -279,6 +299,7 @@ asio::awaitable<Response> Api::handle(const Request& request) {
   if (const auto target = referral_path(request.path)) {
     if (!looks_like_referral_id(target->id)) co_return Response::error(404, "no such referral");
     if (target->status) co_return co_await change_status(request, target->id, *authenticate(request));
+    if (target->attachment) co_return co_await get_attachment(target->id, *target->attachment, *authenticate(request));
     co_return co_await get_referral(target->id, *authenticate(request));
   }
   if (request.path == "/healthz") co_return health();
@@ -346,16 +367,42 @@ asio::awaitable<Response> Api::submit(const Request& request, const Caller& call
   co_return response;
 }
 
+namespace {
+
+// The answer when a read of the store failed (`error`: the store's, or
+// `unreadable`: a PayloadError's), or nullopt when it did not.
+std::optional<Response> read_failure(const std::string& id, const std::string& error, const std::string& unreadable) {
+  if (!unreadable.empty()) {
+    // Not the store being down (a retry will not help): a key is missing
+    // from storage.encryption_keys, or the row was altered.
+    spdlog::error("api.referral_unreadable id={} error=\"{}\"", id, unreadable);
+    return Response::error(500, "the stored referral cannot be decrypted");
+  }
+  if (!error.empty()) {
+    auto r = Response::error(503, "the referral store cannot be read right now");
+    r.headers.emplace_back("Retry-After", "5");
+    return r;
+  }
+  return std::nullopt;
+}
+
+// A submitting key sees only the referrals it submitted; an office key every one.
+bool may_read(const Caller& caller, const store::ReferralRow& row) { return caller.office || row.client == caller.id; }
+
+}  // namespace
+
 asio::awaitable<Response> Api::get_referral(const std::string& id, const Caller& caller) {
   struct Found {
     std::optional<store::ReferralWithStatus> referral;
     std::vector<store::DeliveryRow> deliveries;
+    std::vector<store::AttachmentInfo> attachments;
     std::string unreadable;
   };
   auto found = std::make_shared<Found>();
   store::ReaderPool::Query query = [id, found](store::Database& db) {
     try {
       found->referral = store::find_referral_with_status(db, id);
+      if (found->referral) found->attachments = store::attachments_of(db, id);
     } catch (const store::PayloadError& e) {
       found->unreadable = e.what();
       return;
@@ -363,21 +410,8 @@ asio::awaitable<Response> Api::get_referral(const std::string& id, const Caller&
     if (found->referral) found->deliveries = store::deliveries_of(db, id);
   };
   const auto error = co_await store::async_read(readers_, std::move(query));
-  if (!found->unreadable.empty()) {
-    // Not the store being down (a retry will not help): a key is missing
-    // from storage.encryption_keys, or the row was altered.
-    spdlog::error("api.referral_unreadable id={} error=\"{}\"", id, found->unreadable);
-    co_return Response::error(500, "the stored referral cannot be decrypted");
-  }
-  if (!error.empty()) {
-    auto r = Response::error(503, "the referral store cannot be read right now");
-    r.headers.emplace_back("Retry-After", "5");
-    co_return r;
-  }
-  // A submitting key sees only the referrals it submitted; an office key every one.
-  if (!found->referral || (!caller.office && found->referral->row.client != caller.id)) {
-    co_return Response::error(404, "no such referral");
-  }
+  if (auto failed = read_failure(id, error, found->unreadable)) co_return std::move(*failed);
+  if (!found->referral || !may_read(caller, found->referral->row)) co_return Response::error(404, "no such referral");
   const auto& row = found->referral->row;
   json body;
   body["id"] = row.id;
@@ -410,9 +444,49 @@ asio::awaitable<Response> Api::get_referral(const std::string& id, const Caller&
     if (d.last_error) item["last_error"] = *d.last_error;
     body["deliveries"].push_back(std::move(item));
   }
+  // The files that came with it, described (the bytes: attachments/<position>).
+  body["attachments"] = json::array();
+  for (const auto& a : found->attachments) {
+    auto item = store::describe_attachment<json>(a);
+    item["url"] = std::string(referrals_path) + "/" + row.id + "/attachments/" + std::to_string(a.position);
+    body["attachments"].push_back(std::move(item));
+  }
   body["referral"] = json::parse(row.document);
   auto response = Response::json(200, body.dump());
   response.log_note = "id=" + row.id;
+  co_return response;
+}
+
+// One file of a referral, byte for byte as received, to whoever may read
+// the referral (the same 404 otherwise).
+asio::awaitable<Response> Api::get_attachment(const std::string& id, int position, const Caller& caller) {
+  struct Found {
+    bool referral = false;
+    std::optional<Attachment> file;
+    std::string unreadable;
+  };
+  auto found = std::make_shared<Found>();
+  store::ReaderPool::Query query = [id, position, caller, found](store::Database& db) {
+    try {
+      const auto row = store::find_referral(db, id);
+      found->referral = row && may_read(caller, *row);
+      if (found->referral) found->file = store::attachment_file(db, id, position);
+    } catch (const store::PayloadError& e) {
+      found->unreadable = e.what();
+    }
+  };
+  const auto error = co_await store::async_read(readers_, std::move(query));
+  if (auto failed = read_failure(id, error, found->unreadable)) co_return std::move(*failed);
+  if (!found->referral) co_return Response::error(404, "no such referral");
+  if (!found->file) co_return Response::error(404, "the referral has no attachment " + std::to_string(position));
+  Response response;
+  response.status = 200;
+  response.content_type = found->file->content_type;
+  response.body = std::move(found->file->data);
+  response.headers.emplace_back(
+      "Content-Disposition",
+      "attachment; filename=\"" + attachment_file_name(id, position, response.content_type) + "\"");
+  response.log_note = "id=" + id + " attachment=" + std::to_string(position);
   co_return response;
 }
 

@@ -49,6 +49,7 @@ class Api final : public Handler {
   // [http] max_body_bytes: the server lets a referral's body past it only
   // for its attachments (server.cpp); one without any is refused here (413).
   void set_plain_body_limit(std::size_t bytes) { plain_body_limit_ = bytes; }
+  std::size_t plain_body_limit() const { return plain_body_limit_; }
 
   // Another handler for paths the API does not serve (the web form).
   void set_fallback(Handler* fallback) { fallback_ = fallback; }
@@ -64,6 +65,7 @@ class Api final : public Handler {
   bool serves(const Request& request) const;
   boost::asio::awaitable<Response> submit(const Request& request, const Caller& caller);
   boost::asio::awaitable<Response> get_referral(const std::string& id, const Caller& caller);
+  boost::asio::awaitable<Response> get_attachment(const std::string& id, int position, const Caller& caller);
   boost::asio::awaitable<Response> change_status(const Request& request, const std::string& id, const Caller& caller);
   Response health() const;
   boost::asio::awaitable<Response> metrics() const;

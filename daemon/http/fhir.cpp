@@ -219,6 +219,13 @@ asio::awaitable<Response> Fhir::submit(const Request& request, const Caller& cal
   const auto form = route == Route::transaction ? fhir::Form::transaction
                     : route == Route::message   ? fhir::Form::message
                                                 : fhir::Form::service_request;
+  // Only files make a body larger than max_body_bytes, as in the API.
+  if (request.body.size() > api_.plain_body_limit() &&
+      request.body.find("\"DocumentReference\"") == std::string::npos) {
+    co_return outcome(413, "too-costly",
+                      "request body is larger than " + std::to_string(api_.plain_body_limit()) +
+                          " bytes; only a referral with attachments (DocumentReference) may be larger");
+  }
   std::string parse_error;
   const auto doc = fhir::parse(request.body, parse_error);
   if (!doc) co_return outcome(400, "invalid", parse_error);

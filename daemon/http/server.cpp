@@ -106,11 +106,13 @@ bool is_host_value(std::string_view host) {
 // already refused Content-Length with Transfer-Encoding and conflicting
 // Content-Lengths, and versions other than HTTP/1.x. Each refusal closes the
 // connection.
-// The requests that take in a referral (the API's and the form's POST) may
-// carry attachments, up to [intake]'s limits; every other request, and an
-// intake request without attachments (api.cpp), max_body_bytes.
+// The requests that take in a referral (the API's, the form's and FHIR's
+// POST) may carry attachments, up to [intake]'s limits; every other request,
+// and an intake request without attachments (api.cpp, fhir.cpp),
+// max_body_bytes.
 std::size_t request_body_limit(const HttpConfig& config, std::string_view method, std::string_view path) {
-  const bool intake = method == "POST" && (path == "/api/v1/referrals" || path == "/referrals");
+  const bool intake = method == "POST" && (path == "/api/v1/referrals" || path == "/referrals" || path == "/fhir/r4" ||
+                                           path.starts_with("/fhir/r4/"));
   return intake ? std::max(config.max_body_bytes, config.max_upload_body_bytes) : config.max_body_bytes;
 }
 

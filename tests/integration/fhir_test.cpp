@@ -223,6 +223,63 @@ TEST_F(Fhir, ErrorsAreOperationOutcomesWithTheApisStatuses) {
   EXPECT_EQ(fhir_rows(daemon), 1);  // only the application/json one
 }
 
+// Records with a FHIR referral: a DocumentReference with its file inline
+// and one whose file is a Binary, named by supportingInfo, stored as the
+// API's attachments (checked by their bytes, SHA-256 as sent).
+TEST_F(Fhir, DocumentReferencesAndBinariesArriveAsTheReferralsFiles) {
+  const std::string pdf = attachment_fixture("records.pdf"), jpeg = attachment_fixture("image.jpg");
+  auto bundle = fhir_sample("transaction.json");
+  const json post_document{{"method", "POST"}, {"url", "DocumentReference"}};
+  bundle["entry"].push_back({{"fullUrl", "urn:uuid:d0c0a000-0000-4000-8000-000000000001"},
+                             {"resource",
+                              {{"resourceType", "DocumentReference"},
+                               {"status", "current"},
+                               {"content", json::array({{{"attachment",
+                                                          {{"contentType", "application/pdf"},
+                                                           {"title", "Pathology report"},
+                                                           {"data", openssl_base64(pdf)}}}}})}}},
+                             {"request", post_document}});
+  bundle["entry"].push_back(
+      {{"fullUrl", "urn:uuid:d0c0a000-0000-4000-8000-000000000002"},
+       {"resource",
+        {{"resourceType", "DocumentReference"},
+         {"status", "current"},
+         {"description", "MRI still"},
+         {"content", json::array({{{"attachment", {{"url", "urn:uuid:d0c0a000-0000-4000-8000-000000000003"}}}}})}}},
+       {"request", post_document}});
+  bundle["entry"].push_back(
+      {{"fullUrl", "urn:uuid:d0c0a000-0000-4000-8000-000000000003"},
+       {"resource", {{"resourceType", "Binary"}, {"contentType", "image/jpeg"}, {"data", openssl_base64(jpeg)}}},
+       {"request", {{"method", "POST"}, {"url", "Binary"}}}});
+  bundle["entry"][0]["resource"]["supportingInfo"] =
+      json::array({{{"reference", "urn:uuid:d0c0a000-0000-4000-8000-000000000001"}},
+                   {{"reference", "urn:uuid:d0c0a000-0000-4000-8000-000000000002"}}});
+  const auto r = call(daemon, "POST", "/fhir/r4", bundle.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto answer = parsed(r);
+  ASSERT_EQ(answer["entry"].size(), 9U);
+  EXPECT_EQ(answer["entry"][6]["response"]["status"], "201 Created");
+  const auto id = id_of_location(answer["entry"][0]["response"]["location"]);
+
+  const auto got = daemon.get("/api/v1/referrals/" + id);
+  ASSERT_EQ(got.status, 200) << got.body;
+  const auto files = parsed(got)["attachments"];
+  ASSERT_EQ(files.size(), 2U) << got.body;
+  EXPECT_EQ(files[0]["title"], "Pathology report");
+  EXPECT_EQ(files[0]["content_type"], "application/pdf");
+  EXPECT_EQ(files[0]["sha256"], openssl_sha256_hex(pdf));
+  EXPECT_EQ(files[1]["title"], "MRI still");
+  EXPECT_EQ(files[1]["content_type"], "image/jpeg");
+  EXPECT_EQ(daemon.get(files[1]["url"].get<std::string>()).body, jpeg);
+
+  // A file that is not what it claims: refused naming the Binary's data.
+  bundle["entry"][8]["resource"]["data"] = openssl_base64("MZ this is an executable");
+  bundle["entry"][0]["request"].erase("ifNoneExist");
+  const auto refused = call(daemon, "POST", "/fhir/r4", bundle.dump());
+  EXPECT_EQ(refused.status, 422) << refused.body;
+  EXPECT_EQ(expression_of(refused), "Bundle.entry[8].resource.data");
+}
+
 TEST_F(Fhir, MetadataIsTheCapabilityStatement) {
   const auto r = call(daemon, "GET", "/fhir/r4/metadata", std::nullopt, {}, "");
   ASSERT_EQ(r.status, 200) << r.body;

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 #include <map>
+#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -323,6 +324,104 @@ TEST(Hylafax, WaitingForTheJobReportsItsFailure) {
   EXPECT_NE(fax.value("last_error", "").find("HylaFAX job " + job + " failed: Job aborted by request"),
             std::string::npos)
       << fax.dump();
+}
+
+// The fax job's document in the server's spool, its page count (pdfinfo) and
+// its text (pdftotext), as an operator would read them.
+struct FaxDocument {
+  int pages = -1;
+  std::string text;
+};
+
+FaxDocument fax_document(const HylafaxServer& server, const Daemon& daemon, const std::string& id) {
+  const auto jobs = server.jobs_where("jobtag", id + ".office-fax");
+  EXPECT_EQ(jobs.size(), 1U);
+  if (jobs.size() != 1) return {};
+  const std::string document = jobs[0].get("pdf");  // "0::docq/doc7.pdf.7"
+  EXPECT_EQ(document.rfind("0::docq/", 0), 0U) << document;
+  const auto file = server.spool() / document.substr(3);
+  FaxDocument out;
+  const std::string info = output_of("pdfinfo " + file.string() + " 2>&1");
+  std::smatch m;
+  if (std::regex_search(info, m, std::regex(R"(Pages:\s+(\d+))"))) out.pages = std::stoi(m[1]);
+  const auto text_file = daemon.dir() / (id + ".txt");
+  EXPECT_EQ(shell("pdftotext " + file.string() + " " + text_file.string()), 0);
+  out.text = read_file(text_file);
+  return out;
+}
+
+std::string with_files(const std::string& sample_name, const nlohmann::json& files) {
+  auto doc = json::parse(sample(sample_name));
+  doc["attachments"] = files;
+  return doc.dump();
+}
+
+// A PDF of 2 pages and a JPEG, as a referrer's EHR sends them.
+nlohmann::json records_and_image() {
+  return json::array({attachment_item("Pathology report", attachment_fixture("records.pdf")),
+                      attachment_item("MRI still", attachment_fixture("image.jpg"), "image/jpeg")});
+}
+
+// The same referral sent without files and with records_and_image(); both
+// delivered; their faxes, and the id of the one with files.
+struct TwoFaxes {
+  FaxDocument without;
+  FaxDocument with;
+  std::string id;
+};
+
+TwoFaxes fax_without_and_with_files(const HylafaxServer& server, Daemon& daemon, const std::string& sample_name) {
+  const std::string bare = post(daemon, sample(sample_name));
+  const std::string id = post(daemon, with_files(sample_name, records_and_image()));
+  for (const auto& referral : {bare, id}) {
+    const auto deliveries = wait_until_final(daemon, referral);
+    EXPECT_EQ(deliveries.at("office-fax")["state"], "delivered") << deliveries.at("office-fax").dump() << daemon.log();
+  }
+  return {fax_document(server, daemon, bare), fax_document(server, daemon, id), id};
+}
+
+TEST(Hylafax, TheFaxCarriesTheReferralsFilesAsPagesAndThePageNone) {
+  HylafaxServer server;
+  server.start();
+  Daemon daemon(options_for(server, {}));
+  write_password(daemon, "secret");
+  daemon.start();
+
+  // The same referral without files and with a PDF (2 pages) and a JPEG.
+  const auto [without, with, id] = fax_without_and_with_files(server, daemon, "asps-urgent.json");
+  ASSERT_GE(without.pages, 2);
+  EXPECT_EQ(with.pages, without.pages + 3) << "cover, referral, the PDF's 2 pages and the image's 1";
+  EXPECT_NE(with.text.find(std::to_string(with.pages) + " (including this cover sheet)"), std::string::npos)
+      << with.text;
+  EXPECT_NE(with.text.find("2 files, 3 pages"), std::string::npos) << with.text;
+  EXPECT_NE(with.text.find("file 2 of 2 (JPEG image)"), std::string::npos) << with.text;
+
+  // The page is the same few lines with files or without.
+  EXPECT_EQ(wait_until_final(daemon, id).at("office-pager")["state"], "delivered");
+  const auto pages = server.jobs_where("sender", id + ".office-pager");
+  ASSERT_EQ(pages.size(), 1U);
+  const auto text = read_file(server.spool() / pages[0].get("data").substr(3));
+  EXPECT_LE(text.size(), 128U);
+  EXPECT_NE(text.find(id), std::string::npos) << text;
+}
+
+TEST(Hylafax, AFaxOverMaxFaxPagesIsTheReferralAndSaysWhereTheFilesAre) {
+  HylafaxServer server;
+  server.start();
+  Targets targets;
+  targets.fax_extra = "max_fax_pages = 4\n";  // the referral fits, not with 3 more pages
+  Daemon daemon(options_for(server, targets));
+  write_password(daemon, "secret");
+  daemon.start();
+
+  const auto [without, with, id] = fax_without_and_with_files(server, daemon, "asps-routine.json");
+  ASSERT_GE(without.pages, 2);
+  ASSERT_GT(without.pages + 3, 4) << "the files must not fit for this test";
+  EXPECT_EQ(with.pages, without.pages);
+  EXPECT_NE(with.text.find(std::to_string(with.pages) + " (including this cover sheet)"), std::string::npos)
+      << with.text;
+  EXPECT_NE(with.text.find("NOT in this fax"), std::string::npos) << with.text;
+  EXPECT_NE(with.text.find("referralctl attachment " + id), std::string::npos) << with.text;
 }
 
 }  // namespace

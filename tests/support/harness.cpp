@@ -364,6 +364,13 @@ std::string openssl_sha256_hex(const std::string& text) {
   return h;
 }
 
+std::string openssl_base64(const std::string& bytes) {
+  TempDir tmp;
+  write_file(tmp / "in", bytes);
+  EXPECT_EQ(shell("openssl base64 -A -in " + (tmp / "in").string() + " -out " + (tmp / "out").string()), 0);
+  return read_file(tmp / "out");
+}
+
 Daemon::Daemon(Options options) : options_(std::move(options)), port_(free_port()) {
   database_ = options_.database.empty() ? dir_ / "var" / "referrald.db" : options_.database;
   fs::create_directories(database_.parent_path());
@@ -686,6 +693,14 @@ std::string describe(const CtlRun& r) {
 }
 
 std::string sample(const std::string& name) { return read_file(source_dir() / "tests" / "data" / name); }
+
+std::string attachment_fixture(const std::string& name) {
+  return read_file(source_dir() / "tests" / "data" / "attachments" / name);
+}
+
+nlohmann::json attachment_item(const std::string& title, const std::string& bytes, const std::string& declared) {
+  return {{"title", title}, {"content_type", declared}, {"data", openssl_base64(bytes)}};
+}
 
 std::string referral_json(const std::string& given_name, const std::string& birth_date, const std::string& diagnosis,
                           const std::string& urgency) {

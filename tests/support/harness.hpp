@@ -153,6 +153,9 @@ long vm_rss_kb(pid_t pid);
 // The SHA-256 (hex) of `text`, computed by the openssl CLI: independent of
 // referrald's own code (the form an api_keys entry takes after "sha256:").
 std::string openssl_sha256_hex(const std::string& text);
+// `bytes` in base64 on one line, by the openssl CLI (independent of
+// referrald's decoder).
+std::string openssl_base64(const std::string& bytes);
 
 // The daemon under test, on a configuration written into its own directory.
 // The first sanitizer report (ASan, LSan, UBSan, TSan) in a process's log,
@@ -278,6 +281,11 @@ std::string describe(const CtlRun& r);  // exit status, stdout and stderr, for a
 
 // Reads a sample referral from tests/data.
 std::string sample(const std::string& name);
+// A file of tests/data/attachments (its README says what each is).
+std::string attachment_fixture(const std::string& name);
+// {"title", "content_type", "data"}: one item of a referral's "attachments".
+nlohmann::json attachment_item(const std::string& title, const std::string& bytes,
+                               const std::string& declared = "application/pdf");
 
 // A valid referral with the given birth date and diagnosis (for rule tests).
 std::string referral_json(const std::string& given_name, const std::string& birth_date,

@@ -188,6 +188,110 @@ TEST(FhirIn, NotesJoinInOrder) {
 
 // ---- errors, each with the FHIR element it names ----
 
+// The transaction Bundle with two records: a DocumentReference with its
+// file inline (entry 6), and one whose file is a Binary (entries 7 and 8),
+// both named by ServiceRequest.supportingInfo.
+json with_documents() {
+  auto bundle = sample("transaction.json");
+  const auto post = [](const char* type) { return json{{"method", "POST"}, {"url", type}}; };
+  bundle["entry"].push_back(
+      {{"fullUrl", "urn:uuid:5b9c2a52-8a1e-4c35-9d1e-3f0b8f6a0010"},
+       {"resource",
+        {{"resourceType", "DocumentReference"},
+         {"status", "current"},
+         {"content",
+          json::array(
+              {{{"attachment",
+                 {{"contentType", "application/pdf"}, {"title", "Pathology report"}, {"data", "JVBERi0xLjQK"}}}}})}}},
+       {"request", post("DocumentReference")}});
+  bundle["entry"].push_back(
+      {{"fullUrl", "urn:uuid:5b9c2a52-8a1e-4c35-9d1e-3f0b8f6a0011"},
+       {"resource",
+        {{"resourceType", "DocumentReference"},
+         {"status", "current"},
+         {"description", "MRI, axial T2"},
+         {"content", json::array({{{"attachment", {{"url", "urn:uuid:5b9c2a52-8a1e-4c35-9d1e-3f0b8f6a0012"}}}}})}}},
+       {"request", post("DocumentReference")}});
+  bundle["entry"].push_back(
+      {{"fullUrl", "urn:uuid:5b9c2a52-8a1e-4c35-9d1e-3f0b8f6a0012"},
+       {"resource", {{"resourceType", "Binary"}, {"contentType", "image/jpeg"}, {"data", "/9j/4AAQ"}}},
+       {"request", post("Binary")}});
+  bundle["entry"][0]["resource"]["supportingInfo"] =
+      json::array({{{"reference", "urn:uuid:5b9c2a52-8a1e-4c35-9d1e-3f0b8f6a0010"}},
+                   {{"reference", "urn:uuid:5b9c2a52-8a1e-4c35-9d1e-3f0b8f6a0006"}},  // the Condition: not a file
+                   {{"reference", "urn:uuid:5b9c2a52-8a1e-4c35-9d1e-3f0b8f6a0011"}}});
+  return bundle;
+}
+
+TEST(FhirIn, DocumentReferencesInSupportingInfoBecomeAttachments) {
+  const auto v1 = mapped_json(with_documents(), Form::transaction);
+  EXPECT_EQ(v1["attachments"], json::parse(R"([
+    {"title": "Pathology report", "content_type": "application/pdf", "data": "JVBERi0xLjQK"},
+    {"title": "MRI, axial T2", "content_type": "image/jpeg", "data": "/9j/4AAQ"}
+  ])"))
+      << v1.dump(2);
+  EXPECT_TRUE(issues_of(with_documents(), Form::transaction).empty());
+  // Without supportingInfo, a DocumentReference is nobody's record: no file.
+  auto bundle = with_documents();
+  bundle["entry"][0]["resource"].erase("supportingInfo");
+  EXPECT_FALSE(mapped_json(bundle, Form::transaction).contains("attachments"));
+}
+
+TEST(FhirIn, ContainedDocumentReferenceAndBinary) {
+  auto request = sample("service-request.json");
+  request["contained"].push_back({{"resourceType", "DocumentReference"},
+                                  {"id", "doc"},
+                                  {"status", "current"},
+                                  {"type", {{"coding", json::array({{{"display", "Pathology study"}}})}}},
+                                  {"content", json::array({{{"attachment", {{"url", "#bin"}}}}})}});
+  request["contained"].push_back(
+      {{"resourceType", "Binary"}, {"id", "bin"}, {"contentType", "application/pdf"}, {"data", "JVBERi0xLjQK"}});
+  request["supportingInfo"] = json::array({{{"reference", "#doc"}}});
+  EXPECT_EQ(
+      mapped_json(request, Form::service_request)["attachments"],
+      json::parse(R"([{"title": "Pathology study", "content_type": "application/pdf", "data": "JVBERi0xLjQK"}])"));
+}
+
+TEST(FhirErrors, AttachmentProblemsNameTheDocumentReferenceOrBinary) {
+  auto bundle = with_documents();
+  bundle["entry"][6]["resource"]["content"][0]["attachment"]["data"] = "not base64!";
+  auto issues = issues_of(bundle, Form::transaction);
+  EXPECT_EQ(expressions(issues), Expressions{"Bundle.entry[6].resource.content[0].attachment.data"});
+  EXPECT_NE(issues.at(0).diagnostics.find("base64"), std::string::npos);
+
+  bundle = with_documents();
+  bundle["entry"][8]["resource"]["data"] = "@@@";
+  EXPECT_EQ(expressions(issues_of(bundle, Form::transaction)), Expressions{"Bundle.entry[8].resource.data"});
+
+  bundle = with_documents();
+  bundle["entry"][6]["resource"]["content"][0]["attachment"]["title"] = std::string(201, 'x');
+  EXPECT_EQ(expressions(issues_of(bundle, Form::transaction)),
+            Expressions{"Bundle.entry[6].resource.content[0].attachment.title"});
+
+  bundle = with_documents();
+  bundle["entry"][7]["resource"]["content"][0]["attachment"]["url"] = "https://ehr.example.org/files/17";
+  issues = issues_of(bundle, Form::transaction);
+  EXPECT_EQ(expressions(issues), Expressions{"Bundle.entry[7].resource.content[0].attachment.url"});
+  EXPECT_EQ(issues.at(0).code, "not-supported");
+
+  bundle = with_documents();
+  bundle["entry"][7]["resource"]["content"][0]["attachment"]["url"] = "urn:uuid:5b9c2a52-8a1e-4c35-9d1e-3f0b8f6a0002";
+  EXPECT_EQ(expressions(issues_of(bundle, Form::transaction)),
+            Expressions{"Bundle.entry[7].resource.content[0].attachment.url"});
+
+  bundle = with_documents();
+  bundle["entry"][6]["resource"]["content"][0]["attachment"].erase("data");
+  issues = issues_of(bundle, Form::transaction);
+  EXPECT_EQ(expressions(issues), Expressions{"Bundle.entry[6].resource.content[0].attachment.data"});
+  EXPECT_EQ(issues.at(0).code, "required");
+
+  bundle = with_documents();
+  bundle["entry"][0]["resource"]["supportingInfo"][0]["reference"] = "DocumentReference/elsewhere";
+  issues = issues_of(bundle, Form::transaction);
+  EXPECT_EQ(expressions(issues), Expressions{"Bundle.entry[0].resource.supportingInfo[0].reference"});
+  EXPECT_EQ(issues.at(0).code, "not-found");
+}
+
 TEST(FhirErrors, MissingBirthDate) {
   auto bundle = sample("transaction.json");
   bundle["entry"][1]["resource"].erase("birthDate");
