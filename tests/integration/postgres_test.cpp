@@ -72,8 +72,9 @@ TEST(Postgres, ReferralsAreStoredDeliveredAndListedByReferralctl) {
   const auto list = ctl({"--config", daemon.config_file().string(), "list", "--json"});
   ASSERT_EQ(list.status, 0) << describe(list);
   std::set<std::string> listed;
-  for (const auto& r : list.parsed()["referrals"]) listed.insert(r["id"].get<std::string>());
-  EXPECT_EQ(listed, ids);
+  const json listing = list.parsed();
+  for (const auto& r : listing["referrals"]) listed.insert(r["id"].get<std::string>());
+  EXPECT_EQ(listed, ids) << describe(list);
   const std::string first = *ids.begin();
   const auto show = ctl({"--config", daemon.config_file().string(), "show", "--json", first});
   ASSERT_EQ(show.status, 0) << describe(show);
