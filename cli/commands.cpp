@@ -19,6 +19,14 @@ using store::DeliveryState;
 // ---- opening the store ----
 
 std::unique_ptr<store::Database> open_store(Context& c, bool write) {
+  if (c.settings.postgres) {
+    auto db = std::make_unique<store::Database>(*c.settings.postgres,
+                                                write ? store::OpenMode::read_write : store::OpenMode::read_only);
+    db->set_busy_timeout(c.global.lock_wait);
+    store::require_current_schema(*db);
+    db->set_payload_keys(c.settings.payload_keys);
+    return db;
+  }
   const fs::path& file = c.settings.database;
   std::error_code ec;
   if (!fs::exists(file, ec)) {
@@ -165,7 +173,7 @@ namespace {
 // ---- failures ----
 
 std::string database_message(const store::DatabaseError& e, const Context& c) {
-  const std::string file = c.settings.database.string();
+  const std::string file = c.settings.store_name();
   if (e.is_locked()) {
     return "database " + file + " is locked: another process held it for more than " +
            format_duration(c.global.lock_wait) +

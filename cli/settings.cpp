@@ -2,6 +2,8 @@
 
 #include <toml++/toml.h>
 
+#include "config/storage_target.hpp"
+
 namespace referrald::cli {
 
 namespace fs = std::filesystem;
@@ -26,6 +28,12 @@ void read_paths_leniently(Settings& s) {
     if (p.is_relative()) p = base / p;
     return p.lexically_normal();
   };
+  if (s.database.empty() && root["storage"]["backend"].value<std::string>() == "postgresql") {
+    throw SettingsError(s.config_file.string() +
+                        ": storage.backend is \"postgresql\" but the configuration does not load, so its "
+                        "server cannot be reached:\n  " +
+                        (s.problems.empty() ? std::string() : s.problems.front()));
+  }
   if (s.database.empty()) {
     s.database = path_of("storage", "database", std::nullopt);
     if (s.database.empty()) {
@@ -49,6 +57,11 @@ std::string Settings::why_no_payload_keys() const {
   return out;
 }
 
+std::string Settings::store_name() const {
+  if (postgres) return store::describe(store::StorageTarget{store::Dialect::postgresql, {}, *postgres});
+  return database.string();
+}
+
 Settings locate(const std::optional<fs::path>& config_file, const std::optional<fs::path>& database, bool need_rules) {
   Settings s;
   if (database) s.database = *database;
@@ -70,7 +83,12 @@ Settings locate(const std::optional<fs::path>& config_file, const std::optional<
   try {
     s.configuration = load_configuration(s.config_file, credentials);
     s.payload_keys = s.configuration->config.storage.keys;
-    if (s.database.empty()) s.database = s.configuration->config.storage.database;
+    const StorageConfig& storage = s.configuration->config.storage;
+    if (!database && storage.backend == StorageBackend::postgresql) {
+      s.postgres = storage_target(storage).postgres;
+    } else if (s.database.empty()) {
+      s.database = storage.database;
+    }
     s.rules_file = s.configuration->config.rules_file;
     s.schema_dir = s.configuration->config.schema_dir;
     return s;

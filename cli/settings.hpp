@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "store/database.hpp"
 
 namespace referrald::cli {
 
@@ -28,6 +29,9 @@ class SettingsError : public std::runtime_error {
 struct Settings {
   std::filesystem::path config_file;  // empty with --db and no --config
   std::filesystem::path database;
+  // [storage] backend = "postgresql" (and no --db): the server instead of
+  // the file.
+  std::optional<store::PostgresTarget> postgres;
   std::filesystem::path rules_file;  // empty unless a configuration was read
   std::filesystem::path schema_dir;
   // The whole configuration when it validates as referrald's start-up
@@ -42,6 +46,8 @@ struct Settings {
   std::shared_ptr<const KeyRing> payload_keys;
   // Why payload_keys is null, for a message.
   std::string why_no_payload_keys() const;
+  // The store for messages: the file, or the server and database.
+  std::string store_name() const;
 };
 
 // --db wins for the database; the configuration (given, or the default) is

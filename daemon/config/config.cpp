@@ -1,6 +1,7 @@
 #include "config/config.hpp"
 
 #include <arpa/inet.h>
+#include <libpq-fe.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -21,6 +22,7 @@
 #include "config/toml_reader.hpp"
 #include "util/crypto.hpp"
 #include "util/dates.hpp"
+#include "util/secret_file.hpp"
 #include "util/strings.hpp"
 
 namespace referrald {
@@ -287,6 +289,7 @@ class Loader : public TomlReader {
   void read_http(const toml::table& root, HttpConfig& http);
   void read_listen(const toml::node& node, const std::string& key, std::vector<ListenEndpoint>& out);
   void read_storage(const toml::table& root, StorageConfig& storage);
+  void read_postgresql(const Scope& scope, StorageConfig& storage);
   void read_encryption_keys(const Scope& scope, StorageConfig& storage);
   void read_rules(const toml::table& root, Config& config);
   void read_paths(const toml::table& root, Config& config);
@@ -579,12 +582,73 @@ void Loader::read_key_hashes(const Scope& scope, std::string_view name, std::vec
 void Loader::read_storage(const toml::table& root, StorageConfig& storage) {
   const Scope scope = section(root, "storage");
   check_keys(scope, config_keys::storage);
-  if (auto path = get_path(scope, "database", PathCheck::creatable_parent, true)) {
-    storage.database = std::move(*path);
+  static constexpr std::string_view backends[] = {"sqlite", "postgresql"};
+  if (const auto backend = get_enum(scope, "backend", "backend", backends); backend == "postgresql") {
+    storage.backend = StorageBackend::postgresql;
+  }
+  if (storage.backend == StorageBackend::sqlite) {
+    if (auto path = get_path(scope, "database", PathCheck::creatable_parent, true)) {
+      storage.database = std::move(*path);
+    }
+    for (const std::string_view name : {"url", "password_file", "pool"}) {
+      if (const toml::node* node = scope.get(name)) {
+        add(Where(*node), scope.key(name), R"(only with backend = "postgresql")");
+      }
+    }
+  } else {
+    read_postgresql(scope, storage);
   }
   read_encryption_keys(scope, storage);
   read_integer(scope, "max_batch", 1, 100000, storage.max_batch);
   read_integer(scope, "queue_limit", 1, 10000000, storage.queue_limit);
+}
+
+// The server's URI is libpq's to read (PQconninfoParse): what it refuses is
+// reported with libpq's words. The password lives in password_file, never
+// in the configuration; the URI is not echoed, since it could hold one.
+void Loader::read_postgresql(const Scope& scope, StorageConfig& storage) {
+  if (const toml::node* node = scope.get("database")) {
+    add(Where(*node), scope.key("database"), R"(only with backend = "sqlite" (PostgreSQL is named by url))");
+  }
+  if (const toml::node* node = required(scope, "url", R"(required with backend = "postgresql")")) {
+    const std::string key = scope.key("url");
+    if (auto text = string_value(*node, key)) {
+      char* error = nullptr;
+      PQconninfoOption* options = nullptr;
+      if (!text->starts_with("postgresql://") && !text->starts_with("postgres://")) {
+        add(Where(*node), key, "expected a URI starting with postgresql://");
+      } else if ((options = PQconninfoParse(text->c_str(), &error)) == nullptr) {
+        std::string message = error != nullptr ? error : "cannot be read";
+        while (!message.empty() && message.back() == '\n') message.pop_back();
+        add(Where(*node), key, message);
+      } else {
+        bool has_password = false;
+        for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+          if (std::string_view(o->keyword) == "password" && o->val != nullptr) has_password = true;
+        }
+        if (has_password) {
+          add(Where(*node), key, "must not contain a password (use password_file)");
+        } else {
+          storage.url = std::move(*text);
+          storage.url_line = Where(*node).line;
+        }
+      }
+      if (options != nullptr) PQconninfoFree(options);
+      if (error != nullptr) PQfreemem(error);
+    }
+  }
+  if (const toml::node* node = scope.get("password_file")) {
+    if (auto path = get_path(scope, "password_file", PathCheck::file, false, Secret::may_be_credential)) {
+      std::string problem;
+      if (auto secret = read_secret_file(path->string(), "password_file ", &problem)) {
+        storage.password_file = *path;
+        storage.password = std::move(*secret);
+      } else {
+        add(Where(*node), scope.key("password_file"), problem);
+      }
+    }
+  }
+  read_integer(scope, "pool", 1, 256, storage.pool);
 }
 
 // The key file is read here, so --check-config and a reload judge it as

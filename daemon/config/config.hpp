@@ -65,8 +65,19 @@ struct HttpConfig {
   bool tls_enabled() const { return !tls_certificate.empty(); }
 };
 
+enum class StorageBackend { sqlite, postgresql };
+
 struct StorageConfig {
-  std::filesystem::path database;
+  StorageBackend backend = StorageBackend::sqlite;
+  std::filesystem::path database;  // sqlite
+  // postgresql (docs/storage.md): a libpq connection URI without a password,
+  // the password read from password_file ("credential:NAME" too), and the
+  // number of connections the readers share (the writer has its own).
+  std::string url;
+  int url_line = 0;  // where url is, for the problems --check-config finds on connecting
+  std::filesystem::path password_file;
+  std::optional<std::string> password;
+  unsigned pool = 4;
   // storage.encryption_keys, resolved ("credential:NAME" too) and read:
   // referral documents are encrypted with keys->current(). Null when the
   // setting is absent: documents are stored in the clear.

@@ -30,7 +30,8 @@ inline constexpr std::string_view http[] = {"listen",
                                             "rate_limit_burst",
                                             "public_origins",
                                             "office_api_keys"};
-inline constexpr std::string_view storage[] = {"database", "max_batch", "queue_limit", "encryption_keys"};
+inline constexpr std::string_view storage[] = {"backend", "database",  "url",         "password_file",
+                                               "pool",    "max_batch", "queue_limit", "encryption_keys"};
 inline constexpr std::string_view rules[] = {"file"};
 inline constexpr std::string_view paths[] = {"schemas", "web"};
 inline constexpr std::string_view delivery[] = {"max_attempts", "initial_backoff", "max_backoff", "give_up_after",

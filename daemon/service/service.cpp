@@ -19,6 +19,7 @@
 #include "adapters/curl/curl_pool.hpp"
 #include "adapters/registry.hpp"
 #include "config/config.hpp"
+#include "config/storage_target.hpp"
 #include "dispatch/dispatcher.hpp"
 #include "http/api.hpp"
 #include "http/fhir.hpp"
@@ -89,6 +90,12 @@ http::NoticeTargets notice_targets_of(const Config& c) {
   return [loop = c.closed_loop](OfficeStatus to) { return notice_targets(loop, to); };
 }
 
+// SQLite: two reader connections (reads in WAL mode do not wait for the
+// writer); PostgreSQL: as many as [storage] pool says.
+unsigned reader_connections(const StorageConfig& storage) {
+  return storage.backend == StorageBackend::postgresql ? storage.pool : 2;
+}
+
 store::WriterOptions writer_options(const Config& c) {
   store::WriterOptions o;
   o.max_batch = c.storage.max_batch;
@@ -133,7 +140,9 @@ void warn_restart_only(const Config& old_config, const Config& next) {
   };
   if (listen(old_config) != listen(next) || old_config.http.tls_certificate != next.http.tls_certificate ||
       old_config.http.tls_private_key != next.http.tls_private_key ||
-      old_config.storage.database != next.storage.database || old_config.http.threads != next.http.threads) {
+      old_config.storage.database != next.storage.database || old_config.storage.backend != next.storage.backend ||
+      old_config.storage.url != next.storage.url || old_config.storage.pool != next.storage.pool ||
+      old_config.http.threads != next.http.threads) {
     spdlog::warn(
         "config.reload_partial note=\"listen addresses, TLS files, threads and the database "
         "take effect only after a restart\"");
@@ -145,8 +154,8 @@ class Daemon {
   explicit Daemon(Configuration configuration)
       : configuration_(std::move(configuration)),
         validator_(configuration_.config.schema_dir / "referral.v1.schema.json"),
-        writer_(configuration_.config.storage.database, writer_options(configuration_.config)),
-        readers_(configuration_.config.storage.database, 2),
+        writer_(storage_target(configuration_.config.storage), writer_options(configuration_.config)),
+        readers_(storage_target(configuration_.config.storage), reader_connections(configuration_.config.storage)),
         identity_secret_(read_identity_secret(writer_)),
         intake_(validator_, writer_, clock_, make_policy(configuration_, identity_secret_)),
         status_changes_(writer_, clock_),
@@ -199,7 +208,7 @@ class Daemon {
     for (const auto& e : server_.local_endpoints()) endpoints += (endpoints.empty() ? "" : ",") + e;
     spdlog::info("referrald.started listen={} tls={} database={} encryption_key={} targets={} routes={}", endpoints,
                  configuration_.config.http.tls_enabled() ? "on" : "off",
-                 configuration_.config.storage.database.string(), encryption_key(configuration_.config),
+                 store::describe(storage_target(configuration_.config.storage)), encryption_key(configuration_.config),
                  configuration_.config.targets.size(), configuration_.config.routes.size());
     if (!configuration_.config.storage.keys) {
       spdlog::warn(
@@ -394,6 +403,28 @@ class Daemon {
 
 }  // namespace
 
+namespace {
+
+// PostgreSQL: the server can be reached, takes the login and holds a schema
+// this build can use, or none yet (the first start makes it). What is
+// wrong, in libpq's words where they are its.
+std::optional<std::string> check_postgresql(const StorageConfig& storage) {
+  if (storage.backend != StorageBackend::postgresql) return std::nullopt;
+  try {
+    store::Database db(storage_target(storage).postgres, store::OpenMode::read_only);
+    const int version = store::current_schema_version(db);
+    if (version > store::schema_version) {
+      return "database schema version " + std::to_string(version) + " is newer than this referrald (" +
+             std::to_string(store::schema_version) + ")";
+    }
+  } catch (const store::DatabaseError& e) {
+    return std::string(e.what());
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 int check_config(const std::filesystem::path& config_file, std::ostream& out, std::ostream& err) {
   try {
     // The channels' own checks run in the loader: their problems are in the same list.
@@ -406,6 +437,11 @@ int check_config(const std::filesystem::path& config_file, std::ostream& out, st
     // The identity hash's key file, read as start-up reads it (the
     // database's own secret, the last resort, needs no check).
     load_identity_key(c.config.intake.identity_key, c.config.storage.keys.get(), std::vector<unsigned char>(32, 0));
+    if (auto problem = check_postgresql(c.config.storage)) {
+      err << ConfigProblem{config_file.string(), c.config.storage.url_line, "storage.url", *problem}.to_string()
+          << "\n";
+      return 1;
+    }
     out << config_file.string() << ": configuration OK (" << c.config.targets.size() << " targets, "
         << c.config.routes.size() << " routes, " << c.rules.diseases.size() << " diseases)\n";
     return 0;

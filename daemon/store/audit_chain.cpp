@@ -1,7 +1,5 @@
 #include "store/audit_chain.hpp"
 
-#include <sqlite3.h>
-
 #include <stdexcept>
 
 #include "store/rows.hpp"
@@ -58,7 +56,7 @@ std::string audit_row_hash(std::string_view prev_hash, const AuditEntry& row) {
 }
 
 void append_audit(Database& db, AuditEntry row) {
-  if (sqlite3_get_autocommit(db.handle()) != 0) {
+  if (!db.in_transaction()) {
     throw std::logic_error("append_audit outside a transaction");
   }
   std::string prev_hash{audit_chain_origin};

@@ -1,28 +1,17 @@
 #include "store/database.hpp"
 
-#include <fcntl.h>
 #include <sqlite3.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <map>
 #include <utility>
 
-#include "util/private_dirs.hpp"
+#include "store/database_backend.hpp"
 
 namespace referrald::store {
 
-namespace {
+namespace detail {
 
-// Readers and referralctl wait this long for a lock before giving up; the
-// writer sets its own, shorter value (see writer.cpp).
-constexpr int default_busy_timeout_ms = 5000;
-
-// One readable line naming the statement, for error messages. SQL text never
-// holds values (they are always bound), so this carries no PHI.
-std::string describe(std::string_view sql) {
+std::string describe_sql(std::string_view sql) {
   constexpr std::size_t max_chars = 96;
   std::string out;
   bool pending_space = false;
@@ -42,71 +31,24 @@ std::string describe(std::string_view sql) {
   return out;
 }
 
-[[noreturn]] void throw_error(int code, std::string_view operation, std::string_view sql, const char* sqlite_message) {
-  std::string what = "sqlite ";
+std::string error_text(std::string_view engine, std::string_view operation, std::string_view sql,
+                       std::string_view message) {
+  std::string what(engine);
+  what += ' ';
   what += operation;
   if (!sql.empty()) {
     what += " [";
-    what += describe(sql);
+    what += describe_sql(sql);
     what += "]";
   }
   what += ": ";
-  what += sqlite_message != nullptr ? sqlite_message : "unknown error";
-  throw DatabaseError(code, what);
+  what += message;
+  return what;
 }
 
-// The database holds PHI: create it 0600 ourselves rather than letting
-// SQLite create it under whatever umask the process has. fchmod makes the
-// mode exact even under a restrictive or odd umask.
-void create_private_file(const std::filesystem::path& file) {
-  int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, S_IRUSR | S_IWUSR);
-  if (fd < 0) {
-    if (errno == EEXIST) return;  // an existing database keeps the mode its operator gave it
-    const int err = errno;
-    throw DatabaseError(SQLITE_CANTOPEN, "cannot create database file " + file.string() + ": " + std::strerror(err));
-  }
-  const int rc = ::fchmod(fd, S_IRUSR | S_IWUSR);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0) {
-    throw DatabaseError(SQLITE_CANTOPEN, "cannot set mode 0600 on " + file.string() + ": " + std::strerror(err));
-  }
-}
+}  // namespace detail
 
-void require_existing(const std::filesystem::path& file) {
-  std::error_code ec;
-  if (!std::filesystem::exists(file, ec)) {
-    throw DatabaseError(SQLITE_CANTOPEN,
-                        "database file " + file.string() + " does not exist (start referrald once to create it)");
-  }
-}
-
-// SQLite gives -wal and -shm the mode of the database file; make sure of it,
-// so the write-ahead log (which holds PHI too) is never more readable than
-// the database itself.
-void restrict_sidecars(const std::filesystem::path& file) {
-  struct stat db_stat {};
-  if (::stat(file.c_str(), &db_stat) != 0) return;
-  const mode_t allowed = db_stat.st_mode & 0777;
-  for (const char* suffix : {"-wal", "-shm"}) {
-    const std::string side = file.string() + suffix;
-    struct stat side_stat {};
-    if (::stat(side.c_str(), &side_stat) != 0) continue;  // not created (yet)
-    if ((side_stat.st_mode & 0777 & ~allowed) == 0) continue;
-    if (::chmod(side.c_str(), allowed) != 0) {
-      const int err = errno;
-      throw DatabaseError(SQLITE_PERM, "cannot restrict the mode of " + side + ": " + std::strerror(err));
-    }
-  }
-}
-
-void touch(sqlite3* db, const std::filesystem::path& file) {
-  if (sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr) != SQLITE_OK) {
-    throw DatabaseError(sqlite3_extended_errcode(db), "sqlite open " + file.string() + ": " + sqlite3_errmsg(db));
-  }
-}
-
-}  // namespace
+// ---- DatabaseError ----
 
 bool DatabaseError::is_unavailable() const noexcept {
   switch (code_ & 0xff) {
@@ -128,6 +70,13 @@ bool DatabaseError::is_unavailable() const noexcept {
 }
 
 const char* DatabaseError::unavailable_reason() const noexcept {
+  // PostgreSQL's own words where SQLite has none for the case.
+  if (sqlstate_.rfind("08", 0) == 0) return "the database server cannot be reached";
+  if (sqlstate_.rfind("28", 0) == 0) return "the database server refused the login";
+  if (sqlstate_ == "57P01" || sqlstate_ == "57P02" || sqlstate_ == "57P03") {
+    return "the database server is shutting down or starting";
+  }
+  if (sqlstate_ == "53300") return "the database server has no connection to spare";
   if (code_ == SQLITE_READONLY_DBMOVED) return "the database file was moved, replaced or deleted";
   switch (code_ & 0xff) {
     case SQLITE_FULL: return "the disk is full";
@@ -161,54 +110,29 @@ DatabaseError DatabaseError::cannot_open(const std::string& what) { return Datab
 
 // ---- Statement ----
 
-Statement::Statement(sqlite3* db, std::string_view sql) : db_(db), stmt_(nullptr) {
-  const char* tail = nullptr;
-  const int rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &stmt_, &tail);
-  if (rc != SQLITE_OK) {
-    sqlite3_finalize(stmt_);
-    throw_error(rc, "prepare", sql, sqlite3_errmsg(db_));
-  }
-  if (stmt_ == nullptr) throw DatabaseError(SQLITE_MISUSE, "sqlite prepare: empty statement");
-  // One statement per Statement: text after the first would silently never run.
-  for (const char* p = tail; p != nullptr && p < sql.data() + sql.size(); ++p) {
-    if (*p != ' ' && *p != '\n' && *p != '\t' && *p != '\r' && *p != ';') {
-      sqlite3_finalize(stmt_);
-      throw DatabaseError(SQLITE_MISUSE, "sqlite prepare [" + describe(sql) + "]: more than one statement");
-    }
-  }
-}
+Statement::Statement(std::unique_ptr<detail::StatementBackend> backend) : backend_(std::move(backend)) {}
 
-Statement::~Statement() { sqlite3_finalize(stmt_); }
+Statement::~Statement() = default;
 
-Statement::Statement(Statement&& other) noexcept
-    : db_(std::exchange(other.db_, nullptr)), stmt_(std::exchange(other.stmt_, nullptr)) {}
-
-namespace {
-void check_bind(sqlite3* db, sqlite3_stmt* stmt, int rc) {
-  if (rc != SQLITE_OK) throw_error(rc, "bind", sqlite3_sql(stmt), sqlite3_errmsg(db));
-}
-// SQLite binds NULL for a null pointer, so an empty string_view (whose data()
-// may be null) is bound through a pointer to an empty literal instead.
-const char* non_null(std::string_view v) { return v.data() != nullptr ? v.data() : ""; }
-}  // namespace
+Statement::Statement(Statement&& other) noexcept = default;
 
 Statement& Statement::bind(int index, std::int64_t v) {
-  check_bind(db_, stmt_, sqlite3_bind_int64(stmt_, index, v));
+  backend_->bind_int(index, v);
   return *this;
 }
 
 Statement& Statement::bind(int index, std::string_view v) {
-  check_bind(db_, stmt_, sqlite3_bind_text64(stmt_, index, non_null(v), v.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
+  backend_->bind_text(index, v);
   return *this;
 }
 
 Statement& Statement::bind_blob(int index, std::string_view v) {
-  check_bind(db_, stmt_, sqlite3_bind_blob64(stmt_, index, non_null(v), v.size(), SQLITE_TRANSIENT));
+  backend_->bind_blob(index, v);
   return *this;
 }
 
 Statement& Statement::bind_null(int index) {
-  check_bind(db_, stmt_, sqlite3_bind_null(stmt_, index));
+  backend_->bind_null(index);
   return *this;
 }
 
@@ -216,20 +140,7 @@ Statement& Statement::bind(int index, const std::optional<std::string>& v) {
   return v ? bind(index, std::string_view(*v)) : bind_null(index);
 }
 
-bool Statement::step() {
-  const int rc = sqlite3_step(stmt_);
-  if (rc == SQLITE_ROW) return true;
-  if (rc == SQLITE_DONE) {
-    // Reset at once (keeping the bindings) so a finished statement never
-    // holds a read snapshot open on its connection.
-    sqlite3_reset(stmt_);
-    return false;
-  }
-  const std::string message = sqlite3_errmsg(db_);
-  const std::string sql = sqlite3_sql(stmt_) != nullptr ? sqlite3_sql(stmt_) : "";
-  sqlite3_reset(stmt_);
-  throw_error(rc, "step", sql, message.c_str());
-}
+bool Statement::step() { return backend_->step(); }
 
 void Statement::run() {
   while (step()) {
@@ -237,35 +148,20 @@ void Statement::run() {
   reset();
 }
 
-void Statement::reset() {
-  sqlite3_reset(stmt_);  // returns the last step's error, already reported by step()
-  sqlite3_clear_bindings(stmt_);
-}
+void Statement::reset() { backend_->reset(); }
 
-std::int64_t Statement::column_int(int i) const { return sqlite3_column_int64(stmt_, i); }
+std::int64_t Statement::column_int(int i) const { return backend_->column_int(i); }
 
-std::string Statement::column_blob(int i) const {
-  const void* data = sqlite3_column_blob(stmt_, i);
-  const int bytes = sqlite3_column_bytes(stmt_, i);
-  if (data == nullptr) return {};
-  return std::string(static_cast<const char*>(data), static_cast<std::size_t>(bytes));
-}
+std::string Statement::column_text(int i) const { return backend_->column_text(i); }
 
-std::string Statement::column_text(int i) const {
-  // column_text before column_bytes, as SQLite documents, so the length is
-  // that of the returned representation.
-  const unsigned char* text = sqlite3_column_text(stmt_, i);
-  const int bytes = sqlite3_column_bytes(stmt_, i);
-  if (text == nullptr) return {};
-  return std::string(reinterpret_cast<const char*>(text), static_cast<std::size_t>(bytes));
-}
+std::string Statement::column_blob(int i) const { return backend_->column_blob(i); }
 
 std::optional<std::string> Statement::column_optional_text(int i) const {
   if (column_is_null(i)) return std::nullopt;
   return column_text(i);
 }
 
-bool Statement::column_is_null(int i) const { return sqlite3_column_type(stmt_, i) == SQLITE_NULL; }
+bool Statement::column_is_null(int i) const { return backend_->column_is_null(i); }
 
 // ---- Database ----
 
@@ -273,116 +169,67 @@ struct Database::Cache {
   std::map<std::string, Statement, std::less<>> statements;
 };
 
-Database::Database(const std::filesystem::path& file, OpenMode mode) : file_(file), cache_(std::make_unique<Cache>()) {
-  // One connection per thread: SQLite's own connection mutex is not needed.
-  int flags = SQLITE_OPEN_NOMUTEX;
-#ifdef SQLITE_OPEN_EXRESCODE
-  flags |= SQLITE_OPEN_EXRESCODE;
-#endif
-  switch (mode) {
-    case OpenMode::read_write_create:
-      // The configuration allows a database whose directory does not exist yet.
-      if (file.has_parent_path()) create_private_directories(file.parent_path());
-      create_private_file(file);
-      flags |= SQLITE_OPEN_READWRITE;  // no CREATE: the file exists now, with our mode
-      break;
-    case OpenMode::read_write:
-      require_existing(file);
-      flags |= SQLITE_OPEN_READWRITE;
-      break;
-    case OpenMode::read_only:
-      require_existing(file);
-      flags |= SQLITE_OPEN_READONLY;
-      break;
-  }
+Database::Database(const std::filesystem::path& file, OpenMode mode)
+    : dialect_(Dialect::sqlite),
+      file_(file),
+      name_(file.string()),
+      connection_(detail::open_sqlite(file, mode)),
+      cache_(std::make_unique<Cache>()) {}
 
-  const int rc = sqlite3_open_v2(file.c_str(), &db_, flags, nullptr);
-  if (rc != SQLITE_OK) {
-    const std::string message = db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
-    sqlite3_close_v2(db_);
-    db_ = nullptr;
-    throw DatabaseError(rc, "sqlite open " + file.string() + ": " + message);
-  }
-
-  try {
-    sqlite3_extended_result_codes(db_, 1);
-    sqlite3_busy_timeout(db_, default_busy_timeout_ms);
-    // SQLite falls back to read-only when it cannot open for writing; say so
-    // now rather than fail later with a vaguer message.
-    if (mode != OpenMode::read_only && sqlite3_db_readonly(db_, "main") == 1) {
-      throw DatabaseError(SQLITE_READONLY, "sqlite open " + file.string() +
-                                               ": the database is read-only (file permissions or a "
-                                               "read-only filesystem)");
-    }
-    // Read once at once: a file that is not a database fails here, with its
-    // name, rather than at the first query.
-    touch(db_, file);
-    if (mode != OpenMode::read_only) {
-      Statement journal(db_, "PRAGMA journal_mode=WAL");
-      const std::string result = journal.step() ? journal.column_text(0) : std::string();
-      if (result != "wal") {
-        throw DatabaseError(
-            SQLITE_CANTOPEN,
-            "sqlite open " + file.string() + ": cannot use write-ahead logging (journal_mode is \"" + result + "\")");
-      }
-    }
-    // synchronous=FULL: a commit is fsynced before it returns, which is what
-    // lets a 202 promise that the referral is on disk.
-    exec("PRAGMA synchronous=FULL");
-    exec("PRAGMA foreign_keys=ON");
-    // Reading in WAL mode makes the -wal and -shm files exist (SQLite
-    // creates them even for a read-only connection), so their mode can be
-    // checked.
-    touch(db_, file);
-    restrict_sidecars(file);
-  } catch (...) {
-    cache_.reset();
-    sqlite3_close_v2(db_);
-    db_ = nullptr;
-    throw;
-  }
-}
+Database::Database(const PostgresTarget& target, OpenMode mode)
+    : dialect_(Dialect::postgresql),
+      name_(detail::describe_postgres(target)),
+      connection_(detail::open_postgresql(target, mode)),
+      cache_(std::make_unique<Cache>()) {}
 
 Database::~Database() {
   cache_.reset();  // finalize cached statements before closing
-  sqlite3_close_v2(db_);
+  connection_.reset();
 }
 
-void Database::set_busy_timeout(std::chrono::milliseconds wait) {
-  sqlite3_busy_timeout(db_, static_cast<int>(wait.count()));
-}
+void Database::set_busy_timeout(std::chrono::milliseconds wait) { connection_->set_busy_timeout(wait); }
 
-void Database::exec(std::string_view sql) {
-  const std::string text(sql);
-  const int rc = sqlite3_exec(db_, text.c_str(), nullptr, nullptr, nullptr);
-  if (rc != SQLITE_OK) throw_error(rc, "exec", sql, sqlite3_errmsg(db_));
-}
+void Database::exec(std::string_view sql) { connection_->exec(sql); }
 
-Statement Database::prepare(std::string_view sql) { return Statement(db_, sql); }
+Statement Database::prepare(std::string_view sql) { return Statement(connection_->prepare(sql)); }
 
 Statement& Database::cached(std::string_view sql) {
   auto it = cache_->statements.find(sql);
   if (it == cache_->statements.end()) {
-    it = cache_->statements.emplace(std::string(sql), Statement(db_, sql)).first;
+    it = cache_->statements.emplace(std::string(sql), prepare(sql)).first;
   }
   // A previous user may have stopped stepping early or thrown mid-way.
   it->second.reset();
   return it->second;
 }
 
-std::int64_t Database::last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
+std::int64_t Database::last_insert_rowid() const { return connection_->last_insert_rowid(); }
 
-int Database::changes() const { return sqlite3_changes(db_); }
+int Database::changes() const { return connection_->changes(); }
 
-std::int64_t Database::data_version() {
-  Statement& st = cached("PRAGMA data_version");
-  st.step();
-  const std::int64_t v = st.column_int(0);
-  st.reset();
-  return v;
+std::int64_t Database::data_version() { return connection_->data_version(); }
+
+bool Database::in_transaction() const { return connection_->in_transaction(); }
+
+void Database::reset_busy_statements() { connection_->reset_busy_statements(); }
+
+void Database::begin_read() { connection_->begin_read(); }
+
+void Database::begin_write() { connection_->begin_write(); }
+
+sqlite3* Database::handle() const noexcept { return connection_->sqlite_handle(); }
+
+std::unique_ptr<Database> open_database(const StorageTarget& target, OpenMode mode) {
+  if (target.backend == Dialect::postgresql) return std::make_unique<Database>(target.postgres, mode);
+  return std::make_unique<Database>(target.file, mode);
 }
 
-ReadTransaction::ReadTransaction(Database& db) : db_(db) { db_.exec("BEGIN"); }
+std::string describe(const StorageTarget& target) {
+  if (target.backend == Dialect::postgresql) return detail::describe_postgres(target.postgres);
+  return target.file.string();
+}
+
+ReadTransaction::ReadTransaction(Database& db) : db_(db) { db_.begin_read(); }
 
 ReadTransaction::~ReadTransaction() {
   try {
@@ -392,7 +239,7 @@ ReadTransaction::~ReadTransaction() {
   }
 }
 
-WriteTransaction::WriteTransaction(Database& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }
+WriteTransaction::WriteTransaction(Database& db) : db_(db) { db_.begin_write(); }
 
 WriteTransaction::~WriteTransaction() {
   if (done_) return;

@@ -1,5 +1,8 @@
-// A thin RAII layer over one SQLite connection: prepared statements with
-// typed binds, and errors as exceptions that keep SQLite's code.
+// The store's one way to a database: a connection with prepared statements,
+// typed binds and errors as exceptions, over SQLite (a file, embedded) or
+// PostgreSQL (a server, through libpq). Store code is written once against
+// this; where the engines differ in SQL it asks dialect(). docs/storage.md
+// describes the seam.
 #pragma once
 
 #include <chrono>
@@ -10,25 +13,32 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "util/key_ring.hpp"
 
 struct sqlite3;
-struct sqlite3_stmt;
 
 namespace referrald::store {
 
+enum class Dialect { sqlite, postgresql };
+
 class DatabaseError : public std::runtime_error {
  public:
-  DatabaseError(int code, const std::string& what) : std::runtime_error(what), code_(code) {}
-  int code() const noexcept { return code_; }  // extended SQLite result code
-  // Disk full, I/O error, read-only, locked/busy, cannot open: the store is
-  // unavailable (503) rather than the write being bad.
+  // `code` is an extended SQLite result code. PostgreSQL's errors are mapped
+  // onto the nearest one by their SQLSTATE (kept in sqlstate()), so every
+  // caller classifies both backends' errors the same way.
+  DatabaseError(int code, const std::string& what, std::string sqlstate = {})
+      : std::runtime_error(what), code_(code), sqlstate_(std::move(sqlstate)) {}
+  int code() const noexcept { return code_; }
+  const std::string& sqlstate() const noexcept { return sqlstate_; }  // PostgreSQL only; empty otherwise
+  // Disk full, I/O error, read-only, locked/busy, cannot open, connection
+  // lost: the store is unavailable (503) rather than the write being bad.
   bool is_unavailable() const noexcept;
   bool is_constraint() const noexcept;
   bool is_locked() const noexcept;       // busy or locked: another connection held the lock too long
-  bool is_read_only() const noexcept;    // no write access to the file (or to its directory)
-  bool is_cannot_open() const noexcept;  // no such file, or no access to it
+  bool is_read_only() const noexcept;    // no write access to the file (or to its directory), or a standby server
+  bool is_cannot_open() const noexcept;  // no such file, or no access to it; a server that cannot be reached
   // The error for a database file that is not there to open.
   static DatabaseError cannot_open(const std::string& what);
   // Why the store is unavailable, for /healthz and operators: a short phrase
@@ -38,16 +48,37 @@ class DatabaseError : public std::runtime_error {
 
  private:
   int code_;
+  std::string sqlstate_;
 };
+
+namespace detail {
+// What each backend implements (database_sqlite.cpp, database_postgresql.cpp).
+class StatementBackend {
+ public:
+  virtual ~StatementBackend() = default;
+  virtual void bind_int(int index, std::int64_t v) = 0;
+  virtual void bind_text(int index, std::string_view v) = 0;
+  virtual void bind_blob(int index, std::string_view v) = 0;
+  virtual void bind_null(int index) = 0;
+  virtual bool step() = 0;
+  virtual void reset() = 0;  // and clear the bindings
+  virtual std::int64_t column_int(int i) const = 0;
+  virtual std::string column_text(int i) const = 0;
+  virtual std::string column_blob(int i) const = 0;
+  virtual bool column_is_null(int i) const = 0;
+};
+class Connection;
+}  // namespace detail
 
 class Statement {
  public:
-  Statement(sqlite3* db, std::string_view sql);
+  explicit Statement(std::unique_ptr<detail::StatementBackend> backend);
   ~Statement();
   Statement(Statement&& other) noexcept;
   Statement& operator=(Statement&&) = delete;
   Statement(const Statement&) = delete;
 
+  // Parameters are written ?1, ?2 ... in the SQL on every backend.
   Statement& bind(int index, std::int64_t v);
   Statement& bind(int index, std::string_view v);  // TEXT, copied
   Statement& bind_blob(int index, std::string_view v);
@@ -58,40 +89,85 @@ class Statement {
   void run();    // step to completion, then reset
   void reset();  // reset and clear bindings
 
-  std::int64_t column_int(int i) const;
+  std::int64_t column_int(int i) const;  // a boolean is 0 or 1
   std::string column_text(int i) const;
   std::string column_blob(int i) const;  // the bytes as stored, NULs and all
   std::optional<std::string> column_optional_text(int i) const;
   bool column_is_null(int i) const;
 
  private:
-  sqlite3* db_;
-  sqlite3_stmt* stmt_;
+  std::unique_ptr<detail::StatementBackend> backend_;
 };
 
 enum class OpenMode { read_write_create, read_write, read_only };
 
+// Where a PostgreSQL store is: a libpq connection URI (postgresql://...,
+// sslmode and the rest are libpq's) and the password, read from its file
+// by the caller, if the URI does not carry one.
+struct PostgresTarget {
+  std::string url;
+  std::optional<std::string> password;
+  std::chrono::seconds connect_timeout{10};  // unless the URI sets connect_timeout
+};
+
+// Which store the configuration names.
+struct StorageTarget {
+  Dialect backend = Dialect::sqlite;
+  std::filesystem::path file;  // sqlite
+  PostgresTarget postgres;     // postgresql
+};
+
 class Database {
  public:
-  // Opens with WAL, synchronous=FULL, foreign keys on and a busy timeout;
-  // creates the file 0600. Throws DatabaseError.
+  // SQLite: opens with WAL, synchronous=FULL, foreign keys on and a busy
+  // timeout; creates the file 0600. Throws DatabaseError.
   Database(const std::filesystem::path& file, OpenMode mode);
+  // PostgreSQL: connects, with synchronous_commit on; read_only makes every
+  // transaction read-only. The modes that create or require a file mean
+  // nothing here: the database must exist (its schema need not).
+  Database(const PostgresTarget& target, OpenMode mode);
   ~Database();
   Database(const Database&) = delete;
   Database& operator=(const Database&) = delete;
 
+  Dialect dialect() const noexcept { return dialect_; }
+
+  // One or more statements without parameters or results (migrations).
   void exec(std::string_view sql);
   Statement prepare(std::string_view sql);
   // How long a statement waits for another connection's lock before it
-  // fails with SQLITE_BUSY.
+  // fails with SQLITE_BUSY (PostgreSQL: lock_timeout, 55P03, mapped to it).
   void set_busy_timeout(std::chrono::milliseconds wait);
   // A statement prepared once and cached by its SQL text.
   Statement& cached(std::string_view sql);
+  // SQLite only: the rowid of the last insert. Portable code uses RETURNING.
   std::int64_t last_insert_rowid() const;
+  // Rows changed by the last INSERT, UPDATE or DELETE (not by its triggers).
   int changes() const;
-  std::int64_t data_version();  // PRAGMA data_version: changes by other connections
-  sqlite3* handle() const noexcept { return db_; }
+  // SQLite only: PRAGMA data_version, which changes when another
+  // connection commits. PostgreSQL has no such counter (throws).
+  std::int64_t data_version();
+  bool in_transaction() const;
+  // Resets every statement still mid-step (a job or query that threw while
+  // iterating): such statements can make ROLLBACK TO fail and would keep a
+  // read snapshot pinned.
+  void reset_busy_statements();
+  // Starts the transactions ReadTransaction and WriteTransaction hold (and
+  // the writer's batches): one snapshot for reading; the write lock taken
+  // up front (SQLite: BEGIN IMMEDIATE; PostgreSQL: a transaction-scoped
+  // advisory lock every writer of the database takes first).
+  void begin_read();
+  void begin_write();
+
+  // SQLite only (tests trace statements with it): the connection; null on
+  // PostgreSQL. Store code asks the methods above instead.
+  sqlite3* handle() const noexcept;
+
+  // SQLite: the file. PostgreSQL: empty.
   const std::filesystem::path& file() const noexcept { return file_; }
+  // The database for messages: the file, or the server and database name
+  // (never the password).
+  const std::string& name() const noexcept { return name_; }
 
   // The keys referral documents are sealed and opened with on this
   // connection (store/payload.hpp); none: new documents are stored in the
@@ -102,11 +178,19 @@ class Database {
 
  private:
   struct Cache;
+  Dialect dialect_;
   std::filesystem::path file_;
+  std::string name_;
   std::shared_ptr<const KeyRing> payload_keys_;
-  sqlite3* db_ = nullptr;
+  std::unique_ptr<detail::Connection> connection_;
   std::unique_ptr<Cache> cache_;
 };
+
+// Opens the store the configuration names.
+std::unique_ptr<Database> open_database(const StorageTarget& target, OpenMode mode);
+// The store for messages and logs: the file, or the server and database
+// name (never a password).
+std::string describe(const StorageTarget& target);
 
 // One snapshot for everything read inside it (BEGIN ... COMMIT at the end
 // of its scope): a reading command shows one consistent state.
@@ -121,9 +205,9 @@ class ReadTransaction {
   Database& db_;
 };
 
-// Takes the write lock up front (BEGIN IMMEDIATE, waiting the busy timeout
-// for it), so what was read inside is what is changed. Rolled back at the end
-// of its scope unless commit() was called.
+// Takes the write lock up front (Database::begin_write, waiting the busy
+// timeout for it), so what was read inside is what is changed. Rolled back
+// at the end of its scope unless commit() was called.
 class WriteTransaction {
  public:
   explicit WriteTransaction(Database& db);

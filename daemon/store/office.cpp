@@ -141,7 +141,7 @@ StatusChangeResult change_status(Database& db, const StatusChange& change) {
   {
     Statement& st = db.cached(
         "INSERT INTO status_changes (referral_id, at_ms, actor, via, from_status, to_status) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id");
     ResetOnExit reset(st);
     st.bind(1, std::string_view(change.referral_id))
         .bind(2, at_ms)
@@ -149,8 +149,8 @@ StatusChangeResult change_status(Database& db, const StatusChange& change) {
         .bind(4, to_string(change.via))
         .bind(5, to_string(current->status))
         .bind(6, to_string(change.to));
-    st.run();
-    result.change_id = db.last_insert_rowid();
+    st.step();
+    result.change_id = st.column_int(0);
   }
   if (change.note) {
     Statement& st = db.cached("UPDATE status_changes SET note = ?2 WHERE id = ?1");

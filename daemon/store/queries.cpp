@@ -85,8 +85,7 @@ void require_current_schema(Database& db) {
                              "): use the referralctl installed with the referrald that wrote it");
   }
   if (version == 0) {
-    throw IncompatibleSchema("database " + db.file().string() +
-                             " has no referrald schema (start referrald once to create it)");
+    throw IncompatibleSchema("database " + db.name() + " has no referrald schema (start referrald once to create it)");
   }
   if (version < schema_version) {
     throw IncompatibleSchema("database schema version " + std::to_string(version) +
@@ -113,18 +112,21 @@ ReferralPage list_referrals(Database& db, const ListFilter& filter) {
   // referrals_received (or referrals_decision). With one, along
   // deliveries_state_created, whose created_ms is the referral's received_ms:
   // a rare state (dead, held) then costs as little as a common one.
+  // SQLite's CROSS JOIN keeps that order; PostgreSQL's planner chooses its
+  // own, and its CROSS JOIN takes no ON.
   std::string sql;
   if (filter.delivery_state) {
-    sql =
-        "SELECT r.id, r.received_ms, r.decision, r.urgency, r.disease, r.channel, r.status, r.duplicate_of "
-        "FROM deliveries AS d INDEXED BY deliveries_state_created CROSS JOIN referrals AS r "
-        "ON r.id = d.referral_id WHERE d.state = ?7";
+    sql = std::string(
+              "SELECT r.id, r.received_ms, r.decision, r.urgency, r.disease, r.channel, r.status, r.duplicate_of "
+              "FROM deliveries AS d INDEXED BY deliveries_state_created ") +
+          (db.dialect() == Dialect::sqlite ? "CROSS JOIN" : "JOIN") +
+          " referrals AS r ON r.id = d.referral_id WHERE d.state = ?7";
     if (filter.since) sql += " AND d.created_ms >= ?3";
     if (cursor_ms) sql += " AND d.created_ms <= ?4";
   } else {
     sql =
         "SELECT r.id, r.received_ms, r.decision, r.urgency, r.disease, r.channel, r.status, r.duplicate_of "
-        "FROM referrals AS r WHERE 1";
+        "FROM referrals AS r WHERE TRUE";
   }
   // Statuses are bound from ?10 on, one parameter each.
   if (!filter.statuses.empty()) {
@@ -352,7 +354,7 @@ Stats collect_stats(Database& db, TimePoint now) {
     const std::int64_t hour_ago = now_ms - 3'600'000;
     const std::int64_t day_ago = now_ms - 86'400'000;
     Statement st = db.prepare(
-        "SELECT d.target, a.outcome, count(*), sum(a.finished_ms >= ?2) "
+        "SELECT d.target, a.outcome, count(*), sum(CASE WHEN a.finished_ms >= ?2 THEN 1 ELSE 0 END) "
         "FROM attempts AS a INDEXED BY attempts_finished JOIN deliveries AS d ON d.id = a.delivery_id "
         "WHERE a.finished_ms >= ?1 GROUP BY d.target, a.outcome");
     st.bind(1, day_ago).bind(2, hour_ago);
@@ -555,7 +557,11 @@ std::int64_t count_received_before(Database& db, TimePoint cutoff) {
 
 // ---- rekey ----
 
-void zero_freed_space(Database& db) { db.exec("PRAGMA secure_delete = ON"); }
+void zero_freed_space(Database& db) {
+  // PostgreSQL has no such setting: a row's old versions stay in the table's
+  // pages until VACUUM reuses them (docs/storage.md).
+  if (db.dialect() == Dialect::sqlite) db.exec("PRAGMA secure_delete = ON");
+}
 
 RekeyBatch rekey_referrals(Database& db, const std::optional<std::string>& after, int limit, const std::string& actor,
                            TimePoint now) {

@@ -27,11 +27,22 @@ using detail::unexpected_value;
 class Savepoint {
  public:
   Savepoint(Database& db, std::string name) : db_(db), name_(std::move(name)) {
-    db_.cached("SAVEPOINT " + name_).run();
+    // PostgreSQL has no savepoint outside a transaction (SQLite starts one):
+    // there it is a write transaction of its own.
+    outer_ = db_.dialect() == Dialect::postgresql && !db_.in_transaction();
+    if (outer_) {
+      db_.begin_write();
+    } else {
+      db_.cached("SAVEPOINT " + name_).run();
+    }
   }
   ~Savepoint() {
     if (released_) return;
     try {
+      if (outer_) {
+        db_.exec("ROLLBACK");
+        return;
+      }
       db_.cached("ROLLBACK TO " + name_).run();
       db_.cached("RELEASE " + name_).run();
     } catch (...) {
@@ -40,7 +51,11 @@ class Savepoint {
     }
   }
   void release() {
-    db_.cached("RELEASE " + name_).run();
+    if (outer_) {
+      db_.exec("COMMIT");
+    } else {
+      db_.cached("RELEASE " + name_).run();
+    }
     released_ = true;
   }
   Savepoint(const Savepoint&) = delete;
@@ -49,6 +64,7 @@ class Savepoint {
  private:
   Database& db_;
   std::string name_;
+  bool outer_ = false;
   bool released_ = false;
 };
 
@@ -79,13 +95,13 @@ std::string claim_sql(std::size_t target_count) {
          "SELECT id, due FROM (SELECT id, next_attempt_ms AS due FROM deliveries INDEXED BY deliveries_due "
          "WHERE state IN ('pending', 'retry') AND next_attempt_ms <= ?1" +
          filter +
-         " ORDER BY next_attempt_ms, id LIMIT ?3) "
+         " ORDER BY next_attempt_ms, id LIMIT ?3) AS due_rows "
          "UNION ALL "
          "SELECT id, due FROM (SELECT id, lease_until_ms AS due FROM deliveries INDEXED BY deliveries_lease "
          "WHERE state = 'sending' AND lease_until_ms <= ?1" +
          filter +
-         " ORDER BY lease_until_ms, id LIMIT ?3)"
-         ") ORDER BY due, id LIMIT ?3) "
+         " ORDER BY lease_until_ms, id LIMIT ?3) AS lease_rows"
+         ") AS claimable ORDER BY due, id LIMIT ?3) "
          "RETURNING " +
          delivery_columns;
 }
@@ -301,6 +317,9 @@ std::vector<DeliveryRow> claim_due(Database& db, TimePoint now, std::chrono::mil
 }
 
 int release_leases(Database& db, TimePoint now) {
+  // Several referrald may share a PostgreSQL database: a lease left behind
+  // may be another instance's, sending now. It runs out by itself.
+  if (db.dialect() == Dialect::postgresql) return 0;
   auto& st = db.cached(
       "UPDATE deliveries SET lease_until_ms = ?1, updated_ms = ?1 "
       "WHERE state = 'sending' AND lease_until_ms > ?1");
@@ -316,7 +335,7 @@ std::optional<TimePoint> next_due(Database& db) {
       "WHERE state IN ('pending', 'retry') "
       "UNION ALL "
       "SELECT min(lease_until_ms) AS due FROM deliveries INDEXED BY deliveries_lease "
-      "WHERE state = 'sending')");
+      "WHERE state = 'sending') AS due_times");
   ResetOnExit reset(st);
   if (!st.step() || st.column_is_null(0)) return std::nullopt;
   return from_millis(st.column_int(0));

@@ -113,6 +113,8 @@ std::vector<DeliveryRow> claim_due(Database& db, TimePoint now, std::chrono::mil
 // out mid-send) become due at `now` instead of when their lease runs out: one
 // daemon owns the database, so nothing else is sending them. The attempt they
 // were on stays counted (at-least-once). Returns how many were released.
+// On PostgreSQL, which several instances may share, none: a lease there is
+// taken over only once it has run out.
 int release_leases(Database& db, TimePoint now);
 // The earliest time something becomes due (next attempt or lease expiry), if any.
 std::optional<TimePoint> next_due(Database& db);

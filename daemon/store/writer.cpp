@@ -37,18 +37,6 @@ void complete(const Writer::Completion& done, JobResult result) noexcept {
   }
 }
 
-// Resets every statement on the connection that is still mid-step (a job or
-// query that threw while iterating): pending statements can make ROLLBACK TO
-// fail and would keep a read snapshot pinned.
-void reset_busy_statements(Database& db) {
-  for (sqlite3_stmt* st = sqlite3_next_stmt(db.handle(), nullptr); st != nullptr;
-       st = sqlite3_next_stmt(db.handle(), st)) {
-    if (sqlite3_stmt_busy(st) != 0) sqlite3_reset(st);
-  }
-}
-
-bool in_transaction(Database& db) { return sqlite3_get_autocommit(db.handle()) == 0; }
-
 // After these the connection itself is fine and the next batch can simply
 // try again; after anything else (I/O error, file moved or replaced, cannot
 // open) it is reopened.
@@ -67,11 +55,12 @@ struct Pending {
 // ---- Writer ----
 
 struct Writer::Impl {
-  Impl(std::filesystem::path f, WriterOptions o) : file(std::move(f)), options(std::move(o)) {
+  Impl(StorageTarget t, WriterOptions o) : target(std::move(t)), file(target.file), options(std::move(o)) {
     options.max_batch = std::max<std::size_t>(options.max_batch, 1);
   }
 
-  const std::filesystem::path file;
+  const StorageTarget target;
+  const std::filesystem::path file;  // SQLite's
   WriterOptions options;
 
   // Owned by the writer thread once it runs.
@@ -88,7 +77,7 @@ struct Writer::Impl {
   std::thread thread;
   std::thread::id thread_id;
 
-  // Which file the connection has open. In WAL mode SQLite keeps writing to
+  // SQLite: which file the connection has open. In WAL mode SQLite keeps writing to
   // an open database that was deleted or replaced on disk; commits there
   // would be acknowledged and then lost, so every batch checks before it
   // commits.
@@ -102,10 +91,14 @@ struct Writer::Impl {
   std::string unhealthy_reason;
 
   void open(OpenMode mode) {
-    auto fresh = std::make_unique<Database>(file, mode);
-    sqlite3_busy_timeout(fresh->handle(), writer_busy_timeout_ms);
+    auto fresh = open_database(target, mode);
+    fresh->set_busy_timeout(std::chrono::milliseconds(writer_busy_timeout_ms));
     migrate(*fresh);
     if (options.on_open) options.on_open(*fresh);
+    if (target.backend != Dialect::sqlite) {
+      db = std::move(fresh);
+      return;
+    }
     struct stat st {};
     if (::stat(file.c_str(), &st) != 0) {
       throw DatabaseError(SQLITE_CANTOPEN, "writer: database file " + file.string() + " vanished while opening");
@@ -116,6 +109,7 @@ struct Writer::Impl {
   }
 
   void check_file_unmoved() const {
+    if (target.backend != Dialect::sqlite) return;
     struct stat st {};
     if (::stat(file.c_str(), &st) != 0 || st.st_dev != file_device || st.st_ino != file_inode) {
       throw DatabaseError(SQLITE_READONLY_DBMOVED,
@@ -163,7 +157,7 @@ struct Writer::Impl {
     try {
       if (!db) open(OpenMode::read_write);  // reopen after a broken connection; never recreate
       db->set_payload_keys(std::move(keys));
-      db->cached("BEGIN IMMEDIATE").run();
+      db->begin_write();
       std::uint64_t ok = 0;
       for (std::size_t i = 0; i < batch.size(); ++i) {
         results[i] = run_job(*db, batch[i].job);
@@ -203,8 +197,8 @@ struct Writer::Impl {
     } catch (...) {
       result.error = "job failed with an unknown exception";
     }
-    reset_busy_statements(conn);
-    if (!in_transaction(conn)) {
+    conn.reset_busy_statements();
+    if (!conn.in_transaction()) {
       // SQLite rolled back the whole transaction (or the job ended it):
       // the jobs before this one are gone too.
       throw DatabaseError(SQLITE_ABORT, "writer: transaction ended while a job failed (" + result.error + ")");
@@ -223,8 +217,8 @@ struct Writer::Impl {
     }
     if (db) {
       try {
-        reset_busy_statements(*db);
-        if (in_transaction(*db)) db->cached("ROLLBACK").run();
+        db->reset_busy_statements();
+        if (db->in_transaction()) db->cached("ROLLBACK").run();
       } catch (...) {
         connection_ok = false;
       }
@@ -235,7 +229,10 @@ struct Writer::Impl {
 };
 
 Writer::Writer(const std::filesystem::path& file, WriterOptions options)
-    : impl_(std::make_unique<Impl>(file, std::move(options))) {
+    : Writer(StorageTarget{Dialect::sqlite, file, {}}, std::move(options)) {}
+
+Writer::Writer(const StorageTarget& target, WriterOptions options)
+    : impl_(std::make_unique<Impl>(target, std::move(options))) {
   impl_->open(OpenMode::read_write_create);
   impl_->thread = std::thread([impl = impl_.get()] { impl->run(); });
   impl_->thread_id = impl_->thread.get_id();
@@ -308,9 +305,9 @@ struct ReaderPool::Impl {
     std::function<void(std::string)> failed;
   };
 
-  Impl(std::filesystem::path f, std::size_t limit) : file(std::move(f)), queue_limit(limit) {}
+  Impl(StorageTarget t, std::size_t limit) : target(std::move(t)), queue_limit(limit) {}
 
-  const std::filesystem::path file;
+  const StorageTarget target;
   const std::size_t queue_limit;
 
   std::mutex mutex;  // guards queue, stopping, payload_keys
@@ -351,9 +348,15 @@ struct ReaderPool::Impl {
       bool reopen = false;
       try {
         if (!db) {
-          auto fresh = std::make_unique<Database>(file, OpenMode::read_write);
-          fresh->exec("PRAGMA query_only=ON");  // readers only read, enforced by SQLite
-          db = std::move(fresh);
+          // Readers only read, enforced by the engine: SQLite's query_only,
+          // PostgreSQL's read-only transactions.
+          if (target.backend == Dialect::sqlite) {
+            auto fresh = open_database(target, OpenMode::read_write);
+            fresh->exec("PRAGMA query_only=ON");
+            db = std::move(fresh);
+          } else {
+            db = open_database(target, OpenMode::read_only);
+          }
         }
         db->set_payload_keys(std::move(keys));
         item.query(*db);
@@ -368,8 +371,8 @@ struct ReaderPool::Impl {
       if (db) {
         // Whatever the query left open must not pin a snapshot until the next one.
         try {
-          reset_busy_statements(*db);
-          if (in_transaction(*db)) db->exec("ROLLBACK");
+          db->reset_busy_statements();
+          if (db->in_transaction()) db->exec("ROLLBACK");
         } catch (...) {
           reopen = true;
         }
@@ -381,7 +384,10 @@ struct ReaderPool::Impl {
 };
 
 ReaderPool::ReaderPool(const std::filesystem::path& file, unsigned threads)
-    : impl_(std::make_unique<Impl>(file, reader_queue_per_thread * std::max(threads, 1u))) {
+    : ReaderPool(StorageTarget{Dialect::sqlite, file, {}}, threads) {}
+
+ReaderPool::ReaderPool(const StorageTarget& target, unsigned threads)
+    : impl_(std::make_unique<Impl>(target, reader_queue_per_thread * std::max(threads, 1u))) {
   const unsigned n = std::max(threads, 1u);
   for (unsigned i = 0; i < n; ++i) {
     impl_->threads.emplace_back([impl = impl_.get()] { impl->run(); });

@@ -45,7 +45,8 @@ class Writer {
 
   // Opens (creating 0600) and migrates the database; throws DatabaseError or
   // IncompatibleSchema if it cannot.
-  Writer(const std::filesystem::path& file, WriterOptions options);
+  Writer(const std::filesystem::path& file, WriterOptions options);  // SQLite
+  Writer(const StorageTarget& target, WriterOptions options);
   ~Writer();  // stop()s
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;
@@ -84,7 +85,10 @@ class Writer {
 class ReaderPool {
  public:
   using Query = std::function<void(Database&)>;
-  ReaderPool(const std::filesystem::path& file, unsigned threads);
+  ReaderPool(const std::filesystem::path& file, unsigned threads);  // SQLite
+  // Each thread has its own connection (PostgreSQL: a pool of `threads`
+  // connections), opened on first use and again after it broke.
+  ReaderPool(const StorageTarget& target, unsigned threads);
   ~ReaderPool();
   ReaderPool(const ReaderPool&) = delete;
   ReaderPool& operator=(const ReaderPool&) = delete;

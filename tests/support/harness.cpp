@@ -389,7 +389,8 @@ Daemon::Daemon(Options options) : options_(std::move(options)), port_(free_port(
     config += "tls_certificate = \"tls/cert.pem\"\ntls_private_key = \"tls/key.pem\"\n";
   }
   config += options_.extra_http;
-  config += "\n[storage]\ndatabase = \"" + database_.string() + "\"\n";
+  config += "\n[storage]\n";
+  config += options_.storage.empty() ? "database = \"" + database_.string() + "\"\n" : options_.storage;
   if (options_.encryption) {
     write_key_file(key_file(), new_key_line("test-1"));
     config += "encryption_keys = \"" + key_file().filename().string() + "\"\n";

@@ -171,6 +171,9 @@ class Daemon {
     std::string extra_config;  // more tables appended at the end
     bool tls = false;
     std::filesystem::path database;  // default: <dir>/var/referrald.db
+    // Lines for [storage] in place of `database = ...`: another backend
+    // (tests/support/postgres.hpp).
+    std::string storage;
     bool with_default_targets = true;
     // More environment for the daemon: NOTIFY_SOCKET, WATCHDOG_USEC, JOURNAL_STREAM ...
     std::map<std::string, std::string> env;

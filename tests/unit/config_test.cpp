@@ -379,6 +379,62 @@ file = "rules.toml"
   EXPECT_FALSE(fs::exists(root_ / "etc" / "new"));
 }
 
+TEST_F(ConfigTest, PostgresqlIsNamedByUrlWithThePasswordInItsFile) {
+  const Config c = parse(R"(
+[storage]
+backend = "postgresql"
+url = "postgresql://referrald@db.hospital.example:5432/referrald?sslmode=verify-full"
+password_file = "secrets/smtp"
+pool = 8
+[rules]
+file = "rules.toml"
+)");
+  EXPECT_EQ(c.storage.backend, StorageBackend::postgresql);
+  EXPECT_EQ(c.storage.url, "postgresql://referrald@db.hospital.example:5432/referrald?sslmode=verify-full");
+  EXPECT_EQ(c.storage.url_line, 3);
+  EXPECT_EQ(c.storage.password_file, fs::path(abs("etc/secrets/smtp")));
+  EXPECT_EQ(c.storage.password, std::optional<std::string>("x"));
+  EXPECT_EQ(c.storage.pool, 8u);
+  EXPECT_TRUE(c.storage.database.empty());
+  EXPECT_EQ(parse("[storage]\ndatabase = \"x.db\"\n[rules]\nfile = \"rules.toml\"\n").storage.backend,
+            StorageBackend::sqlite);
+}
+
+TEST_F(ConfigTest, StorageKeysBelongToTheirBackend) {
+  EXPECT_THAT(problems("[storage]\nbackend = \"postgresql\"\n[rules]\nfile = \"rules.toml\"\n"),
+              ElementsAre(at(1, R"(storage.url: required with backend = "postgresql")")));
+  EXPECT_THAT(problems(R"(
+[storage]
+backend = "postgresql"
+url = "postgresql://referrald:hunter2@db/referrald"
+database = "x.db"
+pool = 0
+[rules]
+file = "rules.toml"
+)"),
+              ElementsAre(at(3, "storage.url: must not contain a password (use password_file)"),
+                          at(4, R"(storage.database: only with backend = "sqlite" (PostgreSQL is named by url))"),
+                          at(5, "storage.pool: expected 1..256, got 0")));
+  EXPECT_THAT(problems(R"(
+[storage]
+backend = "oracle"
+database = "x.db"
+url = "postgresql://db/referrald"
+[rules]
+file = "rules.toml"
+)"),
+              ElementsAre(at(2, R"(storage.backend: unknown backend "oracle" (known: sqlite, postgresql))"),
+                          at(4, R"(storage.url: only with backend = "postgresql")")));
+  EXPECT_THAT(problems(R"(
+[storage]
+backend = "postgresql"
+url = "mysql://db/referrald"
+[rules]
+file = "rules.toml"
+)"),
+              ElementsAre(at(3, "storage.url: expected a URI starting with postgresql://")));
+}
+
 TEST_F(ConfigTest, RulesFileMustExist) {
   EXPECT_THAT(problems("[storage]\ndatabase = \"x.db\"\n[rules]\nfile = \"rulez.toml\"\n"),
               ElementsAre(at(4, "rules.file: file not found: " + abs("etc/rulez.toml"))));

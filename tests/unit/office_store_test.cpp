@@ -1,6 +1,6 @@
 // The office's side of a referral in the store (store/office.hpp) against a
-// real SQLite file: status changes, the escalation ladder's rows, tokens and
-// duplicates.
+// real SQLite file and a real PostgreSQL server: status changes, the
+// escalation ladder's rows, tokens and duplicates.
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -11,21 +11,23 @@
 #include "store/queries.hpp"
 #include "store/store.hpp"
 #include "support/harness.hpp"
+#include "support/store_backends.hpp"
 #include "util/key_ring.hpp"
 
 using namespace referrald;
 using namespace referrald::store;
 using namespace std::chrono_literals;
-using referrald::test::TempDir;
+using referrald::test::TestStore;
 
 namespace {
 
 const TimePoint t0 = from_millis(1'795'000'000'000);  // late 2026
 
-class OfficeStoreTest : public ::testing::Test {
+class OfficeStoreTest : public ::testing::TestWithParam<Dialect> {
  protected:
   void SetUp() override {
-    db = std::make_unique<Database>(dir / "referrald.db", OpenMode::read_write_create);
+    store = std::make_unique<TestStore>(GetParam());
+    db = store->open();
     migrate(*db);
   }
 
@@ -43,20 +45,20 @@ class OfficeStoreTest : public ::testing::Test {
     return r;
   }
   InsertResult insert(const NewReferral& r) {
-    db->exec("BEGIN IMMEDIATE");
+    db->begin_write();
     InsertResult result = insert_referral(*db, r);
     db->exec("COMMIT");
     return result;
   }
   StatusChangeResult change(const std::string& id, OfficeStatus to, TimePoint at,
                             std::optional<std::string> note = std::nullopt, std::vector<std::string> notices = {}) {
-    db->exec("BEGIN IMMEDIATE");
+    db->begin_write();
     StatusChangeResult result = change_status(*db, {id, to, "coordinator", StatusVia::cli, note, at, notices});
     db->exec("COMMIT");
     return result;
   }
   std::vector<EscalationRow> fire(TimePoint now) {
-    db->exec("BEGIN IMMEDIATE");
+    db->begin_write();
     auto fired = fire_due_escalations(*db, now, 100);
     db->exec("COMMIT");
     return fired;
@@ -67,11 +69,12 @@ class OfficeStoreTest : public ::testing::Test {
     return st.column_int(0);
   }
 
-  TempDir dir;
+  std::unique_ptr<TestStore> store;
   std::unique_ptr<Database> db;
 };
+INSTANTIATE_TEST_SUITE_P(Backends, OfficeStoreTest, test::store_backends, test::backend_name);
 
-TEST_F(OfficeStoreTest, AReferralStartsReceived) {
+TEST_P(OfficeStoreTest, AReferralStartsReceived) {
   insert(referral("R-1", t0));
   const auto s = status_of(*db, "R-1");
   ASSERT_TRUE(s.has_value());
@@ -82,7 +85,7 @@ TEST_F(OfficeStoreTest, AReferralStartsReceived) {
   EXPECT_FALSE(status_of(*db, "R-NONE").has_value());
 }
 
-TEST_F(OfficeStoreTest, ChangesAreRecordedWithWhoWhenAndTheNote) {
+TEST_P(OfficeStoreTest, ChangesAreRecordedWithWhoWhenAndTheNote) {
   insert(referral("R-1", t0));
   EXPECT_TRUE(change("R-1", OfficeStatus::acknowledged, t0 + 5min).changed);
   const auto decided = change("R-1", OfficeStatus::needs_info, t0 + 1h, "Please fax the MRI report.");
@@ -117,7 +120,7 @@ TEST_F(OfficeStoreTest, ChangesAreRecordedWithWhoWhenAndTheNote) {
   EXPECT_FALSE(status_change(*db, "R-2", decided.change_id).has_value());
 }
 
-TEST_F(OfficeStoreTest, AForbiddenChangeIsRefusedAndChangesNothing) {
+TEST_P(OfficeStoreTest, AForbiddenChangeIsRefusedAndChangesNothing) {
   insert(referral("R-1", t0));
   const auto refused = change("R-1", OfficeStatus::accepted, t0 + 1min);
   EXPECT_FALSE(refused.changed);
@@ -125,12 +128,12 @@ TEST_F(OfficeStoreTest, AForbiddenChangeIsRefusedAndChangesNothing) {
   EXPECT_EQ(status_of(*db, "R-1")->status, OfficeStatus::received);
   EXPECT_EQ(count("SELECT count(*) FROM status_changes"), 0);
   EXPECT_EQ(count("SELECT count(*) FROM audit WHERE action = 'status'"), 0);
-  db->exec("BEGIN IMMEDIATE");
+  db->begin_write();
   EXPECT_THROW(change_status(*db, {"R-NONE", OfficeStatus::acknowledged, "x", StatusVia::cli, {}, t0, {}}), NotFound);
   db->exec("ROLLBACK");
 }
 
-TEST_F(OfficeStoreTest, NotesAreSealedUnderTheKeysAndBoundToTheirChange) {
+TEST_P(OfficeStoreTest, NotesAreSealedUnderTheKeysAndBoundToTheirChange) {
   std::vector<KeyFileProblem> problems;
   db->set_payload_keys(parse_key_file("k1 " + std::string(64, 'a') + "\n", problems));
   ASSERT_TRUE(problems.empty());
@@ -147,7 +150,7 @@ TEST_F(OfficeStoreTest, NotesAreSealedUnderTheKeysAndBoundToTheirChange) {
   EXPECT_THROW(status_history(*db, "R-1"), PayloadError);
 }
 
-TEST_F(OfficeStoreTest, RekeyReSealsNotesUnderTheCurrentKeyOnceAndReportsTheUnreadable) {
+TEST_P(OfficeStoreTest, RekeyReSealsNotesUnderTheCurrentKeyOnceAndReportsTheUnreadable) {
   insert(referral("R-1", t0));
   change("R-1", OfficeStatus::acknowledged, t0 + 1min, "Kept in the clear before encryption.");
   std::vector<KeyFileProblem> problems;
@@ -159,7 +162,7 @@ TEST_F(OfficeStoreTest, RekeyReSealsNotesUnderTheCurrentKeyOnceAndReportsTheUnre
   db->set_payload_keys(parse_key_file(k2 + k1, problems));
   ASSERT_TRUE(problems.empty());
   const auto rekey = [&](std::int64_t after, int limit) {
-    db->exec("BEGIN IMMEDIATE");
+    db->begin_write();
     auto b = rekey_status_notes(*db, after, limit, "operator", t0 + 1h);
     db->exec("COMMIT");
     return b;
@@ -197,7 +200,7 @@ TEST_F(OfficeStoreTest, RekeyReSealsNotesUnderTheCurrentKeyOnceAndReportsTheUnre
   EXPECT_NE(stuck.unreadable[0].find("\"k1\""), std::string::npos) << stuck.unreadable[0];
 }
 
-TEST_F(OfficeStoreTest, ANoticeToTheReferrerIsADeliveryOfItsOwn) {
+TEST_P(OfficeStoreTest, ANoticeToTheReferrerIsADeliveryOfItsOwn) {
   insert(referral("R-1", t0));
   const auto r = change("R-1", OfficeStatus::acknowledged, t0 + 1min, std::nullopt, {"referrer-email", "referrer-fax"});
   EXPECT_EQ(r.notices, 2);
@@ -210,7 +213,7 @@ TEST_F(OfficeStoreTest, ANoticeToTheReferrerIsADeliveryOfItsOwn) {
   EXPECT_EQ(count("SELECT count(*) FROM deliveries WHERE target = 'referrer-email'"), 2);
 }
 
-TEST_F(OfficeStoreTest, AnUnacknowledgedReferralEscalatesStepByStepOnce) {
+TEST_P(OfficeStoreTest, AnUnacknowledgedReferralEscalatesStepByStepOnce) {
   NewReferral r = referral("R-1", t0);
   r.escalations = {{1, t0 + 15min, 15min, {"backup-pager"}},
                    {2, t0 + 45min, 45min, {"director-pager", "office-email"}}};
@@ -239,7 +242,7 @@ TEST_F(OfficeStoreTest, AnUnacknowledgedReferralEscalatesStepByStepOnce) {
   EXPECT_EQ(count("SELECT count(*) FROM audit WHERE action = 'escalated'"), 2);
 }
 
-TEST_F(OfficeStoreTest, TheFirstAcknowledgementStopsTheLadder) {
+TEST_P(OfficeStoreTest, TheFirstAcknowledgementStopsTheLadder) {
   NewReferral r = referral("R-1", t0);
   r.escalations = {{1, t0 + 15min, 15min, {"backup-pager"}}, {2, t0 + 45min, 45min, {"director-pager"}}};
   insert(r);
@@ -250,7 +253,7 @@ TEST_F(OfficeStoreTest, TheFirstAcknowledgementStopsTheLadder) {
   for (const auto& row : escalations_of(*db, "R-1")) EXPECT_EQ(row.state, EscalationState::stopped);
 }
 
-TEST_F(OfficeStoreTest, OverdueMeansUnacknowledgedPastAStepWhetherOrNotTheTimerRanYet) {
+TEST_P(OfficeStoreTest, OverdueMeansUnacknowledgedPastAStepWhetherOrNotTheTimerRanYet) {
   NewReferral a = referral("R-A", t0);
   a.escalations = {{1, t0 + 15min, 15min, {"backup-pager"}}, {2, t0 + 45min, 45min, {"director-pager"}}};
   insert(a);
@@ -276,9 +279,9 @@ TEST_F(OfficeStoreTest, OverdueMeansUnacknowledgedPastAStepWhetherOrNotTheTimerR
   EXPECT_EQ(overdue[0].referral_id, "R-B");
 }
 
-TEST_F(OfficeStoreTest, AnAcknowledgementTokenWorksOnceAndExpires) {
+TEST_P(OfficeStoreTest, AnAcknowledgementTokenWorksOnceAndExpires) {
   insert(referral("R-1", t0));
-  db->exec("BEGIN IMMEDIATE");
+  db->begin_write();
   add_ack_token(*db, "R-1", "hash-a", t0, t0 + 7 * 24h);
   add_ack_token(*db, "R-1", "hash-b", t0, t0 + 1h);
   db->exec("COMMIT");
@@ -294,7 +297,7 @@ TEST_F(OfficeStoreTest, AnAcknowledgementTokenWorksOnceAndExpires) {
   EXPECT_EQ(used.used_at, t0 + 2min);
 }
 
-TEST_F(OfficeStoreTest, ASecondReferralForTheSamePatientIsMarkedAsADuplicate) {
+TEST_P(OfficeStoreTest, ASecondReferralForTheSamePatientIsMarkedAsADuplicate) {
   const auto for_patient = [&](const std::string& id, int day, const std::string& identity) {
     NewReferral r = referral(id, t0 + day * 24h);
     r.identity_hash = identity;

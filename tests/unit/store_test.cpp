@@ -1,21 +1,26 @@
-// The store against real SQLite files in a temporary directory.
+// The store against real SQLite files in a temporary directory and a real
+// PostgreSQL server: one test body per behaviour, the backend its parameter.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <regex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "store/audit_chain.hpp"
 #include "store/database.hpp"
+#include "store/queries.hpp"
 #include "store/store.hpp"
 #include "support/harness.hpp"
+#include "support/store_backends.hpp"
 
 using namespace referrald;
 using namespace referrald::store;
@@ -24,6 +29,7 @@ using namespace std::chrono_literals;
 namespace {
 
 using referrald::test::TempDir;
+using referrald::test::TestStore;
 
 const TimePoint t0 = from_millis(1'795'000'000'000);  // late 2026
 
@@ -59,23 +65,32 @@ mode_t mode_of(const std::filesystem::path& p) {
 
 std::filesystem::path sidecar(const std::filesystem::path& db, const char* suffix) { return db.string() + suffix; }
 
-class StoreTest : public ::testing::Test {
+class StoreTest : public ::testing::TestWithParam<Dialect> {
  protected:
+  virtual Dialect backend() const { return GetParam(); }
   void SetUp() override {
-    db = std::make_unique<Database>(file(), OpenMode::read_write_create);
+    store = std::make_unique<TestStore>(backend());
+    db = store->open();
     migrate(*db);
   }
-  std::filesystem::path file() const { return dir.path() / "referrald.db"; }
+  std::filesystem::path file() const { return store->target().file; }
 
   InsertResult insert(const NewReferral& r) {
-    db->exec("BEGIN IMMEDIATE");
+    db->begin_write();
     InsertResult result = insert_referral(*db, r);
     db->exec("COMMIT");
     return result;
   }
 
-  TempDir dir;
+  std::unique_ptr<TestStore> store;
   std::unique_ptr<Database> db;
+};
+INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, test::store_backends, test::backend_name);
+
+// What only SQLite has: its files, data_version, its query planner.
+class SqliteStoreTest : public StoreTest {
+ protected:
+  Dialect backend() const override { return Dialect::sqlite; }
 };
 
 // ---- Database ----
@@ -155,19 +170,19 @@ TEST(Database, AFileThatIsNotADatabaseFailsAtOpenWithItsName) {
   }
 }
 
-TEST_F(StoreTest, ReadOnlyConnectionReadsButCannotWrite) {
+TEST_P(StoreTest, ReadOnlyConnectionReadsButCannotWrite) {
   insert(sample("R-1", t0));
-  Database reader(file(), OpenMode::read_only);
-  EXPECT_TRUE(find_referral(reader, "R-1").has_value());
+  const auto reader = store->open(OpenMode::read_only);
+  EXPECT_TRUE(find_referral(*reader, "R-1").has_value());
   try {
-    reader.exec("DELETE FROM audit");
+    reader->exec("DELETE FROM audit");
     FAIL() << "a read-only connection wrote";
   } catch (const DatabaseError& e) {
     EXPECT_EQ(e.code() & 0xff, SQLITE_READONLY) << e.what();
   }
 }
 
-TEST_F(StoreTest, ErrorsNameTheStatementButNeverTheBoundValues) {
+TEST_P(StoreTest, ErrorsNameTheStatementButNeverTheBoundValues) {
   NewReferral r = sample("R-SECRET-ID-1", t0);
   r.document = R"({"patient":{"given_name":"Persephone-Unique-Name"}})";
   insert(r);
@@ -183,14 +198,17 @@ TEST_F(StoreTest, ErrorsNameTheStatementButNeverTheBoundValues) {
     const std::string what = e.what();
     EXPECT_TRUE(e.is_constraint());
     EXPECT_FALSE(e.is_unavailable());
-    EXPECT_NE(what.find("UNIQUE constraint failed: referrals.id"), std::string::npos) << what;
+    const char* refusal = GetParam() == Dialect::sqlite
+                              ? "UNIQUE constraint failed: referrals.id"
+                              : "duplicate key value violates unique constraint \"referrals_pkey\"";
+    EXPECT_NE(what.find(refusal), std::string::npos) << what;
     EXPECT_NE(what.find("INSERT INTO referrals"), std::string::npos) << what;
     EXPECT_EQ(what.find("R-SECRET-ID-1"), std::string::npos) << what;
     EXPECT_EQ(what.find("Persephone"), std::string::npos) << what;
   }
 }
 
-TEST_F(StoreTest, DataVersionMovesWhenAnotherConnectionWrites) {
+TEST_F(SqliteStoreTest, DataVersionMovesWhenAnotherConnectionWrites) {
   Database other(file(), OpenMode::read_write);
   const std::int64_t before = db->data_version();
   EXPECT_EQ(db->data_version(), before);
@@ -258,7 +276,7 @@ TEST(Migrations, AForeignDatabaseIsRefused) {
   }
 }
 
-TEST_F(StoreTest, ConstraintsRefuseUnknownStates) {
+TEST_P(StoreTest, ConstraintsRefuseUnknownStates) {
   insert(sample("R-1", t0));
   EXPECT_THROW(db->exec("UPDATE deliveries SET state = 'lost'"), DatabaseError);
   EXPECT_THROW(db->exec("UPDATE referrals SET decision = 'maybe'"), DatabaseError);
@@ -273,7 +291,7 @@ TEST_F(StoreTest, ConstraintsRefuseUnknownStates) {
 
 // ---- Referrals ----
 
-TEST_F(StoreTest, InsertFindAndDeliveriesRoundTripVerbatim) {
+TEST_P(StoreTest, InsertFindAndDeliveriesRoundTripVerbatim) {
   NewReferral r = sample("R-20261128-7K3M9-TZQXA", t0 + 123ms);
   r.document =
       "{\"patient\":{\"given_name\":\"Zoë 🦄\",\"family_name\":\"O'Brien\"},"
@@ -297,7 +315,7 @@ TEST_F(StoreTest, InsertFindAndDeliveriesRoundTripVerbatim) {
   EXPECT_EQ(found->channel, "api");
   EXPECT_EQ(found->client, "sha256:client-a");
   EXPECT_EQ(found->document, r.document);
-  EXPECT_EQ(scalar(*db, "SELECT count(*) FROM sqlite_master WHERE name = 'referrals'"), 1);
+  EXPECT_EQ(scalar(*db, "SELECT count(*) FROM referrals"), 1);
 
   const auto deliveries = deliveries_of(*db, r.id);
   ASSERT_EQ(deliveries.size(), 2u);
@@ -329,7 +347,7 @@ TEST_F(StoreTest, InsertFindAndDeliveriesRoundTripVerbatim) {
   EXPECT_TRUE(deliveries_of(*db, "R-20261128-NOPE0-NOPE0").empty());
 }
 
-TEST_F(StoreTest, ARepeatedTargetGetsOneDelivery) {
+TEST_P(StoreTest, ARepeatedTargetGetsOneDelivery) {
   insert(sample("R-1", t0, {"office-email", "pager", "office-email"}));
   const auto deliveries = deliveries_of(*db, "R-1");
   ASSERT_EQ(deliveries.size(), 2u);
@@ -337,21 +355,28 @@ TEST_F(StoreTest, ARepeatedTargetGetsOneDelivery) {
   EXPECT_EQ(deliveries[1].target, "pager");
 }
 
-TEST_F(StoreTest, InsertReferralIsAtomicOnItsOwn) {
+TEST_P(StoreTest, InsertReferralIsAtomicOnItsOwn) {
   // The audit row is written last; make it fail, outside any transaction.
-  db->exec(
-      "CREATE TEMP TRIGGER refuse_audit BEFORE INSERT ON main.audit "
-      "BEGIN SELECT RAISE(ABORT, 'injected'); END");
+  if (GetParam() == Dialect::sqlite) {
+    db->exec(
+        "CREATE TEMP TRIGGER refuse_audit BEFORE INSERT ON main.audit "
+        "BEGIN SELECT RAISE(ABORT, 'injected'); END");
+  } else {
+    db->exec(
+        "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        "BEGIN RAISE EXCEPTION 'injected'; END $$; "
+        "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit FOR EACH ROW EXECUTE FUNCTION refuse_audit()");
+  }
   EXPECT_THROW(insert_referral(*db, sample("R-1", t0)), DatabaseError);
   EXPECT_EQ(scalar(*db, "SELECT count(*) FROM referrals"), 0);
   EXPECT_EQ(scalar(*db, "SELECT count(*) FROM deliveries"), 0);
   EXPECT_EQ(scalar(*db, "SELECT count(*) FROM referral_reasons"), 0);
-  db->exec("DROP TRIGGER refuse_audit");
+  db->exec(GetParam() == Dialect::sqlite ? "DROP TRIGGER refuse_audit" : "DROP TRIGGER refuse_audit ON audit");
   EXPECT_EQ(insert_referral(*db, sample("R-2", t0)).status, InsertStatus::inserted);
   EXPECT_EQ(scalar(*db, "SELECT count(*) FROM deliveries"), 2);
 }
 
-TEST_F(StoreTest, IdempotencyKeyReplaysTheSameRequestAndRefusesADifferentOne) {
+TEST_P(StoreTest, IdempotencyKeyReplaysTheSameRequestAndRefusesADifferentOne) {
   NewReferral first = sample("R-1", t0);
   first.idempotency_key = "key-1";
   ASSERT_EQ(insert(first).status, InsertStatus::inserted);
@@ -390,7 +415,7 @@ std::vector<std::string> ids_of(const std::vector<DeliveryRow>& rows) {
   return ids;
 }
 
-TEST_F(StoreTest, ClaimDueTakesTheOldestDueFirstAndLeasesThem) {
+TEST_P(StoreTest, ClaimDueTakesTheOldestDueFirstAndLeasesThem) {
   insert(sample("R-late", t0 + 3s, {"fax"}));
   insert(sample("R-first", t0 + 1s, {"fax"}));
   insert(sample("R-second", t0 + 2s, {"fax"}));
@@ -422,7 +447,7 @@ TEST_F(StoreTest, ClaimDueTakesTheOldestDueFirstAndLeasesThem) {
   EXPECT_TRUE(claim_due(*db, now, 30s, 0).empty());
 }
 
-TEST_F(StoreTest, ClaimDueFiltersByTarget) {
+TEST_P(StoreTest, ClaimDueFiltersByTarget) {
   insert(sample("R-1", t0, {"office-email", "office-fax", "pager"}));
   EXPECT_EQ(ids_of(claim_due(*db, t0, 30s, 10, {"office-fax"})), (std::vector<std::string>{"R-1/office-fax"}));
   EXPECT_EQ(ids_of(claim_due(*db, t0, 30s, 10, {"pager", "office-email", "nowhere"})),
@@ -430,7 +455,7 @@ TEST_F(StoreTest, ClaimDueFiltersByTarget) {
   EXPECT_TRUE(claim_due(*db, t0, 30s, 10).empty());
 }
 
-TEST_F(StoreTest, NextDueIgnoresHeldAndFinishedDeliveries) {
+TEST_P(StoreTest, NextDueIgnoresHeldAndFinishedDeliveries) {
   EXPECT_EQ(next_due(*db), std::nullopt);
   insert(sample("R-1", t0, {"fax"}));
   insert(sample("R-2", t0 + 1s, {"fax"}));
@@ -454,7 +479,7 @@ AttemptRecord attempt_for(const DeliveryRow& d, AttemptOutcome outcome, Delivery
   return a;
 }
 
-TEST_F(StoreTest, FinishAttemptMovesTheDeliveryAndRecordsIt) {
+TEST_P(StoreTest, FinishAttemptMovesTheDeliveryAndRecordsIt) {
   insert(sample("R-1", t0, {"email", "fax", "pager"}));
   auto claimed = claim_due(*db, t0, 30s, 10);
   ASSERT_EQ(claimed.size(), 3u);
@@ -526,7 +551,7 @@ TEST_F(StoreTest, FinishAttemptMovesTheDeliveryAndRecordsIt) {
                          }));
 }
 
-TEST_F(StoreTest, FinishAttemptLeavesACancelledDeliveryAlone) {
+TEST_P(StoreTest, FinishAttemptLeavesACancelledDeliveryAlone) {
   insert(sample("R-1", t0, {"fax"}));
   const auto claimed = claim_due(*db, t0, 30s, 10);
   ASSERT_EQ(claimed.size(), 1u);
@@ -544,7 +569,7 @@ TEST_F(StoreTest, FinishAttemptLeavesACancelledDeliveryAlone) {
   EXPECT_EQ(st.column_text(1), "target=fax attempt=1 outcome=delivered state=cancelled");
 }
 
-TEST_F(StoreTest, FinishAttemptFromAnExpiredLeaseDoesNotOverwriteTheNewClaim) {
+TEST_P(StoreTest, FinishAttemptFromAnExpiredLeaseDoesNotOverwriteTheNewClaim) {
   insert(sample("R-1", t0, {"fax"}));
   const auto first = claim_due(*db, t0, 30s, 10);
   const auto second = claim_due(*db, t0 + 30s, 30s, 10);  // the first worker hung past its lease
@@ -561,7 +586,7 @@ TEST_F(StoreTest, FinishAttemptFromAnExpiredLeaseDoesNotOverwriteTheNewClaim) {
   EXPECT_EQ(scalar(*db, "SELECT count(*) FROM attempts"), 2);
 }
 
-TEST_F(StoreTest, FinishAttemptRefusesANonsensicalNextState) {
+TEST_P(StoreTest, FinishAttemptRefusesANonsensicalNextState) {
   insert(sample("R-1", t0, {"fax"}));
   const auto claimed = claim_due(*db, t0, 30s, 10);
   EXPECT_THROW(finish_attempt(*db, attempt_for(claimed[0], AttemptOutcome::transient, DeliveryState::pending)),
@@ -599,7 +624,7 @@ std::vector<std::string> query_plan(Database& db, const std::string& sql) {
   return lines;
 }
 
-TEST_F(StoreTest, EveryQueryUsesAnIndex) {
+TEST_F(SqliteStoreTest, EveryQueryUsesAnIndex) {
   std::set<std::string> seen;
   sqlite3_trace_v2(db->handle(), SQLITE_TRACE_STMT, record_sql, &seen);
 
@@ -657,7 +682,7 @@ class AuditChainTest : public StoreTest {
     insert(sample("R-1", t0));
     insert(sample("R-2", t0 + 1s));
     insert(sample("R-3", t0 + 2s));
-    db->exec("BEGIN IMMEDIATE");
+    db->begin_write();
     auto claimed = claim_due(*db, t0 + 3s, 30s, 1);
     AttemptRecord a;
     a.delivery_id = claimed.at(0).id;
@@ -674,8 +699,9 @@ class AuditChainTest : public StoreTest {
     return st.step() ? st.column_text(0) : "";
   }
 };
+INSTANTIATE_TEST_SUITE_P(Backends, AuditChainTest, test::store_backends, test::backend_name);
 
-TEST_F(AuditChainTest, EveryRowIsChainedToTheOneBefore) {
+TEST_P(AuditChainTest, EveryRowIsChainedToTheOneBefore) {
   EXPECT_EQ(scalar(*db, "SELECT count(*) FROM audit"), 4);
   EXPECT_EQ(scalar(*db, "SELECT count(*) FROM audit WHERE hash IS NULL OR prev_hash IS NULL"), 0);
   EXPECT_EQ(scalar(*db,
@@ -692,7 +718,7 @@ TEST_F(AuditChainTest, EveryRowIsChainedToTheOneBefore) {
   EXPECT_EQ(v.head, hash_of(4));
 }
 
-TEST_F(AuditChainTest, AChangedRowIsNamed) {
+TEST_P(AuditChainTest, AChangedRowIsNamed) {
   db->exec("UPDATE audit SET detail = 'decision=accepted targets=2' WHERE id = 2");
   const AuditVerification v = verify_audit_chain(*db);
   ASSERT_TRUE(v.first_bad.has_value());
@@ -701,7 +727,7 @@ TEST_F(AuditChainTest, AChangedRowIsNamed) {
   EXPECT_EQ(v.rows, 2);
 }
 
-TEST_F(AuditChainTest, AChangedRowWithItsHashRecomputedIsFoundAtTheNextRow) {
+TEST_P(AuditChainTest, AChangedRowWithItsHashRecomputedIsFoundAtTheNextRow) {
   AuditEntry forged{2, to_millis(t0 + 1s), std::string("R-2"), std::nullopt, "referrald", "received", "forged"};
   Statement prev = db->prepare("SELECT prev_hash FROM audit WHERE id = 2");
   ASSERT_TRUE(prev.step());
@@ -714,7 +740,7 @@ TEST_F(AuditChainTest, AChangedRowWithItsHashRecomputedIsFoundAtTheNextRow) {
   EXPECT_EQ(v.problem, "does not follow row 2: a row between them was removed, or that row was changed");
 }
 
-TEST_F(AuditChainTest, ARemovedRowIsFoundAtTheRowAfterIt) {
+TEST_P(AuditChainTest, ARemovedRowIsFoundAtTheRowAfterIt) {
   db->exec("DELETE FROM audit WHERE id = 3");
   const AuditVerification v = verify_audit_chain(*db);
   ASSERT_TRUE(v.first_bad.has_value());
@@ -725,12 +751,12 @@ TEST_F(AuditChainTest, ARemovedRowIsFoundAtTheRowAfterIt) {
   EXPECT_EQ(verify_audit_chain(*db).problem, "is not the start of the chain: the rows before it were removed");
 }
 
-TEST_F(AuditChainTest, AppendingOutsideATransactionIsRefused) {
+TEST_P(AuditChainTest, AppendingOutsideATransactionIsRefused) {
   EXPECT_THROW(audit(*db, t0, std::nullopt, std::nullopt, "operator", "test", ""), std::logic_error);
   EXPECT_EQ(scalar(*db, "SELECT count(*) FROM audit"), 4);
 }
 
-TEST_F(AuditChainTest, TheEncodingKeepsFieldsApart) {
+TEST_P(AuditChainTest, TheEncodingKeepsFieldsApart) {
   AuditEntry a{1, 0, std::string("R-1"), std::nullopt, "ab", "c", ""};
   AuditEntry b{1, 0, std::string("R-1"), std::nullopt, "a", "bc", ""};
   AuditEntry c{1, 0, std::nullopt, std::nullopt, "ab", "c", ""};
@@ -740,11 +766,11 @@ TEST_F(AuditChainTest, TheEncodingKeepsFieldsApart) {
   EXPECT_NE(audit_row_hash(audit_chain_origin, a), audit_row_hash(hash_of(1), a));
 }
 
-TEST_F(AuditChainTest, ChainingUnhashedRowsGivesTheSameChain) {
+TEST_P(AuditChainTest, ChainingUnhashedRowsGivesTheSameChain) {
   const std::string head = verify_audit_chain(*db).head;
   db->exec("UPDATE audit SET prev_hash = NULL, hash = NULL WHERE id >= 3");
   EXPECT_EQ(verify_audit_chain(*db).first_bad, 3);
-  db->exec("BEGIN IMMEDIATE");
+  db->begin_write();
   chain_unhashed_audit_rows(*db);
   db->exec("COMMIT");
   const AuditVerification v = verify_audit_chain(*db);
@@ -796,3 +822,187 @@ INSERT INTO audit (at_ms, referral_id, delivery_id, actor, action, detail)
   EXPECT_EQ(scalar(db, "SELECT n FROM status_tallies WHERE status = 'received'"), 0);
   EXPECT_EQ(scalar(db, "SELECT count(*) FROM attempts"), 0);  // cascades again
 }
+
+// ---- One statement for both engines ----
+
+namespace {
+
+TEST_P(StoreTest, PlaceholdersAreNumberedMayLeaveGapsAndQuotedTextIsLeftAlone) {
+  insert(sample("R-1", t0));
+  Statement st = db->prepare(
+      "SELECT '?1 stays text', count(*) FROM referrals INDEXED BY referrals_received "
+      "WHERE received_ms >= ?1 AND client <> ?3");
+  st.bind(1, to_millis(t0)).bind(3, std::string_view("sha256:someone-else"));
+  ASSERT_TRUE(st.step());
+  EXPECT_EQ(st.column_text(0), "?1 stays text");
+  EXPECT_EQ(st.column_int(1), 1);
+  EXPECT_FALSE(st.step());
+  // Run again with the same bindings, as SQLite's statements do.
+  ASSERT_TRUE(st.step());
+  EXPECT_EQ(st.column_int(1), 1);
+}
+
+// ---- PostgreSQL's schema: version 8 in one script ----
+
+using Columns = std::set<std::string>;  // "table.column", and "index NAME"
+
+Columns sqlite_schema() {
+  TempDir dir;
+  Database db(dir.path() / "referrald.db", OpenMode::read_write_create);
+  migrate(db);
+  Columns out;
+  Statement columns = db.prepare(
+      "SELECT m.name, p.name FROM sqlite_master AS m JOIN pragma_table_info(m.name) AS p WHERE m.type = 'table'");
+  while (columns.step()) out.insert(columns.column_text(0) + "." + columns.column_text(1));
+  Statement indexes = db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL");
+  while (indexes.step()) out.insert("index " + indexes.column_text(0));
+  return out;
+}
+
+Columns postgresql_schema(Database& db) {
+  Columns out;
+  Statement columns = db.prepare(
+      "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema()");
+  while (columns.step()) {
+    // SQLite's implicit rowid is a column of that name in PostgreSQL.
+    if (columns.column_text(1) == "rowid") continue;
+    out.insert(columns.column_text(0) + "." + columns.column_text(1));
+  }
+  // Not the indexes behind primary keys and UNIQUE constraints (SQLite's are
+  // automatic, without SQL).
+  Statement indexes = db.prepare(
+      "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+      "AND indexname NOT LIKE '%\\_pkey' AND indexname NOT LIKE '%\\_key'");
+  while (indexes.step()) out.insert("index " + indexes.column_text(0));
+  return out;
+}
+
+TEST(PostgresSchema, HasTheTablesColumnsAndIndexesOfSqlitesVersion8) {
+  static_assert(schema_version == 8, "a migration after 8 needs its PostgreSQL text: check it here too");
+  TestStore store(Dialect::postgresql);
+  const auto db = store.open();
+  migrate(*db);
+  EXPECT_EQ(current_schema_version(*db), schema_version);
+  EXPECT_EQ(postgresql_schema(*db), sqlite_schema());
+}
+
+TEST(PostgresSchema, InstancesStartingTogetherMigrateOnce) {
+  TestStore store(Dialect::postgresql);
+  std::vector<std::thread> starts;
+  std::atomic<int> failures{0};
+  for (int i = 0; i < 4; ++i) {
+    starts.emplace_back([&] {
+      try {
+        const auto db = store.open();
+        migrate(*db);
+      } catch (const std::exception& e) {
+        ++failures;
+        ADD_FAILURE() << e.what();
+      }
+    });
+  }
+  for (auto& t : starts) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  const auto db = store.open(OpenMode::read_only);
+  EXPECT_EQ(scalar(*db, "SELECT count(*) FROM schema_version"), 1);
+  EXPECT_EQ(current_schema_version(*db), schema_version);
+}
+
+TEST(PostgresSchema, ANewerSchemaAndAForeignDatabaseAreRefused) {
+  {
+    TestStore store(Dialect::postgresql);
+    const auto db = store.open();
+    migrate(*db);
+    db->exec("INSERT INTO schema_version (version, applied_ms) VALUES (" + std::to_string(schema_version + 1) + ", 0)");
+    EXPECT_THROW(migrate(*db), IncompatibleSchema);
+  }
+  TestStore store(Dialect::postgresql);
+  const auto db = store.open();
+  db->exec("CREATE TABLE inventory (sku TEXT)");
+  try {
+    migrate(*db);
+    FAIL() << "migrated a foreign database";
+  } catch (const IncompatibleSchema& e) {
+    EXPECT_NE(std::string(e.what()).find("has tables but no schema_version: not a referrald database"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+// ---- PostgreSQL's errors, classified as SQLite's ----
+
+TEST(PostgresErrors, AnUnreachableServerAndABadPasswordAreUnavailableAndSaySo) {
+  TestStore store(Dialect::postgresql);
+  PostgresTarget wrong_password = store.target().postgres;
+  wrong_password.password = "not-the-password";
+  try {
+    Database db(wrong_password, OpenMode::read_write);
+    FAIL() << "connected with a wrong password";
+  } catch (const DatabaseError& e) {
+    EXPECT_TRUE(e.is_unavailable()) << e.what();
+    EXPECT_EQ(e.sqlstate(), "28P01") << e.what();
+    EXPECT_STREQ(e.unavailable_reason(), "the database server refused the login");
+    EXPECT_NE(std::string(e.what()).find("password authentication failed"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("not-the-password"), std::string::npos) << e.what();
+  }
+  PostgresTarget nowhere{"postgresql://referrald@127.0.0.1:" + std::to_string(test::free_port()) + "/referrald",
+                         std::string("x"), std::chrono::seconds(5)};
+  try {
+    Database db(nowhere, OpenMode::read_write);
+    FAIL() << "connected to a closed port";
+  } catch (const DatabaseError& e) {
+    EXPECT_TRUE(e.is_unavailable()) << e.what();
+    EXPECT_TRUE(e.is_cannot_open()) << e.what();
+    EXPECT_STREQ(e.unavailable_reason(), "the database server cannot be reached");
+  }
+}
+
+TEST(PostgresErrors, SqlstatesMapOntoTheClassesCallersAsk) {
+  TestStore store(Dialect::postgresql);
+  const auto db = store.open();
+  migrate(*db);
+  const auto error_of = [&](const std::string& sql) -> DatabaseError {
+    try {
+      db->exec(sql);
+    } catch (const DatabaseError& e) {
+      return e;
+    }
+    throw std::runtime_error("no error from " + sql);
+  };
+  // 53100 (disk full) and 57P01 (admin shutdown) as the server raises them.
+  db->exec(
+      "CREATE FUNCTION fail_with(state text) RETURNS void LANGUAGE plpgsql AS $$ "
+      "BEGIN RAISE EXCEPTION 'injected' USING ERRCODE = state; END $$");
+  const DatabaseError full = error_of("SELECT fail_with('53100')");
+  EXPECT_TRUE(full.is_unavailable());
+  EXPECT_STREQ(full.unavailable_reason(), "the disk is full");
+  const DatabaseError shutdown = error_of("SELECT fail_with('57P01')");
+  EXPECT_TRUE(shutdown.is_unavailable());
+  EXPECT_STREQ(shutdown.unavailable_reason(), "the database server is shutting down or starting");
+  const DatabaseError check = error_of("INSERT INTO tallies (kind, value, n) VALUES ('mood', 'calm', 0)");
+  EXPECT_EQ(check.sqlstate(), "23514");
+  EXPECT_TRUE(check.is_constraint());
+  EXPECT_FALSE(check.is_unavailable());
+  const DatabaseError read_only = error_of("BEGIN READ ONLY; DELETE FROM audit");
+  db->exec("ROLLBACK");
+  EXPECT_TRUE(read_only.is_read_only());
+  EXPECT_TRUE(read_only.is_unavailable());
+}
+
+}  // namespace
+
+namespace {
+
+// referralctl's list, newest first, on both engines.
+TEST_P(StoreTest, ListReadsNewestFirst) {
+  insert(sample("R-1", t0));
+  insert(sample("R-2", t0 + 1s));
+  ListFilter filter;
+  const ReferralPage page = list_referrals(*db, filter);
+  ASSERT_EQ(page.referrals.size(), 2u);
+  EXPECT_EQ(page.referrals[0].id, "R-2");
+  EXPECT_EQ(page.referrals[1].id, "R-1");
+  EXPECT_EQ(page.referrals[1].deliveries.size(), 2u);
+}
+
+}  // namespace

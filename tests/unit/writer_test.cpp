@@ -1,5 +1,7 @@
-// Group commit and the reader pool against real SQLite files. Every wait has
-// a deadline, so a bug fails a test instead of hanging it.
+// Group commit and the reader pool against real SQLite files and a real
+// PostgreSQL server (one test body, the backend its parameter; what only
+// SQLite's files can show is SqliteWriterTest). Every wait has a deadline,
+// so a bug fails a test instead of hanging it.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/mount.h>
@@ -21,6 +23,7 @@
 #include "store/store.hpp"
 #include "store/writer.hpp"
 #include "support/harness.hpp"
+#include "support/store_backends.hpp"
 
 using namespace referrald;
 using namespace referrald::store;
@@ -31,6 +34,7 @@ namespace {
 constexpr auto deadline = 60s;
 
 using referrald::test::TempDir;
+using referrald::test::TestStore;
 
 const TimePoint t0 = from_millis(1'795'000'000'000);
 
@@ -115,14 +119,32 @@ std::int64_t count_rows(const std::filesystem::path& file, const std::string& ta
   return st.column_int(0);
 }
 
-class WriterTest : public ::testing::Test {
+class WriterTest : public ::testing::TestWithParam<Dialect> {
  protected:
-  std::filesystem::path file() const { return dir.path() / "referrald.db"; }
+  virtual Dialect backend() const { return GetParam(); }
+  void SetUp() override { store = std::make_unique<TestStore>(backend()); }
+  const StorageTarget& target() const { return store->target(); }
+  std::filesystem::path file() const { return store->target().file; }
+  std::int64_t rows(const std::string& table) const {
+    const auto db = store->open(OpenMode::read_only);
+    Statement st = db->prepare("SELECT count(*) FROM " + table);
+    st.step();
+    return st.column_int(0);
+  }
+  std::unique_ptr<TestStore> store;
   TempDir dir;
 };
+INSTANTIATE_TEST_SUITE_P(Backends, WriterTest, test::store_backends, test::backend_name);
 
-TEST_F(WriterTest, ThousandJobsFromEightThreadsShareFewCommits) {
-  Writer writer(file(), WriterOptions{});
+// What only SQLite's files show: their modes, a disk full of pages, a file
+// moved or deleted under the writer.
+class SqliteWriterTest : public WriterTest {
+ protected:
+  Dialect backend() const override { return Dialect::sqlite; }
+};
+
+TEST_P(WriterTest, ThousandJobsFromEightThreadsShareFewCommits) {
+  Writer writer(target(), WriterOptions{});
   std::atomic<int> hooks{0};
   writer.on_commit([&] { hooks.fetch_add(1); });
 
@@ -157,15 +179,15 @@ TEST_F(WriterTest, ThousandJobsFromEightThreadsShareFewCommits) {
   RecordProperty("commits", static_cast<int>(writer.commits()));
 
   writer.stop();
-  EXPECT_EQ(count_rows(file(), "referrals"), static_cast<std::int64_t>(jobs));
-  EXPECT_EQ(count_rows(file(), "deliveries"), static_cast<std::int64_t>(2 * jobs));
+  EXPECT_EQ(rows("referrals"), static_cast<std::int64_t>(jobs));
+  EXPECT_EQ(rows("deliveries"), static_cast<std::int64_t>(2 * jobs));
 }
 
 // Like the HTTP path: eight clients that each wait for their answer before
 // sending the next referral. At most eight jobs can share a commit, and
 // while one commit is being fsynced the others queue up behind it.
-TEST_F(WriterTest, EightWaitingClientsShareCommits) {
-  Writer writer(file(), WriterOptions{});
+TEST_P(WriterTest, EightWaitingClientsShareCommits) {
+  Writer writer(target(), WriterOptions{});
   constexpr std::size_t clients = 8;
   constexpr std::size_t per_client = 125;
   constexpr std::size_t jobs = clients * per_client;
@@ -195,8 +217,8 @@ TEST_F(WriterTest, EightWaitingClientsShareCommits) {
   RecordProperty("commits", static_cast<int>(writer.commits()));
 }
 
-TEST_F(WriterTest, AJobThatThrowsFailsAloneWhileItsNeighboursCommit) {
-  Writer writer(file(), WriterOptions{});
+TEST_P(WriterTest, AJobThatThrowsFailsAloneWhileItsNeighboursCommit) {
+  Writer writer(target(), WriterOptions{});
   Gate gate;
   Results results(5);
   writer.submit(gate.job(), results.slot(0));
@@ -220,7 +242,10 @@ TEST_F(WriterTest, AJobThatThrowsFailsAloneWhileItsNeighboursCommit) {
   EXPECT_EQ(results.at(2).status, JobStatus::failed);
   EXPECT_EQ(results.at(2).error, "rendering failed");
   EXPECT_EQ(results.at(3).status, JobStatus::failed);
-  EXPECT_NE(results.at(3).error.find("UNIQUE constraint failed: referrals.id"), std::string::npos)
+  EXPECT_NE(results.at(3).error.find(GetParam() == Dialect::sqlite
+                                         ? "UNIQUE constraint failed: referrals.id"
+                                         : "duplicate key value violates unique constraint \"referrals_pkey\""),
+            std::string::npos)
       << results.at(3).error;
   EXPECT_EQ(results.at(4).status, JobStatus::committed);
   EXPECT_EQ(writer.commits(), 2u);
@@ -228,18 +253,19 @@ TEST_F(WriterTest, AJobThatThrowsFailsAloneWhileItsNeighboursCommit) {
   EXPECT_TRUE(writer.healthy());
   writer.stop();
 
-  Database db(file(), OpenMode::read_only);
-  EXPECT_TRUE(find_referral(db, "R-A").has_value());
-  EXPECT_FALSE(find_referral(db, "R-B").has_value());  // its own writes were rolled back
-  EXPECT_TRUE(find_referral(db, "R-D").has_value());
-  EXPECT_EQ(count_rows(file(), "deliveries"), 4);
-  EXPECT_EQ(count_rows(file(), "audit"), 2);
+  const auto db = store->open(OpenMode::read_only);
+  EXPECT_TRUE(find_referral(*db, "R-A").has_value());
+  EXPECT_FALSE(find_referral(*db, "R-B").has_value());  // its own writes were rolled back
+  EXPECT_TRUE(find_referral(*db, "R-D").has_value());
+  EXPECT_EQ(rows("deliveries"), 4);
+  EXPECT_EQ(rows("audit"), 2);
 }
 
-TEST_F(WriterTest, ACompletionRunsOnlyOnceTheRowIsVisibleToOtherConnections) {
-  Writer writer(file(), WriterOptions{});
+TEST_P(WriterTest, ACompletionRunsOnlyOnceTheRowIsVisibleToOtherConnections) {
+  Writer writer(target(), WriterOptions{});
   // Used only inside completions, which all run on the writer thread.
-  Database observer(file(), OpenMode::read_only);
+  const auto observer_connection = store->open(OpenMode::read_only);
+  Database& observer = *observer_connection;
   constexpr std::size_t jobs = 100;
   std::atomic<std::size_t> visible{0};
   Results results(jobs);
@@ -263,8 +289,8 @@ TEST_F(WriterTest, ACompletionRunsOnlyOnceTheRowIsVisibleToOtherConnections) {
   EXPECT_EQ(visible.load(), jobs);
 }
 
-TEST_F(WriterTest, ACompletionMaySubmitAgain) {
-  Writer writer(file(), WriterOptions{});
+TEST_P(WriterTest, ACompletionMaySubmitAgain) {
+  Writer writer(target(), WriterOptions{});
   Results results(2);
   writer.submit(insert_job(sample("R-1")), [&](JobResult r) {
     // Would deadlock if completions ran under the queue mutex.
@@ -277,10 +303,10 @@ TEST_F(WriterTest, ACompletionMaySubmitAgain) {
   EXPECT_EQ(results.at(1).status, JobStatus::committed);
 }
 
-TEST_F(WriterTest, AFullQueueRefusesAtOnceOnTheCallersThread) {
+TEST_P(WriterTest, AFullQueueRefusesAtOnceOnTheCallersThread) {
   WriterOptions options;
   options.queue_limit = 2;
-  Writer writer(file(), options);
+  Writer writer(target(), options);
   Gate gate;
   Results results(4);
   writer.submit(gate.job(), results.slot(0));
@@ -304,11 +330,11 @@ TEST_F(WriterTest, AFullQueueRefusesAtOnceOnTheCallersThread) {
   EXPECT_EQ(results.at(1).status, JobStatus::committed);
   EXPECT_EQ(results.at(2).status, JobStatus::committed);
   writer.stop();
-  EXPECT_EQ(count_rows(file(), "referrals"), 2);
+  EXPECT_EQ(rows("referrals"), 2);
 }
 
-TEST_F(WriterTest, StopRunsWhatIsQueuedThenRefuses) {
-  Writer writer(file(), WriterOptions{});
+TEST_P(WriterTest, StopRunsWhatIsQueuedThenRefuses) {
+  Writer writer(target(), WriterOptions{});
   Gate gate;
   constexpr std::size_t queued = 5;
   Results results(queued + 1);
@@ -327,13 +353,13 @@ TEST_F(WriterTest, StopRunsWhatIsQueuedThenRefuses) {
   writer.submit(insert_job(sample("R-late")), [&](JobResult r) { late = std::move(r); });
   EXPECT_EQ(late.status, JobStatus::stopped);
   writer.stop();  // idempotent
-  EXPECT_EQ(count_rows(file(), "referrals"), static_cast<std::int64_t>(queued));
+  EXPECT_EQ(rows("referrals"), static_cast<std::int64_t>(queued));
 }
 
 // Disk full, injected: the write connection may not grow the file beyond the
 // pages it has when it opens. A small job still fits in existing pages; a
 // referral with a large document does not.
-TEST_F(WriterTest, DiskFullFailsTheWholeBatchAndTheWriterRecoversWhenItClears) {
+TEST_F(SqliteWriterTest, DiskFullFailsTheWholeBatchAndTheWriterRecoversWhenItClears) {
   std::atomic<int> opens{0};
   WriterOptions options;
   options.on_open = [&](Database& db) {
@@ -392,23 +418,25 @@ TEST_F(WriterTest, DiskFullFailsTheWholeBatchAndTheWriterRecoversWhenItClears) {
 // Another connection holding the write lock longer than the writer's busy
 // timeout: the batch is unavailable (the store, not the job, is at fault),
 // the connection is kept, and the next batch after the release commits.
-TEST_F(WriterTest, AWriteLockHeldElsewhereIsUnavailableUntilReleased) {
+TEST_P(WriterTest, AWriteLockHeldElsewhereIsUnavailableUntilReleased) {
   std::atomic<int> opens{0};
   WriterOptions options;
   options.on_open = [&](Database&) { opens.fetch_add(1); };
-  Writer writer(file(), options);
-  Database other(file(), OpenMode::read_write);
-  other.exec("BEGIN EXCLUSIVE");
+  Writer writer(target(), options);
+  const auto other = store->open(OpenMode::read_write);
+  other->begin_write();
   Results locked(1);
   const auto started = std::chrono::steady_clock::now();
   writer.submit(insert_job(sample("R-1")), locked.slot(0));
   ASSERT_TRUE(locked.wait_all());
   EXPECT_GE(std::chrono::steady_clock::now() - started, 1s);  // it waited for the lock first
   EXPECT_EQ(locked.at(0).status, JobStatus::unavailable);
-  EXPECT_NE(locked.at(0).error.find("database is locked"), std::string::npos) << locked.at(0).error;
+  EXPECT_NE(locked.at(0).error.find(GetParam() == Dialect::sqlite ? "database is locked" : "lock timeout"),
+            std::string::npos)
+      << locked.at(0).error;
   EXPECT_EQ(writer.unhealthy_reason(), "the database is locked by another connection");
 
-  other.exec("ROLLBACK");
+  other->exec("ROLLBACK");
   Results released(1);
   writer.submit(insert_job(sample("R-1")), released.slot(0));
   ASSERT_TRUE(released.wait_all());
@@ -419,7 +447,7 @@ TEST_F(WriterTest, AWriteLockHeldElsewhereIsUnavailableUntilReleased) {
 
 // The real thing where the machine allows it: the database on a tiny tmpfs
 // that a ballast file fills up, then deleting the ballast.
-TEST_F(WriterTest, RealDiskFullOnATinyFilesystemRecoversWithoutRestart) {
+TEST_F(SqliteWriterTest, RealDiskFullOnATinyFilesystemRecoversWithoutRestart) {
   const auto mount_point = dir.path() / "fs";
   std::filesystem::create_directory(mount_point);
   if (::mount("tmpfs", mount_point.c_str(), "tmpfs", 0, "size=2m,mode=0700") != 0) {
@@ -470,7 +498,7 @@ TEST_F(WriterTest, RealDiskFullOnATinyFilesystemRecoversWithoutRestart) {
 // while a file on it is open for writing, so this cannot happen under a
 // running writer; it can at start or at a reopen.) SQLite would quietly open
 // the database read-only; the open fails instead, saying why.
-TEST_F(WriterTest, ADatabaseOnAReadOnlyFilesystemIsRefusedAtOpen) {
+TEST_F(SqliteWriterTest, ADatabaseOnAReadOnlyFilesystemIsRefusedAtOpen) {
   const auto mount_point = dir.path() / "fs";
   std::filesystem::create_directory(mount_point);
   if (::mount("tmpfs", mount_point.c_str(), "tmpfs", 0, "size=4m,mode=0700") != 0) {
@@ -508,7 +536,7 @@ TEST_F(WriterTest, ADatabaseOnAReadOnlyFilesystemIsRefusedAtOpen) {
   EXPECT_EQ(r.at(0).status, JobStatus::committed) << r.at(0).error;
 }
 
-TEST_F(WriterTest, AMovedDatabaseIsReopenedAndNeverRecreated) {
+TEST_F(SqliteWriterTest, AMovedDatabaseIsReopenedAndNeverRecreated) {
   std::atomic<int> opens{0};
   WriterOptions options;
   options.on_open = [&](Database&) { opens.fetch_add(1); };
@@ -548,7 +576,7 @@ TEST_F(WriterTest, AMovedDatabaseIsReopenedAndNeverRecreated) {
   EXPECT_TRUE(find_referral(db, "R-4").has_value());
 }
 
-TEST_F(WriterTest, ADeletedDatabaseIsNotWrittenToAnyMore) {
+TEST_F(SqliteWriterTest, ADeletedDatabaseIsNotWrittenToAnyMore) {
   Writer writer(file(), WriterOptions{});
   Results first(1);
   writer.submit(insert_job(sample("R-1")), first.slot(0));
@@ -562,14 +590,14 @@ TEST_F(WriterTest, ADeletedDatabaseIsNotWrittenToAnyMore) {
   EXPECT_FALSE(std::filesystem::exists(file()));
 }
 
-TEST_F(WriterTest, RefusesADatabaseNewerThanItself) {
+TEST_P(WriterTest, RefusesADatabaseNewerThanItself) {
   {
-    Database db(file(), OpenMode::read_write_create);
-    migrate(db);
-    db.exec("INSERT INTO schema_version (version, applied_ms) VALUES (" + std::to_string(schema_version + 1) + ", 0)");
+    const auto db = store->open();
+    migrate(*db);
+    db->exec("INSERT INTO schema_version (version, applied_ms) VALUES (" + std::to_string(schema_version + 1) + ", 0)");
   }
   try {
-    Writer writer(file(), WriterOptions{});
+    Writer writer(target(), WriterOptions{});
     FAIL() << "writer started on a newer database";
   } catch (const IncompatibleSchema& e) {
     EXPECT_EQ(std::string(e.what()), "database schema version " + std::to_string(schema_version + 1) +
@@ -577,7 +605,7 @@ TEST_F(WriterTest, RefusesADatabaseNewerThanItself) {
   }
 }
 
-TEST_F(WriterTest, CreatesTheDatabasePrivate) {
+TEST_F(SqliteWriterTest, CreatesTheDatabasePrivate) {
   Writer writer(file(), WriterOptions{});
   for (const char* suffix : {"", "-wal", "-shm"}) {
     const std::filesystem::path p = file().string() + suffix;
@@ -589,14 +617,14 @@ TEST_F(WriterTest, CreatesTheDatabasePrivate) {
 
 // ---- ReaderPool ----
 
-TEST_F(WriterTest, ReaderPoolRunsQueriesAndReportsFailures) {
+TEST_P(WriterTest, ReaderPoolRunsQueriesAndReportsFailures) {
   {
-    Writer writer(file(), WriterOptions{});
+    Writer writer(target(), WriterOptions{});
     Results results(1);
     writer.submit(insert_job(sample("R-1")), results.slot(0));
     ASSERT_TRUE(results.wait_all());
   }
-  ReaderPool pool(file(), 2);
+  ReaderPool pool(target(), 2);
 
   std::promise<std::optional<ReferralRow>> found;
   pool.submit([&](Database& db) { found.set_value(find_referral(db, "R-1")); },
@@ -617,16 +645,17 @@ TEST_F(WriterTest, ReaderPoolRunsQueriesAndReportsFailures) {
               [&](std::string message) { write.set_value(std::move(message)); });
   auto write_future = write.get_future();
   ASSERT_EQ(write_future.wait_for(deadline), std::future_status::ready);
-  EXPECT_NE(write_future.get().find("readonly"), std::string::npos);
+  EXPECT_NE(write_future.get().find(GetParam() == Dialect::sqlite ? "readonly" : "read-only transaction"),
+            std::string::npos);
   pool.stop();
-  EXPECT_EQ(count_rows(file(), "referrals"), 1);
+  EXPECT_EQ(rows("referrals"), 1);
 
   std::string after_stop;
   pool.submit([](Database&) {}, [&](std::string message) { after_stop = std::move(message); });
   EXPECT_EQ(after_stop, "reader pool is stopping");
 }
 
-TEST_F(WriterTest, ReaderPoolOnAMissingDatabaseFailsEachQuery) {
+TEST_F(SqliteWriterTest, ReaderPoolOnAMissingDatabaseFailsEachQuery) {
   ReaderPool pool(file(), 1);
   std::promise<std::string> failed;
   pool.submit([](Database&) {}, [&](std::string message) { failed.set_value(std::move(message)); });

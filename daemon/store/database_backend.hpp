@@ -1,0 +1,47 @@
+// Store-internal: what a backend's connection implements behind Database
+// (database_sqlite.cpp, database_postgresql.cpp). Not part of the store's
+// interface.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "store/database.hpp"
+
+namespace referrald::store::detail {
+
+class Connection {
+ public:
+  virtual ~Connection() = default;
+  virtual void exec(std::string_view sql) = 0;
+  virtual std::unique_ptr<StatementBackend> prepare(std::string_view sql) = 0;
+  virtual void set_busy_timeout(std::chrono::milliseconds wait) = 0;
+  virtual std::int64_t last_insert_rowid() const = 0;
+  virtual int changes() const = 0;
+  virtual std::int64_t data_version() = 0;
+  virtual bool in_transaction() const = 0;
+  virtual void reset_busy_statements() = 0;
+  virtual void begin_read() = 0;
+  virtual void begin_write() = 0;
+  virtual sqlite3* sqlite_handle() const noexcept { return nullptr; }
+};
+
+std::unique_ptr<Connection> open_sqlite(const std::filesystem::path& file, OpenMode mode);
+std::unique_ptr<Connection> open_postgresql(const PostgresTarget& target, OpenMode mode);
+
+// One readable line naming the statement, for error messages. SQL text never
+// holds values (they are always bound), so this carries no PHI.
+std::string describe_sql(std::string_view sql);
+// "ENGINE OPERATION [statement]: message", the text of a DatabaseError.
+std::string error_text(std::string_view engine, std::string_view operation, std::string_view sql,
+                       std::string_view message);
+
+// The server and database a PostgreSQL URI names, for messages: never its
+// password.
+std::string describe_postgres(const PostgresTarget& target);
+
+}  // namespace referrald::store::detail

@@ -1,0 +1,142 @@
+// referrald and referralctl on PostgreSQL: the real daemon with
+// [storage] backend = "postgresql" on a real PostgreSQL 15 server, delivering
+// to the real SMTP peer; the server stopped under it and started again.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <set>
+#include <thread>
+
+#include "support/harness.hpp"
+#include "support/peers.hpp"
+#include "support/postgres.hpp"
+
+namespace referrald::test {
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+// A daemon whose store is a fresh database on the test program's server,
+// its password in a file beside the configuration, delivering by email.
+struct PostgresDaemon {
+  explicit PostgresDaemon(const MailServer& mail) : database(shared_postgres().create_database()) {
+    write_file(secrets / "pg-password", shared_postgres().password() + "\n");
+    fs::permissions(secrets / "pg-password", fs::perms::owner_read | fs::perms::owner_write);
+    Daemon::Options o;
+    o.storage = "backend = \"postgresql\"\nurl = \"" + shared_postgres().url(database) + "\"\npassword_file = \"" +
+                (secrets / "pg-password").string() + "\"\npool = 2\n";
+    o.with_default_targets = false;
+    o.extra_config = "\n[delivery]\ninitial_backoff = \"200ms\"\nmax_backoff = \"1s\"\n" +
+                     smtp_target(mail, secrets.path()) + "\n[[route]]\nnotify = [\"office-email\"]\n";
+    daemon = std::make_unique<Daemon>(std::move(o));
+  }
+  TempDir secrets;
+  std::string database;
+  std::unique_ptr<Daemon> daemon;
+};
+
+std::string submit(Daemon& daemon) {
+  const auto r = daemon.post_referral(sample("asps-routine.json"));
+  if (r.status != 202) throw std::runtime_error("POST answered " + std::to_string(r.status) + ": " + r.body);
+  return json::parse(r.body)["id"];
+}
+
+TEST(Postgres, ReferralsAreStoredDeliveredAndListedByReferralctl) {
+  MailServer mail({});
+  PostgresDaemon pg(mail);
+  Daemon& daemon = *pg.daemon;
+  daemon.start();
+
+  std::set<std::string> ids;
+  for (int i = 0; i < 12; ++i) ids.insert(submit(daemon));
+  ASSERT_EQ(ids.size(), 12u);
+
+  // Every referral mailed once, its Message-ID naming it.
+  ASSERT_TRUE(wait_until([&] { return mail.messages().size() >= ids.size(); }, 60s)) << daemon.log();
+  const auto by_id = mail.message_ids();
+  EXPECT_EQ(by_id.size(), ids.size());
+  for (const auto& [message_id, n] : by_id) EXPECT_EQ(n, 1) << message_id;
+  for (const std::string& id : ids) {
+    const auto r = daemon.get("/api/v1/referrals/" + id);
+    ASSERT_EQ(r.status, 200) << r.body;
+    const auto body = json::parse(r.body);
+    ASSERT_TRUE(wait_until([&] {
+      const auto again = json::parse(daemon.get("/api/v1/referrals/" + id).body);
+      return again["deliveries"][0]["state"] == "delivered";
+    }));
+  }
+
+  // referralctl reads the same database through the configuration.
+  const auto list = ctl({"--config", daemon.config_file().string(), "list", "--json"});
+  ASSERT_EQ(list.status, 0) << describe(list);
+  std::set<std::string> listed;
+  const json listing = list.parsed();
+  for (const auto& r : listing["referrals"]) listed.insert(r["id"].get<std::string>());
+  EXPECT_EQ(listed, ids) << describe(list);
+  const std::string first = *ids.begin();
+  const auto show = ctl({"--config", daemon.config_file().string(), "show", "--json", first});
+  ASSERT_EQ(show.status, 0) << describe(show);
+  EXPECT_EQ(show.parsed()["referral"]["id"], first);
+  EXPECT_EQ(show.parsed()["referral"]["document"]["patient"]["given_name"],
+            json::parse(sample("asps-routine.json"))["patient"]["given_name"]);
+  EXPECT_EQ(daemon.stop(), 0) << daemon.log();
+}
+
+TEST(Postgres, CheckConfigConnectsAndNamesWhatIsWrong) {
+  MailServer mail({});
+  PostgresDaemon pg(mail);
+  const auto check = [&] {
+    TempDir out;
+    const int status = shell(referrald_binary().string() + " --check-config --config " +
+                             pg.daemon->config_file().string() + " >" + (out / "out").string() + " 2>&1");
+    return std::make_pair(status, read_file(out / "out"));
+  };
+  auto [ok, ok_text] = check();
+  EXPECT_EQ(ok, 0) << ok_text;
+
+  write_file(pg.secrets / "pg-password", "wrong\n");
+  auto [auth, auth_text] = check();
+  EXPECT_NE(auth, 0);
+  EXPECT_NE(auth_text.find("storage.url: "), std::string::npos) << auth_text;
+  EXPECT_NE(auth_text.find("password authentication failed"), std::string::npos) << auth_text;
+  EXPECT_EQ(auth_text.find("wrong"), std::string::npos) << auth_text;  // the password is never printed
+}
+
+// The server stops under a running daemon: intake answers 503 (never a
+// 202) while it is down, and takes referrals again once it is back, with
+// no restart of referrald.
+TEST(Postgres, AnUnreachableServerIsA503AndIntakeRecoversWithoutRestart) {
+  MailServer mail({});
+  PostgresDaemon pg(mail);
+  Daemon& daemon = *pg.daemon;
+  daemon.start();
+  const std::string before = submit(daemon);
+
+  shared_postgres().stop();
+  const auto down = daemon.post_referral(sample("asps-routine.json"));
+  const auto health = daemon.get("/healthz", false);
+  shared_postgres().start();
+  EXPECT_EQ(down.status, 503) << down.body;
+  EXPECT_EQ(health.status, 503) << health.body;
+  EXPECT_NE(health.body.find("database server"), std::string::npos) << health.body;
+
+  std::string after;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const auto r = daemon.post_referral(sample("asps-routine.json"));
+        if (r.status == 202) after = json::parse(r.body)["id"];
+        return r.status == 202;
+      },
+      30s))
+      << daemon.log();
+  ASSERT_TRUE(wait_until([&] { return mail.messages().size() >= 2; }, 60s)) << daemon.log();
+  const auto ids = mail.message_ids();
+  EXPECT_EQ(ids.size(), 2u);
+  EXPECT_TRUE(daemon.running());
+  EXPECT_NE(before, after);
+}
+
+}  // namespace
+}  // namespace referrald::test
