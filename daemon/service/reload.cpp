@@ -21,7 +21,9 @@ namespace {
 
 constexpr const char* outcome_file = "reload-outcome";
 
-[[noreturn]] void throw_errno(const std::string& what) { throw std::system_error(errno, std::generic_category(), what); }
+[[noreturn]] void throw_errno(const std::string& what) {
+  throw std::system_error(errno, std::generic_category(), what);
+}
 
 bool process_exists(pid_t pid) { return ::kill(pid, 0) == 0 || errno == EPERM; }
 
@@ -106,7 +108,8 @@ int request_reload(pid_t pid, const fs::path& directory, std::chrono::millisecon
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   err << "referrald --reload: no answer from process " << pid << " within "
-      << std::chrono::duration_cast<std::chrono::seconds>(wait).count() << " s in " << (directory / outcome_file).string()
+      << std::chrono::duration_cast<std::chrono::seconds>(wait).count() << " s in "
+      << (directory / outcome_file).string()
       << " (is it referrald, started with $RUNTIME_DIRECTORY set?); its log says what it did\n";
   return 1;
 }
