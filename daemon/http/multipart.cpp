@@ -206,6 +206,7 @@ std::variant<MultipartForm, std::string> parse_multipart_form(std::string_view b
   }
   auto* multipart = reinterpret_cast<GMimeMultipart*>(root.get());
   const int count = g_mime_multipart_get_count(multipart);
+  if (count == 0) return std::string("The form was sent without any field.");
   // A header twice first: a file name that carries a line break and a
   // header of its own is named as that, whatever else the parser saw.
   for (int i = 0; i < count; ++i) {
