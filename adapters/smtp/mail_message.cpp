@@ -5,39 +5,13 @@
 #include <cstdio>
 #include <ctime>
 
+#include "util/crypto.hpp"
+
 namespace referrald {
 
 namespace {
 
 constexpr std::string_view crlf = "\r\n";
-constexpr std::string_view base64_alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-std::string base64(std::string_view data) {
-  std::string out;
-  out.reserve((data.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  auto byte = [&](std::size_t k) { return static_cast<std::uint32_t>(static_cast<unsigned char>(data[k])); };
-  for (; i + 2 < data.size(); i += 3) {
-    const std::uint32_t v = (byte(i) << 16) | (byte(i + 1) << 8) | byte(i + 2);
-    out += base64_alphabet[(v >> 18) & 63];
-    out += base64_alphabet[(v >> 12) & 63];
-    out += base64_alphabet[(v >> 6) & 63];
-    out += base64_alphabet[v & 63];
-  }
-  if (i + 1 == data.size()) {
-    const std::uint32_t v = byte(i) << 16;
-    out += base64_alphabet[(v >> 18) & 63];
-    out += base64_alphabet[(v >> 12) & 63];
-    out += "==";
-  } else if (i + 2 == data.size()) {
-    const std::uint32_t v = (byte(i) << 16) | (byte(i + 1) << 8);
-    out += base64_alphabet[(v >> 18) & 63];
-    out += base64_alphabet[(v >> 12) & 63];
-    out += base64_alphabet[(v >> 6) & 63];
-    out += '=';
-  }
-  return out;
-}
 
 bool is_printable_ascii(std::string_view s) {
   for (char c : s) {

@@ -8,6 +8,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <mutex>
@@ -16,7 +17,10 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "attachments/inspect.hpp"
 #include "http/csrf.hpp"
+#include "http/kept_files.hpp"
+#include "http/multipart.hpp"
 #include "office/ack_link.hpp"
 #include "store/async.hpp"
 #include "store/office.hpp"
@@ -177,11 +181,27 @@ bool at_public_origin(const Request& request, const std::vector<std::string>& or
   });
 }
 
-bool is_form_content_type(const std::string* value) {
-  if (value == nullptr) return false;
-  auto media = lower(value->substr(0, value->find(';')));
+bool is_urlencoded_type(const std::string& value) {
+  auto media = lower(value.substr(0, value.find(';')));
   while (!media.empty() && media.back() == ' ') media.pop_back();
   return media == "application/x-www-form-urlencoded";
+}
+
+// The form comes urlencoded (a page without the file input, opened before
+// an upgrade) or as multipart/form-data (its boundary is the body's
+// question: a 400 without one).
+bool is_form_content_type(const std::string* value) {
+  if (value == nullptr) return false;
+  return is_urlencoded_type(*value) || is_multipart_form_type(*value);
+}
+
+// "PDF", "JPEG": a file's type as the page names it.
+std::string_view type_name(std::string_view content_type) {
+  if (content_type == "application/pdf") return "PDF";
+  if (content_type == "image/jpeg") return "JPEG";
+  if (content_type == "image/png") return "PNG";
+  if (content_type == "image/tiff") return "TIFF";
+  return "file";
 }
 
 // "1-888-226-4343" → "18882264343", for tel: links.
@@ -230,6 +250,17 @@ struct FormState {
   std::string csrf;
   std::string submission;
   std::string notice;  // safe HTML above the form
+  // The file input: what it takes, the files held from an earlier attempt
+  // (shown with a box to remove each) and its errors, one per file.
+  struct Held {
+    std::string id;
+    std::string title;
+    std::string content_type;
+    std::size_t bytes = 0;
+  };
+  AttachmentLimits file_limits;
+  std::vector<Held> held;
+  std::vector<std::string> file_errors;
 };
 
 }  // namespace
@@ -288,14 +319,21 @@ struct Pages {
       if (tag != "input" && tag != "select" && tag != "textarea" && tag != "button") continue;
       const auto end = text.find('"', pos + 7);
       const auto name = text.substr(pos + 7, end - pos - 7);
-      if (find_field(name) == nullptr && name != csrf_field && name != submission_field) {
+      if (find_field(name) == nullptr && name != csrf_field && name != submission_field && name != attachments_field) {
         throw std::runtime_error(file + ": <" + tag + " name=\"" + name + "\"> is not a field of the referral");
       }
+    }
+    if (text.find("name=\"" + std::string(attachments_field) + "\"") == std::string::npos ||
+        text.find("id=\"" + std::string(attachments_field) + "\"") == std::string::npos) {
+      throw std::runtime_error(file + ": no file input named and with the id \"" + std::string(attachments_field) +
+                               "\"");
     }
     // Every placeholder must resolve, in every state a page can be in.
     FormState state;
     state.csrf = state.submission = std::string(token_chars, '0');
     for (const auto& f : form_field_specs) state.errors[std::string(f.name)] = "x";
+    state.held.push_back({std::string(32, '0'), "x", "application/pdf", 1});
+    state.file_errors.emplace_back("x");
     (void)render_form(state);
     (void)render_form(FormState{});
     (void)render_confirmation("R-20260101-00000-00000", Decision::declined, Urgency::emergent, {},
@@ -346,6 +384,50 @@ struct Pages {
     return out;
   }
 
+  // The file input's parts ({{files:…}}).
+  static std::optional<std::string> files_value(const FormState& s, std::string_view key) {
+    const std::string id(attachments_field);
+    if (key == "hint") {
+      const auto& l = s.file_limits;
+      if (l.max_attachments == 0)
+        return std::string("This office takes no files with a referral: send records by fax.");
+      return "PDF, JPEG, PNG or TIFF. Up to " + std::to_string(l.max_attachments) + " files, " +
+             html_escape(describe_size(l.max_attachment_bytes)) + " each and " +
+             html_escape(describe_size(l.max_total_bytes)) + " together.";
+    }
+    if (key == "errclass") return s.file_errors.empty() ? "" : " has-error";
+    if (key == "aria") {
+      if (s.file_errors.empty()) return " aria-describedby=\"" + id + "-hint\"";
+      return " aria-invalid=\"true\" aria-describedby=\"" + id + "-hint " + id + "-error\"";
+    }
+    if (key == "err") {
+      if (s.file_errors.empty()) return "";
+      std::string out = "<p class=\"field-message\" id=\"" + id + "-error\">";
+      for (std::size_t i = 0; i < s.file_errors.size(); ++i) {
+        if (i > 0) out += "<br>";
+        out += "<span class=\"visually-hidden\">Error: </span>" + html_escape(s.file_errors[i]);
+      }
+      return out + "</p>";
+    }
+    if (key == "held") {
+      if (s.held.empty()) return "";
+      std::string out =
+          "<div class=\"held-files\" id=\"held-files\">\n<p>Attached already (kept from when you pressed "
+          "“Send referral”):</p>\n<ul>\n";
+      for (const auto& f : s.held) {
+        const auto fid = html_escape(f.id);
+        out += "<li><input type=\"hidden\" name=\"" + std::string(kept_file_field) + "\" value=\"" + fid +
+               "\"><span class=\"held-title\">" + html_escape(f.title) + "</span> <span class=\"held-size\">(" +
+               std::string(type_name(f.content_type)) + ", " + html_escape(describe_size(f.bytes)) +
+               ")</span> <span class=\"held-remove\"><input type=\"checkbox\" id=\"remove-" + fid + "\" name=\"" +
+               std::string(remove_file_field) + "\" value=\"" + fid + "\"> <label for=\"remove-" + fid +
+               "\">Remove<span class=\"visually-hidden\"> " + html_escape(f.title) + "</span></label></span></li>\n";
+      }
+      return out + "</ul>\n</div>";
+    }
+    return std::nullopt;
+  }
+
   std::string render_form(const FormState& s) const {
     auto value = [&s](const std::string& name) -> std::string {
       const auto it = s.values.find(name);
@@ -362,6 +444,7 @@ struct Pages {
       if (colon == std::string_view::npos) return std::nullopt;
       const auto kind = key.substr(0, colon);
       auto arg = key.substr(colon + 1);
+      if (kind == "files") return files_value(s, arg);
       if (kind == "checked" || kind == "selected") {
         const auto eq = arg.find('=');
         if (eq == std::string_view::npos || find_field(arg.substr(0, eq)) == nullptr) return std::nullopt;
@@ -486,6 +569,7 @@ struct Form::Impl {
       rejected{0}, wrong_host{0};
 
   StatusChanges& status_changes;
+  KeptFiles kept;  // files of forms that came back with errors
 
   Impl(const std::filesystem::path& web_dir, OfficeConfig office, IntakeService& i, store::ReaderPool& r,
        StatusChanges& sc)
@@ -538,6 +622,7 @@ struct Form::Impl {
     const bool fresh = !verified || now - verified->issued >= CsrfTokens::refresh_after;
     state.csrf = fresh ? tokens.issue(verified ? verified->browser : CsrfTokens::new_browser(), now) : *cookie;
     state.submission = new_token();
+    state.file_limits = intake.policy()->attachment_limits;
     auto r = html_response(200, pages.render_form(state));
     // The blank form holds no patient data; letting the browser keep it means
     // the back button returns to the same page, with the same submission
@@ -582,12 +667,117 @@ struct Form::Impl {
     return r;
   }
 
+  // The body's fields and files: urlencoded (no files) or multipart/form-data.
+  struct Body {
+    FormData fields;
+    std::vector<UploadedFile> files;
+  };
+  static std::variant<Body, std::string> read_body(const Request& request) {
+    const auto* type = request.header("content-type");
+    if (type != nullptr && !is_urlencoded_type(*type)) {
+      const auto boundary = multipart_boundary(*type);
+      if (!boundary) return std::string("The form was sent without the boundary that separates its parts.");
+      auto parsed = parse_multipart_form(*boundary, request.body, attachments_field);
+      if (auto* why = std::get_if<std::string>(&parsed)) return std::move(*why);
+      auto& form = std::get<MultipartForm>(parsed);
+      return Body{std::move(form.fields), std::move(form.files)};
+    }
+    auto data = decode_form(request.body);
+    if (!data) return std::string("The form's text was damaged on the way (it was not valid UTF-8).");
+    return Body{std::move(*data), {}};
+  }
+
+  // A file's name in a message: "Attachment 2 (scan.pdf)".
+  static std::string file_label(std::size_t index, const std::string& title) {
+    return "Attachment " + std::to_string(index + 1) + " (" + title + ")";
+  }
+
+  // The form again after a submission that was not stored: the files that
+  // passed the inspection are held for this form, those refused are not,
+  // and each refusal names its file next to the file input. `files` are
+  // the submission's, held ones first; `ids` their held ids ("" for new).
+  // `errors` are the referral's (the intake's) and `lost` counts held files
+  // that were let go before this submission.
+  void hold_files(FormState& state, const std::string& form_key, std::vector<Attachment>& files,
+                  const std::vector<std::string>& ids, std::vector<FieldError>& errors, std::size_t lost) {
+    // The intake opens the files only when the rest is valid; the same
+    // inspection decides here which to hold (inspect_attachments: one set of checks).
+    if (!files.empty()) {
+      for (auto& e : inspect_attachments(state.file_limits, files)) {
+        if (std::find(errors.begin(), errors.end(), e) == errors.end()) errors.push_back(std::move(e));
+      }
+    }
+    std::set<std::size_t> refused_files;
+    bool whole = false;  // too many files, or too large together: the new ones are not held
+    for (const auto& e : errors) {
+      if (e.path == "/attachments") whole = true;
+      if (!e.path.starts_with("/attachments/")) continue;
+      refused_files.insert(static_cast<std::size_t>(std::strtoul(e.path.c_str() + 13, nullptr, 10)));
+    }
+    std::vector<KeptFiles::File> hold;
+    for (std::size_t i = 0; i < files.size(); ++i) {
+      if (refused_files.count(i) != 0 || (whole && ids[i].empty())) continue;
+      hold.push_back({ids[i], files[i].title, std::move(files[i].data), files[i].content_type});
+    }
+    if (!kept.keep(form_key, hold, std::chrono::steady_clock::now())) {
+      hold.clear();
+      errors.push_back({"/attachments",
+                        "the files could not be kept for this form while the other fields are corrected "
+                        "(too many files are held just now): choose them again"});
+    }
+    if (lost != 0) {
+      errors.push_back({"/attachments", std::to_string(lost) + (lost == 1 ? " file" : " files") + " chosen earlier " +
+                                            (lost == 1 ? "was" : "were") +
+                                            " no longer held (files are kept for 2 hours): choose " +
+                                            (lost == 1 ? "it" : "them") + " again"});
+    }
+    for (const auto& f : hold) state.held.push_back({f.id, f.title, f.content_type, f.data.size()});
+  }
+
+  // The form again (422) with every error next to its field, in the order of the form.
+  Response invalid_form(FormState& state, std::vector<FieldError> errors, const std::vector<Attachment>& files) {
+    ++invalid;
+    std::stable_sort(errors.begin(), errors.end(), [](const FieldError& a, const FieldError& b) {
+      const auto position = [](const FieldError& e) {
+        return e.path.starts_with("/attachments") ? form_field_specs.size() : field_position(field_for_pointer(e.path));
+      };
+      return position(a) < position(b);
+    });
+    for (const auto& e : errors) {
+      if (e.path == "/attachments" || e.path.starts_with("/attachments/")) {
+        std::string label = "Records:";  // what is said of all the files
+        if (e.path.size() > 13) {
+          const auto i = static_cast<std::size_t>(std::strtoul(e.path.c_str() + 13, nullptr, 10));
+          label = file_label(i, i < files.size() ? files[i].title : std::string("?"));
+        }
+        auto text = sentence(label, e.message);
+        state.summary.emplace_back(std::string(attachments_field), text);
+        state.file_errors.push_back(std::move(text));
+        continue;
+      }
+      const auto field = field_for_pointer(e.path);
+      const auto* spec = find_field(field);
+      if (spec == nullptr) {
+        state.summary.emplace_back("", sentence(e.path.empty() ? "The referral" : field, e.message));
+        continue;
+      }
+      auto text = sentence(spec->label, e.message);
+      state.summary.emplace_back(std::string(spec->anchor), text);
+      state.errors.try_emplace(field, std::move(text));
+    }
+    auto r = html_response(422, pages.render_form(state));
+    r.log_note = "form=invalid errors=" + std::to_string(errors.size()) + " held=" + std::to_string(state.held.size());
+    return r;
+  }
+
   // The head passed check(): Host and Content-Type are the form's.
   asio::awaitable<Response> submit(const Request& request) {
-    auto data = decode_form(request.body);
-    if (!data) co_return bad_request("The form's text was damaged on the way (it was not valid UTF-8).");
+    auto body = read_body(request);
+    if (const auto* why = std::get_if<std::string>(&body)) co_return bad_request(*why);
+    auto& data = std::get<Body>(body).fields;
+    auto& uploads = std::get<Body>(body).files;
 
-    // CSRF first: nothing about the fields is looked at for a refused request.
+    // CSRF first: nothing about the fields or files is looked at for a refused request.
     // The cookie and the field must both be tokens this process signed, for
     // the same browser, and the field's (the rendered form's) not expired.
     if (!from_public_origin(request, public_origins())) co_return csrf_refused("cross_origin");
@@ -597,7 +787,7 @@ struct Form::Impl {
     const auto cookie_token = tokens.verify(*cookie, now);
     if (!cookie_token) co_return csrf_refused("invalid_cookie");
     const std::string* token = nullptr;
-    for (const auto& [name, value] : *data) {
+    for (const auto& [name, value] : data) {
       if (name == csrf_field) {
         if (token != nullptr) co_return csrf_refused("repeated_field");
         token = &value;
@@ -608,7 +798,7 @@ struct Form::Impl {
     if (!field_token) co_return csrf_refused("invalid_field");
     if (!tokens_equal(cookie_token->browser, field_token->browser)) co_return csrf_refused("mismatch");
 
-    auto read = read_form_fields(*data);
+    auto read = read_form_fields(data);
     if (const auto* why = std::get_if<std::string>(&read)) co_return bad_request(*why);
     auto& fields = std::get<FormFields>(read);
     FormState state;
@@ -616,11 +806,47 @@ struct Form::Impl {
     state.values = std::move(fields.values);
     state.submission = std::move(fields.submission_token);
     if (!is_token(state.submission)) co_return bad_request("The form was incomplete.");
+    const auto policy = intake.policy();
+    state.file_limits = policy->attachment_limits;
 
     Submission submission;
-    submission.body = form_to_json(state.values);
     submission.channel = "form";
     submission.client = client_of(cookie_token->browser);
+    // The files: those held from an earlier attempt of this form (bar the
+    // ones ticked to be removed), then the ones chosen now.
+    const std::string form_key = submission.client + " " + state.submission;
+    std::vector<std::string> wanted;
+    for (const auto& id : fields.kept_files) {
+      if (std::find(fields.removed_files.begin(), fields.removed_files.end(), id) == fields.removed_files.end() &&
+          std::find(wanted.begin(), wanted.end(), id) == wanted.end()) {
+        wanted.push_back(id);
+      }
+    }
+    auto held = kept.find(form_key, wanted, std::chrono::steady_clock::now());
+    std::vector<Attachment> files;
+    std::vector<std::string> ids;
+    for (auto& f : held.files) {
+      files.push_back({std::move(f.title), {}, std::move(f.data), 1, {}});
+      ids.push_back(std::move(f.id));
+    }
+    for (auto& u : uploads) {
+      files.push_back({u.filename.empty() ? "file " + std::to_string(files.size() + 1) : std::move(u.filename),
+                       {},
+                       std::move(u.data),
+                       1,
+                       {}});
+      ids.emplace_back();
+    }
+    uploads.clear();
+
+    // A held file let go (expired): nothing is sent without it.
+    if (held.missing != 0) {
+      std::vector<FieldError> errors;
+      hold_files(state, form_key, files, ids, errors, held.missing);
+      co_return invalid_form(state, std::move(errors), files);
+    }
+
+    submission.body = form_to_json(state.values, files);
     // One key per rendered form: a double click, a reload or the back button
     // and a second press send it again, and the store answers with the first.
     submission.idempotency_key = state.submission;
@@ -630,6 +856,7 @@ struct Form::Impl {
     switch (outcome.kind) {
       case Kind::accepted:
       case Kind::replayed: {
+        kept.forget(form_key);
         (outcome.kind == Kind::accepted ? stored : replayed)++;
         const auto location = "/referrals/" + outcome.id;
         auto r = html_response(303, "<!doctype html><title>Referral sent</title><p>The referral is stored: <a href=\"" +
@@ -647,25 +874,8 @@ struct Form::Impl {
         co_return r;
       }
       case Kind::invalid: {
-        ++invalid;
-        // The summary lists problems in the order of the form, not of the JSON paths.
-        std::stable_sort(outcome.errors.begin(), outcome.errors.end(), [](const FieldError& a, const FieldError& b) {
-          return field_position(field_for_pointer(a.path)) < field_position(field_for_pointer(b.path));
-        });
-        for (const auto& e : outcome.errors) {
-          const auto field = field_for_pointer(e.path);
-          const auto* spec = find_field(field);
-          if (spec == nullptr) {
-            state.summary.emplace_back("", sentence(e.path.empty() ? "The referral" : field, e.message));
-            continue;
-          }
-          auto text = sentence(spec->label, e.message);
-          state.summary.emplace_back(std::string(spec->anchor), text);
-          state.errors.try_emplace(field, std::move(text));
-        }
-        auto r = html_response(422, pages.render_form(state));
-        r.log_note = "form=invalid errors=" + std::to_string(outcome.errors.size());
-        co_return r;
+        hold_files(state, form_key, files, ids, outcome.errors, 0);
+        co_return invalid_form(state, std::move(outcome.errors), files);
       }
       case Kind::conflict: {
         ++conflicts;
@@ -683,6 +893,8 @@ struct Form::Impl {
       case Kind::unavailable:
       case Kind::overloaded: {
         ++unavailable;
+        std::vector<FieldError> none;
+        hold_files(state, form_key, files, ids, none, 0);
         state.notice =
             "<div class=\"notice\" role=\"alert\">\n<h2>The referral was not sent</h2>\n"
             "<p>It could not be stored just now, and nothing was saved. Your entries are kept below: "
@@ -914,6 +1126,18 @@ Response Form::rate_limited(const Request& request, long long retry_after) const
                                     impl_->pages.call_office() + ".</p>");
   r.headers.emplace_back("Retry-After", std::to_string(std::max<long long>(1, retry_after)));
   r.log_note = "form=rate_limited";
+  return r;
+}
+
+Response Form::too_large(const Request& request, std::size_t limit) const {
+  if (request.path != "/referrals") return Handler::too_large(request, limit);
+  auto r = impl_->pages.message(
+      413, "The referral was not sent",
+      "<p>Nothing was stored. The form with its files came to more than the " + html_escape(describe_size(limit)) +
+          " it may be.</p>\n<p>Go back, choose fewer or smaller files and send it again, or send the records by fax "
+          "to " +
+          html_escape(impl_->pages.office.fax) + ". If this keeps happening, " + impl_->pages.call_office() + ".</p>");
+  r.log_note = "form=too_large";
   return r;
 }
 

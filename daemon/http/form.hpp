@@ -76,6 +76,8 @@ class Form final : public Handler {
   std::optional<Response> check(const Request& request) const override;
   // An HTML page: a person at a browser reads it.
   Response rate_limited(const Request& request, long long retry_after) const override;
+  // For the form's POST, an HTML page (its files were too large together).
+  Response too_large(const Request& request, std::size_t limit) const override;
 
   // The origins browsers reach the form at (http.public_origins): the form
   // page and its POST answer only when Host is one of them (421 otherwise),

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <set>
 
+#include "util/crypto.hpp"
+
 namespace referrald::http {
 
 using json = nlohmann::ordered_json;
@@ -183,7 +185,7 @@ std::string normalize(const FieldSpec& spec, std::string_view value) {
 
 }  // namespace
 
-std::string form_to_json(const std::map<std::string, std::string>& fields) {
+std::string form_to_json(const std::map<std::string, std::string>& fields, const std::vector<Attachment>& files) {
   auto put = [&fields](json& object, const char* key, const char* field) {
     const auto it = fields.find(field);
     if (it != fields.end() && !it->second.empty()) object[key] = it->second;
@@ -227,7 +229,17 @@ std::string form_to_json(const std::map<std::string, std::string>& fields) {
   doc["referrer"] = std::move(referrer);
   put(doc, "urgency", "urgency");
   put(doc, "notes", "notes");
-  return doc.dump();
+  // The files as the API takes them: the same validation and inspection.
+  if (!files.empty()) {
+    json& list = doc["attachments"] = json::array();
+    for (const Attachment& f : files) list.push_back({{"title", f.title}, {"data", base64(f.data)}});
+  }
+  return doc.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+bool is_file_id(std::string_view text) noexcept {
+  return text.size() == 32 &&
+         std::all_of(text.begin(), text.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
 std::variant<FormFields, std::string> read_form_fields(const FormData& data) {
@@ -235,6 +247,11 @@ std::variant<FormFields, std::string> read_form_fields(const FormData& data) {
   std::set<std::string> seen;
   for (const auto& [name, value] : data) {
     if (name == csrf_field) continue;
+    if (name == kept_file_field || name == remove_file_field) {
+      if (!is_file_id(value)) return std::string("The form was sent with a damaged list of files.");
+      (name == kept_file_field ? fields.kept_files : fields.removed_files).push_back(value);
+      continue;
+    }
     if (!seen.insert(name).second) return std::string("The form was sent with a field twice.");
     if (name == submission_field) {
       fields.submission_token = value;

@@ -14,6 +14,8 @@
 #include <variant>
 #include <vector>
 
+#include "model/referral.hpp"
+
 namespace referrald::http {
 
 // Name/value pairs in the order they arrived.
@@ -76,6 +78,15 @@ inline constexpr std::array form_field_specs{
 
 inline constexpr std::string_view csrf_field = "csrf_token";
 inline constexpr std::string_view submission_field = "submission_token";
+// The file input (several files, multipart/form-data only), and for the
+// files held from an earlier attempt (http/kept_files.hpp) their ids and the
+// ones ticked to be removed.
+inline constexpr std::string_view attachments_field = "attachments";
+inline constexpr std::string_view kept_file_field = "kept_attachment";
+inline constexpr std::string_view remove_file_field = "remove_attachment";
+
+// A held file's id: 32 lower-case hex digits.
+bool is_file_id(std::string_view text) noexcept;
 
 // The field with this name; nullptr for a name the form does not have.
 const FieldSpec* find_field(std::string_view name);
@@ -92,6 +103,8 @@ std::string field_id(std::string_view name);
 struct FormFields {
   std::map<std::string, std::string> values;
   std::string submission_token;
+  std::vector<std::string> kept_files;     // kept_attachment: ids, in the order of the page
+  std::vector<std::string> removed_files;  // remove_attachment: ids ticked to be let go
 };
 
 // The fields of decoded form data, or why it is a bad request (a sentence for
@@ -100,8 +113,9 @@ std::variant<FormFields, std::string> read_form_fields(const FormData& data);
 
 // The referral JSON for the form's fields (dotted names as in the form): an
 // empty field is left out, the guardian and the diagnosis code only appear
-// when one of their fields is filled, the pathology checkbox becomes true.
-std::string form_to_json(const std::map<std::string, std::string>& fields);
+// when one of their fields is filled, the pathology checkbox becomes true;
+// the files (title and bytes) become `attachments` as the API takes them.
+std::string form_to_json(const std::map<std::string, std::string>& fields, const std::vector<Attachment>& files = {});
 
 // The form field a JSON Pointer names: "/patient/birth_date" → "patient.birth_date".
 std::string field_for_pointer(std::string_view pointer);

@@ -344,8 +344,12 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     while (!stopping) {
       bhttp::request_parser<bhttp::string_body> parser;
       parser.header_limit(static_cast<std::uint32_t>(config.max_header_bytes));
-      // The larger limit until the head says which request this is.
-      parser.body_limit(std::max(config.max_body_bytes, config.max_upload_body_bytes));
+      // No limit while the head is read (Beast would refuse a large
+      // Content-Length with the head, before anyone knows the request's
+      // path); the request's own limit is set, and a larger Content-Length
+      // refused by its handler (the form answers with a page), once the
+      // head says which request this is.
+      parser.body_limit(boost::none);
 
       // A waiting keep-alive connection can be closed by stop().
       // The flag and the cancel both run on this connection's strand, so the
@@ -391,7 +395,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
           co_await finish(stream, remote, secure, "-", "-", started,
                           Response::error(431, "request headers are too large"), false);
         } else if (hec == bhttp::error::body_limit) {
-          // Beast checks Content-Length against the body limit with the header.
+          // Not while the head is read (no body limit then); kept for safety.
           co_await finish(stream, remote, secure, "-", "-", started,
                           body_too_large(std::max(config.max_body_bytes, config.max_upload_body_bytes)), false);
         } else if (hec != bhttp::error::end_of_stream && hec != beast::error::timeout &&

@@ -76,11 +76,28 @@ std::vector<unsigned char> random_bytes(std::size_t n) {
   return out;
 }
 
+std::string base64(std::string_view data) {
+  // EVP_EncodeBlock takes an int: 3 MB at a time (a multiple of 3 bytes, so
+  // the pieces join into one text).
+  constexpr std::size_t block = 3 * 1024 * 1024;
+  std::string out;
+  out.reserve(4 * ((data.size() + 2) / 3) + 1);
+  std::size_t at = 0;
+  do {
+    const auto piece = data.substr(at, block);
+    const auto start = out.size();
+    out.resize(start + 4 * ((piece.size() + 2) / 3) + 1);
+    const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data() + start),
+                                  reinterpret_cast<const unsigned char*>(piece.data()), static_cast<int>(piece.size()));
+    if (n < 0) throw std::runtime_error("base64 encoding failed");
+    out.resize(start + static_cast<std::size_t>(n));
+    at += piece.size();
+  } while (at < data.size());
+  return out;
+}
+
 std::string base64url(const unsigned char* data, std::size_t size) {
-  std::string out(4 * ((size + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, static_cast<int>(size));
-  if (n < 0) throw std::runtime_error("base64 encoding failed");
-  out.resize(static_cast<std::size_t>(n));
+  std::string out = base64(std::string_view(reinterpret_cast<const char*>(data), size));
   while (!out.empty() && out.back() == '=') out.pop_back();
   for (char& c : out) {
     if (c == '+') c = '-';

@@ -24,6 +24,10 @@ bool constant_time_equal(const unsigned char* a, const unsigned char* b, std::si
 // Cryptographically secure random bytes (OpenSSL RAND_bytes); throws on failure.
 std::vector<unsigned char> random_bytes(std::size_t n);
 
+// Standard base64 (RFC 4648 section 4) with padding, on one line, through
+// OpenSSL's encoder.
+std::string base64(std::string_view data);
+
 // Base64url (RFC 4648 section 5) without padding, through OpenSSL's encoder:
 // text that may stand in a URL path as it is.
 std::string base64url(const unsigned char* data, std::size_t size);

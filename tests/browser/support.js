@@ -98,13 +98,34 @@ class MailServer {
 
   // Waits (up to 30 s) for a message that mentions `text`.
   async messageWith(text) {
+    return fs.readFileSync(await this.messageFileWith(text), 'utf8').replace(/=\r?\n/g, '');
+  }
+
+  // The Maildir file of the first message (up to 30 s) that mentions `text`.
+  async messageFileWith(text) {
+    const dir = path.join(this.maildir, 'new');
     const deadline = Date.now() + 30000;
     while (Date.now() < deadline) {
-      const found = this.messages().find((m) => m.includes(text));
-      if (found) return found;
+      const names = fs.existsSync(dir) ? fs.readdirSync(dir) : [];
+      const found = names.find((name) =>
+        fs.readFileSync(path.join(dir, name), 'utf8').replace(/=\r?\n/g, '').includes(text));
+      if (found) return path.join(dir, found);
       await sleep(50);
     }
     throw new Error(`no message mentioning ${text} arrived within 30 s`);
+  }
+
+  // Each leaf part of a stored message as Python's email module decodes it
+  // (an independent MIME reader): its type, file name and the SHA-256 of its bytes.
+  static parts(file) {
+    const script = [
+      'import email, email.policy, hashlib, json, sys',
+      "msg = email.message_from_binary_file(open(sys.argv[1], 'rb'), policy=email.policy.default)",
+      'print(json.dumps([{"type": p.get_content_type(), "filename": p.get_filename(),',
+      '  "sha256": hashlib.sha256(p.get_payload(decode=True) or b"").hexdigest()}',
+      '  for p in msg.walk() if not p.is_multipart()]))',
+    ].join('\n');
+    return JSON.parse(execFileSync('/usr/bin/python3', ['-c', script, file], { encoding: 'utf8' }));
   }
 
   stop() {
@@ -257,6 +278,12 @@ ${this.options.extraConfig || ''}`;
         return { ...row, document: JSON.parse(shown).referral.document };
       },
     );
+  }
+
+  // The files stored with a referral, as `referralctl show --json` lists them.
+  filesOf(id) {
+    const shown = execFileSync(referralctl, ['--config', this.configFile, 'show', '--json', id], { encoding: 'utf8' });
+    return JSON.parse(shown).attachments;
   }
 
   // Runs a statement on the store with the sqlite3 CLI (read-write).

@@ -1,0 +1,259 @@
+#include "http/multipart.hpp"
+
+#include <gmime/gmime.h>
+
+#include <algorithm>
+#include <cctype>
+#include <memory>
+#include <mutex>
+
+#include "util/strings.hpp"
+
+namespace referrald::http {
+
+namespace {
+
+// GLib objects released when the handle goes (g_object_unref).
+struct Unref {
+  void operator()(void* object) const noexcept {
+    if (object != nullptr) g_object_unref(object);
+  }
+};
+template <typename T>
+using Ref = std::unique_ptr<T, Unref>;
+
+bool is_a(GMimeObject* object, GType type) {
+  return object != nullptr && g_type_check_instance_is_a(reinterpret_cast<GTypeInstance*>(object), type) != 0;
+}
+
+void init_gmime() {
+  static std::once_flag once;
+  std::call_once(once, [] { g_mime_init(); });
+}
+
+std::string part_name(std::size_t index) { return "Part " + std::to_string(index + 1) + " of the form"; }
+
+// RFC 2046 section 5.1.1: bcharsnospace and space, not ending in a space.
+bool is_boundary(std::string_view b) {
+  if (b.empty() || b.size() > 70 || b.back() == ' ') return false;
+  return std::all_of(b.begin(), b.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 ||
+           std::string_view("'()+_,-./:=? ").find(c) != std::string_view::npos;
+  });
+}
+
+bool contains_ci(std::string_view text, std::string_view what) {
+  return lower(std::string(text)).find(what) != std::string::npos;
+}
+
+// Bounds what the library is given: every delimiter line of `boundary` is
+// found on the raw body, each part's head must end within the limit and
+// may not declare parts of its own, and the body must end with the close
+// delimiter. Returns a sentence, or empty when the body may be parsed.
+std::string prescan(std::string_view boundary, std::string_view body, const MultipartLimits& limits) {
+  const std::string dash = "--" + std::string(boundary);
+  std::size_t parts = 0;
+  bool closed = false;
+  for (std::size_t at = body.find(dash); at != std::string_view::npos; at = body.find(dash, at + dash.size())) {
+    if (at != 0 && body[at - 1] != '\n') continue;  // not at the start of a line: part of some content
+    auto after = body.substr(at + dash.size());
+    if (after.starts_with("--")) {
+      closed = true;
+      break;
+    }
+    if (++parts > limits.max_parts) {
+      return "The form was sent in more than " + std::to_string(limits.max_parts) + " parts.";
+    }
+    const auto line_end = after.find('\n');
+    if (line_end == std::string_view::npos) break;  // cut short: no closing delimiter
+    const auto head = after.substr(line_end + 1, limits.max_head_bytes + 4);
+    auto end = head.starts_with("\r\n") || head.starts_with("\n") ? 0 : head.find("\r\n\r\n");
+    if (end == std::string_view::npos) end = head.find("\n\n");
+    if (end == std::string_view::npos || end > limits.max_head_bytes) {
+      return part_name(parts - 1) + " has headers longer than " + std::to_string(limits.max_head_bytes / 1024) +
+             " kB, or they do not end.";
+    }
+    if (contains_ci(head.substr(0, end), "multipart/") || contains_ci(head.substr(0, end), "message/")) {
+      return part_name(parts - 1) + " holds parts of its own; a form's part is one field or one file.";
+    }
+  }
+  if (!closed) return "The form's body was cut short (it does not end with its closing boundary).";
+  if (parts == 0) return "The form was sent without any field.";
+  return {};
+}
+
+// What the parser says of the body; anything but what a browser's body may
+// show is a reason to refuse it.
+struct Warnings {
+  std::string problem;
+};
+
+void on_warning(gint64 offset, GMimeParserWarning code, const gchar* item, gpointer user_data) {
+  (void)offset;
+  (void)item;  // may be the body's content: never shown or logged
+  auto* w = static_cast<Warnings*>(user_data);
+  if (!w->problem.empty()) return;
+  switch (code) {
+    // UTF-8 file names arrive raw (RFC 7578 section 4.2); a file input left
+    // empty is a part without content; address lists are not in a form.
+    // A header sent twice is refused below, naming it.
+    case GMIME_WARN_UNENCODED_8BIT_HEADER:
+    case GMIME_WARN_PART_WITHOUT_CONTENT:
+    case GMIME_WARN_INVALID_ADDRESS_LIST:
+    case GMIME_WARN_DUPLICATED_HEADER:
+    case GMIME_CRIT_CONFLICTING_HEADER: return;
+    case GMIME_WARN_TRUNCATED_MESSAGE:
+    case GMIME_WARN_MALFORMED_MULTIPART:
+    case GMIME_CRIT_MULTIPART_WITHOUT_BOUNDARY:
+    case GMIME_CRIT_PART_WITHOUT_HEADERS_OR_CONTENT:
+      w->problem = "The form's body is not a complete multipart/form-data body.";
+      return;
+    case GMIME_CRIT_NESTING_OVERFLOW: w->problem = "The form's body nests parts."; return;
+    default: w->problem = "A part of the form has headers that cannot be read."; return;
+  }
+}
+
+// A header a part has twice ("content-disposition header"), or "".
+std::string repeated_header(GMimeObject* part) {
+  GMimeHeaderList* headers = g_mime_object_get_header_list(part);
+  const int n = g_mime_header_list_get_count(headers);
+  std::vector<std::string> names;
+  for (int i = 0; i < n; ++i) {
+    const char* name = g_mime_header_get_name(g_mime_header_list_get_header_at(headers, i));
+    names.push_back(lower(name == nullptr ? "" : name));
+  }
+  std::sort(names.begin(), names.end());
+  const auto twice = std::adjacent_find(names.begin(), names.end());
+  if (twice == names.end()) return {};
+  // Named in the answer only when it is a plain header name.
+  const bool plain = !twice->empty() && twice->size() <= 40 && std::all_of(twice->begin(), twice->end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+  });
+  return plain ? *twice + " header" : std::string("one of its headers");
+}
+
+std::string content_of(GMimePart* part, bool& ok) {
+  ok = true;
+  GMimeDataWrapper* content = g_mime_part_get_content(part);
+  if (content == nullptr) return {};
+  Ref<GMimeStream> out(g_mime_stream_mem_new());
+  if (g_mime_data_wrapper_write_to_stream(content, out.get()) < 0) {
+    ok = false;
+    return {};
+  }
+  const GByteArray* bytes = g_mime_stream_mem_get_byte_array(reinterpret_cast<GMimeStreamMem*>(out.get()));
+  if (bytes == nullptr || bytes->len == 0) return {};
+  return std::string(reinterpret_cast<const char*>(bytes->data), bytes->len);
+}
+
+// The last segment of a path some browsers send as the name ("C:\scans\a.pdf").
+std::string base_name(std::string_view name) {
+  const auto slash = name.find_last_of("/\\");
+  return std::string(slash == std::string_view::npos ? name : name.substr(slash + 1));
+}
+
+}  // namespace
+
+bool is_multipart_form_type(std::string_view content_type) {
+  auto media = lower(std::string(content_type.substr(0, content_type.find(';'))));
+  while (!media.empty() && (media.back() == ' ' || media.back() == '\t')) media.pop_back();
+  while (!media.empty() && (media.front() == ' ' || media.front() == '\t')) media.erase(0, 1);
+  return media == "multipart/form-data";
+}
+
+std::optional<std::string> multipart_boundary(std::string_view content_type) {
+  if (!is_multipart_form_type(content_type) || content_type.find('\0') != std::string_view::npos) return std::nullopt;
+  init_gmime();
+  const std::string text(content_type);
+  Ref<GMimeContentType> type(g_mime_content_type_parse(nullptr, text.c_str()));
+  if (!type) return std::nullopt;
+  const char* boundary = g_mime_content_type_get_parameter(type.get(), "boundary");
+  if (boundary == nullptr || !is_boundary(boundary)) return std::nullopt;
+  return std::string(boundary);
+}
+
+std::variant<MultipartForm, std::string> parse_multipart_form(std::string_view boundary, std::string_view body,
+                                                              std::string_view file_field,
+                                                              const MultipartLimits& limits) {
+  if (!is_boundary(boundary)) return std::string("The form's body has no boundary it can be read by.");
+  if (body.size() > G_MAXUINT) return std::string("The form's body is too large.");
+  if (auto problem = prescan(boundary, body, limits); !problem.empty()) return problem;
+  init_gmime();
+
+  // The body as the content of an entity whose head is the request's
+  // Content-Type. The body is not copied: the memory stream reads it where
+  // it is (a stream that does not own its array never writes or frees it),
+  // and the parts are substreams of it (persist_stream).
+  const std::string head = "Content-Type: multipart/form-data; boundary=\"" + std::string(boundary) + "\"\r\n\r\n";
+  GByteArray view{reinterpret_cast<guint8*>(const_cast<char*>(body.data())), static_cast<guint>(body.size())};
+  Ref<GMimeStream> head_stream(g_mime_stream_mem_new_with_buffer(head.data(), head.size()));
+  Ref<GMimeStream> body_stream(g_mime_stream_mem_new());
+  g_mime_stream_mem_set_byte_array(reinterpret_cast<GMimeStreamMem*>(body_stream.get()), &view);
+  Ref<GMimeStream> entity(g_mime_stream_cat_new());
+  g_mime_stream_cat_add_source(reinterpret_cast<GMimeStreamCat*>(entity.get()), head_stream.get());
+  g_mime_stream_cat_add_source(reinterpret_cast<GMimeStreamCat*>(entity.get()), body_stream.get());
+
+  Warnings warnings;
+  std::unique_ptr<GMimeParserOptions, void (*)(GMimeParserOptions*)> options(g_mime_parser_options_new(),
+                                                                             g_mime_parser_options_free);
+  g_mime_parser_options_set_warning_callback(options.get(), on_warning, &warnings);
+  Ref<GMimeParser> parser(g_mime_parser_new_with_stream(entity.get()));
+  g_mime_parser_set_persist_stream(parser.get(), TRUE);
+  Ref<GMimeObject> root(g_mime_parser_construct_part(parser.get(), options.get()));
+  if (!is_a(root.get(), g_mime_multipart_get_type())) {
+    return warnings.problem.empty() ? std::string("The form's body is not a multipart/form-data body.")
+                                    : warnings.problem;
+  }
+  auto* multipart = reinterpret_cast<GMimeMultipart*>(root.get());
+  const int count = g_mime_multipart_get_count(multipart);
+  if (count == 0) return std::string("The form was sent without any field.");
+  // A header twice first: a file name that carries a line break and a
+  // header of its own is named as that, whatever else the parser saw.
+  for (int i = 0; i < count; ++i) {
+    GMimeObject* part = g_mime_multipart_get_part(multipart, i);
+    if (const auto twice = repeated_header(part); !twice.empty()) {
+      return part_name(static_cast<std::size_t>(i)) + " has " + (twice.starts_with("one") ? "" : "its ") + twice +
+             " twice.";
+    }
+  }
+  if (!warnings.problem.empty()) return warnings.problem;
+
+  MultipartForm form;
+  std::size_t text_bytes = 0;
+  for (int i = 0; i < count; ++i) {
+    const auto index = static_cast<std::size_t>(i);
+    GMimeObject* part = g_mime_multipart_get_part(multipart, i);
+    if (!is_a(part, g_mime_part_get_type())) {
+      return part_name(index) + " holds parts of its own; a form's part is one field or one file.";
+    }
+    GMimeContentDisposition* disposition = g_mime_object_get_content_disposition(part);
+    const char* kind = disposition == nullptr ? nullptr : g_mime_content_disposition_get_disposition(disposition);
+    const char* name = disposition == nullptr ? nullptr : g_mime_content_disposition_get_parameter(disposition, "name");
+    if (kind == nullptr || lower(kind) != "form-data" || name == nullptr || *name == '\0') {
+      return part_name(index) + " does not say which field it is (Content-Disposition: form-data; name=...).";
+    }
+    const char* filename = g_mime_content_disposition_get_parameter(disposition, "filename");
+    if (!is_valid_utf8(name) || (filename != nullptr && !is_valid_utf8(filename))) {
+      return part_name(index) + " has a name that is not valid UTF-8.";
+    }
+    bool ok = true;
+    std::string data = content_of(reinterpret_cast<GMimePart*>(part), ok);
+    if (!ok) return part_name(index) + " could not be decoded.";
+    if (filename != nullptr) {
+      if (name != file_field) return part_name(index) + " is a file, in a field that takes none.";
+      if (*filename == '\0' && data.empty()) continue;  // the file input left empty
+      form.files.push_back({base_name(filename), std::move(data)});
+      continue;
+    }
+    if (name == file_field) return part_name(index) + " is in the files' field but is not a file.";
+    text_bytes += data.size();
+    if (text_bytes > limits.max_text_bytes) {
+      return "The form's text fields come to more than " + std::to_string(limits.max_text_bytes / 1024) + " kB.";
+    }
+    if (!is_valid_utf8(data)) return "The form's text was damaged on the way (it was not valid UTF-8).";
+    form.fields.emplace_back(name, std::move(data));
+  }
+  return form;
+}
+
+}  // namespace referrald::http
