@@ -308,8 +308,8 @@ TEST(Unit, RunsTheDaemonTheWayItExpects) {
     std::smatch m;
     if (std::regex_match(line, m, load_credential)) loaded.insert(m[2]);
   }
-  for (const char* secret :
-       {"smtp-password", "hylafax-password", "snpp-password", "wctp-security-code", "tls-key", "encryption-keys"}) {
+  for (const char* secret : {"smtp-password", "hylafax-password", "snpp-password", "wctp-security-code", "tls-key",
+                             "encryption-keys", "pg-password"}) {
     EXPECT_TRUE(loaded.count(secret)) << "no LoadCredential=" << secret;
   }
   for (const char* file : {"config/referrald.production.toml", "config/referrald.example.toml"}) {
