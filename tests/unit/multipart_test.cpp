@@ -33,7 +33,9 @@ TEST(Multipart, TheBoundaryComesFromTheContentType) {
 }
 
 TEST(Multipart, FieldsAndFilesComeInOrderWithTheirBytesUnchanged) {
-  const std::string binary("%PDF-1.4\r\n\0\xff\r\n--b\r\nnot a boundary\r\n", 38);
+  // A NUL, a byte that is no UTF-8 and a line that starts like a boundary.
+  constexpr char bytes[] = "%PDF-1.4\r\n\0\xff\r\n--b\r\nnot a boundary\r\n";
+  const std::string binary(bytes, sizeof bytes - 1);
   const auto body = part("Content-Disposition: form-data; name=\"notes\"", "line one\r\nline two") +
                     part("Content-Disposition: form-data; name=\"patient.given_name\"", "Łucja") +
                     part(
