@@ -20,40 +20,6 @@ namespace {
 constexpr float fax_dpi = 200;
 constexpr float header_height = 24;
 
-// `in` shrunk (never enlarged) to at most max_width x max_height pixels,
-// its shape kept; each pixel the mean of those it covers, so thin lines of
-// a scanned report stay visible.
-GrayImage shrink_to_fit(const GrayImage& in, std::uint32_t max_width, std::uint32_t max_height) {
-  if (in.width <= max_width && in.height <= max_height) return in;
-  const double scale = std::min(static_cast<double>(max_width) / in.width, static_cast<double>(max_height) / in.height);
-  GrayImage out;
-  out.width = std::max<std::uint32_t>(1, static_cast<std::uint32_t>(in.width * scale));
-  out.height = std::max<std::uint32_t>(1, static_cast<std::uint32_t>(in.height * scale));
-  out.pixels.resize(std::size_t{out.width} * out.height);
-  std::vector<std::uint32_t> sums(out.width);
-  std::vector<std::uint32_t> counts(out.width);
-  std::vector<std::uint32_t> column_of(in.width);
-  for (std::uint32_t x = 0; x < in.width; ++x)
-    column_of[x] = static_cast<std::uint32_t>(std::uint64_t{x} * out.width / in.width);
-  std::uint32_t y = 0;
-  for (std::uint32_t oy = 0; oy < out.height; ++oy) {
-    const auto end = static_cast<std::uint32_t>(std::uint64_t{oy + 1} * in.height / out.height);
-    std::fill(sums.begin(), sums.end(), 0);
-    std::fill(counts.begin(), counts.end(), 0);
-    for (; y < std::max(end, y + 1) && y < in.height; ++y) {
-      const unsigned char* row = in.pixels.data() + std::size_t{y} * in.width;
-      for (std::uint32_t x = 0; x < in.width; ++x) {
-        sums[column_of[x]] += row[x];
-        ++counts[column_of[x]];
-      }
-    }
-    unsigned char* out_row = out.pixels.data() + std::size_t{oy} * out.width;
-    for (std::uint32_t ox = 0; ox < out.width; ++ox)
-      out_row[ox] = static_cast<unsigned char>(counts[ox] == 0 ? 255 : sums[ox] / counts[ox]);
-  }
-  return out;
-}
-
 const char* kind_of(const std::string& content_type) {
   if (content_type == "image/jpeg") return "JPEG image";
   if (content_type == "image/png") return "PNG image";
@@ -113,6 +79,40 @@ std::string render_image_pages(const Delivery& delivery, const std::vector<int>&
 }
 
 }  // namespace
+
+GrayImage shrink_to_fit(const GrayImage& in, std::uint32_t max_width, std::uint32_t max_height) {
+  if (in.width <= max_width && in.height <= max_height) return in;
+  const double scale = std::min(static_cast<double>(max_width) / in.width, static_cast<double>(max_height) / in.height);
+  GrayImage out;
+  out.width = std::max<std::uint32_t>(1, static_cast<std::uint32_t>(in.width * scale));
+  out.height = std::max<std::uint32_t>(1, static_cast<std::uint32_t>(in.height * scale));
+  out.pixels.resize(std::size_t{out.width} * out.height);
+  std::vector<std::uint32_t> sums(out.width);
+  std::vector<std::uint32_t> counts(out.width);
+  std::vector<std::uint32_t> column_of(in.width);
+  for (std::uint32_t x = 0; x < in.width; ++x)
+    column_of[x] = static_cast<std::uint32_t>(std::uint64_t{x} * out.width / in.width);
+  std::uint32_t y = 0;
+  for (std::uint32_t oy = 0; oy < out.height; ++oy) {
+    const auto end = static_cast<std::uint32_t>(std::uint64_t{oy + 1} * in.height / out.height);
+    std::fill(sums.begin(), sums.end(), 0);
+    std::fill(counts.begin(), counts.end(), 0);
+    // At least one input row per output row; the bound is fixed before the
+    // loop (it must not grow with y, or the first row would take them all).
+    const std::uint32_t stop = std::min(in.height, std::max(end, y + 1));
+    for (; y < stop; ++y) {
+      const unsigned char* row = in.pixels.data() + std::size_t{y} * in.width;
+      for (std::uint32_t x = 0; x < in.width; ++x) {
+        sums[column_of[x]] += row[x];
+        ++counts[column_of[x]];
+      }
+    }
+    unsigned char* out_row = out.pixels.data() + std::size_t{oy} * out.width;
+    for (std::uint32_t ox = 0; ox < out.width; ++ox)
+      out_row[ox] = static_cast<unsigned char>(counts[ox] == 0 ? 255 : sums[ox] / counts[ox]);
+  }
+  return out;
+}
 
 int max_fax_pages(const TargetConfig& target) {
   const auto value = target.get_integer("max_fax_pages");

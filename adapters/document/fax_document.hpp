@@ -14,6 +14,7 @@
 #include <string>
 
 #include "adapters/document/referral_pdf.hpp"
+#include "attachments/inspect.hpp"
 #include "config/config.hpp"
 #include "dispatch/adapter.hpp"
 #include "util/clock.hpp"
@@ -48,6 +49,11 @@ struct PageBox {
 // Where a picture of width x height pixels goes in `box`: as large as fits,
 // its shape kept, centred.
 PageBox fit_in_box(std::uint32_t width, std::uint32_t height, const PageBox& box);
+
+// `in` shrunk (never enlarged) to at most max_width x max_height pixels,
+// its shape kept; each pixel the mean of those it covers, so thin lines of
+// a scanned report stay visible.
+GrayImage shrink_to_fit(const GrayImage& in, std::uint32_t max_width, std::uint32_t max_height);
 
 // Where an attached image is drawn: the page within its margins, below the
 // line that names the file.

@@ -201,6 +201,30 @@ TEST(FitInBox, KeepsTheShapeAndCentres) {
   EXPECT_FLOAT_EQ(tall.x, 54 + (504 - 100) / 2.0F);
 }
 
+// A scan larger than the fax's box is shrunk, and what it shows stays where
+// it was: here a page whose top half is white and bottom half black.
+TEST(ShrinkToFit, KeepsWhatTheImageShowsWhereItIs) {
+  GrayImage scan;
+  scan.width = 3000;
+  scan.height = 3000;
+  scan.pixels.assign(std::size_t{3000} * 3000, 255);
+  std::fill(scan.pixels.begin() + std::ptrdiff_t{3000} * 1500, scan.pixels.end(), 0);
+  const GrayImage out = shrink_to_fit(scan, 1400, 1833);
+  ASSERT_EQ(out.width, 1400U);
+  ASSERT_EQ(out.height, 1400U);
+  const auto mean_of_rows = [&](std::uint32_t first, std::uint32_t last) {
+    std::uint64_t sum = 0;
+    for (std::uint32_t y = first; y < last; ++y) {
+      for (std::uint32_t x = 0; x < out.width; ++x) sum += out.pixels[std::size_t{y} * out.width + x];
+    }
+    return static_cast<double>(sum) / (static_cast<double>(last - first) * out.width);
+  };
+  EXPECT_EQ(mean_of_rows(0, 690), 255.0);   // the white half, white
+  EXPECT_EQ(mean_of_rows(710, 1400), 0.0);  // the black half, black
+  // An image that fits is left as it is.
+  EXPECT_EQ(shrink_to_fit(out, 1400, 1833).pixels, out.pixels);
+}
+
 TEST(GrayPages, EachPageOfATiffIsDecoded) {
   std::vector<std::pair<std::uint32_t, std::uint32_t>> sizes;
   int dark = 0;
