@@ -603,9 +603,10 @@ void Loader::read_storage(const toml::table& root, StorageConfig& storage) {
   read_integer(scope, "queue_limit", 1, 10000000, storage.queue_limit);
 }
 
-// The server's URI is libpq's to read (PQconninfoParse): what it refuses is
-// reported with libpq's words. The password lives in password_file, never
-// in the configuration; the URI is not echoed, since it could hold one.
+// The server's URI is libpq's to read (PQconninfoParse). The password lives
+// in password_file, never in the configuration; the URI is not echoed, since
+// it could hold one, and neither are libpq's words when it refuses one: some
+// of its messages quote the whole URI, password and all.
 void Loader::read_postgresql(const Scope& scope, StorageConfig& storage) {
   if (const toml::node* node = scope.get("database")) {
     add(Where(*node), scope.key("database"), R"(only with backend = "sqlite" (PostgreSQL is named by url))");
@@ -618,9 +619,8 @@ void Loader::read_postgresql(const Scope& scope, StorageConfig& storage) {
       if (!text->starts_with("postgresql://") && !text->starts_with("postgres://")) {
         add(Where(*node), key, "expected a URI starting with postgresql://");
       } else if ((options = PQconninfoParse(text->c_str(), &error)) == nullptr) {
-        std::string message = error != nullptr ? error : "cannot be read";
-        while (!message.empty() && message.back() == '\n') message.pop_back();
-        add(Where(*node), key, message);
+        add(Where(*node), key,
+            "is not a PostgreSQL URI libpq can read (postgresql://[user@]host[:port]/database[?param=value...])");
       } else {
         bool has_password = false;
         for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {

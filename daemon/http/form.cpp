@@ -435,7 +435,8 @@ struct Pages {
     };
     return form_page.render([&](std::string_view key) -> std::optional<std::string> {
       if (auto v = office_value(key)) return v;
-      if (key == "title_prefix") return s.errors.empty() ? "" : "Error: ";
+      // Every error, a file's too, is in the summary.
+      if (key == "title_prefix") return s.summary.empty() ? "" : "Error: ";
       if (key == "summary") return summary_html(s);
       if (key == "notice") return s.notice;
       if (key == "csrf") return html_escape(s.csrf);
@@ -772,20 +773,21 @@ struct Form::Impl {
 
   // The head passed check(): Host and Content-Type are the form's.
   asio::awaitable<Response> submit(const Request& request) {
-    auto body = read_body(request);
-    if (const auto* why = std::get_if<std::string>(&body)) co_return bad_request(*why);
-    auto& data = std::get<Body>(body).fields;
-    auto& uploads = std::get<Body>(body).files;
-
-    // CSRF first: nothing about the fields or files is looked at for a refused request.
-    // The cookie and the field must both be tokens this process signed, for
-    // the same browser, and the field's (the rendered form's) not expired.
+    // CSRF first: nothing about the fields or files is looked at for a
+    // refused request, and its body is not even parsed. The cookie and the
+    // field must both be tokens this process signed, for the same browser,
+    // and the field's (the rendered form's) not expired.
     if (!from_public_origin(request, public_origins())) co_return csrf_refused("cross_origin");
     const auto now = CsrfTokens::Clock::now();
     const auto cookie = csrf_cookie(request);
     if (!cookie) co_return csrf_refused("no_cookie");
     const auto cookie_token = tokens.verify(*cookie, now);
     if (!cookie_token) co_return csrf_refused("invalid_cookie");
+
+    auto body = read_body(request);
+    if (const auto* why = std::get_if<std::string>(&body)) co_return bad_request(*why);
+    auto& data = std::get<Body>(body).fields;
+    auto& uploads = std::get<Body>(body).files;
     const std::string* token = nullptr;
     for (const auto& [name, value] : data) {
       if (name == csrf_field) {
@@ -878,6 +880,7 @@ struct Form::Impl {
         co_return invalid_form(state, std::move(outcome.errors), files);
       }
       case Kind::conflict: {
+        kept.forget(form_key);  // the form's referral is stored already
         ++conflicts;
         const auto id = html_escape(outcome.id);
         auto r = pages.message(409, "This form was already sent",
