@@ -56,14 +56,16 @@ int sqlite_code_for(std::string_view state) {
   return SQLITE_ERROR;
 }
 
-// libpq's message on one line.
+// libpq's message, its first line only: the lines after it (DETAIL, HINT,
+// CONTEXT) can quote the values of a failing row.
 std::string trimmed(const char* message) {
   std::string out = message != nullptr ? message : "unknown error";
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  out = out.substr(0, out.find('\n'));
+  while (!out.empty() && out.back() == ' ') out.pop_back();
   for (char& c : out) {
-    if (c == '\n' || c == '\t') c = ' ';
+    if (c == '\t') c = ' ';
   }
-  return out;
+  return out.empty() ? "unknown error" : out;
 }
 
 // A failed command's error. Without a result (the connection is gone) it is
@@ -74,9 +76,13 @@ std::string trimmed(const char* message) {
   std::string sqlstate = state != nullptr ? state : "";
   if (sqlstate.empty()) sqlstate = PQstatus(conn) == CONNECTION_BAD ? "08006" : "XX000";
   // The primary message only: DETAIL can quote the values of a failing row.
+  // A data exception's (class 22) primary message quotes the value itself
+  // ("invalid input syntax for type bigint: \"...\""), so it is not passed on.
   const char* primary = res != nullptr ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : nullptr;
-  const std::string message =
-      (primary != nullptr ? trimmed(primary) : trimmed(PQerrorMessage(conn))) + " (SQLSTATE " + sqlstate + ")";
+  const std::string said = sqlstate.starts_with("22")
+                               ? std::string("a value was refused by its column's type")
+                               : (primary != nullptr ? trimmed(primary) : trimmed(PQerrorMessage(conn)));
+  const std::string message = said + " (SQLSTATE " + sqlstate + ")";
   throw DatabaseError(sqlite_code_for(sqlstate), error_text("postgresql", operation, sql, message), sqlstate);
 }
 

@@ -106,6 +106,7 @@ check "it goes to the changed route's target (spool-b)" wait_for spool-b 30 sh -
 cp "$config" "$out/config.good"
 printf '\n[[route]]\nnotify = ["nowhere"]\n' >> "$config"
 check "systemctl reload fails for a file the daemon refuses" sh -c "! systemctl reload referrald >> $out/commands.log 2>&1"
+check "... the reload command said why" grep -q 'refused the configuration and keeps running the previous one' $out/commands.log
 check "... the journal names the problem" sh -c "journalctl -u referrald --no-pager | grep -q 'unknown target'"
 check "... the same process keeps running" test "$(prop MainPID)/$(prop ActiveState)" = "$pid/active"
 cp "$out/config.good" "$config"

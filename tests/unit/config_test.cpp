@@ -433,6 +433,19 @@ url = "mysql://db/referrald"
 file = "rules.toml"
 )"),
               ElementsAre(at(3, "storage.url: expected a URI starting with postgresql://")));
+  // A URI libpq cannot read is refused without its text: libpq's own
+  // messages quote it, and here it holds a password (a bad percent escape).
+  const auto unreadable = problems(R"(
+[storage]
+backend = "postgresql"
+url = "postgresql://referrald:hunter%zz2@db/referrald"
+[rules]
+file = "rules.toml"
+)");
+  ASSERT_EQ(unreadable.size(), 1U);
+  EXPECT_EQ(unreadable[0].find("hunter"), std::string::npos) << unreadable[0];
+  EXPECT_NE(unreadable[0].find("storage.url: is not a PostgreSQL URI libpq can read"), std::string::npos)
+      << unreadable[0];
 }
 
 TEST_F(ConfigTest, RulesFileMustExist) {

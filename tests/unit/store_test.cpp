@@ -206,6 +206,19 @@ TEST_P(StoreTest, ErrorsNameTheStatementButNeverTheBoundValues) {
     EXPECT_EQ(what.find("R-SECRET-ID-1"), std::string::npos) << what;
     EXPECT_EQ(what.find("Persephone"), std::string::npos) << what;
   }
+  // A value of the wrong type: PostgreSQL's own message quotes it.
+  try {
+    Statement st = db->prepare(
+        "INSERT INTO referral_reasons (referral_id, position, code, message) VALUES ('R-SECRET-ID-1', ?1, 'c', 'm')");
+    st.bind(1, std::string_view("Persephone-Unique-Name"));
+    st.run();
+    FAIL() << "text stored as a position";
+  } catch (const DatabaseError& e) {
+    const std::string what = e.what();
+    EXPECT_TRUE(e.is_constraint()) << what;
+    EXPECT_NE(what.find("INSERT INTO referral_reasons"), std::string::npos) << what;
+    EXPECT_EQ(what.find("Persephone"), std::string::npos) << what;
+  }
 }
 
 TEST_F(SqliteStoreTest, DataVersionMovesWhenAnotherConnectionWrites) {
