@@ -142,7 +142,8 @@ void warn_restart_only(const Config& old_config, const Config& next) {
       old_config.http.tls_private_key != next.http.tls_private_key ||
       old_config.storage.database != next.storage.database || old_config.storage.backend != next.storage.backend ||
       old_config.storage.url != next.storage.url || old_config.storage.pool != next.storage.pool ||
-      old_config.http.threads != next.http.threads) {
+      old_config.storage.password_file != next.storage.password_file ||
+      old_config.storage.password != next.storage.password || old_config.http.threads != next.http.threads) {
     spdlog::warn(
         "config.reload_partial note=\"listen addresses, TLS files, threads and the database "
         "take effect only after a restart\"");

@@ -61,7 +61,6 @@ TEST(Postgres, ReferralsAreStoredDeliveredAndListedByReferralctl) {
   for (const std::string& id : ids) {
     const auto r = daemon.get("/api/v1/referrals/" + id);
     ASSERT_EQ(r.status, 200) << r.body;
-    const auto body = json::parse(r.body);
     ASSERT_TRUE(wait_until([&] {
       const auto again = json::parse(daemon.get("/api/v1/referrals/" + id).body);
       return again["deliveries"][0]["state"] == "delivered";
@@ -88,10 +87,8 @@ TEST(Postgres, CheckConfigConnectsAndNamesWhatIsWrong) {
   MailServer mail({});
   PostgresDaemon pg(mail);
   const auto check = [&] {
-    TempDir out;
-    const int status = shell(referrald_binary().string() + " --check-config --config " +
-                             pg.daemon->config_file().string() + " >" + (out / "out").string() + " 2>&1");
-    return std::make_pair(status, read_file(out / "out"));
+    const auto run = run_program(referrald_binary(), {"--check-config", "--config", pg.daemon->config_file().string()});
+    return std::make_pair(run.status, run.out + run.err);
   };
   auto [ok, ok_text] = check();
   EXPECT_EQ(ok, 0) << ok_text;
