@@ -19,6 +19,7 @@
 #include "store/office.hpp"
 #include "store/payload.hpp"
 #include "util/dates.hpp"
+#include "util/private_files.hpp"
 #include "util/strings.hpp"
 
 namespace referrald::cli {
@@ -427,15 +428,7 @@ int attachment_command(Context& c, const std::string& id_text, int position, con
     throw std::runtime_error("--output: cannot create " + output.string() + ": " + std::strerror(errno) +
                              (errno == EEXIST ? " (referralctl does not overwrite a file)" : ""));
   }
-  std::size_t written = 0;
-  bool ok = ::fchmod(fd, 0600) == 0;
-  while (ok && written < file->data.size()) {
-    const ssize_t n = ::write(fd, file->data.data() + written, file->data.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    ok = n > 0;
-    if (ok) written += static_cast<std::size_t>(n);
-  }
-  ok = ok && ::fsync(fd) == 0;
+  const bool ok = ::fchmod(fd, 0600) == 0 && write_all(fd, file->data) && ::fsync(fd) == 0;
   const int error = errno;
   ::close(fd);
   if (!ok) {

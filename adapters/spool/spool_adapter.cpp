@@ -11,26 +11,13 @@
 #include "dispatch/offload.hpp"
 #include "util/dates.hpp"
 #include "util/private_dirs.hpp"
+#include "util/private_files.hpp"
 
 namespace referrald {
 
 namespace asio = boost::asio;
 
 namespace {
-
-// Writes all of data to fd; false with errno set on failure.
-bool write_all(int fd, const std::string& data) {
-  std::size_t done = 0;
-  while (done < data.size()) {
-    const auto n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  return true;
-}
 
 Outcome io_failure(const char* step, int error) {
   // A full or read-only spool directory clears up on its own or by an
@@ -84,26 +71,10 @@ Outcome SpoolAdapter::write(const Delivery& delivery) const {
   const std::string text = doc.dump(2) + "\n";
 
   const auto final_path = directory_ / (delivery.identity + ".json");
-  const auto temp_path = directory_ / ("." + delivery.identity + ".tmp");
-  const int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return io_failure("open", errno);
-  if (!write_all(fd, text) || ::fsync(fd) != 0) {
-    const int error = errno;
-    ::close(fd);
-    ::unlink(temp_path.c_str());
-    return io_failure("write", error);
-  }
-  ::close(fd);
-  if (::rename(temp_path.c_str(), final_path.c_str()) != 0) {
-    const int error = errno;
-    ::unlink(temp_path.c_str());
-    return io_failure("rename", error);
-  }
-  // The rename is durable only once the directory is synced.
-  const int dir_fd = ::open(directory_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd >= 0) {
-    ::fsync(dir_fd);
-    ::close(dir_fd);
+  try {
+    replace_file(final_path, text, "." + delivery.identity + ".tmp");
+  } catch (const FileWriteError& e) {
+    return io_failure(e.step(), e.code().value());
   }
   return Outcome::delivered("written to " + final_path.string());
 }

@@ -1,6 +1,5 @@
 #include "service/reload.hpp"
 
-#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -12,6 +11,8 @@
 #include <system_error>
 #include <thread>
 
+#include "util/private_files.hpp"
+
 namespace referrald {
 
 namespace fs = std::filesystem;
@@ -20,10 +21,6 @@ using json = nlohmann::json;
 namespace {
 
 constexpr const char* outcome_file = "reload-outcome";
-
-[[noreturn]] void throw_errno(const std::string& what) {
-  throw std::system_error(errno, std::generic_category(), what);
-}
 
 bool process_exists(pid_t pid) { return ::kill(pid, 0) == 0 || errno == EPERM; }
 
@@ -42,25 +39,8 @@ void write_reload_outcome(const fs::path& directory, const ReloadOutcome& outcom
                          {"taken", outcome.taken},
                          {"problems", outcome.problems}};
   const std::string text = document.dump() + "\n";
-  const fs::path final_path = directory / outcome_file;
-  const fs::path temp_path = directory / (std::string(outcome_file) + ".new");
-  const int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) throw_errno("cannot write " + temp_path.string());
-  std::size_t written = 0;
-  while (written < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + written, text.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int saved = errno;
-      ::close(fd);
-      errno = saved;
-      throw_errno("cannot write " + temp_path.string());
-    }
-    written += static_cast<std::size_t>(n);
-  }
-  ::close(fd);
   // A reader sees the old outcome or the new one, never half of one.
-  if (::rename(temp_path.c_str(), final_path.c_str()) != 0) throw_errno("cannot replace " + final_path.string());
+  replace_file(directory / outcome_file, text, std::string(outcome_file) + ".new");
 }
 
 std::optional<ReloadOutcome> read_reload_outcome(const fs::path& directory) {

@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -14,6 +15,7 @@
 #include "util/dates.hpp"
 #include "util/duration.hpp"
 #include "util/ids.hpp"
+#include "util/private_files.hpp"
 #include "util/secret_file.hpp"
 #include "util/strings.hpp"
 
@@ -172,6 +174,83 @@ TEST(Purpose, DeliveryIdentityOfTheIntakeNotificationIsAsBeforePurposes) {
             "R-20261128-7K3M9-TZQXA.office-email.escalation-2");
   EXPECT_EQ(delivery_identity("R-20261128-7K3M9-TZQXA", "referrer-fax", "notice-9"),
             "R-20261128-7K3M9-TZQXA.referrer-fax.notice-9");
+}
+
+// A directory of its own under the system's temporary directory, removed with
+// what is in it.
+class FileDir : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (std::filesystem::temp_directory_path() / "referrald-util-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  static std::string contents(const std::filesystem::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  }
+  std::filesystem::path dir_;
+};
+
+TEST_F(FileDir, ReplaceFileLeavesTheNewTextAloneOwnerOnly) {
+  const auto file = dir_ / "outcome";
+  replace_file(file, "first\n", "outcome.new");
+  replace_file(file, "second, longer\n", "outcome.new");
+  EXPECT_EQ(contents(file), "second, longer\n");
+  struct stat st {};
+  ASSERT_EQ(::stat(file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "outcome.new"));
+}
+
+TEST_F(FileDir, ReplaceFileDoesNotWriteThroughALinkAndKeepsTheOldFile) {
+  const auto file = dir_ / "outcome";
+  replace_file(file, "kept\n", "outcome.new");
+  const auto elsewhere = dir_ / "elsewhere";
+  std::filesystem::create_symlink(elsewhere, dir_ / "outcome.new");
+  try {
+    replace_file(file, "new\n", "outcome.new");
+    FAIL() << "wrote through a symbolic link";
+  } catch (const FileWriteError& e) {
+    EXPECT_STREQ(e.step(), "open");
+    EXPECT_EQ(e.code().value(), ELOOP);
+    EXPECT_NE(std::string(e.what()).find("outcome.new"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(elsewhere));
+  EXPECT_EQ(contents(file), "kept\n");
+}
+
+TEST_F(FileDir, ReplaceFileOverADirectoryFailsAtTheRenameAndLeavesNoTemporaryFile) {
+  const auto file = dir_ / "taken";
+  std::filesystem::create_directories(file / "inside");
+  try {
+    replace_file(file, "text\n", "taken.new");
+    FAIL() << "replaced a directory";
+  } catch (const FileWriteError& e) {
+    EXPECT_STREQ(e.step(), "rename");
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "taken.new"));
+}
+
+TEST(WriteAll, WritesEveryByteThroughAPipe) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  const std::string text(40000, 'x');  // less than a pipe holds, more than one page
+  ASSERT_TRUE(write_all(fds[1], text));
+  ::close(fds[1]);
+  std::string read_back;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = ::read(fds[0], buffer, sizeof buffer)) > 0) read_back.append(buffer, static_cast<std::size_t>(n));
+  ::close(fds[0]);
+  EXPECT_EQ(read_back, text);
+}
+
+TEST(WriteAll, AFailedWriteIsFalseWithErrno) {
+  errno = 0;
+  EXPECT_FALSE(write_all(-1, "text"));
+  EXPECT_EQ(errno, EBADF);
 }
 
 }  // namespace
