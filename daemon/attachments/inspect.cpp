@@ -320,38 +320,50 @@ std::variant<InspectedFile, std::string> inspect_tiff(std::string_view bytes,
   return result;
 }
 
-bool starts_with_bytes(std::string_view bytes, std::string_view magic) {
-  return bytes.substr(0, magic.size()) == magic;
+enum class FileKind { pdf, jpeg, png, tiff, other };
+
+// What the first bytes say a file is: the one place that knows the magic
+// numbers (the decoders then decide whether the rest agrees).
+FileKind kind_of(std::string_view bytes) {
+  using namespace std::string_view_literals;
+  const auto starts_with = [&](std::string_view magic) { return bytes.substr(0, magic.size()) == magic; };
+  if (starts_with("%PDF-"sv)) return FileKind::pdf;
+  if (starts_with("\xFF\xD8\xFF"sv)) return FileKind::jpeg;
+  if (starts_with("\x89PNG\r\n\x1A\n"sv)) return FileKind::png;
+  if (starts_with("II*\0"sv) || starts_with("MM\0*"sv)) return FileKind::tiff;
+  return FileKind::other;
 }
 
 }  // namespace
 
 std::variant<InspectedFile, std::string> inspect_file(std::string_view bytes) {
-  using namespace std::string_view_literals;
-  if (starts_with_bytes(bytes, "%PDF-"sv)) return inspect_pdf(bytes);
-  if (starts_with_bytes(bytes, "\xFF\xD8\xFF"sv)) return inspect_jpeg(bytes);
-  if (starts_with_bytes(bytes, "\x89PNG\r\n\x1A\n"sv)) return inspect_png(bytes);
-  if (starts_with_bytes(bytes, "II*\0"sv) || starts_with_bytes(bytes, "MM\0*"sv)) return inspect_tiff(bytes);
+  switch (kind_of(bytes)) {
+    case FileKind::pdf: return inspect_pdf(bytes);
+    case FileKind::jpeg: return inspect_jpeg(bytes);
+    case FileKind::png: return inspect_png(bytes);
+    case FileKind::tiff: return inspect_tiff(bytes);
+    case FileKind::other: break;
+  }
   return std::string("is not a PDF, JPEG, PNG or TIFF file (decided from its bytes, not its name or declared type)");
 }
 
 bool for_each_gray_page(std::string_view bytes, const std::function<void(const GrayImage&)>& page) {
-  using namespace std::string_view_literals;
   GrayImage gray;
   std::uint64_t width = 0, height = 0;
   bool too_big = false;
-  if (starts_with_bytes(bytes, "\xFF\xD8\xFF"sv)) {
-    if (!decode_jpeg(bytes, width, height, too_big, &gray)) return false;
-    page(gray);
-    return true;
+  switch (kind_of(bytes)) {
+    case FileKind::jpeg:
+      if (!decode_jpeg(bytes, width, height, too_big, &gray)) return false;
+      page(gray);
+      return true;
+    case FileKind::png:
+      if (!gray_png(bytes, gray)) return false;
+      page(gray);
+      return true;
+    case FileKind::tiff: return std::holds_alternative<InspectedFile>(inspect_tiff(bytes, &page));
+    case FileKind::pdf:
+    case FileKind::other: break;
   }
-  if (starts_with_bytes(bytes, "\x89PNG\r\n\x1A\n"sv)) {
-    if (!gray_png(bytes, gray)) return false;
-    page(gray);
-    return true;
-  }
-  if (starts_with_bytes(bytes, "II*\0"sv) || starts_with_bytes(bytes, "MM\0*"sv))
-    return std::holds_alternative<InspectedFile>(inspect_tiff(bytes, &page));
   return false;
 }
 
