@@ -413,11 +413,9 @@ std::optional<std::string> check_postgresql(const StorageConfig& storage) {
   if (storage.backend != StorageBackend::postgresql) return std::nullopt;
   try {
     store::Database db(storage_target(storage).postgres, store::OpenMode::read_only);
-    const int version = store::current_schema_version(db);
-    if (version > store::schema_version) {
-      return "database schema version " + std::to_string(version) + " is newer than this referrald (" +
-             std::to_string(store::schema_version) + ")";
-    }
+    store::checked_schema_version(db);
+  } catch (const store::IncompatibleSchema& e) {
+    return std::string(e.what());
   } catch (const store::DatabaseError& e) {
     return std::string(e.what());
   }

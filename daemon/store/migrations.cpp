@@ -686,8 +686,16 @@ bool has_user_objects(Database& db) {
   return st.step();
 }
 
-// Reads the version, refusing what this build cannot handle.
-int checked_version(Database& db) {
+}  // namespace
+
+int current_schema_version(Database& db) {
+  if (!has_table(db, "schema_version")) return 0;
+  Statement st = db.prepare("SELECT coalesce(max(version), 0) FROM schema_version");
+  st.step();
+  return static_cast<int>(st.column_int(0));
+}
+
+int checked_schema_version(Database& db) {
   const int version = current_schema_version(db);
   if (version > schema_version) {
     throw IncompatibleSchema("database schema version " + std::to_string(version) + " is newer than this referrald (" +
@@ -697,15 +705,6 @@ int checked_version(Database& db) {
     throw IncompatibleSchema("database " + db.name() + " has tables but no schema_version: not a referrald database");
   }
   return version;
-}
-
-}  // namespace
-
-int current_schema_version(Database& db) {
-  if (!has_table(db, "schema_version")) return 0;
-  Statement st = db.prepare("SELECT coalesce(max(version), 0) FROM schema_version");
-  st.step();
-  return static_cast<int>(st.column_int(0));
 }
 
 namespace {
@@ -730,7 +729,7 @@ void migrate_postgresql(Database& db, int target) {
                            std::to_string(postgresql_baseline_version));
   }
   WriteTransaction write(db);
-  const int from = checked_version(db);
+  const int from = checked_schema_version(db);
   if (from >= target) return;
   const std::int64_t applied_ms = now_ms();
   if (from == 0) {
@@ -754,7 +753,7 @@ void migrate(Database& db, int target) {
   if (target < 0 || target > schema_version)
     throw std::logic_error("migrate: no schema version " + std::to_string(target));
   // The common case, an up-to-date database, needs no write lock.
-  const int seen = checked_version(db);
+  const int seen = checked_schema_version(db);
   if (seen >= target) return;
   if (db.dialect() == Dialect::postgresql) {
     migrate_postgresql(db, target);
@@ -777,7 +776,7 @@ void migrate(Database& db, int target) {
 
   WriteTransaction write(db);
   // Again under the lock: another process may have migrated meanwhile.
-  const int from = checked_version(db);
+  const int from = checked_schema_version(db);
   const std::int64_t applied_ms = now_ms();
   for (const Migration& m : migrations) {
     if (m.version <= from || m.version > target) continue;

@@ -35,6 +35,10 @@ class IncompatibleSchema : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// current_schema_version, or IncompatibleSchema for what this build cannot
+// use: a newer schema, or tables without a schema_version (not referrald's).
+int checked_schema_version(Database& db);
+
 // Everything written when a referral is accepted for processing.
 struct NewReferral {
   std::string id;
