@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <spdlog/spdlog.h>
 #include <vector>
 
 #include "adapters/document/haru.hpp"
@@ -78,6 +79,39 @@ std::string render_image_pages(const Delivery& delivery, const std::vector<int>&
   return haru_document_bytes(doc.get(), error);
 }
 
+// The fax with every file as pages after the referral's: PDFs merged as they
+// are, images drawn. DocumentError when a file cannot be drawn or merged.
+std::string with_records(const Delivery& delivery, const RenderedReferral& referral, const FaxRecords& records,
+                         bool any_image) {
+  const int fax_pages = referral.pages + records.pages;
+  // The images' pages are drawn in one document of their own, numbered as
+  // the fax will have them.
+  std::vector<int> first_page;
+  for (int next = referral.pages + 1; const auto& file : delivery.attachments) {
+    first_page.push_back(next);
+    next += file.pages;
+  }
+  std::vector<int> image_pages;
+  std::string images;
+  if (any_image) images = render_image_pages(delivery, first_page, fax_pages, image_pages);
+  std::vector<PdfPages> parts{{referral.pdf, 0, -1}};
+  int next_image_page = 0;
+  std::size_t image = 0;
+  for (const auto& file : delivery.attachments) {
+    if (file.content_type == "application/pdf") {
+      parts.push_back({file.data, 0, -1});
+    } else {
+      parts.push_back({images, next_image_page, image_pages.at(image)});
+      next_image_page += image_pages[image++];
+    }
+  }
+  try {
+    return merge_pdfs(parts);
+  } catch (const std::runtime_error& e) {
+    throw DocumentError(e.what());
+  }
+}
+
 }  // namespace
 
 GrayImage shrink_to_fit(const GrayImage& in, std::uint32_t max_width, std::uint32_t max_height) {
@@ -137,35 +171,18 @@ std::string render_fax_pdf(const Delivery& delivery, const OfficeConfig& office,
     records.pages += file.pages;
     any_image = any_image || file.content_type != "application/pdf";
   }
-  auto referral = render_referral_fax(delivery, read_referral_document(delivery, office), office, now, fonts, records);
+  const ReferralDocument document = read_referral_document(delivery, office);
+  auto referral = render_referral_fax(delivery, document, office, now, fonts, records);
   if (!referral.records_included) return std::move(referral.pdf);
-
-  const int fax_pages = referral.pages + records.pages;
-  // The images' pages are drawn in one document of their own, numbered as
-  // the fax will have them.
-  std::vector<int> first_page;
-  for (int next = referral.pages + 1; const auto& file : delivery.attachments) {
-    first_page.push_back(next);
-    next += file.pages;
-  }
-  std::vector<int> image_pages;
-  std::string images;
-  if (any_image) images = render_image_pages(delivery, first_page, fax_pages, image_pages);
-  std::vector<PdfPages> parts{{referral.pdf, 0, -1}};
-  int next_image_page = 0;
-  std::size_t image = 0;
-  for (const auto& file : delivery.attachments) {
-    if (file.content_type == "application/pdf") {
-      parts.push_back({file.data, 0, -1});
-    } else {
-      parts.push_back({images, next_image_page, image_pages.at(image)});
-      next_image_page += image_pages[image++];
-    }
-  }
   try {
-    return merge_pdfs(parts);
-  } catch (const std::runtime_error& e) {
-    throw DocumentError(e.what());
+    return with_records(delivery, referral, records, any_image);
+  } catch (const DocumentError& e) {
+    // The referral still goes out: a file that cannot be drawn or merged
+    // (it passed inspection at intake) must not keep the office from the
+    // referral. The cover says the files follow by other means.
+    spdlog::warn("fax.records_left_out id={} files={} reason=\"{}\"", delivery.referral_id, records.files, e.what());
+    records.unreadable = true;
+    return render_referral_fax(delivery, document, office, now, fonts, records).pdf;
   }
 }
 

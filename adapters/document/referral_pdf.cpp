@@ -400,9 +400,12 @@ std::string records_line(const FaxRecords& records, int own_pages, bool included
     return what + ", sent with the referral: pages " + std::to_string(own_pages + 1) + " to " +
            std::to_string(own_pages + records.pages) + " of this fax.";
   }
-  return what + ": NOT in this fax (with them it would have " + std::to_string(own_pages + records.pages) +
-         " pages; this fax line carries at most " + std::to_string(records.max_pages) +
-         ", max_fax_pages). They follow by other means: by email where the office takes referrals by email, "
+  const std::string why = records.unreadable ? "they could not be made into fax pages here"
+                                             : "with them it would have " + std::to_string(own_pages + records.pages) +
+                                                   " pages; this fax line carries at most " +
+                                                   std::to_string(records.max_pages) + ", max_fax_pages";
+  return what + ": NOT in this fax (" + why +
+         "). They follow by other means: by email where the office takes referrals by email, "
          "and the office can write each one out with the command below.";
 }
 
@@ -500,7 +503,8 @@ RenderedReferral render_referral_fax(const Delivery& delivery, const ReferralDoc
   auto referral_pages = body.take();
   // The cover sheet is one page (its "Pages" line has always said so).
   const int own_pages = static_cast<int>(referral_pages.size()) + 1;
-  const bool records_included = records.files > 0 && own_pages + records.pages <= records.max_pages;
+  const bool records_included =
+      records.files > 0 && !records.unreadable && own_pages + records.pages <= records.max_pages;
   const int fax_pages = own_pages + (records_included ? records.pages : 0);
 
   // ---- cover sheet (a referrer's notice: the notice) ----

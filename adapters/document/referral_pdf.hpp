@@ -56,9 +56,10 @@ std::string render_referral_pdf(const Delivery& delivery, const ReferralDocument
 // fax's pages, or, when they would take the fax over max_pages, says that
 // they follow by other means and which.
 struct FaxRecords {
-  int files = 0;      // no files: nothing said
-  int pages = 0;      // every file's pages
-  int max_pages = 0;  // the fax target's max_fax_pages
+  int files = 0;            // no files: nothing said
+  int pages = 0;            // every file's pages
+  int max_pages = 0;        // the fax target's max_fax_pages
+  bool unreadable = false;  // they could not be made into pages: the fax goes without them
 };
 
 struct RenderedReferral {

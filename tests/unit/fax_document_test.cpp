@@ -163,6 +163,22 @@ TEST_F(Fax, OverMaxFaxPagesTheFilesFollowByOtherMeans) {
   EXPECT_EQ(pages_of(render_fax_pdf(d, test::sample_office(), sent, referral_only + 3)), referral_only + 3);
 }
 
+TEST_F(Fax, AFileThatCannotBeDrawnLeavesTheFilesOutNotTheReferral) {
+  const auto referral_only = pages_of(render_referral_pdf(delivery_with({}), test::sample_office(), sent));
+  // Inspected at intake as a PNG; by the time the fax is drawn its pixels
+  // do not decode (a decoder stricter than the inspection, say).
+  Attachment broken = attachment(fixture("image.png"));
+  broken.data.resize(broken.data.size() / 2);
+  const auto d = delivery_with({attachment(fixture("records.pdf")), broken});
+  const std::string fax = render_fax_pdf(d, test::sample_office(), sent, 50);
+  EXPECT_EQ(pages_of(fax), referral_only);
+  const std::string cover = text_of(fax, 1);
+  EXPECT_NE(cover.find(std::to_string(referral_only) + " (including this cover sheet)"), std::string::npos) << cover;
+  EXPECT_NE(cover.find("NOT in this fax"), std::string::npos) << cover;
+  EXPECT_NE(cover.find("could not be made into fax pages"), std::string::npos) << cover;
+  EXPECT_NE(cover.find("referralctl attachment R-20261128-7K3M9-TZQXA"), std::string::npos) << cover;
+}
+
 TEST_F(Fax, AnImageIsScaledToFitThePageWithinItsMargins) {
   if (output_of("command -v pdftoppm").empty()) GTEST_SKIP() << "pdftoppm (poppler-utils) is not installed";
   // A page scanned at 300 dpi (2550 x 3300 pixels) and the small JPEG (255 x 330).
