@@ -501,88 +501,100 @@ RenderedReferral render_referral_fax(const Delivery& delivery, const ReferralDoc
     }
   }
   auto referral_pages = body.take();
-  // The cover sheet is one page (its "Pages" line has always said so).
-  const int own_pages = static_cast<int>(referral_pages.size()) + 1;
-  const bool records_included =
-      records.files > 0 && !records.unreadable && own_pages + records.pages <= records.max_pages;
-  const int fax_pages = own_pages + (records_included ? records.pages : 0);
 
   // ---- cover sheet (a referrer's notice: the notice) ----
-  Flow cover(face, page_height - margin, margin);
-  cover.paragraph("FAX", Style::bold, 28);
-  if (delivery.notice) {
-    cover.paragraph("Referral update — reference " + delivery.referral_id, Style::bold, 13);
-    cover.gap(10);
-    cover.heading("To");
-    cover.field("Referring clinician", or_dash(referrer.name));
-    cover.field("Organization", or_dash(referrer.organization));
-    cover.field("Fax", or_dash(referrer.fax));
-    cover.heading("From");
-    cover.field("Office", office.name);
-    cover.field("Phone", or_dash(office.phone));
-    cover.field("Fax", or_dash(office.fax));
-    cover.heading("Your referral");
-    for (const auto& f : notice) cover.field(f.label, f.value);
-    cover.heading("This transmission");
-    cover.field("Date", format_office_time(office, now));
-    cover.field("Pages", "1");
-    cover.gap(6);
-    cover.paragraph("Please quote the reference number " + delivery.referral_id +
-                    " when you call or write. The patient is named by initials and birth year only.");
-  } else {
-    if (delivery.escalation) {
-      cover.paragraph(escalation_headline(delivery), Style::bold, 13);
-      cover.gap(4);
+  // It counts the fax's pages, its own among them, and says where the files
+  // start: laid out for one page, then again for as many as it took (an
+  // escalation headline, an acknowledgement link and the font note can make
+  // it longer).
+  const auto lay_out_cover = [&](int fax_pages, int own_pages, bool records_included) {
+    Flow cover(face, page_height - margin, margin);
+    cover.paragraph("FAX", Style::bold, 28);
+    if (delivery.notice) {
+      cover.paragraph("Referral update — reference " + delivery.referral_id, Style::bold, 13);
+      cover.gap(10);
+      cover.heading("To");
+      cover.field("Referring clinician", or_dash(referrer.name));
+      cover.field("Organization", or_dash(referrer.organization));
+      cover.field("Fax", or_dash(referrer.fax));
+      cover.heading("From");
+      cover.field("Office", office.name);
+      cover.field("Phone", or_dash(office.phone));
+      cover.field("Fax", or_dash(office.fax));
+      cover.heading("Your referral");
+      for (const auto& f : notice) cover.field(f.label, f.value);
+      cover.heading("This transmission");
+      cover.field("Date", format_office_time(office, now));
+      cover.field("Pages", std::to_string(fax_pages));
+      cover.gap(6);
+      cover.paragraph("Please quote the reference number " + delivery.referral_id +
+                      " when you call or write. The patient is named by initials and birth year only.");
+    } else {
+      if (delivery.escalation) {
+        cover.paragraph(escalation_headline(delivery), Style::bold, 13);
+        cover.gap(4);
+      }
+      cover.paragraph("Patient referral — " + upper_ascii(urgency) + " — reference " + delivery.referral_id,
+                      Style::bold, 13);
+      cover.gap(10);
+      cover.heading("To");
+      cover.field("Office", office.name);
+      cover.field("Fax", or_dash(office.fax));
+      cover.field("Phone", or_dash(office.phone));
+      cover.heading("From");
+      cover.field("Referring clinician", or_dash(referrer.name));
+      cover.field("Organization", or_dash(referrer.organization));
+      cover.field("Phone", or_dash(referrer.phone));
+      cover.field("Fax", or_dash(referrer.fax));
+      cover.heading("This transmission");
+      cover.field("Date", format_office_time(office, now));
+      cover.field("Pages", std::to_string(fax_pages) + " (including this cover sheet)");
+      if (records.files > 0) cover.field("Records", records_line(records, own_pages, records_included));
+      if (records.files > 0 && !records_included)
+        cover.field("Each file", "referralctl attachment " + delivery.referral_id + " N --output FILE");
+      cover.field("Reference number", delivery.referral_id);
+      cover.field("Urgency", urgency);
+      cover.field("Decision", decision);
+      if (delivery.duplicate_of) cover.field("Possible duplicate of", *delivery.duplicate_of);
+      cover.heading("Call-back numbers");
+      cover.field("Referring clinician",
+                  or_dash(referrer.phone) + (referrer.fax.empty() ? "" : " (fax " + referrer.fax + ")"));
+      std::string office_numbers = or_dash(office.phone);
+      if (!office.pager.empty()) office_numbers += "; 24-hour pager " + office.pager;
+      cover.field("Referral office", office_numbers);
+      if (!delivery.ack_link.empty()) {
+        cover.heading("Acknowledge");
+        cover.paragraph(
+            "Open this link to acknowledge the referral (the page asks you to confirm; it works once), "
+            "or run: referralctl ack " +
+            delivery.referral_id);
+        cover.paragraph(delivery.ack_link, Style::bold, 10);
+      }
     }
-    cover.paragraph("Patient referral — " + upper_ascii(urgency) + " — reference " + delivery.referral_id, Style::bold,
-                    13);
-    cover.gap(10);
-    cover.heading("To");
-    cover.field("Office", office.name);
-    cover.field("Fax", or_dash(office.fax));
-    cover.field("Phone", or_dash(office.phone));
-    cover.heading("From");
-    cover.field("Referring clinician", or_dash(referrer.name));
-    cover.field("Organization", or_dash(referrer.organization));
-    cover.field("Phone", or_dash(referrer.phone));
-    cover.field("Fax", or_dash(referrer.fax));
-    cover.heading("This transmission");
-    cover.field("Date", format_office_time(office, now));
-    cover.field("Pages", std::to_string(fax_pages) + " (including this cover sheet)");
-    if (records.files > 0) cover.field("Records", records_line(records, own_pages, records_included));
-    if (records.files > 0 && !records_included)
-      cover.field("Each file", "referralctl attachment " + delivery.referral_id + " N --output FILE");
-    cover.field("Reference number", delivery.referral_id);
-    cover.field("Urgency", urgency);
-    cover.field("Decision", decision);
-    if (delivery.duplicate_of) cover.field("Possible duplicate of", *delivery.duplicate_of);
-    cover.heading("Call-back numbers");
-    cover.field("Referring clinician",
-                or_dash(referrer.phone) + (referrer.fax.empty() ? "" : " (fax " + referrer.fax + ")"));
-    std::string office_numbers = or_dash(office.phone);
-    if (!office.pager.empty()) office_numbers += "; 24-hour pager " + office.pager;
-    cover.field("Referral office", office_numbers);
-    if (!delivery.ack_link.empty()) {
-      cover.heading("Acknowledge");
+    if (face.lossy()) {
+      cover.gap(6);
       cover.paragraph(
-          "Open this link to acknowledge the referral (the page asks you to confirm; it works once), "
-          "or run: referralctl ack " +
-          delivery.referral_id);
-      cover.paragraph(delivery.ack_link, Style::bold, 10);
+          "NOTE: some characters in this referral cannot be shown with the fonts installed and appear "
+          "as \"?\". The referral record (reference " +
+              delivery.referral_id + ") holds every name exactly as submitted.",
+          Style::bold, 10);
     }
+    cover.gap(12);
+    cover.paragraph(confidentiality_notice(office, delivery.notice ? std::string("referring clinician") : office.name),
+                    Style::bold, 9);
+    return cover.take();
+  };
+  std::size_t cover_length = 1;
+  int own_pages = 0;
+  bool records_included = false;
+  std::vector<PageLayout> cover_pages;
+  for (int layout = 0; layout < 3; ++layout) {
+    own_pages = static_cast<int>(referral_pages.size() + cover_length);
+    records_included = records.files > 0 && !records.unreadable && own_pages + records.pages <= records.max_pages;
+    cover_pages = lay_out_cover(own_pages + (records_included ? records.pages : 0), own_pages, records_included);
+    if (cover_pages.size() == cover_length) break;
+    cover_length = cover_pages.size();
   }
-  if (face.lossy()) {
-    cover.gap(6);
-    cover.paragraph(
-        "NOTE: some characters in this referral cannot be shown with the fonts installed and appear "
-        "as \"?\". The referral record (reference " +
-            delivery.referral_id + ") holds every name exactly as submitted.",
-        Style::bold, 10);
-  }
-  cover.gap(12);
-  cover.paragraph(confidentiality_notice(office, delivery.notice ? std::string("referring clinician") : office.name),
-                  Style::bold, 9);
-  auto cover_pages = cover.take();
 
   // ---- draw ----
   std::vector<PageLayout> pages;

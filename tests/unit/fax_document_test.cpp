@@ -179,6 +179,28 @@ TEST_F(Fax, AFileThatCannotBeDrawnLeavesTheFilesOutNotTheReferral) {
   EXPECT_NE(cover.find("referralctl attachment R-20261128-7K3M9-TZQXA"), std::string::npos) << cover;
 }
 
+TEST_F(Fax, ACoverSheetOfTwoPagesCountsItselfAndWhereTheFilesStart) {
+  // An organization's name long enough to push the cover onto a second page.
+  auto d = delivery_with({attachment(fixture("records.pdf"))});
+  json document = json::parse(d.document);
+  std::string organization;
+  for (int n = 0; n < 90; ++n) organization += "Delta Pediatrics Regional Network Clinic " + std::to_string(n) + " ";
+  document["referrer"]["organization"] = organization;
+  d.document = document.dump();
+  const std::string fax = render_fax_pdf(d, test::sample_office(), sent, 50);
+  const int pages = pages_of(fax);
+  const std::string cover = text_of(fax, 1) + text_of(fax, 2);
+  ASSERT_NE(text_of(fax, 2).find("Page 2 of " + std::to_string(pages)), std::string::npos) << text_of(fax, 2);
+  ASSERT_EQ(text_of(fax, 2).find("Referral R-20261128-7K3M9-TZQXA"), std::string::npos)
+      << "the second page should still be the cover sheet";
+  EXPECT_NE(cover.find(std::to_string(pages) + " (including this cover sheet)"), std::string::npos) << cover;
+  // records.pdf has 2 pages: the last two of the fax.
+  EXPECT_NE(cover.find("pages " + std::to_string(pages - 1) + " to " + std::to_string(pages) + " of this fax"),
+            std::string::npos)
+      << cover;
+  EXPECT_EQ(text_of(fax, pages - 1), text_of(fixture("records.pdf"), 1));
+}
+
 TEST_F(Fax, AnImageIsScaledToFitThePageWithinItsMargins) {
   if (output_of("command -v pdftoppm").empty()) GTEST_SKIP() << "pdftoppm (poppler-utils) is not installed";
   // A page scanned at 300 dpi (2550 x 3300 pixels) and the small JPEG (255 x 330).
