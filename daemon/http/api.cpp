@@ -163,11 +163,13 @@ namespace {
 
 // "/api/v1/referrals/<id>" → <id>; "/api/v1/referrals/<id>/status" → <id>
 // with status set; "/api/v1/referrals/<id>/attachments/<n>" → <id> with
-// attachment n (from 1); anything else below the collection → nullopt.
+// attachment n (from 1), or no_such_attachment when <n> is not a position;
+// anything else below the collection → nullopt.
 struct ReferralPath {
   std::string id;
   bool status = false;
   std::optional<int> attachment;
+  bool no_such_attachment = false;
 };
 
 // "1" to "999": a file's position as the GET of its referral lists it.
@@ -192,8 +194,9 @@ std::optional<ReferralPath> referral_path(std::string_view path) {
     path.remove_suffix(status_suffix.size());
     out.status = true;
   } else if (const auto at = path.find(attachments_part); at != std::string_view::npos) {
-    // Not a position: the id keeps the rest, which no referral id matches (404).
-    if ((out.attachment = attachment_position(path.substr(at + attachments_part.size())))) path = path.substr(0, at);
+    out.attachment = attachment_position(path.substr(at + attachments_part.size()));
+    out.no_such_attachment = !out.attachment;
+    path = path.substr(0, at);
   }
   out.id = std::string(path);
   return out;
@@ -298,6 +301,13 @@ asio::awaitable<Response> Api::handle(const Request& request) {
   if (request.path == referrals_path) co_return co_await submit(request, *authenticate(request));
   if (const auto target = referral_path(request.path)) {
     if (!looks_like_referral_id(target->id)) co_return Response::error(404, "no such referral");
+    // Not a position: answered without a look at the referral (whether it
+    // exists is for the keys that may read it).
+    if (target->no_such_attachment) {
+      co_return Response::error(404,
+                                "no such attachment: a referral's files are numbered 1, 2, 3, ... (at most 999) "
+                                "as its GET lists them");
+    }
     if (target->status) co_return co_await change_status(request, target->id, *authenticate(request));
     if (target->attachment) co_return co_await get_attachment(target->id, *target->attachment, *authenticate(request));
     co_return co_await get_referral(target->id, *authenticate(request));

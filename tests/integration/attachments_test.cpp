@@ -169,8 +169,11 @@ TEST(Attachments, TheApiListsTheFilesAndHandsEachBackToWhoMayReadTheReferral) {
   const auto third = daemon.get("/api/v1/referrals/" + id + "/attachments/3");
   EXPECT_EQ(third.status, 404);
   EXPECT_NE(third.body.find("no attachment 3"), std::string::npos) << third.body;
-  for (const char* bad : {"0", "01", "x", "1/2", ""})
-    EXPECT_EQ(daemon.get("/api/v1/referrals/" + id + "/attachments/" + bad).status, 404) << bad;
+  for (const char* bad : {"0", "01", "x", "1/2", "", "1000"}) {
+    const auto answer = daemon.get("/api/v1/referrals/" + id + "/attachments/" + bad);
+    EXPECT_EQ(answer.status, 404) << bad;
+    EXPECT_NE(answer.body.find("files are numbered 1, 2, 3"), std::string::npos) << bad << ": " << answer.body;
+  }
   HttpRequest post;
   post.method = "POST";
   post.url = daemon.base_url() + "/api/v1/referrals/" + id + "/attachments/1";
