@@ -7,11 +7,11 @@
 // test-artifacts/.
 'use strict';
 
-const { test, before, after } = require('node:test');
+const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { Daemon, MailServer, newPage, screenshot, useDaemonAndBrowser } = require('./support');
+const { Daemon, MailServer, TEST_TIMEOUT, newPage, screenshot, useDaemonAndBrowser } = require('./support');
 
 const mail = new MailServer();
 // An urgent referral's ladder: one step an hour after receipt (it must not
@@ -25,13 +25,10 @@ steps = [ { after = "1h", notify = ["office-email"] } ]
 `,
 });
 let browser;
-before(() => mail.start());
-after(() => mail.stop());
 useDaemonAndBrowser(daemon, (b) => {
   browser = b;
 });
 
-const TEST_TIMEOUT = { timeout: 60000 };
 const DAY = 24 * 3600 * 1000;
 
 const sample = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'data', 'asps-urgent.json'), 'utf8'));

@@ -6,13 +6,13 @@
 // message. Screenshots go to the build's test-artifacts/.
 'use strict';
 
-const { test, before, after } = require('node:test');
+const { test, after } = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { Daemon, MailServer, newPage, screenshot, useDaemonAndBrowser } = require('./support');
+const { Daemon, MailServer, TEST_TIMEOUT, newPage, screenshot, useDaemonAndBrowser } = require('./support');
 const { assertClean, fields, fillReferral, submit, submitToConfirmation } = require('./referral_form');
 
 const mail = new MailServer();
@@ -27,13 +27,10 @@ max_attachments_total_bytes = 10000
 `,
 });
 let browser;
-before(() => mail.start());
-after(() => mail.stop());
 useDaemonAndBrowser(daemon, (b) => {
   browser = b;
 });
 
-const TEST_TIMEOUT = { timeout: 60000 };
 const fixtures = path.join(__dirname, '..', 'data', 'attachments');
 const sha256 = (file) => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 

@@ -4,7 +4,7 @@
 
 const { test } = require('node:test');
 const assert = require('node:assert/strict');
-const { Daemon, OFFICE, newPage, screenshot, sleep, startForgerySite, useDaemonAndBrowser } = require('./support');
+const { Daemon, OFFICE, TEST_TIMEOUT, newPage, screenshot, sleep, startForgerySite, useDaemonAndBrowser } = require('./support');
 const { assertClean, fields, fillReferral, submit, submitToConfirmation } = require('./referral_form');
 
 const daemon = new Daemon();
@@ -13,7 +13,6 @@ useDaemonAndBrowser(daemon, (b) => {
   browser = b;
 });
 
-const TEST_TIMEOUT = { timeout: 60000 };
 const REFERENCE = /^R-\d{8}-[0-9A-Z]{5}-[0-9A-Z]{5}$/;
 
 test('a valid referral shows its reference number and is in the store', TEST_TIMEOUT, async () => {

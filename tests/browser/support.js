@@ -141,7 +141,8 @@ class MailServer {
 }
 
 class Daemon {
-  // options.mail: a started MailServer; the office's email then goes there
+  // options.mail: a MailServer (useDaemonAndBrowser starts it before the
+  // daemon and stops it after); the office's email then goes there
   // by SMTP (and carries the one-tap acknowledgement link) instead of into a
   // spool directory. options.extraConfig: more TOML at the end;
   // options.extraHttp: more lines for [http].
@@ -391,12 +392,16 @@ async function startForgerySite(targetUrl, fields) {
 // after its last, both stop, and the daemon must exit cleanly on SIGTERM
 // (under the sanitizers: also no memory errors or leaks). `onBrowser`
 // receives the browser once it runs.
+// Before the file's tests: the daemon's mail server (options.mail), the
+// daemon and a browser; after them, the same stopped, the daemon cleanly.
 function useDaemonAndBrowser(daemon, onBrowser) {
   const { before, after } = require('node:test');
   const assert = require('node:assert/strict');
+  const mail = daemon.options.mail;
   let browser;
   process.on('exit', () => daemon.kill());
   before(async () => {
+    if (mail) await mail.start();
     await daemon.start();
     browser = await launchBrowser();
     onBrowser(browser);
@@ -406,13 +411,19 @@ function useDaemonAndBrowser(daemon, onBrowser) {
     const exit = await daemon.stop();
     const log = daemon.log();
     daemon.removeDir();
+    if (mail) await mail.stop();
     assert.deepEqual(exit, { code: 0, signal: null }, `referrald did not stop cleanly:\n${log}`);
   });
 }
 
+// Every browser test's bound: a minute (a test waits for the daemon, the
+// browser and sometimes an email).
+const TEST_TIMEOUT = { timeout: 60000 };
+
 module.exports = {
   MailServer,
   useDaemonAndBrowser,
+  TEST_TIMEOUT,
   API_TOKEN,
   OFFICE,
   Daemon,
