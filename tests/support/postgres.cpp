@@ -164,7 +164,7 @@ PostgresServer::~PostgresServer() {
 
 void PostgresServer::start() {
   if (!own_) throw std::logic_error("the ctest run's PostgreSQL server is shared: start a PostgresServer of your own");
-  if (pid_ > 0) return;
+  if (process_) return;
   // fsync off: the tests check what referrald does, not the disk; every
   // commit still waits for the server (synchronous_commit stays on). Small
   // buffers and 1 MB WAL segments (initdb above) keep a start and a copy
@@ -188,43 +188,25 @@ void PostgresServer::start() {
                                 "max_wal_size=64MB",
                                 "-c",
                                 "max_connections=200"};
-  std::vector<char*> args;
-  for (auto& a : argv) args.push_back(a.data());
-  args.push_back(nullptr);
-  const std::string log_file = (directory_ / "server.log").string();
   const ServerUser user = as_root() ? server_user() : ServerUser{::geteuid(), ::getegid()};
-  const uid_t uid = user.uid;
-  const gid_t gid = user.gid;
   // The server dies with the thread that started it (PR_SET_PDEATHSIG) when
   // that is a process's main thread: a test program or fixture killed by
   // ctest's timeout leaves no server behind. (Not from another thread: the
-  // signal follows the thread, not the process.)
+  // signal follows the thread, not the process.) The user is switched here
+  // rather than through setpriv: a change of user clears the parent-death
+  // signal, so it is set after it.
   const bool die_with_parent = ::getpid() == static_cast<pid_t>(::syscall(SYS_gettid));
   const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid < 0) throw std::runtime_error("fork failed");
-  if (pid == 0) {
-    ::setpgid(0, 0);
-    // The user switch happens here rather than through setpriv: a change of
-    // user clears the parent-death signal, so it must be set after it.
-    if (as_root() && (::setgroups(1, &gid) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0)) ::_exit(126);
-    if (die_with_parent && (::prctl(PR_SET_PDEATHSIG, SIGQUIT) != 0 || ::getppid() != parent)) ::_exit(125);
-    const int fd = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-    if (fd >= 0) {
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-      ::close(fd);
+  const bool switch_user = as_root();
+  process_ = std::make_unique<Process>(argv, directory_ / "server.log", std::map<std::string, std::string>{}, [&] {
+    if (switch_user && (::setgroups(1, &user.gid) != 0 || ::setgid(user.gid) != 0 || ::setuid(user.uid) != 0)) {
+      ::_exit(126);
     }
-    const int null_fd = ::open("/dev/null", O_RDONLY);
-    if (null_fd >= 0) ::dup2(null_fd, 0);
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
-  pid_ = pid;
+    if (die_with_parent && (::prctl(PR_SET_PDEATHSIG, SIGQUIT) != 0 || ::getppid() != parent)) ::_exit(125);
+  });
   const auto deadline = std::chrono::steady_clock::now() + start_limit;
   while (!answers(directory_, port_)) {
-    int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_ || std::chrono::steady_clock::now() >= deadline) {
+    if (!process_->running() || std::chrono::steady_clock::now() >= deadline) {
       stop();
       throw std::runtime_error("PostgreSQL did not start on port " + std::to_string(port_) + ":\n" + log());
     }
@@ -234,21 +216,11 @@ void PostgresServer::start() {
 
 void PostgresServer::stop() {
   if (!own_) throw std::logic_error("the ctest run's PostgreSQL server is shared: stop a PostgresServer of your own");
-  if (pid_ <= 0) return;
+  if (!process_) return;
   // SIGQUIT: PostgreSQL's immediate shutdown, as pg_ctl -m immediate sends it.
-  ::kill(pid_, SIGQUIT);
-  const auto deadline = std::chrono::steady_clock::now() + 30s;
-  int status = 0;
-  while (::waitpid(pid_, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() >= deadline) {
-      ::kill(-pid_, SIGKILL);
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, &status, 0);
-      break;
-    }
-    std::this_thread::sleep_for(10ms);
-  }
-  pid_ = -1;
+  process_->signal(SIGQUIT);
+  if (!process_->wait(30s)) process_->kill9();
+  process_.reset();
 }
 
 std::string PostgresServer::log() const { return read_file(directory_ / "server.log"); }

@@ -57,12 +57,12 @@ class PostgresServer {
   // database. The run's server is shared by every test: std::logic_error.
   void stop();
   void start();
-  bool running() const { return pid_ > 0; }
+  bool running() const { return process_ != nullptr; }
   std::string log() const;
 
   // The postmaster's process id (a server of its own), and the directory
   // holding its data, socket and log.
-  pid_t postmaster() const { return pid_; }
+  pid_t postmaster() const { return process_ ? process_->pid() : -1; }
   const std::filesystem::path& directory() const { return directory_; }
 
  private:
@@ -76,7 +76,7 @@ class PostgresServer {
   std::filesystem::path directory_;
   std::filesystem::path data_;
   unsigned short port_ = 0;
-  pid_t pid_ = -1;
+  std::unique_ptr<Process> process_;  // a server of its own, while it runs
   std::string role_;
   std::string password_;
   std::vector<std::string> databases_;

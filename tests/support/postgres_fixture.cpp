@@ -20,6 +20,7 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <string>
@@ -76,6 +77,14 @@ void take_over_stale(pid_t ctest) {
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(postgres_run_directory(), ec)) {
     const fs::path file = entry.path();
+    if (file.extension() == ".log") {
+      // A guard's log, kept after its run for a look; gone with the next
+      // run once its ctest is.
+      const std::string stem = file.stem().string();  // ctest-PID
+      const pid_t pid = static_cast<pid_t>(std::atol(stem.substr(stem.find('-') + 1).c_str()));
+      if (pid != ctest && !alive(pid)) fs::remove(file, ec);
+      continue;
+    }
     if (file.extension() != ".json") continue;
     std::optional<PostgresRun> run;
     try {
