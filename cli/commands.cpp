@@ -9,6 +9,7 @@
 
 #include "cli/common.hpp"
 #include "store/payload.hpp"
+#include "store/transfer.hpp"
 #include "util/dates.hpp"
 
 namespace referrald::cli {
@@ -193,6 +194,12 @@ int report_failure(Context& c, const std::exception_ptr& failure) {
   } catch (const store::NotFound& e) {
     c.err << "referralctl: " << e.what() << '\n';
     return exit_not_found;
+  } catch (const InvalidInput& e) {
+    c.err << "referralctl: " << e.what() << '\n';
+    return exit_invalid;
+  } catch (const store::ImportRefused& e) {
+    c.err << "referralctl: " << e.what() << '\n';
+    return exit_refused;
   } catch (const UsageError& e) {
     c.err << "referralctl: " << e.what() << "\nRun with --help for more information.\n";
     return exit_usage;

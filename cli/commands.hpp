@@ -1,7 +1,8 @@
 // referralctl's commands over the store. Each returns the process exit code;
 // main.cpp only parses the command line. By group: read.cpp (list, show,
 // queue, stats), act.cpp (retry, cancel, hold, release), check.cpp (check),
-// maintain.cpp (purge, rekey), office.cpp (ack, decide, close, audit verify);
+// maintain.cpp (purge, rekey), office.cpp (ack, decide, close, audit verify),
+// transfer.cpp (export, import);
 // what they share: common.hpp.
 #pragma once
 
@@ -26,10 +27,17 @@ enum ExitCode : int {
   exit_not_found = 1,      // no such referral, delivery or file
   exit_usage = 2,          // the command line is wrong
   exit_unavailable = 3,    // the store is missing, locked, unreadable or of another schema version
-  exit_invalid = 4,        // check: the referral is not valid
+  exit_invalid = 4,        // check: the referral is not valid; import: the export file is not valid
   exit_undecryptable = 5,  // a referral's document cannot be decrypted (key not in the key file, or altered)
-  exit_refused = 6,        // ack, decide, close: the status rules do not allow that change
+  exit_refused = 6,        // ack, decide, close: the status rules do not allow that change; import: not empty
   exit_audit_broken = 7,   // audit verify: a row does not match the chain
+};
+
+// A file given to a command is not what it must be (import: the export
+// file, named with its line): exit_invalid.
+class InvalidInput : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 // A command line that parses but asks for something impossible.
@@ -76,6 +84,10 @@ int rekey_command(Context& c);
 // ack, decide, close: `note` as given to --note ("-": read standard input).
 int status_command(Context& c, const std::string& id, OfficeStatus to, const std::optional<std::string>& note);
 int audit_verify_command(Context& c);
+// The whole store to a new file (0600) of JSON Lines, and back into an
+// empty store in one transaction (docs/storage.md, "Moving a store").
+int export_command(Context& c, const std::filesystem::path& output);
+int import_command(Context& c, const std::filesystem::path& input);
 
 // The operator for the audit trail: the effective user's name, and
 // "root (sudo by alice)" or "referrald (sudo by alice)" when run through sudo.

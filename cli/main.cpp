@@ -44,10 +44,11 @@ constexpr const char* footer =
     "  3  store unavailable: no database, locked beyond --wait, unreadable, not\n"
     "     writable for an action, or of another schema version (after an upgrade,\n"
     "     start the new referrald once); or the configuration cannot be read\n"
-    "  4  check: the referral is not valid\n"
+    "  4  check: the referral is not valid; import: the export file is not valid\n"
     "  5  a referral's document cannot be decrypted: its key is not in the\n"
     "     configuration's storage.encryption_keys (or the row was altered)\n"
-    "  6  ack, decide, close: the status rules do not allow that change\n"
+    "  6  ack, decide, close: the status rules do not allow that change; import: the\n"
+    "     database is not empty\n"
     "  7  audit verify: a row of the audit trail does not match the chain\n"
     "\n"
     "Environment:\n"
@@ -334,6 +335,32 @@ int main(int argc, char** argv) {
       "Step by step: docs/encryption.md.");
   add_json(rekey);
 
+  // export, import
+  std::filesystem::path export_output, import_file;
+  auto* export_command_ = app.add_subcommand(
+      "export",
+      "write everything the store holds to a new file (mode 0600), to move it to another database with import");
+  export_command_->add_option("--output,-o", export_output, "the file to write; it must not exist yet")
+      ->required()
+      ->type_name("FILE");
+  export_command_->footer(
+      "Referrals, their deliveries and attempts, attachments, status changes, escalation steps,\n"
+      "acknowledgement tokens, idempotency keys, duplicate marks, the audit trail and the\n"
+      "counters, as stored, in one read snapshot (referrald may keep running). Sealed documents,\n"
+      "notes and files stay sealed: the file holds their ciphertext, never patient data in the\n"
+      "clear, but it is as private as the database. Format: docs/storage.md.");
+  add_json(export_command_);
+  auto* import_command_ = app.add_subcommand("import", "fill a new, empty database from an export, in one transaction");
+  import_command_->add_option("FILE", import_file, "the file export wrote")->required()->type_name("FILE");
+  import_command_->footer(
+      "The database is the one --config (its [storage]) or --db names; a SQLite file is created.\n"
+      "It must hold no referral, delivery or audit row (exit 6 otherwise). Everything is\n"
+      "imported in one transaction or nothing is: a file cut short or altered is refused (exit 4)\n"
+      "naming its line. The audit trail is checked, gets an \"imported\" row and is checked\n"
+      "again. Sealed documents are opened later with the same storage.encryption_keys as the\n"
+      "source's. Run it with referrald stopped; step by step: docs/deployment.md.");
+  add_json(import_command_);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -406,6 +433,8 @@ int main(int argc, char** argv) {
     return run_command(c, false, [&, action = action] { return action_command(c, action, ids, target); });
   }
   if (check->parsed()) return run_command(c, true, [&] { return check_command(c, check_file); });
+  if (export_command_->parsed()) return run_command(c, false, [&] { return export_command(c, export_output); });
+  if (import_command_->parsed()) return run_command(c, false, [&] { return import_command(c, import_file); });
   if (rekey->parsed()) return run_command(c, false, [&] { return rekey_command(c); });
   if (purge->parsed()) {
     const auto d = parse_duration(older_than);

@@ -48,6 +48,32 @@ std::string sha256_hex(std::string_view data) {
   return to_hex(h.data(), h.size());
 }
 
+Sha256Stream::Sha256Stream() : ctx_(EVP_MD_CTX_new()) {
+  if (ctx_ == nullptr || EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), EVP_sha256(), nullptr) != 1) {
+    EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_));
+    throw std::runtime_error("SHA-256 failed");
+  }
+}
+
+Sha256Stream::~Sha256Stream() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
+
+void Sha256Stream::update(std::string_view data) {
+  if (EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), data.data(), data.size()) != 1) {
+    throw std::runtime_error("SHA-256 failed");
+  }
+}
+
+std::string Sha256Stream::hex() {
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> copy(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  std::array<unsigned char, 32> out{};
+  unsigned int len = 0;
+  if (!copy || EVP_MD_CTX_copy_ex(copy.get(), static_cast<EVP_MD_CTX*>(ctx_)) != 1 ||
+      EVP_DigestFinal_ex(copy.get(), out.data(), &len) != 1 || len != out.size()) {
+    throw std::runtime_error("SHA-256 failed");
+  }
+  return to_hex(out.data(), out.size());
+}
+
 bool from_hex(std::string_view hex, unsigned char* out, std::size_t size) {
   if (hex.size() != size * 2) return false;
   auto nibble = [](char c) -> int {

@@ -12,6 +12,21 @@ namespace referrald {
 
 std::array<unsigned char, 32> sha256(std::string_view data);
 std::string sha256_hex(std::string_view data);
+
+// SHA-256 of data that arrives in pieces (a file written or read a line at
+// a time), through OpenSSL's EVP digest.
+class Sha256Stream {
+ public:
+  Sha256Stream();
+  ~Sha256Stream();
+  Sha256Stream(const Sha256Stream&) = delete;
+  Sha256Stream& operator=(const Sha256Stream&) = delete;
+  void update(std::string_view data);
+  std::string hex();  // of everything so far; the digest goes on afterwards
+
+ private:
+  void* ctx_;  // EVP_MD_CTX, kept out of this header
+};
 // HMAC-SHA-256 of `data` under `key` (OpenSSL); throws on failure.
 std::array<unsigned char, 32> hmac_sha256(const unsigned char* key, std::size_t key_size, std::string_view data);
 std::string to_hex(const unsigned char* data, std::size_t size);

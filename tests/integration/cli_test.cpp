@@ -1,4 +1,5 @@
-// The real referralctl binary against databases filled by the real daemon:
+// The real referralctl binary against stores filled by the real daemon, each
+// case on SQLite and on PostgreSQL (the file-only ones on SQLite):
 // every command's output and exit code, the --json shapes, retry making a
 // dead delivery go out to a real peer (a spool directory), check agreeing
 // with the daemon's decisions, and commands running while the daemon is
@@ -17,6 +18,7 @@
 #include <thread>
 
 #include "support/harness.hpp"
+#include "support/postgres.hpp"
 #include "util/strings.hpp"
 
 namespace referrald::test {
@@ -32,9 +34,22 @@ std::set<std::string> keys(const json& object) {
   return out;
 }
 
-class Cli : public ::testing::Test {
+class CliBase : public ::testing::Test {
  protected:
+  explicit CliBase(Backend backend)
+      : store(backend), daemon(store.with([] {
+          // No rate limit: the load test posts as fast as it can.
+          Daemon::Options o;
+          o.extra_http = "rate_limit_per_minute = 0\n";
+          return o;
+        }())) {}
   void SetUp() override { daemon.start(); }
+
+  // referralctl on the daemon's store: --db FILE (SQLite) or its
+  // configuration (PostgreSQL), then `args`.
+  std::vector<std::string> on(std::vector<std::string> args) const { return store.ctl_args(daemon, std::move(args)); }
+  // SQL behind referrald's back (scalar() of the harness, on either backend).
+  long long sql(const std::string& statement) const { return store.scalar(daemon, statement); }
 
   std::string db() const { return daemon.database().string(); }
   // show reads the encryption key from the configuration (with --db it has none).
@@ -91,15 +106,25 @@ class Cli : public ::testing::Test {
     return referral_json(name, "2012-05-01", "Alveolar soft part sarcoma", "urgent");
   }
 
-  // No rate limit: the load test posts as fast as it can.
-  Daemon daemon{[] {
-    Daemon::Options o;
-    o.extra_http = "rate_limit_per_minute = 0\n";
-    return o;
-  }()};
+  DaemonStore store;
+  Daemon daemon;
 };
 
-TEST_F(Cli, ListShowsReferralsNewestFirstWithFiltersAndPaging) {
+// Each case on SQLite and on PostgreSQL (.../SQLite, .../PostgreSQL).
+class Cli : public CliBase, public ::testing::WithParamInterface<Backend> {
+ protected:
+  Cli() : CliBase(GetParam()) {}
+};
+INSTANTIATE_TEST_SUITE_P(Backends, Cli, both_backends, backend_param_name);
+
+// What only a SQLite file shows: a missing or foreign file, its write lock
+// held by another process, file permissions.
+class CliSqlite : public CliBase {
+ protected:
+  CliSqlite() : CliBase(Backend::sqlite) {}
+};
+
+TEST_P(Cli, ListShowsReferralsNewestFirstWithFiltersAndPaging) {
   const std::string first = post(sample("asps-routine.json"));  // accepted, routine
   std::this_thread::sleep_for(5ms);
   auto outside = json::parse(sample("asps-routine.json"));
@@ -109,7 +134,7 @@ TEST_F(Cli, ListShowsReferralsNewestFirstWithFiltersAndPaging) {
   const std::string third = post(sample("asps-urgent.json"));  // review, urgent
   wait_final(third);
 
-  const auto human = ctl({"--db", db(), "list"});
+  const auto human = ctl(on({"list"}));
   ASSERT_EQ(human.status, 0) << describe(human);
   EXPECT_EQ(human.out.rfind("RECEIVED             ID                      DECISION  URGENCY  STATUS", 0), 0U)
       << human.out;
@@ -120,7 +145,7 @@ TEST_F(Cli, ListShowsReferralsNewestFirstWithFiltersAndPaging) {
   EXPECT_EQ(human.out.find("\x1b["), std::string::npos) << "no colour when stdout is not a terminal";
   EXPECT_NE(human.out.find("office-email delivered, office-pager delivered"), std::string::npos) << human.out;
 
-  const auto all = ctl({"--db", db(), "list", "--json"});
+  const auto all = ctl(on({"list", "--json"}));
   ASSERT_EQ(all.status, 0) << describe(all);
   const auto page = all.parsed();
   EXPECT_EQ(keys(page), (std::set<std::string>{"referrals", "next_before"}));
@@ -145,29 +170,29 @@ TEST_F(Cli, ListShowsReferralsNewestFirstWithFiltersAndPaging) {
     for (const auto& x : listed["referrals"]) out.push_back(x["id"]);
     return out;
   };
-  EXPECT_EQ(ids(ctl({"--db", db(), "list", "--json", "--decision", "accepted"})), std::vector<std::string>{first});
-  EXPECT_EQ(ids(ctl({"--db", db(), "list", "--json", "--urgency", "urgent"})), std::vector<std::string>{third});
-  EXPECT_EQ(ids(ctl({"--db", db(), "list", "--json", "--decision", "review", "--state", "delivered"})),
+  EXPECT_EQ(ids(ctl(on({"list", "--json", "--decision", "accepted"}))), std::vector<std::string>{first});
+  EXPECT_EQ(ids(ctl(on({"list", "--json", "--urgency", "urgent"}))), std::vector<std::string>{third});
+  EXPECT_EQ(ids(ctl(on({"list", "--json", "--decision", "review", "--state", "delivered"}))),
             (std::vector<std::string>{third, second}));
-  EXPECT_TRUE(ids(ctl({"--db", db(), "list", "--json", "--state", "dead"})).empty());
-  EXPECT_EQ(ids(ctl({"--db", db(), "list", "--json", "--since", "1h"})).size(), 3U);
-  EXPECT_TRUE(ids(ctl({"--db", db(), "list", "--json", "--since", "2200-01-01"})).empty());
-  EXPECT_EQ(ctl({"--db", db(), "list", "--since", "2999-01-01"}).status, 2);  // past what the clock can count
+  EXPECT_TRUE(ids(ctl(on({"list", "--json", "--state", "dead"}))).empty());
+  EXPECT_EQ(ids(ctl(on({"list", "--json", "--since", "1h"}))).size(), 3U);
+  EXPECT_TRUE(ids(ctl(on({"list", "--json", "--since", "2200-01-01"}))).empty());
+  EXPECT_EQ(ctl(on({"list", "--since", "2999-01-01"})).status, 2);  // past what the clock can count
 
   // Keyset paging: --limit 2, then --before the id it names.
-  const auto p1 = ctl({"--db", db(), "list", "--json", "--limit", "2"});
+  const auto p1 = ctl(on({"list", "--json", "--limit", "2"}));
   EXPECT_EQ(ids(p1), (std::vector<std::string>{third, second}));
   EXPECT_EQ(p1.parsed()["next_before"], second);
-  const auto p2 = ctl({"--db", db(), "list", "--json", "--limit", "2", "--before", second});
+  const auto p2 = ctl(on({"list", "--json", "--limit", "2", "--before", second}));
   EXPECT_EQ(ids(p2), std::vector<std::string>{first});
   EXPECT_TRUE(p2.parsed()["next_before"].is_null());
-  const auto human_page = ctl({"--db", db(), "list", "--limit", "2"});
+  const auto human_page = ctl(on({"list", "--limit", "2"}));
   EXPECT_NE(human_page.out.find("more: referralctl list --before " + second), std::string::npos) << human_page.out;
 
-  const auto nothing = ctl({"--db", db(), "list", "--decision", "declined"});
+  const auto nothing = ctl(on({"list", "--decision", "declined"}));
   EXPECT_EQ(nothing.status, 0);
   EXPECT_EQ(nothing.out, "no referrals match\n");
-  EXPECT_EQ(ctl({"--db", db(), "list", "--before", "R-20200101-AAAAA-AAAAA"}).status, 1);
+  EXPECT_EQ(ctl(on({"list", "--before", "R-20200101-AAAAA-AAAAA"})).status, 1);
 
   // The same through the configuration file instead of --db.
   const auto via_config = ctl({"--config", daemon.config_file().string(), "list", "--json"});
@@ -175,7 +200,7 @@ TEST_F(Cli, ListShowsReferralsNewestFirstWithFiltersAndPaging) {
   EXPECT_EQ(via_config.parsed()["referrals"].size(), 3U);
 }
 
-TEST_F(Cli, ShowPrintsTheReferralItsDeliveriesAttemptsAndAuditTrail) {
+TEST_P(Cli, ShowPrintsTheReferralItsDeliveriesAttemptsAndAuditTrail) {
   const std::string id = post(sample("asps-urgent.json"));
   wait_final(id);
 
@@ -228,12 +253,12 @@ TEST_F(Cli, ShowPrintsTheReferralItsDeliveriesAttemptsAndAuditTrail) {
     EXPECT_NE(shown.out.find("?]0;owned? line one line two ?[2J"), std::string::npos) << shown.out;
   }
 
-  const auto missing = ctl({"--db", db(), "show", "R-20200101-AAAAA-AAAAA"});
+  const auto missing = ctl(on({"show", "R-20200101-AAAAA-AAAAA"}));
   EXPECT_EQ(missing.status, 1);
   EXPECT_EQ(missing.err, "referralctl: no referral R-20200101-AAAAA-AAAAA\n");
 }
 
-TEST_F(Cli, RetrySendsADeadDeliveryToTheRealPeerWithinSeconds) {
+TEST_P(Cli, RetrySendsADeadDeliveryToTheRealPeerWithinSeconds) {
   break_pager();
   const std::string id = post(urgent());
   wait_final(id);
@@ -241,10 +266,10 @@ TEST_F(Cli, RetrySendsADeadDeliveryToTheRealPeerWithinSeconds) {
   ASSERT_EQ(state_of(id, "office-email"), "delivered");
 
   // Dead is final: not in the queue, but counted, and found by list --state dead.
-  const auto queue = ctl({"--db", db(), "queue"});
+  const auto queue = ctl(on({"queue"}));
   ASSERT_EQ(queue.status, 0) << describe(queue);
   EXPECT_EQ(queue.out, "the queue is empty; 1 dead delivery (referralctl list --state dead)\n");
-  const auto dead = ctl({"--db", db(), "list", "--json", "--state", "dead"}).parsed();
+  const auto dead = ctl(on({"list", "--json", "--state", "dead"})).parsed();
   ASSERT_EQ(dead["referrals"].size(), 1U);
   EXPECT_EQ(dead["referrals"][0]["id"], id);
   const auto shown = show(id);
@@ -258,7 +283,7 @@ TEST_F(Cli, RetrySendsADeadDeliveryToTheRealPeerWithinSeconds) {
   }
 
   fix_pager();
-  const auto retry = ctl({"--db", db(), "retry", id}, {{"SUDO_USER", "alice"}});
+  const auto retry = ctl(on({"retry", id}), {{"SUDO_USER", "alice"}});
   ASSERT_EQ(retry.status, 0) << describe(retry);
   // The referral's delivered email is skipped, the dead pager retried.
   EXPECT_NE(retry.out.find("office-pager  dead -> pending"), std::string::npos) << retry.out;
@@ -289,19 +314,19 @@ TEST_F(Cli, RetrySendsADeadDeliveryToTheRealPeerWithinSeconds) {
   EXPECT_TRUE(found);
 
   // Nothing left to retry.
-  const auto again = ctl({"--db", db(), "retry", "ALL", "--json"});
+  const auto again = ctl(on({"retry", "ALL", "--json"}));
   ASSERT_EQ(again.status, 0) << describe(again);
   EXPECT_EQ(again.parsed()["changed"].size(), 0U);
 }
 
-TEST_F(Cli, RetryAllWithATargetRetriesEveryDeadDeliveryOfIt) {
+TEST_P(Cli, RetryAllWithATargetRetriesEveryDeadDeliveryOfIt) {
   break_pager();
   const std::string a = post(urgent("Ana"));
   const std::string b = post(urgent("Ben"));
   wait_final(a);
   wait_final(b);
   fix_pager();
-  const auto r = ctl({"--db", db(), "retry", "ALL", "--target", "office-pager", "--json"});
+  const auto r = ctl(on({"retry", "ALL", "--target", "office-pager", "--json"}));
   ASSERT_EQ(r.status, 0) << describe(r);
   const auto j = r.parsed();
   EXPECT_EQ(keys(j), (std::set<std::string>{"action", "actor", "changed", "skipped"}));
@@ -313,7 +338,7 @@ TEST_F(Cli, RetryAllWithATargetRetriesEveryDeadDeliveryOfIt) {
   EXPECT_TRUE(wait_until([&] { return fs::exists(pager_file(a)) && fs::exists(pager_file(b)); }, 10s));
 }
 
-TEST_F(Cli, HoldKeepsADeliveryFromTheRunningDaemonUntilReleased) {
+TEST_P(Cli, HoldKeepsADeliveryFromTheRunningDaemonUntilReleased) {
   break_pager();
   const std::string id = post(urgent());
   wait_final(id);
@@ -322,14 +347,14 @@ TEST_F(Cli, HoldKeepsADeliveryFromTheRunningDaemonUntilReleased) {
   // Stopped daemon: the actions work on the file alone.
   ASSERT_EQ(daemon.stop(), 0);
   fix_pager();
-  auto r = ctl({"--db", db(), "retry", pager});
+  auto r = ctl(on({"retry", pager}));
   ASSERT_EQ(r.status, 0) << describe(r);
-  r = ctl({"--db", db(), "hold", pager});
+  r = ctl(on({"hold", pager}));
   ASSERT_EQ(r.status, 0) << describe(r);
   EXPECT_NE(r.out.find("pending -> held"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("1 delivery held"), std::string::npos) << r.out;
 
-  const auto queue = ctl({"--db", db(), "queue", "--json"});
+  const auto queue = ctl(on({"queue", "--json"}));
   ASSERT_EQ(queue.status, 0) << describe(queue);
   const auto q = queue.parsed();
   EXPECT_EQ(keys(q), (std::set<std::string>{"deliveries", "dead"}));
@@ -339,7 +364,7 @@ TEST_F(Cli, HoldKeepsADeliveryFromTheRunningDaemonUntilReleased) {
                                                              "last_error", "external_id", "updated_at", "urgency"}));
   EXPECT_EQ(q["deliveries"][0]["state"], "held");
   EXPECT_EQ(q["deliveries"][0]["urgency"], "urgent");
-  const auto human = ctl({"--db", db(), "queue"});
+  const auto human = ctl(on({"queue"}));
   EXPECT_NE(
       human.out.find("ID  REFERRAL                TARGET        STATE  ATTEMPTS  URGENCY  NEXT ATTEMPT  LAST ERROR"),
       std::string::npos)
@@ -352,29 +377,28 @@ TEST_F(Cli, HoldKeepsADeliveryFromTheRunningDaemonUntilReleased) {
   EXPECT_FALSE(fs::exists(pager_file(id)));
   EXPECT_EQ(state_of(id, "office-pager"), "held");
   // ...until it is released: then it goes out within seconds.
-  r = ctl({"--db", db(), "release", pager});
+  r = ctl(on({"release", pager}));
   ASSERT_EQ(r.status, 0) << describe(r);
   EXPECT_NE(r.out.find("held -> pending"), std::string::npos) << r.out;
   EXPECT_TRUE(wait_until([&] { return fs::exists(pager_file(id)); }, 10s)) << daemon.log();
 
   // Refusals are reported, not errors.
-  r = ctl({"--db", db(), "hold", pager});
+  r = ctl(on({"hold", pager}));
   EXPECT_EQ(r.status, 0) << describe(r);
   EXPECT_NE(r.out.find("0 deliveries held, 1 skipped"), std::string::npos) << r.out;
 }
 
-TEST_F(Cli, CancelStopsADeliveryAndClearsItsLease) {
+TEST_P(Cli, CancelStopsADeliveryAndClearsItsLease) {
   break_pager();
   const std::string id = post(urgent());
   wait_final(id);
   ASSERT_EQ(daemon.stop(), 0);
   // A delivery caught mid-send by a crash: 'sending' under a lease.
-  ASSERT_EQ(scalar(daemon.database(),
-                   "UPDATE deliveries SET state = 'sending', lease_until_ms = 4102444800000 "
-                   "WHERE referral_id = '" +
-                       id + "' AND target = 'office-pager'"),
+  ASSERT_EQ(sql("UPDATE deliveries SET state = 'sending', lease_until_ms = 4102444800000 "
+                "WHERE referral_id = '" +
+                id + "' AND target = 'office-pager'"),
             1);
-  const auto r = ctl({"--db", db(), "cancel", id, "--json"});
+  const auto r = ctl(on({"cancel", id, "--json"}));
   ASSERT_EQ(r.status, 0) << describe(r);
   const auto j = r.parsed();
   ASSERT_EQ(j["changed"].size(), 1U);
@@ -382,26 +406,26 @@ TEST_F(Cli, CancelStopsADeliveryAndClearsItsLease) {
   EXPECT_EQ(j["changed"][0]["to"], "cancelled");
   ASSERT_EQ(j["skipped"].size(), 1U);
   EXPECT_EQ(j["skipped"][0]["reason"], "final");
-  EXPECT_EQ(scalar(daemon.database(), "SELECT count(*) FROM deliveries WHERE referral_id = '" + id +
-                                          "' AND state = 'cancelled' AND lease_until_ms IS NULL"),
+  EXPECT_EQ(sql("SELECT count(*) FROM deliveries WHERE referral_id = '" + id +
+                "' AND state = 'cancelled' AND lease_until_ms IS NULL"),
             1);
   // Cancelled is final: retry ALL leaves it alone, and the daemon does not send it.
   fix_pager();
-  EXPECT_EQ(ctl({"--db", db(), "retry", "ALL", "--json"}).parsed()["changed"].size(), 0U);
+  EXPECT_EQ(ctl(on({"retry", "ALL", "--json"})).parsed()["changed"].size(), 0U);
   daemon.start();
   std::this_thread::sleep_for(2s);
   EXPECT_FALSE(fs::exists(pager_file(id)));
   EXPECT_EQ(state_of(id, "office-pager"), "cancelled");
 }
 
-TEST_F(Cli, StatsCountsDecisionsStatesAndPerTargetAttempts) {
+TEST_P(Cli, StatsCountsDecisionsStatesAndPerTargetAttempts) {
   break_pager();
   const std::string a = post(sample("asps-routine.json"));
   const std::string b = post(urgent());
   wait_final(a);
   wait_final(b);
 
-  const auto human = ctl({"--db", db(), "stats"});
+  const auto human = ctl(on({"stats"}));
   ASSERT_EQ(human.status, 0) << describe(human);
   EXPECT_NE(human.out.find("referrals   2      accepted 2  review 0  declined 0"), std::string::npos) << human.out;
   EXPECT_NE(human.out.find("TARGET        WAITING  HOUR SENT  HOUR FAILED  DAY SENT  DAY FAILED"), std::string::npos)
@@ -409,7 +433,7 @@ TEST_F(Cli, StatsCountsDecisionsStatesAndPerTargetAttempts) {
   EXPECT_NE(human.out.find("office-pager  0        0          1            0         1"), std::string::npos)
       << human.out;
 
-  const auto r = ctl({"--db", db(), "stats", "--json"});
+  const auto r = ctl(on({"stats", "--json"}));
   ASSERT_EQ(r.status, 0) << describe(r);
   const auto j = r.parsed();
   EXPECT_EQ(keys(j),
@@ -432,8 +456,8 @@ TEST_F(Cli, StatsCountsDecisionsStatesAndPerTargetAttempts) {
 
   // A held-then-released delivery with the daemon stopped is due: the oldest due.
   ASSERT_EQ(daemon.stop(), 0);
-  ASSERT_EQ(ctl({"--db", db(), "retry", b}).status, 0);
-  const auto due = ctl({"--db", db(), "stats", "--json"}).parsed();
+  ASSERT_EQ(ctl(on({"retry", b})).status, 0);
+  const auto due = ctl(on({"stats", "--json"})).parsed();
   ASSERT_FALSE(due["oldest_due"].is_null());
   EXPECT_EQ(due["oldest_due"]["referral_id"], b);
   EXPECT_EQ(due["targets"][1]["waiting"], 1);
@@ -441,7 +465,7 @@ TEST_F(Cli, StatsCountsDecisionsStatesAndPerTargetAttempts) {
 
 // The same bodies through the daemon and through check: the same decision
 // and reasons, and check stores nothing.
-TEST_F(Cli, CheckAgreesWithTheDaemonsDecisions) {
+TEST_P(Cli, CheckAgreesWithTheDaemonsDecisions) {
   auto outside = json::parse(sample("asps-routine.json"));
   outside["patient"]["postal_code"] = "77030";
   auto nurse = json::parse(sample("asps-routine.json"));
@@ -460,10 +484,10 @@ TEST_F(Cli, CheckAgreesWithTheDaemonsDecisions) {
   for (std::size_t i = 0; i < bodies.size(); ++i) {
     const auto file = dir / ("r" + std::to_string(i) + ".json");
     write_file(file, bodies[i]);
-    const auto before = scalar(daemon.database(), "SELECT count(*) FROM referrals");
+    const auto before = sql("SELECT count(*) FROM referrals");
     const auto checked = ctl({"--config", daemon.config_file().string(), "check", "--json", file.string()});
     ASSERT_EQ(checked.status, 0) << describe(checked);
-    EXPECT_EQ(scalar(daemon.database(), "SELECT count(*) FROM referrals"), before) << "check stored something";
+    EXPECT_EQ(sql("SELECT count(*) FROM referrals"), before) << "check stored something";
     const auto c = checked.parsed();
     EXPECT_EQ(keys(c),
               (std::set<std::string>{"valid", "decision", "reasons", "disease", "urgency", "targets", "after_hours"}));
@@ -502,7 +526,7 @@ TEST_F(Cli, CheckAgreesWithTheDaemonsDecisions) {
   EXPECT_EQ(ctl({"--config", daemon.config_file().string(), "check", (dir / "none.json").string()}).status, 1);
 }
 
-TEST_F(Cli, PurgeDeletesOldFinishedReferralsAndKeepsTheTrail) {
+TEST_P(Cli, PurgeDeletesOldFinishedReferralsAndKeepsTheTrail) {
   break_pager();
   const std::string done = post(sample("asps-routine.json"));
   const std::string waiting = post(urgent());
@@ -511,87 +535,84 @@ TEST_F(Cli, PurgeDeletesOldFinishedReferralsAndKeepsTheTrail) {
   wait_final(waiting);
   wait_final(recent);
   ASSERT_EQ(daemon.stop(), 0);
-  ASSERT_EQ(ctl({"--db", db(), "retry", waiting}).status, 0);
-  ASSERT_EQ(ctl({"--db", db(), "hold", waiting}).status, 0);  // not final: must survive
-  // Age two of them by 400 days (the file is the daemon's; the test writes it directly).
-  ASSERT_EQ(scalar(daemon.database(),
-                   "UPDATE referrals SET received_ms = received_ms - 34560000000 "
-                   "WHERE id IN ('" +
-                       done + "', '" + waiting + "')"),
+  ASSERT_EQ(ctl(on({"retry", waiting})).status, 0);
+  ASSERT_EQ(ctl(on({"hold", waiting})).status, 0);  // not final: must survive
+  // Age two of them by 400 days (the store is the daemon's; the test writes it directly).
+  ASSERT_EQ(sql("UPDATE referrals SET received_ms = received_ms - 34560000000 "
+                "WHERE id IN ('" +
+                done + "', '" + waiting + "')"),
             2);
 
-  const auto dry = ctl({"--db", db(), "purge", "--older-than", "365d", "--dry-run", "--json"});
+  const auto dry = ctl(on({"purge", "--older-than", "365d", "--dry-run", "--json"}));
   ASSERT_EQ(dry.status, 0) << describe(dry);
   EXPECT_EQ(keys(dry.parsed()),
             (std::set<std::string>{"older_than", "cutoff", "dry_run", "purged", "kept_unfinished"}));
   EXPECT_EQ(dry.parsed()["purged"], 1);
-  EXPECT_EQ(scalar(daemon.database(), "SELECT count(*) FROM referrals"), 3);
+  EXPECT_EQ(sql("SELECT count(*) FROM referrals"), 3);
 
-  const auto r = ctl({"--db", db(), "purge", "--older-than", "365d"});
+  const auto r = ctl(on({"purge", "--older-than", "365d"}));
   ASSERT_EQ(r.status, 0) << describe(r);
   EXPECT_NE(r.out.find("purged 1 referral received before"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("kept 1 with deliveries not yet final"), std::string::npos) << r.out;
-  EXPECT_EQ(scalar(daemon.database(), "SELECT count(*) FROM referrals WHERE id = '" + done + "'"), 0);
-  EXPECT_EQ(scalar(daemon.database(), "SELECT count(*) FROM deliveries WHERE referral_id = '" + done + "'"), 0);
-  EXPECT_EQ(scalar(daemon.database(), "SELECT count(*) FROM referrals"), 2);
-  EXPECT_EQ(
-      scalar(daemon.database(), "SELECT count(*) FROM audit WHERE referral_id = '" + done + "' AND action = 'purged'"),
-      1);
+  EXPECT_EQ(sql("SELECT count(*) FROM referrals WHERE id = '" + done + "'"), 0);
+  EXPECT_EQ(sql("SELECT count(*) FROM deliveries WHERE referral_id = '" + done + "'"), 0);
+  EXPECT_EQ(sql("SELECT count(*) FROM referrals"), 2);
+  EXPECT_EQ(sql("SELECT count(*) FROM audit WHERE referral_id = '" + done + "' AND action = 'purged'"), 1);
   // The stats tallies follow the purge's cascades.
-  const auto stats = ctl({"--db", db(), "stats", "--json"}).parsed();
-  EXPECT_EQ(stats["referrals"]["total"], scalar(daemon.database(), "SELECT count(*) FROM referrals"));
-  EXPECT_EQ(stats["deliveries"]["total"], scalar(daemon.database(), "SELECT count(*) FROM deliveries"));
+  const auto stats = ctl(on({"stats", "--json"})).parsed();
+  EXPECT_EQ(stats["referrals"]["total"], sql("SELECT count(*) FROM referrals"));
+  EXPECT_EQ(stats["deliveries"]["total"], sql("SELECT count(*) FROM deliveries"));
   EXPECT_EQ(stats["deliveries"]["by_state"]["held"], 1);
-  const auto gone = ctl({"--db", db(), "show", done});
+  const auto gone = ctl(on({"show", done}));
   EXPECT_EQ(gone.status, 1);
   EXPECT_NE(gone.err.find("(purged "), std::string::npos) << gone.err;
-  EXPECT_EQ(ctl({"--db", db(), "purge"}).status, 2);  // --older-than is required
-  EXPECT_EQ(ctl({"--db", db(), "purge", "--older-than", "a year"}).status, 2);
+  EXPECT_EQ(ctl(on({"purge"})).status, 2);  // --older-than is required
+  EXPECT_EQ(ctl(on({"purge", "--older-than", "a year"})).status, 2);
 }
 
-TEST_F(Cli, PurgeGoesThroughManyBatchesAndSkipsTheUnfinishedInTheMiddle) {
+TEST_P(Cli, PurgeGoesThroughManyBatchesAndSkipsTheUnfinishedInTheMiddle) {
   std::vector<std::string> ids;
   for (int i = 0; i < 130; ++i) ids.push_back(post(referral_json("P" + std::to_string(i), "2012-05-01")));
   wait_final(ids.back());
   ASSERT_EQ(daemon.stop(), 0);
-  ASSERT_EQ(scalar(daemon.database(), "UPDATE deliveries SET state = 'held' WHERE referral_id = '" + ids[77] + "'"), 1);
-  ASSERT_EQ(scalar(daemon.database(), "UPDATE referrals SET received_ms = received_ms - 34560000000"), 130);
-  const auto r = ctl({"--db", db(), "purge", "--older-than", "365d", "--json"});
+  ASSERT_EQ(sql("UPDATE deliveries SET state = 'held' WHERE referral_id = '" + ids[77] + "'"), 1);
+  ASSERT_EQ(sql("UPDATE referrals SET received_ms = received_ms - 34560000000"), 130);
+  const auto r = ctl(on({"purge", "--older-than", "365d", "--json"}));
   ASSERT_EQ(r.status, 0) << describe(r);
   EXPECT_EQ(r.parsed()["purged"], 129);
   EXPECT_EQ(r.parsed()["kept_unfinished"], 1);
-  EXPECT_EQ(scalar(daemon.database(), "SELECT count(*) FROM referrals"), 1);
-  EXPECT_EQ(scalar(daemon.database(), "SELECT count(*) FROM referrals WHERE id = '" + ids[77] + "'"), 1);
-  EXPECT_EQ(scalar(daemon.database(), "SELECT count(*) FROM audit WHERE action = 'purged'"), 129);
+  EXPECT_EQ(sql("SELECT count(*) FROM referrals"), 1);
+  EXPECT_EQ(sql("SELECT count(*) FROM referrals WHERE id = '" + ids[77] + "'"), 1);
+  EXPECT_EQ(sql("SELECT count(*) FROM audit WHERE action = 'purged'"), 129);
 }
 
-TEST_F(Cli, UsageNotFoundAndHelpExitCodes) {
+TEST_P(Cli, UsageNotFoundAndHelpExitCodes) {
   const std::string id = post(sample("asps-routine.json"));
   const auto help = ctl({"--help"});
   EXPECT_EQ(help.status, 0);
   EXPECT_NE(help.out.find("Exit status:"), std::string::npos);
   EXPECT_NE(ctl({"retry", "--help"}).out.find("ALL, in capitals"), std::string::npos);
   EXPECT_EQ(ctl({}).status, 2);
-  EXPECT_EQ(ctl({"--db", db(), "frobnicate"}).status, 2);
-  EXPECT_EQ(ctl({"--db", db(), "list", "--state", "lost"}).status, 2);
-  EXPECT_EQ(ctl({"--db", db(), "list", "--since", "yesterday"}).status, 2);
+  EXPECT_EQ(ctl(on({"frobnicate"})).status, 2);
+  EXPECT_EQ(ctl(on({"list", "--state", "lost"})).status, 2);
+  EXPECT_EQ(ctl(on({"list", "--since", "yesterday"})).status, 2);
   EXPECT_EQ(ctl({"--db", db(), "--config", daemon.config_file().string(), "list"}).status, 2);
-  const auto lower_all = ctl({"--db", db(), "retry", "all"});
+  const auto lower_all = ctl(on({"retry", "all"}));
   EXPECT_EQ(lower_all.status, 2);
   EXPECT_NE(lower_all.err.find("write ALL in capitals"), std::string::npos) << lower_all.err;
-  EXPECT_EQ(ctl({"--db", db(), "cancel", "ALL"}).status, 2);
-  EXPECT_EQ(ctl({"--db", db(), "retry", "ALL", id}).status, 2);
-  EXPECT_EQ(ctl({"--db", db(), "show"}).status, 2);
+  EXPECT_EQ(ctl(on({"cancel", "ALL"})).status, 2);
+  EXPECT_EQ(ctl(on({"retry", "ALL", id})).status, 2);
+  EXPECT_EQ(ctl(on({"show"})).status, 2);
   // Not found: an unknown id changes nothing else named with it.
-  const auto unknown = ctl({"--db", db(), "cancel", id, "R-20200101-AAAAA-AAAAA"});
+  const auto unknown = ctl(on({"cancel", id, "R-20200101-AAAAA-AAAAA"}));
   EXPECT_EQ(unknown.status, 1);
   EXPECT_EQ(unknown.err, "referralctl: no referral R-20200101-AAAAA-AAAAA\n");
-  EXPECT_EQ(scalar(daemon.database(), "SELECT count(*) FROM deliveries WHERE state = 'cancelled'"), 0);
-  EXPECT_EQ(ctl({"--db", db(), "retry", "999999"}).status, 1);
-  EXPECT_EQ(ctl({"--db", db(), "hold", "nonsense"}).status, 1);
+  EXPECT_EQ(sql("SELECT count(*) FROM deliveries WHERE state = 'cancelled'"), 0);
+  EXPECT_EQ(ctl(on({"retry", "999999"})).status, 1);
+  EXPECT_EQ(ctl(on({"hold", "nonsense"})).status, 1);
 }
 
-TEST_F(Cli, StoreProblemsAreExit3WithAClearMessage) {
+TEST_F(CliSqlite, StoreProblemsAreExit3WithAClearMessage) {
   const std::string id = post(sample("asps-routine.json"));
   wait_final(id);
 
@@ -631,7 +652,7 @@ TEST_F(Cli, StoreProblemsAreExit3WithAClearMessage) {
       << newer.err;
 }
 
-TEST_F(Cli, ReadingNeedsOnlyReadAccessAndActionsSayWhenTheyCannotWrite) {
+TEST_F(CliSqlite, ReadingNeedsOnlyReadAccessAndActionsSayWhenTheyCannotWrite) {
   const std::string id = post(sample("asps-routine.json"));
   wait_final(id);
   ASSERT_EQ(daemon.stop(), 0);
@@ -649,7 +670,7 @@ TEST_F(Cli, ReadingNeedsOnlyReadAccessAndActionsSayWhenTheyCannotWrite) {
 }
 
 // An operator who may read the database but not write its directory.
-TEST_F(Cli, AReaderWithoutWriteAccessReadsWhileTheDaemonRunsAndIsToldWhyNotWhenStopped) {
+TEST_F(CliSqlite, AReaderWithoutWriteAccessReadsWhileTheDaemonRunsAndIsToldWhyNotWhenStopped) {
   if (::geteuid() != 0 || shell("command -v setpriv > /dev/null") != 0) GTEST_SKIP() << "needs root and setpriv";
   const std::string id = post(sample("asps-routine.json"));
   wait_final(id);
@@ -690,18 +711,18 @@ TEST_F(Cli, AReaderWithoutWriteAccessReadsWhileTheDaemonRunsAndIsToldWhyNotWhenS
       << read_file(shared / "out");
 }
 
-TEST_F(Cli, ColourOnlyWhenAskedOrOnATerminalAndTimesInLocalTime) {
+TEST_P(Cli, ColourOnlyWhenAskedOrOnATerminalAndTimesInLocalTime) {
   const std::string id = post(sample("asps-routine.json"));
   wait_final(id);
-  const auto always = ctl({"--db", db(), "--color", "always", "list"});
+  const auto always = ctl(on({"--color", "always", "list"}));
   EXPECT_NE(always.out.find("\x1b[32mdelivered\x1b[0m"), std::string::npos) << always.out;
-  EXPECT_EQ(ctl({"--db", db(), "--color", "always", "list", "--json"}).out.find("\x1b["), std::string::npos);
-  EXPECT_EQ(ctl({"--db", db(), "list"}, {{"NO_COLOR", "1"}}).out.find("\x1b["), std::string::npos);
+  EXPECT_EQ(ctl(on({"--color", "always", "list", "--json"})).out.find("\x1b["), std::string::npos);
+  EXPECT_EQ(ctl(on({"list"}), {{"NO_COLOR", "1"}}).out.find("\x1b["), std::string::npos);
 
   // Human output follows TZ; JSON is UTC.
-  const std::string received = ctl({"--db", db(), "list", "--json"}).parsed()["referrals"][0]["received_at"];
-  const auto utc = ctl({"--db", db(), "list"}, {{"TZ", "UTC"}}).out;
-  const auto tokyo = ctl({"--db", db(), "list"}, {{"TZ", "Asia/Tokyo"}}).out;
+  const std::string received = ctl(on({"list", "--json"})).parsed()["referrals"][0]["received_at"];
+  const auto utc = ctl(on({"list"}), {{"TZ", "UTC"}}).out;
+  const auto tokyo = ctl(on({"list"}), {{"TZ", "Asia/Tokyo"}}).out;
   // received_at is 2026-11-28T07:00:25.123Z: the UTC table shows "2026-11-28 07:00:25".
   const std::string utc_text = received.substr(0, 10) + " " + received.substr(11, 8);
   EXPECT_NE(utc.find(utc_text), std::string::npos) << utc;
@@ -710,7 +731,7 @@ TEST_F(Cli, ColourOnlyWhenAskedOrOnATerminalAndTimesInLocalTime) {
 
 // list, queue and stats answer while four clients keep posting; actions
 // take the write lock briefly and never make the daemon refuse a referral.
-TEST_F(Cli, CommandsRunWhileTheDaemonIsUnderLoad) {
+TEST_P(Cli, CommandsRunWhileTheDaemonIsUnderLoad) {
   std::atomic<bool> stop{false};
   std::atomic<int> accepted{0}, refused{0};
   std::vector<std::thread> clients;
@@ -733,13 +754,13 @@ TEST_F(Cli, CommandsRunWhileTheDaemonIsUnderLoad) {
   const int accepted_before = accepted.load();
   for (int round = 0; round < 3; ++round) {
     for (const char* command : {"list", "queue", "stats"}) {
-      const auto r = ctl({"--db", db(), command, "--json"});
+      const auto r = ctl(on({command, "--json"}));
       EXPECT_EQ(r.status, 0) << command << "\n" << describe(r);
       EXPECT_NO_THROW(r.parsed()) << r.out;
     }
-    const auto human = ctl({"--db", db(), "queue"});
+    const auto human = ctl(on({"queue"}));
     EXPECT_EQ(human.status, 0) << describe(human);
-    const auto retry = ctl({"--db", db(), "retry", "ALL"});
+    const auto retry = ctl(on({"retry", "ALL"}));
     EXPECT_EQ(retry.status, 0) << describe(retry);
   }
   const int accepted_during = accepted.load() - accepted_before;
@@ -747,7 +768,7 @@ TEST_F(Cli, CommandsRunWhileTheDaemonIsUnderLoad) {
   for (auto& c : clients) c.join();
   EXPECT_GT(accepted_during, 0) << "no referral was accepted while referralctl ran";
   EXPECT_EQ(refused.load(), 0) << "the daemon refused referrals while referralctl ran";
-  const auto page = ctl({"--db", db(), "list", "--json", "--limit", "100000"}).parsed();
+  const auto page = ctl(on({"list", "--json", "--limit", "100000"})).parsed();
   EXPECT_EQ(static_cast<int>(page["referrals"].size()), accepted.load());
 }
 

@@ -2,8 +2,9 @@
 // databases filled by the real daemon: ack, decide and close (the status
 // rules, the notes sealed at rest, the referrer's notices sent by the
 // running daemon), show's status history and escalation steps, list
-// --status and --overdue, audit verify against a row changed with the
-// sqlite3 shell, purge keeping the chain whole, and rekey re-sealing notes.
+// --status and --overdue, audit verify against a row changed behind its
+// back, purge keeping the chain whole, and rekey re-sealing notes. Each case
+// on SQLite and on PostgreSQL, what only a file shows on SQLite.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <pwd.h>
@@ -14,6 +15,7 @@
 #include <thread>
 
 #include "support/harness.hpp"
+#include "support/postgres.hpp"
 #include "util/strings.hpp"
 
 namespace referrald::test {
@@ -47,8 +49,9 @@ notify = ["office-log"]
   return o;
 }
 
-class OfficeCli : public ::testing::Test {
+class OfficeCliBase : public ::testing::Test {
  protected:
+  explicit OfficeCliBase(Backend backend) : store(backend), daemon(store.with(office_options())) {}
   void SetUp() override {
     fs::create_directories(daemon.spool("office-log"));
     daemon.start();
@@ -75,20 +78,38 @@ class OfficeCli : public ::testing::Test {
     return r.parsed();
   }
 
-  long long rows(const std::string& sql) { return count_rows(daemon.database(), sql); }
+  // referralctl on the daemon's store without its configuration: --db FILE
+  // (SQLite) or, PostgreSQL having no file, the configuration.
+  std::vector<std::string> on(std::vector<std::string> args) const { return store.ctl_args(daemon, std::move(args)); }
+  // SQL behind referrald's back, on either backend: a count, or the rows a change changed.
+  long long sql(const std::string& statement) const { return store.scalar(daemon, statement); }
 
-  Daemon daemon{office_options()};
+  DaemonStore store;
+  Daemon daemon;
 };
 
-TEST_F(OfficeCli, AckDecideAndCloseMoveTheStatusRecordWhoAndTellTheReferrer) {
+// Each case on SQLite and on PostgreSQL (.../SQLite, .../PostgreSQL).
+class OfficeCli : public OfficeCliBase, public ::testing::WithParamInterface<Backend> {
+ protected:
+  OfficeCli() : OfficeCliBase(GetParam()) {}
+};
+INSTANTIATE_TEST_SUITE_P(Backends, OfficeCli, both_backends, backend_param_name);
+
+// What only a SQLite file shows: the bytes on disk.
+class OfficeCliSqlite : public OfficeCliBase {
+ protected:
+  OfficeCliSqlite() : OfficeCliBase(Backend::sqlite) {}
+};
+
+TEST_P(OfficeCli, AckDecideAndCloseMoveTheStatusRecordWhoAndTellTheReferrer) {
   const std::string id = post();
   const std::string user = effective_user();
 
   // Each notice is a delivery of its own, which the running daemon sends.
   const auto notices = [&](const std::string& state) {
-    return rows("SELECT count(*) FROM deliveries WHERE referral_id = '" + id +
-                "' AND target = 'office-log' AND purpose LIKE 'notice-%'" +
-                (state.empty() ? std::string() : " AND state = '" + state + "'"));
+    return sql("SELECT count(*) FROM deliveries WHERE referral_id = '" + id +
+               "' AND target = 'office-log' AND purpose LIKE 'notice-%'" +
+               (state.empty() ? std::string() : " AND state = '" + state + "'"));
   };
   const auto sent = [&](long long n) {
     EXPECT_TRUE(wait_until([&] { return notices("delivered") == n; }, 15s)) << n << "\n" << daemon.log();
@@ -158,17 +179,17 @@ TEST_F(OfficeCli, AckDecideAndCloseMoveTheStatusRecordWhoAndTellTheReferrer) {
   sent(4);
 
   // The audit trail says a note was given, never what it says; nor does the log.
-  EXPECT_EQ(rows("SELECT count(*) FROM audit WHERE referral_id = '" + id + "' AND action = 'status'"), 5);
-  EXPECT_EQ(rows("SELECT count(*) FROM audit WHERE referral_id = '" + id +
-                 "' AND action = 'status' AND detail LIKE '%note=yes%'"),
+  EXPECT_EQ(sql("SELECT count(*) FROM audit WHERE referral_id = '" + id + "' AND action = 'status'"), 5);
+  EXPECT_EQ(sql("SELECT count(*) FROM audit WHERE referral_id = '" + id +
+                "' AND action = 'status' AND detail LIKE '%note=yes%'"),
             3);
-  EXPECT_EQ(rows("SELECT count(*) FROM audit WHERE detail LIKE '%MRI%' OR detail LIKE '%on-call%'"), 0);
+  EXPECT_EQ(sql("SELECT count(*) FROM audit WHERE detail LIKE '%MRI%' OR detail LIKE '%on-call%'"), 0);
   EXPECT_EQ(daemon.log().find("MRI report"), std::string::npos) << daemon.log();
 }
 
-TEST_F(OfficeCli, AChangeTheRulesForbidIsRefusedWithTheChangesAllowed) {
+TEST_P(OfficeCli, AChangeTheRulesForbidIsRefusedWithTheChangesAllowed) {
   const std::string id = post();
-  const auto changes = [&] { return rows("SELECT count(*) FROM status_changes WHERE referral_id = '" + id + "'"); };
+  const auto changes = [&] { return sql("SELECT count(*) FROM status_changes WHERE referral_id = '" + id + "'"); };
 
   const auto early = office({"decide", id, "accepted"});
   EXPECT_EQ(early.status, 6) << describe(early);
@@ -187,7 +208,7 @@ TEST_F(OfficeCli, AChangeTheRulesForbidIsRefusedWithTheChangesAllowed) {
   EXPECT_EQ(after_close.status, 6);
   EXPECT_EQ(after_close.err, "referralctl: " + id + ": status is closed: it cannot change any more\n");
   EXPECT_EQ(changes(), 2);
-  EXPECT_EQ(rows("SELECT count(*) FROM audit WHERE referral_id = '" + id + "' AND action = 'status'"), 2);
+  EXPECT_EQ(sql("SELECT count(*) FROM audit WHERE referral_id = '" + id + "' AND action = 'status'"), 2);
 
   // Unknown ids as elsewhere; ids in any case.
   const auto unknown = office({"ack", "R-20200101-AAAAA-AAAAA"});
@@ -212,7 +233,7 @@ TEST_F(OfficeCli, AChangeTheRulesForbidIsRefusedWithTheChangesAllowed) {
   EXPECT_EQ(show(other)["referral"]["status"], "acknowledged");
 }
 
-TEST_F(OfficeCli, NotesAreSealedAtRestAndRekeyKeepsThemReadable) {
+TEST_F(OfficeCliSqlite, NotesAreSealedAtRestAndRekeyKeepsThemReadable) {
   const std::string id = post();
   const std::string note = "Mother reachable at 555-0199 after 5 pm";
   ASSERT_EQ(office({"ack", id, "--note", note}).status, 0);
@@ -233,8 +254,8 @@ TEST_F(OfficeCli, NotesAreSealedAtRestAndRekeyKeepsThemReadable) {
   ASSERT_EQ(rekey.status, 0) << describe(rekey);
   EXPECT_EQ(rekey.parsed()["notes_examined"], 1);
   EXPECT_EQ(rekey.parsed()["notes_rekeyed"], 1);
-  EXPECT_EQ(rows("SELECT count(*) FROM audit WHERE referral_id = '" + id +
-                 "' AND action = 'rekeyed' AND detail LIKE 'note=% from=test-1 to=test-2'"),
+  EXPECT_EQ(sql("SELECT count(*) FROM audit WHERE referral_id = '" + id +
+                "' AND action = 'rekeyed' AND detail LIKE 'note=% from=test-1 to=test-2'"),
             1);
   const auto again = office({"rekey"});
   ASSERT_EQ(again.status, 0) << describe(again);
@@ -278,7 +299,7 @@ TEST(OfficeCliPlain, RekeySealsNotesKeptInTheClearBeforeEncryption) {
   EXPECT_EQ(shown.parsed()["status_history"][0]["note"], "Clear-text note 8842");
 }
 
-TEST_F(OfficeCli, ListFiltersByStatusAndOverdueShowsWhatNobodyAcknowledged) {
+TEST_P(OfficeCli, ListFiltersByStatusAndOverdueShowsWhatNobodyAcknowledged) {
   const std::string waiting = post();
   const std::string seen = post(referral_json("Ana", "2012-05-01", "Alveolar soft part sarcoma", "urgent"));
   const std::string decided = post(referral_json("Ben", "2013-06-02"));
@@ -319,12 +340,13 @@ TEST_F(OfficeCli, ListFiltersByStatusAndOverdueShowsWhatNobodyAcknowledged) {
   ASSERT_EQ(daemon.stop(), 0);
   const auto step = [&](const std::string& id, int n, const std::string& due) {
     ASSERT_EQ(
-        scalar(daemon.database(),
-               "INSERT INTO escalations (referral_id, step, due_ms, after_s, targets, state) VALUES ('" + id + "', " +
-                   std::to_string(n) + ", " + due + ", " + std::to_string(900 * n) + ", 'office-pager', 'pending')"),
+        sql("INSERT INTO escalations (referral_id, step, due_ms, after_s, targets, state) VALUES ('" + id + "', " +
+            std::to_string(n) + ", " + due + ", " + std::to_string(900 * n) + ", 'office-pager', 'pending')"),
         1);
   };
-  const std::string now_ms = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
+  const std::string now_ms = store.backend() == Backend::sqlite
+                                 ? "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+                                 : "CAST(extract(epoch FROM clock_timestamp()) * 1000 AS BIGINT)";
   step(waiting, 1, now_ms + " - 7200000");
   step(waiting, 2, now_ms + " + 3600000");
   step(seen, 1, now_ms + " - 7200000");
@@ -337,13 +359,13 @@ TEST_F(OfficeCli, ListFiltersByStatusAndOverdueShowsWhatNobodyAcknowledged) {
   EXPECT_EQ(o["overdue"][0]["urgency"], "urgent");
   EXPECT_EQ(o["overdue"][0]["step"], 1);
   // stats counts by status (kept by triggers), and the overdue.
-  const auto stats = ctl({"--db", db(), "stats", "--json"});
+  const auto stats = ctl(on({"stats", "--json"}));
   ASSERT_EQ(stats.status, 0) << describe(stats);
   EXPECT_EQ(stats.parsed()["referrals"]["by_status"],
             json::parse(R"({"received": 1, "acknowledged": 1, "accepted": 1, "declined": 0, "needs-info": 0,
                             "closed": 0})"));
   EXPECT_EQ(stats.parsed()["referrals"]["overdue"], 1);
-  const auto stats_text = ctl({"--db", db(), "stats"});
+  const auto stats_text = ctl(on({"stats"}));
   EXPECT_NE(
       stats_text.out.find("received 1  acknowledged 1  accepted 1  declined 0  needs-info 0  closed 0  overdue 1"),
       std::string::npos)
@@ -375,71 +397,68 @@ TEST_F(OfficeCli, ListFiltersByStatusAndOverdueShowsWhatNobodyAcknowledged) {
   EXPECT_NE(after.out.find("office-pager  stopped "), std::string::npos) << after.out;
 }
 
-TEST_F(OfficeCli, AuditVerifyPassesThenNamesTheRowChangedWithTheSqliteShell) {
+TEST_P(OfficeCli, AuditVerifyPassesThenNamesTheRowChangedBehindItsBack) {
   const std::string a = post();
   const std::string b = post(sample("asps-routine.json"));
   ASSERT_EQ(office({"ack", a, "--note", "seen"}).status, 0);
-  ASSERT_TRUE(wait_until([&] { return rows("SELECT count(*) FROM deliveries WHERE state <> 'delivered'") == 0; }, 15s));
+  ASSERT_TRUE(wait_until([&] { return sql("SELECT count(*) FROM deliveries WHERE state <> 'delivered'") == 0; }, 15s));
   ASSERT_EQ(daemon.stop(), 0);
-  const long long total = rows("SELECT count(*) FROM audit");
+  const long long total = sql("SELECT count(*) FROM audit");
   ASSERT_GT(total, 4);
 
-  const auto ok = ctl({"--db", db(), "audit", "verify"});
+  const auto ok = ctl(on({"audit", "verify"}));
   ASSERT_EQ(ok.status, 0) << describe(ok);
-  const std::string head = query_text(daemon.database(), "SELECT hash FROM audit ORDER BY id DESC LIMIT 1").value();
+  const std::string head = store.text(daemon, "SELECT hash FROM audit ORDER BY id DESC LIMIT 1").value();
   EXPECT_EQ(ok.out, "the audit trail verifies: " + std::to_string(total) + " rows, head " + head + "\n");
-  const auto ok_json = ctl({"--db", db(), "audit", "verify", "--json"});
+  const auto ok_json = ctl(on({"audit", "verify", "--json"}));
   ASSERT_EQ(ok_json.status, 0) << describe(ok_json);
   EXPECT_EQ(ok_json.parsed(),
             (json{{"verified", true}, {"rows", total}, {"first_bad", nullptr}, {"problem", nullptr}, {"head", head}}));
 
   // One row's detail changed by hand, as someone covering a trace would.
-  const std::string id3 = query_text(daemon.database(), "SELECT id FROM audit ORDER BY id LIMIT 1 OFFSET 2").value();
-  ASSERT_EQ(shell("sqlite3 " + db() + " \"UPDATE audit SET detail = detail || ' (edited)' WHERE id = " + id3 + "\""),
-            0);
-  const auto bad = ctl({"--db", db(), "audit", "verify"});
+  const std::string id3 = store.text(daemon, "SELECT id FROM audit ORDER BY id LIMIT 1 OFFSET 2").value();
+  ASSERT_EQ(sql("UPDATE audit SET detail = detail || ' (edited)' WHERE id = " + id3), 1);
+  const auto bad = ctl(on({"audit", "verify"}));
   EXPECT_EQ(bad.status, 7) << describe(bad);
   EXPECT_EQ(bad.out, "");
   EXPECT_EQ(bad.err, "referralctl: audit row " + id3 +
                          " does not match its hash: it was changed (2 rows before it "
                          "verified)\n");
-  const auto bad_json = ctl({"--db", db(), "audit", "verify", "--json"});
+  const auto bad_json = ctl(on({"audit", "verify", "--json"}));
   EXPECT_EQ(bad_json.status, 7);
   EXPECT_EQ(bad_json.parsed()["verified"], false);
   EXPECT_EQ(bad_json.parsed()["first_bad"], std::stoll(id3));
 
   // A row removed: the next one no longer follows.
-  ASSERT_EQ(shell("sqlite3 " + db() + " \"DELETE FROM audit WHERE id = " + id3 + "\""), 0);
-  const auto removed = ctl({"--db", db(), "audit", "verify"});
+  ASSERT_EQ(sql("DELETE FROM audit WHERE id = " + id3), 1);
+  const auto removed = ctl(on({"audit", "verify"}));
   EXPECT_EQ(removed.status, 7);
   EXPECT_NE(removed.err.find("does not follow row"), std::string::npos) << removed.err;
-  EXPECT_EQ(ctl({"--db", db(), "audit"}).status, 2);
+  EXPECT_EQ(ctl(on({"audit"})).status, 2);
   (void)b;
 }
 
-TEST_F(OfficeCli, PurgeKeepsTheAuditChainVerifiable) {
+TEST_P(OfficeCli, PurgeKeepsTheAuditChainVerifiable) {
   const std::string old = post(sample("asps-routine.json"));
   ASSERT_EQ(office({"ack", old, "--note", "old note"}).status, 0);
   ASSERT_EQ(office({"close", old}).status, 0);
   const std::string recent = post(sample("asps-routine.json"));
-  ASSERT_TRUE(wait_until([&] { return rows("SELECT count(*) FROM deliveries WHERE state <> 'delivered'") == 0; }, 15s));
+  ASSERT_TRUE(wait_until([&] { return sql("SELECT count(*) FROM deliveries WHERE state <> 'delivered'") == 0; }, 15s));
   ASSERT_EQ(daemon.stop(), 0);
-  ASSERT_EQ(scalar(daemon.database(),
-                   "UPDATE referrals SET received_ms = received_ms - 34560000000 WHERE id = '" + old + "'"),
-            1);
-  const auto purge = ctl({"--db", db(), "purge", "--older-than", "365d", "--json"});
+  ASSERT_EQ(sql("UPDATE referrals SET received_ms = received_ms - 34560000000 WHERE id = '" + old + "'"), 1);
+  const auto purge = ctl(on({"purge", "--older-than", "365d", "--json"}));
   ASSERT_EQ(purge.status, 0) << describe(purge);
   EXPECT_EQ(purge.parsed()["purged"], 1);
   // The status history goes with the referral; the trail stays, and whole.
-  EXPECT_EQ(rows("SELECT count(*) FROM status_changes WHERE referral_id = '" + old + "'"), 0);
-  EXPECT_EQ(rows("SELECT count(*) FROM audit WHERE referral_id = '" + old + "' AND action = 'status'"), 2);
-  const auto verify = ctl({"--db", db(), "audit", "verify", "--json"});
+  EXPECT_EQ(sql("SELECT count(*) FROM status_changes WHERE referral_id = '" + old + "'"), 0);
+  EXPECT_EQ(sql("SELECT count(*) FROM audit WHERE referral_id = '" + old + "' AND action = 'status'"), 2);
+  const auto verify = ctl(on({"audit", "verify", "--json"}));
   ASSERT_EQ(verify.status, 0) << describe(verify);
-  EXPECT_EQ(verify.parsed()["rows"], rows("SELECT count(*) FROM audit"));
+  EXPECT_EQ(verify.parsed()["rows"], sql("SELECT count(*) FROM audit"));
   // The daemon appends to the same chain after the purge.
   daemon.start();
   ASSERT_EQ(office({"ack", recent}).status, 0);
-  EXPECT_EQ(ctl({"--db", db(), "audit", "verify"}).status, 0);
+  EXPECT_EQ(ctl(on({"audit", "verify"})).status, 0);
 }
 
 }  // namespace

@@ -18,15 +18,14 @@ using json = nlohmann::json;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-// A daemon whose store is a fresh database on the test program's server,
-// its password in a file beside the configuration, delivering by email.
+// A daemon whose store is a fresh database (on the run's server, unless
+// the test brings its own), its password in a file beside the
+// configuration, delivering by email.
 struct PostgresDaemon {
-  explicit PostgresDaemon(const MailServer& mail) : database(shared_postgres().create_database()) {
-    write_file(secrets / "pg-password", shared_postgres().password() + "\n");
-    fs::permissions(secrets / "pg-password", fs::perms::owner_read | fs::perms::owner_write);
+  explicit PostgresDaemon(const MailServer& mail, PostgresServer& server = shared_postgres())
+      : database(server.create_database()) {
     Daemon::Options o;
-    o.storage = "backend = \"postgresql\"\nurl = \"" + shared_postgres().url(database) + "\"\npassword_file = \"" +
-                (secrets / "pg-password").string() + "\"\npool = 2\n";
+    o.storage = postgres_storage(server, database, secrets.path());
     o.with_default_targets = false;
     o.extra_config = "\n[delivery]\ninitial_backoff = \"200ms\"\nmax_backoff = \"1s\"\n" +
                      smtp_target(mail, secrets.path()) + "\n[[route]]\nnotify = [\"office-email\"]\n";
@@ -106,15 +105,16 @@ TEST(Postgres, CheckConfigConnectsAndNamesWhatIsWrong) {
 // no restart of referrald.
 TEST(Postgres, AnUnreachableServerIsA503AndIntakeRecoversWithoutRestart) {
   MailServer mail({});
-  PostgresDaemon pg(mail);
+  PostgresServer own;  // the run's server is shared: this one is stopped
+  PostgresDaemon pg(mail, own);
   Daemon& daemon = *pg.daemon;
   daemon.start();
   const std::string before = submit(daemon);
 
-  shared_postgres().stop();
+  own.stop();
   const auto down = daemon.post_referral(sample("asps-routine.json"));
   const auto health = daemon.get("/healthz", false);
-  shared_postgres().start();
+  own.start();
   EXPECT_EQ(down.status, 503) << down.body;
   EXPECT_EQ(health.status, 503) << health.body;
   EXPECT_NE(health.body.find("database server"), std::string::npos) << health.body;

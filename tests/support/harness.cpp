@@ -104,12 +104,14 @@ fs::path referrald_binary() {
   return binary_dir() / "daemon" / "referrald";
 }
 
-Process::Process(std::vector<std::string> argv, fs::path log_file, std::map<std::string, std::string> extra_env)
+Process::Process(std::vector<std::string> argv, fs::path log_file, std::map<std::string, std::string> extra_env,
+                 const std::function<void()>& in_child)
     : log_file_(std::move(log_file)) {
   const pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error("fork failed");
   if (pid == 0) {
     ::setpgid(0, 0);
+    if (in_child) in_child();
     const int fd = ::open(log_file_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
     if (fd >= 0) {
       ::dup2(fd, 1);

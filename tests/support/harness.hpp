@@ -54,8 +54,10 @@ std::filesystem::path referrald_binary();
 // process group) on destruction, so a failing test never leaves it running.
 class Process {
  public:
+  // `in_child` runs in the child between fork and exec (after it made its
+  // own process group): e.g. a change of user and a parent-death signal.
   Process(std::vector<std::string> argv, std::filesystem::path log_file,
-          std::map<std::string, std::string> extra_env = {});
+          std::map<std::string, std::string> extra_env = {}, const std::function<void()>& in_child = {});
   ~Process();
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;

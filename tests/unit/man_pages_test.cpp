@@ -227,6 +227,21 @@ TEST(ManPages, ReferralctlDocumentsEveryCommandAndOption) {
   expect_same(top.options, bold_options(section(text, "OPTIONS")), "option", "referralctl(8)");
 }
 
+// The bash completion offers every command referralctl has (its
+// `commands` word list), and no command it does not have.
+TEST(ManPages, ReferralctlCompletionOffersEveryCommand) {
+  const std::string script = read_file(source_dir() / "cli" / "referralctl.bash-completion");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(script, m, std::regex(R"re(local commands="([^"]*)")re"))) << "no commands list";
+  Names offered;
+  const std::string words = m[1];
+  const std::regex word(R"([a-z-]+)");
+  for (auto it = std::sregex_iterator(words.begin(), words.end(), word); it != std::sregex_iterator(); ++it) {
+    offered.insert(it->str());
+  }
+  expect_same(ctl_help({}).subcommands, offered, "command", "cli/referralctl.bash-completion");
+}
+
 TEST(ManPages, ReferraldDocumentsEveryOption) {
   TempDir dir;
   const fs::path out = dir / "help";
