@@ -35,7 +35,7 @@ inline constexpr std::string_view storage[] = {"backend", "database",  "url",   
 inline constexpr std::string_view rules[] = {"file"};
 inline constexpr std::string_view paths[] = {"schemas", "web"};
 inline constexpr std::string_view delivery[] = {"max_attempts", "initial_backoff", "max_backoff", "give_up_after",
-                                                "lease"};
+                                                "lease",        "poll_interval"};
 inline constexpr std::string_view log[] = {"level"};
 inline constexpr std::string_view office[] = {"name",      "phone", "fax",    "pager",   "time_zone",
                                               "open_days", "opens", "closes", "holidays"};
