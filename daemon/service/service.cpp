@@ -192,9 +192,10 @@ class Daemon {
     status_changes_.on_deliveries_planned([d = dispatcher_] { d->wake(); });
     // PostgreSQL: what other instances and referralctl make due wakes the
     // dispatcher too (docs/storage.md, "Waking idle dispatchers").
-    if (const auto target = storage_target(configuration_.config.storage); target.backend == store::Dialect::postgresql) {
-      due_listener_ = std::make_unique<store::DueListener>(ioc_.get_executor(), target.postgres,
-                                                           [d = dispatcher_] { d->wake(); });
+    if (const auto target = storage_target(configuration_.config.storage);
+        target.backend == store::Dialect::postgresql) {
+      due_listener_ =
+          std::make_unique<store::DueListener>(ioc_.get_executor(), target.postgres, [d = dispatcher_] { d->wake(); });
     }
     status_changes_.set_notice_targets(notice_targets_of(configuration_.config));
     api_.add_metrics_source([this] { return dispatch_metrics(); });

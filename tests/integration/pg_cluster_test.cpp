@@ -48,8 +48,8 @@ class Cluster {
                 (secrets_ / "encryption-keys").string() + "\"\n";
     o.with_default_targets = false;
     o.extra_config = "\n[delivery]\ninitial_backoff = \"200ms\"\nmax_backoff = \"1s\"\n" + delivery +
-                     smtp_target(mail, secrets_.path()) + "concurrency = 4\n\n[[route]]\nnotify = [\"office-email\"]\n" +
-                     more;
+                     smtp_target(mail, secrets_.path()) +
+                     "concurrency = 4\n\n[[route]]\nnotify = [\"office-email\"]\n" + more;
     daemons_.push_back(std::make_unique<Daemon>(std::move(o)));
     return *daemons_.back();
   }
@@ -309,8 +309,8 @@ TEST(PostgresCluster, ReferralctlsRetryWakesAnIdleDispatcherWithoutItsPoll) {
   const auto first = try_submit(daemon);
   const auto second = try_submit(daemon);
   ASSERT_TRUE(first && second) << daemon.log();
-  ASSERT_TRUE(wait_until([&] { return cluster.count("SELECT count(*) FROM deliveries WHERE state = 'dead'") == 2; },
-                         30s))
+  ASSERT_TRUE(
+      wait_until([&] { return cluster.count("SELECT count(*) FROM deliveries WHERE state = 'dead'") == 2; }, 30s))
       << daemon.log();
   mail.refuse_temporarily(false);
   const auto retry = [&](const std::string& id) {
