@@ -89,7 +89,7 @@ class Cluster {
 std::string message_id(const std::string& referral_id) { return referral_id + ".office-email@referrald"; }
 
 // POSTs the sample referral; the id when it answered 202.
-std::optional<std::string> try_submit(Daemon& daemon, int* status = nullptr) {
+std::optional<std::string> try_submit(Daemon& daemon, long* status = nullptr) {
   const auto r = daemon.post_referral(sample("asps-routine.json"));
   if (status != nullptr) *status = r.status;
   if (r.status != 202) return std::nullopt;
@@ -105,7 +105,7 @@ std::set<std::string> submit_to_all(Cluster& cluster, int per_instance) {
   for (std::size_t i = 0; i < cluster.size(); ++i) {
     clients.emplace_back([&, i] {
       for (int n = 0; n < per_instance; ++n) {
-        int status = 0;
+        long status = 0;
         const auto id = try_submit(cluster[i], &status);
         std::lock_guard lock(mutex);
         if (id) {
@@ -117,7 +117,7 @@ std::set<std::string> submit_to_all(Cluster& cluster, int per_instance) {
     });
   }
   for (auto& t : clients) t.join();
-  if (!failures.empty()) ADD_FAILURE() << failures.front();
+  if (!failures.empty()) ADD_FAILURE() << failures.front() << "\n" << cluster.logs();
   return ids;
 }
 
@@ -144,7 +144,9 @@ void expect_one_mail_per_claim(const Cluster& cluster, const MailServer& mail, c
     const auto bar2 = row.find('|', bar1 + 1);
     claims[row.substr(0, bar1)] = {std::stoll(row.substr(bar1 + 1, bar2 - bar1 - 1)), std::stoll(row.substr(bar2 + 1))};
   }
-  if (exact) EXPECT_EQ(claims.size(), ids.size());
+  if (exact) {
+    EXPECT_EQ(claims.size(), ids.size());
+  }
   for (const std::string& id : ids) {
     const auto mailed = mails.find(message_id(id));
     ASSERT_NE(mailed, mails.end()) << id << " never reached the peer";
@@ -158,7 +160,9 @@ void expect_one_mail_per_claim(const Cluster& cluster, const MailServer& mail, c
     }
     if (mailed->second > 1 && repeated != nullptr) repeated->insert(id);
   }
-  if (exact) EXPECT_EQ(mails.size(), ids.size()) << "a mail for a referral that was never answered 202";
+  if (exact) {
+    EXPECT_EQ(mails.size(), ids.size()) << "a mail for a referral that was never answered 202";
+  }
 }
 
 void cluster_delivers_each_referral_once(int instances) {
@@ -266,7 +270,7 @@ TEST(PostgresCluster, AStoppedServerIsA503OnEveryInstanceAndNothingAnswered202Is
   // Down: every instance says so, every time.
   for (int n = 0; n < 3; ++n) {
     for (std::size_t i = 0; i < cluster.size(); ++i) {
-      int status = 0;
+      long status = 0;
       EXPECT_FALSE(try_submit(cluster[i], &status));
       EXPECT_EQ(status, 503) << "instance " << i;
     }
