@@ -133,10 +133,8 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
   std::atomic<std::uint64_t> delivered{0}, transient{0}, permanent{0}, misconfigured{0}, superseded{0};
   std::atomic<std::uint64_t> in_flight_count{0};
 
-  // A claimed delivery whose referral document could not be decrypted:
-  // recorded dead.
+  // A claimed delivery whose referral document could not be decrypted.
   struct Unreadable {
-    std::int64_t delivery_id = 0;
     std::string referral_id;
     std::string target;
     int attempt = 0;
@@ -145,8 +143,6 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
 
   // A claimed delivery that will not be sent (store::skip_delivery).
   struct Skipped {
-    std::int64_t delivery_id = 0;
-    int attempt = 0;
     std::string referral_id;
     std::string target;
     std::string purpose;
@@ -155,8 +151,8 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
 
   struct Claimed {
     std::vector<Delivery> deliveries;
-    std::vector<Unreadable> unreadable;  // to be recorded dead
-    std::vector<Skipped> skipped;        // to be recorded cancelled
+    std::vector<Unreadable> unreadable;  // already recorded dead
+    std::vector<Skipped> skipped;        // already recorded cancelled
     std::optional<system_clock::time_point> next_due;
   };
 
@@ -197,15 +193,23 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
             // in storage.encryption_keys, or the row was altered). Left due,
             // it would be claimed again at once, forever: it is dead and
             // loud, like a misconfigured target; once the key is back,
-            // `referralctl retry` sends it. Recorded by settle(): a claim
-            // appends nothing to the audit trail (store::JobKind::claim).
-            result->unreadable.push_back({row.id, row.referral_id, row.target, row.attempts, e.what()});
+            // `referralctl retry` sends it.
+            store::AttemptRecord a;
+            a.delivery_id = row.id;
+            a.attempt = row.attempts;
+            a.started_at = a.finished_at = now;
+            a.outcome = store::AttemptOutcome::misconfigured;
+            a.message = e.what();
+            a.next_state = store::DeliveryState::dead;
+            store::finish_attempt(db, a);
+            result->unreadable.push_back({row.referral_id, row.target, row.attempts, e.what()});
             continue;
           }
           if (skip) {
             // Nothing to send it to: recorded on the delivery and in the
-            // audit trail (by settle()), not retried, not a dead letter.
-            result->skipped.push_back({row.id, row.attempts, row.referral_id, row.target, row.purpose, *skip});
+            // audit trail, not retried, not a dead letter.
+            store::skip_delivery(db, row.id, row.attempts, *skip, now);
+            result->skipped.push_back({row.referral_id, row.target, row.purpose, *skip});
             continue;
           }
           result->deliveries.push_back(std::move(d));
@@ -213,7 +217,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
       }
       result->next_due = store::next_due(db);
     };
-    const auto job_result = co_await store::async_write(writer, std::move(job), store::JobKind::claim);
+    const auto job_result = co_await store::async_write(writer, std::move(job));
     if (job_result.status != store::JobStatus::committed) {
       spdlog::warn("dispatch.claim_failed status={} error=\"{}\"", static_cast<int>(job_result.status),
                    job_result.error);
@@ -222,47 +226,18 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
       result->skipped.clear();
       result->next_due.reset();
     }
-    if (!result->unreadable.empty() || !result->skipped.empty()) co_await settle(*result);
-    co_return std::move(*result);
-  }
-
-  // Records the claimed deliveries that are not sent: skipped (cancelled,
-  // with the reason) and unreadable (dead). Until this commits they stay
-  // 'sending' under the claim's lease; if it fails, the lease runs out and
-  // the next claim decides again.
-  asio::awaitable<void> settle(Claimed& claimed) {
-    store::Writer::Job job = [skipped = claimed.skipped, unreadable = claimed.unreadable,
-                              now = clock.now()](store::Database& db) {
-      for (const auto& k : skipped) store::skip_delivery(db, k.delivery_id, k.attempt, k.reason, now);
-      for (const auto& u : unreadable) {
-        store::AttemptRecord a;
-        a.delivery_id = u.delivery_id;
-        a.attempt = u.attempt;
-        a.started_at = a.finished_at = now;
-        a.outcome = store::AttemptOutcome::misconfigured;
-        a.message = u.error;
-        a.next_state = store::DeliveryState::dead;
-        store::finish_attempt(db, a);
-      }
-    };
-    const auto settled = co_await store::async_write(writer, std::move(job));
-    if (settled.status != store::JobStatus::committed) {
-      spdlog::warn("dispatch.settle_failed error=\"{}\" (decided again when their leases run out)", settled.error);
-      claimed.unreadable.clear();
-      claimed.skipped.clear();
-      co_return;
-    }
-    for (const auto& k : claimed.skipped) {
+    for (const auto& k : result->skipped) {
       spdlog::info("delivery.skipped id={} target={} purpose={} reason=\"{}\"", k.referral_id, k.target, k.purpose,
                    k.reason);
     }
-    for (const auto& u : claimed.unreadable) {
+    for (const auto& u : result->unreadable) {
       ++misconfigured;
       spdlog::error(
           "delivery.failed id={} target={} attempt={} class=misconfigured error=\"{}\" next=dead "
           "(restore the key to storage.encryption_keys and reload, then: referralctl retry {})",
           u.referral_id, u.target, u.attempt, u.error, u.referral_id);
     }
+    co_return std::move(*result);
   }
 
   asio::awaitable<void> release_leases_left_behind() {

@@ -17,17 +17,14 @@
 namespace referrald::store {
 
 // Runs `job` in the next group commit; resumes with its JobResult.
-inline boost::asio::awaitable<JobResult> async_write(Writer& writer, Writer::Job job, JobKind kind = JobKind::write) {
+inline boost::asio::awaitable<JobResult> async_write(Writer& writer, Writer::Job job) {
   return boost::asio::async_initiate<decltype(boost::asio::use_awaitable), void(JobResult)>(
-      [&writer, job = std::move(job), kind](auto handler) mutable {
+      [&writer, job = std::move(job)](auto handler) mutable {
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        writer.submit(
-            std::move(job),
-            [shared](JobResult result) {
-              auto ex = boost::asio::get_associated_executor(*shared);
-              boost::asio::post(ex, [shared, result = std::move(result)]() mutable { (*shared)(std::move(result)); });
-            },
-            kind);
+        writer.submit(std::move(job), [shared](JobResult result) {
+          auto ex = boost::asio::get_associated_executor(*shared);
+          boost::asio::post(ex, [shared, result = std::move(result)]() mutable { (*shared)(std::move(result)); });
+        });
       },
       boost::asio::use_awaitable);
 }

@@ -223,11 +223,6 @@ void Database::begin_write() {
   connection_->begin_write();
 }
 
-void Database::begin_claim() {
-  due_noted_ = false;
-  connection_->begin_claim();
-}
-
 void Database::commit() {
   if (due_noted_ && dialect_ == Dialect::postgresql) {
     // Sent at COMMIT, and only if it commits; repeats within one

@@ -158,12 +158,6 @@ class Database {
   // advisory lock every writer of the database takes first).
   void begin_read();
   void begin_write();
-  // A write transaction for claiming deliveries only (store::claim_due):
-  // on PostgreSQL it takes no advisory lock, because a claim locks just the
-  // rows it takes (FOR UPDATE SKIP LOCKED) and so never waits for another
-  // instance. What runs inside must not append to the audit trail or read
-  // then write anything but the claimed rows. SQLite: begin_write.
-  void begin_claim();
   // Commits the transaction begin_* started. On PostgreSQL, if note_due()
   // was called in it, a notification on due_channel goes with the commit
   // (delivered to listeners only if the commit succeeds).

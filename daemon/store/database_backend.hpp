@@ -28,7 +28,6 @@ class Connection {
   virtual void reset_busy_statements() = 0;
   virtual void begin_read() = 0;
   virtual void begin_write() = 0;
-  virtual void begin_claim() { begin_write(); }
   virtual sqlite3* sqlite_handle() const noexcept { return nullptr; }
 };
 

@@ -343,10 +343,6 @@ class PgConnection final : public Connection {
     }
   }
 
-  // Read committed, no advisory lock: claim_due's FOR UPDATE SKIP LOCKED
-  // takes row locks only, and skips rows another transaction holds.
-  void begin_claim() override { exec("BEGIN"); }
-
   void lock(int object) {
     exec("SELECT pg_advisory_xact_lock(" + std::to_string(lock_class) + ", " + std::to_string(object) + ")");
   }

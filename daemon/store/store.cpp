@@ -91,10 +91,10 @@ std::string claim_sql(Dialect dialect, std::size_t target_count) {
   // any row.
   //
   // PostgreSQL, which several instances share: each half locks the rows it
-  // reads and skips those another transaction holds (a concurrent claim by
-  // another instance), so claims neither wait for each other nor take a
-  // row twice; a row another claim moved meanwhile is read again once
-  // locked and dropped for no longer matching (docs/storage.md, "Several
+  // reads and skips those another transaction holds, and a row another
+  // claim moved meanwhile is read again once locked and dropped for no
+  // longer matching, so two claims never take one row even without the
+  // write lock the writer's transactions hold (docs/storage.md, "Several
   // instances"). The pick is a materialised CTE there, evaluated once
   // whatever plan the UPDATE gets.
   const bool pg = dialect == Dialect::postgresql;

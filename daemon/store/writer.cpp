@@ -48,7 +48,6 @@ bool connection_survives(const DatabaseError& e) {
 struct Pending {
   Writer::Job job;
   Writer::Completion done;
-  JobKind kind = JobKind::write;
 };
 
 }  // namespace
@@ -153,50 +152,30 @@ struct Writer::Impl {
     db.reset();  // closed on the thread that used it
   }
 
-  // Runs the batch as one transaction; on PostgreSQL its claims first, in
-  // a transaction of their own without the write lock (JobKind::claim).
-  // Returns true if anything committed.
+  // Runs the batch as one transaction. Returns true if it committed.
   bool run_batch(std::vector<Pending>& batch, std::vector<JobResult>& results, std::shared_ptr<const KeyRing> keys) {
-    std::vector<std::size_t> claims, writes;
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      const bool apart = target.backend == Dialect::postgresql && batch[i].kind == JobKind::claim;
-      (apart ? claims : writes).push_back(i);
-    }
-    bool committed = false;
-    if (!claims.empty()) committed = run_transaction(batch, claims, results, keys, JobKind::claim);
-    if (!writes.empty()) committed = run_transaction(batch, writes, results, keys, JobKind::write) || committed;
-    return committed;
-  }
-
-  // The jobs `which` of the batch as one transaction. Returns true if it committed.
-  bool run_transaction(std::vector<Pending>& batch, const std::vector<std::size_t>& which,
-                       std::vector<JobResult>& results, const std::shared_ptr<const KeyRing>& keys, JobKind kind) {
     try {
       if (!db) open(OpenMode::read_write);  // reopen after a broken connection; never recreate
-      db->set_payload_keys(keys);
-      if (kind == JobKind::claim) {
-        db->begin_claim();
-      } else {
-        db->begin_write();
-      }
+      db->set_payload_keys(std::move(keys));
+      db->begin_write();
       std::uint64_t ok = 0;
-      for (const std::size_t i : which) {
+      for (std::size_t i = 0; i < batch.size(); ++i) {
         results[i] = run_job(*db, batch[i].job);
         if (results[i].status == JobStatus::committed) ++ok;
       }
       check_file_unmoved();  // as late as possible: right before the commit
-      db->commit();
+      db->commit();          // with the notification, if a job noted due work
       commits.fetch_add(1, std::memory_order_relaxed);
       jobs_committed.fetch_add(ok, std::memory_order_relaxed);
       healthy.store(true, std::memory_order_relaxed);
       return true;
     } catch (const DatabaseError& e) {
-      abandon(results, which, e.what(), e.unavailable_reason(), connection_survives(e));
+      abandon(results, e.what(), e.unavailable_reason(), connection_survives(e));
     } catch (const std::exception& e) {
       // E.g. IncompatibleSchema on reopen: the database was replaced.
-      abandon(results, which, e.what(), "the database cannot be used", false);
+      abandon(results, e.what(), "the database cannot be used", false);
     } catch (...) {
-      abandon(results, which, "writer: unknown error", "the last commit failed", false);
+      abandon(results, "writer: unknown error", "the last commit failed", false);
     }
     return false;
   }
@@ -229,8 +208,7 @@ struct Writer::Impl {
     return result;
   }
 
-  void abandon(std::vector<JobResult>& results, const std::vector<std::size_t>& which, const std::string& why,
-               const char* reason, bool connection_ok) {
+  void abandon(std::vector<JobResult>& results, const std::string& why, const char* reason, bool connection_ok) {
     {
       // Both under the mutex, so a reader that sees the failure sees its reason.
       std::lock_guard lock(reason_mutex);
@@ -246,7 +224,7 @@ struct Writer::Impl {
       }
       if (!connection_ok) db.reset();  // the next batch reopens it
     }
-    for (const std::size_t i : which) results[i] = JobResult{JobStatus::unavailable, why};
+    for (JobResult& r : results) r = JobResult{JobStatus::unavailable, why};
   }
 };
 
@@ -262,7 +240,7 @@ Writer::Writer(const StorageTarget& target, WriterOptions options)
 
 Writer::~Writer() { stop(); }
 
-void Writer::submit(Job job, Completion done, JobKind kind) {
+void Writer::submit(Job job, Completion done) {
   std::optional<JobResult> refused;
   {
     std::lock_guard lock(impl_->mutex);
@@ -271,7 +249,7 @@ void Writer::submit(Job job, Completion done, JobKind kind) {
     } else if (impl_->queue.size() >= impl_->options.queue_limit) {
       refused = JobResult{JobStatus::overloaded, "writer queue is full"};
     } else {
-      impl_->queue.push_back(Pending{std::move(job), std::move(done), kind});
+      impl_->queue.push_back(Pending{std::move(job), std::move(done)});
     }
   }
   if (refused) {

@@ -26,16 +26,6 @@ struct JobResult {
   std::string error;  // for failed/unavailable: a message without PHI
 };
 
-enum class JobKind {
-  write,  // anything: runs under the database's write lock
-  // Only claims deliveries (store::claim_due) and reads. On PostgreSQL the
-  // batch's claims commit in a transaction of their own that takes no
-  // advisory lock (Database::begin_claim), so instances claiming from one
-  // database do not wait for each other's writes; it must not append to
-  // the audit trail. On SQLite it is a write like any other.
-  claim,
-};
-
 struct WriterOptions {
   std::size_t max_batch = 1024;
   std::size_t queue_limit = 16384;
@@ -63,7 +53,7 @@ class Writer {
 
   // Never blocks. Completes immediately with overloaded or stopped when the
   // job cannot be queued.
-  void submit(Job job, Completion done, JobKind kind = JobKind::write);
+  void submit(Job job, Completion done);
 
   // Called on the writer thread after each successful commit (e.g. to wake
   // the dispatcher). Set before the first submit.
