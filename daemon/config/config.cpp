@@ -699,6 +699,7 @@ void Loader::read_delivery(const toml::table& root, DeliveryConfig& delivery) {
   read_duration(scope, "max_backoff", delivery.max_backoff);
   read_duration(scope, "give_up_after", delivery.give_up_after);
   read_duration(scope, "lease", delivery.lease);
+  read_duration(scope, "poll_interval", delivery.poll_interval);
   if (delivery.max_backoff < delivery.initial_backoff) {
     // Point at whichever of the two the operator wrote; max_backoff if both.
     if (const toml::node* node = scope.get("max_backoff")) {

@@ -93,6 +93,8 @@ struct DeliveryConfig {
   Duration max_backoff{std::chrono::minutes(30)};
   Duration give_up_after{std::chrono::hours(48)};
   Duration lease{std::chrono::minutes(5)};  // a 'sending' row is due again after this
+  // How often an idle dispatcher looks for due work nothing woke it for.
+  Duration poll_interval{std::chrono::seconds(1)};
 };
 
 // The referral office, as referring clinicians and pages name it.

@@ -34,8 +34,8 @@ inline constexpr std::string_view storage[] = {"backend", "database",  "url",   
                                                "pool",    "max_batch", "queue_limit", "encryption_keys"};
 inline constexpr std::string_view rules[] = {"file"};
 inline constexpr std::string_view paths[] = {"schemas", "web"};
-inline constexpr std::string_view delivery[] = {"max_attempts", "initial_backoff", "max_backoff", "give_up_after",
-                                                "lease"};
+inline constexpr std::string_view delivery[] = {"max_attempts",  "initial_backoff", "max_backoff",
+                                                "give_up_after", "lease",           "poll_interval"};
 inline constexpr std::string_view log[] = {"level"};
 inline constexpr std::string_view office[] = {"name",      "phone", "fax",    "pager",   "time_zone",
                                               "open_days", "opens", "closes", "holidays"};

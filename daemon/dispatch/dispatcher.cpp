@@ -130,7 +130,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
   std::mt19937_64 rng;
   std::optional<asio::steady_timer> drained;  // signalled when in_flight reaches 0 while stopping
 
-  std::atomic<std::uint64_t> delivered{0}, transient{0}, permanent{0}, misconfigured{0};
+  std::atomic<std::uint64_t> delivered{0}, transient{0}, permanent{0}, misconfigured{0}, superseded{0};
   std::atomic<std::uint64_t> in_flight_count{0};
 
   // A claimed delivery whose referral document could not be decrypted.
@@ -397,13 +397,23 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
                    d.target, d.attempt, store::to_string(outcome.kind), code, outcome.message,
                    retry_at ? format_utc_timestamp(*retry_at) : std::string("dead"));
     }
-    store::Writer::Job job = [a](store::Database& db) { store::finish_attempt(db, a); };
+    auto finished = std::make_shared<store::Finished>(store::Finished::applied);
+    store::Writer::Job job = [a, finished](store::Database& db) { *finished = store::finish_attempt(db, a); };
     const auto result = co_await store::async_write(writer, std::move(job));
     if (result.status != store::JobStatus::committed) {
       // The row stays 'sending' under its lease and is tried again when the
       // lease expires: at-least-once, never lost.
       spdlog::error("delivery.record_failed id={} target={} attempt={} error=\"{}\"", d.referral_id, d.target,
                     d.attempt, result.error);
+    } else if (*finished == store::Finished::superseded) {
+      // This send outlived its lease and another claim (here or on another
+      // instance sharing the database) took the delivery over: that claim's
+      // outcome stands; this one is in the attempts and the audit trail.
+      ++superseded;
+      spdlog::warn(
+          "delivery.outcome_superseded id={} target={} attempt={} class={} (its lease ran out and the delivery "
+          "was claimed again; that claim decides)",
+          d.referral_id, d.target, d.attempt, store::to_string(outcome.kind));
     }
   }
 };
@@ -470,8 +480,8 @@ std::optional<std::string> referrer_recipient(const std::string& document, Refer
 }
 
 DispatcherStats Dispatcher::stats() const {
-  return {impl_->delivered.load(), impl_->transient.load(), impl_->permanent.load(), impl_->misconfigured.load(),
-          impl_->in_flight_count.load()};
+  return {impl_->delivered.load(),     impl_->transient.load(),       impl_->permanent.load(),
+          impl_->misconfigured.load(), impl_->in_flight_count.load(), impl_->superseded.load()};
 }
 
 }  // namespace referrald

@@ -57,6 +57,9 @@ struct DispatcherStats {
   std::uint64_t permanent = 0;
   std::uint64_t misconfigured = 0;
   std::uint64_t in_flight = 0;
+  // Outcomes not applied because the send outlived its lease and the
+  // delivery was claimed again (store::Finished::superseded).
+  std::uint64_t superseded = 0;
 };
 
 class Dispatcher : public std::enable_shared_from_this<Dispatcher> {

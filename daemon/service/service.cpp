@@ -31,6 +31,7 @@
 #include "routing/business_hours.hpp"
 #include "service/escalation_timer.hpp"
 #include "service/reload.hpp"
+#include "store/due_listener.hpp"
 #include "store/office.hpp"
 #include "store/store.hpp"
 #include "store/writer.hpp"
@@ -107,6 +108,7 @@ DispatcherOptions dispatcher_options(const Config& c) {
   DispatcherOptions o;
   o.retry = {c.delivery.max_attempts, c.delivery.initial_backoff, c.delivery.max_backoff, c.delivery.give_up_after};
   o.lease = c.delivery.lease;
+  o.poll_interval = c.delivery.poll_interval;
   o.link_origin = c.closed_loop.link_origin;
   o.ack_link_ttl = c.closed_loop.ack_link_ttl;
   return o;
@@ -188,6 +190,13 @@ class Daemon {
       if (planned.escalations) escalations_.wake();
     });
     status_changes_.on_deliveries_planned([d = dispatcher_] { d->wake(); });
+    // PostgreSQL: what other instances and referralctl make due wakes the
+    // dispatcher too (docs/storage.md, "Waking idle dispatchers").
+    if (const auto target = storage_target(configuration_.config.storage);
+        target.backend == store::Dialect::postgresql) {
+      due_listener_ =
+          std::make_unique<store::DueListener>(ioc_.get_executor(), target.postgres, [d = dispatcher_] { d->wake(); });
+    }
     status_changes_.set_notice_targets(notice_targets_of(configuration_.config));
     api_.add_metrics_source([this] { return dispatch_metrics(); });
     api_.set_plain_body_limit(configuration_.config.http.max_body_bytes);
@@ -202,6 +211,7 @@ class Daemon {
     server_.start();
     dispatcher_->start();
     escalations_.start();
+    if (due_listener_) due_listener_->start();
     wait_for_signal();
     start_watchdog();
     start_status_updates();
@@ -283,6 +293,7 @@ class Daemon {
     co_await server_.stop(shutdown_grace);
     co_await escalations_.stop();
     co_await dispatcher_->stop(shutdown_grace);
+    if (due_listener_) co_await due_listener_->stop();
     signals_.cancel();
     watchdog_timer_.cancel();
     status_timer_.cancel();
@@ -368,6 +379,11 @@ class Daemon {
     out += "# HELP referrald_deliveries_in_flight Deliveries being sent now.\n";
     out += "# TYPE referrald_deliveries_in_flight gauge\n";
     out += "referrald_deliveries_in_flight " + std::to_string(s.in_flight) + "\n";
+    out +=
+        "# HELP referrald_delivery_outcomes_superseded_total Attempts whose outcome was dropped: the send outlived "
+        "its lease and the delivery was claimed again.\n";
+    out += "# TYPE referrald_delivery_outcomes_superseded_total counter\n";
+    out += "referrald_delivery_outcomes_superseded_total " + std::to_string(s.superseded) + "\n";
     out += "# HELP referrald_http_responses_total HTTP responses by status code.\n";
     out += "# TYPE referrald_http_responses_total counter\n";
     for (const auto& [status, count] : server_.status_counts()) {
@@ -393,6 +409,7 @@ class Daemon {
   http::Server server_;
   std::shared_ptr<Dispatcher> dispatcher_;
   EscalationTimer escalations_;
+  std::unique_ptr<store::DueListener> due_listener_;  // PostgreSQL only
   AdapterContext adapter_context_;
   asio::signal_set signals_;
   SystemdNotifier notifier_;

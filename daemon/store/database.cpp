@@ -213,9 +213,25 @@ bool Database::in_transaction() const { return connection_->in_transaction(); }
 
 void Database::reset_busy_statements() { connection_->reset_busy_statements(); }
 
-void Database::begin_read() { connection_->begin_read(); }
+void Database::begin_read() {
+  due_noted_ = false;
+  connection_->begin_read();
+}
 
-void Database::begin_write() { connection_->begin_write(); }
+void Database::begin_write() {
+  due_noted_ = false;
+  connection_->begin_write();
+}
+
+void Database::commit() {
+  if (due_noted_ && dialect_ == Dialect::postgresql) {
+    // Sent at COMMIT, and only if it commits; repeats within one
+    // transaction would be folded into one by the server anyway.
+    cached("SELECT pg_notify('" + std::string(due_channel) + "', '')").run();
+  }
+  due_noted_ = false;
+  cached("COMMIT").run();
+}
 
 sqlite3* Database::handle() const noexcept { return connection_->sqlite_handle(); }
 
@@ -252,7 +268,7 @@ WriteTransaction::~WriteTransaction() {
 }
 
 void WriteTransaction::commit() {
-  db_.exec("COMMIT");
+  db_.commit();
   done_ = true;
 }
 

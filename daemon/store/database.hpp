@@ -158,6 +158,14 @@ class Database {
   // advisory lock every writer of the database takes first).
   void begin_read();
   void begin_write();
+  // Commits the transaction begin_* started. On PostgreSQL, if note_due()
+  // was called in it, a notification on due_channel goes with the commit
+  // (delivered to listeners only if the commit succeeds).
+  void commit();
+  // Something became due now (a delivery planned or made due again): the
+  // commit tells idle dispatchers of every instance (PostgreSQL; SQLite has
+  // one daemon, woken by its writer). Costs nothing until the commit.
+  void note_due() noexcept { due_noted_ = true; }
 
   // SQLite only (tests trace statements with it): the connection; null on
   // PostgreSQL. Store code asks the methods above instead.
@@ -184,7 +192,12 @@ class Database {
   std::shared_ptr<const KeyRing> payload_keys_;
   std::unique_ptr<detail::Connection> connection_;
   std::unique_ptr<Cache> cache_;
+  bool due_noted_ = false;
 };
+
+// The PostgreSQL notification channel a commit that made deliveries due
+// notifies (Database::note_due); store::DueListener listens on it.
+inline constexpr std::string_view due_channel = "referrald_due";
 
 // Opens the store the configuration names.
 std::unique_ptr<Database> open_database(const StorageTarget& target, OpenMode mode);

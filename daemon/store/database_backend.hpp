@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "store/database.hpp"
 
@@ -43,5 +44,22 @@ std::string error_text(std::string_view engine, std::string_view operation, std:
 // The server and database a PostgreSQL URI names, for messages: never its
 // password.
 std::string describe_postgres(const PostgresTarget& target);
+
+// libpq's keywords and values for connecting to `target` (both
+// null-terminated, as PQconnectdbParams takes them); valid while it lives.
+class ConnectParams {
+ public:
+  explicit ConnectParams(const PostgresTarget& target);
+  ConnectParams(const ConnectParams&) = delete;
+  ConnectParams& operator=(const ConnectParams&) = delete;
+  std::vector<const char*> keys;
+  std::vector<const char*> values;
+
+ private:
+  std::string timeout_;
+};
+
+// The first line of a libpq message (the lines after it can quote rows).
+std::string libpq_message(const char* message);
 
 }  // namespace referrald::store::detail

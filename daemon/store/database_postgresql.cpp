@@ -245,18 +245,8 @@ class PgStatement final : public StatementBackend {
 class PgConnection final : public Connection {
  public:
   PgConnection(const PostgresTarget& target, OpenMode mode) {
-    const std::string timeout = std::to_string(target.connect_timeout.count());
-    // Later keywords override what the URI (expanded from dbname) says; the
-    // connect timeout comes first so that the URI may set its own.
-    std::vector<const char*> keys{"connect_timeout", "dbname", "application_name", "client_encoding"};
-    std::vector<const char*> values{timeout.c_str(), target.url.c_str(), "referrald", "UTF8"};
-    if (target.password) {
-      keys.push_back("password");
-      values.push_back(target.password->c_str());
-    }
-    keys.push_back(nullptr);
-    values.push_back(nullptr);
-    conn_ = PQconnectdbParams(keys.data(), values.data(), 1);
+    const ConnectParams params(target);
+    conn_ = PQconnectdbParams(params.keys.data(), params.values.data(), 1);
     if (conn_ == nullptr) throw DatabaseError(SQLITE_NOMEM, "postgresql connect: out of memory");
     if (PQstatus(conn_) != CONNECTION_OK) {
       // libpq reports a failed login only as text; what it says is kept.
@@ -407,6 +397,24 @@ bool PgStatement::step() {
 }
 
 }  // namespace
+
+ConnectParams::ConnectParams(const PostgresTarget& target) : timeout_(std::to_string(target.connect_timeout.count())) {
+  // Later keywords override what the URI (expanded from dbname) says; the
+  // connect timeout and the keepalives come first so that the URI may set
+  // its own. Keepalives: a connection that only listens (DueListener)
+  // notices a server that vanished without closing it.
+  keys = {"connect_timeout", "keepalives_idle",  "keepalives_interval", "keepalives_count",
+          "dbname",          "application_name", "client_encoding"};
+  values = {timeout_.c_str(), "30", "10", "3", target.url.c_str(), "referrald", "UTF8"};
+  if (target.password) {
+    keys.push_back("password");
+    values.push_back(target.password->c_str());
+  }
+  keys.push_back(nullptr);
+  values.push_back(nullptr);
+}
+
+std::string libpq_message(const char* message) { return trimmed(message); }
 
 std::unique_ptr<Connection> open_postgresql(const PostgresTarget& target, OpenMode mode) {
   return std::make_unique<PgConnection>(target, mode);

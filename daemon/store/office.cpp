@@ -60,6 +60,7 @@ int plan_deliveries(Database& db, const std::string& referral_id, const std::vec
     st.run();
     planned += db.changes();
   }
+  if (planned > 0) db.note_due();
   return planned;
 }
 

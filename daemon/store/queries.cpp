@@ -480,8 +480,9 @@ std::vector<ActionChange> apply_action(Database& db, Action a, const std::vector
                                        const std::string& actor, TimePoint now) {
   const std::int64_t now_ms = to_millis(now);
   const DeliveryState to = action_result(a);
-  // retry and release make the delivery due now: the dispatcher polls the
-  // store at least every second and claims it.
+  // retry and release make the delivery due now: on PostgreSQL the commit
+  // wakes the idle dispatchers (Database::note_due); they also poll the
+  // store at least every second and claim it.
   const bool due_now = a == Action::retry || a == Action::release;
   Statement& st = db.cached(
       "UPDATE deliveries SET state = ?1, next_attempt_ms = CASE WHEN ?2 THEN ?3 ELSE next_attempt_ms END, "
@@ -511,6 +512,7 @@ std::vector<ActionChange> apply_action(Database& db, Action a, const std::vector
       continue;
     }
     change.applied = true;
+    if (due_now) db.note_due();
     audit(db, now, d.referral_id, d.id, actor, std::string(to_string(a)),
           "target=" + d.target + " from=" + std::string(to_string(d.state)) + " to=" + std::string(to_string(to)));
     changes.push_back(std::move(change));

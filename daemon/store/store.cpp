@@ -52,7 +52,7 @@ class Savepoint {
   }
   void release() {
     if (outer_) {
-      db_.exec("COMMIT");
+      db_.commit();
     } else {
       db_.cached("RELEASE " + name_).run();
     }
@@ -72,7 +72,7 @@ constexpr const char* delivery_columns =
     "id, referral_id, target, state, attempts, created_ms, next_attempt_ms, lease_until_ms, "
     "last_error, external_id, updated_ms, purpose";
 
-std::string claim_sql(std::size_t target_count) {
+std::string claim_sql(Dialect dialect, std::size_t target_count) {
   // Targets are bound as ?4, ?5, ...; the statement is cached per count.
   std::string filter;
   if (target_count > 0) {
@@ -89,21 +89,32 @@ std::string claim_sql(std::size_t target_count) {
   // sorts every due row; it also turns a lost index into an error instead
   // of a slow plan. The id list is materialised before the UPDATE changes
   // any row.
-  return "UPDATE deliveries SET state = 'sending', lease_until_ms = ?2, attempts = attempts + 1, "
-         "updated_ms = ?1 "
-         "WHERE id IN (SELECT id FROM ("
-         "SELECT id, due FROM (SELECT id, next_attempt_ms AS due FROM deliveries INDEXED BY deliveries_due "
-         "WHERE state IN ('pending', 'retry') AND next_attempt_ms <= ?1" +
-         filter +
-         " ORDER BY next_attempt_ms, id LIMIT ?3) AS due_rows "
-         "UNION ALL "
-         "SELECT id, due FROM (SELECT id, lease_until_ms AS due FROM deliveries INDEXED BY deliveries_lease "
-         "WHERE state = 'sending' AND lease_until_ms <= ?1" +
-         filter +
-         " ORDER BY lease_until_ms, id LIMIT ?3) AS lease_rows"
-         ") AS claimable ORDER BY due, id LIMIT ?3) "
-         "RETURNING " +
-         delivery_columns;
+  //
+  // PostgreSQL, which several instances share: each half locks the rows it
+  // reads and skips those another transaction holds, and a row another
+  // claim moved meanwhile is read again once locked and dropped for no
+  // longer matching, so two claims never take one row even without the
+  // write lock the writer's transactions hold (docs/storage.md, "Several
+  // instances"). The pick is a materialised CTE there, evaluated once
+  // whatever plan the UPDATE gets.
+  const bool pg = dialect == Dialect::postgresql;
+  const std::string lock = pg ? " FOR UPDATE SKIP LOCKED" : "";
+  const std::string picked =
+      "SELECT id FROM ("
+      "SELECT id, due FROM (SELECT id, next_attempt_ms AS due FROM deliveries INDEXED BY deliveries_due "
+      "WHERE state IN ('pending', 'retry') AND next_attempt_ms <= ?1" +
+      filter + " ORDER BY next_attempt_ms, id LIMIT ?3" + lock +
+      ") AS due_rows "
+      "UNION ALL "
+      "SELECT id, due FROM (SELECT id, lease_until_ms AS due FROM deliveries INDEXED BY deliveries_lease "
+      "WHERE state = 'sending' AND lease_until_ms <= ?1" +
+      filter + " ORDER BY lease_until_ms, id LIMIT ?3" + lock +
+      ") AS lease_rows"
+      ") AS claimable ORDER BY due, id LIMIT ?3";
+  return (pg ? "WITH picked AS MATERIALIZED (" + picked + ") " : std::string()) +
+         "UPDATE deliveries SET state = 'sending', lease_until_ms = ?2, attempts = attempts + 1, "
+         "updated_ms = ?1 WHERE id IN (" +
+         (pg ? std::string("SELECT id FROM picked") : picked) + ") RETURNING " + delivery_columns;
 }
 
 std::string last_error_of(const AttemptRecord& a) {
@@ -232,6 +243,7 @@ InsertResult insert_referral(Database& db, const NewReferral& r) {
       ++target_count;
     }
   }
+  if (target_count > 0) db.note_due();
 
   if (!r.escalations.empty()) {
     Statement& st =
@@ -303,7 +315,7 @@ std::vector<DeliveryRow> claim_due(Database& db, TimePoint now, std::chrono::mil
   std::vector<DeliveryRow> rows;
   if (limit <= 0) return rows;
   const std::int64_t now_ms = to_millis(now);
-  Statement& st = db.cached(claim_sql(targets.size()));
+  Statement& st = db.cached(claim_sql(db.dialect(), targets.size()));
   ResetOnExit reset(st);
   st.bind(1, now_ms).bind(2, now_ms + lease.count()).bind(3, std::int64_t{limit});
   int index = 4;
@@ -341,7 +353,16 @@ std::optional<TimePoint> next_due(Database& db) {
   return from_millis(st.column_int(0));
 }
 
-bool finish_attempt(Database& db, const AttemptRecord& a) {
+std::string_view to_string(Finished f) noexcept {
+  switch (f) {
+    case Finished::applied: return "applied";
+    case Finished::superseded: return "superseded";
+    case Finished::left_alone: return "left-alone";
+  }
+  return "left-alone";
+}
+
+Finished finish_attempt(Database& db, const AttemptRecord& a) {
   switch (a.next_state) {
     case DeliveryState::delivered:
     case DeliveryState::dead: break;
@@ -390,15 +411,18 @@ bool finish_attempt(Database& db, const AttemptRecord& a) {
   }
 
   std::string state_now;
+  std::int64_t attempts_now = a.attempt;
   if (!applied) {
-    Statement& st = db.cached("SELECT referral_id, target, state FROM deliveries WHERE id = ?1");
+    Statement& st = db.cached("SELECT referral_id, target, state, attempts FROM deliveries WHERE id = ?1");
     ResetOnExit reset(st);
     st.bind(1, a.delivery_id);
-    if (!st.step()) return false;  // purged meanwhile: nothing left to record against
+    if (!st.step()) return Finished::left_alone;  // purged meanwhile: nothing left to record against
     referral_id = st.column_text(0);
     target = st.column_text(1);
     state_now = st.column_text(2);
+    attempts_now = st.column_int(3);
   }
+  const bool superseded = !applied && attempts_now > a.attempt;
 
   // The attempt happened either way (a message may have gone out after an
   // operator cancelled), so it is always recorded.
@@ -424,11 +448,13 @@ bool finish_attempt(Database& db, const AttemptRecord& a) {
   if (applied) {
     audit(db, a.finished_at, referral_id, a.delivery_id, "referrald", std::string(to_string(a.next_state)), detail);
   } else {
+    // Superseded: the claim that took the delivery over (its attempt) decides.
     audit(db, a.finished_at, referral_id, a.delivery_id, "referrald", "attempt-not-applied",
-          detail + " state=" + state_now);
+          detail + " state=" + state_now + (superseded ? " claimed_again=" + std::to_string(attempts_now) : ""));
   }
   savepoint.release();
-  return applied;
+  if (applied) return Finished::applied;
+  return superseded ? Finished::superseded : Finished::left_alone;
 }
 
 bool skip_delivery(Database& db, std::int64_t delivery_id, int attempt, const std::string& reason, TimePoint now) {

@@ -140,9 +140,20 @@ struct AttemptRecord {
   std::optional<TimePoint> next_attempt_at;
 };
 
+// What became of an attempt's outcome (finish_attempt).
+enum class Finished {
+  applied,     // the delivery moved to the attempt's next state
+  superseded,  // the attempt's lease ran out and the delivery was claimed again: that claim decides
+  left_alone,  // no longer 'sending' for another reason (an operator cancelled it), or purged meanwhile
+};
+std::string_view to_string(Finished f) noexcept;
+
 // Records an attempt and moves the delivery, only if it is still 'sending'
-// (an operator may have cancelled or held it meanwhile). Returns false then.
-bool finish_attempt(Database& db, const AttemptRecord& a);
+// on this attempt: the attempt number is the claim's token (every claim
+// adds one to it and nothing takes it back), so a worker whose lease ran
+// out and whose delivery another claim took over cannot overwrite that
+// claim's outcome; its attempt is recorded, and audited as not applied.
+Finished finish_attempt(Database& db, const AttemptRecord& a);
 
 // A claimed delivery that is not sent and will not be: e.g. a referrer's
 // notice for a referral that gives no email (or fax). It becomes

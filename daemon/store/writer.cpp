@@ -164,7 +164,7 @@ struct Writer::Impl {
         if (results[i].status == JobStatus::committed) ++ok;
       }
       check_file_unmoved();  // as late as possible: right before the commit
-      db->cached("COMMIT").run();
+      db->commit();          // with the notification, if a job noted due work
       commits.fetch_add(1, std::memory_order_relaxed);
       jobs_committed.fetch_add(ok, std::memory_order_relaxed);
       healthy.store(true, std::memory_order_relaxed);

@@ -15,12 +15,18 @@ Fault injection by recipient address:
                                    -> 451 on RCPT (a mail server that cannot
                                       take mail for a while: disk full,
                                       queue frozen), switched from outside
+  any message while the file given by --slow-while exists
+                                   -> stored, then answered only after
+                                      --slow-seconds (a server slow to
+                                      confirm: the sender holds the message's
+                                      delivery while the mail is already in)
 
 Prints "READY <port>" on stdout once it accepts connections. Listens on
 127.0.0.1 only. Run it with /usr/bin/python3 (Debian's, which has aiosmtpd).
 """
 
 import argparse
+import asyncio
 import email.parser
 import email.policy
 import json
@@ -37,8 +43,10 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class Handler:
-    def __init__(self, maildir, tempfail, envelopes, tempfail_while):
+    def __init__(self, maildir, tempfail, envelopes, tempfail_while, slow_while=None, slow_seconds=0.0):
         self.maildir = mailbox.Maildir(maildir, create=True)
+        self.slow_while = slow_while
+        self.slow_seconds = slow_seconds
         self.envelopes = envelopes
         self.tempfail = tempfail
         self.tempfail_while = tempfail_while
@@ -71,6 +79,8 @@ class Handler:
                                         "message_id": headers.get("Message-ID", "")}) + "\n")
             # Maildir writes to tmp/ and renames into new/.
             self.maildir.add(envelope.original_content)
+        if self.slow_while and os.path.exists(self.slow_while):
+            await asyncio.sleep(self.slow_seconds)
         return "250 2.0.0 Ok: queued"
 
 
@@ -85,9 +95,12 @@ def main():
     parser.add_argument("--tempfail", type=int, default=1)
     parser.add_argument("--envelopes", help="append each message's envelope to this file (JSON lines)")
     parser.add_argument("--tempfail-while", help="answer 451 to every RCPT while this file exists")
+    parser.add_argument("--slow-while", help="answer each message --slow-seconds late while this file exists")
+    parser.add_argument("--slow-seconds", type=float, default=30.0)
     args = parser.parse_args()
 
-    handler = Handler(args.maildir, args.tempfail, args.envelopes, args.tempfail_while)
+    handler = Handler(args.maildir, args.tempfail, args.envelopes, args.tempfail_while, args.slow_while,
+                      args.slow_seconds)
 
     def authenticator(server, session, envelope, mechanism, auth_data):
         ok = (isinstance(auth_data, LoginPassword)

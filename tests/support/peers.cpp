@@ -49,7 +49,8 @@ MailServer::MailServer(Options options) : port_(free_port()) {
                                 "--user",           "referrald",
                                 "--password",       "s3cret",
                                 "--tempfail",       std::to_string(options.tempfail),
-                                "--tempfail-while", (dir_ / "tempfail-all").string()};
+                                "--tempfail-while", (dir_ / "tempfail-all").string(),
+                                "--slow-while",     (dir_ / "slow-all").string()};
   if (options.tls) {
     argv.insert(argv.end(), {"--cert", (dir_ / "cert.pem").string(), "--key", (dir_ / "key.pem").string()});
   }
@@ -111,6 +112,14 @@ void MailServer::refuse_temporarily(bool on) {
     write_file(dir_ / "tempfail-all", "");
   } else {
     fs::remove(dir_ / "tempfail-all");
+  }
+}
+
+void MailServer::confirm_slowly(bool on) {
+  if (on) {
+    write_file(dir_ / "slow-all", "");
+  } else {
+    fs::remove(dir_ / "slow-all");
   }
 }
 

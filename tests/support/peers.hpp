@@ -49,6 +49,10 @@ class MailServer {
   // While on, the server answers every RCPT with 451 (its own temporary
   // failure, not a mock): the switch is a file the server looks for.
   void refuse_temporarily(bool on);
+  // While on, the server stores each message and then waits 30 s before it
+  // answers (its own slowness, not a mock): the sender is still sending a
+  // delivery whose mail is already in the Maildir.
+  void confirm_slowly(bool on);
   // How many stored mails carry each Message-ID (without the angle brackets).
   std::map<std::string, int> message_ids() const;
 

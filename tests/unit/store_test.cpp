@@ -499,17 +499,17 @@ TEST_P(StoreTest, FinishAttemptMovesTheDeliveryAndRecordsIt) {
 
   AttemptRecord delivered = attempt_for(claimed[0], AttemptOutcome::delivered, DeliveryState::delivered);
   delivered.external_id = "<R-1.email@referrald>";
-  EXPECT_TRUE(finish_attempt(*db, delivered));
+  EXPECT_EQ(finish_attempt(*db, delivered), Finished::applied);
 
   AttemptRecord retry = attempt_for(claimed[1], AttemptOutcome::transient, DeliveryState::retry);
   retry.code = "451";
   retry.next_attempt_at = t0 + 60s;
-  EXPECT_TRUE(finish_attempt(*db, retry));
+  EXPECT_EQ(finish_attempt(*db, retry), Finished::applied);
 
   AttemptRecord dead = attempt_for(claimed[2], AttemptOutcome::permanent, DeliveryState::dead);
   dead.code = "550";
   dead.message = "Pager unknown";
-  EXPECT_TRUE(finish_attempt(*db, dead));
+  EXPECT_EQ(finish_attempt(*db, dead), Finished::applied);
 
   const auto rows = deliveries_of(*db, "R-1");
   ASSERT_EQ(rows.size(), 3u);
@@ -571,7 +571,8 @@ TEST_P(StoreTest, FinishAttemptLeavesACancelledDeliveryAlone) {
   // An operator cancels while the fax is being sent.
   db->exec("UPDATE deliveries SET state = 'cancelled', lease_until_ms = NULL");
 
-  EXPECT_FALSE(finish_attempt(*db, attempt_for(claimed[0], AttemptOutcome::delivered, DeliveryState::delivered)));
+  EXPECT_EQ(finish_attempt(*db, attempt_for(claimed[0], AttemptOutcome::delivered, DeliveryState::delivered)),
+            Finished::left_alone);
   const auto rows = deliveries_of(*db, "R-1");
   EXPECT_EQ(rows[0].state, DeliveryState::cancelled);
   // The attempt still happened, and the trail says it was not applied.
@@ -592,11 +593,22 @@ TEST_P(StoreTest, FinishAttemptFromAnExpiredLeaseDoesNotOverwriteTheNewClaim) {
 
   AttemptRecord stale = attempt_for(first[0], AttemptOutcome::transient, DeliveryState::retry);
   stale.next_attempt_at = t0 + 90s;
-  EXPECT_FALSE(finish_attempt(*db, stale));
+  EXPECT_EQ(finish_attempt(*db, stale), Finished::superseded);
   EXPECT_EQ(deliveries_of(*db, "R-1")[0].state, DeliveryState::sending);
-  EXPECT_TRUE(finish_attempt(*db, attempt_for(second[0], AttemptOutcome::delivered, DeliveryState::delivered)));
+  EXPECT_EQ(finish_attempt(*db, attempt_for(second[0], AttemptOutcome::delivered, DeliveryState::delivered)),
+            Finished::applied);
   EXPECT_EQ(deliveries_of(*db, "R-1")[0].state, DeliveryState::delivered);
   EXPECT_EQ(scalar(*db, "SELECT count(*) FROM attempts"), 2);
+
+  // The first worker finishes later still, after the new claim's outcome:
+  // dropped again; the trail says which claim decided.
+  AttemptRecord late = attempt_for(first[0], AttemptOutcome::permanent, DeliveryState::dead);
+  late.code = "550";
+  EXPECT_EQ(finish_attempt(*db, late), Finished::superseded);
+  EXPECT_EQ(deliveries_of(*db, "R-1")[0].state, DeliveryState::delivered);
+  Statement st = db->prepare("SELECT detail FROM audit WHERE action = 'attempt-not-applied' ORDER BY id DESC");
+  ASSERT_TRUE(st.step());
+  EXPECT_EQ(st.column_text(0), "target=fax attempt=1 outcome=permanent code=550 state=delivered claimed_again=2");
 }
 
 TEST_P(StoreTest, FinishAttemptRefusesANonsensicalNextState) {
