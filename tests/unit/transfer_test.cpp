@@ -137,7 +137,7 @@ class TransferTest : public ::testing::TestWithParam<std::pair<Dialect, Dialect>
     a.code = "250";
     a.message = "queued as 7K3M9";
     a.next_state = DeliveryState::delivered;
-    ASSERT_TRUE(finish_attempt(*from, a));
+    ASSERT_EQ(finish_attempt(*from, a), Finished::applied);
     write.commit();
   }
 
