@@ -25,6 +25,7 @@
 #include "util/crypto.hpp"
 #include "util/dates.hpp"
 #include "util/ids.hpp"
+#include "util/sealed_spool.hpp"
 #include "util/strings.hpp"
 
 namespace referrald::http {
@@ -321,12 +322,20 @@ asio::awaitable<Response> Api::handle(const Request& request) {
 asio::awaitable<Response> Api::submit(const Request& request, const Caller& caller) {
   // Only attachments make a body larger than max_body_bytes: every other
   // field has a bounded length in the schema.
-  if (request.body.size() > plain_body_limit_ && request.body.find("\"attachments\"") == std::string::npos) {
+  const bool too_large =
+      request.body_file
+          ? request.body_file->size() > plain_body_limit_ && !request.body_file->contains("\"attachments\"")
+          : request.body.size() > plain_body_limit_ && request.body.find("\"attachments\"") == std::string::npos;
+  if (too_large) {
     co_return Response::error(413, "request body is larger than " + std::to_string(plain_body_limit_) +
                                        " bytes; only a referral with attachments may be larger");
   }
   Submission submission;
-  submission.body = request.body;
+  if (request.body_file) {
+    submission.body_file = request.body_file;
+  } else {
+    submission.body = request.body;
+  }
   submission.channel = "api";
   submission.client = caller.id;
   if (const auto* key = request.header("idempotency-key")) submission.idempotency_key = *key;

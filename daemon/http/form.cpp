@@ -28,6 +28,7 @@
 #include "util/crypto.hpp"
 #include "util/dates.hpp"
 #include "util/ids.hpp"
+#include "util/sealed_spool.hpp"
 #include "util/strings.hpp"
 
 namespace referrald::http {
@@ -678,12 +679,15 @@ struct Form::Impl {
     if (type != nullptr && !is_urlencoded_type(*type)) {
       const auto boundary = multipart_boundary(*type);
       if (!boundary) return std::string("The form was sent without the boundary that separates its parts.");
-      auto parsed = parse_multipart_form(*boundary, request.body, attachments_field);
+      // A body kept on disk (util/sealed_spool.hpp) is read back for the
+      // parser, on this thread, and let go when it is done.
+      const std::string spooled = request.body_file ? request.body_file->read_all() : std::string();
+      auto parsed = parse_multipart_form(*boundary, request.body_file ? spooled : request.body, attachments_field);
       if (auto* why = std::get_if<std::string>(&parsed)) return std::move(*why);
       auto& form = std::get<MultipartForm>(parsed);
       return Body{std::move(form.fields), std::move(form.files)};
     }
-    auto data = decode_form(request.body);
+    auto data = decode_form(request.body_file ? request.body_file->read_all() : request.body);
     if (!data) return std::string("The form's text was damaged on the way (it was not valid UTF-8).");
     return Body{std::move(*data), {}};
   }
@@ -701,6 +705,7 @@ struct Form::Impl {
   // that were let go before this submission.
   void hold_files(FormState& state, const std::string& form_key, std::vector<Attachment>& files,
                   const std::vector<std::string>& ids, std::vector<FieldError>& errors, std::size_t lost) {
+    for (auto& f : files) f.unspool();
     // The intake opens the files only when the rest is valid; the same
     // inspection decides here which to hold (inspect_attachments: one set of checks).
     if (!files.empty()) {
@@ -828,7 +833,7 @@ struct Form::Impl {
     std::vector<Attachment> files;
     std::vector<std::string> ids;
     for (auto& f : held.files) {
-      files.push_back({std::move(f.title), {}, std::move(f.data), 1, {}});
+      files.push_back({std::move(f.title), {}, std::move(f.data), 1, {}, {}});
       ids.push_back(std::move(f.id));
     }
     for (auto& u : uploads) {
@@ -836,6 +841,7 @@ struct Form::Impl {
                        {},
                        std::move(u.data),
                        1,
+                       {},
                        {}});
       ids.emplace_back();
     }
@@ -849,6 +855,11 @@ struct Form::Impl {
     }
 
     submission.body = form_to_json(state.values, files);
+    // The files go beside the JSON, and wait on disk, sealed, while the
+    // referral is planned and stored; they come back only if the form does
+    // (hold_files).
+    for (auto& f : files) f.spool(intake.spool_directory());
+    submission.files = files;
     // One key per rendered form: a double click, a reload or the back button
     // and a second press send it again, and the store answers with the first.
     submission.idempotency_key = state.submission;

@@ -5,8 +5,6 @@
 #include <algorithm>
 #include <set>
 
-#include "util/crypto.hpp"
-
 namespace referrald::http {
 
 using json = nlohmann::ordered_json;
@@ -229,10 +227,13 @@ std::string form_to_json(const std::map<std::string, std::string>& fields, const
   doc["referrer"] = std::move(referrer);
   put(doc, "urgency", "urgency");
   put(doc, "notes", "notes");
-  // The files as the API takes them: the same validation and inspection.
+  // The files as the API takes them, but for their bytes, which go beside
+  // the JSON (Submission::files): the same validation and inspection.
   if (!files.empty()) {
     json& list = doc["attachments"] = json::array();
-    for (const Attachment& f : files) list.push_back({{"title", f.title}, {"data", base64(f.data)}});
+    for (const Attachment& f : files) {
+      list.push_back({{"title", f.title}, {"data", std::string(attachment_data_stand_in)}});
+    }
   }
   return doc.dump(-1, ' ', false, json::error_handler_t::replace);
 }

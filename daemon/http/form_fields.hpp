@@ -114,7 +114,9 @@ std::variant<FormFields, std::string> read_form_fields(const FormData& data);
 // The referral JSON for the form's fields (dotted names as in the form): an
 // empty field is left out, the guardian and the diagnosis code only appear
 // when one of their fields is filled, the pathology checkbox becomes true;
-// the files (title and bytes) become `attachments` as the API takes them.
+// the files become `attachments` as the API takes them, each with its title
+// and, for its data, attachment_data_stand_in: the bytes go beside the JSON
+// (Submission::files).
 std::string form_to_json(const std::map<std::string, std::string>& fields, const std::vector<Attachment>& files = {});
 
 // The form field a JSON Pointer names: "/patient/birth_date" → "patient.birth_date".

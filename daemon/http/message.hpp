@@ -2,12 +2,17 @@
 // testable and Beast stays inside server.cpp.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include <boost/asio/awaitable.hpp>
+
+namespace referrald {
+class SealedSpool;  // util/sealed_spool.hpp
+}
 
 namespace referrald::http {
 
@@ -17,6 +22,9 @@ struct Request {
   std::string query;
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
   std::string body;
+  // An intake body over max_body_bytes, kept on disk while it came in
+  // (util/sealed_spool.hpp); `body` is empty then.
+  std::shared_ptr<const SealedSpool> body_file;
   std::string remote;   // client address, for rate limits and logs
   bool secure = false;  // arrived over TLS
 

@@ -25,6 +25,7 @@
 #include "http/rate_limit.hpp"
 #include "office/ack_link.hpp"
 #include "http/tls.hpp"
+#include "util/sealed_spool.hpp"
 #include "util/strings.hpp"
 
 namespace referrald::http {
@@ -88,6 +89,58 @@ std::string json_escape(std::string_view text) {
 }
 
 constexpr auto tls_handshake_timeout = std::chrono::seconds(10);
+
+// A Beast body that seals each piece of the body into a spool as it comes
+// off the socket (util/sealed_spool.hpp): an upload costs the daemon a
+// block of memory, not its size.
+struct SpoolBody {
+  using value_type = std::shared_ptr<SealedSpool>;
+
+  class reader {
+   public:
+    template <bool isRequest, class Fields>
+    reader(bhttp::header<isRequest, Fields>& /*head*/, value_type& body) : body_(body) {}
+
+    void init(const boost::optional<std::uint64_t>& /*length*/, beast::error_code& ec) { ec = {}; }
+
+    template <class ConstBufferSequence>
+    std::size_t put(const ConstBufferSequence& buffers, beast::error_code& ec) {
+      try {
+        for (const auto b : beast::buffers_range_ref(buffers)) {
+          body_->append(std::string_view(static_cast<const char*>(b.data()), b.size()));
+        }
+      } catch (const std::exception& e) {
+        spdlog::warn("http.spool_failed error=\"{}\"", e.what());
+        ec = boost::system::errc::make_error_code(boost::system::errc::io_error);
+        return 0;
+      }
+      ec = {};
+      return beast::buffer_bytes(buffers);
+    }
+
+    void finish(beast::error_code& ec) {
+      try {
+        body_->finish();
+        ec = {};
+      } catch (const std::exception& e) {
+        spdlog::warn("http.spool_failed error=\"{}\"", e.what());
+        ec = boost::system::errc::make_error_code(boost::system::errc::io_error);
+      }
+    }
+
+   private:
+    value_type& body_;
+  };
+};
+
+// The intake requests whose bodies go to a spool: the API's and the form's
+// POST, when the body may be larger than max_body_bytes (its Content-Length
+// says so, or it is chunked). FHIR's bodies are read into memory.
+bool spooled_request(const HttpConfig& config, std::string_view method, std::string_view path,
+                     const boost::optional<std::uint64_t>& content_length) {
+  return method == "POST" && (path == "/api/v1/referrals" || path == "/referrals") &&
+         (!content_length || *content_length > config.max_body_bytes);
+}
 
 using RequestHead = bhttp::request_parser<bhttp::string_body>::value_type;
 
@@ -199,6 +252,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   Handler& handler;
   std::optional<asio::ssl::context> tls;
   std::vector<tcp::acceptor> acceptors;
+  std::filesystem::path spool_directory;  // empty: bodies in memory
   RateLimiter limiter;
 
   std::atomic<bool> stopping{false};
@@ -477,20 +531,24 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         if (cec) co_return;
       }
       beast::get_lowest_layer(stream).expires_at(deadline);
-      auto [bec, bn] = co_await bhttp::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
-      (void)bn;
-      if (bec) {
-        if (bec == bhttp::error::body_limit) {
-          co_await finish(stream, remote, secure, request.method, request.path, started,
-                          handler.too_large(request, body_limit), false);
-        } else if (bec != beast::error::timeout && bec != bhttp::error::end_of_stream && bec != asio::error::eof &&
-                   bec != asio::error::connection_reset) {
-          co_await finish(stream, remote, secure, request.method, request.path, started,
-                          Response::error(400, "malformed HTTP request"), false);
+      if (!spool_directory.empty() && spooled_request(config, method, request.path, parser.content_length())) {
+        bhttp::request_parser<SpoolBody> spooled(std::move(parser));
+        spooled.body_limit(body_limit);
+        try {
+          spooled.get().body() = std::make_shared<SealedSpool>(spool_directory);
+        } catch (const std::exception& e) {
+          spdlog::warn("http.spool_failed error=\"{}\"", e.what());
         }
-        co_return;
+        if (!spooled.get().body()) {
+          co_await finish(stream, remote, secure, request.method, request.path, started, spool_failed(), false);
+          co_return;
+        }
+        if (!co_await read_body(stream, buffer, spooled, request, remote, secure, started, body_limit)) co_return;
+        request.body_file = std::move(spooled.get().body());
+      } else {
+        if (!co_await read_body(stream, buffer, parser, request, remote, secure, started, body_limit)) co_return;
+        request.body = std::move(parser.get().body());
       }
-      request.body = std::move(parser.get().body());
 
       Response response;
       if (early) {
@@ -509,6 +567,34 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       }
       if (!again) co_return;
     }
+  }
+
+  static Response spool_failed() {
+    auto response = Response::error(503, "the request could not be kept while it was read; try again shortly");
+    response.headers.emplace_back("Retry-After", "30");
+    return response;
+  }
+
+  // Reads the body into `parser`; false (after answering, if there is
+  // anyone to answer) when it cannot be read.
+  template <class Stream, class Parser>
+  asio::awaitable<bool> read_body(Stream& stream, beast::flat_buffer& buffer, Parser& parser, const Request& request,
+                                  const std::string& remote, bool secure, steady::time_point started,
+                                  std::size_t body_limit) {
+    auto [bec, bn] = co_await bhttp::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+    (void)bn;
+    if (!bec) co_return true;
+    if (bec == bhttp::error::body_limit) {
+      co_await finish(stream, remote, secure, request.method, request.path, started,
+                      handler.too_large(request, body_limit), false);
+    } else if (bec == boost::system::errc::io_error) {
+      co_await finish(stream, remote, secure, request.method, request.path, started, spool_failed(), false);
+    } else if (bec != beast::error::timeout && bec != bhttp::error::end_of_stream && bec != asio::error::eof &&
+               bec != asio::error::connection_reset) {
+      co_await finish(stream, remote, secure, request.method, request.path, started,
+                      Response::error(400, "malformed HTTP request"), false);
+    }
+    co_return false;
   }
 
   template <class Stream>
@@ -538,6 +624,8 @@ Server::~Server() {
     a.close(ec);
   }
 }
+
+void Server::set_spool_directory(std::filesystem::path directory) { impl_->spool_directory = std::move(directory); }
 
 void Server::start() {
   for (auto& acceptor : impl_->acceptors) {

@@ -5,6 +5,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,6 +31,11 @@ class Server {
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
+
+  // Where the intake requests' bodies over max_body_bytes are kept while
+  // they are read (util/sealed_spool.hpp); empty (the default): in memory.
+  // Before start().
+  void set_spool_directory(std::filesystem::path directory);
 
   // Starts accepting.
   void start();

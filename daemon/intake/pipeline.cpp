@@ -1,5 +1,7 @@
 #include "intake/pipeline.hpp"
 
+#include <istream>
+
 #include "rules/eligibility.hpp"
 #include "util/dates.hpp"
 
@@ -7,7 +9,12 @@ namespace referrald {
 
 IntakeResult plan_intake(const IntakePolicy& policy, const ReferralValidator& validator, const Submission& submission) {
   const Date today = utc_date(submission.received_at);
-  auto result = validator.validate(submission.body, today);
+  auto result = [&] {
+    if (!submission.body_file) return validator.validate(submission.body, today, submission.files);
+    SealedSpoolBuf buffer(*submission.body_file);
+    std::istream in(&buffer);
+    return validator.validate(in, today);
+  }();
   if (auto* malformed = std::get_if<MalformedInput>(&result)) return std::move(*malformed);
   if (auto* invalid = std::get_if<InvalidReferral>(&result)) return std::move(*invalid);
   IntakePlan plan;

@@ -20,6 +20,7 @@
 #include "routing/business_hours.hpp"
 #include "routing/routing.hpp"
 #include "rules/rules.hpp"
+#include "util/sealed_spool.hpp"
 
 namespace referrald {
 
@@ -39,6 +40,12 @@ struct Submission {
   std::string channel;  // "api" | "form": the way it came in
   std::string client;   // who sent it: the API key's fingerprint, or the form's client id
   std::string body;     // the referral as JSON text
+  // Or the JSON text kept on disk while it came in (a large intake body,
+  // util/sealed_spool.hpp); `body` is empty then.
+  std::shared_ptr<const SealedSpool> body_file;
+  // The attachments' files when they come beside the JSON (the web form's,
+  // in the order of its "attachments", whose "data" then only stands in).
+  std::vector<Attachment> files;
   std::optional<std::string> idempotency_key;
   std::chrono::system_clock::time_point received_at{};  // sets "today" (the dates' bound) and after hours
 };

@@ -5,6 +5,7 @@
 #include "store/store.hpp"
 #include "util/crypto.hpp"
 #include "util/ids.hpp"
+#include "util/sealed_spool.hpp"
 
 namespace referrald {
 
@@ -22,7 +23,7 @@ std::string with_attachments(std::string reply, const std::vector<Attachment>& a
   for (const Attachment& a : attachments) {
     list.push_back({{"position", ++position},
                     {"content_type", a.content_type},
-                    {"bytes", a.data.size()},
+                    {"bytes", a.size()},
                     {"pages", a.pages},
                     {"sha256", a.sha256}});
   }
@@ -75,9 +76,20 @@ void IntakeService::submit(Submission submission, const AcceptedReply& reply, Co
   row->channel = std::move(submission.channel);
   row->client = std::move(submission.client);
   row->idempotency_key = std::move(submission.idempotency_key);
-  row->request_hash = sha256_hex(submission.body);
+  row->request_hash = submission.body_file ? submission.body_file->sha256_hex() : sha256_hex(submission.body);
+  // Files beside the JSON are part of what was sent: another file with the
+  // same Idempotency-Key is another request.
+  if (!submission.files.empty()) {
+    std::string all = row->request_hash;
+    for (const Attachment& f : submission.files)
+      all += " " + (f.spooled ? f.spooled->sha256_hex() : sha256_hex(f.data));
+    row->request_hash = sha256_hex(all);
+  }
   row->document = std::move(plan.referral.document);
   row->attachments = std::move(plan.referral.attachments);
+  // Inspected, the files wait for the writer on disk, sealed, not in memory:
+  // a queue of large referrals costs the writer's turn, not their size.
+  for (Attachment& a : row->attachments) a.spool(spool_directory_);
   row->response = with_attachments(reply(row->id, plan.eligibility), row->attachments);
   row->targets = std::move(plan.targets);
   row->escalations = std::move(plan.escalations);

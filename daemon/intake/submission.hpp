@@ -2,6 +2,7 @@
 // durable write. Shared by the JSON API and the web form; knows nothing of HTTP.
 #pragma once
 
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -65,6 +66,11 @@ class IntakeService {
   // referral planned either. Set before use.
   void on_planned(std::function<void(Planned)> hook) { planned_ = std::move(hook); }
 
+  // Where a submission's files wait for their commit, sealed
+  // (util/sealed_spool.hpp); empty (the default): in memory. Set before use.
+  void set_spool_directory(std::filesystem::path directory) { spool_directory_ = std::move(directory); }
+  const std::filesystem::path& spool_directory() const { return spool_directory_; }
+
   void set_policy(std::shared_ptr<const IntakePolicy> policy);
   std::shared_ptr<const IntakePolicy> policy() const;
 
@@ -75,6 +81,7 @@ class IntakeService {
   mutable std::mutex policy_mutex_;
   std::shared_ptr<const IntakePolicy> policy_;
   std::function<void(Planned)> planned_;
+  std::filesystem::path spool_directory_;
 };
 
 }  // namespace referrald

@@ -103,14 +103,32 @@ bool is_space(char32_t cp) noexcept {
 
 class DocumentBuilder final : public nlohmann::json_sax<json> {
  public:
-  explicit DocumentBuilder(std::size_t max_depth) : max_depth_(max_depth) {}
+  // `files`: the attachments' bytes, when they come beside the JSON.
+  DocumentBuilder(std::size_t max_depth, const std::vector<Attachment>& files) : max_depth_(max_depth), files_(files) {}
 
   bool null() override { return add(json(nullptr)); }
   bool boolean(bool v) override { return add(json(v)); }
   bool number_integer(number_integer_t v) override { return add(json(v)); }
   bool number_unsigned(number_unsigned_t v) override { return add(json(v)); }
   bool number_float(number_float_t v, const string_t& /*text*/) override { return add(json(v)); }
-  bool string(string_t& v) override { return add(json(std::move(v))); }
+  bool string(string_t& v) override {
+    if (!at_attachment_data()) return add(json(std::move(v)));
+    // A file's base64 is decoded as it is read, and the document keeps a
+    // stand-in: the text is the largest part of a body by far, and is not
+    // kept twice (docs/attachments.md, "Streaming to disk"). An empty one
+    // stays, for the schema's minLength to speak of. A file beside the
+    // JSON is taken as it is.
+    const std::size_t index = stack_[1].container->size() - 1;
+    if (decoded_.size() <= index) decoded_.resize(index + 1);
+    if (files_.empty()) {
+      decoded_[index] = base64_decode(v);
+    } else if (index < files_.size()) {
+      decoded_[index] = files_[index].bytes();
+    }
+    const bool empty = v.empty();
+    string_t().swap(v);  // the lexer's copy of the text, let go now
+    return add(json(empty ? std::string() : std::string(attachment_data_stand_in)));
+  }
   bool binary(binary_t& v) override { return add(json::binary(std::move(v))); }
 
   bool start_object(std::size_t /*elements*/) override { return open(json::object()); }
@@ -134,6 +152,9 @@ class DocumentBuilder final : public nlohmann::json_sax<json> {
   }
 
   json& root() { return root_; }
+  // Each attachment's data, decoded from base64 as it was read, by its
+  // index in "attachments" (nullopt: not base64; absent: no string there).
+  std::vector<std::optional<std::string>>& decoded() { return decoded_; }
   const std::optional<std::string>& error() const { return error_; }
   bool too_deep() const { return too_deep_; }
   const std::vector<std::string>& duplicates() const { return duplicates_; }
@@ -188,6 +209,14 @@ class DocumentBuilder final : public nlohmann::json_sax<json> {
     return true;
   }
 
+  // Whether the string being read is /attachments/N/data of the document
+  // (the first of repeated keys: the one that is kept).
+  bool at_attachment_data() const {
+    return stack_.size() == 3 && stack_[0].container->is_object() && stack_[0].key == "attachments" &&
+           !stack_[0].discard && stack_[1].container->is_array() && stack_[2].container->is_object() &&
+           stack_[2].key == "data" && !stack_[2].discard && !stack_[2].in_discarded;
+  }
+
   // Pointer to the member whose key was just read.
   std::string current_pointer() const {
     std::vector<std::string> tokens;
@@ -228,8 +257,10 @@ class DocumentBuilder final : public nlohmann::json_sax<json> {
   std::vector<Frame> stack_;
   std::vector<std::unique_ptr<json>> discarded_;
   std::vector<std::string> duplicates_;
+  std::vector<std::optional<std::string>> decoded_;
   std::optional<std::string> error_;
   bool too_deep_ = false;
+  const std::vector<Attachment>& files_;
 };
 
 // ---------------------------------------------------------------------------
@@ -458,7 +489,8 @@ void check_lengths_past_nul(const json& schema, const json& value, std::vector<s
 
 class SemanticChecks {
  public:
-  SemanticChecks(const json& doc, ErrorSet& errors, Date today) : doc_(doc), errors_(errors), today_(today) {}
+  SemanticChecks(const json& doc, ErrorSet& errors, Date today, std::vector<std::optional<std::string>>& decoded)
+      : doc_(doc), errors_(errors), today_(today), decoded_(decoded) {}
 
   void run() {
     // Names: the fields a person reads aloud or prints on a fax cover.
@@ -572,8 +604,9 @@ class SemanticChecks {
       check_text(at + "/content_type", /*required=*/false);
       const std::string* data = clean_string(at + "/data");
       if (data == nullptr) continue;
-      if (auto bytes = base64_decode(*data)) {
-        attachment_bytes_[i] = std::move(*bytes);
+      // Decoded while parsing (DocumentBuilder::string).
+      if (i < decoded_.size() && decoded_[i]) {
+        attachment_bytes_[i] = std::move(*decoded_[i]);
       } else {
         errors_.add(at + "/data", Rank::semantic, "is not base64 (RFC 4648: A-Z, a-z, 0-9, +, / and = padding)");
       }
@@ -591,6 +624,7 @@ class SemanticChecks {
   const json& doc_;
   ErrorSet& errors_;
   Date today_;
+  std::vector<std::optional<std::string>>& decoded_;
   std::vector<std::string> attachment_bytes_;
 };
 
@@ -669,6 +703,9 @@ struct ReferralValidator::Impl {
   json schema_document;  // for turning errors into messages (limits, enums)
   valijson::Schema schema;
   ValidationLimits limits;
+
+  // The parsed document against the schema and the checks it cannot express.
+  ValidationResult check(DocumentBuilder& builder, bool parsed, Date today) const;
 };
 
 ReferralValidator::ReferralValidator(const std::filesystem::path& schema_file, ValidationLimits limits)
@@ -691,7 +728,12 @@ ReferralValidator::ReferralValidator(const std::filesystem::path& schema_file, V
 ReferralValidator::~ReferralValidator() = default;
 
 ValidationResult ReferralValidator::validate(std::string_view json_text, Date today) const {
-  DocumentBuilder builder(impl_->limits.max_depth);
+  return validate(json_text, today, {});
+}
+
+ValidationResult ReferralValidator::validate(std::string_view json_text, Date today,
+                                             const std::vector<Attachment>& files) const {
+  DocumentBuilder builder(impl_->limits.max_depth, files);
   bool parsed = false;
   try {
     parsed = json::sax_parse(json_text.begin(), json_text.end(), &builder, json::input_format_t::json,
@@ -699,8 +741,25 @@ ValidationResult ReferralValidator::validate(std::string_view json_text, Date to
   } catch (const json::exception&) {
     return MalformedInput{"invalid JSON"};
   }
+  return impl_->check(builder, parsed, today);
+}
+
+ValidationResult ReferralValidator::validate(std::istream& json_text, Date today) const {
+  const std::vector<Attachment> none;
+  DocumentBuilder builder(impl_->limits.max_depth, none);
+  bool parsed = false;
+  try {
+    parsed = json::sax_parse(json_text, &builder, json::input_format_t::json, /*strict=*/true,
+                             /*ignore_comments=*/false);
+  } catch (const json::exception&) {
+    return MalformedInput{"invalid JSON"};
+  }
+  return impl_->check(builder, parsed, today);
+}
+
+ValidationResult ReferralValidator::Impl::check(DocumentBuilder& builder, bool parsed, Date today) const {
   if (builder.too_deep()) {
-    return MalformedInput{"nesting deeper than " + std::to_string(impl_->limits.max_depth) + " levels"};
+    return MalformedInput{"nesting deeper than " + std::to_string(limits.max_depth) + " levels"};
   }
   if (!parsed || builder.error()) {
     return MalformedInput{builder.error().value_or("invalid JSON")};
@@ -719,12 +778,12 @@ ValidationResult ReferralValidator::validate(std::string_view json_text, Date to
   thread_local valijson::Validator validator(valijson::Validator::kStrongTypes);
   valijson::ValidationResults results;
   const valijson::adapters::NlohmannJsonAdapter target(doc);
-  validator.validate(impl_->schema, target, &results);
-  collect_schema_errors(impl_->schema_document, doc, results, errors);
+  validator.validate(schema, target, &results);
+  collect_schema_errors(schema_document, doc, results, errors);
   std::vector<std::string> tokens;
-  check_lengths_past_nul(impl_->schema_document, doc, tokens, errors);
+  check_lengths_past_nul(schema_document, doc, tokens, errors);
 
-  SemanticChecks checks(doc, errors, today);
+  SemanticChecks checks(doc, errors, today, builder.decoded());
   checks.run();
 
   if (!errors.empty()) return InvalidReferral{errors.finish()};

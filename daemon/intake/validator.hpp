@@ -3,6 +3,7 @@
 #pragma once
 
 #include <filesystem>
+#include <istream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -40,7 +41,15 @@ class ReferralValidator {
   ReferralValidator& operator=(const ReferralValidator&) = delete;
 
   // Thread-safe; `today` bounds birth and diagnosis dates.
+  // Each attachment's base64 "data" is decoded as the parser reads it.
   ValidationResult validate(std::string_view json_text, Date today) const;
+  // The same, reading the JSON from a stream (a body kept on disk,
+  // util/sealed_spool.hpp).
+  ValidationResult validate(std::istream& json_text, Date today) const;
+  // The same, with the attachments' files beside the JSON (the web form's,
+  // in the order of "attachments"): each item's "data" there only stands in
+  // for its file (attachment_data_stand_in).
+  ValidationResult validate(std::string_view json_text, Date today, const std::vector<Attachment>& files) const;
 
  private:
   struct Impl;

@@ -1,5 +1,9 @@
 #include "model/referral.hpp"
 
+#include <spdlog/spdlog.h>
+
+#include "util/sealed_spool.hpp"
+
 namespace referrald {
 
 std::string_view to_string(Urgency u) noexcept {
@@ -32,6 +36,32 @@ std::optional<Decision> parse_decision(std::string_view s) noexcept {
   if (s == "review") return Decision::review;
   if (s == "declined") return Decision::declined;
   return std::nullopt;
+}
+
+std::size_t Attachment::size() const { return spooled ? spooled->size() : data.size(); }
+
+std::string Attachment::bytes() const { return spooled ? spooled->read_all() : data; }
+
+bool Attachment::spool(const std::filesystem::path& directory) {
+  if (spooled || directory.empty()) return spooled != nullptr;
+  try {
+    auto file = std::make_shared<SealedSpool>(directory);
+    file->append(data);
+    file->finish();
+    spooled = std::move(file);
+    std::string().swap(data);
+    return true;
+  } catch (const std::exception& e) {
+    // Kept in memory: slower to let go of, never lost. No content in the message.
+    spdlog::warn("intake.spool_failed error=\"{}\"", e.what());
+    return false;
+  }
+}
+
+void Attachment::unspool() {
+  if (!spooled) return;
+  data = spooled->read_all();
+  spooled.reset();
 }
 
 }  // namespace referrald

@@ -3,12 +3,16 @@
 #pragma once
 
 #include <chrono>
+#include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace referrald {
+
+class SealedSpool;  // util/sealed_spool.hpp
 
 using Date = std::chrono::year_month_day;
 
@@ -66,7 +70,24 @@ struct Attachment {
   std::string data;          // the file's bytes
   int pages = 1;             // a PDF's or TIFF's page count; 1 for JPEG and PNG
   std::string sha256;        // hex, of data, once inspected
+  // Or the bytes kept on disk, sealed, while a submission waits for its
+  // commit (util/sealed_spool.hpp); `data` is empty then.
+  std::shared_ptr<const SealedSpool> spooled;
+
+  std::size_t size() const;   // of the file, wherever its bytes are
+  std::string bytes() const;  // the file's bytes, from data or the spool
+  // Moves the bytes into a new spool in `directory`; false (the bytes left
+  // in `data`) when it cannot be written.
+  bool spool(const std::filesystem::path& directory);
+  // Brings spooled bytes back into `data`.
+  void unspool();
 };
+
+// What stands in a referral's JSON for an attachment's "data" that is not
+// in it: decoded apart while parsing, or sent beside the JSON (the web
+// form's files). Never stored or shown: the stored document has no
+// attachments.
+inline constexpr std::string_view attachment_data_stand_in = "(file)";
 
 // A validated submission. `document` is the submission re-serialised as
 // compact JSON (the stored form, returned verbatim by the API).

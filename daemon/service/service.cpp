@@ -35,6 +35,7 @@
 #include "store/office.hpp"
 #include "store/store.hpp"
 #include "store/writer.hpp"
+#include "util/sealed_spool.hpp"
 #include "util/logging.hpp"
 #include "util/sd_notify.hpp"
 
@@ -205,6 +206,14 @@ class Daemon {
     form_.set_intake_counts(&api_.intake_counts());
     form_.set_public_origins(configuration_.config.http.public_origins);
     api_.add_metrics_source([this] { return form_.metrics(); });
+    // Large intake bodies, and the files of every referral waiting for its
+    // commit, wait on disk, sealed, beside the database
+    // (docs/attachments.md, "Streaming to disk").
+    const auto& storage = configuration_.config.storage;
+    const auto spool =
+        default_spool_directory(storage.backend == StorageBackend::sqlite ? storage.database : std::filesystem::path());
+    server_.set_spool_directory(spool);
+    intake_.set_spool_directory(spool);
   }
 
   int run() {

@@ -9,7 +9,9 @@
 #include <nlohmann/json.hpp>
 #include <sys/stat.h>
 
+#include <cstdio>
 #include <filesystem>
+#include <set>
 
 #include "support/harness.hpp"
 #include "support/peers.hpp"
@@ -239,6 +241,54 @@ TEST(Attachments, OnlyAReferralWithFilesMayBeLargerThanMaxBodyBytes) {
   // Past what the limits allow, the body is refused before it is read.
   const auto huge = daemon.post_referral(with_attachments(json::array({file("x", std::string(40000, 'x'))})));
   EXPECT_EQ(huge.status, 413) << huge.body;
+}
+
+// A body over max_body_bytes is read into a sealed spool beside the
+// database, chunked or not (docs/attachments.md, "Streaming to disk"): the
+// referral and its files are stored as from memory, a repeated
+// Idempotency-Key gets the first answer and another body with it a 409 (the
+// body's SHA-256 is taken while it is spooled), and no file is left behind.
+TEST(Attachments, ALargeBodyIsSpooledChunkedOrNotAndLeavesNoFileBehind) {
+  Daemon::Options options;
+  options.extra_http = "max_body_bytes = 4096\n";
+  options.extra_config = small_limits;
+  Daemon daemon(options);
+  daemon.start();
+  const auto listing = [&daemon] {
+    std::set<std::string> names;
+    for (const auto& e : fs::directory_iterator(daemon.database().parent_path())) names.insert(e.path().filename());
+    return names;
+  };
+  const auto before = listing();
+  const std::string tiff = fixture("image.tif"), jpeg = fixture("image.jpg");
+  const std::string body = with_attachments(json::array({file("Scan", tiff), file("MRI", jpeg)}));
+  ASSERT_GT(body.size(), 4096u);
+
+  const auto first = daemon.post_referral(body, {"Idempotency-Key: spooled-1"});
+  ASSERT_EQ(first.status, 202) << first.body;
+  const auto answer = json::parse(first.body);
+  EXPECT_EQ(answer["attachments"][0]["sha256"], openssl_sha256_hex(tiff));
+  EXPECT_EQ(answer["attachments"][1]["sha256"], openssl_sha256_hex(jpeg));
+  const auto again = daemon.post_referral(body, {"Idempotency-Key: spooled-1"});
+  EXPECT_EQ(again.status, 202) << again.body;
+  EXPECT_EQ(json::parse(again.body)["id"], answer["id"]);
+  const auto other = daemon.post_referral(with_attachments(json::array({file("MRI", jpeg), file("Scan", tiff)})),
+                                          {"Idempotency-Key: spooled-1"});
+  EXPECT_EQ(other.status, 409) << other.body;
+
+  char size[16];
+  std::snprintf(size, sizeof size, "%zx", body.size());
+  const auto chunked =
+      raw_request(daemon.port(), "POST /api/v1/referrals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                                     std::string(Daemon::api_token) +
+                                     "\r\nContent-Type: application/json\r\nTransfer-Encoding: "
+                                     "chunked\r\nConnection: close\r\n\r\n" +
+                                     size + "\r\n" + body + "\r\n0\r\n\r\n");
+  EXPECT_EQ(status_of(chunked), 202) << chunked;
+
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 2);
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM attachments"), 4);
+  EXPECT_EQ(listing(), before);
 }
 
 TEST(Attachments, RekeySealsTheFilesAgainUnderTheNewKey) {

@@ -16,6 +16,7 @@
 #include "util/duration.hpp"
 #include "util/ids.hpp"
 #include "util/private_files.hpp"
+#include "util/sealed_spool.hpp"
 #include "util/secret_file.hpp"
 #include "util/strings.hpp"
 
@@ -251,6 +252,74 @@ TEST(WriteAll, AFailedWriteIsFalseWithErrno) {
   errno = 0;
   EXPECT_FALSE(write_all(-1, "text"));
   EXPECT_EQ(errno, EBADF);
+
+// What the spool's file holds on disk: every file this process has open in
+// `dir` (an O_TMPFILE has no name; /proc/self/fd still reaches it).
+std::vector<std::string> open_files_in(const std::filesystem::path& dir) {
+  std::vector<std::string> out;
+  for (const auto& fd : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    const auto target = std::filesystem::read_symlink(fd.path(), ec);
+    if (ec || target.string().rfind(dir.string() + "/", 0) != 0) continue;
+    struct stat st {};
+    if (::stat(fd.path().c_str(), &st) == 0) {
+      EXPECT_EQ(st.st_mode & 0777, 0600u) << target;
+    }
+    std::ifstream in(fd.path(), std::ios::binary);
+    out.emplace_back(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  return out;
+}
+
+TEST(SealedSpool, GivesBackWhatWasAppendedAndKeepsNoneOfItInTheClearOnDisk) {
+  const auto dir = std::filesystem::temp_directory_path() / ("referrald-spool-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::string text;
+  for (int i = 0; text.size() < 3 * SealedSpool::block_size + 1000; ++i) {
+    text += "Ava Nguyen, born 2014-03-09, line " + std::to_string(i) + "\n";
+  }
+  {
+    SealedSpool spool(dir);
+    // In pieces that straddle the blocks.
+    for (std::size_t at = 0; at < text.size(); at += 7001) spool.append(std::string_view(text).substr(at, 7001));
+    spool.finish();
+    EXPECT_EQ(spool.size(), text.size());
+    EXPECT_EQ(spool.blocks(), 4u);
+    EXPECT_EQ(spool.read_all(), text);
+    EXPECT_EQ(spool.sha256_hex(), sha256_hex(text));
+    EXPECT_TRUE(spool.contains("line 1234\n"));
+    // Across the first block's end.
+    EXPECT_TRUE(spool.contains(text.substr(SealedSpool::block_size - 5, 10)));
+    EXPECT_FALSE(spool.contains("Nguyen, born 2015"));
+
+    SealedSpoolBuf buffer(spool);
+    std::istream in(&buffer);
+    const std::string streamed{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    EXPECT_EQ(streamed, text);
+
+    const auto files = open_files_in(dir);
+    ASSERT_EQ(files.size(), 1u);
+    EXPECT_EQ(files[0].size(), text.size() + 4 * 16) << "a 16-byte tag per block";
+    EXPECT_EQ(files[0].find("Nguyen"), std::string::npos);
+    EXPECT_TRUE(std::filesystem::is_empty(dir)) << "the file has no name";
+  }
+  EXPECT_TRUE(open_files_in(dir).empty()) << "gone with the spool";
+  std::filesystem::remove_all(dir);
+}
+
+TEST(SealedSpool, AnEmptySpoolAndAMissingDirectory) {
+  const auto dir = std::filesystem::temp_directory_path();
+  SealedSpool empty(dir);
+  empty.finish();
+  EXPECT_EQ(empty.size(), 0u);
+  EXPECT_EQ(empty.read_all(), "");
+  EXPECT_EQ(empty.sha256_hex(), sha256_hex(""));
+  try {
+    SealedSpool missing(dir / "referrald-no-such-directory");
+    FAIL() << "opened a spool in a missing directory";
+  } catch (const std::system_error& e) {
+    EXPECT_NE(std::string(e.what()).find("referrald-no-such-directory"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
