@@ -34,6 +34,9 @@ using std::chrono::system_clock;
 
 namespace {
 
+// How soon a claim the store refused is tried again (at most: the poll may be sooner).
+constexpr std::chrono::seconds claim_retry{1};
+
 // How many due deliveries to claim for one target, and what its deliveries need.
 struct ClaimWant {
   std::string target;
@@ -154,6 +157,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
     std::vector<Unreadable> unreadable;  // already recorded dead
     std::vector<Skipped> skipped;        // already recorded cancelled
     std::optional<system_clock::time_point> next_due;
+    bool failed = false;  // the store did not take the claim: nothing is known of what is due
   };
 
   asio::awaitable<Claimed> claim() {
@@ -225,6 +229,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
       result->unreadable.clear();
       result->skipped.clear();
       result->next_due.reset();
+      result->failed = true;
     }
     for (const auto& k : result->skipped) {
       spdlog::info("delivery.skipped id={} target={} purpose={} reason=\"{}\"", k.referral_id, k.target, k.purpose,
@@ -267,6 +272,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
         claimed = co_await claim();
       } catch (const std::exception& e) {
         spdlog::error("dispatch.claim_error error=\"{}\"", e.what());
+        claimed.failed = true;
       }
       claiming = false;
       for (auto& d : claimed.deliveries) launch(std::move(d));
@@ -274,6 +280,10 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
       if (stopping) break;
       if (wake_pending) continue;
       auto delay = std::chrono::duration_cast<std::chrono::steady_clock::duration>(options.poll_interval);
+      // A claim the store refused (its connection lost with the server's
+      // restart, say) is tried again within a second, not after the poll:
+      // a wake-up it answered may have been the only one for that work.
+      if (claimed.failed) delay = std::min<std::chrono::steady_clock::duration>(delay, claim_retry);
       if (claimed.next_due) {
         const auto until = *claimed.next_due - clock.now();
         if (until < delay)

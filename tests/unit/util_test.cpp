@@ -252,6 +252,7 @@ TEST(WriteAll, AFailedWriteIsFalseWithErrno) {
   errno = 0;
   EXPECT_FALSE(write_all(-1, "text"));
   EXPECT_EQ(errno, EBADF);
+}
 
 // What the spool's file holds on disk: every file this process has open in
 // `dir` (an O_TMPFILE has no name; /proc/self/fd still reaches it).
