@@ -165,6 +165,28 @@ TEST_F(DispatcherTest, StopWaitsForAClaimTheWriterStillHolds) {
   EXPECT_EQ(state_of("R-1"), "delivered");
 }
 
+// A claim the store refuses (here its write lock is held elsewhere past the
+// writer's busy timeout) is tried again within a second, not at the next
+// poll (an hour here): the wake-up it answered may be the only one for the
+// work that is due.
+TEST_F(DispatcherTest, AClaimTheStoreRefusedIsTriedAgainSoonNotAtTheNextPoll) {
+  start_dispatcher(std::chrono::hours(1));
+  std::this_thread::sleep_for(100ms);  // its first claim is done: nothing is due
+  {
+    store::Database other(dir_ / "referrald.db", store::OpenMode::read_write);
+    other.exec("BEGIN IMMEDIATE");
+    insert_referral("R-4")(other);  // due now, and nobody is told
+    asio::post(ioc_, [this] { dispatcher_->wake(); });
+    std::this_thread::sleep_for(3s);  // the claim waits the writer's 2 s for the lock, and fails
+    other.exec("COMMIT");
+  }
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (state_of("R-4") != "delivered" && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(state_of("R-4"), "delivered");
+}
+
 TEST_F(DispatcherTest, StartSendsWhatAPreviousRunLeftLeased) {
   write(insert_referral("R-2"));
   // As a crash mid-send leaves it: claimed (attempt 1 counted), leased for an hour.
