@@ -1,8 +1,5 @@
 #include "store/payload.hpp"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-
 #include <memory>
 
 #include "util/crypto.hpp"
@@ -13,8 +10,8 @@ namespace {
 
 constexpr std::string_view magic = "RFE";
 constexpr unsigned char format_version = 1;
-constexpr std::size_t nonce_bytes = 12;
-constexpr std::size_t tag_bytes = 16;
+constexpr std::size_t nonce_bytes = aes_gcm_nonce_bytes;
+constexpr std::size_t tag_bytes = aes_gcm_tag_bytes;
 
 struct Header {
   std::string_view bytes;  // magic .. key id: the first part of the AAD
@@ -45,17 +42,8 @@ std::optional<Header> read_header(std::string_view stored, std::string_view refe
   return Header{stored.substr(0, fixed + id_length), key_id};
 }
 
-using CipherContext = std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)>;
-
-CipherContext new_context() {
-  CipherContext ctx(EVP_CIPHER_CTX_new(), EVP_CIPHER_CTX_free);
-  if (!ctx) throw std::runtime_error("EVP_CIPHER_CTX_new failed");
-  return ctx;
-}
-
 const unsigned char* bytes(std::string_view s) { return reinterpret_cast<const unsigned char*>(s.data()); }
 unsigned char* bytes(std::string& s, std::size_t offset) { return reinterpret_cast<unsigned char*>(s.data()) + offset; }
-int length(std::size_t n) { return static_cast<int>(n); }
 
 }  // namespace
 
@@ -74,21 +62,13 @@ std::string seal_payload(const KeyRing* keys, std::string_view document, std::st
   const std::size_t body_offset = out.size();
   out.resize(body_offset + document.size() + tag_bytes);
 
-  auto ctx = new_context();
-  int n = 0, final_n = 0;
-  // The AAD is two updates: the header, then the referral id.
-  const bool ok =
-      EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1 &&
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, length(nonce_bytes), nullptr) == 1 &&
-      EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, key.bytes.data(), nonce.data()) == 1 &&
-      EVP_EncryptUpdate(ctx.get(), nullptr, &n, bytes(out, 0), length(header_size)) == 1 &&
-      EVP_EncryptUpdate(ctx.get(), nullptr, &n, bytes(referral_id), length(referral_id.size())) == 1 &&
-      EVP_EncryptUpdate(ctx.get(), bytes(out, body_offset), &n, bytes(document), length(document.size())) == 1 &&
-      EVP_EncryptFinal_ex(ctx.get(), bytes(out, body_offset) + n, &final_n) == 1 &&
-      static_cast<std::size_t>(n + final_n) == document.size() &&
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, length(tag_bytes),
-                          bytes(out, body_offset + document.size())) == 1;
-  if (!ok) throw std::runtime_error(referral(referral_id) + "AES-256-GCM encryption failed");
+  // The AAD: the header, then the referral id.
+  const std::string_view header = std::string_view(out).substr(0, header_size);  // out is sized: it stays put
+  try {
+    aes256_gcm_seal(key.bytes.data(), nonce.data(), {header, referral_id}, document, bytes(out, body_offset));
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(referral(referral_id) + e.what());
+  }
   return out;
 }
 
@@ -107,25 +87,9 @@ std::string open_payload(const KeyRing* keys, std::string_view stored, std::stri
   }
   const std::string_view nonce = stored.substr(header->bytes.size(), nonce_bytes);
   const std::size_t body_offset = header->bytes.size() + nonce_bytes;
-  const std::size_t body_size = stored.size() - body_offset - tag_bytes;
-  const std::string_view body = stored.substr(body_offset, body_size);
-  // OpenSSL takes the expected tag through a non-const pointer.
-  std::string tag(stored.substr(body_offset + body_size));
-
-  std::string out(body_size, '\0');
-  auto ctx = new_context();
-  int n = 0, final_n = 0;
-  const bool set_up =
-      EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1 &&
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, length(nonce_bytes), nullptr) == 1 &&
-      EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, key->bytes.data(), bytes(nonce)) == 1 &&
-      EVP_DecryptUpdate(ctx.get(), nullptr, &n, bytes(header->bytes), length(header->bytes.size())) == 1 &&
-      EVP_DecryptUpdate(ctx.get(), nullptr, &n, bytes(referral_id), length(referral_id.size())) == 1 &&
-      EVP_DecryptUpdate(ctx.get(), bytes(out, 0), &n, bytes(body), length(body.size())) == 1 &&
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, length(tag_bytes), tag.data()) == 1;
-  // The plaintext is released only once the tag has been checked.
-  if (!set_up || EVP_DecryptFinal_ex(ctx.get(), bytes(out, 0) + n, &final_n) != 1) {
-    OPENSSL_cleanse(out.data(), out.size());
+  const std::string_view sealed = stored.substr(body_offset);
+  std::string out(sealed.size() - tag_bytes, '\0');
+  if (!aes256_gcm_open(key->bytes.data(), bytes(nonce), {header->bytes, referral_id}, sealed, bytes(out, 0))) {
     throw PayloadError(referral(referral_id) + "document failed authentication under key \"" + key_id +
                        "\" (altered, copied from another referral, or a different key under the same id)");
   }

@@ -7,6 +7,7 @@
 #include <openssl/kdf.h>
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <memory>
 #include <stdexcept>
 
@@ -72,6 +73,53 @@ std::string Sha256Stream::hex() {
     throw std::runtime_error("SHA-256 failed");
   }
   return to_hex(out.data(), out.size());
+}
+
+namespace {
+
+using CipherContext = std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)>;
+
+int length(std::size_t n) { return static_cast<int>(n); }
+const unsigned char* bytes(std::string_view s) { return reinterpret_cast<const unsigned char*>(s.data()); }
+
+}  // namespace
+
+void aes256_gcm_seal(const unsigned char* key, const unsigned char* nonce, std::initializer_list<std::string_view> aad,
+                     std::string_view plain, unsigned char* out) {
+  CipherContext ctx(EVP_CIPHER_CTX_new(), EVP_CIPHER_CTX_free);
+  int n = 0, final_n = 0;
+  bool ok = ctx && EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1 &&
+            EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, length(aes_gcm_nonce_bytes), nullptr) == 1 &&
+            EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, key, nonce) == 1;
+  for (const auto piece : aad)
+    ok = ok && EVP_EncryptUpdate(ctx.get(), nullptr, &n, bytes(piece), length(piece.size())) == 1;
+  ok = ok && EVP_EncryptUpdate(ctx.get(), out, &n, bytes(plain), length(plain.size())) == 1 &&
+       EVP_EncryptFinal_ex(ctx.get(), out + n, &final_n) == 1 &&
+       static_cast<std::size_t>(n + final_n) == plain.size() &&
+       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, length(aes_gcm_tag_bytes), out + plain.size()) == 1;
+  if (!ok) throw std::runtime_error("AES-256-GCM encryption failed");
+}
+
+bool aes256_gcm_open(const unsigned char* key, const unsigned char* nonce, std::initializer_list<std::string_view> aad,
+                     std::string_view sealed, unsigned char* out) {
+  if (sealed.size() < aes_gcm_tag_bytes) return false;
+  const std::size_t plain = sealed.size() - aes_gcm_tag_bytes;
+  // OpenSSL takes the expected tag through a non-const pointer.
+  std::array<unsigned char, aes_gcm_tag_bytes> tag{};
+  std::copy_n(bytes(sealed) + plain, tag.size(), tag.begin());
+  CipherContext ctx(EVP_CIPHER_CTX_new(), EVP_CIPHER_CTX_free);
+  int n = 0, final_n = 0;
+  bool ok = ctx && EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1 &&
+            EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, length(aes_gcm_nonce_bytes), nullptr) == 1 &&
+            EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, key, nonce) == 1;
+  for (const auto piece : aad)
+    ok = ok && EVP_DecryptUpdate(ctx.get(), nullptr, &n, bytes(piece), length(piece.size())) == 1;
+  ok = ok && EVP_DecryptUpdate(ctx.get(), out, &n, bytes(sealed), length(plain)) == 1 &&
+       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, length(tag.size()), tag.data()) == 1 &&
+       EVP_DecryptFinal_ex(ctx.get(), out + n, &final_n) == 1;
+  // The plaintext is released only once the tag has been checked.
+  if (!ok) OPENSSL_cleanse(out, plain);
+  return ok;
 }
 
 bool from_hex(std::string_view hex, unsigned char* out, std::size_t size) {

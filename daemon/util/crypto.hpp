@@ -3,6 +3,8 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -27,6 +29,23 @@ class Sha256Stream {
  private:
   void* ctx_;  // EVP_MD_CTX, kept out of this header
 };
+// AES-256-GCM (OpenSSL EVP) with a 96-bit nonce and a 128-bit tag, the
+// one authenticated cipher of the project: stored documents, attachments and
+// notes (store/payload), the sealed spool of large bodies (util/sealed_spool).
+// The additional data is the concatenation of `aad`'s pieces.
+inline constexpr std::size_t aes_gcm_key_bytes = 32;
+inline constexpr std::size_t aes_gcm_nonce_bytes = 12;
+inline constexpr std::size_t aes_gcm_tag_bytes = 16;
+// Writes the ciphertext of `plain` and then the tag to `out`
+// (plain.size() + aes_gcm_tag_bytes); throws std::runtime_error when OpenSSL fails.
+void aes256_gcm_seal(const unsigned char* key, const unsigned char* nonce, std::initializer_list<std::string_view> aad,
+                     std::string_view plain, unsigned char* out);
+// Opens `sealed` (ciphertext, then the tag) into `out`
+// (sealed.size() - aes_gcm_tag_bytes); false, with `out` wiped, when the tag
+// does not match (altered bytes, another key, other additional data).
+bool aes256_gcm_open(const unsigned char* key, const unsigned char* nonce, std::initializer_list<std::string_view> aad,
+                     std::string_view sealed, unsigned char* out);
+
 // HMAC-SHA-256 of `data` under `key` (OpenSSL); throws on failure.
 std::array<unsigned char, 32> hmac_sha256(const unsigned char* key, std::size_t key_size, std::string_view data);
 std::string to_hex(const unsigned char* data, std::size_t size);

@@ -2,10 +2,10 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
+#include <openssl/crypto.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -18,22 +18,18 @@ namespace referrald {
 
 namespace {
 
-constexpr std::size_t tag_size = 16;
+constexpr std::size_t tag_size = aes_gcm_tag_bytes;
 constexpr std::size_t sealed_block = SealedSpool::block_size + tag_size;
-
-using CipherContext = std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)>;
 
 // The block's index is its nonce: each key seals one spool, and each block
 // of it once.
-std::array<unsigned char, 12> nonce_of(std::size_t index) {
-  std::array<unsigned char, 12> nonce{};
+std::array<unsigned char, aes_gcm_nonce_bytes> nonce_of(std::size_t index) {
+  std::array<unsigned char, aes_gcm_nonce_bytes> nonce{};
   for (std::size_t i = 0; i < 8; ++i) {
     nonce[11 - i] = static_cast<unsigned char>((static_cast<std::uint64_t>(index) >> (8 * i)) & 0xffU);
   }
   return nonce;
 }
-
-int length(std::size_t n) { return static_cast<int>(n); }
 
 // An unlinked file only this process can reach: O_TMPFILE where the file
 // system has it, else a named file removed at once.
@@ -55,15 +51,10 @@ int open_unlinked(const std::filesystem::path& directory) {
 
 }  // namespace
 
-struct SealedSpool::Hash {
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx{EVP_MD_CTX_new(), EVP_MD_CTX_free};
-};
-
-SealedSpool::SealedSpool(const std::filesystem::path& directory) : hash_(std::make_unique<Hash>()) {
-  if (!hash_->ctx || EVP_DigestInit_ex(hash_->ctx.get(), EVP_sha256(), nullptr) != 1) {
-    throw std::runtime_error("SHA-256 could not be started");
-  }
-  if (RAND_bytes(key_.data(), static_cast<int>(key_.size())) != 1) throw std::runtime_error("RAND_bytes failed");
+SealedSpool::SealedSpool(const std::filesystem::path& directory) {
+  auto key = random_bytes(key_.size());
+  std::copy(key.begin(), key.end(), key_.begin());
+  OPENSSL_cleanse(key.data(), key.size());
   fd_ = open_unlinked(directory);
   pending_.reserve(block_size);
 }
@@ -75,9 +66,7 @@ SealedSpool::~SealedSpool() {
 
 void SealedSpool::append(std::string_view bytes) {
   if (finished_) throw std::logic_error("SealedSpool::append after finish");
-  if (EVP_DigestUpdate(hash_->ctx.get(), bytes.data(), bytes.size()) != 1) {
-    throw std::runtime_error("SHA-256 failed");
-  }
+  hash_.update(bytes);
   size_ += bytes.size();
   while (!bytes.empty()) {
     const std::size_t n = std::min(bytes.size(), block_size - pending_.size());
@@ -91,25 +80,13 @@ void SealedSpool::finish() {
   if (finished_) return;
   if (!pending_.empty()) write_block();
   std::string().swap(pending_);
-  unsigned char digest[32];
-  unsigned int n = 0;
-  if (EVP_DigestFinal_ex(hash_->ctx.get(), digest, &n) != 1) throw std::runtime_error("SHA-256 failed");
-  sha256_ = to_hex(digest, n);
+  sha256_ = hash_.hex();
   finished_ = true;
 }
 
 void SealedSpool::write_block() {
   std::string out(pending_.size() + tag_size, '\0');
-  auto* o = reinterpret_cast<unsigned char*>(out.data());
-  const auto nonce = nonce_of(blocks_);
-  CipherContext ctx(EVP_CIPHER_CTX_new(), EVP_CIPHER_CTX_free);
-  int n = 0, final_n = 0;
-  const bool ok = ctx && EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key_.data(), nonce.data()) == 1 &&
-                  EVP_EncryptUpdate(ctx.get(), o, &n, reinterpret_cast<const unsigned char*>(pending_.data()),
-                                    length(pending_.size())) == 1 &&
-                  EVP_EncryptFinal_ex(ctx.get(), o + n, &final_n) == 1 &&
-                  EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, length(tag_size), o + pending_.size()) == 1;
-  if (!ok) throw std::runtime_error("a spool block could not be sealed");
+  aes256_gcm_seal(key_.data(), nonce_of(blocks_).data(), {}, pending_, reinterpret_cast<unsigned char*>(out.data()));
   const auto offset = static_cast<off_t>(blocks_ * sealed_block);
   std::size_t done = 0;
   while (done < out.size()) {
@@ -135,16 +112,8 @@ std::string SealedSpool::block(std::size_t index) const {
     done += static_cast<std::size_t>(r);
   }
   std::string out(plain, '\0');
-  const auto nonce = nonce_of(index);
-  auto* s = reinterpret_cast<unsigned char*>(sealed.data());
-  CipherContext ctx(EVP_CIPHER_CTX_new(), EVP_CIPHER_CTX_free);
-  int n = 0, final_n = 0;
-  const bool ok =
-      ctx && EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key_.data(), nonce.data()) == 1 &&
-      EVP_DecryptUpdate(ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &n, s, length(plain)) == 1 &&
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, length(tag_size), s + plain) == 1 &&
-      EVP_DecryptFinal_ex(ctx.get(), reinterpret_cast<unsigned char*>(out.data()) + n, &final_n) == 1;
-  if (!ok) throw std::runtime_error("a spool block does not open (the file was changed)");
+  if (!aes256_gcm_open(key_.data(), nonce_of(index).data(), {}, sealed, reinterpret_cast<unsigned char*>(out.data())))
+    throw std::runtime_error("a spool block does not open (the file was changed)");
   return out;
 }
 

@@ -18,6 +18,8 @@
 #include <string_view>
 #include <vector>
 
+#include "util/crypto.hpp"
+
 namespace referrald {
 
 class SealedSpool {
@@ -57,13 +59,12 @@ class SealedSpool {
   void write_block();
 
   int fd_ = -1;
-  std::array<unsigned char, 32> key_{};
+  std::array<unsigned char, aes_gcm_key_bytes> key_{};
   std::string pending_;  // the block being filled
   std::size_t blocks_ = 0;
   std::size_t size_ = 0;
   bool finished_ = false;
-  struct Hash;
-  std::unique_ptr<Hash> hash_;
+  Sha256Stream hash_;
   std::string sha256_;
 };
 
