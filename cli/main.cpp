@@ -346,9 +346,10 @@ int main(int argc, char** argv) {
   export_command_->footer(
       "Referrals, their deliveries and attempts, attachments, status changes, escalation steps,\n"
       "acknowledgement tokens, idempotency keys, duplicate marks, the audit trail and the\n"
-      "counters, as stored, in one read snapshot (referrald may keep running). Sealed documents,\n"
-      "notes and files stay sealed: the file holds their ciphertext, never patient data in the\n"
-      "clear, but it is as private as the database. Format: docs/storage.md.");
+      "counters, as stored, in one read snapshot (referrald may keep running). With\n"
+      "storage.encryption_keys set, documents, notes and files stay sealed: the file holds their\n"
+      "ciphertext. Without it they are stored readable, and so is the export. Either way the file\n"
+      "is as private as the database. Format: docs/storage.md.");
   add_json(export_command_);
   auto* import_command_ = app.add_subcommand("import", "fill a new, empty database from an export, in one transaction");
   import_command_->add_option("FILE", import_file, "the file export wrote")->required()->type_name("FILE");

@@ -214,7 +214,9 @@ int import_command(Context& c, const fs::path& input) {
     try {
       return json::parse(line);
     } catch (const json::parse_error& e) {
-      throw at(std::string("not a JSON record (cut short or altered?): ") + e.what());
+      // Not e.what(): nlohmann's message ends with the text it last read,
+      // which may be part of a row (a message, an audit detail, a document).
+      throw at("not a JSON record (cut short or altered?) at byte " + std::to_string(e.byte));
     }
   };
 

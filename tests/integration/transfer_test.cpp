@@ -208,6 +208,9 @@ TEST(PostgresTransfer, AnExportCutShortOrAlteredIsRefusedNamingItsLineAndLeavesN
   const auto corrupt = import("corrupt.export", joined(broken, broken.size()));
   EXPECT_EQ(corrupt.status, 4) << describe(corrupt);
   EXPECT_NE(corrupt.err.find("corrupt.export:5: not a JSON record"), std::string::npos) << corrupt.err;
+  // Nothing of the row is echoed: the text read last before the cut stays out.
+  const std::string tail = broken[4].substr(broken[4].size() - 12);
+  EXPECT_EQ(corrupt.err.find(tail), std::string::npos) << "the row's text is in the message: " << corrupt.err;
   EXPECT_TRUE(empty());
 
   // A value changed, still valid JSON: the checksum in the end record tells.
@@ -221,6 +224,25 @@ TEST(PostgresTransfer, AnExportCutShortOrAlteredIsRefusedNamingItsLineAndLeavesN
   EXPECT_NE(changed.err.find("altered.export:" + std::to_string(lines.size()) + ": the file's checksum"),
             std::string::npos)
       << changed.err;
+  EXPECT_TRUE(empty());
+
+  // A header of another format version, or of another schema: line 1 says which.
+  const auto with_header = [&](const std::string& key, const json& value) {
+    auto edited = lines;
+    auto header = json::parse(edited[0]);
+    header[key] = value;
+    edited[0] = header.dump();
+    return joined(edited, edited.size());
+  };
+  const auto newer_format = import("format.export", with_header("version", 2));
+  EXPECT_EQ(newer_format.status, 4) << describe(newer_format);
+  EXPECT_NE(newer_format.err.find("format.export:1: export format version 2"), std::string::npos) << newer_format.err;
+  const int newer_schema = json::parse(lines[0]).at("schema_version").get<int>() + 1;
+  const auto other_schema = import("schema.export", with_header("schema_version", newer_schema));
+  EXPECT_EQ(other_schema.status, 4) << describe(other_schema);
+  EXPECT_NE(other_schema.err.find("schema.export:1: the export is of schema version " + std::to_string(newer_schema)),
+            std::string::npos)
+      << other_schema.err;
   EXPECT_TRUE(empty());
 
   const auto whole = ctl({"--config", config, "import", file.string()});
