@@ -135,11 +135,12 @@ struct SpoolBody {
 
 // The intake requests whose bodies go to a spool: the API's and the form's
 // POST, when the body may be larger than max_body_bytes (its Content-Length
-// says so, or it is chunked). FHIR's bodies are read into memory.
-bool spooled_request(const HttpConfig& config, std::string_view method, std::string_view path,
+// says so, or it is chunked; without either there is no body). FHIR's
+// bodies are read into memory.
+bool spooled_request(const HttpConfig& config, std::string_view method, std::string_view path, bool chunked,
                      const boost::optional<std::uint64_t>& content_length) {
   return method == "POST" && (path == "/api/v1/referrals" || path == "/referrals") &&
-         (!content_length || *content_length > config.max_body_bytes);
+         (chunked || (content_length && *content_length > config.max_body_bytes));
 }
 
 using RequestHead = bhttp::request_parser<bhttp::string_body>::value_type;
@@ -531,7 +532,16 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         if (cec) co_return;
       }
       beast::get_lowest_layer(stream).expires_at(deadline);
-      if (!spool_directory.empty() && spooled_request(config, method, request.path, parser.content_length())) {
+      if (!spool_directory.empty() &&
+          spooled_request(config, method, request.path, parser.chunked(), parser.content_length())) {
+        // Nothing goes to disk for a request the head alone refuses (no
+        // valid key, another site's form, the rate limit): it is answered
+        // now and the connection closed, as after a refused Expect.
+        if (!early) early = handler.check(request);
+        if (early) {
+          co_await finish(stream, remote, secure, request.method, request.path, started, std::move(*early), false);
+          co_return;
+        }
         bhttp::request_parser<SpoolBody> spooled(std::move(parser));
         spooled.body_limit(body_limit);
         try {

@@ -291,6 +291,25 @@ TEST(Attachments, ALargeBodyIsSpooledChunkedOrNotAndLeavesNoFileBehind) {
   EXPECT_EQ(listing(), before);
 }
 
+// A large body's head without a valid key is answered before its body: the
+// daemon does not wait for (or keep on disk) what it will refuse anyway.
+TEST(Attachments, ALargeBodyWithoutAValidKeyIsRefusedBeforeItIsRead) {
+  Daemon::Options options;
+  options.extra_http = "max_body_bytes = 4096\n";
+  options.extra_config = small_limits;
+  Daemon daemon(options);
+  daemon.start();
+  for (const std::string framing : {"Content-Length: 9000", "Transfer-Encoding: chunked"}) {
+    // The head only: the body never comes.
+    const auto answer = raw_request(daemon.port(),
+                                    "POST /api/v1/referrals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\n"
+                                    "Content-Type: application/json\r\n" +
+                                        framing + "\r\n\r\n");
+    EXPECT_EQ(status_of(answer), 401) << framing << ": " << answer;
+  }
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 0);
+}
+
 TEST(Attachments, RekeySealsTheFilesAgainUnderTheNewKey) {
   Daemon::Options options;
   options.extra_config = small_limits;
