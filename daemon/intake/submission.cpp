@@ -47,8 +47,21 @@ std::shared_ptr<const IntakePolicy> IntakeService::policy() const {
 }
 
 void IntakeService::submit(Submission submission, const AcceptedReply& reply, Completion done) {
-  using Kind = SubmissionOutcome::Kind;
   submission.received_at = clock_.now();
+  // A body over this may carry files (a FHIR Bundle with its Binaries).
+  constexpr std::size_t large_body = 256 * 1024;
+  const bool files = submission.body_file || !submission.files.empty() || submission.body.size() > large_body;
+  if (files && file_work_runner_) {
+    file_work_runner_([this, submission = std::move(submission), reply, done = std::move(done)]() mutable {
+      plan_and_queue(std::move(submission), reply, std::move(done));
+    });
+    return;
+  }
+  plan_and_queue(std::move(submission), reply, std::move(done));
+}
+
+void IntakeService::plan_and_queue(Submission submission, const AcceptedReply& reply, Completion done) {
+  using Kind = SubmissionOutcome::Kind;
   auto result = plan_intake(*policy(), validator_, submission);
   if (auto* malformed = std::get_if<MalformedInput>(&result)) {
     SubmissionOutcome out;

@@ -49,11 +49,18 @@ class IntakeService {
   IntakeService(const ReferralValidator& validator, store::Writer& writer, const Clock& clock,
                 std::shared_ptr<const IntakePolicy> policy);
 
-  // Stamps received_at from the clock and plans the submission on the
-  // caller's thread (plan_intake: pure, fast), then queues the write; `done`
-  // runs on the writer thread once the outcome is final, after the commit
-  // for accepted referrals.
+  // Stamps received_at from the clock and plans the submission (plan_intake:
+  // pure), then queues the write; `done` runs on the writer thread once the
+  // outcome is final, after the commit for accepted referrals. A referral
+  // without files is planned on the caller's thread (fast); one with files
+  // (a spooled body, files beside the JSON, a large body) is handed to the
+  // runner set with set_file_work_runner, when there is one: decoding,
+  // inspecting and sealing files is no work for an I/O thread.
   void submit(Submission submission, const AcceptedReply& reply, Completion done);
+
+  // Runs work elsewhere (the daemon: its blocking pool). Set before use.
+  using Runner = std::function<void(std::function<void()>)>;
+  void set_file_work_runner(Runner runner) { file_work_runner_ = std::move(runner); }
 
   // What a newly stored referral planned: deliveries (the dispatcher has
   // work) and escalation steps (the escalation timer may have an earlier
@@ -82,6 +89,9 @@ class IntakeService {
   std::shared_ptr<const IntakePolicy> policy_;
   std::function<void(Planned)> planned_;
   std::filesystem::path spool_directory_;
+  Runner file_work_runner_;
+
+  void plan_and_queue(Submission submission, const AcceptedReply& reply, Completion done);
 };
 
 }  // namespace referrald

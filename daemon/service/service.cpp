@@ -175,6 +175,8 @@ class Daemon {
     set_payload_keys(configuration_.config.storage.keys);
     adapter_context_.executor = ioc_.get_executor();
     adapter_context_.blocking_executor = blocking_.get_executor();
+    intake_.set_file_work_runner(
+        [ex = blocking_.get_executor()](std::function<void()> work) { asio::post(ex, std::move(work)); });
     adapter_context_.curl = &curl_;
     adapter_context_.office = &configuration_.config.office;
     adapter_context_.clock = &clock_;
@@ -182,7 +184,8 @@ class Daemon {
                              dispatcher_options(configuration_.config));
     // Wake the dispatcher for new deliveries only: waking on every commit
     // would wake it for its own claims' commits, a loop that never idles.
-    // Changes made by referralctl are picked up by its poll.
+    // Changes made by referralctl are picked up by its poll (and, on
+    // PostgreSQL, by the due listener below).
     // The escalation timer looks again only for a referral that planned
     // steps (one may be due before the one it waits for); it fires, at
     // start, the steps that passed while the daemon was down.
