@@ -504,12 +504,13 @@ TEST(Smuggling, ATransferEncodingNotEndingInChunkedIsA400AndCloses) {
                                                        "\r\n0\r\n\r\n" + smuggled_request);
   EXPECT_EQ(statuses(chunked), (std::vector<int>{202, 200})) << chunked;
   // A chunked body's trailer fields are not headers: a Content-Type (or a
-  // key) there does not count.
+  // key) there does not count. The head alone is refused (415, as it has no
+  // Content-Type), before its body is read, so the connection closes.
   const auto trailer = closed_after(
       daemon.port(), "POST /api/v1/referrals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
                          std::string(Daemon::api_token) + "\r\nTransfer-Encoding: chunked\r\n\r\n" + size + "\r\n" +
                          body + "\r\n0\r\nContent-Type: application/json\r\n\r\n" + smuggled_request);
-  EXPECT_EQ(statuses(trailer), (std::vector<int>{415, 200})) << trailer;
+  EXPECT_EQ(statuses(trailer), std::vector<int>{415}) << trailer;
   EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 1);
   EXPECT_TRUE(daemon.running());
 }
