@@ -353,15 +353,6 @@ std::optional<TimePoint> next_due(Database& db) {
   return from_millis(st.column_int(0));
 }
 
-std::string_view to_string(Finished f) noexcept {
-  switch (f) {
-    case Finished::applied: return "applied";
-    case Finished::superseded: return "superseded";
-    case Finished::left_alone: return "left-alone";
-  }
-  return "left-alone";
-}
-
 Finished finish_attempt(Database& db, const AttemptRecord& a) {
   switch (a.next_state) {
     case DeliveryState::delivered:

@@ -146,7 +146,6 @@ enum class Finished {
   superseded,  // the attempt's lease ran out and the delivery was claimed again: that claim decides
   left_alone,  // no longer 'sending' for another reason (an operator cancelled it), or purged meanwhile
 };
-std::string_view to_string(Finished f) noexcept;
 
 // Records an attempt and moves the delivery, only if it is still 'sending'
 // on this attempt: the attempt number is the claim's token (every claim

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "store/rows.hpp"
+
 namespace referrald::store {
 
 namespace {
@@ -181,10 +183,7 @@ void Import::add(const TransferTable& table, const Row& row) {
                                 " values for " + std::to_string(table.columns.size()) + " columns");
   }
   Statement& st = db_.cached(insert_sql(table));
-  struct Reset {
-    Statement& st;
-    ~Reset() { st.reset(); }
-  } reset{st};
+  detail::ResetOnExit reset(st);
   for (std::size_t i = 0; i < row.size(); ++i) {
     const int at = static_cast<int>(i) + 1;
     const TransferColumn& c = table.columns[i];

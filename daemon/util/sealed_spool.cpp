@@ -13,6 +13,7 @@
 #include <system_error>
 
 #include "util/crypto.hpp"
+#include "util/private_files.hpp"
 
 namespace referrald {
 
@@ -44,8 +45,7 @@ int open_unlinked(const std::filesystem::path& directory) {
   if (fd < 0) {
     throw std::system_error(errno, std::generic_category(), "cannot open a spool file in " + directory.string());
   }
-  ::unlink(name.c_str());
-  ::fchmod(fd, 0600);
+  ::unlink(name.c_str());  // mkostemp made it 0600
   return fd;
 }
 
@@ -61,6 +61,7 @@ SealedSpool::SealedSpool(const std::filesystem::path& directory) {
 
 SealedSpool::~SealedSpool() {
   OPENSSL_cleanse(key_.data(), key_.size());
+  OPENSSL_cleanse(pending_.data(), pending_.size());
   if (fd_ >= 0) ::close(fd_);
 }
 
@@ -79,7 +80,7 @@ void SealedSpool::append(std::string_view bytes) {
 void SealedSpool::finish() {
   if (finished_) return;
   if (!pending_.empty()) write_block();
-  std::string().swap(pending_);
+  std::string().swap(pending_);  // write_block wiped it
   sha256_ = hash_.hex();
   finished_ = true;
 }
@@ -87,15 +88,11 @@ void SealedSpool::finish() {
 void SealedSpool::write_block() {
   std::string out(pending_.size() + tag_size, '\0');
   aes256_gcm_seal(key_.data(), nonce_of(blocks_).data(), {}, pending_, reinterpret_cast<unsigned char*>(out.data()));
-  const auto offset = static_cast<off_t>(blocks_ * sealed_block);
-  std::size_t done = 0;
-  while (done < out.size()) {
-    const auto w = ::pwrite(fd_, out.data() + done, out.size() - done, offset + static_cast<off_t>(done));
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) throw std::system_error(w < 0 ? errno : ENOSPC, std::generic_category(), "cannot write a spool file");
-    done += static_cast<std::size_t>(w);
-  }
+  // Blocks are written in order at the file's offset (block() reads with
+  // pread, which leaves it), so block n starts at n * sealed_block.
+  if (!write_all(fd_, out)) throw std::system_error(errno, std::generic_category(), "cannot write a spool file");
   ++blocks_;
+  OPENSSL_cleanse(pending_.data(), pending_.size());  // plaintext of a referral
   pending_.clear();
 }
 

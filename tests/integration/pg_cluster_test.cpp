@@ -34,9 +34,9 @@ class Cluster {
  public:
   Cluster(const MailServer& mail, int instances, const std::string& delivery = "",
           PostgresServer& server = shared_postgres())
-      : server_(server), database_(server.create_database()) {
-    write_file(secrets_ / "pg-password", server_.password() + "\n");
-    fs::permissions(secrets_ / "pg-password", fs::perms::owner_read | fs::perms::owner_write);
+      : server_(server),
+        database_(server.create_database()),
+        storage_(postgres_storage(server_, database_, secrets_.path())) {
     write_key_file(secrets_ / "encryption-keys", new_key_line("cluster-1"));
     for (int i = 0; i < instances; ++i) add(mail, delivery);
   }
@@ -45,9 +45,7 @@ class Cluster {
   Daemon& add(const MailServer& mail, const std::string& delivery = "", const std::string& more = "") {
     Daemon::Options o;
     o.encryption = false;  // the shared key below instead of one per daemon
-    o.storage = "backend = \"postgresql\"\nurl = \"" + server_.url(database_) + "\"\npassword_file = \"" +
-                (secrets_ / "pg-password").string() + "\"\npool = 2\nencryption_keys = \"" +
-                (secrets_ / "encryption-keys").string() + "\"\n";
+    o.storage = storage_ + "encryption_keys = \"" + (secrets_ / "encryption-keys").string() + "\"\n";
     o.with_default_targets = false;
     o.extra_config = "\n[delivery]\ninitial_backoff = \"200ms\"\nmax_backoff = \"1s\"\n" + delivery +
                      smtp_target(mail, secrets_.path()) +
@@ -85,6 +83,7 @@ class Cluster {
   PostgresServer& server_;
   TempDir secrets_;
   std::string database_;
+  std::string storage_;  // [storage] on database_, its password file in secrets_
   std::vector<std::unique_ptr<Daemon>> daemons_;
 };
 

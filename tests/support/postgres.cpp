@@ -14,11 +14,11 @@
 #include <cctype>
 #include <cerrno>
 #include <csignal>
-#include <random>
 #include <stdexcept>
 #include <thread>
 
 #include "support/peers.hpp"
+#include "util/crypto.hpp"
 
 namespace referrald::test {
 
@@ -68,16 +68,12 @@ ServerUser server_user() {
   return {pw->pw_uid, pw->pw_gid};
 }
 
-// Lower-case hex from the system's random source: names and passwords that
-// no other test process picks (process ids are reused over a long run).
-std::string random_hex(std::size_t digits) {
-  std::random_device source;
-  std::string out;
-  while (out.size() < digits) {
-    const unsigned v = source();
-    for (int i = 0; i < 8 && out.size() < digits; ++i) out += "0123456789abcdef"[(v >> (4 * i)) & 0xf];
-  }
-  return out;
+// Lower-case hex from OpenSSL's random source (2 digits a byte): names and
+// passwords that no other test process picks (process ids are reused over a
+// long run).
+std::string random_hex(std::size_t bytes) {
+  const auto random = random_bytes(bytes);
+  return to_hex(random.data(), random.size());
 }
 
 bool answers(const fs::path& socket_dir, unsigned short port) {
@@ -243,8 +239,8 @@ std::string PostgresServer::psql(const std::string& database, const std::string&
 
 void PostgresServer::ensure_role() {
   if (!role_.empty()) return;
-  const std::string name = "r_" + std::to_string(::getpid()) + "_" + random_hex(6);
-  const std::string password = random_hex(32);
+  const std::string name = "r_" + std::to_string(::getpid()) + "_" + random_hex(3);
+  const std::string password = random_hex(16);
   psql("postgres", "CREATE ROLE " + name + " LOGIN PASSWORD '" + password + "'");
   role_ = name;
   password_ = password;
@@ -257,7 +253,7 @@ const std::string& PostgresServer::password() {
 
 std::string PostgresServer::create_database() {
   ensure_role();
-  const std::string name = "t_" + std::to_string(::getpid()) + "_" + random_hex(8);
+  const std::string name = "t_" + std::to_string(::getpid()) + "_" + random_hex(4);
   // Byte order for text, as SQLite compares it (docs/storage.md).
   psql("postgres", "CREATE DATABASE " + name + " OWNER " + role_ +
                        " TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'");
