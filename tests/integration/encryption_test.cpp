@@ -190,7 +190,13 @@ TEST(Encryption, AMissingKeyIsAClearErrorAndRestoringItRecovers) {
                        "message = '" +
                            expected + "'"),
             1);
-  EXPECT_NE(daemon.log().find("class=misconfigured error=\"" + expected + "\" next=dead"), std::string::npos)
+  // The dispatcher logs the outcome once it is committed: the row can be
+  // seen a moment before the line.
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return daemon.log().find("class=misconfigured error=\"" + expected + "\" next=dead") != std::string::npos;
+      },
+      5s))
       << daemon.log();
 
   const auto api = daemon.get("/api/v1/referrals/" + id);
