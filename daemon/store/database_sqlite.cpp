@@ -218,6 +218,13 @@ class SqliteConnection final : public Connection {
       // lets a 202 promise that the referral is on disk.
       exec("PRAGMA synchronous=FULL");
       exec("PRAGMA foreign_keys=ON");
+      // Statement journals in memory: each writer job runs in a savepoint,
+      // which keeps the original of every page the job changes so that the
+      // job alone can be undone. On disk (SQLite spills them past 64 kB)
+      // they were most of the writer's system calls, more than the WAL's
+      // (bench/README.md, "Intake"). A released savepoint's journal is
+      // dropped, so this holds one job's pages at a time.
+      exec("PRAGMA temp_store=MEMORY");
       // Reading in WAL mode makes the -wal and -shm files exist (SQLite
       // creates them even for a read-only connection), so their mode can be
       // checked.
