@@ -199,7 +199,8 @@ class Daemon {
     if (const auto target = storage_target(configuration_.config.storage);
         target.backend == store::Dialect::postgresql) {
       due_listener_ =
-          std::make_unique<store::DueListener>(ioc_.get_executor(), target.postgres, [d = dispatcher_] { d->wake(); });
+          std::make_unique<store::DueListener>(ioc_.get_executor(), blocking_.get_executor(), target.postgres,
+                                               store::due_token(), [d = dispatcher_] { d->wake(); });
     }
     status_changes_.set_notice_targets(notice_targets_of(configuration_.config));
     api_.add_metrics_source([this] { return dispatch_metrics(); });
@@ -443,9 +444,7 @@ std::optional<std::string> check_postgresql(const StorageConfig& storage) {
   try {
     store::Database db(storage_target(storage).postgres, store::OpenMode::read_only);
     store::checked_schema_version(db);
-  } catch (const store::IncompatibleSchema& e) {
-    return std::string(e.what());
-  } catch (const store::DatabaseError& e) {
+  } catch (const std::runtime_error& e) {  // DatabaseError, IncompatibleSchema
     return std::string(e.what());
   }
   return std::nullopt;

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "store/database_backend.hpp"
+#include "util/crypto.hpp"
 
 namespace referrald::store {
 
@@ -227,13 +228,21 @@ void Database::commit() {
   if (due_noted_ && dialect_ == Dialect::postgresql) {
     // Sent at COMMIT, and only if it commits; repeats within one
     // transaction would be folded into one by the server anyway.
-    cached("SELECT pg_notify('" + std::string(due_channel) + "', '')").run();
+    cached("SELECT pg_notify('" + std::string(due_channel) + "', ?1)").bind(1, std::string_view(due_token())).run();
   }
   due_noted_ = false;
   cached("COMMIT").run();
 }
 
 sqlite3* Database::handle() const noexcept { return connection_->sqlite_handle(); }
+
+const std::string& due_token() {
+  static const std::string token = [] {
+    const auto bytes = random_bytes(8);
+    return to_hex(bytes.data(), bytes.size());
+  }();
+  return token;
+}
 
 std::unique_ptr<Database> open_database(const StorageTarget& target, OpenMode mode) {
   if (target.backend == Dialect::postgresql) return std::make_unique<Database>(target.postgres, mode);

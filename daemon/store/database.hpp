@@ -198,6 +198,11 @@ class Database {
 // The PostgreSQL notification channel a commit that made deliveries due
 // notifies (Database::note_due); store::DueListener listens on it.
 inline constexpr std::string_view due_channel = "referrald_due";
+// The payload of this process's notifications on due_channel: random, made
+// once per process. A daemon's listener ignores its own (its dispatcher was
+// woken already by the code that committed) and wakes for other instances'
+// and referralctl's.
+const std::string& due_token();
 
 // Opens the store the configuration names.
 std::unique_ptr<Database> open_database(const StorageTarget& target, OpenMode mode);

@@ -59,7 +59,9 @@ class ConnectParams {
   std::string timeout_;
 };
 
-// The first line of a libpq message (the lines after it can quote rows).
-std::string libpq_message(const char* message);
+// libpq's message about a connection that failed to open or broke: the
+// reason of every host it tried, joined on one line (never the hints
+// after them, nor the password).
+std::string libpq_connection_message(const char* message);
 
 }  // namespace referrald::store::detail

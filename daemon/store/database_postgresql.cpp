@@ -68,6 +68,26 @@ std::string trimmed(const char* message) {
   return out.empty() ? "unknown error" : out;
 }
 
+// libpq's message about a connection (one that failed to open, or broke):
+// a line per host it tried (a multi-host url), each perhaps followed by
+// indented hints or DETAIL and HINT lines. The hosts' lines are kept and
+// joined, so an operator sees every host's reason; libpq never says the
+// password.
+std::string connection_message(const char* message) {
+  std::string out;
+  std::string_view rest = message != nullptr ? message : "";
+  while (!rest.empty()) {
+    const std::size_t end = std::min(rest.find('\n'), rest.size());
+    const std::string line(rest.substr(0, end));
+    rest.remove_prefix(std::min(end + 1, rest.size()));
+    if (line.empty() || line[0] == ' ' || line[0] == '\t' || line.starts_with("DETAIL:") || line.starts_with("HINT:")) {
+      continue;
+    }
+    out += (out.empty() ? "" : "; ") + trimmed(line.c_str());
+  }
+  return out.empty() ? "unknown error" : out;
+}
+
 // A failed command's error. Without a result (the connection is gone) it is
 // a connection failure.
 [[noreturn]] void throw_result_error(PGconn* conn, const PGresult* res, std::string_view operation,
@@ -250,7 +270,7 @@ class PgConnection final : public Connection {
     if (conn_ == nullptr) throw DatabaseError(SQLITE_NOMEM, "postgresql connect: out of memory");
     if (PQstatus(conn_) != CONNECTION_OK) {
       // libpq reports a failed login only as text; what it says is kept.
-      const std::string message = trimmed(PQerrorMessage(conn_));
+      const std::string message = connection_message(PQerrorMessage(conn_));
       const bool login =
           PQconnectionNeedsPassword(conn_) != 0 || message.find("authentication failed") != std::string::npos;
       PQfinish(conn_);
@@ -414,7 +434,7 @@ ConnectParams::ConnectParams(const PostgresTarget& target) : timeout_(std::to_st
   values.push_back(nullptr);
 }
 
-std::string libpq_message(const char* message) { return trimmed(message); }
+std::string libpq_connection_message(const char* message) { return connection_message(message); }
 
 std::unique_ptr<Connection> open_postgresql(const PostgresTarget& target, OpenMode mode) {
   return std::make_unique<PgConnection>(target, mode);

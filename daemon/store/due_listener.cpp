@@ -15,6 +15,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "dispatch/offload.hpp"
 #include "store/database_backend.hpp"
 #include "util/logging.hpp"
 
@@ -33,118 +34,107 @@ struct ListenError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Opens a connection to `target` and LISTENs on it, blocking: run on the
+// blocking pool (libpq resolves a host name synchronously, and a multi-host
+// url tries its hosts one after another, each within connect_timeout). The
+// connection comes back non-blocking, for the event loop to read.
+std::shared_ptr<PGconn> open_listening(const PostgresTarget& target) {
+  const detail::ConnectParams params(target);
+  std::shared_ptr<PGconn> conn(PQconnectdbParams(params.keys.data(), params.values.data(), 1), [](PGconn* c) {
+    if (c != nullptr) PQfinish(c);
+  });
+  const auto fail = [&](const std::string& what) {
+    throw ListenError(what + ": " + detail::libpq_connection_message(conn ? PQerrorMessage(conn.get()) : nullptr));
+  };
+  if (!conn) throw ListenError("connect: out of memory");
+  if (PQstatus(conn.get()) != CONNECTION_OK) fail("connect");
+  PQsetNoticeProcessor(
+      conn.get(), [](void*, const char*) {}, nullptr);
+  const std::string listen = "LISTEN " + std::string(due_channel);
+  const std::unique_ptr<PGresult, decltype(&PQclear)> res(PQexec(conn.get(), listen.c_str()), &PQclear);
+  if (PQresultStatus(res.get()) != PGRES_COMMAND_OK) fail("LISTEN");
+  if (PQsetnonblocking(conn.get(), 1) != 0) fail("non-blocking mode");
+  return conn;
+}
+
 }  // namespace
 
 struct DueListener::Impl : std::enable_shared_from_this<DueListener::Impl> {
-  Impl(asio::any_io_executor ex, PostgresTarget t, std::function<void()> d)
+  Impl(asio::any_io_executor ex, asio::any_io_executor b, PostgresTarget t, std::string own, std::function<void()> d)
       : strand(asio::make_strand(ex)),
+        blocking(std::move(b)),
         target(std::move(t)),
+        own_token(std::move(own)),
         due(std::move(d)),
         socket(strand),
-        pause(strand),
-        deadline(strand) {}
+        pause(strand) {}
 
   ~Impl() { close(); }
 
   // Everything below is touched only on `strand`.
   asio::strand<asio::any_io_executor> strand;
+  const asio::any_io_executor blocking;
   const PostgresTarget target;
+  const std::string own_token;
   std::function<void()> due;
   // libpq owns the socket: the descriptor is assigned for one wait at a
-  // time and released after it (libpq may replace the socket while it
-  // connects, and closes it in PQfinish).
+  // time and released after it (PQfinish closes it).
   asio::posix::stream_descriptor socket;
   asio::steady_timer pause;
-  asio::steady_timer deadline;  // the connection attempt's
-  PGconn* conn = nullptr;
+  std::shared_ptr<PGconn> conn;
   bool running = false;
   bool stopping = false;
-  bool timed_out = false;
   std::optional<asio::steady_timer> ended;  // signalled when run() returns while stopping
 
   void close() {
     if (socket.is_open()) socket.release();
-    if (conn != nullptr) PQfinish(conn);
-    conn = nullptr;
+    conn.reset();
   }
 
   [[noreturn]] void fail(const std::string& what) const {
-    throw ListenError(what + ": " + detail::libpq_message(conn != nullptr ? PQerrorMessage(conn) : nullptr));
+    throw ListenError(what + ": " + detail::libpq_connection_message(conn ? PQerrorMessage(conn.get()) : nullptr));
   }
 
-  asio::awaitable<void> wait(Wait what) {
+  asio::awaitable<void> wait_readable() {
     if (stopping) throw ListenError("stopping");
-    if (timed_out) throw ListenError("no connection within " + std::to_string(target.connect_timeout.count()) + "s");
-    const int fd = PQsocket(conn);
+    const int fd = PQsocket(conn.get());
     if (fd < 0) fail("no socket");
     socket.assign(fd);
-    const auto [ec] = co_await socket.async_wait(what, asio::as_tuple(asio::use_awaitable));
+    const auto [ec] = co_await socket.async_wait(Wait::wait_read, asio::as_tuple(asio::use_awaitable));
     socket.release();
     if (stopping) throw ListenError("stopping");
-    if (timed_out) throw ListenError("no connection within " + std::to_string(target.connect_timeout.count()) + "s");
     if (ec) throw ListenError("waiting for the server: " + ec.message());
   }
 
-  // Connects without blocking the event loop, then LISTENs.
+  // Connects and LISTENs on the blocking pool; the event loop waits.
   asio::awaitable<void> connect() {
-    const detail::ConnectParams params(target);
-    conn = PQconnectStartParams(params.keys.data(), params.values.data(), 1);
-    if (conn == nullptr) throw ListenError("connect: out of memory");
-    if (PQstatus(conn) == CONNECTION_BAD) fail("connect");
-    timed_out = false;
-    deadline.expires_after(target.connect_timeout);
-    deadline.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
-      if (ec) return;
-      self->timed_out = true;
-      if (self->socket.is_open()) self->socket.cancel();
-    });
-    PostgresPollingStatusType state = PGRES_POLLING_WRITING;
-    while (state != PGRES_POLLING_OK) {
-      if (state == PGRES_POLLING_FAILED) fail("connect");
-      co_await wait(state == PGRES_POLLING_READING ? Wait::wait_read : Wait::wait_write);
-      state = PQconnectPoll(conn);
-    }
-    deadline.cancel();
-    PQsetNoticeProcessor(
-        conn, [](void*, const char*) {}, nullptr);
-    if (PQsetnonblocking(conn, 1) != 0) fail("non-blocking mode");
-    const std::string listen = "LISTEN " + std::string(due_channel);
-    if (PQsendQuery(conn, listen.c_str()) == 0) fail("LISTEN");
-    for (int left = PQflush(conn); left != 0; left = PQflush(conn)) {
-      if (left < 0) fail("LISTEN");
-      co_await wait(Wait::wait_write);
-    }
-    for (;;) {
-      if (PQconsumeInput(conn) == 0) fail("LISTEN");
-      if (PQisBusy(conn) == 0) break;
-      co_await wait(Wait::wait_read);
-    }
-    bool listening = true;
-    while (PGresult* res = PQgetResult(conn)) {
-      if (PQresultStatus(res) != PGRES_COMMAND_OK) listening = false;
-      PQclear(res);
-    }
-    if (!listening) fail("LISTEN");
+    // Captures a pointer only: GCC 12 destroys a coroutine lambda's captures
+    // twice when they have destructors (run() keeps this Impl alive).
+    const PostgresTarget* to = &target;
+    conn = co_await offload(blocking,
+                            [to]() -> asio::awaitable<std::shared_ptr<PGconn>> { co_return open_listening(*to); });
+    if (stopping) throw ListenError("stopping");
   }
 
   // Until the connection breaks: each batch of notifications wakes `due`.
   asio::awaitable<void> receive() {
     for (;;) {
-      co_await wait(Wait::wait_read);
-      if (PQconsumeInput(conn) == 0) fail("connection lost");
+      co_await wait_readable();
+      if (PQconsumeInput(conn.get()) == 0) fail("connection lost");
       bool notified = false;
-      while (PGnotify* n = PQnotifies(conn)) {
-        notified = true;
+      while (PGnotify* n = PQnotifies(conn.get())) {
+        // Our own commits woke our dispatcher already.
+        if (own_token.empty() || own_token != n->extra) notified = true;
         PQfreemem(n);
       }
       // An error the server sent on its own (it is shutting down) comes as a result.
-      while (PQisBusy(conn) == 0) {
-        PGresult* res = PQgetResult(conn);
+      while (PQisBusy(conn.get()) == 0) {
+        PGresult* res = PQgetResult(conn.get());
         if (res == nullptr) break;
         PQclear(res);
       }
       if (notified && due) due();
-      if (PQstatus(conn) == CONNECTION_BAD) fail("connection lost");
+      if (PQstatus(conn.get()) == CONNECTION_BAD) fail("connection lost");
     }
   }
 
@@ -170,7 +160,6 @@ struct DueListener::Impl : std::enable_shared_from_this<DueListener::Impl> {
           lost = true;
         }
       }
-      deadline.cancel();
       close();
       if (stopping) break;
       pause.expires_after(wait_before_next);
@@ -185,7 +174,6 @@ struct DueListener::Impl : std::enable_shared_from_this<DueListener::Impl> {
     auto self = shared_from_this();
     stopping = true;
     pause.cancel();
-    deadline.cancel();
     if (socket.is_open()) socket.cancel();
     if (!running) co_return;
     ended.emplace(strand);
@@ -194,8 +182,10 @@ struct DueListener::Impl : std::enable_shared_from_this<DueListener::Impl> {
   }
 };
 
-DueListener::DueListener(asio::any_io_executor executor, PostgresTarget target, std::function<void()> due)
-    : impl_(std::make_shared<Impl>(std::move(executor), std::move(target), std::move(due))) {}
+DueListener::DueListener(asio::any_io_executor executor, asio::any_io_executor blocking, PostgresTarget target,
+                         std::string own_token, std::function<void()> due)
+    : impl_(std::make_shared<Impl>(std::move(executor), std::move(blocking), std::move(target), std::move(own_token),
+                                   std::move(due))) {}
 
 DueListener::~DueListener() = default;
 

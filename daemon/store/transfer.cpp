@@ -182,7 +182,10 @@ void Import::add(const TransferTable& table, const Row& row) {
     throw std::invalid_argument("table " + std::string(table.name) + ": " + std::to_string(row.size()) +
                                 " values for " + std::to_string(table.columns.size()) + " columns");
   }
-  Statement& st = db_.cached(insert_sql(table));
+  // Built once per table, not for every row.
+  auto [sql, fresh] = insert_sql_.try_emplace(std::string(table.name));
+  if (fresh) sql->second = insert_sql(table);
+  Statement& st = db_.cached(sql->second);
   detail::ResetOnExit reset(st);
   for (std::size_t i = 0; i < row.size(); ++i) {
     const int at = static_cast<int>(i) + 1;

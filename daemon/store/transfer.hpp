@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -82,6 +83,7 @@ class Import {
  private:
   Database& db_;
   std::unique_ptr<WriteTransaction> write_;
+  std::map<std::string, std::string> insert_sql_;  // each table's INSERT, by its name
 };
 
 }  // namespace referrald::store

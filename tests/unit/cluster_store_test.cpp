@@ -7,7 +7,9 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <atomic>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -18,6 +20,7 @@
 #include "store/queries.hpp"
 #include "store/store.hpp"
 #include "support/harness.hpp"
+#include "support/postgres.hpp"
 #include "support/store_backends.hpp"
 
 using namespace referrald;
@@ -152,8 +155,10 @@ TEST(PostgresDueListener, CommitsThatMakeWorkDueWakeItAndItReconnectsAfterItsCon
 
   boost::asio::io_context ioc;
   auto work = boost::asio::make_work_guard(ioc);
+  boost::asio::thread_pool blocking(1);
   std::atomic<int> wakes{0};
-  DueListener listener(ioc.get_executor(), store.target().postgres, [&] { ++wakes; });
+  // No own token: this test's commits stand for another instance's.
+  DueListener listener(ioc.get_executor(), blocking.get_executor(), store.target().postgres, "", [&] { ++wakes; });
   listener.start();
   std::thread loop([&] { ioc.run(); });
 
@@ -194,6 +199,80 @@ TEST(PostgresDueListener, CommitsThatMakeWorkDueWakeItAndItReconnectsAfterItsCon
 
   boost::asio::co_spawn(ioc, listener.stop(), [&](std::exception_ptr) { work.reset(); });
   loop.join();
+  blocking.join();
+}
+
+// A listener and the io_context it runs on, for the tests below.
+struct RunningListener {
+  boost::asio::io_context ioc;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work = boost::asio::make_work_guard(ioc);
+  boost::asio::thread_pool blocking{1};
+  std::atomic<int> wakes{0};
+  DueListener listener;
+  std::thread loop;
+
+  RunningListener(const PostgresTarget& target, std::string own_token)
+      : listener(ioc.get_executor(), blocking.get_executor(), target, std::move(own_token), [this] { ++wakes; }) {
+    listener.start();
+    loop = std::thread([this] { ioc.run(); });
+  }
+  ~RunningListener() {
+    boost::asio::co_spawn(ioc, listener.stop(), [this](std::exception_ptr) { work.reset(); });
+    loop.join();
+    blocking.join();
+  }
+};
+
+bool listening_on(const std::function<std::string(const std::string&)>& admin_sql) {
+  return std::stoll(admin_sql("SELECT count(*) FROM pg_stat_activity "
+                              "WHERE query = 'LISTEN referrald_due' AND datname = current_database()")) > 0;
+}
+
+// A daemon's own commits woke its dispatcher already: the notification they
+// send comes back through its own LISTEN and is ignored (it carries the
+// process's due_token()); another instance's wakes it.
+TEST(PostgresDueListener, ItsOwnProcesssNotificationsAreIgnoredAndAnotherInstancesWakeIt) {
+  TestStore store(Dialect::postgresql);
+  const auto db = store.open();
+  migrate(*db);
+  const auto admin = [&](const std::string& sql) { return store.admin_sql(sql); };
+
+  RunningListener l(store.target().postgres, due_token());
+  ASSERT_TRUE(wait_until([&] { return l.wakes.load() >= 1 && listening_on(admin); }, 20s)) << "not listening";
+  const int before = l.wakes.load();
+  insert_referrals(*db, 0, 1);  // notifies with this process's token
+  // Notifications arrive in commit order: once another instance's has woken
+  // the listener, ours has been read before it.
+  store.admin_sql("SELECT pg_notify('referrald_due', 'another-instance')");
+  ASSERT_TRUE(wait_until([&] { return l.wakes.load() > before; }, 20s)) << "another instance's commit woke nothing";
+  EXPECT_EQ(l.wakes.load(), before + 1) << "woken by its own commit too";
+}
+
+// The server goes away under the listener (stopped as a crash would stop
+// it) and comes back on the same port: the listener connects again by
+// itself, listens, and is woken by commits again.
+TEST(PostgresDueListener, AServerThatStopsAndComesBackIsListenedToAgain) {
+  test::PostgresServer server;
+  const std::string database = server.create_database();
+  const PostgresTarget target{server.url(database), server.password(), std::chrono::seconds(5)};
+  const auto admin = [&](const std::string& sql) { return server.psql(database, sql); };
+  {
+    Database setup(target, OpenMode::read_write);
+    migrate(setup);
+  }
+
+  RunningListener l(target, "");
+  ASSERT_TRUE(wait_until([&] { return l.wakes.load() >= 1 && listening_on(admin); }, 20s)) << "not listening";
+  server.stop();
+  const int before = l.wakes.load();
+  server.start();
+  // Connected again: it wakes once for what it may have missed.
+  ASSERT_TRUE(wait_until([&] { return l.wakes.load() > before && listening_on(admin); }, 30s))
+      << "not listening again after the server came back";
+  const int after = l.wakes.load();
+  Database db(target, OpenMode::read_write);
+  insert_referrals(db, 0, 1);
+  EXPECT_TRUE(wait_until([&] { return l.wakes.load() > after; }, 20s)) << "a commit after the restart woke nothing";
 }
 
 }  // namespace

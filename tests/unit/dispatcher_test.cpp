@@ -1,7 +1,8 @@
 // The dispatcher's start and stop against a real store: a stop waits for a
 // claim the writer still holds (its rows are 'sending' once it commits), and
 // a start sends at once what a previous run left leased; a send that
-// outlasts the target's timeout is given up, and the process survives it.
+// outlasts the target's timeout is given up, and the process survives it;
+// an outcome that arrives after its lease ran out is superseded.
 #include <gtest/gtest.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -55,6 +56,25 @@ class BlockingAdapter final : public Adapter {
   asio::thread_pool pool{2};
 };
 
+// The first attempt outlives its lease: it answers (a transient failure)
+// only once the next claim's send has delivered.
+class LeaseOutlivingAdapter final : public Adapter {
+ public:
+  asio::awaitable<Outcome> send(const Delivery& delivery) override {
+    if (delivery.attempt > 1) {
+      next_delivered = true;
+      co_return Outcome::delivered("ok");
+    }
+    asio::steady_timer t(co_await asio::this_coro::executor);
+    while (!next_delivered) {
+      t.expires_after(10ms);
+      co_await t.async_wait(asio::use_awaitable);
+    }
+    co_return Outcome::transient("too late");
+  }
+  std::atomic<bool> next_delivered{false};
+};
+
 class DispatcherTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -101,9 +121,10 @@ class DispatcherTest : public ::testing::Test {
   }
 
   void start_dispatcher(std::chrono::milliseconds poll_interval = 20ms, std::shared_ptr<Adapter> adapter = nullptr,
-                        Duration timeout = 10s) {
+                        Duration timeout = 10s, Duration lease = std::chrono::minutes(5)) {
     DispatcherOptions options;
     options.poll_interval = poll_interval;
+    options.lease = lease;
     dispatcher_ = std::make_shared<Dispatcher>(ioc_.get_executor(), *writer_, clock_, options);
     dispatcher_->set_targets({{"office-email", adapter ? adapter : adapter_, 4, timeout}}, options);
     dispatcher_->start();
@@ -225,6 +246,26 @@ TEST_F(DispatcherTest, ASendPastTheTimeoutIsRetriedAndTheProcessSurvivesIt) {
   EXPECT_NE(error.find("timed out"), std::string::npos) << error;
   EXPECT_EQ(dispatcher_->stats().in_flight, 0U);
   EXPECT_EQ(dispatcher_->stats().transient, 1U);
+}
+
+// A send outlives its lease (200 ms): the delivery is claimed again and
+// delivered by the next attempt, and the first attempt's late outcome (a
+// transient failure) is dropped as superseded: the delivery stays
+// delivered, the drop is counted.
+TEST_F(DispatcherTest, ALateOutcomeAfterTheLeaseRanOutIsSupersededByTheNextClaim) {
+  write(insert_referral("R-5"));
+  auto adapter = std::make_shared<LeaseOutlivingAdapter>();
+  start_dispatcher(20ms, adapter, 10s, 200ms);
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (dispatcher_->stats().superseded == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(dispatcher_->stats().superseded, 1U);
+  EXPECT_EQ(dispatcher_->stats().delivered, 1U);
+  store::DeliveryRow row;
+  write([&](store::Database& db) { row = store::deliveries_of(db, "R-5").at(0); });
+  EXPECT_EQ(row.state, store::DeliveryState::delivered);
+  EXPECT_EQ(row.attempts, 2);
 }
 
 TEST(ReferrerRecipient, TheReferralsEmailOrFax) {

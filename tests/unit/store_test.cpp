@@ -982,6 +982,29 @@ TEST(PostgresErrors, AnUnreachableServerAndABadPasswordAreUnavailableAndSaySo) {
   }
 }
 
+// A multi-host url that no host takes (the first refuses the connection,
+// the second the login): the message names every host's reason, on one
+// line, never the password.
+TEST(PostgresErrors, AConnectThatNoHostTakesSaysEveryHostsReason) {
+  TestStore store(Dialect::postgresql);
+  PostgresTarget target = store.target().postgres;
+  const std::string closed = std::to_string(test::free_port());
+  const auto at = target.url.find("127.0.0.1:");
+  ASSERT_NE(at, std::string::npos) << target.url;
+  target.url.insert(at, "127.0.0.1:" + closed + ",");
+  target.password = "not-the-password";
+  try {
+    Database db(target, OpenMode::read_write);
+    FAIL() << "connected with a wrong password";
+  } catch (const DatabaseError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("port " + closed + " failed: Connection refused"), std::string::npos) << what;
+    EXPECT_NE(what.find("password authentication failed"), std::string::npos) << what;
+    EXPECT_EQ(what.find('\n'), std::string::npos) << what;
+    EXPECT_EQ(what.find("not-the-password"), std::string::npos) << what;
+  }
+}
+
 TEST(PostgresErrors, SqlstatesMapOntoTheClassesCallersAsk) {
   TestStore store(Dialect::postgresql);
   const auto db = store.open();
