@@ -1,6 +1,7 @@
 // referrald: the referral intake and routing daemon. Parses the command line
 // and hands over to the core library.
 #include <CLI/CLI.hpp>
+#include <malloc.h>
 
 #include <chrono>
 #include <iostream>
@@ -41,5 +42,11 @@ int main(int argc, char** argv) {
     return referrald::request_reload(reload_pid, *directory, std::chrono::seconds(30), std::cout, std::cerr);
   }
   if (check) return referrald::check_config(config_file, std::cout, std::cerr);
+  // A buffer of a megabyte or more (an upload's file, its base64, its
+  // sealed copy) is mapped for itself and given back when freed. glibc's
+  // default threshold rises to the largest block freed (up to 32 MB), after
+  // which such buffers come from the heap and stay in the daemon's RSS once
+  // the uploads are done (docs/attachments.md, "Streaming to disk").
+  mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
   return referrald::run_daemon(config_file);
 }

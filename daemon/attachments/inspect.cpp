@@ -1,6 +1,7 @@
 #include "attachments/inspect.hpp"
 
 #include <jpeglib.h>
+#include <openssl/crypto.h>
 #include <png.h>
 #include <tiffio.h>
 
@@ -11,6 +12,7 @@
 
 #include "attachments/pdf_check.hpp"
 #include "util/crypto.hpp"
+#include "util/sealed_spool.hpp"
 
 namespace referrald {
 
@@ -404,13 +406,23 @@ std::vector<FieldError> inspect_attachments(const AttachmentLimits& limits, std:
   for (std::size_t i = 0; i < attachments.size(); ++i) {
     Attachment& a = attachments[i];
     const std::string path = "/attachments/" + std::to_string(i) + "/data";
-    total += a.data.size();
-    if (a.data.size() > limits.max_attachment_bytes) {
-      errors.push_back({path, "is " + describe_size(a.data.size()) + ", larger than the " +
+    const std::size_t size = a.size();
+    total += size;
+    if (size > limits.max_attachment_bytes) {
+      errors.push_back({path, "is " + describe_size(size) + ", larger than the " +
                                   describe_size(limits.max_attachment_bytes) + " one file may be"});
       continue;
     }
-    auto inspected = inspect_file(a.data);
+    // A file waiting in a spool is opened for its inspection only (the
+    // libraries read a file from memory), its SHA-256 the one taken as it
+    // was spooled; it stays in the spool, sealed once, until it is stored.
+    auto inspected = [&a] {
+      if (!a.spooled) return inspect_file(a.data);
+      std::string bytes = a.bytes();
+      auto result = inspect_file(bytes);
+      OPENSSL_cleanse(bytes.data(), bytes.size());
+      return result;
+    }();
     if (auto* problem = std::get_if<std::string>(&inspected)) {
       errors.push_back({path, std::move(*problem)});
       continue;
@@ -418,7 +430,7 @@ std::vector<FieldError> inspect_attachments(const AttachmentLimits& limits, std:
     const auto& file = std::get<InspectedFile>(inspected);
     a.content_type = file.content_type;
     a.pages = file.pages;
-    a.sha256 = sha256_hex(a.data);
+    a.sha256 = a.spooled ? a.spooled->sha256_hex() : sha256_hex(a.data);
   }
   if (total > limits.max_total_bytes) {
     errors.push_back({"/attachments", "the files come to " + describe_size(total) + ", more than the " +

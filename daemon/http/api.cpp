@@ -321,12 +321,11 @@ asio::awaitable<Response> Api::handle(const Request& request) {
 // The head has passed check(): the key, media type and Idempotency-Key are sound.
 asio::awaitable<Response> Api::submit(const Request& request, const Caller& caller) {
   // Only attachments make a body larger than max_body_bytes: every other
-  // field has a bounded length in the schema.
-  const bool too_large =
-      request.body_file
-          ? request.body_file->size() > plain_body_limit_ && !request.body_file->contains("\"attachments\"")
-          : request.body.size() > plain_body_limit_ && request.body.find("\"attachments\"") == std::string::npos;
-  if (too_large) {
+  // field has a bounded length in the schema. A body in memory is looked at
+  // here; a spooled one is decided by its one parse, on the blocking pool
+  // (Submission::plain_body_limit), not read an extra time on this thread.
+  if (!request.body_file && request.body.size() > plain_body_limit_ &&
+      request.body.find("\"attachments\"") == std::string::npos) {
     co_return Response::error(413, "request body is larger than " + std::to_string(plain_body_limit_) +
                                        " bytes; only a referral with attachments may be larger");
   }
@@ -336,6 +335,7 @@ asio::awaitable<Response> Api::submit(const Request& request, const Caller& call
   } else {
     submission.body = request.body;
   }
+  submission.plain_body_limit = plain_body_limit_;
   submission.channel = "api";
   submission.client = caller.id;
   if (const auto* key = request.header("idempotency-key")) submission.idempotency_key = *key;
@@ -365,6 +365,7 @@ asio::awaitable<Response> Api::submit(const Request& request, const Caller& call
       break;
     }
     case Kind::malformed: response = Response::error(400, outcome.message); break;
+    case Kind::too_large: response = Response::error(413, outcome.message); break;
     case Kind::invalid: {
       json body;
       body["errors"] = json::array();

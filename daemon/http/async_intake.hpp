@@ -8,8 +8,10 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <exception>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "intake/submission.hpp"
@@ -29,6 +31,33 @@ inline boost::asio::awaitable<SubmissionOutcome> async_submit(IntakeService& int
         intake.submit(std::move(submission), reply, [shared](SubmissionOutcome outcome) {
           auto ex = asio::get_associated_executor(*shared);
           asio::post(ex, [shared, outcome = std::move(outcome)]() mutable { (*shared)(std::move(outcome)); });
+        });
+      },
+      asio::use_awaitable);
+}
+
+// Runs `work` where the intake does its file work (IntakeService::
+// run_file_work: the daemon's blocking pool, not this I/O thread) and
+// resumes the coroutine on its own executor with work's result (default-
+// constructible); an exception from `work` is rethrown in the coroutine.
+template <class Work>
+boost::asio::awaitable<std::invoke_result_t<Work&>> async_file_work(IntakeService& intake, Work work) {
+  namespace asio = boost::asio;
+  using Result = std::invoke_result_t<Work&>;
+  return asio::async_initiate<decltype(asio::use_awaitable), void(std::exception_ptr, Result)>(
+      [&intake, work = std::move(work)](auto handler) mutable {
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        intake.run_file_work([shared, work = std::move(work)]() mutable {
+          std::exception_ptr failed;
+          Result result{};
+          try {
+            result = work();
+          } catch (...) {
+            failed = std::current_exception();
+          }
+          auto ex = asio::get_associated_executor(*shared);
+          asio::post(ex,
+                     [shared, failed, result = std::move(result)]() mutable { (*shared)(failed, std::move(result)); });
         });
       },
       asio::use_awaitable);

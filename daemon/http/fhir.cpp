@@ -278,6 +278,7 @@ asio::awaitable<Response> Fhir::submit(const Request& request, const Caller& cal
         co_return r;
       }
     case Kind::malformed: co_return outcome(400, "invalid", submitted.message);
+    case Kind::too_large: co_return outcome(413, "too-long", submitted.message);  // not asked of FHIR's intake
     case Kind::invalid: {
       auto r = resource(422, fhir::operation_outcome(fhir::translate(submitted.errors, mapped)));
       r.log_note = "errors=" + std::to_string(submitted.errors.size());

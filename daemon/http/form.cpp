@@ -740,6 +740,21 @@ struct Form::Impl {
     for (const auto& f : hold) state.held.push_back({f.id, f.title, f.content_type, f.data.size()});
   }
 
+  // hold_files where the intake does its file work (the blocking pool):
+  // it opens and inspects each file.
+  asio::awaitable<void> hold_files_apart(FormState& state, const std::string& form_key, std::vector<Attachment>& files,
+                                         const std::vector<std::string>& ids, std::vector<FieldError>& errors,
+                                         std::size_t lost) {
+    if (files.empty()) {
+      hold_files(state, form_key, files, ids, errors, lost);
+      co_return;
+    }
+    co_await async_file_work(intake, [&] {
+      hold_files(state, form_key, files, ids, errors, lost);
+      return true;
+    });
+  }
+
   // The form again (422) with every error next to its field, in the order of the form.
   Response invalid_form(FormState& state, std::vector<FieldError> errors, const std::vector<Attachment>& files) {
     ++invalid;
@@ -789,7 +804,15 @@ struct Form::Impl {
     const auto cookie_token = tokens.verify(*cookie, now);
     if (!cookie_token) co_return csrf_refused("invalid_cookie");
 
-    auto body = read_body(request);
+    // A large body (spooled, or with files in it) is read back and parsed by
+    // GMime on the blocking pool, as the intake's own file work is, not on
+    // this I/O thread.
+    std::variant<Body, std::string> body;
+    if (request.body_file || request.body.size() > IntakeService::large_body_bytes) {
+      body = co_await async_file_work(intake, [&request] { return read_body(request); });
+    } else {
+      body = read_body(request);
+    }
     if (const auto* why = std::get_if<std::string>(&body)) co_return bad_request(*why);
     auto& data = std::get<Body>(body).fields;
     auto& uploads = std::get<Body>(body).files;
@@ -850,7 +873,7 @@ struct Form::Impl {
     // A held file let go (expired): nothing is sent without it.
     if (held.missing != 0) {
       std::vector<FieldError> errors;
-      hold_files(state, form_key, files, ids, errors, held.missing);
+      co_await hold_files_apart(state, form_key, files, ids, errors, held.missing);
       co_return invalid_form(state, std::move(errors), files);
     }
 
@@ -858,7 +881,12 @@ struct Form::Impl {
     // The files go beside the JSON, and wait on disk, sealed, while the
     // referral is planned and stored; they come back only if the form does
     // (hold_files).
-    for (auto& f : files) f.spool(intake.spool_directory());
+    if (!files.empty()) {
+      co_await async_file_work(intake, [this, &files] {
+        for (auto& f : files) f.spool(intake.spool_directory());
+        return true;
+      });
+    }
     submission.files = files;
     // One key per rendered form: a double click, a reload or the back button
     // and a second press send it again, and the store answers with the first.
@@ -887,7 +915,7 @@ struct Form::Impl {
         co_return r;
       }
       case Kind::invalid: {
-        hold_files(state, form_key, files, ids, outcome.errors, 0);
+        co_await hold_files_apart(state, form_key, files, ids, outcome.errors, 0);
         co_return invalid_form(state, std::move(outcome.errors), files);
       }
       case Kind::conflict: {
@@ -903,12 +931,14 @@ struct Form::Impl {
         r.log_note = "form=conflict id=" + outcome.id;
         co_return r;
       }
-      case Kind::malformed: co_return bad_request("The form could not be turned into a referral.");
+      case Kind::malformed:
+      case Kind::too_large:  // the form's submissions carry no plain_body_limit
+        co_return bad_request("The form could not be turned into a referral.");
       case Kind::unavailable:
       case Kind::overloaded: {
         ++unavailable;
         std::vector<FieldError> none;
-        hold_files(state, form_key, files, ids, none, 0);
+        co_await hold_files_apart(state, form_key, files, ids, none, 0);
         state.notice =
             "<div class=\"notice\" role=\"alert\">\n<h2>The referral was not sent</h2>\n"
             "<p>It could not be stored just now, and nothing was saved. Your entries are kept below: "

@@ -90,6 +90,28 @@ std::string json_escape(std::string_view text) {
 
 constexpr auto tls_handshake_timeout = std::chrono::seconds(10);
 
+// The error a SpoolBody's reader reports when the spool refuses a block
+// (the disk is full, the file cannot be written): a category of its own, so
+// that read_body tells it from the socket's errors (an I/O error there is the
+// client's connection, not our disk).
+// (Boost's error_category has a protected, non-virtual destructor by
+// design: a category is a static, never deleted through its base.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnon-virtual-dtor"
+class SpoolErrorCategory final : public boost::system::error_category {
+ public:
+  const char* name() const noexcept override { return "referrald.spool"; }
+  std::string message(int /*condition*/) const override { return "the request's spool could not be written"; }
+};
+#pragma GCC diagnostic pop
+
+const boost::system::error_category& spool_category() {
+  static const SpoolErrorCategory category;
+  return category;
+}
+
+beast::error_code spool_write_failed() { return {1, spool_category()}; }
+
 // A Beast body that seals each piece of the body into a spool as it comes
 // off the socket (util/sealed_spool.hpp): an upload costs the daemon a
 // block of memory, not its size.
@@ -111,7 +133,7 @@ struct SpoolBody {
         }
       } catch (const std::exception& e) {
         spdlog::warn("http.spool_failed error=\"{}\"", e.what());
-        ec = boost::system::errc::make_error_code(boost::system::errc::io_error);
+        ec = spool_write_failed();
         return 0;
       }
       ec = {};
@@ -124,7 +146,7 @@ struct SpoolBody {
         ec = {};
       } catch (const std::exception& e) {
         spdlog::warn("http.spool_failed error=\"{}\"", e.what());
-        ec = boost::system::errc::make_error_code(boost::system::errc::io_error);
+        ec = spool_write_failed();
       }
     }
 
@@ -597,7 +619,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     if (bec == bhttp::error::body_limit) {
       co_await finish(stream, remote, secure, request.method, request.path, started,
                       handler.too_large(request, body_limit), false);
-    } else if (bec == boost::system::errc::io_error) {
+    } else if (bec.category() == spool_category()) {
       co_await finish(stream, remote, secure, request.method, request.path, started, spool_failed(), false);
     } else if (bec != beast::error::timeout && bec != bhttp::error::end_of_stream && bec != asio::error::eof &&
                bec != asio::error::connection_reset) {

@@ -13,12 +13,19 @@ IntakeResult plan_intake(const IntakePolicy& policy, const ReferralValidator& va
     if (!submission.body_file) return validator.validate(submission.body, today, submission.files);
     SealedSpoolBuf buffer(*submission.body_file);
     std::istream in(&buffer);
-    return validator.validate(in, today);
+    return validator.validate(in, today, submission.body_file->size() > submission.plain_body_limit);
   }();
+  if (std::holds_alternative<FilesRequired>(result)) return BodyTooLarge{submission.plain_body_limit};
   if (auto* malformed = std::get_if<MalformedInput>(&result)) return std::move(*malformed);
   if (auto* invalid = std::get_if<InvalidReferral>(&result)) return std::move(*invalid);
   IntakePlan plan;
   plan.referral = std::move(std::get<Referral>(result));
+  // Files beside the JSON (the form's): the parse kept only their places;
+  // each keeps its bytes where they wait (a spool: sealed once, stored from it).
+  for (std::size_t i = 0; i < submission.files.size() && i < plan.referral.attachments.size(); ++i) {
+    plan.referral.attachments[i].data = submission.files[i].data;
+    plan.referral.attachments[i].spooled = submission.files[i].spooled;
+  }
   // The files last: only a referral that is otherwise valid has them opened.
   if (auto errors = inspect_attachments(policy.attachment_limits, plan.referral.attachments); !errors.empty()) {
     return InvalidReferral{std::move(errors)};

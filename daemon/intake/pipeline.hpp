@@ -46,6 +46,12 @@ struct Submission {
   // The attachments' files when they come beside the JSON (the web form's,
   // in the order of its "attachments", whose "data" then only stands in).
   std::vector<Attachment> files;
+  // A spooled body larger than this must carry files (the API's
+  // max_body_bytes: every other field's length is bounded by the schema);
+  // JSON without a non-empty "attachments" is BodyTooLarge, decided by the
+  // one parse of the body, so the spool is not read an extra time to find
+  // out. (A body in memory is the channel's to check.)
+  std::size_t plain_body_limit = static_cast<std::size_t>(-1);
   std::optional<std::string> idempotency_key;
   std::chrono::system_clock::time_point received_at{};  // sets "today" (the dates' bound) and after hours
 };
@@ -61,9 +67,15 @@ struct IntakePlan {
   std::optional<std::string> identity_hash;    // with policy.identity_key: for possible duplicates
 };
 
+// JSON without files in a spooled body over Submission::plain_body_limit (HTTP 413).
+struct BodyTooLarge {
+  std::size_t limit = 0;
+};
+
 // The plan, or why there is none: the body is not JSON that can be read
-// (MalformedInput, HTTP 400), or not a valid referral (InvalidReferral, 422).
-using IntakeResult = std::variant<IntakePlan, MalformedInput, InvalidReferral>;
+// (MalformedInput, HTTP 400), not a valid referral (InvalidReferral, 422), or
+// larger than a referral without files may be (BodyTooLarge, 413).
+using IntakeResult = std::variant<IntakePlan, MalformedInput, InvalidReferral, BodyTooLarge>;
 
 IntakeResult plan_intake(const IntakePolicy& policy, const ReferralValidator& validator, const Submission& submission);
 

@@ -1,6 +1,7 @@
 #include "intake/submission.hpp"
 
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "store/store.hpp"
 #include "util/crypto.hpp"
@@ -48,9 +49,7 @@ std::shared_ptr<const IntakePolicy> IntakeService::policy() const {
 
 void IntakeService::submit(Submission submission, const AcceptedReply& reply, Completion done) {
   submission.received_at = clock_.now();
-  // A body over this may carry files (a FHIR Bundle with its Binaries).
-  constexpr std::size_t large_body = 256 * 1024;
-  const bool files = submission.body_file || !submission.files.empty() || submission.body.size() > large_body;
+  const bool files = submission.body_file || !submission.files.empty() || submission.body.size() > large_body_bytes;
   if (files && file_work_runner_) {
     file_work_runner_([this, submission = std::move(submission), reply, done = std::move(done)]() mutable {
       plan_and_queue(std::move(submission), reply, std::move(done));
@@ -62,7 +61,29 @@ void IntakeService::submit(Submission submission, const AcceptedReply& reply, Co
 
 void IntakeService::plan_and_queue(Submission submission, const AcceptedReply& reply, Completion done) {
   using Kind = SubmissionOutcome::Kind;
-  auto result = plan_intake(*policy(), validator_, submission);
+  std::optional<IntakeResult> planned;
+  try {
+    planned = plan_intake(*policy(), validator_, submission);
+  } catch (const std::exception& e) {
+    // A spool that no longer opens (its file was changed), a library
+    // failing on a file: nothing is stored, and the runner's thread goes on.
+    // The message is the library's or the spool's, never the body's.
+    spdlog::error("intake.plan_failed channel={} error=\"{}\"", submission.channel, e.what());
+    SubmissionOutcome out;
+    out.kind = Kind::unavailable;
+    out.message = "the referral could not be read back while it was checked; nothing was saved, please try again";
+    done(std::move(out));
+    return;
+  }
+  auto& result = *planned;
+  if (auto* large = std::get_if<BodyTooLarge>(&result)) {
+    SubmissionOutcome out;
+    out.kind = Kind::too_large;
+    out.message = "request body is larger than " + std::to_string(large->limit) +
+                  " bytes; only a referral with attachments may be larger";
+    done(std::move(out));
+    return;
+  }
   if (auto* malformed = std::get_if<MalformedInput>(&result)) {
     SubmissionOutcome out;
     out.kind = Kind::malformed;

@@ -27,6 +27,7 @@ struct SubmissionOutcome {
     conflict,     // 409: Idempotency-Key reused with a different body
     unavailable,  // 503: storage cannot commit; nothing stored
     overloaded,   // 503: too many writes queued; nothing stored
+    too_large,    // 413: no files in a body over Submission::plain_body_limit
   };
   Kind kind = Kind::unavailable;
   std::string id;
@@ -35,7 +36,7 @@ struct SubmissionOutcome {
   std::optional<Urgency> urgency;           // accepted
   std::optional<std::string> duplicate_of;  // accepted, replayed: an open referral for the same patient
   std::vector<FieldError> errors;           // invalid
-  std::string message;                      // malformed, unavailable, conflict: a sentence, no PHI
+  std::string message;                      // malformed, unavailable, conflict, too_large: a sentence, no PHI
 };
 
 class IntakeService {
@@ -46,6 +47,10 @@ class IntakeService {
   // the same answer.
   using AcceptedReply = std::function<std::string(const std::string& id, const Eligibility& eligibility)>;
 
+  // A body over this may carry files (a FHIR Bundle with its Binaries, a
+  // form's multipart body): its work is file work.
+  static constexpr std::size_t large_body_bytes = 256 * 1024;
+
   IntakeService(const ReferralValidator& validator, store::Writer& writer, const Clock& clock,
                 std::shared_ptr<const IntakePolicy> policy);
 
@@ -55,12 +60,24 @@ class IntakeService {
   // without files is planned on the caller's thread (fast); one with files
   // (a spooled body, files beside the JSON, a large body) is handed to the
   // runner set with set_file_work_runner, when there is one: decoding,
-  // inspecting and sealing files is no work for an I/O thread.
+  // inspecting and sealing files is no work for an I/O thread. A body that
+  // cannot be read back (its spool was changed under the daemon) or any
+  // other exception while planning is `unavailable`: nothing is stored.
   void submit(Submission submission, const AcceptedReply& reply, Completion done);
 
   // Runs work elsewhere (the daemon: its blocking pool). Set before use.
   using Runner = std::function<void(std::function<void()>)>;
   void set_file_work_runner(Runner runner) { file_work_runner_ = std::move(runner); }
+  // Runs `work` where file work runs (the runner, else at once, here): a
+  // channel's own file work, such as the form's reading of its multipart
+  // body. `work` must not throw.
+  void run_file_work(std::function<void()> work) const {
+    if (file_work_runner_) {
+      file_work_runner_(std::move(work));
+    } else {
+      work();
+    }
+  }
 
   // What a newly stored referral planned: deliveries (the dispatcher has
   // work) and escalation steps (the escalation timer may have an earlier

@@ -117,13 +117,14 @@ class DocumentBuilder final : public nlohmann::json_sax<json> {
     // stand-in: the text is the largest part of a body by far, and is not
     // kept twice (docs/attachments.md, "Streaming to disk"). An empty one
     // stays, for the schema's minLength to speak of. A file beside the
-    // JSON is taken as it is.
+    // JSON is not read here: its place is marked, and the pipeline hands
+    // the referral the file where it waits (plan_intake).
     const std::size_t index = stack_[1].container->size() - 1;
     if (decoded_.size() <= index) decoded_.resize(index + 1);
     if (files_.empty()) {
       decoded_[index] = base64_decode(v);
     } else if (index < files_.size()) {
-      decoded_[index] = files_[index].bytes();
+      decoded_[index] = std::string();
     }
     const bool empty = v.empty();
     string_t().swap(v);  // the lexer's copy of the text, let go now
@@ -744,7 +745,7 @@ ValidationResult ReferralValidator::validate(std::string_view json_text, Date to
   return impl_->check(builder, parsed, today);
 }
 
-ValidationResult ReferralValidator::validate(std::istream& json_text, Date today) const {
+ValidationResult ReferralValidator::validate(std::istream& json_text, Date today, bool files_required) const {
   const std::vector<Attachment> none;
   DocumentBuilder builder(impl_->limits.max_depth, none);
   bool parsed = false;
@@ -753,6 +754,11 @@ ValidationResult ReferralValidator::validate(std::istream& json_text, Date today
                              /*ignore_comments=*/false);
   } catch (const json::exception&) {
     return MalformedInput{"invalid JSON"};
+  }
+  if (files_required && parsed && !builder.error() && !builder.too_deep()) {
+    const json& root = builder.root();
+    const json* files = root.is_object() && root.contains("attachments") ? &root.at("attachments") : nullptr;
+    if (files == nullptr || !files->is_array() || files->empty()) return FilesRequired{};
   }
   return impl_->check(builder, parsed, today);
 }

@@ -3,6 +3,7 @@
 #include "store/payload.hpp"
 #include "store/rows.hpp"
 
+#include <openssl/crypto.h>
 #include <stdexcept>
 
 namespace referrald::store {
@@ -53,23 +54,32 @@ void insert_attachments(Database& db, const std::string& referral_id, TimePoint 
   std::int64_t position = 0;
   for (const Attachment& a : attachments) {
     ++position;
-    // A file that waited on disk is read back one at a time, here.
-    const std::string spooled = a.spooled ? a.bytes() : std::string();
-    const std::string& data = a.spooled ? spooled : a.data;
+    // A file that waited on disk is read back one at a time, here, and
+    // its plaintext let go once sealed: the writer holds a file twice (sealed,
+    // and the database's copy of the bound value), not three times.
+    const std::size_t size = a.size();
+    std::string sealed = [&] {
+      if (!a.spooled) return seal_text(db.payload_keys(), a.data, data_context(referral_id, position));
+      std::string plain = a.bytes();
+      auto out = seal_text(db.payload_keys(), plain, data_context(referral_id, position));
+      OPENSSL_cleanse(plain.data(), plain.size());
+      return out;
+    }();
     {
       ResetOnExit reset(st);
       st.bind(1, std::string_view(referral_id))
           .bind(2, position)
           .bind_blob(3, seal_text(db.payload_keys(), a.title, title_context(referral_id, position)))
           .bind(4, std::string_view(a.content_type))
-          .bind(5, static_cast<std::int64_t>(data.size()))
+          .bind(5, static_cast<std::int64_t>(size))
           .bind(6, std::int64_t{a.pages})
           .bind(7, std::string_view(a.sha256))
-          .bind_blob(8, seal_text(db.payload_keys(), data, data_context(referral_id, position)));
+          .bind_blob(8, sealed);
       st.run();
     }
+    std::string().swap(sealed);
     audit(db, at, referral_id, std::nullopt, "referrald", "attachment",
-          "position=" + std::to_string(position) + " type=" + a.content_type + " bytes=" + std::to_string(data.size()) +
+          "position=" + std::to_string(position) + " type=" + a.content_type + " bytes=" + std::to_string(size) +
               " pages=" + std::to_string(a.pages) + " sha256=" + a.sha256);
   }
 }

@@ -24,7 +24,9 @@ class Sha256Stream {
   Sha256Stream(const Sha256Stream&) = delete;
   Sha256Stream& operator=(const Sha256Stream&) = delete;
   void update(std::string_view data);
-  std::string hex();  // of everything so far; the digest goes on afterwards
+  // Of everything so far; the digest goes on afterwards (a copy of the
+  // context, some hundred bytes, is finished: the running state is kept).
+  std::string hex();
 
  private:
   void* ctx_;  // EVP_MD_CTX, kept out of this header

@@ -125,18 +125,6 @@ std::string SealedSpool::read_all() const {
   return out;
 }
 
-bool SealedSpool::contains(std::string_view needle) const {
-  if (needle.empty()) return true;
-  std::string window;  // the end of the previous block, then this one
-  bool found = false;
-  for (std::size_t i = 0; i < blocks_ && !found; ++i) {
-    window += block(i);
-    found = window.find(needle) != std::string::npos;
-    if (window.size() >= needle.size()) window.erase(0, window.size() - (needle.size() - 1));
-  }
-  return found;
-}
-
 SealedSpoolBuf::int_type SealedSpoolBuf::underflow() {
   if (gptr() != nullptr && gptr() < egptr()) return traits_type::to_int_type(*gptr());
   if (next_ >= spool_.blocks()) return traits_type::eof();

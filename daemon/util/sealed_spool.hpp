@@ -52,8 +52,6 @@ class SealedSpool {
   void for_each_block(const std::function<void(std::string_view)>& each) const;
   // The whole of it, opened.
   std::string read_all() const;
-  // Whether `needle` occurs in it (across blocks too).
-  bool contains(std::string_view needle) const;
 
  private:
   void write_block();
@@ -83,7 +81,7 @@ class SealedSpoolBuf : public std::streambuf {
   std::size_t next_ = 0;  // the block to read next
 };
 
-// Where spools go when the configuration names no place: the directory of
+// Where spools go (there is no configuration key for it): the directory of
 // the SQLite database (the daemon's state directory), else
 // $STATE_DIRECTORY (systemd's StateDirectory=), else /var/tmp.
 std::filesystem::path default_spool_directory(const std::filesystem::path& database);

@@ -11,6 +11,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "support/harness.hpp"
@@ -23,6 +24,9 @@ using json = nlohmann::json;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
+// util/sealed_spool.hpp's block: what the spool seals and writes at a time.
+constexpr std::size_t spool_block = 64 * 1024;
+
 std::string fixture(const std::string& name) { return attachment_fixture(name); }
 std::string base64(const std::string& bytes) { return openssl_base64(bytes); }
 
@@ -34,6 +38,41 @@ std::string with_attachments(const json& attachments) {
 
 json file(const std::string& title, const std::string& bytes, const std::string& declared = "application/pdf") {
   return attachment_item(title, bytes, declared);
+}
+
+// The spools the daemon has open: its descriptors of unlinked files in the
+// database's directory (a spool is an O_TMPFILE there, whose link in /proc
+// reads "<dir>/#<inode> (deleted)"), as paths under /proc/PID/fd.
+std::vector<fs::path> open_spools(Daemon& daemon) {
+  std::vector<fs::path> out;
+  const std::string dir = daemon.database().parent_path().string() + "/";
+  std::error_code ec;
+  for (const auto& fd : fs::directory_iterator("/proc/" + std::to_string(daemon.process()->pid()) + "/fd", ec)) {
+    std::error_code lec;
+    const std::string target = fs::read_symlink(fd.path(), lec).string();
+    if (!lec && target.starts_with(dir) && target.ends_with(" (deleted)")) out.push_back(fd.path());
+  }
+  return out;
+}
+
+// The head of an API POST of `length` bytes (0: chunked).
+std::string api_head(std::size_t length) {
+  return "POST /api/v1/referrals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + std::string(Daemon::api_token) +
+         "\r\nContent-Type: application/json\r\nConnection: close\r\n" +
+         (length == 0 ? std::string("Transfer-Encoding: chunked") : "Content-Length: " + std::to_string(length)) +
+         "\r\n\r\n";
+}
+
+// Sends all of `bytes` on `client` (bounded: 30 s).
+bool send_all(RawClient& client, std::string_view bytes) {
+  // RawClient::send does not wait: what the socket did not take is offered again.
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (!bytes.empty() && std::chrono::steady_clock::now() < deadline) {
+    const auto piece = bytes.substr(0, 4096);
+    if (!client.send(piece)) return false;
+    bytes.remove_prefix(piece.size());
+  }
+  return bytes.empty();
 }
 
 const std::string small_limits =
@@ -254,12 +293,6 @@ TEST(Attachments, ALargeBodyIsSpooledChunkedOrNotAndLeavesNoFileBehind) {
   options.extra_config = small_limits;
   Daemon daemon(options);
   daemon.start();
-  const auto listing = [&daemon] {
-    std::set<std::string> names;
-    for (const auto& e : fs::directory_iterator(daemon.database().parent_path())) names.insert(e.path().filename());
-    return names;
-  };
-  const auto before = listing();
   const std::string tiff = fixture("image.tif"), jpeg = fixture("image.jpg");
   const std::string body = with_attachments(json::array({file("Scan", tiff), file("MRI", jpeg)}));
   ASSERT_GT(body.size(), 4096u);
@@ -286,9 +319,104 @@ TEST(Attachments, ALargeBodyIsSpooledChunkedOrNotAndLeavesNoFileBehind) {
                                      size + "\r\n" + body + "\r\n0\r\n\r\n");
   EXPECT_EQ(status_of(chunked), 202) << chunked;
 
-  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 2);
-  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM attachments"), 4);
-  EXPECT_EQ(listing(), before);
+  // While a body is read, it is in an unlinked file beside the database;
+  // once answered, the file is gone.
+  ASSERT_TRUE(wait_until([&] { return open_spools(daemon).empty(); }, 10s)) << "a spool outlived its request";
+  {
+    RawClient client(daemon.port());
+    ASSERT_TRUE(send_all(client, api_head(body.size()) + body.substr(0, body.size() / 2)));
+    EXPECT_TRUE(wait_until([&] { return open_spools(daemon).size() == 1; }, 10s)) << "no spool while the body is read";
+    ASSERT_TRUE(send_all(client, body.substr(body.size() / 2)));
+    ASSERT_TRUE(client.wait_closed(30s));
+    EXPECT_EQ(status_of(client.received()), 202) << client.received();
+  }
+  EXPECT_TRUE(wait_until([&] { return open_spools(daemon).empty(); }, 10s)) << "a spool outlived its request";
+
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM referrals"), 3);
+  EXPECT_EQ(count_rows(daemon.database(), "SELECT count(*) FROM attachments"), 6);
+}
+
+// What can go wrong with a spooled body: it stops half way (the client went
+// away), it is chunked past the limit, its file is changed on disk while it
+// is read, or a file in it is not base64. Never a crash, nothing stored, and
+// no spool left open.
+TEST(Attachments, ASpooledBodyCutShortOverTheLimitTamperedOrNotBase64StoresNothing) {
+  Daemon::Options options;
+  options.extra_http = "max_body_bytes = 4096\n";
+  options.extra_config =
+      "\n[intake]\nmax_attachments = 3\nmax_attachment_bytes = 1048576\n"
+      "max_attachments_total_bytes = 2097152\n";
+  Daemon daemon(options);
+  daemon.start();
+  const auto referrals = [&daemon] { return count_rows(daemon.database(), "SELECT count(*) FROM referrals"); };
+
+  // Cut short: a chunk announced and not sent, then the connection closed.
+  {
+    RawClient client(daemon.port());
+    ASSERT_TRUE(send_all(client, api_head(0) + "2000\r\n" + std::string(100, ' ')));
+    EXPECT_TRUE(wait_until([&] { return open_spools(daemon).size() == 1; }, 10s));
+  }
+  EXPECT_TRUE(wait_until([&] { return open_spools(daemon).empty(); }, 10s)) << "the cut-short body's spool is open";
+
+  // Chunked past what the limits allow (about 2.9 MB here): 413 once the
+  // third chunk of 1 MB is announced, however it is framed.
+  {
+    const std::string megabyte(1024 * 1024, ' ');
+    RawClient client(daemon.port());
+    ASSERT_TRUE(
+        send_all(client, api_head(0) + "100000\r\n" + megabyte + "\r\n100000\r\n" + megabyte + "\r\n100000\r\n"));
+    ASSERT_TRUE(client.wait_closed(30s));
+    EXPECT_EQ(status_of(client.received()), 413) << client.received().substr(0, 300);
+  }
+
+  // Not base64: 422 naming the file's field, as from memory.
+  {
+    const auto bad =
+        daemon.post_referral(with_attachments(json::array({{{"title", "Scan"}, {"data", std::string(6000, '!')}}})));
+    EXPECT_EQ(bad.status, 422) << bad.body;
+    const auto errors = json::parse(bad.body)["errors"];
+    ASSERT_EQ(errors.size(), 1u) << bad.body;
+    EXPECT_EQ(errors[0]["path"], "/attachments/0/data");
+    EXPECT_NE(errors[0]["message"].get<std::string>().find("base64"), std::string::npos) << bad.body;
+  }
+
+  // Changed on disk while it is read: the block does not open, and the
+  // request is refused (503, nothing stored) without harm to the daemon.
+  {
+    std::string body = with_attachments(json::array({file("Scan", fixture("image.tif"))}));
+    body.append(3 * spool_block - body.size() % spool_block, ' ');  // JSON allows trailing whitespace
+    RawClient client(daemon.port());
+    ASSERT_TRUE(send_all(client, api_head(body.size()) + body.substr(0, 2 * spool_block)));
+    fs::path spool;
+    ASSERT_TRUE(wait_until(
+        [&] {
+          const auto open = open_spools(daemon);
+          if (open.size() == 1) spool = open[0];
+          // Its first block is written once the second has begun.
+          std::error_code ec;
+          return !spool.empty() && fs::file_size(spool, ec) > spool_block && !ec;
+        },
+        10s));
+    {
+      std::fstream f(spool, std::ios::in | std::ios::out | std::ios::binary);
+      ASSERT_TRUE(f.good());
+      f.seekp(100);
+      f.write("tampered", 8);
+    }
+    ASSERT_TRUE(send_all(client, body.substr(2 * spool_block)));
+    ASSERT_TRUE(client.wait_closed(30s));
+    const int status = status_of(client.received());
+    EXPECT_TRUE(status == 503 || status == 500) << client.received();
+    EXPECT_EQ(client.received().find("Scan"), std::string::npos);
+  }
+  EXPECT_EQ(daemon.get("/healthz", false).status, 200);
+  EXPECT_EQ(referrals(), 0);
+  EXPECT_TRUE(wait_until([&] { return open_spools(daemon).empty(); }, 10s));
+  // And the daemon goes on taking spooled bodies.
+  const auto ok = daemon.post_referral(with_attachments(json::array({file("Scan", fixture("image.tif"))})) +
+                                       std::string(5000, ' '));
+  EXPECT_EQ(ok.status, 202) << ok.body;
+  EXPECT_EQ(referrals(), 1);
 }
 
 // A large body's head without a valid key is answered before its body: the

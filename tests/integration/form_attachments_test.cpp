@@ -130,6 +130,25 @@ TEST_F(FormFiles, TheFormsPostMayBeAsLargeAsTheAttachmentLimitsAllow) {
   EXPECT_EQ(referrals(), 1);
 }
 
+// The form's submission token is its Idempotency-Key, and what it covers
+// includes the files: the same form with the same files sent again (a
+// double click, the back button) is the first referral; the same form with
+// another file is a conflict, and nothing more is stored.
+TEST_F(FormFiles, TheSameFormSentTwiceIsOneReferralAndAnotherFileWithItAConflict) {
+  Browser b{*daemon};
+  b.open_form();
+  const auto pdf = fixture("records.pdf"), jpeg = fixture("image.jpg");
+  const auto first = send(b, valid_fields(), {{"a.pdf", pdf}, {"b.jpg", jpeg}});
+  ASSERT_EQ(first.status, 303) << first.body;
+  const auto again = send(b, valid_fields(), {{"a.pdf", pdf}, {"b.jpg", jpeg}});
+  ASSERT_EQ(again.status, 303) << again.body;
+  EXPECT_EQ(again.headers.at("location"), first.headers.at("location"));
+  const auto other = send(b, valid_fields(), {{"a.pdf", pdf}, {"b.jpg", fixture("image.png")}});
+  EXPECT_EQ(other.status, 409) << other.body;
+  EXPECT_EQ(referrals(), 1);
+  EXPECT_EQ(stored_files(), 2);
+}
+
 TEST_F(FormFiles, AMultipartFormWithoutFilesIsStoredAsBefore) {
   Browser b{*daemon};
   b.open_form();

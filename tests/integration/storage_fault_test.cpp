@@ -92,6 +92,37 @@ TEST_F(StorageFault, DiskFullIs503ThenRecoversWithoutRestart) {
   EXPECT_EQ(daemon->get("/healthz", false).status, 200);
 }
 
+// A large intake body is spooled beside the database while it is read: on a
+// full disk the spool's first block is refused, the request is a 503 with
+// Retry-After and nothing is stored; once there is room again, the same
+// request is taken.
+TEST(SpoolFault, ABodyThatCannotBeSpooledIs503WithRetryAfterAndStoresNothing) {
+  TempDir scratch;
+  SmallDisk disk(scratch.path() / "disk");
+  if (!disk.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here (needs root)";
+  Daemon::Options options;
+  options.database = scratch.path() / "disk" / "referrald.db";
+  options.extra_http = "max_body_bytes = 4096\n";
+  Daemon daemon(options);
+  daemon.start();
+  auto doc = json::parse(sample("asps-routine.json"));
+  doc["attachments"] = json::array({attachment_item("Scan", attachment_fixture("image.tif"), "image/tiff")});
+  const std::string body = doc.dump() + std::string(5000, ' ');  // over max_body_bytes: spooled
+  const auto referrals = [&] { return count_rows(daemon.database(), "SELECT count(*) FROM referrals"); };
+
+  disk.fill();
+  const auto refused = daemon.post_referral(body);
+  EXPECT_EQ(refused.status, 503) << refused.body;
+  EXPECT_EQ(refused.headers.count("retry-after"), 1u);
+  EXPECT_NE(refused.body.find("could not be kept while it was read"), std::string::npos) << refused.body;
+  disk.drain();
+  EXPECT_EQ(referrals(), 0);
+  const auto taken = daemon.post_referral(body);
+  EXPECT_EQ(taken.status, 202) << taken.body;
+  EXPECT_EQ(referrals(), 1);
+  daemon.kill9();
+}
+
 // Linux refuses to remount a filesystem read-only while a file on it is open
 // for writing, so the database files are made immutable instead (chattr +i):
 // every write through the daemon's open descriptors then fails with EPERM,
