@@ -157,7 +157,8 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
     std::vector<Unreadable> unreadable;  // already recorded dead
     std::vector<Skipped> skipped;        // already recorded cancelled
     std::optional<system_clock::time_point> next_due;
-    bool failed = false;  // the store did not take the claim: nothing is known of what is due
+    system_clock::time_point as_of{};  // the claim's "now": what was due then and not taken waits
+    bool failed = false;               // the store did not take the claim: nothing is known of what is due
   };
 
   asio::awaitable<Claimed> claim() {
@@ -169,9 +170,14 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
       }
     }
     auto result = std::make_shared<Claimed>();
+    result->as_of = clock.now();
+    // Every target is sending as much as it may: nothing can be taken, and
+    // the end of a send wakes this loop. Asking the store anyway would be a
+    // writer commit for nothing, as often as the loop turns.
+    if (wants.empty()) co_return std::move(*result);
     // Named, not a temporary inside co_await: GCC 12 mishandles the lifetime
     // of temporaries in co_await expressions.
-    store::Writer::Job job = [wants = std::move(wants), result, now = clock.now(),
+    store::Writer::Job job = [wants = std::move(wants), result, now = result->as_of,
                               options = options](store::Database& db) {
       for (const auto& want : wants) {
         for (auto& row : store::claim_due(db, now, options.lease, want.limit, {want.target})) {
@@ -284,7 +290,11 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
       // restart, say) is tried again within a second, not after the poll:
       // a wake-up it answered may have been the only one for that work.
       if (claimed.failed) delay = std::min<std::chrono::steady_clock::duration>(delay, claim_retry);
-      if (claimed.next_due) {
+      // Work that was due when the claim ran and that it did not take is for
+      // a target with no free slot (the end of one of its sends wakes this
+      // loop) or for one that is no longer configured (nothing here sends
+      // it): waking for it at once would claim nothing, again and again.
+      if (claimed.next_due && *claimed.next_due > claimed.as_of) {
         const auto until = *claimed.next_due - clock.now();
         if (until < delay)
           delay = std::max(std::chrono::steady_clock::duration::zero(),
