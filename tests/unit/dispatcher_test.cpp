@@ -56,6 +56,15 @@ class BlockingAdapter final : public Adapter {
   asio::thread_pool pool{2};
 };
 
+// Returns once another thread or coroutine has set `flag`, looking every 10 ms.
+asio::awaitable<void> until_set(const std::atomic<bool>& flag) {
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  while (!flag) {
+    t.expires_after(10ms);
+    co_await t.async_wait(asio::use_awaitable);
+  }
+}
+
 // The first attempt outlives its lease: it answers (a transient failure)
 // only once the next claim's send has delivered.
 class LeaseOutlivingAdapter final : public Adapter {
@@ -65,11 +74,7 @@ class LeaseOutlivingAdapter final : public Adapter {
       next_delivered = true;
       co_return Outcome::delivered("ok");
     }
-    asio::steady_timer t(co_await asio::this_coro::executor);
-    while (!next_delivered) {
-      t.expires_after(10ms);
-      co_await t.async_wait(asio::use_awaitable);
-    }
+    co_await until_set(next_delivered);
     co_return Outcome::transient("too late");
   }
   std::atomic<bool> next_delivered{false};
@@ -212,11 +217,7 @@ TEST_F(DispatcherTest, AClaimTheStoreRefusedIsTriedAgainSoonNotAtTheNextPoll) {
 class GatedAdapter final : public Adapter {
  public:
   asio::awaitable<Outcome> send(const Delivery&) override {
-    asio::steady_timer t(co_await asio::this_coro::executor);
-    while (!open) {
-      t.expires_after(10ms);
-      co_await t.async_wait(asio::use_awaitable);
-    }
+    co_await until_set(open);
     co_return Outcome::delivered("ok");
   }
   std::atomic<bool> open{false};
