@@ -79,6 +79,15 @@ const std::string small_limits =
     "\n[intake]\nmax_attachments = 3\nmax_attachment_bytes = 4096\n"
     "max_attachments_total_bytes = 8192\n";
 
+// small_limits with a max_body_bytes below what a referral with files
+// takes: such a body goes to the spool.
+Daemon::Options spooling_options() {
+  Daemon::Options options;
+  options.extra_http = "max_body_bytes = 4096\n";
+  options.extra_config = small_limits;
+  return options;
+}
+
 TEST(Attachments, FilesAreStoredEncryptedWithTheReferralAndComeBackByteForByte) {
   Daemon::Options options;
   options.extra_config = small_limits;
@@ -262,10 +271,7 @@ TEST(Attachments, AFileThatIsNotWhatItClaimsIsRefusedByNameAndNothingIsStored) {
 // max_body_bytes keeps its meaning for a referral without files; one with
 // files may be as large as the attachment limits allow.
 TEST(Attachments, OnlyAReferralWithFilesMayBeLargerThanMaxBodyBytes) {
-  Daemon::Options options;
-  options.extra_http = "max_body_bytes = 4096\n";
-  options.extra_config = small_limits;
-  Daemon daemon(options);
+  Daemon daemon(spooling_options());
   daemon.start();
   auto padded = json::parse(sample("asps-routine.json")).dump(8);  // whitespace: still a valid referral
   while (padded.size() < 6000) padded += "        ";
@@ -273,8 +279,9 @@ TEST(Attachments, OnlyAReferralWithFilesMayBeLargerThanMaxBodyBytes) {
   EXPECT_EQ(plain.status, 413) << plain.body;
 
   const std::string tiff = fixture("image.tif"), jpeg = fixture("image.jpg");
-  const auto with_files = daemon.post_referral(with_attachments(json::array({file("a", tiff), file("b", jpeg)})));
-  ASSERT_GT(with_attachments(json::array({file("a", tiff), file("b", jpeg)})).size(), 4096u);
+  const std::string two_files = with_attachments(json::array({file("a", tiff), file("b", jpeg)}));
+  ASSERT_GT(two_files.size(), 4096u);
+  const auto with_files = daemon.post_referral(two_files);
   EXPECT_EQ(with_files.status, 202) << with_files.body;
 
   // Past what the limits allow, the body is refused before it is read.
@@ -288,10 +295,7 @@ TEST(Attachments, OnlyAReferralWithFilesMayBeLargerThanMaxBodyBytes) {
 // Idempotency-Key gets the first answer and another body with it a 409 (the
 // body's SHA-256 is taken while it is spooled), and no file is left behind.
 TEST(Attachments, ALargeBodyIsSpooledChunkedOrNotAndLeavesNoFileBehind) {
-  Daemon::Options options;
-  options.extra_http = "max_body_bytes = 4096\n";
-  options.extra_config = small_limits;
-  Daemon daemon(options);
+  Daemon daemon(spooling_options());
   daemon.start();
   const std::string tiff = fixture("image.tif"), jpeg = fixture("image.jpg");
   const std::string body = with_attachments(json::array({file("Scan", tiff), file("MRI", jpeg)}));
@@ -422,10 +426,7 @@ TEST(Attachments, ASpooledBodyCutShortOverTheLimitTamperedOrNotBase64StoresNothi
 // A large body's head without a valid key is answered before its body: the
 // daemon does not wait for (or keep on disk) what it will refuse anyway.
 TEST(Attachments, ALargeBodyWithoutAValidKeyIsRefusedBeforeItIsRead) {
-  Daemon::Options options;
-  options.extra_http = "max_body_bytes = 4096\n";
-  options.extra_config = small_limits;
-  Daemon daemon(options);
+  Daemon daemon(spooling_options());
   daemon.start();
   for (const std::string framing : {"Content-Length: 9000", "Transfer-Encoding: chunked"}) {
     // The head only: the body never comes.

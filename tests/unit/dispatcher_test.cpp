@@ -244,13 +244,13 @@ TEST_F(DispatcherTest, DueWorkThatCannotBeTakenNowDoesNotKeepTheWriterCommitting
   start_dispatcher(std::chrono::hours(1), gated);
   // Four sends start (the target's concurrency); two deliveries stay due.
   const auto started = std::chrono::steady_clock::now() + 10s;
-  auto sending = [&] {
+  auto count_in = [&](const std::string& state) {
     int n = 0;
-    for (int i = 0; i < 6; ++i) n += state_of("R-gated-" + std::to_string(i)) == "sending";
+    for (int i = 0; i < 6; ++i) n += state_of("R-gated-" + std::to_string(i)) == state;
     return n;
   };
-  while (sending() < 4 && std::chrono::steady_clock::now() < started) std::this_thread::sleep_for(10ms);
-  ASSERT_EQ(sending(), 4);
+  while (count_in("sending") < 4 && std::chrono::steady_clock::now() < started) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(count_in("sending"), 4);
   const auto before = writer_->commits();
   std::this_thread::sleep_for(500ms);
   // The state_of reads above and below are commits too; the loop made
@@ -258,13 +258,8 @@ TEST_F(DispatcherTest, DueWorkThatCannotBeTakenNowDoesNotKeepTheWriterCommitting
   EXPECT_LE(writer_->commits() - before, 3U);
   gated->open = true;
   const auto deadline = std::chrono::steady_clock::now() + 10s;
-  auto delivered = [&] {
-    int n = 0;
-    for (int i = 0; i < 6; ++i) n += state_of("R-gated-" + std::to_string(i)) == "delivered";
-    return n;
-  };
-  while (delivered() < 6 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
-  EXPECT_EQ(delivered(), 6);
+  while (count_in("delivered") < 6 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(count_in("delivered"), 6);
   EXPECT_EQ(state_of("R-retired"), "pending");
 }
 
