@@ -321,14 +321,9 @@ asio::awaitable<Response> Api::handle(const Request& request) {
 // The head has passed check(): the key, media type and Idempotency-Key are sound.
 asio::awaitable<Response> Api::submit(const Request& request, const Caller& caller) {
   // Only attachments make a body larger than max_body_bytes: every other
-  // field has a bounded length in the schema. A body in memory is looked at
-  // here; a spooled one is decided by its one parse, on the blocking pool
-  // (Submission::plain_body_limit), not read an extra time on this thread.
-  if (!request.body_file && request.body.size() > plain_body_limit_ &&
-      request.body.find("\"attachments\"") == std::string::npos) {
-    co_return Response::error(413, "request body is larger than " + std::to_string(plain_body_limit_) +
-                                       " bytes; only a referral with attachments may be larger");
-  }
+  // field has a bounded length in the schema. The intake's one parse of the
+  // body decides it (Submission::plain_body_limit, a 413), in memory or
+  // spooled alike, not a search of the text on this thread.
   Submission submission;
   if (request.body_file) {
     submission.body_file = request.body_file;

@@ -9,11 +9,13 @@ namespace referrald {
 
 IntakeResult plan_intake(const IntakePolicy& policy, const ReferralValidator& validator, const Submission& submission) {
   const Date today = utc_date(submission.received_at);
+  const std::size_t size = submission.body_file ? submission.body_file->size() : submission.body.size();
+  const bool files_required = size > submission.plain_body_limit;
   auto result = [&] {
-    if (!submission.body_file) return validator.validate(submission.body, today, submission.files);
+    if (!submission.body_file) return validator.validate(submission.body, today, submission.files, files_required);
     SealedSpoolBuf buffer(*submission.body_file);
     std::istream in(&buffer);
-    return validator.validate(in, today, submission.body_file->size() > submission.plain_body_limit);
+    return validator.validate(in, today, files_required);
   }();
   if (std::holds_alternative<FilesRequired>(result)) return BodyTooLarge{submission.plain_body_limit};
   if (auto* malformed = std::get_if<MalformedInput>(&result)) return std::move(*malformed);

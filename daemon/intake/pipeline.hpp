@@ -46,11 +46,10 @@ struct Submission {
   // The attachments' files when they come beside the JSON (the web form's,
   // in the order of its "attachments", whose "data" then only stands in).
   std::vector<Attachment> files;
-  // A spooled body larger than this must carry files (the API's
-  // max_body_bytes: every other field's length is bounded by the schema);
-  // JSON without a non-empty "attachments" is BodyTooLarge, decided by the
-  // one parse of the body, so the spool is not read an extra time to find
-  // out. (A body in memory is the channel's to check.)
+  // A body larger than this, in memory or spooled, must carry files (the
+  // API's max_body_bytes: every other field's length is bounded by the
+  // schema); JSON without a non-empty "attachments" is BodyTooLarge, decided
+  // by the one parse of the body, so it is not read an extra time to find out.
   std::size_t plain_body_limit = static_cast<std::size_t>(-1);
   std::optional<std::string> idempotency_key;
   std::chrono::system_clock::time_point received_at{};  // sets "today" (the dates' bound) and after hours
@@ -67,7 +66,7 @@ struct IntakePlan {
   std::optional<std::string> identity_hash;    // with policy.identity_key: for possible duplicates
 };
 
-// JSON without files in a spooled body over Submission::plain_body_limit (HTTP 413).
+// JSON without files in a body over Submission::plain_body_limit (HTTP 413).
 struct BodyTooLarge {
   std::size_t limit = 0;
 };

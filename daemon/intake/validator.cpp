@@ -706,7 +706,9 @@ struct ReferralValidator::Impl {
   ValidationLimits limits;
 
   // The parsed document against the schema and the checks it cannot express.
-  ValidationResult check(DocumentBuilder& builder, bool parsed, Date today) const;
+  // With `files_required`, JSON without a non-empty "attachments" array is
+  // FilesRequired before any other check of its content.
+  ValidationResult check(DocumentBuilder& builder, bool parsed, Date today, bool files_required) const;
 };
 
 ReferralValidator::ReferralValidator(const std::filesystem::path& schema_file, ValidationLimits limits)
@@ -733,7 +735,7 @@ ValidationResult ReferralValidator::validate(std::string_view json_text, Date to
 }
 
 ValidationResult ReferralValidator::validate(std::string_view json_text, Date today,
-                                             const std::vector<Attachment>& files) const {
+                                             const std::vector<Attachment>& files, bool files_required) const {
   DocumentBuilder builder(impl_->limits.max_depth, files);
   bool parsed = false;
   try {
@@ -742,7 +744,7 @@ ValidationResult ReferralValidator::validate(std::string_view json_text, Date to
   } catch (const json::exception&) {
     return MalformedInput{"invalid JSON"};
   }
-  return impl_->check(builder, parsed, today);
+  return impl_->check(builder, parsed, today, files_required);
 }
 
 ValidationResult ReferralValidator::validate(std::istream& json_text, Date today, bool files_required) const {
@@ -755,15 +757,11 @@ ValidationResult ReferralValidator::validate(std::istream& json_text, Date today
   } catch (const json::exception&) {
     return MalformedInput{"invalid JSON"};
   }
-  if (files_required && parsed && !builder.error() && !builder.too_deep()) {
-    const json& root = builder.root();
-    const json* files = root.is_object() && root.contains("attachments") ? &root.at("attachments") : nullptr;
-    if (files == nullptr || !files->is_array() || files->empty()) return FilesRequired{};
-  }
-  return impl_->check(builder, parsed, today);
+  return impl_->check(builder, parsed, today, files_required);
 }
 
-ValidationResult ReferralValidator::Impl::check(DocumentBuilder& builder, bool parsed, Date today) const {
+ValidationResult ReferralValidator::Impl::check(DocumentBuilder& builder, bool parsed, Date today,
+                                                bool files_required) const {
   if (builder.too_deep()) {
     return MalformedInput{"nesting deeper than " + std::to_string(limits.max_depth) + " levels"};
   }
@@ -772,6 +770,10 @@ ValidationResult ReferralValidator::Impl::check(DocumentBuilder& builder, bool p
   }
 
   const json& doc = builder.root();
+  if (files_required) {
+    const json* files = doc.is_object() && doc.contains("attachments") ? &doc.at("attachments") : nullptr;
+    if (files == nullptr || !files->is_array() || files->empty()) return FilesRequired{};
+  }
   if (!doc.is_object()) return InvalidReferral{{FieldError{"", "expected a JSON object"}}};
 
   ErrorSet errors;

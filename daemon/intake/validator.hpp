@@ -48,16 +48,19 @@ class ReferralValidator {
   // Each attachment's base64 "data" is decoded as the parser reads it.
   ValidationResult validate(std::string_view json_text, Date today) const;
   // The same, reading the JSON from a stream (a body kept on disk,
-  // util/sealed_spool.hpp). With `files_required`, JSON that parses but
-  // has no non-empty "attachments" array is FilesRequired, before any
-  // other check: decided by this one parse, the body is not read again.
+  // util/sealed_spool.hpp).
   ValidationResult validate(std::istream& json_text, Date today, bool files_required = false) const;
   // The same, with the attachments' files beside the JSON (the web form's,
   // in the order of "attachments"): each item's "data" there only stands in
   // for its file (attachment_data_stand_in). The files are not read: the
   // Referral's attachments come back without their bytes, for the caller
   // to give each its file (plan_intake).
-  ValidationResult validate(std::string_view json_text, Date today, const std::vector<Attachment>& files) const;
+  //
+  // With `files_required` (a body over max_body_bytes), JSON that parses but
+  // has no non-empty "attachments" array is FilesRequired, before any other
+  // check: decided by this one parse, the body is not read again.
+  ValidationResult validate(std::string_view json_text, Date today, const std::vector<Attachment>& files,
+                            bool files_required = false) const;
 
  private:
   struct Impl;

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -102,6 +104,22 @@ TEST(IntakePipeline, ABodyThatIsNotJsonIsMalformed) {
   const auto result = plan_of("{\"patient\": ", tuesday_10am_chicago);
   ASSERT_TRUE(std::holds_alternative<MalformedInput>(result));
   EXPECT_FALSE(std::get<MalformedInput>(result).message.empty());
+}
+
+// A body over plain_body_limit (max_body_bytes) is a referral with files or
+// nothing: in memory as on disk, the one parse decides, whatever the text
+// says elsewhere (a note that mentions "attachments" is not a file).
+TEST(IntakePipeline, ABodyOverThePlainLimitWithoutFilesIsTooLarge) {
+  auto referral = nlohmann::json::parse(read_text("tests/data/asps-routine.json"));
+  referral["notes"] = "the \"attachments\" follow by fax";
+  auto large = submission(referral.dump(2), tuesday_10am_chicago);
+  large.plain_body_limit = 512;
+  const auto result = plan_intake(policy(), validator(), large);
+  ASSERT_TRUE(std::holds_alternative<BodyTooLarge>(result));
+  EXPECT_EQ(std::get<BodyTooLarge>(result).limit, 512U);
+  // At or under the limit, the same body is planned.
+  large.plain_body_limit = large.body.size();
+  EXPECT_TRUE(std::holds_alternative<IntakePlan>(plan_intake(policy(), validator(), large)));
 }
 
 TEST(IntakePipeline, AnInvalidReferralNamesEachFieldAndIsNotPlanned) {
