@@ -7,6 +7,10 @@
 // batch's commit is waited for, not counted.
 //
 //   intake_cost DATABASE [iterations] [batch]      (default 20000, 16)
+//
+// CACHE_KB sets SQLite's page cache; BENCH_SQL is run on the migrated
+// database before the first referral, to weigh a schema change before making
+// it (e.g. BENCH_SQL="DROP INDEX audit_referral": what that index costs).
 #include <time.h>
 
 #include <cstdio>
@@ -64,6 +68,7 @@ int main(int argc, char** argv) {
   store::migrate(db);
   db.set_payload_keys(keys);
   if (const char* kb = std::getenv("CACHE_KB")) db.exec("PRAGMA cache_size=-" + std::string(kb));
+  if (const char* sql = std::getenv("BENCH_SQL")) db.exec(sql);
 
   double validate_us = 0, plan_us = 0, hash_us = 0, insert_us = 0;
   long valid = 0;

@@ -27,6 +27,14 @@ cpu_secs() {
     '{t = $14 + $15; if (kids != "") t += $16 + $17; printf "%.2f", t / hz}' "/proc/$1/stat"
 }
 
+# Context switches of process PID so far, every thread, voluntary and not:
+# each is a thread that went to sleep or was put aside, so per request it
+# counts the hand-offs between threads, whatever the machine's load.
+#   switches PID
+switches() {
+  cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches:/ {n += $2} END {print n + 0}'
+}
+
 # The common part of a referrald configuration: [http] on PORT with the
 # API key KEY, [rules], [paths] and [log] at LEVEL. The caller appends
 # [storage], [delivery], targets and routes.
