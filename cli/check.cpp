@@ -11,6 +11,7 @@
 #include "cli/common.hpp"
 #include "intake/pipeline.hpp"
 #include "rules/rules.hpp"
+#include "model/reasons_json.hpp"
 
 namespace referrald::cli {
 
@@ -76,8 +77,9 @@ int check_command(Context& c, const fs::path& file) {
     targets = plan.targets;
   }
   if (c.json) {
-    json j{{"valid", true}, {"decision", std::string(to_string(eligibility.decision))}, {"reasons", json::array()}};
-    for (const auto& r : eligibility.reasons) j["reasons"].push_back({{"code", r.code}, {"message", r.message}});
+    json j{{"valid", true},
+           {"decision", std::string(to_string(eligibility.decision))},
+           {"reasons", reasons_json<json>(eligibility.reasons)}};
     j["disease"] = optional_text(eligibility.disease);
     j["urgency"] = std::string(to_string(referral.urgency));
     j["targets"] = targets ? json(*targets) : json(nullptr);

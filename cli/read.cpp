@@ -21,6 +21,7 @@
 #include "util/dates.hpp"
 #include "util/private_files.hpp"
 #include "util/strings.hpp"
+#include "model/reasons_json.hpp"
 
 namespace referrald::cli {
 
@@ -227,9 +228,7 @@ int show_command(Context& c, const std::string& id_text) {
     r["id"] = referral->id;
     r["received_at"] = rfc3339(referral->received_at);
     r["decision"] = std::string(to_string(referral->decision));
-    r["reasons"] = json::array();
-    for (const auto& reason : referral->reasons)
-      r["reasons"].push_back({{"code", reason.code}, {"message", reason.message}});
+    r["reasons"] = reasons_json<json>(referral->reasons);
     r["disease"] = optional_text(referral->disease);
     r["urgency"] = std::string(to_string(referral->urgency));
     r["channel"] = referral->channel;

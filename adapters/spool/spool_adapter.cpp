@@ -12,6 +12,7 @@
 #include "util/dates.hpp"
 #include "util/private_dirs.hpp"
 #include "util/private_files.hpp"
+#include "model/reasons_json.hpp"
 
 namespace referrald {
 
@@ -49,8 +50,7 @@ Outcome SpoolAdapter::write(const Delivery& delivery) const {
   doc["received_at"] = format_utc_timestamp(delivery.received_at);
   doc["decision"] = std::string(to_string(delivery.decision));
   doc["urgency"] = std::string(to_string(delivery.urgency));
-  doc["reasons"] = nlohmann::ordered_json::array();
-  for (const auto& r : delivery.reasons) doc["reasons"].push_back({{"code", r.code}, {"message", r.message}});
+  doc["reasons"] = reasons_json<nlohmann::ordered_json>(delivery.reasons);
   doc["purpose"] = to_string(delivery.purpose);
   if (delivery.duplicate_of) doc["duplicate_of"] = *delivery.duplicate_of;
   if (delivery.escalation) {

@@ -27,6 +27,7 @@
 #include "util/ids.hpp"
 #include "util/sealed_spool.hpp"
 #include "util/strings.hpp"
+#include "model/reasons_json.hpp"
 
 namespace referrald::http {
 
@@ -133,10 +134,7 @@ std::string accepted_response(const std::string& id, const Eligibility& eligibil
   json body;
   body["id"] = id;
   body["decision"] = std::string(to_string(eligibility.decision));
-  body["reasons"] = json::array();
-  for (const auto& r : eligibility.reasons) {
-    body["reasons"].push_back({{"code", r.code}, {"message", r.message}});
-  }
+  body["reasons"] = reasons_json<json>(eligibility.reasons);
   // Every referral starts as received; GET status_url shows it as it moves on.
   body["status"] = std::string(to_string(OfficeStatus::received));
   body["status_url"] = std::string(referrals_path) + "/" + id;
@@ -433,8 +431,7 @@ asio::awaitable<Response> Api::get_referral(const std::string& id, const Caller&
   body["received_at"] = format_utc_timestamp(row.received_at);
   body["decision"] = std::string(to_string(row.decision));
   body["urgency"] = std::string(to_string(row.urgency));
-  body["reasons"] = json::array();
-  for (const auto& r : row.reasons) body["reasons"].push_back({{"code", r.code}, {"message", r.message}});
+  body["reasons"] = reasons_json<json>(row.reasons);
   if (found->referral->status) {
     body["status"] = std::string(to_string(found->referral->status->status));
     if (found->referral->status->acknowledged_at) {

@@ -12,10 +12,10 @@
 //   silent conversion.
 // - States and outcomes are text with CHECK constraints (readable with the
 //   sqlite3 shell, and a bad value fails loudly).
-// - A decision's reasons are rows of `referral_reasons` (referral, position,
-//   code, message) rather than JSON text: rf_store links no JSON library and
-//   hand-written escaping is a bug waiting to happen; rows also let
-//   referralctl count reasons with SQL.
+// - A decision's reasons were rows of `referral_reasons` (referral, position,
+//   code, message) rather than JSON text, when rf_store linked no JSON
+//   library. Version 9 keeps them as JSON in their referral's row: one write
+//   instead of a random-keyed row each (see version 9 below).
 // - `audit` has no foreign keys: the trail (which holds no PHI) must outlive
 //   a purge of the referrals it mentions.
 // - A 'sending' row must carry a lease, or no claim would ever pick it up
@@ -29,6 +29,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "model/reasons_json.hpp"
 #include "store/audit_chain.hpp"
 #include "store/store.hpp"
 
@@ -47,6 +48,29 @@ struct Migration {
   // PostgreSQL baseline (version 8) has one.
   const char* postgresql = nullptr;
 };
+
+// Version 9's step: each referral's reasons, in order, into its row.
+void move_reasons(Database& db) {
+  Statement rows = db.prepare("SELECT referral_id, code, message FROM referral_reasons ORDER BY referral_id, position");
+  Statement update = db.prepare("UPDATE referrals SET reasons = ?2 WHERE id = ?1");
+  std::string id;
+  std::vector<Reason> reasons;
+  const auto flush = [&] {
+    if (id.empty()) return;
+    update.bind(1, std::string_view(id)).bind(2, std::string_view(reasons_json(reasons).dump()));
+    update.run();
+    reasons.clear();
+  };
+  while (rows.step()) {
+    if (rows.column_text(0) != id) {
+      flush();
+      id = rows.column_text(0);
+    }
+    reasons.push_back(Reason{rows.column_text(1), rows.column_text(2)});
+  }
+  flush();
+  db.exec("DROP TABLE referral_reasons");
+}
 
 constexpr Migration migrations[] = {
     {1, R"sql(
@@ -419,6 +443,23 @@ CREATE TABLE attachments (
   data          BLOB NOT NULL,   -- the file, sealed like the document
   UNIQUE (referral_id, position)
 ) STRICT;
+)sql"},
+    // Version 9: a decision's reasons move into their referral's row, as
+    // JSON (model/reasons_json.hpp), and `referral_reasons` goes. Its key
+    // began with the referral's random id, so every referral's reasons were
+    // written to a leaf page of their own: the largest share of an intake
+    // commit's pages (bench/README.md, issue 17). SQLite's aggregates have no
+    // ORDER BY before 3.44, so the rows are moved by move_reasons, in order.
+    {9, R"sql(
+ALTER TABLE referrals ADD COLUMN reasons TEXT NOT NULL DEFAULT '[]';
+)sql",
+     move_reasons, false, R"sql(
+ALTER TABLE referrals ADD COLUMN reasons TEXT NOT NULL DEFAULT '[]';
+UPDATE referrals AS r
+   SET reasons = (SELECT json_agg(json_build_object('code', code, 'message', message) ORDER BY position)::text
+                    FROM referral_reasons WHERE referral_id = r.id)
+ WHERE EXISTS (SELECT 1 FROM referral_reasons WHERE referral_id = r.id);
+DROP TABLE referral_reasons;
 )sql"},
 };
 

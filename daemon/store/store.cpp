@@ -1,5 +1,6 @@
 #include "store/store.hpp"
 
+#include "model/reasons_json.hpp"
 #include "store/audit_chain.hpp"
 #include "store/attachments.hpp"
 #include "store/payload.hpp"
@@ -177,6 +178,7 @@ InsertResult insert_referral(Database& db, const NewReferral& r) {
   Savepoint savepoint(db, "insert_referral");
   const std::int64_t received_ms = to_millis(r.received_at);
   const std::string document = seal_payload(db.payload_keys(), r.document, r.id);
+  const std::string reasons = reasons_json(r.reasons).dump();
 
   // The newest open referral for the same patient within the window; in
   // the same transaction as the insert, so two at once see each other.
@@ -194,8 +196,8 @@ InsertResult insert_referral(Database& db, const NewReferral& r) {
   {
     Statement& st = db.cached(
         "INSERT INTO referrals (id, received_ms, decision, urgency, disease, channel, client, "
-        "idempotency_key, request_hash, document, response, identity_hash, duplicate_of) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)");
+        "idempotency_key, request_hash, document, response, identity_hash, duplicate_of, reasons) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
     ResetOnExit reset(st);
     st.bind(1, std::string_view(r.id))
         .bind(2, received_ms)
@@ -209,22 +211,9 @@ InsertResult insert_referral(Database& db, const NewReferral& r) {
         .bind_blob(10, document)
         .bind(11, std::string_view(r.response))
         .bind(12, r.identity_hash)
-        .bind(13, duplicate_of);
+        .bind(13, duplicate_of)
+        .bind(14, std::string_view(reasons));
     st.run();
-  }
-
-  {
-    Statement& st =
-        db.cached("INSERT INTO referral_reasons (referral_id, position, code, message) VALUES (?1, ?2, ?3, ?4)");
-    ResetOnExit reset(st);
-    std::int64_t position = 0;
-    for (const Reason& reason : r.reasons) {
-      st.bind(1, std::string_view(r.id))
-          .bind(2, position++)
-          .bind(3, std::string_view(reason.code))
-          .bind(4, std::string_view(reason.message));
-      st.run();
-    }
   }
 
   // Routing promises distinct targets; a repeat would only violate
@@ -275,7 +264,7 @@ std::optional<ReferralRow> find_referral(Database& db, const std::string& id) {
   ReferralRow row;
   {
     Statement& st = db.cached(
-        "SELECT id, received_ms, decision, urgency, disease, channel, client, document FROM referrals "
+        "SELECT id, received_ms, decision, urgency, disease, channel, client, document, reasons FROM referrals "
         "WHERE id = ?1");
     ResetOnExit reset(st);
     st.bind(1, std::string_view(id));
@@ -292,11 +281,12 @@ std::optional<ReferralRow> find_referral(Database& db, const std::string& id) {
     row.channel = st.column_text(5);
     row.client = st.column_text(6);
     row.document = open_payload(db.payload_keys(), st.column_blob(7), row.id);
+    try {
+      row.reasons = reasons_from_json(st.column_text(8));
+    } catch (const std::invalid_argument&) {
+      unexpected_value("referrals.reasons");
+    }
   }
-  Statement& st = db.cached("SELECT code, message FROM referral_reasons WHERE referral_id = ?1 ORDER BY position");
-  ResetOnExit reset(st);
-  st.bind(1, std::string_view(id));
-  while (st.step()) row.reasons.push_back(Reason{st.column_text(0), st.column_text(1)});
   return row;
 }
 

@@ -209,14 +209,15 @@ TEST_P(StoreTest, ErrorsNameTheStatementButNeverTheBoundValues) {
   // A value of the wrong type: PostgreSQL's own message quotes it.
   try {
     Statement st = db->prepare(
-        "INSERT INTO referral_reasons (referral_id, position, code, message) VALUES ('R-SECRET-ID-1', ?1, 'c', 'm')");
+        "INSERT INTO escalations (referral_id, step, due_ms, after_s, targets) VALUES ('R-SECRET-ID-1', ?1, 0, 0, "
+        "'t')");
     st.bind(1, std::string_view("Persephone-Unique-Name"));
     st.run();
     FAIL() << "text stored as a position";
   } catch (const DatabaseError& e) {
     const std::string what = e.what();
     EXPECT_TRUE(e.is_constraint()) << what;
-    EXPECT_NE(what.find("INSERT INTO referral_reasons"), std::string::npos) << what;
+    EXPECT_NE(what.find("INSERT INTO escalations"), std::string::npos) << what;
     EXPECT_EQ(what.find("Persephone"), std::string::npos) << what;
   }
 }
@@ -244,7 +245,7 @@ TEST(Migrations, MigrateAFreshDatabaseThenReopen) {
     std::set<std::string> tables;
     Statement st = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'");
     while (st.step()) tables.insert(st.column_text(0));
-    for (const char* t : {"schema_version", "referrals", "referral_reasons", "deliveries", "attempts", "audit"}) {
+    for (const char* t : {"schema_version", "referrals", "deliveries", "attempts", "audit"}) {
       EXPECT_TRUE(tables.count(t)) << t;
     }
   }
@@ -295,10 +296,9 @@ TEST_P(StoreTest, ConstraintsRefuseUnknownStates) {
   EXPECT_THROW(db->exec("UPDATE referrals SET decision = 'maybe'"), DatabaseError);
   // A 'sending' row must carry a lease, or no claim would ever pick it up again.
   EXPECT_THROW(db->exec("UPDATE deliveries SET state = 'sending', lease_until_ms = NULL"), DatabaseError);
-  // Deleting a referral takes its deliveries and reasons with it, not its audit trail.
+  // Deleting a referral takes its deliveries with it, not its audit trail.
   db->exec("DELETE FROM referrals");
   EXPECT_EQ(scalar(*db, "SELECT count(*) FROM deliveries"), 0);
-  EXPECT_EQ(scalar(*db, "SELECT count(*) FROM referral_reasons"), 0);
   EXPECT_EQ(scalar(*db, "SELECT count(*) FROM audit"), 1);
 }
 
@@ -383,7 +383,6 @@ TEST_P(StoreTest, InsertReferralIsAtomicOnItsOwn) {
   EXPECT_THROW(insert_referral(*db, sample("R-1", t0)), DatabaseError);
   EXPECT_EQ(scalar(*db, "SELECT count(*) FROM referrals"), 0);
   EXPECT_EQ(scalar(*db, "SELECT count(*) FROM deliveries"), 0);
-  EXPECT_EQ(scalar(*db, "SELECT count(*) FROM referral_reasons"), 0);
   db->exec(GetParam() == Dialect::sqlite ? "DROP TRIGGER refuse_audit" : "DROP TRIGGER refuse_audit ON audit");
   EXPECT_EQ(insert_referral(*db, sample("R-2", t0)).status, InsertStatus::inserted);
   EXPECT_EQ(scalar(*db, "SELECT count(*) FROM deliveries"), 2);
@@ -667,7 +666,7 @@ TEST_F(SqliteStoreTest, EveryQueryUsesAnIndex) {
   finish_attempt(*db, a);  // refused: reads the row by id
   sqlite3_trace_v2(db->handle(), 0, nullptr, nullptr);
 
-  const std::regex full_scan(R"(^SCAN (referrals|deliveries|attempts|audit|referral_reasons)( |$))");
+  const std::regex full_scan(R"(^SCAN (referrals|deliveries|attempts|audit)( |$))");
   const std::regex control(R"(^(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE|PRAGMA))");
   std::string claim_plan, next_due_plan, idempotency_plan;
   int checked = 0;
@@ -827,7 +826,6 @@ INSERT INTO audit (at_ms, referral_id, delivery_id, actor, action, detail)
   migrate(db);
   EXPECT_EQ(current_schema_version(db), schema_version);
   EXPECT_EQ(scalar(db, "PRAGMA foreign_keys"), 1);
-  EXPECT_EQ(scalar(db, "SELECT count(*) FROM referral_reasons"), 1);
   EXPECT_EQ(scalar(db, "SELECT count(*) FROM attempts WHERE delivery_id = 7"), 1);
   EXPECT_EQ(scalar(db, "SELECT count(*) FROM deliveries WHERE id = 7 AND purpose = 'intake'"), 1);
   EXPECT_EQ(scalar(db, "SELECT n FROM tallies WHERE kind = 'decision' AND value = 'review'"), 1);
@@ -836,6 +834,7 @@ INSERT INTO audit (at_ms, referral_id, delivery_id, actor, action, detail)
   const auto referral = find_referral(db, "R-OLD");
   ASSERT_TRUE(referral.has_value());
   EXPECT_EQ(referral->channel, "form");
+  EXPECT_EQ(referral->reasons, (std::vector<Reason>{{"NO_OPEN_TRIAL", "No open trial."}}));
   const AuditVerification v = verify_audit_chain(db);
   EXPECT_EQ(v.rows, 2);
   EXPECT_FALSE(v.first_bad.has_value()) << v.problem;
@@ -846,6 +845,46 @@ INSERT INTO audit (at_ms, referral_id, delivery_id, actor, action, detail)
   EXPECT_EQ(scalar(db, "SELECT n FROM tallies WHERE kind = 'state' AND value = 'delivered'"), 0);
   EXPECT_EQ(scalar(db, "SELECT n FROM status_tallies WHERE status = 'received'"), 0);
   EXPECT_EQ(scalar(db, "SELECT count(*) FROM attempts"), 0);  // cascades again
+}
+
+// A version 8 database with a referral whose two reasons were stored out of
+// order and one without reasons: version 9 keeps each referral's reasons, in
+// position order, in its row, and the old table is gone. On both engines
+// (SQLite moves them in C++, PostgreSQL in SQL).
+void check_reasons_move_to_version_9(Database& db) {
+  migrate(db, 8);
+  ASSERT_EQ(current_schema_version(db), 8);
+  const std::string document = db.dialect() == Dialect::sqlite ? "X'7B7D'" : "'{}'::bytea";  // "{}"
+  db.exec(
+      "INSERT INTO referrals (id, received_ms, decision, urgency, disease, channel, client, request_hash, document, "
+      "response) VALUES ('R-TWO', 1000, 'review', 'emergent', 'asps', 'api', 'c', 'h', " +
+      document + ", '{}'), ('R-NONE', 2000, 'accepted', 'routine', 'asps', 'api', 'c', 'h', " + document + ", '{}')");
+  db.exec(R"sql(
+INSERT INTO referral_reasons (referral_id, position, code, message)
+  VALUES ('R-TWO', 1, 'AFTER_HOURS', 'Received after hours: "paged".'),
+         ('R-TWO', 0, 'NO_OPEN_TRIAL', 'No open trial.');
+)sql");
+  migrate(db);
+  EXPECT_EQ(current_schema_version(db), schema_version);
+  const auto two = find_referral(db, "R-TWO");
+  ASSERT_TRUE(two.has_value());
+  EXPECT_EQ(two->reasons, (std::vector<Reason>{{"NO_OPEN_TRIAL", "No open trial."},
+                                               {"AFTER_HOURS", "Received after hours: \"paged\"."}}));
+  const auto none = find_referral(db, "R-NONE");
+  ASSERT_TRUE(none.has_value());
+  EXPECT_TRUE(none->reasons.empty());
+  EXPECT_THROW(db.exec("SELECT 1 FROM referral_reasons"), DatabaseError);
+}
+
+TEST(Migrations, ToVersion9KeepsEachReferralsReasonsInOrderInItsRow) {
+  TempDir dir;
+  Database db(dir.path() / "referrald.db", OpenMode::read_write_create);
+  check_reasons_move_to_version_9(db);
+}
+
+TEST(PostgresSchema, ToVersion9KeepsEachReferralsReasonsInOrderInItsRow) {
+  TestStore store(Dialect::postgresql);
+  check_reasons_move_to_version_9(*store.open());
 }
 
 // ---- One statement for both engines ----
@@ -867,7 +906,7 @@ TEST_P(StoreTest, PlaceholdersAreNumberedMayLeaveGapsAndQuotedTextIsLeftAlone) {
   EXPECT_EQ(st.column_int(1), 1);
 }
 
-// ---- PostgreSQL's schema: version 8 in one script ----
+// ---- PostgreSQL's schema: version 8 in one script, then the migrations after it ----
 
 using Columns = std::set<std::string>;  // "table.column", and "index NAME"
 
@@ -902,8 +941,8 @@ Columns postgresql_schema(Database& db) {
   return out;
 }
 
-TEST(PostgresSchema, HasTheTablesColumnsAndIndexesOfSqlitesVersion8) {
-  static_assert(schema_version == 8, "a migration after 8 needs its PostgreSQL text: check it here too");
+TEST(PostgresSchema, HasTheTablesColumnsAndIndexesOfSqlites) {
+  static_assert(schema_version == 9, "a new migration needs its PostgreSQL text: check it here too");
   TestStore store(Dialect::postgresql);
   const auto db = store.open();
   migrate(*db);
@@ -929,7 +968,9 @@ TEST(PostgresSchema, InstancesStartingTogetherMigrateOnce) {
   for (auto& t : starts) t.join();
   EXPECT_EQ(failures.load(), 0);
   const auto db = store.open(OpenMode::read_only);
-  EXPECT_EQ(scalar(*db, "SELECT count(*) FROM schema_version"), 1);
+  // The baseline (8), then each migration after it, once, all in one run.
+  EXPECT_EQ(scalar(*db, "SELECT count(*) FROM schema_version"), schema_version - 8 + 1);
+  EXPECT_EQ(scalar(*db, "SELECT count(DISTINCT applied_ms) FROM schema_version"), 1);
   EXPECT_EQ(current_schema_version(*db), schema_version);
 }
 
