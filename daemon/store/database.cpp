@@ -236,6 +236,10 @@ void Database::commit() {
 
 sqlite3* Database::handle() const noexcept { return connection_->sqlite_handle(); }
 
+void Database::on_wal_commit(std::function<void(int pages)> grown) { connection_->on_wal_commit(std::move(grown)); }
+
+CheckpointResult Database::checkpoint() { return connection_->checkpoint(); }
+
 const std::string& due_token() {
   static const std::string token = [] {
     const auto bytes = random_bytes(8);

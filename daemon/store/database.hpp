@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -117,6 +118,13 @@ struct StorageTarget {
   PostgresTarget postgres;     // postgresql
 };
 
+// What a checkpoint found: frames in the write-ahead log, and how many of
+// them are now written back into the database file.
+struct CheckpointResult {
+  int log = 0;
+  int written = 0;
+};
+
 class Database {
  public:
   // SQLite: opens with WAL, synchronous=FULL, foreign keys on and a busy
@@ -166,6 +174,16 @@ class Database {
   // commit tells idle dispatchers of every instance (PostgreSQL; SQLite has
   // one daemon, woken by its writer). Costs nothing until the commit.
   void note_due() noexcept { due_noted_ = true; }
+
+  // SQLite: after each commit, `grown` is called with the length of the
+  // write-ahead log in pages, on the committing thread, and this connection
+  // no longer copies the log into the database file (checkpoints) by itself
+  // at 1000 pages; checkpoint() does, without waiting for readers or
+  // writers (PASSIVE), and says how far it got. The writer uses them to
+  // checkpoint mostly on a thread of its own (store/writer.cpp). Neither
+  // does anything on PostgreSQL.
+  void on_wal_commit(std::function<void(int pages)> grown);
+  CheckpointResult checkpoint();
 
   // SQLite only (tests trace statements with it): the connection; null on
   // PostgreSQL. Store code asks the methods above instead.

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -29,6 +30,10 @@ class Connection {
   virtual void begin_read() = 0;
   virtual void begin_write() = 0;
   virtual sqlite3* sqlite_handle() const noexcept { return nullptr; }
+  // SQLite's write-ahead log (Database::on_wal_commit, checkpoint); the
+  // other engines have nothing to do.
+  virtual void on_wal_commit(std::function<void(int pages)> /*grown*/) {}
+  virtual CheckpointResult checkpoint() { return {}; }
 };
 
 std::unique_ptr<Connection> open_sqlite(const std::filesystem::path& file, OpenMode mode);

@@ -281,8 +281,33 @@ class SqliteConnection final : public Connection {
   void begin_write() override { exec("BEGIN IMMEDIATE"); }
   sqlite3* sqlite_handle() const noexcept override { return db_; }
 
+  void on_wal_commit(std::function<void(int pages)> grown) override {
+    wal_grown_ = std::move(grown);
+    // Replaces SQLite's own hook, the one that checkpoints at 1000 pages.
+    sqlite3_wal_hook(
+        db_,
+        [](void* self, sqlite3*, const char*, int pages) {
+          try {
+            static_cast<SqliteConnection*>(self)->wal_grown_(pages);
+          } catch (...) {
+            // Whatever it does, the commit has happened: an error returned
+            // here would make SQLite report it as failed.
+          }
+          return SQLITE_OK;
+        },
+        this);
+  }
+
+  CheckpointResult checkpoint() override {
+    CheckpointResult result;
+    const int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &result.log, &result.written);
+    if (rc != SQLITE_OK) throw_error(rc, "checkpoint", "", sqlite3_errmsg(db_));
+    return result;
+  }
+
  private:
   sqlite3* db_ = nullptr;
+  std::function<void(int pages)> wal_grown_;
   std::unique_ptr<SqliteStatement> data_version_;
 };
 

@@ -7,6 +7,8 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <filesystem>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -50,18 +52,136 @@ struct Pending {
   Writer::Completion done;
 };
 
+// SQLite: the write-ahead log's length in pages from which it is written
+// back into the database file (SQLite's own default); how many pages the
+// checkpointer may leave for the writer to write back itself, between two
+// batches; and the length at which the writer writes it all back itself,
+// because the checkpointer has not kept up (it cannot open the file, say).
+constexpr int checkpoint_pages = 1000;
+constexpr int finish_pages = 256;
+constexpr int checkpoint_inline_pages = 16 * checkpoint_pages;
+
+// Writes SQLite's write-ahead log back into the database file (a PASSIVE
+// checkpoint) on a thread and connection of its own, when the writer asks.
+// A checkpoint writes back hundreds of pages and fsyncs the database file.
+// Run by the commit that found the log long, as SQLite does by default, it
+// held up that batch, and every request queued behind it, by several
+// milliseconds, once every hundred or so referrals (bench/README.md, issue
+// 17). But only a checkpoint that has written back the whole log lets the
+// writer start the log again from its beginning, and under load the writer
+// always adds to the log while this thread works: so this thread writes back
+// the bulk, and the writer the last few pages, between two batches
+// (Writer::Impl::wal_grown). Durability depends on neither: a commit is in
+// the log, fsynced, before it is acknowledged.
+class Checkpointer {
+ public:
+  explicit Checkpointer(std::filesystem::path file) : file_(std::move(file)), thread_([this] { run(); }) {}
+  ~Checkpointer() { stop(); }
+  Checkpointer(const Checkpointer&) = delete;
+  Checkpointer& operator=(const Checkpointer&) = delete;
+
+  // Asks for a checkpoint of the log as the writer counts it: `generation`
+  // goes up each time the log starts again from its beginning.
+  void request(std::uint64_t generation) noexcept {
+    {
+      std::lock_guard lock(mutex_);
+      requested_ = generation;
+    }
+    wake_.notify_one();
+  }
+
+  // What the last checkpoint asked for in `generation` reached, if any.
+  std::optional<CheckpointResult> reached(std::uint64_t generation) const {
+    std::lock_guard lock(mutex_);
+    if (!reached_ || reached_generation_ != generation) return std::nullopt;
+    return reached_;
+  }
+
+  void stop() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_one();
+    std::lock_guard join_lock(join_mutex_);
+    if (thread_.joinable()) thread_.join();
+  }
+
+  std::uint64_t done() const noexcept { return done_.load(std::memory_order_relaxed); }
+
+ private:
+  void run() {
+    std::unique_ptr<Database> db;
+    struct stat opened {};
+    for (;;) {
+      std::uint64_t generation = 0;
+      {
+        std::unique_lock lock(mutex_);
+        wake_.wait(lock, [this] { return stopping_ || requested_.has_value(); });
+        if (stopping_) break;
+        generation = *requested_;
+        requested_.reset();
+      }
+      try {
+        // The file the writer uses now: one replaced under the daemon
+        // (which the writer refuses) is not the one to write back into.
+        struct stat now {};
+        if (::stat(file_.c_str(), &now) != 0) {
+          db.reset();
+          continue;
+        }
+        if (!db || now.st_dev != opened.st_dev || now.st_ino != opened.st_ino) {
+          db.reset();
+          db = std::make_unique<Database>(file_, OpenMode::read_write);
+          opened = now;
+        }
+        const CheckpointResult result = db->checkpoint();
+        {
+          std::lock_guard lock(mutex_);
+          reached_ = result;
+          reached_generation_ = generation;
+        }
+        done_.fetch_add(1, std::memory_order_relaxed);
+      } catch (const std::exception&) {
+        // Opened again at the next request; meanwhile the writer writes
+        // the log back itself past checkpoint_inline_pages.
+        db.reset();
+      }
+    }
+  }
+
+  const std::filesystem::path file_;
+  mutable std::mutex mutex_;  // guards requested_, reached_, reached_generation_, stopping_
+  std::condition_variable wake_;
+  std::optional<std::uint64_t> requested_;
+  std::optional<CheckpointResult> reached_;
+  std::uint64_t reached_generation_ = 0;
+  bool stopping_ = false;
+  std::atomic<std::uint64_t> done_{0};
+  std::mutex join_mutex_;
+  std::thread thread_;  // last: it starts running in the constructor
+};
+
 }  // namespace
 
 // ---- Writer ----
 
 struct Writer::Impl {
   Impl(StorageTarget t, WriterOptions o) : target(std::move(t)), file(target.file), options(std::move(o)) {
+    if (target.backend == Dialect::sqlite) checkpointer = std::make_unique<Checkpointer>(file);
     options.max_batch = std::max<std::size_t>(options.max_batch, 1);
   }
 
   const StorageTarget target;
   const std::filesystem::path file;  // SQLite's
   WriterOptions options;
+
+  std::unique_ptr<Checkpointer> checkpointer;  // SQLite
+
+  // The write-ahead log as the writer thread saw it at its last commit.
+  int log_pages = 0;
+  std::uint64_t log_generation = 0;
+  bool finish_checkpoint = false;
 
   // Owned by the writer thread once it runs.
   std::unique_ptr<Database> db;
@@ -105,7 +225,25 @@ struct Writer::Impl {
     }
     file_device = st.st_dev;
     file_inode = st.st_ino;
+    fresh->on_wal_commit([this](int pages) { wal_grown(pages); });
     db = std::move(fresh);
+  }
+
+  // After each commit (SQLite), with the log's length in pages: asks the
+  // checkpointer to write the log back, or, once it has written back all
+  // but a few pages (or has not kept up at all), has the writer finish it
+  // after this batch's completions, so that the next batch starts the log
+  // again from its beginning.
+  void wal_grown(int pages) {
+    if (pages < log_pages) ++log_generation;  // the log started again
+    log_pages = pages;
+    if (pages < checkpoint_pages) return;
+    const auto reached = checkpointer->reached(log_generation);
+    if (pages >= checkpoint_inline_pages || (reached && pages - reached->written <= finish_pages)) {
+      finish_checkpoint = true;
+    } else {
+      checkpointer->request(log_generation);
+    }
   }
 
   void check_file_unmoved() const {
@@ -148,6 +286,14 @@ struct Writer::Impl {
       // Completions run after COMMIT returned and outside the queue mutex,
       // so they may submit again or read queue_depth().
       for (std::size_t i = 0; i < batch.size(); ++i) complete(batch[i].done, std::move(results[i]));
+      if (finish_checkpoint) {
+        finish_checkpoint = false;
+        try {
+          if (db) db->checkpoint();
+        } catch (const DatabaseError&) {
+          // SQLITE_BUSY while the checkpointer runs: the next commit asks again.
+        }
+      }
     }
     db.reset();  // closed on the thread that used it
   }
@@ -279,6 +425,7 @@ void Writer::stop() {
   if (std::this_thread::get_id() == impl_->thread_id) return;
   std::lock_guard join_lock(impl_->join_mutex);
   if (impl_->thread.joinable()) impl_->thread.join();
+  if (impl_->checkpointer) impl_->checkpointer->stop();
 }
 
 std::size_t Writer::queue_depth() const {
@@ -289,6 +436,8 @@ std::size_t Writer::queue_depth() const {
 std::uint64_t Writer::commits() const { return impl_->commits.load(std::memory_order_relaxed); }
 
 std::uint64_t Writer::jobs_committed() const { return impl_->jobs_committed.load(std::memory_order_relaxed); }
+
+std::uint64_t Writer::checkpoints() const { return impl_->checkpointer ? impl_->checkpointer->done() : 0; }
 
 bool Writer::healthy() const { return impl_->healthy.load(std::memory_order_relaxed); }
 

@@ -71,6 +71,8 @@ class Writer {
   std::size_t queue_depth() const;
   std::uint64_t commits() const;
   std::uint64_t jobs_committed() const;
+  // SQLite: write-ahead log checkpoints the checkpointer thread has run.
+  std::uint64_t checkpoints() const;
   bool healthy() const;  // false while the last commit attempt failed
   // While unhealthy, why (DatabaseError::unavailable_reason); empty otherwise.
   std::string unhealthy_reason() const;

@@ -576,6 +576,38 @@ TEST_F(SqliteWriterTest, AMovedDatabaseIsReopenedAndNeverRecreated) {
   EXPECT_TRUE(find_referral(db, "R-4").has_value());
 }
 
+// Under a steady stream of commits the write-ahead log is written back into
+// the database file mostly by the checkpointer's thread, and still starts
+// again from its beginning, so that it stays short: never many times the
+// 1,000 pages after which it is written back. (The checkpointer alone could
+// not do that: the writer always adds to the log while it works.)
+TEST_F(SqliteWriterTest, UnderSteadyCommitsTheLogIsWrittenBackOffTheWriterAndStaysShort) {
+  Writer writer(file(), WriterOptions{});
+  const std::filesystem::path wal = file().string() + "-wal";
+  constexpr std::size_t referrals = 3000;
+  constexpr std::size_t wave = 64;
+  Results results(referrals);
+  std::uintmax_t longest = 0;
+  for (std::size_t next = 0; next < referrals;) {
+    // Keep the writer's queue from running dry: one wave waits while the
+    // next is queued.
+    for (std::size_t end = std::min(next + wave, referrals); next < end; ++next) {
+      writer.submit(insert_job(sample("R-" + std::to_string(next))), results.slot(next));
+    }
+    std::error_code ec;
+    longest = std::max(longest, std::filesystem::file_size(wal, ec));
+    const auto deadline_at = std::chrono::steady_clock::now() + deadline;
+    while (writer.jobs_committed() + wave < next && std::chrono::steady_clock::now() < deadline_at) {
+      std::this_thread::sleep_for(1ms);
+    }
+  }
+  ASSERT_TRUE(results.wait_all());
+  EXPECT_EQ(results.count_of(JobStatus::committed), referrals);
+  EXPECT_GE(writer.checkpoints(), 1u);
+  EXPECT_LT(longest, 4u * 1000u * 4096u) << "the log grew to " << longest << " bytes";
+  EXPECT_EQ(count_rows(file(), "referrals"), static_cast<std::int64_t>(referrals));
+}
+
 TEST_F(SqliteWriterTest, ADeletedDatabaseIsNotWrittenToAnyMore) {
   Writer writer(file(), WriterOptions{});
   Results first(1);
