@@ -1,0 +1,45 @@
+#include "util/file_reader.hpp"
+
+#include <openssl/crypto.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "util/sealed_spool.hpp"
+
+namespace referrald {
+
+FileReader::FileReader(const SealedSpool& spool) : spool_(&spool), size_(spool.size()) {}
+
+FileReader::~FileReader() { OPENSSL_cleanse(block_.data(), block_.size()); }  // plaintext of a referral
+
+std::string_view FileReader::peek(std::size_t offset, std::size_t n) {
+  if (offset >= size_ || n == 0) return {};
+  if (spool_ == nullptr) return memory_.substr(offset, n);
+  const std::size_t index = offset / SealedSpool::block_size;
+  if (index != block_index_) {
+    try {
+      OPENSSL_cleanse(block_.data(), block_.size());
+      block_index_ = static_cast<std::size_t>(-1);
+      block_ = spool_->block(index);
+      block_index_ = index;
+    } catch (...) {
+      failure_ = std::current_exception();
+      throw;
+    }
+  }
+  return std::string_view(block_).substr(offset - index * SealedSpool::block_size, n);
+}
+
+std::size_t FileReader::read(std::size_t offset, char* out, std::size_t n) {
+  std::size_t done = 0;
+  while (done < n) {
+    const auto piece = peek(offset + done, n - done);
+    if (piece.empty()) break;
+    std::memcpy(out + done, piece.data(), piece.size());
+    done += piece.size();
+  }
+  return done;
+}
+
+}  // namespace referrald
