@@ -42,4 +42,27 @@ std::size_t FileReader::read(std::size_t offset, char* out, std::size_t n) {
   return done;
 }
 
+std::string FileReader::copy(std::size_t offset, std::size_t n) {
+  std::string out(std::min(n, offset < size_ ? size_ - offset : 0), '\0');
+  out.resize(read(offset, out.data(), out.size()));
+  return out;
+}
+
+std::size_t FileReader::find(std::string_view needle, std::size_t from) {
+  // A window over what is searched: the piece read last, after the end of
+  // the one before it that could begin a match running into it.
+  std::string window;
+  std::size_t window_at = from;  // the offset of window[0]
+  for (std::size_t at = from; at < size_;) {
+    const auto piece = peek(at, size_ - at);
+    window.append(piece);
+    at += piece.size();
+    if (const auto hit = window.find(needle); hit != std::string::npos) return window_at + hit;
+    const std::size_t keep = std::min(window.size(), needle.size() - 1);
+    window_at += window.size() - keep;
+    window.erase(0, window.size() - keep);
+  }
+  return std::string_view::npos;
+}
+
 }  // namespace referrald

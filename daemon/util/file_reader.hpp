@@ -36,6 +36,11 @@ class FileReader {
   // Copies up to `n` bytes from `offset` into `out`: fewer only at the
   // end. Throws as peek does.
   std::size_t read(std::size_t offset, char* out, std::size_t n);
+  // Up to `n` bytes from `offset`, copied. Throws as peek does.
+  std::string copy(std::size_t offset, std::size_t n);
+  // Where `needle` (not empty) next starts at or after `from`, across the
+  // blocks; npos when it does not. Throws as peek does.
+  std::size_t find(std::string_view needle, std::size_t from);
 
   // Whether a read failed, and what it threw again: for a caller behind a
   // library that does not pass exceptions on (qpdf recovers from what it

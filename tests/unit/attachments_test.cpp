@@ -25,6 +25,7 @@
 
 #include "attachments/pdf_check.hpp"
 #include "intake/pipeline.hpp"
+#include "spool_file.hpp"
 #include "util/crypto.hpp"
 #include "util/file_reader.hpp"
 #include "util/sealed_spool.hpp"
@@ -246,10 +247,7 @@ Spooled spooled(const std::string& bytes) {
   Spooled out{std::make_shared<SealedSpool>(dir), {}};
   out.spool->append(bytes);
   out.spool->finish();
-  for (const auto& fd : std::filesystem::directory_iterator("/proc/self/fd")) {
-    std::error_code ec;
-    if (std::filesystem::read_symlink(fd.path(), ec).string().rfind(dir.string() + "/", 0) == 0) out.file = fd.path();
-  }
+  out.file = test::open_spool_file(dir);
   std::filesystem::remove(dir);  // the file has no name: the directory is empty
   return out;
 }
