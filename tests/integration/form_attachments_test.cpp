@@ -12,6 +12,7 @@
 #include <fstream>
 #include <memory>
 #include <regex>
+#include <utility>
 
 #include "support/harness.hpp"
 
@@ -78,12 +79,15 @@ const std::string executable = std::string(
 
 class FormFiles : public ::testing::Test {
  protected:
+  // The [intake] limits: `max_attachment_bytes` and the total.
+  virtual std::pair<int, int> file_limits() const { return {2600, 8192}; }
   void SetUp() override {
     Daemon::Options options;
     // The form's POST may be larger than this when it carries files.
     options.extra_http = "max_body_bytes = 4096\n";
-    options.extra_config =
-        "\n[intake]\nmax_attachments = 3\nmax_attachment_bytes = 2600\nmax_attachments_total_bytes = 8192\n";
+    const auto [each, total] = file_limits();
+    options.extra_config = "\n[intake]\nmax_attachments = 3\nmax_attachment_bytes = " + std::to_string(each) +
+                           "\nmax_attachments_total_bytes = " + std::to_string(total) + "\n";
     daemon = std::make_unique<Daemon>(options);
     daemon->start();
   }
@@ -325,19 +329,10 @@ std::string large_pdf(std::size_t size) {
          std::to_string(xref) + "\n%%EOF\n";
 }
 
-class SpooledForm : public ::testing::Test {
+// Files of several spool blocks: up to 1 MB each.
+class SpooledForm : public FormFiles {
  protected:
-  void SetUp() override {
-    Daemon::Options options;
-    options.extra_http = "max_body_bytes = 4096\n";
-    options.extra_config =
-        "\n[intake]\nmax_attachments = 3\nmax_attachment_bytes = 1048576\n"
-        "max_attachments_total_bytes = 2097152\n";
-    daemon = std::make_unique<Daemon>(options);
-    daemon->start();
-  }
-  long long referrals() { return count_rows(daemon->database(), "SELECT count(*) FROM referrals"); }
-  std::unique_ptr<Daemon> daemon;
+  std::pair<int, int> file_limits() const override { return {1048576, 2097152}; }
 };
 
 // GMime reads the body from its spool, the file goes from it into a spool
@@ -349,11 +344,7 @@ TEST_F(SpooledForm, AFileOfManySpoolBlocksIsStoredByteForByte) {
   const auto pdf = large_pdf(5 * spool_block + 1234), jpeg = fixture("image.jpg");
   const auto r = send(b, valid_fields(), {{"scan.pdf", pdf, "application/pdf"}, {"MRI.jpg", jpeg}});
   ASSERT_EQ(r.status, 303) << r.body;
-  const std::string id = r.headers.at("location").substr(std::string("/referrals/").size());
-  const std::string config = daemon->config_file().string();
-  const auto show = ctl({"--config", config, "show", id, "--json"});
-  ASSERT_EQ(show.status, 0) << describe(show);
-  const auto files = show.parsed()["attachments"];
+  const auto files = files_of(r);
   ASSERT_EQ(files.size(), 2u) << files;
   EXPECT_EQ(files[0]["content_type"], "application/pdf");
   EXPECT_EQ(files[0]["pages"], 1);
@@ -361,7 +352,9 @@ TEST_F(SpooledForm, AFileOfManySpoolBlocksIsStoredByteForByte) {
   EXPECT_EQ(files[0]["sha256"], openssl_sha256_hex(pdf));
   EXPECT_EQ(files[1]["sha256"], openssl_sha256_hex(jpeg));
   TempDir out;
-  const auto written = ctl({"--config", config, "attachment", id, "1", "--output", (out / "scan.pdf").string()});
+  const std::string id = r.headers.at("location").substr(std::string("/referrals/").size());
+  const auto written =
+      ctl({"--config", daemon->config_file().string(), "attachment", id, "1", "--output", (out / "scan.pdf").string()});
   ASSERT_EQ(written.status, 0) << describe(written);
   EXPECT_EQ(openssl_sha256_hex(read_file(out / "scan.pdf")), openssl_sha256_hex(pdf));
   EXPECT_TRUE(wait_until([&] { return open_spools(*daemon).empty(); }, std::chrono::seconds(10)))
