@@ -49,18 +49,24 @@ std::string FileReader::copy(std::size_t offset, std::size_t n) {
 }
 
 std::size_t FileReader::find(std::string_view needle, std::size_t from) {
-  // A window over what is searched: the piece read last, after the end of
-  // the one before it that could begin a match running into it.
-  std::string window;
-  std::size_t window_at = from;  // the offset of window[0]
+  // Each piece is searched where it is; a match that runs from one piece
+  // into the next is looked for in the end of the one (`carry`, shorter
+  // than the needle) joined to the start of the other. Only a first piece
+  // (from `from` to its block's end) may be shorter than the needle, and
+  // nothing before `from` counts.
+  std::string carry;
+  std::size_t carry_at = from;  // the offset of carry[0]
   for (std::size_t at = from; at < size_;) {
     const auto piece = peek(at, size_ - at);
-    window.append(piece);
+    if (!carry.empty()) {
+      const std::string joint = carry + std::string(piece.substr(0, needle.size() - 1));
+      if (const auto hit = joint.find(needle); hit < carry.size()) return carry_at + hit;
+    }
+    if (const auto hit = piece.find(needle); hit != std::string_view::npos) return at + hit;
+    const std::size_t keep = std::min(piece.size(), needle.size() - 1);
+    carry.assign(piece.substr(piece.size() - keep));
+    carry_at = at + piece.size() - keep;
     at += piece.size();
-    if (const auto hit = window.find(needle); hit != std::string::npos) return window_at + hit;
-    const std::size_t keep = std::min(window.size(), needle.size() - 1);
-    window_at += window.size() - keep;
-    window.erase(0, window.size() - keep);
   }
   return std::string_view::npos;
 }

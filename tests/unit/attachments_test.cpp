@@ -305,13 +305,10 @@ TEST(Attachments, ASpoolChangedOnDiskIsAnErrorNotADamagedFile) {
     SCOPED_TRACE(large.type);
     auto changed = spooled(large.bytes);
     ASSERT_FALSE(changed.file.empty());
-    {
-      std::fstream f(changed.file, std::ios::in | std::ios::out | std::ios::binary);
-      // In its last block, which every decoder reads (qpdf reads a PDF's
-      // trailer and the objects it needs, not every block).
-      f.seekp(static_cast<std::streamoff>((changed.spool->blocks() - 1) * (SealedSpool::block_size + 16) + 40));
-      f.put('\x5a');
-    }
+    // In its last block, which every decoder reads (qpdf reads a PDF's
+    // trailer and the objects it needs, not every block).
+    test::change_byte(changed.file,
+                      static_cast<std::streamoff>((changed.spool->blocks() - 1) * (SealedSpool::block_size + 16) + 40));
     std::vector<Attachment> files(1);
     files[0].spooled = changed.spool;
     EXPECT_THROW(inspect_attachments({}, files), std::runtime_error);

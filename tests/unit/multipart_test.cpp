@@ -233,11 +233,8 @@ TEST(Multipart, ASpooledBodyChangedOnDiskIsAnErrorNotAMalformedForm) {
   for (const std::size_t block : {std::size_t{3}, std::size_t{1}}) {
     const auto spool = spooled(body, directory.path);
     ASSERT_EQ(spool->blocks(), 4u);
-    {
-      std::fstream f(test::open_spool_file(directory.path), std::ios::in | std::ios::out | std::ios::binary);
-      f.seekp(static_cast<std::streamoff>(block * (SealedSpool::block_size + 16) + 10));
-      f.put('\x5a');
-    }
+    test::change_byte(test::open_spool_file(directory.path),
+                      static_cast<std::streamoff>(block * (SealedSpool::block_size + 16) + 10));
     FileReader reader(*spool);
     EXPECT_THROW(parse_multipart_form("b0", reader, "attachments", {}, directory.path), std::runtime_error)
         << "block " << block;
