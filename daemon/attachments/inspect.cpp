@@ -1,7 +1,6 @@
 #include "attachments/inspect.hpp"
 
 #include <jpeglib.h>
-#include <openssl/crypto.h>
 #include <png.h>
 #include <tiffio.h>
 
@@ -12,6 +11,7 @@
 
 #include "attachments/pdf_check.hpp"
 #include "util/crypto.hpp"
+#include "util/file_reader.hpp"
 #include "util/sealed_spool.hpp"
 
 namespace referrald {
@@ -29,8 +29,8 @@ std::string too_many_pixels(std::uint64_t width, std::uint64_t height) {
 
 // --- PDF (qpdf) -----------------------------------------------------------
 
-std::variant<InspectedFile, std::string> inspect_pdf(std::string_view bytes) {
-  const auto pdf = check_pdf(bytes);
+std::variant<InspectedFile, std::string> inspect_pdf(FileReader& file) {
+  const auto pdf = check_pdf(file);
   if (!pdf.readable)
     return std::string("the file starts like a PDF but is not one that can be read (damaged or cut short)");
   if (pdf.encrypted) return std::string("the PDF is encrypted; send it without a password or restrictions");
@@ -53,16 +53,66 @@ void jpeg_message(j_common_ptr cinfo, int level) {
   if (level < 0) reinterpret_cast<JpegError*>(cinfo->err)->warned = true;
 }
 
+// libjpeg's source manager over a FileReader: a block at a time (memory:
+// the whole file at once). At the end, an end-of-image marker and the
+// warning libjpeg's own memory source gives, so a file cut short is told
+// as one; a read of the spool that fails ends the decoding (the reader
+// remembers it).
+struct JpegSource {
+  jpeg_source_mgr mgr;
+  FileReader* file;
+  std::size_t next;  // the offset of the next piece
+};
+
+boolean jpeg_fill(j_decompress_ptr cinfo) {
+  auto* source = reinterpret_cast<JpegSource*>(cinfo->src);
+  std::string_view piece;
+  bool failed = false;
+  try {
+    piece = source->file->peek(source->next, SealedSpool::block_size);
+  } catch (const std::exception&) {
+    failed = true;  // outside the handler: error_exit jumps
+  }
+  if (failed) (*cinfo->err->error_exit)(reinterpret_cast<j_common_ptr>(cinfo));
+  if (piece.empty()) {
+    static const JOCTET end_of_image[2] = {0xFF, JPEG_EOI};
+    reinterpret_cast<JpegError*>(cinfo->err)->warned = true;
+    source->mgr.next_input_byte = end_of_image;
+    source->mgr.bytes_in_buffer = 2;
+    return TRUE;
+  }
+  source->next += piece.size();
+  source->mgr.next_input_byte = reinterpret_cast<const JOCTET*>(piece.data());
+  source->mgr.bytes_in_buffer = piece.size();
+  return TRUE;
+}
+
+void jpeg_skip(j_decompress_ptr cinfo, long count) {
+  if (count <= 0) return;
+  auto* source = reinterpret_cast<JpegSource*>(cinfo->src);
+  const auto n = static_cast<std::size_t>(count);
+  if (n <= source->mgr.bytes_in_buffer) {
+    source->mgr.next_input_byte += n;
+    source->mgr.bytes_in_buffer -= n;
+    return;
+  }
+  source->next += n - source->mgr.bytes_in_buffer;
+  source->mgr.bytes_in_buffer = 0;  // the next read fills from there
+}
+
+void jpeg_no_op(j_decompress_ptr) {}
+
 unsigned char luminance(unsigned r, unsigned g, unsigned b) {
   return static_cast<unsigned char>((299 * r + 587 * g + 114 * b) / 1000);
 }
 
 // Plain C inside: nothing with a destructor lives across the longjmp (`gray`
 // is the caller's). With `gray`, the picture is decoded into it.
-bool decode_jpeg(std::string_view bytes, std::uint64_t& width, std::uint64_t& height, bool& too_big,
+bool decode_jpeg(FileReader& file, std::uint64_t& width, std::uint64_t& height, bool& too_big,
                  GrayImage* gray = nullptr) {
   jpeg_decompress_struct cinfo;
   JpegError error;
+  JpegSource source{};
   cinfo.err = jpeg_std_error(&error.mgr);
   error.mgr.error_exit = jpeg_fail;
   error.mgr.emit_message = jpeg_message;
@@ -71,7 +121,13 @@ bool decode_jpeg(std::string_view bytes, std::uint64_t& width, std::uint64_t& he
     return false;
   }
   jpeg_create_decompress(&cinfo);
-  jpeg_mem_src(&cinfo, reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<unsigned long>(bytes.size()));
+  source.mgr.init_source = jpeg_no_op;
+  source.mgr.fill_input_buffer = jpeg_fill;
+  source.mgr.skip_input_data = jpeg_skip;
+  source.mgr.resync_to_restart = jpeg_resync_to_restart;
+  source.mgr.term_source = jpeg_no_op;
+  source.file = &file;
+  cinfo.src = &source.mgr;
   if (jpeg_read_header(&cinfo, TRUE) != JPEG_HEADER_OK) {
     jpeg_destroy_decompress(&cinfo);
     return false;
@@ -114,10 +170,10 @@ bool decode_jpeg(std::string_view bytes, std::uint64_t& width, std::uint64_t& he
   return !error.warned && width > 0 && height > 0;
 }
 
-std::variant<InspectedFile, std::string> inspect_jpeg(std::string_view bytes) {
+std::variant<InspectedFile, std::string> inspect_jpeg(FileReader& file) {
   std::uint64_t width = 0, height = 0;
   bool too_big = false;
-  if (decode_jpeg(bytes, width, height, too_big)) return InspectedFile{"image/jpeg", 1};
+  if (decode_jpeg(file, width, height, too_big)) return InspectedFile{"image/jpeg", 1};
   if (too_big) return too_many_pixels(width, height);
   return std::string("the file starts like a JPEG image but is not one that can be read (damaged or cut short)");
 }
@@ -125,14 +181,21 @@ std::variant<InspectedFile, std::string> inspect_jpeg(std::string_view bytes) {
 // --- PNG (libpng) ---------------------------------------------------------
 
 struct PngSource {
-  std::string_view bytes;
+  FileReader* file;
   std::size_t at = 0;
 };
 
-void png_read_memory(png_structp png, png_bytep out, png_size_t n) {
+// A read of the spool that fails is told as an error (outside the handler:
+// png_error jumps); the reader remembers it.
+void png_read_file(png_structp png, png_bytep out, png_size_t n) {
   auto* source = static_cast<PngSource*>(png_get_io_ptr(png));
-  if (source->bytes.size() - source->at < n) png_error(png, "truncated");
-  std::memcpy(out, source->bytes.data() + source->at, n);
+  std::size_t got = 0;
+  try {
+    got = source->file->read(source->at, reinterpret_cast<char*>(out), n);
+  } catch (const std::exception&) {
+    got = 0;
+  }
+  if (got < n) png_error(png, "truncated");
   source->at += n;
 }
 
@@ -141,17 +204,17 @@ void png_quiet(png_structp, png_const_charp) {}
 
 // `row` is the caller's, so that nothing this frame owns changes between
 // setjmp and a longjmp.
-bool decode_png(std::string_view bytes, std::uint64_t& width, std::uint64_t& height, bool& too_big,
+bool decode_png(FileReader& file, std::uint64_t& width, std::uint64_t& height, bool& too_big,
                 std::vector<unsigned char>& row) {
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, nullptr, png_fail, png_quiet);
   if (png == nullptr) return false;
   png_infop info = png_create_info_struct(png);
-  PngSource source{bytes};
+  PngSource source{&file};
   if (info == nullptr || setjmp(png_jmpbuf(png))) {
     png_destroy_read_struct(&png, &info, nullptr);
     return false;
   }
-  png_set_read_fn(png, &source, png_read_memory);
+  png_set_read_fn(png, &source, png_read_file);
   png_read_info(png, info);
   width = png_get_image_width(png, info);
   height = png_get_image_height(png, info);
@@ -193,11 +256,11 @@ bool gray_png(std::string_view bytes, GrayImage& gray) {
   return true;
 }
 
-std::variant<InspectedFile, std::string> inspect_png(std::string_view bytes) {
+std::variant<InspectedFile, std::string> inspect_png(FileReader& file) {
   std::uint64_t width = 0, height = 0;
   bool too_big = false;
   std::vector<unsigned char> row;
-  if (decode_png(bytes, width, height, too_big, row)) return InspectedFile{"image/png", 1};
+  if (decode_png(file, width, height, too_big, row)) return InspectedFile{"image/png", 1};
   if (too_big) return too_many_pixels(width, height);
   return std::string("the file starts like a PNG image but is not one that can be read (damaged or cut short)");
 }
@@ -205,29 +268,34 @@ std::variant<InspectedFile, std::string> inspect_png(std::string_view bytes) {
 // --- TIFF (libtiff) -------------------------------------------------------
 
 struct TiffSource {
-  std::string_view bytes;
+  FileReader* file;
   toff_t at = 0;
 };
 
+// A read of the spool that fails is an error (-1) to libtiff; the reader
+// remembers it.
 tmsize_t tiff_read(thandle_t handle, void* out, tmsize_t n) {
   auto* source = static_cast<TiffSource*>(handle);
-  if (n < 0 || source->at >= source->bytes.size()) return 0;
-  const auto count = std::min<std::size_t>(static_cast<std::size_t>(n), source->bytes.size() - source->at);
-  std::memcpy(out, source->bytes.data() + source->at, count);
-  source->at += count;
-  return static_cast<tmsize_t>(count);
+  if (n < 0 || source->at >= source->file->size()) return 0;
+  try {
+    const auto count = source->file->read(source->at, static_cast<char*>(out), static_cast<std::size_t>(n));
+    source->at += count;
+    return static_cast<tmsize_t>(count);
+  } catch (const std::exception&) {
+    return -1;
+  }
 }
 tmsize_t tiff_write(thandle_t, void*, tmsize_t) { return 0; }
 toff_t tiff_seek(thandle_t handle, toff_t offset, int whence) {
   auto* source = static_cast<TiffSource*>(handle);
   toff_t base = 0;
   if (whence == SEEK_CUR) base = source->at;
-  if (whence == SEEK_END) base = source->bytes.size();
+  if (whence == SEEK_END) base = source->file->size();
   source->at = base + offset;
   return source->at;
 }
 int tiff_close(thandle_t) { return 0; }
-toff_t tiff_size(thandle_t handle) { return static_cast<TiffSource*>(handle)->bytes.size(); }
+toff_t tiff_size(thandle_t handle) { return static_cast<TiffSource*>(handle)->file->size(); }
 int tiff_map(thandle_t, void**, toff_t*) { return 0; }
 void tiff_unmap(thandle_t, void*, toff_t) {}
 
@@ -251,11 +319,11 @@ void rgba_to_gray(const std::vector<std::uint32_t>& raster, std::uint32_t stride
 
 // Every page (directory) is decoded: a file cut short fails. With `page`,
 // each is handed to it as gray.
-std::variant<InspectedFile, std::string> inspect_tiff(std::string_view bytes,
+std::variant<InspectedFile, std::string> inspect_tiff(FileReader& file,
                                                       const std::function<void(const GrayImage&)>* page = nullptr) {
   const std::string unreadable =
       "the file starts like a TIFF image but is not one that can be read (damaged or cut short)";
-  TiffSource source{bytes};
+  TiffSource source{&file};
   TIFFOpenOptions* options = TIFFOpenOptionsAlloc();
   TIFFOpenOptionsSetErrorHandlerExtR(options, tiff_quiet, nullptr);
   TIFFOpenOptionsSetWarningHandlerExtR(options, tiff_quiet, nullptr);
@@ -317,7 +385,13 @@ std::variant<InspectedFile, std::string> inspect_tiff(std::string_view bytes,
     }
     ++std::get<InspectedFile>(result).pages;
     if (page != nullptr) (*page)(gray);
-  } while (TIFFReadDirectory(tif) == 1);
+    if (TIFFLastDirectory(tif) != 0) break;
+    // A page announced and not read: a file cut short between its pages.
+    if (TIFFReadDirectory(tif) != 1) {
+      result = unreadable;
+      break;
+    }
+  } while (true);
   TIFFClose(tif);
   return result;
 }
@@ -326,8 +400,10 @@ enum class FileKind { pdf, jpeg, png, tiff, other };
 
 // What the first bytes say a file is: the one place that knows the magic
 // numbers (the decoders then decide whether the rest agrees).
-FileKind kind_of(std::string_view bytes) {
+FileKind kind_of(FileReader& file) {
   using namespace std::string_view_literals;
+  char head[8];
+  const std::string_view bytes(head, file.read(0, head, sizeof head));
   const auto starts_with = [&](std::string_view magic) { return bytes.substr(0, magic.size()) == magic; };
   if (starts_with("%PDF-"sv)) return FileKind::pdf;
   if (starts_with("\xFF\xD8\xFF"sv)) return FileKind::jpeg;
@@ -339,30 +415,42 @@ FileKind kind_of(std::string_view bytes) {
 }  // namespace
 
 std::variant<InspectedFile, std::string> inspect_file(std::string_view bytes) {
-  switch (kind_of(bytes)) {
-    case FileKind::pdf: return inspect_pdf(bytes);
-    case FileKind::jpeg: return inspect_jpeg(bytes);
-    case FileKind::png: return inspect_png(bytes);
-    case FileKind::tiff: return inspect_tiff(bytes);
-    case FileKind::other: break;
-  }
-  return std::string("is not a PDF, JPEG, PNG or TIFF file (decided from its bytes, not its name or declared type)");
+  FileReader file(bytes);
+  return inspect_file(file);
+}
+
+std::variant<InspectedFile, std::string> inspect_file(FileReader& file) {
+  const auto inspected = [&file]() -> std::variant<InspectedFile, std::string> {
+    switch (kind_of(file)) {
+      case FileKind::pdf: return inspect_pdf(file);
+      case FileKind::jpeg: return inspect_jpeg(file);
+      case FileKind::png: return inspect_png(file);
+      case FileKind::tiff: return inspect_tiff(file);
+      case FileKind::other: break;
+    }
+    return std::string("is not a PDF, JPEG, PNG or TIFF file (decided from its bytes, not its name or declared type)");
+  }();
+  // A spool that did not open is not a damaged file: the libraries only
+  // said "error"; what the reader threw goes on (a 503, nothing stored).
+  file.rethrow_failure();
+  return inspected;
 }
 
 bool for_each_gray_page(std::string_view bytes, const std::function<void(const GrayImage&)>& page) {
   GrayImage gray;
   std::uint64_t width = 0, height = 0;
   bool too_big = false;
-  switch (kind_of(bytes)) {
+  FileReader file(bytes);
+  switch (kind_of(file)) {
     case FileKind::jpeg:
-      if (!decode_jpeg(bytes, width, height, too_big, &gray)) return false;
+      if (!decode_jpeg(file, width, height, too_big, &gray)) return false;
       page(gray);
       return true;
     case FileKind::png:
       if (!gray_png(bytes, gray)) return false;
       page(gray);
       return true;
-    case FileKind::tiff: return std::holds_alternative<InspectedFile>(inspect_tiff(bytes, &page));
+    case FileKind::tiff: return std::holds_alternative<InspectedFile>(inspect_tiff(file, &page));
     case FileKind::pdf:
     case FileKind::other: break;
   }
@@ -413,15 +501,13 @@ std::vector<FieldError> inspect_attachments(const AttachmentLimits& limits, std:
                                   describe_size(limits.max_attachment_bytes) + " one file may be"});
       continue;
     }
-    // A file waiting in a spool is opened for its inspection only (the
-    // libraries read a file from memory), its SHA-256 the one taken as it
-    // was spooled; it stays in the spool, sealed once, until it is stored.
+    // A file waiting in a spool is read from it a block at a time, its
+    // SHA-256 the one taken as it was spooled; it stays in the spool,
+    // sealed once, until it is stored.
     auto inspected = [&a] {
       if (!a.spooled) return inspect_file(a.data);
-      std::string bytes = a.bytes();
-      auto result = inspect_file(bytes);
-      OPENSSL_cleanse(bytes.data(), bytes.size());
-      return result;
+      FileReader file(*a.spooled);
+      return inspect_file(file);
     }();
     if (auto* problem = std::get_if<std::string>(&inspected)) {
       errors.push_back({path, std::move(*problem)});

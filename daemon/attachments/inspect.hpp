@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "model/referral.hpp"
+#include "util/file_reader.hpp"
 
 namespace referrald {
 
@@ -31,7 +32,10 @@ struct InspectedFile {
 
 // The file's type, or a sentence saying why it is refused (for the referrer:
 // no content of the file in it).
+// Read through `file` (a spooled file a block at a time); throws what a
+// read of the spool threw (it did not open: not the file's fault).
 std::variant<InspectedFile, std::string> inspect_file(std::string_view bytes);
+std::variant<InspectedFile, std::string> inspect_file(FileReader& file);
 
 // Checks a validated referral's attachments against the limits and inspects
 // each: sets content_type, pages and sha256 on every one that passes, and

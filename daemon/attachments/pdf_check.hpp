@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "util/file_reader.hpp"
+
 namespace referrald {
 
 struct PdfCheck {
@@ -18,6 +20,9 @@ struct PdfCheck {
   int pages = 0;
 };
 
+// qpdf reads the file through `file` (an InputSource over it: a spooled
+// file a block at a time); throws what a read of the spool threw.
+PdfCheck check_pdf(FileReader& file);
 PdfCheck check_pdf(std::string_view bytes);
 
 // Pages [first, first + count) of one PDF (count -1: to its last page).

@@ -17,6 +17,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include <spdlog/spdlog.h>
+
 #include "attachments/inspect.hpp"
 #include "http/csrf.hpp"
 #include "http/kept_files.hpp"
@@ -27,6 +29,7 @@
 #include "store/store.hpp"
 #include "util/crypto.hpp"
 #include "util/dates.hpp"
+#include "util/file_reader.hpp"
 #include "util/ids.hpp"
 #include "util/sealed_spool.hpp"
 #include "util/strings.hpp"
@@ -656,6 +659,19 @@ struct Form::Impl {
     return r;
   }
 
+  // A spooled body that cannot be read back (a block changed on disk), or
+  // a file of it that cannot be written to its own spool: nothing stored.
+  Response body_unreadable() const {
+    ++unavailable;
+    auto r = pages.message(503, "The referral was not sent",
+                           "<p>Nothing was stored: the form could not be read back while it was checked.</p>\n"
+                           "<p>Go back, press “Send referral” again in a minute, or " +
+                               pages.call_office() + ".</p>");
+    r.headers.emplace_back("Retry-After", "30");
+    r.log_note = "form=unavailable reason=body_unreadable";
+    return r;
+  }
+
   Response csrf_refused(std::string note) const {
     ++refused;
     auto r = pages.message(403, "The referral was not sent",
@@ -674,15 +690,18 @@ struct Form::Impl {
     FormData fields;
     std::vector<UploadedFile> files;
   };
-  static std::variant<Body, std::string> read_body(const Request& request) {
+  // A body kept on disk (util/sealed_spool.hpp) is read by GMime from its
+  // spool a block at a time, and each of its files goes into a spool of
+  // its own in `spool_directory` as it is decoded: neither is ever whole
+  // in memory.
+  static std::variant<Body, std::string> read_body(const Request& request,
+                                                   const std::filesystem::path& spool_directory) {
     const auto* type = request.header("content-type");
     if (type != nullptr && !is_urlencoded_type(*type)) {
       const auto boundary = multipart_boundary(*type);
       if (!boundary) return std::string("The form was sent without the boundary that separates its parts.");
-      // A body kept on disk (util/sealed_spool.hpp) is read back for the
-      // parser, on this thread, and let go when it is done.
-      const std::string spooled = request.body_file ? request.body_file->read_all() : std::string();
-      auto parsed = parse_multipart_form(*boundary, request.body_file ? spooled : request.body, attachments_field);
+      FileReader body = request.body_file ? FileReader(*request.body_file) : FileReader(request.body);
+      auto parsed = parse_multipart_form(*boundary, body, attachments_field, {}, spool_directory);
       if (auto* why = std::get_if<std::string>(&parsed)) return std::move(*why);
       auto& form = std::get<MultipartForm>(parsed);
       return Body{std::move(form.fields), std::move(form.files)};
@@ -809,9 +828,19 @@ struct Form::Impl {
     // this I/O thread.
     std::variant<Body, std::string> body;
     if (request.body_file || request.body.size() > IntakeService::large_body_bytes) {
-      body = co_await async_file_work(intake, [&request] { return read_body(request); });
+      bool unreadable = false;
+      try {
+        body =
+            co_await async_file_work(intake, [this, &request] { return read_body(request, intake.spool_directory()); });
+      } catch (const std::exception& e) {
+        // The body's spool does not open (changed on disk) or a file's
+        // spool cannot be written: nothing is stored, try again.
+        spdlog::error("form.body_unreadable error=\"{}\"", e.what());
+        unreadable = true;
+      }
+      if (unreadable) co_return body_unreadable();
     } else {
-      body = read_body(request);
+      body = read_body(request, {});
     }
     if (const auto* why = std::get_if<std::string>(&body)) co_return bad_request(*why);
     auto& data = std::get<Body>(body).fields;
@@ -865,7 +894,7 @@ struct Form::Impl {
                        std::move(u.data),
                        1,
                        {},
-                       {}});
+                       std::move(u.spooled)});
       ids.emplace_back();
     }
     uploads.clear();
@@ -879,9 +908,10 @@ struct Form::Impl {
 
     submission.body = form_to_json(state.values, files);
     // The files go beside the JSON, and wait on disk, sealed, while the
-    // referral is planned and stored; they come back only if the form does
-    // (hold_files).
-    if (!files.empty()) {
+    // referral is planned and stored (those of a spooled body are there
+    // already; those held for the form and those of a body in memory are
+    // sealed now); they come back only if the form does (hold_files).
+    if (std::any_of(files.begin(), files.end(), [](const Attachment& f) { return !f.spooled; })) {
       co_await async_file_work(intake, [this, &files] {
         for (auto& f : files) f.spool(intake.spool_directory());
         return true;

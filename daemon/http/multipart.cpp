@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
+#include <functional>
 #include <memory>
 #include <mutex>
 
@@ -46,27 +48,117 @@ bool contains_ci(std::string_view text, std::string_view what) {
   return lower(std::string(text)).find(what) != std::string::npos;
 }
 
+// --- the body as a GMimeStream ---------------------------------------------
+//
+// A read-only, seekable GMimeStream over a FileReader: GMime reads the body
+// where it is (memory, or its spool a block at a time), and a part's
+// content is a substream of it (the parser's persist_stream), read only
+// when the part is decoded. A read that fails (a spool block that does not
+// open) is an error to GMime (-1); the reader remembers what it threw.
+
+struct ReaderStream {
+  GMimeStream parent;
+  FileReader* file;
+};
+
+struct ReaderStreamClass {
+  GMimeStreamClass parent;
+};
+
+gint64 stream_end(GMimeStream* stream) {
+  return stream->bound_end != -1 ? stream->bound_end
+                                 : static_cast<gint64>(reinterpret_cast<ReaderStream*>(stream)->file->size());
+}
+
+GType reader_stream_type();
+
+GMimeStream* new_reader_stream(FileReader& file, gint64 start, gint64 end) {
+  auto* stream = static_cast<GMimeStream*>(g_object_new(reader_stream_type(), nullptr));
+  reinterpret_cast<ReaderStream*>(stream)->file = &file;
+  g_mime_stream_construct(stream, start, end);
+  return stream;
+}
+
+ssize_t reader_read(GMimeStream* stream, char* out, size_t n) {
+  const gint64 end = stream_end(stream);
+  if (stream->position >= end) return 0;
+  const auto wanted = static_cast<std::size_t>(std::min<gint64>(end - stream->position, static_cast<gint64>(n)));
+  try {
+    const auto got =
+        reinterpret_cast<ReaderStream*>(stream)->file->read(static_cast<std::size_t>(stream->position), out, wanted);
+    stream->position += static_cast<gint64>(got);
+    return static_cast<ssize_t>(got);
+  } catch (const std::exception&) {
+    errno = EIO;
+    return -1;
+  }
+}
+
+gint64 reader_seek(GMimeStream* stream, gint64 offset, GMimeSeekWhence whence) {
+  const gint64 end = stream_end(stream);
+  const gint64 base = whence == GMIME_STREAM_SEEK_END ? end : whence == GMIME_STREAM_SEEK_CUR ? stream->position : 0;
+  const gint64 to = base + offset;
+  if (to < stream->bound_start || to > end) {
+    errno = EINVAL;
+    return -1;
+  }
+  stream->position = to;
+  return to;
+}
+
+void reader_stream_class_init(gpointer klass, gpointer) {
+  auto* c = static_cast<GMimeStreamClass*>(klass);
+  c->read = reader_read;
+  c->write = [](GMimeStream*, const char*, size_t) -> ssize_t {
+    errno = EBADF;
+    return -1;
+  };
+  c->flush = [](GMimeStream*) { return 0; };
+  c->close = [](GMimeStream*) { return 0; };
+  c->eos = [](GMimeStream* stream) -> gboolean { return stream->position >= stream_end(stream) ? TRUE : FALSE; };
+  c->reset = [](GMimeStream* stream) {
+    stream->position = stream->bound_start;
+    return 0;
+  };
+  c->seek = reader_seek;
+  c->tell = [](GMimeStream* stream) { return stream->position; };
+  c->length = [](GMimeStream* stream) { return stream_end(stream) - stream->bound_start; };
+  c->substream = [](GMimeStream* stream, gint64 start, gint64 end) {
+    return new_reader_stream(*reinterpret_cast<ReaderStream*>(stream)->file, start, end);
+  };
+}
+
+GType reader_stream_type() {
+  static const GType type = g_type_register_static_simple(g_mime_stream_get_type(), "ReferraldReaderStream",
+                                                          sizeof(ReaderStreamClass), reader_stream_class_init,
+                                                          sizeof(ReaderStream), nullptr, static_cast<GTypeFlags>(0));
+  return type;
+}
+
 // Bounds what the library is given: every delimiter line of `boundary` is
 // found on the raw body, each part's head must end within the limit and
 // may not declare parts of its own, and the body must end with the close
-// delimiter. Returns a sentence, or empty when the body may be parsed.
-std::string prescan(std::string_view boundary, std::string_view body, const MultipartLimits& limits) {
+// delimiter. Read through the reader: a head (at most the limit) at a
+// time, never the whole body. Returns a sentence, or empty when the body
+// may be parsed.
+std::string prescan(std::string_view boundary, FileReader& body, const MultipartLimits& limits) {
   const std::string dash = "--" + std::string(boundary);
   std::size_t parts = 0;
   bool closed = false;
-  for (std::size_t at = body.find(dash); at != std::string_view::npos; at = body.find(dash, at + dash.size())) {
-    if (at != 0 && body[at - 1] != '\n') continue;  // not at the start of a line: part of some content
-    auto after = body.substr(at + dash.size());
-    if (after.starts_with("--")) {
+  for (std::size_t at = body.find(dash, 0); at != std::string_view::npos; at = body.find(dash, at + dash.size())) {
+    if (at != 0 && body.copy(at - 1, 1) != "\n") continue;  // not at the start of a line: part of some content
+    const std::size_t after = at + dash.size();
+    if (body.copy(after, 2) == "--") {
       closed = true;
       break;
     }
     if (++parts > limits.max_parts) {
       return "The form was sent in more than " + std::to_string(limits.max_parts) + " parts.";
     }
-    const auto line_end = after.find('\n');
+    const auto line_end = body.find("\n", after);
     if (line_end == std::string_view::npos) break;  // cut short: no closing delimiter
-    const auto head = after.substr(line_end + 1, limits.max_head_bytes + 4);
+    const std::string head_bytes = body.copy(line_end + 1, limits.max_head_bytes + 4);
+    const std::string_view head(head_bytes);
     auto end = head.starts_with("\r\n") || head.starts_with("\n") ? 0 : head.find("\r\n\r\n");
     if (end == std::string_view::npos) end = head.find("\n\n");
     if (end == std::string_view::npos || end > limits.max_head_bytes) {
@@ -132,18 +224,33 @@ std::string repeated_header(GMimeObject* part) {
   return plain ? *twice + " header" : std::string("one of its headers");
 }
 
-std::string content_of(GMimePart* part, bool& ok) {
-  ok = true;
+// A part's content, its transfer encoding undone, handed to `each` a piece
+// (at most 64 kB) at a time as GMime reads it from the body; `each` says
+// whether to go on. False when it cannot be read or decoded.
+bool read_content(GMimePart* part, const std::function<bool(std::string_view)>& each) {
   GMimeDataWrapper* content = g_mime_part_get_content(part);
-  if (content == nullptr) return {};
-  Ref<GMimeStream> out(g_mime_stream_mem_new());
-  if (g_mime_data_wrapper_write_to_stream(content, out.get()) < 0) {
-    ok = false;
-    return {};
+  if (content == nullptr) return true;
+  GMimeStream* raw = g_mime_data_wrapper_get_stream(content);
+  if (raw == nullptr) return true;
+  if (g_mime_stream_reset(raw) < 0) return false;
+  Ref<GMimeStream> decoded(g_mime_stream_filter_new(raw));
+  switch (const auto encoding = g_mime_data_wrapper_get_encoding(content)) {
+    case GMIME_CONTENT_ENCODING_BASE64:
+    case GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE:
+    case GMIME_CONTENT_ENCODING_UUENCODE: {
+      Ref<GMimeFilter> filter(g_mime_filter_basic_new(encoding, FALSE));
+      g_mime_stream_filter_add(reinterpret_cast<GMimeStreamFilter*>(decoded.get()), filter.get());
+      break;
+    }
+    default: break;
   }
-  const GByteArray* bytes = g_mime_stream_mem_get_byte_array(reinterpret_cast<GMimeStreamMem*>(out.get()));
-  if (bytes == nullptr || bytes->len == 0) return {};
-  return std::string(reinterpret_cast<const char*>(bytes->data), bytes->len);
+  std::string piece(SealedSpool::block_size, '\0');
+  while (g_mime_stream_eos(decoded.get()) == FALSE) {
+    const auto n = g_mime_stream_read(decoded.get(), piece.data(), piece.size());
+    if (n < 0) return false;
+    if (n > 0 && !each(std::string_view(piece.data(), static_cast<std::size_t>(n)))) return true;
+  }
+  return true;
 }
 
 // The last segment of a path some browsers send as the name ("C:\scans\a.pdf").
@@ -172,23 +279,21 @@ std::optional<std::string> multipart_boundary(std::string_view content_type) {
   return std::string(boundary);
 }
 
-std::variant<MultipartForm, std::string> parse_multipart_form(std::string_view boundary, std::string_view body,
-                                                              std::string_view file_field,
-                                                              const MultipartLimits& limits) {
+namespace {
+
+std::variant<MultipartForm, std::string> parse(std::string_view boundary, FileReader& body, std::string_view file_field,
+                                               const MultipartLimits& limits,
+                                               const std::filesystem::path& spool_directory) {
   if (!is_boundary(boundary)) return std::string("The form's body has no boundary it can be read by.");
-  if (body.size() > G_MAXUINT) return std::string("The form's body is too large.");
   if (auto problem = prescan(boundary, body, limits); !problem.empty()) return problem;
   init_gmime();
 
   // The body as the content of an entity whose head is the request's
-  // Content-Type. The body is not copied: the memory stream reads it where
-  // it is (a stream that does not own its array never writes or frees it),
-  // and the parts are substreams of it (persist_stream).
+  // Content-Type. The body is not copied: GMime reads it through the
+  // reader, and the parts are substreams of it (persist_stream).
   const std::string head = "Content-Type: multipart/form-data; boundary=\"" + std::string(boundary) + "\"\r\n\r\n";
-  GByteArray view{reinterpret_cast<guint8*>(const_cast<char*>(body.data())), static_cast<guint>(body.size())};
   Ref<GMimeStream> head_stream(g_mime_stream_mem_new_with_buffer(head.data(), head.size()));
-  Ref<GMimeStream> body_stream(g_mime_stream_mem_new());
-  g_mime_stream_mem_set_byte_array(reinterpret_cast<GMimeStreamMem*>(body_stream.get()), &view);
+  Ref<GMimeStream> body_stream(new_reader_stream(body, 0, -1));
   Ref<GMimeStream> entity(g_mime_stream_cat_new());
   g_mime_stream_cat_add_source(reinterpret_cast<GMimeStreamCat*>(entity.get()), head_stream.get());
   g_mime_stream_cat_add_source(reinterpret_cast<GMimeStreamCat*>(entity.get()), body_stream.get());
@@ -200,6 +305,7 @@ std::variant<MultipartForm, std::string> parse_multipart_form(std::string_view b
   Ref<GMimeParser> parser(g_mime_parser_new_with_stream(entity.get()));
   g_mime_parser_set_persist_stream(parser.get(), TRUE);
   Ref<GMimeObject> root(g_mime_parser_construct_part(parser.get(), options.get()));
+  body.rethrow_failure();  // a body that could not be read is not a malformed one
   if (!is_a(root.get(), g_mime_multipart_get_type())) {
     return warnings.problem.empty() ? std::string("The form's body is not a multipart/form-data body.")
                                     : warnings.problem;
@@ -236,24 +342,67 @@ std::variant<MultipartForm, std::string> parse_multipart_form(std::string_view b
     if (!is_valid_utf8(name) || (filename != nullptr && !is_valid_utf8(filename))) {
       return part_name(index) + " has a name that is not valid UTF-8.";
     }
-    bool ok = true;
-    std::string data = content_of(reinterpret_cast<GMimePart*>(part), ok);
-    if (!ok) return part_name(index) + " could not be decoded.";
+    auto* content = reinterpret_cast<GMimePart*>(part);
     if (filename != nullptr) {
       if (name != file_field) return part_name(index) + " is a file, in a field that takes none.";
-      if (*filename == '\0' && data.empty()) continue;  // the file input left empty
-      form.files.push_back({base_name(filename), std::move(data)});
+      // Into a spool of its own as it is decoded, or into memory.
+      UploadedFile file{base_name(filename), {}, {}};
+      std::shared_ptr<SealedSpool> spool;
+      if (!spool_directory.empty()) spool = std::make_shared<SealedSpool>(spool_directory);
+      const bool ok = read_content(content, [&](std::string_view piece) {
+        if (spool) {
+          spool->append(piece);
+        } else {
+          file.data.append(piece);
+        }
+        return true;
+      });
+      body.rethrow_failure();
+      if (!ok) return part_name(index) + " could not be decoded.";
+      if (spool) {
+        spool->finish();
+        file.spooled = std::move(spool);
+      }
+      if (*filename == '\0' && file.size() == 0) continue;  // the file input left empty
+      form.files.push_back(std::move(file));
       continue;
     }
     if (name == file_field) return part_name(index) + " is in the files' field but is not a file.";
-    text_bytes += data.size();
-    if (text_bytes > limits.max_text_bytes) {
+    std::string data;
+    bool over = false;
+    const bool ok = read_content(content, [&](std::string_view piece) {
+      text_bytes += piece.size();
+      over = text_bytes > limits.max_text_bytes;
+      if (!over) data.append(piece);
+      return !over;  // not read further than the limit
+    });
+    body.rethrow_failure();
+    if (!ok) return part_name(index) + " could not be decoded.";
+    if (over) {
       return "The form's text fields come to more than " + std::to_string(limits.max_text_bytes / 1024) + " kB.";
     }
     if (!is_valid_utf8(data)) return "The form's text was damaged on the way (it was not valid UTF-8).";
     form.fields.emplace_back(name, std::move(data));
   }
   return form;
+}
+
+}  // namespace
+
+std::variant<MultipartForm, std::string> parse_multipart_form(std::string_view boundary, FileReader& body,
+                                                              std::string_view file_field,
+                                                              const MultipartLimits& limits,
+                                                              const std::filesystem::path& spool_directory) {
+  auto parsed = parse(boundary, body, file_field, limits, spool_directory);
+  body.rethrow_failure();  // a read of the prescan or the parser that failed
+  return parsed;
+}
+
+std::variant<MultipartForm, std::string> parse_multipart_form(std::string_view boundary, std::string_view body,
+                                                              std::string_view file_field,
+                                                              const MultipartLimits& limits) {
+  FileReader reader(body);
+  return parse_multipart_form(boundary, reader, file_field, limits);
 }
 
 }  // namespace referrald::http

@@ -1,10 +1,14 @@
 // The web form's multipart/form-data bodies (RFC 7578), read with GMime 3
 // (libgmime-3.0): the form's text fields, and the files of its file input.
-// Pure (no I/O, no Asio), so the multipart fuzz target builds it alone.
-// docs/attachments.md says why GMime and what is refused.
+// The body is read through a FileReader (in memory, or from its sealed spool
+// a block at a time: never whole in memory), and each file may go straight
+// into a sealed spool of its own. No Asio, so the multipart fuzz target
+// builds it alone. docs/attachments.md says why GMime and what is refused.
 #pragma once
 
 #include <cstddef>
+#include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -12,6 +16,8 @@
 #include <vector>
 
 #include "http/form_fields.hpp"
+#include "util/file_reader.hpp"
+#include "util/sealed_spool.hpp"
 
 namespace referrald::http {
 
@@ -28,6 +34,10 @@ struct MultipartLimits {
 struct UploadedFile {
   std::string filename;  // the name the browser gave (its last path segment), UTF-8
   std::string data;      // the bytes, transfer encoding undone
+  // Or those bytes in a sealed spool of their own (`data` is empty then).
+  std::shared_ptr<const SealedSpool> spooled;
+
+  std::size_t size() const { return spooled ? spooled->size() : data.size(); }
 };
 
 struct MultipartForm {
@@ -49,6 +59,14 @@ std::optional<std::string> multipart_boundary(std::string_view content_type);
 // empty) is skipped. Refused: no closing boundary (a body cut short), a part
 // without `Content-Disposition: form-data; name=...`, a header twice, a part
 // that holds parts, text that is not UTF-8, anything over `limits`.
+// With a `spool_directory`, each file is written into a spool there as it
+// is decoded (else into `data`). Throws what a read of the body's spool
+// threw (it does not open: not the sender's fault), or what the disk did
+// to a file's spool.
+std::variant<MultipartForm, std::string> parse_multipart_form(std::string_view boundary, FileReader& body,
+                                                              std::string_view file_field,
+                                                              const MultipartLimits& limits = {},
+                                                              const std::filesystem::path& spool_directory = {});
 std::variant<MultipartForm, std::string> parse_multipart_form(std::string_view boundary, std::string_view body,
                                                               std::string_view file_field,
                                                               const MultipartLimits& limits = {});

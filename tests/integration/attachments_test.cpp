@@ -40,39 +40,12 @@ json file(const std::string& title, const std::string& bytes, const std::string&
   return attachment_item(title, bytes, declared);
 }
 
-// The spools the daemon has open: its descriptors of unlinked files in the
-// database's directory (a spool is an O_TMPFILE there, whose link in /proc
-// reads "<dir>/#<inode> (deleted)"), as paths under /proc/PID/fd.
-std::vector<fs::path> open_spools(Daemon& daemon) {
-  std::vector<fs::path> out;
-  const std::string dir = daemon.database().parent_path().string() + "/";
-  std::error_code ec;
-  for (const auto& fd : fs::directory_iterator("/proc/" + std::to_string(daemon.process()->pid()) + "/fd", ec)) {
-    std::error_code lec;
-    const std::string target = fs::read_symlink(fd.path(), lec).string();
-    if (!lec && target.starts_with(dir) && target.ends_with(" (deleted)")) out.push_back(fd.path());
-  }
-  return out;
-}
-
 // The head of an API POST of `length` bytes (0: chunked).
 std::string api_head(std::size_t length) {
   return "POST /api/v1/referrals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + std::string(Daemon::api_token) +
          "\r\nContent-Type: application/json\r\nConnection: close\r\n" +
          (length == 0 ? std::string("Transfer-Encoding: chunked") : "Content-Length: " + std::to_string(length)) +
          "\r\n\r\n";
-}
-
-// Sends all of `bytes` on `client` (bounded: 30 s).
-bool send_all(RawClient& client, std::string_view bytes) {
-  // RawClient::send does not wait: what the socket did not take is offered again.
-  const auto deadline = std::chrono::steady_clock::now() + 30s;
-  while (!bytes.empty() && std::chrono::steady_clock::now() < deadline) {
-    const auto piece = bytes.substr(0, 4096);
-    if (!client.send(piece)) return false;
-    bytes.remove_prefix(piece.size());
-  }
-  return bytes.empty();
 }
 
 const std::string small_limits =

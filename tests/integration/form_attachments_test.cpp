@@ -8,8 +8,11 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
+#include <fstream>
 #include <memory>
 #include <regex>
+#include <utility>
 
 #include "support/harness.hpp"
 
@@ -76,12 +79,15 @@ const std::string executable = std::string(
 
 class FormFiles : public ::testing::Test {
  protected:
+  // The [intake] limits: `max_attachment_bytes` and the total.
+  virtual std::pair<int, int> file_limits() const { return {2600, 8192}; }
   void SetUp() override {
     Daemon::Options options;
     // The form's POST may be larger than this when it carries files.
     options.extra_http = "max_body_bytes = 4096\n";
-    options.extra_config =
-        "\n[intake]\nmax_attachments = 3\nmax_attachment_bytes = 2600\nmax_attachments_total_bytes = 8192\n";
+    const auto [each, total] = file_limits();
+    options.extra_config = "\n[intake]\nmax_attachments = 3\nmax_attachment_bytes = " + std::to_string(each) +
+                           "\nmax_attachments_total_bytes = " + std::to_string(total) + "\n";
     daemon = std::make_unique<Daemon>(options);
     daemon->start();
   }
@@ -287,6 +293,114 @@ TEST_F(FormFiles, MalformedBodiesAreA400AndStoreNothing) {
   EXPECT_EQ(stored_files(), 0);
   // And the well-formed body is stored.
   EXPECT_EQ(b.post_raw(good, {}, content_type).status, 303);
+}
+
+// ---- a form's body over max_body_bytes: read from its spool ----
+
+// util/sealed_spool.hpp's block: what the spool seals and writes at a time.
+constexpr std::size_t spool_block = 64 * 1024;
+
+// A one-page PDF of at least `size` bytes: its page's content stream (text,
+// then comment lines, which a content stream may hold) carries the bulk, so
+// its objects, xref and trailer lie in different spool blocks.
+std::string large_pdf(std::size_t size) {
+  std::string content = "BT /F1 24 Tf 72 720 Td (Records) Tj ET\n";
+  while (content.size() < size) content += "% line " + std::to_string(content.size()) + " of the scan\n";
+  const std::vector<std::string> objects{
+      "<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+      "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+      "/Resources << /Font << /F1 5 0 R >> >> >>",
+      "<< /Length " + std::to_string(content.size()) + " >>\nstream\n" + content + "endstream",
+      "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"};
+  std::string out = "%PDF-1.4\n";
+  std::vector<std::size_t> offsets;
+  for (std::size_t i = 0; i < objects.size(); ++i) {
+    offsets.push_back(out.size());
+    out += std::to_string(i + 1) + " 0 obj\n" + objects[i] + "\nendobj\n";
+  }
+  const std::size_t xref = out.size();
+  out += "xref\n0 " + std::to_string(objects.size() + 1) + "\n0000000000 65535 f \n";
+  for (const auto offset : offsets) {
+    char line[21];
+    std::snprintf(line, sizeof line, "%010zu 00000 n \n", offset);
+    out += line;
+  }
+  return out + "trailer\n<< /Size " + std::to_string(objects.size() + 1) + " /Root 1 0 R >>\nstartxref\n" +
+         std::to_string(xref) + "\n%%EOF\n";
+}
+
+// Files of several spool blocks: up to 1 MB each.
+class SpooledForm : public FormFiles {
+ protected:
+  std::pair<int, int> file_limits() const override { return {1048576, 2097152}; }
+};
+
+// GMime reads the body from its spool, the file goes from it into a spool
+// of its own, is inspected from that and stored: what referralctl writes
+// out is the file sent, byte for byte, and no spool is left open.
+TEST_F(SpooledForm, AFileOfManySpoolBlocksIsStoredByteForByte) {
+  Browser b{*daemon};
+  b.open_form();
+  const auto pdf = large_pdf(5 * spool_block + 1234), jpeg = fixture("image.jpg");
+  const auto r = send(b, valid_fields(), {{"scan.pdf", pdf, "application/pdf"}, {"MRI.jpg", jpeg}});
+  ASSERT_EQ(r.status, 303) << r.body;
+  const auto files = files_of(r);
+  ASSERT_EQ(files.size(), 2u) << files;
+  EXPECT_EQ(files[0]["content_type"], "application/pdf");
+  EXPECT_EQ(files[0]["pages"], 1);
+  EXPECT_EQ(files[0]["bytes"], pdf.size());
+  EXPECT_EQ(files[0]["sha256"], openssl_sha256_hex(pdf));
+  EXPECT_EQ(files[1]["sha256"], openssl_sha256_hex(jpeg));
+  TempDir out;
+  const std::string id = r.headers.at("location").substr(std::string("/referrals/").size());
+  const auto written =
+      ctl({"--config", daemon->config_file().string(), "attachment", id, "1", "--output", (out / "scan.pdf").string()});
+  ASSERT_EQ(written.status, 0) << describe(written);
+  EXPECT_EQ(openssl_sha256_hex(read_file(out / "scan.pdf")), openssl_sha256_hex(pdf));
+  EXPECT_TRUE(wait_until([&] { return open_spools(*daemon).empty(); }, std::chrono::seconds(10)))
+      << "a spool outlived its request";
+}
+
+// The body's spool changed on disk while it was read (its first block no
+// longer opens when GMime reads it): a 503 page, nothing stored, no spool
+// left open, and the daemon takes the next form.
+TEST_F(SpooledForm, ABodyChangedOnDiskIsA503AndStoresNothing) {
+  Browser b{*daemon};
+  b.open_form();
+  const auto body = multipart(with_tokens(b, valid_fields()), {{"scan.pdf", large_pdf(3 * spool_block)}});
+  const std::string head = "POST /referrals HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(daemon->port()) +
+                           "\r\nCookie: " + b.cookie + "\r\nContent-Type: " + content_type +
+                           "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n";
+  {
+    RawClient client(daemon->port());
+    ASSERT_TRUE(send_all(client, head + body.substr(0, 2 * spool_block)));
+    std::filesystem::path spool;
+    ASSERT_TRUE(wait_until(
+        [&] {
+          const auto open = open_spools(*daemon);
+          if (open.size() == 1) spool = open[0];
+          // Its first block is written once the second has begun.
+          std::error_code ec;
+          return !spool.empty() && std::filesystem::file_size(spool, ec) > spool_block && !ec;
+        },
+        std::chrono::seconds(10)));
+    {
+      std::fstream f(spool, std::ios::in | std::ios::out | std::ios::binary);
+      ASSERT_TRUE(f.good());
+      f.seekp(100);
+      f.write("tampered", 8);
+    }
+    ASSERT_TRUE(send_all(client, body.substr(2 * spool_block)));
+    ASSERT_TRUE(client.wait_closed(std::chrono::seconds(30)));
+    EXPECT_EQ(status_of(client.received()), 503) << client.received().substr(0, 400);
+    EXPECT_NE(client.received().find("Nothing was stored"), std::string::npos);
+    EXPECT_NE(client.received().find("Retry-After: 30"), std::string::npos);
+  }
+  EXPECT_EQ(referrals(), 0);
+  EXPECT_TRUE(wait_until([&] { return open_spools(*daemon).empty(); }, std::chrono::seconds(10)));
+  b.open_form();
+  EXPECT_EQ(send(b, valid_fields(), {{"scan.pdf", large_pdf(2 * spool_block)}}).status, 303);
+  EXPECT_EQ(referrals(), 1);
 }
 
 }  // namespace

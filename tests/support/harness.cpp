@@ -746,6 +746,30 @@ long long count_rows(const fs::path& db, const std::string& sql) {
 
 long long scalar(const fs::path& db, const std::string& sql) { return one_value(db, sql, SQLITE_OPEN_READWRITE, true); }
 
+std::vector<std::filesystem::path> open_spools(Daemon& daemon) {
+  std::vector<std::filesystem::path> out;
+  const std::string dir = daemon.database().parent_path().string() + "/";
+  std::error_code ec;
+  for (const auto& fd :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(daemon.process()->pid()) + "/fd", ec)) {
+    std::error_code lec;
+    const std::string target = std::filesystem::read_symlink(fd.path(), lec).string();
+    if (!lec && target.starts_with(dir) && target.ends_with(" (deleted)")) out.push_back(fd.path());
+  }
+  return out;
+}
+
+bool send_all(RawClient& client, std::string_view bytes) {
+  // RawClient::send does not wait: what the socket did not take is offered again.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!bytes.empty() && std::chrono::steady_clock::now() < deadline) {
+    const auto piece = bytes.substr(0, 4096);
+    if (!client.send(piece)) return false;
+    bytes.remove_prefix(piece.size());
+  }
+  return bytes.empty();
+}
+
 bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds limit) {
   const auto deadline = std::chrono::steady_clock::now() + limit;
   while (std::chrono::steady_clock::now() < deadline) {

@@ -143,6 +143,8 @@ class RawClient {
 
 // The status code in a raw response ("HTTP/1.1 404 Not Found..."), 0 if none.
 int status_of(std::string_view response);
+// Sends all of `bytes` on `client` (bounded: 30 s).
+bool send_all(RawClient& client, std::string_view bytes);
 
 // A request sent on its own connection exactly as given; the raw response.
 std::string raw_request(unsigned short port, const std::string& request,
@@ -315,6 +317,11 @@ std::vector<std::string> query_column(const std::filesystem::path& db, const std
 
 // Polls `done` every 20 ms until it is true or `limit` has passed; its last answer.
 bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds limit = std::chrono::seconds(30));
+// The spools (util/sealed_spool.hpp) `daemon` has open: its descriptors of
+// unlinked files in the database's directory (a spool is an O_TMPFILE
+// there, whose link in /proc reads "<dir>/#<inode> (deleted)"), as paths
+// under /proc/PID/fd.
+std::vector<std::filesystem::path> open_spools(Daemon& daemon);
 
 // Runs a shell command, returns its exit status.
 int shell(const std::string& command);

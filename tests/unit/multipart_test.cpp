@@ -3,10 +3,20 @@
 // No daemon: the real daemon's handling is tests/integration/form_attachments_test.cpp.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <random>
 #include <string>
 
 #include "http/kept_files.hpp"
 #include "http/multipart.hpp"
+#include "spool_file.hpp"
+#include "util/crypto.hpp"
+#include "util/file_reader.hpp"
+#include "util/sealed_spool.hpp"
 
 namespace referrald::test {
 namespace {
@@ -108,6 +118,127 @@ TEST(Multipart, TheLimitsHoldBeforeTheLibraryBuildsAPart) {
   const auto field = part("Content-Disposition: form-data; name=\"n\"", std::string(1000, 'x'));
   EXPECT_EQ(refusal(field + field + field + close, limits), "The form's text fields come to more than 2 kB.");
   EXPECT_EQ(refusal(field + field + field + field + close, limits), "The form was sent in more than 3 parts.");
+}
+
+// ---- a body read from its spool, a block at a time ----
+
+// A directory for the spools of one test, removed after it.
+struct SpoolDirectory {
+  std::filesystem::path path =
+      std::filesystem::temp_directory_path() / ("referrald-multipart-" + std::to_string(::getpid()));
+  SpoolDirectory() { std::filesystem::create_directories(path); }
+  ~SpoolDirectory() { std::filesystem::remove_all(path); }
+};
+
+std::shared_ptr<SealedSpool> spooled(const std::string& bytes, const std::filesystem::path& directory) {
+  auto spool = std::make_shared<SealedSpool>(directory);
+  spool->append(bytes);
+  spool->finish();
+  return spool;
+}
+
+// Bytes that hold line breaks and lines that start like a delimiter.
+std::string binary(std::size_t n, unsigned seed) {
+  std::mt19937 random(seed);
+  std::string out(n, '\0');
+  for (auto& c : out) c = static_cast<char>(random() & 0xffU);
+  for (std::size_t at = 1000; at + 8 < n; at += 5000) out.replace(at, 7, "\r\n--b\r\n");
+  return out;
+}
+
+std::variant<MultipartForm, std::string> parse_spooled(const std::string& body, const std::filesystem::path& directory,
+                                                       const http::MultipartLimits& limits = {}) {
+  const auto spool = spooled(body, directory);
+  FileReader reader(*spool);
+  return parse_multipart_form("b0", reader, "attachments", limits, directory);
+}
+
+TEST(Multipart, ASpooledBodyIsReadAcrossItsBlocksAndEachFileGoesIntoASpoolOfItsOwn) {
+  SpoolDirectory directory;
+  const std::string scan = binary(5 * SealedSpool::block_size + 123, 1);
+  const std::string photo = binary(2 * SealedSpool::block_size, 2);
+  const auto body = part("Content-Disposition: form-data; name=\"notes\"", "before") +
+                    part("Content-Disposition: form-data; name=\"attachments\"; filename=\"scan.pdf\"", scan) +
+                    part(
+                        "Content-Disposition: form-data; name=\"attachments\"; filename=\"photo.jpg\"\r\n"
+                        "Content-Transfer-Encoding: base64",
+                        base64(photo)) +
+                    part("Content-Disposition: form-data; name=\"urgency\"", "after") + close;
+  const auto parsed = parse_spooled(body, directory.path);
+  ASSERT_TRUE(std::holds_alternative<MultipartForm>(parsed)) << std::get<std::string>(parsed);
+  const auto& form = std::get<MultipartForm>(parsed);
+  ASSERT_EQ(form.fields.size(), 2u);
+  EXPECT_EQ(form.fields[0].second, "before");
+  EXPECT_EQ(form.fields[1].second, "after");
+  ASSERT_EQ(form.files.size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    const auto& sent = i == 0 ? scan : photo;
+    ASSERT_NE(form.files[i].spooled, nullptr) << "file " << i << " is not in a spool";
+    EXPECT_TRUE(form.files[i].data.empty());
+    EXPECT_EQ(form.files[i].size(), sent.size());
+    EXPECT_EQ(form.files[i].spooled->sha256_hex(), sha256_hex(sent)) << "file " << i;
+  }
+  EXPECT_EQ(form.files[0].filename, "scan.pdf");
+
+  // Wherever a delimiter line and the head after it fall against the
+  // blocks, the spool reads as memory does.
+  const auto file = part("Content-Disposition: form-data; name=\"attachments\"; filename=\"a.png\"", "png");
+  const std::string head = "--b0\r\nContent-Disposition: form-data; name=\"notes\"\r\n\r\n";
+  for (std::size_t shift = 0; shift < 70; ++shift) {
+    // The field's end, and the file's delimiter, cross the first block's end.
+    const std::size_t text = SealedSpool::block_size - head.size() - 40 + shift;
+    const auto crossing = part("Content-Disposition: form-data; name=\"notes\"", std::string(text, 'x')) + file + close;
+    const auto from_spool = parse_spooled(crossing, directory.path);
+    ASSERT_TRUE(std::holds_alternative<MultipartForm>(from_spool))
+        << shift << ": " << std::get<std::string>(from_spool);
+    const auto& f = std::get<MultipartForm>(from_spool);
+    ASSERT_EQ(f.fields.size(), 1u) << shift;
+    EXPECT_EQ(f.fields[0].second.size(), text) << shift;
+    ASSERT_EQ(f.files.size(), 1u) << shift;
+    EXPECT_EQ(f.files[0].spooled->read_all(), "png") << shift;
+    // Cut short across the block: refused as from memory.
+    const auto cut = crossing.substr(0, SealedSpool::block_size + 3);
+    const auto refused = parse_spooled(cut, directory.path);
+    ASSERT_TRUE(std::holds_alternative<std::string>(refused)) << shift;
+    EXPECT_EQ(std::get<std::string>(refused), refusal(cut)) << shift;
+  }
+
+  // The raw-body checks, on a spooled body: headers that run over a block
+  // and past the limit, too many parts, too much text.
+  const auto long_head =
+      part("Content-Disposition: form-data; name=\"notes\"", std::string(SealedSpool::block_size - 100, 'x')) +
+      "--b0\r\nContent-Disposition: form-data; name=\"notes\"\r\nX: " + std::string(9000, 'y') + "\r\n\r\nz\r\n" +
+      close;
+  EXPECT_EQ(std::get<std::string>(parse_spooled(long_head, directory.path)),
+            "Part 2 of the form has headers longer than 8 kB, or they do not end.");
+  http::MultipartLimits limits;
+  limits.max_parts = 3;
+  limits.max_text_bytes = 100 * 1024;
+  const auto field = part("Content-Disposition: form-data; name=\"n\"", std::string(40 * 1024, 'x'));
+  EXPECT_EQ(std::get<std::string>(parse_spooled(field + field + field + close, directory.path, limits)),
+            "The form's text fields come to more than 100 kB.");
+  EXPECT_EQ(std::get<std::string>(parse_spooled(field + field + field + field + close, directory.path, limits)),
+            "The form was sent in more than 3 parts.");
+}
+
+// A block of the body's spool changed on disk before GMime reads it: an
+// error (the form's 503, nothing stored), never a 400 blaming the sender.
+TEST(Multipart, ASpooledBodyChangedOnDiskIsAnErrorNotAMalformedForm) {
+  SpoolDirectory directory;
+  const auto body = part("Content-Disposition: form-data; name=\"notes\"", "x") +
+                    part("Content-Disposition: form-data; name=\"attachments\"; filename=\"scan.pdf\"",
+                         binary(3 * SealedSpool::block_size, 3)) +
+                    close;
+  // In the file, in the closing delimiter.
+  for (const std::size_t block : {std::size_t{3}, std::size_t{1}}) {
+    const auto spool = spooled(body, directory.path);
+    ASSERT_EQ(spool->blocks(), 4u);
+    test::change_byte(test::open_spool_file(directory.path),
+                      static_cast<std::streamoff>(block * (SealedSpool::block_size + 16) + 10));
+    FileReader reader(*spool);
+    EXPECT_THROW(parse_multipart_form("b0", reader, "attachments", {}, directory.path), std::runtime_error)
+        << "block " << block;
+  }
 }
 
 using http::KeptFiles;

@@ -9,11 +9,13 @@
 #include <string_view>
 #include <vector>
 
+#include "spool_file.hpp"
 #include "util/config_error.hpp"
 #include "model/purpose.hpp"
 #include "util/crypto.hpp"
 #include "util/dates.hpp"
 #include "util/duration.hpp"
+#include "util/file_reader.hpp"
 #include "util/ids.hpp"
 #include "util/private_files.hpp"
 #include "util/sealed_spool.hpp"
@@ -314,20 +316,43 @@ TEST(SealedSpool, ABlockChangedOnDiskDoesNotOpen) {
     SealedSpool spool(dir);
     spool.append(std::string(SealedSpool::block_size + 10, 'a'));
     spool.finish();
-    std::filesystem::path file;
-    for (const auto& fd : std::filesystem::directory_iterator("/proc/self/fd")) {
-      std::error_code ec;
-      if (std::filesystem::read_symlink(fd.path(), ec).string().rfind(dir.string() + "/", 0) == 0) file = fd.path();
-    }
+    const auto file = test::open_spool_file(dir);
     ASSERT_FALSE(file.empty());
-    {
-      std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
-      f.seekp(SealedSpool::block_size + 16 + 3);  // in the second block
-      f.put('\x5a');
-    }
+    test::change_byte(file, SealedSpool::block_size + 16 + 3);  // in the second block
     EXPECT_EQ(spool.block(0), std::string(SealedSpool::block_size, 'a'));
     EXPECT_THROW(spool.block(1), std::runtime_error);
     EXPECT_THROW(spool.read_all(), std::runtime_error);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+// The one reader over a file in memory or in a spool: the same bytes by
+// offset either way, and a search that finds what runs across two blocks.
+TEST(SealedSpool, AFileReaderReadsAndSearchesAcrossTheBlocksAsInMemory) {
+  const auto dir = std::filesystem::temp_directory_path() / ("referrald-reader-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  {
+    std::string text(3 * SealedSpool::block_size + 500, '.');
+    const std::size_t across = SealedSpool::block_size - 3;  // "needle" runs from block 0 into block 1
+    text.replace(across, 6, "needle");
+    text.replace(2 * SealedSpool::block_size + 10, 6, "needle");
+    SealedSpool spool(dir);
+    spool.append(text);
+    spool.finish();
+    FileReader from_spool(spool);
+    FileReader from_memory(text);
+    for (FileReader* reader : {&from_spool, &from_memory}) {
+      EXPECT_EQ(reader->size(), text.size());
+      EXPECT_EQ(reader->copy(across - 10, 20), text.substr(across - 10, 20));
+      EXPECT_EQ(reader->copy(text.size() - 5, 100), text.substr(text.size() - 5));
+      EXPECT_EQ(reader->copy(text.size(), 1), "");
+      EXPECT_EQ(reader->find("needle", 0), across);
+      EXPECT_EQ(reader->find("needle", across - 2), across) << "a first piece shorter than the needle";
+      EXPECT_EQ(reader->find("needle", across + 1), 2 * SealedSpool::block_size + 10);
+      EXPECT_EQ(reader->find("needle", 2 * SealedSpool::block_size + 11), std::string_view::npos);
+      EXPECT_EQ(reader->find(".", text.size()), std::string_view::npos);
+      EXPECT_FALSE(reader->failed());
+    }
   }
   std::filesystem::remove_all(dir);
 }
