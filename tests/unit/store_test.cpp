@@ -304,6 +304,21 @@ TEST_P(StoreTest, ConstraintsRefuseUnknownStates) {
 
 // ---- Referrals ----
 
+// Reasons that are not the JSON the store writes (a file edited by hand) are
+// an error naming the column, never a referral with its reasons dropped.
+TEST_P(StoreTest, ReasonsThatAreNotItsJsonAreAnErrorNamingTheColumn) {
+  insert(sample("R-1", t0));
+  for (const char* stored : {"'not json'", "'{}'", "'[{\"code\": 1}]'"}) {
+    db->exec(std::string("UPDATE referrals SET reasons = ") + stored);
+    try {
+      find_referral(*db, "R-1");
+      ADD_FAILURE() << "read reasons stored as " << stored;
+    } catch (const DatabaseError& e) {
+      EXPECT_NE(std::string(e.what()).find("referrals.reasons"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST_P(StoreTest, InsertFindAndDeliveriesRoundTripVerbatim) {
   NewReferral r = sample("R-20261128-7K3M9-TZQXA", t0 + 123ms);
   r.document =
