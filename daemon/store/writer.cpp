@@ -270,9 +270,6 @@ class LogSyncer {
     if (thread_.joinable()) thread_.join();
   }
 
-  bool on_this_thread() const noexcept { return std::this_thread::get_id() == thread_.get_id(); }
-  std::uint64_t syncs() const noexcept { return syncs_.load(std::memory_order_relaxed); }
-
  private:
   void run() {
     for (;;) {
@@ -311,7 +308,6 @@ class LogSyncer {
     if (log.failed()) return;  // the batches wait for no later fsync: they fail
     try {
       log.sync(before_sync_);
-      syncs_.fetch_add(1, std::memory_order_relaxed);
     } catch (const DatabaseError& e) {
       failure_ = e.what();
       log.set_failed();
@@ -326,7 +322,6 @@ class LogSyncer {
   std::condition_variable wake_;
   std::deque<Committed> queue_;
   bool stopping_ = false;
-  std::atomic<std::uint64_t> syncs_{0};
   std::mutex join_mutex_;
   std::thread thread_;  // last: it starts running in the constructor
 };
