@@ -22,6 +22,7 @@
 #include <valijson/validator.hpp>
 
 #include "intake/npi.hpp"
+#include "util/base64_decoder.hpp"
 #include "util/crypto.hpp"
 #include "util/dates.hpp"
 #include "util/sealed_spool.hpp"

@@ -1,5 +1,7 @@
 #include "util/crypto.hpp"
 
+#include "util/base64_decoder.hpp"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/core_names.h>

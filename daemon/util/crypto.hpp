@@ -5,7 +5,6 @@
 #include <array>
 #include <cstddef>
 #include <initializer_list>
-#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -73,27 +72,6 @@ std::string base64url(const unsigned char* data, std::size_t size);
 // decoder: padding and line breaks as MIME writes them are accepted; nullopt
 // for any other character, or a length that is not whole.
 std::optional<std::string> base64_decode(std::string_view text);
-
-// The same decoder fed in pieces (a file's base64 as a parser reads it): the
-// pieces may be cut anywhere, and what is accepted is what base64_decode
-// accepts of them joined.
-class Base64Decoder {
- public:
-  Base64Decoder();
-  ~Base64Decoder();
-  Base64Decoder(const Base64Decoder&) = delete;
-  Base64Decoder& operator=(const Base64Decoder&) = delete;
-
-  // Decodes the next piece, handing what it yields to `out`; false once the
-  // text is not base64 (and for every piece after).
-  bool update(std::string_view text, const std::function<void(std::string_view)>& out);
-  // The end of the text: false when it is not whole.
-  bool finish(const std::function<void(std::string_view)>& out);
-
- private:
-  void* ctx_;  // EVP_ENCODE_CTX, kept out of this header
-  bool failed_ = false;
-};
 
 // HKDF-SHA-256 (RFC 5869, OpenSSL's EVP_KDF): `length` bytes derived from the
 // input key material `ikm` for the purpose named by `info`. Throws on failure.
