@@ -26,6 +26,8 @@ class Base64Decoder {
  private:
   void* ctx_;  // EVP_ENCODE_CTX, kept out of this header
   bool failed_ = false;
+  bool stopped_ = false;  // past the end marker ('-'): the rest is not read
+  int padding_ = 0;       // '=' that ended what was decoded so far
 };
 
 }  // namespace referrald

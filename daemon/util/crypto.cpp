@@ -196,14 +196,45 @@ bool Base64Decoder::update(std::string_view text, const std::function<void(std::
   // through a buffer of a fixed size.
   constexpr std::size_t piece = 48 * 1024;
   std::array<unsigned char, 3 * (piece + 80) / 4> buffer{};
-  for (std::size_t at = 0; at < text.size() && !failed_; at += piece) {
-    const std::string_view part = text.substr(at, piece);
+  std::string input;
+  for (std::size_t at = 0; at < text.size() && !failed_ && !stopped_; at += piece) {
+    std::string_view part = text.substr(at, piece);
+    // OpenSSL keeps no state between calls for a group it has decoded: after
+    // one that ended in padding ("QUI=", "QQ=="), a call that goes on with
+    // more base64 would start afresh and take it, where one call over the
+    // whole text refuses it. That group is fed again ahead of the piece
+    // (its bytes were handed out already; nothing else may follow it), so
+    // that the pieces are read as the whole text is.
+    const std::string_view padded = padding_ == 1 ? "QUI=" : padding_ == 2 ? "QQ==" : "";
+    if (!padded.empty()) {
+      input.assign(padded);
+      input.append(part);
+      part = input;
+    }
     int n = 0;
-    if (EVP_DecodeUpdate(static_cast<EVP_ENCODE_CTX*>(ctx_), buffer.data(), &n, bytes(part), length(part.size())) < 0) {
+    const int rv =
+        EVP_DecodeUpdate(static_cast<EVP_ENCODE_CTX*>(ctx_), buffer.data(), &n, bytes(part), length(part.size()));
+    if (rv < 0) {
       failed_ = true;
       break;
     }
-    if (n > 0) out(std::string_view(reinterpret_cast<const char*>(buffer.data()), static_cast<std::size_t>(n)));
+    if (n > 0 && padded.empty()) {
+      out(std::string_view(reinterpret_cast<const char*>(buffer.data()), static_cast<std::size_t>(n)));
+    }
+    padding_ = 0;
+    if (rv == 0 && part.find('-') != std::string_view::npos) {
+      stopped_ = true;  // the end marker: one call reads nothing after it, nor do the pieces
+    } else if (rv == 0) {
+      // Ended on padding (and perhaps line breaks after it): how much.
+      for (std::size_t k = part.size(); k > 0 && padding_ < 3; --k) {
+        const char c = part[k - 1];
+        if (c == '=') {
+          ++padding_;
+        } else if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
+          break;
+        }
+      }
+    }
   }
   return !failed_;
 }

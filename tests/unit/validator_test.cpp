@@ -772,6 +772,7 @@ TEST_F(ValidatorTest, ABodyCutIntoBlocksAnywhereReadsAsTheWhole) {
   const std::vector<std::string> texts = {
       with_attachment_data(file),
       with_attachment_data(file.substr(0, 100) + "*" + file.substr(100)),  // not base64
+      with_attachment_data("QUJDQQ==QUJD"),                                // base64 after its padding
       escaped,
       R"({"patient": {"given_name": tru}})",
       "{\"notes\": \"a\xed\xa0\x80\"}",
