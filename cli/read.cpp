@@ -20,6 +20,7 @@
 #include "store/payload.hpp"
 #include "util/dates.hpp"
 #include "util/private_files.hpp"
+#include "util/sealed_spool.hpp"
 #include "util/strings.hpp"
 #include "model/reasons_json.hpp"
 
@@ -427,7 +428,19 @@ int attachment_command(Context& c, const std::string& id_text, int position, con
     throw std::runtime_error("--output: cannot create " + output.string() + ": " + std::strerror(errno) +
                              (errno == EEXIST ? " (referralctl does not overwrite a file)" : ""));
   }
-  const bool ok = ::fchmod(fd, 0600) == 0 && write_all(fd, file->data) && ::fsync(fd) == 0;
+  // A block at a time from the spool the store opened the file into.
+  bool ok = ::fchmod(fd, 0600) == 0;
+  if (file->spooled) {
+    try {
+      for (std::size_t i = 0; ok && i < file->spooled->blocks(); ++i) ok = write_all(fd, file->spooled->block(i));
+    } catch (const std::runtime_error&) {  // the spool changed on disk under referralctl
+      ok = false;
+      errno = EIO;
+    }
+  } else {
+    ok = ok && write_all(fd, file->data);
+  }
+  ok = ok && ::fsync(fd) == 0;
   const int error = errno;
   ::close(fd);
   if (!ok) {
@@ -439,11 +452,11 @@ int attachment_command(Context& c, const std::string& id_text, int position, con
                        {"position", position},
                        {"file", output.string()},
                        {"content_type", file->content_type},
-                       {"bytes", file->data.size()},
+                       {"bytes", file->size()},
                        {"sha256", file->sha256}});
   } else {
     c.out << "wrote attachment " << position << " of " << id << " (" << file->content_type << ", "
-          << describe_size(file->data.size()) << ", SHA-256 " << file->sha256 << ") to " << output.string() << '\n';
+          << describe_size(file->size()) << ", SHA-256 " << file->sha256 << ") to " << output.string() << '\n';
   }
   return exit_ok;
 }

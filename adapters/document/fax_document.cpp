@@ -50,7 +50,7 @@ std::string render_image_pages(const Delivery& delivery, const std::vector<int>&
     if (file.content_type == "application/pdf") continue;
     int fax_page = first_page[static_cast<std::size_t>(n)];
     int page_of_file = 0;
-    const bool read = for_each_gray_page(file.data, [&](const GrayImage& picture) {
+    const bool read = for_each_gray_page(file.bytes(), [&](const GrayImage& picture) {
       ++page_of_file;
       const GrayImage drawn = shrink_to_fit(picture, max_width, max_height);
       HPDF_Page page = HPDF_AddPage(doc.get());
@@ -95,11 +95,15 @@ std::string with_records(const Delivery& delivery, const RenderedReferral& refer
   std::string images;
   if (any_image) images = render_image_pages(delivery, first_page, fax_pages, image_pages);
   std::vector<PdfPages> parts{{referral.pdf, 0, -1}};
+  // qpdf merges from memory: each PDF is read whole from the spool the
+  // store opened it into (reserved: `parts` points into it).
+  std::vector<std::string> pdfs;
+  pdfs.reserve(delivery.attachments.size());
   int next_image_page = 0;
   std::size_t image = 0;
   for (const auto& file : delivery.attachments) {
     if (file.content_type == "application/pdf") {
-      parts.push_back({file.data, 0, -1});
+      parts.push_back({pdfs.emplace_back(file.bytes()), 0, -1});
     } else {
       parts.push_back({images, next_image_page, image_pages.at(image)});
       next_image_page += image_pages[image++];

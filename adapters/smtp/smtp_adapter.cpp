@@ -173,10 +173,12 @@ std::string SmtpAdapter::build_message(const Delivery& delivery, std::chrono::sy
   if (!is_referrer_notice(delivery)) {
     m.attachments.push_back(
         {referral_pdf_filename(delivery), "application/pdf", render_referral_pdf(delivery, document, office_, now)});
-    // Then each file that came with it, as received, in its own part.
+    // Then each file that came with it, as received, in its own part. The
+    // message is rendered whole (render_mail), so each file is read whole
+    // from the spool the store opened it into.
     for (std::size_t i = 0; i < delivery.attachments.size(); ++i) {
       const Attachment& a = delivery.attachments[i];
-      m.attachments.push_back({attachment_filename(delivery, i), a.content_type, a.data});
+      m.attachments.push_back({attachment_filename(delivery, i), a.content_type, a.bytes()});
     }
   }
   return render_mail(m);

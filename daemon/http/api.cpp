@@ -494,7 +494,7 @@ asio::awaitable<Response> Api::get_attachment(const std::string& id, int positio
   Response response;
   response.status = 200;
   response.content_type = found->file->content_type;
-  response.body = std::move(found->file->data);
+  response.body = found->file->spooled ? found->file->bytes() : std::move(found->file->data);
   response.headers.emplace_back(
       "Content-Disposition",
       "attachment; filename=\"" + attachment_file_name(id, position, response.content_type) + "\"");

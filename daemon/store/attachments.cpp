@@ -3,8 +3,12 @@
 #include "store/payload.hpp"
 #include "store/rows.hpp"
 
-#include <openssl/crypto.h>
+#include <algorithm>
+#include <functional>
 #include <stdexcept>
+#include <system_error>
+
+#include "util/sealed_spool.hpp"
 
 namespace referrald::store {
 
@@ -33,13 +37,103 @@ AttachmentInfo read_info(Database& db, const Statement& st, const std::string& r
   return info;
 }
 
-Attachment to_file(AttachmentInfo info, std::string data) {
+Attachment to_file(AttachmentInfo info) {
   Attachment a;
   a.title = std::move(info.title);
   a.content_type = std::move(info.content_type);
   a.pages = info.pages;
   a.sha256 = std::move(info.sha256);
-  a.data = std::move(data);
+  return a;
+}
+
+// A file is sealed and opened a spool block at a time.
+constexpr std::size_t block = SealedSpool::block_size;
+
+// Seals a file into the data column of the row just inserted with a
+// zeroblob of TextSealer::sealed_size: the header, the ciphertext a block at
+// a time as it is made, the tag. The same bytes seal_text would have bound.
+void write_sealed(Database& db, std::int64_t rowid, TextSealer& sealer, const Attachment& a) {
+  const auto blob = db.open_blob("attachments", "data", rowid, true);
+  blob->write(0, sealer.head());
+  std::size_t at = sealer.head().size();
+  std::string out(block, '\0');
+  const auto each = [&](std::string_view piece) {
+    for (; !piece.empty(); piece.remove_prefix(std::min(piece.size(), block))) {
+      const auto part = piece.substr(0, block);
+      sealer.update(part, out.data());
+      blob->write(at, std::string_view(out.data(), part.size()));
+      at += part.size();
+    }
+  };
+  if (a.spooled) {
+    a.spooled->for_each_block(each);
+  } else {
+    each(a.data);
+  }
+  blob->write(at, sealer.finish());
+}
+
+// Reads `n` bytes of a stored value from `offset` into `out`.
+using ReadStored = std::function<void(std::size_t offset, char* out, std::size_t n)>;
+
+// Opens a stored file (`size` bytes, read through `read`) a block at a time
+// into a new spool in `directory`: it is handed on only once its tag has
+// been checked, and its plaintext is never whole in memory. Throws
+// PayloadError as open_text does (naming the file by `context`), and
+// std::system_error when no spool can be made in `directory`.
+std::shared_ptr<const SealedSpool> open_into_spool(const KeyRing* keys, const ReadStored& read, std::size_t size,
+                                                   const std::string& context, const std::filesystem::path& directory) {
+  std::string in(std::min(size, TextOpener::head_max), '\0');
+  read(0, in.data(), in.size());
+  TextOpener opener(keys, in, size, context);
+  auto spool = std::make_shared<SealedSpool>(directory);
+  std::string out;
+  for (std::size_t done = 0; done < opener.text_size();) {
+    const std::size_t n = std::min(block, opener.text_size() - done);
+    in.resize(n);
+    out.resize(n);
+    read(opener.text_offset() + done, in.data(), n);
+    opener.update(in, out.data());
+    spool->append(out);
+    done += n;
+  }
+  in.resize(opener.tag_size());
+  read(opener.text_offset() + opener.text_size(), in.data(), in.size());
+  opener.finish(in);
+  spool->finish();
+  return spool;
+}
+
+// The file of the row `st` stands on (info_columns, then at `data_column`
+// SQLite's rowid or PostgreSQL's data itself), opened into a spool beside
+// the database; whole, into `data`, where no spool can be made there (a
+// referralctl user who may read the database's directory but not write it).
+Attachment read_file(Database& db, const Statement& st, const std::string& referral_id, int data_column) {
+  AttachmentInfo info = read_info(db, st, referral_id);
+  const std::string context = data_context(referral_id, info.position);
+  Attachment a = to_file(std::move(info));
+  std::string whole;  // PostgreSQL returns the bytea whole
+  std::unique_ptr<Blob> blob;
+  if (db.incremental_blobs()) {
+    blob = db.open_blob("attachments", "data", st.column_int(data_column), false);
+  } else {
+    whole = st.column_blob(data_column);
+  }
+  const std::size_t size = blob ? blob->size() : whole.size();
+  const ReadStored read = [&](std::size_t offset, char* out, std::size_t n) {
+    if (blob) {
+      blob->read(offset, out, n);
+    } else {
+      std::copy_n(whole.data() + offset, n, out);
+    }
+  };
+  try {
+    a.spooled = open_into_spool(db.payload_keys(), read, size, context, default_spool_directory(db.file()));
+  } catch (const std::system_error&) {
+    std::string stored(size, '\0');
+    read(0, stored.data(), size);
+    a.data = open_text(db.payload_keys(), stored, context);
+  }
   return a;
 }
 
@@ -54,17 +148,13 @@ void insert_attachments(Database& db, const std::string& referral_id, TimePoint 
   std::int64_t position = 0;
   for (const Attachment& a : attachments) {
     ++position;
-    // A file that waited on disk is read back one at a time, here, and
-    // its plaintext let go once sealed: the writer holds a file twice (sealed,
-    // and the database's copy of the bound value), not three times.
     const std::size_t size = a.size();
-    std::string sealed = [&] {
-      if (!a.spooled) return seal_text(db.payload_keys(), a.data, data_context(referral_id, position));
-      std::string plain = a.bytes();
-      auto out = seal_text(db.payload_keys(), plain, data_context(referral_id, position));
-      OPENSSL_cleanse(plain.data(), plain.size());
-      return out;
-    }();
+    const std::string context = data_context(referral_id, position);
+    // SQLite: the row is inserted with room for the sealed file, which is
+    // then sealed into it a block at a time (write_sealed), inside the same
+    // savepoint. PostgreSQL (libpq binds a bytea whole): sealed whole, a
+    // spooled file read back first.
+    TextSealer sealer(db.payload_keys(), context);
     {
       ResetOnExit reset(st);
       st.bind(1, std::string_view(referral_id))
@@ -73,11 +163,15 @@ void insert_attachments(Database& db, const std::string& referral_id, TimePoint 
           .bind(4, std::string_view(a.content_type))
           .bind(5, static_cast<std::int64_t>(size))
           .bind(6, std::int64_t{a.pages})
-          .bind(7, std::string_view(a.sha256))
-          .bind_blob(8, sealed);
+          .bind(7, std::string_view(a.sha256));
+      if (db.incremental_blobs()) {
+        st.bind_zeroblob(8, sealer.sealed_size(size));
+      } else {
+        st.bind_blob(8, seal_text(db.payload_keys(), a.spooled ? a.bytes() : a.data, context));
+      }
       st.run();
     }
-    std::string().swap(sealed);
+    if (db.incremental_blobs()) write_sealed(db, db.last_insert_rowid(), sealer, a);
     audit(db, at, referral_id, std::nullopt, "referrald", "attachment",
           "position=" + std::to_string(position) + " type=" + a.content_type + " bytes=" + std::to_string(size) +
               " pages=" + std::to_string(a.pages) + " sha256=" + a.sha256);
@@ -94,29 +188,28 @@ std::vector<AttachmentInfo> attachments_of(Database& db, const std::string& refe
   return out;
 }
 
+namespace {
+// SQLite: the row's rowid, to open its data in place; PostgreSQL: the data.
+std::string data_column(const Database& db) { return db.incremental_blobs() ? ", rowid" : ", data"; }
+}  // namespace
+
 std::vector<Attachment> attachment_files(Database& db, const std::string& referral_id) {
-  Statement& st = db.cached(std::string("SELECT ") + info_columns +
-                            ", data FROM attachments WHERE referral_id = ?1 ORDER BY position");
+  Statement& st = db.cached(std::string("SELECT ") + info_columns + data_column(db) +
+                            " FROM attachments WHERE referral_id = ?1 ORDER BY position");
   ResetOnExit reset(st);
   st.bind(1, std::string_view(referral_id));
   std::vector<Attachment> out;
-  while (st.step()) {
-    AttachmentInfo info = read_info(db, st, referral_id);
-    std::string data = open_text(db.payload_keys(), st.column_blob(6), data_context(referral_id, info.position));
-    out.push_back(to_file(std::move(info), std::move(data)));
-  }
+  while (st.step()) out.push_back(read_file(db, st, referral_id, 6));
   return out;
 }
 
 std::optional<Attachment> attachment_file(Database& db, const std::string& referral_id, int position) {
-  Statement& st = db.cached(std::string("SELECT ") + info_columns +
-                            ", data FROM attachments WHERE referral_id = ?1 AND position = ?2");
+  Statement& st = db.cached(std::string("SELECT ") + info_columns + data_column(db) +
+                            " FROM attachments WHERE referral_id = ?1 AND position = ?2");
   ResetOnExit reset(st);
   st.bind(1, std::string_view(referral_id)).bind(2, std::int64_t{position});
   if (!st.step()) return std::nullopt;
-  AttachmentInfo info = read_info(db, st, referral_id);
-  std::string data = open_text(db.payload_keys(), st.column_blob(6), data_context(referral_id, position));
-  return to_file(std::move(info), std::move(data));
+  return read_file(db, st, referral_id, 6);
 }
 
 NoteRekeyBatch rekey_attachments(Database& db, std::int64_t after_rowid, int limit, const std::string& actor,

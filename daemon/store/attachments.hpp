@@ -20,7 +20,9 @@ namespace referrald::store {
 
 // Inserts the referral's files as positions 1, 2, ... with an audit row
 // each ("attachment", with position, type, size and SHA-256; no title).
-// Inside the caller's transaction (insert_referral's savepoint).
+// Inside the caller's transaction (insert_referral's savepoint). SQLite:
+// each file is sealed into its row a block at a time, from its spool or
+// from memory; PostgreSQL: sealed and bound whole.
 void insert_attachments(Database& db, const std::string& referral_id, TimePoint at,
                         const std::vector<Attachment>& attachments);
 
@@ -37,8 +39,12 @@ struct AttachmentInfo {
 // cannot open.
 std::vector<AttachmentInfo> attachments_of(Database& db, const std::string& referral_id);
 
-// The files themselves, opened, in order (for a delivery). Throws
-// PayloadError as attachments_of.
+// The files themselves, opened, in order (for a delivery). Each is read a
+// block at a time (SQLite; PostgreSQL returns it whole) and opened into a
+// new spool beside the database (Attachment::spooled), handed on only once
+// its GCM tag has verified; into Attachment::data where no spool can be
+// made there. Throws PayloadError as attachments_of, and for a file that
+// does not open (naming it).
 std::vector<Attachment> attachment_files(Database& db, const std::string& referral_id);
 
 // One file, opened; nullopt when the referral has no file at `position`.

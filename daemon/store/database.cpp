@@ -132,6 +132,20 @@ Statement& Statement::bind_blob(int index, std::string_view v) {
   return *this;
 }
 
+Statement& Statement::bind_zeroblob(int index, std::size_t size) {
+  backend_->bind_zeroblob(index, size);
+  return *this;
+}
+
+void detail::StatementBackend::bind_zeroblob(int /*index*/, std::size_t /*size*/) {
+  throw std::logic_error("bind_zeroblob: this database engine has no incremental BLOBs");
+}
+
+std::unique_ptr<Blob> detail::Connection::open_blob(std::string_view /*table*/, std::string_view /*column*/,
+                                                    std::int64_t /*rowid*/, bool /*write*/) {
+  throw std::logic_error("open_blob: this database engine has no incremental BLOBs");
+}
+
 Statement& Statement::bind_null(int index) {
   backend_->bind_null(index);
   return *this;
@@ -239,6 +253,11 @@ sqlite3* Database::handle() const noexcept { return connection_->sqlite_handle()
 void Database::on_wal_commit(std::function<void(int pages)> grown) { connection_->on_wal_commit(std::move(grown)); }
 
 CheckpointResult Database::checkpoint() { return connection_->checkpoint(); }
+
+std::unique_ptr<Blob> Database::open_blob(std::string_view table, std::string_view column, std::int64_t rowid,
+                                          bool write) {
+  return connection_->open_blob(table, column, rowid, write);
+}
 
 const std::string& due_token() {
   static const std::string token = [] {

@@ -61,6 +61,8 @@ class StatementBackend {
   virtual void bind_text(int index, std::string_view v) = 0;
   virtual void bind_blob(int index, std::string_view v) = 0;
   virtual void bind_null(int index) = 0;
+  // SQLite only (Database::incremental_blobs).
+  virtual void bind_zeroblob(int index, std::size_t size);
   virtual bool step() = 0;
   virtual void reset() = 0;  // and clear the bindings
   virtual std::int64_t column_int(int i) const = 0;
@@ -70,6 +72,20 @@ class StatementBackend {
 };
 class Connection;
 }  // namespace detail
+
+// One BLOB value read or written in place a block at a time (SQLite's
+// incremental BLOB I/O), so that a value of megabytes (an attachment's file)
+// is never whole in memory: Database::open_blob.
+class Blob {
+ public:
+  virtual ~Blob() = default;
+  virtual std::size_t size() const = 0;
+  // Exactly `n` bytes from `offset` into `out`; throws DatabaseError.
+  virtual void read(std::size_t offset, char* out, std::size_t n) = 0;
+  // Over the value's bytes from `offset` (its size does not change: an
+  // INSERT made it with bind_zeroblob); throws DatabaseError.
+  virtual void write(std::size_t offset, std::string_view bytes) = 0;
+};
 
 class Statement {
  public:
@@ -85,6 +101,9 @@ class Statement {
   Statement& bind_blob(int index, std::string_view v);
   Statement& bind_null(int index);
   Statement& bind(int index, const std::optional<std::string>& v);
+  // A BLOB of `size` zero bytes, to be written in place (Database::open_blob);
+  // SQLite only.
+  Statement& bind_zeroblob(int index, std::size_t size);
 
   bool step();   // true while a row is available; throws DatabaseError
   void run();    // step to completion, then reset
@@ -184,6 +203,16 @@ class Database {
   // does anything on PostgreSQL.
   void on_wal_commit(std::function<void(int pages)> grown);
   CheckpointResult checkpoint();
+
+  // Whether a BLOB can be written and read a block at a time, in place:
+  // SQLite (sqlite3_blob_*). PostgreSQL's libpq sends a bytea parameter and
+  // returns a bytea column whole, so there a large value is bound and read
+  // whole.
+  bool incremental_blobs() const noexcept { return dialect_ == Dialect::sqlite; }
+  // SQLite only: column `column` of the row `rowid` of `table`, opened in
+  // place for reading, or for writing too (inside the caller's
+  // transaction). Throws DatabaseError (std::logic_error on PostgreSQL).
+  std::unique_ptr<Blob> open_blob(std::string_view table, std::string_view column, std::int64_t rowid, bool write);
 
   // SQLite only (tests trace statements with it): the connection; null on
   // PostgreSQL. Store code asks the methods above instead.

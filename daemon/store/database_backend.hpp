@@ -30,6 +30,10 @@ class Connection {
   virtual void begin_read() = 0;
   virtual void begin_write() = 0;
   virtual sqlite3* sqlite_handle() const noexcept { return nullptr; }
+  // Database::open_blob: SQLite's; the other engines have none (throws
+  // std::logic_error).
+  virtual std::unique_ptr<Blob> open_blob(std::string_view table, std::string_view column, std::int64_t rowid,
+                                          bool write);
   // SQLite's write-ahead log (Database::on_wal_commit, checkpoint); the
   // other engines have nothing to do.
   virtual void on_wal_commit(std::function<void(int pages)> /*grown*/) {}

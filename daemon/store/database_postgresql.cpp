@@ -194,7 +194,11 @@ class PgStatement final : public StatementBackend {
 
   void bind_int(int index, std::int64_t v) override { set(index, std::to_string(v), 0); }
   void bind_text(int index, std::string_view v) override { set(index, std::string(v), 0); }
-  // Binary format: the bytes as they are, for a bytea parameter.
+  // Binary format: the bytes as they are, for a bytea parameter. libpq
+  // sends a parameter whole, and has no incremental BLOBs to write one in
+  // place (large objects are another type, which copies and transfers do
+  // not carry): bind_zeroblob and Database::open_blob are SQLite's alone,
+  // and an attachment's file is sealed and bound whole here.
   void bind_blob(int index, std::string_view v) override { set(index, std::string(v), 1); }
   void bind_null(int index) override {
     slot(index);

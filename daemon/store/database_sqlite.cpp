@@ -113,6 +113,9 @@ class SqliteStatement final : public StatementBackend {
     check_bind(db_, stmt_, sqlite3_bind_blob64(stmt_, index, non_null(v), v.size(), SQLITE_TRANSIENT));
   }
   void bind_null(int index) override { check_bind(db_, stmt_, sqlite3_bind_null(stmt_, index)); }
+  void bind_zeroblob(int index, std::size_t size) override {
+    check_bind(db_, stmt_, sqlite3_bind_zeroblob64(stmt_, index, size));
+  }
 
   bool step() override {
     const int rc = sqlite3_step(stmt_);
@@ -157,6 +160,36 @@ class SqliteStatement final : public StatementBackend {
  private:
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
+};
+
+class SqliteBlob final : public Blob {
+ public:
+  SqliteBlob(sqlite3* db, std::string_view table, std::string_view column, std::int64_t rowid, bool write) : db_(db) {
+    const std::string t(table), c(column);
+    const int rc = sqlite3_blob_open(db_, "main", t.c_str(), c.c_str(), rowid, write ? 1 : 0, &blob_);
+    if (rc != SQLITE_OK) {
+      const std::string message = sqlite3_errmsg(db_);
+      sqlite3_blob_close(blob_);
+      throw_error(rc, "blob open", t + "." + c, message.c_str());
+    }
+  }
+  ~SqliteBlob() override { sqlite3_blob_close(blob_); }
+  SqliteBlob(const SqliteBlob&) = delete;
+  SqliteBlob& operator=(const SqliteBlob&) = delete;
+
+  std::size_t size() const override { return static_cast<std::size_t>(sqlite3_blob_bytes(blob_)); }
+  void read(std::size_t offset, char* out, std::size_t n) override {
+    const int rc = sqlite3_blob_read(blob_, out, static_cast<int>(n), static_cast<int>(offset));
+    if (rc != SQLITE_OK) throw_error(rc, "blob read", "", sqlite3_errmsg(db_));
+  }
+  void write(std::size_t offset, std::string_view bytes) override {
+    const int rc = sqlite3_blob_write(blob_, non_null(bytes), static_cast<int>(bytes.size()), static_cast<int>(offset));
+    if (rc != SQLITE_OK) throw_error(rc, "blob write", "", sqlite3_errmsg(db_));
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_blob* blob_ = nullptr;
 };
 
 class SqliteConnection final : public Connection {
@@ -280,6 +313,10 @@ class SqliteConnection final : public Connection {
   void begin_read() override { exec("BEGIN"); }
   void begin_write() override { exec("BEGIN IMMEDIATE"); }
   sqlite3* sqlite_handle() const noexcept override { return db_; }
+  std::unique_ptr<Blob> open_blob(std::string_view table, std::string_view column, std::int64_t rowid,
+                                  bool write) override {
+    return std::make_unique<SqliteBlob>(db_, table, column, rowid, write);
+  }
 
   void on_wal_commit(std::function<void(int pages)> grown) override {
     wal_grown_ = std::move(grown);

@@ -1,21 +1,29 @@
 #include "store/writer.hpp"
 
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
 #include <memory>
+#include <functional>
 #include <mutex>
 #include <optional>
+#include <string>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include "store/store.hpp"
+#include "util/private_files.hpp"
 
 namespace referrald::store {
 
@@ -162,13 +170,181 @@ class Checkpointer {
   std::thread thread_;  // last: it starts running in the constructor
 };
 
+// SQLite's write-ahead log, opened apart from SQLite's own handle so that a
+// thread other than the writer's can fsync it (fsync makes every write to
+// the file durable, whichever descriptor made it). The writer's connection
+// exists, so the log does, and stays while that connection is open.
+class LogFile {
+ public:
+  explicit LogFile(const std::filesystem::path& database) : path_(database.string() + "-wal") {
+    fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) throw error("open", errno);
+    // SQLite may just have created the log: its name in the directory must
+    // survive a crash as surely as what is written into it.
+    if (!sync_directory(path_.parent_path().empty() ? std::filesystem::path(".") : path_.parent_path())) {
+      const int e = errno;
+      ::close(fd_);
+      throw error("fsync the directory of", e);
+    }
+  }
+  ~LogFile() { ::close(fd_); }
+  LogFile(const LogFile&) = delete;
+  LogFile& operator=(const LogFile&) = delete;
+
+  // fdatasync; throws DatabaseError (SQLITE_FULL or SQLITE_IOERR_FSYNC)
+  // when it fails. `before` (WriterOptions::before_log_sync) runs first.
+  void sync(const std::function<void(int fd)>& before) const {
+    int e = 0;
+    try {
+      if (before) before(fd_);
+      if (::fdatasync(fd_) != 0) e = errno;
+    } catch (const std::system_error& failure) {
+      e = failure.code().value();  // a test standing in for a failing fsync
+    }
+    if (e != 0) throw error("fsync", e);
+  }
+
+  // After a failed fsync nothing written to the log since the last good
+  // one can be trusted to be on disk (Linux may have dropped those pages):
+  // the writer reopens its connection, and with it this file.
+  bool failed() const noexcept { return failed_.load(std::memory_order_acquire); }
+  void set_failed() noexcept { failed_.store(true, std::memory_order_release); }
+
+ private:
+  DatabaseError error(const char* step, int e) const {
+    const int code = (e == ENOSPC || e == EDQUOT) ? SQLITE_FULL : SQLITE_IOERR_FSYNC;
+    return DatabaseError(code, std::string("writer: cannot ") + step + " the write-ahead log " + path_.string() + ": " +
+                                   std::strerror(e));
+  }
+
+  std::filesystem::path path_;
+  int fd_ = -1;
+  std::atomic<bool> failed_{false};
+};
+
+// A batch committed to the log but not yet fsynced, with what waits for it.
+struct Committed {
+  std::shared_ptr<LogFile> log;
+  std::vector<Pending> batch;
+  std::vector<JobResult> results;
+  std::function<void()> hook;
+};
+
+// Makes the writer's commits durable off its thread (SQLite). The writer's
+// connection commits with synchronous=NORMAL: the batch's frames are in the
+// write-ahead log, not yet fsynced. This thread fsyncs the log and only then
+// completes the batch's jobs (a 202 follows one), while the writer already
+// runs the next batch. With the fsync in the commit, as synchronous=FULL
+// does, every batch took its own work plus an fsync of about the same
+// length (2.4 ms on the bench machine, bench/README.md, issue 17), and the
+// requests queued meanwhile waited for both. One fsync covers every batch
+// committed before it starts, so batches that arrive while one runs share
+// the next.
+class LogSyncer {
+ public:
+  // `failed`: called on this thread with what a failed fsync threw.
+  LogSyncer(std::function<void(int fd)> before_sync, std::function<void(const DatabaseError&)> failed)
+      : before_sync_(std::move(before_sync)), failed_(std::move(failed)), thread_([this] { run(); }) {}
+  ~LogSyncer() { stop(); }
+  LogSyncer(const LogSyncer&) = delete;
+  LogSyncer& operator=(const LogSyncer&) = delete;
+
+  void hand(Committed committed) {
+    {
+      std::lock_guard lock(mutex_);
+      queue_.push_back(std::move(committed));
+    }
+    wake_.notify_one();
+  }
+
+  // Syncs and completes everything handed over, then ends the thread;
+  // from a completion (this thread) it only asks for that.
+  void stop() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_one();
+    if (std::this_thread::get_id() == thread_.get_id()) return;
+    std::lock_guard join_lock(join_mutex_);
+    if (thread_.joinable()) thread_.join();
+  }
+
+  bool on_this_thread() const noexcept { return std::this_thread::get_id() == thread_.get_id(); }
+  std::uint64_t syncs() const noexcept { return syncs_.load(std::memory_order_relaxed); }
+
+ private:
+  void run() {
+    for (;;) {
+      std::vector<Committed> group;
+      {
+        std::unique_lock lock(mutex_);
+        wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty()) break;
+        group.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
+        queue_.clear();
+      }
+      // Normally one log; two when the writer reopened its connection
+      // between these batches.
+      for (std::size_t i = 0; i < group.size(); ++i) {
+        const auto& log = group[i].log;
+        const bool first = std::none_of(group.begin(), group.begin() + static_cast<std::ptrdiff_t>(i),
+                                        [&](const Committed& c) { return c.log == log; });
+        if (first) sync(*log);
+      }
+      for (Committed& c : group) {
+        if (c.log->failed()) {
+          for (JobResult& r : c.results) r = JobResult{JobStatus::unavailable, failure_};
+        } else if (c.hook) {
+          try {
+            c.hook();
+          } catch (...) {
+            // The hook only wakes others; its failure must not stop the writer.
+          }
+        }
+        for (std::size_t j = 0; j < c.batch.size(); ++j) complete(c.batch[j].done, std::move(c.results[j]));
+      }
+    }
+  }
+
+  void sync(LogFile& log) {
+    if (log.failed()) return;  // the batches wait for no later fsync: they fail
+    try {
+      log.sync(before_sync_);
+      syncs_.fetch_add(1, std::memory_order_relaxed);
+    } catch (const DatabaseError& e) {
+      failure_ = e.what();
+      log.set_failed();
+      failed_(e);
+    }
+  }
+
+  std::function<void(int fd)> before_sync_;
+  std::function<void(const DatabaseError&)> failed_;
+  std::string failure_;  // this thread's: what the last failed fsync said
+  std::mutex mutex_;     // guards queue_, stopping_
+  std::condition_variable wake_;
+  std::deque<Committed> queue_;
+  bool stopping_ = false;
+  std::atomic<std::uint64_t> syncs_{0};
+  std::mutex join_mutex_;
+  std::thread thread_;  // last: it starts running in the constructor
+};
+
 }  // namespace
 
 // ---- Writer ----
 
 struct Writer::Impl {
   Impl(StorageTarget t, WriterOptions o) : target(std::move(t)), file(target.file), options(std::move(o)) {
-    if (target.backend == Dialect::sqlite) checkpointer = std::make_unique<Checkpointer>(file);
+    if (target.backend == Dialect::sqlite) {
+      checkpointer = std::make_unique<Checkpointer>(file);
+      syncer = std::make_unique<LogSyncer>(options.before_log_sync, [this](const DatabaseError& e) {
+        std::lock_guard lock(reason_mutex);
+        unhealthy_reason = e.unavailable_reason();
+        healthy.store(false, std::memory_order_relaxed);
+      });
+    }
     options.max_batch = std::max<std::size_t>(options.max_batch, 1);
   }
 
@@ -177,6 +353,8 @@ struct Writer::Impl {
   WriterOptions options;
 
   std::unique_ptr<Checkpointer> checkpointer;  // SQLite
+  std::unique_ptr<LogSyncer> syncer;           // SQLite
+  std::shared_ptr<LogFile> log_file;           // SQLite: the writer connection's, while it is open
 
   // The write-ahead log as the writer thread saw it at its last commit.
   int log_pages = 0;
@@ -219,6 +397,10 @@ struct Writer::Impl {
       db = std::move(fresh);
       return;
     }
+    // Commits go into the log without an fsync; the syncer thread fsyncs
+    // the log before any of them is acknowledged (LogSyncer).
+    fresh->exec("PRAGMA synchronous=NORMAL");
+    log_file = std::make_shared<LogFile>(file);
     struct stat st {};
     if (::stat(file.c_str(), &st) != 0) {
       throw DatabaseError(SQLITE_CANTOPEN, "writer: database file " + file.string() + " vanished while opening");
@@ -274,17 +456,27 @@ struct Writer::Impl {
         keys = payload_keys;
       }
 
+      if (log_file && log_file->failed()) {
+        // The log's last fsync failed: this connection's commits since
+        // then were answered "unavailable"; a new one starts afresh.
+        db.reset();
+        log_file.reset();
+      }
       std::vector<JobResult> results(batch.size());
       const bool committed = run_batch(batch, results, std::move(keys));
-      if (committed && hook) {
+      if (committed && syncer) {
+        // Acknowledged once the log is on disk; this thread goes on.
+        syncer->hand(Committed{log_file, std::move(batch), std::move(results), std::move(hook)});
+      } else if (committed && hook) {
         try {
           hook();
         } catch (...) {
           // The hook only wakes others; its failure must not stop the writer.
         }
       }
-      // Completions run after COMMIT returned and outside the queue mutex,
-      // so they may submit again or read queue_depth().
+      // Completions run after COMMIT returned (SQLite: the syncer's, after
+      // the fsync) and outside the queue mutex, so they may submit again or
+      // read queue_depth().
       for (std::size_t i = 0; i < batch.size(); ++i) complete(batch[i].done, std::move(results[i]));
       if (finish_checkpoint) {
         finish_checkpoint = false;
@@ -313,7 +505,7 @@ struct Writer::Impl {
       db->commit();          // with the notification, if a job noted due work
       commits.fetch_add(1, std::memory_order_relaxed);
       jobs_committed.fetch_add(ok, std::memory_order_relaxed);
-      healthy.store(true, std::memory_order_relaxed);
+      if (!log_file || !log_file->failed()) healthy.store(true, std::memory_order_relaxed);
       return true;
     } catch (const DatabaseError& e) {
       abandon(results, e.what(), e.unavailable_reason(), connection_survives(e));
@@ -425,6 +617,9 @@ void Writer::stop() {
   if (std::this_thread::get_id() == impl_->thread_id) return;
   std::lock_guard join_lock(impl_->join_mutex);
   if (impl_->thread.joinable()) impl_->thread.join();
+  // Every committed batch synced and completed (from a completion on the
+  // syncer's thread: it does so after this returns).
+  if (impl_->syncer) impl_->syncer->stop();
   if (impl_->checkpointer) impl_->checkpointer->stop();
 }
 

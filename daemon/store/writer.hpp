@@ -1,6 +1,8 @@
 // Group commit. One thread owns the write connection; callers hand it jobs
-// and are completed only after the transaction holding their job has
-// committed with synchronous=FULL. Many concurrent jobs share one commit.
+// and are completed only after the transaction holding their job is durable:
+// PostgreSQL's commit returns then; SQLite's log is fsynced by a second
+// thread while the first runs the next batch. Many concurrent jobs share
+// one commit, and one fsync may cover several commits.
 #pragma once
 
 #include <cstddef>
@@ -33,6 +35,11 @@ struct WriterOptions {
   // before any job runs on it; mainly for tests (e.g. to inject a disk-full
   // fault with PRAGMA max_page_count). Runs on the thread that opens it.
   std::function<void(Database&)> on_open;
+  // SQLite: called with the write-ahead log's file descriptor before each
+  // fsync that makes commits durable, on the thread that runs it; for tests
+  // only: it may block (holding those commits unacknowledged) or throw
+  // std::system_error (taken as the fsync failing with that error).
+  std::function<void(int fd)> before_log_sync;
 };
 
 class Writer {
@@ -40,7 +47,8 @@ class Writer {
   // A job runs on the writer thread inside the batch's transaction (within a
   // savepoint of its own). It may throw to fail itself alone.
   using Job = std::function<void(Database&)>;
-  // Called on the writer thread once the outcome is final; must not block.
+  // Called on one of the writer's threads once the outcome is final (for a
+  // committed job: once its commit is on disk); must not block.
   using Completion = std::function<void(JobResult)>;
 
   // Opens (creating 0600) and migrates the database; throws DatabaseError or
@@ -55,8 +63,9 @@ class Writer {
   // job cannot be queued.
   void submit(Job job, Completion done);
 
-  // Called on the writer thread after each successful commit (e.g. to wake
-  // the dispatcher). Set before the first submit.
+  // Called on one of the writer's threads after each successful commit is
+  // durable, before its completions (e.g. to wake the dispatcher). Set
+  // before the first submit.
   void on_commit(std::function<void()> hook);
 
   // The keys referral documents are sealed and opened with (null: stored

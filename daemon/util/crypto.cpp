@@ -80,46 +80,102 @@ std::string Sha256Stream::hex() {
 
 namespace {
 
-using CipherContext = std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)>;
-
 int length(std::size_t n) { return static_cast<int>(n); }
 const unsigned char* bytes(std::string_view s) { return reinterpret_cast<const unsigned char*>(s.data()); }
+EVP_CIPHER_CTX* cipher(void* ctx) { return static_cast<EVP_CIPHER_CTX*>(ctx); }
+
+// A GCM context keyed, with its nonce and the additional data taken in;
+// throws (the context freed) when OpenSSL fails.
+void* start_gcm(bool encrypt, const unsigned char* key, const unsigned char* nonce,
+                std::initializer_list<std::string_view> aad) {
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  int n = 0;
+  bool ok = ctx != nullptr &&
+            EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), nullptr, nullptr, nullptr, encrypt ? 1 : 0) == 1 &&
+            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, length(aes_gcm_nonce_bytes), nullptr) == 1 &&
+            EVP_CipherInit_ex(ctx, nullptr, nullptr, key, nonce, encrypt ? 1 : 0) == 1;
+  for (const auto piece : aad) ok = ok && EVP_CipherUpdate(ctx, nullptr, &n, bytes(piece), length(piece.size())) == 1;
+  if (!ok) {
+    EVP_CIPHER_CTX_free(ctx);
+    throw std::runtime_error(encrypt ? "AES-256-GCM encryption failed" : "AES-256-GCM decryption failed");
+  }
+  return ctx;
+}
+
+// EVP_CipherUpdate takes an int length: a piece at a time.
+bool cipher_update(void* ctx, std::string_view in, unsigned char* out) {
+  constexpr std::size_t most = std::size_t{1} << 30;
+  for (std::size_t at = 0; at < in.size(); at += most) {
+    const auto piece = in.substr(at, most);
+    int n = 0;
+    if (EVP_CipherUpdate(cipher(ctx), out + at, &n, bytes(piece), length(piece.size())) != 1 ||
+        static_cast<std::size_t>(n) != piece.size()) {
+      return false;
+    }
+  }
+  return true;
+}
 
 }  // namespace
 
+AesGcmSealer::AesGcmSealer(const unsigned char* key, const unsigned char* nonce,
+                           std::initializer_list<std::string_view> aad)
+    : ctx_(start_gcm(true, key, nonce, aad)) {}
+
+AesGcmSealer::~AesGcmSealer() { EVP_CIPHER_CTX_free(cipher(ctx_)); }
+
+void AesGcmSealer::update(std::string_view plain, unsigned char* out) {
+  if (!cipher_update(ctx_, plain, out)) throw std::runtime_error("AES-256-GCM encryption failed");
+}
+
+void AesGcmSealer::finish(unsigned char* out) {
+  int n = 0;
+  std::array<unsigned char, 16> rest{};  // GCM writes nothing here
+  if (EVP_EncryptFinal_ex(cipher(ctx_), rest.data(), &n) != 1 || n != 0 ||
+      EVP_CIPHER_CTX_ctrl(cipher(ctx_), EVP_CTRL_GCM_GET_TAG, length(aes_gcm_tag_bytes), out) != 1) {
+    throw std::runtime_error("AES-256-GCM encryption failed");
+  }
+}
+
+AesGcmOpener::AesGcmOpener(const unsigned char* key, const unsigned char* nonce,
+                           std::initializer_list<std::string_view> aad)
+    : ctx_(start_gcm(false, key, nonce, aad)) {}
+
+AesGcmOpener::~AesGcmOpener() { EVP_CIPHER_CTX_free(cipher(ctx_)); }
+
+void AesGcmOpener::update(std::string_view sealed, unsigned char* out) {
+  if (!cipher_update(ctx_, sealed, out)) throw std::runtime_error("AES-256-GCM decryption failed");
+}
+
+bool AesGcmOpener::finish(const unsigned char* tag) {
+  // OpenSSL takes the expected tag through a non-const pointer.
+  std::array<unsigned char, aes_gcm_tag_bytes> expected{};
+  std::copy_n(tag, expected.size(), expected.begin());
+  std::array<unsigned char, 16> rest{};
+  int n = 0;
+  return EVP_CIPHER_CTX_ctrl(cipher(ctx_), EVP_CTRL_GCM_SET_TAG, length(expected.size()), expected.data()) == 1 &&
+         EVP_DecryptFinal_ex(cipher(ctx_), rest.data(), &n) == 1 && n == 0;
+}
+
 void aes256_gcm_seal(const unsigned char* key, const unsigned char* nonce, std::initializer_list<std::string_view> aad,
                      std::string_view plain, unsigned char* out) {
-  CipherContext ctx(EVP_CIPHER_CTX_new(), EVP_CIPHER_CTX_free);
-  int n = 0, final_n = 0;
-  bool ok = ctx && EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1 &&
-            EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, length(aes_gcm_nonce_bytes), nullptr) == 1 &&
-            EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, key, nonce) == 1;
-  for (const auto piece : aad)
-    ok = ok && EVP_EncryptUpdate(ctx.get(), nullptr, &n, bytes(piece), length(piece.size())) == 1;
-  ok = ok && EVP_EncryptUpdate(ctx.get(), out, &n, bytes(plain), length(plain.size())) == 1 &&
-       EVP_EncryptFinal_ex(ctx.get(), out + n, &final_n) == 1 &&
-       static_cast<std::size_t>(n + final_n) == plain.size() &&
-       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, length(aes_gcm_tag_bytes), out + plain.size()) == 1;
-  if (!ok) throw std::runtime_error("AES-256-GCM encryption failed");
+  AesGcmSealer sealer(key, nonce, aad);
+  sealer.update(plain, out);
+  sealer.finish(out + plain.size());
 }
 
 bool aes256_gcm_open(const unsigned char* key, const unsigned char* nonce, std::initializer_list<std::string_view> aad,
                      std::string_view sealed, unsigned char* out) {
   if (sealed.size() < aes_gcm_tag_bytes) return false;
   const std::size_t plain = sealed.size() - aes_gcm_tag_bytes;
-  // OpenSSL takes the expected tag through a non-const pointer.
-  std::array<unsigned char, aes_gcm_tag_bytes> tag{};
-  std::copy_n(bytes(sealed) + plain, tag.size(), tag.begin());
-  CipherContext ctx(EVP_CIPHER_CTX_new(), EVP_CIPHER_CTX_free);
-  int n = 0, final_n = 0;
-  bool ok = ctx && EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1 &&
-            EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, length(aes_gcm_nonce_bytes), nullptr) == 1 &&
-            EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, key, nonce) == 1;
-  for (const auto piece : aad)
-    ok = ok && EVP_DecryptUpdate(ctx.get(), nullptr, &n, bytes(piece), length(piece.size())) == 1;
-  ok = ok && EVP_DecryptUpdate(ctx.get(), out, &n, bytes(sealed), length(plain)) == 1 &&
-       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, length(tag.size()), tag.data()) == 1 &&
-       EVP_DecryptFinal_ex(ctx.get(), out + n, &final_n) == 1;
+  bool ok = false;
+  try {
+    AesGcmOpener opener(key, nonce, aad);
+    opener.update(sealed.substr(0, plain), out);
+    ok = opener.finish(bytes(sealed) + plain);
+  } catch (const std::runtime_error&) {
+    ok = false;
+  }
   // The plaintext is released only once the tag has been checked.
   if (!ok) OPENSSL_cleanse(out, plain);
   return ok;

@@ -38,6 +38,41 @@ class Sha256Stream {
 inline constexpr std::size_t aes_gcm_key_bytes = 32;
 inline constexpr std::size_t aes_gcm_nonce_bytes = 12;
 inline constexpr std::size_t aes_gcm_tag_bytes = 16;
+// AES-256-GCM a piece at a time, for what is too large to hold whole (an
+// attachment's file sealed into, or opened from, the database a block at a
+// time): the same cipher text and tag as the whole-value functions below,
+// which are written on these. GCM is a stream cipher: each piece's output
+// is exactly as long as the piece.
+class AesGcmSealer {
+ public:
+  AesGcmSealer(const unsigned char* key, const unsigned char* nonce, std::initializer_list<std::string_view> aad);
+  ~AesGcmSealer();
+  AesGcmSealer(const AesGcmSealer&) = delete;
+  AesGcmSealer& operator=(const AesGcmSealer&) = delete;
+  // Writes the ciphertext of `plain` (plain.size() bytes) to `out`.
+  void update(std::string_view plain, unsigned char* out);
+  // Writes the tag (aes_gcm_tag_bytes) to `out`; nothing may follow.
+  void finish(unsigned char* out);
+
+ private:
+  void* ctx_;  // EVP_CIPHER_CTX, kept out of this header
+};
+class AesGcmOpener {
+ public:
+  AesGcmOpener(const unsigned char* key, const unsigned char* nonce, std::initializer_list<std::string_view> aad);
+  ~AesGcmOpener();
+  AesGcmOpener(const AesGcmOpener&) = delete;
+  AesGcmOpener& operator=(const AesGcmOpener&) = delete;
+  // Writes the plaintext of a piece of ciphertext to `out`: not to be
+  // trusted, or let go, until finish() has said the tag matches.
+  void update(std::string_view cipher, unsigned char* out);
+  // Whether `tag` (aes_gcm_tag_bytes) matches everything given to update().
+  bool finish(const unsigned char* tag);
+
+ private:
+  void* ctx_;
+};
+
 // Writes the ciphertext of `plain` and then the tag to `out`
 // (plain.size() + aes_gcm_tag_bytes); throws std::runtime_error when OpenSSL fails.
 void aes256_gcm_seal(const unsigned char* key, const unsigned char* nonce, std::initializer_list<std::string_view> aad,

@@ -20,6 +20,16 @@ bool write_all(int fd, std::string_view data) {
   return true;
 }
 
+bool sync_directory(const std::filesystem::path& directory) {
+  const int fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool synced = ::fsync(fd) == 0;
+  const int error = errno;
+  ::close(fd);
+  errno = error;
+  return synced;
+}
+
 FileWriteError::FileWriteError(int error, const char* step, const std::filesystem::path& file)
     : std::system_error(error, std::generic_category(), std::string(step) + " " + file.string()), step_(step) {}
 
@@ -44,11 +54,7 @@ void replace_file(const std::filesystem::path& path, std::string_view text, std:
   ::close(fd);
   if (::rename(temp_path.c_str(), path.c_str()) != 0) fail("rename", path);
   // The rename is durable only once the directory is synced.
-  const int dir_fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd >= 0) {
-    ::fsync(dir_fd);
-    ::close(dir_fd);
-  }
+  sync_directory(directory);
 }
 
 }  // namespace referrald

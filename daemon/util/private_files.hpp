@@ -23,6 +23,11 @@ class FileWriteError : public std::system_error {
   const char* step_;
 };
 
+// Makes the entries of `directory` (a file just created or renamed there)
+// durable: fsync of the directory itself. False, with errno set, when it
+// cannot be opened or synced.
+bool sync_directory(const std::filesystem::path& directory);
+
 // Puts text at path so that a reader finds the old file or the new one,
 // never part of one, and a crash after the return keeps the new one: the
 // text goes to temp_name (a file name, in path's directory; 0600, not

@@ -257,5 +257,52 @@ TEST(Payload, FreeTextIsSealedOrMarkedPlainAndNeverTakenForADocument) {
   EXPECT_THROW(store::text_key_id(document, context), PayloadError);
 }
 
+// A text sealed in pieces of any size is what seal_text writes (open_text
+// opens it), and opens in pieces of other sizes; one altered byte, and the
+// last step refuses it.
+TEST(Payload, TextSealedAndOpenedInPiecesIsSealTextsFormat) {
+  using store::open_text, store::seal_text, store::TextOpener, store::TextSealer;
+  const auto keys = ring("k1 " + hex_a + "\n");
+  std::string text;
+  for (int i = 0; i < 5000; ++i) text += static_cast<char>(i * 7);
+  const std::string context = referral_id + "/attachment/1";
+  for (const KeyRing* k : {keys.get(), static_cast<const KeyRing*>(nullptr)}) {
+    TextSealer sealer(k, context);
+    std::string stored = sealer.head();
+    for (std::size_t at = 0, piece = 1; at < text.size(); at += piece, piece = piece * 3 + 1) {
+      const auto part = std::string_view(text).substr(at, piece);
+      std::string out(part.size(), '\0');
+      sealer.update(part, out.data());
+      stored += out;
+    }
+    stored += sealer.finish();
+    EXPECT_EQ(stored.size(), sealer.sealed_size(text.size()));
+    EXPECT_EQ(open_text(k, stored, context), text);
+    EXPECT_EQ(stored.size(), seal_text(k, text, context).size());
+
+    const auto open_in_pieces = [&](const std::string& value) {
+      TextOpener opener(k, std::string_view(value).substr(0, TextOpener::head_max), value.size(), context);
+      std::string out(opener.text_size(), '\0');
+      for (std::size_t at = 0; at < opener.text_size(); at += 999) {
+        const auto part = std::string_view(value).substr(opener.text_offset() + at,
+                                                         std::min<std::size_t>(999, opener.text_size() - at));
+        opener.update(part, out.data() + at);
+      }
+      opener.finish(std::string_view(value).substr(opener.text_offset() + opener.text_size()));
+      return out;
+    };
+    EXPECT_EQ(open_in_pieces(stored), text);
+    if (k == nullptr) continue;
+    std::string altered = stored;
+    altered[altered.size() / 2] ^= 0x10;
+    try {
+      open_in_pieces(altered);
+      ADD_FAILURE() << "an altered text opened";
+    } catch (const PayloadError& e) {
+      EXPECT_NE(std::string(e.what()).find(context), std::string::npos) << e.what();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace referrald

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -17,6 +18,7 @@
 #include <future>
 #include <mutex>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -77,6 +79,10 @@ class Results {
   JobResult at(std::size_t i) {
     std::lock_guard lock(mutex_);
     return by_index_.at(i);
+  }
+  bool done() {
+    std::lock_guard lock(mutex_);
+    return count_ == by_index_.size();
   }
   std::size_t count_of(JobStatus s) {
     std::lock_guard lock(mutex_);
@@ -263,7 +269,8 @@ TEST_P(WriterTest, AJobThatThrowsFailsAloneWhileItsNeighboursCommit) {
 
 TEST_P(WriterTest, ACompletionRunsOnlyOnceTheRowIsVisibleToOtherConnections) {
   Writer writer(target(), WriterOptions{});
-  // Used only inside completions, which all run on the writer thread.
+  // Used only inside completions of committed jobs, which all run on one
+  // thread (SQLite: the one that fsyncs the log).
   const auto observer_connection = store->open(OpenMode::read_only);
   Database& observer = *observer_connection;
   constexpr std::size_t jobs = 100;
@@ -606,6 +613,89 @@ TEST_F(SqliteWriterTest, UnderSteadyCommitsTheLogIsWrittenBackOffTheWriterAndSta
   EXPECT_GE(writer.checkpoints(), 1u);
   EXPECT_LT(longest, 4u * 1000u * 4096u) << "the log grew to " << longest << " bytes";
   EXPECT_EQ(count_rows(file(), "referrals"), static_cast<std::int64_t>(referrals));
+}
+
+// The writer commits without an fsync and a thread of its own fsyncs the
+// log: no job may be completed before that fsync returns, and the next
+// batch is committed meanwhile.
+TEST_F(SqliteWriterTest, NoJobIsCompletedBeforeTheLogHoldingItIsFsynced) {
+  std::promise<int> entered;
+  std::promise<void> released;
+  std::shared_future<void> release = released.get_future().share();
+  std::atomic<int> syncs{0};
+  WriterOptions options;
+  options.before_log_sync = [&](int fd) {
+    if (syncs.fetch_add(1) != 0) return;
+    entered.set_value(fd);
+    if (release.wait_for(deadline) != std::future_status::ready) throw std::runtime_error("sync gate timeout");
+  };
+  Writer writer(file(), options);
+  const auto observer = store->open(OpenMode::read_only);
+
+  Results first(1);
+  writer.submit(insert_job(sample("R-1")), first.slot(0));
+  auto entered_future = entered.get_future();
+  ASSERT_EQ(entered_future.wait_for(deadline), std::future_status::ready);
+  // The descriptor synced is the database's write-ahead log.
+  struct stat synced {};
+  struct stat wal {};
+  ASSERT_EQ(::fstat(entered_future.get(), &synced), 0);
+  ASSERT_EQ(::stat((file().string() + "-wal").c_str(), &wal), 0);
+  EXPECT_EQ(synced.st_ino, wal.st_ino);
+  EXPECT_EQ(synced.st_dev, wal.st_dev);
+
+  // Committed, not yet durable: readable, not acknowledged.
+  EXPECT_TRUE(find_referral(*observer, "R-1").has_value());
+  // The writer goes on with the next batch while the fsync is held.
+  Results second(1);
+  writer.submit(insert_job(sample("R-2")), second.slot(0));
+  const auto visible_by = std::chrono::steady_clock::now() + deadline;
+  while (!find_referral(*observer, "R-2") && std::chrono::steady_clock::now() < visible_by) {
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_TRUE(find_referral(*observer, "R-2").has_value());
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(writer.jobs_committed(), 2u);
+  // Neither completion has run: both wait for an fsync.
+  EXPECT_FALSE(first.done());
+  EXPECT_FALSE(second.done());
+
+  released.set_value();
+  ASSERT_TRUE(first.wait_all());
+  ASSERT_TRUE(second.wait_all());
+  EXPECT_EQ(first.at(0).status, JobStatus::committed);
+  EXPECT_EQ(second.at(0).status, JobStatus::committed);
+}
+
+// An fsync of the log that fails (EIO; a real disk cannot be made to fail
+// on cue here, so the test hook stands in for it): the batches it was to
+// make durable are unavailable, never committed, and the writer starts a
+// new connection for the next.
+TEST_F(SqliteWriterTest, AFailedLogFsyncFailsItsBatchAndTheWriterStartsAfresh) {
+  std::atomic<int> opens{0};
+  std::atomic<bool> fail_next{true};
+  WriterOptions options;
+  options.on_open = [&](Database&) { opens.fetch_add(1); };
+  options.before_log_sync = [&](int) {
+    if (fail_next.exchange(false)) throw std::system_error(EIO, std::generic_category());
+  };
+  Writer writer(file(), options);
+  ASSERT_EQ(opens.load(), 1);
+
+  Results failed(1);
+  writer.submit(insert_job(sample("R-1")), failed.slot(0));
+  ASSERT_TRUE(failed.wait_all());
+  EXPECT_EQ(failed.at(0).status, JobStatus::unavailable);
+  EXPECT_NE(failed.at(0).error.find("cannot fsync the write-ahead log"), std::string::npos) << failed.at(0).error;
+  EXPECT_FALSE(writer.healthy());
+  EXPECT_EQ(writer.unhealthy_reason(), "an I/O error on the database");
+
+  Results after(1);
+  writer.submit(insert_job(sample("R-2")), after.slot(0));
+  ASSERT_TRUE(after.wait_all());
+  EXPECT_EQ(after.at(0).status, JobStatus::committed);
+  EXPECT_TRUE(writer.healthy());
+  EXPECT_EQ(opens.load(), 2);
 }
 
 TEST_F(SqliteWriterTest, ADeletedDatabaseIsNotWrittenToAnyMore) {
