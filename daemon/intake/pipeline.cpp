@@ -1,7 +1,5 @@
 #include "intake/pipeline.hpp"
 
-#include <istream>
-
 #include "rules/eligibility.hpp"
 #include "util/dates.hpp"
 
@@ -13,9 +11,7 @@ IntakeResult plan_intake(const IntakePolicy& policy, const ReferralValidator& va
   const bool files_required = size > submission.plain_body_limit;
   auto result = [&] {
     if (!submission.body_file) return validator.validate(submission.body, today, submission.files, files_required);
-    SealedSpoolBuf buffer(*submission.body_file);
-    std::istream in(&buffer);
-    return validator.validate(in, today, files_required);
+    return validator.validate(*submission.body_file, today, files_required, submission.spool_directory);
   }();
   if (std::holds_alternative<FilesRequired>(result)) return BodyTooLarge{submission.plain_body_limit};
   if (auto* malformed = std::get_if<MalformedInput>(&result)) return std::move(*malformed);

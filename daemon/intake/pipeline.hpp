@@ -6,6 +6,7 @@
 #pragma once
 
 #include <chrono>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -43,6 +44,9 @@ struct Submission {
   // Or the JSON text kept on disk while it came in (a large intake body,
   // util/sealed_spool.hpp); `body` is empty then.
   std::shared_ptr<const SealedSpool> body_file;
+  // Where the files of a body on disk are decoded to, each into a spool of
+  // its own as the body is read (IntakeService sets it); empty: in memory.
+  std::filesystem::path spool_directory;
   // The attachments' files when they come beside the JSON (the web form's,
   // in the order of its "attachments", whose "data" then only stands in).
   std::vector<Attachment> files;

@@ -49,6 +49,7 @@ std::shared_ptr<const IntakePolicy> IntakeService::policy() const {
 
 void IntakeService::submit(Submission submission, const AcceptedReply& reply, Completion done) {
   submission.received_at = clock_.now();
+  if (submission.spool_directory.empty()) submission.spool_directory = spool_directory_;
   const bool files = submission.body_file || !submission.files.empty() || submission.body.size() > large_body_bytes;
   if (files && file_work_runner_) {
     file_work_runner_([this, submission = std::move(submission), reply, done = std::move(done)]() mutable {

@@ -3,7 +3,6 @@
 #pragma once
 
 #include <filesystem>
-#include <istream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -12,6 +11,7 @@
 #include <vector>
 
 #include "model/referral.hpp"
+#include "util/sealed_spool.hpp"
 
 namespace referrald {
 
@@ -47,9 +47,14 @@ class ReferralValidator {
   // Thread-safe; `today` bounds birth and diagnosis dates.
   // Each attachment's base64 "data" is decoded as the parser reads it.
   ValidationResult validate(std::string_view json_text, Date today) const;
-  // The same, reading the JSON from a stream (a body kept on disk,
-  // util/sealed_spool.hpp).
-  ValidationResult validate(std::istream& json_text, Date today, bool files_required = false) const;
+  // The same, reading the JSON from its spool a block at a time (a body
+  // kept on disk). With a `spool_directory`, each attachment's "data" is
+  // decoded as it is read into a spool of its own there (its Attachment's
+  // `spooled`): no file is ever whole in memory, as base64 or as bytes.
+  // Throws what the spools throw (a block that does not open, a disk that
+  // refuses a file): nothing may be accepted then.
+  ValidationResult validate(const SealedSpool& json_text, Date today, bool files_required = false,
+                            const std::filesystem::path& spool_directory = {}) const;
   // The same, with the attachments' files beside the JSON (the web form's,
   // in the order of "attachments"): each item's "data" there only stands in
   // for its file (attachment_data_stand_in). The files are not read: the

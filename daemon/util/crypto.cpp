@@ -1,5 +1,7 @@
 #include "util/crypto.hpp"
 
+#include "util/base64_decoder.hpp"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/core_names.h>
@@ -8,6 +10,7 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <array>
 #include <memory>
 #include <stdexcept>
 
@@ -236,28 +239,81 @@ std::string base64url(const unsigned char* data, std::size_t size) {
   return out;
 }
 
-std::optional<std::string> base64_decode(std::string_view text) {
-  std::unique_ptr<EVP_ENCODE_CTX, decltype(&EVP_ENCODE_CTX_free)> ctx(EVP_ENCODE_CTX_new(), EVP_ENCODE_CTX_free);
-  if (!ctx) throw std::runtime_error("EVP_ENCODE_CTX_new failed");
-  EVP_DecodeInit(ctx.get());
-  std::string out(3 * (text.size() / 4) + 3, '\0');
-  std::size_t written = 0;
-  // EVP_DecodeUpdate takes an int length: feed it in pieces.
-  constexpr std::size_t piece = std::size_t{1} << 24;
-  for (std::size_t at = 0; at < text.size(); at += piece) {
-    const std::string_view part = text.substr(at, piece);
-    int n = 0;
-    if (EVP_DecodeUpdate(ctx.get(), reinterpret_cast<unsigned char*>(out.data()) + written, &n,
-                         reinterpret_cast<const unsigned char*>(part.data()), static_cast<int>(part.size())) < 0) {
-      return std::nullopt;
+Base64Decoder::Base64Decoder() : ctx_(EVP_ENCODE_CTX_new()) {
+  if (ctx_ == nullptr) throw std::runtime_error("EVP_ENCODE_CTX_new failed");
+  EVP_DecodeInit(static_cast<EVP_ENCODE_CTX*>(ctx_));
+}
+
+Base64Decoder::~Base64Decoder() { EVP_ENCODE_CTX_free(static_cast<EVP_ENCODE_CTX*>(ctx_)); }
+
+bool Base64Decoder::update(std::string_view text, const std::function<void(std::string_view)>& out) {
+  // EVP_DecodeUpdate takes an int length and writes at most 3/4 of what it
+  // is given plus what it held back (under 80 characters): fed in pieces
+  // through a buffer of a fixed size.
+  constexpr std::size_t piece = 48 * 1024;
+  std::array<unsigned char, 3 * (piece + 80) / 4> buffer{};
+  std::string input;
+  for (std::size_t at = 0; at < text.size() && !failed_ && !stopped_; at += piece) {
+    std::string_view part = text.substr(at, piece);
+    // OpenSSL keeps no state between calls for a group it has decoded: after
+    // one that ended in padding ("QUI=", "QQ=="), a call that goes on with
+    // more base64 would start afresh and take it, where one call over the
+    // whole text refuses it. That group is fed again ahead of the piece
+    // (its bytes were handed out already; nothing else may follow it), so
+    // that the pieces are read as the whole text is.
+    const std::string_view padded = padding_ == 1 ? "QUI=" : padding_ == 2 ? "QQ==" : "";
+    if (!padded.empty()) {
+      input.assign(padded);
+      input.append(part);
+      part = input;
     }
-    written += static_cast<std::size_t>(n);
+    int n = 0;
+    const int rv =
+        EVP_DecodeUpdate(static_cast<EVP_ENCODE_CTX*>(ctx_), buffer.data(), &n, bytes(part), length(part.size()));
+    if (rv < 0) {
+      failed_ = true;
+      break;
+    }
+    if (n > 0 && padded.empty()) {
+      out(std::string_view(reinterpret_cast<const char*>(buffer.data()), static_cast<std::size_t>(n)));
+    }
+    padding_ = 0;
+    if (rv == 0 && part.find('-') != std::string_view::npos) {
+      stopped_ = true;  // the end marker: one call reads nothing after it, nor do the pieces
+    } else if (rv == 0) {
+      // Ended on padding (and perhaps line breaks after it): how much.
+      for (std::size_t k = part.size(); k > 0 && padding_ < 3; --k) {
+        const char c = part[k - 1];
+        if (c == '=') {
+          ++padding_;
+        } else if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
+          break;
+        }
+      }
+    }
   }
+  return !failed_;
+}
+
+bool Base64Decoder::finish(const std::function<void(std::string_view)>& out) {
+  if (failed_) return false;
+  std::array<unsigned char, 96> buffer{};
   int n = 0;
-  if (EVP_DecodeFinal(ctx.get(), reinterpret_cast<unsigned char*>(out.data()) + written, &n) != 1) return std::nullopt;
-  written += static_cast<std::size_t>(n);
-  out.resize(written);
-  return out;
+  if (EVP_DecodeFinal(static_cast<EVP_ENCODE_CTX*>(ctx_), buffer.data(), &n) != 1) {
+    failed_ = true;
+    return false;
+  }
+  if (n > 0) out(std::string_view(reinterpret_cast<const char*>(buffer.data()), static_cast<std::size_t>(n)));
+  return true;
+}
+
+std::optional<std::string> base64_decode(std::string_view text) {
+  std::string decoded;
+  decoded.reserve(3 * (text.size() / 4) + 3);
+  const auto append = [&decoded](std::string_view bytes) { decoded.append(bytes); };
+  Base64Decoder decoder;
+  if (!decoder.update(text, append) || !decoder.finish(append)) return std::nullopt;
+  return decoded;
 }
 
 std::vector<unsigned char> hkdf_sha256(const unsigned char* ikm, std::size_t ikm_size, std::string_view salt,

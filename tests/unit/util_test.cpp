@@ -12,6 +12,7 @@
 #include "spool_file.hpp"
 #include "util/config_error.hpp"
 #include "model/purpose.hpp"
+#include "util/base64_decoder.hpp"
 #include "util/crypto.hpp"
 #include "util/dates.hpp"
 #include "util/duration.hpp"
@@ -83,6 +84,47 @@ TEST(Ids, ReferralIdsAreReadableAndDistinct) {
   EXPECT_EQ(seen.size(), 1000U);
   EXPECT_FALSE(looks_like_referral_id("R-20261128-ABCDE-FGHIU"));
   EXPECT_FALSE(looks_like_referral_id("../../etc/passwd"));
+}
+
+// Fed in pieces cut anywhere, the decoder accepts and yields what
+// base64_decode does of the whole text: good text, MIME's line breaks,
+// characters outside the alphabet, text after the padding, a length that is
+// not whole.
+TEST(Crypto, Base64DecoderInPiecesAgreesWithTheWholeText) {
+  const char raw[] = "\x00\xff referral \x80\x7f scan";
+  const std::string bytes = std::string(raw, sizeof raw - 1) + std::string(100, 'Z');
+  const std::string good = base64(bytes);
+  const std::vector<std::string> texts = {good,
+                                          good.substr(0, 20) + "\r\n" + good.substr(20),
+                                          good.substr(0, 30) + "*" + good.substr(30),
+                                          good + "QUJD",
+                                          good.substr(0, good.size() - 5),
+                                          "QUJD=",
+                                          "QUJDQQ==",
+                                          "QUJDQUI=\n\nQUJD",
+                                          "QUJDQQ===",
+                                          "QUJDQQ==\r\n=",
+                                          "QUJD\nQUJD-!!",
+                                          ""};
+  for (const auto& text : texts) {
+    const auto whole = base64_decode(text);
+    for (std::size_t cut = 0; cut <= text.size(); ++cut) {
+      for (std::size_t second = cut; second <= text.size(); second += 7) {
+        std::string out;
+        const auto append = [&out](std::string_view piece) { out.append(piece); };
+        Base64Decoder decoder;
+        bool ok = decoder.update(std::string_view(text).substr(0, cut), append);
+        ok = decoder.update(std::string_view(text).substr(cut, second - cut), append) && ok;
+        ok = decoder.update(std::string_view(text).substr(second), append) && ok;
+        ok = decoder.finish(append) && ok;
+        ASSERT_EQ(ok, whole.has_value()) << text << " cut at " << cut << " and " << second;
+        if (ok) {
+          ASSERT_EQ(out, *whole) << text << " cut at " << cut << " and " << second;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(base64_decode(good), bytes);
 }
 
 TEST(Crypto, Sha256AndConstantTimeCompare) {
