@@ -125,14 +125,6 @@ std::string SealedSpool::read_all() const {
   return out;
 }
 
-SealedSpoolBuf::int_type SealedSpoolBuf::underflow() {
-  if (gptr() != nullptr && gptr() < egptr()) return traits_type::to_int_type(*gptr());
-  if (next_ >= spool_.blocks()) return traits_type::eof();
-  block_ = spool_.block(next_++);
-  setg(block_.data(), block_.data(), block_.data() + block_.size());
-  return traits_type::to_int_type(*gptr());
-}
-
 std::filesystem::path default_spool_directory(const std::filesystem::path& database) {
   if (!database.empty()) {
     const auto dir = database.parent_path();

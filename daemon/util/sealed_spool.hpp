@@ -13,7 +13,6 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
-#include <streambuf>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -64,21 +63,6 @@ class SealedSpool {
   bool finished_ = false;
   Sha256Stream hash_;
   std::string sha256_;
-};
-
-// Reads a spool as a stream (for a parser that takes a std::istream), one
-// opened block in memory at a time.
-class SealedSpoolBuf : public std::streambuf {
- public:
-  explicit SealedSpoolBuf(const SealedSpool& spool) : spool_(spool) {}
-
- protected:
-  int_type underflow() override;
-
- private:
-  const SealedSpool& spool_;
-  std::string block_;
-  std::size_t next_ = 0;  // the block to read next
 };
 
 // Where spools go (there is no configuration key for it): the directory of
