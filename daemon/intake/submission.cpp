@@ -66,13 +66,15 @@ void IntakeService::plan_and_queue(Submission submission, const AcceptedReply& r
   try {
     planned = plan_intake(*policy(), validator_, submission);
   } catch (const std::exception& e) {
-    // A spool that no longer opens (its file was changed), a library
-    // failing on a file: nothing is stored, and the runner's thread goes on.
-    // The message is the library's or the spool's, never the body's.
+    // A spool that no longer opens (its file was changed) or that the disk
+    // refuses (an API attachment decoded into one), a library failing on a
+    // file: nothing is stored, and the runner's thread goes on. The message
+    // is the library's or the spool's, never the body's.
     spdlog::error("intake.plan_failed channel={} error=\"{}\"", submission.channel, e.what());
     SubmissionOutcome out;
     out.kind = Kind::unavailable;
-    out.message = "the referral could not be read back while it was checked; nothing was saved, please try again";
+    out.message =
+        "the referral could not be kept on the server's disk while it was checked; nothing was saved, please try again";
     done(std::move(out));
     return;
   }
