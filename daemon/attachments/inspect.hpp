@@ -19,6 +19,11 @@
 namespace referrald {
 
 // [intake] max_attachments, max_attachment_bytes, max_attachments_total_bytes.
+// The most `[intake] max_attachments` may be: past this many files in one
+// body, the intake keeps none of the rest (it only checks their base64),
+// so that a body of countless tiny files cannot open a spool for each.
+inline constexpr std::size_t max_attachments_ceiling = 100;
+
 struct AttachmentLimits {
   std::size_t max_attachments = 10;                     // 0: attachments are refused
   std::size_t max_attachment_bytes = 20 * 1024 * 1024;  // each file, decoded

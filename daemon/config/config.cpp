@@ -1078,7 +1078,7 @@ void Loader::read_intake(const toml::table& root, IntakeConfig& intake) {
   const Scope scope = section(root, "intake");
   check_keys(scope, config_keys::intake);
   read_duration(scope, "duplicate_window", intake.duplicate_window);
-  read_integer(scope, "max_attachments", 0, 100, intake.attachments.max_attachments);
+  read_integer(scope, "max_attachments", 0, max_attachments_ceiling, intake.attachments.max_attachments);
   read_integer(scope, "max_attachment_bytes", 1024, std::int64_t{256} * 1024 * 1024,
                intake.attachments.max_attachment_bytes);
   read_integer(scope, "max_attachments_total_bytes", 1024, std::int64_t{1024} * 1024 * 1024,

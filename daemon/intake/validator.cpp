@@ -21,6 +21,7 @@
 #include <valijson/validation_results.hpp>
 #include <valijson/validator.hpp>
 
+#include "attachments/inspect.hpp"
 #include "intake/npi.hpp"
 #include "util/base64_decoder.hpp"
 #include "util/crypto.hpp"
@@ -200,11 +201,13 @@ class DocumentBuilder {
     std::optional<Base64Decoder> decoder;
     DecodedFile file;
     bool bad = false;  // not base64: the rest of the text is let go unread
+    bool kept = true;  // false past max_attachments_ceiling: decoded, not kept
 
     // Where decoded bytes go. A spool throws when the disk refuses them:
     // out of the parser, so that nothing is accepted.
     std::function<void(std::string_view)> sink() {
       return [this](std::string_view bytes) {
+        if (!kept) return;
         if (file.spooled) {
           file.spooled->append(bytes);
         } else {
@@ -241,7 +244,12 @@ class DocumentBuilder {
     file_text_->index = stack_[1].container->size() - 1;
     if (files_.empty()) {
       file_text_->decoder.emplace();
-      if (!spool_directory_.empty()) file_text_->file.spooled = std::make_shared<SealedSpool>(spool_directory_);
+      // More files than any office takes are refused for their number
+      // (inspect_attachments): none of them is worth a spool (an open file).
+      file_text_->kept = file_text_->index < max_attachments_ceiling;
+      if (file_text_->kept && !spool_directory_.empty()) {
+        file_text_->file.spooled = std::make_shared<SealedSpool>(spool_directory_);
+      }
     }
   }
 

@@ -12,6 +12,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <atomic>
 #include <future>
 #include <iostream>
 #include <thread>
@@ -218,6 +219,20 @@ class Daemon {
         default_spool_directory(storage.backend == StorageBackend::sqlite ? storage.database : std::filesystem::path());
     server_.set_spool_directory(spool);
     intake_.set_spool_directory(spool);
+    // SQLite: a commit the disk failed to make durable stops the writer for
+    // good (docs/architecture.md); the daemon then stops with a failure, so
+    // that systemd starts it again (Restart=on-failure) and SQLite recovers
+    // from what is on disk. Referrals are refused (503) meanwhile.
+    writer_.on_fail_stop([this](const std::string& why) {
+      asio::post(ioc_, [this, why] {
+        spdlog::critical(
+            "store.fail_stop error=\"{}\" note=\"an fsync of the database failed: referrald stops so that it "
+            "starts again on what is on disk\"",
+            why);
+        exit_code_ = exit_io_error;
+        begin_shutdown();
+      });
+    });
   }
 
   int run() {
@@ -250,7 +265,7 @@ class Daemon {
     readers_.stop();
     writer_.stop();
     spdlog::info("referrald.stopped");
-    return 0;
+    return exit_code_;
   }
 
  private:
@@ -263,9 +278,15 @@ class Daemon {
         return;
       }
       spdlog::info("referrald.stopping signal={}", signo == SIGTERM ? "TERM" : "INT");
-      notifier_.stopping();
-      asio::co_spawn(ioc_, shutdown(), asio::detached);
+      begin_shutdown();
     });
+  }
+
+  // Once, whatever asks first (a signal, the store's fail-stop).
+  void begin_shutdown() {
+    if (shutting_down_.exchange(true)) return;
+    notifier_.stopping();
+    asio::co_spawn(ioc_, shutdown(), asio::detached);
   }
 
   // WATCHDOG=1 comes from the event loop itself: a stuck loop stops pinging
@@ -425,6 +446,11 @@ class Daemon {
   std::unique_ptr<store::DueListener> due_listener_;  // PostgreSQL only
   AdapterContext adapter_context_;
   asio::signal_set signals_;
+  std::atomic<bool> shutting_down_{false};
+  // run()'s result: 0, or EX_IOERR after the store's fail-stop (any status
+  // but 78, the configuration's, has systemd start the service again).
+  static constexpr int exit_io_error = 74;
+  std::atomic<int> exit_code_{0};
   SystemdNotifier notifier_;
   const std::optional<std::filesystem::path> runtime_directory_ = runtime_directory();
   std::uint64_t reloads_ = 0;

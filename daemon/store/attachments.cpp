@@ -3,6 +3,8 @@
 #include "store/payload.hpp"
 #include "store/rows.hpp"
 
+#include <openssl/crypto.h>
+
 #include <algorithm>
 #include <functional>
 #include <stdexcept>
@@ -69,6 +71,12 @@ void write_sealed(Database& db, std::int64_t rowid, TextSealer& sealer, const At
     a.spooled->for_each_block(each);
   } else {
     each(a.data);
+  }
+  // The row was made for exactly a.size() bytes: a spool that read back
+  // shorter or longer would leave a value that never opens.
+  if (at != sealer.head().size() + a.size()) {
+    throw std::runtime_error("attachment: the file read back as " + std::to_string(at - sealer.head().size()) +
+                             " bytes where " + std::to_string(a.size()) + " were counted");
   }
   blob->write(at, sealer.finish());
 }
@@ -167,7 +175,13 @@ void insert_attachments(Database& db, const std::string& referral_id, TimePoint 
       if (db.incremental_blobs()) {
         st.bind_zeroblob(8, sealer.sealed_size(size));
       } else {
-        st.bind_blob(8, seal_text(db.payload_keys(), a.spooled ? a.bytes() : a.data, context));
+        if (a.spooled) {
+          std::string plain = a.bytes();
+          st.bind_blob(8, seal_text(db.payload_keys(), plain, context));
+          OPENSSL_cleanse(plain.data(), plain.size());
+        } else {
+          st.bind_blob(8, seal_text(db.payload_keys(), a.data, context));
+        }
       }
       st.run();
     }

@@ -65,6 +65,11 @@ struct Pending {
 // checkpointer may leave for the writer to write back itself, between two
 // batches; and the length at which the writer writes it all back itself,
 // because the checkpointer has not kept up (it cannot open the file, say).
+// After a failed fsync of the log (Writer::Impl::fail_stop).
+constexpr const char* fail_stop_reason = "the disk failed to store a commit; referrald must restart";
+constexpr const char* fail_stop_message =
+    "writer: stopped after an fsync of the write-ahead log failed; nothing more is stored until referrald restarts";
+
 constexpr int checkpoint_pages = 1000;
 constexpr int finish_pages = 256;
 constexpr int checkpoint_inline_pages = 16 * checkpoint_pages;
@@ -205,8 +210,9 @@ class LogFile {
   }
 
   // After a failed fsync nothing written to the log since the last good
-  // one can be trusted to be on disk (Linux may have dropped those pages):
-  // the writer reopens its connection, and with it this file.
+  // one can be trusted to be on disk (Linux may have dropped those pages,
+  // and reports that once only), while SQLite already counts those commits
+  // as made: the writer stops for good (Writer::Impl::fail_stop).
   bool failed() const noexcept { return failed_.load(std::memory_order_acquire); }
   void set_failed() noexcept { failed_.store(true, std::memory_order_release); }
 
@@ -256,6 +262,8 @@ class LogSyncer {
     }
     wake_.notify_one();
   }
+
+  bool on_this_thread() const noexcept { return std::this_thread::get_id() == thread_.get_id(); }
 
   // Syncs and completes everything handed over, then ends the thread;
   // from a completion (this thread) it only asks for that.
@@ -334,19 +342,22 @@ struct Writer::Impl {
   Impl(StorageTarget t, WriterOptions o) : target(std::move(t)), file(target.file), options(std::move(o)) {
     if (target.backend == Dialect::sqlite) {
       checkpointer = std::make_unique<Checkpointer>(file);
-      syncer = std::make_unique<LogSyncer>(options.before_log_sync, [this](const DatabaseError& e) {
-        std::lock_guard lock(reason_mutex);
-        unhealthy_reason = e.unavailable_reason();
-        healthy.store(false, std::memory_order_relaxed);
-      });
+      syncer =
+          std::make_unique<LogSyncer>(options.before_log_sync, [this](const DatabaseError& e) { fail_stop(e.what()); });
     }
     options.max_batch = std::max<std::size_t>(options.max_batch, 1);
+  }
+
+  ~Impl() {
+    syncer.reset();
+    checkpointer.reset();
   }
 
   const StorageTarget target;
   const std::filesystem::path file;  // SQLite's
   WriterOptions options;
 
+  // Their threads use the members below: stopped first (~Impl).
   std::unique_ptr<Checkpointer> checkpointer;  // SQLite
   std::unique_ptr<LogSyncer> syncer;           // SQLite
   std::shared_ptr<LogFile> log_file;           // SQLite: the writer connection's, while it is open
@@ -376,6 +387,10 @@ struct Writer::Impl {
   // commits.
   dev_t file_device = 0;
   ino_t file_inode = 0;
+
+  // Set once a fsync of the log failed: every job after it is refused.
+  std::atomic<bool> stopped_for_good{false};
+  std::function<void(const std::string&)> fail_stop_hook;  // guarded by mutex
 
   std::atomic<std::uint64_t> commits{0};
   std::atomic<std::uint64_t> jobs_committed{0};
@@ -423,6 +438,29 @@ struct Writer::Impl {
     }
   }
 
+  // On the syncer's thread, after a failed fsync of the log. Reopening
+  // would not do: SQLite's shared index already lists the commits that
+  // fsync was to make durable, a checkpoint could copy what never reached
+  // the disk into the database file, and a new descriptor is not told of
+  // the old error. So nothing is written any more (checkpoints included);
+  // the daemon restarts (Writer::on_fail_stop), and SQLite recovers from
+  // what is on disk.
+  void fail_stop(const std::string& why) {
+    {
+      std::lock_guard lock(reason_mutex);
+      unhealthy_reason = fail_stop_reason;
+      healthy.store(false, std::memory_order_relaxed);
+    }
+    if (stopped_for_good.exchange(true)) return;
+    if (checkpointer) checkpointer->stop();
+    std::function<void(const std::string&)> hook;
+    {
+      std::lock_guard lock(mutex);
+      hook = fail_stop_hook;
+    }
+    if (hook) hook(why);
+  }
+
   void check_file_unmoved() const {
     if (target.backend != Dialect::sqlite) return;
     struct stat st {};
@@ -451,13 +489,13 @@ struct Writer::Impl {
         keys = payload_keys;
       }
 
-      if (log_file && log_file->failed()) {
-        // The log's last fsync failed: this connection's commits since
-        // then were answered "unavailable"; a new one starts afresh.
-        db.reset();
-        log_file.reset();
-      }
       std::vector<JobResult> results(batch.size());
+      if (stopped_for_good.load()) {
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+          complete(batch[i].done, JobResult{JobStatus::unavailable, fail_stop_message});
+        }
+        continue;
+      }
       const bool committed = run_batch(batch, results, std::move(keys));
       if (committed && syncer) {
         // Acknowledged once the log is on disk; this thread goes on.
@@ -473,7 +511,7 @@ struct Writer::Impl {
       // the fsync) and outside the queue mutex, so they may submit again or
       // read queue_depth().
       for (std::size_t i = 0; i < batch.size(); ++i) complete(batch[i].done, std::move(results[i]));
-      if (finish_checkpoint) {
+      if (finish_checkpoint && !stopped_for_good.load()) {
         finish_checkpoint = false;
         try {
           if (db) db->checkpoint();
@@ -500,7 +538,7 @@ struct Writer::Impl {
       db->commit();          // with the notification, if a job noted due work
       commits.fetch_add(1, std::memory_order_relaxed);
       jobs_committed.fetch_add(ok, std::memory_order_relaxed);
-      if (!log_file || !log_file->failed()) healthy.store(true, std::memory_order_relaxed);
+      if (!stopped_for_good.load()) healthy.store(true, std::memory_order_relaxed);
       return true;
     } catch (const DatabaseError& e) {
       abandon(results, e.what(), e.unavailable_reason(), connection_survives(e));
@@ -592,6 +630,11 @@ void Writer::submit(Job job, Completion done) {
   impl_->wake.notify_one();
 }
 
+void Writer::on_fail_stop(std::function<void(const std::string& why)> hook) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->fail_stop_hook = std::move(hook);
+}
+
 void Writer::on_commit(std::function<void()> hook) {
   std::lock_guard lock(impl_->mutex);
   impl_->commit_hook = std::move(hook);
@@ -610,10 +653,13 @@ void Writer::stop() {
   impl_->wake.notify_all();
   // Called from a completion: the thread drains and ends by itself.
   if (std::this_thread::get_id() == impl_->thread_id) return;
+  // From a completion on the syncer's thread: the writer drains by itself,
+  // and whoever stops it next (at the latest ~Writer) joins both; joining
+  // here could wait for a stop() that is joining this very thread.
+  if (impl_->syncer && impl_->syncer->on_this_thread()) return;
   std::lock_guard join_lock(impl_->join_mutex);
   if (impl_->thread.joinable()) impl_->thread.join();
-  // Every committed batch synced and completed (from a completion on the
-  // syncer's thread: it does so after this returns).
+  // Every committed batch synced and completed.
   if (impl_->syncer) impl_->syncer->stop();
   if (impl_->checkpointer) impl_->checkpointer->stop();
 }

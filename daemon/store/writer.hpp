@@ -73,6 +73,14 @@ class Writer {
   // job not yet started.
   void set_payload_keys(std::shared_ptr<const KeyRing> keys);
 
+  // SQLite: called once, on one of the writer's threads, when an fsync of
+  // the write-ahead log fails; from then on every job is refused
+  // (unavailable) and nothing is written, until the process starts again
+  // and SQLite recovers from what is on disk (docs/architecture.md). `why`
+  // names the file and the error, never a referral. Set before the first
+  // submit; must not block.
+  void on_fail_stop(std::function<void(const std::string& why)> hook);
+
   // Runs the queued jobs, then stops the thread. Idempotent.
   void stop();
 

@@ -1,3 +1,4 @@
+#include "attachments/inspect.hpp"
 #include "intake/validator.hpp"
 
 #include <gmock/gmock.h>
@@ -851,6 +852,34 @@ TEST_F(ValidatorTest, ASpooledBodyKeepsTheFirstOfRepeatedDataAndItsDepthLimit) {
   deep += "1";
   for (int i = 0; i < 17; ++i) deep += "}";
   EXPECT_EQ(malformed(validator_->validate(*spooled_body(deep, 40, dir), today)), "nesting deeper than 16 levels");
+}
+
+// A body of countless tiny files: no more than any office may take are
+// kept (each in a spool: an open file); the rest are only checked, and the
+// referral is refused for their number later (inspect_attachments).
+TEST_F(ValidatorTest, FilesPastTheMostAnyOfficeTakesAreNotKept) {
+  const SpoolDirectory dir;
+  json doc = json::parse(asps_routine);
+  doc["attachments"] = json::array();
+  const std::size_t files = max_attachments_ceiling + 150;
+  for (std::size_t i = 0; i < files; ++i) doc["attachments"].push_back({{"title", "x"}, {"data", "QQ=="}});
+  const auto body = spooled_body(doc.dump(), 0, dir);
+  const auto open_files = [] {
+    return std::distance(std::filesystem::directory_iterator("/proc/self/fd"), std::filesystem::directory_iterator{});
+  };
+  const auto before = open_files();
+  const Referral r = accepted(validator_->validate(*body, today, false, dir.path()));
+  ASSERT_EQ(r.attachments.size(), files);
+  std::size_t spooled = 0;
+  for (const Attachment& a : r.attachments) spooled += a.spooled != nullptr ? 1U : 0U;
+  EXPECT_EQ(spooled, max_attachments_ceiling);
+  EXPECT_LE(open_files() - before, static_cast<std::ptrdiff_t>(max_attachments_ceiling));
+  EXPECT_EQ(r.attachments[0].spooled->read_all(), "A");
+  // Past the ceiling, bad base64 is still named.
+  doc["attachments"][files - 1]["data"] = "not base64!";
+  EXPECT_THAT(errors(validator_->validate(*spooled_body(doc.dump(), 0, dir), today, false, dir.path())),
+              ElementsAre(FieldError{"/attachments/" + std::to_string(files - 1) + "/data",
+                                     "is not base64 (RFC 4648: A-Z, a-z, 0-9, +, / and = padding)"}));
 }
 
 TEST_F(ValidatorTest, AFileThatCannotBeSpooledIsAnErrorNeverAReferral) {
