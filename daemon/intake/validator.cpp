@@ -382,6 +382,16 @@ class DocumentParser {
   // The next block; false once the parse has stopped (an error, or too deep).
   bool write(std::string_view block) {
     if (stopped_) return false;
+    if (offset_ == 0 && !started_) {
+      started_ = true;
+      // A UTF-8 byte-order mark before the document is let pass, as it was
+      // before this parser (RFC 8259 allows a parser to ignore one; some
+      // EHRs' HTTP clients send one). Offsets still count it.
+      if (block.substr(0, utf8_bom.size()) == utf8_bom) {
+        block.remove_prefix(utf8_bom.size());
+        offset_ = utf8_bom.size();
+      }
+    }
     block_ = block;
     error_code ec;
     const std::size_t n = parser_.write_some(true, block.data(), block.size(), ec);
@@ -418,6 +428,7 @@ class DocumentParser {
   // Bytes kept from before the current block: enough to look back over a
   // UTF-8 sequence or a literal cut by a block's end.
   static constexpr std::size_t tail_bytes = 8;
+  static constexpr std::string_view utf8_bom = "\xEF\xBB\xBF";
 
   static boost::json::parse_options options(std::size_t max_depth) {
     boost::json::parse_options o;
@@ -488,7 +499,9 @@ class DocumentParser {
         if (*c < low || *c > high) return start + k;
       }
     }
-    if (const auto b = byte_at(at); b && *b >= 0x80) return at;  // a stray or impossible byte
+    // A stray continuation or an impossible byte. A well-formed sequence
+    // here (checked above) is a character out of place, not bad UTF-8.
+    if (const auto b = byte_at(at); b && *b >= 0x80 && (*b < 0xC2 || *b > 0xF4)) return at;
     return std::nullopt;
   }
 
@@ -528,6 +541,7 @@ class DocumentParser {
   std::string_view block_;  // the block being read
   std::string tail_;        // the last bytes before it
   std::size_t offset_ = 0;  // of the block in the body
+  bool started_ = false;    // the first block was seen (and a mark skipped)
   std::optional<std::string> error_;
   bool stopped_ = false;
 };

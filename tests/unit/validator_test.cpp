@@ -34,6 +34,7 @@ using std::chrono::year;
 using testing::ElementsAre;
 using testing::HasSubstr;
 using testing::Not;
+using testing::StartsWith;
 
 const std::string schema_path = REFERRALD_SOURCE_DIR "/schemas/referral.v1.schema.json";
 
@@ -234,6 +235,21 @@ TEST_F(ValidatorTest, InvalidUtf8IsMalformedAtItsOffset) {
   EXPECT_EQ(malformed(run("{\"notes\": \"a\xed\xa0\x80\"}")), "invalid UTF-8 at byte 13");  // a surrogate
   EXPECT_EQ(malformed(run("{\"notes\": \"a\x80\"}")), "invalid UTF-8 at byte 12");          // lone continuation
   EXPECT_EQ(malformed(run("{\"notes\": \"a\xe2\x82\"}")), "invalid UTF-8 at byte 14");      // cut short
+}
+
+// Some HTTP clients put a UTF-8 byte-order mark before the JSON: it is let
+// pass, and offsets after it still count it. Anywhere else it is not JSON.
+TEST_F(ValidatorTest, AByteOrderMarkBeforeTheDocumentIsLetPass) {
+  const std::string bom = "\xEF\xBB\xBF";
+  const Referral r = accepted(run(bom + asps_routine));
+  EXPECT_EQ(json::parse(r.document), json::parse(asps_routine));
+  EXPECT_EQ(malformed(run(bom + "{}}")), "invalid JSON at byte 5: unexpected '}'; expected end of input");
+  // A second mark is a character where JSON has none: well-formed UTF-8,
+  // so not called bad UTF-8.
+  const std::string second = malformed(run(bom + bom + "{}"));
+  EXPECT_THAT(second, StartsWith("invalid JSON at byte 3"));
+  EXPECT_THAT(malformed(run(bom + "\xC3\xA9{}")), StartsWith("invalid JSON at byte 3"));
+  EXPECT_EQ(malformed(run(bom + "\xff{}")), "invalid UTF-8 at byte 3");
 }
 
 TEST_F(ValidatorTest, DeepNestingIsMalformed) {
