@@ -103,11 +103,17 @@ class FaxSession {
     if (!co_await exchange("TYPE I", is_200, failed)) co_return failed;
     if (!co_await exchange("FORM PDF", is_200, failed)) co_return failed;
 
-    // The document: STOT stores it under a name the server chooses.
+    // The document: STOT stores it under a name the server chooses. A 5xx
+    // to STOT is the server's own storage failing, never this fax: hfaxd
+    // answers 553 "Unable to open sequence number file docq/seqf; File
+    // exists" when two sessions store the first documents of a new spool at
+    // once (both find no seqf and race to create it), and the next attempt
+    // goes through. A lasting fault (the spool's permissions) is retried
+    // until the delivery's attempts run out, as any server fault is.
     Connection data(executor_, protocol::Dialect::ftp);
     if (auto data_failed = co_await session_.open_data(data)) co_return data_failed;
     auto stot = co_await exchange(
-        "STOT", [](const Reply& r) { return r.code == 150 || r.code == 125; }, failed);
+        "STOT", [](const Reply& r) { return r.code == 150 || r.code == 125; }, failed, OutcomeClass::transient);
     if (!stot) co_return failed;
     const auto file = hylafax::parse_stot_file(stot->text);
     if (!file) co_return Outcome::transient("STOT: no file name in \"" + protocol::reply_summary(*stot) + "\"");

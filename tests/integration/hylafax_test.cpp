@@ -256,6 +256,38 @@ TEST(Hylafax, ServerDownAtFirstThenEveryDeliveryGoesOutOnce) {
   EXPECT_EQ(server.jobs().size(), 6U);
 }
 
+// The server cannot store the document (hfaxd's 553 "Unable to open
+// sequence number file", as when two sessions race to create a new spool's
+// docq/seqf; here a directory stands where the file belongs, which hfaxd
+// refuses every time): the delivery is retried, not dropped, and goes
+// through once the server can store it again.
+TEST(Hylafax, AServerThatCannotStoreTheDocumentIsRetriedNotDropped) {
+  HylafaxServer server;
+  server.start();
+  const auto seqf = server.spool() / "docq" / "seqf";
+  std::filesystem::create_directory(seqf);
+  Daemon daemon(options_for(server, {}));
+  write_password(daemon, "secret");
+  daemon.start();
+
+  const std::string id = post(daemon, sample("asps-routine.json"));
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  json fax;
+  while (std::chrono::steady_clock::now() < deadline) {
+    fax = json::parse(daemon.get("/api/v1/referrals/" + id).body)["deliveries"][0];
+    if (fax["state"] != "pending" && fax["state"] != "sending") break;
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(fax["state"], "retry") << fax.dump() << daemon.log();
+  EXPECT_NE(fax.value("last_error", "").find("553"), std::string::npos) << fax.dump();
+  EXPECT_NE(fax.value("last_error", "").find("sequence number file"), std::string::npos) << fax.dump();
+
+  std::filesystem::remove(seqf);
+  const auto deliveries = wait_until_final(daemon, id, 20s);
+  EXPECT_EQ(deliveries.at("office-fax")["state"], "delivered") << deliveries.at("office-fax").dump();
+  EXPECT_EQ(server.jobs_where("jobtag", id + ".office-fax").size(), 1U);
+}
+
 // done_when = "done": the job cannot finish without a modem, so each attempt
 // ends transient before the target's timeout ("still ..."), and every later
 // attempt finds the first job by its tag instead of faxing again.
