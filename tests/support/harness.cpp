@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -65,20 +66,47 @@ std::string read_file(const fs::path& file) {
   return s.str();
 }
 
-unsigned short free_port() {
+namespace {
+
+// Whether `port` on 127.0.0.1 can be bound now.
+bool can_bind(unsigned short port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    throw std::runtime_error("cannot bind a free port");
-  }
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  addr.sin_port = htons(port);
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
   ::close(fd);
-  return ntohs(addr.sin_port);
+  return ok;
+}
+
+// The first port of the kernel's range for the source ports of outgoing
+// connections (ip_local_port_range).
+int first_local_port() {
+  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+  int low = 0;
+  return in >> low && low > 11000 ? low : 32768;
+}
+
+}  // namespace
+
+// Below the kernel's range for outgoing connections' source ports: a port
+// that bind(0) hands out comes from that range, and between the test's
+// choice and the peer's bind any outgoing connection (the daemon's to a
+// peer, a passive-mode data connection) could take it, which the fault
+// proxy once met as "address already in use". Picked at random, so that
+// tests run in parallel do not meet either.
+unsigned short free_port() {
+  static std::mutex mutex;
+  static std::mt19937 random(std::random_device{}());
+  static const int below = first_local_port();
+  std::lock_guard lock(mutex);
+  std::uniform_int_distribution<int> pick(10000, below - 1);
+  for (int i = 0; i < 1000; ++i) {
+    const auto port = static_cast<unsigned short>(pick(random));
+    if (can_bind(port)) return port;
+  }
+  throw std::runtime_error("cannot find a free port below " + std::to_string(below));
 }
 
 bool wait_for_port(unsigned short port, std::chrono::milliseconds timeout) {
