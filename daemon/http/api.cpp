@@ -483,6 +483,9 @@ asio::awaitable<Response> Api::get_attachment(const std::string& id, int positio
       const auto row = store::find_referral(db, id);
       found->referral = row && may_read(caller, *row);
       if (found->referral) found->file = store::attachment_file(db, id, position);
+      // The answer holds the file whole: read back from its spool here, on
+      // the reader's thread, not on the I/O thread that sends it.
+      if (found->file) found->file->unspool();
     } catch (const store::PayloadError& e) {
       found->unreadable = e.what();
     }
@@ -494,7 +497,7 @@ asio::awaitable<Response> Api::get_attachment(const std::string& id, int positio
   Response response;
   response.status = 200;
   response.content_type = found->file->content_type;
-  response.body = found->file->spooled ? found->file->bytes() : std::move(found->file->data);
+  response.body = std::move(found->file->data);
   response.headers.emplace_back(
       "Content-Disposition",
       "attachment; filename=\"" + attachment_file_name(id, position, response.content_type) + "\"");
