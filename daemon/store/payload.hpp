@@ -86,7 +86,7 @@ class TextOpener {
  public:
   // The most of a stored value's first bytes the constructor needs: magic,
   // version, key id length, the longest key id, the nonce.
-  static constexpr std::size_t head_max = 3 + 2 + 32 + aes_gcm_nonce_bytes;
+  static constexpr std::size_t head_max = 3 + 2 + max_key_id_length + aes_gcm_nonce_bytes;
   // `head`: the stored value's first min(stored_size, head_max) bytes.
   // Throws PayloadError as open_text does (a key not in `keys`, a header
   // that is neither format).
