@@ -209,13 +209,6 @@ class LogFile {
     if (e != 0) throw error("fsync", e);
   }
 
-  // After a failed fsync nothing written to the log since the last good
-  // one can be trusted to be on disk (Linux may have dropped those pages,
-  // and reports that once only), while SQLite already counts those commits
-  // as made: the writer stops for good (Writer::Impl::fail_stop).
-  bool failed() const noexcept { return failed_.load(std::memory_order_acquire); }
-  void set_failed() noexcept { failed_.store(true, std::memory_order_release); }
-
  private:
   DatabaseError error(const char* step, int e) const {
     const int code = (e == ENOSPC || e == EDQUOT) ? SQLITE_FULL : SQLITE_IOERR_FSYNC;
@@ -225,7 +218,6 @@ class LogFile {
 
   std::filesystem::path path_;
   int fd_ = -1;
-  std::atomic<bool> failed_{false};
 };
 
 // A batch committed to the log but not yet fsynced, with what waits for it.
@@ -298,8 +290,8 @@ class LogSyncer {
         if (first) sync(*log);
       }
       for (Committed& c : group) {
-        if (c.log->failed()) {
-          for (JobResult& r : c.results) r = JobResult{JobStatus::unavailable, failure_};
+        if (failure_) {
+          for (JobResult& r : c.results) r = JobResult{JobStatus::unavailable, *failure_};
         } else if (c.hook) {
           try {
             c.hook();
@@ -312,21 +304,25 @@ class LogSyncer {
     }
   }
 
+  // After a failed fsync nothing written to the log since the last good
+  // one can be trusted to be on disk (Linux may have dropped those pages,
+  // and reports that once only), while SQLite already counts those commits
+  // as made: no later fsync is tried, every batch still waiting fails, and
+  // the writer stops for good (Writer::Impl::fail_stop).
   void sync(LogFile& log) {
-    if (log.failed()) return;  // the batches wait for no later fsync: they fail
+    if (failure_) return;
     try {
       log.sync(before_sync_);
     } catch (const DatabaseError& e) {
       failure_ = e.what();
-      log.set_failed();
       failed_(e);
     }
   }
 
   std::function<void(int fd)> before_sync_;
   std::function<void(const DatabaseError&)> failed_;
-  std::string failure_;  // this thread's: what the last failed fsync said
-  std::mutex mutex_;     // guards queue_, stopping_
+  std::optional<std::string> failure_;  // this thread's: what the failed fsync said
+  std::mutex mutex_;                    // guards queue_, stopping_
   std::condition_variable wake_;
   std::deque<Committed> queue_;
   bool stopping_ = false;
