@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <nlohmann/json.hpp>
+#include <functional>
 #include <map>
 #include <regex>
 #include <sstream>
@@ -97,6 +98,20 @@ std::map<std::string, json> wait_until_final(Daemon& daemon, const std::string& 
     if (final || std::chrono::steady_clock::now() >= deadline) return out;
     std::this_thread::sleep_for(100ms);
   }
+}
+
+// Polls the API until the referral's first delivery (the fax) is as `done`
+// wants it or the time is up; returns it as last seen.
+json wait_for_fax(Daemon& daemon, const std::string& id, const std::function<bool(const json&)>& done,
+                  std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  json fax;
+  while (std::chrono::steady_clock::now() < deadline) {
+    fax = json::parse(daemon.get("/api/v1/referrals/" + id).body)["deliveries"][0];
+    if (done(fax)) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  return fax;
 }
 
 std::string post(Daemon& daemon, const std::string& body) {
@@ -271,13 +286,8 @@ TEST(Hylafax, AServerThatCannotStoreTheDocumentIsRetriedNotDropped) {
   daemon.start();
 
   const std::string id = post(daemon, sample("asps-routine.json"));
-  const auto deadline = std::chrono::steady_clock::now() + 20s;
-  json fax;
-  while (std::chrono::steady_clock::now() < deadline) {
-    fax = json::parse(daemon.get("/api/v1/referrals/" + id).body)["deliveries"][0];
-    if (fax["state"] != "pending" && fax["state"] != "sending") break;
-    std::this_thread::sleep_for(100ms);
-  }
+  const json fax = wait_for_fax(
+      daemon, id, [](const json& f) { return f["state"] != "pending" && f["state"] != "sending"; }, 20s);
   EXPECT_EQ(fax["state"], "retry") << fax.dump() << daemon.log();
   EXPECT_NE(fax.value("last_error", "").find("553"), std::string::npos) << fax.dump();
   EXPECT_NE(fax.value("last_error", "").find("sequence number file"), std::string::npos) << fax.dump();
@@ -305,13 +315,8 @@ TEST(Hylafax, WaitingForTheJobResumesTheSameJobOnEveryAttempt) {
   daemon.start();
 
   const std::string id = post(daemon, sample("asps-routine.json"));
-  const auto deadline = std::chrono::steady_clock::now() + 40s;
-  json fax;
-  while (std::chrono::steady_clock::now() < deadline) {
-    fax = json::parse(daemon.get("/api/v1/referrals/" + id).body)["deliveries"][0];
-    if (fax["attempts"].get<int>() >= 3 && fax["state"] == "retry") break;
-    std::this_thread::sleep_for(200ms);
-  }
+  const json fax = wait_for_fax(
+      daemon, id, [](const json& f) { return f["attempts"].get<int>() >= 3 && f["state"] == "retry"; }, 40s);
   ASSERT_GE(fax["attempts"].get<int>(), 3) << fax.dump() << daemon.log();
   EXPECT_EQ(fax["state"], "retry") << fax.dump();
   EXPECT_NE(fax.value("last_error", "").find("still"), std::string::npos) << fax.dump();

@@ -6,6 +6,20 @@
 
 namespace referrald::test {
 
+store::NewReferral api_referral(const std::string& id, store::TimePoint received, Urgency urgency) {
+  store::NewReferral r;
+  r.id = id;
+  r.received_at = received;
+  r.urgency = urgency;
+  r.channel = "api";
+  r.client = "sha256:client-a";
+  r.request_hash = "hash-" + id;
+  r.document = R"({"patient":{"given_name":"Ava"}})";
+  r.response = "{}";
+  r.targets = {"office-email"};
+  return r;
+}
+
 std::string backend_name(const ::testing::TestParamInfo<store::Dialect>& info) {
   return info.param == store::Dialect::sqlite ? "SQLite" : "PostgreSQL";
 }

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "store/database.hpp"
+#include "store/store.hpp"
 #include "support/harness.hpp"
 
 namespace referrald::store {
@@ -23,6 +24,10 @@ namespace referrald::test {
 // Both, for INSTANTIATE_TEST_SUITE_P(Backends, Suite, store_backends, backend_name).
 inline const auto store_backends = ::testing::Values(store::Dialect::sqlite, store::Dialect::postgresql);
 std::string backend_name(const ::testing::TestParamInfo<store::Dialect>& info);
+
+// A referral as the store's tests insert it: from the API and one client,
+// a one-line document, one delivery (office-email).
+store::NewReferral api_referral(const std::string& id, store::TimePoint received, Urgency urgency = Urgency::routine);
 
 class TestStore {
  public:

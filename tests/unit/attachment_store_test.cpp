@@ -55,16 +55,7 @@ class AttachmentStoreTest : public ::testing::TestWithParam<Dialect> {
 
   // Files as intake hands them over: every other one spooled.
   void insert(const std::string& id, const std::vector<std::string>& files) {
-    NewReferral r;
-    r.id = id;
-    r.received_at = t0;
-    r.urgency = Urgency::routine;
-    r.channel = "api";
-    r.client = "sha256:client-a";
-    r.request_hash = "hash-" + id;
-    r.document = R"({"patient":{"given_name":"Ava"}})";
-    r.response = "{}";
-    r.targets = {"office-email"};
+    NewReferral r = test::api_referral(id, t0);
     for (std::size_t i = 0; i < files.size(); ++i) {
       Attachment a;
       a.title = "Scan " + std::to_string(i + 1);

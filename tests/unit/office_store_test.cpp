@@ -32,17 +32,7 @@ class OfficeStoreTest : public ::testing::TestWithParam<Dialect> {
   }
 
   NewReferral referral(const std::string& id, TimePoint received) {
-    NewReferral r;
-    r.id = id;
-    r.received_at = received;
-    r.urgency = Urgency::emergent;
-    r.channel = "api";
-    r.client = "sha256:client-a";
-    r.request_hash = "hash-" + id;
-    r.document = R"({"patient":{"given_name":"Ava"}})";
-    r.response = "{}";
-    r.targets = {"office-email"};
-    return r;
+    return test::api_referral(id, received, Urgency::emergent);
   }
   InsertResult insert(const NewReferral& r) {
     db->begin_write();
