@@ -35,6 +35,11 @@ class SmallDisk {
   }
   // Fills the filesystem to the last byte with a ballast file.
   void fill() { shell("dd if=/dev/zero of=" + (dir_ / "ballast").string() + " bs=64k >/dev/null 2>&1"); }
+  // Fills it but for about `room` bytes.
+  void fill_leaving(std::uintmax_t room) {
+    const auto free = fs::space(dir_).available;
+    if (free > room) shell("fallocate -l " + std::to_string(free - room) + " " + (dir_ / "ballast").string());
+  }
   void drain() { fs::remove(dir_ / "ballast"); }
 
  private:
@@ -115,6 +120,59 @@ TEST(SpoolFault, ABodyThatCannotBeSpooledIs503WithRetryAfterAndStoresNothing) {
   EXPECT_EQ(refused.status, 503) << refused.body;
   EXPECT_EQ(refused.headers.count("retry-after"), 1u);
   EXPECT_NE(refused.body.find("could not be kept while it was read"), std::string::npos) << refused.body;
+  disk.drain();
+  EXPECT_EQ(referrals(), 0);
+  const auto taken = daemon.post_referral(body);
+  EXPECT_EQ(taken.status, 202) << taken.body;
+  EXPECT_EQ(referrals(), 1);
+  daemon.kill9();
+}
+
+// A JPEG of about `size` bytes: the fixture with comment segments (COM,
+// at most 65,535 bytes each) after its start marker, which a decoder skips.
+std::string jpeg_of_about(std::size_t size) {
+  const std::string image = attachment_fixture("image.jpg");
+  std::string comments;
+  while (image.size() + comments.size() < size) {
+    const std::size_t length = 60000;
+    comments += "\xFF\xFE";
+    comments += static_cast<char>(length >> 8);
+    comments += static_cast<char>(length & 0xff);
+    comments += std::string(length - 2, 'c');
+  }
+  return image.substr(0, 2) + comments + image.substr(2);
+}
+
+// The body fits on the disk, but a file decoded out of it does not: the
+// intake cannot keep the attachment it is checking. The request is a 503
+// with Retry-After that says so, nothing is stored, and the log names no
+// patient; once there is room, the same request is taken.
+TEST(SpoolFault, AnAttachmentThatCannotBeSpooledIs503AndStoresNothing) {
+  TempDir scratch;
+  SmallDisk disk(scratch.path() / "disk", "size=8m");
+  if (!disk.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here (needs root)";
+  Daemon::Options options;
+  options.database = scratch.path() / "disk" / "referrald.db";
+  options.extra_http = "max_body_bytes = 4096\n";
+  Daemon daemon(options);
+  daemon.start();
+  auto doc = json::parse(sample("asps-routine.json"));
+  const std::string file = jpeg_of_about(600 * 1024);
+  doc["attachments"] = json::array({attachment_item("MRI still", file, "image/jpeg")});
+  const std::string body = doc.dump();
+  const auto referrals = [&] { return count_rows(daemon.database(), "SELECT count(*) FROM referrals"); };
+
+  // Room for the body's spool (its text, and a tag per 64 kB block), not
+  // for the file's beside it.
+  disk.fill_leaving(body.size() + 128 * 1024);
+  const auto refused = daemon.post_referral(body);
+  EXPECT_EQ(refused.status, 503) << refused.body;
+  EXPECT_EQ(refused.headers.count("retry-after"), 1u);
+  EXPECT_NE(refused.body.find("could not be kept on the server's disk while it was checked"), std::string::npos)
+      << refused.body;
+  EXPECT_NE(daemon.log().find("intake.plan_failed"), std::string::npos) << daemon.log();
+  EXPECT_EQ(daemon.log().find("Nguyen"), std::string::npos);
+  EXPECT_EQ(daemon.log().find("2014-03-09"), std::string::npos);
   disk.drain();
   EXPECT_EQ(referrals(), 0);
   const auto taken = daemon.post_referral(body);
