@@ -3,7 +3,12 @@
 // a time where the engine allows it (SQLite), opened a block at a time into a
 // spool, in the format seal_text writes whole.
 #include <gtest/gtest.h>
+#include <sys/mount.h>
 
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <random>
 #include <string>
@@ -169,6 +174,54 @@ TEST_P(AttachmentStoreTest, RekeySealsAStreamedFileAgain) {
   for (const auto& a : opened) EXPECT_EQ(a.spooled->sha256_hex(), sha256_hex(file));
   db->set_payload_keys(keys(k1));
   EXPECT_THROW(attachment_files(*db, "R-1"), PayloadError);
+}
+
+// No spool can be made beside the database (its disk is full; or, for a
+// referralctl user, its directory is not theirs to write): the file is
+// opened whole into memory instead, still byte for byte and only once its
+// tag has been checked.
+TEST(AttachmentStoreSqlite, WithNoRoomForASpoolAFileIsOpenedIntoMemory) {
+  TempDir dir;
+  const auto mount_point = dir.path() / "fs";
+  std::filesystem::create_directory(mount_point);
+  if (::mount("tmpfs", mount_point.c_str(), "tmpfs", 0, "size=4m,mode=0700") != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs here (" << std::strerror(errno) << ")";
+  }
+  struct Unmount {
+    std::filesystem::path p;
+    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
+  } unmount{mount_point};
+
+  Database db(mount_point / "referrald.db", OpenMode::read_write_create);
+  migrate(db);
+  db.set_payload_keys(keys(k1));
+  const std::string file = random_file(3 * block + 7, 11);
+  NewReferral r = test::api_referral("R-FULL", t0);
+  Attachment a;
+  a.title = "Scan";
+  a.content_type = "application/pdf";
+  a.data = file;
+  a.sha256 = sha256_hex(file);
+  r.attachments.push_back(std::move(a));
+  db.begin_write();
+  insert_referral(db, r);
+  db.exec("COMMIT");
+  ASSERT_NE(attachment_file(db, "R-FULL", 1)->spooled, nullptr);  // with room: a spool
+
+  // Ballast to the last byte.
+  {
+    std::ofstream ballast(mount_point / "ballast", std::ios::binary);
+    const std::string chunk(64 * 1024, '\0');
+    while (ballast.write(chunk.data(), static_cast<std::streamsize>(chunk.size()))) {
+    }
+  }
+  const auto opened = attachment_file(db, "R-FULL", 1);
+  ASSERT_TRUE(opened.has_value());
+  EXPECT_EQ(opened->spooled, nullptr);
+  EXPECT_EQ(sha256_hex(opened->data), sha256_hex(file));
+  const auto all = attachment_files(db, "R-FULL");
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].bytes(), file);
 }
 
 }  // namespace
