@@ -120,6 +120,31 @@ struct DecodedFile {
   std::shared_ptr<SealedSpool> spooled;
 };
 
+// An attachment's data while it is read: the decoder its parts go through
+// and where the bytes go. At namespace scope: clang 14 cannot default-
+// construct a class nested in one that is not yet complete.
+struct FileText {
+  std::size_t index = 0;  // in "attachments"
+  std::size_t size = 0;   // of the base64 text so far
+  std::optional<Base64Decoder> decoder;
+  DecodedFile file;
+  bool bad = false;  // not base64: the rest of the text is let go unread
+  bool kept = true;  // false past max_attachments_ceiling: decoded, not kept
+
+  // Where decoded bytes go. A spool throws when the disk refuses them:
+  // out of the parser, so that nothing is accepted.
+  std::function<void(std::string_view)> sink() {
+    return [this](std::string_view bytes) {
+      if (!kept) return;
+      if (file.spooled) {
+        file.spooled->append(bytes);
+      } else {
+        file.bytes.append(bytes);
+      }
+    };
+  }
+};
+
 class DocumentBuilder {
  public:
   // Boost.JSON's own limits: none (the depth is ours, the lengths the schema's).
@@ -191,30 +216,6 @@ class DocumentBuilder {
     std::string key;            // the member being parsed (objects only)
     bool discard = false;       // that member repeats an earlier key: parse it, keep the first
     bool in_discarded = false;  // this container is part of such a member
-  };
-
-  // The string being read: its text, or for an attachment's data, the
-  // decoder its parts go through.
-  struct FileText {
-    std::size_t index = 0;  // in "attachments"
-    std::size_t size = 0;   // of the base64 text so far
-    std::optional<Base64Decoder> decoder;
-    DecodedFile file;
-    bool bad = false;  // not base64: the rest of the text is let go unread
-    bool kept = true;  // false past max_attachments_ceiling: decoded, not kept
-
-    // Where decoded bytes go. A spool throws when the disk refuses them:
-    // out of the parser, so that nothing is accepted.
-    std::function<void(std::string_view)> sink() {
-      return [this](std::string_view bytes) {
-        if (!kept) return;
-        if (file.spooled) {
-          file.spooled->append(bytes);
-        } else {
-          file.bytes.append(bytes);
-        }
-      };
-    }
   };
 
   void string_part(string_view part) {
