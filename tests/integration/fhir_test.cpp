@@ -9,7 +9,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
+#include <cstdio>
 #include <thread>
+#include <vector>
 
 #include "support/harness.hpp"
 
@@ -278,6 +281,116 @@ TEST_F(Fhir, DocumentReferencesAndBinariesArriveAsTheReferralsFiles) {
   const auto refused = call(daemon, "POST", "/fhir/r4", bundle.dump());
   EXPECT_EQ(refused.status, 422) << refused.body;
   EXPECT_EQ(expression_of(refused), "Bundle.entry[8].resource.data");
+}
+
+// A one-page PDF of about `size` bytes whose page is one image of
+// pseudo-random bytes, as a scan is: nearly all of the file is one stream
+// (bench/post_uploads.py's scanned_pdf). qpdf opens it.
+std::string scanned_pdf(std::size_t size) {
+  std::string image(size, '\0');
+  std::uint32_t x = 2463534242u;
+  for (auto& c : image) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    c = static_cast<char>(x & 0xFFu);
+  }
+  const std::vector<std::string> objects{
+      "<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+      "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /XObject << /Im1 5 0 R >> >> "
+      "/Contents 4 0 R >>",
+      "<< /Length 30 >>\nstream\nq 612 0 0 792 0 0 cm /Im1 Do Q\nendstream",
+      "<< /Type /XObject /Subtype /Image /Width 1 /Height 1 /ColorSpace /DeviceGray /BitsPerComponent 8 /Length " +
+          std::to_string(image.size()) + " >>\nstream\n" + image + "\nendstream"};
+  std::string out = "%PDF-1.4\n%\xe2\xe3\xcf\xd3\n";
+  std::vector<std::size_t> offsets;
+  for (std::size_t i = 0; i < objects.size(); ++i) {
+    offsets.push_back(out.size());
+    out += std::to_string(i + 1) + " 0 obj\n" + objects[i] + "\nendobj\n";
+  }
+  const std::size_t xref = out.size();
+  out += "xref\n0 " + std::to_string(objects.size() + 1) + "\n0000000000 65535 f \n";
+  for (const auto offset : offsets) {
+    char line[32];
+    std::snprintf(line, sizeof line, "%010zu 00000 n \n", offset);
+    out += line;
+  }
+  out += "trailer\n<< /Size " + std::to_string(objects.size() + 1) + " /Root 1 0 R >>\nstartxref\n" +
+         std::to_string(xref) + "\n%%EOF\n";
+  return out;
+}
+
+// The transaction Bundle with one record: a DocumentReference (entry 6)
+// whose file is the Binary of entry 7, in base64 `data`.
+json with_binary(const std::string& data) {
+  auto bundle = fhir_sample("transaction.json");
+  bundle["entry"].push_back(
+      {{"fullUrl", "urn:uuid:d0c0a000-0000-4000-8000-000000000001"},
+       {"resource",
+        {{"resourceType", "DocumentReference"},
+         {"status", "current"},
+         {"description", "Pathology scan"},
+         {"content", json::array({{{"attachment", {{"url", "urn:uuid:d0c0a000-0000-4000-8000-000000000002"}}}}})}}},
+       {"request", {{"method", "POST"}, {"url", "DocumentReference"}}}});
+  bundle["entry"].push_back(
+      {{"fullUrl", "urn:uuid:d0c0a000-0000-4000-8000-000000000002"},
+       {"resource", {{"resourceType", "Binary"}, {"contentType", "application/pdf"}, {"data", data}}},
+       {"request", {{"method", "POST"}, {"url", "Binary"}}}});
+  bundle["entry"][0]["resource"]["supportingInfo"] =
+      json::array({{{"reference", "urn:uuid:d0c0a000-0000-4000-8000-000000000001"}}});
+  bundle["entry"][0]["request"].erase("ifNoneExist");
+  return bundle;
+}
+
+// A FHIR body over max_body_bytes goes to a sealed spool as it arrives, as
+// the API's does (docs/fhir.md): its Binary is decoded from there into a
+// spool of its own, so the daemon never holds the upload, and the file is
+// stored byte for byte. Bad base64 there is a 422 naming the Binary's data;
+// a large body without a file is still a 413.
+TEST_F(Fhir, AMultiMegabyteBinaryIsSpooledAndArrivesByteForByte) {
+  const std::string pdf = scanned_pdf(4 * 1024 * 1024);
+  const std::string body = with_binary(openssl_base64(pdf)).dump();
+  const std::string head =
+      "POST /fhir/r4 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + std::string(Daemon::api_token) +
+      "\r\nContent-Type: application/fhir+json\r\nConnection: close\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\n\r\n";
+  std::string answer;
+  {
+    RawClient client(daemon.port());
+    ASSERT_TRUE(send_whole(client, head + body.substr(0, body.size() / 2)));
+    // Half the body in: it is in an unlinked file beside the database.
+    EXPECT_TRUE(wait_until([&] { return open_spools(daemon).size() == 1; }, 10s)) << "the FHIR body is not spooled";
+    ASSERT_TRUE(send_whole(client, body.substr(body.size() / 2)));
+    ASSERT_TRUE(client.wait_closed(120s));
+    answer = client.received();
+  }
+  ASSERT_EQ(status_of(answer), 200) << answer.substr(0, 2000);
+  const auto bundle = json::parse(answer.substr(answer.find("\r\n\r\n") + 4));
+  const auto id = id_of_location(bundle["entry"][0]["response"]["location"]);
+  const auto got = daemon.get("/api/v1/referrals/" + id);
+  ASSERT_EQ(got.status, 200) << got.body;
+  const auto files = parsed(got)["attachments"];
+  ASSERT_EQ(files.size(), 1U) << got.body;
+  EXPECT_EQ(files[0]["title"], "Pathology scan");
+  EXPECT_EQ(files[0]["bytes"], pdf.size());
+  EXPECT_EQ(files[0]["sha256"], openssl_sha256_hex(pdf));
+  EXPECT_EQ(openssl_sha256_hex(daemon.get(files[0]["url"].get<std::string>()).body), openssl_sha256_hex(pdf));
+  EXPECT_TRUE(wait_until([&] { return open_spools(daemon).empty(); }, 10s)) << "a spool outlived its request";
+
+  // Not base64, deep in the large Binary: named by its FHIR element.
+  std::string broken = openssl_base64(pdf);
+  broken[broken.size() / 2] = '!';
+  const auto refused = call(daemon, "POST", "/fhir/r4", with_binary(broken).dump());
+  ASSERT_EQ(refused.status, 422) << refused.body;
+  EXPECT_EQ(expression_of(refused), "Bundle.entry[7].resource.data");
+  EXPECT_NE(parsed(refused)["issue"][0]["diagnostics"].get<std::string>().find("base64"), std::string::npos);
+
+  // As large, without a file: max_body_bytes holds.
+  auto plain = fhir_sample("transaction.json");
+  plain["entry"][0]["resource"]["note"] = json::array({{{"text", std::string(200 * 1024, 'x')}}});
+  const auto large = call(daemon, "POST", "/fhir/r4", plain.dump());
+  EXPECT_EQ(large.status, 413) << large.body;
+  EXPECT_EQ(fhir_rows(daemon), 1);
 }
 
 TEST_F(Fhir, MetadataIsTheCapabilityStatement) {

@@ -319,11 +319,14 @@ RawClient::RawClient(unsigned short port, const std::string& source, int receive
 
 RawClient::~RawClient() { ::close(fd_); }
 
-bool RawClient::send(std::string_view bytes) {
-  if (closed_) return false;
+bool RawClient::send(std::string_view bytes) { return send_some(bytes).has_value(); }
+
+std::optional<std::size_t> RawClient::send_some(std::string_view bytes) {
+  if (closed_) return std::nullopt;
   const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
   if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) closed_ = true;
-  return !closed_;
+  if (closed_) return std::nullopt;
+  return n < 0 ? 0 : static_cast<std::size_t>(n);
 }
 
 bool RawClient::peer_closed() {
@@ -794,6 +797,17 @@ bool send_all(RawClient& client, std::string_view bytes) {
     const auto piece = bytes.substr(0, 4096);
     if (!client.send(piece)) return false;
     bytes.remove_prefix(piece.size());
+  }
+  return bytes.empty();
+}
+
+bool send_whole(RawClient& client, std::string_view bytes) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!bytes.empty() && std::chrono::steady_clock::now() < deadline) {
+    const auto taken = client.send_some(bytes);
+    if (!taken) return false;
+    if (*taken == 0) std::this_thread::sleep_for(1ms);
+    bytes.remove_prefix(*taken);
   }
   return bytes.empty();
 }
