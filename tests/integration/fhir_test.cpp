@@ -9,10 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdint>
-#include <cstdio>
 #include <thread>
-#include <vector>
 
 #include "support/harness.hpp"
 
@@ -62,6 +59,13 @@ long long fhir_rows(Daemon& daemon) {
 }
 
 std::string id_of_location(const std::string& location) { return location.substr(location.rfind('/') + 1); }
+
+// The files of referral `id` as the API lists them (title, bytes, sha256, url).
+json stored_files(Daemon& daemon, const std::string& id) {
+  const auto got = daemon.get("/api/v1/referrals/" + id);
+  EXPECT_EQ(got.status, 200) << got.body;
+  return got.status == 200 ? parsed(got).value("attachments", json::array()) : json::array();
+}
 
 class Fhir : public ::testing::Test {
  protected:
@@ -264,10 +268,8 @@ TEST_F(Fhir, DocumentReferencesAndBinariesArriveAsTheReferralsFiles) {
   EXPECT_EQ(answer["entry"][6]["response"]["status"], "201 Created");
   const auto id = id_of_location(answer["entry"][0]["response"]["location"]);
 
-  const auto got = daemon.get("/api/v1/referrals/" + id);
-  ASSERT_EQ(got.status, 200) << got.body;
-  const auto files = parsed(got)["attachments"];
-  ASSERT_EQ(files.size(), 2U) << got.body;
+  const auto files = stored_files(daemon, id);
+  ASSERT_EQ(files.size(), 2U) << files.dump();
   EXPECT_EQ(files[0]["title"], "Pathology report");
   EXPECT_EQ(files[0]["content_type"], "application/pdf");
   EXPECT_EQ(files[0]["sha256"], openssl_sha256_hex(pdf));
@@ -281,43 +283,6 @@ TEST_F(Fhir, DocumentReferencesAndBinariesArriveAsTheReferralsFiles) {
   const auto refused = call(daemon, "POST", "/fhir/r4", bundle.dump());
   EXPECT_EQ(refused.status, 422) << refused.body;
   EXPECT_EQ(expression_of(refused), "Bundle.entry[8].resource.data");
-}
-
-// A one-page PDF of about `size` bytes whose page is one image of
-// pseudo-random bytes, as a scan is: nearly all of the file is one stream
-// (bench/post_uploads.py's scanned_pdf). qpdf opens it.
-std::string scanned_pdf(std::size_t size) {
-  std::string image(size, '\0');
-  std::uint32_t x = 2463534242u;
-  for (auto& c : image) {
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    c = static_cast<char>(x & 0xFFu);
-  }
-  const std::vector<std::string> objects{
-      "<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-      "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /XObject << /Im1 5 0 R >> >> "
-      "/Contents 4 0 R >>",
-      "<< /Length 30 >>\nstream\nq 612 0 0 792 0 0 cm /Im1 Do Q\nendstream",
-      "<< /Type /XObject /Subtype /Image /Width 1 /Height 1 /ColorSpace /DeviceGray /BitsPerComponent 8 /Length " +
-          std::to_string(image.size()) + " >>\nstream\n" + image + "\nendstream"};
-  std::string out = "%PDF-1.4\n%\xe2\xe3\xcf\xd3\n";
-  std::vector<std::size_t> offsets;
-  for (std::size_t i = 0; i < objects.size(); ++i) {
-    offsets.push_back(out.size());
-    out += std::to_string(i + 1) + " 0 obj\n" + objects[i] + "\nendobj\n";
-  }
-  const std::size_t xref = out.size();
-  out += "xref\n0 " + std::to_string(objects.size() + 1) + "\n0000000000 65535 f \n";
-  for (const auto offset : offsets) {
-    char line[32];
-    std::snprintf(line, sizeof line, "%010zu 00000 n \n", offset);
-    out += line;
-  }
-  out += "trailer\n<< /Size " + std::to_string(objects.size() + 1) + " /Root 1 0 R >>\nstartxref\n" +
-         std::to_string(xref) + "\n%%EOF\n";
-  return out;
 }
 
 // The transaction Bundle with one record: a DocumentReference (entry 6)
@@ -348,7 +313,7 @@ json with_binary(const std::string& data) {
 // stored byte for byte. Bad base64 there is a 422 naming the Binary's data;
 // a large body without a file is still a 413.
 TEST_F(Fhir, AMultiMegabyteBinaryIsSpooledAndArrivesByteForByte) {
-  const std::string pdf = scanned_pdf(4 * 1024 * 1024);
+  const std::string pdf = large_pdf(4 * 1024 * 1024);
   const std::string body = with_binary(openssl_base64(pdf)).dump();
   const std::string head =
       "POST /fhir/r4 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + std::string(Daemon::api_token) +
@@ -367,10 +332,8 @@ TEST_F(Fhir, AMultiMegabyteBinaryIsSpooledAndArrivesByteForByte) {
   ASSERT_EQ(status_of(answer), 200) << answer.substr(0, 2000);
   const auto bundle = json::parse(answer.substr(answer.find("\r\n\r\n") + 4));
   const auto id = id_of_location(bundle["entry"][0]["response"]["location"]);
-  const auto got = daemon.get("/api/v1/referrals/" + id);
-  ASSERT_EQ(got.status, 200) << got.body;
-  const auto files = parsed(got)["attachments"];
-  ASSERT_EQ(files.size(), 1U) << got.body;
+  const auto files = stored_files(daemon, id);
+  ASSERT_EQ(files.size(), 1U) << files.dump();
   EXPECT_EQ(files[0]["title"], "Pathology scan");
   EXPECT_EQ(files[0]["bytes"], pdf.size());
   EXPECT_EQ(files[0]["sha256"], openssl_sha256_hex(pdf));

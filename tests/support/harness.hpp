@@ -297,6 +297,10 @@ std::string describe(const CtlRun& r);  // exit status, stdout and stderr, for a
 std::string sample(const std::string& name);
 // A file of tests/data/attachments (its README says what each is).
 std::string attachment_fixture(const std::string& name);
+// A one-page PDF of at least `size` bytes: its page's content stream (text,
+// then comment lines, which a content stream may hold) carries the bulk, so
+// its objects, xref and trailer lie in different spool blocks.
+std::string large_pdf(std::size_t size);
 // {"title", "content_type", "data"}: one item of a referral's "attachments".
 nlohmann::json attachment_item(const std::string& title, const std::string& bytes,
                                const std::string& declared = "application/pdf");
