@@ -231,9 +231,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string wire;
   std::thread peer([&] { wire = serve(h.listener, script); });
   SmtpTransfer transfer;
-  transfer.message =
-      "From: <referrald@hospital.example>\r\nTo: <office@hospital.example>\r\nSubject: Referral R-1\r\n"
-      "\r\nA referral is waiting.\r\n";
+  transfer.message = MailStream(
+      std::string("From: <referrald@hospital.example>\r\nTo: <office@hospital.example>\r\nSubject: Referral R-1\r\n"
+                  "\r\nA referral is waiting.\r\n"));
   CurlPool::Setup setup = [&](CURL* curl) {
     adapter.configure(curl, transfer);
     curl_easy_setopt(curl, CURLOPT_FORBID_REUSE, 1L);  // every run is a connection of its own

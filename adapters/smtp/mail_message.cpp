@@ -1,17 +1,24 @@
 #include "adapters/smtp/mail_message.hpp"
 
+#include <openssl/crypto.h>
+
 #include <array>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
+#include <stdexcept>
 
 #include "util/crypto.hpp"
+#include "util/file_reader.hpp"
+#include "util/sealed_spool.hpp"
 
 namespace referrald {
 
 namespace {
 
 constexpr std::string_view crlf = "\r\n";
+constexpr std::size_t no_attachment = static_cast<std::size_t>(-1);
 
 bool is_printable_ascii(std::string_view s) {
   for (char c : s) {
@@ -290,9 +297,17 @@ std::string quoted_printable(std::string_view text) {
   return out;
 }
 
-std::string render_mail(const MailMessage& m) {
+namespace {
+
+std::size_t attachment_size(const MailAttachment& a) { return a.spooled ? a.spooled->size() : a.data.size(); }
+
+// The message as pieces: the text between the files, and each file's slot
+// for its base64 lines (render_mail encodes each whole, MailStream a chunk
+// at a time).
+std::vector<MailPiece> mail_pieces(const MailMessage& m) {
+  std::vector<MailPiece> pieces;
   std::string out;
-  out.reserve(1024 + m.text.size() * 2 + (m.attachments.empty() ? 0 : m.attachments.front().data.size() * 14 / 10));
+  out.reserve(1024 + m.text.size() * 2);
   out += "Date: " + format_rfc5322_date(m.date) + "\r\n";
   out += address_header("From", {m.from});
   out += address_header("To", m.to);
@@ -305,26 +320,173 @@ std::string render_mail(const MailMessage& m) {
   if (m.attachments.empty()) {
     out += text_headers + "\r\n";
     out += quoted_printable(m.text);
-    return out;
-  }
-  // "=_" never occurs in base64 or quoted-printable text, so the boundary
-  // cannot appear inside a part.
-  const std::string boundary = "=_referrald_" + hex64(fnv1a(m.message_id));
-  out += "Content-Type: multipart/mixed; boundary=\"" + boundary + "\"\r\n";
-  out += "\r\nThis is a MIME message: a text part and the referral as PDF.\r\n";
-  out += "\r\n--" + boundary + "\r\n";
-  out += text_headers + "\r\n";
-  out += quoted_printable(m.text);
-  for (const auto& a : m.attachments) {
-    const std::string name = safe_filename(a.filename);
+  } else {
+    // "=_" never occurs in base64 or quoted-printable text, so the boundary
+    // cannot appear inside a part.
+    const std::string boundary = "=_referrald_" + hex64(fnv1a(m.message_id));
+    out += "Content-Type: multipart/mixed; boundary=\"" + boundary + "\"\r\n";
+    out += "\r\nThis is a MIME message: a text part and the referral as PDF.\r\n";
     out += "\r\n--" + boundary + "\r\n";
-    out += "Content-Type: " + a.content_type + ";\r\n name=\"" + name + "\"\r\n";
-    out += "Content-Disposition: attachment;\r\n filename=\"" + name + "\"\r\n";
-    out += "Content-Transfer-Encoding: base64\r\n\r\n";
-    out += base64_lines(a.data);
+    out += text_headers + "\r\n";
+    out += quoted_printable(m.text);
+    for (std::size_t i = 0; i < m.attachments.size(); ++i) {
+      const MailAttachment& a = m.attachments[i];
+      const std::string name = safe_filename(a.filename);
+      out += "\r\n--" + boundary + "\r\n";
+      out += "Content-Type: " + a.content_type + ";\r\n name=\"" + name + "\"\r\n";
+      out += "Content-Disposition: attachment;\r\n filename=\"" + name + "\"\r\n";
+      out += "Content-Transfer-Encoding: base64\r\n\r\n";
+      pieces.push_back({std::move(out), no_attachment});
+      pieces.push_back({{}, i});
+      out.clear();
+    }
+    out += "\r\n--" + boundary + "--\r\n";
   }
-  out += "\r\n--" + boundary + "--\r\n";
+  pieces.push_back({std::move(out), no_attachment});
+  std::size_t start = 0;
+  for (auto& p : pieces) {
+    p.start = start;
+    p.size =
+        p.attachment == no_attachment ? p.text.size() : base64_lines_size(attachment_size(m.attachments[p.attachment]));
+    start += p.size;
+  }
+  return pieces;
+}
+
+// The base64 lines of a whole chunk (MailStream::chunk_bytes): 76
+// characters and CRLF for each 57 bytes.
+constexpr std::size_t encoded_chunk_size = MailStream::chunk_bytes / MailStream::line_bytes * 78;
+
+}  // namespace
+
+std::size_t base64_lines_size(std::size_t size) {
+  const std::size_t encoded = 4 * ((size + 2) / 3);
+  return encoded + 2 * ((encoded + 75) / 76);
+}
+
+std::string render_mail(const MailMessage& m) {
+  const auto pieces = mail_pieces(m);
+  std::string out;
+  out.reserve(pieces.back().start + pieces.back().size);
+  for (const auto& p : pieces) {
+    if (p.attachment == no_attachment) {
+      out += p.text;
+    } else {
+      const MailAttachment& a = m.attachments[p.attachment];
+      out += base64_lines(a.spooled ? a.spooled->read_all() : a.data);
+    }
+  }
   return out;
+}
+
+MailStream::MailStream() : MailStream(std::string()) {}
+
+MailStream::MailStream(MailMessage message) : message_(std::move(message)), pieces_(mail_pieces(message_)) {
+  size_ = pieces_.back().start + pieces_.back().size;
+}
+
+MailStream::MailStream(std::string rendered) {
+  size_ = rendered.size();
+  pieces_.push_back({std::move(rendered), no_attachment, 0, size_});
+}
+
+MailStream::~MailStream() {
+  // The plaintext of a referral's files (the reader wipes its block).
+  OPENSSL_cleanse(raw_.data(), raw_.size());
+  OPENSSL_cleanse(encoded_.data(), encoded_.size());
+}
+
+// The reader is not moved: it may point into a file's `data`, which a move
+// of a short string copies elsewhere. The next read opens it again.
+MailStream::MailStream(MailStream&& other) noexcept
+    : message_(std::move(other.message_)),
+      pieces_(std::move(other.pieces_)),
+      size_(other.size_),
+      piece_(other.piece_),
+      offset_(other.offset_),
+      raw_(std::move(other.raw_)),
+      encoded_(std::move(other.encoded_)),
+      encoded_for_(other.encoded_for_),
+      encoded_chunk_(other.encoded_chunk_) {
+  other.reader_.reset();
+  other.reader_for_ = no_attachment;
+  other.encoded_for_ = no_attachment;
+}
+
+MailStream& MailStream::operator=(MailStream&& other) noexcept {
+  if (this == &other) return *this;
+  OPENSSL_cleanse(raw_.data(), raw_.size());
+  OPENSSL_cleanse(encoded_.data(), encoded_.size());
+  message_ = std::move(other.message_);
+  pieces_ = std::move(other.pieces_);
+  size_ = other.size_;
+  piece_ = other.piece_;
+  offset_ = other.offset_;
+  reader_.reset();
+  reader_for_ = no_attachment;
+  raw_ = std::move(other.raw_);
+  encoded_ = std::move(other.encoded_);
+  encoded_for_ = other.encoded_for_;
+  encoded_chunk_ = other.encoded_chunk_;
+  other.reader_.reset();
+  other.reader_for_ = no_attachment;
+  other.encoded_for_ = no_attachment;
+  return *this;
+}
+
+const std::string& MailStream::encoded_chunk(std::size_t attachment, std::size_t chunk) {
+  if (encoded_for_ == attachment && encoded_chunk_ == chunk) return encoded_;
+  const MailAttachment& a = message_.attachments[attachment];
+  if (reader_for_ != attachment) {
+    reader_for_ = no_attachment;
+    reader_ = a.spooled ? std::make_unique<FileReader>(*a.spooled) : std::make_unique<FileReader>(a.data);
+    reader_for_ = attachment;
+  }
+  const std::size_t from = chunk * chunk_bytes;
+  encoded_for_ = no_attachment;  // until the new chunk is in
+  OPENSSL_cleanse(raw_.data(), raw_.size());
+  raw_.resize(std::min(chunk_bytes, reader_->size() - std::min(from, reader_->size())));
+  raw_.resize(reader_->read(from, raw_.data(), raw_.size()));
+  OPENSSL_cleanse(encoded_.data(), encoded_.size());
+  encoded_ = base64_lines(raw_);
+  encoded_for_ = attachment;
+  encoded_chunk_ = chunk;
+  return encoded_;
+}
+
+std::size_t MailStream::read(char* out, std::size_t n) {
+  std::size_t done = 0;
+  while (done < n && piece_ < pieces_.size()) {
+    const MailPiece& p = pieces_[piece_];
+    if (offset_ >= p.size) {
+      ++piece_;
+      offset_ = 0;
+      continue;
+    }
+    std::string_view from = p.text;
+    std::size_t at = offset_;
+    if (p.attachment != no_attachment) {
+      const std::size_t chunk = offset_ / encoded_chunk_size;
+      from = encoded_chunk(p.attachment, chunk);
+      at = offset_ - chunk * encoded_chunk_size;
+      // The piece's size was counted from the file's: a file that reads
+      // back shorter would leave the message cut short, and this loop stuck.
+      if (at >= from.size()) throw std::runtime_error("an attached file read back shorter than it was");
+    }
+    const std::size_t k = std::min(n - done, from.size() - at);
+    std::memcpy(out + done, from.data() + at, k);
+    done += k;
+    offset_ += k;
+  }
+  return done;
+}
+
+bool MailStream::seek(std::size_t offset) {
+  if (offset > size_) return false;
+  piece_ = 0;
+  while (piece_ < pieces_.size() && offset >= pieces_[piece_].start + pieces_[piece_].size) ++piece_;
+  offset_ = piece_ < pieces_.size() ? offset - pieces_[piece_].start : 0;
+  return true;
 }
 
 }  // namespace referrald

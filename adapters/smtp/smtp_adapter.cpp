@@ -25,14 +25,25 @@ namespace asio = boost::asio;
 
 namespace {
 
-// libcurl's read callback: the next piece of the message.
+// libcurl's read callback: the next piece of the message. A file that
+// cannot be read aborts the transfer before the message's final ".", so the
+// server keeps nothing of it.
 size_t read_upload(char* buffer, size_t size, size_t count, void* user) {
   auto* upload = static_cast<SmtpTransfer*>(user);
-  const std::size_t room = size * count;
-  const std::size_t n = std::min(room, upload->message.size() - upload->offset);
-  std::memcpy(buffer, upload->message.data() + upload->offset, n);
-  upload->offset += n;
-  return n;
+  try {
+    return upload->message.read(buffer, size * count);
+  } catch (const std::exception& e) {
+    upload->read_problem = e.what();
+    return CURL_READFUNC_ABORT;
+  }
+}
+
+// libcurl's seek callback: to send the message again from `offset` (a
+// rewind, when libcurl retries on a fresh connection).
+int seek_upload(void* user, curl_off_t offset, int origin) {
+  auto* upload = static_cast<SmtpTransfer*>(user);
+  if (origin != SEEK_SET || offset < 0) return CURL_SEEKFUNC_CANTSEEK;
+  return upload->message.seek(static_cast<std::size_t>(offset)) ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_FAIL;
 }
 
 // smtp://host:port[/helo]: the URL path is the EHLO name; `helo` replaces it.
@@ -159,7 +170,7 @@ SmtpAdapter::SmtpAdapter(const TargetConfig& target, CurlPool& curl, OfficeConfi
   }
 }
 
-std::string SmtpAdapter::build_message(const Delivery& delivery, std::chrono::system_clock::time_point now) const {
+MailMessage SmtpAdapter::build_message(const Delivery& delivery, std::chrono::system_clock::time_point now) const {
   MailMessage m;
   m.from = from_;
   m.to = recipients(delivery);
@@ -173,15 +184,15 @@ std::string SmtpAdapter::build_message(const Delivery& delivery, std::chrono::sy
   if (!is_referrer_notice(delivery)) {
     m.attachments.push_back(
         {referral_pdf_filename(delivery), "application/pdf", render_referral_pdf(delivery, document, office_, now)});
-    // Then each file that came with it, as received, in its own part. The
-    // message is rendered whole (render_mail), so each file is read whole
-    // from the spool the store opened it into.
+    // Then each file that came with it, as received, in its own part: left
+    // in the spool the store opened it into, and read from it a block at a
+    // time as the message is sent (MailStream), never whole.
     for (std::size_t i = 0; i < delivery.attachments.size(); ++i) {
       const Attachment& a = delivery.attachments[i];
-      m.attachments.push_back({attachment_filename(delivery, i), a.content_type, a.bytes()});
+      m.attachments.push_back({attachment_filename(delivery, i), a.content_type, a.data, a.spooled});
     }
   }
-  return render_mail(m);
+  return m;
 }
 
 std::vector<Mailbox> SmtpAdapter::recipients(const Delivery& delivery) const {
@@ -211,7 +222,7 @@ asio::awaitable<Outcome> SmtpAdapter::send(const Delivery& delivery) {
     // Rendering (the PDF above all) is CPU work: it runs here, on the
     // worker, not on the dispatcher's I/O thread. If it throws, CurlPool
     // performs no transfer and perform() rethrows.
-    transfer.message = build_message(delivery, clock_.now());
+    transfer.message = MailStream(build_message(delivery, clock_.now()));
     transfer.to = recipients(delivery);
     transfer.deadline = deadline;
     configure(curl, transfer);
@@ -225,6 +236,9 @@ asio::awaitable<Outcome> SmtpAdapter::send(const Delivery& delivery) {
   }
   // The same referral renders the same way next time: no retry would help.
   if (render_problem) co_return Outcome::permanent("could not render the referral document: " + *render_problem);
+  // The store opens the files afresh for the next attempt.
+  if (transfer.read_problem)
+    co_return Outcome::transient("smtp: the message could not be read: " + *transfer.read_problem);
   co_return classify_smtp_result(result);
 }
 
@@ -234,7 +248,8 @@ void SmtpAdapter::configure(CURL* curl, SmtpTransfer& transfer) const {
     list = curl_slist_append(list, ("<" + m.address + ">").c_str());
   }
   transfer.recipients.reset(list);
-  transfer.offset = 0;
+  transfer.message.seek(0);
+  transfer.read_problem.reset();
 
   curl_easy_setopt(curl, CURLOPT_URL, url_.c_str());
   curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
@@ -251,6 +266,8 @@ void SmtpAdapter::configure(CURL* curl, SmtpTransfer& transfer) const {
   curl_easy_setopt(curl, CURLOPT_UPLOAD, 1L);
   curl_easy_setopt(curl, CURLOPT_READFUNCTION, read_upload);
   curl_easy_setopt(curl, CURLOPT_READDATA, &transfer);
+  curl_easy_setopt(curl, CURLOPT_SEEKFUNCTION, seek_upload);
+  curl_easy_setopt(curl, CURLOPT_SEEKDATA, &transfer);
   curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(transfer.message.size()));
   // What is left of the send budget (see send()); rendering already spent some.
   const auto now = std::chrono::steady_clock::now();

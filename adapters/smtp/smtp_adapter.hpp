@@ -34,12 +34,14 @@ struct SmtpTransfer {
   struct SlistDeleter {
     void operator()(curl_slist* list) const { curl_slist_free_all(list); }
   };
-  std::string message;     // CRLF, ready for DATA
-  std::size_t offset = 0;  // how much of it libcurl has read
+  MailStream message;  // CRLF, ready for DATA; read from the start by each transfer
   std::unique_ptr<curl_slist, SlistDeleter> recipients;
   std::vector<Mailbox> to;  // the envelope's recipients (SmtpAdapter::recipients); empty: the target's `to`
   // When the transfer must be over; unset: the adapter's whole send budget from now.
   std::optional<std::chrono::steady_clock::time_point> deadline;
+  // Why the message could not be read (a spool block that does not open):
+  // the transfer was aborted before the message's end, so nothing was sent.
+  std::optional<std::string> read_problem;
 };
 
 class SmtpAdapter final : public Adapter {
@@ -53,13 +55,16 @@ class SmtpAdapter final : public Adapter {
 
   boost::asio::awaitable<Outcome> send(const Delivery& delivery) override;
 
-  // The message for one attempt (CRLF, ready for DATA); for tests and send().
-  // Throws DocumentError when the referral cannot be rendered.
-  std::string build_message(const Delivery& delivery, std::chrono::system_clock::time_point now) const;
+  // The message for one attempt, for tests and send(): the referral PDF
+  // rendered, each of the delivery's files still in its spool (MailStream
+  // reads it as the message is sent). Throws DocumentError when the
+  // referral cannot be rendered.
+  MailMessage build_message(const Delivery& delivery, std::chrono::system_clock::time_point now) const;
 
-  // Points `curl` at this target for one transfer of transfer.message (URL,
-  // TLS, login, envelope, timeouts): the transfer send() performs. Also for
-  // the SMTP fuzz target, which adds its own socket (fuzz/smtp_reply.cpp).
+  // Points `curl` at this target for one transfer of transfer.message from
+  // its start (URL, TLS, login, envelope, timeouts, the read and seek
+  // callbacks): the transfer send() performs. Also for the SMTP fuzz
+  // target, which adds its own socket (fuzz/smtp_reply.cpp).
   void configure(CURL* curl, SmtpTransfer& transfer) const;
 
   // Set when the target cannot send at all (e.g. its password file is missing).

@@ -451,24 +451,6 @@ TEST(Attachments, RekeySealsTheFilesAgainUnderTheNewKey) {
   EXPECT_EQ(read_file(out / "photo.png"), png);
 }
 
-// Each leaf part of a stored mail as Python's email module decodes it: its
-// type, file name and the SHA-256 of its bytes (hashlib, not referrald's).
-json mail_parts(const fs::path& mail, const fs::path& work) {
-  write_file(work / "parts.py", R"PY(
-import email, email.policy, hashlib, json, sys
-msg = email.message_from_binary_file(open(sys.argv[1], 'rb'), policy=email.policy.default)
-parts = []
-for part in msg.walk():
-    if part.is_multipart():
-        continue
-    body = part.get_payload(decode=True)
-    parts.append({'type': part.get_content_type(), 'filename': part.get_filename(),
-                  'sha256': hashlib.sha256(body).hexdigest(), 'text': part.get_content() if part.get_content_maintype() == 'text' else ''})
-print(json.dumps({'defects': len(msg.defects), 'parts': parts}))
-)PY");
-  return json::parse(output_of(std::string(python3_path) + " " + (work / "parts.py").string() + " " + mail.string()));
-}
-
 TEST(Attachments, TheOfficesMailCarriesEachFileByteForByteInItsOwnPart) {
   MailServer server({});
   TempDir work;

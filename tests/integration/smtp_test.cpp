@@ -1,17 +1,23 @@
 // The smtp target against a real mail server: Debian's aiosmtpd with required
 // STARTTLS and AUTH (tests/peers/smtp_server.py), a fresh self-signed
-// certificate per test, the real referrald. What a person would check: the
-// mail in the Maildir, decoded by Python's email module, its PDF read back
-// with pdftotext; and the delivery's state through the API.
+// certificate per test, the real referrald (and once its email adapter
+// alone, for files of any size). What a person would check: the mail in
+// the Maildir, decoded by Python's email module, its PDF read back with
+// pdftotext; and the delivery's state through the API.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
 #include <map>
+#include <random>
 #include <set>
 #include <thread>
 
+#include "adapters/smtp/smtp_adapter.hpp"
 #include "support/harness.hpp"
 #include "support/peers.hpp"
+#include "util/sealed_spool.hpp"
 
 namespace referrald::test {
 namespace {
@@ -132,6 +138,71 @@ TEST(Smtp, DeliversTheReferralAsPdfOverStarttlsWithAuth) {
   // Logs name the referral, never the patient.
   EXPECT_NE(daemon.log().find("delivery.sent id=" + id + " target=office-email attempt=1"), std::string::npos);
   EXPECT_EQ(daemon.log().find("Nguyen"), std::string::npos);
+}
+
+// The email adapter streams each file from its spool into the message
+// (MailStream): files of the sizes where base64 lines and spool blocks
+// begin and end reach the real server byte for byte.
+TEST(Smtp, SpooledFilesOfAnySizeArriveByteForByte) {
+  MailServer server({});
+  TempDir work;
+  write_file(work / "smtp-password", "s3cret\n");
+  TargetConfig target;
+  target.name = "office-email";
+  target.type = "smtp";
+  target.settings["url"] = "smtp://127.0.0.1:" + std::to_string(server.port());
+  target.settings["ca_file"] = server.ca_file().string();
+  target.settings["username"] = std::string("referrald");
+  target.settings["password_file"] = (work / "smtp-password").string();
+  target.settings["from"] = std::string("Referral Office <referrald@hospital.example>");
+  target.settings["to"] = std::vector<std::string>{"referrals@hospital.example"};
+  CurlPool::global_init();
+  CurlPool curl(1);
+  SystemClock clock;
+  SmtpAdapter adapter(target, curl, OfficeConfig{}, clock);
+
+  Delivery d;
+  d.referral_id = "R-20261128-7K3M9-TZQXA";
+  d.target = "office-email";
+  d.identity = d.referral_id + ".office-email";
+  d.received_at = clock.now();
+  d.document = json::parse(sample("asps-routine.json")).dump();
+  std::mt19937 rng(13);
+  std::vector<std::string> hashes;
+  for (const std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{56}, std::size_t{57}, std::size_t{58},
+                                 3 * SealedSpool::block_size + 1}) {
+    std::string bytes(size, '\0');
+    for (auto& c : bytes) c = static_cast<char>(rng() & 0xFFu);
+    auto spool = std::make_shared<SealedSpool>(work.path());
+    spool->append(bytes);
+    spool->finish();
+    Attachment a;
+    a.content_type = "application/pdf";
+    a.sha256 = openssl_sha256_hex(bytes);
+    a.spooled = std::move(spool);
+    hashes.push_back(a.sha256);
+    d.attachments.push_back(std::move(a));
+  }
+
+  boost::asio::io_context io;
+  std::optional<Outcome> outcome;
+  boost::asio::co_spawn(io, adapter.send(d), [&](std::exception_ptr e, Outcome o) {
+    if (e) std::rethrow_exception(e);
+    outcome = std::move(o);
+  });
+  io.run();
+  ASSERT_TRUE(outcome);
+  ASSERT_EQ(outcome->kind, OutcomeClass::delivered) << outcome->message << "\n" << server.log();
+  const auto mails = server.messages();
+  ASSERT_EQ(mails.size(), 1U) << server.log();
+  const auto mail = mail_parts(mails[0], work.path());
+  EXPECT_EQ(mail["defects"], 0);
+  const auto& parts = mail["parts"];
+  ASSERT_EQ(parts.size(), 2 + hashes.size()) << mail.dump();  // the text, the referral PDF, the files
+  for (std::size_t i = 0; i < hashes.size(); ++i) {
+    EXPECT_EQ(parts[2 + i]["filename"], "referral-" + d.referral_id + "-file-" + std::to_string(i + 1) + ".pdf");
+    EXPECT_EQ(parts[2 + i]["sha256"], hashes[i]) << "file " << i + 1 << " of " << d.attachments[i].size() << " bytes";
+  }
 }
 
 TEST(Smtp, ATemporaryRefusalIsRetriedAndEveryRecipientGetsOneMail) {

@@ -64,6 +64,11 @@ class MailServer {
 
 // The Message-ID of a stored mail, without the angle brackets.
 std::string message_id_of(const std::filesystem::path& mail);
+
+// Each leaf part of a stored mail as Python's email module decodes it:
+// {"defects", "parts": [{"type", "filename", "sha256" (hashlib's, of its
+// bytes), "text"}]}. `work` is a directory for the script.
+nlohmann::json mail_parts(const std::filesystem::path& mail, const std::filesystem::path& work);
 // An smtp [[target]] table that sends to a MailServer with STARTTLS,
 // verifying its certificate, and AUTH as the user it expects.
 struct SmtpTarget {

@@ -6,12 +6,15 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <sstream>
 
 #include "adapters/document/referral_pdf.hpp"
 #include "adapters/smtp/mail_message.hpp"
 #include "adapters/smtp/smtp_adapter.hpp"
+#include "spool_file.hpp"
 #include "support/harness.hpp"
+#include "util/sealed_spool.hpp"
 
 namespace referrald {
 namespace {
@@ -198,6 +201,134 @@ TEST(MailMessage, DisplayNamesAreQuotedOrEncoded) {
   EXPECT_TRUE(to.ends_with(" <z@b.example>"));
 }
 
+// Files of the sizes where base64 lines and blocks begin and end: none, one
+// byte, a line's 57 bytes and either side of it, and several spool blocks
+// and a byte (which also crosses MailStream's chunks).
+const std::vector<std::size_t> awkward_sizes{0, 1, 56, 57, 58, 3 * SealedSpool::block_size + 1};
+
+std::string random_bytes_of(std::size_t size, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::string out(size, '\0');
+  for (auto& c : out) c = static_cast<char>(rng() & 0xFFu);
+  return out;
+}
+
+MailMessage with_files(const std::vector<std::string>& files) {
+  MailMessage m = sample_message();
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    m.attachments.push_back({"file-" + std::to_string(i) + ".bin", "application/octet-stream", files[i]});
+  }
+  return m;
+}
+
+std::shared_ptr<const SealedSpool> spooled(const fs::path& dir, const std::string& bytes) {
+  auto spool = std::make_shared<SealedSpool>(dir);
+  spool->append(bytes);
+  spool->finish();
+  return spool;
+}
+
+// Everything the stream yields, asked for `piece` bytes at a time.
+std::string drain(MailStream& stream, std::size_t piece) {
+  std::string out;
+  std::string buffer(piece, '\0');
+  while (const std::size_t n = stream.read(buffer.data(), buffer.size())) out.append(buffer, 0, n);
+  return out;
+}
+
+// What libcurl sends (the stream read as its read callback asks) is what
+// render_mail makes of the whole files: the same boundaries, headers, line
+// lengths and CRLFs, whether the files are in memory or in spools, however
+// the reads fall across lines, chunks and spool blocks.
+TEST(MailStream, IsTheWholeRenderingForFilesOfAwkwardSizes) {
+  test::TempDir dir;
+  std::vector<std::string> files;
+  for (std::size_t i = 0; i < awkward_sizes.size(); ++i) {
+    files.push_back(random_bytes_of(awkward_sizes[i], static_cast<unsigned>(i)));
+  }
+  const MailMessage in_memory = with_files(files);
+  const std::string whole = render_mail(in_memory);
+  MailMessage in_spools = in_memory;
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    auto& a = in_spools.attachments[i + 1];  // after the referral PDF
+    a.spooled = spooled(dir.path(), a.data);
+    a.data.clear();
+  }
+  EXPECT_TRUE(render_mail(in_spools) == whole);
+
+  for (const MailMessage* m : {&in_memory, static_cast<const MailMessage*>(&in_spools)}) {
+    for (const std::size_t piece : {std::size_t{1}, std::size_t{7}, std::size_t{76}, std::size_t{16384},
+                                    SealedSpool::block_size, MailStream::chunk_bytes + 3}) {
+      MailStream stream(*m);
+      ASSERT_EQ(stream.size(), whole.size());
+      const std::string streamed = drain(stream, piece);
+      ASSERT_EQ(streamed.size(), whole.size()) << "reads of " << piece;
+      ASSERT_TRUE(streamed == whole) << "reads of " << piece << ": first difference at "
+                                     << std::distance(
+                                            whole.begin(),
+                                            std::mismatch(whole.begin(), whole.end(), streamed.begin()).first);
+    }
+  }
+  // Each file is one part whose base64 decodes to it.
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    const std::string head =
+        "filename=\"file-" + std::to_string(i) + ".bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n";
+    const auto start = whole.find(head) + head.size();
+    const auto end = whole.find("\r\n--=_referrald_", start);
+    EXPECT_TRUE(decode_base64(whole.substr(start, end - start)) == files[i]) << awkward_sizes[i] << " bytes";
+  }
+}
+
+// A retry on a fresh connection makes libcurl rewind (CURLOPT_SEEKFUNCTION):
+// from the start, or from any byte, the rest is the message's rest.
+TEST(MailStream, GoesBackToTheStartOrAnyByte) {
+  test::TempDir dir;
+  MailMessage m = with_files({random_bytes_of(2 * MailStream::chunk_bytes + 58, 1), random_bytes_of(57, 2)});
+  const std::string whole = render_mail(m);
+  m.attachments[1].spooled = spooled(dir.path(), m.attachments[1].data);
+  m.attachments[1].data.clear();
+  MailStream stream(std::move(m));
+  EXPECT_TRUE(drain(stream, 1000) == whole);
+  EXPECT_EQ(drain(stream, 1000), "") << "at the end";
+  ASSERT_TRUE(stream.seek(0));
+  EXPECT_TRUE(drain(stream, 4096) == whole);
+  const std::string body_head = "Content-Transfer-Encoding: base64\r\n\r\n";
+  const auto first_file = whole.find(body_head, whole.find("file-0.bin")) + body_head.size();
+  const std::size_t encoded_chunk = MailStream::chunk_bytes / 57 * 78;
+  for (const std::size_t at :
+       {std::size_t{0}, std::size_t{5}, first_file, first_file + 1, first_file + encoded_chunk - 1,
+        first_file + encoded_chunk, first_file + 2 * encoded_chunk + 3, whole.size() - 1, whole.size()}) {
+    ASSERT_TRUE(stream.seek(at)) << at;
+    EXPECT_TRUE(drain(stream, 3000) == whole.substr(at)) << "from " << at;
+  }
+  EXPECT_FALSE(stream.seek(whole.size() + 1));
+  // Moved (as into the transfer), it goes on where it was.
+  ASSERT_TRUE(stream.seek(first_file + 10));
+  MailStream moved(std::move(stream));
+  EXPECT_TRUE(drain(moved, 512) == whole.substr(first_file + 10));
+}
+
+// A spool block changed on disk under the delivery: reading the message is
+// an error (the adapter aborts the transfer before its end), never other bytes.
+TEST(MailStream, AFileWhoseSpoolDoesNotOpenIsAnError) {
+  test::TempDir dir;
+  MailMessage m = with_files({random_bytes_of(2 * SealedSpool::block_size, 3)});
+  m.attachments[1].spooled = spooled(dir.path(), m.attachments[1].data);
+  m.attachments[1].data.clear();
+  const auto file = test::open_spool_file(dir.path());
+  ASSERT_FALSE(file.empty());
+  test::change_byte(file, SealedSpool::block_size + 16 + 3);  // in the second block
+  MailStream stream(std::move(m));
+  std::string buffer(4096, '\0');
+  std::size_t read = 0;
+  EXPECT_THROW(
+      {
+        while (const std::size_t n = stream.read(buffer.data(), buffer.size())) read += n;
+      },
+      std::runtime_error);
+  EXPECT_LT(read, stream.size());
+}
+
 TEST(Mailbox, Parses) {
   EXPECT_EQ(parse_mailbox("a@b.example"), (Mailbox{"", "a@b.example"}));
   EXPECT_EQ(parse_mailbox(" Referral Office <a@b.example> "), (Mailbox{"Referral Office", "a@b.example"}));
@@ -336,9 +467,9 @@ TEST_F(SmtpTarget, MessageIdIsTheDeliverysIdentityOnEveryAttempt) {
   d.received_at = when;
   d.urgency = Urgency::urgent;
   d.document = R"({"patient":{"given_name":"Ava","family_name":"Nguyen"},"referrer":{"name":"Dana Whitfield"}})";
-  const std::string first = adapter.build_message(d, when);
+  const std::string first = render_mail(adapter.build_message(d, when));
   d.attempt = 2;
-  const std::string second = adapter.build_message(d, when + 10min);
+  const std::string second = render_mail(adapter.build_message(d, when + 10min));
   EXPECT_EQ(header(first, "Message-ID"), "<R-20261128-7K3M9-TZQXA.office-email@referrald>");
   EXPECT_EQ(header(second, "Message-ID"), header(first, "Message-ID"));
   EXPECT_EQ(decode_words(header(first, "Subject")), "Referral R-20261128-7K3M9-TZQXA (urgent) — review");
