@@ -1,15 +1,17 @@
 #!/usr/bin/python3
 """CLIENTS clients post one referral each, at the same time, with MB megabytes
-of attachments, through the JSON API (base64 in "attachments") or the web form
-(multipart/form-data, after opening the form for its CSRF cookie and tokens),
+of attachments, through the JSON API (base64 in "attachments"), the web form
+(multipart/form-data, after opening the form for its CSRF cookie and tokens)
+or FHIR (a transaction Bundle whose DocumentReference names a Binary, base64),
 while the daemon's VmRSS is read from /proc/PID/status every 20 ms. Prints
 RSS before, the highest sample, VmHWM, RSS after, and each request's status
 and wall time. Used by bench/run-uploads.
-usage: post_uploads.py URL TOKEN PID api|form [CLIENTS] [MB]
+usage: post_uploads.py URL TOKEN PID api|form|fhir [CLIENTS] [MB]
 """
 import base64
 import http.client
 import json
+import os
 import random
 import re
 import sys
@@ -104,6 +106,27 @@ def api_request(parts, token, pdf, n):
     return "POST", "/api/v1/referrals", body, headers
 
 
+def fhir_request(token, pdf, n):
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "..", "tests", "data", "fhir", "transaction.json")) as f:
+        bundle = json.load(f)
+    bundle["entry"][0]["request"].pop("ifNoneExist", None)  # each client's its own referral
+    bundle["entry"][0]["resource"]["supportingInfo"] = [{"reference": "urn:uuid:bench-document"}]
+    bundle["entry"].append({"fullUrl": "urn:uuid:bench-document",
+                            "resource": {"resourceType": "DocumentReference", "status": "current",
+                                         "description": "Scanned records %d" % n,
+                                         "content": [{"attachment": {"url": "urn:uuid:bench-binary"}}]},
+                            "request": {"method": "POST", "url": "DocumentReference"}})
+    bundle["entry"].append({"fullUrl": "urn:uuid:bench-binary",
+                            "resource": {"resourceType": "Binary", "contentType": "application/pdf",
+                                         "data": base64.b64encode(pdf).decode()},
+                            "request": {"method": "POST", "url": "Binary"}})
+    body = json.dumps(bundle).encode()
+    headers = {"Authorization": "Bearer " + token, "Content-Type": "application/fhir+json",
+               "Idempotency-Key": "bench-fhir-%d-%d" % (n, time.time_ns())}
+    return "POST", "/fhir/r4", body, headers
+
+
 def form_request(parts, pdf, n):
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
     conn.request("GET", "/")
@@ -132,9 +155,10 @@ def main():
     megabytes = int(sys.argv[6]) if len(sys.argv) > 6 else 20
     parts = urlsplit(url)
     pdf = scanned_pdf(megabytes * 1000 * 1000, 42)
-    requests = [api_request(parts, token, pdf, n) if mode == "api" else form_request(parts, pdf, n)
-                for n in range(clients)]
-    expected = 202 if mode == "api" else 303
+    make = {"api": lambda n: api_request(parts, token, pdf, n), "form": lambda n: form_request(parts, pdf, n),
+            "fhir": lambda n: fhir_request(token, pdf, n)}[mode]
+    requests = [make(n) for n in range(clients)]
+    expected = {"api": 202, "form": 303, "fhir": 200}[mode]
     results = [None] * clients
     start = threading.Barrier(clients + 1)
 

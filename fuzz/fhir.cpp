@@ -1,7 +1,8 @@
 // libFuzzer target: a FHIR R4 body as POST /fhir/r4, /fhir/r4/$process-message
 // and /fhir/r4/ServiceRequest read it, up to its plan, and the stored
 // referral back out as FHIR. The same steps as the HTTP layer (http/fhir.cpp)
-// without the store: fhir::parse (nesting bound), fhir::map_submission for
+// without the store: fhir::parse (nesting bound, files decoded as they are
+// read, in memory here), fhir::map_submission for
 // each of the three forms, plan_intake on the mapped v1 referral (intake.hpp),
 // fhir::translate of the validator's errors, and for a valid referral the
 // ServiceRequest, Task and Patient built from its stored document.
@@ -53,8 +54,8 @@ void check_out(const Referral& referral, const Eligibility& eligibility) {
   (void)fhir::service_request(stored).dump(-1, ' ', false, fhir::json::error_handler_t::replace);
 }
 
-void run(const fhir::json& resource, fhir::Form form) {
-  const auto result = fhir::map_submission(resource, form);
+void run(const fhir::Parsed& parsed, fhir::Form form) {
+  const auto result = fhir::map_submission(parsed, form);
   if (const auto* issues = std::get_if<std::vector<fhir::Issue>>(&result)) {
     check_issues(*issues);
     return;
@@ -63,7 +64,9 @@ void run(const fhir::json& resource, fhir::Form form) {
   const auto v1 = fhir::json::parse(mapped.referral, nullptr, false);
   require(v1.is_object(), "the mapped referral is not a JSON object");
   const auto& [validator, policy] = intake();
-  const auto plan = plan_intake(policy, validator, submission_of(mapped.referral));
+  auto submission = submission_of(mapped.referral);
+  submission.files = mapped.files;
+  const auto plan = plan_intake(policy, validator, submission);
   if (std::holds_alternative<MalformedInput>(plan)) fail("the mapped referral is not JSON the validator reads");
   if (const auto* invalid = std::get_if<InvalidReferral>(&plan)) {
     const auto issues = fhir::translate(invalid->errors, mapped);

@@ -6,6 +6,8 @@
 
 #include <date/date.h>
 
+#include "attachments/inspect.hpp"
+#include "util/crypto.hpp"
 #include "util/dates.hpp"
 #include "util/strings.hpp"
 
@@ -13,7 +15,7 @@ namespace referrald::fhir {
 
 namespace {
 
-constexpr int max_nesting = 32;  // deeper nesting is not a referral: refused while parsing
+constexpr std::size_t max_nesting = 32;  // deeper nesting is not a referral: refused while parsing
 
 // A resource type as a sentence may name it: a FHIR type name (letters, as
 // long as the longest), never other text from the submission.
@@ -39,13 +41,52 @@ struct Resource {
   }
 };
 
+// The files a parsed body's "data" strings were decoded to, by the node
+// that stands in for each.
+using FileTable = std::map<const json*, const std::optional<DecodedFile>*>;
+
 class Mapper {
  public:
-  Mapper() = default;
+  // `decoded`: a parsed body's files (nullptr: data is text, copied as it is).
+  explicit Mapper(const FileTable* decoded = nullptr) : decoded_(decoded) {}
 
   std::vector<Issue> issues;
   json out = json::object();
   std::map<std::string, std::string> paths;
+  std::vector<Attachment> files;  // with decoded_: the files of out's "attachments", in order
+
+  // The file of the string "data" of `owner` (at `path`), into `files` when
+  // the body was parsed with its files; false (and an issue) when it is not
+  // base64 or was not kept.
+  bool take_file(const json& owner, const std::string& text, const std::string& path) {
+    if (decoded_ == nullptr) return true;
+    Attachment file;
+    const auto node = owner.find("data");
+    const auto found = node == owner.end() ? decoded_->end() : decoded_->find(&*node);
+    if (found == decoded_->end()) {
+      // Every "data" string is decoded while parsing; text that was not (a
+      // resource built otherwise) is decoded here, so that none is copied.
+      auto bytes = base64_decode(text);
+      if (!bytes) {
+        issue("value", path, std::string(not_base64_message));
+        return false;
+      }
+      file.data = std::move(*bytes);
+    } else if (const auto& decoded = *found->second; !decoded) {
+      issue("value", path, std::string(not_base64_message));
+      return false;
+    } else if (decoded->dropped) {
+      issue("too-costly", path,
+            "is one file too many: a submission may hold at most " + std::to_string(max_attachments_ceiling) +
+                " base64 data elements");
+      return false;
+    } else {
+      file.data = decoded->bytes;
+      file.spooled = decoded->spooled;
+    }
+    files.push_back(std::move(file));
+    return true;
+  }
 
   void issue(std::string code, std::string expression, std::string diagnostics) {
     issues.push_back({"error", std::move(code), std::move(diagnostics), std::move(expression)});
@@ -93,6 +134,9 @@ class Mapper {
     paths[pointer] = expression;
   }
   void from(const std::string& pointer, const std::string& expression) { paths[pointer] = expression; }
+
+ private:
+  const FileTable* decoded_;
 };
 
 // HumanName as one string: text, else the given names and the family name.
@@ -505,6 +549,7 @@ void map_document_attachment(Mapper& m, Resolver& resolver, const Resource& docu
   std::string type_path = at + ".contentType";
   std::optional<std::string> data = m.text(attachment, "data", at);
   std::string data_path = at + ".data";
+  const json* data_owner = &attachment;
   if (!data) {
     const auto url = m.text(attachment, "url", at);
     if (!url) {
@@ -524,6 +569,7 @@ void map_document_attachment(Mapper& m, Resolver& resolver, const Resource& docu
     }
     data = m.text(*binary->body, "data", binary->path);
     data_path = binary->path + ".data";
+    data_owner = binary->body;
     if (!data) {
       m.issue("required", data_path, "is required: the file, in base64");
       return;
@@ -533,12 +579,14 @@ void map_document_attachment(Mapper& m, Resolver& resolver, const Resource& docu
       type_path = binary->path + ".contentType";
     }
   }
+  if (!m.take_file(*data_owner, *data, data_path)) return;
   // A file without any title is named by its place, as the office's list would.
   json item{{"title", title ? title->first : "Document " + std::to_string(n + 1)}};
   if (content_type) {
     item["content_type"] = *content_type;
     m.from(pointer + "/content_type", type_path);
   }
+  // With the files apart (Mapper::files), the stand-in the parse left.
   item["data"] = *data;
   m.from(pointer + "/data", data_path);
   m.out["attachments"].push_back(std::move(item));
@@ -656,8 +704,8 @@ bool takes(std::string_view type) {
   return std::find(taken_types.begin(), taken_types.end(), type) != taken_types.end();
 }
 
-MapResult map_bundle(const json& bundle, Form form) {
-  Mapper m;
+MapResult map_bundle(const json& bundle, Form form, const FileTable* decoded) {
+  Mapper m(decoded);
   const std::string want = form == Form::transaction ? "transaction" : "message";
   if (bundle.value("resourceType", json()) != "Bundle") {
     m.issue("not-supported", "resourceType",
@@ -750,11 +798,12 @@ MapResult map_bundle(const json& bundle, Form form) {
   if (!m.issues.empty()) return std::move(m.issues);
   mapped.referral = m.out.dump();
   mapped.paths = std::move(m.paths);
+  mapped.files = std::move(m.files);
   return mapped;
 }
 
-MapResult map_service_request_alone(const json& body) {
-  Mapper m;
+MapResult map_service_request_alone(const json& body, const FileTable* decoded) {
+  Mapper m(decoded);
   if (body.value("resourceType", json()) != "ServiceRequest") {
     m.issue("not-supported", "resourceType", "this endpoint takes a ServiceRequest");
     return std::move(m.issues);
@@ -768,17 +817,67 @@ MapResult map_service_request_alone(const json& body) {
   if (!m.issues.empty()) return std::move(m.issues);
   mapped.referral = m.out.dump();
   mapped.paths = std::move(m.paths);
+  mapped.files = std::move(m.files);
   return mapped;
 }
 
 }  // namespace
 
-MapResult map_submission(const json& resource, Form form) {
+namespace {
+
+MapResult map_with(const json& resource, Form form, const FileTable* decoded) {
   if (!resource.is_object()) {
     return std::vector<Issue>{{"error", "structure", "must be a JSON object (a FHIR resource)", ""}};
   }
-  if (form == Form::service_request) return map_service_request_alone(resource);
-  return map_bundle(resource, form);
+  if (form == Form::service_request) return map_service_request_alone(resource, decoded);
+  return map_bundle(resource, form, decoded);
+}
+
+}  // namespace
+
+MapResult map_submission(const json& resource, Form form) { return map_with(resource, form, nullptr); }
+
+namespace {
+
+// A JSON Pointer into `root` (to a member that exists) as FHIRPath from the
+// root resource's type: "/entry/2/resource/birthDate" →
+// "Bundle.entry[2].resource.birthDate".
+std::string fhir_path(const json& root, const std::string& pointer) {
+  const auto type = root.is_object() ? root.value("resourceType", json()) : json();
+  std::string out;
+  if (type.is_string() && type_words(type.get<std::string>()) == type.get<std::string>()) out = type.get<std::string>();
+  std::vector<std::string> tokens;
+  for (auto p = json::json_pointer(pointer); !p.empty(); p.pop_back()) tokens.insert(tokens.begin(), p.back());
+  const json* node = &root;
+  for (const auto& token : tokens) {
+    if (node->is_array()) {
+      out += "[" + token + "]";
+      node = &node->at(std::stoul(token));
+    } else {
+      out += (out.empty() ? "" : ".") + token;
+      node = &node->at(token);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+MapResult map_submission(const Parsed& parsed, Form form) {
+  if (!parsed.duplicates.empty()) {
+    std::vector<Issue> issues;
+    for (const auto& pointer : parsed.duplicates) {
+      issues.push_back({"error", "structure", "is a repeated key: each element may appear once in its object",
+                        fhir_path(parsed.resource, pointer)});
+    }
+    return issues;
+  }
+  FileTable decoded;
+  for (const auto& [pointer, file] : parsed.files) {
+    const json::json_pointer place(pointer);
+    if (parsed.resource.contains(place)) decoded.emplace(&parsed.resource.at(place), &file);
+  }
+  return map_with(parsed.resource, form, &decoded);
 }
 
 std::vector<Issue> translate(const std::vector<FieldError>& errors, const Mapped& mapped) {
@@ -802,19 +901,37 @@ std::vector<Issue> translate(const std::vector<FieldError>& errors, const Mapped
   return out;
 }
 
-std::optional<json> parse(std::string_view text, std::string& error) {
-  struct TooDeep {};
-  try {
-    return json::parse(text, [](int depth, json::parse_event_t, json&) {
-      if (depth > max_nesting) throw TooDeep{};
-      return true;
-    });
-  } catch (const json::parse_error& e) {
-    error = "invalid JSON at byte " + std::to_string(e.byte > 0 ? e.byte - 1 : 0);
-  } catch (const TooDeep&) {
+namespace {
+
+JsonStreamOptions parse_options(const std::filesystem::path& spool_directory) {
+  JsonStreamOptions o;
+  o.max_depth = max_nesting;
+  o.files = FileStrings::fhir_data;
+  o.spool_directory = spool_directory;
+  o.max_files = max_attachments_ceiling;
+  return o;
+}
+
+std::optional<Parsed> parsed(JsonStream<json>&& read, std::string& error) {
+  if (read.too_deep) {
     error = "JSON nested deeper than " + std::to_string(max_nesting) + " levels";
+    return std::nullopt;
   }
-  return std::nullopt;
+  if (read.error) {
+    error = std::move(*read.error);
+    return std::nullopt;
+  }
+  return Parsed{std::move(read.root), std::move(read.files), std::move(read.duplicates)};
+}
+
+}  // namespace
+
+std::optional<Parsed> parse(std::string_view text, std::string& error, const std::filesystem::path& spool_directory) {
+  return parsed(read_json<json>(text, parse_options(spool_directory)), error);
+}
+
+std::optional<Parsed> parse(const SealedSpool& text, std::string& error, const std::filesystem::path& spool_directory) {
+  return parsed(read_json<json>(text, parse_options(spool_directory)), error);
 }
 
 std::optional<std::string> identifier_search(std::string_view search) {

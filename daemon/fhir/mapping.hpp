@@ -15,6 +15,7 @@
 #pragma once
 
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <string>
@@ -26,6 +27,8 @@
 
 #include "model/referral.hpp"
 #include "office/status.hpp"
+#include "util/json_stream.hpp"
+#include "util/sealed_spool.hpp"
 
 namespace referrald::fhir {
 
@@ -58,6 +61,11 @@ enum class Form { transaction, message, service_request };
 
 struct Mapped {
   std::string referral;  // the schema-v1 referral as JSON text (not yet validated)
+  // The files of its "attachments", in order, when they were decoded while
+  // parsing (a Parsed body): each "data" there is attachment_data_stand_in
+  // (or empty), and these go beside the JSON (Submission::files), so that
+  // no file is copied into the referral's text. Empty for text data.
+  std::vector<Attachment> files;
   // v1 JSON Pointer → FHIRPath of the element it came from, or where it was
   // looked for. Every pointer the v1 schema knows has an entry (or a parent with one).
   std::map<std::string, std::string> paths;
@@ -74,17 +82,42 @@ struct Mapped {
 
 using MapResult = std::variant<Mapped, std::vector<Issue>>;
 
+// A FHIR body as parse() reads it: the resource, and the file of every
+// string member named "data" (FileStrings::fhir_data: Attachment.data,
+// Binary.data), decoded from base64 as it was read, by the JSON Pointer of
+// its place; nullopt where it is not base64. The resource holds
+// attachment_data_stand_in in each file's place.
+struct Parsed {
+  json resource;
+  std::map<std::string, std::optional<DecodedFile>> files;
+  std::vector<std::string> duplicates;  // JSON Pointers of repeated keys (the first is kept)
+};
+
 // Maps a parsed FHIR resource to a v1 referral, or says what is wrong with
 // it (each issue with an expression). Total: any JSON value gets an answer.
+// Each file's data goes into the referral's text as it is in `resource`.
 MapResult map_submission(const json& resource, Form form);
+// The same for a parsed body: each file decoded while parsing goes into
+// Mapped::files, and data that is not base64 is an issue naming the
+// Attachment's or Binary's data. A key repeated in one object is an issue
+// naming the element (which of two values was meant cannot be told).
+MapResult map_submission(const Parsed& parsed, Form form);
 
 // The validator's errors (JSON Pointers into mapped.referral) as issues
 // against the FHIR elements they came from.
 std::vector<Issue> translate(const std::vector<FieldError>& errors, const Mapped& mapped);
 
-// Parses FHIR JSON text with a bound on nesting; nullopt and `error` (fixed
-// words and a byte offset, never the input) when it is not JSON.
-std::optional<json> parse(std::string_view text, std::string& error);
+// Parses FHIR JSON with a bound on nesting, from memory or from its spool (a
+// body kept on disk), through the intake's one streaming reader
+// (util/json_stream.hpp); nullopt and `error` (fixed words and a byte
+// offset, never the input) when it is not JSON. With a `spool_directory`,
+// each file is decoded into a spool of its own there as it is read: no file
+// is ever whole in memory. Throws what the spools throw (nothing may be
+// accepted then).
+std::optional<Parsed> parse(std::string_view text, std::string& error,
+                            const std::filesystem::path& spool_directory = {});
+std::optional<Parsed> parse(const SealedSpool& text, std::string& error,
+                            const std::filesystem::path& spool_directory = {});
 
 // "identifier=system|value" (the search a conditional create names) →
 // "system|value", or nullopt for any other search.

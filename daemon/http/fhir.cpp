@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <filesystem>
 #include <memory>
 #include <variant>
 
@@ -219,23 +220,57 @@ asio::awaitable<Response> Fhir::submit(const Request& request, const Caller& cal
   const auto form = route == Route::transaction ? fhir::Form::transaction
                     : route == Route::message   ? fhir::Form::message
                                                 : fhir::Form::service_request;
-  // Only files make a body larger than max_body_bytes, as in the API.
-  if (request.body.size() > api_.plain_body_limit() &&
-      request.body.find("\"DocumentReference\"") == std::string::npos) {
-    co_return outcome(413, "too-costly",
-                      "request body is larger than " + std::to_string(api_.plain_body_limit()) +
-                          " bytes; only a referral with attachments (DocumentReference) may be larger");
+  // The body is read once, by the intake's streaming reader, from memory or
+  // from its spool: each Attachment's and Binary's base64 is decoded as it
+  // is read, into a spool of its own when the body is large, so that no
+  // file is ever whole in memory (docs/fhir.md). A large body is read on
+  // the blocking pool, as the intake's own file work is, not on this thread.
+  const std::size_t size = request.body_file ? request.body_file->size() : request.body.size();
+  struct Read {
+    std::optional<fhir::Parsed> parsed;
+    std::string error;
+  };
+  const auto read = [&request](const std::filesystem::path& spool_directory) {
+    Read out;
+    out.parsed = request.body_file ? fhir::parse(*request.body_file, out.error, spool_directory)
+                                   : fhir::parse(request.body, out.error, spool_directory);
+    return out;
+  };
+  Read body;
+  if (request.body_file || request.body.size() > IntakeService::large_body_bytes) {
+    bool unreadable = false;
+    try {
+      body = co_await async_file_work(intake_, [&read, this] { return read(intake_.spool_directory()); });
+    } catch (const std::exception& e) {
+      // The body's spool does not open (changed on disk) or a file's spool
+      // cannot be written: nothing is stored, try again.
+      spdlog::error("fhir.body_unreadable error=\"{}\"", e.what());
+      unreadable = true;
+    }
+    if (unreadable) co_return unavailable("the request's files could not be kept while it was read; try again");
+  } else {
+    body = read({});
   }
-  std::string parse_error;
-  const auto doc = fhir::parse(request.body, parse_error);
-  if (!doc) co_return outcome(400, "invalid", parse_error);
-  auto result = fhir::map_submission(*doc, form);
+  // Only files make a body larger than max_body_bytes, as in the API: the
+  // parse says whether it holds any (a "data" element; a body that is not
+  // JSON holds none) and the mapping whether any is a referral's (a
+  // DocumentReference's).
+  const auto too_large = [this] {
+    return outcome(413, "too-costly",
+                   "request body is larger than " + std::to_string(api_.plain_body_limit()) +
+                       " bytes; only a referral with attachments (DocumentReference) may be larger");
+  };
+  const bool over_plain_limit = size > api_.plain_body_limit();
+  if (over_plain_limit && (!body.parsed || body.parsed->files.empty())) co_return too_large();
+  if (!body.parsed) co_return outcome(400, "invalid", body.error);
+  auto result = fhir::map_submission(*body.parsed, form);
   if (auto* issues = std::get_if<std::vector<fhir::Issue>>(&result)) {
     auto r = resource(422, fhir::operation_outcome(*issues));
     r.log_note = "issues=" + std::to_string(issues->size());
     co_return r;
   }
-  const auto& mapped = std::get<fhir::Mapped>(result);
+  auto& mapped = std::get<fhir::Mapped>(result);
+  if (over_plain_limit && mapped.files.empty()) co_return too_large();
 
   // A conditional create: the identifier searched for is the key under which
   // the store finds the referral it already holds (per key, as Idempotency-Key).
@@ -244,6 +279,9 @@ asio::awaitable<Response> Fhir::submit(const Request& request, const Caller& cal
   const auto* idempotency_key = request.header("idempotency-key");
   Submission submission;
   submission.body = mapped.referral;
+  // The files beside the JSON, in the order of its "attachments" (whose
+  // "data" only stands in for them), as the web form's.
+  submission.files = std::move(mapped.files);
   submission.channel = "fhir";
   submission.client = caller.id;
   if (condition) {

@@ -155,14 +155,19 @@ struct SpoolBody {
   };
 };
 
-// The intake requests whose bodies go to a spool: the API's and the form's
-// POST, when the body may be larger than max_body_bytes (its Content-Length
-// says so, or it is chunked; without either there is no body). FHIR's
-// bodies are read into memory.
+// The requests that take in a referral: the API's, the form's and FHIR's
+// POST (which may carry attachments).
+bool intake_request(std::string_view method, std::string_view path) {
+  return method == "POST" &&
+         (path == "/api/v1/referrals" || path == "/referrals" || path == "/fhir/r4" || path.starts_with("/fhir/r4/"));
+}
+
+// The intake requests whose bodies go to a spool: when the body may be
+// larger than max_body_bytes (its Content-Length says so, or it is chunked;
+// without either there is no body).
 bool spooled_request(const HttpConfig& config, std::string_view method, std::string_view path, bool chunked,
                      const boost::optional<std::uint64_t>& content_length) {
-  return method == "POST" && (path == "/api/v1/referrals" || path == "/referrals") &&
-         (chunked || (content_length && *content_length > config.max_body_bytes));
+  return intake_request(method, path) && (chunked || (content_length && *content_length > config.max_body_bytes));
 }
 
 using RequestHead = bhttp::request_parser<bhttp::string_body>::value_type;
@@ -187,9 +192,8 @@ bool is_host_value(std::string_view host) {
 // and an intake request without attachments (api.cpp, fhir.cpp),
 // max_body_bytes.
 std::size_t request_body_limit(const HttpConfig& config, std::string_view method, std::string_view path) {
-  const bool intake = method == "POST" && (path == "/api/v1/referrals" || path == "/referrals" || path == "/fhir/r4" ||
-                                           path.starts_with("/fhir/r4/"));
-  return intake ? std::max(config.max_body_bytes, config.max_upload_body_bytes) : config.max_body_bytes;
+  return intake_request(method, path) ? std::max(config.max_body_bytes, config.max_upload_body_bytes)
+                                      : config.max_body_bytes;
 }
 
 std::optional<Response> framing_problem(const RequestHead& head) {

@@ -60,6 +60,13 @@ long long fhir_rows(Daemon& daemon) {
 
 std::string id_of_location(const std::string& location) { return location.substr(location.rfind('/') + 1); }
 
+// The files of referral `id` as the API lists them (title, bytes, sha256, url).
+json stored_files(Daemon& daemon, const std::string& id) {
+  const auto got = daemon.get("/api/v1/referrals/" + id);
+  EXPECT_EQ(got.status, 200) << got.body;
+  return got.status == 200 ? parsed(got).value("attachments", json::array()) : json::array();
+}
+
 class Fhir : public ::testing::Test {
  protected:
   void SetUp() override { daemon.start(); }
@@ -261,10 +268,8 @@ TEST_F(Fhir, DocumentReferencesAndBinariesArriveAsTheReferralsFiles) {
   EXPECT_EQ(answer["entry"][6]["response"]["status"], "201 Created");
   const auto id = id_of_location(answer["entry"][0]["response"]["location"]);
 
-  const auto got = daemon.get("/api/v1/referrals/" + id);
-  ASSERT_EQ(got.status, 200) << got.body;
-  const auto files = parsed(got)["attachments"];
-  ASSERT_EQ(files.size(), 2U) << got.body;
+  const auto files = stored_files(daemon, id);
+  ASSERT_EQ(files.size(), 2U) << files.dump();
   EXPECT_EQ(files[0]["title"], "Pathology report");
   EXPECT_EQ(files[0]["content_type"], "application/pdf");
   EXPECT_EQ(files[0]["sha256"], openssl_sha256_hex(pdf));
@@ -278,6 +283,77 @@ TEST_F(Fhir, DocumentReferencesAndBinariesArriveAsTheReferralsFiles) {
   const auto refused = call(daemon, "POST", "/fhir/r4", bundle.dump());
   EXPECT_EQ(refused.status, 422) << refused.body;
   EXPECT_EQ(expression_of(refused), "Bundle.entry[8].resource.data");
+}
+
+// The transaction Bundle with one record: a DocumentReference (entry 6)
+// whose file is the Binary of entry 7, in base64 `data`.
+json with_binary(const std::string& data) {
+  auto bundle = fhir_sample("transaction.json");
+  bundle["entry"].push_back(
+      {{"fullUrl", "urn:uuid:d0c0a000-0000-4000-8000-000000000001"},
+       {"resource",
+        {{"resourceType", "DocumentReference"},
+         {"status", "current"},
+         {"description", "Pathology scan"},
+         {"content", json::array({{{"attachment", {{"url", "urn:uuid:d0c0a000-0000-4000-8000-000000000002"}}}}})}}},
+       {"request", {{"method", "POST"}, {"url", "DocumentReference"}}}});
+  bundle["entry"].push_back(
+      {{"fullUrl", "urn:uuid:d0c0a000-0000-4000-8000-000000000002"},
+       {"resource", {{"resourceType", "Binary"}, {"contentType", "application/pdf"}, {"data", data}}},
+       {"request", {{"method", "POST"}, {"url", "Binary"}}}});
+  bundle["entry"][0]["resource"]["supportingInfo"] =
+      json::array({{{"reference", "urn:uuid:d0c0a000-0000-4000-8000-000000000001"}}});
+  bundle["entry"][0]["request"].erase("ifNoneExist");
+  return bundle;
+}
+
+// A FHIR body over max_body_bytes goes to a sealed spool as it arrives, as
+// the API's does (docs/fhir.md): its Binary is decoded from there into a
+// spool of its own, so the daemon never holds the upload, and the file is
+// stored byte for byte. Bad base64 there is a 422 naming the Binary's data;
+// a large body without a file is still a 413.
+TEST_F(Fhir, AMultiMegabyteBinaryIsSpooledAndArrivesByteForByte) {
+  const std::string pdf = large_pdf(4 * 1024 * 1024);
+  const std::string body = with_binary(openssl_base64(pdf)).dump();
+  const std::string head =
+      "POST /fhir/r4 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + std::string(Daemon::api_token) +
+      "\r\nContent-Type: application/fhir+json\r\nConnection: close\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\n\r\n";
+  std::string answer;
+  {
+    RawClient client(daemon.port());
+    ASSERT_TRUE(send_whole(client, head + body.substr(0, body.size() / 2)));
+    // Half the body in: it is in an unlinked file beside the database.
+    EXPECT_TRUE(wait_until([&] { return open_spools(daemon).size() == 1; }, 10s)) << "the FHIR body is not spooled";
+    ASSERT_TRUE(send_whole(client, body.substr(body.size() / 2)));
+    ASSERT_TRUE(client.wait_closed(120s));
+    answer = client.received();
+  }
+  ASSERT_EQ(status_of(answer), 200) << answer.substr(0, 2000);
+  const auto bundle = json::parse(answer.substr(answer.find("\r\n\r\n") + 4));
+  const auto id = id_of_location(bundle["entry"][0]["response"]["location"]);
+  const auto files = stored_files(daemon, id);
+  ASSERT_EQ(files.size(), 1U) << files.dump();
+  EXPECT_EQ(files[0]["title"], "Pathology scan");
+  EXPECT_EQ(files[0]["bytes"], pdf.size());
+  EXPECT_EQ(files[0]["sha256"], openssl_sha256_hex(pdf));
+  EXPECT_EQ(openssl_sha256_hex(daemon.get(files[0]["url"].get<std::string>()).body), openssl_sha256_hex(pdf));
+  EXPECT_TRUE(wait_until([&] { return open_spools(daemon).empty(); }, 10s)) << "a spool outlived its request";
+
+  // Not base64, deep in the large Binary: named by its FHIR element.
+  std::string broken = openssl_base64(pdf);
+  broken[broken.size() / 2] = '!';
+  const auto refused = call(daemon, "POST", "/fhir/r4", with_binary(broken).dump());
+  ASSERT_EQ(refused.status, 422) << refused.body;
+  EXPECT_EQ(expression_of(refused), "Bundle.entry[7].resource.data");
+  EXPECT_NE(parsed(refused)["issue"][0]["diagnostics"].get<std::string>().find("base64"), std::string::npos);
+
+  // As large, without a file: max_body_bytes holds.
+  auto plain = fhir_sample("transaction.json");
+  plain["entry"][0]["resource"]["note"] = json::array({{{"text", std::string(200 * 1024, 'x')}}});
+  const auto large = call(daemon, "POST", "/fhir/r4", plain.dump());
+  EXPECT_EQ(large.status, 413) << large.body;
+  EXPECT_EQ(fhir_rows(daemon), 1);
 }
 
 TEST_F(Fhir, MetadataIsTheCapabilityStatement) {

@@ -8,7 +8,6 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include <cstdio>
 #include <fstream>
 #include <memory>
 #include <regex>
@@ -299,35 +298,6 @@ TEST_F(FormFiles, MalformedBodiesAreA400AndStoreNothing) {
 
 // util/sealed_spool.hpp's block: what the spool seals and writes at a time.
 constexpr std::size_t spool_block = 64 * 1024;
-
-// A one-page PDF of at least `size` bytes: its page's content stream (text,
-// then comment lines, which a content stream may hold) carries the bulk, so
-// its objects, xref and trailer lie in different spool blocks.
-std::string large_pdf(std::size_t size) {
-  std::string content = "BT /F1 24 Tf 72 720 Td (Records) Tj ET\n";
-  while (content.size() < size) content += "% line " + std::to_string(content.size()) + " of the scan\n";
-  const std::vector<std::string> objects{
-      "<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-      "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-      "/Resources << /Font << /F1 5 0 R >> >> >>",
-      "<< /Length " + std::to_string(content.size()) + " >>\nstream\n" + content + "endstream",
-      "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"};
-  std::string out = "%PDF-1.4\n";
-  std::vector<std::size_t> offsets;
-  for (std::size_t i = 0; i < objects.size(); ++i) {
-    offsets.push_back(out.size());
-    out += std::to_string(i + 1) + " 0 obj\n" + objects[i] + "\nendobj\n";
-  }
-  const std::size_t xref = out.size();
-  out += "xref\n0 " + std::to_string(objects.size() + 1) + "\n0000000000 65535 f \n";
-  for (const auto offset : offsets) {
-    char line[21];
-    std::snprintf(line, sizeof line, "%010zu 00000 n \n", offset);
-    out += line;
-  }
-  return out + "trailer\n<< /Size " + std::to_string(objects.size() + 1) + " /Root 1 0 R >>\nstartxref\n" +
-         std::to_string(xref) + "\n%%EOF\n";
-}
 
 // Files of several spool blocks: up to 1 MB each.
 class SpooledForm : public FormFiles {

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <cstdlib>
 #include <fstream>
@@ -319,11 +320,14 @@ RawClient::RawClient(unsigned short port, const std::string& source, int receive
 
 RawClient::~RawClient() { ::close(fd_); }
 
-bool RawClient::send(std::string_view bytes) {
-  if (closed_) return false;
+bool RawClient::send(std::string_view bytes) { return send_some(bytes).has_value(); }
+
+std::optional<std::size_t> RawClient::send_some(std::string_view bytes) {
+  if (closed_) return std::nullopt;
   const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
   if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) closed_ = true;
-  return !closed_;
+  if (closed_) return std::nullopt;
+  return n < 0 ? 0 : static_cast<std::size_t>(n);
 }
 
 bool RawClient::peer_closed() {
@@ -725,6 +729,32 @@ std::string describe(const CtlRun& r) {
 
 std::string sample(const std::string& name) { return read_file(source_dir() / "tests" / "data" / name); }
 
+std::string large_pdf(std::size_t size) {
+  std::string content = "BT /F1 24 Tf 72 720 Td (Records) Tj ET\n";
+  while (content.size() < size) content += "% line " + std::to_string(content.size()) + " of the scan\n";
+  const std::vector<std::string> objects{
+      "<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+      "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+      "/Resources << /Font << /F1 5 0 R >> >> >>",
+      "<< /Length " + std::to_string(content.size()) + " >>\nstream\n" + content + "endstream",
+      "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"};
+  std::string out = "%PDF-1.4\n";
+  std::vector<std::size_t> offsets;
+  for (std::size_t i = 0; i < objects.size(); ++i) {
+    offsets.push_back(out.size());
+    out += std::to_string(i + 1) + " 0 obj\n" + objects[i] + "\nendobj\n";
+  }
+  const std::size_t xref = out.size();
+  out += "xref\n0 " + std::to_string(objects.size() + 1) + "\n0000000000 65535 f \n";
+  for (const auto offset : offsets) {
+    char line[21];
+    std::snprintf(line, sizeof line, "%010zu 00000 n \n", offset);
+    out += line;
+  }
+  return out + "trailer\n<< /Size " + std::to_string(objects.size() + 1) + " /Root 1 0 R >>\nstartxref\n" +
+         std::to_string(xref) + "\n%%EOF\n";
+}
+
 std::string attachment_fixture(const std::string& name) {
   return read_file(source_dir() / "tests" / "data" / "attachments" / name);
 }
@@ -794,6 +824,17 @@ bool send_all(RawClient& client, std::string_view bytes) {
     const auto piece = bytes.substr(0, 4096);
     if (!client.send(piece)) return false;
     bytes.remove_prefix(piece.size());
+  }
+  return bytes.empty();
+}
+
+bool send_whole(RawClient& client, std::string_view bytes) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!bytes.empty() && std::chrono::steady_clock::now() < deadline) {
+    const auto taken = client.send_some(bytes);
+    if (!taken) return false;
+    if (*taken == 0) std::this_thread::sleep_for(1ms);
+    bytes.remove_prefix(*taken);
   }
   return bytes.empty();
 }

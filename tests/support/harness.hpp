@@ -128,6 +128,9 @@ class RawClient {
   // Sends what the socket takes without waiting; false once the peer has
   // closed or reset the connection.
   bool send(std::string_view bytes);
+  // The same, saying how many bytes the socket took (0 when it is full);
+  // nullopt once the peer has closed or reset the connection.
+  std::optional<std::size_t> send_some(std::string_view bytes);
   // Reads what has arrived without waiting; true once the peer has closed
   // (EOF or reset). What arrived is kept in received().
   bool peer_closed();
@@ -145,6 +148,10 @@ class RawClient {
 int status_of(std::string_view response);
 // Sends all of `bytes` on `client` (bounded: 30 s).
 bool send_all(RawClient& client, std::string_view bytes);
+// Sends every byte of `bytes`, waiting while the peer reads (bounded: 60 s):
+// a body larger than the socket's buffers arrives whole. False once the
+// peer has closed or reset the connection.
+bool send_whole(RawClient& client, std::string_view bytes);
 
 // A request sent on its own connection exactly as given; the raw response.
 std::string raw_request(unsigned short port, const std::string& request,
@@ -290,6 +297,10 @@ std::string describe(const CtlRun& r);  // exit status, stdout and stderr, for a
 std::string sample(const std::string& name);
 // A file of tests/data/attachments (its README says what each is).
 std::string attachment_fixture(const std::string& name);
+// A one-page PDF of at least `size` bytes: its page's content stream (text,
+// then comment lines, which a content stream may hold) carries the bulk, so
+// its objects, xref and trailer lie in different spool blocks.
+std::string large_pdf(std::size_t size);
 // {"title", "content_type", "data"}: one item of a referral's "attachments".
 nlohmann::json attachment_item(const std::string& title, const std::string& bytes,
                                const std::string& declared = "application/pdf");

@@ -252,6 +252,56 @@ TEST(FhirIn, ContainedDocumentReferenceAndBinary) {
       json::parse(R"([{"title": "Pathology study", "content_type": "application/pdf", "data": "JVBERi0xLjQK"}])"));
 }
 
+// A body as the daemon reads it (parse, then map): each file was decoded
+// while parsing and goes beside the v1 referral, in the order of its
+// attachments, whose "data" only stands in for it.
+TEST(FhirIn, ParsedFilesGoBesideTheReferralNotIntoItsText) {
+  std::string error;
+  const auto parsed = parse(with_documents().dump(), error);
+  ASSERT_TRUE(parsed) << error;
+  const auto result = map_submission(*parsed, Form::transaction);
+  ASSERT_TRUE(std::holds_alternative<Mapped>(result)) << operation_outcome(std::get<std::vector<Issue>>(result));
+  const auto& mapped = std::get<Mapped>(result);
+  const auto v1 = json::parse(mapped.referral);
+  EXPECT_EQ(v1["attachments"], json::parse(R"j([
+    {"title": "Pathology report", "content_type": "application/pdf", "data": "(file)"},
+    {"title": "MRI, axial T2", "content_type": "image/jpeg", "data": "(file)"}
+  ])j"));
+  ASSERT_EQ(mapped.files.size(), 2U);
+  EXPECT_EQ(mapped.files[0].data, "%PDF-1.4\n");
+  EXPECT_EQ(mapped.files[1].data, std::string("\xFF\xD8\xFF\xE0\x00\x10", 6));
+
+  // Through the validator with the files beside it, as plan_intake does.
+  const auto validated = validator().validate(mapped.referral, test_today, mapped.files);
+  EXPECT_FALSE(std::holds_alternative<InvalidReferral>(validated));
+}
+
+TEST(FhirErrors, ParsedDataThatIsNotBase64NamesItsElement) {
+  auto bundle = with_documents();
+  bundle["entry"][8]["resource"]["data"] = "@@@";
+  std::string error;
+  const auto parsed = parse(bundle.dump(), error);
+  ASSERT_TRUE(parsed) << error;
+  const auto result = map_submission(*parsed, Form::transaction);
+  ASSERT_TRUE(std::holds_alternative<std::vector<Issue>>(result));
+  const auto& issues = std::get<std::vector<Issue>>(result);
+  EXPECT_EQ(expressions(issues), Expressions{"Bundle.entry[8].resource.data"});
+  EXPECT_NE(issues.at(0).diagnostics.find("is not base64"), std::string::npos);
+}
+
+TEST(FhirErrors, ARepeatedKeyNamesItsElement) {
+  auto text = with_documents().dump();
+  const std::string birth = "\"birthDate\":\"2014-03-09\"";
+  ASSERT_NE(text.find(birth), std::string::npos);
+  text.replace(text.find(birth), birth.size(), birth + ",\"birthDate\":\"2015-01-01\"");
+  std::string error;
+  const auto parsed = parse(text, error);
+  ASSERT_TRUE(parsed) << error;
+  const auto result = map_submission(*parsed, Form::transaction);
+  ASSERT_TRUE(std::holds_alternative<std::vector<Issue>>(result));
+  EXPECT_EQ(expressions(std::get<std::vector<Issue>>(result)), Expressions{"Bundle.entry[1].resource.birthDate"});
+}
+
 TEST(FhirErrors, AttachmentProblemsNameTheDocumentReferenceOrBinary) {
   auto bundle = with_documents();
   bundle["entry"][6]["resource"]["content"][0]["attachment"]["data"] = "not base64!";
