@@ -157,16 +157,7 @@ std::string json_pointer_from_path(std::string_view dotted) {
     const auto dot = dotted.find('.', start);
     const std::string_view segment = dotted.substr(start, dot == std::string_view::npos ? dotted.npos : dot - start);
     if (segment.empty()) return {};
-    pointer += '/';
-    for (const char c : segment) {
-      if (c == '~') {
-        pointer += "~0";
-      } else if (c == '/') {
-        pointer += "~1";
-      } else {
-        pointer += c;
-      }
-    }
+    pointer += '/' + json_pointer_token(segment);
     if (dot == std::string_view::npos) break;
     start = dot + 1;
   }

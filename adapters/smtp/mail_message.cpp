@@ -1,7 +1,9 @@
 #include "adapters/smtp/mail_message.hpp"
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstdio>
@@ -248,14 +250,29 @@ std::string encode_header_text(std::string_view utf8, std::size_t used) {
   return out;
 }
 
-std::string base64_lines(std::string_view data) {
-  const std::string encoded = base64(data);
-  std::string out;
-  out.reserve(encoded.size() + encoded.size() / 76 * 2 + 2);
-  for (std::size_t i = 0; i < encoded.size(); i += 76) {
-    out.append(encoded, i, 76);
-    out += crlf;
+namespace {
+
+// Appends the base64 lines of `data` to `out`, encoded straight into it a
+// line (57 bytes) at a time: no temporary copy of a file's text is left
+// behind in freed memory.
+void append_base64_lines(std::string& out, std::string_view data) {
+  const std::size_t start = out.size();
+  out.resize(start + base64_lines_size(data.size()));
+  auto* at = reinterpret_cast<unsigned char*>(out.data() + start);
+  const auto* in = reinterpret_cast<const unsigned char*>(data.data());
+  for (std::size_t i = 0; i < data.size(); i += MailStream::line_bytes) {
+    const std::size_t n = std::min(MailStream::line_bytes, data.size() - i);
+    at += EVP_EncodeBlock(at, in + i, static_cast<int>(n));
+    *at++ = '\r';
+    *at++ = '\n';
   }
+}
+
+}  // namespace
+
+std::string base64_lines(std::string_view data) {
+  std::string out;
+  append_base64_lines(out, data);
   return out;
 }
 
@@ -448,7 +465,8 @@ const std::string& MailStream::encoded_chunk(std::size_t attachment, std::size_t
   raw_.resize(std::min(chunk_bytes, reader_->size() - std::min(from, reader_->size())));
   raw_.resize(reader_->read(from, raw_.data(), raw_.size()));
   OPENSSL_cleanse(encoded_.data(), encoded_.size());
-  encoded_ = base64_lines(raw_);
+  encoded_.clear();
+  append_base64_lines(encoded_, raw_);
   encoded_for_ = attachment;
   encoded_chunk_ = chunk;
   return encoded_;

@@ -25,6 +25,17 @@ namespace asio = boost::asio;
 
 namespace {
 
+// Notes why the message could not be read, without a throw: nothing may
+// leave a callback into libcurl's C. An empty note (no allocation) when
+// even the copy fails.
+void note_read_problem(SmtpTransfer& upload, const char* what) noexcept {
+  try {
+    upload.read_problem = what;
+  } catch (...) {
+    upload.read_problem.emplace();
+  }
+}
+
 // libcurl's read callback: the next piece of the message. A file that
 // cannot be read aborts the transfer before the message's final ".", so the
 // server keeps nothing of it.
@@ -33,13 +44,18 @@ size_t read_upload(char* buffer, size_t size, size_t count, void* user) {
   try {
     return upload->message.read(buffer, size * count);
   } catch (const std::exception& e) {
-    upload->read_problem = e.what();
-    return CURL_READFUNC_ABORT;
+    note_read_problem(*upload, e.what());
+  } catch (...) {
+    note_read_problem(*upload, "unknown error");
   }
+  return CURL_READFUNC_ABORT;
 }
 
-// libcurl's seek callback: to send the message again from `offset` (a
-// rewind, when libcurl retries on a fresh connection).
+// libcurl's seek callback: to read the message again from `offset`. libcurl
+// (7.88) asks for a rewind only to resend an HTTP or RTSP upload, never
+// SMTP's; each attempt starts its message from the first byte (configure).
+// Set so that a rewind, were one ever asked for, is right rather than a
+// failed send.
 int seek_upload(void* user, curl_off_t offset, int origin) {
   auto* upload = static_cast<SmtpTransfer*>(user);
   if (origin != SEEK_SET || offset < 0) return CURL_SEEKFUNC_CANTSEEK;

@@ -1,13 +1,13 @@
 #include "fhir/mapping.hpp"
 
 #include <algorithm>
+#include <stdexcept>
 #include <array>
 #include <sstream>
 
 #include <date/date.h>
 
 #include "attachments/inspect.hpp"
-#include "util/crypto.hpp"
 #include "util/dates.hpp"
 #include "util/strings.hpp"
 
@@ -47,32 +47,26 @@ using FileTable = std::map<const json*, const std::optional<DecodedFile>*>;
 
 class Mapper {
  public:
-  // `decoded`: a parsed body's files (nullptr: data is text, copied as it is).
-  explicit Mapper(const FileTable* decoded = nullptr) : decoded_(decoded) {}
+  // `decoded`: the parsed body's files.
+  explicit Mapper(const FileTable& decoded) : decoded_(decoded) {}
 
   std::vector<Issue> issues;
   json out = json::object();
   std::map<std::string, std::string> paths;
-  std::vector<Attachment> files;  // with decoded_: the files of out's "attachments", in order
+  std::vector<Attachment> files;  // the files of out's "attachments", in order
 
   // The file of the string "data" of `owner` (at `path`), into `files` when
   // the body was parsed with its files; false (and an issue) when it is not
   // base64 or was not kept.
-  bool take_file(const json& owner, const std::string& text, const std::string& path) {
-    if (decoded_ == nullptr) return true;
+  bool take_file(const json& owner, const std::string& path) {
     Attachment file;
     const auto node = owner.find("data");
-    const auto found = node == owner.end() ? decoded_->end() : decoded_->find(&*node);
-    if (found == decoded_->end()) {
-      // Every "data" string is decoded while parsing; text that was not (a
-      // resource built otherwise) is decoded here, so that none is copied.
-      auto bytes = base64_decode(text);
-      if (!bytes) {
-        issue("value", path, std::string(not_base64_message));
-        return false;
-      }
-      file.data = std::move(*bytes);
-    } else if (const auto& decoded = *found->second; !decoded) {
+    const auto found = node == owner.end() ? decoded_.end() : decoded_.find(&*node);
+    if (found == decoded_.end()) {
+      // parse() decodes every "data" string as it reads it.
+      throw std::logic_error("fhir mapping: a data string that was not decoded while parsing");
+    }
+    if (const auto& decoded = *found->second; !decoded) {
       issue("value", path, std::string(not_base64_message));
       return false;
     } else if (decoded->dropped) {
@@ -136,7 +130,7 @@ class Mapper {
   void from(const std::string& pointer, const std::string& expression) { paths[pointer] = expression; }
 
  private:
-  const FileTable* decoded_;
+  const FileTable& decoded_;
 };
 
 // HumanName as one string: text, else the given names and the family name.
@@ -579,7 +573,7 @@ void map_document_attachment(Mapper& m, Resolver& resolver, const Resource& docu
       type_path = binary->path + ".contentType";
     }
   }
-  if (!m.take_file(*data_owner, *data, data_path)) return;
+  if (!m.take_file(*data_owner, data_path)) return;
   // A file without any title is named by its place, as the office's list would.
   json item{{"title", title ? title->first : "Document " + std::to_string(n + 1)}};
   if (content_type) {
@@ -704,7 +698,7 @@ bool takes(std::string_view type) {
   return std::find(taken_types.begin(), taken_types.end(), type) != taken_types.end();
 }
 
-MapResult map_bundle(const json& bundle, Form form, const FileTable* decoded) {
+MapResult map_bundle(const json& bundle, Form form, const FileTable& decoded) {
   Mapper m(decoded);
   const std::string want = form == Form::transaction ? "transaction" : "message";
   if (bundle.value("resourceType", json()) != "Bundle") {
@@ -802,7 +796,7 @@ MapResult map_bundle(const json& bundle, Form form, const FileTable* decoded) {
   return mapped;
 }
 
-MapResult map_service_request_alone(const json& body, const FileTable* decoded) {
+MapResult map_service_request_alone(const json& body, const FileTable& decoded) {
   Mapper m(decoded);
   if (body.value("resourceType", json()) != "ServiceRequest") {
     m.issue("not-supported", "resourceType", "this endpoint takes a ServiceRequest");
@@ -825,19 +819,13 @@ MapResult map_service_request_alone(const json& body, const FileTable* decoded) 
 
 namespace {
 
-MapResult map_with(const json& resource, Form form, const FileTable* decoded) {
+MapResult map_with(const json& resource, Form form, const FileTable& decoded) {
   if (!resource.is_object()) {
     return std::vector<Issue>{{"error", "structure", "must be a JSON object (a FHIR resource)", ""}};
   }
   if (form == Form::service_request) return map_service_request_alone(resource, decoded);
   return map_bundle(resource, form, decoded);
 }
-
-}  // namespace
-
-MapResult map_submission(const json& resource, Form form) { return map_with(resource, form, nullptr); }
-
-namespace {
 
 // A JSON Pointer into `root` (to a member that exists) as FHIRPath from the
 // root resource's type: "/entry/2/resource/birthDate" →
@@ -854,7 +842,12 @@ std::string fhir_path(const json& root, const std::string& pointer) {
       out += "[" + token + "]";
       node = &node->at(std::stoul(token));
     } else {
-      out += (out.empty() ? "" : ".") + token;
+      // An element's name as FHIR spells one (letters, digits, "_"), never
+      // other submitted text: a key is not a value, but may be anything.
+      const bool name = !token.empty() && token.size() <= 64 && std::all_of(token.begin(), token.end(), [](char c) {
+        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+      });
+      out += (out.empty() ? "" : ".") + (name ? token : std::string("(a key that is not an element name)"));
       node = &node->at(token);
     }
   }
@@ -877,7 +870,7 @@ MapResult map_submission(const Parsed& parsed, Form form) {
     const json::json_pointer place(pointer);
     if (parsed.resource.contains(place)) decoded.emplace(&parsed.resource.at(place), &file);
   }
-  return map_with(parsed.resource, form, &decoded);
+  return map_with(parsed.resource, form, decoded);
 }
 
 std::vector<Issue> translate(const std::vector<FieldError>& errors, const Mapped& mapped) {

@@ -93,14 +93,12 @@ struct Parsed {
   std::vector<std::string> duplicates;  // JSON Pointers of repeated keys (the first is kept)
 };
 
-// Maps a parsed FHIR resource to a v1 referral, or says what is wrong with
-// it (each issue with an expression). Total: any JSON value gets an answer.
-// Each file's data goes into the referral's text as it is in `resource`.
-MapResult map_submission(const json& resource, Form form);
-// The same for a parsed body: each file decoded while parsing goes into
-// Mapped::files, and data that is not base64 is an issue naming the
-// Attachment's or Binary's data. A key repeated in one object is an issue
-// naming the element (which of two values was meant cannot be told).
+// Maps a parsed FHIR body to a v1 referral, or says what is wrong with it
+// (each issue with an expression). Total: any JSON value gets an answer.
+// Each file decoded while parsing goes into Mapped::files, and data that is
+// not base64 is an issue naming the Attachment's or Binary's data. A key
+// repeated in one object is an issue naming the element (which of two
+// values was meant cannot be told).
 MapResult map_submission(const Parsed& parsed, Form form);
 
 // The validator's errors (JSON Pointers into mapped.referral) as issues

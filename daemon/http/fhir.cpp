@@ -237,7 +237,7 @@ asio::awaitable<Response> Fhir::submit(const Request& request, const Caller& cal
     return out;
   };
   Read body;
-  if (request.body_file || request.body.size() > IntakeService::large_body_bytes) {
+  if (IntakeService::is_file_work(request.body_file != nullptr, request.body.size())) {
     bool unreadable = false;
     try {
       body = co_await async_file_work(intake_, [&read, this] { return read(intake_.spool_directory()); });

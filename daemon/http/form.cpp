@@ -827,7 +827,7 @@ struct Form::Impl {
     // GMime on the blocking pool, as the intake's own file work is, not on
     // this I/O thread.
     std::variant<Body, std::string> body;
-    if (request.body_file || request.body.size() > IntakeService::large_body_bytes) {
+    if (IntakeService::is_file_work(request.body_file != nullptr, request.body.size())) {
       bool unreadable = false;
       try {
         body =

@@ -50,7 +50,7 @@ std::shared_ptr<const IntakePolicy> IntakeService::policy() const {
 void IntakeService::submit(Submission submission, const AcceptedReply& reply, Completion done) {
   submission.received_at = clock_.now();
   if (submission.spool_directory.empty()) submission.spool_directory = spool_directory_;
-  const bool files = submission.body_file || !submission.files.empty() || submission.body.size() > large_body_bytes;
+  const bool files = !submission.files.empty() || is_file_work(submission.body_file != nullptr, submission.body.size());
   if (files && file_work_runner_) {
     file_work_runner_([this, submission = std::move(submission), reply, done = std::move(done)]() mutable {
       plan_and_queue(std::move(submission), reply, std::move(done));

@@ -50,6 +50,9 @@ class IntakeService {
   // A body over this may carry files (a FHIR Bundle with its Binaries, a
   // form's multipart body): its work is file work.
   static constexpr std::size_t large_body_bytes = 256 * 1024;
+  // Whether reading a body is file work (for the runner, not an I/O
+  // thread): it is on disk, or large enough to carry files.
+  static bool is_file_work(bool on_disk, std::size_t body_size) { return on_disk || body_size > large_body_bytes; }
 
   IntakeService(const ReferralValidator& validator, store::Writer& writer, const Clock& clock,
                 std::shared_ptr<const IntakePolicy> policy);

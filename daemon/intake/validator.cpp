@@ -21,6 +21,7 @@
 #include "intake/npi.hpp"
 #include "util/dates.hpp"
 #include "util/json_stream.hpp"
+#include "util/strings.hpp"
 #include "util/sealed_spool.hpp"
 
 namespace referrald {

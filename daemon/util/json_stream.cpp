@@ -12,23 +12,9 @@
 
 #include "model/referral.hpp"
 #include "util/base64_decoder.hpp"
+#include "util/strings.hpp"
 
 namespace referrald {
-
-std::string json_pointer_token(std::string_view token) {
-  std::string out;
-  out.reserve(token.size());
-  for (char c : token) {
-    if (c == '~') {
-      out += "~0";
-    } else if (c == '/') {
-      out += "~1";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
 
 namespace {
 
@@ -197,7 +183,12 @@ class DocumentBuilder {
     top.key = std::move(key_);
     key_.clear();
     // Inside a value that is itself dropped, a repeat is not worth a message.
-    if (top.discard && !top.in_discarded) duplicates_.push_back(current_pointer());
+    if (top.discard && !top.in_discarded && duplicates_.size() < JsonStream<Json>::max_reported_duplicates) {
+      auto pointer = current_pointer();
+      if (std::find(duplicates_.begin(), duplicates_.end(), pointer) == duplicates_.end()) {
+        duplicates_.push_back(std::move(pointer));
+      }
+    }
   }
 
   Json* place(Json&& v) {

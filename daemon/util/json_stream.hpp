@@ -62,7 +62,10 @@ struct JsonStream {
   // byte N". Not set when too_deep.
   std::optional<std::string> error;
   bool too_deep = false;
-  // JSON Pointers of repeated keys; the first of each is kept.
+  // JSON Pointers of repeated keys (the first value of each is kept): the
+  // first max_reported_duplicates places, each once, so that a body of
+  // countless repeats does not become an answer many times its size.
+  static constexpr std::size_t max_reported_duplicates = 100;
   std::vector<std::string> duplicates;
   // Each file string by the JSON Pointer of its place: decoded, or nullopt
   // when it is not base64 (RFC 4648, as base64_decode reads it). A place
@@ -77,8 +80,5 @@ template <class Json>
 JsonStream<Json> read_json(std::string_view text, const JsonStreamOptions& options);
 template <class Json>
 JsonStream<Json> read_json(const SealedSpool& text, const JsonStreamOptions& options);
-
-// RFC 6901: "~" as "~0", "/" as "~1".
-std::string json_pointer_token(std::string_view token);
 
 }  // namespace referrald

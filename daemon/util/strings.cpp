@@ -34,4 +34,19 @@ std::string_view trim(std::string_view text) noexcept {
   return text;
 }
 
+std::string json_pointer_token(std::string_view token) {
+  std::string out;
+  out.reserve(token.size());
+  for (char c : token) {
+    if (c == '~') {
+      out += "~0";
+    } else if (c == '/') {
+      out += "~1";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 }  // namespace referrald

@@ -15,6 +15,9 @@ bool equal_ignoring_case(std::string_view a, std::string_view b) noexcept;
 // Without the white space (space, tab, CR, LF, FF, VT) at either end.
 std::string_view trim(std::string_view text) noexcept;
 
+// A JSON Pointer's reference token (RFC 6901): "~" as "~0", "/" as "~1".
+std::string json_pointer_token(std::string_view token);
+
 // The items with `separator` between them: "MD, DO, NP".
 template <typename Range>
 std::string join(const Range& items, std::string_view separator = ", ") {

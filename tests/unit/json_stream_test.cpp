@@ -96,6 +96,24 @@ TEST(JsonStream, RepeatedKeysKeepTheFirstUnderBothRules) {
   }
 }
 
+// A body of countless repeats must not become an answer many times its
+// size: each place is named once, and at most max_reported_duplicates.
+TEST(JsonStream, RepeatedKeysAreNamedOnceEachAndBoundedInNumber) {
+  std::string same = R"({"a":0)";
+  for (int i = 0; i < 5000; ++i) same += R"(,"a":0)";
+  same += "}";
+  EXPECT_EQ(read_json<json>(same, rule(FileStrings::fhir_data)).duplicates, std::vector<std::string>{"/a"});
+
+  std::string many = "[";
+  for (int i = 0; i < 1000; ++i) many += std::string(i == 0 ? "" : ",") + R"({"a":0,"a":0,"a":0})";
+  many += "]";
+  const auto read = read_json<json>(many, rule(FileStrings::fhir_data));
+  ASSERT_FALSE(read.error);
+  ASSERT_EQ(read.duplicates.size(), JsonStream<json>::max_reported_duplicates);
+  EXPECT_EQ(read.duplicates.front(), "/0/a");
+  EXPECT_EQ(read.duplicates.back(), "/99/a");
+}
+
 TEST(JsonStream, DepthAndSyntaxErrorsAreTheSameUnderBothRules) {
   for (const auto files : {FileStrings::referral_attachments, FileStrings::fhir_data}) {
     auto deep = read_json<json>(std::string(17, '[') + std::string(17, ']'), rule(files));

@@ -204,7 +204,16 @@ TEST(MailMessage, DisplayNamesAreQuotedOrEncoded) {
 // Files of the sizes where base64 lines and blocks begin and end: none, one
 // byte, a line's 57 bytes and either side of it, and several spool blocks
 // and a byte (which also crosses MailStream's chunks).
-const std::vector<std::size_t> awkward_sizes{0, 1, 56, 57, 58, 3 * SealedSpool::block_size + 1};
+// Around a base64 line, a stream chunk and spool blocks.
+const std::vector<std::size_t> awkward_sizes{0,
+                                             1,
+                                             56,
+                                             57,
+                                             58,
+                                             MailStream::chunk_bytes,
+                                             2 * MailStream::chunk_bytes,
+                                             2 * MailStream::chunk_bytes + 1,
+                                             3 * SealedSpool::block_size + 1};
 
 std::string random_bytes_of(std::size_t size, unsigned seed) {
   std::mt19937 rng(seed);
