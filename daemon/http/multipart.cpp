@@ -44,8 +44,22 @@ bool is_boundary(std::string_view b) {
   });
 }
 
-bool contains_ci(std::string_view text, std::string_view what) {
-  return lower(std::string(text)).find(what) != std::string::npos;
+// The Content-Type fields of a part's head, with their folded lines, in
+// lower case: where a part says it holds parts of its own. Not the whole
+// head: a field's name may hold any text in its quotes.
+std::string content_types(std::string_view head) {
+  std::string out;
+  bool in_type = false;
+  while (!head.empty()) {
+    const auto eol = head.find('\n');
+    const std::string_view line = head.substr(0, eol);
+    const bool folded = line.starts_with(' ') || line.starts_with('\t');
+    if (!folded) in_type = lower(std::string(line.substr(0, 13))) == "content-type:";
+    if (in_type) out += lower(std::string(line)) + '\n';
+    if (eol == std::string_view::npos) break;
+    head.remove_prefix(eol + 1);
+  }
+  return out;
 }
 
 // --- the body as a GMimeStream ---------------------------------------------
@@ -165,7 +179,8 @@ std::string prescan(std::string_view boundary, FileReader& body, const Multipart
       return part_name(parts - 1) + " has headers longer than " + std::to_string(limits.max_head_bytes / 1024) +
              " kB, or they do not end.";
     }
-    if (contains_ci(head.substr(0, end), "multipart/") || contains_ci(head.substr(0, end), "message/")) {
+    if (const auto types = content_types(head.substr(0, end));
+        types.find("multipart/") != std::string::npos || types.find("message/") != std::string::npos) {
       return part_name(parts - 1) + " holds parts of its own; a form's part is one field or one file.";
     }
   }

@@ -111,6 +111,26 @@ TEST(Multipart, WhatABrowserNeverSendsIsRefusedWithAReason) {
             "Part 1 of the form has headers longer than 8 kB, or they do not end.");
 }
 
+// Only a part's Content-Type says it holds parts: a field's name may hold
+// any text in its quotes (found by fuzz_multipart: a form it took came
+// back refused when written out again). A folded Content-Type still counts.
+TEST(Multipart, OnlyTheContentTypeSaysAPartHoldsParts) {
+  const auto parsed = parse_multipart_form(
+      "b0", part("Content-Disposition: form-data; name=\"notes multipart/mixed message/rfc822\"", "x") + close,
+      "attachments", {});
+  ASSERT_TRUE(std::holds_alternative<MultipartForm>(parsed)) << std::get<std::string>(parsed);
+  EXPECT_EQ(std::get<MultipartForm>(parsed).fields.at(0).first, "notes multipart/mixed message/rfc822");
+
+  EXPECT_EQ(
+      refusal(part("Content-Disposition: form-data; name=\"notes\"\r\nContent-Type:\r\n multipart/mixed; boundary=i",
+                   "--i\r\n\r\nx\r\n--i--") +
+              close),
+      "Part 1 of the form holds parts of its own; a form's part is one field or one file.");
+  EXPECT_EQ(
+      refusal(part("Content-Disposition: form-data; name=\"notes\"\r\ncontent-type: Message/RFC822", "x") + close),
+      "Part 1 of the form holds parts of its own; a form's part is one field or one file.");
+}
+
 TEST(Multipart, TheLimitsHoldBeforeTheLibraryBuildsAPart) {
   http::MultipartLimits limits;
   limits.max_parts = 3;
