@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "support/harness.hpp"
+#include "support/small_disk.hpp"
 
 namespace referrald::test {
 namespace {
@@ -19,33 +20,6 @@ namespace {
 using json = nlohmann::json;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
-
-class SmallDisk {
- public:
-  explicit SmallDisk(const fs::path& dir, const char* size = "size=4m") : dir_(dir) {
-    fs::create_directories(dir_);
-    mounted_ = ::mount("tmpfs", dir_.c_str(), "tmpfs", 0, size) == 0;
-  }
-  ~SmallDisk() {
-    if (mounted_) ::umount2(dir_.c_str(), MNT_DETACH);
-  }
-  bool mounted() const { return mounted_; }
-  bool remount(bool read_only) {
-    return ::mount("tmpfs", dir_.c_str(), "tmpfs", MS_REMOUNT | (read_only ? MS_RDONLY : 0), nullptr) == 0;
-  }
-  // Fills the filesystem to the last byte with a ballast file.
-  void fill() { shell("dd if=/dev/zero of=" + (dir_ / "ballast").string() + " bs=64k >/dev/null 2>&1"); }
-  // Fills it but for about `room` bytes.
-  void fill_leaving(std::uintmax_t room) {
-    const auto free = fs::space(dir_).available;
-    if (free > room) shell("fallocate -l " + std::to_string(free - room) + " " + (dir_ / "ballast").string());
-  }
-  void drain() { fs::remove(dir_ / "ballast"); }
-
- private:
-  fs::path dir_;
-  bool mounted_ = false;
-};
 
 class StorageFault : public ::testing::Test {
  protected:
@@ -97,6 +71,27 @@ TEST_F(StorageFault, DiskFullIs503ThenRecoversWithoutRestart) {
   EXPECT_EQ(daemon->get("/healthz", false).status, 200);
 }
 
+// After a refusal on a full disk: nothing was stored, and once there is
+// room the same body is taken.
+void expect_nothing_stored_then_taken_with_room(SmallDisk& disk, Daemon& daemon, const std::string& body) {
+  const auto referrals = [&] { return count_rows(daemon.database(), "SELECT count(*) FROM referrals"); };
+  disk.drain();
+  EXPECT_EQ(referrals(), 0);
+  const auto taken = daemon.post_referral(body);
+  EXPECT_EQ(taken.status, 202) << taken.body;
+  EXPECT_EQ(referrals(), 1);
+  daemon.kill9();
+}
+
+// A daemon whose database, and so the spools beside it, is in `dir` (a
+// SmallDisk), and that spools an intake body over 4 kB.
+Daemon::Options spooling_on(const fs::path& dir) {
+  Daemon::Options options;
+  options.database = dir / "referrald.db";
+  options.extra_http = "max_body_bytes = 4096\n";
+  return options;
+}
+
 // A large intake body is spooled beside the database while it is read: on a
 // full disk the spool's first block is refused, the request is a 503 with
 // Retry-After and nothing is stored; once there is room again, the same
@@ -105,27 +100,18 @@ TEST(SpoolFault, ABodyThatCannotBeSpooledIs503WithRetryAfterAndStoresNothing) {
   TempDir scratch;
   SmallDisk disk(scratch.path() / "disk");
   if (!disk.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here (needs root)";
-  Daemon::Options options;
-  options.database = scratch.path() / "disk" / "referrald.db";
-  options.extra_http = "max_body_bytes = 4096\n";
-  Daemon daemon(options);
+  Daemon daemon(spooling_on(scratch.path() / "disk"));
   daemon.start();
   auto doc = json::parse(sample("asps-routine.json"));
   doc["attachments"] = json::array({attachment_item("Scan", attachment_fixture("image.tif"), "image/tiff")});
   const std::string body = doc.dump() + std::string(5000, ' ');  // over max_body_bytes: spooled
-  const auto referrals = [&] { return count_rows(daemon.database(), "SELECT count(*) FROM referrals"); };
 
   disk.fill();
   const auto refused = daemon.post_referral(body);
   EXPECT_EQ(refused.status, 503) << refused.body;
   EXPECT_EQ(refused.headers.count("retry-after"), 1u);
   EXPECT_NE(refused.body.find("could not be kept while it was read"), std::string::npos) << refused.body;
-  disk.drain();
-  EXPECT_EQ(referrals(), 0);
-  const auto taken = daemon.post_referral(body);
-  EXPECT_EQ(taken.status, 202) << taken.body;
-  EXPECT_EQ(referrals(), 1);
-  daemon.kill9();
+  expect_nothing_stored_then_taken_with_room(disk, daemon, body);
 }
 
 // A JPEG of about `size` bytes: the fixture with comment segments (COM,
@@ -151,16 +137,12 @@ TEST(SpoolFault, AnAttachmentThatCannotBeSpooledIs503AndStoresNothing) {
   TempDir scratch;
   SmallDisk disk(scratch.path() / "disk", "size=8m");
   if (!disk.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here (needs root)";
-  Daemon::Options options;
-  options.database = scratch.path() / "disk" / "referrald.db";
-  options.extra_http = "max_body_bytes = 4096\n";
-  Daemon daemon(options);
+  Daemon daemon(spooling_on(scratch.path() / "disk"));
   daemon.start();
   auto doc = json::parse(sample("asps-routine.json"));
   const std::string file = jpeg_of_about(600 * 1024);
   doc["attachments"] = json::array({attachment_item("MRI still", file, "image/jpeg")});
   const std::string body = doc.dump();
-  const auto referrals = [&] { return count_rows(daemon.database(), "SELECT count(*) FROM referrals"); };
 
   // Room for the body's spool (its text, and a tag per 64 kB block), not
   // for the file's beside it.
@@ -173,12 +155,7 @@ TEST(SpoolFault, AnAttachmentThatCannotBeSpooledIs503AndStoresNothing) {
   EXPECT_NE(daemon.log().find("intake.plan_failed"), std::string::npos) << daemon.log();
   EXPECT_EQ(daemon.log().find("Nguyen"), std::string::npos);
   EXPECT_EQ(daemon.log().find("2014-03-09"), std::string::npos);
-  disk.drain();
-  EXPECT_EQ(referrals(), 0);
-  const auto taken = daemon.post_referral(body);
-  EXPECT_EQ(taken.status, 202) << taken.body;
-  EXPECT_EQ(referrals(), 1);
-  daemon.kill9();
+  expect_nothing_stored_then_taken_with_room(disk, daemon, body);
 }
 
 // Linux refuses to remount a filesystem read-only while a file on it is open

@@ -18,6 +18,7 @@
 #include "store/payload.hpp"
 #include "store/store.hpp"
 #include "support/harness.hpp"
+#include "support/small_disk.hpp"
 #include "support/store_backends.hpp"
 #include "util/crypto.hpp"
 #include "util/key_ring.hpp"
@@ -183,14 +184,8 @@ TEST_P(AttachmentStoreTest, RekeySealsAStreamedFileAgain) {
 TEST(AttachmentStoreSqlite, WithNoRoomForASpoolAFileIsOpenedIntoMemory) {
   TempDir dir;
   const auto mount_point = dir.path() / "fs";
-  std::filesystem::create_directory(mount_point);
-  if (::mount("tmpfs", mount_point.c_str(), "tmpfs", 0, "size=4m,mode=0700") != 0) {
-    GTEST_SKIP() << "cannot mount a tmpfs here (" << std::strerror(errno) << ")";
-  }
-  struct Unmount {
-    std::filesystem::path p;
-    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
-  } unmount{mount_point};
+  test::SmallDisk disk(mount_point, "size=4m,mode=0700");
+  if (!disk.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here (needs root)";
 
   Database db(mount_point / "referrald.db", OpenMode::read_write_create);
   migrate(db);
@@ -208,13 +203,7 @@ TEST(AttachmentStoreSqlite, WithNoRoomForASpoolAFileIsOpenedIntoMemory) {
   db.exec("COMMIT");
   ASSERT_NE(attachment_file(db, "R-FULL", 1)->spooled, nullptr);  // with room: a spool
 
-  // Ballast to the last byte.
-  {
-    std::ofstream ballast(mount_point / "ballast", std::ios::binary);
-    const std::string chunk(64 * 1024, '\0');
-    while (ballast.write(chunk.data(), static_cast<std::streamsize>(chunk.size()))) {
-    }
-  }
+  disk.fill();  // to the last byte
   const auto opened = attachment_file(db, "R-FULL", 1);
   ASSERT_TRUE(opened.has_value());
   EXPECT_EQ(opened->spooled, nullptr);

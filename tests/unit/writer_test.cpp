@@ -25,6 +25,7 @@
 #include "store/store.hpp"
 #include "store/writer.hpp"
 #include "support/harness.hpp"
+#include "support/small_disk.hpp"
 #include "support/store_backends.hpp"
 
 using namespace referrald;
@@ -456,16 +457,9 @@ TEST_P(WriterTest, AWriteLockHeldElsewhereIsUnavailableUntilReleased) {
 // that a ballast file fills up, then deleting the ballast.
 TEST_F(SqliteWriterTest, RealDiskFullOnATinyFilesystemRecoversWithoutRestart) {
   const auto mount_point = dir.path() / "fs";
-  std::filesystem::create_directory(mount_point);
-  if (::mount("tmpfs", mount_point.c_str(), "tmpfs", 0, "size=2m,mode=0700") != 0) {
-    GTEST_SKIP() << "cannot mount a tmpfs here (" << std::strerror(errno) << ")";
-  }
-  struct Unmount {
-    std::filesystem::path p;
-    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
-  } unmount{mount_point};
+  test::SmallDisk disk(mount_point, "size=2m,mode=0700");
+  if (!disk.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here (needs root)";
   const auto db_file = mount_point / "referrald.db";
-  const auto ballast = mount_point / "ballast";
 
   Writer writer(db_file, WriterOptions{});
   Results warm(1);
@@ -473,21 +467,14 @@ TEST_F(SqliteWriterTest, RealDiskFullOnATinyFilesystemRecoversWithoutRestart) {
   ASSERT_TRUE(warm.wait_all());
   ASSERT_EQ(warm.at(0).status, JobStatus::committed);
 
-  {
-    std::FILE* f = std::fopen(ballast.c_str(), "wb");
-    ASSERT_NE(f, nullptr);
-    const std::string chunk(4096, 'b');
-    while (std::fwrite(chunk.data(), 1, chunk.size(), f) == chunk.size() && std::fflush(f) == 0) {
-    }
-    std::fclose(f);
-  }
+  disk.fill();
   Results full(1);
   writer.submit(insert_job(sample("R-2", 512 * 1024)), full.slot(0));
   ASSERT_TRUE(full.wait_all());
   EXPECT_EQ(full.at(0).status, JobStatus::unavailable) << full.at(0).error;
   EXPECT_FALSE(writer.healthy());
 
-  std::filesystem::remove(ballast);
+  disk.drain();
   Results recovered(1);
   writer.submit(insert_job(sample("R-2", 512 * 1024)), recovered.slot(0));
   ASSERT_TRUE(recovered.wait_all());
