@@ -1,6 +1,7 @@
 #include "intake/validator.hpp"
 
 #include <algorithm>
+#include <boost/json.hpp>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -11,6 +12,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <utility>
+#include <valijson/adapters/boost_json_adapter.hpp>
 #include <valijson/adapters/nlohmann_json_adapter.hpp>
 #include <valijson/schema.hpp>
 #include <valijson/schema_parser.hpp>
@@ -27,7 +29,11 @@
 namespace referrald {
 namespace {
 
+// The schema is read with nlohmann (valijson's schema parser, and the
+// limits and enums the messages quote); each referral is Boost.JSON's
+// document, built in one arena (util/json_stream.hpp).
 using nlohmann::json;
+using Doc = boost::json::value;
 using Files = std::map<std::string, std::optional<DecodedFile>>;
 
 // ---------------------------------------------------------------------------
@@ -43,9 +49,10 @@ std::string pointer(const std::vector<std::string>& tokens) {
 // UTF-8. The parser has already rejected ill-formed UTF-8, so decoding here
 // can trust the lead bytes.
 
-std::vector<char32_t> code_points(std::string_view s) {
-  std::vector<char32_t> out;
-  out.reserve(s.size());
+// Each code point of s to f, in order, without a copy (this runs on every
+// text field of every referral).
+template <class F>
+void for_each_code_point(std::string_view s, F f) {
   std::size_t i = 0;
   while (i < s.size()) {
     const auto lead = static_cast<unsigned char>(s[i]);
@@ -65,9 +72,14 @@ std::vector<char32_t> code_points(std::string_view s) {
     for (std::size_t k = 0; k < extra && i < s.size(); ++k, ++i) {
       cp = (cp << 6) | (static_cast<unsigned char>(s[i]) & 0x3Fu);
     }
-    out.push_back(cp);
+    f(cp);
   }
-  return out;
+}
+
+std::size_t count_code_points(std::string_view s) {
+  std::size_t n = 0;
+  for_each_code_point(s, [&n](char32_t) { ++n; });
+  return n;
 }
 
 bool is_control(char32_t cp) noexcept { return cp <= 0x1F || (cp >= 0x7F && cp <= 0x9F); }
@@ -149,21 +161,21 @@ const json* schema_node(const json& schema, const std::vector<std::string>& toke
   return node;
 }
 
-const json* value_node(const json& doc, const std::vector<std::string>& tokens) {
-  const json* node = &doc;
+const Doc* value_node(const Doc& doc, const std::vector<std::string>& tokens) {
+  const Doc* node = &doc;
   for (const auto& t : tokens) {
-    if (node->is_array()) {
+    if (const auto* array = node->if_array()) {
       if (t.empty() || t.size() > 9 || !std::all_of(t.begin(), t.end(), [](char c) { return c >= '0' && c <= '9'; }))
         return nullptr;
       const auto index = static_cast<std::size_t>(std::stoul(t));
-      if (index >= node->size()) return nullptr;
-      node = &(*node)[index];
+      if (index >= array->size()) return nullptr;
+      node = &(*array)[index];
       continue;
     }
-    if (!node->is_object()) return nullptr;
-    const auto child = node->find(t);
-    if (child == node->end()) return nullptr;
-    node = &*child;
+    const auto* object = node->if_object();
+    if (object == nullptr) return nullptr;
+    node = object->if_contains(t);
+    if (node == nullptr) return nullptr;
   }
   return node;
 }
@@ -231,7 +243,7 @@ std::string child_pointer(std::vector<std::string> tokens, const std::string& na
   return pointer(tokens);
 }
 
-void collect_schema_errors(const json& schema, const json& doc, const valijson::ValidationResults& results,
+void collect_schema_errors(const json& schema, const Doc& doc, const valijson::ValidationResults& results,
                            ErrorSet& errors) {
   for (const auto& error : results) {
     const auto tokens = context_tokens(error.context);
@@ -241,23 +253,22 @@ void collect_schema_errors(const json& schema, const json& doc, const valijson::
 
     if (starts_with(d, "Missing required property")) {
       // Reported against the parent; name each missing member instead.
-      const json* value = value_node(doc, tokens);
+      const Doc* value = value_node(doc, tokens);
       if (node == nullptr || value == nullptr || !value->is_object()) continue;
       for (const auto& name : node->value("required", json::array())) {
         const std::string member = name.get<std::string>();
-        if (!value->contains(member)) {
+        if (!value->get_object().contains(member)) {
           errors.add(child_pointer(tokens, member), Rank::structure, "is required");
         }
       }
     } else if (starts_with(d, "Object contains a property that could not be validated")) {
       // valijson names only the first stray member; report every one.
-      const json* value = value_node(doc, tokens);
+      const Doc* value = value_node(doc, tokens);
       if (node == nullptr || value == nullptr || !value->is_object()) continue;
       const json properties = node->value("properties", json::object());
-      for (const auto& member : value->items()) {
-        if (!properties.contains(member.key())) {
-          errors.add(child_pointer(tokens, member.key()), Rank::structure, "unknown field");
-        }
+      for (const auto& member : value->get_object()) {
+        const std::string key(member.key());
+        if (!properties.contains(key)) errors.add(child_pointer(tokens, key), Rank::structure, "unknown field");
       }
     } else if (starts_with(d, "Value type not permitted")) {
       errors.add(path, Rank::structure, type_message(node));
@@ -279,30 +290,30 @@ void collect_schema_errors(const json& schema, const json& doc, const valijson::
 
 // valijson counts code points only up to the first U+0000, so a string that
 // contains one could slip past maxLength; count those again ourselves.
-void check_lengths_past_nul(const json& schema, const json& value, std::vector<std::string>& tokens, ErrorSet& errors) {
-  if (value.is_object()) {
-    for (const auto& member : value.items()) {
-      tokens.push_back(member.key());
+void check_lengths_past_nul(const json& schema, const Doc& value, std::vector<std::string>& tokens, ErrorSet& errors) {
+  if (const auto* object = value.if_object()) {
+    for (const auto& member : *object) {
+      tokens.emplace_back(member.key());
       check_lengths_past_nul(schema, member.value(), tokens, errors);
       tokens.pop_back();
     }
     return;
   }
-  if (value.is_array()) {
-    for (std::size_t i = 0; i < value.size(); ++i) {
+  if (const auto* array = value.if_array()) {
+    for (std::size_t i = 0; i < array->size(); ++i) {
       tokens.push_back(std::to_string(i));
-      check_lengths_past_nul(schema, value[i], tokens, errors);
+      check_lengths_past_nul(schema, (*array)[i], tokens, errors);
       tokens.pop_back();
     }
     return;
   }
   if (!value.is_string()) return;
-  const auto& s = value.get_ref<const std::string&>();
-  if (s.find('\0') == std::string::npos) return;
+  const std::string_view s = value.get_string();
+  if (s.find('\0') == std::string_view::npos) return;
   const json* node = schema_node(schema, tokens);
   const std::size_t max = schema_length(node, "maxLength");
   const std::string path = pointer(tokens);
-  if (max > 0 && code_points(s).size() > max && !errors.has(path)) {
+  if (max > 0 && count_code_points(s) > max && !errors.has(path)) {
     errors.add(path, Rank::max_length, max_length_message(node));
   }
 }
@@ -313,7 +324,7 @@ void check_lengths_past_nul(const json& schema, const json& value, std::vector<s
 
 class SemanticChecks {
  public:
-  SemanticChecks(const json& doc, ErrorSet& errors, Date today, Files& decoded)
+  SemanticChecks(const Doc& doc, ErrorSet& errors, Date today, Files& decoded)
       : doc_(doc), errors_(errors), today_(today), decoded_(decoded) {}
 
   void run() {
@@ -347,43 +358,49 @@ class SemanticChecks {
 
  private:
   // The string at path (a pointer without escapes), if it passed the schema.
-  const std::string* clean_string(const std::string& path) const {
-    if (errors_.has(path)) return nullptr;
+  std::optional<std::string_view> clean_string(const std::string& path) const {
+    if (errors_.has(path)) return std::nullopt;
     std::vector<std::string> tokens;
     for (std::size_t start = 1; start <= path.size();) {
       const std::size_t end = std::min(path.find('/', start), path.size());
       tokens.push_back(path.substr(start, end - start));
       start = end + 1;
     }
-    const json* v = value_node(doc_, tokens);
-    return v != nullptr && v->is_string() ? &v->get_ref<const std::string&>() : nullptr;
+    const Doc* v = value_node(doc_, tokens);
+    if (v == nullptr || !v->is_string()) return std::nullopt;
+    return std::string_view(v->get_string());
   }
 
   void check_text(const std::string& path, bool required) {
-    const std::string* s = clean_string(path);
-    if (s == nullptr) return;
-    const auto cps = code_points(*s);
-    if (std::any_of(cps.begin(), cps.end(), is_control)) {
+    const auto s = clean_string(path);
+    if (!s) return;
+    bool control = false, bidi = false, blank = true;
+    for_each_code_point(*s, [&](char32_t cp) {
+      control = control || is_control(cp);
+      bidi = bidi || is_bidi_control(cp);
+      blank = blank && is_space(cp);
+    });
+    if (control) {
       errors_.add(path, Rank::semantic, "must not contain control characters");
-    } else if (std::any_of(cps.begin(), cps.end(), is_bidi_control)) {
+    } else if (bidi) {
       errors_.add(path, Rank::semantic,
                   "must not contain bidirectional override or isolate characters (U+202A to U+202E, U+2066 to "
                   "U+2069)");
-    } else if (required && std::all_of(cps.begin(), cps.end(), is_space)) {
+    } else if (required && blank) {
       errors_.add(path, Rank::semantic, "must not be blank");
     }
   }
 
   void check_free_text(const std::string& path) {
-    const std::string* s = clean_string(path);
-    if (s == nullptr) return;
+    const auto s = clean_string(path);
+    if (!s) return;
     // The schema's maxLength has had its say.
     if (auto problem = free_text_problem(*s, s->size())) errors_.add(path, Rank::semantic, std::move(*problem));
   }
 
   std::optional<Date> check_date(const std::string& path) {
-    const std::string* s = clean_string(path);
-    if (s == nullptr) return std::nullopt;
+    const auto s = clean_string(path);
+    if (!s) return std::nullopt;
     const auto date = parse_iso_date(*s);
     if (!date) {
       errors_.add(path, Rank::semantic, "is not a real calendar date");
@@ -419,15 +436,14 @@ class SemanticChecks {
   // of text. Its data must be base64; what the bytes are is the pipeline's
   // question (attachments/inspect.hpp).
   void check_attachments() {
-    const auto list = doc_.find("attachments");
-    if (list == doc_.end() || !list->is_array()) return;
-    attachment_bytes_.resize(list->size());
-    for (std::size_t i = 0; i < list->size(); ++i) {
+    const Doc* list = doc_.get_object().if_contains("attachments");
+    if (list == nullptr || !list->is_array()) return;
+    attachment_bytes_.resize(list->get_array().size());
+    for (std::size_t i = 0; i < attachment_bytes_.size(); ++i) {
       const std::string at = "/attachments/" + std::to_string(i);
       check_text(at + "/title", /*required=*/true);
       check_text(at + "/content_type", /*required=*/false);
-      const std::string* data = clean_string(at + "/data");
-      if (data == nullptr) continue;
+      if (!clean_string(at + "/data")) continue;
       // Decoded while parsing (util/json_stream.hpp).
       if (const auto file = decoded_.find(at + "/data"); file != decoded_.end() && file->second) {
         attachment_bytes_[i] = std::move(*file->second);
@@ -439,13 +455,13 @@ class SemanticChecks {
 
   void check_npi() {
     const std::string path = "/referrer/npi";
-    const std::string* s = clean_string(path);
-    if (s != nullptr && !npi_is_valid(*s)) {
+    const auto s = clean_string(path);
+    if (s && !npi_is_valid(*s)) {
       errors_.add(path, Rank::semantic, "is not a valid NPI: check digit does not match");
     }
   }
 
-  const json& doc_;
+  const Doc& doc_;
   ErrorSet& errors_;
   Date today_;
   Files& decoded_;
@@ -455,39 +471,41 @@ class SemanticChecks {
 // ---------------------------------------------------------------------------
 // Building the Referral once everything has passed.
 
-std::string text(const json& obj, const char* key) { return obj.at(key).get<std::string>(); }
+using Object = boost::json::object;
 
-std::optional<std::string> optional_text(const json& obj, const char* key) {
-  const auto it = obj.find(key);
-  if (it == obj.end()) return std::nullopt;
-  return it->get<std::string>();
+std::string text(const Object& obj, const char* key) { return std::string(obj.at(key).as_string()); }
+
+std::optional<std::string> optional_text(const Object& obj, const char* key) {
+  const Doc* v = obj.if_contains(key);
+  if (v == nullptr) return std::nullopt;
+  return std::string(v->as_string());
 }
 
 // `doc` loses its attachments: their bytes are kept apart (`attachment_bytes`,
 // decoded), and the stored document holds the referral alone.
-Referral to_referral(json& doc, std::vector<DecodedFile> attachment_bytes) {
+Referral to_referral(Doc& root, std::vector<DecodedFile> attachment_bytes) {
   Referral r;
-  const json& p = doc.at("patient");
+  Object& doc = root.as_object();
+  const Object& p = doc.at("patient").as_object();
   r.patient.given_name = text(p, "given_name");
   r.patient.family_name = text(p, "family_name");
   r.patient.birth_date = *parse_iso_date(text(p, "birth_date"));
   r.patient.sex = text(p, "sex");
   r.patient.postal_code = optional_text(p, "postal_code");
-  if (const auto g = p.find("guardian"); g != p.end()) {
-    r.patient.guardian = Guardian{text(*g, "name"), text(*g, "phone"), text(*g, "relationship")};
+  if (const Doc* g = p.if_contains("guardian")) {
+    const Object& guardian = g->as_object();
+    r.patient.guardian = Guardian{text(guardian, "name"), text(guardian, "phone"), text(guardian, "relationship")};
   }
 
-  const json& d = doc.at("diagnosis");
+  const Object& d = doc.at("diagnosis").as_object();
   r.diagnosis.name = text(d, "name");
-  if (const auto c = d.find("code"); c != d.end()) {
-    r.diagnosis.code = DiagnosisCode{text(*c, "system"), text(*c, "value")};
+  if (const Doc* c = d.if_contains("code")) {
+    r.diagnosis.code = DiagnosisCode{text(c->as_object(), "system"), text(c->as_object(), "value")};
   }
   if (const auto on = optional_text(d, "diagnosed_on")) r.diagnosis.diagnosed_on = parse_iso_date(*on);
-  if (const auto pc = d.find("pathology_confirmed"); pc != d.end()) {
-    r.diagnosis.pathology_confirmed = pc->get<bool>();
-  }
+  if (const Doc* pc = d.if_contains("pathology_confirmed")) r.diagnosis.pathology_confirmed = pc->as_bool();
 
-  const json& f = doc.at("referrer");
+  const Object& f = doc.at("referrer").as_object();
   r.referrer.name = text(f, "name");
   r.referrer.credential = text(f, "credential");
   r.referrer.npi = text(f, "npi");
@@ -498,17 +516,18 @@ Referral to_referral(json& doc, std::vector<DecodedFile> attachment_bytes) {
 
   r.urgency = parse_urgency(text(doc, "urgency")).value_or(Urgency::routine);
   r.notes = optional_text(doc, "notes");
-  if (const auto list = doc.find("attachments"); list != doc.end()) {
-    for (std::size_t i = 0; i < list->size(); ++i) {
+  if (const Doc* list = doc.if_contains("attachments")) {
+    const auto& files = list->as_array();
+    for (std::size_t i = 0; i < files.size(); ++i) {
       Attachment a;
-      a.title = text((*list)[i], "title");
+      a.title = text(files[i].as_object(), "title");
       a.data = std::move(attachment_bytes.at(i).bytes);
       a.spooled = std::move(attachment_bytes.at(i).spooled);
       r.attachments.push_back(std::move(a));
     }
-    doc.erase(list);
+    doc.erase("attachments");
   }
-  r.document = doc.dump();
+  r.document = boost::json::serialize(root);
   return r;
 }
 
@@ -532,7 +551,7 @@ struct ReferralValidator::Impl {
   // The parsed document against the schema and the checks it cannot express.
   // With `files_required`, JSON without a non-empty "attachments" array is
   // FilesRequired before any other check of its content.
-  ValidationResult check(JsonStream<json>& parsed, Date today, bool files_required) const;
+  ValidationResult check(JsonStream<Doc>& parsed, Date today, bool files_required) const;
 
   JsonStreamOptions options(std::size_t files_beside, std::filesystem::path spool_directory) const {
     JsonStreamOptions o;
@@ -572,27 +591,27 @@ ValidationResult ReferralValidator::validate(std::string_view json_text, Date to
 
 ValidationResult ReferralValidator::validate(std::string_view json_text, Date today,
                                              const std::vector<Attachment>& files, bool files_required) const {
-  auto parsed = read_json<json>(json_text, impl_->options(files.size(), {}));
+  auto parsed = read_json<Doc>(json_text, impl_->options(files.size(), {}));
   return impl_->check(parsed, today, files_required);
 }
 
 ValidationResult ReferralValidator::validate(const SealedSpool& json_text, Date today, bool files_required,
                                              const std::filesystem::path& spool_directory) const {
   // A block that does not open throws (the caller's: nothing is accepted).
-  auto parsed = read_json<json>(json_text, impl_->options(0, spool_directory));
+  auto parsed = read_json<Doc>(json_text, impl_->options(0, spool_directory));
   return impl_->check(parsed, today, files_required);
 }
 
-ValidationResult ReferralValidator::Impl::check(JsonStream<json>& parsed, Date today, bool files_required) const {
+ValidationResult ReferralValidator::Impl::check(JsonStream<Doc>& parsed, Date today, bool files_required) const {
   if (parsed.too_deep) {
     return MalformedInput{"nesting deeper than " + std::to_string(limits.max_depth) + " levels"};
   }
   if (parsed.error) return MalformedInput{*parsed.error};
 
-  const json& doc = parsed.root;
+  const Doc& doc = parsed.root;
   if (files_required) {
-    const json* files = doc.is_object() && doc.contains("attachments") ? &doc.at("attachments") : nullptr;
-    if (files == nullptr || !files->is_array() || files->empty()) return FilesRequired{};
+    const Doc* files = doc.is_object() ? doc.get_object().if_contains("attachments") : nullptr;
+    if (files == nullptr || !files->is_array() || files->get_array().empty()) return FilesRequired{};
   }
   if (!doc.is_object()) return InvalidReferral{{FieldError{"", "expected a JSON object"}}};
 
@@ -605,7 +624,7 @@ ValidationResult ReferralValidator::Impl::check(JsonStream<json>& parsed, Date t
   // between schemas is safe). The parsed Schema is only read.
   thread_local valijson::Validator validator(valijson::Validator::kStrongTypes);
   valijson::ValidationResults results;
-  const valijson::adapters::NlohmannJsonAdapter target(doc);
+  const valijson::adapters::BoostJsonAdapter target(doc);
   validator.validate(schema, target, &results);
   collect_schema_errors(schema_document, doc, results, errors);
   std::vector<std::string> tokens;
@@ -619,9 +638,14 @@ ValidationResult ReferralValidator::Impl::check(JsonStream<json>& parsed, Date t
 }
 
 std::optional<std::string> free_text_problem(std::string_view text, std::size_t max_chars) {
-  const auto cps = code_points(text);
-  if (cps.size() > max_chars) return "must be at most " + std::to_string(max_chars) + " characters";
-  if (std::any_of(cps.begin(), cps.end(), is_free_text_control)) {
+  std::size_t count = 0;
+  bool control = false;
+  for_each_code_point(text, [&](char32_t cp) {
+    ++count;
+    control = control || is_free_text_control(cp);
+  });
+  if (count > max_chars) return "must be at most " + std::to_string(max_chars) + " characters";
+  if (control) {
     return "must not contain control characters other than tab and line breaks";
   }
   return std::nullopt;

@@ -47,8 +47,64 @@ struct FileText {
   }
 };
 
+// What the builder does to a document, for each kind it builds: nlohmann's
+// (FHIR's resources, ordered as FHIR writes them) and Boost.JSON's (the v1
+// referral: the schema validator reads it, and every value of one body
+// comes from one arena, JsonStream::root's storage).
+template <class Json>
+struct Dom {
+  using Storage = std::nullptr_t;
+  static Storage storage() { return nullptr; }
+  template <class V>
+  static Json make(Storage /*storage*/, V&& v) {
+    return Json(std::forward<V>(v));
+  }
+  // As nlohmann reads numbers: unsigned when not negative.
+  static Json integer(Storage /*storage*/, std::int64_t v) {
+    return v >= 0 ? Json(static_cast<std::uint64_t>(v)) : Json(v);
+  }
+  static Json array(Storage /*storage*/) { return Json::array(); }
+  static Json object(Storage /*storage*/) { return Json::object(); }
+  static bool is_array(const Json& v) { return v.is_array(); }
+  static bool is_object(const Json& v) { return v.is_object(); }
+  static std::size_t size(const Json& v) { return v.size(); }
+  static bool contains(const Json& object, const std::string& key) { return object.contains(key); }
+  static Json& append(Json& array, Json&& v) {
+    array.push_back(std::move(v));
+    return array.back();
+  }
+  static Json& set(Json& object, const std::string& key, Json&& v) { return object[key] = std::move(v); }
+};
+
+template <>
+struct Dom<boost::json::value> {
+  using Json = boost::json::value;
+  using Storage = boost::json::storage_ptr;
+  // One bump allocator per document: its values are freed together, with it.
+  static Storage storage() { return boost::json::make_shared_resource<boost::json::monotonic_resource>(); }
+  static Json make(const Storage& storage, std::string&& v) { return Json(boost::json::string_view(v), storage); }
+  static Json make(const Storage& storage, std::nullptr_t) { return Json(nullptr, storage); }
+  template <class V>
+  static Json make(const Storage& storage, V v) {
+    return Json(v, storage);
+  }
+  // As Boost.JSON reads numbers (and valijson's adapter takes them): signed
+  // when they fit.
+  static Json integer(const Storage& storage, std::int64_t v) { return Json(v, storage); }
+  static Json array(const Storage& storage) { return boost::json::array(storage); }
+  static Json object(const Storage& storage) { return boost::json::object(storage); }
+  static bool is_array(const Json& v) { return v.is_array(); }
+  static bool is_object(const Json& v) { return v.is_object(); }
+  static std::size_t size(const Json& v) { return v.is_array() ? v.get_array().size() : v.get_object().size(); }
+  static bool contains(const Json& object, const std::string& key) { return object.get_object().contains(key); }
+  static Json& append(Json& array, Json&& v) { return array.get_array().emplace_back(std::move(v)); }
+  static Json& set(Json& object, const std::string& key, Json&& v) { return object.get_object()[key] = std::move(v); }
+};
+
 template <class Json>
 class DocumentBuilder {
+  using D = Dom<Json>;
+
  public:
   // Boost.JSON's own limits: none (the depth is ours, the lengths the schema's).
   static constexpr std::size_t max_object_size = static_cast<std::size_t>(-1);
@@ -56,13 +112,14 @@ class DocumentBuilder {
   static constexpr std::size_t max_key_size = static_cast<std::size_t>(-1);
   static constexpr std::size_t max_string_size = static_cast<std::size_t>(-1);
 
-  explicit DocumentBuilder(const JsonStreamOptions& options) : options_(options) {}
+  explicit DocumentBuilder(const JsonStreamOptions& options)
+      : options_(options), storage_(D::storage()), root_(D::make(storage_, nullptr)) {}
 
   bool on_document_begin(error_code& /*ec*/) { return true; }
   bool on_document_end(error_code& /*ec*/) { return true; }
-  bool on_array_begin(error_code& ec) { return open(Json::array(), ec); }
+  bool on_array_begin(error_code& ec) { return open(D::array(storage_), ec); }
   bool on_array_end(std::size_t /*n*/, error_code& /*ec*/) { return close(); }
-  bool on_object_begin(error_code& ec) { return open(Json::object(), ec); }
+  bool on_object_begin(error_code& ec) { return open(D::object(storage_), ec); }
   bool on_object_end(std::size_t /*n*/, error_code& /*ec*/) { return close(); }
   bool on_string_part(string_view part, std::size_t /*n*/, error_code& /*ec*/) {
     string_part(part);
@@ -83,21 +140,18 @@ class DocumentBuilder {
     return true;
   }
   bool on_number_part(string_view /*part*/, error_code& /*ec*/) { return true; }
-  // As nlohmann reads numbers: unsigned when not negative.
-  bool on_int64(std::int64_t v, string_view /*text*/, error_code& /*ec*/) {
-    return v >= 0 ? add(Json(static_cast<std::uint64_t>(v))) : add(Json(v));
-  }
-  bool on_uint64(std::uint64_t v, string_view /*text*/, error_code& /*ec*/) { return add(Json(v)); }
+  bool on_int64(std::int64_t v, string_view /*text*/, error_code& /*ec*/) { return add(D::integer(storage_, v)); }
+  bool on_uint64(std::uint64_t v, string_view /*text*/, error_code& /*ec*/) { return add(D::make(storage_, v)); }
   bool on_double(double v, string_view /*text*/, error_code& ec) {
     if (!std::isfinite(v)) {
       out_of_range_ = true;
       ec = boost::json::error::exception;  // stops the parser
       return false;
     }
-    return add(Json(v));
+    return add(D::make(storage_, v));
   }
-  bool on_bool(bool v, error_code& /*ec*/) { return add(Json(v)); }
-  bool on_null(error_code& /*ec*/) { return add(Json(nullptr)); }
+  bool on_bool(bool v, error_code& /*ec*/) { return add(D::make(storage_, v)); }
+  bool on_null(error_code& /*ec*/) { return add(D::make(storage_, nullptr)); }
   // Comments are not allowed (parse_options), so never called.
   bool on_comment_part(string_view /*part*/, error_code& /*ec*/) { return true; }
   bool on_comment(string_view /*part*/, error_code& /*ec*/) { return true; }
@@ -142,7 +196,7 @@ class DocumentBuilder {
     file_text_.emplace();
     FileText& f = *file_text_;
     f.pointer = current_pointer();
-    f.index = options_.files == FileStrings::referral_attachments ? stack_[1].container->size() - 1 : files_.size();
+    f.index = options_.files == FileStrings::referral_attachments ? D::size(*stack_[1].container) - 1 : files_.size();
     if (options_.files_beside == 0) {
       f.decoder.emplace();
       // More files than any office takes are refused for their number: none
@@ -157,7 +211,7 @@ class DocumentBuilder {
   void end_string() {
     in_string_ = false;
     if (!file_text_) {
-      add(Json(std::move(text_)));
+      add(D::make(storage_, std::move(text_)));
       text_.clear();
       return;
     }
@@ -174,12 +228,12 @@ class DocumentBuilder {
     }
     const bool empty = f.size == 0;
     file_text_.reset();  // a spool of text that was not base64 goes with it
-    add(Json(empty ? std::string() : std::string(attachment_data_stand_in)));
+    add(D::make(storage_, empty ? std::string() : std::string(attachment_data_stand_in)));
   }
 
   void key() {
     Frame& top = stack_.back();
-    top.discard = top.container->contains(key_);
+    top.discard = D::contains(*top.container, key_);
     top.key = std::move(key_);
     key_.clear();
     // Inside a value that is itself dropped, a repeat is not worth a message.
@@ -197,18 +251,15 @@ class DocumentBuilder {
       return &root_;
     }
     Frame& top = stack_.back();
-    if (top.container->is_array()) {
+    if (D::is_array(*top.container)) {
       // Safe to hold: nothing is appended to this array while the element is open.
-      top.container->push_back(std::move(v));
-      return &top.container->back();
+      return &D::append(*top.container, std::move(v));
     }
     if (top.discard) {
       discarded_.push_back(std::make_unique<Json>(std::move(v)));
       return discarded_.back().get();
     }
-    Json& slot = (*top.container)[top.key];
-    slot = std::move(v);
-    return &slot;
+    return &D::set(*top.container, top.key, std::move(v));
   }
 
   bool add(Json&& v) {
@@ -236,7 +287,7 @@ class DocumentBuilder {
   // Whether the value being read is part of a repeated key's, which is dropped.
   bool in_discarded() const {
     return !stack_.empty() &&
-           (stack_.back().in_discarded || (stack_.back().discard && stack_.back().container->is_object()));
+           (stack_.back().in_discarded || (stack_.back().discard && D::is_object(*stack_.back().container)));
   }
 
   // Whether the string being read is a file (the first of repeated keys:
@@ -244,10 +295,10 @@ class DocumentBuilder {
   bool at_file() const {
     if (stack_.empty()) return false;
     const Frame& top = stack_.back();
-    const bool data = top.container->is_object() && top.key == "data" && !top.discard && !top.in_discarded;
+    const bool data = D::is_object(*top.container) && top.key == "data" && !top.discard && !top.in_discarded;
     if (options_.files == FileStrings::fhir_data) return data;
-    return data && stack_.size() == 3 && stack_[0].container->is_object() && stack_[0].key == "attachments" &&
-           !stack_[0].discard && stack_[1].container->is_array();
+    return data && stack_.size() == 3 && D::is_object(*stack_[0].container) && stack_[0].key == "attachments" &&
+           !stack_[0].discard && D::is_array(*stack_[1].container);
   }
 
   // Pointer to the member whose key was just read.
@@ -255,12 +306,13 @@ class DocumentBuilder {
     std::string out;
     for (const auto& f : stack_) {
       out += '/';
-      out += f.container->is_array() ? std::to_string(f.container->size() - 1) : json_pointer_token(f.key);
+      out += D::is_array(*f.container) ? std::to_string(D::size(*f.container) - 1) : json_pointer_token(f.key);
     }
     return out;
   }
 
   const JsonStreamOptions& options_;
+  typename D::Storage storage_;
   Json root_;
   std::vector<Frame> stack_;
   std::vector<std::unique_ptr<Json>> discarded_;
@@ -483,10 +535,10 @@ JsonStream<Json> read_json(const SealedSpool& text, const JsonStreamOptions& opt
   return result_of(parser);
 }
 
-// The two documents intake reads: the v1 referral (nlohmann::json, as the
-// schema validator takes it) and FHIR's resources (ordered, as FHIR writes them).
-template JsonStream<nlohmann::json> read_json(std::string_view, const JsonStreamOptions&);
-template JsonStream<nlohmann::json> read_json(const SealedSpool&, const JsonStreamOptions&);
+// The two documents intake reads: the v1 referral (Boost.JSON's, which the
+// schema validator reads) and FHIR's resources (ordered, as FHIR writes them).
+template JsonStream<boost::json::value> read_json(std::string_view, const JsonStreamOptions&);
+template JsonStream<boost::json::value> read_json(const SealedSpool&, const JsonStreamOptions&);
 template JsonStream<nlohmann::ordered_json> read_json(std::string_view, const JsonStreamOptions&);
 template JsonStream<nlohmann::ordered_json> read_json(const SealedSpool&, const JsonStreamOptions&);
 

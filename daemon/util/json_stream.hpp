@@ -1,6 +1,7 @@
 // One JSON reader for every intake body (the API's referral, FHIR's
 // resources): Boost.JSON's push parser, fed the text a block at a time from
-// memory or from its spool, builds the nlohmann document. Nesting depth and
+// memory or from its spool, builds the document (Boost.JSON's for the v1
+// referral, in one arena; nlohmann's, ordered, for FHIR). Nesting depth and
 // repeated keys are seen while parsing, a syntax error names its byte and
 // never echoes the input, and the strings that are files (base64) are
 // decoded as they arrive, each into a spool of its own, so that no file is

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <boost/json.hpp>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -16,8 +17,11 @@
 namespace referrald {
 namespace {
 
-using nlohmann::json;
+// The v1 referral's document (Boost.JSON's) and FHIR's (nlohmann's, ordered).
+using Doc = boost::json::value;
 using nlohmann::ordered_json;
+
+std::string_view text_at(const Doc& root, std::string_view pointer) { return root.at_pointer(pointer).as_string(); }
 
 JsonStreamOptions rule(FileStrings files, std::size_t max_depth = 16) {
   JsonStreamOptions o;
@@ -40,14 +44,14 @@ TEST(JsonStream, ReferralRuleDecodesOnlyAttachmentsData) {
   const std::string text = R"({"notes":"JVBERi0=","data":"JVBERi0=","x":{"attachments":[{"data":"JVBERi0="}]},)"
                            R"("attachments":[{"title":"a","data":"JVBERi0xLjQK"},{"title":"b","data":"@@@"},)"
                            R"({"title":"c","data":""}]})";
-  auto read = read_json<json>(text, rule(FileStrings::referral_attachments));
+  auto read = read_json<Doc>(text, rule(FileStrings::referral_attachments));
   ASSERT_FALSE(read.error);
-  EXPECT_EQ(read.root["notes"], "JVBERi0=");
-  EXPECT_EQ(read.root["data"], "JVBERi0=");
-  EXPECT_EQ(read.root["x"]["attachments"][0]["data"], "JVBERi0=");
-  EXPECT_EQ(read.root["attachments"][0]["data"], std::string(attachment_data_stand_in));
-  EXPECT_EQ(read.root["attachments"][1]["data"], std::string(attachment_data_stand_in));
-  EXPECT_EQ(read.root["attachments"][2]["data"], "");  // for the schema's minLength
+  EXPECT_EQ(text_at(read.root, "/notes"), "JVBERi0=");
+  EXPECT_EQ(text_at(read.root, "/data"), "JVBERi0=");
+  EXPECT_EQ(text_at(read.root, "/x/attachments/0/data"), "JVBERi0=");
+  EXPECT_EQ(text_at(read.root, "/attachments/0/data"), std::string(attachment_data_stand_in));
+  EXPECT_EQ(text_at(read.root, "/attachments/1/data"), std::string(attachment_data_stand_in));
+  EXPECT_EQ(text_at(read.root, "/attachments/2/data"), "");  // for the schema's minLength
   ASSERT_EQ(read.files.size(), 3U);
   ASSERT_TRUE(read.files.at("/attachments/0/data"));
   EXPECT_EQ(read.files.at("/attachments/0/data")->bytes, "%PDF-1.4\n");
@@ -59,7 +63,7 @@ TEST(JsonStream, ReferralRuleDecodesOnlyAttachmentsData) {
 TEST(JsonStream, ReferralRuleMarksFilesBesideTheJson) {
   auto options = rule(FileStrings::referral_attachments);
   options.files_beside = 1;
-  auto read = read_json<json>(R"j({"attachments":[{"data":"(file)"},{"data":"(file)"}]})j", options);
+  auto read = read_json<Doc>(R"j({"attachments":[{"data":"(file)"},{"data":"(file)"}]})j", options);
   ASSERT_EQ(read.files.size(), 2U);
   EXPECT_TRUE(read.files.at("/attachments/0/data"));
   EXPECT_FALSE(read.files.at("/attachments/1/data"));  // no file beside it
@@ -87,10 +91,10 @@ TEST(JsonStream, FhirRuleDecodesEveryDataMemberAtAnyDepth) {
 
 TEST(JsonStream, RepeatedKeysKeepTheFirstUnderBothRules) {
   for (const auto files : {FileStrings::referral_attachments, FileStrings::fhir_data}) {
-    auto read = read_json<json>(R"({"attachments":[{"data":"QUJD","data":"REVG"}],"a":1,"a":2})", rule(files));
+    auto read = read_json<Doc>(R"({"attachments":[{"data":"QUJD","data":"REVG"}],"a":1,"a":2})", rule(files));
     ASSERT_FALSE(read.error);
     EXPECT_EQ(read.duplicates, (std::vector<std::string>{"/attachments/0/data", "/a"}));
-    EXPECT_EQ(read.root["a"], 1);
+    EXPECT_EQ(read.root.at("a").as_int64(), 1);
     ASSERT_EQ(read.files.size(), 1U);
     EXPECT_EQ(read.files.begin()->second->bytes, "ABC");
   }
@@ -102,30 +106,30 @@ TEST(JsonStream, RepeatedKeysAreNamedOnceEachAndBoundedInNumber) {
   std::string same = R"({"a":0)";
   for (int i = 0; i < 5000; ++i) same += R"(,"a":0)";
   same += "}";
-  EXPECT_EQ(read_json<json>(same, rule(FileStrings::fhir_data)).duplicates, std::vector<std::string>{"/a"});
+  EXPECT_EQ(read_json<Doc>(same, rule(FileStrings::fhir_data)).duplicates, std::vector<std::string>{"/a"});
 
   std::string many = "[";
   for (int i = 0; i < 1000; ++i) many += std::string(i == 0 ? "" : ",") + R"({"a":0,"a":0,"a":0})";
   many += "]";
-  const auto read = read_json<json>(many, rule(FileStrings::fhir_data));
+  const auto read = read_json<Doc>(many, rule(FileStrings::fhir_data));
   ASSERT_FALSE(read.error);
-  ASSERT_EQ(read.duplicates.size(), JsonStream<json>::max_reported_duplicates);
+  ASSERT_EQ(read.duplicates.size(), JsonStream<Doc>::max_reported_duplicates);
   EXPECT_EQ(read.duplicates.front(), "/0/a");
   EXPECT_EQ(read.duplicates.back(), "/99/a");
 }
 
 TEST(JsonStream, DepthAndSyntaxErrorsAreTheSameUnderBothRules) {
   for (const auto files : {FileStrings::referral_attachments, FileStrings::fhir_data}) {
-    auto deep = read_json<json>(std::string(17, '[') + std::string(17, ']'), rule(files));
+    auto deep = read_json<Doc>(std::string(17, '[') + std::string(17, ']'), rule(files));
     EXPECT_TRUE(deep.too_deep);
     EXPECT_FALSE(deep.error);
-    EXPECT_FALSE(read_json<json>(std::string(16, '[') + std::string(16, ']'), rule(files)).too_deep);
+    EXPECT_FALSE(read_json<Doc>(std::string(16, '[') + std::string(16, ']'), rule(files)).too_deep);
 
-    EXPECT_EQ(read_json<json>(R"({"data": "QUJD" )", rule(files)).error,
+    EXPECT_EQ(read_json<Doc>(R"({"data": "QUJD" )", rule(files)).error,
               "invalid JSON at byte 16: unexpected end of input");
-    EXPECT_EQ(read_json<json>(R"({"a": tru})", rule(files)).error, "invalid JSON at byte 9: unexpected '}'");
-    EXPECT_EQ(read_json<json>("{\"a\": \"\xC3\x28\"}", rule(files)).error, "invalid UTF-8 at byte 8");
-    EXPECT_EQ(read_json<json>(R"({} x)", rule(files)).error,
+    EXPECT_EQ(read_json<Doc>(R"({"a": tru})", rule(files)).error, "invalid JSON at byte 9: unexpected '}'");
+    EXPECT_EQ(read_json<Doc>("{\"a\": \"\xC3\x28\"}", rule(files)).error, "invalid UTF-8 at byte 8");
+    EXPECT_EQ(read_json<Doc>(R"({} x)", rule(files)).error,
               "invalid JSON at byte 3: invalid literal; expected end of input");
   }
 }
@@ -133,7 +137,7 @@ TEST(JsonStream, DepthAndSyntaxErrorsAreTheSameUnderBothRules) {
 TEST(JsonStream, FilesPastTheMostAreCheckedNotKept) {
   auto options = rule(FileStrings::fhir_data);
   options.max_files = 1;
-  auto read = read_json<json>(R"([{"data":"QUJD"},{"data":"REVG"},{"data":"!"}])", options);
+  auto read = read_json<Doc>(R"([{"data":"QUJD"},{"data":"REVG"},{"data":"!"}])", options);
   ASSERT_EQ(read.files.size(), 3U);
   EXPECT_FALSE(read.files.at("/0/data")->dropped);
   EXPECT_EQ(read.files.at("/0/data")->bytes, "ABC");
