@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "store/database_backend.hpp"
+#include "store/sqlite_vfs.hpp"
 #include "util/private_dirs.hpp"
 
 namespace referrald::store::detail {
@@ -217,7 +218,7 @@ class SqliteConnection final : public Connection {
         break;
     }
 
-    const int rc = sqlite3_open_v2(file.c_str(), &db_, flags, nullptr);
+    const int rc = sqlite3_open_v2(file.c_str(), &db_, flags, sqlite_vfs_name());
     if (rc != SQLITE_OK) {
       const std::string message = db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
       sqlite3_close_v2(db_);
