@@ -181,12 +181,15 @@ InsertResult insert_referral(Database& db, const NewReferral& r) {
   const std::string reasons = reasons_json(r.reasons).dump();
 
   // The newest open referral for the same patient within the window; in
-  // the same transaction as the insert, so two at once see each other.
+  // the same transaction as the insert, so two at once see each other. The
+  // open statuses as a chain of ORs: SQLite builds a table for an IN list of
+  // more than two values each time the statement runs (bench/README.md,
+  // issue 17).
   std::optional<std::string> duplicate_of;
   if (r.identity_hash && r.duplicate_window.count() > 0) {
     Statement& st = db.cached(
         "SELECT id FROM referrals INDEXED BY referrals_identity WHERE identity_hash = ?1 AND received_ms >= ?2 "
-        "AND status IN ('received', 'acknowledged', 'accepted', 'needs-info') "
+        "AND (status = 'received' OR status = 'acknowledged' OR status = 'accepted' OR status = 'needs-info') "
         "ORDER BY received_ms DESC LIMIT 1");
     ResetOnExit reset(st);
     st.bind(1, std::string_view(*r.identity_hash)).bind(2, received_ms - r.duplicate_window.count());

@@ -22,7 +22,7 @@ std::string_view to_string(DeliveryState s) noexcept;
 std::optional<DeliveryState> parse_delivery_state(std::string_view s) noexcept;
 bool is_final(DeliveryState s) noexcept;  // delivered, dead, cancelled
 
-inline constexpr int schema_version = 9;
+inline constexpr int schema_version = 10;
 
 // Brings a database to schema_version (tests: to `target`, to build an older
 // database) inside one transaction. Throws DatabaseError, or

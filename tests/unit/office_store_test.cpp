@@ -309,4 +309,24 @@ TEST_P(OfficeStoreTest, ASecondReferralForTheSamePatientIsMarkedAsADuplicate) {
   EXPECT_EQ(count("SELECT count(*) FROM audit WHERE detail LIKE '%duplicate_of=R-1%'"), 1);
 }
 
+// Only an open referral (received, acknowledged, accepted or needs-info)
+// makes a later one for the same patient a duplicate; a declined or closed
+// one does not.
+TEST_P(OfficeStoreTest, OnlyAnOpenReferralMakesADuplicate) {
+  const std::vector<std::pair<std::string, bool>> statuses = {{"received", true},  {"acknowledged", true},
+                                                              {"accepted", true},  {"needs-info", true},
+                                                              {"declined", false}, {"closed", false}};
+  for (const auto& [status, open] : statuses) {
+    NewReferral first = referral("R-" + status + "-1", t0);
+    first.identity_hash = "patient-" + status;
+    first.duplicate_window = 30 * 24h;
+    insert(first);
+    db->exec("UPDATE referrals SET status = '" + status + "' WHERE id = '" + first.id + "'");
+    NewReferral second = referral("R-" + status + "-2", t0 + 24h);
+    second.identity_hash = first.identity_hash;
+    second.duplicate_window = first.duplicate_window;
+    EXPECT_EQ(insert(second).duplicate_of, open ? std::optional(first.id) : std::nullopt) << status;
+  }
+}
+
 }  // namespace
