@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <regex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
@@ -288,13 +289,18 @@ void collect_schema_errors(const json& schema, const Doc& doc, const valijson::V
   }
 }
 
-// valijson counts code points only up to the first U+0000, so a string that
-// contains one could slip past maxLength; count those again ourselves.
-void check_lengths_past_nul(const json& schema, const Doc& value, std::vector<std::string>& tokens, ErrorSet& errors) {
+// valijson reads a string only up to its first U+0000 (its Boost.JSON
+// adapter takes the string's C form, and its length counts stop there too),
+// so a string that holds one could pass a constraint on the part before it:
+// "emergent\u0000..." would pass the urgency's enum. Such a string is checked
+// again here, whole, against the constraints that then decided wrongly:
+// enum, pattern and maxLength. (A field without either has its own check
+// below, which refuses a control character.)
+void check_strings_past_nul(const json& schema, const Doc& value, std::vector<std::string>& tokens, ErrorSet& errors) {
   if (const auto* object = value.if_object()) {
     for (const auto& member : *object) {
       tokens.emplace_back(member.key());
-      check_lengths_past_nul(schema, member.value(), tokens, errors);
+      check_strings_past_nul(schema, member.value(), tokens, errors);
       tokens.pop_back();
     }
     return;
@@ -302,7 +308,7 @@ void check_lengths_past_nul(const json& schema, const Doc& value, std::vector<st
   if (const auto* array = value.if_array()) {
     for (std::size_t i = 0; i < array->size(); ++i) {
       tokens.push_back(std::to_string(i));
-      check_lengths_past_nul(schema, (*array)[i], tokens, errors);
+      check_strings_past_nul(schema, (*array)[i], tokens, errors);
       tokens.pop_back();
     }
     return;
@@ -311,8 +317,20 @@ void check_lengths_past_nul(const json& schema, const Doc& value, std::vector<st
   const std::string_view s = value.get_string();
   if (s.find('\0') == std::string_view::npos) return;
   const json* node = schema_node(schema, tokens);
-  const std::size_t max = schema_length(node, "maxLength");
+  if (node == nullptr) return;
   const std::string path = pointer(tokens);
+  if (const auto values = node->find("enum"); values != node->end()) {
+    const bool listed = std::any_of(values->begin(), values->end(), [&](const json& v) {
+      return v.is_string() && v.get_ref<const std::string&>() == s;
+    });
+    if (!listed) errors.add(path, Rank::enumeration, enum_message(node));
+  }
+  if (const auto pattern = node->find("pattern"); pattern != node->end() && pattern->is_string()) {
+    // As valijson matches a pattern: ECMAScript, anywhere in the string.
+    const std::regex re(pattern->get_ref<const std::string&>());
+    if (!std::regex_search(s.begin(), s.end(), re)) errors.add(path, Rank::pattern, pattern_message(node));
+  }
+  const std::size_t max = schema_length(node, "maxLength");
   if (max > 0 && count_code_points(s) > max && !errors.has(path)) {
     errors.add(path, Rank::max_length, max_length_message(node));
   }
@@ -514,7 +532,11 @@ Referral to_referral(Doc& root, std::vector<DecodedFile> attachment_bytes) {
   r.referrer.fax = optional_text(f, "fax");
   r.referrer.email = text(f, "email");
 
-  r.urgency = parse_urgency(text(doc, "urgency")).value_or(Urgency::routine);
+  // The schema's enum has passed it: anything else is a bug, and a referral
+  // must never become routine by one.
+  const auto urgency = parse_urgency(text(doc, "urgency"));
+  if (!urgency) throw std::logic_error("validated referral has an urgency the model does not know");
+  r.urgency = *urgency;
   r.notes = optional_text(doc, "notes");
   if (const Doc* list = doc.if_contains("attachments")) {
     const auto& files = list->as_array();
@@ -628,7 +650,7 @@ ValidationResult ReferralValidator::Impl::check(JsonStream<Doc>& parsed, Date to
   validator.validate(schema, target, &results);
   collect_schema_errors(schema_document, doc, results, errors);
   std::vector<std::string> tokens;
-  check_lengths_past_nul(schema_document, doc, tokens, errors);
+  check_strings_past_nul(schema_document, doc, tokens, errors);
 
   SemanticChecks checks(doc, errors, today, parsed.files);
   checks.run();

@@ -27,6 +27,15 @@ struct File {
   bool log = false;  // the write-ahead log: headers are held back
   bool held = false;
   sqlite3_int64 held_at = 0;
+  // Where the last write through this handle ended (-1: none yet). Only a
+  // header that carries on from there is held back: SQLite writes frames
+  // one after another, each header right after the page before it (or
+  // after the log's own header). It also writes headers alone, in place,
+  // when a commit rewrites its frames' checksums (a transaction that
+  // spilled a page to the log and changed it again), and the last of those
+  // is the commit's last write: never held, as none of them follows on
+  // from the write before it.
+  sqlite3_int64 next = -1;
   std::array<unsigned char, frame_header_bytes> header{};
   std::vector<unsigned char> joined;  // header and page, written as one
 };
@@ -41,7 +50,9 @@ const sqlite3_io_methods& real_methods(File& f) { return *f.real->pMethods; }
 int release(File& f) {
   if (!f.held) return SQLITE_OK;
   f.held = false;
-  return real_methods(f).xWrite(f.real, f.header.data(), frame_header_bytes, f.held_at);
+  const int rc = real_methods(f).xWrite(f.real, f.header.data(), frame_header_bytes, f.held_at);
+  f.next = rc == SQLITE_OK ? f.held_at + frame_header_bytes : -1;
+  return rc;
 }
 
 int file_close(sqlite3_file* file) {
@@ -58,31 +69,45 @@ int file_read(sqlite3_file* file, void* buffer, int amount, sqlite3_int64 offset
   return real_methods(f).xRead(f.real, buffer, amount, offset);
 }
 
+// The header and the page after it in one buffer; false when there is no
+// memory for it (then they are written apart, as SQLite would).
+bool join(File& f, const void* page, int amount) noexcept {
+  try {
+    f.joined.resize(static_cast<std::size_t>(frame_header_bytes + amount));
+  } catch (const std::bad_alloc&) {
+    return false;
+  }
+  std::memcpy(f.joined.data(), f.header.data(), frame_header_bytes);
+  std::memcpy(f.joined.data() + frame_header_bytes, page, static_cast<std::size_t>(amount));
+  return true;
+}
+
 int file_write(sqlite3_file* file, const void* buffer, int amount, sqlite3_int64 offset) {
   File& f = of(file);
-  if (f.log) {
-    // The page right after a held header: the two in one call.
-    if (f.held && offset == f.held_at + frame_header_bytes && amount > 0) {
-      f.held = false;
-      f.joined.resize(static_cast<std::size_t>(frame_header_bytes + amount));
-      std::memcpy(f.joined.data(), f.header.data(), frame_header_bytes);
-      std::memcpy(f.joined.data() + frame_header_bytes, buffer, static_cast<std::size_t>(amount));
-      return real_methods(f).xWrite(f.real, f.joined.data(), frame_header_bytes + amount, f.held_at);
-    }
-    if (const int rc = release(f); rc != SQLITE_OK) return rc;
-    if (amount == frame_header_bytes) {
-      std::memcpy(f.header.data(), buffer, frame_header_bytes);
-      f.held_at = offset;
-      f.held = true;
-      return SQLITE_OK;
-    }
+  if (!f.log) return real_methods(f).xWrite(f.real, buffer, amount, offset);
+  // The page right after a held header: the two in one call.
+  if (f.held && offset == f.held_at + frame_header_bytes && amount > 0 && join(f, buffer, amount)) {
+    f.held = false;
+    const int rc = real_methods(f).xWrite(f.real, f.joined.data(), frame_header_bytes + amount, f.held_at);
+    f.next = rc == SQLITE_OK ? offset + amount : -1;
+    return rc;
   }
-  return real_methods(f).xWrite(f.real, buffer, amount, offset);
+  if (const int rc = release(f); rc != SQLITE_OK) return rc;
+  if (amount == frame_header_bytes && offset == f.next) {
+    std::memcpy(f.header.data(), buffer, frame_header_bytes);
+    f.held_at = offset;
+    f.held = true;
+    return SQLITE_OK;
+  }
+  const int rc = real_methods(f).xWrite(f.real, buffer, amount, offset);
+  f.next = rc == SQLITE_OK ? offset + amount : -1;
+  return rc;
 }
 
 int file_truncate(sqlite3_file* file, sqlite3_int64 size) {
   File& f = of(file);
   if (const int rc = release(f); rc != SQLITE_OK) return rc;
+  f.next = -1;
   return real_methods(f).xTruncate(f.real, size);
 }
 

@@ -5,7 +5,10 @@
 // 24-byte header and then its page. The writer commits a few frames for
 // every referral (one per page it changes), so those calls were half of the
 // writer's system calls. This VFS holds a frame's header back and writes it
-// with the page that follows it, as one call. Nothing else changes: any
+// with the page that follows it, as one call. Only a header that follows on
+// from the write before it is held (frames are appended one after another);
+// a header SQLite rewrites in place (a commit correcting its frames'
+// checksums) is written at once. Nothing else changes: any
 // other call on the log (a read, a sync, its size, a truncation, a write
 // elsewhere, closing it) first writes a header that is held back, so SQLite
 // and every other connection see the log exactly as SQLite wrote it, and a

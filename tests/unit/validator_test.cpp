@@ -389,6 +389,22 @@ TEST_F(ValidatorTest, EnumsListTheAllowedValues) {
                           FieldError{"/urgency", "must be one of: routine, urgent, emergent"}));
 }
 
+// The part of a string before a U+0000 must not pass for the whole: an
+// emergent referral with a NUL after its urgency is refused, not stored as
+// routine, and a NUL cannot carry text past a pattern into a fax or a mail.
+TEST_F(ValidatorTest, ANulDoesNotLetAStringPassAsItsFirstPart) {
+  EXPECT_THAT(errors_after([](json& d) {
+                d["urgency"] = std::string("emergent\0", 9);
+                d["patient"]["sex"] = std::string("female\0\r\nBcc: x@example.org", 27);
+                d["patient"]["postal_code"] = std::string("72201\0\r\nBcc: x@example.org", 26);
+                d["referrer"]["npi"] = std::string("1234567893\0", 11);
+              }),
+              ElementsAre(FieldError{"/patient/postal_code", "must be a US ZIP code: 5 digits or ZIP+4 (12345-6789)"},
+                          FieldError{"/patient/sex", "must be one of: female, male, other, unknown"},
+                          FieldError{"/referrer/npi", "must be exactly 10 digits"},
+                          FieldError{"/urgency", "must be one of: routine, urgent, emergent"}));
+}
+
 TEST_F(ValidatorTest, OverlongStringsNameTheirLimit) {
   EXPECT_THAT(errors_after([](json& d) {
                 d["patient"]["given_name"] = repeat("a", 101);
