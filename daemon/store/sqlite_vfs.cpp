@@ -114,6 +114,11 @@ int file_truncate(sqlite3_file* file, sqlite3_int64 size) {
 int file_sync(sqlite3_file* file, int flags) {
   File& f = of(file);
   if (const int rc = release(f); rc != SQLITE_OK) return rc;
+  // What follows a sync is not held: with synchronous=FULL and a sector
+  // larger than a page, SQLite splits a padding frame's page at the sync
+  // point, syncs, and writes the rest, which can be 24 bytes and the
+  // commit's last write. (The writer's connection syncs nothing itself.)
+  f.next = -1;
   return real_methods(f).xSync(f.real, flags);
 }
 
