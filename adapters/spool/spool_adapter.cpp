@@ -4,11 +4,21 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <cerrno>
 #include <cstring>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <string_view>
+#include <unordered_set>
+#include <utility>
 
-#include "dispatch/offload.hpp"
 #include "util/dates.hpp"
 #include "util/private_dirs.hpp"
 #include "util/private_files.hpp"
@@ -30,7 +40,100 @@ Outcome io_failure(const char* step, int error) {
   return Outcome::misconfigured(std::move(message), std::to_string(error));
 }
 
+// One delivery's file, or why it was not written: what write() does for
+// each of a batch.
+std::vector<Outcome> write_files(const std::filesystem::path& directory, const std::vector<const Delivery*>& batch,
+                                 const std::vector<std::string>& texts) {
+  std::vector<FileToReplace> files;
+  files.reserve(batch.size());
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    files.push_back({batch[i]->identity + ".json", texts[i], "." + batch[i]->identity + ".tmp"});
+  }
+  const auto errors = replace_files(directory, files);
+  std::vector<Outcome> outcomes;
+  outcomes.reserve(batch.size());
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (errors[i]) {
+      outcomes.push_back(io_failure(errors[i]->step(), errors[i]->code().value()));
+    } else {
+      outcomes.push_back(Outcome::delivered("written to " + (directory / files[i].name).string()));
+    }
+  }
+  return outcomes;
+}
+
 }  // namespace
+
+// Deliveries waiting to be written, and whether a write is under way on the
+// blocking pool. Shared with that write, which may outlive the adapter by
+// the moment between its last completion and its return.
+struct SpoolAdapter::Queue {
+  struct Waiting {
+    const Delivery* delivery;  // the sender's, which waits for `done`
+    std::function<void(std::exception_ptr, Outcome)> done;
+  };
+
+  explicit Queue(std::filesystem::path dir) : directory(std::move(dir)) {}
+
+  // As many as one write takes: the dispatcher's limit per target (64 at
+  // most) keeps the queue shorter than this.
+  static constexpr std::size_t max_batch = 256;
+
+  const std::filesystem::path directory;
+  std::mutex mutex;
+  std::deque<Waiting> waiting;  // guarded by mutex
+  bool writing = false;         // guarded by mutex
+
+  // On the blocking pool: writes what is waiting, batch after batch, until
+  // nothing is.
+  static void drain(const std::shared_ptr<Queue>& self) {
+    for (;;) {
+      std::vector<Waiting> batch;
+      {
+        std::lock_guard lock(self->mutex);
+        // A delivery sent again while its first send is still waiting (its
+        // lease ran out) goes in a later batch: one temporary file each.
+        std::unordered_set<std::string_view> identities;
+        for (auto it = self->waiting.begin(); it != self->waiting.end() && batch.size() < max_batch;) {
+          if (identities.insert(it->delivery->identity).second) {
+            batch.push_back(std::move(*it));
+            it = self->waiting.erase(it);
+          } else {
+            ++it;
+          }
+        }
+        if (batch.empty()) {
+          self->writing = false;
+          return;
+        }
+      }
+      std::vector<const Delivery*> deliveries;
+      std::vector<std::string> texts;
+      std::vector<std::exception_ptr> failed(batch.size());
+      std::vector<std::size_t> rendered;  // positions in batch
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        try {
+          texts.push_back(render(*batch[i].delivery));
+          deliveries.push_back(batch[i].delivery);
+          rendered.push_back(i);
+        } catch (...) {
+          failed[i] = std::current_exception();
+        }
+      }
+      std::vector<Outcome> outcomes(batch.size());
+      std::exception_ptr write_failed;
+      try {
+        auto written = write_files(self->directory, deliveries, texts);
+        for (std::size_t k = 0; k < rendered.size(); ++k) outcomes[rendered[k]] = std::move(written[k]);
+      } catch (...) {
+        write_failed = std::current_exception();  // no memory, say
+      }
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        batch[i].done(failed[i] ? failed[i] : write_failed, std::move(outcomes[i]));
+      }
+    }
+  }
+};
 
 SpoolAdapter::SpoolAdapter(const TargetConfig& target, asio::any_io_executor blocking)
     : blocking_(std::move(blocking)) {
@@ -39,9 +142,10 @@ SpoolAdapter::SpoolAdapter(const TargetConfig& target, asio::any_io_executor blo
   create_private_directories(directory_);
   std::error_code ec;
   std::filesystem::permissions(directory_, std::filesystem::perms::owner_all, ec);
+  queue_ = std::make_shared<Queue>(directory_);
 }
 
-Outcome SpoolAdapter::write(const Delivery& delivery) const {
+std::string SpoolAdapter::render(const Delivery& delivery) {
   nlohmann::ordered_json doc;
   doc["delivery"] = delivery.identity;
   doc["referral_id"] = delivery.referral_id;
@@ -68,22 +172,37 @@ Outcome SpoolAdapter::write(const Delivery& delivery) const {
   if (delivery.recipient) doc["recipient"] = *delivery.recipient;
   if (!delivery.ack_link.empty()) doc["ack_link"] = delivery.ack_link;
   doc["referral"] = nlohmann::ordered_json::parse(delivery.document);
-  const std::string text = doc.dump(2) + "\n";
+  return doc.dump(2) + "\n";
+}
 
-  const auto final_path = directory_ / (delivery.identity + ".json");
-  try {
-    replace_file(final_path, text, "." + delivery.identity + ".tmp");
-  } catch (const FileWriteError& e) {
-    return io_failure(e.step(), e.code().value());
-  }
-  return Outcome::delivered("written to " + final_path.string());
+std::vector<Outcome> SpoolAdapter::write(const std::vector<const Delivery*>& deliveries) const {
+  std::vector<std::string> texts;
+  texts.reserve(deliveries.size());
+  for (const Delivery* d : deliveries) texts.push_back(render(*d));
+  return write_files(directory_, deliveries, texts);
 }
 
 asio::awaitable<Outcome> SpoolAdapter::send(const Delivery& delivery) {
-  // File I/O and fsync happen on the blocking pool, never on an I/O thread;
-  // the caller resumes on its own executor.
-  auto work = [this, &delivery]() -> asio::awaitable<Outcome> { co_return write(delivery); };
-  co_return co_await offload(blocking_, std::move(work));
+  // File I/O and the barrier happen on the blocking pool, never on an I/O
+  // thread; the caller resumes on its own executor. Not cancellable: a
+  // send the dispatcher's timeout gave up on still learns its outcome, as
+  // with offload().
+  co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(std::exception_ptr, Outcome)>(
+      [this, &delivery](auto handler) {
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        bool start = false;
+        {
+          std::lock_guard lock(queue_->mutex);
+          queue_->waiting.push_back({&delivery, [shared](std::exception_ptr e, Outcome o) {
+                                       auto ex = asio::get_associated_executor(*shared);
+                                       asio::post(
+                                           ex, [shared, e, o = std::move(o)]() mutable { (*shared)(e, std::move(o)); });
+                                     }});
+          start = !std::exchange(queue_->writing, true);
+        }
+        if (start) asio::post(blocking_, [queue = queue_] { Queue::drain(queue); });
+      },
+      asio::use_awaitable);
 }
 
 }  // namespace referrald

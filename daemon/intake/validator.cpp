@@ -660,12 +660,21 @@ ValidationResult ReferralValidator::Impl::check(JsonStream<Doc>& parsed, Date to
 }
 
 std::optional<std::string> free_text_problem(std::string_view text, std::size_t max_chars) {
-  std::size_t count = 0;
-  bool control = false;
-  for_each_code_point(text, [&](char32_t cp) {
-    ++count;
-    control = control || is_free_text_control(cp);
+  // Most free text is printable ASCII and line breaks: a character a byte
+  // and no control character, known from one pass over the bytes.
+  const bool plain = std::all_of(text.begin(), text.end(), [](char c) {
+    const auto byte = static_cast<unsigned char>(c);
+    return (byte >= 0x20 && byte < 0x7F) || c == '\t' || c == '\n' || c == '\r';
   });
+  std::size_t count = text.size();
+  bool control = false;
+  if (!plain) {
+    count = 0;
+    for_each_code_point(text, [&](char32_t cp) {
+      ++count;
+      control = control || is_free_text_control(cp);
+    });
+  }
   if (count > max_chars) return "must be at most " + std::to_string(max_chars) + " characters";
   if (control) {
     return "must not contain control characters other than tab and line breaks";

@@ -35,26 +35,89 @@ FileWriteError::FileWriteError(int error, const char* step, const std::filesyste
 
 void replace_file(const std::filesystem::path& path, std::string_view text, std::string_view temp_name) {
   const auto directory = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
-  const auto temp_path = directory / temp_name;
-  const int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) throw FileWriteError(errno, "open", temp_path);
-  const auto fail = [&](const char* step, const std::filesystem::path& file) {
+  auto errors = replace_files(directory, {{path.filename().string(), text, std::string(temp_name)}});
+  if (errors.front()) throw *errors.front();
+}
+
+std::vector<std::optional<FileWriteError>> replace_files(const std::filesystem::path& directory,
+                                                         const std::vector<FileToReplace>& files) {
+  std::vector<std::optional<FileWriteError>> errors(files.size());
+  std::vector<int> fds(files.size(), -1);
+  const auto temp_path = [&](std::size_t i) { return directory / files[i].temp_name; };
+  // Fails file i at `step` with errno; its temporary file goes.
+  const auto fail = [&](std::size_t i, const char* step, const std::filesystem::path& file) {
     const int error = errno;
-    ::unlink(temp_path.c_str());
-    throw FileWriteError(error, step, file);
+    if (fds[i] >= 0) ::close(fds[i]);
+    fds[i] = -1;
+    ::unlink(temp_path(i).c_str());
+    errors[i].emplace(error, step, file);
   };
-  if (!write_all(fd, text)) {
-    ::close(fd);
-    fail("write", temp_path);
+
+  // Opened before anything is written: syncfs reports the file system's
+  // write-back errors since then (Linux 5.8 and later).
+  const int dir = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) {
+    const int error = errno;
+    for (auto& e : errors) e.emplace(error, "open", directory);
+    return errors;
   }
-  if (::fsync(fd) != 0) {
-    ::close(fd);
-    fail("fsync", temp_path);
+
+  std::size_t written = 0;
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    fds[i] = ::openat(dir, files[i].temp_name.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fds[i] < 0) {
+      errors[i].emplace(errno, "open", temp_path(i));
+      continue;
+    }
+    if (!write_all(fds[i], files[i].text)) {
+      fail(i, "write", temp_path(i));
+      continue;
+    }
+    ++written;
   }
-  ::close(fd);
-  if (::rename(temp_path.c_str(), path.c_str()) != 0) fail("rename", path);
-  // The rename is durable only once the directory is synced.
-  sync_directory(directory);
+
+  // The data barrier: every written file durable before any is renamed, so
+  // a crash never leaves a name on a file that is not whole.
+  bool together = false;
+  if (written > 1) {
+    if (::syncfs(dir) == 0) {
+      together = true;
+    } else if (errno != ENOSYS && errno != EPERM) {
+      // A write-back error somewhere on the file system, perhaps in one of
+      // these files: none of them is known to be durable.
+      const int error = errno;
+      for (std::size_t i = 0; i < files.size(); ++i) {
+        if (fds[i] < 0) continue;
+        errno = error;
+        fail(i, "fsync", temp_path(i));
+      }
+    }
+  }
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    if (fds[i] < 0) continue;
+    if (!together && ::fsync(fds[i]) != 0) {
+      fail(i, "fsync", temp_path(i));
+      continue;
+    }
+    ::close(fds[i]);
+    fds[i] = -1;
+    if (::renameat(dir, files[i].temp_name.c_str(), dir, files[i].name.c_str()) != 0) {
+      fail(i, "rename", directory / files[i].name);
+      continue;
+    }
+  }
+
+  // The renames are durable only once the directory is synced.
+  bool renamed = false;
+  for (const auto& e : errors) renamed = renamed || !e;
+  if (renamed && ::fsync(dir) != 0) {
+    const int error = errno;
+    for (auto& e : errors) {
+      if (!e) e.emplace(error, "fsync", directory);
+    }
+  }
+  ::close(dir);
+  return errors;
 }
 
 }  // namespace referrald

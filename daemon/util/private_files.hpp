@@ -3,8 +3,11 @@
 #pragma once
 
 #include <filesystem>
+#include <optional>
+#include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 namespace referrald {
 
@@ -35,5 +38,26 @@ bool sync_directory(const std::filesystem::path& directory);
 // directory is fsync'd. On failure the temporary file is removed and
 // FileWriteError thrown.
 void replace_file(const std::filesystem::path& path, std::string_view text, std::string_view temp_name);
+
+// One file of replace_files: names in the directory, not paths.
+struct FileToReplace {
+  std::string name;
+  std::string_view text;
+  std::string temp_name;
+};
+
+// replace_file for several files of one directory, with one data barrier
+// and one directory fsync for them all rather than one of each per file
+// (a spool target's burst of deliveries: bench/README.md, issue 17). Every
+// text goes to its temporary file; then all of them are made durable at
+// once, by syncfs(2) of the directory's file system (which writes back and
+// commits them together), or by an fsync of each where syncfs is refused or
+// there is only one file; then each is renamed into place and the directory
+// fsync'd. A file whose step fails has its temporary file removed and does
+// not stop the others. Returns, in order, no error or the error of the step
+// that failed each file; names in `files` must differ (the same temporary
+// name twice would be one file).
+std::vector<std::optional<FileWriteError>> replace_files(const std::filesystem::path& directory,
+                                                         const std::vector<FileToReplace>& files);
 
 }  // namespace referrald

@@ -278,6 +278,34 @@ TEST_F(FileDir, ReplaceFileOverADirectoryFailsAtTheRenameAndLeavesNoTemporaryFil
   EXPECT_FALSE(std::filesystem::exists(dir_ / "taken.new"));
 }
 
+TEST_F(FileDir, ReplaceFilesWritesEachAndAFailureStaysWithItsFile) {
+  std::filesystem::create_directories(dir_ / "taken" / "inside");
+  const auto errors = replace_files(
+      dir_, {{"one", "first\n", ".one.new"}, {"taken", "second\n", ".taken.new"}, {"three", "third\n", ".three.new"}});
+  ASSERT_EQ(errors.size(), 3u);
+  EXPECT_FALSE(errors[0]);
+  ASSERT_TRUE(errors[1]);
+  EXPECT_STREQ(errors[1]->step(), "rename");
+  EXPECT_FALSE(errors[2]);
+  EXPECT_EQ(contents(dir_ / "one"), "first\n");
+  EXPECT_EQ(contents(dir_ / "three"), "third\n");
+  for (const char* name : {"one", "three"}) {
+    struct stat st {};
+    ASSERT_EQ(::stat((dir_ / name).c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+  }
+  for (const char* temp : {".one.new", ".taken.new", ".three.new"}) EXPECT_FALSE(std::filesystem::exists(dir_ / temp));
+}
+
+TEST_F(FileDir, ReplaceFilesInADirectoryThatCannotBeOpenedFailsEachAtOpen) {
+  const auto errors = replace_files(dir_ / "missing", {{"one", "1\n", ".one.new"}, {"two", "2\n", ".two.new"}});
+  for (const auto& e : errors) {
+    ASSERT_TRUE(e);
+    EXPECT_STREQ(e->step(), "open");
+    EXPECT_EQ(e->code().value(), ENOENT);
+  }
+}
+
 TEST(WriteAll, WritesEveryByteThroughAPipe) {
   int fds[2];
   ASSERT_EQ(::pipe(fds), 0);
