@@ -68,8 +68,7 @@ TEST_F(SpoolAdapterTest, ManySentAtOnceEachBecomesItsWholeFileOwnerOnly) {
   std::vector<Outcome> outcomes(count);
   for (std::size_t i = 0; i < count; ++i) {
     asio::co_spawn(
-        io, [&, i]() -> asio::awaitable<void> { outcomes[i] = co_await adapter.send(deliveries[i]); },
-        asio::detached);
+        io, [&, i]() -> asio::awaitable<void> { outcomes[i] = co_await adapter.send(deliveries[i]); }, asio::detached);
   }
   io.run();
   blocking.join();
@@ -96,8 +95,10 @@ TEST_F(SpoolAdapterTest, TheSameDeliveryTwiceInFlightLeavesOneWholeFile) {
   const Delivery first = delivery(7, 1);
   const Delivery again = delivery(7, 2);
   std::vector<Outcome> outcomes(2);
-  asio::co_spawn(io, [&]() -> asio::awaitable<void> { outcomes[0] = co_await adapter.send(first); }, asio::detached);
-  asio::co_spawn(io, [&]() -> asio::awaitable<void> { outcomes[1] = co_await adapter.send(again); }, asio::detached);
+  asio::co_spawn(
+      io, [&]() -> asio::awaitable<void> { outcomes[0] = co_await adapter.send(first); }, asio::detached);
+  asio::co_spawn(
+      io, [&]() -> asio::awaitable<void> { outcomes[1] = co_await adapter.send(again); }, asio::detached);
   io.run();
   blocking.join();
   EXPECT_EQ(outcomes[0].kind, OutcomeClass::delivered) << outcomes[0].message;
