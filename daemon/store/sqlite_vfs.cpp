@@ -14,14 +14,8 @@
 namespace referrald::store::detail {
 namespace {
 
-// A WAL frame's header (SQLite's file format, "The WAL File Format"):
-// bytes 4 to 7 hold, for the frame that commits a transaction, the
-// database's size in pages after it, and zero for every other frame.
+// A WAL frame's header (SQLite's file format, "The WAL File Format").
 constexpr int frame_header_bytes = 24;
-
-// The most a log's handle holds back before it writes it anyway: a large
-// transaction (a referral with its files) is passed on as it grows.
-constexpr std::size_t held_limit = std::size_t{4} << 20;
 
 sqlite3_vfs* platform_vfs = nullptr;
 
@@ -30,21 +24,20 @@ sqlite3_vfs* platform_vfs = nullptr;
 struct File {
   sqlite3_file base;  // first: SQLite's handle is a pointer to it
   sqlite3_file* real = nullptr;
-  bool log = false;  // the write-ahead log: appended frames are held back
-  // Bytes [held_at, held_at + held.size()) of the log, written by SQLite
-  // but not yet passed on.
-  std::vector<unsigned char> held;
+  bool log = false;  // the write-ahead log: headers are held back
+  bool held = false;
   sqlite3_int64 held_at = 0;
-  // Where the last write through this handle ended (-1: none yet, or a sync
-  // came after it). Only a write that carries on from there is held back:
-  // SQLite appends frames one after another, header then page. It also
-  // writes in place, before the end: a page it changed again within one
-  // transaction, and the headers of frames whose checksums a commit
-  // rewrites. Such a write is passed on at once, after what is held.
+  // Where the last write through this handle ended (-1: none yet). Only a
+  // header that carries on from there is held back: SQLite writes frames
+  // one after another, each header right after the page before it (or
+  // after the log's own header). It also writes headers alone, in place,
+  // when a commit rewrites its frames' checksums (a transaction that
+  // spilled a page to the log and changed it again), and the last of those
+  // is the commit's last write: never held, as none of them follows on
+  // from the write before it.
   sqlite3_int64 next = -1;
-  // The last write held was the header of the frame that commits a
-  // transaction: its page is the transaction's last write.
-  bool commit_header = false;
+  std::array<unsigned char, frame_header_bytes> header{};
+  std::vector<unsigned char> joined;  // header and page, written as one
 };
 
 constexpr std::size_t file_bytes = (sizeof(File) + 7) & ~std::size_t{7};
@@ -53,24 +46,12 @@ File& of(sqlite3_file* file) { return *reinterpret_cast<File*>(file); }
 
 const sqlite3_io_methods& real_methods(File& f) { return *f.real->pMethods; }
 
-// The most the platform's VFS writes in one call: its unix VFS takes no
-// more than 17 bits' worth (128 KiB less a byte), as SQLite never writes
-// more than a 64 KiB page at once itself.
-constexpr std::size_t piece_bytes = std::size_t{64} << 10;
-
-// Writes what is held back (in pieces the platform's VFS takes); before
-// anything else touches the file, and when a commit's last frame is
-// complete.
+// Writes a header that is held back; before anything else touches the file.
 int release(File& f) {
-  int rc = SQLITE_OK;
-  for (std::size_t done = 0; done < f.held.size() && rc == SQLITE_OK; done += piece_bytes) {
-    const std::size_t n = std::min(piece_bytes, f.held.size() - done);
-    rc = real_methods(f).xWrite(f.real, f.held.data() + done, static_cast<int>(n),
-                                f.held_at + static_cast<sqlite3_int64>(done));
-  }
-  if (rc != SQLITE_OK) f.next = -1;
-  f.held.clear();
-  f.commit_header = false;
+  if (!f.held) return SQLITE_OK;
+  f.held = false;
+  const int rc = real_methods(f).xWrite(f.real, f.header.data(), frame_header_bytes, f.held_at);
+  f.next = rc == SQLITE_OK ? f.held_at + frame_header_bytes : -1;
   return rc;
 }
 
@@ -88,39 +69,36 @@ int file_read(sqlite3_file* file, void* buffer, int amount, sqlite3_int64 offset
   return real_methods(f).xRead(f.real, buffer, amount, offset);
 }
 
-// Adds a write to what is held; false when there is no memory for it (then
-// it is written as SQLite would, after what is held).
-bool hold(File& f, const void* buffer, int amount, sqlite3_int64 offset) noexcept {
-  const auto* bytes = static_cast<const unsigned char*>(buffer);
+// The header and the page after it in one buffer; false when there is no
+// memory for it (then they are written apart, as SQLite would).
+bool join(File& f, const void* page, int amount) noexcept {
   try {
-    if (f.held.empty()) f.held_at = offset;
-    f.held.insert(f.held.end(), bytes, bytes + amount);
+    f.joined.resize(static_cast<std::size_t>(frame_header_bytes + amount));
   } catch (const std::bad_alloc&) {
     return false;
   }
+  std::memcpy(f.joined.data(), f.header.data(), frame_header_bytes);
+  std::memcpy(f.joined.data() + frame_header_bytes, page, static_cast<std::size_t>(amount));
   return true;
-}
-
-bool is_commit_header(const void* buffer) {
-  unsigned char size[4];
-  std::memcpy(size, static_cast<const unsigned char*>(buffer) + 4, sizeof size);
-  return (size[0] | size[1] | size[2] | size[3]) != 0;
 }
 
 int file_write(sqlite3_file* file, const void* buffer, int amount, sqlite3_int64 offset) {
   File& f = of(file);
   if (!f.log) return real_methods(f).xWrite(f.real, buffer, amount, offset);
-  if (offset == f.next && amount > 0 && hold(f, buffer, amount, offset)) {
-    f.next = offset + amount;
-    // The page after a commit frame's header ends the transaction: the
-    // whole of it goes to the file now, before the commit returns (and
-    // before the fsync that a 202 waits for, which is another descriptor's).
-    const bool commit_ends = f.commit_header && amount != frame_header_bytes;
-    f.commit_header = amount == frame_header_bytes && is_commit_header(buffer);
-    if (commit_ends || f.held.size() >= held_limit) return release(f);
-    return SQLITE_OK;
+  // The page right after a held header: the two in one call.
+  if (f.held && offset == f.held_at + frame_header_bytes && amount > 0 && join(f, buffer, amount)) {
+    f.held = false;
+    const int rc = real_methods(f).xWrite(f.real, f.joined.data(), frame_header_bytes + amount, f.held_at);
+    f.next = rc == SQLITE_OK ? offset + amount : -1;
+    return rc;
   }
   if (const int rc = release(f); rc != SQLITE_OK) return rc;
+  if (amount == frame_header_bytes && offset == f.next) {
+    std::memcpy(f.header.data(), buffer, frame_header_bytes);
+    f.held_at = offset;
+    f.held = true;
+    return SQLITE_OK;
+  }
   const int rc = real_methods(f).xWrite(f.real, buffer, amount, offset);
   f.next = rc == SQLITE_OK ? offset + amount : -1;
   return rc;
@@ -138,9 +116,8 @@ int file_sync(sqlite3_file* file, int flags) {
   if (const int rc = release(f); rc != SQLITE_OK) return rc;
   // What follows a sync is not held: with synchronous=FULL and a sector
   // larger than a page, SQLite splits a padding frame's page at the sync
-  // point, syncs, and writes the rest, which can be the commit's last write
-  // without a commit header before it. (The writer's connection syncs
-  // nothing itself.)
+  // point, syncs, and writes the rest, which can be 24 bytes and the
+  // commit's last write. (The writer's connection syncs nothing itself.)
   f.next = -1;
   return real_methods(f).xSync(f.real, flags);
 }

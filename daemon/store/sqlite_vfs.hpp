@@ -2,23 +2,20 @@
 // platform's own, with one change to how the write-ahead log is written.
 //
 // SQLite writes each frame of the log with two write() calls, the frame's
-// 24-byte header and then its page, and the writer commits a few frames for
-// every referral (one per page it changes): those calls were most of the
-// writer's system calls. This VFS holds back what SQLite appends to the log
-// and writes it when the transaction's commit frame is complete, a whole
-// commit at once (in pieces of 64 KiB, as many as it takes, where it took
-// two calls for every frame). Only a write
-// that carries on from the write before it is held (frames are appended one
-// after another); a write SQLite makes in place, before the end of the log
-// (a page changed again within its transaction, a commit correcting its
-// frames' checksums), is passed on at once, after what is held. Nothing else
-// changes: any other call on the log (a read, a sync, its size, a
-// truncation, a file control, closing it) first writes what is held, so
-// SQLite and every other connection see the log exactly as SQLite wrote it,
-// and a commit's frames are all written before the commit returns (and
-// before its fsync, which is what a 202 waits for). Other connections read
-// only committed frames. What is held when the process dies is writes that
-// had not happened yet, of a transaction that had not committed.
+// 24-byte header and then its page. The writer commits a few frames for
+// every referral (one per page it changes), so those calls were half of the
+// writer's system calls. This VFS holds a frame's header back and writes it
+// with the page that follows it, as one call. Only a header that follows on
+// from the write before it is held (frames are appended one after another);
+// a header SQLite rewrites in place (a commit correcting its frames'
+// checksums) is written at once. Nothing else changes: any
+// other call on the log (a read, a sync, its size, a truncation, a write
+// elsewhere, closing it) first writes a header that is held back, so SQLite
+// and every other connection see the log exactly as SQLite wrote it, and a
+// commit's frames are all written before the commit returns (and before its
+// fsync, which is what a 202 waits for). A header held back when the
+// process dies is a write that had not happened yet: the frame it heads was
+// not written either, and no commit counted on it.
 #pragma once
 
 namespace referrald::store::detail {
