@@ -73,64 +73,100 @@ struct SpoolAdapter::Queue {
     std::function<void(std::exception_ptr, Outcome)> done;
   };
 
-  explicit Queue(std::filesystem::path dir) : directory(std::move(dir)) {}
+  Queue(std::filesystem::path dir, asio::any_io_executor pool) : directory(std::move(dir)), blocking(std::move(pool)) {}
 
   // As many as one write takes: the dispatcher's limit per target (64 at
   // most) keeps the queue shorter than this.
   static constexpr std::size_t max_batch = 256;
 
   const std::filesystem::path directory;
+  const asio::any_io_executor blocking;
   std::mutex mutex;
   std::deque<Waiting> waiting;  // guarded by mutex
-  bool writing = false;         // guarded by mutex
+  bool writing = false;         // guarded by mutex: a drain is posted or running
+
+  // Starts a drain on the blocking pool unless one is under way.
+  static void start(const std::shared_ptr<Queue>& self) {
+    {
+      std::lock_guard lock(self->mutex);
+      if (std::exchange(self->writing, true)) return;
+    }
+    asio::post(self->blocking, [self] { drain(self); });
+  }
+
+  // The next batch, taken from what waits; empty (and no drain under way
+  // any more) when nothing does. A delivery sent again while its first send
+  // still waits (its lease ran out) goes in a later batch: one temporary
+  // file each.
+  std::vector<Waiting> take() {
+    std::lock_guard lock(mutex);
+    std::vector<Waiting> batch;
+    std::unordered_set<std::string_view> identities;
+    for (auto it = waiting.begin(); it != waiting.end() && batch.size() < max_batch;) {
+      if (identities.insert(it->delivery->identity).second) {
+        batch.push_back(std::move(*it));
+        it = waiting.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (batch.empty()) writing = false;
+    return batch;
+  }
+
+  // Writes one batch and completes each of it (clearing its `done`).
+  void write(std::vector<Waiting>& batch) const {
+    std::vector<const Delivery*> deliveries;
+    std::vector<std::string> texts;
+    std::vector<std::exception_ptr> failed(batch.size());
+    std::vector<std::size_t> rendered;  // positions in batch
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      try {
+        texts.push_back(render(*batch[i].delivery));
+        deliveries.push_back(batch[i].delivery);
+        rendered.push_back(i);
+      } catch (...) {
+        failed[i] = std::current_exception();
+      }
+    }
+    std::vector<Outcome> outcomes(batch.size());
+    std::exception_ptr write_failed;
+    try {
+      auto written = write_files(directory, deliveries, texts);
+      for (std::size_t k = 0; k < rendered.size(); ++k) outcomes[rendered[k]] = std::move(written[k]);
+    } catch (...) {
+      write_failed = std::current_exception();  // no memory, say
+    }
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      std::exchange(batch[i].done, nullptr)(failed[i] ? failed[i] : write_failed, std::move(outcomes[i]));
+    }
+  }
 
   // On the blocking pool: writes what is waiting, batch after batch, until
-  // nothing is.
+  // nothing is. Whatever goes wrong (no memory), no sender is left waiting
+  // for good: the batch in hand learns the error, and the rest get a drain
+  // of their own.
   static void drain(const std::shared_ptr<Queue>& self) {
-    for (;;) {
-      std::vector<Waiting> batch;
+    std::vector<Waiting> batch;
+    try {
+      for (batch = self->take(); !batch.empty(); batch = self->take()) self->write(batch);
+    } catch (...) {
+      const auto failed = std::current_exception();
+      for (Waiting& w : batch) {
+        if (!w.done) continue;
+        try {
+          w.done(failed, Outcome{});
+        } catch (...) {
+          // Its sender cannot be told; it waits with the others below.
+        }
+      }
+      bool more = false;
       {
         std::lock_guard lock(self->mutex);
-        // A delivery sent again while its first send is still waiting (its
-        // lease ran out) goes in a later batch: one temporary file each.
-        std::unordered_set<std::string_view> identities;
-        for (auto it = self->waiting.begin(); it != self->waiting.end() && batch.size() < max_batch;) {
-          if (identities.insert(it->delivery->identity).second) {
-            batch.push_back(std::move(*it));
-            it = self->waiting.erase(it);
-          } else {
-            ++it;
-          }
-        }
-        if (batch.empty()) {
-          self->writing = false;
-          return;
-        }
+        self->writing = false;
+        more = !self->waiting.empty();
       }
-      std::vector<const Delivery*> deliveries;
-      std::vector<std::string> texts;
-      std::vector<std::exception_ptr> failed(batch.size());
-      std::vector<std::size_t> rendered;  // positions in batch
-      for (std::size_t i = 0; i < batch.size(); ++i) {
-        try {
-          texts.push_back(render(*batch[i].delivery));
-          deliveries.push_back(batch[i].delivery);
-          rendered.push_back(i);
-        } catch (...) {
-          failed[i] = std::current_exception();
-        }
-      }
-      std::vector<Outcome> outcomes(batch.size());
-      std::exception_ptr write_failed;
-      try {
-        auto written = write_files(self->directory, deliveries, texts);
-        for (std::size_t k = 0; k < rendered.size(); ++k) outcomes[rendered[k]] = std::move(written[k]);
-      } catch (...) {
-        write_failed = std::current_exception();  // no memory, say
-      }
-      for (std::size_t i = 0; i < batch.size(); ++i) {
-        batch[i].done(failed[i] ? failed[i] : write_failed, std::move(outcomes[i]));
-      }
+      if (more) start(self);
     }
   }
 };
@@ -142,7 +178,7 @@ SpoolAdapter::SpoolAdapter(const TargetConfig& target, asio::any_io_executor blo
   create_private_directories(directory_);
   std::error_code ec;
   std::filesystem::permissions(directory_, std::filesystem::perms::owner_all, ec);
-  queue_ = std::make_shared<Queue>(directory_);
+  queue_ = std::make_shared<Queue>(directory_, blocking_);
 }
 
 std::string SpoolAdapter::render(const Delivery& delivery) {
@@ -190,7 +226,6 @@ asio::awaitable<Outcome> SpoolAdapter::send(const Delivery& delivery) {
   co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(std::exception_ptr, Outcome)>(
       [this, &delivery](auto handler) {
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        bool start = false;
         {
           std::lock_guard lock(queue_->mutex);
           queue_->waiting.push_back({&delivery, [shared](std::exception_ptr e, Outcome o) {
@@ -198,9 +233,8 @@ asio::awaitable<Outcome> SpoolAdapter::send(const Delivery& delivery) {
                                        asio::post(
                                            ex, [shared, e, o = std::move(o)]() mutable { (*shared)(e, std::move(o)); });
                                      }});
-          start = !std::exchange(queue_->writing, true);
         }
-        if (start) asio::post(blocking_, [queue = queue_] { Queue::drain(queue); });
+        Queue::start(queue_);
       },
       asio::use_awaitable);
 }

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <string>
 
 namespace referrald {
@@ -43,78 +44,90 @@ std::vector<std::optional<FileWriteError>> replace_files(const std::filesystem::
                                                          const std::vector<FileToReplace>& files) {
   std::vector<std::optional<FileWriteError>> errors(files.size());
   std::vector<int> fds(files.size(), -1);
+  int dir = -1;
   const auto temp_path = [&](std::size_t i) { return directory / files[i].temp_name; };
-  // Fails file i at `step` with errno; its temporary file goes.
-  const auto fail = [&](std::size_t i, const char* step, const std::filesystem::path& file) {
+  // Fails file i at `step` with errno (read first: building a path may
+  // change it), naming its temporary file or, for the rename, its name; its
+  // temporary file goes.
+  const auto fail = [&](std::size_t i, const char* step) {
     const int error = errno;
     if (fds[i] >= 0) ::close(fds[i]);
     fds[i] = -1;
-    ::unlink(temp_path(i).c_str());
-    errors[i].emplace(error, step, file);
+    ::unlinkat(dir, files[i].temp_name.c_str(), 0);
+    errors[i].emplace(error, step, std::strcmp(step, "rename") == 0 ? directory / files[i].name : temp_path(i));
   };
 
   // Opened before anything is written: syncfs reports the file system's
   // write-back errors since then (Linux 5.8 and later).
-  const int dir = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  dir = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir < 0) {
     const int error = errno;
     for (auto& e : errors) e.emplace(error, "open", directory);
     return errors;
   }
-
-  std::size_t written = 0;
-  for (std::size_t i = 0; i < files.size(); ++i) {
-    fds[i] = ::openat(dir, files[i].temp_name.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fds[i] < 0) {
-      errors[i].emplace(errno, "open", temp_path(i));
-      continue;
+  try {
+    std::size_t written = 0;
+    for (std::size_t i = 0; i < files.size(); ++i) {
+      fds[i] = ::openat(dir, files[i].temp_name.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+      if (fds[i] < 0) {
+        const int error = errno;
+        errors[i].emplace(error, "open", temp_path(i));
+        continue;
+      }
+      if (!write_all(fds[i], files[i].text)) {
+        fail(i, "write");
+        continue;
+      }
+      ++written;
     }
-    if (!write_all(fds[i], files[i].text)) {
-      fail(i, "write", temp_path(i));
-      continue;
-    }
-    ++written;
-  }
 
-  // The data barrier: every written file durable before any is renamed, so
-  // a crash never leaves a name on a file that is not whole.
-  bool together = false;
-  if (written > 1) {
-    if (::syncfs(dir) == 0) {
-      together = true;
-    } else if (errno != ENOSYS && errno != EPERM) {
-      // A write-back error somewhere on the file system, perhaps in one of
-      // these files: none of them is known to be durable.
-      const int error = errno;
-      for (std::size_t i = 0; i < files.size(); ++i) {
-        if (fds[i] < 0) continue;
-        errno = error;
-        fail(i, "fsync", temp_path(i));
+    // The data barrier: every written file durable before any is renamed, so
+    // a crash never leaves a name on a file that is not whole.
+    bool together = false;
+    if (written > 1) {
+      if (::syncfs(dir) == 0) {
+        together = true;
+      } else if (errno != ENOSYS && errno != EPERM) {
+        // A write-back error somewhere on the file system, perhaps in one of
+        // these files: none of them is known to be durable.
+        const int error = errno;
+        for (std::size_t i = 0; i < files.size(); ++i) {
+          if (fds[i] < 0) continue;
+          errno = error;
+          fail(i, "fsync");
+        }
       }
     }
-  }
-  for (std::size_t i = 0; i < files.size(); ++i) {
-    if (fds[i] < 0) continue;
-    if (!together && ::fsync(fds[i]) != 0) {
-      fail(i, "fsync", temp_path(i));
-      continue;
+    for (std::size_t i = 0; i < files.size(); ++i) {
+      if (fds[i] < 0) continue;
+      if (!together && ::fsync(fds[i]) != 0) {
+        fail(i, "fsync");
+        continue;
+      }
+      ::close(fds[i]);
+      fds[i] = -1;
+      if (::renameat(dir, files[i].temp_name.c_str(), dir, files[i].name.c_str()) != 0) {
+        fail(i, "rename");
+        continue;
+      }
     }
-    ::close(fds[i]);
-    fds[i] = -1;
-    if (::renameat(dir, files[i].temp_name.c_str(), dir, files[i].name.c_str()) != 0) {
-      fail(i, "rename", directory / files[i].name);
-      continue;
-    }
-  }
 
-  // The renames are durable only once the directory is synced.
-  bool renamed = false;
-  for (const auto& e : errors) renamed = renamed || !e;
-  if (renamed && ::fsync(dir) != 0) {
-    const int error = errno;
-    for (auto& e : errors) {
-      if (!e) e.emplace(error, "fsync", directory);
+    // The renames are durable only once the directory is synced.
+    bool renamed = false;
+    for (const auto& e : errors) renamed = renamed || !e;
+    if (renamed && ::fsync(dir) != 0) {
+      const int error = errno;
+      for (auto& e : errors) {
+        if (!e) e.emplace(error, "fsync", directory);
+      }
     }
+  } catch (...) {
+    // No memory for a path or an error: nothing is left open.
+    for (const int fd : fds) {
+      if (fd >= 0) ::close(fd);
+    }
+    ::close(dir);
+    throw;
   }
   ::close(dir);
   return errors;
