@@ -8,6 +8,7 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <deque>
@@ -85,22 +86,30 @@ struct SpoolAdapter::Queue {
   std::deque<Waiting> waiting;  // guarded by mutex
   bool writing = false;         // guarded by mutex: a drain is posted or running
 
-  // Starts a drain on the blocking pool unless one is under way.
-  static void start(const std::shared_ptr<Queue>& self) {
+  // Starts a drain on the blocking pool unless one is under way. Throws
+  // nothing: with no memory to post it, what waits is taken by the drain a
+  // later send starts.
+  static void start(const std::shared_ptr<Queue>& self) noexcept {
     {
       std::lock_guard lock(self->mutex);
       if (std::exchange(self->writing, true)) return;
     }
-    asio::post(self->blocking, [self] { drain(self); });
+    try {
+      asio::post(self->blocking, [self] { drain(self); });
+    } catch (...) {
+      std::lock_guard lock(self->mutex);
+      self->writing = false;
+    }
   }
 
-  // The next batch, taken from what waits; empty (and no drain under way
-  // any more) when nothing does. A delivery sent again while its first send
-  // still waits (its lease ran out) goes in a later batch: one temporary
-  // file each.
-  std::vector<Waiting> take() {
+  // Moves the next batch from what waits into `batch` (empty on entry);
+  // leaves it empty, and no drain under way any more, when nothing waits. A
+  // delivery sent again while its first send still waits (its lease ran
+  // out) goes in a later batch: one temporary file each. Whatever was moved
+  // before a throw is in `batch`, for the caller to answer.
+  void take(std::vector<Waiting>& batch) {
     std::lock_guard lock(mutex);
-    std::vector<Waiting> batch;
+    batch.reserve(std::min(waiting.size(), max_batch));  // push_back below cannot throw
     std::unordered_set<std::string_view> identities;
     for (auto it = waiting.begin(); it != waiting.end() && batch.size() < max_batch;) {
       if (identities.insert(it->delivery->identity).second) {
@@ -111,10 +120,10 @@ struct SpoolAdapter::Queue {
       }
     }
     if (batch.empty()) writing = false;
-    return batch;
   }
 
-  // Writes one batch and completes each of it (clearing its `done`).
+  // Writes one batch and completes each of it (clearing its `done` once
+  // called).
   void write(std::vector<Waiting>& batch) const {
     std::vector<const Delivery*> deliveries;
     std::vector<std::string> texts;
@@ -138,36 +147,41 @@ struct SpoolAdapter::Queue {
       write_failed = std::current_exception();  // no memory, say
     }
     for (std::size_t i = 0; i < batch.size(); ++i) {
-      std::exchange(batch[i].done, nullptr)(failed[i] ? failed[i] : write_failed, std::move(outcomes[i]));
+      batch[i].done(failed[i] ? failed[i] : write_failed, std::move(outcomes[i]));
+      batch[i].done = nullptr;
     }
   }
 
   // On the blocking pool: writes what is waiting, batch after batch, until
-  // nothing is. Whatever goes wrong (no memory), no sender is left waiting
-  // for good: the batch in hand learns the error, and the rest get a drain
-  // of their own.
+  // nothing is. Whatever goes wrong (no memory), no sender is dropped: the
+  // batch in hand learns the error (or, if even that cannot be posted,
+  // waits again), and a new drain is started for what waits.
   static void drain(const std::shared_ptr<Queue>& self) {
     std::vector<Waiting> batch;
     try {
-      for (batch = self->take(); !batch.empty(); batch = self->take()) self->write(batch);
+      for (self->take(batch); !batch.empty(); self->take(batch)) {
+        self->write(batch);
+        batch.clear();
+      }
     } catch (...) {
       const auto failed = std::current_exception();
+      std::lock_guard lock(self->mutex);
       for (Waiting& w : batch) {
         if (!w.done) continue;
         try {
           w.done(failed, Outcome{});
         } catch (...) {
-          // Its sender cannot be told; it waits with the others below.
+          try {
+            self->waiting.push_front(std::move(w));
+          } catch (...) {
+            // No memory even for that: this sender is lost to us. Its
+            // delivery stays leased and is sent again when the lease ends.
+          }
         }
       }
-      bool more = false;
-      {
-        std::lock_guard lock(self->mutex);
-        self->writing = false;
-        more = !self->waiting.empty();
-      }
-      if (more) start(self);
+      self->writing = false;
     }
+    if (!batch.empty()) start(self);
   }
 };
 

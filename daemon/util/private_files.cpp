@@ -1,13 +1,40 @@
 #include "util/private_files.hpp"
 
 #include <fcntl.h>
+#include <sys/statfs.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
 namespace referrald {
+
+namespace {
+
+// Whether syncfs(2) of the file system `dir` is on is a barrier to count
+// on: it reports write-back errors from Linux 5.8 on (before, it returned 0
+// after one), and it is known to write back and flush on ext4, XFS and
+// Btrfs (a FUSE or network file system may do less than fsync would).
+// Elsewhere each file is fsynced.
+bool syncfs_is_a_barrier(int dir) {
+  static const bool kernel = [] {
+    utsname name{};
+    if (::uname(&name) != 0) return false;
+    unsigned major = 0, minor = 0;
+    if (std::sscanf(name.release, "%u.%u", &major, &minor) != 2) return false;
+    return major > 5 || (major == 5 && minor >= 8);
+  }();
+  if (!kernel) return false;
+  struct statfs fs {};
+  if (::fstatfs(dir, &fs) != 0) return false;
+  constexpr decltype(fs.f_type) ext4 = 0xEF53, xfs = 0x58465342, btrfs = 0x9123683E;
+  return fs.f_type == ext4 || fs.f_type == xfs || fs.f_type == btrfs;
+}
+
+}  // namespace
 
 bool write_all(int fd, std::string_view data) {
   while (!data.empty()) {
@@ -84,7 +111,7 @@ std::vector<std::optional<FileWriteError>> replace_files(const std::filesystem::
     // The data barrier: every written file durable before any is renamed, so
     // a crash never leaves a name on a file that is not whole.
     bool together = false;
-    if (written > 1) {
+    if (written > 1 && syncfs_is_a_barrier(dir)) {
       if (::syncfs(dir) == 0) {
         together = true;
       } else if (errno != ENOSYS && errno != EPERM) {

@@ -51,8 +51,9 @@ struct FileToReplace {
 // (a spool target's burst of deliveries: bench/README.md, issue 17). Every
 // text goes to its temporary file; then all of them are made durable at
 // once, by syncfs(2) of the directory's file system (which writes back and
-// commits them together), or by an fsync of each where syncfs is refused or
-// there is only one file; then each is renamed into place and the directory
+// commits them together; on ext4, XFS or Btrfs under Linux 5.8 or later,
+// where it reports write-back errors), or by an fsync of each elsewhere,
+// where syncfs is refused, or for one file; then each is renamed into place and the directory
 // fsync'd. A file whose step fails has its temporary file removed and does
 // not stop the others. Returns, in order, no error or the error of the step
 // that failed each file; names in `files` must differ (the same temporary
