@@ -24,8 +24,8 @@ class SpoolAdapter final : public Adapter {
   boost::asio::awaitable<Outcome> send(const Delivery& delivery) override;
 
   // Writes the files of these deliveries now, together (blocking); an
-  // outcome for each, in order. For tests and for send(). Each identity
-  // at most once.
+  // outcome for each, in order. Each identity at most once. For tests:
+  // send() writes through its queue's batches.
   std::vector<Outcome> write(const std::vector<const Delivery*>& deliveries) const;
 
   // The file's text for a delivery.

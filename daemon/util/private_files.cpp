@@ -7,7 +7,6 @@
 
 #include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <string>
 
 namespace referrald {
@@ -76,12 +75,12 @@ std::vector<std::optional<FileWriteError>> replace_files(const std::filesystem::
   // Fails file i at `step` with errno (read first: building a path may
   // change it), naming its temporary file or, for the rename, its name; its
   // temporary file goes.
-  const auto fail = [&](std::size_t i, const char* step) {
+  const auto fail = [&](std::size_t i, const char* step, bool at_name = false) {
     const int error = errno;
     if (fds[i] >= 0) ::close(fds[i]);
     fds[i] = -1;
     ::unlinkat(dir, files[i].temp_name.c_str(), 0);
-    errors[i].emplace(error, step, std::strcmp(step, "rename") == 0 ? directory / files[i].name : temp_path(i));
+    errors[i].emplace(error, step, at_name ? directory / files[i].name : temp_path(i));
   };
 
   // Opened before anything is written: syncfs reports the file system's
@@ -134,7 +133,7 @@ std::vector<std::optional<FileWriteError>> replace_files(const std::filesystem::
       ::close(fds[i]);
       fds[i] = -1;
       if (::renameat(dir, files[i].temp_name.c_str(), dir, files[i].name.c_str()) != 0) {
-        fail(i, "rename");
+        fail(i, "rename", /*at_name=*/true);
         continue;
       }
     }
