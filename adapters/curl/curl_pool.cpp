@@ -1,9 +1,11 @@
 #include "adapters/curl/curl_pool.hpp"
 
+#include <algorithm>
 #include <boost/asio/thread_pool.hpp>
 #include <mutex>
 
 #include "dispatch/offload.hpp"
+#include "util/threads.hpp"
 
 namespace referrald {
 
@@ -33,7 +35,9 @@ CURL* thread_handle() {
 }  // namespace
 
 struct CurlPool::Impl {
-  explicit Impl(unsigned threads) : pool(threads == 0 ? 1 : threads) {}
+  explicit Impl(unsigned threads) : pool(std::max(threads, 1U)) {
+    name_pool_threads(pool, std::max(threads, 1U), "rd-curl");
+  }
   asio::thread_pool pool;
 };
 

@@ -39,6 +39,7 @@
 #include "util/sealed_spool.hpp"
 #include "util/logging.hpp"
 #include "util/sd_notify.hpp"
+#include "util/threads.hpp"
 
 namespace referrald {
 
@@ -173,6 +174,7 @@ class Daemon {
                                                  dispatcher_options(configuration_.config))),
         escalations_(ioc_.get_executor(), writer_, clock_, [d = dispatcher_] { d->wake(); }),
         signals_(ioc_, SIGTERM, SIGINT, SIGHUP) {
+    name_pool_threads(blocking_, blocking_threads, "rd-blocking");
     set_payload_keys(configuration_.config.storage.keys);
     adapter_context_.executor = ioc_.get_executor();
     adapter_context_.blocking_executor = blocking_.get_executor();
@@ -258,7 +260,12 @@ class Daemon {
     notifier_.ready(status_line());
     const unsigned threads = std::max(1U, configuration_.config.http.threads);
     std::vector<std::thread> pool;
-    for (unsigned i = 1; i < threads; ++i) pool.emplace_back([this] { ioc_.run(); });
+    for (unsigned i = 1; i < threads; ++i) {
+      pool.emplace_back([this] {
+        name_this_thread("rd-http");
+        ioc_.run();
+      });
+    }
     ioc_.run();
     for (auto& t : pool) t.join();
     blocking_.join();
@@ -429,7 +436,8 @@ class Daemon {
   Configuration configuration_;
   SystemClock clock_;
   asio::io_context ioc_;
-  asio::thread_pool blocking_{2};
+  static constexpr std::size_t blocking_threads = 2;
+  asio::thread_pool blocking_{blocking_threads};
   CurlPool curl_{8};
   ReferralValidator validator_;
   store::Writer writer_;

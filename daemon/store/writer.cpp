@@ -24,6 +24,7 @@
 
 #include "store/store.hpp"
 #include "util/private_files.hpp"
+#include "util/threads.hpp"
 
 namespace referrald::store {
 
@@ -88,7 +89,11 @@ constexpr int checkpoint_inline_pages = 16 * checkpoint_pages;
 // the log, fsynced, before it is acknowledged.
 class Checkpointer {
  public:
-  explicit Checkpointer(std::filesystem::path file) : file_(std::move(file)), thread_([this] { run(); }) {}
+  explicit Checkpointer(std::filesystem::path file)
+      : file_(std::move(file)), thread_([this] {
+          name_this_thread("rd-checkpoint");
+          run();
+        }) {}
   ~Checkpointer() { stop(); }
   Checkpointer(const Checkpointer&) = delete;
   Checkpointer& operator=(const Checkpointer&) = delete;
@@ -244,7 +249,10 @@ class LogSyncer {
  public:
   // `failed`: called on this thread with what a failed fsync threw.
   LogSyncer(std::function<void(int fd)> before_sync, std::function<void(const DatabaseError&)> failed)
-      : before_sync_(std::move(before_sync)), failed_(std::move(failed)), thread_([this] { run(); }) {}
+      : before_sync_(std::move(before_sync)), failed_(std::move(failed)), thread_([this] {
+          name_this_thread("rd-logsync");
+          run();
+        }) {}
   ~LogSyncer() { stop(); }
   LogSyncer(const LogSyncer&) = delete;
   LogSyncer& operator=(const LogSyncer&) = delete;
@@ -603,7 +611,10 @@ Writer::Writer(const std::filesystem::path& file, WriterOptions options)
 Writer::Writer(const StorageTarget& target, WriterOptions options)
     : impl_(std::make_unique<Impl>(target, std::move(options))) {
   impl_->open(OpenMode::read_write_create);
-  impl_->thread = std::thread([impl = impl_.get()] { impl->run(); });
+  impl_->thread = std::thread([impl = impl_.get()] {
+    name_this_thread("rd-writer");
+    impl->run();
+  });
   impl_->thread_id = impl_->thread.get_id();
 }
 
@@ -773,7 +784,10 @@ ReaderPool::ReaderPool(const StorageTarget& target, unsigned threads)
     : impl_(std::make_unique<Impl>(target, reader_queue_per_thread * std::max(threads, 1u))) {
   const unsigned n = std::max(threads, 1u);
   for (unsigned i = 0; i < n; ++i) {
-    impl_->threads.emplace_back([impl = impl_.get()] { impl->run(); });
+    impl_->threads.emplace_back([impl = impl_.get()] {
+      name_this_thread("rd-reader");
+      impl->run();
+    });
     impl_->thread_ids.push_back(impl_->threads.back().get_id());
   }
 }

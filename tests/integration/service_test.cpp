@@ -22,6 +22,8 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstring>
+#include <fstream>
+#include <map>
 #include <mutex>
 #include <regex>
 #include <set>
@@ -286,6 +288,47 @@ TEST_F(Service, ReadyComesFromTheMainProcessOnceThePortAnswers) {
   EXPECT_NE(m.value("STATUS")->find("deliveries in flight"), std::string::npos) << m.text;
   // Nothing claims readiness twice without a reload in between.
   EXPECT_FALSE(notify.wait_for("READY=1", 300ms, ready + 1)) << notify.dump();
+}
+
+// What `top -H` and `ps -L` show an operator: the process is referrald and
+// each of its other threads says what it is for.
+TEST_F(Service, EveryThreadButTheMainOneIsNamedForItsWork) {
+  start_and_wait_ready();
+  const std::string pid = std::to_string(daemon.process()->pid());
+  const auto read_names = [&] {
+    std::map<std::string, std::string> names;  // thread id -> name
+    for (const auto& task : fs::directory_iterator(fs::path("/proc") / pid / "task")) {
+      std::ifstream in(task.path() / "comm");
+      std::getline(in, names[task.path().filename().string()]);
+    }
+    return names;
+  };
+  // A thread names itself as it starts (the last HTTP thread starts just
+  // after READY=1): wait until none is left with the process's name.
+  std::multiset<std::string> others;
+  std::string main_name;
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  do {
+    others.clear();
+    for (const auto& [tid, name] : read_names()) {
+      if (tid == pid) {
+        main_name = name;
+      } else {
+        others.insert(name);
+      }
+    }
+    if (others.count("referrald") == 0 && others.count("rd-http") == 1) break;
+    std::this_thread::sleep_for(20ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  EXPECT_EQ(main_name, "referrald");
+  EXPECT_EQ(others.count("referrald"), 0U) << "a thread left unnamed";
+  EXPECT_EQ(others.count("rd-http"), 1U);  // http.threads = 2: this one and the main thread
+  EXPECT_EQ(others.count("rd-writer"), 1U);
+  EXPECT_EQ(others.count("rd-logsync"), 1U);
+  EXPECT_EQ(others.count("rd-checkpoint"), 1U);
+  EXPECT_EQ(others.count("rd-reader"), 2U);
+  EXPECT_EQ(others.count("rd-blocking"), 2U);
+  EXPECT_EQ(others.count("rd-curl"), 8U);
 }
 
 TEST(ServiceNotify, ReadyReachesAnAbstractNotifySocket) {
