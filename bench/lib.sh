@@ -44,7 +44,7 @@ daemon_config_head() {
 [http]
 listen = "127.0.0.1:$1"
 api_keys = ["$(key_hash "$2")"]
-threads = 2
+threads = ${HTTP_THREADS:-2}
 rate_limit_per_minute = 0
 
 [rules]
