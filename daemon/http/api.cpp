@@ -25,6 +25,7 @@
 #include "util/crypto.hpp"
 #include "util/dates.hpp"
 #include "util/ids.hpp"
+#include "util/latency.hpp"
 #include "util/sealed_spool.hpp"
 #include "util/strings.hpp"
 #include "model/reasons_json.hpp"
@@ -102,18 +103,14 @@ std::string office_metrics(const store::OfficeFigures& f) {
       "acknowledgement, by urgency.\n";
   out += "# TYPE referrald_time_to_acknowledge_seconds histogram\n";
   for (const auto& times : f.ack_times) {
-    const std::string urgency(to_string(times.urgency));
-    std::int64_t total = 0;
+    std::vector<std::pair<std::string, std::uint64_t>> buckets;
     for (const auto& b : times.buckets) {
       const bool inf = b.le_ms == std::numeric_limits<std::int64_t>::max();
-      const std::string le = inf ? "+Inf" : std::to_string(b.le_ms / 1000);
-      out += "referrald_time_to_acknowledge_seconds_bucket{urgency=\"" + urgency + "\",le=\"" + le + "\"} " +
-             std::to_string(b.count) + "\n";
-      if (inf) total = b.count;
+      buckets.emplace_back(inf ? "+Inf" : std::to_string(b.le_ms / 1000), static_cast<std::uint64_t>(b.count));
     }
-    out += "referrald_time_to_acknowledge_seconds_sum{urgency=\"" + urgency + "\"} " +
-           std::to_string(static_cast<double>(times.sum_ms) / 1000.0) + "\n";
-    out += "referrald_time_to_acknowledge_seconds_count{urgency=\"" + urgency + "\"} " + std::to_string(total) + "\n";
+    out += histogram_text("referrald_time_to_acknowledge_seconds",
+                          "urgency=\"" + std::string(to_string(times.urgency)) + "\"", buckets,
+                          static_cast<double>(times.sum_ms) / 1000.0);
   }
   out +=
       "# HELP referrald_escalation_steps_fired_total Escalation steps fired (each notified its targets), by "
@@ -612,6 +609,20 @@ asio::awaitable<Response> Api::metrics() const {
   out += "# HELP referrald_store_queue_depth Writes waiting for the next commit.\n";
   out += "# TYPE referrald_store_queue_depth gauge\n";
   out += "referrald_store_queue_depth " + std::to_string(writer_.queue_depth()) + "\n";
+  out +=
+      "# HELP referrald_store_write_seconds Time each write to the store spent in each stage: queued for the "
+      "writer, its batch's commit, and (SQLite) the log's fsync after it.\n";
+  out += "# TYPE referrald_store_write_seconds histogram\n";
+  const store::WriteStages writes = writer_.stages();
+  out += histogram_text("referrald_store_write_seconds", R"(stage="queued")", writes.queued);
+  out += histogram_text("referrald_store_write_seconds", R"(stage="commit")", writes.commit);
+  out += histogram_text("referrald_store_write_seconds", R"(stage="sync")", writes.sync);
+  out +=
+      "# HELP referrald_intake_stage_seconds Time each referral stored spent outside the store: checked until "
+      "its write was queued, and from the store's answer until its request ran again.\n";
+  out += "# TYPE referrald_intake_stage_seconds histogram\n";
+  out += histogram_text("referrald_intake_stage_seconds", R"(stage="check")", intake_.stages().check.snapshot());
+  out += histogram_text("referrald_intake_stage_seconds", R"(stage="resume")", intake_.stages().resume.snapshot());
   out += "# HELP referrald_store_healthy 1 when the last commit succeeded.\n";
   out += "# TYPE referrald_store_healthy gauge\n";
   out += std::string("referrald_store_healthy ") + (writer_.healthy() ? "1" : "0") + "\n";

@@ -8,6 +8,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <chrono>
 #include <exception>
 #include <memory>
 #include <string>
@@ -28,9 +29,12 @@ inline boost::asio::awaitable<SubmissionOutcome> async_submit(IntakeService& int
   return asio::async_initiate<decltype(asio::use_awaitable), void(SubmissionOutcome)>(
       [&intake, submission = std::move(submission), reply = std::move(reply)](auto handler) mutable {
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        intake.submit(std::move(submission), reply, [shared](SubmissionOutcome outcome) {
+        intake.submit(std::move(submission), reply, [shared, &intake](SubmissionOutcome outcome) {
           auto ex = asio::get_associated_executor(*shared);
-          asio::post(ex, [shared, outcome = std::move(outcome)]() mutable { (*shared)(std::move(outcome)); });
+          asio::post(ex, [shared, &intake, outcome = std::move(outcome)]() mutable {
+            if (outcome.stored_at) intake.stages().resume.record(std::chrono::steady_clock::now() - *outcome.stored_at);
+            (*shared)(std::move(outcome));
+          });
         });
       },
       asio::use_awaitable);

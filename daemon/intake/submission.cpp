@@ -48,19 +48,21 @@ std::shared_ptr<const IntakePolicy> IntakeService::policy() const {
 }
 
 void IntakeService::submit(Submission submission, const AcceptedReply& reply, Completion done) {
+  const auto started = std::chrono::steady_clock::now();
   submission.received_at = clock_.now();
   if (submission.spool_directory.empty()) submission.spool_directory = spool_directory_;
   const bool files = !submission.files.empty() || is_file_work(submission.body_file != nullptr, submission.body.size());
   if (files && file_work_runner_) {
-    file_work_runner_([this, submission = std::move(submission), reply, done = std::move(done)]() mutable {
-      plan_and_queue(std::move(submission), reply, std::move(done));
+    file_work_runner_([this, submission = std::move(submission), reply, done = std::move(done), started]() mutable {
+      plan_and_queue(std::move(submission), reply, std::move(done), started);
     });
     return;
   }
-  plan_and_queue(std::move(submission), reply, std::move(done));
+  plan_and_queue(std::move(submission), reply, std::move(done), started);
 }
 
-void IntakeService::plan_and_queue(Submission submission, const AcceptedReply& reply, Completion done) {
+void IntakeService::plan_and_queue(Submission submission, const AcceptedReply& reply, Completion done,
+                                   std::chrono::steady_clock::time_point started) {
   using Kind = SubmissionOutcome::Kind;
   std::optional<IntakeResult> planned;
   try {
@@ -134,12 +136,14 @@ void IntakeService::plan_and_queue(Submission submission, const AcceptedReply& r
   row->duplicate_window = policy()->duplicate_window;
 
   auto inserted = std::make_shared<store::InsertResult>();
+  stages_.check.record(std::chrono::steady_clock::now() - started);
   writer_.submit([row, inserted](store::Database& db) { *inserted = store::insert_referral(db, *row); },
                  [row, inserted, eligibility = std::move(plan.eligibility), urgency = plan.referral.urgency,
                   planned = planned_, done = std::move(done)](store::JobResult job) mutable {
                    SubmissionOutcome out;
                    switch (job.status) {
                      case store::JobStatus::committed:
+                       out.stored_at = std::chrono::steady_clock::now();
                        out.id = inserted->id;
                        out.duplicate_of = inserted->duplicate_of;
                        switch (inserted->status) {

@@ -2,6 +2,7 @@
 // durable write. Shared by the JSON API and the web form; knows nothing of HTTP.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -15,6 +16,7 @@
 #include "model/referral.hpp"
 #include "store/writer.hpp"
 #include "util/clock.hpp"
+#include "util/latency.hpp"
 
 namespace referrald {
 
@@ -37,6 +39,18 @@ struct SubmissionOutcome {
   std::optional<std::string> duplicate_of;  // accepted, replayed: an open referral for the same patient
   std::vector<FieldError> errors;           // invalid
   std::string message;                      // malformed, unavailable, conflict, too_large: a sentence, no PHI
+  // When the store's answer came (accepted, replayed: after the commit's
+  // fsync), for IntakeStages::resume.
+  std::optional<std::chrono::steady_clock::time_point> stored_at;
+};
+
+// Where a stored referral's time went outside the store (whose own stages
+// are store::WriteStages; docs/architecture.md, "Latency by stage"):
+// `check`, from submit() to its write being queued (validation, rules,
+// routing, sealing its files); `resume`, from the store's answer to the
+// channel's coroutine running again on its I/O thread.
+struct IntakeStages {
+  LatencyHistogram check, resume;
 };
 
 class IntakeService {
@@ -98,6 +112,9 @@ class IntakeService {
   void set_spool_directory(std::filesystem::path directory) { spool_directory_ = std::move(directory); }
   const std::filesystem::path& spool_directory() const { return spool_directory_; }
 
+  IntakeStages& stages() { return stages_; }
+  const IntakeStages& stages() const { return stages_; }
+
   void set_policy(std::shared_ptr<const IntakePolicy> policy);
   std::shared_ptr<const IntakePolicy> policy() const;
 
@@ -110,8 +127,10 @@ class IntakeService {
   std::function<void(Planned)> planned_;
   std::filesystem::path spool_directory_;
   Runner file_work_runner_;
+  IntakeStages stages_;
 
-  void plan_and_queue(Submission submission, const AcceptedReply& reply, Completion done);
+  void plan_and_queue(Submission submission, const AcceptedReply& reply, Completion done,
+                      std::chrono::steady_clock::time_point started);
 };
 
 }  // namespace referrald

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <condition_variable>
 #include <deque>
@@ -24,6 +25,7 @@
 
 #include "store/store.hpp"
 #include "util/private_files.hpp"
+#include "util/latency.hpp"
 #include "util/threads.hpp"
 
 namespace referrald::store {
@@ -59,6 +61,7 @@ bool connection_survives(const DatabaseError& e) {
 struct Pending {
   Writer::Job job;
   Writer::Completion done;
+  std::chrono::steady_clock::time_point submitted;
 };
 
 // SQLite: the write-ahead log's length in pages from which it is written
@@ -231,6 +234,7 @@ struct Committed {
   std::vector<Pending> batch;
   std::vector<JobResult> results;
   std::function<void()> hook;
+  std::chrono::steady_clock::time_point committed_at;
 };
 
 // Makes the writer's commits durable off its thread (SQLite). The writer's
@@ -247,9 +251,11 @@ struct Committed {
 // outcomes); no change without deliveries, where the cores are the limit.
 class LogSyncer {
  public:
-  // `failed`: called on this thread with what a failed fsync threw.
-  LogSyncer(std::function<void(int fd)> before_sync, std::function<void(const DatabaseError&)> failed)
-      : before_sync_(std::move(before_sync)), failed_(std::move(failed)), thread_([this] {
+  // `failed`: called on this thread with what a failed fsync threw;
+  // `waited`: each job's time from its commit to its fsync's end.
+  LogSyncer(std::function<void(int fd)> before_sync, std::function<void(const DatabaseError&)> failed,
+            LatencyHistogram& waited)
+      : before_sync_(std::move(before_sync)), failed_(std::move(failed)), waited_(waited), thread_([this] {
           name_this_thread("rd-logsync");
           run();
         }) {}
@@ -299,10 +305,14 @@ class LogSyncer {
                                         [&](const Committed& c) { return c.log == log; });
         if (first) sync(*log);
       }
+      const auto synced = std::chrono::steady_clock::now();
       for (Committed& c : group) {
         if (failure_) {
           for (JobResult& r : c.results) r = JobResult{JobStatus::unavailable, *failure_};
-        } else if (c.hook) {
+        } else {
+          for (std::size_t j = 0; j < c.batch.size(); ++j) waited_.record(synced - c.committed_at);
+        }
+        if (!failure_ && c.hook) {
           try {
             c.hook();
           } catch (...) {
@@ -331,6 +341,7 @@ class LogSyncer {
 
   std::function<void(int fd)> before_sync_;
   std::function<void(const DatabaseError&)> failed_;
+  LatencyHistogram& waited_;
   std::optional<std::string> failure_;  // this thread's: what the failed fsync said
   std::mutex mutex_;                    // guards queue_, stopping_
   std::condition_variable wake_;
@@ -348,8 +359,8 @@ struct Writer::Impl {
   Impl(StorageTarget t, WriterOptions o) : target(std::move(t)), file(target.file), options(std::move(o)) {
     if (target.backend == Dialect::sqlite) {
       checkpointer = std::make_unique<Checkpointer>(file);
-      syncer =
-          std::make_unique<LogSyncer>(options.before_log_sync, [this](const DatabaseError& e) { fail_stop(e.what()); });
+      syncer = std::make_unique<LogSyncer>(
+          options.before_log_sync, [this](const DatabaseError& e) { fail_stop(e.what()); }, stages.sync);
     }
     options.max_batch = std::max<std::size_t>(options.max_batch, 1);
   }
@@ -400,6 +411,9 @@ struct Writer::Impl {
 
   std::atomic<std::uint64_t> commits{0};
   std::atomic<std::uint64_t> jobs_committed{0};
+  struct {
+    LatencyHistogram queued, commit, sync;
+  } stages;
   std::atomic<bool> healthy{true};
   mutable std::mutex reason_mutex;  // guards unhealthy_reason
   std::string unhealthy_reason;
@@ -494,6 +508,8 @@ struct Writer::Impl {
         hook = commit_hook;
         keys = payload_keys;
       }
+      const auto picked = std::chrono::steady_clock::now();
+      for (const Pending& p : batch) stages.queued.record(picked - p.submitted);
 
       std::vector<JobResult> results(batch.size());
       if (stopped_for_good.load()) {
@@ -503,9 +519,13 @@ struct Writer::Impl {
         continue;
       }
       const bool committed = run_batch(batch, results, std::move(keys));
+      const auto committed_at = std::chrono::steady_clock::now();
+      if (committed) {
+        for (std::size_t i = 0; i < batch.size(); ++i) stages.commit.record(committed_at - picked);
+      }
       if (committed && syncer) {
         // Acknowledged once the log is on disk; this thread goes on.
-        syncer->hand(Committed{log_file, std::move(batch), std::move(results), std::move(hook)});
+        syncer->hand(Committed{log_file, std::move(batch), std::move(results), std::move(hook), committed_at});
       } else if (committed && hook) {
         try {
           hook();
@@ -621,6 +641,7 @@ Writer::Writer(const StorageTarget& target, WriterOptions options)
 Writer::~Writer() { stop(); }
 
 void Writer::submit(Job job, Completion done) {
+  const auto submitted = std::chrono::steady_clock::now();
   std::optional<JobResult> refused;
   {
     std::lock_guard lock(impl_->mutex);
@@ -629,7 +650,7 @@ void Writer::submit(Job job, Completion done) {
     } else if (impl_->queue.size() >= impl_->options.queue_limit) {
       refused = JobResult{JobStatus::overloaded, "writer queue is full"};
     } else {
-      impl_->queue.push_back(Pending{std::move(job), std::move(done)});
+      impl_->queue.push_back(Pending{std::move(job), std::move(done), submitted});
     }
   }
   if (refused) {
@@ -681,6 +702,10 @@ std::size_t Writer::queue_depth() const {
 std::uint64_t Writer::commits() const { return impl_->commits.load(std::memory_order_relaxed); }
 
 std::uint64_t Writer::jobs_committed() const { return impl_->jobs_committed.load(std::memory_order_relaxed); }
+
+WriteStages Writer::stages() const {
+  return {impl_->stages.queued.snapshot(), impl_->stages.commit.snapshot(), impl_->stages.sync.snapshot()};
+}
 
 std::uint64_t Writer::checkpoints() const { return impl_->checkpointer ? impl_->checkpointer->done() : 0; }
 

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "store/database.hpp"
+#include "util/latency.hpp"
 
 namespace referrald::store {
 
@@ -26,6 +27,15 @@ enum class JobStatus {
 struct JobResult {
   JobStatus status = JobStatus::committed;
   std::string error;  // for failed/unavailable: a message without PHI
+};
+
+// Where the writer's jobs spent their time, each job counted once per stage
+// (docs/architecture.md, "Latency by stage"): `queued`, from submit() to
+// its batch being taken; `commit`, from then to the batch's COMMIT; `sync`
+// (SQLite), from that COMMIT to the end of the log's fsync that made it
+// durable. A job is completed right after its last stage.
+struct WriteStages {
+  LatencyHistogram::Snapshot queued, commit, sync;
 };
 
 struct WriterOptions {
@@ -88,6 +98,7 @@ class Writer {
   std::size_t queue_depth() const;
   std::uint64_t commits() const;
   std::uint64_t jobs_committed() const;
+  WriteStages stages() const;
   // SQLite: write-ahead log checkpoints the checkpointer thread has run.
   std::uint64_t checkpoints() const;
   bool healthy() const;  // false while the last commit attempt failed

@@ -260,6 +260,35 @@ TEST_F(Api, HealthAndMetricsAnswer) {
   EXPECT_NE(m.body.find("referrald_http_responses_total{code=\"202\"} 1"), std::string::npos) << m.body;
 }
 
+// Where a referral's time went, by stage: each stored referral is counted
+// once in each of the intake's stages, and its write in each of the
+// store's (with the dispatcher's writes beside it there).
+TEST_F(Api, MetricsSplitAReferralsTimeByStage) {
+  ASSERT_EQ(daemon.post_referral(sample("asps-routine.json")).status, 202);
+  ASSERT_EQ(daemon.post_referral(sample("asps-urgent.json")).status, 202);
+  ASSERT_EQ(daemon.post_referral("{}").status, 422);  // answered without the store: in no stage
+  const std::string m = daemon.get("/metrics", false).body;
+  for (const char* stage : {"check", "resume"}) {
+    const std::string series = std::string("referrald_intake_stage_seconds_count{stage=\"") + stage + "\"}";
+    EXPECT_EQ(metric(m, series), 2) << series << "\n" << m;
+    EXPECT_EQ(metric(m, std::string("referrald_intake_stage_seconds_bucket{stage=\"") + stage + "\",le=\"+Inf\"}"), 2);
+    EXPECT_GT(metric(m, std::string("referrald_intake_stage_seconds_sum{stage=\"") + stage + "\"}"), 0) << m;
+  }
+  for (const char* stage : {"queued", "commit", "sync"}) {
+    const std::string series = std::string("referrald_store_write_seconds_count{stage=\"") + stage + "\"}";
+    EXPECT_GE(metric(m, series), 2) << series << "\n" << m;
+    // The buckets only grow, up to the count.
+    double previous = 0;
+    for (const char* le : {"5e-05", "0.001", "0.01", "1", "10", "+Inf"}) {
+      const double at =
+          metric(m, std::string("referrald_store_write_seconds_bucket{stage=\"") + stage + "\",le=\"" + le + "\"}");
+      EXPECT_GE(at, previous) << stage << " le=" << le << "\n" << m;
+      previous = at;
+    }
+    EXPECT_EQ(previous, metric(m, series)) << m;
+  }
+}
+
 TEST_F(Api, LogsNameReferralsByIdNeverByPatient) {
   auto doc = json::parse(sample("asps-routine.json"));
   doc["patient"]["given_name"] = "Quintessa";
@@ -398,12 +427,7 @@ TEST(ApiIdle, AnIdleDaemonCommitsAboutOncePerSecond) {
   Daemon daemon{Daemon::Options{}};
   daemon.start();
   ASSERT_EQ(daemon.post_referral(sample("asps-routine.json")).status, 202);
-  auto commits = [&] {
-    const auto m = daemon.get("/metrics", false).body;
-    const std::string key = "\nreferrald_store_commits_total ";
-    const auto at = m.find(key);
-    return at == std::string::npos ? -1LL : std::stoll(m.substr(at + key.size()));
-  };
+  auto commits = [&] { return metric(daemon.get("/metrics", false).body, "referrald_store_commits_total"); };
   std::this_thread::sleep_for(500ms);  // the referral's delivery goes out
   const auto before = commits();
   std::this_thread::sleep_for(2s);

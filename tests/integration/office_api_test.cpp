@@ -290,12 +290,6 @@ TEST_F(OfficeApi, TheAcceptedAnswerSaysTheReferralIsReceived) {
 
 // ---- /metrics
 
-double metric(const std::string& text, const std::string& series) {
-  const auto at = text.find("\n" + series + " ");
-  if (at == std::string::npos) return -1;
-  return std::stod(text.substr(at + series.size() + 2));
-}
-
 TEST_F(OfficeApi, MetricsCountStatusesAndTimesToAcknowledge) {
   const auto first = submit(daemon, "asps-urgent.json");
   const auto second = submit(daemon);

@@ -729,6 +729,12 @@ std::string describe(const CtlRun& r) {
 
 std::string sample(const std::string& name) { return read_file(source_dir() / "tests" / "data" / name); }
 
+double metric(const std::string& text, const std::string& series) {
+  const auto at = ("\n" + text).find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + series.size() + 1));
+}
+
 std::string large_pdf(std::size_t size) {
   std::string content = "BT /F1 24 Tf 72 720 Td (Records) Tj ET\n";
   while (content.size() < size) content += "% line " + std::to_string(content.size()) + " of the scan\n";

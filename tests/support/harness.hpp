@@ -295,6 +295,9 @@ std::string describe(const CtlRun& r);  // exit status, stdout and stderr, for a
 
 // Reads a sample referral from tests/data.
 std::string sample(const std::string& name);
+// The value of one series (its name and labels exactly, e.g.
+// `referrald_referrals{status="received"}`) in /metrics text; -1 if absent.
+double metric(const std::string& text, const std::string& series);
 // A file of tests/data/attachments (its README says what each is).
 std::string attachment_fixture(const std::string& name);
 // A one-page PDF of at least `size` bytes: its page's content stream (text,

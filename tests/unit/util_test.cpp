@@ -4,6 +4,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <chrono>
+#include <thread>
 #include <set>
 #include <string>
 #include <string_view>
@@ -18,6 +20,7 @@
 #include "util/duration.hpp"
 #include "util/file_reader.hpp"
 #include "util/ids.hpp"
+#include "util/latency.hpp"
 #include "util/private_files.hpp"
 #include "util/sealed_spool.hpp"
 #include "util/secret_file.hpp"
@@ -90,6 +93,52 @@ TEST(Ids, ReferralIdsAreReadableAndDistinct) {
 // base64_decode does of the whole text: good text, MIME's line breaks,
 // characters outside the alphabet, text after the padding, a length that is
 // not whole.
+// Prometheus' `le`: a duration counts in the first bucket whose bound is at
+// or over it; what is over 10 s only in +Inf.
+TEST(Latency, EachDurationCountsAtOrUnderItsBound) {
+  using std::chrono::microseconds;
+  LatencyHistogram h;
+  h.record(microseconds(50));          // le 5e-05
+  h.record(microseconds(51));          // le 0.0001
+  h.record(std::chrono::seconds(3));   // le 10
+  h.record(std::chrono::seconds(20));  // +Inf only
+  h.record(microseconds(-5));          // a clock step back: the first bucket, nothing off the sum
+  const std::string text = histogram_text("t_seconds", R"(stage="x")", h.snapshot());
+  EXPECT_NE(text.find("t_seconds_bucket{stage=\"x\",le=\"5e-05\"} 2\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("t_seconds_bucket{stage=\"x\",le=\"0.0001\"} 3\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("t_seconds_bucket{stage=\"x\",le=\"2.5\"} 3\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("t_seconds_bucket{stage=\"x\",le=\"10\"} 4\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("t_seconds_bucket{stage=\"x\",le=\"+Inf\"} 5\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("t_seconds_sum{stage=\"x\"} 23.000101\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("t_seconds_count{stage=\"x\"} 5\n"), std::string::npos) << text;
+}
+
+TEST(Latency, ASeriesWithoutLabels) {
+  const std::string text = histogram_text("t_seconds", "", {{"1", 2}, {"+Inf", 3}}, 1.5);
+  EXPECT_EQ(text,
+            "t_seconds_bucket{le=\"1\"} 2\n"
+            "t_seconds_bucket{le=\"+Inf\"} 3\n"
+            "t_seconds_sum 1.500000\n"
+            "t_seconds_count 3\n");
+}
+
+// Threads record at once and nothing is lost.
+TEST(Latency, RecordsFromManyThreadsAllCount) {
+  LatencyHistogram h;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&h] {
+      for (int i = 0; i < 10000; ++i) h.record(std::chrono::microseconds(i % 2000));
+    });
+  }
+  for (auto& t : threads) t.join();
+  const auto s = h.snapshot();
+  std::uint64_t total = 0;
+  for (const auto n : s.counts) total += n;
+  EXPECT_EQ(total, 40000U);
+  EXPECT_EQ(s.counts.back(), 0U);
+}
+
 TEST(Crypto, Base64DecoderInPiecesAgreesWithTheWholeText) {
   const char raw[] = "\x00\xff referral \x80\x7f scan";
   const std::string bytes = std::string(raw, sizeof raw - 1) + std::string(100, 'Z');
