@@ -35,9 +35,10 @@ CURL* thread_handle() {
 }  // namespace
 
 struct CurlPool::Impl {
-  explicit Impl(unsigned threads) : pool(std::max(threads, 1U)) {
-    name_pool_threads(pool, std::max(threads, 1U), "rd-curl");
+  explicit Impl(unsigned threads) : size(std::max(threads, 1U)), pool(size) {
+    name_pool_threads(pool, size, "rd-curl");
   }
+  const unsigned size;  // before pool: it is made with this many
   asio::thread_pool pool;
 };
 

@@ -29,11 +29,12 @@ struct JobResult {
   std::string error;  // for failed/unavailable: a message without PHI
 };
 
-// Where the writer's jobs spent their time, each job counted once per stage
-// (docs/architecture.md, "Latency by stage"): `queued`, from submit() to
-// its batch being taken; `commit`, from then to the batch's COMMIT; `sync`
-// (SQLite), from that COMMIT to the end of the log's fsync that made it
-// durable. A job is completed right after its last stage.
+// Where the writer's jobs spent their time (docs/architecture.md, "Latency
+// by stage"): `queued`, from submit() to its batch being taken (every job
+// taken); `commit`, from then to the batch's COMMIT, and `sync` (SQLite),
+// from that COMMIT to the end of the log's fsync that made it durable
+// (each job of a batch that committed, a job that failed alone in its
+// savepoint too). A job is completed right after its last stage.
 struct WriteStages {
   LatencyHistogram::Snapshot queued, commit, sync;
 };

@@ -34,7 +34,8 @@ class LatencyHistogram {
     std::uint64_t sum_ns = 0;
   };
   // Read while others record: each figure is one that was true at some
-  // moment, so the total may trail the buckets by a record or two.
+  // moment, so the sum may be a record or two ahead of the buckets or
+  // behind them.
   Snapshot snapshot() const noexcept;
 
  private:

@@ -20,11 +20,18 @@ void name_pool_threads(boost::asio::thread_pool& pool, std::size_t threads, cons
   // threads take one job each: every thread is named, none twice. The jobs
   // share the latch: the last may still be leaving it when this returns.
   auto started = std::make_shared<std::latch>(static_cast<std::ptrdiff_t>(threads));
-  for (std::size_t i = 0; i < threads; ++i) {
-    boost::asio::post(pool, [started, name] {
-      name_this_thread(name);
-      started->arrive_and_wait();
-    });
+  std::size_t posted = 0;
+  try {
+    for (; posted < threads; ++posted) {
+      boost::asio::post(pool, [started, name] {
+        name_this_thread(name);
+        started->arrive_and_wait();
+      });
+    }
+  } catch (...) {
+    // No memory for a job: the ones posted must not wait for it.
+    started->count_down(static_cast<std::ptrdiff_t>(threads - posted));
+    throw;
   }
   started->wait();
 }

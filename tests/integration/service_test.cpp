@@ -305,6 +305,13 @@ TEST_F(Service, EveryThreadButTheMainOneIsNamedForItsWork) {
   };
   // A thread names itself as it starts (the last HTTP thread starts just
   // after READY=1): wait until none is left with the process's name.
+  // ThreadSanitizer starts a thread of its own from the main thread, which
+  // keeps the main thread's name.
+#if defined(__SANITIZE_THREAD__)
+  const std::size_t not_ours = 1;
+#else
+  const std::size_t not_ours = 0;
+#endif
   std::multiset<std::string> others;
   std::string main_name;
   const auto deadline = std::chrono::steady_clock::now() + 5s;
@@ -317,11 +324,11 @@ TEST_F(Service, EveryThreadButTheMainOneIsNamedForItsWork) {
         others.insert(name);
       }
     }
-    if (others.count("referrald") == 0 && others.count("rd-http") == 1) break;
+    if (others.count("referrald") == not_ours && others.count("rd-http") == 1) break;
     std::this_thread::sleep_for(20ms);
   } while (std::chrono::steady_clock::now() < deadline);
   EXPECT_EQ(main_name, "referrald");
-  EXPECT_EQ(others.count("referrald"), 0U) << "a thread left unnamed";
+  EXPECT_EQ(others.count("referrald"), not_ours) << "a thread left unnamed";
   EXPECT_EQ(others.count("rd-http"), 1U);  // http.threads = 2: this one and the main thread
   EXPECT_EQ(others.count("rd-writer"), 1U);
   EXPECT_EQ(others.count("rd-logsync"), 1U);

@@ -89,10 +89,6 @@ TEST(Ids, ReferralIdsAreReadableAndDistinct) {
   EXPECT_FALSE(looks_like_referral_id("../../etc/passwd"));
 }
 
-// Fed in pieces cut anywhere, the decoder accepts and yields what
-// base64_decode does of the whole text: good text, MIME's line breaks,
-// characters outside the alphabet, text after the padding, a length that is
-// not whole.
 // Prometheus' `le`: a duration counts in the first bucket whose bound is at
 // or over it; what is over 10 s only in +Inf.
 TEST(Latency, EachDurationCountsAtOrUnderItsBound) {
@@ -139,6 +135,10 @@ TEST(Latency, RecordsFromManyThreadsAllCount) {
   EXPECT_EQ(s.counts.back(), 0U);
 }
 
+// Fed in pieces cut anywhere, the decoder accepts and yields what
+// base64_decode does of the whole text: good text, MIME's line breaks,
+// characters outside the alphabet, text after the padding, a length that is
+// not whole.
 TEST(Crypto, Base64DecoderInPiecesAgreesWithTheWholeText) {
   const char raw[] = "\x00\xff referral \x80\x7f scan";
   const std::string bytes = std::string(raw, sizeof raw - 1) + std::string(100, 'Z');
