@@ -113,7 +113,6 @@ class IntakeService {
   const std::filesystem::path& spool_directory() const { return spool_directory_; }
 
   IntakeStages& stages() { return stages_; }
-  const IntakeStages& stages() const { return stages_; }
 
   void set_policy(std::shared_ptr<const IntakePolicy> policy);
   std::shared_ptr<const IntakePolicy> policy() const;

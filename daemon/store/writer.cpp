@@ -310,7 +310,7 @@ class LogSyncer {
         if (failure_) {
           for (JobResult& r : c.results) r = JobResult{JobStatus::unavailable, *failure_};
         } else {
-          for (std::size_t j = 0; j < c.batch.size(); ++j) waited_.record(synced - c.committed_at);
+          waited_.record(synced - c.committed_at, c.batch.size());
         }
         if (!failure_ && c.hook) {
           try {
@@ -520,9 +520,7 @@ struct Writer::Impl {
       }
       const bool committed = run_batch(batch, results, std::move(keys));
       const auto committed_at = std::chrono::steady_clock::now();
-      if (committed) {
-        for (std::size_t i = 0; i < batch.size(); ++i) stages.commit.record(committed_at - picked);
-      }
+      if (committed) stages.commit.record(committed_at - picked, batch.size());
       if (committed && syncer) {
         // Acknowledged once the log is on disk; this thread goes on.
         syncer->hand(Committed{log_file, std::move(batch), std::move(results), std::move(hook), committed_at});

@@ -5,12 +5,12 @@
 
 namespace referrald {
 
-void LatencyHistogram::record(std::chrono::steady_clock::duration d) noexcept {
+void LatencyHistogram::record(std::chrono::steady_clock::duration d, std::uint64_t times) noexcept {
   const std::chrono::nanoseconds ns = std::max(std::chrono::nanoseconds::zero(), d);
   // The first bound at or over it: Prometheus' `le`.
   const auto bucket = static_cast<std::size_t>(std::lower_bound(bounds.begin(), bounds.end(), ns) - bounds.begin());
-  counts_[bucket].fetch_add(1, std::memory_order_relaxed);
-  sum_ns_.fetch_add(static_cast<std::uint64_t>(ns.count()), std::memory_order_relaxed);
+  counts_[bucket].fetch_add(times, std::memory_order_relaxed);
+  sum_ns_.fetch_add(static_cast<std::uint64_t>(ns.count()) * times, std::memory_order_relaxed);
 }
 
 LatencyHistogram::Snapshot LatencyHistogram::snapshot() const noexcept {

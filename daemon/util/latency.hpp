@@ -27,7 +27,8 @@ class LatencyHistogram {
       std::chrono::microseconds(500000),  std::chrono::microseconds(1000000), std::chrono::microseconds(2500000),
       std::chrono::microseconds(10000000)};
 
-  void record(std::chrono::steady_clock::duration d) noexcept;
+  // Counts `d` once, or `times` times (the jobs of one batch, say).
+  void record(std::chrono::steady_clock::duration d, std::uint64_t times = 1) noexcept;
 
   struct Snapshot {
     std::array<std::uint64_t, bounds.size() + 1> counts{};  // per bucket, the last past every bound

@@ -109,6 +109,17 @@ TEST(Latency, EachDurationCountsAtOrUnderItsBound) {
   EXPECT_NE(text.find("t_seconds_count{stage=\"x\"} 5\n"), std::string::npos) << text;
 }
 
+// A batch's jobs counted at once: each of them, and each in the sum.
+TEST(Latency, ADurationCountedForSeveralAtOnce) {
+  LatencyHistogram h;
+  h.record(std::chrono::milliseconds(2), 3);
+  const std::string text = histogram_text("t_seconds", "", h.snapshot());
+  EXPECT_NE(text.find("t_seconds_bucket{le=\"0.001\"} 0\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("t_seconds_bucket{le=\"0.0025\"} 3\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("t_seconds_sum 0.006000\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("t_seconds_count 3\n"), std::string::npos) << text;
+}
+
 TEST(Latency, ASeriesWithoutLabels) {
   const std::string text = histogram_text("t_seconds", "", {{"1", 2}, {"+Inf", 3}}, 1.5);
   EXPECT_EQ(text,

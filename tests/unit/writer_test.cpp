@@ -707,6 +707,67 @@ TEST_F(SqliteWriterTest, AFailedLogFsyncStopsTheWriterForGoodAndSaysSoOnce) {
   EXPECT_NE(stops[0].find("-wal"), std::string::npos) << stops[0];
 }
 
+// How many of a stage's jobs took at least `at_least` (counted in a bucket
+// whose bound is past it), and how many in all.
+std::uint64_t at_least(const referrald::LatencyHistogram::Snapshot& s, std::chrono::microseconds at_least) {
+  std::uint64_t n = s.counts.back();
+  for (std::size_t i = 0; i < referrald::LatencyHistogram::bounds.size(); ++i) {
+    if (referrald::LatencyHistogram::bounds[i] > at_least) n += s.counts[i];
+  }
+  return n;
+}
+std::uint64_t total(const referrald::LatencyHistogram::Snapshot& s) { return at_least(s, -1us); }
+
+// Each job is counted once in each stage it went through: two queued
+// behind a batch held 60 ms waited at least that long; a job that failed
+// alone in its savepoint was still in a batch that committed and was
+// fsynced.
+TEST_F(SqliteWriterTest, StagesCountEachJobWithTheTimeItSpent) {
+  Writer writer(file(), WriterOptions{});
+  Gate gate;
+  Results results(3);
+  writer.submit(gate.job(), results.slot(0));
+  ASSERT_TRUE(gate.wait_entered());
+  writer.submit(insert_job(sample("R-A")), results.slot(1));
+  writer.submit([](Database&) { throw std::runtime_error("fails alone"); }, results.slot(2));
+  std::this_thread::sleep_for(60ms);
+  gate.release();
+  ASSERT_TRUE(results.wait_all());
+  EXPECT_EQ(results.at(2).status, JobStatus::failed);
+
+  const WriteStages stages = writer.stages();
+  EXPECT_EQ(total(stages.queued), 3U);
+  // The two behind the gate (a slow machine may add the gate's own).
+  EXPECT_GE(at_least(stages.queued, 50ms), 2U);
+  EXPECT_EQ(total(stages.commit), 3U);
+  EXPECT_GE(at_least(stages.commit, 50ms), 1U);  // the gate's own batch
+  EXPECT_EQ(total(stages.sync), 3U);
+  EXPECT_GE(std::chrono::nanoseconds(stages.queued.sum_ns), 120ms);
+}
+
+// A batch whose fsync failed is not counted as synced; jobs refused after
+// it were taken (queued) and never committed.
+TEST_F(SqliteWriterTest, AFailedFsyncIsNoSyncInTheStages) {
+  WriterOptions options;
+  std::atomic<bool> fail_next{true};
+  options.before_log_sync = [&](int) {
+    if (fail_next.exchange(false)) throw std::system_error(EIO, std::generic_category());
+  };
+  Writer writer(file(), options);
+  Results failed(1);
+  writer.submit(insert_job(sample("R-1")), failed.slot(0));
+  ASSERT_TRUE(failed.wait_all());
+  Results after(1);
+  writer.submit(insert_job(sample("R-2")), after.slot(0));
+  ASSERT_TRUE(after.wait_all());
+  EXPECT_EQ(after.at(0).status, JobStatus::unavailable);
+
+  const WriteStages stages = writer.stages();
+  EXPECT_EQ(total(stages.queued), 2U);
+  EXPECT_EQ(total(stages.commit), 1U);
+  EXPECT_EQ(total(stages.sync), 0U);
+}
+
 // A completion may stop the writer (on the thread that fsyncs the log)
 // while another thread is stopping it too: neither waits for the other.
 TEST_F(SqliteWriterTest, StopFromACompletionWhileAnotherThreadStopsDoesNotHang) {
