@@ -110,6 +110,11 @@ TEST(Postgres, AnUnreachableServerIsA503AndIntakeRecoversWithoutRestart) {
   Daemon& daemon = *pg.daemon;
   daemon.start();
   const std::string before = submit(daemon);
+  // Its delivery goes out before the server stops. Otherwise the stop may
+  // cut the claim's COMMIT: the server may have taken the claim while the
+  // daemon cannot know, so the delivery waits for its lease (5 minutes),
+  // longer than this test waits.
+  ASSERT_TRUE(wait_until([&] { return mail.messages().size() >= 1; }, 60s)) << daemon.log();
 
   own.stop();
   const auto down = daemon.post_referral(sample("asps-routine.json"));
